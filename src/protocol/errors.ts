@@ -1,0 +1,58 @@
+/**
+ * Every error code of expo-worker, in one table: its HTTP status (for API errors), whether an
+ * operation failing with it may be retried, and what it means. Codes are stable and prefixed by
+ * area (`CFG_`, `EXEC_`, `SSH_`, `VM_`, `LEASE_`, `STORE_`, `API_`, `BUILD_`, `LOG_`, `AUTH_`);
+ * callers branch on `code`, never on the message. `docs/api.md` lists the API codes and a test
+ * keeps that list and this table in sync.
+ */
+export const ERROR_CODES = {
+  API_BAD_REQUEST: { status: 400, retryable: false, summary: 'The request body, query or path failed validation.' },
+  API_BODY_TOO_LARGE: { status: 413, retryable: false, summary: 'The request body is larger than the route accepts.' },
+  API_NOT_FOUND: { status: 404, retryable: false, summary: 'No such route, build or worker.' },
+  API_UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false, summary: 'The body is not JSON.' },
+  API_SHUTTING_DOWN: { status: 503, retryable: true, summary: 'The controller is stopping; try again shortly.' },
+  API_INTERNAL: { status: 500, retryable: true, summary: 'An unexpected server error; details are in the controller log.' },
+  AUTH_MISSING: { status: 401, retryable: false, summary: 'No `Authorization: Bearer <key>` header.' },
+  AUTH_INVALID: { status: 401, retryable: false, summary: 'The key or token is not known (or has been revoked).' },
+  AUTH_FORBIDDEN: { status: 403, retryable: false, summary: 'The key is valid but acts outside its scope (another worker, another build, or an admin-only call).' },
+  WORKER_EXISTS: { status: 409, retryable: false, summary: 'A worker with this id already exists.' },
+  LEASE_STALE: { status: 409, retryable: false, summary: 'The lease is not the current one for this build: the attempt was ended or reassigned. Abort it and recycle its VM.' },
+  BUILD_OVER: { status: 409, retryable: false, summary: 'The build (or this attempt of it) has already ended.' },
+  BUILD_BAD_TRANSITION: { status: 409, retryable: false, summary: 'The build cannot move to that phase from its current one.' },
+  BUILD_COMPLETION_CONFLICT: { status: 409, retryable: false, summary: 'The attempt already ended with a different result.' },
+  LOG_OFFSET_GAP: { status: 409, retryable: false, summary: 'The chunk starts past the end of the stored log; resend from `expectedOffset`.' },
+  LOG_TOO_LARGE: { status: 413, retryable: false, summary: "The build's log would exceed the controller's per-build cap." },
+  STORE_CONFLICT: { status: 409, retryable: false, summary: 'A record with that key already exists.' },
+  STORE_FAILED: { status: 500, retryable: true, summary: 'The database failed.' },
+  CFG_INVALID: { status: 0, retryable: false, summary: 'The configuration is invalid; every bad field is named.' },
+  EXEC_FAILED: { status: 0, retryable: false, summary: 'A child process exited non-zero or by a signal.' },
+  EXEC_TIMEOUT: { status: 0, retryable: true, summary: 'A child process ran past its timeout and was killed with its process group.' },
+  EXEC_SPAWN: { status: 0, retryable: false, summary: 'A child process could not be started (not found, not executable).' },
+  HTTP_UNREACHABLE: { status: 0, retryable: true, summary: 'The controller could not be reached.' },
+  HTTP_STATUS: { status: 0, retryable: false, summary: 'The controller answered with an error status.' },
+} as const satisfies Record<string, { status: number; retryable: boolean; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The base error: a stable code, a readable message, an optional cause and typed details. */
+export class ExpoError<D extends object = Record<string, unknown>> extends Error {
+  readonly code: ErrorCode;
+  readonly details: D;
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: D } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ExpoError';
+    this.code = code;
+    this.details = options.details ?? ({} as D);
+  }
+
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+
+  get retryable(): boolean {
+    return ERROR_CODES[this.code].retryable;
+  }
+}
+
+export const isExpoError = (err: unknown, code?: ErrorCode): err is ExpoError =>
+  err instanceof ExpoError && (code === undefined || err.code === code);

@@ -1,0 +1,192 @@
+/**
+ * The wire format of the HTTP API as TypeBox schemas: one definition serves request validation
+ * in the controller, the static types both processes use, and the tests. Every object refuses
+ * unknown fields and every string and array is bounded.
+ */
+import { Type, type Static, type TSchema } from 'typebox';
+import {
+  BUILD_ID_PATTERN,
+  BUILD_PHASES,
+  BUILD_STATUSES,
+  ENV_NAME_PATTERN,
+  FAILURE_REASONS,
+  LABEL_PATTERN,
+  WORKER_ID_PATTERN,
+  WORKER_STATUSES,
+} from './domain.ts';
+
+const literals = <T extends readonly string[]>(values: T) =>
+  Type.Union(values.map((v) => Type.Literal(v))) as unknown as TSchema & { static: T[number] };
+
+const strict = <P extends Record<string, TSchema>>(props: P) => Type.Object(props, { additionalProperties: false });
+
+export const LIMITS = {
+  maxSteps: 100,
+  maxStepRunBytes: 64 * 1024,
+  maxEnvVars: 200,
+  maxEnvValueBytes: 32 * 1024,
+  maxLabels: 32,
+  maxRunningBuildsListed: 16,
+  maxLogChunkBytes: 1024 * 1024,
+  maxMessageChars: 4096,
+  maxTimeoutS: 7 * 24 * 3600,
+  maxAttempts: 5,
+  maxPollWaitS: 25,
+} as const;
+
+export const WorkerId = Type.String({ pattern: WORKER_ID_PATTERN });
+export const BuildId = Type.String({ pattern: BUILD_ID_PATTERN });
+export const Labels = Type.Array(Type.String({ pattern: LABEL_PATTERN }), { maxItems: LIMITS.maxLabels, uniqueItems: true });
+export const BuildStatusSchema = literals(BUILD_STATUSES);
+export const FailureReasonSchema = literals(FAILURE_REASONS);
+export const WorkerStatusSchema = literals(WORKER_STATUSES);
+export const Token = Type.String({ minLength: 16, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' });
+
+export const Step = strict({
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  run: Type.String({ minLength: 1, maxLength: LIMITS.maxStepRunBytes }),
+});
+export type Step = Static<typeof Step>;
+
+export const Env = Type.Record(Type.String({ pattern: ENV_NAME_PATTERN }), Type.String({ maxLength: LIMITS.maxEnvValueBytes }), {
+  maxProperties: LIMITS.maxEnvVars,
+});
+
+// ---- admin: workers ----
+export const CreateWorkerBody = strict({ id: WorkerId, labels: Type.Optional(Labels) });
+export type CreateWorkerBody = Static<typeof CreateWorkerBody>;
+
+export const WorkerView = Type.Object({
+  id: Type.String(),
+  labels: Type.Array(Type.String()),
+  status: WorkerStatusSchema,
+  createdAt: Type.String(),
+  lastSeenAt: Type.Union([Type.String(), Type.Null()]),
+  slotsTotal: Type.Union([Type.Integer(), Type.Null()]),
+  runningBuilds: Type.Array(Type.String()),
+});
+export type WorkerView = Static<typeof WorkerView>;
+
+// ---- admin: builds ----
+export const CreateBuildBody = strict({
+  steps: Type.Array(Step, { minItems: 1, maxItems: LIMITS.maxSteps }),
+  env: Type.Optional(Env),
+  labels: Type.Optional(Labels),
+  timeoutS: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.maxTimeoutS })),
+  maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.maxAttempts })),
+});
+export type CreateBuildBody = Static<typeof CreateBuildBody>;
+
+export const BuildView = Type.Object({
+  id: Type.String(),
+  status: BuildStatusSchema,
+  failureReason: Type.Union([FailureReasonSchema, Type.Null()]),
+  message: Type.Union([Type.String(), Type.Null()]),
+  exitCode: Type.Union([Type.Integer(), Type.Null()]),
+  workerId: Type.Union([Type.String(), Type.Null()]),
+  progress: Type.Union([Type.Integer(), Type.Null()]),
+  attempt: Type.Integer(),
+  maxAttempts: Type.Integer(),
+  timeoutS: Type.Integer(),
+  labels: Type.Array(Type.String()),
+  steps: Type.Array(Step),
+  /** Names only: values may be secrets and are handed to the worker alone. */
+  envNames: Type.Array(Type.String()),
+  cancelRequested: Type.Boolean(),
+  logBytes: Type.Integer(),
+  createdAt: Type.String(),
+  assignedAt: Type.Union([Type.String(), Type.Null()]),
+  startedAt: Type.Union([Type.String(), Type.Null()]),
+  finishedAt: Type.Union([Type.String(), Type.Null()]),
+  lastHeartbeatAt: Type.Union([Type.String(), Type.Null()]),
+});
+export type BuildView = Static<typeof BuildView>;
+
+export const ListBuildsQuery = strict({
+  status: Type.Optional(BuildStatusSchema),
+  limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$' })),
+});
+export const LogQuery = strict({ offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,12}$' })) });
+
+export const BuildIdParams = strict({ id: BuildId });
+export const WorkerIdParams = strict({ id: WorkerId });
+
+// ---- worker: poll and heartbeat ----
+export const PollBody = strict({
+  slotsFree: Type.Integer({ minimum: 0, maximum: 2 }),
+  slotsTotal: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 })),
+  runningBuilds: Type.Array(BuildId, { maxItems: LIMITS.maxRunningBuildsListed }),
+  waitS: Type.Optional(Type.Number({ minimum: 0, maximum: LIMITS.maxPollWaitS })),
+  draining: Type.Optional(Type.Boolean()),
+});
+export type PollBody = Static<typeof PollBody>;
+
+export const AssignedBuild = Type.Object({
+  id: Type.String(),
+  steps: Type.Array(Step),
+  env: Type.Record(Type.String(), Type.String()),
+  labels: Type.Array(Type.String()),
+  timeoutS: Type.Integer(),
+  attempt: Type.Integer(),
+  maxAttempts: Type.Integer(),
+  /** The byte offset at which this attempt's log chunks start. */
+  logOffset: Type.Integer(),
+});
+export type AssignedBuild = Static<typeof AssignedBuild>;
+
+export const PollResponse = Type.Object({ build: AssignedBuild, lease: Type.String(), buildToken: Type.String() });
+export type PollResponse = Static<typeof PollResponse>;
+
+export const WorkerHeartbeatBody = strict({
+  runningBuilds: Type.Array(BuildId, { maxItems: LIMITS.maxRunningBuildsListed }),
+  slotsTotal: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 })),
+  draining: Type.Optional(Type.Boolean()),
+});
+export type WorkerHeartbeatBody = Static<typeof WorkerHeartbeatBody>;
+
+// ---- build liveness and results ----
+export const BuildHeartbeatBody = strict({
+  workerId: Type.Optional(WorkerId),
+  progress: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+});
+export type BuildHeartbeatBody = Static<typeof BuildHeartbeatBody>;
+
+export const BuildHeartbeatResponse = Type.Object({ status: BuildStatusSchema, cancelRequested: Type.Boolean() });
+export type BuildHeartbeatResponse = Static<typeof BuildHeartbeatResponse>;
+
+export const PhaseBody = strict({ lease: Token, phase: literals(BUILD_PHASES) });
+export type PhaseBody = Static<typeof PhaseBody>;
+
+export const LogChunkBody = strict({
+  lease: Token,
+  offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+  data: Type.String({ maxLength: LIMITS.maxLogChunkBytes }),
+});
+export type LogChunkBody = Static<typeof LogChunkBody>;
+
+export const LogChunkResponse = Type.Object({ logBytes: Type.Integer() });
+
+export const CompleteBody = strict({
+  lease: Token,
+  status: literals(['succeeded', 'failed', 'cancelled'] as const),
+  exitCode: Type.Optional(Type.Integer({ minimum: -1, maximum: 255 })),
+  failureReason: Type.Optional(FailureReasonSchema),
+  message: Type.Optional(Type.String({ maxLength: LIMITS.maxMessageChars })),
+});
+export type CompleteBody = Static<typeof CompleteBody>;
+
+export const ErrorBody = Type.Object({
+  code: Type.String(),
+  message: Type.String(),
+  expectedOffset: Type.Optional(Type.Integer()),
+});
+export type ErrorBody = Static<typeof ErrorBody>;
+
+export const HealthResponse = Type.Object({
+  status: Type.Union([Type.Literal('ok'), Type.Literal('stopping')]),
+  running: Type.Boolean(),
+  activeJobs: Type.Integer(),
+  maxConcurrent: Type.Integer(),
+  queueStats: Type.Record(Type.String(), Type.Integer()),
+});
+export type HealthResponse = Static<typeof HealthResponse>;
