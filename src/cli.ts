@@ -1,2 +1,64 @@
 #!/usr/bin/env node
-console.log('expo-worker');
+/**
+ * `expo-worker <command>`: a table of commands, each loaded only when it is run so that
+ * `expo-worker --help` stays fast and one command's dependencies never load for another.
+ */
+import { readFileSync } from 'node:fs';
+
+interface Command {
+  summary: string;
+  run: (argv: string[]) => Promise<number>;
+}
+
+const commands: Record<string, Command> = {
+  controller: {
+    summary: 'run the controller (build queue, dispatch, heartbeats, watchdog)',
+    run: async (argv) => (await import('./controller/main.ts')).main(argv),
+  },
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return [
+    'Usage: expo-worker <command> [options]',
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    "Run 'expo-worker <command> --help' for a command's options.",
+  ].join('\n');
+}
+
+async function cli(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return name === undefined ? 64 : 0;
+  }
+  if (name === '--version' || name === '-v') {
+    console.log(version());
+    return 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`expo-worker: unknown command '${name}'\n\n${usage()}`);
+    return 64;
+  }
+  return command.run(rest);
+}
+
+cli(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error(`expo-worker: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+  },
+);

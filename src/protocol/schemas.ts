@@ -15,8 +15,6 @@ import {
   WORKER_STATUSES,
 } from './domain.ts';
 
-const literals = <T extends readonly string[]>(values: T) =>
-  Type.Union(values.map((v) => Type.Literal(v))) as unknown as TSchema & { static: T[number] };
 
 const strict = <P extends Record<string, TSchema>>(props: P) => Type.Object(props, { additionalProperties: false });
 
@@ -32,14 +30,17 @@ export const LIMITS = {
   maxTimeoutS: 7 * 24 * 3600,
   maxAttempts: 5,
   maxPollWaitS: 25,
+  /** Request bodies, in bytes: 1 MiB, and 4 MiB for log chunks (JSON escaping grows them). */
+  bodyBytes: 1024 * 1024,
+  logBodyBytes: 4 * 1024 * 1024,
 } as const;
 
 export const WorkerId = Type.String({ pattern: WORKER_ID_PATTERN });
 export const BuildId = Type.String({ pattern: BUILD_ID_PATTERN });
 export const Labels = Type.Array(Type.String({ pattern: LABEL_PATTERN }), { maxItems: LIMITS.maxLabels, uniqueItems: true });
-export const BuildStatusSchema = literals(BUILD_STATUSES);
-export const FailureReasonSchema = literals(FAILURE_REASONS);
-export const WorkerStatusSchema = literals(WORKER_STATUSES);
+export const BuildStatusSchema = Type.Enum(BUILD_STATUSES);
+export const FailureReasonSchema = Type.Enum(FAILURE_REASONS);
+export const WorkerStatusSchema = Type.Enum(WORKER_STATUSES);
 export const Token = Type.String({ minLength: 16, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' });
 
 export const Step = strict({
@@ -154,7 +155,7 @@ export type BuildHeartbeatBody = Static<typeof BuildHeartbeatBody>;
 export const BuildHeartbeatResponse = Type.Object({ status: BuildStatusSchema, cancelRequested: Type.Boolean() });
 export type BuildHeartbeatResponse = Static<typeof BuildHeartbeatResponse>;
 
-export const PhaseBody = strict({ lease: Token, phase: literals(BUILD_PHASES) });
+export const PhaseBody = strict({ lease: Token, phase: Type.Enum(BUILD_PHASES) });
 export type PhaseBody = Static<typeof PhaseBody>;
 
 export const LogChunkBody = strict({
@@ -168,7 +169,7 @@ export const LogChunkResponse = Type.Object({ logBytes: Type.Integer() });
 
 export const CompleteBody = strict({
   lease: Token,
-  status: literals(['succeeded', 'failed', 'cancelled'] as const),
+  status: Type.Enum(['succeeded', 'failed', 'cancelled'] as const),
   exitCode: Type.Optional(Type.Integer({ minimum: -1, maximum: 255 })),
   failureReason: Type.Optional(FailureReasonSchema),
   message: Type.Optional(Type.String({ maxLength: LIMITS.maxMessageChars })),

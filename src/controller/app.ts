@@ -1,0 +1,143 @@
+/**
+ * The controller as a Fastify application. `buildApp` wires the routes, validation, auth and
+ * the error handler around a BuildService; it never listens and installs no signal handler —
+ * `main.ts` does that, and tests drive the app with `app.inject`.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import { isExpoError, type ExpoError } from '../protocol/errors.ts';
+import { ACTIVE_BUILD_STATUSES } from '../protocol/domain.ts';
+import { LIMITS } from '../protocol/schemas.ts';
+import { resolvePrincipal, type Principal } from './auth.ts';
+import { BuildService, type BuildEvent } from './build-service.ts';
+import { ControllerMetrics } from './metrics.ts';
+import { adminRoutes } from './routes/admin.ts';
+import { workerRoutes } from './routes/worker.ts';
+import type { Store } from './store/store.ts';
+import { Watchdog } from './watchdog.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal;
+  }
+}
+
+export interface AppOptions {
+  store: Store;
+  adminKey: string;
+  heartbeatTimeoutMs: number;
+  maxLogBytes: number;
+  defaultBuildTimeoutS: number;
+  logger: Logger;
+  /** Time source in ms since the epoch. Default Date.now. */
+  now?: () => number;
+  /** When the controller started (for the watchdog's grace). Default now(). */
+  startedAt?: number;
+  /** How long an unacknowledged assignment may stay unlisted by its worker, in ms. Default 10 000. */
+  claimGraceMs?: number;
+}
+
+export interface ControllerApp {
+  app: FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+  service: BuildService;
+  watchdog: Watchdog;
+  metrics: ControllerMetrics;
+  /** Answers open long-polls with 204, stops the watchdog and the server. Does not close the store. */
+  shutdown: () => Promise<void>;
+}
+
+export async function buildApp(o: AppOptions): Promise<ControllerApp> {
+  const now = o.now ?? Date.now;
+  const metrics = new ControllerMetrics();
+  const service = new BuildService({
+    store: o.store,
+    now,
+    heartbeatTimeoutMs: o.heartbeatTimeoutMs,
+    maxLogBytes: o.maxLogBytes,
+    claimGraceMs: o.claimGraceMs ?? 10_000,
+    defaultTimeoutS: o.defaultBuildTimeoutS,
+    onBuildEvent: (e: BuildEvent) => {
+      metrics.onBuildEvent(e, now());
+      if (e.kind === 'finished' || e.kind === 'requeued') {
+        o.logger.info({ buildId: e.build.id, status: e.build.status, failureReason: e.build.failureReason, attempt: e.build.attempt }, `build ${e.kind}`);
+      }
+    },
+  });
+  const watchdog = new Watchdog({
+    store: o.store,
+    service,
+    now,
+    policy: { heartbeatTimeoutMs: o.heartbeatTimeoutMs, controllerStartedAt: o.startedAt ?? now() },
+    onError: (err) => o.logger.error({ err }, 'watchdog sweep failed'),
+  });
+
+  const app = Fastify({
+    loggerInstance: o.logger as FastifyBaseLogger,
+    bodyLimit: LIMITS.bodyBytes,
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, useDefaults: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorateRequest('principal', null as unknown as { getter: () => Principal });
+  app.addHook('onRequest', async (req: FastifyRequest) => {
+    if (req.url.startsWith('/api/')) req.principal = await resolvePrincipal(o.store, o.adminKey, req.headers.authorization);
+  });
+
+  app.setErrorHandler((err: FastifyError | ExpoError, req, reply) => {
+    if (isExpoError(err)) {
+      const extra = 'expectedOffset' in err.details ? { expectedOffset: err.details.expectedOffset } : {};
+      if (err.status >= 500) req.log.error({ err }, 'request failed');
+      return reply.status(err.status).send({ code: err.code, message: err.message, ...extra });
+    }
+    const e = err as FastifyError;
+    if (e.validation) {
+      const where = e.validationContext ?? 'request';
+      const detail = e.validation.map((v) => `${where}${v.instancePath || ''} ${v.message ?? 'is invalid'}${v.keyword === 'additionalProperties' ? ` ('${String((v.params as { additionalProperty?: string }).additionalProperty)}')` : ''}`);
+      return reply.status(400).send({ code: 'API_BAD_REQUEST', message: detail.join('; ') });
+    }
+    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send({ code: 'API_BODY_TOO_LARGE', message: e.message });
+    if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.status(415).send({ code: 'API_UNSUPPORTED_MEDIA_TYPE', message: 'send the body as application/json' });
+    if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) {
+      return reply.status(e.statusCode === 404 ? 404 : 400).send({ code: e.statusCode === 404 ? 'API_NOT_FOUND' : 'API_BAD_REQUEST', message: e.message });
+    }
+    req.log.error({ err }, 'request failed');
+    return reply.status(500).send({ code: 'API_INTERNAL', message: 'internal error; see the controller log' });
+  });
+  app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'API_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
+
+  let stopping = false;
+  app.get('/health', async () => {
+    const queueStats = await o.store.countBuildsByStatus();
+    const workers = await o.store.listWorkers();
+    return {
+      status: stopping ? ('stopping' as const) : ('ok' as const),
+      running: !stopping,
+      activeJobs: ACTIVE_BUILD_STATUSES.reduce((n, s) => n + queueStats[s], 0),
+      maxConcurrent: workers.filter((w) => !w.offline).reduce((n, w) => n + (w.slotsTotal ?? 0), 0),
+      queueStats,
+    };
+  });
+  app.get('/metrics', async (_req, reply) => {
+    await metrics.refresh(o.store, now());
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  await app.register(adminRoutes, { service, store: o.store });
+  await app.register(workerRoutes, { service, metrics });
+  await app.ready();
+
+  return {
+    app,
+    service,
+    watchdog,
+    metrics,
+    shutdown: async () => {
+      stopping = true;
+      await watchdog.stop();
+      await service.dispatcher.closeAll();
+      await app.close();
+    },
+  };
+}

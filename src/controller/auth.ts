@@ -1,0 +1,77 @@
+/**
+ * Credentials and who a request acts as. Three kinds of bearer secret, least privilege each:
+ * - the **admin key** (from the controller's config): submits, cancels, reads, enrols workers;
+ * - a **worker key** (`ewk_…`, made by `POST /api/v1/workers`, shown once, stored as a SHA-256
+ *   hash): acts only as its own worker and on builds that worker holds;
+ * - a **build token** (`ewb_…`, handed out with each attempt, stored hashed): only that build's
+ *   heartbeats, and only until the attempt ends.
+ * Secrets are 256-bit random, so a plain SHA-256 is a safe, fast hash for them; the admin key is
+ * compared in constant time.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { ExpoError } from '../protocol/errors.ts';
+import type { AttemptRecord, Store, WorkerRecord } from './store/store.ts';
+
+export type Principal =
+  | { kind: 'admin' }
+  | { kind: 'worker'; worker: WorkerRecord }
+  | { kind: 'build'; attempt: AttemptRecord };
+
+export const hashSecret = (secret: string): string => createHash('sha256').update(secret).digest('hex');
+
+const newSecret = (prefix: string, bytes: number): string => `${prefix}${randomBytes(bytes).toString('base64url')}`;
+export const newWorkerKey = (): string => newSecret('ewk_', 32);
+export const newBuildToken = (): string => newSecret('ewb_', 32);
+export const newLease = (): string => newSecret('ewl_', 18);
+
+/** Build ids: 16 characters of lower-case base 32 (80 random bits), safe in VM names and URLs. */
+export function newBuildId(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  const bytes = randomBytes(16);
+  let id = '';
+  for (const b of bytes) id += alphabet[b & 31];
+  return id;
+}
+
+export function constantTimeEqual(a: string, b: string): boolean {
+  // Hash both sides first so the comparison takes the same time whatever the lengths.
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
+}
+
+export function bearerToken(header: string | undefined): string {
+  if (header === undefined || header === '') {
+    throw new ExpoError('AUTH_MISSING', 'missing Authorization header: send "Authorization: Bearer <key>"');
+  }
+  const m = /^Bearer +([^\s]+)\s*$/i.exec(header);
+  if (!m) throw new ExpoError('AUTH_MISSING', 'malformed Authorization header: expected "Bearer <key>"');
+  return m[1]!;
+}
+
+export async function resolvePrincipal(store: Store, adminKey: string, header: string | undefined): Promise<Principal> {
+  const secret = bearerToken(header);
+  if (constantTimeEqual(secret, adminKey)) return { kind: 'admin' };
+  const hash = hashSecret(secret);
+  if (secret.startsWith('ewk_')) {
+    const worker = await store.getWorkerByKeyHash(hash);
+    if (worker) return { kind: 'worker', worker };
+  } else if (secret.startsWith('ewb_')) {
+    const attempt = await store.getAttemptByTokenHash(hash);
+    if (attempt) return { kind: 'build', attempt };
+  }
+  throw new ExpoError('AUTH_INVALID', 'the key is not valid');
+}
+
+export function requireAdmin(p: Principal): void {
+  if (p.kind !== 'admin') throw new ExpoError('AUTH_FORBIDDEN', 'this call needs the admin key');
+}
+
+export function requireWorker(p: Principal, workerId: string): WorkerRecord {
+  if (p.kind !== 'worker') throw new ExpoError('AUTH_FORBIDDEN', 'this call needs the worker key of the worker named in the URL');
+  if (p.worker.id !== workerId) throw new ExpoError('AUTH_FORBIDDEN', `this key belongs to worker '${p.worker.id}', not '${workerId}'`);
+  return p.worker;
+}
+
+export function requireAnyWorker(p: Principal): WorkerRecord {
+  if (p.kind !== 'worker') throw new ExpoError('AUTH_FORBIDDEN', "this call needs the key of the build's worker");
+  return p.worker;
+}

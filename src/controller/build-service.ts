@@ -1,0 +1,316 @@
+/**
+ * The rules of a build's life, on top of the Store port (which it receives and never bypasses).
+ *
+ * States: `queued → assigned → preparing → running → succeeded | failed | cancelled`.
+ * - queued → assigned: a worker's poll claims it (`poll`), with a fresh lease and build token.
+ * - assigned → preparing → running: the worker's phase updates (`phase`).
+ * - any active state → final: the worker's completion (`complete`), or the watchdog
+ *   (`heartbeat_timeout`, `worker_lost`), or a cancel the worker carried out.
+ * - active → queued: an infrastructure failure with attempts left (a fresh claim follows), or an
+ *   assignment the worker never received (`unassign`, the attempt not counted).
+ * - queued → cancelled: `cancel` before any worker took it.
+ * Every change made on a worker's behalf is checked against its lease (fencing); a stale lease
+ * is refused with 409 so the agent aborts and recycles its VM.
+ */
+import { ExpoError } from '../protocol/errors.ts';
+import { isActiveStatus, isInfraFailure, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
+import type { BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody } from '../protocol/schemas.ts';
+import { hashSecret, newBuildId, newBuildToken, newLease, type Principal } from './auth.ts';
+import { Dispatcher } from './dispatcher.ts';
+import type { AttemptRecord, BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
+
+export interface BuildServiceOptions {
+  store: Store;
+  /** The time source, in ms since the epoch. */
+  now: () => number;
+  /** A build or worker silent this long is failed / offline. Default 120 000 ms. */
+  heartbeatTimeoutMs: number;
+  /** The most log bytes one build may store. */
+  maxLogBytes: number;
+  /** How long an `assigned` build may go unlisted by its worker before it counts as never received, in ms. */
+  claimGraceMs: number;
+  /** Default build timeout when a submission names none, in seconds. */
+  defaultTimeoutS: number;
+  /** Told of every build that ends or goes back to the queue (metrics, logs). */
+  onBuildEvent?: (event: BuildEvent) => void;
+}
+
+export type BuildEvent =
+  | { kind: 'submitted'; build: BuildRecord }
+  | { kind: 'claimed'; build: BuildRecord; workerId: string }
+  | { kind: 'requeued'; build: BuildRecord; reason: FailureReason }
+  | { kind: 'finished'; build: BuildRecord };
+
+export interface PollResult {
+  claim: Claim;
+  buildToken: string;
+}
+
+export class BuildService {
+  readonly dispatcher: Dispatcher;
+  private readonly o: BuildServiceOptions;
+  private readonly store: Store;
+
+  constructor(options: BuildServiceOptions) {
+    this.o = options;
+    this.store = options.store;
+    this.dispatcher = new Dispatcher(async () => (await this.store.countQueuedBuilds()) > 0);
+  }
+
+  // ---- admin ----
+
+  async submit(body: CreateBuildBody): Promise<BuildRecord> {
+    const build = await this.store.createBuild({
+      id: newBuildId(),
+      steps: body.steps,
+      env: body.env ?? {},
+      labels: body.labels ?? [],
+      timeoutS: body.timeoutS ?? this.o.defaultTimeoutS,
+      maxAttempts: body.maxAttempts ?? 1,
+      createdAt: this.o.now(),
+    });
+    this.o.onBuildEvent?.({ kind: 'submitted', build });
+    this.dispatcher.notify();
+    return build;
+  }
+
+  async getBuild(id: string): Promise<BuildRecord> {
+    const build = await this.store.getBuild(id);
+    if (!build) throw new ExpoError('API_NOT_FOUND', `no build '${id}'`);
+    return build;
+  }
+
+  async cancel(id: string): Promise<BuildRecord> {
+    const build = await this.getBuild(id);
+    if (build.status === 'queued' && (await this.store.cancelQueued(id, this.o.now()))) {
+      const done = await this.getBuild(id);
+      this.o.onBuildEvent?.({ kind: 'finished', build: done });
+      return done;
+    }
+    await this.store.requestCancel(id);
+    return this.getBuild(id);
+  }
+
+  // ---- worker: poll and liveness ----
+
+  async poll(worker: WorkerRecord, body: PollBody, signal?: AbortSignal): Promise<PollResult | null> {
+    const now = this.o.now();
+    await this.store.touchWorker(worker.id, { now, slotsTotal: body.slotsTotal, draining: body.draining });
+    await this.reconcile(worker.id, body.runningBuilds);
+    if (body.slotsFree === 0 || body.draining) return null;
+    let buildToken = '';
+    const claim = await this.dispatcher.wait({
+      waitMs: Math.round((body.waitS ?? 25) * 1000),
+      signal,
+      tryClaim: async () => {
+        buildToken = newBuildToken();
+        return this.store.claimBuild({
+          workerId: worker.id,
+          workerLabels: worker.labels,
+          now: this.o.now(),
+          lease: newLease(),
+          buildTokenHash: hashSecret(buildToken),
+          attemptBanner: (n, max) => `\n===== attempt ${n} of ${max} on worker ${worker.id} =====\n`,
+        });
+      },
+      release: async (c) => {
+        await this.store.unassign(c.build.id, c.attempt.lease);
+        this.dispatcher.notify();
+      },
+    });
+    if (!claim) return null;
+    this.o.onBuildEvent?.({ kind: 'claimed', build: claim.build, workerId: worker.id });
+    return { claim, buildToken };
+  }
+
+  /** Worker liveness; returns the builds the worker lists that it should abort (they are over or not its). */
+  async workerHeartbeat(worker: WorkerRecord, body: WorkerHeartbeatBody): Promise<string[]> {
+    await this.store.touchWorker(worker.id, { now: this.o.now(), slotsTotal: body.slotsTotal, draining: body.draining });
+    return this.reconcile(worker.id, body.runningBuilds);
+  }
+
+  /**
+   * Compares what the worker says it runs with what the store says it holds. A build it holds
+   * but no longer lists is lost (`worker_lost`) — unless it is still `assigned` and young, when
+   * the poll response may simply not have arrived yet; once that grace is over an unlisted
+   * assignment was never received and goes back to the queue without costing an attempt.
+   */
+  private async reconcile(workerId: string, listed: readonly string[]): Promise<string[]> {
+    const now = this.o.now();
+    const held = await this.store.activeBuildsOfWorker(workerId);
+    for (const b of held) {
+      if (listed.includes(b.id) || b.lease === null) continue;
+      if (b.status === 'assigned') {
+        if (now - (b.assignedAt ?? now) < this.o.claimGraceMs) continue;
+        if (await this.store.unassign(b.id, b.lease)) this.dispatcher.notify();
+        continue;
+      }
+      await this.failActive(b, 'worker_lost', `worker ${workerId} no longer runs this build`);
+    }
+    const heldIds = new Set(held.map((b) => b.id));
+    return listed.filter((id) => !heldIds.has(id));
+  }
+
+  async buildHeartbeat(principal: Principal, buildId: string, body: BuildHeartbeatBody): Promise<BuildRecord> {
+    const build = await this.getBuild(buildId);
+    let lease: string | null;
+    switch (principal.kind) {
+      case 'build': {
+        const a = principal.attempt;
+        if (a.buildId !== buildId) throw new ExpoError('AUTH_FORBIDDEN', 'this build token belongs to another build');
+        if (body.workerId !== undefined && body.workerId !== a.workerId) {
+          throw new ExpoError('AUTH_FORBIDDEN', `this build token was issued to worker '${a.workerId}', not '${body.workerId}'`);
+        }
+        lease = a.endedAt === null ? a.lease : null;
+        break;
+      }
+      case 'worker': {
+        const w = principal.worker;
+        if (body.workerId !== undefined && body.workerId !== w.id) {
+          throw new ExpoError('AUTH_FORBIDDEN', `this key belongs to worker '${w.id}', not '${body.workerId}'`);
+        }
+        if (build.workerId !== w.id && !(await this.store.hasAttemptOnWorker(buildId, w.id))) {
+          throw new ExpoError('AUTH_FORBIDDEN', `build ${buildId} is not held by worker '${w.id}'`);
+        }
+        lease = build.workerId === w.id ? build.lease : null;
+        break;
+      }
+      case 'admin':
+        throw new ExpoError('AUTH_FORBIDDEN', "build heartbeats need the build's token or its worker's key");
+      default: {
+        const never: never = principal;
+        throw new Error(`unknown principal ${JSON.stringify(never)}`);
+      }
+    }
+    const alive = lease !== null && (await this.store.touchBuild(buildId, lease, { now: this.o.now(), progress: body.progress }));
+    if (!alive) throw this.over(build);
+    return this.getBuild(buildId);
+  }
+
+  // ---- worker: writes fenced by the lease ----
+
+  /** Checks that `worker` may act on the build with `lease`, and returns the attempt. Throws 403 or 409. */
+  private async attemptFor(worker: WorkerRecord, buildId: string, lease: string): Promise<{ build: BuildRecord; attempt: AttemptRecord }> {
+    const build = await this.getBuild(buildId);
+    if (!(await this.store.hasAttemptOnWorker(buildId, worker.id))) {
+      throw new ExpoError('AUTH_FORBIDDEN', `build ${buildId} was never assigned to worker '${worker.id}'`);
+    }
+    const attempt = await this.store.getAttemptByLease(buildId, lease);
+    if (!attempt) throw new ExpoError('LEASE_STALE', `the lease is not one of build ${buildId}'s; abort it`);
+    if (attempt.workerId !== worker.id) throw new ExpoError('AUTH_FORBIDDEN', 'this lease belongs to another worker');
+    return { build, attempt };
+  }
+
+  async phase(worker: WorkerRecord, buildId: string, lease: string, phase: BuildPhase): Promise<BuildRecord> {
+    const { build, attempt } = await this.attemptFor(worker, buildId, lease);
+    if (build.lease !== lease) throw this.staleLease(build, attempt);
+    const from = phase === 'preparing' ? (['assigned', 'preparing'] as const) : (['assigned', 'preparing', 'running'] as const);
+    if (!(await this.store.setBuildPhase(buildId, lease, from, phase, this.o.now()))) {
+      const now = await this.getBuild(buildId);
+      if (now.lease !== lease) throw this.staleLease(now, attempt);
+      throw new ExpoError('BUILD_BAD_TRANSITION', `build ${buildId} is ${now.status}; it cannot go back to ${phase}`);
+    }
+    return this.getBuild(buildId);
+  }
+
+  async appendLog(worker: WorkerRecord, buildId: string, body: LogChunkBody): Promise<number> {
+    const { build, attempt } = await this.attemptFor(worker, buildId, body.lease);
+    if (build.lease !== body.lease) throw this.staleLease(build, attempt);
+    const result = await this.store.appendLog(buildId, body.offset, Buffer.from(body.data, 'utf8'), this.o.maxLogBytes);
+    switch (result.kind) {
+      case 'appended':
+        return result.logBytes;
+      case 'gap':
+        throw new ExpoError('LOG_OFFSET_GAP', `chunk at offset ${body.offset} leaves a gap: the log has ${result.expectedOffset} bytes`, {
+          details: { expectedOffset: result.expectedOffset },
+        });
+      case 'too-large':
+        throw new ExpoError('LOG_TOO_LARGE', `the log of build ${buildId} would exceed ${this.o.maxLogBytes} bytes; it has ${result.logBytes}`);
+      default: {
+        const never: never = result;
+        throw new Error(`unknown append result ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  async complete(worker: WorkerRecord, buildId: string, body: CompleteBody): Promise<BuildRecord> {
+    const { build, attempt } = await this.attemptFor(worker, buildId, body.lease);
+    if (body.status !== 'failed' && body.failureReason !== undefined) {
+      throw new ExpoError('API_BAD_REQUEST', `failureReason is only allowed with status "failed", not "${body.status}"`);
+    }
+    const reason: FailureReason | null = body.status === 'failed' ? (body.failureReason ?? 'build_failed') : null;
+    const exitCode = body.exitCode ?? (body.status === 'succeeded' ? 0 : null);
+    if (build.lease !== body.lease) return this.repeatedCompletion(build, attempt, body.status, reason, exitCode);
+    const ended = await this.endAttempt(build, body.status, reason, exitCode, body.message ?? null);
+    if (ended) return ended;
+    const after = await this.getBuild(buildId);
+    const again = await this.store.getAttemptByLease(buildId, body.lease);
+    return this.repeatedCompletion(after, again ?? attempt, body.status, reason, exitCode);
+  }
+
+  private repeatedCompletion(
+    build: BuildRecord,
+    a: AttemptRecord,
+    status: FinalBuildStatus,
+    reason: FailureReason | null,
+    exitCode: number | null,
+  ): BuildRecord {
+    const sameOutcome = a.outcome === status || (a.outcome === 'requeued' && status === 'failed');
+    if (a.endedAt !== null && sameOutcome && a.failureReason === reason && a.exitCode === exitCode) return build;
+    throw this.staleLease(build, a);
+  }
+
+  // ---- endings ----
+
+  /**
+   * Ends the build's current attempt. An infrastructure failure with attempts left (and no
+   * cancel asked for) sends it back to the queue; one with a cancel pending ends it `cancelled`.
+   */
+  private async endAttempt(
+    build: BuildRecord,
+    status: FinalBuildStatus,
+    reason: FailureReason | null,
+    exitCode: number | null,
+    message: string | null,
+  ): Promise<BuildRecord | null> {
+    if (build.lease === null) return null;
+    let finalStatus = status;
+    let requeue = false;
+    if (status === 'failed' && reason !== null && isInfraFailure(reason)) {
+      if (build.cancelRequested) finalStatus = 'cancelled';
+      else requeue = build.attempt < build.maxAttempts;
+    }
+    const ended = await this.store.finishAttempt({
+      buildId: build.id,
+      lease: build.lease,
+      now: this.o.now(),
+      status: finalStatus,
+      failureReason: reason,
+      exitCode,
+      message,
+      requeue,
+    });
+    if (!ended) return null;
+    if (requeue) {
+      this.o.onBuildEvent?.({ kind: 'requeued', build: ended, reason: reason! });
+      this.dispatcher.notify();
+    } else {
+      this.o.onBuildEvent?.({ kind: 'finished', build: ended });
+    }
+    return ended;
+  }
+
+  async failActive(build: BuildRecord, reason: FailureReason, message: string): Promise<BuildRecord | null> {
+    if (!isActiveStatus(build.status)) return null;
+    return this.endAttempt(build, 'failed', reason, null, message);
+  }
+
+  private over(build: BuildRecord): ExpoError {
+    return new ExpoError('BUILD_OVER', `build ${build.id} is ${build.status}${build.failureReason ? ` (${build.failureReason})` : ''}; this attempt is over`);
+  }
+
+  private staleLease(build: BuildRecord, a: AttemptRecord): ExpoError {
+    const how = a.outcome ? `${a.outcome}${a.failureReason ? ` (${a.failureReason})` : ''}` : 'replaced';
+    return new ExpoError('LEASE_STALE', `attempt ${a.attempt} of build ${build.id} is over (${how}); abort it and recycle its VM`);
+  }
+}

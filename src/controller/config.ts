@@ -1,0 +1,111 @@
+/**
+ * The controller's configuration: flags, then `EXPO_CONTROLLER_*` environment variables, then
+ * defaults. Validated once at start — every bad value is named in one error — and frozen.
+ */
+import { parseArgs } from 'node:util';
+import { ExpoError } from '../protocol/errors.ts';
+
+export interface ControllerConfig {
+  /** TCP port. Default 3000. */
+  port: number;
+  /** Address to bind. Default 127.0.0.1 (put a TLS reverse proxy in front for other hosts). */
+  host: string;
+  /** SQLite database file. Required. */
+  dbPath: string;
+  /** The admin API key. Required; at least 16 characters. */
+  apiKey: string;
+  /** Heartbeat silence after which a build fails and a worker goes offline, in ms. Default 120 000. */
+  heartbeatTimeoutMs: number;
+  /** Per-build log cap, in bytes. Default 64 MiB. */
+  maxLogBytes: number;
+  /** Build timeout when a submission names none, in seconds. Default 3600. */
+  defaultBuildTimeoutS: number;
+  /** pino level. Default info. */
+  logLevel: string;
+}
+
+export const CONTROLLER_HELP = `Usage: expo-worker controller --db PATH --api-key KEY [options]
+
+Runs the controller: the build queue, long-poll dispatch, heartbeats and the watchdog.
+
+Options (each also read from the environment variable shown):
+  --port N                   TCP port (EXPO_CONTROLLER_PORT, default 3000)
+  --host ADDR                address to bind (EXPO_CONTROLLER_HOST, default 127.0.0.1)
+  --db PATH                  SQLite database file, created if missing (EXPO_CONTROLLER_DB)
+  --api-key KEY              admin API key, 16+ characters (EXPO_CONTROLLER_API_KEY)
+  --heartbeat-timeout S      seconds of heartbeat silence before a build fails and a worker
+                             goes offline; decimals allowed (EXPO_CONTROLLER_HEARTBEAT_TIMEOUT,
+                             default 120)
+  --max-log-mb N             per-build log cap in MiB (EXPO_CONTROLLER_MAX_LOG_MB, default 64)
+  --default-build-timeout S  build timeout when a submission names none
+                             (EXPO_CONTROLLER_DEFAULT_BUILD_TIMEOUT, default 3600)
+  --log-level LEVEL          fatal|error|warn|info|debug|trace (EXPO_CONTROLLER_LOG_LEVEL, default info)
+  -h, --help                 show this help
+`;
+
+const OPTIONS = {
+  port: { type: 'string' },
+  host: { type: 'string' },
+  db: { type: 'string' },
+  'api-key': { type: 'string' },
+  'heartbeat-timeout': { type: 'string' },
+  'max-log-mb': { type: 'string' },
+  'default-build-timeout': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export type ParsedArgs = { help: true } | { help: false; config: Readonly<ControllerConfig> };
+
+export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): ParsedArgs {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new ExpoError('CFG_INVALID', `${(err as Error).message}\n\n${CONTROLLER_HELP}`);
+  }
+  if (values.help) return { help: true };
+  const pick = (flag: string, envName: string): string | undefined => (values[flag] as string | undefined) ?? env[envName];
+  const problems: string[] = [];
+  const number = (flag: string, envName: string, dflt: number, check: (n: number) => boolean, rule: string): number => {
+    const raw = pick(flag, envName);
+    if (raw === undefined) return dflt;
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n) || !check(n)) {
+      problems.push(`--${flag} (${envName}): '${raw}' is not ${rule}`);
+      return dflt;
+    }
+    return n;
+  };
+  const port = number('port', 'EXPO_CONTROLLER_PORT', 3000, (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'a port number (0-65535)');
+  const timeoutS = number('heartbeat-timeout', 'EXPO_CONTROLLER_HEARTBEAT_TIMEOUT', 120, (n) => n >= 0.1 && n <= 86400, 'a number of seconds between 0.1 and 86400');
+  const maxLogMb = number('max-log-mb', 'EXPO_CONTROLLER_MAX_LOG_MB', 64, (n) => n > 0 && n <= 4096, 'a size in MiB between 1 and 4096');
+  const defaultBuildTimeoutS = number('default-build-timeout', 'EXPO_CONTROLLER_DEFAULT_BUILD_TIMEOUT', 3600, (n) => Number.isInteger(n) && n >= 1 && n <= 604800, 'a whole number of seconds between 1 and 604800');
+  const host = pick('host', 'EXPO_CONTROLLER_HOST') ?? '127.0.0.1';
+  if (host.trim() === '') problems.push('--host (EXPO_CONTROLLER_HOST): must not be empty');
+  const dbPath = pick('db', 'EXPO_CONTROLLER_DB');
+  if (dbPath === undefined || dbPath === '') problems.push('--db (EXPO_CONTROLLER_DB): required — the SQLite database file');
+  const apiKey = pick('api-key', 'EXPO_CONTROLLER_API_KEY');
+  if (apiKey === undefined || apiKey === '') problems.push('--api-key (EXPO_CONTROLLER_API_KEY): required — the admin API key');
+  else if (apiKey.length < 16 || /\s/.test(apiKey)) problems.push('--api-key (EXPO_CONTROLLER_API_KEY): must be at least 16 characters with no spaces');
+  const logLevel = pick('log-level', 'EXPO_CONTROLLER_LOG_LEVEL') ?? 'info';
+  if (!LEVELS.includes(logLevel)) problems.push(`--log-level (EXPO_CONTROLLER_LOG_LEVEL): '${logLevel}' is not one of ${LEVELS.join(', ')}`);
+  if (problems.length > 0) {
+    throw new ExpoError('CFG_INVALID', `invalid controller configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`, { details: { problems } });
+  }
+  return {
+    help: false,
+    config: Object.freeze({
+      port,
+      host,
+      dbPath: dbPath!,
+      apiKey: apiKey!,
+      heartbeatTimeoutMs: Math.round(timeoutS * 1000),
+      maxLogBytes: Math.round(maxLogMb * 1024 * 1024),
+      defaultBuildTimeoutS,
+      logLevel,
+    }),
+  };
+}

@@ -1,0 +1,101 @@
+/**
+ * Long-poll dispatch. A worker with a free slot waits here; the moment a build it may take is
+ * queued (`notify()`), the oldest waiter whose labels match claims it — no polling interval
+ * inside the controller. Waiters are served first come, first served.
+ *
+ * A waiter is pending until it claims a build (resolved with the claim), its wait runs out or
+ * its client goes away (resolved with null), or the controller stops (`closeAll`, null).
+ * A claim that lands after its waiter already left is handed back with `release`, so a build
+ * is never assigned to a request nobody will answer.
+ */
+import type { Claim } from './store/store.ts';
+
+export interface WaitRequest {
+  tryClaim: () => Promise<Claim | null>;
+  /** Handed a claim nobody is waiting for any more, to put the build back in the queue. */
+  release: (claim: Claim) => Promise<void>;
+  waitMs: number;
+  /** Aborted when the client disconnects. */
+  signal?: AbortSignal;
+}
+
+interface Waiter {
+  req: WaitRequest;
+  done: boolean;
+  finish: (claim: Claim | null) => void;
+}
+
+export class Dispatcher {
+  private readonly waiters = new Set<Waiter>();
+  private draining: Promise<void> | null = null;
+  private again = false;
+  private closed = false;
+
+  private readonly hasQueued: () => Promise<boolean>;
+
+  constructor(hasQueued: () => Promise<boolean>) {
+    this.hasQueued = hasQueued;
+  }
+
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  async wait(req: WaitRequest): Promise<Claim | null> {
+    if (this.closed) return null;
+    const first = await req.tryClaim();
+    if (first || req.waitMs <= 0 || this.closed) return first;
+    if (req.signal?.aborted) return null;
+    return new Promise<Claim | null>((resolve) => {
+      const timer = setTimeout(() => waiter.finish(null), req.waitMs);
+      const onAbort = () => waiter.finish(null);
+      const waiter: Waiter = {
+        req,
+        done: false,
+        finish: (claim) => {
+          if (waiter.done) return;
+          waiter.done = true;
+          clearTimeout(timer);
+          req.signal?.removeEventListener('abort', onAbort);
+          this.waiters.delete(waiter);
+          resolve(claim);
+        },
+      };
+      req.signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.add(waiter);
+    });
+  }
+
+  /** Something may have been queued: let the waiters try, oldest first. */
+  notify(): void {
+    if (this.draining) {
+      this.again = true;
+      return;
+    }
+    this.draining = this.drain().finally(() => {
+      this.draining = null;
+      if (this.again) {
+        this.again = false;
+        this.notify();
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    for (const waiter of [...this.waiters]) {
+      if (this.closed || !(await this.hasQueued())) return;
+      if (waiter.done) continue;
+      const claim = await waiter.req.tryClaim();
+      if (!claim) continue;
+      if (waiter.done) await waiter.req.release(claim);
+      else waiter.finish(claim);
+    }
+  }
+
+  /** Answers every open long-poll with "nothing" (the controller is stopping). */
+  async closeAll(): Promise<void> {
+    this.closed = true;
+    for (const w of [...this.waiters]) w.finish(null);
+    await this.draining;
+  }
+}

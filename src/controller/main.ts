@@ -1,0 +1,75 @@
+/**
+ * `expo-worker controller`: the composition root. Reads the configuration, opens the store,
+ * builds the app, listens, starts the watchdog, and owns the signal handlers: SIGTERM or SIGINT
+ * stop accepting, answer open long-polls with 204, finish in-flight requests and close the
+ * database; a second signal exits at once.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { isExpoError } from '../protocol/errors.ts';
+import { buildApp } from './app.ts';
+import { CONTROLLER_HELP, parseControllerArgs } from './config.ts';
+import { createLogger } from './logger.ts';
+import { SqliteStore } from './store/sqlite-store.ts';
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseControllerArgs(argv, process.env);
+  } catch (err) {
+    if (isExpoError(err, 'CFG_INVALID')) {
+      console.error(`expo-worker controller: ${err.message}`);
+      return 64;
+    }
+    throw err;
+  }
+  if (parsed.help) {
+    console.log(CONTROLLER_HELP);
+    return 0;
+  }
+  const config = parsed.config;
+  const logger = createLogger(config.logLevel);
+  const startedAt = Date.now();
+  if (config.dbPath !== ':memory:') mkdirSync(dirname(config.dbPath), { recursive: true });
+  const store = new SqliteStore({ path: config.dbPath });
+  await store.migrate();
+  const controller = await buildApp({
+    store,
+    adminKey: config.apiKey,
+    heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+    maxLogBytes: config.maxLogBytes,
+    defaultBuildTimeoutS: config.defaultBuildTimeoutS,
+    logger,
+    startedAt,
+  });
+  const address = await controller.app.listen({ port: config.port, host: config.host });
+  controller.watchdog.start();
+  logger.info({ address, db: config.dbPath, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000 }, `controller listening on ${address}`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(130);
+      }
+      stopping = true;
+      logger.info({ signal }, 'stopping: answering open polls, finishing requests');
+      controller
+        .shutdown()
+        .then(() => store.close())
+        .then(
+          () => {
+            logger.info('controller stopped');
+            resolve(0);
+          },
+          (err: unknown) => {
+            logger.error({ err }, 'shutdown failed');
+            resolve(1);
+          },
+        );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}

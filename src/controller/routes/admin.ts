@@ -1,0 +1,59 @@
+/** Admin routes: enrol workers, submit, list, read, cancel builds, read logs. */
+import type { FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { hashSecret, newWorkerKey, requireAdmin } from '../auth.ts';
+import type { BuildService } from '../build-service.ts';
+import type { Store } from '../store/store.ts';
+import { buildView, workerView } from '../views.ts';
+import { BuildIdParams, CreateBuildBody, CreateWorkerBody, ListBuildsQuery, LogQuery } from '../../protocol/schemas.ts';
+
+export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Store }> = async (fastify, { service, store }) => {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  app.addHook('preHandler', async (req) => requireAdmin(req.principal));
+
+  app.post('/api/v1/workers', { schema: { body: CreateWorkerBody } }, async (req, reply) => {
+    const apiKey = newWorkerKey();
+    const w = await store.createWorker({ id: req.body.id, labels: req.body.labels ?? [], keyHash: hashSecret(apiKey), createdAt: Date.now() });
+    req.log.info({ workerId: w.id }, 'worker enrolled');
+    return reply.status(201).send({ id: w.id, labels: w.labels, apiKey });
+  });
+
+  app.get('/api/v1/workers', async () => {
+    const workers = await store.listWorkers();
+    return {
+      workers: await Promise.all(workers.map(async (w) => workerView(w, (await store.activeBuildsOfWorker(w.id)).map((b) => b.id)))),
+    };
+  });
+
+  app.post('/api/v1/builds', { schema: { body: CreateBuildBody } }, async (req, reply) => {
+    const build = await service.submit(req.body);
+    req.log.info({ buildId: build.id, steps: build.steps.length, labels: build.labels }, 'build queued');
+    return reply.status(201).send(buildView(build));
+  });
+
+  app.get('/api/v1/builds', { schema: { querystring: ListBuildsQuery } }, async (req) => {
+    const builds = await store.listBuilds({ status: req.query.status, limit: Number(req.query.limit ?? 100) });
+    return { builds: builds.map(buildView) };
+  });
+
+  app.get('/api/v1/builds/:id', { schema: { params: BuildIdParams } }, async (req) => buildView(await service.getBuild(req.params.id)));
+
+  app.post('/api/v1/builds/:id/cancel', { schema: { params: BuildIdParams } }, async (req) => {
+    const build = await service.cancel(req.params.id);
+    req.log.info({ buildId: build.id, status: build.status }, 'build cancel requested');
+    return buildView(build);
+  });
+
+  app.get('/api/v1/builds/:id/logs', { schema: { params: BuildIdParams, querystring: LogQuery } }, async (req, reply) => {
+    const build = await service.getBuild(req.params.id);
+    const from = Number(req.query.offset ?? 0);
+    const log = await store.readLog(build.id, from);
+    // Headers let a follower resume at the right byte and know when the build is over.
+    return reply
+      .type('text/plain; charset=utf-8')
+      .header('x-log-offset', String(from))
+      .header('x-log-size', String(build.logBytes))
+      .header('x-build-status', build.status)
+      .send(log);
+  });
+};

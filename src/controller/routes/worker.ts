@@ -1,0 +1,64 @@
+/** Routes agents and the in-VM monitor call: poll, worker heartbeat, build heartbeat, phase, logs, complete. */
+import type { FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { requireAnyWorker, requireWorker } from '../auth.ts';
+import type { BuildService } from '../build-service.ts';
+import type { ControllerMetrics } from '../metrics.ts';
+import { assignedBuild, buildView } from '../views.ts';
+import {
+  BuildHeartbeatBody,
+  BuildIdParams,
+  CompleteBody,
+  LogChunkBody,
+  PhaseBody,
+  PollBody,
+  WorkerHeartbeatBody,
+  WorkerIdParams,
+  LIMITS,
+} from '../../protocol/schemas.ts';
+
+export const workerRoutes: FastifyPluginAsync<{ service: BuildService; metrics: ControllerMetrics }> = async (fastify, { service, metrics }) => {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+
+  app.post('/api/v1/workers/:id/poll', { schema: { params: WorkerIdParams, body: PollBody } }, async (req, reply) => {
+    const worker = requireWorker(req.principal, req.params.id);
+    metrics.workerHeartbeats.inc({ kind: 'poll' });
+    const gone = new AbortController();
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) gone.abort();
+    });
+    const result = await service.poll(worker, req.body, gone.signal);
+    if (!result) return reply.status(204).send();
+    req.log.info({ buildId: result.claim.build.id, workerId: worker.id, attempt: result.claim.attempt.attempt }, 'build claimed');
+    return { build: assignedBuild(result.claim), lease: result.claim.attempt.lease, buildToken: result.buildToken };
+  });
+
+  app.post('/api/v1/workers/:id/heartbeat', { schema: { params: WorkerIdParams, body: WorkerHeartbeatBody } }, async (req) => {
+    const worker = requireWorker(req.principal, req.params.id);
+    metrics.workerHeartbeats.inc({ kind: 'heartbeat' });
+    const abort = await service.workerHeartbeat(worker, req.body);
+    return { status: 'ok', abort };
+  });
+
+  app.post('/api/v1/builds/:id/heartbeat', { schema: { params: BuildIdParams, body: BuildHeartbeatBody } }, async (req) => {
+    const build = await service.buildHeartbeat(req.principal, req.params.id, req.body);
+    metrics.buildHeartbeats.inc();
+    return { status: build.status, cancelRequested: build.cancelRequested };
+  });
+
+  app.post('/api/v1/builds/:id/phase', { schema: { params: BuildIdParams, body: PhaseBody } }, async (req) => {
+    const worker = requireAnyWorker(req.principal);
+    return buildView(await service.phase(worker, req.params.id, req.body.lease, req.body.phase));
+  });
+
+  app.post('/api/v1/builds/:id/logs', { bodyLimit: LIMITS.logBodyBytes, schema: { params: BuildIdParams, body: LogChunkBody } }, async (req) => {
+    const worker = requireAnyWorker(req.principal);
+    return { logBytes: await service.appendLog(worker, req.params.id, req.body) };
+  });
+
+  app.post('/api/v1/builds/:id/complete', { schema: { params: BuildIdParams, body: CompleteBody } }, async (req) => {
+    const worker = requireAnyWorker(req.principal);
+    const build = await service.complete(worker, req.params.id, req.body);
+    return buildView(build);
+  });
+};

@@ -1,0 +1,76 @@
+/**
+ * Versioned schema migrations. Each runs once, in order, inside a transaction, and is recorded
+ * in `schema_migrations`; a database newer than this code is refused rather than guessed at.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+      CREATE TABLE workers (
+        id            TEXT PRIMARY KEY,
+        labels        TEXT NOT NULL,
+        key_hash      TEXT NOT NULL UNIQUE,
+        created_at    INTEGER NOT NULL,
+        last_seen_at  INTEGER,
+        slots_total   INTEGER,
+        draining      INTEGER NOT NULL DEFAULT 0,
+        offline       INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE TABLE builds (
+        seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+        id                TEXT NOT NULL UNIQUE,
+        status            TEXT NOT NULL,
+        steps             TEXT NOT NULL,
+        env               TEXT NOT NULL,
+        labels            TEXT NOT NULL,
+        timeout_s         INTEGER NOT NULL,
+        max_attempts      INTEGER NOT NULL,
+        attempt           INTEGER NOT NULL DEFAULT 0,
+        worker_id         TEXT REFERENCES workers(id),
+        lease             TEXT,
+        progress          INTEGER,
+        failure_reason    TEXT,
+        message           TEXT,
+        exit_code         INTEGER,
+        cancel_requested  INTEGER NOT NULL DEFAULT 0,
+        log_bytes         INTEGER NOT NULL DEFAULT 0,
+        created_at        INTEGER NOT NULL,
+        assigned_at       INTEGER,
+        started_at        INTEGER,
+        finished_at       INTEGER,
+        last_heartbeat_at INTEGER
+      );
+      CREATE INDEX builds_status_seq ON builds(status, seq);
+      CREATE INDEX builds_worker_status ON builds(worker_id, status);
+      CREATE INDEX builds_status_heartbeat ON builds(status, last_heartbeat_at);
+      CREATE TABLE attempts (
+        build_id          TEXT NOT NULL REFERENCES builds(id),
+        attempt           INTEGER NOT NULL,
+        worker_id         TEXT NOT NULL REFERENCES workers(id),
+        lease             TEXT NOT NULL UNIQUE,
+        build_token_hash  TEXT NOT NULL UNIQUE,
+        claimed_at        INTEGER NOT NULL,
+        ended_at          INTEGER,
+        outcome           TEXT,
+        failure_reason    TEXT,
+        exit_code         INTEGER,
+        message           TEXT,
+        log_offset        INTEGER NOT NULL,
+        PRIMARY KEY (build_id, attempt)
+      );
+      CREATE TABLE log_chunks (
+        build_id  TEXT NOT NULL REFERENCES builds(id),
+        offset    INTEGER NOT NULL,
+        data      BLOB NOT NULL,
+        PRIMARY KEY (build_id, offset)
+      );
+    `,
+  },
+];

@@ -1,0 +1,371 @@
+/**
+ * The SQLite adapter of the Store port, on Node's built-in `node:sqlite`. One connection, WAL
+ * journal (readers never block the writer), `synchronous=NORMAL` (a committed write survives a
+ * crash of the controller process; only a power loss can roll back the last moments), a busy
+ * timeout for other processes holding the file (backups), foreign keys on. Each port operation
+ * is a single statement or one `BEGIN IMMEDIATE` transaction, and the calls are synchronous
+ * underneath, so no two operations interleave.
+ */
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import { ExpoError } from '../../protocol/errors.ts';
+import { BUILD_STATUSES, type ActiveBuildStatus, type BuildStatus } from '../../protocol/domain.ts';
+import { MIGRATIONS } from './migrations.ts';
+import type {
+  AppendLogResult,
+  AttemptEnd,
+  AttemptRecord,
+  BuildRecord,
+  Claim,
+  ClaimRequest,
+  ListBuildsFilter,
+  NewBuild,
+  NewWorker,
+  Store,
+  WorkerRecord,
+} from './store.ts';
+
+type Row = Record<string, SQLInputValue>;
+
+const ACTIVE_SQL = `('assigned','preparing','running')`;
+
+const toWorker = (r: Row): WorkerRecord => ({
+  id: r.id as string,
+  labels: JSON.parse(r.labels as string) as string[],
+  keyHash: r.key_hash as string,
+  createdAt: r.created_at as number,
+  lastSeenAt: (r.last_seen_at as number | null) ?? null,
+  slotsTotal: (r.slots_total as number | null) ?? null,
+  draining: r.draining === 1,
+  offline: r.offline === 1,
+});
+
+const toBuild = (r: Row): BuildRecord => ({
+  id: r.id as string,
+  status: r.status as BuildStatus,
+  steps: JSON.parse(r.steps as string) as BuildRecord['steps'],
+  env: JSON.parse(r.env as string) as Record<string, string>,
+  labels: JSON.parse(r.labels as string) as string[],
+  timeoutS: r.timeout_s as number,
+  maxAttempts: r.max_attempts as number,
+  attempt: r.attempt as number,
+  workerId: (r.worker_id as string | null) ?? null,
+  lease: (r.lease as string | null) ?? null,
+  progress: (r.progress as number | null) ?? null,
+  failureReason: (r.failure_reason as BuildRecord['failureReason']) ?? null,
+  message: (r.message as string | null) ?? null,
+  exitCode: (r.exit_code as number | null) ?? null,
+  cancelRequested: r.cancel_requested === 1,
+  logBytes: r.log_bytes as number,
+  createdAt: r.created_at as number,
+  assignedAt: (r.assigned_at as number | null) ?? null,
+  startedAt: (r.started_at as number | null) ?? null,
+  finishedAt: (r.finished_at as number | null) ?? null,
+  lastHeartbeatAt: (r.last_heartbeat_at as number | null) ?? null,
+});
+
+const toAttempt = (r: Row): AttemptRecord => ({
+  buildId: r.build_id as string,
+  attempt: r.attempt as number,
+  workerId: r.worker_id as string,
+  lease: r.lease as string,
+  buildTokenHash: r.build_token_hash as string,
+  claimedAt: r.claimed_at as number,
+  endedAt: (r.ended_at as number | null) ?? null,
+  outcome: (r.outcome as AttemptRecord['outcome']) ?? null,
+  failureReason: (r.failure_reason as AttemptRecord['failureReason']) ?? null,
+  exitCode: (r.exit_code as number | null) ?? null,
+  message: (r.message as string | null) ?? null,
+  logOffset: r.log_offset as number,
+});
+
+export interface SqliteStoreOptions {
+  /** Database file, or `:memory:`. */
+  path: string;
+  /** How long to wait for another connection's lock, in ms. Default 5000. */
+  busyTimeoutMs?: number;
+}
+
+export class SqliteStore implements Store {
+  private readonly db: DatabaseSync;
+  private readonly statements = new Map<string, StatementSync>();
+
+  constructor(options: SqliteStoreOptions) {
+    try {
+      this.db = new DatabaseSync(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
+      this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;');
+    } catch (cause) {
+      throw new ExpoError('STORE_FAILED', `cannot open database ${options.path}: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  private q(sql: string): StatementSync {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
+  private tx<T>(fn: () => T): T {
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = fn();
+      this.db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      this.db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  async migrate(): Promise<void> {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+    const row = this.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
+    const current = row.v ?? 0;
+    const latest = MIGRATIONS.at(-1)?.version ?? 0;
+    if (current > latest) {
+      throw new ExpoError('STORE_FAILED', `the database is at schema version ${current}, newer than this controller (${latest}); upgrade expo-worker`);
+    }
+    for (const m of MIGRATIONS.filter((m) => m.version > current)) {
+      this.tx(() => {
+        this.db.exec(m.sql);
+        this.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.db.isOpen) return;
+    this.statements.clear();
+    this.db.close();
+  }
+
+  // ---- workers ----
+
+  async createWorker(w: NewWorker): Promise<WorkerRecord> {
+    const exists = this.q('SELECT 1 FROM workers WHERE id = ?').get(w.id);
+    if (exists) throw new ExpoError('WORKER_EXISTS', `worker '${w.id}' already exists`);
+    this.q('INSERT INTO workers (id, labels, key_hash, created_at) VALUES (?, ?, ?, ?)').run(w.id, JSON.stringify(w.labels), w.keyHash, w.createdAt);
+    return (await this.getWorker(w.id))!;
+  }
+
+  async getWorker(id: string): Promise<WorkerRecord | null> {
+    const r = this.q('SELECT * FROM workers WHERE id = ?').get(id) as Row | undefined;
+    return r ? toWorker(r) : null;
+  }
+
+  async getWorkerByKeyHash(keyHash: string): Promise<WorkerRecord | null> {
+    const r = this.q('SELECT * FROM workers WHERE key_hash = ?').get(keyHash) as Row | undefined;
+    return r ? toWorker(r) : null;
+  }
+
+  async listWorkers(): Promise<WorkerRecord[]> {
+    return (this.q('SELECT * FROM workers ORDER BY id').all() as Row[]).map(toWorker);
+  }
+
+  async touchWorker(id: string, c: { now: number; slotsTotal?: number; draining?: boolean }): Promise<void> {
+    this.q(
+      `UPDATE workers SET last_seen_at = ?, offline = 0,
+         slots_total = COALESCE(?, slots_total), draining = COALESCE(?, draining) WHERE id = ?`,
+    ).run(c.now, c.slotsTotal ?? null, c.draining === undefined ? null : Number(c.draining), id);
+  }
+
+  async markWorkerOffline(id: string): Promise<void> {
+    this.q('UPDATE workers SET offline = 1 WHERE id = ?').run(id);
+  }
+
+  async findSilentWorkers(cutoff: number): Promise<WorkerRecord[]> {
+    const rows = this.q('SELECT * FROM workers WHERE offline = 0 AND last_seen_at IS NOT NULL AND last_seen_at < ?').all(cutoff) as Row[];
+    return rows.map(toWorker);
+  }
+
+  // ---- builds ----
+
+  async createBuild(b: NewBuild): Promise<BuildRecord> {
+    this.q(
+      `INSERT INTO builds (id, status, steps, env, labels, timeout_s, max_attempts, created_at)
+       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)`,
+    ).run(b.id, JSON.stringify(b.steps), JSON.stringify(b.env), JSON.stringify(b.labels), b.timeoutS, b.maxAttempts, b.createdAt);
+    return (await this.getBuild(b.id))!;
+  }
+
+  async getBuild(id: string): Promise<BuildRecord | null> {
+    const r = this.q('SELECT * FROM builds WHERE id = ?').get(id) as Row | undefined;
+    return r ? toBuild(r) : null;
+  }
+
+  async listBuilds(f: ListBuildsFilter): Promise<BuildRecord[]> {
+    const rows = f.status
+      ? (this.q('SELECT * FROM builds WHERE status = ? ORDER BY seq DESC LIMIT ?').all(f.status, f.limit) as Row[])
+      : (this.q('SELECT * FROM builds ORDER BY seq DESC LIMIT ?').all(f.limit) as Row[]);
+    return rows.map(toBuild);
+  }
+
+  async countBuildsByStatus(): Promise<Record<BuildStatus, number>> {
+    const counts = Object.fromEntries(BUILD_STATUSES.map((s) => [s, 0])) as Record<BuildStatus, number>;
+    for (const r of this.q('SELECT status, COUNT(*) AS n FROM builds GROUP BY status').all() as Row[]) {
+      counts[r.status as BuildStatus] = r.n as number;
+    }
+    return counts;
+  }
+
+  async countQueuedBuilds(): Promise<number> {
+    return (this.q(`SELECT COUNT(*) AS n FROM builds WHERE status = 'queued'`).get() as { n: number }).n;
+  }
+
+  async activeBuildsOfWorker(workerId: string): Promise<BuildRecord[]> {
+    const rows = this.q(`SELECT * FROM builds WHERE worker_id = ? AND status IN ${ACTIVE_SQL} ORDER BY seq`).all(workerId) as Row[];
+    return rows.map(toBuild);
+  }
+
+  async findStaleBuilds(cutoff: number): Promise<BuildRecord[]> {
+    const rows = this.q(`SELECT * FROM builds WHERE status IN ${ACTIVE_SQL} AND last_heartbeat_at < ? ORDER BY seq`).all(cutoff) as Row[];
+    return rows.map(toBuild);
+  }
+
+  async claimBuild(req: ClaimRequest): Promise<Claim | null> {
+    return this.tx(() => {
+      // Oldest first; label matching is done here rather than in SQL because labels are a JSON
+      // set, and the scan stops at the first match.
+      const have = new Set(req.workerLabels);
+      let picked: Row | undefined;
+      for (const r of this.q(`SELECT * FROM builds WHERE status = 'queued' ORDER BY seq`).iterate() as Iterable<Row>) {
+        const need = JSON.parse(r.labels as string) as string[];
+        if (need.every((l) => have.has(l))) {
+          picked = r;
+          break;
+        }
+      }
+      if (!picked) return null;
+      const id = picked.id as string;
+      const attempt = (picked.attempt as number) + 1;
+      let logBytes = picked.log_bytes as number;
+      if (attempt > 1) {
+        const banner = Buffer.from(req.attemptBanner(attempt, picked.max_attempts as number));
+        this.q('INSERT INTO log_chunks (build_id, offset, data) VALUES (?, ?, ?)').run(id, logBytes, banner);
+        logBytes += banner.length;
+      }
+      this.q(
+        `UPDATE builds SET status = 'assigned', attempt = ?, worker_id = ?, lease = ?, assigned_at = ?,
+           last_heartbeat_at = ?, log_bytes = ?, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL
+         WHERE id = ? AND status = 'queued'`,
+      ).run(attempt, req.workerId, req.lease, req.now, req.now, logBytes, id);
+      this.q(
+        `INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ).run(id, attempt, req.workerId, req.lease, req.buildTokenHash, req.now, logBytes);
+      return {
+        build: toBuild(this.q('SELECT * FROM builds WHERE id = ?').get(id) as Row),
+        attempt: toAttempt(this.q('SELECT * FROM attempts WHERE build_id = ? AND attempt = ?').get(id, attempt) as Row),
+      };
+    });
+  }
+
+  async getAttemptByLease(buildId: string, lease: string): Promise<AttemptRecord | null> {
+    const r = this.q('SELECT * FROM attempts WHERE build_id = ? AND lease = ?').get(buildId, lease) as Row | undefined;
+    return r ? toAttempt(r) : null;
+  }
+
+  async getAttemptByTokenHash(tokenHash: string): Promise<AttemptRecord | null> {
+    const r = this.q('SELECT * FROM attempts WHERE build_token_hash = ?').get(tokenHash) as Row | undefined;
+    return r ? toAttempt(r) : null;
+  }
+
+  async listAttempts(buildId: string): Promise<AttemptRecord[]> {
+    return (this.q('SELECT * FROM attempts WHERE build_id = ? ORDER BY attempt').all(buildId) as Row[]).map(toAttempt);
+  }
+
+  async hasAttemptOnWorker(buildId: string, workerId: string): Promise<boolean> {
+    return this.q('SELECT 1 FROM attempts WHERE build_id = ? AND worker_id = ? LIMIT 1').get(buildId, workerId) !== undefined;
+  }
+
+  async touchBuild(id: string, lease: string, u: { now: number; progress?: number }): Promise<boolean> {
+    const r = this.q(
+      `UPDATE builds SET last_heartbeat_at = ?, progress = COALESCE(?, progress)
+       WHERE id = ? AND lease = ? AND status IN ${ACTIVE_SQL}`,
+    ).run(u.now, u.progress ?? null, id, lease);
+    return r.changes > 0;
+  }
+
+  async setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean> {
+    const placeholders = from.map(() => '?').join(',');
+    const r = this.db
+      .prepare(
+        `UPDATE builds SET status = ?, last_heartbeat_at = ?,
+           started_at = CASE WHEN ? = 'running' AND started_at IS NULL THEN ? ELSE started_at END
+         WHERE id = ? AND lease = ? AND status IN (${placeholders})`,
+      )
+      .run(to, now, to, now, id, lease, ...from);
+    return r.changes > 0;
+  }
+
+  async requestCancel(id: string): Promise<void> {
+    this.q(`UPDATE builds SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', ${ACTIVE_SQL.slice(1, -1)})`).run(id);
+  }
+
+  async cancelQueued(id: string, now: number): Promise<boolean> {
+    const r = this.q(`UPDATE builds SET status = 'cancelled', cancel_requested = 1, finished_at = ? WHERE id = ? AND status = 'queued'`).run(now, id);
+    return r.changes > 0;
+  }
+
+  async unassign(buildId: string, lease: string): Promise<boolean> {
+    return this.tx(() => {
+      const r = this.q(
+        `UPDATE builds SET status = 'queued', attempt = attempt - 1, worker_id = NULL, lease = NULL, assigned_at = NULL,
+           last_heartbeat_at = NULL WHERE id = ? AND lease = ? AND status = 'assigned'`,
+      ).run(buildId, lease);
+      if (r.changes === 0) return false;
+      this.q('DELETE FROM attempts WHERE build_id = ? AND lease = ?').run(buildId, lease);
+      return true;
+    });
+  }
+
+  async finishAttempt(e: AttemptEnd): Promise<BuildRecord | null> {
+    return this.tx(() => {
+      const cur = this.q(`SELECT * FROM builds WHERE id = ? AND lease = ? AND status IN ${ACTIVE_SQL}`).get(e.buildId, e.lease) as Row | undefined;
+      if (!cur) return null;
+      this.q(
+        `UPDATE attempts SET ended_at = ?, outcome = ?, failure_reason = ?, exit_code = ?, message = ?
+         WHERE build_id = ? AND lease = ?`,
+      ).run(e.now, e.requeue ? 'requeued' : e.status, e.failureReason, e.exitCode, e.message, e.buildId, e.lease);
+      if (e.requeue) {
+        this.q(
+          `UPDATE builds SET status = 'queued', worker_id = NULL, lease = NULL, last_heartbeat_at = NULL,
+             failure_reason = ?, message = ?, exit_code = ? WHERE id = ?`,
+        ).run(e.failureReason, e.message, e.exitCode, e.buildId);
+      } else {
+        this.q(
+          `UPDATE builds SET status = ?, lease = NULL, failure_reason = ?, message = ?, exit_code = ?, finished_at = ?
+           WHERE id = ?`,
+        ).run(e.status, e.failureReason, e.message, e.exitCode, e.now, e.buildId);
+      }
+      return toBuild(this.q('SELECT * FROM builds WHERE id = ?').get(e.buildId) as Row);
+    });
+  }
+
+  // ---- logs ----
+
+  async appendLog(buildId: string, offset: number, data: Buffer, maxLogBytes: number): Promise<AppendLogResult> {
+    return this.tx(() => {
+      const logBytes = (this.q('SELECT log_bytes FROM builds WHERE id = ?').get(buildId) as { log_bytes: number }).log_bytes;
+      if (offset > logBytes) return { kind: 'gap', expectedOffset: logBytes } as const;
+      const fresh = data.subarray(logBytes - offset);
+      if (fresh.length === 0) return { kind: 'appended', logBytes } as const;
+      if (logBytes + fresh.length > maxLogBytes) return { kind: 'too-large', logBytes } as const;
+      this.q('INSERT INTO log_chunks (build_id, offset, data) VALUES (?, ?, ?)').run(buildId, logBytes, fresh);
+      this.q('UPDATE builds SET log_bytes = ? WHERE id = ?').run(logBytes + fresh.length, buildId);
+      return { kind: 'appended', logBytes: logBytes + fresh.length } as const;
+    });
+  }
+
+  async readLog(buildId: string, fromOffset: number): Promise<Buffer> {
+    const rows = this.q('SELECT offset, data FROM log_chunks WHERE build_id = ? AND offset + length(data) > ? ORDER BY offset').all(buildId, fromOffset) as {
+      offset: number;
+      data: Uint8Array;
+    }[];
+    if (rows.length === 0) return Buffer.alloc(0);
+    const whole = Buffer.concat(rows.map((r) => r.data));
+    return whole.subarray(Math.max(0, fromOffset - rows[0]!.offset));
+  }
+}

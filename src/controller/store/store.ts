@@ -1,0 +1,174 @@
+/**
+ * The controller's storage port. Everything that matters lives behind it — builds, attempts,
+ * workers, logs — so a controller restart loses nothing. The build-service holds the rules; the
+ * store offers atomic operations that a SQL backend can implement with one transaction each
+ * (the SQLite adapter does; a PostgreSQL adapter would use `SELECT … FOR UPDATE SKIP LOCKED`
+ * for the claim). Every write that depends on a build's state is a compare-and-set on that
+ * state, so two callers can never both win: `claimBuild` hands a build to one worker only,
+ * and `finishAttempt` ends an attempt once.
+ *
+ * Times are milliseconds since the epoch. The conformance suite in
+ * `test/controller/store-conformance.ts` runs unchanged against every adapter.
+ */
+import type { ActiveBuildStatus, BuildStatus, FailureReason, FinalBuildStatus } from '../../protocol/domain.ts';
+import type { Step } from '../../protocol/schemas.ts';
+
+export interface WorkerRecord {
+  id: string;
+  labels: string[];
+  keyHash: string;
+  createdAt: number;
+  lastSeenAt: number | null;
+  slotsTotal: number | null;
+  draining: boolean;
+  /** Set by the watchdog when the worker went silent; cleared by its next contact. */
+  offline: boolean;
+}
+
+export interface BuildRecord {
+  id: string;
+  status: BuildStatus;
+  steps: Step[];
+  env: Record<string, string>;
+  labels: string[];
+  timeoutS: number;
+  maxAttempts: number;
+  /** Number of attempts claimed so far (0 while first queued). */
+  attempt: number;
+  workerId: string | null;
+  lease: string | null;
+  progress: number | null;
+  failureReason: FailureReason | null;
+  message: string | null;
+  exitCode: number | null;
+  cancelRequested: boolean;
+  logBytes: number;
+  createdAt: number;
+  assignedAt: number | null;
+  startedAt: number | null;
+  finishedAt: number | null;
+  lastHeartbeatAt: number | null;
+}
+
+export interface AttemptRecord {
+  buildId: string;
+  attempt: number;
+  workerId: string;
+  lease: string;
+  buildTokenHash: string;
+  claimedAt: number;
+  endedAt: number | null;
+  /** How the attempt ended: a final status, or `requeued` when an infrastructure failure sent the build back. */
+  outcome: FinalBuildStatus | 'requeued' | null;
+  failureReason: FailureReason | null;
+  exitCode: number | null;
+  message: string | null;
+  logOffset: number;
+}
+
+export interface NewBuild {
+  id: string;
+  steps: Step[];
+  env: Record<string, string>;
+  labels: string[];
+  timeoutS: number;
+  maxAttempts: number;
+  createdAt: number;
+}
+
+export interface NewWorker {
+  id: string;
+  labels: string[];
+  keyHash: string;
+  createdAt: number;
+}
+
+export interface ClaimRequest {
+  workerId: string;
+  workerLabels: readonly string[];
+  now: number;
+  lease: string;
+  buildTokenHash: string;
+  /** Written to the log before the attempt's own output when this is not the first attempt. */
+  attemptBanner: (attempt: number, maxAttempts: number) => string;
+}
+
+export interface Claim {
+  build: BuildRecord;
+  attempt: AttemptRecord;
+}
+
+/** How an attempt ends. `requeue` sends the build back to `queued` instead of ending it. */
+export interface AttemptEnd {
+  buildId: string;
+  lease: string;
+  now: number;
+  status: FinalBuildStatus;
+  failureReason: FailureReason | null;
+  exitCode: number | null;
+  message: string | null;
+  requeue: boolean;
+}
+
+export type AppendLogResult =
+  | { kind: 'appended'; logBytes: number }
+  | { kind: 'gap'; expectedOffset: number }
+  | { kind: 'too-large'; logBytes: number };
+
+export interface ListBuildsFilter {
+  status?: BuildStatus;
+  limit: number;
+}
+
+export interface Store {
+  /** Applies pending migrations; safe to call on every start. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  createWorker(worker: NewWorker): Promise<WorkerRecord>;
+  getWorker(id: string): Promise<WorkerRecord | null>;
+  getWorkerByKeyHash(keyHash: string): Promise<WorkerRecord | null>;
+  listWorkers(): Promise<WorkerRecord[]>;
+  /** Records contact from a worker (a poll or heartbeat) and clears its offline mark. */
+  touchWorker(id: string, contact: { now: number; slotsTotal?: number; draining?: boolean }): Promise<void>;
+  markWorkerOffline(id: string): Promise<void>;
+  /** Workers not marked offline whose last contact is older than `cutoff` (or who never made contact and were created before it). */
+  findSilentWorkers(cutoff: number): Promise<WorkerRecord[]>;
+
+  createBuild(build: NewBuild): Promise<BuildRecord>;
+  getBuild(id: string): Promise<BuildRecord | null>;
+  listBuilds(filter: ListBuildsFilter): Promise<BuildRecord[]>;
+  countBuildsByStatus(): Promise<Record<BuildStatus, number>>;
+  countQueuedBuilds(): Promise<number>;
+  /** Builds in an active status held by this worker. */
+  activeBuildsOfWorker(workerId: string): Promise<BuildRecord[]>;
+  /** Active builds whose last sign of life is older than `cutoff`. */
+  findStaleBuilds(cutoff: number): Promise<BuildRecord[]>;
+
+  /** Atomically hands the oldest queued build whose labels the worker has to this worker, or null. */
+  claimBuild(req: ClaimRequest): Promise<Claim | null>;
+  getAttemptByLease(buildId: string, lease: string): Promise<AttemptRecord | null>;
+  getAttemptByTokenHash(tokenHash: string): Promise<AttemptRecord | null>;
+  listAttempts(buildId: string): Promise<AttemptRecord[]>;
+  hasAttemptOnWorker(buildId: string, workerId: string): Promise<boolean>;
+
+  /** Records a sign of life for an active build with this lease; false when it is not active under that lease. */
+  touchBuild(id: string, lease: string, update: { now: number; progress?: number }): Promise<boolean>;
+  /** Compare-and-set of the status for the current lease; false when the lease or the `from` status does not match. */
+  setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean>;
+  requestCancel(id: string): Promise<void>;
+  /** Cancels a queued build; false when it was no longer queued. */
+  cancelQueued(id: string, now: number): Promise<boolean>;
+  /**
+   * Takes back an assignment the worker never received (its poll response was lost, or the
+   * worker reports it does not run the build): the build is queued again and the attempt is
+   * forgotten, since nothing ran. False when the build is no longer `assigned` under that lease.
+   */
+  unassign(buildId: string, lease: string): Promise<boolean>;
+  /** Ends the current attempt if `lease` is still current; null when it was not. */
+  finishAttempt(end: AttemptEnd): Promise<BuildRecord | null>;
+
+  /** Appends at a byte offset: a repeat is a no-op, an overlap appends only the new tail, a gap is refused. */
+  appendLog(buildId: string, offset: number, data: Buffer, maxLogBytes: number): Promise<AppendLogResult>;
+  readLog(buildId: string, fromOffset: number): Promise<Buffer>;
+}

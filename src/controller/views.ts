@@ -1,0 +1,63 @@
+/** Store records turned into what the API shows: ISO times, env values withheld, worker status derived. */
+import type { WorkerStatus } from '../protocol/domain.ts';
+import type { AssignedBuild, BuildView, WorkerView } from '../protocol/schemas.ts';
+import type { BuildRecord, Claim, WorkerRecord } from './store/store.ts';
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+export function buildView(b: BuildRecord): BuildView {
+  return {
+    id: b.id,
+    status: b.status,
+    failureReason: b.failureReason,
+    message: b.message,
+    exitCode: b.exitCode,
+    workerId: b.workerId,
+    progress: b.progress,
+    attempt: b.attempt,
+    maxAttempts: b.maxAttempts,
+    timeoutS: b.timeoutS,
+    labels: b.labels,
+    steps: b.steps,
+    envNames: Object.keys(b.env).sort(),
+    cancelRequested: b.cancelRequested,
+    logBytes: b.logBytes,
+    createdAt: iso(b.createdAt)!,
+    assignedAt: iso(b.assignedAt),
+    startedAt: iso(b.startedAt),
+    finishedAt: iso(b.finishedAt),
+    lastHeartbeatAt: iso(b.lastHeartbeatAt),
+  };
+}
+
+/** A worker's status: offline when the watchdog said so, else draining, busy (holds a build) or idle. */
+export function workerStatus(w: WorkerRecord, runningBuilds: readonly string[]): WorkerStatus {
+  if (w.offline) return 'offline';
+  if (w.draining) return 'draining';
+  return runningBuilds.length > 0 ? 'busy' : 'idle';
+}
+
+export function workerView(w: WorkerRecord, runningBuilds: string[]): WorkerView {
+  return {
+    id: w.id,
+    labels: w.labels,
+    status: workerStatus(w, runningBuilds),
+    createdAt: iso(w.createdAt)!,
+    lastSeenAt: iso(w.lastSeenAt),
+    slotsTotal: w.slotsTotal,
+    runningBuilds,
+  };
+}
+
+export function assignedBuild(c: Claim): AssignedBuild {
+  return {
+    id: c.build.id,
+    steps: c.build.steps,
+    env: c.build.env,
+    labels: c.build.labels,
+    timeoutS: c.build.timeoutS,
+    attempt: c.attempt.attempt,
+    maxAttempts: c.build.maxAttempts,
+    logOffset: c.attempt.logOffset,
+  };
+}
