@@ -1,0 +1,247 @@
+/**
+ * The agent's configuration: `~/.expo-worker/config.json` (or `--config PATH`), read with
+ * `conf`, validated once, every bad field reported in one `CFG_INVALID` error, the result frozen.
+ *
+ * The seed's six fields work verbatim: `vmName`, `vmUser`, `vmSshKey`, `vmIp`, `controllerUrl`,
+ * `apiKey`. Every other field is optional; its default is documented on {@link AgentConfig}.
+ * Unknown fields are refused (a typo would otherwise silently keep a default).
+ */
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { homedir, hostname } from 'node:os';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import Conf from 'conf';
+import { isWorkerId } from '../protocol/domain.ts';
+import { ExpoError } from '../protocol/errors.ts';
+
+export interface AgentConfig {
+  /** The base snapshot each build's VM is cloned from (a local VM name or an OCI reference). */
+  readonly vmName: string;
+  /** SSH login user in the VM. */
+  readonly vmUser: string;
+  /** Path of the SSH private key for the VM, `~` expanded. Its contents are never logged. */
+  readonly vmSshKey: string;
+  /** The seed's fixed VM address. Clones get their address from `tart ip`; kept for compatibility. */
+  readonly vmIp: string | undefined;
+  /** The controller's base URL (http or https). */
+  readonly controllerUrl: string;
+  /** This worker's API key. Never logged. */
+  readonly apiKey: string;
+  /** This worker's id. Default: the host name (minus `.local`), sanitized to `[A-Za-z0-9._-]`. */
+  readonly workerId: string;
+  /** The tart executable. Default: `tart` on PATH, then /opt/homebrew/bin/tart, /usr/local/bin/tart. */
+  readonly tartPath: string | undefined;
+  /** TART_HOME for tart calls, `~` expanded. Default: tart's own (`~/.tart`). */
+  readonly tartHome: string | undefined;
+  /** Least free disk in a fresh VM, GiB. Default 20. */
+  readonly minFreeDiskGb: number;
+  /** Least free disk on the host where tart keeps VMs, GiB. Default 10. */
+  readonly hostMinFreeDiskGb: number;
+  /** Builds (VMs) run at once: 1 or 2 (Apple allows 2 macOS VMs per host). Default 1. */
+  readonly maxConcurrentBuilds: 1 | 2;
+  /** Seconds between vm-monitor heartbeats. Default 30. */
+  readonly heartbeatIntervalS: number;
+  /** Seconds a fresh VM's SSH may take to become ready after its IP. Default 120. */
+  readonly sshReadyTimeoutS: number;
+  /** Seconds `tart ip --wait` may take. Default 120. */
+  readonly vmIpWaitS: number;
+  /** Seconds `tart stop --timeout` gives a VM. Default 10. */
+  readonly vmStopTimeoutS: number;
+  /** Seconds a quick tart call (list, set, delete…) may hang before it is killed. Default 30. */
+  readonly tartTimeoutS: number;
+  /** `host:port` of the Prometheus endpoint. Default `127.0.0.1:9464`. */
+  readonly metricsAddress: string;
+  /** The controller URL as seen from inside a VM (used by vm-monitor). Default `controllerUrl`. */
+  readonly vmControllerUrl: string;
+  /** Clone name prefix: `<prefix>-<workerId>-<buildId>-<attempt>`. Default `expo`. */
+  readonly clonePrefix: string;
+  /** Directory of `tart run` logs. Default `~/.expo-worker/logs`. */
+  readonly logDir: string;
+}
+
+/** The default config file. */
+export const defaultConfigPath = (): string => join(homedir(), '.expo-worker', 'config.json');
+
+/** `~` and `~/…` expanded against the home directory. */
+export function expandHome(path: string, home = homedir()): string {
+  if (path === '~') return home;
+  if (path.startsWith('~/')) return join(home, path.slice(2));
+  return path;
+}
+
+/** The host name as a worker id: `.local` dropped, other characters replaced by `-`. */
+export function defaultWorkerId(host = hostname()): string {
+  const id = host
+    .replace(/\.local$/i, '')
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, 63);
+  return id === '' ? 'worker' : id;
+}
+
+type Raw = Record<string, unknown>;
+
+const SEED_FIELDS = ['vmName', 'vmUser', 'vmSshKey', 'vmIp', 'controllerUrl', 'apiKey'] as const;
+const OPTIONAL_FIELDS = [
+  'workerId', 'tartPath', 'tartHome', 'minFreeDiskGb', 'hostMinFreeDiskGb', 'maxConcurrentBuilds',
+  'heartbeatIntervalS', 'sshReadyTimeoutS', 'vmIpWaitS', 'vmStopTimeoutS', 'tartTimeoutS',
+  'metricsAddress', 'vmControllerUrl', 'clonePrefix', 'logDir',
+] as const;
+const KNOWN = new Set<string>([...SEED_FIELDS, ...OPTIONAL_FIELDS]);
+
+class Fields {
+  readonly problems: string[] = [];
+  private readonly raw: Raw;
+  constructor(raw: Raw) {
+    this.raw = raw;
+  }
+  bad(field: string, why: string): undefined {
+    this.problems.push(`${field}: ${why}`);
+    return undefined;
+  }
+  string(field: string, required: boolean, test?: (s: string) => string | null): string | undefined {
+    const v = this.raw[field];
+    if (v === undefined || v === null) return required ? this.bad(field, 'is required') : undefined;
+    if (typeof v !== 'string' || v.trim() === '') return this.bad(field, 'must be a non-empty string');
+    const why = test?.(v) ?? null;
+    return why === null ? v : this.bad(field, why);
+  }
+  number(field: string, fallback: number, opts: { min: number; max?: number; integer?: boolean; exclusiveMin?: boolean }): number {
+    const v = this.raw[field];
+    if (v === undefined || v === null) return fallback;
+    const range = `${opts.exclusiveMin ? '>' : '≥'} ${opts.min}${opts.max === undefined ? '' : ` and ≤ ${opts.max}`}`;
+    if (typeof v !== 'number' || !Number.isFinite(v)) return this.bad(field, `must be a number ${range}`) ?? fallback;
+    if (opts.integer && !Number.isInteger(v)) return this.bad(field, `must be an integer ${range}`) ?? fallback;
+    if ((opts.exclusiveMin ? v <= opts.min : v < opts.min) || (opts.max !== undefined && v > opts.max)) {
+      return this.bad(field, `must be ${range} (got ${v})`) ?? fallback;
+    }
+    return v;
+  }
+}
+
+const httpUrl = (s: string): string | null => {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'http:' || u.protocol === 'https:' ? null : `must be an http(s) URL (got ${u.protocol})`;
+  } catch {
+    return `must be an http(s) URL (got ${JSON.stringify(s)})`;
+  }
+};
+const ipv4 = (s: string): string | null =>
+  /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(s) ? null : 'must be an IPv4 address';
+const noSpace = (s: string): string | null => (/\s/.test(s) ? 'must not contain whitespace' : null);
+
+/** Options of {@link parseAgentConfig}. */
+export interface ParseOptions {
+  /** Whether `controllerUrl` and `apiKey` are required (the doctor can do without). Default true. */
+  requireController?: boolean;
+  /** Check that `vmSshKey` names a readable file. Default true. */
+  checkFiles?: boolean;
+  /** Home directory for `~`. Default `os.homedir()`. */
+  home?: string;
+  /** Host name for the default worker id. Default `os.hostname()`. */
+  hostName?: string;
+}
+
+/** Validates raw config data; throws one `CFG_INVALID` naming every bad field. */
+export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): AgentConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ExpoError('CFG_INVALID', 'invalid agent config: expected a JSON object', { details: { problems: ['(root): must be an object'] } });
+  }
+  const r = raw as Raw;
+  const f = new Fields(r);
+  const home = options.home ?? homedir();
+  const requireController = options.requireController ?? true;
+  for (const key of Object.keys(r)) if (!KNOWN.has(key)) f.bad(key, 'unknown field (misspelt?)');
+
+  const vmName = f.string('vmName', true, noSpace);
+  const vmUser = f.string('vmUser', true, (s) => (/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(s) ? null : 'must be a user name'));
+  let vmSshKey = f.string('vmSshKey', true);
+  if (vmSshKey !== undefined) {
+    vmSshKey = resolve(expandHome(vmSshKey, home));
+    if (options.checkFiles ?? true) {
+      try {
+        accessSync(vmSshKey, constants.R_OK);
+        if (!statSync(vmSshKey).isFile()) f.bad('vmSshKey', `${vmSshKey} is not a file`);
+      } catch {
+        f.bad('vmSshKey', `cannot read ${vmSshKey}`);
+      }
+    }
+  }
+  const vmIp = f.string('vmIp', false, ipv4);
+  const controllerUrl = f.string('controllerUrl', requireController, httpUrl);
+  const apiKey = f.string('apiKey', requireController);
+  const workerId = f.string('workerId', false, (s) => (isWorkerId(s) ? null : 'must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}'));
+  const tartPath = f.string('tartPath', false);
+  const tartHome = f.string('tartHome', false);
+  const maxConcurrentBuilds = f.number('maxConcurrentBuilds', 1, { min: 1, max: 2, integer: true });
+  const metricsAddress = f.string('metricsAddress', false, (s) =>
+    /^[A-Za-z0-9.:[\]-]+:\d{1,5}$/.test(s) && Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535 ? null : 'must be host:port',
+  );
+  const vmControllerUrl = f.string('vmControllerUrl', false, httpUrl);
+  const clonePrefix = f.string('clonePrefix', false, (s) =>
+    /^[A-Za-z0-9][A-Za-z0-9._]{0,31}$/.test(s) ? null : 'must be letters, digits, . or _ (no -), at most 32',
+  );
+  const logDir = f.string('logDir', false);
+  const config: AgentConfig = {
+    vmName: vmName ?? '',
+    vmUser: vmUser ?? '',
+    vmSshKey: vmSshKey ?? '',
+    vmIp,
+    controllerUrl: controllerUrl ?? '',
+    apiKey: apiKey ?? '',
+    workerId: workerId ?? defaultWorkerId(options.hostName),
+    tartPath: tartPath === undefined ? undefined : expandHome(tartPath, home),
+    tartHome: tartHome === undefined ? undefined : resolve(expandHome(tartHome, home)),
+    minFreeDiskGb: f.number('minFreeDiskGb', 20, { min: 0 }),
+    hostMinFreeDiskGb: f.number('hostMinFreeDiskGb', 10, { min: 0 }),
+    maxConcurrentBuilds: maxConcurrentBuilds === 2 ? 2 : 1,
+    heartbeatIntervalS: f.number('heartbeatIntervalS', 30, { min: 0, exclusiveMin: true }),
+    sshReadyTimeoutS: f.number('sshReadyTimeoutS', 120, { min: 0, exclusiveMin: true }),
+    vmIpWaitS: f.number('vmIpWaitS', 120, { min: 0 }),
+    vmStopTimeoutS: f.number('vmStopTimeoutS', 10, { min: 0 }),
+    tartTimeoutS: f.number('tartTimeoutS', 30, { min: 0, exclusiveMin: true }),
+    metricsAddress: metricsAddress ?? '127.0.0.1:9464',
+    vmControllerUrl: vmControllerUrl ?? controllerUrl ?? '',
+    clonePrefix: clonePrefix ?? 'expo',
+    logDir: resolve(expandHome(logDir ?? '~/.expo-worker/logs', home)),
+  };
+  if (f.problems.length > 0) {
+    throw new ExpoError('CFG_INVALID', `invalid agent config:\n  - ${f.problems.join('\n  - ')}`, { details: { problems: f.problems } });
+  }
+  return Object.freeze(config);
+}
+
+/** Reads and validates the config file (default {@link defaultConfigPath}) with `conf`. */
+export function loadAgentConfig(path: string = defaultConfigPath(), options: ParseOptions = {}): AgentConfig {
+  const file = resolve(expandHome(path, options.home));
+  // conf would create a missing file on read; a missing config is an error here.
+  if (!existsSync(file)) {
+    throw new ExpoError('CFG_INVALID', `agent config not found: ${file} (create it with vmName, vmUser, vmSshKey, controllerUrl, apiKey)`, {
+      details: { problems: [`(file): ${file} does not exist`], path: file },
+    });
+  }
+  const ext = extname(file);
+  let store: unknown;
+  try {
+    const conf = new Conf<Record<string, unknown>>({
+      cwd: dirname(file),
+      configName: basename(file, ext),
+      fileExtension: ext.replace(/^\./, ''),
+      clearInvalidConfig: false,
+      accessPropertiesByDotNotation: false,
+      watch: false,
+    });
+    store = conf.store;
+  } catch (err) {
+    throw new ExpoError('CFG_INVALID', `agent config ${file} is not valid JSON: ${(err as Error).message}`, {
+      cause: err,
+      details: { problems: [`(file): not valid JSON`], path: file },
+    });
+  }
+  try {
+    return parseAgentConfig(store, options);
+  } catch (err) {
+    if (err instanceof ExpoError) err.message = err.message.replace('invalid agent config', `invalid agent config ${file}`);
+    throw err;
+  }
+}
