@@ -80,6 +80,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, useDefaults: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Bodies are JSON only; anything else is refused with 415 instead of reaching a route as text.
+  app.removeContentTypeParser('text/plain');
   app.decorateRequest('principal', null as unknown as { getter: () => Principal });
   app.addHook('onRequest', async (req: FastifyRequest) => {
     if (req.url.startsWith('/api/')) req.principal = await resolvePrincipal(o.store, o.adminKey, req.headers.authorization);

@@ -51,6 +51,7 @@ export type Step = Static<typeof Step>;
 
 export const Env = Type.Record(Type.String({ pattern: ENV_NAME_PATTERN }), Type.String({ maxLength: LIMITS.maxEnvValueBytes }), {
   maxProperties: LIMITS.maxEnvVars,
+  additionalProperties: false,
 });
 
 // ---- admin: workers ----

@@ -16,7 +16,9 @@ function leftovers(runId: string): string[] {
       if (!env.includes(`${TEST_MARK}=${runId}`)) continue;
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       if (/^\d+ \(.*\) Z /.test(stat)) continue; // a zombie has already exited
-      found.push(`${pid}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim()}`);
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+      if (cmdline.includes('vitest')) continue; // the runner's own pool and watchdog processes
+      found.push(`${pid}: ${cmdline}`);
     } catch {
       // the process ended while we looked, or is not ours to read
     }

@@ -1,0 +1,91 @@
+/**
+ * Helpers for controller tests: an app on a real SQLite database in a temp dir (driven with
+ * `app.inject`), a controllable clock, and short-hands for the calls every test makes.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { buildApp, type ControllerApp } from '../../src/controller/app.ts';
+import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
+
+export const ADMIN_KEY = 'test-admin-key-0123456789';
+
+export interface TestController extends ControllerApp {
+  store: SqliteStore;
+  dir: string;
+  clock: { now: number };
+  close: () => Promise<void>;
+  admin: { authorization: string };
+  enrol: (id: string, labels?: string[]) => Promise<{ id: string; apiKey: string; auth: { authorization: string } }>;
+  submit: (body?: Record<string, unknown>) => Promise<{ id: string; status: string }>;
+  poll: (workerId: string, key: { authorization: string }, body?: Record<string, unknown>) => Promise<PollClaim | null>;
+  get: (id: string) => Promise<Record<string, unknown>>;
+  post: (url: string, headers: Record<string, string>, body?: unknown) => Promise<{ statusCode: number; json: () => Record<string, unknown> }>;
+}
+
+export interface PollClaim {
+  build: { id: string; attempt: number; env: Record<string, string>; logOffset: number };
+  lease: string;
+  buildToken: string;
+}
+
+export const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+
+export async function startTestController(opts: { heartbeatTimeoutMs?: number; maxLogBytes?: number; realClock?: boolean; claimGraceMs?: number } = {}): Promise<TestController> {
+  const dir = mkdtempSync(join(tmpdir(), 'expo-ctl-test-'));
+  const store = new SqliteStore({ path: join(dir, 'controller.db') });
+  await store.migrate();
+  const clock = { now: Date.now() };
+  const now = opts.realClock ? Date.now : () => clock.now;
+  const controller = await buildApp({
+    store,
+    adminKey: ADMIN_KEY,
+    heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 120_000,
+    maxLogBytes: opts.maxLogBytes ?? 1024 * 1024,
+    defaultBuildTimeoutS: 3600,
+    logger: pino({ level: 'silent' }),
+    now,
+    startedAt: now(),
+    claimGraceMs: opts.claimGraceMs,
+  });
+  const admin = bearer(ADMIN_KEY);
+  const post: TestController['post'] = async (url, headers, body) => {
+    const res = await controller.app.inject({ method: 'POST', url, headers, ...(body === undefined ? {} : { payload: body as object }) });
+    return { statusCode: res.statusCode, json: () => res.json() as Record<string, unknown> };
+  };
+  return {
+    ...controller,
+    store,
+    dir,
+    clock,
+    admin,
+    post,
+    close: async () => {
+      await controller.shutdown();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    enrol: async (id, labels) => {
+      const res = await post('/api/v1/workers', admin, { id, ...(labels ? { labels } : {}) });
+      if (res.statusCode !== 201) throw new Error(`enrol ${id}: ${res.statusCode} ${JSON.stringify(res.json())}`);
+      const { apiKey } = res.json() as { apiKey: string };
+      return { id, apiKey, auth: bearer(apiKey) };
+    },
+    submit: async (body = {}) => {
+      const res = await post('/api/v1/builds', admin, { steps: [{ name: 'build', run: 'echo hello' }], ...body });
+      if (res.statusCode !== 201) throw new Error(`submit: ${res.statusCode} ${JSON.stringify(res.json())}`);
+      return res.json() as { id: string; status: string };
+    },
+    poll: async (workerId, key, body = {}) => {
+      const res = await post(`/api/v1/workers/${workerId}/poll`, key, { slotsFree: 1, runningBuilds: [], waitS: 0, ...body });
+      if (res.statusCode === 204) return null;
+      if (res.statusCode !== 200) throw new Error(`poll: ${res.statusCode} ${JSON.stringify(res.json())}`);
+      return res.json() as unknown as PollClaim;
+    },
+    get: async (id) => {
+      const res = await controller.app.inject({ method: 'GET', url: `/api/v1/builds/${id}`, headers: admin });
+      return res.json() as Record<string, unknown>;
+    },
+  };
+}
