@@ -1,0 +1,129 @@
+/**
+ * The controller as a real process: crash safety (SIGKILL with builds in every state, restart on
+ * the same database, nothing lost), graceful SIGTERM (open long-polls answered 204), the start-up
+ * grace, and configuration errors.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CLI, killAllControllers, startControllerProcess } from '../support/controller-process.ts';
+
+const KEY = 'process-test-admin-key';
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'expo-ctl-proc-'));
+});
+afterEach(async () => {
+  await killAllControllers();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function call(base: string, method: 'GET' | 'POST', path: string, key: string, body?: unknown) {
+  const res = await request(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.body.text();
+  return { status: res.statusCode, text, json: () => JSON.parse(text) as Record<string, any> };
+}
+
+describe('crash safety', () => {
+  it('loses nothing when SIGKILLed with builds queued, running and finished, and logs written', async () => {
+    const db = join(dir, 'c.db');
+    const c1 = await startControllerProcess({ dbPath: db, apiKey: KEY });
+    const { apiKey: wk } = (await call(c1.url, 'POST', '/api/v1/workers', KEY, { id: 'mac-1' })).json();
+    const submit = async () => (await call(c1.url, 'POST', '/api/v1/builds', KEY, { steps: [{ name: 'b', run: 'make' }] })).json().id as string;
+    const finished = await submit();
+    const running = await submit();
+    const queued = await submit();
+    const poll = async () => (await call(c1.url, 'POST', '/api/v1/workers/mac-1/poll', wk, { slotsFree: 1, runningBuilds: [], waitS: 0 })).json();
+    const f = await poll();
+    await call(c1.url, 'POST', `/api/v1/builds/${finished}/logs`, wk, { lease: f.lease, offset: 0, data: 'done\n' });
+    await call(c1.url, 'POST', `/api/v1/builds/${finished}/complete`, wk, { lease: f.lease, status: 'succeeded' });
+    const r = await poll();
+    await call(c1.url, 'POST', `/api/v1/builds/${running}/phase`, wk, { lease: r.lease, phase: 'running' });
+    await call(c1.url, 'POST', `/api/v1/builds/${running}/logs`, wk, { lease: r.lease, offset: 0, data: 'line 1\n' });
+    expect(await c1.stop('SIGKILL')).toBe('SIGKILL');
+
+    const c2 = await startControllerProcess({ dbPath: db, apiKey: KEY });
+    const get = async (id: string) => (await call(c2.url, 'GET', `/api/v1/builds/${id}`, KEY)).json();
+    expect(await get(finished)).toMatchObject({ status: 'succeeded' });
+    expect(await get(running)).toMatchObject({ status: 'running', workerId: 'mac-1' });
+    expect(await get(queued)).toMatchObject({ status: 'queued' });
+    expect((await call(c2.url, 'GET', `/api/v1/builds/${finished}/logs`, KEY)).text).toBe('done\n');
+    expect((await call(c2.url, 'GET', `/api/v1/builds/${running}/logs`, KEY)).text).toBe('line 1\n');
+    // The worker's key, the lease and the build token survived too: the build carries on.
+    expect((await call(c2.url, 'POST', `/api/v1/builds/${running}/heartbeat`, r.buildToken, { progress: 50 })).status).toBe(200);
+    expect((await call(c2.url, 'POST', `/api/v1/builds/${running}/logs`, wk, { lease: r.lease, offset: 7, data: 'line 2\n' })).status).toBe(200);
+    expect((await call(c2.url, 'POST', `/api/v1/builds/${running}/complete`, wk, { lease: r.lease, status: 'succeeded' })).json()).toMatchObject({ status: 'succeeded' });
+    expect((await call(c2.url, 'GET', `/api/v1/builds/${running}/logs`, KEY)).text).toBe('line 1\nline 2\n');
+    await expect(poll()).rejects.toThrow(); // the first controller is really gone
+    await c2.stop();
+  });
+
+  it('grants one heartbeat timeout of grace after a restart, then fails the silent build', async () => {
+    const db = join(dir, 'c.db');
+    const c1 = await startControllerProcess({ dbPath: db, apiKey: KEY, heartbeatTimeoutS: 1 });
+    const { apiKey: wk } = (await call(c1.url, 'POST', '/api/v1/workers', KEY, { id: 'mac-1' })).json();
+    const id = (await call(c1.url, 'POST', '/api/v1/builds', KEY, { steps: [{ name: 'b', run: 'make' }] })).json().id as string;
+    await call(c1.url, 'POST', '/api/v1/workers/mac-1/poll', wk, { slotsFree: 1, runningBuilds: [], waitS: 0 });
+    await c1.stop('SIGKILL');
+    await new Promise((r) => setTimeout(r, 1500)); // longer than the timeout while the controller is down
+    const c2 = await startControllerProcess({ dbPath: db, apiKey: KEY, heartbeatTimeoutS: 1 });
+    expect((await call(c2.url, 'GET', `/api/v1/builds/${id}`, KEY)).json().status).toBe('assigned');
+    await new Promise((r) => setTimeout(r, 2500));
+    expect((await call(c2.url, 'GET', `/api/v1/builds/${id}`, KEY)).json()).toMatchObject({ status: 'failed', failureReason: 'heartbeat_timeout' });
+    await c2.stop();
+  });
+});
+
+describe('graceful stop', () => {
+  it('answers an open long-poll with 204 on SIGTERM, then exits 0', async () => {
+    const c = await startControllerProcess({ dbPath: join(dir, 'c.db'), apiKey: KEY });
+    const { apiKey: wk } = (await call(c.url, 'POST', '/api/v1/workers', KEY, { id: 'mac-1' })).json();
+    const started = Date.now();
+    const pending = call(c.url, 'POST', '/api/v1/workers/mac-1/poll', wk, { slotsFree: 1, runningBuilds: [], waitS: 20 });
+    await new Promise((r) => setTimeout(r, 300));
+    const exit = c.stop('SIGTERM');
+    expect((await pending).status).toBe(204);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(await exit).toBe(0);
+    expect(c.output.join('\n')).toContain('controller stopped');
+  });
+});
+
+describe('configuration', () => {
+  it('names every bad value at once and exits non-zero', () => {
+    const res = spawnSync(process.execPath, [CLI, 'controller', '--port', 'eighty', '--heartbeat-timeout=-3'], {
+      encoding: 'utf8',
+      env: { ...process.env, EXPO_CONTROLLER_API_KEY: '', EXPO_CONTROLLER_DB: '' },
+    });
+    expect(res.status).toBe(64);
+    expect(res.stderr).toContain("--port (EXPO_CONTROLLER_PORT): 'eighty' is not a port number");
+    expect(res.stderr).toContain("--heartbeat-timeout (EXPO_CONTROLLER_HEARTBEAT_TIMEOUT): '-3'");
+    expect(res.stderr).toContain('--db (EXPO_CONTROLLER_DB): required');
+    expect(res.stderr).toContain('--api-key (EXPO_CONTROLLER_API_KEY): required');
+  });
+
+  it('takes every setting from the environment too, decimals included', async () => {
+    const c = await startControllerProcess({
+      dbPath: join(dir, 'ignored.db'),
+      apiKey: KEY,
+      extraArgs: [],
+      env: { EXPO_CONTROLLER_HEARTBEAT_TIMEOUT: '0.5' },
+    });
+    expect(c.output.join('\n')).toContain('"heartbeatTimeoutS":0.5');
+    await c.stop();
+  });
+
+  it('refuses an unknown flag with the usage', () => {
+    const res = spawnSync(process.execPath, [CLI, 'controller', '--prot', '1'], { encoding: 'utf8' });
+    expect(res.status).toBe(64);
+    expect(res.stderr).toContain("Unknown option '--prot'");
+    expect(res.stderr).toContain('Usage: expo-worker controller');
+  });
+});

@@ -1,0 +1,60 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { describe, expect, it } from 'vitest';
+import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
+import { describeStoreConformance } from './store-conformance.ts';
+
+describeStoreConformance('SqliteStore', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'expo-store-test-'));
+  const path = join(dir, 'c.db');
+  const open = async () => {
+    const s = new SqliteStore({ path });
+    await s.migrate();
+    return s;
+  };
+  return { open, reopen: open, dispose: async () => rmSync(dir, { recursive: true, force: true }) };
+});
+
+describe('SqliteStore specifics', () => {
+  it('uses WAL and records its schema version', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'expo-store-test-'));
+    try {
+      const s = new SqliteStore({ path: join(dir, 'c.db') });
+      await s.migrate();
+      await s.close();
+      const db = new DatabaseSync(join(dir, 'c.db'));
+      expect((db.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode).toBe('wal');
+      expect(db.prepare('SELECT version FROM schema_migrations').all()).toEqual([{ version: 1 }]);
+      db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a database from a newer version', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'expo-store-test-'));
+    try {
+      const db = new DatabaseSync(join(dir, 'c.db'));
+      db.exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);
+        INSERT INTO schema_migrations VALUES (99, 'future', 0)`);
+      db.close();
+      const s = new SqliteStore({ path: join(dir, 'c.db') });
+      await expect(s.migrate()).rejects.toThrow(/schema version 99, newer than this controller/);
+      await s.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names the file when it cannot open it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'expo-store-test-'));
+    try {
+      writeFileSync(join(dir, 'file'), '');
+      expect(() => new SqliteStore({ path: join(dir, 'file', 'c.db') })).toThrow(/cannot open database .*file\/c\.db/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,172 @@
+/**
+ * The Store conformance suite: what every adapter must do, run unchanged against each one
+ * (SQLite today; a PostgreSQL adapter registers itself the same way).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ClaimRequest, NewBuild, Store } from '../../src/controller/store/store.ts';
+
+export interface StoreFactory {
+  /** A fresh, migrated, empty store. */
+  open: () => Promise<Store>;
+  /** Reopens the same database (for durability checks). */
+  reopen: () => Promise<Store>;
+  dispose: () => Promise<void>;
+}
+
+let n = 0;
+const build = (over: Partial<NewBuild> = {}): NewBuild => ({
+  id: `b${String(++n).padStart(15, 'a')}`.slice(0, 16),
+  steps: [{ name: 's', run: 'true' }],
+  env: { A: '1' },
+  labels: [],
+  timeoutS: 60,
+  maxAttempts: 1,
+  createdAt: 1000 + n,
+  ...over,
+});
+const claimReq = (workerId: string, now: number, over: Partial<ClaimRequest> = {}): ClaimRequest => ({
+  workerId,
+  workerLabels: [],
+  now,
+  lease: `lease-${workerId}-${now}-${Math.random()}`,
+  buildTokenHash: `hash-${Math.random()}`,
+  attemptBanner: (a, m) => `[attempt ${a}/${m}]\n`,
+  ...over,
+});
+
+export function describeStoreConformance(name: string, makeFactory: () => StoreFactory): void {
+  describe(`Store conformance: ${name}`, () => {
+    let f: StoreFactory;
+    let s: Store;
+    beforeEach(async () => {
+      f = makeFactory();
+      s = await f.open();
+      await s.createWorker({ id: 'w1', labels: ['mac'], keyHash: 'k1', createdAt: 1 });
+      await s.createWorker({ id: 'w2', labels: [], keyHash: 'k2', createdAt: 1 });
+    });
+    afterEach(async () => {
+      await s.close();
+      await f.dispose();
+    });
+
+    it('migrates idempotently', async () => {
+      await s.migrate();
+      expect(await s.getWorker('w1')).toMatchObject({ id: 'w1', labels: ['mac'], offline: false, draining: false });
+    });
+
+    it('refuses a duplicate worker id and finds workers by key hash', async () => {
+      await expect(s.createWorker({ id: 'w1', labels: [], keyHash: 'other', createdAt: 2 })).rejects.toMatchObject({ code: 'WORKER_EXISTS' });
+      expect((await s.getWorkerByKeyHash('k2'))?.id).toBe('w2');
+      expect(await s.getWorkerByKeyHash('nope')).toBeNull();
+    });
+
+    it('claims oldest first, respects labels, and never hands one build out twice', async () => {
+      const a = await s.createBuild(build({ labels: ['mac'] }));
+      const b = await s.createBuild(build());
+      const c1 = await s.claimBuild(claimReq('w2', 5000));
+      expect(c1?.build.id).toBe(b.id);
+      expect(await s.claimBuild(claimReq('w2', 5001))).toBeNull();
+      const c2 = await s.claimBuild(claimReq('w1', 5002, { workerLabels: ['mac'] }));
+      expect(c2?.build).toMatchObject({ id: a.id, status: 'assigned', workerId: 'w1', attempt: 1, lastHeartbeatAt: 5002 });
+      expect(c2?.attempt).toMatchObject({ attempt: 1, workerId: 'w1', logOffset: 0, endedAt: null });
+      expect(await s.countQueuedBuilds()).toBe(0);
+    });
+
+    it('claims under concurrency exactly once each', async () => {
+      const ids = new Set<string>();
+      for (let i = 0; i < 20; i++) ids.add((await s.createBuild(build())).id);
+      const claims = await Promise.all(Array.from({ length: 40 }, (_, i) => s.claimBuild(claimReq(i % 2 ? 'w1' : 'w2', 6000 + i))));
+      const got = claims.filter((c) => c !== null).map((c) => c.build.id);
+      expect(got).toHaveLength(20);
+      expect(new Set(got)).toEqual(ids);
+    });
+
+    it('fences phase, heartbeat and finish on the lease', async () => {
+      const b = await s.createBuild(build());
+      const c = (await s.claimBuild(claimReq('w1', 7000)))!;
+      expect(await s.touchBuild(b.id, 'wrong', { now: 7001 })).toBe(false);
+      expect(await s.touchBuild(b.id, c.attempt.lease, { now: 7002, progress: 30 })).toBe(true);
+      expect(await s.setBuildPhase(b.id, 'wrong', ['assigned'], 'preparing', 7003)).toBe(false);
+      expect(await s.setBuildPhase(b.id, c.attempt.lease, ['assigned'], 'running', 7004)).toBe(true);
+      expect(await s.getBuild(b.id)).toMatchObject({ status: 'running', progress: 30, startedAt: 7004, lastHeartbeatAt: 7004 });
+      const end = { buildId: b.id, now: 7005, status: 'succeeded' as const, failureReason: null, exitCode: 0, message: null, requeue: false };
+      expect(await s.finishAttempt({ ...end, lease: 'wrong' })).toBeNull();
+      expect(await s.finishAttempt({ ...end, lease: c.attempt.lease })).toMatchObject({ status: 'succeeded', finishedAt: 7005, lease: null });
+      expect(await s.finishAttempt({ ...end, lease: c.attempt.lease })).toBeNull();
+      expect(await s.getAttemptByLease(b.id, c.attempt.lease)).toMatchObject({ outcome: 'succeeded', endedAt: 7005 });
+      expect(await s.touchBuild(b.id, c.attempt.lease, { now: 7006 })).toBe(false);
+    });
+
+    it('requeues for another attempt and writes the attempt banner into the log', async () => {
+      const b = await s.createBuild(build({ maxAttempts: 2 }));
+      const c = (await s.claimBuild(claimReq('w1', 8000)))!;
+      await s.appendLog(b.id, 0, Buffer.from('first\n'), 1 << 20);
+      const back = await s.finishAttempt({ buildId: b.id, lease: c.attempt.lease, now: 8001, status: 'failed', failureReason: 'vm_crashed', exitCode: null, message: 'boom', requeue: true });
+      expect(back).toMatchObject({ status: 'queued', workerId: null, lease: null, failureReason: 'vm_crashed', attempt: 1 });
+      const c2 = (await s.claimBuild(claimReq('w2', 8002)))!;
+      expect(c2.attempt).toMatchObject({ attempt: 2, workerId: 'w2', logOffset: 6 + '[attempt 2/2]\n'.length });
+      expect((await s.readLog(b.id, 0)).toString()).toBe('first\n[attempt 2/2]\n');
+      expect((await s.listAttempts(b.id)).map((a) => a.outcome)).toEqual(['requeued', null]);
+      expect(await s.hasAttemptOnWorker(b.id, 'w1')).toBe(true);
+    });
+
+    it('unassigns an assignment nobody received without spending the attempt', async () => {
+      const b = await s.createBuild(build());
+      const c = (await s.claimBuild(claimReq('w1', 9000)))!;
+      expect(await s.unassign(b.id, c.attempt.lease)).toBe(true);
+      expect(await s.getBuild(b.id)).toMatchObject({ status: 'queued', attempt: 0, workerId: null });
+      expect(await s.unassign(b.id, c.attempt.lease)).toBe(false);
+      expect(await s.getAttemptByTokenHash(c.attempt.buildTokenHash)).toBeNull();
+    });
+
+    it('appends logs by offset: repeat is a no-op, overlap appends the tail, gaps and overflow are refused', async () => {
+      const b = await s.createBuild(build());
+      expect(await s.appendLog(b.id, 0, Buffer.from('abc'), 8)).toEqual({ kind: 'appended', logBytes: 3 });
+      expect(await s.appendLog(b.id, 0, Buffer.from('abc'), 8)).toEqual({ kind: 'appended', logBytes: 3 });
+      expect(await s.appendLog(b.id, 2, Buffer.from('cde'), 8)).toEqual({ kind: 'appended', logBytes: 5 });
+      expect(await s.appendLog(b.id, 9, Buffer.from('x'), 8)).toEqual({ kind: 'gap', expectedOffset: 5 });
+      expect(await s.appendLog(b.id, 5, Buffer.from('fghi'), 8)).toEqual({ kind: 'too-large', logBytes: 5 });
+      expect((await s.readLog(b.id, 1)).toString()).toBe('bcde');
+      expect((await s.readLog(b.id, 5)).length).toBe(0);
+      expect((await s.getBuild(b.id))?.logBytes).toBe(5);
+    });
+
+    it('finds stale builds and silent workers by cutoff', async () => {
+      const b = await s.createBuild(build());
+      await s.claimBuild(claimReq('w1', 10_000));
+      await s.touchWorker('w1', { now: 10_000, slotsTotal: 2 });
+      await s.touchWorker('w2', { now: 20_000 });
+      expect((await s.findStaleBuilds(10_001)).map((x) => x.id)).toEqual([b.id]);
+      expect(await s.findStaleBuilds(10_000)).toEqual([]);
+      expect((await s.findSilentWorkers(15_000)).map((w) => w.id)).toEqual(['w1']);
+      await s.markWorkerOffline('w1');
+      expect(await s.findSilentWorkers(15_000)).toEqual([]);
+      await s.touchWorker('w1', { now: 30_000 });
+      expect(await s.getWorker('w1')).toMatchObject({ offline: false, slotsTotal: 2, lastSeenAt: 30_000 });
+    });
+
+    it('cancels only queued builds outright and counts by status', async () => {
+      const a = await s.createBuild(build());
+      const b = await s.createBuild(build());
+      await s.claimBuild(claimReq('w1', 11_000));
+      expect(await s.cancelQueued(a.id, 11_001)).toBe(false);
+      expect(await s.cancelQueued(b.id, 11_002)).toBe(true);
+      await s.requestCancel(a.id);
+      expect((await s.getBuild(a.id))?.cancelRequested).toBe(true);
+      expect(await s.countBuildsByStatus()).toMatchObject({ assigned: 1, cancelled: 1, queued: 0 });
+      expect((await s.listBuilds({ limit: 10, status: 'cancelled' })).map((x) => x.id)).toEqual([b.id]);
+      expect((await s.listBuilds({ limit: 10 })).map((x) => x.id)).toEqual([b.id, a.id]);
+    });
+
+    it('keeps everything across a reopen', async () => {
+      const b = await s.createBuild(build());
+      const c = (await s.claimBuild(claimReq('w1', 12_000)))!;
+      await s.appendLog(b.id, 0, Buffer.from('persisted'), 1 << 20);
+      await s.close();
+      s = await f.reopen();
+      expect(await s.getBuild(b.id)).toMatchObject({ status: 'assigned', logBytes: 9, lease: c.attempt.lease });
+      expect((await s.readLog(b.id, 0)).toString()).toBe('persisted');
+      expect(await s.getWorkerByKeyHash('k1')).not.toBeNull();
+    });
+  });
+}
