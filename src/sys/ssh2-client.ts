@@ -221,6 +221,7 @@ class Ssh2Session implements SshSession {
           let errBytes = 0;
           let exitCode: number | null = null;
           let exitSignal: string | null = null;
+          let gotExit = false;
           stream.on('data', (c: Buffer) => {
             options.onStdout?.(c);
             if (outBytes < cap) {
@@ -236,10 +237,14 @@ class Ssh2Session implements SshSession {
             }
           });
           stream.on('exit', (code: number | null, signal?: string) => {
+            gotExit = true;
             exitCode = code ?? null;
             exitSignal = signal ?? null;
           });
           stream.on('close', () => {
+            // A channel closed by a dying connection never sent an exit status: that is a failure.
+            const dead = this.connectionError();
+            if (!gotExit && dead !== undefined) return finish(() => reject(dead));
             finish(() =>
               resolve({
                 exitCode,
