@@ -7,7 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
-import { isExpoError, type ExpoError } from '../protocol/errors.ts';
+import { ExpoError, isExpoError } from '../protocol/errors.ts';
 import { ACTIVE_BUILD_STATUSES } from '../protocol/domain.ts';
 import { LIMITS } from '../protocol/schemas.ts';
 import { resolvePrincipal, type Principal } from './auth.ts';
@@ -76,15 +76,19 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   const app = Fastify({
     loggerInstance: o.logger as FastifyBaseLogger,
     bodyLimit: LIMITS.bodyBytes,
-    return503OnClosing: true,
+    return503OnClosing: false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, useDefaults: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies are JSON only; anything else is refused with 415 instead of reaching a route as text.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('principal', null as unknown as { getter: () => Principal });
+  let stopping = false;
   app.addHook('onRequest', async (req: FastifyRequest) => {
-    if (req.url.startsWith('/api/')) req.principal = await resolvePrincipal(o.store, o.adminKey, req.headers.authorization);
+    if (!req.url.startsWith('/api/')) return;
+    // While stopping, requests already running finish; new ones are told to come back (agents retry).
+    if (stopping) throw new ExpoError('API_SHUTTING_DOWN', 'the controller is stopping; retry shortly');
+    req.principal = await resolvePrincipal(o.store, o.adminKey, req.headers.authorization);
   });
 
   app.setErrorHandler((err: FastifyError | ExpoError, req, reply) => {
@@ -109,7 +113,6 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'API_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
-  let stopping = false;
   app.get('/health', async () => {
     const queueStats = await o.store.countBuildsByStatus();
     const workers = await o.store.listWorkers();
