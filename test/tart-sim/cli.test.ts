@@ -1,0 +1,202 @@
+/**
+ * Contract of the simulator's non-running commands against specs/tart-cli.md §1–3: output
+ * formats, empty outputs, sort order, argument handling, and each error's text and exit code.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createTartSim, type TartSim } from '../support/tart-sim.ts';
+
+let sim: TartSim;
+beforeEach(async () => {
+  sim = await createTartSim();
+});
+afterEach(async () => {
+  await sim.cleanup();
+});
+
+const usageTail = (cmd: string): string => `  See 'tart ${cmd} --help' for more information.\n`;
+const mac = (name: string): string =>
+  (JSON.parse(readFileSync(join(sim.tartHome, 'vms', name, 'config.json'), 'utf8')) as { macAddress: string }).macAddress;
+
+describe('process-wide conventions', () => {
+  it('prints the version and help to stdout with exit 0', async () => {
+    expect(await sim.tart(['--version'])).toMatchObject({ code: 0, stdout: '2.32.1\n' });
+    const help = await sim.tart(['list', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('USAGE: tart list');
+  });
+
+  it('creates cache/ and tmp/ on every command', async () => {
+    await sim.tart(['list']);
+    expect(existsSync(join(sim.tartHome, 'cache'))).toBe(true);
+    expect(existsSync(join(sim.tartHome, 'tmp'))).toBe(true);
+  });
+
+  it('reports usage errors with Error:, the usage line and the See line, exit 64', async () => {
+    const r = await sim.tart(['list', '--bogus']);
+    expect(r.code).toBe(64);
+    expect(r.stderr).toBe(`Error: Unknown option '--bogus'\nUsage: tart list [--source <source>] [--format <format>] [--quiet]\n${usageTail('list')}`);
+    expect((await sim.tart(['ip'])).stderr).toMatch(/^Error: Missing expected argument '<name>'\nUsage: tart ip/);
+    const source = await sim.tart(['list', '--source', 'OCI']);
+    expect(source).toMatchObject({ code: 64 });
+    expect(source.stderr.split('\n')[0]).toBe("Error: 'OCI' is not a valid <source>");
+    expect((await sim.tart(['ip', 'vm', '--wait'])).stderr).toMatch(/^Error: Missing value for '--wait <wait>'/);
+    expect((await sim.tart(['frobnicate'])).code).toBe(64);
+  });
+
+  it('accepts options before or after positionals and --opt=value', async () => {
+    await sim.createBaseVm('base');
+    const a = await sim.tart(['get', '--format=json', 'base']);
+    const b = await sim.tart(['get', 'base', '--format', 'json']);
+    expect(a.code).toBe(0);
+    expect(JSON.parse(a.stdout)).toEqual(JSON.parse(b.stdout));
+  });
+});
+
+describe('tart list', () => {
+  it('prints exactly the empty outputs', async () => {
+    expect(await sim.tart(['list'])).toMatchObject({ code: 0, stdout: '\n', stderr: '' });
+    expect((await sim.tart(['list', '--format', 'json'])).stdout).toBe('[\n\n]\n');
+    expect((await sim.tart(['list', '--quiet'])).stdout).toBe('');
+  });
+
+  it('prints the text table padded, trimmed at the end, sorted by name', async () => {
+    await sim.createBaseVm('sequoia-base');
+    await sim.createBaseVm('a');
+    const lines = (await sim.tart(['list'])).stdout.split('\n');
+    expect(lines[0]).toBe('Source Name         Disk Size Accessed      State  ');
+    expect(lines[1]).toMatch(/^local  a            50   0    \d+ seconds? ago +stopped$/);
+    expect(lines[2]).toMatch(/^local  sequoia-base 50   0    \d+ seconds? ago stopped$/);
+    expect(lines[1]?.length).toBe(lines[0]?.length);
+    expect(lines.length).toBe(4); // two rows + the final newline
+    expect((await sim.tart(['list', '-q'])).stdout).toBe('a\nsequoia-base\n');
+    expect((await sim.tart(['list', '--source', 'oci'])).stdout).toBe('\n');
+  });
+
+  it('prints JSON with spaced colons, typed fields and ISO dates', async () => {
+    await sim.createBaseVm('base');
+    const out = (await sim.tart(['list', '--format', 'json'])).stdout;
+    expect(out).toContain('"Source" : "local"');
+    expect(out).toMatch(/^\[\n {2}\{\n {4}"/);
+    const [vm] = JSON.parse(out) as Array<Record<string, unknown>>;
+    expect(vm).toEqual({ Source: 'local', Name: 'base', Disk: 50, Size: 0, Accessed: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), Running: false, State: 'stopped' });
+  });
+
+  it('shuffles JSON key order when asked and escapes slashes in OCI names', async () => {
+    const shuffled = await createTartSim({ shuffleKeys: true });
+    try {
+      await shuffled.createBaseVm('base');
+      const orders = new Set<string>();
+      for (let i = 0; i < 6; i++) {
+        const out = (await shuffled.tart(['list', '--format', 'json'])).stdout;
+        orders.add([...out.matchAll(/"(\w+)" :/g)].map((m) => m[1]).join(','));
+      }
+      expect(orders.size).toBeGreaterThan(1);
+      await shuffled.tart(['sim', 'publish', 'base', 'ghcr.io/acme/macos:1']);
+      const pull = await shuffled.tart(['pull', 'ghcr.io/acme/macos:1']);
+      expect(pull.code).toBe(0);
+      expect(pull.stdout).toContain('pulling manifest...\n');
+      const json = (await shuffled.tart(['list', '--source', 'oci', '--format', 'json'])).stdout;
+      expect(json).toContain('"ghcr.io\\/acme\\/macos:1"');
+      const names = (await shuffled.tart(['list', '-q'])).stdout.split('\n');
+      expect(names[0]).toBe('base');
+      expect(names[1]).toMatch(/^ghcr\.io\/acme\/macos/);
+      expect(names.filter((n) => n.startsWith('ghcr.io')).length).toBe(2); // tag and digest
+    } finally {
+      await shuffled.cleanup();
+    }
+  });
+});
+
+describe('tart clone', () => {
+  it('copies the three files with a sparse disk and a new MAC', async () => {
+    await sim.createBaseVm('base');
+    expect(await sim.tart(['clone', 'base', 'c1'])).toMatchObject({ code: 0, stdout: '', stderr: '' });
+    const dir = join(sim.tartHome, 'vms', 'c1');
+    for (const f of ['config.json', 'disk.img', 'nvram.bin', 'authorized_keys', 'ssh_host_ed25519_key']) {
+      expect(existsSync(join(dir, f))).toBe(true);
+    }
+    expect(statSync(join(dir, 'disk.img')).size).toBe(50e9);
+    expect(statSync(join(dir, 'disk.img')).blocks).toBeLessThan(100);
+    expect(mac('c1')).not.toBe(mac('base'));
+    expect(mac('c1')).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+    expect(parseInt(mac('c1').slice(0, 2), 16) & 0b11).toBe(0b10); // locally administered unicast
+  });
+
+  it('overwrites an existing NAME silently', async () => {
+    await sim.createBaseVm('base');
+    await sim.createBaseVm('other', { diskSizeGb: 20 });
+    await sim.tart(['clone', 'other', 'c1']);
+    expect(await sim.tart(['clone', 'base', 'c1'])).toMatchObject({ code: 0, stderr: '' });
+    expect(statSync(join(sim.tartHome, 'vms', 'c1', 'disk.img')).size).toBe(50e9);
+  });
+
+  it('refuses a NAME with a slash (64) and a missing source (2)', async () => {
+    await sim.createBaseVm('base');
+    const slash = await sim.tart(['clone', 'base', 'a/b']);
+    expect(slash.code).toBe(64);
+    expect(slash.stderr).toMatch(/^Error: <new-name> should be a local name\nUsage: tart clone/);
+    expect(await sim.tart(['clone', 'nope', 'c1'])).toMatchObject({ code: 2, stderr: 'the specified VM "nope" does not exist\n' });
+  });
+});
+
+describe('tart get / set', () => {
+  it('prints get in text and JSON', async () => {
+    await sim.createBaseVm('base', { os: 'linux' });
+    const text = (await sim.tart(['get', 'base'])).stdout.split('\n');
+    expect(text[0]).toBe('OS    CPU Memory Disk DiskFormat Size  Display  State  ');
+    expect(text[1]).toBe('linux 4   8192   50   raw        0.000 1024x768 stopped');
+    expect(JSON.parse((await sim.tart(['get', 'base', '--format', 'json'])).stdout)).toEqual({
+      OS: 'linux', CPU: 4, Memory: 8192, Disk: 50, DiskFormat: 'raw', Size: '0.000', Display: '1024x768', Running: false, State: 'stopped',
+    });
+  });
+
+  it('sets CPU, memory, MAC, and grows the disk only', async () => {
+    await sim.createBaseVm('base');
+    const before = mac('base');
+    expect((await sim.tart(['set', 'base', '--cpu', '6', '--memory', '16384', '--random-mac', '--disk-size', '60'])).code).toBe(0);
+    expect(mac('base')).not.toBe(before);
+    expect(JSON.parse((await sim.tart(['get', 'base', '--format', 'json'])).stdout)).toMatchObject({ CPU: 6, Memory: 16384, Disk: 60 });
+    expect(await sim.tart(['set', 'base', '--cpu', '2'])).toMatchObject({
+      code: 1, stderr: 'Error: LessThanMinimalResourcesError: VM should have 4 CPU cores at minimum (requested 2)\n',
+    });
+    const shrink = await sim.tart(['set', 'base', '--disk-size', '40']);
+    expect(shrink.code).toBe(1);
+    expect(shrink.stderr).toContain('should be larger than the current disk size of');
+    expect((await sim.tart(['set', 'nope', '--cpu', '4'])).code).toBe(2);
+  });
+});
+
+describe('delete / rename / prune / pull', () => {
+  it('deletes in order and stops at the first error', async () => {
+    await sim.createBaseVm('a');
+    await sim.createBaseVm('c');
+    expect(await sim.tart(['delete', 'a', 'b', 'c'])).toMatchObject({ code: 2, stderr: 'the specified VM "b" does not exist\n' });
+    expect((await sim.tart(['list', '-q'])).stdout).toBe('c\n');
+  });
+
+  it('renames, with its root-usage validation errors', async () => {
+    await sim.createBaseVm('a');
+    await sim.createBaseVm('b');
+    const missing = await sim.tart(['rename', 'x', 'y']);
+    expect(missing).toMatchObject({ code: 64 });
+    expect(missing.stderr).toBe("Error: failed to rename a non-existent local VM: x\nUsage: tart <subcommand>\n  See 'tart --help' for more information.\n");
+    expect((await sim.tart(['rename', 'a', 'b'])).stderr).toContain('Error: failed to rename VM a, target VM b already exists, delete it first!');
+    expect((await sim.tart(['rename', 'a', 'z'])).code).toBe(0);
+    expect((await sim.tart(['list', '-q'])).stdout).toBe('b\nz\n');
+  });
+
+  it('needs a prune criterion and never prunes running VMs', async () => {
+    expect((await sim.tart(['prune'])).code).toBe(64);
+    await sim.createBaseVm('a');
+    expect((await sim.tart(['prune', '--entries', 'vms', '--space-budget', '0'])).code).toBe(0);
+    expect((await sim.tart(['list', '-q'])).stdout).toBe('');
+  });
+
+  it('pull: local names and parse failures', async () => {
+    await sim.createBaseVm('base');
+    expect(await sim.tart(['pull', 'base'])).toMatchObject({ code: 0, stdout: '"base" is a local image, nothing to pull here!\n' });
+    expect((await sim.tart(['pull', 'UPPER CASE/x y'])).stderr).toMatch(/^failed to parse remote name: /);
+  });
+});
