@@ -32,6 +32,8 @@ export interface TartCliOptions {
   graceMs?: number;
   /** The PATH to search. Default `process.env.PATH`. */
   searchPath?: string;
+  /** More environment for every tart call (e.g. `TART_NO_AUTO_PRUNE`). Default: none. */
+  env?: Readonly<Record<string, string>>;
 }
 
 const LOG_TAIL_BYTES = 4096;
@@ -95,7 +97,8 @@ export class TartCli implements VmDriver {
   }
 
   private env(extra: Record<string, string> = {}): Record<string, string> {
-    return this.options.tartHome === undefined ? extra : { TART_HOME: this.options.tartHome, ...extra };
+    const home = this.options.tartHome === undefined ? {} : { TART_HOME: this.options.tartHome };
+    return { ...this.options.env, ...home, ...extra };
   }
 
   private async tart(

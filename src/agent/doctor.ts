@@ -1,0 +1,220 @@
+/**
+ * `expo-worker doctor [--config PATH] [--json]`: is this host ready to run builds?
+ *
+ * Loads the config, runs the host preflight, then a full cycle on a throwaway clone
+ * (`<prefix>-<workerId>-doctor<random>-0`: clone → run → vm-exists, vm-ip, ssh-alive,
+ * disk-space → delete) and, when `controllerUrl` is set, checks that the controller answers
+ * `GET /health` and accepts the key with a worker heartbeat. Exit 0 when every check passes,
+ * 1 otherwise, 64 for bad arguments. The clone is released in `finally` and on SIGINT/SIGTERM,
+ * so no VM is left behind.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import type { CheckResult } from '../health/check.ts';
+import { timed } from '../health/check.ts';
+import { runPreflight } from '../health/preflight.ts';
+import { ExpoError, isExpoError } from '../protocol/errors.ts';
+import { NodeExec } from '../sys/exec.ts';
+import { Ssh2Client } from '../sys/ssh2-client.ts';
+import { EphemeralVm } from '../vm/ephemeral-vm.ts';
+import { TartCli } from '../vm/tart-cli.ts';
+import { defaultConfigPath, loadAgentConfig, type AgentConfig } from './config.ts';
+import { formatJson, formatTable, type HintContext } from './doctor-report.ts';
+
+const VM_CHECKS = ['vm-exists', 'vm-ip', 'ssh-alive', 'disk-space'] as const;
+const CONTROLLER_TIMEOUT_MS = 5000;
+
+/** Where the doctor writes: the report to `out`, progress to `err`. */
+export interface DoctorIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+const processIo: DoctorIo = {
+  out: (t) => process.stdout.write(`${t}\n`),
+  err: (t) => process.stderr.write(`${t}\n`),
+};
+
+const skipped = (name: string, why: string): CheckResult => ({ name, ok: false, detail: `skipped: ${why}`, durationMs: 0 });
+
+async function vmCycle(config: AgentConfig, checks: CheckResult[], io: DoctorIo, signal: AbortSignal, ctx: HintContext): Promise<void> {
+  let key: Buffer;
+  try {
+    key = readFileSync(config.vmSshKey);
+  } catch (err) {
+    checks.push({ name: 'ssh-key', ok: false, detail: `cannot read ${config.vmSshKey}: ${(err as NodeJS.ErrnoException).code}`, durationMs: 0 });
+    return;
+  }
+  mkdirSync(config.logDir, { recursive: true });
+  const driver = new TartCli({ exec: new NodeExec(), tartPath: config.tartPath, tartHome: config.tartHome, callTimeoutMs: config.tartTimeoutS * 1000 });
+  const buildId = `doctor${randomBytes(5).toString('hex')}`;
+  const vmChecks: CheckResult[] = [];
+  const started = performance.now();
+  let startMs: number | undefined;
+  let vm: EphemeralVm | undefined;
+  let failure: unknown;
+  try {
+    vm = await EphemeralVm.acquire(
+      {
+        driver,
+        ssh: new Ssh2Client(),
+        baseVm: config.vmName,
+        workerId: config.workerId,
+        clonePrefix: config.clonePrefix,
+        logDir: config.logDir,
+        sshUser: config.vmUser,
+        sshPrivateKey: key,
+        ipWaitS: config.vmIpWaitS,
+        sshReadyTimeoutS: config.sshReadyTimeoutS,
+        minFreeDiskGb: config.minFreeDiskGb,
+        stopTimeoutS: config.vmStopTimeoutS,
+        onProgress: (line) => io.err(`doctor: ${line}`),
+        onCheck: (c) => {
+          startMs ??= Math.round(performance.now() - started - c.durationMs);
+          vmChecks.push(c);
+        },
+      },
+      { buildId, attempt: 0, signal },
+    );
+  } catch (err) {
+    failure = err;
+  }
+  ctx.cloneName = `${config.clonePrefix}-${config.workerId}-${buildId}-0`;
+  const startFailed = failure !== undefined && vmChecks.length === 0;
+  checks.push({
+    name: 'vm-start',
+    ok: !startFailed,
+    detail: startFailed ? (failure as Error).message : `cloned ${config.vmName} → ${ctx.cloneName} and started it`,
+    durationMs: startMs ?? Math.round(performance.now() - started),
+    ...(startFailed && isExpoError(failure) ? { code: failure.code } : {}),
+  });
+  checks.push(...vmChecks);
+  const failedName = vmChecks.find((c) => !c.ok)?.name ?? 'vm-start';
+  for (const name of VM_CHECKS) {
+    if (!vmChecks.some((c) => c.name === name)) checks.push(skipped(name, `${failedName} failed`));
+  }
+  // acquire released the clone itself when it failed; release again to learn the outcome (idempotent).
+  checks.push(
+    await timed('vm-delete', async () => {
+      if (vm !== undefined) await vm.release();
+      else await driver.delete(ctx.cloneName as string).catch((e: unknown) => {
+        if (!isExpoError(e, 'VM_NOT_FOUND')) throw e;
+      });
+      const left = (await driver.list()).some((v) => v.name === ctx.cloneName);
+      return left ? { ok: false, detail: `${ctx.cloneName} is still there` } : { ok: true, detail: `${ctx.cloneName} deleted` };
+    }),
+  );
+}
+
+async function controllerChecks(config: AgentConfig, checks: CheckResult[]): Promise<void> {
+  const base = config.controllerUrl.replace(/\/+$/, '');
+  const reachable = await timed('controller-reachable', async () => {
+    const res = await request(`${base}/health`, { headersTimeout: CONTROLLER_TIMEOUT_MS, bodyTimeout: CONTROLLER_TIMEOUT_MS });
+    const body = await res.body.text();
+    if (res.statusCode !== 200) return { ok: false, detail: `GET /health answered ${res.statusCode}`, code: 'HTTP_STATUS' };
+    const status = (JSON.parse(body) as { status?: unknown }).status;
+    return { ok: true, detail: `${base} answers (status ${String(status)})` };
+  });
+  checks.push(reachable);
+  if (!reachable.ok) {
+    checks.push(skipped('controller-auth', 'controller-reachable failed'));
+    return;
+  }
+  checks.push(
+    await timed('controller-auth', async () => {
+      const res = await request(`${base}/api/v1/workers/${encodeURIComponent(config.workerId)}/heartbeat`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${config.apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ runningBuilds: [] }),
+        headersTimeout: CONTROLLER_TIMEOUT_MS,
+        bodyTimeout: CONTROLLER_TIMEOUT_MS,
+      });
+      await res.body.dump();
+      switch (res.statusCode) {
+        case 200:
+          return { ok: true, detail: `key accepted for worker ${config.workerId}` };
+        case 401:
+          return { ok: false, detail: 'the controller rejected the apiKey (401)', code: 'AUTH_INVALID' };
+        case 403:
+          return { ok: false, detail: `the apiKey belongs to another worker than ${config.workerId} (403)`, code: 'AUTH_FORBIDDEN' };
+        default:
+          return { ok: false, detail: `heartbeat answered ${res.statusCode}`, code: 'HTTP_STATUS' };
+      }
+    }),
+  );
+}
+
+/** Runs every check; the list is in the order run. */
+async function runDoctor(config: AgentConfig, io: DoctorIo, signal: AbortSignal, ctx: HintContext): Promise<CheckResult[]> {
+  const checks: CheckResult[] = [];
+  const driver = new TartCli({ exec: new NodeExec(), tartPath: config.tartPath, tartHome: config.tartHome, callTimeoutMs: config.tartTimeoutS * 1000 });
+  io.err('doctor: host preflight');
+  const preflight = await runPreflight({
+    driver,
+    baseVm: config.vmName,
+    tartHome: config.tartHome ?? join(homedir(), '.tart'),
+    minHostFreeDiskGb: config.hostMinFreeDiskGb,
+  });
+  checks.push(...preflight);
+  const blocking = preflight.find((c) => !c.ok && c.name !== 'host-disk');
+  if (blocking === undefined) {
+    await vmCycle(config, checks, io, signal, ctx);
+  } else {
+    for (const name of ['vm-start', ...VM_CHECKS, 'vm-delete']) checks.push(skipped(name, `${blocking.name} failed`));
+  }
+  if (config.controllerUrl !== '') {
+    io.err('doctor: controller');
+    await controllerChecks(config, checks);
+  }
+  return checks;
+}
+
+const USAGE = 'Usage: expo-worker doctor [--config PATH] [--json]';
+
+/** The `doctor` command. Returns the exit code. */
+export async function main(argv: string[], io: DoctorIo = processIo): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true }).values;
+  } catch (err) {
+    io.err(`${(err as Error).message}\n${USAGE}`);
+    return 64;
+  }
+  if (args.help) {
+    io.out(USAGE);
+    return 0;
+  }
+  const configPath = args.config ?? defaultConfigPath();
+  const ctx: HintContext = { vmName: '?', vmUser: '?', vmSshKey: '?', logDir: '?', configPath };
+  let checks: CheckResult[];
+  let config: AgentConfig | undefined;
+  try {
+    config = loadAgentConfig(configPath, { requireController: false });
+  } catch (err) {
+    if (!(err instanceof ExpoError)) throw err;
+    checks = [{ name: 'config', ok: false, detail: err.message, durationMs: 0 }];
+  }
+  if (config !== undefined) {
+    Object.assign(ctx, { vmName: config.vmName, vmUser: config.vmUser, vmSshKey: config.vmSshKey, logDir: config.logDir });
+    const ac = new AbortController();
+    const onSignal = (sig: NodeJS.Signals): void => {
+      io.err(`doctor: ${sig}, cleaning up`);
+      ac.abort(new ExpoError('VM_ABORTED', `interrupted by ${sig}`));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+      checks = [{ name: 'config', ok: true, detail: `${configPath} (worker ${config.workerId})`, durationMs: 0 }, ...(await runDoctor(config, io, ac.signal, ctx))];
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  }
+  const all = checks!;
+  io.out(args.json ? formatJson(all) : formatTable(all, ctx));
+  return all.every((c) => c.ok) ? 0 : 1;
+}

@@ -1,0 +1,171 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { NodeExec } from '../../src/sys/exec.ts';
+import { Ssh2Client } from '../../src/sys/ssh2-client.ts';
+import { EphemeralVm, type EphemeralVmConfig } from '../../src/vm/ephemeral-vm.ts';
+import { reapOrphans } from '../../src/vm/reaper.ts';
+import { VmStartLock } from '../../src/vm/start-lock.ts';
+import { TartCli } from '../../src/vm/tart-cli.ts';
+import { createTartSim, type TartSim } from '../support/tart-sim.ts';
+
+let sim: TartSim;
+let driver: TartCli;
+let base: Omit<EphemeralVmConfig, 'driver'> & { driver: TartCli };
+const acquired: EphemeralVm[] = [];
+
+function simEnv(): Record<string, string> {
+  return Object.fromEntries(Object.entries(sim.env).filter(([k]) => k.startsWith('TART_SIM_'))) as Record<string, string>;
+}
+
+beforeAll(async () => {
+  sim = await createTartSim({ bootDelayS: 0.2, shuffleKeys: true });
+  driver = new TartCli({ exec: new NodeExec(), tartPath: sim.tartPath, tartHome: sim.tartHome, env: simEnv(), callTimeoutMs: 10_000, graceMs: 3000 });
+  const logDir = join(sim.dir, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  await sim.createBaseVm('base');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sim.dir, 'other_key')]);
+  base = {
+    driver,
+    ssh: new Ssh2Client(),
+    baseVm: 'base',
+    workerId: 'w1',
+    logDir,
+    sshUser: sim.user,
+    sshPrivateKey: readFileSync(sim.sshKeyPath),
+    ipWaitS: 3,
+    sshReadyTimeoutS: 3,
+    sshConnectTimeoutMs: 1000,
+    minFreeDiskGb: 5,
+    stopTimeoutS: 2,
+    exitWaitMs: 5000,
+  };
+});
+afterEach(async () => {
+  await Promise.allSettled(acquired.splice(0).map((vm) => vm.release()));
+  await sim.fault('base', 'clear').catch(() => undefined);
+});
+afterAll(async () => {
+  await sim?.cleanup();
+});
+
+async function names(): Promise<string[]> {
+  return (await driver.list()).filter((v) => v.source === 'local').map((v) => v.name);
+}
+
+describe('EphemeralVm on the tart simulator', () => {
+  it('acquires a healthy clone and releases it completely', async () => {
+    const vm = await EphemeralVm.acquire(base, { buildId: 'abcdefghijklmnop', attempt: 1 });
+    acquired.push(vm);
+    expect(vm.name).toBe('expo-w1-abcdefghijklmnop-1');
+    expect(vm.ip).toMatch(/^127\.64\./);
+    expect(vm.checks.map((c) => [c.name, c.ok])).toEqual([
+      ['vm-exists', true],
+      ['vm-ip', true],
+      ['ssh-alive', true],
+      ['disk-space', true],
+    ]);
+    expect((await vm.session.exec('echo hi')).stdout).toBe('hi\n');
+    expect(await names()).toContain(vm.name);
+    await vm.release();
+    await vm.release(); // idempotent
+    expect(await names()).toEqual(['base']);
+    expect((await vm.exited).code).toBe(0);
+  });
+
+  it('surfaces a crash of tart run through exited', async () => {
+    const vm = await EphemeralVm.acquire(base, { buildId: 'crash', attempt: 1 });
+    acquired.push(vm);
+    await sim.fault(vm.name, 'crash');
+    const exit = await vm.exited;
+    expect(exit.code).toBe(1);
+    expect(exit.error?.code).toBe('VM_EXITED');
+    await vm.release();
+    expect(await names()).toEqual(['base']);
+  });
+
+  it('fails a VM that never gets an IP with vm-ip, quickly, and deletes it', async () => {
+    await sim.fault('base', 'no-ip');
+    const started = Date.now();
+    const err = await EphemeralVm.acquire(base, { buildId: 'noip', attempt: 1 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'VM_UNHEALTHY', details: { check: 'vm-ip', checkCode: 'VM_NO_IP' } });
+    expect(Date.now() - started).toBeLessThan(12_000);
+    expect(await names()).toEqual(['base']);
+  });
+
+  it('fails low disk with disk-space and deletes the clone', async () => {
+    await sim.fault('base', 'disk', '50', '2');
+    const err = await EphemeralVm.acquire(base, { buildId: 'lowdisk', attempt: 1 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'VM_UNHEALTHY', details: { check: 'disk-space' } });
+    expect(await names()).toEqual(['base']);
+  });
+
+  it('reports SSH down as refused within the bound', async () => {
+    await sim.fault('base', 'ssh-down');
+    const err = await EphemeralVm.acquire(base, { buildId: 'sshdown', attempt: 1 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'VM_UNHEALTHY', details: { check: 'ssh-alive', checkCode: 'SSH_REFUSED' } });
+    expect(await names()).toEqual(['base']);
+  });
+
+  it('reports a wrong key at once as SSH_AUTH_REJECTED', async () => {
+    const started = Date.now();
+    const err = await EphemeralVm.acquire({ ...base, sshPrivateKey: otherKey() }, { buildId: 'wrongkey', attempt: 1 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'VM_UNHEALTHY', details: { check: 'ssh-alive', checkCode: 'SSH_AUTH_REJECTED' } });
+    expect(Date.now() - started).toBeLessThan(8000);
+    expect(await names()).toEqual(['base']);
+  });
+
+  it('releases on abort', async () => {
+    await sim.fault('base', 'no-ip');
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(new Error('cancelled')), 700);
+    const err = await EphemeralVm.acquire({ ...base, ipWaitS: 30 }, { buildId: 'abort', attempt: 1, signal: ac.signal }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'VM_ABORTED' });
+    expect(await names()).toEqual(['base']);
+  });
+
+  it('never starts a third VM: counts VMs running on the host, ours or not', async () => {
+    await sim.tart(['clone', 'base', 'other-1']);
+    await sim.tart(['clone', 'base', 'other-2']);
+    const r1 = sim.startRun('other-1');
+    const r2 = sim.startRun('other-2');
+    try {
+      for (let i = 0; i < 50 && (await driver.list()).filter((v) => v.state === 'running').length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+      const err = await EphemeralVm.acquire(base, { buildId: 'third', attempt: 1 }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'VM_LIMIT' });
+      expect((await names()).sort()).toEqual(['base', 'other-1', 'other-2']);
+    } finally {
+      await sim.tart(['stop', 'other-1']);
+      await sim.tart(['stop', 'other-2']);
+      await Promise.all([r1.exited, r2.exited]);
+      await sim.tart(['delete', 'other-1', 'other-2']);
+    }
+  });
+
+  it('two slots starting at once under one lock run at most 2', async () => {
+    const startLock = new VmStartLock();
+    const results = await Promise.allSettled(
+      ['s1', 's2', 's3'].map((id) => EphemeralVm.acquire({ ...base, startLock }, { buildId: id, attempt: 1 }).then((vm) => (acquired.push(vm), vm))),
+    );
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(2);
+    expect(results.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: 'VM_LIMIT' } });
+  });
+});
+
+describe('reaper', () => {
+  it("deletes this worker's orphans only, stopping running ones", async () => {
+    for (const n of ['expo-w1-deadbuild-1', 'expo-w1-livebuild-1', 'expo-w2-deadbuild-1', 'expo-w1-x-deadbuild-1']) await sim.tart(['clone', 'base', n]);
+    const run = sim.startRun('expo-w1-deadbuild-1');
+    for (let i = 0; i < 50 && !(await driver.list()).some((v) => v.state === 'running'); i++) await new Promise((r) => setTimeout(r, 100));
+    const report = await reapOrphans({ driver, workerId: 'w1', liveBuildIds: new Set(['livebuild']), stopTimeoutS: 2 });
+    expect(report).toEqual({ deleted: ['expo-w1-deadbuild-1'], failed: [] });
+    await run.exited;
+    expect((await names()).sort()).toEqual(['base', 'expo-w1-livebuild-1', 'expo-w1-x-deadbuild-1', 'expo-w2-deadbuild-1']);
+    await sim.tart(['delete', 'expo-w1-livebuild-1', 'expo-w1-x-deadbuild-1', 'expo-w2-deadbuild-1']);
+  });
+});
+
+function otherKey(): string {
+  return readFileSync(join(sim.dir, 'other_key'), 'utf8');
+}
