@@ -15,6 +15,7 @@ const commands: Record<string, Command> = {
     summary: 'run the controller (build queue, dispatch, heartbeats, watchdog)',
     run: async (argv) => (await import('./controller/main.ts')).main(argv),
   },
+  doctor: { summary: 'check this host, its base VM and the controller', run: async (argv) => (await import('./agent/doctor.ts')).main(argv) },
 };
 
 /** The package version; the CLI runs from `dist/src/` when built and from `src/` in development. */
