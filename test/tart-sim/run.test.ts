@@ -1,0 +1,118 @@
+/**
+ * Contract of `tart run` and what sees it (specs/tart-cli.md §2 run/stop/delete/suspend, §4):
+ * real locking, the second run, signal semantics, the 2-macOS-VM limit, and that every process
+ * of a VM dies with its run process on every path.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createTartSim, type TartSim } from '../support/tart-sim.ts';
+import { bootVm, ssh, stateOf, waitUntil } from './test-helpers.ts';
+
+let sim: TartSim;
+beforeEach(async () => {
+  sim = await createTartSim({ bootDelayS: 0.1 });
+  await sim.createBaseVm('base');
+});
+afterEach(async () => {
+  await sim.cleanup();
+});
+
+/** Processes of the VM (sshd and guest sessions), i.e. not tart commands or supervisors. */
+const guestProcesses = (): string[] =>
+  sim.listProcesses().map((p) => p.cmdline).filter((c) => !c.includes('main.ts'));
+
+describe('tart run locking', () => {
+  it('shows running, refuses a second run (2), a delete (1); stop-stopped is 2', async () => {
+    await sim.tart(['clone', 'base', 'vm']);
+    const { run } = await bootVm(sim, 'vm');
+    expect(await stateOf(sim, 'vm')).toBe('running');
+    expect(await sim.tart(['run', 'vm', '--no-graphics'])).toMatchObject({ code: 2, stderr: 'VM "vm" is already running!\n' });
+    expect(await sim.tart(['delete', 'vm'])).toMatchObject({ code: 1, stderr: 'VM "vm" is running\n' });
+    expect(await sim.tart(['stop', 'vm'])).toMatchObject({ code: 0, stdout: '', stderr: '' });
+    expect(await run.exited).toMatchObject({ code: 0, stdout: 'Stopping VM...\n' });
+    expect(await stateOf(sim, 'vm')).toBe('stopped');
+    expect(await sim.tart(['stop', 'vm'])).toMatchObject({ code: 2, stderr: 'VM "vm" is not running\n' });
+    expect((await sim.tart(['delete', 'vm'])).code).toBe(0);
+    expect(guestProcesses()).toEqual([]);
+  });
+
+  it('reports a missing VM with the Error: prefix and exit 1', async () => {
+    expect(await sim.tart(['run', 'nope'])).toMatchObject({ code: 1, stderr: 'Error: the specified VM "nope" does not exist\n' });
+    expect(await sim.tart(['stop', 'nope'])).toMatchObject({ code: 2, stderr: 'the specified VM "nope" does not exist\n' });
+    expect((await sim.tart(['ip', 'nope'])).code).toBe(2);
+    expect((await sim.tart(['suspend', 'base'])).stderr).toBe('VM "VM "base" is not running" is not running\n');
+  });
+
+  it('fails a 3rd macOS VM after holding its lock, naming the others; Linux VMs do not count', async () => {
+    for (const n of ['a', 'b', 'c']) await sim.tart(['clone', 'base', n]);
+    await sim.createBaseVm('linux', { os: 'linux' });
+    await bootVm(sim, 'a');
+    await bootVm(sim, 'b');
+    await bootVm(sim, 'linux');
+    const third = sim.startRun('c');
+    await waitUntil('c to hold its lock', async () => (await stateOf(sim, 'c')) === 'running');
+    expect(await third.exited).toMatchObject({
+      code: 1, stderr: 'The number of VMs exceeds the system limit (other running VMs: a, b)\n',
+    });
+    expect(await stateOf(sim, 'c')).toBe('stopped');
+  });
+});
+
+describe('tart run signals', () => {
+  it('SIGUSR2 asks the guest to stop, which ends the run with exit 0', async () => {
+    const { run } = await bootVm(sim, 'base');
+    run.child.kill('SIGUSR2');
+    expect(await run.exited).toMatchObject({
+      code: 0, stdout: 'Requesting guest OS to stop...\nguest has stopped the virtual machine\n',
+    });
+    expect(guestProcesses()).toEqual([]);
+  });
+
+  it('SIGUSR1 without --suspendable fails the suspend and kills the VM (exit 1)', async () => {
+    const { run } = await bootVm(sim, 'base');
+    expect((await sim.tart(['suspend', 'base'])).code).toBe(0);
+    const r = await run.exited;
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^Failed to suspend the VM: /);
+  });
+
+  it('suspends with --suspendable; stop discards the snapshot', async () => {
+    const { run } = await bootVm(sim, 'base', ['--suspendable']);
+    await sim.tart(['suspend', 'base']);
+    expect(await run.exited).toMatchObject({
+      code: 0,
+      stdout: 'pausing VM to take a snapshot...\ncreating a snapshot...\nsnapshot created successfully! shutting down the VM...\n',
+    });
+    expect(await stateOf(sim, 'base')).toBe('suspended');
+    const resumed = sim.startRun('base');
+    await waitUntil('resume', () => resumed.output().stdout.includes('resuming VM...'));
+    await sim.tart(['stop', 'base']);
+    await resumed.exited;
+    expect(await stateOf(sim, 'base')).toBe('stopped');
+    expect(existsSync(join(sim.tartHome, 'vms', 'base', 'state.vzvmsave'))).toBe(false);
+  });
+
+  it.each(['SIGTERM', 'SIGKILL'] as const)('%s kills the run process and every guest process with it', async (signal) => {
+    const { ip, run } = await bootVm(sim, 'base');
+    expect((await ssh(sim, ip, 'nohup sleep 300 >/dev/null 2>&1 & echo started')).stdout).toBe('started\n');
+    const session = ssh(sim, ip, 'sleep 300', 20_000);
+    await waitUntil('guest sleeps', () => guestProcesses().filter((c) => c === 'sleep 300').length === 2);
+    run.child.kill(signal);
+    expect(await run.exited).toMatchObject({ code: null, signal });
+    await waitUntil('guest processes to die', () => guestProcesses().length === 0, 3000);
+    expect((await session).code).not.toBe(0);
+    expect(await stateOf(sim, 'base')).toBe('stopped');
+  });
+
+  it('stop SIGKILLs a run that ignores SIGINT past the timeout', async () => {
+    const { run } = await bootVm(sim, 'base');
+    await sim.fault('base', 'freeze');
+    run.child.kill('SIGSTOP'); // a wedged tart run: SIGINT stays pending
+    const started = Date.now();
+    expect((await sim.tart(['stop', 'base', '--timeout', '1'])).code).toBe(0);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    expect(await run.exited).toMatchObject({ signal: 'SIGKILL' });
+    await waitUntil('guest processes to die', () => guestProcesses().length === 0, 3000);
+  });
+});
