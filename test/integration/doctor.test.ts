@@ -1,0 +1,170 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createTartSim, type TartSim } from '../support/tart-sim.ts';
+
+const CLI = join(import.meta.dirname, '..', '..', 'src', 'cli.ts');
+let sim: TartSim;
+let controller: Server;
+let controllerUrl = '';
+
+interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+  durationMs: number;
+}
+
+beforeAll(async () => {
+  sim = await createTartSim({ bootDelayS: 0.2 });
+  await sim.createBaseVm('base');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sim.dir, 'wrong_key')]);
+  // A stand-in controller: /health, and a heartbeat that knows one key for worker w1.
+  controller = createServer((req, res) => {
+    if (req.url === '/health') return res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    if (req.method === 'POST' && req.url === '/api/v1/workers/w1/heartbeat') {
+      const auth = req.headers.authorization;
+      const code = auth === 'Bearer good-key' ? 200 : auth === 'Bearer w2-key' ? 403 : 401;
+      return res.writeHead(code, { 'content-type': 'application/json' }).end('{}');
+    }
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => controller.listen(0, '127.0.0.1', r));
+  const addr = controller.address();
+  controllerUrl = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+});
+afterEach(async () => {
+  await sim.fault('base', 'clear');
+});
+afterAll(async () => {
+  await new Promise((r) => controller?.close(r));
+  await sim?.cleanup();
+});
+
+function writeConfig(extra: Record<string, unknown> = {}): string {
+  const path = join(sim.dir, 'config.json');
+  const config = {
+    vmName: 'base',
+    vmUser: sim.user,
+    vmSshKey: sim.sshKeyPath,
+    controllerUrl,
+    apiKey: 'good-key',
+    workerId: 'w1',
+    tartPath: sim.tartPath,
+    tartHome: sim.tartHome,
+    logDir: join(sim.dir, 'logs'),
+    vmIpWaitS: 3,
+    sshReadyTimeoutS: 3,
+    vmStopTimeoutS: 2,
+    minFreeDiskGb: 5,
+    hostMinFreeDiskGb: 0,
+    ...extra,
+  };
+  writeFileSync(path, JSON.stringify(config));
+  return path;
+}
+
+function doctor(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, 'doctor', ...args], { env: sim.env, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr });
+    });
+  });
+}
+
+async function doctorJson(extra: Record<string, unknown> = {}): Promise<{ code: number; checks: Check[]; byName: Record<string, Check> }> {
+  const r = await doctor(['--config', writeConfig(extra), '--json']);
+  const checks = (JSON.parse(r.stdout) as { checks: Check[] }).checks;
+  return { code: r.code, checks, byName: Object.fromEntries(checks.map((c) => [c.name, c])) };
+}
+
+async function vmsLeft(): Promise<string[]> {
+  const r = await sim.tart(['list', '--format', 'json', '--source', 'local']);
+  return (JSON.parse(r.stdout) as { Name: string }[]).map((v) => v.Name);
+}
+
+describe('expo-worker doctor', () => {
+  it('passes every check on a healthy setup (JSON)', async () => {
+    const { code, checks } = await doctorJson();
+    expect(checks.map((c) => [c.name, c.ok])).toEqual([
+      ['config', true],
+      ['tart-found', true],
+      ['base-vm-exists', true],
+      ['host-disk', true],
+      ['vm-limit', true],
+      ['vm-start', true],
+      ['vm-exists', true],
+      ['vm-ip', true],
+      ['ssh-alive', true],
+      ['disk-space', true],
+      ['vm-delete', true],
+      ['controller-reachable', true],
+      ['controller-auth', true],
+    ]);
+    for (const c of checks) expect(Object.keys(c).sort()).toEqual(['detail', 'durationMs', 'name', 'ok']);
+    expect(code).toBe(0);
+    expect(await vmsLeft()).toEqual(['base']);
+  });
+
+  it('prints a table with ✓ and timings, progress on stderr', async () => {
+    const r = await doctor(['--config', writeConfig()]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/✓ ssh-alive\s+\d+(\.\d)? m?s\s+alive/);
+    expect(r.stdout).toContain('all 13 checks passed');
+    expect(r.stderr).toContain('doctor: waiting up to 3 s for');
+  });
+
+  it('diagnoses a wrong SSH key at once, with a fix hint', async () => {
+    const started = Date.now();
+    const { code, byName } = await doctorJson({ vmSshKey: join(sim.dir, 'wrong_key') });
+    expect(code).toBe(1);
+    expect(byName['ssh-alive']).toMatchObject({ ok: false, detail: expect.stringContaining('authentication rejected') });
+    expect(byName['disk-space']?.detail).toBe('skipped: ssh-alive failed');
+    expect(byName['vm-delete']?.ok).toBe(true);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    const table = await doctor(['--config', writeConfig({ vmSshKey: join(sim.dir, 'wrong_key') })]);
+    expect(table.stdout).toMatch(/✗ ssh-alive/);
+    expect(table.stdout).toContain('fix: authorize the public key');
+    expect(await vmsLeft()).toEqual(['base']);
+  });
+
+  it('diagnoses a full disk', async () => {
+    await sim.fault('base', 'disk', '50', '1');
+    const { code, byName } = await doctorJson();
+    expect(code).toBe(1);
+    expect(byName['disk-space']).toMatchObject({ ok: false, detail: expect.stringMatching(/GiB free .* below the 5 GiB minimum/) });
+    expect(byName['ssh-alive']?.ok).toBe(true);
+    expect(await vmsLeft()).toEqual(['base']);
+  });
+
+  it('diagnoses a VM that never gets an IP', async () => {
+    await sim.fault('base', 'no-ip');
+    const started = Date.now();
+    const { code, byName } = await doctorJson();
+    expect(code).toBe(1);
+    expect(byName['vm-ip']).toMatchObject({ ok: false, detail: expect.stringContaining('no IP address found') });
+    expect(byName['ssh-alive']?.detail).toBe('skipped: vm-ip failed');
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(await vmsLeft()).toEqual(['base']);
+  });
+
+  it('diagnoses a rejected or foreign API key and a missing base VM', async () => {
+    expect((await doctorJson({ apiKey: 'bad' })).byName['controller-auth']).toMatchObject({ ok: false, detail: expect.stringContaining('401') });
+    expect((await doctorJson({ apiKey: 'w2-key' })).byName['controller-auth']).toMatchObject({ ok: false, detail: expect.stringContaining('another worker') });
+    const missing = await doctorJson({ vmName: 'nope' });
+    expect(missing.byName['base-vm-exists']?.ok).toBe(false);
+    expect(missing.byName['vm-start']?.detail).toBe('skipped: base-vm-exists failed');
+  });
+
+  it('names every bad config field and exits 1; 64 on bad arguments', async () => {
+    const path = join(sim.dir, 'bad.json');
+    writeFileSync(path, JSON.stringify({ vmName: 'base', maxConcurrentBuilds: 5 }));
+    const r = await doctor(['--config', path]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('vmUser: is required');
+    expect(r.stdout).toContain('maxConcurrentBuilds: must be');
+    expect((await doctor(['--bogus'])).code).toBe(64);
+  });
+});
