@@ -66,8 +66,8 @@ describe('tart list', () => {
     await sim.createBaseVm('a');
     const lines = (await sim.tart(['list'])).stdout.split('\n');
     expect(lines[0]).toBe('Source Name         Disk Size Accessed      State  ');
-    expect(lines[1]).toMatch(/^local  a            50   0    \d+ seconds? ago +stopped$/);
-    expect(lines[2]).toMatch(/^local  sequoia-base 50   0    \d+ seconds? ago stopped$/);
+    expect(lines[1]).toMatch(/^local {2}a {12}50 {3}0 {4}\d+ seconds? ago +stopped$/);
+    expect(lines[2]).toMatch(/^local {2}sequoia-base 50 {3}0 {4}\d+ seconds? ago stopped$/);
     expect(lines[1]?.length).toBe(lines[0]?.length);
     expect(lines.length).toBe(4); // two rows + the final newline
     expect((await sim.tart(['list', '-q'])).stdout).toBe('a\nsequoia-base\n');
