@@ -3,7 +3,7 @@
  * the error handler around a BuildService; it never listens and installs no signal handler —
  * `main.ts` does that, and tests drive the app with `app.inject`.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
@@ -21,6 +21,19 @@ import { Watchdog } from './watchdog.ts';
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal;
+  }
+}
+
+/**
+ * Two info lines per request would dominate the heartbeat path (thousands a minute on a big
+ * farm), so requests are logged once, at debug level; errors keep their level.
+ */
+class QuietLogController extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null, req: FastifyRequest, reply: FastifyReply): void {
+    if (error) return super.requestCompleted(error, req, reply, {});
+    req.log.debug({ method: req.method, url: req.url.split('?')[0], statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   }
 }
 
@@ -77,6 +90,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     loggerInstance: o.logger as FastifyBaseLogger,
     bodyLimit: LIMITS.bodyBytes,
     return503OnClosing: false,
+    logController: new QuietLogController(),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, useDefaults: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 

@@ -17,7 +17,7 @@ import { isActiveStatus, isInfraFailure, type BuildPhase, type FailureReason, ty
 import type { BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody } from '../protocol/schemas.ts';
 import { hashSecret, newBuildId, newBuildToken, newLease, type Principal } from './auth.ts';
 import { Dispatcher } from './dispatcher.ts';
-import type { AttemptRecord, BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
+import type { AttemptRecord, BuildPulse, BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
 
 export interface BuildServiceOptions {
   store: Store;
@@ -151,9 +151,13 @@ export class BuildService {
     return listed.filter((id) => !heldIds.has(id));
   }
 
-  async buildHeartbeat(principal: Principal, buildId: string, body: BuildHeartbeatBody): Promise<BuildRecord> {
-    const build = await this.getBuild(buildId);
-    let lease: string | null;
+  /**
+   * A build heartbeat, from the monitor in the VM (build token) or the agent (worker key). The
+   * common case — a live attempt — costs one statement; the checks that explain a refusal run
+   * only when the pulse does not land.
+   */
+  async buildHeartbeat(principal: Principal, buildId: string, body: BuildHeartbeatBody): Promise<BuildPulse> {
+    const now = this.o.now();
     switch (principal.kind) {
       case 'build': {
         const a = principal.attempt;
@@ -161,19 +165,22 @@ export class BuildService {
         if (body.workerId !== undefined && body.workerId !== a.workerId) {
           throw new ExpoError('AUTH_FORBIDDEN', `this build token was issued to worker '${a.workerId}', not '${body.workerId}'`);
         }
-        lease = a.endedAt === null ? a.lease : null;
-        break;
+        const pulse = a.endedAt === null ? await this.store.touchBuild(buildId, a.lease, { now, progress: body.progress }) : null;
+        if (pulse) return pulse;
+        throw this.over(await this.getBuild(buildId));
       }
       case 'worker': {
         const w = principal.worker;
         if (body.workerId !== undefined && body.workerId !== w.id) {
           throw new ExpoError('AUTH_FORBIDDEN', `this key belongs to worker '${w.id}', not '${body.workerId}'`);
         }
+        const build = await this.getBuild(buildId);
         if (build.workerId !== w.id && !(await this.store.hasAttemptOnWorker(buildId, w.id))) {
           throw new ExpoError('AUTH_FORBIDDEN', `build ${buildId} is not held by worker '${w.id}'`);
         }
-        lease = build.workerId === w.id ? build.lease : null;
-        break;
+        const pulse = build.workerId === w.id && build.lease ? await this.store.touchBuild(buildId, build.lease, { now, progress: body.progress }) : null;
+        if (pulse) return pulse;
+        throw this.over(await this.getBuild(buildId));
       }
       case 'admin':
         throw new ExpoError('AUTH_FORBIDDEN', "build heartbeats need the build's token or its worker's key");
@@ -182,9 +189,6 @@ export class BuildService {
         throw new Error(`unknown principal ${JSON.stringify(never)}`);
       }
     }
-    const alive = lease !== null && (await this.store.touchBuild(buildId, lease, { now: this.o.now(), progress: body.progress }));
-    if (!alive) throw this.over(build);
-    return this.getBuild(buildId);
   }
 
   // ---- worker: writes fenced by the lease ----

@@ -84,8 +84,8 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
     it('fences phase, heartbeat and finish on the lease', async () => {
       const b = await s.createBuild(build());
       const c = (await s.claimBuild(claimReq('w1', 7000)))!;
-      expect(await s.touchBuild(b.id, 'wrong', { now: 7001 })).toBe(false);
-      expect(await s.touchBuild(b.id, c.attempt.lease, { now: 7002, progress: 30 })).toBe(true);
+      expect(await s.touchBuild(b.id, 'wrong', { now: 7001 })).toBeNull();
+      expect(await s.touchBuild(b.id, c.attempt.lease, { now: 7002, progress: 30 })).toEqual({ status: 'assigned', cancelRequested: false });
       expect(await s.setBuildPhase(b.id, 'wrong', ['assigned'], 'preparing', 7003)).toBe(false);
       expect(await s.setBuildPhase(b.id, c.attempt.lease, ['assigned'], 'running', 7004)).toBe(true);
       expect(await s.getBuild(b.id)).toMatchObject({ status: 'running', progress: 30, startedAt: 7004, lastHeartbeatAt: 7004 });
@@ -94,7 +94,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.finishAttempt({ ...end, lease: c.attempt.lease })).toMatchObject({ status: 'succeeded', finishedAt: 7005, lease: null });
       expect(await s.finishAttempt({ ...end, lease: c.attempt.lease })).toBeNull();
       expect(await s.getAttemptByLease(b.id, c.attempt.lease)).toMatchObject({ outcome: 'succeeded', endedAt: 7005 });
-      expect(await s.touchBuild(b.id, c.attempt.lease, { now: 7006 })).toBe(false);
+      expect(await s.touchBuild(b.id, c.attempt.lease, { now: 7006 })).toBeNull();
     });
 
     it('requeues for another attempt and writes the attempt banner into the log', async () => {

@@ -41,9 +41,9 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; metrics: 
   });
 
   app.post('/api/v1/builds/:id/heartbeat', { schema: { params: BuildIdParams, body: BuildHeartbeatBody } }, async (req) => {
-    const build = await service.buildHeartbeat(req.principal, req.params.id, req.body);
+    const pulse = await service.buildHeartbeat(req.principal, req.params.id, req.body);
     metrics.buildHeartbeats.inc();
-    return { status: build.status, cancelRequested: build.cancelRequested };
+    return pulse;
   });
 
   app.post('/api/v1/builds/:id/phase', { schema: { params: BuildIdParams, body: PhaseBody } }, async (req) => {

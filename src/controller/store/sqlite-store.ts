@@ -14,6 +14,7 @@ import type {
   AppendLogResult,
   AttemptEnd,
   AttemptRecord,
+  BuildPulse,
   BuildRecord,
   Claim,
   ClaimRequest,
@@ -280,12 +281,12 @@ export class SqliteStore implements Store {
     return this.q('SELECT 1 FROM attempts WHERE build_id = ? AND worker_id = ? LIMIT 1').get(buildId, workerId) !== undefined;
   }
 
-  async touchBuild(id: string, lease: string, u: { now: number; progress?: number }): Promise<boolean> {
+  async touchBuild(id: string, lease: string, u: { now: number; progress?: number }): Promise<BuildPulse | null> {
     const r = this.q(
       `UPDATE builds SET last_heartbeat_at = ?, progress = COALESCE(?, progress)
-       WHERE id = ? AND lease = ? AND status IN ${ACTIVE_SQL}`,
-    ).run(u.now, u.progress ?? null, id, lease);
-    return r.changes > 0;
+       WHERE id = ? AND lease = ? AND status IN ${ACTIVE_SQL} RETURNING status, cancel_requested`,
+    ).get(u.now, u.progress ?? null, id, lease) as { status: BuildStatus; cancel_requested: number } | undefined;
+    return r ? { status: r.status, cancelRequested: r.cancel_requested === 1 } : null;
   }
 
   async setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean> {

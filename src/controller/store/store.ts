@@ -66,6 +66,12 @@ export interface AttemptRecord {
   logOffset: number;
 }
 
+/** What a heartbeat answers. */
+export interface BuildPulse {
+  status: BuildStatus;
+  cancelRequested: boolean;
+}
+
 export interface NewBuild {
   id: string;
   steps: Step[];
@@ -152,8 +158,12 @@ export interface Store {
   listAttempts(buildId: string): Promise<AttemptRecord[]>;
   hasAttemptOnWorker(buildId: string, workerId: string): Promise<boolean>;
 
-  /** Records a sign of life for an active build with this lease; false when it is not active under that lease. */
-  touchBuild(id: string, lease: string, update: { now: number; progress?: number }): Promise<boolean>;
+  /**
+   * Records a sign of life for an active build with this lease and returns what the caller
+   * needs to hear back; null when the build is not active under that lease. The hot path of
+   * the controller: one statement.
+   */
+  touchBuild(id: string, lease: string, update: { now: number; progress?: number }): Promise<BuildPulse | null>;
   /** Compare-and-set of the status for the current lease; false when the lease or the `from` status does not match. */
   setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean>;
   requestCancel(id: string): Promise<void>;
