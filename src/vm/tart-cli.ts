@@ -97,7 +97,7 @@ export class TartCli implements VmDriver {
   }
 
   private env(extra: Record<string, string> = {}): Record<string, string> {
-    const home = this.options.tartHome === undefined ? {} : { TART_HOME: this.options.tartHome };
+    const home: Record<string, string> = this.options.tartHome === undefined ? {} : { TART_HOME: this.options.tartHome };
     return { ...this.options.env, ...home, ...extra };
   }
 
