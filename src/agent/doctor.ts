@@ -4,7 +4,7 @@
  * Loads the config, runs the host preflight, then a full cycle on a throwaway clone
  * (`<prefix>-<workerId>-doctor<random>-0`: clone → run → vm-exists, vm-ip, ssh-alive,
  * disk-space → delete) and, when `controllerUrl` is set, checks that the controller answers
- * `GET /health` and accepts the key with a worker heartbeat. Exit 0 when every check passes,
+ * `GET /health` and accepts the key (a side-effect-free read of the worker's own record). Exit 0 when every check passes,
  * 1 otherwise, 64 for bad arguments. The clone is released in `finally` and on SIGINT/SIGTERM,
  * so no VM is left behind.
  */
@@ -126,10 +126,9 @@ async function controllerChecks(config: AgentConfig, checks: CheckResult[]): Pro
   }
   checks.push(
     await timed('controller-auth', async () => {
-      const res = await request(`${base}/api/v1/workers/${encodeURIComponent(config.workerId)}/heartbeat`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${config.apiKey}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ runningBuilds: [] }),
+      // A read of the worker's own record: a heartbeat would reconcile (and fail) builds it runs.
+      const res = await request(`${base}/api/v1/workers/${encodeURIComponent(config.workerId)}`, {
+        headers: { authorization: `Bearer ${config.apiKey}` },
         headersTimeout: CONTROLLER_TIMEOUT_MS,
         bodyTimeout: CONTROLLER_TIMEOUT_MS,
       });
@@ -137,6 +136,8 @@ async function controllerChecks(config: AgentConfig, checks: CheckResult[]): Pro
       switch (res.statusCode) {
         case 200:
           return { ok: true, detail: `key accepted for worker ${config.workerId}` };
+        case 404:
+          return { ok: false, detail: `the controller knows no worker ${config.workerId}: check workerId (404)`, code: 'API_NOT_FOUND' };
         case 401:
           return { ok: false, detail: 'the controller rejected the apiKey (401)', code: 'AUTH_INVALID' };
         case 403:

@@ -14,9 +14,10 @@
  */
 import { ExpoError } from '../protocol/errors.ts';
 import { isActiveStatus, isInfraFailure, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
-import type { BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody } from '../protocol/schemas.ts';
+import type { BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody, WorkerView } from '../protocol/schemas.ts';
 import { hashSecret, newBuildId, newBuildToken, newLease, type Principal } from './auth.ts';
 import { Dispatcher } from './dispatcher.ts';
+import { workerView } from './views.ts';
 import type { AttemptRecord, BuildPulse, BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
 
 export interface BuildServiceOptions {
@@ -91,6 +92,12 @@ export class BuildService {
     return this.getBuild(id);
   }
 
+  async workerView(id: string): Promise<WorkerView> {
+    const w = await this.store.getWorker(id);
+    if (!w) throw new ExpoError('API_NOT_FOUND', `no worker '${id}'`);
+    return workerView(w, (await this.store.activeBuildsOfWorker(id)).map((b) => b.id));
+  }
+
   // ---- worker: poll and liveness ----
 
   async poll(worker: WorkerRecord, body: PollBody, signal?: AbortSignal): Promise<PollResult | null> {
@@ -123,10 +130,16 @@ export class BuildService {
     return { claim, buildToken };
   }
 
-  /** Worker liveness; returns the builds the worker lists that it should abort (they are over or not its). */
-  async workerHeartbeat(worker: WorkerRecord, body: WorkerHeartbeatBody): Promise<string[]> {
+  /**
+   * Worker liveness. Answers the builds the worker lists that it should abort (over, or not
+   * its own) and those it holds whose cancel was asked for — how the agent learns of a cancel
+   * without sending build heartbeats of its own, which would hide a frozen VM.
+   */
+  async workerHeartbeat(worker: WorkerRecord, body: WorkerHeartbeatBody): Promise<{ abort: string[]; cancel: string[] }> {
     await this.store.touchWorker(worker.id, { now: this.o.now(), slotsTotal: body.slotsTotal, draining: body.draining });
-    return this.reconcile(worker.id, body.runningBuilds);
+    const abort = await this.reconcile(worker.id, body.runningBuilds);
+    const held = await this.store.activeBuildsOfWorker(worker.id);
+    return { abort, cancel: held.filter((b) => b.cancelRequested).map((b) => b.id) };
   }
 
   /**

@@ -24,6 +24,7 @@ const ROUTES: Route[] = [
   { name: 'get build', method: 'GET', url: (x) => `/api/v1/builds/${x}`, allowed: ['admin'] },
   { name: 'cancel build', method: 'POST', url: (x) => `/api/v1/builds/${x}/cancel`, allowed: ['admin'] },
   { name: 'read log', method: 'GET', url: (x) => `/api/v1/builds/${x}/logs`, allowed: ['admin'] },
+  { name: 'get worker', method: 'GET', url: () => '/api/v1/workers/mac-a', allowed: ['admin', 'workerA'] },
   { name: 'poll', method: 'POST', url: () => '/api/v1/workers/mac-a/poll', body: () => ({ slotsFree: 1, runningBuilds: [], waitS: 0 }), allowed: ['workerA'] },
   { name: 'worker heartbeat', method: 'POST', url: () => '/api/v1/workers/mac-a/heartbeat', body: () => ({ runningBuilds: [] }), allowed: ['workerA'] },
   { name: 'build heartbeat', method: 'POST', url: (x) => `/api/v1/builds/${x}/heartbeat`, body: () => ({ progress: 5 }), allowed: ['workerA', 'tokenX'] },

@@ -89,6 +89,9 @@ describe('a build from submission to completion', () => {
     await c.post(`/api/v1/builds/${running.id}/cancel`, c.admin);
     const hb = await c.post(`/api/v1/builds/${running.id}/heartbeat`, bearer(claim.buildToken), {});
     expect(hb.json()).toEqual({ status: 'assigned', cancelRequested: true });
+    // The agent learns of it from its worker heartbeat, not from a build heartbeat of its own.
+    const whb = await c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [running.id] });
+    expect(whb.json()).toEqual({ status: 'ok', abort: [], cancel: [running.id] });
     const done = await c.post(`/api/v1/builds/${running.id}/complete`, w.auth, { lease: claim.lease, status: 'cancelled' });
     expect(done.json()).toMatchObject({ status: 'cancelled' });
   });
@@ -198,13 +201,26 @@ describe('workers', () => {
     });
   });
 
+  it('shows a worker itself to its own key, without touching its builds', async () => {
+    const w = await c.enrol('mac-1');
+    const b = await c.submit();
+    const { lease } = (await c.poll('mac-1', w.auth))!;
+    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease, phase: 'running' });
+    const me = await c.app.inject({ method: 'GET', url: '/api/v1/workers/mac-1', headers: w.auth });
+    expect(me.json()).toMatchObject({ id: 'mac-1', status: 'busy', runningBuilds: [b.id] });
+    expect((await c.get(b.id)).status).toBe('running');
+    const other = await c.enrol('mac-2');
+    expect((await c.app.inject({ method: 'GET', url: '/api/v1/workers/mac-1', headers: other.auth })).statusCode).toBe(403);
+    expect((await c.app.inject({ method: 'GET', url: '/api/v1/workers/nobody', headers: c.admin })).statusCode).toBe(404);
+  });
+
   it('fails with worker_lost a running build its worker no longer lists, and tells the worker to abort builds it is not holding', async () => {
     const w = await c.enrol('mac-1');
     const b = await c.submit();
     const { lease } = (await c.poll('mac-1', w.auth))!;
     await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease, phase: 'running' });
     const hb = await c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: ['aaaaaaaaaaaaaaaa'] });
-    expect(hb.json()).toEqual({ status: 'ok', abort: ['aaaaaaaaaaaaaaaa'] });
+    expect(hb.json()).toEqual({ status: 'ok', abort: ['aaaaaaaaaaaaaaaa'], cancel: [] });
     expect(await c.get(b.id)).toMatchObject({ status: 'failed', failureReason: 'worker_lost' });
   });
 

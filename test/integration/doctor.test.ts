@@ -1,14 +1,16 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTartSim, type TartSim } from '../support/tart-sim.ts';
+import { startTestController, type TestController } from '../controller/support.ts';
 
 const CLI = join(import.meta.dirname, '..', '..', 'src', 'cli.ts');
 let sim: TartSim;
-let controller: Server;
+let controller: TestController | undefined;
 let controllerUrl = '';
+let goodKey = '';
+let w2Key = '';
 
 interface Check {
   name: string;
@@ -21,25 +23,17 @@ beforeAll(async () => {
   sim = await createTartSim({ bootDelayS: 0.2 });
   await sim.createBaseVm('base');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(sim.dir, 'wrong_key')]);
-  // A stand-in controller: /health, and a heartbeat that knows one key for worker w1.
-  controller = createServer((req, res) => {
-    if (req.url === '/health') return res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-    if (req.method === 'POST' && req.url === '/api/v1/workers/w1/heartbeat') {
-      const auth = req.headers.authorization;
-      const code = auth === 'Bearer good-key' ? 200 : auth === 'Bearer w2-key' ? 403 : 401;
-      return res.writeHead(code, { 'content-type': 'application/json' }).end('{}');
-    }
-    res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => controller.listen(0, '127.0.0.1', r));
-  const addr = controller.address();
-  controllerUrl = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+  // The real controller, with worker w1 (whose key the config carries) and w2.
+  controller = await startTestController({ realClock: true });
+  controllerUrl = await controller.app.listen({ host: '127.0.0.1', port: 0 });
+  goodKey = (await controller.enrol('w1')).apiKey;
+  w2Key = (await controller.enrol('w2')).apiKey;
 });
 afterEach(async () => {
   await sim.fault('base', 'clear');
 });
 afterAll(async () => {
-  await new Promise((r) => controller?.close(r));
+  await controller?.close();
   await sim?.cleanup();
 });
 
@@ -50,7 +44,7 @@ function writeConfig(extra: Record<string, unknown> = {}): string {
     vmUser: sim.user,
     vmSshKey: sim.sshKeyPath,
     controllerUrl,
-    apiKey: 'good-key',
+    apiKey: goodKey,
     workerId: 'w1',
     tartPath: sim.tartPath,
     tartHome: sim.tartHome,
@@ -151,8 +145,8 @@ describe('expo-worker doctor', () => {
   });
 
   it('diagnoses a rejected or foreign API key and a missing base VM', async () => {
-    expect((await doctorJson({ apiKey: 'bad' })).byName['controller-auth']).toMatchObject({ ok: false, detail: expect.stringContaining('401') });
-    expect((await doctorJson({ apiKey: 'w2-key' })).byName['controller-auth']).toMatchObject({ ok: false, detail: expect.stringContaining('another worker') });
+    expect((await doctorJson({ apiKey: 'ewk_unknown-key-0000000000000000' })).byName['controller-auth']).toMatchObject({ ok: false, detail: expect.stringContaining('401') });
+    expect((await doctorJson({ apiKey: w2Key })).byName['controller-auth']).toMatchObject({ ok: false, detail: expect.stringContaining('another worker') });
     const missing = await doctorJson({ vmName: 'nope' });
     expect(missing.byName['base-vm-exists']?.ok).toBe(false);
     expect(missing.byName['vm-start']?.detail).toBe('skipped: base-vm-exists failed');

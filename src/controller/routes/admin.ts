@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { hashSecret, newWorkerKey, requireAdmin } from '../auth.ts';
 import type { BuildService } from '../build-service.ts';
 import type { Store } from '../store/store.ts';
-import { buildView, workerView } from '../views.ts';
+import { buildView } from '../views.ts';
 import { BuildIdParams, CreateBuildBody, CreateWorkerBody, ListBuildsQuery, LogQuery } from '../../protocol/schemas.ts';
 
 export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Store }> = async (fastify, { service, store }) => {
@@ -20,9 +20,7 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Sto
 
   app.get('/api/v1/workers', async () => {
     const workers = await store.listWorkers();
-    return {
-      workers: await Promise.all(workers.map(async (w) => workerView(w, (await store.activeBuildsOfWorker(w.id)).map((b) => b.id)))),
-    };
+    return { workers: await Promise.all(workers.map((w) => service.workerView(w.id))) };
   });
 
   app.post('/api/v1/builds', { schema: { body: CreateBuildBody } }, async (req, reply) => {

@@ -33,11 +33,18 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; metrics: 
     return { build: assignedBuild(result.claim), lease: result.claim.attempt.lease, buildToken: result.buildToken };
   });
 
+  // A worker's view of itself (what `doctor` uses to check its key without side effects).
+  app.get('/api/v1/workers/:id', { schema: { params: WorkerIdParams } }, async (req) => {
+    const p = req.principal;
+    if (p.kind === 'admin') return service.workerView(req.params.id);
+    return service.workerView(requireWorker(p, req.params.id).id);
+  });
+
   app.post('/api/v1/workers/:id/heartbeat', { schema: { params: WorkerIdParams, body: WorkerHeartbeatBody } }, async (req) => {
     const worker = requireWorker(req.principal, req.params.id);
     metrics.workerHeartbeats.inc({ kind: 'heartbeat' });
-    const abort = await service.workerHeartbeat(worker, req.body);
-    return { status: 'ok', abort };
+    const { abort, cancel } = await service.workerHeartbeat(worker, req.body);
+    return { status: 'ok', abort, cancel };
   });
 
   app.post('/api/v1/builds/:id/heartbeat', { schema: { params: BuildIdParams, body: BuildHeartbeatBody } }, async (req) => {
