@@ -11,7 +11,8 @@ import { bootVm, ssh, stateOf, waitUntil } from './test-helpers.ts';
 
 let sim: TartSim;
 beforeEach(async () => {
-  sim = await createTartSim({ bootDelayS: 0.1 });
+  // limitDelayS: long enough to observe the 3rd VM holding its lock before it fails.
+  sim = await createTartSim({ bootDelayS: 0.1, limitDelayS: 1.5 });
   await sim.createBaseVm('base');
 });
 afterEach(async () => {
