@@ -16,6 +16,8 @@ const commands: Record<string, Command> = {
     run: async (argv) => (await import('./controller/main.ts')).main(argv),
   },
   doctor: { summary: 'check this host, its base VM and the controller', run: async (argv) => (await import('./agent/doctor.ts')).main(argv) },
+  install: { summary: 'install the agent as a macOS LaunchDaemon and start it', run: async (argv) => (await import('./agent/install.ts')).main(argv) },
+  uninstall: { summary: "stop the agent's LaunchDaemon and remove it", run: async (argv) => (await import('./agent/install.ts')).uninstallMain(argv) },
 };
 
 /** The package version; the CLI runs from `dist/src/` when built and from `src/` in development. */
