@@ -11,6 +11,10 @@ interface Command {
 }
 
 const commands: Record<string, Command> = {
+  agent: {
+    summary: 'run the agent on a Mac host: poll for builds, run each in a fresh Tart VM',
+    run: async (argv) => (await import('./agent/main.ts')).main(argv),
+  },
   controller: {
     summary: 'run the controller (build queue, dispatch, heartbeats, watchdog)',
     run: async (argv) => (await import('./controller/main.ts')).main(argv),

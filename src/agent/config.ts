@@ -10,6 +10,7 @@ import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import Conf from 'conf';
+import cron from 'node-cron';
 import { isWorkerId } from '../protocol/domain.ts';
 import { ExpoError } from '../protocol/errors.ts';
 
@@ -54,8 +55,24 @@ export interface AgentConfig {
   readonly vmControllerUrl: string;
   /** Clone name prefix: `<prefix>-<workerId>-<buildId>-<attempt>`. Default `expo`. */
   readonly clonePrefix: string;
-  /** Directory of `tart run` logs. Default `~/.expo-worker/logs`. */
+  /** Directory of `tart run` logs and of each attempt's local copy of its output. Default `~/.expo-worker/logs`. */
   readonly logDir: string;
+  /** Seconds between worker heartbeats (contact and the list of running builds). Default 15. */
+  readonly workerHeartbeatS: number;
+  /** Longest long-poll, seconds (the controller caps it at 25). Default 25. */
+  readonly pollWaitS: number;
+  /** Seconds between phase updates that keep a preparing build alive before its monitor runs. Default 15. */
+  readonly preparingKeepaliveS: number;
+  /** Seconds a stopped step gets between TERM and KILL. Default 10. */
+  readonly stepStopGraceS: number;
+  /** First wait before polling again when the controller cannot be reached, seconds (doubles to 8×). Default 2. */
+  readonly reconnectDelayS: number;
+  /** Seconds between re-runs of a failing host preflight (polling is paused meanwhile). Default 30. */
+  readonly preflightRetryS: number;
+  /** When to reap orphaned clones and re-run the preflight (cron syntax). Default every 10 minutes. */
+  readonly maintenanceCron: string;
+  /** How long a result (last log bytes, completion) is retried while the controller is away, seconds. Default 3600. */
+  readonly reportDeadlineS: number;
 }
 
 /** The default config file. */
@@ -85,6 +102,8 @@ const OPTIONAL_FIELDS = [
   'workerId', 'tartPath', 'tartHome', 'minFreeDiskGb', 'hostMinFreeDiskGb', 'maxConcurrentBuilds',
   'heartbeatIntervalS', 'sshReadyTimeoutS', 'vmIpWaitS', 'vmStopTimeoutS', 'tartTimeoutS',
   'metricsAddress', 'vmControllerUrl', 'clonePrefix', 'logDir',
+  'workerHeartbeatS', 'pollWaitS', 'preparingKeepaliveS', 'stepStopGraceS', 'reconnectDelayS', 'preflightRetryS',
+  'maintenanceCron', 'reportDeadlineS',
 ] as const;
 const KNOWN = new Set<string>([...SEED_FIELDS, ...OPTIONAL_FIELDS]);
 
@@ -182,6 +201,7 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     /^[A-Za-z0-9][A-Za-z0-9._]{0,31}$/.test(s) ? null : 'must be letters, digits, . or _ (no -), at most 32',
   );
   const logDir = f.string('logDir', false);
+  const maintenanceCron = f.string('maintenanceCron', false, (s) => (cron.validate(s) ? null : 'must be a cron expression (e.g. "*/10 * * * *")'));
   const config: AgentConfig = {
     vmName: vmName ?? '',
     vmUser: vmUser ?? '',
@@ -204,6 +224,14 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     vmControllerUrl: vmControllerUrl ?? controllerUrl ?? '',
     clonePrefix: clonePrefix ?? 'expo',
     logDir: resolve(expandHome(logDir ?? '~/.expo-worker/logs', home)),
+    workerHeartbeatS: f.number('workerHeartbeatS', 15, { min: 0, exclusiveMin: true }),
+    pollWaitS: f.number('pollWaitS', 25, { min: 0, max: 25 }),
+    preparingKeepaliveS: f.number('preparingKeepaliveS', 15, { min: 0, exclusiveMin: true }),
+    stepStopGraceS: f.number('stepStopGraceS', 10, { min: 0 }),
+    reconnectDelayS: f.number('reconnectDelayS', 2, { min: 0, exclusiveMin: true }),
+    preflightRetryS: f.number('preflightRetryS', 30, { min: 0, exclusiveMin: true }),
+    maintenanceCron: maintenanceCron ?? '*/10 * * * *',
+    reportDeadlineS: f.number('reportDeadlineS', 3600, { min: 0, exclusiveMin: true }),
   };
   if (f.problems.length > 0) {
     throw new ExpoError('CFG_INVALID', `invalid agent config:\n  - ${f.problems.join('\n  - ')}`, { details: { problems: f.problems } });

@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { isExpoError } from '../protocol/errors.ts';
 import { buildApp } from './app.ts';
 import { CONTROLLER_HELP, parseControllerArgs } from './config.ts';
-import { createLogger } from './logger.ts';
+import { createLogger } from '../sys/logger.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 
 export async function main(argv: string[]): Promise<number> {
@@ -28,7 +28,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const config = parsed.config;
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger('expo-worker-controller', config.logLevel);
   const startedAt = Date.now();
   if (config.dbPath !== ':memory:') mkdirSync(dirname(config.dbPath), { recursive: true });
   const store = new SqliteStore({ path: config.dbPath });

@@ -1,0 +1,251 @@
+/**
+ * The agent daemon: turns the controller's queue into builds on this host.
+ *
+ * States: `starting` (reap orphaned clones, host preflight) → `polling` (a long poll open
+ * whenever a slot is free and the preflight passes; paused with a logged reason when it fails)
+ * → `draining` (first SIGTERM/SIGINT: no new polls, running builds finish) → `stopped`.
+ * `abortAll` (second signal) aborts running builds cleanly: reported, VMs deleted.
+ *
+ * Alongside: a worker heartbeat every `workerHeartbeatS` listing the running builds (the
+ * controller fails builds it thinks run here but that are not listed, and answers which of ours
+ * to abort or cancel), and a schedule (node-cron) that reaps orphans and re-runs the preflight.
+ */
+import cron, { type ScheduledTask } from 'node-cron';
+import type { Logger } from 'pino';
+import type { CheckResult } from '../health/check.ts';
+import { isExpoError } from '../protocol/errors.ts';
+import type { PollResponse } from '../protocol/schemas.ts';
+import type { ControllerClient } from './controller-client.ts';
+import type { Outcome } from './build-runner.ts';
+import type { ReapReport } from '../vm/reaper.ts';
+
+export type AgentState = 'starting' | 'polling' | 'draining' | 'stopped';
+
+/** What the daemon needs of a build runner. */
+export interface Runner {
+  readonly buildId: string;
+  run(): Promise<Outcome>;
+  abort(reason: 'attempt_over' | 'shutdown', detail?: string): void;
+  cancel(): void;
+}
+
+export interface AgentDeps {
+  client: Pick<ControllerClient, 'poll' | 'workerHeartbeat'>;
+  makeRunner: (claim: PollResponse) => Runner;
+  /** Deletes this worker's clones that belong to none of `liveBuildIds`. */
+  reap: (liveBuildIds: ReadonlySet<string>) => Promise<ReapReport>;
+  preflight: () => Promise<CheckResult[]>;
+  log: Logger;
+  settings: AgentSettings;
+}
+
+export interface AgentSettings {
+  slots: 1 | 2;
+  /** Longest long-poll, s. Default 25. */
+  pollWaitS: number;
+  /** Worker heartbeat interval, s. Default 15. */
+  workerHeartbeatS: number;
+  /** How long to wait before polling again after the controller could not be reached, s (grows ×2 to 8×). Default 2. */
+  reconnectDelayS: number;
+  /** How often to re-run the preflight while it fails, s. Default 30. */
+  preflightRetryS: number;
+  /** cron expression for reaping and the preflight. Default every 10 minutes. */
+  maintenanceCron: string;
+}
+
+export interface AgentStatus {
+  state: AgentState;
+  slotsTotal: number;
+  slotsBusy: number;
+  runningBuilds: string[];
+  lastPollAt: number | null;
+  lastError: string | null;
+  preflight: CheckResult[];
+}
+
+export class Agent {
+  private d: AgentDeps;
+  private readonly runners = new Map<string, { runner: Runner; done: Promise<void> }>();
+  private stateValue: AgentState = 'starting';
+  private pollAbort: AbortController | null = null;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private cronTask: ScheduledTask | null = null;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private preflightChecks: CheckResult[] = [];
+  private lastPollAt: number | null = null;
+  private lastError: string | null = null;
+
+  constructor(deps: AgentDeps) {
+    this.d = deps;
+  }
+
+  /** Replaces how builds are run and the host is checked; running builds keep what they started with. */
+  reconfigure(parts: Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight'>): void {
+    this.d = { ...this.d, ...parts };
+  }
+
+  get state(): AgentState {
+    return this.stateValue;
+  }
+
+  status(): AgentStatus {
+    return {
+      state: this.stateValue,
+      slotsTotal: this.d.settings.slots,
+      slotsBusy: this.runners.size,
+      runningBuilds: [...this.runners.keys()],
+      lastPollAt: this.lastPollAt,
+      lastError: this.lastError,
+      preflight: this.preflightChecks,
+    };
+  }
+
+  async start(): Promise<void> {
+    await this.maintenance('start');
+    this.stateValue = 'polling';
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.d.settings.workerHeartbeatS * 1000);
+    this.cronTask = cron.schedule(this.d.settings.maintenanceCron, () => void this.maintenance('schedule'), { noOverlap: true });
+    this.loop = this.pollLoop();
+  }
+
+  /** Reaps orphaned clones and runs the host preflight; a failing preflight pauses polling. */
+  private async maintenance(when: string): Promise<void> {
+    try {
+      const report = await this.d.reap(new Set(this.runners.keys()));
+      if (report.deleted.length > 0 || report.failed.length > 0) {
+        this.d.log.warn({ when, deleted: report.deleted, failed: report.failed.map((f) => `${f.name}: ${f.error.message}`) }, 'reaped orphaned clones');
+      }
+    } catch (err) {
+      this.d.log.error({ when, err: (err as Error).message }, 'reaping orphaned clones failed');
+    }
+    await this.runPreflight();
+  }
+
+  private async runPreflight(): Promise<boolean> {
+    try {
+      this.preflightChecks = await this.d.preflight();
+    } catch (err) {
+      this.preflightChecks = [{ name: 'preflight', ok: false, detail: (err as Error).message, durationMs: 0 }];
+    }
+    const failed = this.preflightChecks.filter((c) => !c.ok);
+    if (failed.length > 0) {
+      this.d.log.error({ failed: failed.map((c) => `${c.name}: ${c.detail}`) }, 'host preflight failed: not taking builds until it passes');
+    }
+    return failed.length === 0;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private async pollLoop(): Promise<void> {
+    let failures = 0;
+    while (this.stateValue === 'polling') {
+      if (!this.preflightChecks.every((c) => c.ok)) {
+        await this.sleep(this.d.settings.preflightRetryS * 1000);
+        if (this.stateValue === 'polling') await this.runPreflight();
+        continue;
+      }
+      const free = this.d.settings.slots - this.runners.size;
+      if (free <= 0) {
+        await this.sleep(60_000); // woken when a slot frees
+        continue;
+      }
+      this.pollAbort = new AbortController();
+      try {
+        const claim = await this.d.client.poll(
+          { slotsFree: free, slotsTotal: this.d.settings.slots, runningBuilds: [...this.runners.keys()], waitS: this.d.settings.pollWaitS },
+          this.pollAbort.signal,
+        );
+        this.lastPollAt = Date.now();
+        if (failures > 0) {
+          this.d.log.info('controller reachable again');
+          failures = 0;
+          await this.maintenance('reconnect');
+        }
+        if (claim) this.startBuild(claim);
+      } catch (err) {
+        if (this.stateValue !== 'polling') break;
+        failures++;
+        this.lastError = (err as Error).message;
+        const delayS = this.d.settings.reconnectDelayS * 2 ** Math.min(3, failures - 1) * (0.5 + Math.random() / 2);
+        this.d.log.warn({ err: this.lastError, retryInS: Math.round(delayS * 10) / 10 }, isExpoError(err, 'HTTP_STATUS') ? 'poll refused' : 'controller unreachable');
+        await this.sleep(delayS * 1000);
+      } finally {
+        this.pollAbort = null;
+      }
+    }
+  }
+
+  private startBuild(claim: PollResponse): void {
+    const runner = this.d.makeRunner(claim);
+    this.d.log.info({ buildId: claim.build.id, attempt: claim.build.attempt }, 'build claimed');
+    const done = runner
+      .run()
+      .then((outcome) => this.d.log.info({ buildId: claim.build.id, outcome }, 'build done'))
+      .catch((err: unknown) => {
+        this.lastError = (err as Error).message;
+        this.d.log.error({ buildId: claim.build.id, err: this.lastError }, 'build runner failed');
+      })
+      .finally(() => {
+        this.runners.delete(claim.build.id);
+        this.wake?.();
+      });
+    this.runners.set(claim.build.id, { runner, done });
+    void this.heartbeat();
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.stateValue === 'stopped') return;
+    try {
+      const { abort, cancel } = await this.d.client.workerHeartbeat({
+        runningBuilds: [...this.runners.keys()],
+        slotsTotal: this.d.settings.slots,
+        draining: this.stateValue === 'draining',
+      });
+      for (const id of abort) this.runners.get(id)?.runner.abort('attempt_over', 'the controller no longer assigns this build here');
+      for (const id of cancel) this.runners.get(id)?.runner.cancel();
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.d.log.warn({ err: this.lastError }, 'worker heartbeat failed');
+    }
+  }
+
+  /** Stops taking builds and waits for the running ones to finish. */
+  async drain(): Promise<void> {
+    if (this.stateValue === 'stopped') return;
+    if (this.stateValue !== 'draining') {
+      this.stateValue = 'draining';
+      this.d.log.info({ running: [...this.runners.keys()] }, 'draining: no new builds; waiting for the running ones');
+      this.pollAbort?.abort();
+      this.wake?.();
+      void this.heartbeat();
+    }
+    await this.loop;
+    await Promise.all([...this.runners.values()].map((r) => r.done));
+    this.stop();
+  }
+
+  /** Aborts every running build (reported, VMs deleted) and waits for them. */
+  async abortAll(): Promise<void> {
+    for (const { runner } of this.runners.values()) runner.abort('shutdown', 'the agent is stopping');
+    await this.drain();
+  }
+
+  private stop(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+    void this.cronTask?.stop();
+    this.cronTask = null;
+    this.stateValue = 'stopped';
+    this.d.log.info('agent stopped');
+  }
+}

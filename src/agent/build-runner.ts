@@ -1,0 +1,301 @@
+/**
+ * One attempt of one build, from claim to a deleted VM.
+ *
+ * States: `preparing` (phase updates keep the build alive; clone, boot, health checks) →
+ * `starting-monitor` (vm-monitor.sh takes over build liveness) → `running` (steps over SSH,
+ * output streamed, progress markers forwarded) → `finishing` (stop the monitor, last log bytes,
+ * completion retried until the controller accepts or refuses it) → `done` (VM released, on
+ * every path).
+ *
+ * What can end it early, each an abort reason: `cancelled` (the controller asked), `timed_out`
+ * (the build's `timeoutS`), `vm_crashed` (`tart run` exited or SSH keepalives failed — reported
+ * at once, without waiting for the controller's watchdog), `attempt_over` (a 409: the controller
+ * already ended or reassigned the attempt — nothing to report, just recycle), `shutdown` (the
+ * agent is aborting its builds: reported as `worker_lost` so the build may be retried).
+ */
+import { join } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import type { Logger } from 'pino';
+import { isExpoError } from '../protocol/errors.ts';
+import type { FailureReason } from '../protocol/domain.ts';
+import type { CompleteBody, PollResponse } from '../protocol/schemas.ts';
+import type { SshSession } from '../sys/ssh.ts';
+import type { VmExit } from '../vm/vm-driver.ts';
+import { isAttemptOver, type ControllerClient } from './controller-client.ts';
+import { LogStream } from './log-stream.ts';
+import { LineSplitter, parseProgressMarker, stepProgress } from './progress.ts';
+import { RemoteWorkspace } from './remote-workspace.ts';
+
+export type AbortReason = 'cancelled' | 'timed_out' | 'vm_crashed' | 'attempt_over' | 'shutdown';
+export type RunnerState = 'preparing' | 'starting-monitor' | 'running' | 'finishing' | 'done';
+
+/** The VM a build runs in (EphemeralVm fits). */
+export interface BuildVm {
+  readonly name: string;
+  readonly ip: string;
+  readonly session: SshSession;
+  readonly exited: Promise<VmExit>;
+  release(): Promise<void>;
+}
+
+export interface RunnerSettings {
+  workerId: string;
+  /** The controller URL as the VM sees it. */
+  vmControllerUrl: string;
+  heartbeatIntervalS: number;
+  /** Where attempt logs are kept locally. */
+  logDir: string;
+  /** TERM → KILL grace when stopping a step, ms. Default 10 000. */
+  stepStopGraceMs: number;
+  /** How often phase updates keep a preparing build alive, ms. Default 15 000. */
+  preparingKeepaliveMs: number;
+  /** How long the completion (and the last log bytes) are retried, ms. Default 1 hour. */
+  reportDeadlineMs: number;
+}
+
+export interface RunnerDeps {
+  client: Pick<ControllerClient, 'phase' | 'appendLog' | 'complete'>;
+  acquireVm: (req: { buildId: string; attempt: number; signal: AbortSignal; onProgress: (line: string) => void }) => Promise<BuildVm>;
+  /** The agent's own vm-monitor.sh, uploaded when the image has none or another version. */
+  monitor: { contents: Buffer; version: string; installedPath: string };
+  settings: RunnerSettings;
+  log: Logger;
+}
+
+export type Outcome =
+  | { kind: 'reported'; body: Omit<CompleteBody, 'lease'>; answer: string }
+  | { kind: 'abandoned'; why: string };
+
+const infraReason = (reason: AbortReason): FailureReason | null =>
+  reason === 'vm_crashed' ? 'vm_crashed' : reason === 'shutdown' ? 'worker_lost' : reason === 'timed_out' ? 'timed_out' : null;
+
+export class BuildRunner {
+  readonly buildId: string;
+  readonly attempt: number;
+  private readonly claim: PollResponse;
+  private readonly d: RunnerDeps;
+  private readonly ac = new AbortController();
+  private reason: AbortReason | null = null;
+  private reasonDetail = '';
+  private stateValue: RunnerState = 'preparing';
+  private stream: LogStream | undefined;
+
+  constructor(claim: PollResponse, deps: RunnerDeps) {
+    this.claim = claim;
+    this.buildId = claim.build.id;
+    this.attempt = claim.build.attempt;
+    this.d = deps;
+  }
+
+  get state(): RunnerState {
+    return this.stateValue;
+  }
+
+  /** Ends the attempt early; the first reason wins. */
+  abort(reason: AbortReason, detail = ''): void {
+    if (this.reason !== null) return;
+    this.reason = reason;
+    this.reasonDetail = detail;
+    this.d.log.warn({ buildId: this.buildId, reason, detail }, 'aborting build');
+    this.ac.abort(new Error(`build ${reason}${detail ? `: ${detail}` : ''}`));
+  }
+
+  cancel(): void {
+    this.abort('cancelled', 'cancel requested');
+  }
+
+  async run(): Promise<Outcome> {
+    const { build, lease } = this.claim;
+    const log = this.d.log.child({ buildId: build.id, attempt: build.attempt });
+    const note = (line: string) => stream.append(`[expo-worker] ${line}\n`);
+    const stream = (this.stream = new LogStream({
+      path: join(this.d.settings.logDir, `${build.id}-${build.attempt}.log`),
+      startOffset: build.logOffset,
+      send: (offset, data) => this.d.client.appendLog(build.id, lease, offset, data, { retries: 2 }),
+      onAttemptOver: (err) => this.abort('attempt_over', (err as Error).message),
+      onSendError: (err) => log.warn({ err: (err as Error).message }, 'log chunk not sent yet; will retry'),
+    }));
+    const timeout = setTimeout(() => this.abort('timed_out', `the build ran past its timeout of ${build.timeoutS} s`), build.timeoutS * 1000);
+    let vm: BuildVm | undefined;
+    let outcome: Omit<CompleteBody, 'lease'> | null;
+    try {
+      outcome = await this.attemptBuild(note, log, (v) => (vm = v));
+    } catch (err) {
+      // Something the agent itself could not get past (the controller gone for too long, an SSH
+      // call failing outside a step): an infrastructure failure, so the build may be retried.
+      log.error({ err: (err as Error).message }, 'build attempt failed in the agent');
+      outcome = { status: 'failed', failureReason: 'worker_lost', message: `agent error: ${(err as Error).message}` };
+    } finally {
+      clearTimeout(timeout);
+      this.stateValue = 'finishing';
+    }
+    try {
+      if (this.reason === 'attempt_over') {
+        await stream.close(Date.now() + 5000);
+        return { kind: 'abandoned', why: this.reasonDetail };
+      }
+      outcome ??= this.outcomeFromReason();
+      note(`build ${outcome.status}${outcome.failureReason ? ` (${outcome.failureReason})` : ''}${outcome.message ? `: ${outcome.message}` : ''}`);
+      const deadline = Date.now() + this.d.settings.reportDeadlineMs;
+      await stream.close(deadline);
+      const answer = await this.report(outcome, deadline, log);
+      return answer === null ? { kind: 'abandoned', why: 'the controller refused the completion: the attempt was already over' } : { kind: 'reported', body: outcome, answer };
+    } finally {
+      await this.releaseVm(vm, log);
+      this.stateValue = 'done';
+    }
+  }
+
+  /** Prepare, monitor, run the steps. Returns the outcome, or null when an abort decides it. */
+  private async attemptBuild(note: (l: string) => void, log: Logger, keepVm: (vm: BuildVm) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
+    const { build, lease, buildToken } = this.claim;
+    const signal = this.ac.signal;
+    const keepalive = setInterval(() => {
+      void this.d.client.phase(build.id, lease, 'preparing', { retries: 0 }).catch((err: unknown) => {
+        if (isAttemptOver(err)) this.abort('attempt_over', (err as Error).message);
+      });
+    }, this.d.settings.preparingKeepaliveMs);
+    try {
+      try {
+        await this.d.client.phase(build.id, lease, 'preparing', { signal });
+      } catch (err) {
+        if (isAttemptOver(err)) this.abort('attempt_over', (err as Error).message);
+        if (signal.aborted) return null;
+        throw err;
+      }
+      note(`attempt ${build.attempt} of ${build.maxAttempts} on worker ${this.d.settings.workerId}: preparing a fresh VM`);
+      let vm: BuildVm;
+      try {
+        vm = await this.d.acquireVm({ buildId: build.id, attempt: build.attempt, signal, onProgress: note });
+      } catch (err) {
+        if (signal.aborted) return null;
+        const reason: FailureReason = isExpoError(err, 'VM_EXITED') ? 'vm_crashed' : 'vm_unhealthy';
+        return { status: 'failed', failureReason: reason, message: (err as Error).message };
+      }
+      keepVm(vm);
+      note(`VM ${vm.name} is healthy at ${vm.ip}`);
+      // Fail fast on what the agent can see for itself.
+      void vm.exited.then((exit) => this.abort('vm_crashed', `tart run exited (${exit.code ?? exit.signal}): ${exit.logTail.trim().split('\n').pop() ?? ''}`));
+      void vm.session.closed.then((info) => {
+        if (info.error) this.abort('vm_crashed', `SSH connection lost: ${info.error.message}`);
+      });
+      if (signal.aborted) return null;
+
+      this.stateValue = 'starting-monitor';
+      const ws = new RemoteWorkspace(vm.session, build.id, build.attempt);
+      try {
+        await ws.prepare(build.env, build.steps);
+        await ws.writeProgress(0);
+        const installed = await ws.monitorVersion(this.d.monitor.installedPath);
+        const script = installed === this.d.monitor.version ? this.d.monitor.installedPath : await ws.uploadMonitor(this.d.monitor.contents);
+        if (installed !== this.d.monitor.version) note(`vm-monitor.sh in the image is ${installed ?? 'missing'}; using the agent's ${this.d.monitor.version}`);
+        await ws.startMonitor({
+          script,
+          controllerUrl: this.d.settings.vmControllerUrl,
+          buildId: build.id,
+          workerId: this.d.settings.workerId,
+          buildToken,
+          intervalS: this.d.settings.heartbeatIntervalS,
+        });
+      } catch (err) {
+        if (signal.aborted) return null;
+        log.error({ err: (err as Error).message }, 'monitor start failed');
+        return { status: 'failed', failureReason: 'vm_unhealthy', message: `vm-monitor.sh could not be started: ${(err as Error).message}` };
+      }
+      clearInterval(keepalive);
+      try {
+        await this.d.client.phase(build.id, lease, 'running', { signal });
+      } catch (err) {
+        if (isAttemptOver(err)) this.abort('attempt_over', (err as Error).message);
+        if (signal.aborted) return null;
+        throw err;
+      }
+      this.stateValue = 'running';
+      return await this.runSteps(ws, note);
+    } finally {
+      clearInterval(keepalive);
+    }
+  }
+
+  private async runSteps(ws: RemoteWorkspace, note: (l: string) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
+    const { build } = this.claim;
+    const signal = this.ac.signal;
+    try {
+      for (const [i, step] of build.steps.entries()) {
+        if (signal.aborted) return null;
+        await ws.writeProgress(stepProgress(i, build.steps.length));
+        note(`step ${i + 1}/${build.steps.length}: ${step.name}`);
+        const decoder = new StringDecoder('utf8');
+        const lines = new LineSplitter();
+        let exit: number;
+        try {
+          exit = await ws.runStep(i, {
+            signal,
+            onOutput: (chunk) => {
+              const text = decoder.write(chunk);
+              this.streamText(text);
+              for (const line of lines.push(text)) {
+                const p = parseProgressMarker(line);
+                if (p !== null) void ws.writeProgress(p).catch(() => undefined);
+              }
+            },
+          });
+        } catch (err) {
+          if (!signal.aborted) throw err;
+          if (this.reason !== 'vm_crashed' && this.reason !== 'attempt_over') {
+            note(`stopping step ${i + 1}: ${this.reason}`);
+            await ws.stopStep(this.d.settings.stepStopGraceMs).catch(() => undefined);
+          }
+          return null;
+        } finally {
+          this.streamText(decoder.end());
+        }
+        if (exit !== 0) return { status: 'failed', failureReason: 'build_failed', exitCode: Math.min(255, exit), message: `step '${step.name}' exited with ${exit}` };
+      }
+      await ws.writeProgress(100).catch(() => undefined);
+      return { status: 'succeeded', exitCode: 0 };
+    } finally {
+      await ws.stopMonitor().catch(() => undefined);
+    }
+  }
+
+  private streamText(text: string): void {
+    this.stream?.append(text);
+  }
+
+  private outcomeFromReason(): Omit<CompleteBody, 'lease'> {
+    const reason = this.reason ?? 'shutdown';
+    if (reason === 'cancelled') return { status: 'cancelled', message: this.reasonDetail };
+    return { status: 'failed', failureReason: infraReason(reason) ?? 'worker_lost', message: this.reasonDetail };
+  }
+
+  /** Sends the completion until the controller answers; null when it refuses (409: already over). */
+  private async report(body: Omit<CompleteBody, 'lease'>, deadline: number, log: Logger): Promise<string | null> {
+    const signal = AbortSignal.timeout(Math.max(1000, deadline - Date.now()));
+    try {
+      const res = await this.d.client.complete(this.buildId, { ...body, lease: this.claim.lease }, {
+        retries: Number.POSITIVE_INFINITY,
+        signal,
+        onRetry: (err, n, delayMs) => log.warn({ attempt: n, delayMs, err: err.message }, 'completion not delivered yet; retrying'),
+      });
+      log.info({ status: body.status, failureReason: body.failureReason, answer: res.status }, 'build reported');
+      return res.status;
+    } catch (err) {
+      if (isAttemptOver(err)) {
+        log.warn({ err: (err as Error).message }, 'completion refused: the attempt was already over');
+        return null;
+      }
+      log.error({ err: (err as Error).message }, 'completion could not be delivered');
+      throw err;
+    }
+  }
+
+  private async releaseVm(vm: BuildVm | undefined, log: Logger): Promise<void> {
+    if (!vm) return;
+    try {
+      await vm.release();
+    } catch (err) {
+      log.error({ vm: vm.name, err: (err as Error).message }, 'could not delete the VM; the reaper will retry');
+    }
+  }
+}

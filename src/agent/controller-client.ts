@@ -1,0 +1,144 @@
+/**
+ * The agent's side of the HTTP API, on undici (one keep-alive pool) with p-retry for the calls
+ * that are safe to repeat. Every call is idempotent on the controller except the poll (a lost
+ * poll answer is put back by the controller after a grace), so phase, logs, heartbeats and
+ * completion are retried with backoff and jitter while the controller is unreachable or
+ * answers 5xx — and never on a 4xx, which is an answer (a 409 means: abort this build).
+ */
+import pRetry from 'p-retry';
+import { Agent, request } from 'undici';
+import { ExpoError, isExpoError } from '../protocol/errors.ts';
+import type { CompleteBody, PollBody, PollResponse, WorkerHeartbeatBody } from '../protocol/schemas.ts';
+
+export interface ControllerClientOptions {
+  baseUrl: string;
+  apiKey: string;
+  workerId: string;
+  /** Per-request timeout for ordinary calls, ms. Default 30 000. */
+  requestTimeoutMs?: number;
+  /** Backoff of retried calls: first delay and cap, ms. Defaults 500 and 10 000. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+}
+
+export interface HttpErrorDetails {
+  method: string;
+  path: string;
+  status?: number;
+  code?: string;
+  expectedOffset?: number;
+}
+
+export interface RetryOptions {
+  /** How many retries; Infinity retries until the call is answered or `signal` aborts. Default 5. */
+  retries?: number;
+  signal?: AbortSignal;
+  onRetry?: (err: ExpoError, attempt: number, delayMs: number) => void;
+}
+
+export class ControllerClient {
+  private readonly o: Required<ControllerClientOptions>;
+  private readonly dispatcher: Agent;
+
+  constructor(options: ControllerClientOptions) {
+    this.o = { requestTimeoutMs: 30_000, retryMinMs: 500, retryMaxMs: 10_000, ...options, baseUrl: options.baseUrl.replace(/\/+$/, '') };
+    this.dispatcher = new Agent({ keepAliveTimeout: 30_000, connections: 16 });
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+
+  /** One request; resolves with the status and parsed body, rejects with HTTP_UNREACHABLE or HTTP_STATUS. */
+  async send<T>(method: 'GET' | 'POST', path: string, body: unknown, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<{ status: number; body: T | null }> {
+    const timeoutMs = opts.timeoutMs ?? this.o.requestTimeoutMs;
+    let res;
+    try {
+      res = await request(`${this.o.baseUrl}${path}`, {
+        method,
+        dispatcher: this.dispatcher,
+        headers: { authorization: `Bearer ${this.o.apiKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: opts.signal,
+      });
+    } catch (cause) {
+      if (opts.signal?.aborted) throw cause;
+      throw new ExpoError('HTTP_UNREACHABLE', `controller unreachable (${method} ${path}): ${(cause as Error).message}`, {
+        cause,
+        details: { method, path } satisfies HttpErrorDetails,
+      });
+    }
+    const text = await res.body.text().catch(() => '');
+    const parsed = text === '' ? null : (safeJson(text) as T | null);
+    if (res.statusCode >= 400) {
+      const err = parsed as { code?: string; message?: string; expectedOffset?: number } | null;
+      const details: HttpErrorDetails = { method, path, status: res.statusCode, code: err?.code, expectedOffset: err?.expectedOffset };
+      // 5xx and 503 are the controller's trouble, worth another try; a 4xx is its answer.
+      const code = res.statusCode >= 500 ? 'HTTP_UNREACHABLE' : 'HTTP_STATUS';
+      throw new ExpoError(code, `${method} ${path}: ${res.statusCode} ${err?.code ?? ''} ${err?.message ?? text.slice(0, 200)}`.trim(), { details });
+    }
+    return { status: res.statusCode, body: parsed };
+  }
+
+  /** `send`, retried with backoff and jitter on HTTP_UNREACHABLE (network errors, 5xx). */
+  async retried<T>(method: 'GET' | 'POST', path: string, body: unknown, r: RetryOptions = {}): Promise<{ status: number; body: T | null }> {
+    return pRetry(() => this.send<T>(method, path, body, { signal: r.signal }), {
+      retries: r.retries ?? 5,
+      factor: 2,
+      minTimeout: this.o.retryMinMs,
+      maxTimeout: this.o.retryMaxMs,
+      randomize: true,
+      signal: r.signal,
+      shouldRetry: ({ error }) => isExpoError(error, 'HTTP_UNREACHABLE'),
+      onFailedAttempt: ({ error, attemptNumber, retryDelay }) => {
+        if (isExpoError(error, 'HTTP_UNREACHABLE')) r.onRetry?.(error, attemptNumber, retryDelay);
+      },
+    });
+  }
+
+  private get w(): string {
+    return `/api/v1/workers/${encodeURIComponent(this.o.workerId)}`;
+  }
+
+  /** A long poll; null when no build came within `waitS`. Not retried: the caller loops. */
+  async poll(body: PollBody, signal?: AbortSignal): Promise<PollResponse | null> {
+    const res = await this.send<PollResponse>('POST', `${this.w}/poll`, body, { signal, timeoutMs: ((body.waitS ?? 25) + 15) * 1000 });
+    return res.status === 204 ? null : res.body;
+  }
+
+  async workerHeartbeat(body: WorkerHeartbeatBody, r?: RetryOptions): Promise<{ abort: string[]; cancel: string[] }> {
+    const res = await this.retried<{ abort: string[]; cancel: string[] }>('POST', `${this.w}/heartbeat`, body, { retries: 2, ...r });
+    return { abort: res.body?.abort ?? [], cancel: res.body?.cancel ?? [] };
+  }
+
+  async phase(buildId: string, lease: string, phase: 'preparing' | 'running', r?: RetryOptions): Promise<void> {
+    await this.retried('POST', `/api/v1/builds/${buildId}/phase`, { lease, phase }, r);
+  }
+
+  async appendLog(buildId: string, lease: string, offset: number, data: string, r?: RetryOptions): Promise<number> {
+    const res = await this.retried<{ logBytes: number }>('POST', `/api/v1/builds/${buildId}/logs`, { lease, offset, data }, r);
+    return res.body?.logBytes ?? offset;
+  }
+
+  async complete(buildId: string, body: CompleteBody, r?: RetryOptions): Promise<{ status: string }> {
+    const res = await this.retried<{ status: string }>('POST', `/api/v1/builds/${buildId}/complete`, body, r);
+    return res.body ?? { status: 'unknown' };
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+/** True when the controller answered 409 about this build: its attempt is over; abort and recycle. */
+export function isAttemptOver(err: unknown): boolean {
+  if (!isExpoError(err, 'HTTP_STATUS')) return false;
+  const d = err.details as unknown as HttpErrorDetails;
+  return d.status === 409 && (d.code === 'LEASE_STALE' || d.code === 'BUILD_OVER');
+}

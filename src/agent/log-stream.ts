@@ -1,0 +1,134 @@
+/**
+ * Streams one attempt's output to the controller in ordered, idempotent chunks: at most 1 s or
+ * 64 KiB apart. Everything is appended to a local file first, so memory stays bounded however
+ * long the controller is away, and any range can be sent again: a chunk the controller already
+ * has is a no-op there, and a gap it reports is filled from the file.
+ *
+ * States: open (flushing on a timer) → closing (`close`: last flush, retried until it lands or
+ * the attempt turns out to be over) → closed. A 409 about the attempt ends streaming and is
+ * reported through `onAttemptOver`; a 413 (log cap) stops sending, once, with a note.
+ */
+import { appendFileSync, closeSync, openSync, readSync } from 'node:fs';
+import { isExpoError } from '../protocol/errors.ts';
+import { isAttemptOver, type HttpErrorDetails } from './controller-client.ts';
+
+export interface LogStreamOptions {
+  /** Local file holding the whole output of the attempt. */
+  path: string;
+  /** Absolute byte offset of this attempt's first byte in the build's log. */
+  startOffset: number;
+  /** Sends a chunk; resolves with the log size the controller now has. */
+  send: (offset: number, data: string) => Promise<number>;
+  /** Most time between sends while output is pending, ms. Default 1000. */
+  flushIntervalMs?: number;
+  /** Largest chunk, bytes. Default 64 KiB. */
+  maxChunkBytes?: number;
+  onAttemptOver?: (err: unknown) => void;
+  /** Called when a send fails and will be tried again later. */
+  onSendError?: (err: unknown) => void;
+}
+
+export class LogStream {
+  private readonly o: Required<Omit<LogStreamOptions, 'onAttemptOver' | 'onSendError'>> & Pick<LogStreamOptions, 'onAttemptOver' | 'onSendError'>;
+  private written = 0;
+  private acked = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private sending: Promise<void> | null = null;
+  private stopped = false;
+  private capped = false;
+
+  constructor(options: LogStreamOptions) {
+    this.o = { flushIntervalMs: 1000, maxChunkBytes: 64 * 1024, ...options };
+    appendFileSync(this.o.path, '');
+    this.timer = setInterval(() => void this.flush(), this.o.flushIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Bytes appended so far / bytes the controller has confirmed. */
+  get bytesWritten(): number {
+    return this.written;
+  }
+
+  get bytesAcked(): number {
+    return this.acked;
+  }
+
+  append(text: string): void {
+    if (text === '') return;
+    const buf = Buffer.from(text, 'utf8');
+    appendFileSync(this.o.path, buf);
+    this.written += buf.length;
+    if (this.written - this.acked >= this.o.maxChunkBytes) void this.flush();
+  }
+
+  /** Sends what is pending, one chunk after another; never throws. */
+  flush(): Promise<void> {
+    if (this.sending) return this.sending;
+    this.sending = this.drain().finally(() => {
+      this.sending = null;
+    });
+    return this.sending;
+  }
+
+  private async drain(): Promise<void> {
+    while (!this.stopped && !this.capped && this.acked < this.written) {
+      const chunk = this.readChunk();
+      try {
+        const size = await this.o.send(this.o.startOffset + this.acked, chunk.toString('utf8'));
+        this.acked = Math.min(this.written, Math.max(this.acked + chunk.length, size - this.o.startOffset));
+      } catch (err) {
+        if (isAttemptOver(err)) {
+          this.stopped = true;
+          this.o.onAttemptOver?.(err);
+          return;
+        }
+        const d = isExpoError(err, 'HTTP_STATUS') ? (err.details as unknown as HttpErrorDetails) : undefined;
+        if (d?.code === 'LOG_OFFSET_GAP' && d.expectedOffset !== undefined && d.expectedOffset >= this.o.startOffset) {
+          this.acked = Math.min(this.written, d.expectedOffset - this.o.startOffset);
+          continue;
+        }
+        if (d?.status === 413) {
+          this.capped = true;
+          this.o.onSendError?.(err);
+          return;
+        }
+        this.o.onSendError?.(err);
+        return; // try again on the next tick; the bytes wait in the file
+      }
+    }
+  }
+
+  /** The next chunk from the file, cut back to a whole UTF-8 character. */
+  private readChunk(): Buffer {
+    const length = Math.min(this.o.maxChunkBytes, this.written - this.acked);
+    const buf = Buffer.alloc(length);
+    const fd = openSync(this.o.path, 'r');
+    try {
+      readSync(fd, buf, 0, length, this.acked);
+    } finally {
+      closeSync(fd);
+    }
+    let end = length;
+    if (this.acked + length < this.written) {
+      // Back off from continuation bytes (10xxxxxx) to the start of the character they belong to.
+      while (end > 0 && (buf[end]! & 0xc0) === 0x80) end--;
+      if (end === 0) end = length;
+    }
+    return buf.subarray(0, end);
+  }
+
+  /**
+   * Stops the timer and sends what is left, trying until everything is confirmed, the attempt
+   * is over, or `deadline` (ms since epoch) passes. Resolves true when the controller has it all.
+   */
+  async close(deadline = Date.now() + 60_000): Promise<boolean> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    while (!this.stopped && !this.capped && this.acked < this.written && Date.now() < deadline) {
+      await this.flush();
+      if (this.acked < this.written && !this.stopped && !this.capped) await new Promise((r) => setTimeout(r, Math.min(1000, this.o.flushIntervalMs)));
+    }
+    this.stopped = true;
+    return this.acked >= this.written;
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * `expo-worker agent [--config PATH]`: the composition root of the agent. Builds the real
+ * adapters (tart CLI, ssh2, undici), wires the daemon, and owns the signals: the first SIGTERM or
+ * SIGINT drains (no new builds, running ones finish, exit 0); a second aborts the running builds
+ * cleanly (reported, VMs deleted, exit 1); SIGHUP reloads the config file.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { parseArgs } from 'node:util';
+import type { Logger } from 'pino';
+import { runPreflight } from '../health/preflight.ts';
+import { isExpoError } from '../protocol/errors.ts';
+import { NodeExec } from '../sys/exec.ts';
+import { createLogger } from '../sys/logger.ts';
+import { Ssh2Client } from '../sys/ssh2-client.ts';
+import { EphemeralVm } from '../vm/ephemeral-vm.ts';
+import { reapOrphans } from '../vm/reaper.ts';
+import { VmStartLock } from '../vm/start-lock.ts';
+import { TartCli } from '../vm/tart-cli.ts';
+import { Agent, type AgentDeps } from './agent.ts';
+import { BuildRunner } from './build-runner.ts';
+import { defaultConfigPath, loadAgentConfig, type AgentConfig } from './config.ts';
+import { ControllerClient } from './controller-client.ts';
+
+export const AGENT_HELP = `Usage: expo-worker agent [--config PATH] [--log-level LEVEL]
+
+Runs the agent: polls the controller and runs each build in a fresh, health-checked Tart VM.
+
+Options:
+  --config PATH      agent config (default ~/.expo-worker/config.json)
+  --log-level LEVEL  fatal|error|warn|info|debug|trace (default info, or EXPO_AGENT_LOG_LEVEL)
+  -h, --help         show this help
+
+Signals: SIGTERM/SIGINT drain (finish running builds, then exit 0); a second one aborts the
+builds (reported, VMs deleted) and exits 1; SIGHUP reloads the config file.
+`;
+
+/** The vm-monitor.sh shipped with this agent (beside src/ and dist/src/), and its version. */
+export function loadMonitorScript(): { contents: Buffer; version: string } {
+  for (const rel of ['../../vm-image/vm-monitor.sh', '../../../vm-image/vm-monitor.sh']) {
+    const url = new URL(rel, import.meta.url);
+    if (!existsSync(url)) continue;
+    const contents = readFileSync(url);
+    const m = /^VM_MONITOR_VERSION=["']?([^"'\s]+)["']?\s*$/m.exec(contents.toString('utf8'));
+    if (!m) throw new Error(`${url.pathname} has no VM_MONITOR_VERSION line`);
+    return { contents, version: m[1]! };
+  }
+  throw new Error('vm-image/vm-monitor.sh not found beside the agent');
+}
+
+/** The parts of the daemon that follow the config file (rebuilt on SIGHUP). */
+function buildParts(config: AgentConfig, log: Logger, client: ControllerClient): Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight'> {
+  mkdirSync(config.logDir, { recursive: true });
+  const driver = new TartCli({ exec: new NodeExec(), tartPath: config.tartPath, tartHome: config.tartHome, callTimeoutMs: config.tartTimeoutS * 1000 });
+  const ssh = new Ssh2Client();
+  const sshPrivateKey = readFileSync(config.vmSshKey);
+  const monitor = { ...loadMonitorScript(), installedPath: '/usr/local/bin/vm-monitor.sh' };
+  return {
+    reap: (live) => reapOrphans({ driver, workerId: config.workerId, clonePrefix: config.clonePrefix, liveBuildIds: live, stopTimeoutS: config.vmStopTimeoutS }),
+    preflight: () =>
+      runPreflight({ driver, baseVm: config.vmName, tartHome: config.tartHome ?? `${homedir()}/.tart`, minHostFreeDiskGb: config.hostMinFreeDiskGb }),
+    makeRunner: (claim) =>
+      new BuildRunner(claim, {
+        client,
+        log,
+        monitor,
+        settings: {
+          workerId: config.workerId,
+          vmControllerUrl: config.vmControllerUrl,
+          heartbeatIntervalS: config.heartbeatIntervalS,
+          logDir: config.logDir,
+          stepStopGraceMs: config.stepStopGraceS * 1000,
+          preparingKeepaliveMs: config.preparingKeepaliveS * 1000,
+          reportDeadlineMs: config.reportDeadlineS * 1000,
+        },
+        acquireVm: (req) =>
+          EphemeralVm.acquire(
+            {
+              driver,
+              ssh,
+              baseVm: config.vmName,
+              workerId: config.workerId,
+              clonePrefix: config.clonePrefix,
+              logDir: config.logDir,
+              sshUser: config.vmUser,
+              sshPrivateKey,
+              ipWaitS: config.vmIpWaitS,
+              sshReadyTimeoutS: config.sshReadyTimeoutS,
+              minFreeDiskGb: config.minFreeDiskGb,
+              stopTimeoutS: config.vmStopTimeoutS,
+              // One lock for the whole agent, across reloads: never a third macOS VM.
+              startLock: START_LOCK,
+              onProgress: req.onProgress,
+            },
+            req,
+          ),
+      }),
+  };
+}
+
+const START_LOCK = new VmStartLock();
+
+/** Fields that identify the worker or shape the daemon: a reload cannot change them. */
+const RESTART_ONLY = ['workerId', 'controllerUrl', 'apiKey', 'maxConcurrentBuilds', 'maintenanceCron', 'workerHeartbeatS', 'pollWaitS'] as const;
+
+export async function main(argv: string[]): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({ args: argv, options: { config: { type: 'string' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }).values;
+  } catch (err) {
+    console.error(`expo-worker agent: ${(err as Error).message}\n\n${AGENT_HELP}`);
+    return 64;
+  }
+  if (values.help) {
+    console.log(AGENT_HELP);
+    return 0;
+  }
+  const configPath = values.config ?? defaultConfigPath();
+  let config: AgentConfig;
+  try {
+    config = loadAgentConfig(configPath);
+  } catch (err) {
+    if (isExpoError(err, 'CFG_INVALID')) {
+      console.error(`expo-worker agent: ${err.message}`);
+      return 64;
+    }
+    throw err;
+  }
+  const log = createLogger('expo-worker-agent', values['log-level'] ?? process.env.EXPO_AGENT_LOG_LEVEL ?? 'info');
+  const client = new ControllerClient({ baseUrl: config.controllerUrl, apiKey: config.apiKey, workerId: config.workerId });
+  const agent = new Agent({
+    client,
+    log,
+    settings: {
+      slots: config.maxConcurrentBuilds,
+      pollWaitS: config.pollWaitS,
+      workerHeartbeatS: config.workerHeartbeatS,
+      reconnectDelayS: config.reconnectDelayS,
+      preflightRetryS: config.preflightRetryS,
+      maintenanceCron: config.maintenanceCron,
+    },
+    ...buildParts(config, log, client),
+  });
+  log.info({ workerId: config.workerId, controller: config.controllerUrl, baseVm: config.vmName, slots: config.maxConcurrentBuilds }, 'agent starting');
+  await agent.start();
+
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    const stop = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals === 1) {
+        log.info({ signal }, 'draining: finishing running builds (send the signal again to abort them)');
+        void agent.drain().then(async () => {
+          await client.close();
+          resolve(0);
+        });
+      } else if (signals === 2) {
+        log.warn({ signal }, 'aborting running builds');
+        void agent.abortAll().then(async () => {
+          await client.close();
+          resolve(1);
+        });
+      }
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGHUP', () => {
+      // A new config applies to builds claimed from now on; what identifies the worker needs a restart.
+      let next: AgentConfig;
+      try {
+        next = loadAgentConfig(configPath);
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'config reload failed; keeping the current config');
+        return;
+      }
+      const fixed = RESTART_ONLY.filter((k) => next[k] !== config[k]);
+      if (fixed.length > 0) {
+        log.warn({ fields: fixed }, 'these fields change only when the agent restarts; keeping the current config');
+        return;
+      }
+      try {
+        agent.reconfigure(buildParts(next, log, client));
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'config reload failed; keeping the current config');
+        return;
+      }
+      config = next;
+      log.info('config reloaded: builds claimed from now on use it');
+    });
+  });
+}

@@ -1,0 +1,31 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { startFarm, type Farm } from '../support/farm.ts';
+
+let farm: Farm | undefined;
+afterEach(async () => {
+  await farm?.stop();
+  farm = undefined;
+});
+
+describe('a build on the real system', () => {
+  it('runs in a fresh VM with its env, streams logs and progress, succeeds, and deletes the clone', async () => {
+    farm = await startFarm();
+    const id = await farm.submit({
+      steps: [
+        { name: 'hello', run: 'echo "hello $WHO"; echo ::progress 40' },
+        { name: 'work', run: 'for i in 1 2 3; do echo "line $i"; sleep 0.3; done; echo ::progress 90; sleep 1.5' },
+      ],
+      env: { WHO: 'expo' },
+    });
+    const done = await farm.waitBuild(id, (b) => ['succeeded', 'failed', 'cancelled'].includes(b.status), 60_000);
+    const log = await farm.log(id);
+    expect(done, log).toMatchObject({ status: 'succeeded', exitCode: 0, workerId: 'mac-1' });
+    expect(log).toContain('hello expo');
+    expect(log).toContain('line 3');
+    expect(log).toContain('[expo-worker] step 2/2: work');
+    expect(done.progress).toBeGreaterThanOrEqual(90);
+    // The clone is deleted once the result is in; the slot is free again.
+    await farm.agents[0]!.waitFor('build done', 20_000, (e) => e.buildId === id);
+    expect(await farm.vms()).toEqual(['base']);
+  });
+});

@@ -1,0 +1,206 @@
+/**
+ * A whole farm on one machine for end-to-end tests: a real controller process, the tart
+ * simulator with a base VM (a real sshd), and a real agent process (`node src/cli.ts agent`)
+ * configured against both. Timeouts are shrunk to seconds. `stop()` ends every process and VM
+ * and removes every file, whatever state the test left them in.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { request } from 'undici';
+import { CLI, startControllerProcess, type ControllerProcess } from './controller-process.ts';
+import { createTartSim, type BaseVmOptions, type TartSim, type TartSimOptions } from './tart-sim.ts';
+
+export const ADMIN = 'e2e-admin-key-0123456789';
+
+export interface AgentProcess {
+  proc: ChildProcess;
+  lines: string[];
+  /** Resolves with the first log line whose `msg` contains `text` (and matches `where`). */
+  waitFor: (text: string, timeoutMs?: number, where?: (entry: Record<string, unknown>) => boolean) => Promise<Record<string, unknown>>;
+  exited: Promise<number | string>;
+  signal: (s: NodeJS.Signals) => void;
+}
+
+export interface Farm {
+  sim: TartSim;
+  controller: ControllerProcess;
+  dbPath: string;
+  workerKey: string;
+  configPath: string;
+  agents: AgentProcess[];
+  api: <T = any>(method: 'GET' | 'POST', path: string, body?: unknown, key?: string) => Promise<{ status: number; body: T; text: string }>;
+  submit: (body?: Record<string, unknown>) => Promise<string>;
+  build: (id: string) => Promise<Record<string, any>>;
+  /** Polls the build until `done(build)` or the timeout; returns the last state. */
+  waitBuild: (id: string, done: (b: Record<string, any>) => boolean, timeoutMs?: number) => Promise<Record<string, any>>;
+  log: (id: string) => Promise<string>;
+  startAgent: (extraConfig?: Record<string, unknown>) => Promise<AgentProcess>;
+  restartController: () => Promise<void>;
+  /** Names of the VMs in tart list. */
+  vms: () => Promise<string[]>;
+  stop: () => Promise<void>;
+}
+
+export interface FarmOptions {
+  heartbeatTimeoutS?: number;
+  sim?: TartSimOptions;
+  baseVm?: BaseVmOptions;
+  agentConfig?: Record<string, unknown>;
+  /** Start an agent at once (default true). */
+  agent?: boolean;
+}
+
+export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
+  const sim = await createTartSim({ bootDelayS: 0.2, ...o.sim });
+  const agents: AgentProcess[] = [];
+  let controller: ControllerProcess | undefined;
+  try {
+    await sim.createBaseVm('base', o.baseVm);
+    const dbPath = join(sim.dir, 'controller.db');
+    const heartbeatTimeoutS = o.heartbeatTimeoutS ?? 4;
+    controller = await startControllerProcess({ dbPath, apiKey: ADMIN, heartbeatTimeoutS });
+    const api: Farm['api'] = async (method, path, body, key = ADMIN) => {
+      const res = await request(`${farm.controller.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.body.text();
+      return { status: res.statusCode, text, body: (text.startsWith('{') ? JSON.parse(text) : text) as any };
+    };
+    const farm: Farm = {
+      sim,
+      controller,
+      dbPath,
+      workerKey: '',
+      configPath: join(sim.dir, 'agent.json'),
+      agents,
+      api,
+      submit: async (body = {}) => {
+        const res = await api('POST', '/api/v1/builds', { steps: [{ name: 'build', run: 'echo hello from the VM' }], ...body });
+        if (res.status !== 201) throw new Error(`submit: ${res.status} ${res.text}`);
+        return res.body.id as string;
+      },
+      build: async (id) => (await api('GET', `/api/v1/builds/${id}`)).body,
+      waitBuild: async (id, done, timeoutMs = 30_000) => {
+        const deadline = Date.now() + timeoutMs;
+        let b = await farm.build(id);
+        while (!done(b) && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100));
+          b = await farm.build(id).catch(() => b);
+        }
+        return b;
+      },
+      log: async (id) => (await api('GET', `/api/v1/builds/${id}/logs`)).text,
+      startAgent: async (extra = {}) => {
+        const config = {
+          vmName: 'base',
+          vmUser: sim.user,
+          vmSshKey: sim.sshKeyPath,
+          controllerUrl: farm.controller.url,
+          apiKey: farm.workerKey,
+          workerId: 'mac-1',
+          tartPath: sim.tartPath,
+          tartHome: sim.tartHome,
+          logDir: join(sim.dir, 'agent-logs'),
+          heartbeatIntervalS: 1,
+          workerHeartbeatS: 1,
+          preparingKeepaliveS: 1,
+          pollWaitS: 5,
+          vmIpWaitS: 10,
+          sshReadyTimeoutS: 10,
+          vmStopTimeoutS: 2,
+          stepStopGraceS: 2,
+          reconnectDelayS: 0.5,
+          preflightRetryS: 1,
+          minFreeDiskGb: 5,
+          hostMinFreeDiskGb: 0,
+          reportDeadlineS: 60,
+          ...o.agentConfig,
+          ...extra,
+        };
+        writeFileSync(farm.configPath, JSON.stringify(config, null, 2));
+        const agent = startAgentProcess(farm.configPath, sim.env);
+        agents.push(agent);
+        await agent.waitFor('agent starting', 15_000);
+        return agent;
+      },
+      restartController: async () => {
+        await farm.controller.stop('SIGKILL');
+        farm.controller = await startControllerProcess({ dbPath, apiKey: ADMIN, heartbeatTimeoutS, port: farm.controller.port });
+      },
+      vms: async () => (await sim.tart(['list', '--quiet'])).stdout.split('\n').filter(Boolean),
+      stop: async () => {
+        for (const a of agents) {
+          a.signal('SIGKILL');
+          await a.exited;
+        }
+        await farm.controller.stop('SIGKILL').catch(() => undefined);
+        await sim.cleanup();
+      },
+    };
+    const res = await api('POST', '/api/v1/workers', { id: 'mac-1' });
+    farm.workerKey = res.body.apiKey;
+    mkdirSync(join(sim.dir, 'agent-logs'), { recursive: true });
+    if (o.agent ?? true) await farm.startAgent();
+    return farm;
+  } catch (err) {
+    for (const a of agents) a.signal('SIGKILL');
+    await controller?.stop('SIGKILL').catch(() => undefined);
+    await sim.cleanup();
+    throw err;
+  }
+}
+
+function startAgentProcess(configPath: string, env: NodeJS.ProcessEnv): AgentProcess {
+  const proc = spawn(process.execPath, [CLI, 'agent', '--config', configPath, '--log-level', 'debug'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  const waiters: { text: string; where?: (e: Record<string, unknown>) => boolean; resolve: (e: Record<string, unknown>) => void }[] = [];
+  const onLine = (line: string) => {
+    lines.push(line);
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      entry = { msg: line };
+    }
+    for (const w of [...waiters]) {
+      if (String(entry.msg).includes(w.text) && (!w.where || w.where(entry))) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(entry);
+      }
+    }
+  };
+  createInterface({ input: proc.stdout! }).on('line', onLine);
+  createInterface({ input: proc.stderr! }).on('line', onLine);
+  const exited = once(proc, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+  return {
+    proc,
+    lines,
+    exited,
+    signal: (s) => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(s);
+    },
+    waitFor: (text, timeoutMs = 30_000, where) => {
+      for (const line of lines) {
+        try {
+          const e = JSON.parse(line) as Record<string, unknown>;
+          if (String(e.msg).includes(text) && (!where || where(e))) return Promise.resolve(e);
+        } catch {
+          if (line.includes(text)) return Promise.resolve({ msg: line });
+        }
+      }
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`agent never logged '${text}' within ${timeoutMs} ms:\n${lines.slice(-30).join('\n')}`)), timeoutMs);
+        waiters.push({ text, where, resolve: (e) => (clearTimeout(t), resolve(e)) });
+        void exited.then((code) => {
+          clearTimeout(t);
+          reject(new Error(`agent exited (${code}) before logging '${text}':\n${lines.slice(-30).join('\n')}`));
+        });
+      });
+    },
+  };
+}
