@@ -227,7 +227,7 @@ export class BuildRunner {
         note(`step ${i + 1}/${build.steps.length}: ${step.name}`);
         const decoder = new StringDecoder('utf8');
         const lines = new LineSplitter();
-        let exit: number;
+        let exit: number | null;
         try {
           exit = await ws.runStep(i, {
             signal,
@@ -241,7 +241,11 @@ export class BuildRunner {
             },
           });
         } catch (err) {
-          if (!signal.aborted) throw err;
+          if (!signal.aborted) {
+            // The SSH call itself failed: the session or the VM is gone.
+            await this.settleCrash(ws, `the SSH session failed during step '${step.name}': ${(err as Error).message}`);
+            return null;
+          }
           if (this.reason !== 'vm_crashed' && this.reason !== 'attempt_over') {
             note(`stopping step ${i + 1}: ${this.reason}`);
             await ws.stopStep(this.d.settings.stepStopGraceMs).catch(() => undefined);
@@ -250,13 +254,33 @@ export class BuildRunner {
         } finally {
           this.streamText(decoder.end());
         }
+        if (exit === null) {
+          // No exit status: the step was killed, or the session or the VM died under it.
+          if (await this.settleCrash(ws, `the VM stopped answering during step '${step.name}'`)) return null;
+          return { status: 'failed', failureReason: 'build_failed', message: `step '${step.name}' ended without an exit status` };
+        }
         if (exit !== 0) return { status: 'failed', failureReason: 'build_failed', exitCode: Math.min(255, exit), message: `step '${step.name}' exited with ${exit}` };
       }
       await ws.writeProgress(100).catch(() => undefined);
       return { status: 'succeeded', exitCode: 0 };
     } finally {
-      await ws.stopMonitor().catch(() => undefined);
+      // A VM that crashed or froze, or an attempt the controller already ended, is about to be
+      // deleted: talking to it could only hang. Otherwise stop the monitor before reporting.
+      if (this.reason !== 'vm_crashed' && this.reason !== 'attempt_over') await ws.stopMonitor().catch(() => undefined);
     }
+  }
+
+  /**
+   * After a step ended oddly: gives the crash signals (tart run exiting, keepalives failing) a
+   * moment, then asks the VM directly. True when the attempt is over (now aborted as a crash).
+   */
+  private async settleCrash(ws: RemoteWorkspace, detail: string): Promise<boolean> {
+    const signal = this.ac.signal;
+    await Promise.race([new Promise((r) => setTimeout(r, 2000)), new Promise((r) => signal.addEventListener('abort', r, { once: true }))]);
+    if (signal.aborted) return true;
+    if (await ws.alive(5000)) return false;
+    this.abort('vm_crashed', detail);
+    return true;
   }
 
   private streamText(text: string): void {

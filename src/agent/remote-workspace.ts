@@ -78,15 +78,28 @@ export class RemoteWorkspace {
     }
   }
 
-  /** Runs step `index`; resolves with its exit status (128+n when killed by signal n). */
-  async runStep(index: number, io: { onOutput: (chunk: Buffer) => void; signal?: AbortSignal }): Promise<number> {
+  /**
+   * Runs step `index`; resolves with its exit status (128+n when killed by signal n), or null
+   * when the channel ended without one — the session or the VM died under it.
+   */
+  async runStep(index: number, io: { onOutput: (chunk: Buffer) => void; signal?: AbortSignal }): Promise<number | null> {
     const r = await this.session.exec(`/bin/bash ${this.abs}/run-step.sh ${this.abs} ${index}`, {
       onStdout: io.onOutput,
       onStderr: io.onOutput,
       signal: io.signal,
       maxCaptureBytes: 0,
     });
-    return r.exitCode ?? 128;
+    return r.exitCode;
+  }
+
+  /** Whether the VM still answers over this session. */
+  async alive(timeoutMs: number): Promise<boolean> {
+    try {
+      const r = await this.session.exec('echo alive', { timeoutMs });
+      return r.exitCode === 0 && r.stdout.trim() === 'alive';
+    } catch {
+      return false;
+    }
   }
 
   /** Stops the running step's whole process group: TERM, up to `graceMs`, then KILL. */

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { request } from 'undici';
 import { CLI, startControllerProcess, type ControllerProcess } from './controller-process.ts';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 import { createTartSim, type BaseVmOptions, type TartSim, type TartSimOptions } from './tart-sim.ts';
 
 export const ADMIN = 'e2e-admin-key-0123456789';
@@ -31,6 +32,7 @@ export interface Farm {
   workerKey: string;
   configPath: string;
   agents: AgentProcess[];
+  proxy: TcpProxy | null;
   api: <T = any>(method: 'GET' | 'POST', path: string, body?: unknown, key?: string) => Promise<{ status: number; body: T; text: string }>;
   submit: (body?: Record<string, unknown>) => Promise<string>;
   build: (id: string) => Promise<Record<string, any>>;
@@ -51,6 +53,8 @@ export interface FarmOptions {
   agentConfig?: Record<string, unknown>;
   /** Start an agent at once (default true). */
   agent?: boolean;
+  /** Route the agent and its VMs to the controller through a TCP proxy the test can cut. */
+  proxy?: boolean;
 }
 
 export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
@@ -78,6 +82,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
       workerKey: '',
       configPath: join(sim.dir, 'agent.json'),
       agents,
+      proxy: o.proxy ? await startTcpProxy(controller.port) : null,
       api,
       submit: async (body = {}) => {
         const res = await api('POST', '/api/v1/builds', { steps: [{ name: 'build', run: 'echo hello from the VM' }], ...body });
@@ -100,7 +105,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
           vmName: 'base',
           vmUser: sim.user,
           vmSshKey: sim.sshKeyPath,
-          controllerUrl: farm.controller.url,
+          controllerUrl: farm.proxy?.url ?? farm.controller.url,
           apiKey: farm.workerKey,
           workerId: 'mac-1',
           tartPath: sim.tartPath,
@@ -139,6 +144,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
           await a.exited;
         }
         await farm.controller.stop('SIGKILL').catch(() => undefined);
+        await farm.proxy?.close();
         await sim.cleanup();
       },
     };

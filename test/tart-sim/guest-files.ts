@@ -87,7 +87,11 @@ export function writeGuestFiles(vmDir: string, opts: { ip: string; token: string
     ].join('\n'),
   );
 
-  const setEnv = [`TART_SIM_VM_TOKEN=${opts.token}`, `TART_SIM_HOME=${opts.env.TART_SIM_HOME ?? ''}`];
+  // SHLVL=1: bash run by sshd sources the host user's ~/.bashrc unless its shell level is above 1
+  // (bash's run_by_ssh check). A VM's sessions must not run the host's rc files: on CI machines
+  // they start things like `pyenv rehash`, whose lock, left by a session killed with its VM,
+  // hangs every later session.
+  const setEnv = [`TART_SIM_VM_TOKEN=${opts.token}`, `TART_SIM_HOME=${opts.env.TART_SIM_HOME ?? ''}`, 'SHLVL=1'];
   const mark = opts.env.EXPO_WORKER_TEST_RUN;
   if (mark !== undefined) setEnv.push(`EXPO_WORKER_TEST_RUN=${mark}`);
   const sshdConfig = sshdConfigPath(vmDir);

@@ -1,0 +1,109 @@
+/**
+ * The fault matrix, VM side: real controller, real agent, the tart simulator and real sshd.
+ * Each test checks what the user relies on — the build's final state and reason, how fast it is
+ * known, and that no clone is left behind.
+ */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startFarm, type Farm } from '../support/farm.ts';
+
+let farm: Farm | undefined;
+afterEach(async () => {
+  await farm?.sim.hang([]).catch(() => undefined);
+  await farm?.stop();
+  farm = undefined;
+});
+
+const FINAL = (b: Record<string, any>) => ['succeeded', 'failed', 'cancelled'].includes(b.status);
+const clone = (id: string, attempt = 1) => `expo-mac-1-${id}-${attempt}`;
+
+async function waitRunning(f: Farm, id: string): Promise<void> {
+  const b = await f.waitBuild(id, (x) => x.status === 'running' || FINAL(x), 30_000);
+  expect(b.status, await f.log(id)).toBe('running');
+}
+
+async function settled(f: Farm, id: string): Promise<void> {
+  await f.agents[0]!.waitFor('build done', 30_000, (e) => e.buildId === id);
+  expect(await f.vms()).toEqual(['base']);
+}
+
+describe('VM faults', () => {
+  it('fails a frozen VM with heartbeat_timeout within the timeout + 1 s, frees the worker, deletes the clone, and runs the next build on a fresh clone', async () => {
+    farm = await startFarm({ heartbeatTimeoutS: 3 });
+    const id = await farm.submit({ steps: [{ name: 'long', run: 'echo started; sleep 60' }] });
+    await waitRunning(farm, id);
+    await farm.waitBuild(id, (b) => b.lastHeartbeatAt !== null && b.progress !== null, 10_000);
+    await farm.sim.fault(clone(id), 'freeze');
+    const frozenAt = Date.now();
+    const failed = await farm.waitBuild(id, FINAL, 15_000);
+    const tookMs = Date.now() - frozenAt;
+    expect(failed).toMatchObject({ status: 'failed', failureReason: 'heartbeat_timeout' });
+    expect(tookMs).toBeLessThanOrEqual(3000 + 1000 + 1500); // timeout + 1 s, plus the monitor's last-beat slack
+    await settled(farm, id);
+    const workers = await farm.api('GET', '/api/v1/workers');
+    expect(workers.body.workers[0]).toMatchObject({ id: 'mac-1', status: 'idle' });
+    const next = await farm.submit();
+    expect(await farm.waitBuild(next, FINAL, 30_000)).toMatchObject({ status: 'succeeded' });
+    expect(await farm.log(next)).toContain(`cloning base → ${clone(next)}`);
+  });
+
+  it('reports a crashed VM as vm_crashed within 5 s', async () => {
+    farm = await startFarm({ heartbeatTimeoutS: 30 });
+    const id = await farm.submit({ steps: [{ name: 'long', run: 'sleep 60' }] });
+    await waitRunning(farm, id);
+    const crashedAt = Date.now();
+    await farm.sim.fault(clone(id), 'crash');
+    const b = await farm.waitBuild(id, FINAL, 10_000);
+    expect(b).toMatchObject({ status: 'failed', failureReason: 'vm_crashed' });
+    expect(Date.now() - crashedAt).toBeLessThan(5000);
+    await settled(farm, id);
+  });
+
+  it('fails with vm_unhealthy at once when the SSH key is rejected, naming the reason', async () => {
+    farm = await startFarm({ agent: false });
+    const wrongKey = join(farm.sim.dir, 'wrong_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', wrongKey]);
+    await farm.startAgent({ vmSshKey: wrongKey, sshReadyTimeoutS: 60 });
+    const id = await farm.submit();
+    const started = Date.now();
+    const b = await farm.waitBuild(id, FINAL, 30_000);
+    expect(b).toMatchObject({ status: 'failed', failureReason: 'vm_unhealthy' });
+    expect(b.message).toMatch(/auth|rejected|key/i);
+    // Not retried for the whole SSH wait: a rejected key cannot heal.
+    expect(Date.now() - started).toBeLessThan(20_000);
+    await settled(farm, id);
+  });
+
+  it('fails with vm_unhealthy when SSH never becomes ready', async () => {
+    farm = await startFarm({ agentConfig: { sshReadyTimeoutS: 2 } });
+    await farm.sim.fault('base', 'ssh-down', 'on');
+    const id = await farm.submit();
+    const b = await farm.waitBuild(id, FINAL, 30_000);
+    expect(b).toMatchObject({ status: 'failed', failureReason: 'vm_unhealthy' });
+    expect(b.message).toMatch(/ssh/i);
+    await settled(farm, id);
+  });
+
+  it('fails with vm_unhealthy before any step runs when the VM is low on disk', async () => {
+    farm = await startFarm({ agentConfig: { minFreeDiskGb: 20 } });
+    await farm.sim.fault('base', 'disk', '50', '3');
+    const id = await farm.submit({ steps: [{ name: 'never', run: 'echo THIS-STEP-RAN' }] });
+    const b = await farm.waitBuild(id, FINAL, 30_000);
+    expect(b).toMatchObject({ status: 'failed', failureReason: 'vm_unhealthy' });
+    expect(b.message).toMatch(/disk/i);
+    expect(await farm.log(id)).not.toContain('THIS-STEP-RAN');
+    await settled(farm, id);
+  });
+
+  it('kills and reports a hanging tart call instead of waiting forever', async () => {
+    farm = await startFarm({ agentConfig: { vmIpWaitS: 2, tartTimeoutS: 3 } });
+    await farm.sim.hang(['ip']);
+    const id = await farm.submit();
+    const b = await farm.waitBuild(id, FINAL, 40_000);
+    expect(b).toMatchObject({ status: 'failed', failureReason: 'vm_unhealthy' });
+    expect(b.message).toMatch(/ip/);
+    await farm.sim.hang([]);
+    await settled(farm, id);
+  });
+});
