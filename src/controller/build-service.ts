@@ -144,17 +144,18 @@ export class BuildService {
 
   /**
    * Compares what the worker says it runs with what the store says it holds. A build it holds
-   * but no longer lists is lost (`worker_lost`) — unless it is still `assigned` and young, when
-   * the poll response may simply not have arrived yet; once that grace is over an unlisted
-   * assignment was never received and goes back to the queue without costing an attempt.
+   * but no longer lists is lost (`worker_lost`) — unless it was claimed within the grace: a
+   * heartbeat sent before the poll answer arrived (a retried one, say) cannot list it yet. Once
+   * the grace is over, an unlisted build still `assigned` was never received and goes back to
+   * the queue without costing an attempt.
    */
   private async reconcile(workerId: string, listed: readonly string[]): Promise<string[]> {
     const now = this.o.now();
     const held = await this.store.activeBuildsOfWorker(workerId);
     for (const b of held) {
       if (listed.includes(b.id) || b.lease === null) continue;
+      if (now - (b.assignedAt ?? now) < this.o.claimGraceMs) continue;
       if (b.status === 'assigned') {
-        if (now - (b.assignedAt ?? now) < this.o.claimGraceMs) continue;
         if (await this.store.unassign(b.id, b.lease)) this.dispatcher.notify();
         continue;
       }

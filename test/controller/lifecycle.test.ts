@@ -219,6 +219,11 @@ describe('workers', () => {
     const b = await c.submit();
     const { lease } = (await c.poll('mac-1', w.auth))!;
     await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease, phase: 'running' });
+    // Within the claim grace a heartbeat that does not list it yet may have been sent before the claim arrived.
+    await c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [] });
+    expect((await c.get(b.id)).status).toBe('running');
+    c.clock.now += 11_000;
+    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease, phase: 'running' });
     const hb = await c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: ['aaaaaaaaaaaaaaaa'] });
     expect(hb.json()).toEqual({ status: 'ok', abort: ['aaaaaaaaaaaaaaaa'], cancel: [] });
     expect(await c.get(b.id)).toMatchObject({ status: 'failed', failureReason: 'worker_lost' });
