@@ -6,7 +6,7 @@
 # <api-key> is the build's token (ewb_…). Every argument may come from the environment instead,
 # so the token need not appear in `ps`: EXPO_MONITOR_CONTROLLER, EXPO_MONITOR_BUILD_ID,
 # EXPO_MONITOR_WORKER_ID, EXPO_MONITOR_TOKEN (or EXPO_MONITOR_TOKEN_FILE, a file whose first line
-# is the token; /dev/stdin reads it from standard input), EXPO_MONITOR_INTERVAL_S (default 30).
+# is the token; - or /dev/stdin reads it from standard input), EXPO_MONITOR_INTERVAL_S (default 30).
 # A positional argument wins over its variable. Also: EXPO_MONITOR_PROGRESS_FILE (default
 # ${TMPDIR:-/tmp}/expo-worker-<build-id>.progress: the build writes an integer 0–100 there),
 # EXPO_MONITOR_CURL_TIMEOUT_S (default 10), EXPO_MONITOR_MAX_BACKOFF_S (default: the interval).
@@ -64,9 +64,13 @@ token=${4:-${EXPO_MONITOR_TOKEN:-}}
 interval=${5:-${EXPO_MONITOR_INTERVAL_S:-30}}
 curl_timeout=${EXPO_MONITOR_CURL_TIMEOUT_S:-10}
 max_backoff=${EXPO_MONITOR_MAX_BACKOFF_S:-}
-if [ -z "$token" ] && [ -n "${EXPO_MONITOR_TOKEN_FILE:-}" ]; then
-  IFS= read -r token <"$EXPO_MONITOR_TOKEN_FILE" || [ -n "$token" ] ||
-    die_usage "cannot read a token from EXPO_MONITOR_TOKEN_FILE ($EXPO_MONITOR_TOKEN_FILE)"
+token_file=${EXPO_MONITOR_TOKEN_FILE:-}
+if [ -z "$token" ] && [ -n "$token_file" ]; then
+  # Standard input is read where it is (opening /dev/stdin fails on Linux when it is a socket).
+  case $token_file in
+    - | /dev/stdin) IFS= read -r token || [ -n "$token" ] ;;
+    *) IFS= read -r token <"$token_file" || [ -n "$token" ] ;;
+  esac || die_usage "cannot read a token from EXPO_MONITOR_TOKEN_FILE ($token_file)"
   token=${token%$'\r'}
 fi
 # Children (curl, sleep) need none of these, and should not carry the token in their environment.
