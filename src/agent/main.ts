@@ -12,6 +12,7 @@ import { runPreflight } from '../health/preflight.ts';
 import { isExpoError } from '../protocol/errors.ts';
 import { NodeExec } from '../sys/exec.ts';
 import { createLogger } from '../sys/logger.ts';
+import { takeOverSignals } from '../sys/signals.ts';
 import { Ssh2Client } from '../sys/ssh2-client.ts';
 import { EphemeralVm } from '../vm/ephemeral-vm.ts';
 import { reapOrphans } from '../vm/reaper.ts';
@@ -152,7 +153,8 @@ export async function main(argv: string[]): Promise<number> {
         log.info({ signal }, 'draining: finishing running builds (send the signal again to abort them)');
         void agent.drain().then(async () => {
           await client.close();
-          resolve(0);
+          // Drained on its own: 0. Cut short by a second signal: 1 (the builds were aborted).
+          resolve(signals > 1 ? 1 : 0);
         });
       } else if (signals === 2) {
         log.warn({ signal }, 'aborting running builds');
@@ -162,6 +164,7 @@ export async function main(argv: string[]): Promise<number> {
         });
       }
     };
+    takeOverSignals(['SIGTERM', 'SIGINT', 'SIGHUP']);
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', () => {

@@ -10,6 +10,7 @@ import { isExpoError } from '../protocol/errors.ts';
 import { buildApp } from './app.ts';
 import { CONTROLLER_HELP, parseControllerArgs } from './config.ts';
 import { createLogger } from '../sys/logger.ts';
+import { takeOverSignals } from '../sys/signals.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 
 export async function main(argv: string[]): Promise<number> {
@@ -69,6 +70,7 @@ export async function main(argv: string[]): Promise<number> {
           },
         );
     };
+    takeOverSignals(['SIGTERM', 'SIGINT', 'SIGHUP']);
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });

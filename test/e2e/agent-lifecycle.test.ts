@@ -1,0 +1,107 @@
+/**
+ * The fault matrix, agent side: killed mid-build, drained with SIGTERM, aborted with a second
+ * signal, a cancel from the controller, and two builds at once with a third waiting.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { startFarm, type Farm } from '../support/farm.ts';
+
+let farm: Farm | undefined;
+afterEach(async () => {
+  await farm?.stop();
+  farm = undefined;
+});
+
+const FINAL = (b: Record<string, any>) => ['succeeded', 'failed', 'cancelled'].includes(b.status);
+const clone = (id: string, attempt = 1) => `expo-mac-1-${id}-${attempt}`;
+
+describe('agent lifecycle', () => {
+  it('fails a build with worker_lost when the agent is SIGKILLed, and deletes the orphaned clone when it comes back', async () => {
+    farm = await startFarm({ heartbeatTimeoutS: 3 });
+    const id = await farm.submit({ steps: [{ name: 'long', run: 'sleep 60' }] });
+    await farm.waitBuild(id, (b) => b.status === 'running', 30_000);
+    farm.agents[0]!.signal('SIGKILL');
+    await farm.agents[0]!.exited;
+    expect(await farm.vms()).toContain(clone(id)); // the VM outlives the agent…
+    const b = await farm.waitBuild(id, FINAL, 15_000);
+    expect(b).toMatchObject({ status: 'failed', failureReason: 'worker_lost' });
+    const again = await farm.startAgent();
+    await again.waitFor('reaped orphaned clones', 20_000);
+    expect(await farm.vms()).toEqual(['base']); // …until the agent is back
+    const next = await farm.submit();
+    expect(await farm.waitBuild(next, FINAL, 30_000)).toMatchObject({ status: 'succeeded' });
+  });
+
+  it('drains on SIGTERM: the running build finishes, no new build is taken, the agent exits 0', async () => {
+    farm = await startFarm();
+    const id = await farm.submit({ steps: [{ name: 'work', run: 'sleep 3; echo finished-work' }] });
+    await farm.waitBuild(id, (b) => b.status === 'running', 30_000);
+    farm.agents[0]!.signal('SIGTERM');
+    await farm.agents[0]!.waitFor('draining', 5000);
+    const waiting = await farm.submit();
+    const workers = await farm.api('GET', '/api/v1/workers');
+    expect(workers.body.workers[0].status).toBe('draining');
+    const code = await farm.agents[0]!.exited;
+    expect(code, farm.agents[0]!.lines.slice(-15).join('\n')).toBe(0);
+    const b = await farm.build(id);
+    expect(b, JSON.stringify(b)).toMatchObject({ status: 'succeeded' });
+    expect(await farm.log(id)).toContain('finished-work');
+    expect(await farm.build(waiting)).toMatchObject({ status: 'queued' });
+    expect(await farm.vms()).toEqual(['base']);
+  });
+
+  it('aborts running builds on a second signal: reported, VMs deleted, non-zero exit', async () => {
+    farm = await startFarm();
+    const id = await farm.submit({ steps: [{ name: 'long', run: 'sleep 60' }], maxAttempts: 2 });
+    await farm.waitBuild(id, (b) => b.status === 'running', 30_000);
+    farm.agents[0]!.signal('SIGTERM');
+    await farm.agents[0]!.waitFor('draining', 5000);
+    farm.agents[0]!.signal('SIGTERM');
+    expect(await farm.agents[0]!.exited).toBe(1);
+    // Reported as the worker going away, so it goes back to the queue for another attempt.
+    expect(await farm.build(id)).toMatchObject({ status: 'queued', failureReason: 'worker_lost' });
+    expect(await farm.vms()).toEqual(['base']);
+  });
+
+  it('cancels a running build: the remote step is stopped and the build ends cancelled', async () => {
+    farm = await startFarm();
+    const id = await farm.submit({ steps: [{ name: 'long', run: 'echo going; sleep 120; echo SHOULD-NOT-PRINT' }] });
+    await farm.waitBuild(id, (b) => b.status === 'running' && b.logBytes > 0, 30_000);
+    const asked = Date.now();
+    await farm.api('POST', `/api/v1/builds/${id}/cancel`);
+    const b = await farm.waitBuild(id, FINAL, 20_000);
+    expect(b).toMatchObject({ status: 'cancelled' });
+    expect(Date.now() - asked).toBeLessThan(15_000);
+    await farm.agents[0]!.waitFor('build done', 20_000, (e) => e.buildId === id);
+    expect(await farm.log(id)).not.toContain('SHOULD-NOT-PRINT');
+    expect(farm.sim.listProcesses().filter((p) => p.cmdline.includes('sleep 120'))).toEqual([]);
+    expect(await farm.vms()).toEqual(['base']);
+  });
+
+  it('runs two builds at once on one host while a third waits', async () => {
+    farm = await startFarm({ agentConfig: { maxConcurrentBuilds: 2 } });
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push(await farm.submit({ steps: [{ name: 'work', run: 'sleep 4' }] }));
+    let sawTwoRunning = false;
+    let sawThirdWaiting = false;
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const states = await Promise.all(ids.map((id) => farm!.build(id)));
+      const active = states.filter((b) => ['assigned', 'preparing', 'running'].includes(b.status)).length;
+      expect(active).toBeLessThanOrEqual(2);
+      if (states.filter((b) => b.status === 'running').length === 2) {
+        sawTwoRunning = true;
+        if (states.some((b) => b.status === 'queued')) sawThirdWaiting = true;
+      }
+      // Never more than two macOS VMs besides the base.
+      expect((await farm.vms()).filter((n) => n !== 'base').length).toBeLessThanOrEqual(2);
+      if (states.every(FINAL)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(sawTwoRunning).toBe(true);
+    expect(sawThirdWaiting).toBe(true);
+    for (const id of ids) {
+      const b = await farm.build(id);
+      expect(b, JSON.stringify(b)).toMatchObject({ status: 'succeeded' });
+    }
+  });
+});
