@@ -1,18 +1,12 @@
 /**
- * The live demo: a real controller process on a temporary database, and a scripted client that
- * plays an agent and the in-VM monitor over real HTTP. Prints each step; exits 0 and leaves
- * nothing running (the controller is stopped and the temp dir removed on every path).
+ * The live demo: the whole system on this machine — a controller, the tart simulator with a
+ * base VM (a real sshd), and the real agent — running a build with live logs and progress, then
+ * a build whose VM freezes mid-build and is failed by the watchdog, its clone recycled, and a
+ * next build on a fresh clone. Ends with a summary, exits 0, and leaves nothing running.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { request } from 'undici';
+import { startFarm, type Farm } from '../test/support/farm.ts';
 
-const HEARTBEAT_TIMEOUT_S = 3;
-const ADMIN_KEY = `demo-admin-${Math.random().toString(36).slice(2)}`;
+const HEARTBEAT_TIMEOUT_S = 5;
 const tty = process.stdout.isTTY;
 const paint = (code: string, s: string) => (tty ? `\u001b[${code}m${s}\u001b[0m` : s);
 const bold = (s: string) => paint('1', s);
@@ -21,137 +15,101 @@ const green = (s: string) => paint('32', s);
 const red = (s: string) => paint('31', s);
 const step = (s: string) => console.log(`${paint('36', '→')} ${s}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const FINAL = ['succeeded', 'failed', 'cancelled'];
 
-async function api(base: string, method: 'GET' | 'POST', path: string, key: string, body?: unknown) {
-  const res = await request(`${base}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.body.text();
-  if (res.statusCode >= 400) throw new Error(`${method} ${path}: ${res.statusCode} ${text}`);
-  return { status: res.statusCode, text, json: text && text[0] === '{' ? (JSON.parse(text) as Record<string, any>) : {} };
-}
-
-async function startController(dir: string): Promise<{ proc: ChildProcess; url: string }> {
-  const cli = new URL('../dist/src/cli.js', import.meta.url).pathname;
-  const proc = spawn(
-    process.execPath,
-    [cli, 'controller', '--db', join(dir, 'controller.db'), '--api-key', ADMIN_KEY, '--port', '0', '--heartbeat-timeout', String(HEARTBEAT_TIMEOUT_S)],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    proc.once('exit', (code) => reject(new Error(`controller exited with ${code}`)));
-    // The controller logs pino JSON: take the address from its start line, show only warnings and errors.
-    createInterface({ input: proc.stdout! }).on('line', (line) => {
-      const entry = JSON.parse(line) as { level: number; msg: string };
-      const m = /controller listening on (http:\/\/\S+)/.exec(entry.msg);
-      if (m) resolve(m[1]!);
-      else if (entry.level >= 40) console.log(dim(`  controller: ${entry.msg}`));
-    });
-  });
-  return { proc, url };
+/** Prints a build's log as it grows and its status/progress as they change, until it ends or `until` says so. */
+async function follow(farm: Farm, id: string, until: (b: Record<string, any>) => boolean = (b) => FINAL.includes(b.status)): Promise<Record<string, any>> {
+  let offset = 0;
+  let shown = '';
+  let b = await farm.build(id);
+  for (;;) {
+    const res = await farm.api('GET', `/api/v1/builds/${id}/logs?offset=${offset}`);
+    const text = String(res.text);
+    if (text.length > 0) {
+      offset += Buffer.byteLength(text);
+      for (const line of text.split('\n').filter(Boolean)) console.log(dim(`    │ ${line}`));
+    }
+    b = await farm.build(id);
+    const state = `${b.status}${b.progress !== null ? ` ${b.progress}%` : ''}`;
+    if (state !== shown) {
+      step(`build ${id}: ${b.status === 'failed' ? red(state) : state}`);
+      shown = state;
+    }
+    if (until(b)) return b;
+    await sleep(300);
+  }
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'expo-worker-demo-'));
-  let controller: ChildProcess | undefined;
+  console.log(bold('expo-worker demo — the whole system, live'));
+  console.log(dim(`A controller, the real agent, and the tart simulator (its VMs are real sshd processes on 127.64.x.x).`));
+  console.log(dim(`The heartbeat timeout is shortened to ${HEARTBEAT_TIMEOUT_S} s for the demo (production default: 120 s).\n`));
+  const farm = await startFarm({ heartbeatTimeoutS: HEARTBEAT_TIMEOUT_S, agent: false });
+  const stopAll = async () => {
+    await farm.stop();
+  };
+  process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
+  const results: { what: string; id: string }[] = [];
   try {
-    console.log(bold('expo-worker demo'));
-    console.log(dim(`The heartbeat timeout is shortened to ${HEARTBEAT_TIMEOUT_S} s for the demo (production default: 120 s).`));
-    console.log(dim('A scripted client plays the agent and the in-VM monitor; the real agent arrives with the agent issue.\n'));
-    const started = await startController(dir);
-    controller = started.proc;
-    const base = started.url;
-    step(`controller listening on ${base}, database in ${dir}`);
-    const health = await api(base, 'GET', '/health', '');
-    step(`GET /health → ${health.text}`);
+    step(`controller on ${farm.controller.url}; worker mac-1 enrolled; base VM 'base' in the simulator`);
+    await farm.startAgent();
+    step('agent started: it reaped orphans, ran the host preflight, and is long-polling for builds');
 
-    const worker = (await api(base, 'POST', '/api/v1/workers', ADMIN_KEY, { id: 'demo-mac-1', labels: ['xcode-16'] })).json;
-    step(`enrolled worker ${bold(worker.id)} (its key is shown once: ${worker.apiKey.slice(0, 8)}…)`);
-    const wk = worker.apiKey as string;
-
-    // ---- build 1: the happy path ----
-    console.log(bold('\n1. A build from submission to success'));
-    const b1 = (await api(base, 'POST', '/api/v1/builds', ADMIN_KEY, {
+    console.log(bold('\n1. A build, with live logs and progress'));
+    const b1 = await farm.submit({
       steps: [
-        { name: 'install', run: 'npm ci' },
-        { name: 'build', run: 'npx expo run:ios --configuration Release' },
+        { name: 'install', run: 'echo "$ npm ci"; sleep 0.5; echo "added 1423 packages"; echo ::progress 30' },
+        { name: 'build', run: 'for t in App Pods Tests; do echo "› Building $t"; sleep 0.7; done; echo ::progress 90; echo "› Build Succeeded"' },
       ],
       env: { EXPO_TOKEN: 'demo-secret' },
-      labels: ['xcode-16'],
-    })).json;
-    step(`submitted build ${bold(b1.id)} → ${b1.status} (env values are never shown: envNames = ${JSON.stringify(b1.envNames)})`);
-    const claim1 = (await api(base, 'POST', '/api/v1/workers/demo-mac-1/poll', wk, { slotsFree: 1, slotsTotal: 1, runningBuilds: [], waitS: 5 })).json;
-    step(`worker long-polled and claimed it: attempt ${claim1.build.attempt}, a lease and a build token for its heartbeats`);
-    await api(base, 'POST', `/api/v1/builds/${b1.id}/phase`, wk, { lease: claim1.lease, phase: 'preparing' });
-    step('phase → preparing (clone the snapshot, boot, health-check: simulated)');
-    await api(base, 'POST', `/api/v1/builds/${b1.id}/phase`, wk, { lease: claim1.lease, phase: 'running' });
-    step('phase → running');
-    const lines = ['$ npm ci\n', 'added 1423 packages in 21s\n', '$ npx expo run:ios --configuration Release\n', '› Compiling app…\n', '› Build Succeeded\n'];
-    let offset = 0;
-    for (const [i, line] of lines.entries()) {
-      const progress = Math.round(((i + 1) / lines.length) * 100);
-      const hb = (await api(base, 'POST', `/api/v1/builds/${b1.id}/heartbeat`, claim1.buildToken, { workerId: 'demo-mac-1', progress })).json;
-      const res = (await api(base, 'POST', `/api/v1/builds/${b1.id}/logs`, wk, { lease: claim1.lease, offset, data: line })).json;
-      offset = res.logBytes;
-      step(`heartbeat (progress ${String(progress).padStart(3)}%, status ${hb.status}) + log chunk → ${offset} bytes stored`);
-      await sleep(250);
-    }
-    const done1 = (await api(base, 'POST', `/api/v1/builds/${b1.id}/complete`, wk, { lease: claim1.lease, status: 'succeeded', exitCode: 0 })).json;
-    step(`completed → ${green(done1.status)}`);
-    const again = await api(base, 'POST', `/api/v1/builds/${b1.id}/complete`, wk, { lease: claim1.lease, status: 'succeeded', exitCode: 0 });
-    step(`the same completion sent again (a retry after a lost answer) → ${again.status}, still ${again.json.status}`);
-    const log = await api(base, 'GET', `/api/v1/builds/${b1.id}/logs`, ADMIN_KEY);
-    console.log(dim(log.text.replace(/^/gm, '    │ ')));
-
-    // ---- build 2: the VM goes silent ----
-    console.log(bold(`\n2. A build whose VM freezes: the watchdog fails it after ${HEARTBEAT_TIMEOUT_S} s of silence`));
-    const b2 = (await api(base, 'POST', '/api/v1/builds', ADMIN_KEY, { steps: [{ name: 'build', run: 'xcodebuild archive' }] })).json;
-    step(`submitted build ${bold(b2.id)}`);
-    const claim2 = (await api(base, 'POST', '/api/v1/workers/demo-mac-1/poll', wk, { slotsFree: 1, slotsTotal: 1, runningBuilds: [], waitS: 5 })).json;
-    await api(base, 'POST', `/api/v1/builds/${b2.id}/phase`, wk, { lease: claim2.lease, phase: 'running' });
-    for (const p of [10, 20]) {
-      await api(base, 'POST', `/api/v1/builds/${b2.id}/heartbeat`, claim2.buildToken, { progress: p });
-      step(`heartbeat (progress ${p}%)`);
-      await sleep(500);
-    }
-    const silentSince = Date.now();
-    step(red('the VM freezes: no more heartbeats (the agent itself stays in touch)'));
-    let b2now: Record<string, any> = {};
-    let ticks = 0;
-    while (Date.now() - silentSince < (HEARTBEAT_TIMEOUT_S + 5) * 1000) {
-      await api(base, 'POST', '/api/v1/workers/demo-mac-1/heartbeat', wk, { runningBuilds: [b2.id], slotsTotal: 1 });
-      b2now = (await api(base, 'GET', `/api/v1/builds/${b2.id}`, ADMIN_KEY)).json;
-      if (b2now.status === 'failed') break;
-      const waited = `  … ${((Date.now() - silentSince) / 1000).toFixed(1)} s silent, build is ${b2now.status}`;
-      if (tty) process.stdout.write(dim(`${waited}\r`));
-      else if (++ticks % 5 === 0) console.log(waited);
-      await sleep(200);
-    }
-    if (tty) process.stdout.write('\n');
-    step(`after ${((Date.now() - silentSince) / 1000).toFixed(1)} s: build ${b2.id} → ${red(b2now.status)} (${b2now.failureReason}: ${b2now.message})`);
-    const workers = (await api(base, 'GET', '/api/v1/workers', ADMIN_KEY)).json.workers as { id: string; status: string }[];
-    step(`worker ${workers[0]!.id} is ${green(workers[0]!.status)} again, free to recycle its VM and take the next build`);
-    const late = await request(`${base}/api/v1/builds/${b2.id}/complete`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${wk}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ lease: claim2.lease, status: 'succeeded' }),
     });
-    step(`a late completion from the frozen attempt is refused: ${late.statusCode} ${await late.body.text()}`);
+    results.push({ what: 'happy path', id: b1 });
+    step(`submitted ${bold(b1)} (env values stay secret: the API shows only their names)`);
+    const done1 = await follow(farm, b1);
+    step(`build ${b1} → ${done1.status === 'succeeded' ? green(done1.status) : red(done1.status)}`);
+
+    console.log(bold('\n2. A VM that freezes mid-build'));
+    const b2 = await farm.submit({ steps: [{ name: 'archive', run: 'for i in $(seq 1 60); do echo "archiving… $i"; sleep 1; done' }] });
+    results.push({ what: 'frozen VM', id: b2 });
+    step(`submitted ${bold(b2)}`);
+    await follow(farm, b2, (b) => b.status === 'running' && b.logBytes > 200);
+    const clone = `expo-mac-1-${b2}-1`;
+    await farm.sim.fault(clone, 'freeze');
+    const frozenAt = Date.now();
+    step(red(`froze ${clone}: every process in it stopped — no more heartbeats from its monitor`));
+    let b = await farm.build(b2);
+    while (!FINAL.includes(b.status)) {
+      await sleep(500);
+      b = await farm.build(b2);
+      if (!FINAL.includes(b.status)) console.log(dim(`    … ${((Date.now() - frozenAt) / 1000).toFixed(1)} s without a heartbeat; build is ${b.status}`));
+    }
+    step(`after ${((Date.now() - frozenAt) / 1000).toFixed(1)} s the watchdog failed it: ${red(`${b.status} (${b.failureReason})`)}`);
+    await farm.agents[0]!.waitFor('build done', 30_000, (e) => e.buildId === b2);
+    const workers = (await farm.api('GET', '/api/v1/workers')).body.workers as { id: string; status: string }[];
+    step(`the agent recycled the VM (tart list: ${(await farm.vms()).join(', ')}); worker ${workers[0]!.id} is ${green(workers[0]!.status)}`);
+
+    console.log(bold('\n3. The next build, on a fresh clone'));
+    const b3 = await farm.submit({ steps: [{ name: 'build', run: 'echo "› Building App"; sleep 1; echo "› Build Succeeded"' }] });
+    results.push({ what: 'after recycling', id: b3 });
+    step(`submitted ${bold(b3)}`);
+    const done3 = await follow(farm, b3);
+    step(`build ${b3} → ${done3.status === 'succeeded' ? green(done3.status) : red(done3.status)}`);
+    await farm.agents[0]!.waitFor('build done', 30_000, (e) => e.buildId === b3);
 
     console.log(bold('\nSummary'));
-    const all = (await api(base, 'GET', '/api/v1/builds', ADMIN_KEY)).json.builds as { id: string; status: string; failureReason: string | null }[];
-    for (const b of all.reverse()) console.log(`  ${b.id}  ${b.status === 'succeeded' ? green(b.status) : red(b.status)}${b.failureReason ? ` (${b.failureReason})` : ''}`);
-    console.log(`  ${dim((await api(base, 'GET', '/health', '')).text)}`);
-  } finally {
-    if (controller && controller.exitCode === null) {
-      controller.kill('SIGTERM');
-      await once(controller, 'exit');
+    for (const r of results) {
+      const x = await farm.build(r.id);
+      const secs = x.finishedAt && x.assignedAt ? ((Date.parse(x.finishedAt) - Date.parse(x.assignedAt)) / 1000).toFixed(1) : '?';
+      const status = x.status === 'succeeded' ? green(x.status) : red(x.status);
+      console.log(`  ${r.what.padEnd(16)} ${x.id}  ${status}${x.failureReason ? ` (${x.failureReason})` : ''}  ${secs} s`);
     }
-    rmSync(dir, { recursive: true, force: true });
+    console.log(`  ${dim(JSON.stringify((await farm.api('GET', '/health')).body))}`);
+    const ok = (await farm.build(b1)).status === 'succeeded' && (await farm.build(b2)).failureReason === 'heartbeat_timeout' && (await farm.build(b3)).status === 'succeeded';
+    if (!ok) process.exitCode = 1;
+  } finally {
+    await stopAll();
   }
-  console.log(green('\nDemo finished: controller stopped, temporary files removed.'));
+  console.log(green('\nDemo finished: controller, agent and VMs stopped, temporary files removed.'));
 }
 
 main().catch((err: unknown) => {

@@ -63,7 +63,7 @@ export interface ControllerApp {
 
 export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   const now = o.now ?? Date.now;
-  const metrics = new ControllerMetrics();
+  const metrics = new ControllerMetrics({ heartbeatTimeoutMs: o.heartbeatTimeoutMs });
   const service = new BuildService({
     store: o.store,
     now,
@@ -103,6 +103,11 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     // While stopping, requests already running finish; new ones are told to come back (agents retry).
     if (stopping) throw new ExpoError('API_SHUTTING_DOWN', 'the controller is stopping; retry shortly');
     req.principal = await resolvePrincipal(o.store, o.adminKey, req.headers.authorization);
+  });
+
+  // By route pattern, never the URL: a build id in a label would make a series per build.
+  app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
+    metrics.onRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   });
 
   app.setErrorHandler((err: FastifyError | ExpoError, req, reply) => {

@@ -1,19 +1,52 @@
 /**
  * The controller's Prometheus metrics (prom-client), on a registry of its own so that several
  * controllers in one process (tests) never share counters. Names follow Prometheus conventions:
- * one `expo_worker_` prefix, base units, `_total` counters, no build ids in labels.
+ * one `expo_worker_` prefix, base units, `_total` counters, no build ids in labels (worker ids
+ * appear only in the per-worker state set: a farm has tens of hosts, not thousands).
+ * `docs/metrics.md` lists every metric; keep it in step.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { BUILD_STATUSES, WORKER_STATUSES } from '../protocol/domain.ts';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../sys/process-metrics.ts';
+import { BUILD_STATUSES, WORKER_STATUSES, type WorkerStatus } from '../protocol/domain.ts';
 import type { BuildEvent } from './build-service.ts';
 import type { Store } from './store/store.ts';
 import { workerStatus } from './views.ts';
+
+export interface ControllerMetricsOptions {
+  /** The heartbeat timeout, exported so alerts and dashboards can compare ages with it, in ms. */
+  heartbeatTimeoutMs: number;
+}
 
 export class ControllerMetrics {
   readonly registry = new Registry();
   readonly builds = new Gauge({ name: 'expo_worker_builds', help: 'Builds by status.', labelNames: ['status'], registers: [this.registry] });
   readonly queueLength = new Gauge({ name: 'expo_worker_queue_length', help: 'Builds waiting for a worker.', registers: [this.registry] });
   readonly workers = new Gauge({ name: 'expo_worker_workers', help: 'Workers by status.', labelNames: ['status'], registers: [this.registry] });
+  readonly workerState = new Gauge({
+    name: 'expo_worker_worker_state',
+    help: 'One series per worker and status: 1 for the status the worker is in, 0 for the others.',
+    labelNames: ['worker', 'status'],
+    registers: [this.registry],
+  });
+  readonly workerSlots = new Gauge({ name: 'expo_worker_worker_slots', help: 'Build slots of the workers not offline.', registers: [this.registry] });
+  readonly heartbeatAge = new Gauge({
+    name: 'expo_worker_build_heartbeat_age_max_seconds',
+    help: 'Age of the oldest last heartbeat among active builds (0 when none is active), by status.',
+    labelNames: ['status'],
+    registers: [this.registry],
+  });
+  readonly heartbeatTimeout = new Gauge({
+    name: 'expo_worker_heartbeat_timeout_seconds',
+    help: 'The configured heartbeat timeout: a build or worker silent this long is failed or offline.',
+    registers: [this.registry],
+  });
+  readonly submitted = new Counter({ name: 'expo_worker_builds_submitted_total', help: 'Builds submitted.', registers: [this.registry] });
+  readonly finished = new Counter({
+    name: 'expo_worker_builds_finished_total',
+    help: 'Builds that reached a final status, by status.',
+    labelNames: ['status'],
+    registers: [this.registry],
+  });
   readonly queueWait = new Histogram({
     name: 'expo_worker_queue_wait_seconds',
     help: 'Time from submission (or requeue) to claim.',
@@ -40,14 +73,28 @@ export class ControllerMetrics {
     labelNames: ['kind'],
     registers: [this.registry],
   });
+  readonly httpDuration = new Histogram({
+    name: 'expo_worker_http_request_duration_seconds',
+    help: 'HTTP request duration by method, route pattern and status code (long-polls last up to 25 s).',
+    labelNames: ['method', 'route', 'code'],
+    buckets: [0.001, 0.005, 0.025, 0.1, 0.5, 1, 5, 15, 30],
+    registers: [this.registry],
+  });
 
-  constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'expo_worker_controller_' });
+  constructor(options: ControllerMetricsOptions) {
+    collectProcessMetrics(this.registry, 'expo_worker_controller_');
+    this.heartbeatTimeout.set(options.heartbeatTimeoutMs / 1000);
+    // Every series exists from the start, so rates and alerts see a 0 before the first event.
+    for (const s of BUILD_STATUSES) this.builds.set({ status: s }, 0);
+    for (const s of ['succeeded', 'failed', 'cancelled']) this.finished.inc({ status: s }, 0);
+    for (const r of ['build_failed', 'timed_out', 'vm_unhealthy', 'vm_crashed', 'heartbeat_timeout', 'worker_lost']) this.buildsFailed.inc({ reason: r }, 0);
+    for (const k of ['poll', 'heartbeat']) this.workerHeartbeats.inc({ kind: k }, 0);
   }
 
   onBuildEvent(e: BuildEvent, now: number): void {
     switch (e.kind) {
       case 'submitted':
+        this.submitted.inc();
         break;
       case 'claimed':
         this.queueWait.observe(Math.max(0, (now - e.build.createdAt) / 1000));
@@ -56,6 +103,7 @@ export class ControllerMetrics {
         this.buildsFailed.inc({ reason: e.reason });
         break;
       case 'finished':
+        this.finished.inc({ status: e.build.status });
         if (e.build.failureReason) this.buildsFailed.inc({ reason: e.build.failureReason });
         if (e.build.assignedAt !== null) this.buildDuration.observe({ status: e.build.status }, Math.max(0, (now - e.build.assignedAt) / 1000));
         break;
@@ -66,16 +114,33 @@ export class ControllerMetrics {
     }
   }
 
+  /** One request done: `route` is the route pattern (`/api/v1/builds/:id`), never the URL. */
+  onRequest(method: string, route: string, statusCode: number, seconds: number): void {
+    this.httpDuration.observe({ method, route, code: String(statusCode) }, seconds);
+  }
+
   /** Gauges read from the store at scrape time. */
-  async refresh(store: Store, _now: number): Promise<void> {
+  async refresh(store: Store, now: number): Promise<void> {
     const counts = await store.countBuildsByStatus();
     for (const s of BUILD_STATUSES) this.builds.set({ status: s }, counts[s]);
     this.queueLength.set(counts.queued);
-    const byStatus = Object.fromEntries(WORKER_STATUSES.map((s) => [s, 0])) as Record<string, number>;
+    const byStatus = Object.fromEntries(WORKER_STATUSES.map((s) => [s, 0])) as Record<WorkerStatus, number>;
+    const oldest: Record<string, number> = { assigned: 0, preparing: 0, running: 0 };
+    let slots = 0;
+    this.workerState.reset();
     for (const w of await store.listWorkers()) {
       const held = await store.activeBuildsOfWorker(w.id);
-      byStatus[workerStatus(w, held.map((b) => b.id))]! += 1;
+      const status = workerStatus(w, held.map((b) => b.id));
+      byStatus[status] += 1;
+      for (const s of WORKER_STATUSES) this.workerState.set({ worker: w.id, status: s }, s === status ? 1 : 0);
+      if (!w.offline) slots += w.slotsTotal ?? 0;
+      for (const b of held) {
+        const last = b.lastHeartbeatAt ?? b.assignedAt ?? now;
+        oldest[b.status] = Math.max(oldest[b.status] ?? 0, (now - last) / 1000);
+      }
     }
     for (const [s, n] of Object.entries(byStatus)) this.workers.set({ status: s }, n);
+    for (const [s, age] of Object.entries(oldest)) this.heartbeatAge.set({ status: s }, Math.max(0, age));
+    this.workerSlots.set(slots);
   }
 }

@@ -91,7 +91,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.getBuild(b.id)).toMatchObject({ status: 'running', progress: 30, startedAt: 7004, lastHeartbeatAt: 7004 });
       const end = { buildId: b.id, now: 7005, status: 'succeeded' as const, failureReason: null, exitCode: 0, message: null, requeue: false };
       expect(await s.finishAttempt({ ...end, lease: 'wrong' })).toBeNull();
-      expect(await s.finishAttempt({ ...end, lease: c.attempt.lease })).toMatchObject({ status: 'succeeded', finishedAt: 7005, lease: null });
+      expect(await s.finishAttempt({ ...end, lease: c.attempt.lease })).toMatchObject({ status: 'succeeded', finishedAt: 7005, lease: null, progress: 100 });
       expect(await s.finishAttempt({ ...end, lease: c.attempt.lease })).toBeNull();
       expect(await s.getAttemptByLease(b.id, c.attempt.lease)).toMatchObject({ outcome: 'succeeded', endedAt: 7005 });
       expect(await s.touchBuild(b.id, c.attempt.lease, { now: 7006 })).toBeNull();

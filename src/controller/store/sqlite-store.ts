@@ -337,9 +337,10 @@ export class SqliteStore implements Store {
         ).run(e.failureReason, e.message, e.exitCode, e.buildId);
       } else {
         this.q(
-          `UPDATE builds SET status = ?, lease = NULL, failure_reason = ?, message = ?, exit_code = ?, finished_at = ?
+          `UPDATE builds SET status = ?, lease = NULL, failure_reason = ?, message = ?, exit_code = ?, finished_at = ?,
+             progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END
            WHERE id = ?`,
-        ).run(e.status, e.failureReason, e.message, e.exitCode, e.now, e.buildId);
+        ).run(e.status, e.failureReason, e.message, e.exitCode, e.now, e.status, e.buildId);
       }
       return toBuild(this.q('SELECT * FROM builds WHERE id = ?').get(e.buildId) as Row);
     });
