@@ -21,7 +21,6 @@ const FINAL = ['succeeded', 'failed', 'cancelled'];
 async function follow(farm: Farm, id: string, until: (b: Record<string, any>) => boolean = (b) => FINAL.includes(b.status)): Promise<Record<string, any>> {
   let offset = 0;
   let shown = '';
-  let b = await farm.build(id);
   for (;;) {
     const res = await farm.api('GET', `/api/v1/builds/${id}/logs?offset=${offset}`);
     const text = String(res.text);
@@ -29,7 +28,7 @@ async function follow(farm: Farm, id: string, until: (b: Record<string, any>) =>
       offset += Buffer.byteLength(text);
       for (const line of text.split('\n').filter(Boolean)) console.log(dim(`    │ ${line}`));
     }
-    b = await farm.build(id);
+    const b = await farm.build(id);
     const state = `${b.status}${b.progress !== null ? ` ${b.progress}%` : ''}`;
     if (state !== shown) {
       step(`build ${id}: ${b.status === 'failed' ? red(state) : state}`);
