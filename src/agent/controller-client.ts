@@ -19,6 +19,8 @@ export interface ControllerClientOptions {
   /** Backoff of retried calls: first delay and cap, ms. Defaults 500 and 10 000. */
   retryMinMs?: number;
   retryMaxMs?: number;
+  /** Told of every request that failed (not of an aborted one), e.g. to count it. */
+  onRequestError?: (err: ExpoError) => void;
 }
 
 export interface HttpErrorDetails {
@@ -37,7 +39,7 @@ export interface RetryOptions {
 }
 
 export class ControllerClient {
-  private readonly o: Required<ControllerClientOptions>;
+  private readonly o: Required<Omit<ControllerClientOptions, 'onRequestError'>> & Pick<ControllerClientOptions, 'onRequestError'>;
   private readonly dispatcher: Agent;
 
   constructor(options: ControllerClientOptions) {
@@ -51,6 +53,15 @@ export class ControllerClient {
 
   /** One request; resolves with the status and parsed body, rejects with HTTP_UNREACHABLE or HTTP_STATUS. */
   async send<T>(method: 'GET' | 'POST', path: string, body: unknown, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<{ status: number; body: T | null }> {
+    try {
+      return await this.sendOnce<T>(method, path, body, opts);
+    } catch (err) {
+      if (isExpoError(err)) this.o.onRequestError?.(err);
+      throw err;
+    }
+  }
+
+  private async sendOnce<T>(method: 'GET' | 'POST', path: string, body: unknown, opts: { timeoutMs?: number; signal?: AbortSignal }): Promise<{ status: number; body: T | null }> {
     const timeoutMs = opts.timeoutMs ?? this.o.requestTimeoutMs;
     let res;
     try {
@@ -92,8 +103,8 @@ export class ControllerClient {
       randomize: true,
       signal: r.signal,
       shouldRetry: ({ error }) => isExpoError(error, 'HTTP_UNREACHABLE'),
-      onFailedAttempt: ({ error, attemptNumber, retryDelay }) => {
-        if (isExpoError(error, 'HTTP_UNREACHABLE')) r.onRetry?.(error, attemptNumber, retryDelay);
+      onFailedAttempt: ({ error, attemptNumber, retriesLeft, retryDelay }) => {
+        if (isExpoError(error, 'HTTP_UNREACHABLE') && retriesLeft > 0) r.onRetry?.(error, attemptNumber, retryDelay);
       },
     });
   }

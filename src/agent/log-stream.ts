@@ -110,9 +110,13 @@ export class LogStream {
     }
     let end = length;
     if (this.acked + length < this.written) {
-      // Back off from continuation bytes (10xxxxxx) to the start of the character they belong to.
-      while (end > 0 && (buf[end]! & 0xc0) === 0x80) end--;
-      if (end === 0) end = length;
+      // Never split a character: find where the last one starts and cut before it if it runs
+      // past the chunk (a lead byte says how long its sequence is; 10xxxxxx continues one).
+      let lead = length - 1;
+      while (lead > 0 && lead > length - 4 && (buf[lead]! & 0xc0) === 0x80) lead--;
+      const b = buf[lead]!;
+      const size = b < 0x80 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+      if (lead + size > length && lead > 0) end = lead;
     }
     return buf.subarray(0, end);
   }
