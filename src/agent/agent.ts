@@ -18,6 +18,7 @@ import type { PollResponse } from '../protocol/schemas.ts';
 import type { ControllerClient } from './controller-client.ts';
 import type { Outcome } from './build-runner.ts';
 import type { ReapReport } from '../vm/reaper.ts';
+import { buildResultOf, type AgentMetrics } from './metrics.ts';
 
 export type AgentState = 'starting' | 'polling' | 'draining' | 'stopped';
 
@@ -37,6 +38,8 @@ export interface AgentDeps {
   preflight: () => Promise<CheckResult[]>;
   log: Logger;
   settings: AgentSettings;
+  /** Build results, reaped orphans and preflight checks are counted here. */
+  metrics?: Pick<AgentMetrics, 'buildFinished' | 'orphansReaped' | 'healthCheck'>;
 }
 
 export interface AgentSettings {
@@ -113,6 +116,7 @@ export class Agent {
   private async maintenance(when: string): Promise<void> {
     try {
       const report = await this.d.reap(new Set(this.runners.keys()));
+      this.d.metrics?.orphansReaped(report.deleted.length, report.failed.length);
       if (report.deleted.length > 0 || report.failed.length > 0) {
         this.d.log.warn({ when, deleted: report.deleted, failed: report.failed.map((f) => `${f.name}: ${f.error.message}`) }, 'reaped orphaned clones');
       }
@@ -128,6 +132,7 @@ export class Agent {
     } catch (err) {
       this.preflightChecks = [{ name: 'preflight', ok: false, detail: (err as Error).message, durationMs: 0 }];
     }
+    for (const c of this.preflightChecks) this.d.metrics?.healthCheck(c.name, c.ok);
     const failed = this.preflightChecks.filter((c) => !c.ok);
     if (failed.length > 0) {
       this.d.log.error({ failed: failed.map((c) => `${c.name}: ${c.detail}`) }, 'host preflight failed: not taking builds until it passes');
@@ -190,8 +195,13 @@ export class Agent {
     this.d.log.info({ buildId: claim.build.id, attempt: claim.build.attempt }, 'build claimed');
     const done = runner
       .run()
-      .then((outcome) => this.d.log.info({ buildId: claim.build.id, outcome }, 'build done'))
+      .then((outcome) => {
+        const { result, reason } = buildResultOf(outcome);
+        this.d.metrics?.buildFinished(result, reason);
+        this.d.log.info({ buildId: claim.build.id, outcome }, 'build done');
+      })
       .catch((err: unknown) => {
+        this.d.metrics?.buildFinished('error');
         this.lastError = (err as Error).message;
         this.d.log.error({ buildId: claim.build.id, err: this.lastError }, 'build runner failed');
       })

@@ -25,6 +25,7 @@ import { isAttemptOver, type ControllerClient } from './controller-client.ts';
 import { LogStream } from './log-stream.ts';
 import { LineSplitter, parseProgressMarker, stepProgress } from './progress.ts';
 import { RemoteWorkspace } from './remote-workspace.ts';
+import type { AgentMetrics } from './metrics.ts';
 
 export type AbortReason = 'cancelled' | 'timed_out' | 'vm_crashed' | 'attempt_over' | 'shutdown';
 export type RunnerState = 'preparing' | 'starting-monitor' | 'running' | 'finishing' | 'done';
@@ -60,6 +61,7 @@ export interface RunnerDeps {
   monitor: { contents: Buffer; version: string; installedPath: string };
   settings: RunnerSettings;
   log: Logger;
+  metrics?: Pick<AgentMetrics, 'monitorStartFailed'>;
 }
 
 export type Outcome =
@@ -200,6 +202,7 @@ export class BuildRunner {
       } catch (err) {
         if (signal.aborted) return null;
         log.error({ err: (err as Error).message }, 'monitor start failed');
+        this.d.metrics?.monitorStartFailed();
         return { status: 'failed', failureReason: 'vm_unhealthy', message: `vm-monitor.sh could not be started: ${(err as Error).message}` };
       }
       clearInterval(keepalive);

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
-import { runPreflight } from '../health/preflight.ts';
+import { runPreflight, statfsFreeBytes } from '../health/preflight.ts';
 import { isExpoError } from '../protocol/errors.ts';
 import { NodeExec } from '../sys/exec.ts';
 import { createLogger } from '../sys/logger.ts';
@@ -22,6 +22,8 @@ import { Agent, type AgentDeps } from './agent.ts';
 import { BuildRunner } from './build-runner.ts';
 import { defaultConfigPath, loadAgentConfig, type AgentConfig } from './config.ts';
 import { ControllerClient } from './controller-client.ts';
+import { controllerCallOf, PromAgentMetrics, type AgentMetrics } from './metrics.ts';
+import { startStatusServer, type StatusServer } from './status-server.ts';
 
 export const AGENT_HELP = `Usage: expo-worker agent [--config PATH] [--log-level LEVEL]
 
@@ -50,7 +52,7 @@ export function loadMonitorScript(): { contents: Buffer; version: string } {
 }
 
 /** The parts of the daemon that follow the config file (rebuilt on SIGHUP). */
-function buildParts(config: AgentConfig, log: Logger, client: ControllerClient): Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight'> {
+function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, metrics: AgentMetrics): Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight'> {
   mkdirSync(config.logDir, { recursive: true });
   const driver = new TartCli({ exec: new NodeExec(), tartPath: config.tartPath, tartHome: config.tartHome, callTimeoutMs: config.tartTimeoutS * 1000 });
   const ssh = new Ssh2Client();
@@ -65,6 +67,7 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient):
         client,
         log,
         monitor,
+        metrics,
         settings: {
           workerId: config.workerId,
           vmControllerUrl: config.vmControllerUrl,
@@ -74,27 +77,37 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient):
           preparingKeepaliveMs: config.preparingKeepaliveS * 1000,
           reportDeadlineMs: config.reportDeadlineS * 1000,
         },
-        acquireVm: (req) =>
-          EphemeralVm.acquire(
-            {
-              driver,
-              ssh,
-              baseVm: config.vmName,
-              workerId: config.workerId,
-              clonePrefix: config.clonePrefix,
-              logDir: config.logDir,
-              sshUser: config.vmUser,
-              sshPrivateKey,
-              ipWaitS: config.vmIpWaitS,
-              sshReadyTimeoutS: config.sshReadyTimeoutS,
-              minFreeDiskGb: config.minFreeDiskGb,
-              stopTimeoutS: config.vmStopTimeoutS,
-              // One lock for the whole agent, across reloads: never a third macOS VM.
-              startLock: START_LOCK,
-              onProgress: req.onProgress,
-            },
-            req,
-          ),
+        acquireVm: async (req) => {
+          try {
+            const vm = await EphemeralVm.acquire(
+              {
+                driver,
+                ssh,
+                baseVm: config.vmName,
+                workerId: config.workerId,
+                clonePrefix: config.clonePrefix,
+                logDir: config.logDir,
+                sshUser: config.vmUser,
+                sshPrivateKey,
+                ipWaitS: config.vmIpWaitS,
+                sshReadyTimeoutS: config.sshReadyTimeoutS,
+                minFreeDiskGb: config.minFreeDiskGb,
+                stopTimeoutS: config.vmStopTimeoutS,
+                // One lock for the whole agent, across reloads: never a third macOS VM.
+                startLock: START_LOCK,
+                onProgress: req.onProgress,
+                onCheck: (r) => metrics.healthCheck(r.name, r.ok),
+                onPhase: (phase, ms) => metrics.vmPreparePhase(phase, ms / 1000),
+              },
+              req,
+            );
+            metrics.vmPrepared('ok');
+            return vm;
+          } catch (err) {
+            metrics.vmPrepared(req.signal.aborted ? 'aborted' : 'failed');
+            throw err;
+          }
+        },
       }),
   };
 }
@@ -128,10 +141,24 @@ export async function main(argv: string[]): Promise<number> {
     throw err;
   }
   const log = createLogger('expo-worker-agent', values['log-level'] ?? process.env.EXPO_AGENT_LOG_LEVEL ?? 'info');
-  const client = new ControllerClient({ baseUrl: config.controllerUrl, apiKey: config.apiKey, workerId: config.workerId });
-  const agent = new Agent({
+  // Built before the agent it reads its gauges from; scraped only once the agent exists.
+  const metrics = new PromAgentMetrics({
+    slots: () => {
+      const s = agent.status();
+      return { total: s.slotsTotal, busy: s.slotsBusy };
+    },
+    hostDiskFreeBytes: () => statfsFreeBytes(config.tartHome ?? `${homedir()}/.tart`),
+  });
+  const client = new ControllerClient({
+    baseUrl: config.controllerUrl,
+    apiKey: config.apiKey,
+    workerId: config.workerId,
+    onRequestError: (err) => metrics.controllerError(controllerCallOf(String(err.details.path ?? '')), err.code === 'HTTP_STATUS' ? 'status' : 'unreachable'),
+  });
+  const agent: Agent = new Agent({
     client,
     log,
+    metrics,
     settings: {
       slots: config.maxConcurrentBuilds,
       pollWaitS: config.pollWaitS,
@@ -140,8 +167,16 @@ export async function main(argv: string[]): Promise<number> {
       preflightRetryS: config.preflightRetryS,
       maintenanceCron: config.maintenanceCron,
     },
-    ...buildParts(config, log, client),
+    ...buildParts(config, log, client, metrics),
   });
+  // A busy metrics port must not keep a host from building: Prometheus shows the agent down instead.
+  let statusServer: StatusServer | undefined;
+  try {
+    statusServer = await startStatusServer({ address: config.metricsAddress, metrics, status: () => agent.status() });
+    log.info({ url: statusServer.url }, `status server listening on ${statusServer.url}`);
+  } catch (err) {
+    log.error({ err: (err as Error).message, metricsAddress: config.metricsAddress }, 'status server could not listen; /metrics and /health are off');
+  }
   log.info({ workerId: config.workerId, controller: config.controllerUrl, baseVm: config.vmName, slots: config.maxConcurrentBuilds }, 'agent starting');
   await agent.start();
 
@@ -153,6 +188,7 @@ export async function main(argv: string[]): Promise<number> {
         log.info({ signal }, 'draining: finishing running builds (send the signal again to abort them)');
         void agent.drain().then(async () => {
           await client.close();
+          await statusServer?.close();
           // Drained on its own: 0. Cut short by a second signal: 1 (the builds were aborted).
           resolve(signals > 1 ? 1 : 0);
         });
@@ -160,6 +196,7 @@ export async function main(argv: string[]): Promise<number> {
         log.warn({ signal }, 'aborting running builds');
         void agent.abortAll().then(async () => {
           await client.close();
+          await statusServer?.close();
           resolve(1);
         });
       }
@@ -182,7 +219,7 @@ export async function main(argv: string[]): Promise<number> {
         return;
       }
       try {
-        agent.reconfigure(buildParts(next, log, client));
+        agent.reconfigure(buildParts(next, log, client, metrics));
       } catch (err) {
         log.error({ err: (err as Error).message }, 'config reload failed; keeping the current config');
         return;

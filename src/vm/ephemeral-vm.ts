@@ -66,7 +66,16 @@ export interface EphemeralVmConfig {
   onProgress?: (line: string) => void;
   /** Called with each check's result as soon as it is known. */
   onCheck?: (result: CheckResult<VmCheckName>) => void;
+  /** Called when a phase of `acquire` completes, with how long it took in ms (for metrics). */
+  onPhase?: (phase: VmPreparePhase, durationMs: number) => void;
 }
+
+/**
+ * The timed phases of `acquire`: `clone` (clone + random MAC), `boot_to_ip` (`tart run` until
+ * `tart ip` answers, the start lock's wait excluded), `ssh_ready` (until SSH logs in), `checks`
+ * (`echo alive` and `df -h /`).
+ */
+export type VmPreparePhase = 'clone' | 'boot_to_ip' | 'ssh_ready' | 'checks';
 
 export interface AcquireRequest {
   /** The build id, or any id without `-`. */
@@ -97,6 +106,7 @@ export class EphemeralVm {
   private sessionRef: SshSession | undefined;
   private address = '';
   private releasing: Promise<void> | undefined;
+  private bootStartedAt = 0;
 
   private constructor(config: EphemeralVmConfig, name: string) {
     this.config = config;
@@ -147,6 +157,10 @@ export class EphemeralVm {
     this.config.onProgress?.(line);
   }
 
+  private phaseDone(phase: VmPreparePhase, startedAt: number): void {
+    this.config.onPhase?.(phase, performance.now() - startedAt);
+  }
+
   private record(result: CheckResult<VmCheckName>): CheckResult<VmCheckName> {
     this.checks.push(result);
     this.config.onCheck?.(result);
@@ -179,8 +193,10 @@ export class EphemeralVm {
     try {
       this.progress(`cloning ${c.baseVm} → ${this.name}`);
       this.cloned = true; // a failed clone may leave a partial VM behind: delete in any case
+      const cloneStarted = performance.now();
       await guard(driver.clone(c.baseVm, this.name, { signal }));
       await guard(driver.setRandomMac(this.name));
+      this.phaseDone('clone', cloneStarted);
       await guard((c.startLock ?? new VmStartLock()).run(() => this.start(signal)));
       const run = this.runHandle as VmRunHandle;
       void run.exited.then((exit) => {
@@ -199,6 +215,7 @@ export class EphemeralVm {
         throw this.unhealthy(ip);
       }
       this.address = ip.detail;
+      this.phaseDone('boot_to_ip', this.bootStartedAt);
 
       this.progress(`waiting up to ${c.sshReadyTimeoutS ?? 120} s for SSH on ${this.address}`);
       let firstResolve = true;
@@ -243,11 +260,14 @@ export class EphemeralVm {
       }
       this.sessionRef = ready.session;
       this.address = ready.host;
+      this.phaseDone('ssh_ready', started);
+      const checksStarted = performance.now();
       const timeoutMs = c.checkTimeoutMs ?? 10_000;
       const alive = this.record(await guard(checkSshAlive(ready.session, { timeoutMs })));
       if (!alive.ok) throw this.unhealthy(alive);
       const disk = this.record(await guard(checkDiskSpace(ready.session, { minFreeDiskGb: c.minFreeDiskGb ?? 20, timeoutMs })));
       if (!disk.ok) throw this.unhealthy(disk);
+      this.phaseDone('checks', checksStarted);
       this.progress(`${this.name} ready at ${this.address}`);
     } finally {
       outer?.removeEventListener('abort', onOuterAbort);
@@ -265,6 +285,7 @@ export class EphemeralVm {
       });
     }
     this.progress(`starting ${this.name}`);
+    this.bootStartedAt = performance.now();
     const run = await driver.run(this.name, { logPath: join(this.config.logDir, `${this.name}.log`) });
     this.runHandle = run;
     // Hold the start lock until tart has taken the VM's lock (list says running), so the next

@@ -124,6 +124,8 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
           minFreeDiskGb: 5,
           hostMinFreeDiskGb: 0,
           reportDeadlineS: 60,
+          // A port of its own: parallel farms (and a real agent on this machine) never fight over 9464.
+          metricsAddress: '127.0.0.1:0',
           ...o.agentConfig,
           ...extra,
         };
