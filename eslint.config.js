@@ -39,4 +39,6 @@ export default tseslint.config(
   layer(['src/vm/**', 'src/health/**', 'src/monitor/**'], ['agent', 'controller']),
   layer(['src/agent/**'], ['controller']),
   layer(['src/controller/**'], ['agent']),
+  // The people's commands talk to the controller over HTTP only: protocol and sys, nothing else.
+  layer(['src/client/**'], ['vm', 'health', 'monitor', 'agent', 'controller']),
 );

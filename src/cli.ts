@@ -22,6 +22,10 @@ const commands: Record<string, Command> = {
   doctor: { summary: 'check this host, its base VM and the controller', run: async (argv) => (await import('./agent/doctor.ts')).main(argv) },
   install: { summary: 'install the agent as a macOS LaunchDaemon and start it', run: async (argv) => (await import('./agent/install.ts')).main(argv) },
   uninstall: { summary: "stop the agent's LaunchDaemon and remove it", run: async (argv) => (await import('./agent/install.ts')).uninstallMain(argv) },
+  status: { summary: 'show the workers and recent builds (--json for scripts)', run: async (argv) => (await import('./client/commands.ts')).statusMain(argv) },
+  submit: { summary: 'queue a build from --step flags or a JSON file; --follow streams its log', run: async (argv) => (await import('./client/commands.ts')).submitMain(argv) },
+  logs: { summary: "print a build's log; --follow streams it until the build ends", run: async (argv) => (await import('./client/commands.ts')).logsMain(argv) },
+  cancel: { summary: 'cancel a queued or running build', run: async (argv) => (await import('./client/commands.ts')).cancelMain(argv) },
 };
 
 /** The package version; the CLI runs from `dist/src/` when built and from `src/` in development. */

@@ -1,0 +1,108 @@
+/**
+ * The admin side of the HTTP API, for the people's commands: one request per call, no retries
+ * (a person is watching), and errors that say what to fix — the URL that could not be reached,
+ * a key the controller refused, a build that does not exist.
+ */
+import { request } from 'undici';
+import { ExpoError } from '../protocol/errors.ts';
+import type { BuildView, CreateBuildBody, WorkerView } from '../protocol/schemas.ts';
+import type { ClientConfig } from './config.ts';
+
+export interface LogSlice {
+  data: Buffer;
+  /** Bytes stored so far (`X-Log-Size`). */
+  size: number;
+  /** The build's status when the slice was read (`X-Build-Status`). */
+  status: string;
+}
+
+export interface Health {
+  status: string;
+  activeJobs: number;
+  maxConcurrent: number;
+  queueStats: Record<string, number>;
+}
+
+/** What the key check says: the commands name the config sources a person can fix. */
+const KEY_SOURCES = '--key, EXPO_WORKER_KEY or ~/.expo-worker/client.json';
+
+export class AdminApi {
+  private readonly c: ClientConfig;
+  private readonly timeoutMs: number;
+
+  constructor(config: ClientConfig, options: { timeoutMs?: number } = {}) {
+    this.c = config;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  private async call(method: 'GET' | 'POST', path: string, body?: unknown, what?: string): Promise<{ status: number; headers: Record<string, unknown>; data: Buffer }> {
+    let res;
+    try {
+      res = await request(`${this.c.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${this.c.key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      });
+    } catch (cause) {
+      const code = (cause as { code?: string }).code;
+      const why =
+        code === 'ECONNREFUSED' ? 'connection refused — is the controller running there, and is the URL right?'
+        : code === 'ENOTFOUND' ? 'host not found'
+        : (cause as Error).message;
+      throw new ExpoError('HTTP_UNREACHABLE', `cannot reach the controller at ${this.c.url}: ${why}`, { cause, details: { url: this.c.url, path } });
+    }
+    const data = Buffer.from(await res.body.arrayBuffer());
+    if (res.statusCode < 400) return { status: res.statusCode, headers: res.headers, data };
+    let err: { code?: string; message?: string } = {};
+    try {
+      err = JSON.parse(data.toString('utf8')) as typeof err;
+    } catch {
+      // not JSON: a proxy's page, say
+    }
+    const details = { url: this.c.url, path, status: res.statusCode, code: err.code };
+    if (res.statusCode === 401) {
+      throw new ExpoError('HTTP_STATUS', `the controller at ${this.c.url} refused the admin key (401${err.code ? ` ${err.code}` : ''}): check ${KEY_SOURCES}`, { details });
+    }
+    if (res.statusCode === 403) {
+      throw new ExpoError('HTTP_STATUS', `the key is not the admin key (403 ${err.code ?? 'AUTH_FORBIDDEN'}): these commands need the controller's admin key (${KEY_SOURCES})`, { details });
+    }
+    if (res.statusCode === 404 && what !== undefined) throw new ExpoError('HTTP_STATUS', `${what} not found at ${this.c.url}`, { details });
+    throw new ExpoError('HTTP_STATUS', `${method} ${path}: ${res.statusCode} ${err.code ?? ''} ${err.message ?? data.toString('utf8').slice(0, 200)}`.replace(/\s+/g, ' ').trim(), { details });
+  }
+
+  private async json<T>(method: 'GET' | 'POST', path: string, body?: unknown, what?: string): Promise<T> {
+    return JSON.parse((await this.call(method, path, body, what)).data.toString('utf8')) as T;
+  }
+
+  async workers(): Promise<WorkerView[]> {
+    return (await this.json<{ workers: WorkerView[] }>('GET', '/api/v1/workers')).workers;
+  }
+
+  async builds(limit: number): Promise<BuildView[]> {
+    return (await this.json<{ builds: BuildView[] }>('GET', `/api/v1/builds?limit=${limit}`)).builds;
+  }
+
+  async build(id: string): Promise<BuildView> {
+    return this.json<BuildView>('GET', `/api/v1/builds/${encodeURIComponent(id)}`, undefined, `build '${id}'`);
+  }
+
+  async submit(body: CreateBuildBody): Promise<BuildView> {
+    return this.json<BuildView>('POST', '/api/v1/builds', body);
+  }
+
+  async cancel(id: string): Promise<BuildView> {
+    return this.json<BuildView>('POST', `/api/v1/builds/${encodeURIComponent(id)}/cancel`, undefined, `build '${id}'`);
+  }
+
+  async logs(id: string, offset: number): Promise<LogSlice> {
+    const res = await this.call('GET', `/api/v1/builds/${encodeURIComponent(id)}/logs?offset=${offset}`, undefined, `build '${id}'`);
+    return { data: res.data, size: Number(res.headers['x-log-size'] ?? offset + res.data.length), status: String(res.headers['x-build-status'] ?? 'unknown') };
+  }
+
+  /** `/health` needs no key; the status command shows the queue from it. */
+  async health(): Promise<Health> {
+    return this.json<Health>('GET', '/health');
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * The people's commands: `expo-worker status`, `submit`, `logs`, `cancel`. Each parses its
+ * flags eagerly (a bad one is named, exit 64), resolves the controller URL and admin key
+ * (flags, environment, `~/.expo-worker/client.json`), and talks to the admin API.
+ *
+ * Exit codes: 0 done; 64 bad usage or config; 69 the controller cannot be reached; 77 the key
+ * was refused; 1 anything else (an unknown build id, say). `submit --follow` and `logs
+ * --follow` exit with the build's result: 0 succeeded, the failing step's exit code (or 1) when
+ * failed, 3 when cancelled.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { isBuildId } from '../protocol/domain.ts';
+import { isExpoError } from '../protocol/errors.ts';
+import type { BuildView, CreateBuildBody } from '../protocol/schemas.ts';
+import { AdminApi } from './admin-api.ts';
+import { resolveClientConfig } from './config.ts';
+import { follow, resultExitCode } from './follow.ts';
+import { ago, duration, table } from './format.ts';
+
+/** Where a command reads and writes: the real process by default. */
+export interface CliIo {
+  stdout: (text: string | Uint8Array) => void;
+  stderr: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+  home: string;
+  /** How often `--follow` polls, ms. Default 1000. */
+  followIntervalMs?: number;
+}
+
+export const processIo = (): CliIo => ({
+  stdout: (t) => void process.stdout.write(t),
+  stderr: (t) => void process.stderr.write(t),
+  env: process.env,
+  home: homedir(),
+});
+
+const CONNECTION = `
+Controller:
+  --url URL   the controller (or EXPO_WORKER_URL, or "url" in ~/.expo-worker/client.json)
+  --key KEY   the admin key (or EXPO_WORKER_KEY, or "key" in ~/.expo-worker/client.json)`;
+
+export const HELP = {
+  status: `Usage: expo-worker status [--limit N] [--json]\n\nWorkers and recent builds.\n\n  --limit N   recent builds to show (default 10)\n  --json      print {health, workers, builds} as JSON\n${CONNECTION}`,
+  submit: `Usage: expo-worker submit (--step NAME=CMD ... | --file build.json) [options]
+
+Queues a build and prints its id. --follow streams its log and exits with its result.
+
+  --step NAME=CMD     a step, in order (repeatable)
+  --file PATH         the build as JSON: {"steps": [{"name", "run"}], "env", "labels", "timeoutS", "maxAttempts"}
+  --env K=V           an environment variable for the steps (repeatable)
+  --label L           a label a worker must have (repeatable)
+  --timeout S         the build's timeout in seconds
+  --max-attempts N    attempts on infrastructure failures (1-5)
+  --follow, -f        stream the log and progress until the build ends
+  --json              print the queued build as JSON
+${CONNECTION}`,
+  logs: `Usage: expo-worker logs <build-id> [--follow]\n\nPrints a build's log; --follow streams it until the build ends and exits with its result.\n${CONNECTION}`,
+  cancel: `Usage: expo-worker cancel <build-id>\n\nCancels a queued build at once, or asks the worker to stop a running one.\n${CONNECTION}`,
+};
+
+type Name = keyof typeof HELP;
+const COMMON = { url: { type: 'string' }, key: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
+
+class UsageError extends Error {}
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+function parse(_name: Name, argv: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: number): { values: Values; positionals: string[] } {
+  let parsed: { values: Values; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals: positionals > 0, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (!parsed.values.help && parsed.positionals.length !== positionals) {
+    throw new UsageError(positionals === 0 ? `unexpected argument '${parsed.positionals[0]}'` : 'give exactly one build id');
+  }
+  for (const p of parsed.positionals) {
+    if (!isBuildId(p)) throw new UsageError(`'${p}' is not a build id (16 characters, a-z and 2-7, as submit prints)`);
+  }
+  return parsed;
+}
+
+/** Runs one command with errors turned into a message and an exit code. */
+async function run(name: Name, io: CliIo, body: () => Promise<number>): Promise<number> {
+  try {
+    return await body();
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr(`expo-worker ${name}: ${err.message}\n\n${HELP[name]}\n`);
+      return 64;
+    }
+    if (isExpoError(err)) {
+      io.stderr(`expo-worker ${name}: ${err.message}\n`);
+      if (err.code === 'CFG_INVALID') return 64;
+      if (err.code === 'HTTP_UNREACHABLE') return 69;
+      const status = (err.details as { status?: number }).status;
+      return status === 401 || status === 403 ? 77 : 1;
+    }
+    throw err;
+  }
+}
+
+function api(values: Values, io: CliIo): AdminApi {
+  return new AdminApi(resolveClientConfig({ url: values.url as string | undefined, key: values.key as string | undefined }, io.env, io.home));
+}
+
+export function statusMain(argv: string[], io: CliIo = processIo()): Promise<number> {
+  return run('status', io, async () => {
+    const { values } = parse('status', argv, { limit: { type: 'string' }, json: { type: 'boolean' } }, 0);
+    if (values.help) return (io.stdout(`${HELP.status}\n`), 0);
+    const limit = values.limit === undefined ? 10 : Number(values.limit as string);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError(`--limit: must be an integer from 1 to 1000 (got ${values.limit})`);
+    const a = api(values, io);
+    const [health, workers, builds] = await Promise.all([a.health(), a.workers(), a.builds(limit)]);
+    if (values.json) return (io.stdout(`${JSON.stringify({ health, workers, builds }, null, 2)}\n`), 0);
+    const now = Date.now();
+    const q = health.queueStats;
+    io.stdout(`controller: ${health.status}, ${q.queued ?? 0} queued, ${health.activeJobs} active, ${health.maxConcurrent} slots online\n\n`);
+    io.stdout(
+      workers.length === 0
+        ? 'workers: none enrolled\n'
+        : `${table(
+            ['WORKER', 'STATUS', 'SLOTS', 'RUNNING', 'LAST SEEN', 'LABELS'],
+            workers.map((w) => [w.id, w.status, String(w.slotsTotal ?? '-'), String(w.runningBuilds.length), ago(w.lastSeenAt, now), w.labels.join(',') || '-']),
+          )}\n`,
+    );
+    io.stdout('\n');
+    io.stdout(
+      builds.length === 0
+        ? 'builds: none yet\n'
+        : `${table(
+            ['BUILD', 'STATUS', 'PROGRESS', 'WORKER', 'ATTEMPT', 'CREATED', 'TOOK', 'REASON'],
+            builds.map((b) => [
+              b.id,
+              b.status,
+              b.progress === null ? '-' : `${b.progress}%`,
+              b.workerId ?? '-',
+              `${b.attempt}/${b.maxAttempts}`,
+              ago(b.createdAt, now),
+              b.assignedAt === null ? '-' : duration((b.finishedAt === null ? now : Date.parse(b.finishedAt)) - Date.parse(b.assignedAt)),
+              b.failureReason ?? '-',
+            ]),
+          )}\n`,
+    );
+    return 0;
+  });
+}
+
+function keyValue(flag: string, s: string): [string, string] {
+  const i = s.indexOf('=');
+  if (i <= 0) throw new UsageError(`${flag}: expected NAME=VALUE (got ${JSON.stringify(s)})`);
+  return [s.slice(0, i), s.slice(i + 1)];
+}
+
+function intFlag(flag: string, s: string | undefined, min: number, max: number): number | undefined {
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag}: must be an integer from ${min} to ${max} (got ${s})`);
+  return n;
+}
+
+/** The submission from the flags (and `--file`): flags given override the file's fields. */
+function submission(values: Values): CreateBuildBody {
+  const steps = (values.step as string[] | undefined) ?? [];
+  const file = values.file as string | undefined;
+  if (steps.length > 0 && file !== undefined) throw new UsageError('give the steps with --step or in --file, not both');
+  let body: Record<string, unknown> = {};
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--file: cannot read ${file}: ${(err as Error).message}`);
+    }
+    try {
+      body = JSON.parse(text) as Record<string, unknown>;
+    } catch (err) {
+      throw new UsageError(`--file: ${file} is not valid JSON: ${(err as Error).message}`);
+    }
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new UsageError(`--file: ${file} must hold a JSON object`);
+  } else if (steps.length === 0) {
+    throw new UsageError('no steps: give --step NAME=CMD (repeatable) or --file build.json');
+  }
+  if (steps.length > 0) body.steps = steps.map((s) => keyValue('--step', s)).map(([name, run]) => ({ name, run }));
+  const env = (values.env as string[] | undefined) ?? [];
+  if (env.length > 0) body.env = { ...(body.env as Record<string, string> | undefined), ...Object.fromEntries(env.map((e) => keyValue('--env', e))) };
+  const labels = (values.label as string[] | undefined) ?? [];
+  if (labels.length > 0) body.labels = labels;
+  const timeoutS = intFlag('--timeout', values.timeout as string | undefined, 1, 604_800);
+  if (timeoutS !== undefined) body.timeoutS = timeoutS;
+  const maxAttempts = intFlag('--max-attempts', values['max-attempts'] as string | undefined, 1, 5);
+  if (maxAttempts !== undefined) body.maxAttempts = maxAttempts;
+  return body as unknown as CreateBuildBody;
+}
+
+export function submitMain(argv: string[], io: CliIo = processIo()): Promise<number> {
+  return run('submit', io, async () => {
+    const { values } = parse(
+      'submit',
+      argv,
+      {
+        step: { type: 'string', multiple: true },
+        file: { type: 'string' },
+        env: { type: 'string', multiple: true },
+        label: { type: 'string', multiple: true },
+        timeout: { type: 'string' },
+        'max-attempts': { type: 'string' },
+        follow: { type: 'boolean', short: 'f' },
+        json: { type: 'boolean' },
+      },
+      0,
+    );
+    if (values.help) return (io.stdout(`${HELP.submit}\n`), 0);
+    const body = submission(values);
+    const a = api(values, io);
+    const build: BuildView = await a.submit(body);
+    if (values.json) io.stdout(`${JSON.stringify(build, null, 2)}\n`);
+    else io.stdout(`${build.id}\n`);
+    if (!values.follow) {
+      if (!values.json) io.stderr(`queued build ${build.id} (${build.steps.length} step${build.steps.length === 1 ? '' : 's'}); follow it with: expo-worker logs ${build.id} --follow\n`);
+      return 0;
+    }
+    io.stderr(`queued build ${build.id}; following its log\n`);
+    return resultExitCode(await follow(a, build.id, io));
+  });
+}
+
+export function logsMain(argv: string[], io: CliIo = processIo()): Promise<number> {
+  return run('logs', io, async () => {
+    const { values, positionals } = parse('logs', argv, { follow: { type: 'boolean', short: 'f' } }, 1);
+    if (values.help) return (io.stdout(`${HELP.logs}\n`), 0);
+    const id = positionals[0]!;
+    const a = api(values, io);
+    if (values.follow) return resultExitCode(await follow(a, id, io));
+    const slice = await a.logs(id, 0);
+    io.stdout(slice.data);
+    return 0;
+  });
+}
+
+export function cancelMain(argv: string[], io: CliIo = processIo()): Promise<number> {
+  return run('cancel', io, async () => {
+    const { values, positionals } = parse('cancel', argv, {}, 1);
+    if (values.help) return (io.stdout(`${HELP.cancel}\n`), 0);
+    const b = await api(values, io).cancel(positionals[0]!);
+    if (b.status === 'cancelled') io.stdout(`build ${b.id} cancelled\n`);
+    else if (b.cancelRequested && (b.status === 'succeeded' || b.status === 'failed')) io.stdout(`build ${b.id} had already ${b.status}\n`);
+    else if (b.cancelRequested) io.stdout(`build ${b.id} is ${b.status}: cancel requested; its worker stops it at its next heartbeat\n`);
+    else io.stdout(`build ${b.id} had already ${b.status}\n`);
+    return 0;
+  });
+}

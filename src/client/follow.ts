@@ -1,0 +1,48 @@
+/**
+ * Following a build: its log from the last byte read (`GET …/logs?offset=N`, whose
+ * `X-Log-Size` and `X-Build-Status` headers say where the log ends and whether the build is
+ * over) and its progress on stderr, until the build is final and the whole log is out.
+ */
+import type { BuildView } from '../protocol/schemas.ts';
+import type { AdminApi } from './admin-api.ts';
+import type { CliIo } from './commands.ts';
+
+const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
+
+/** Streams the log to stdout and status/progress changes to stderr; resolves with the final build. */
+export async function follow(api: Pick<AdminApi, 'logs' | 'build'>, id: string, io: CliIo): Promise<BuildView> {
+  const intervalMs = io.followIntervalMs ?? 1000;
+  let offset = 0;
+  let shown = '';
+  for (;;) {
+    const slice = await api.logs(id, offset);
+    if (slice.data.length > 0) io.stdout(slice.data);
+    offset += slice.data.length;
+    const build = await api.build(id);
+    const line = `${build.status}${build.progress === null ? '' : ` ${build.progress}%`}${build.workerId ? ` on ${build.workerId}` : ''}${build.attempt > 1 ? ` (attempt ${build.attempt} of ${build.maxAttempts})` : ''}`;
+    if (line !== shown) {
+      io.stderr(`[expo-worker] build ${id}: ${line}\n`);
+      shown = line;
+    }
+    // Final, and every byte stored by then printed: done. (The log is complete once the build is final.)
+    if (FINAL.has(slice.status) && FINAL.has(build.status) && offset >= slice.size) {
+      if (build.failureReason) io.stderr(`[expo-worker] build ${id} failed: ${build.failureReason}${build.message ? ` — ${build.message}` : ''}\n`);
+      return build;
+    }
+    await new Promise((r) => setTimeout(r, slice.data.length > 0 && !FINAL.has(slice.status) ? Math.min(intervalMs, 250) : intervalMs));
+  }
+}
+
+/** The exit code for a build's result: 0 succeeded; the failing step's exit code (or 1) when failed; 3 cancelled. */
+export function resultExitCode(b: BuildView): number {
+  switch (b.status) {
+    case 'succeeded':
+      return 0;
+    case 'cancelled':
+      return 3;
+    case 'failed':
+      return b.exitCode !== null && b.exitCode > 0 && b.exitCode < 256 ? b.exitCode : 1;
+    default:
+      return 1;
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * The people's commands against a real controller listening on loopback (real HTTP, real
+ * SQLite): status, submit (flags, file, --follow with progress and the build's exit code),
+ * logs, cancel, where the URL and key come from, and the errors a person sees for a wrong URL,
+ * a wrong key or an unknown build.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { cancelMain, logsMain, statusMain, submitMain, type CliIo } from '../../src/client/commands.ts';
+import { CLI } from '../support/controller-process.ts';
+import { freePort } from '../support/sshd.ts';
+import { ADMIN_KEY, startTestController, type TestController } from '../controller/support.ts';
+
+let c: TestController;
+let url: string;
+let home: string;
+
+beforeEach(async () => {
+  c = await startTestController({ realClock: true });
+  url = await c.app.listen({ port: 0, host: '127.0.0.1' });
+  home = mkdtempSync(join(tmpdir(), 'expo-cli-home-'));
+});
+afterEach(async () => {
+  await c.close();
+  rmSync(home, { recursive: true, force: true });
+});
+
+interface Captured extends CliIo {
+  out: () => string;
+  err: () => string;
+}
+
+function io(env: NodeJS.ProcessEnv = { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: ADMIN_KEY }): Captured {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    stdout: (t) => void out.push(typeof t === 'string' ? t : Buffer.from(t).toString('utf8')),
+    stderr: (t) => void err.push(t),
+    env,
+    home,
+    followIntervalMs: 50,
+    out: () => out.join(''),
+    err: () => err.join(''),
+  };
+}
+
+describe('expo-worker status', () => {
+  it('shows workers and recent builds as a table, and as JSON', async () => {
+    const w = await c.enrol('mac-mini-1', ['xcode-16']);
+    await c.poll('mac-mini-1', w.auth, { slotsTotal: 2 });
+    const b = await c.submit();
+    const t = io();
+    expect(await statusMain([], t)).toBe(0);
+    expect(t.out()).toContain('controller: ok, 1 queued');
+    expect(t.out()).toMatch(/WORKER\s+STATUS\s+SLOTS/);
+    expect(t.out()).toMatch(/mac-mini-1\s+idle\s+2\s+0\s+\d+s ago\s+xcode-16/);
+    expect(t.out()).toMatch(new RegExp(`${b.id}\\s+queued\\s+-\\s+-\\s+0/1`));
+    const j = io();
+    expect(await statusMain(['--json', '--limit', '5'], j)).toBe(0);
+    const parsed = JSON.parse(j.out());
+    expect(parsed.workers[0]).toMatchObject({ id: 'mac-mini-1', status: 'idle' });
+    expect(parsed.builds[0]).toMatchObject({ id: b.id, status: 'queued' });
+    expect(parsed.health.queueStats.queued).toBe(1);
+  });
+
+  it('names the URL when nothing listens there, and says the key was refused on a 401', async () => {
+    const port = await freePort();
+    const wrongUrl = io({ EXPO_WORKER_URL: `http://127.0.0.1:${port}`, EXPO_WORKER_KEY: ADMIN_KEY });
+    expect(await statusMain([], wrongUrl)).toBe(69);
+    expect(wrongUrl.err()).toBe(`expo-worker status: cannot reach the controller at http://127.0.0.1:${port}: connection refused — is the controller running there, and is the URL right?\n`);
+    const wrongKey = io({ EXPO_WORKER_URL: url, EXPO_WORKER_KEY: 'not-the-admin-key-000' });
+    expect(await statusMain([], wrongKey)).toBe(77);
+    expect(wrongKey.err()).toBe(`expo-worker status: the controller at ${url} refused the admin key (401 AUTH_INVALID): check --key, EXPO_WORKER_KEY or ~/.expo-worker/client.json\n`);
+    expect(wrongKey.err()).not.toContain('not-the-admin-key');
+    const workerKey = io({ EXPO_WORKER_URL: url, EXPO_WORKER_KEY: (await c.enrol('mac-2')).apiKey });
+    expect(await statusMain([], workerKey)).toBe(77);
+    expect(workerKey.err()).toContain('the key is not the admin key (403 AUTH_FORBIDDEN)');
+  });
+
+  it('takes the URL and key from flags over the environment over ~/.expo-worker/client.json, and names what is missing', async () => {
+    mkdirSync(join(home, '.expo-worker'));
+    writeFileSync(join(home, '.expo-worker', 'client.json'), JSON.stringify({ url, key: ADMIN_KEY }));
+    const fromFile = io({});
+    expect(await statusMain([], fromFile), fromFile.err()).toBe(0);
+    const envWins = io({ EXPO_WORKER_KEY: 'wrong-key-from-env-0000' });
+    expect(await statusMain([], envWins)).toBe(77);
+    const flagWins = io({ EXPO_WORKER_KEY: 'wrong-key-from-env-0000' });
+    expect(await statusMain(['--key', ADMIN_KEY], flagWins), flagWins.err()).toBe(0);
+    rmSync(join(home, '.expo-worker'), { recursive: true });
+    const none = io({});
+    expect(await statusMain([], none)).toBe(64);
+    expect(none.err()).toContain('no controller URL: give --url, set EXPO_WORKER_URL, or put "url" in');
+    expect(none.err()).toContain('no admin key: give --key');
+    const bad = io({});
+    expect(await statusMain(['--url', 'ftp://x', '--key', 'k'], bad)).toBe(64);
+    expect(bad.err()).toContain('--url: must be an http(s) URL (got ftp:)');
+  });
+});
+
+describe('expo-worker submit', () => {
+  it('queues steps from flags with env, labels, timeout and attempts, and prints the id', async () => {
+    const t = io();
+    const code = await submitMain(['--step', 'install=npm ci', '--step', 'build=echo a=b', '--env', 'A=1', '--env', 'B=x=y', '--label', 'xcode-16', '--timeout', '600', '--max-attempts', '2'], t);
+    expect(code, t.err()).toBe(0);
+    const id = t.out().trim();
+    expect(t.err()).toContain(`expo-worker logs ${id} --follow`);
+    expect(await c.get(id)).toMatchObject({
+      status: 'queued',
+      steps: [{ name: 'install', run: 'npm ci' }, { name: 'build', run: 'echo a=b' }],
+      envNames: ['A', 'B'],
+      labels: ['xcode-16'],
+      timeoutS: 600,
+      maxAttempts: 2,
+    });
+  });
+
+  it('reads a build file, lets flags override it, and refuses bad usage naming the flag', async () => {
+    const file = join(home, 'build.json');
+    writeFileSync(file, JSON.stringify({ steps: [{ name: 'a', run: 'true' }], timeoutS: 100, labels: ['x'] }));
+    const t = io();
+    expect(await submitMain(['--file', file, '--timeout', '200', '--json'], t), t.err()).toBe(0);
+    expect(JSON.parse(t.out())).toMatchObject({ steps: [{ name: 'a', run: 'true' }], timeoutS: 200, labels: ['x'] });
+    for (const [args, message] of [
+      [['--file', file, '--step', 'b=true'], 'give the steps with --step or in --file, not both'],
+      [['--step', 'no-equals'], '--step: expected NAME=VALUE'],
+      [['--step', 'a=b', '--max-attempts', '9'], '--max-attempts: must be an integer from 1 to 5 (got 9)'],
+      [['--step', 'a=b', '--timeout', 'soon'], '--timeout: must be an integer'],
+      [['--file', join(home, 'missing.json')], '--file: cannot read'],
+      [['--step', 'a=b', '--bogus'], "Unknown option '--bogus'"],
+    ] as const) {
+      const u = io();
+      expect(await submitMain([...args], u), String(args)).toBe(64);
+      expect(u.err()).toContain(message);
+    }
+    const invalid = io();
+    expect(await submitMain(['--step', 'a=b', '--env', '1BAD=x'], invalid)).toBe(1);
+    expect(invalid.err()).toContain('400 API_BAD_REQUEST');
+  });
+
+  it('--follow streams the log, shows progress, and exits with the failing step’s exit code', async () => {
+    const w = await c.enrol('mac-1');
+    const t = io();
+    const following = submitMain(['--step', 'build=make', '--follow'], t);
+    // Play the worker: claim, run, log, progress, fail with exit code 7.
+    let claim = null;
+    for (let i = 0; i < 100 && !claim; i++) {
+      claim = await c.poll('mac-1', w.auth);
+      if (!claim) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(claim).not.toBeNull();
+    const id = claim!.build.id;
+    const post = async (path: string, body: unknown) => expect((await c.post(path, w.auth, body)).statusCode).toBe(200);
+    await post(`/api/v1/builds/${id}/phase`, { lease: claim!.lease, phase: 'running' });
+    await post(`/api/v1/builds/${id}/logs`, { lease: claim!.lease, offset: 0, data: 'compiling…\n' });
+    await post(`/api/v1/builds/${id}/heartbeat`, { progress: 40 });
+    await new Promise((r) => setTimeout(r, 200));
+    await post(`/api/v1/builds/${id}/logs`, { lease: claim!.lease, offset: Buffer.byteLength('compiling…\n'), data: 'error: boom\n' });
+    await post(`/api/v1/builds/${id}/complete`, { lease: claim!.lease, status: 'failed', exitCode: 7, message: "step 'build' exited with 7" });
+    expect(await following).toBe(7);
+    expect(t.out()).toBe(`${id}\ncompiling…\nerror: boom\n`);
+    expect(t.err()).toContain(`[expo-worker] build ${id}: running 40% on mac-1`);
+    expect(t.err()).toContain(`[expo-worker] build ${id} failed: build_failed — step 'build' exited with 7`);
+  });
+});
+
+describe('expo-worker logs and cancel', () => {
+  it('prints a log, follows a finished build to its exit code, cancels a queued build, and names an unknown build', async () => {
+    const w = await c.enrol('mac-1');
+    const b = await c.submit();
+    const claim = (await c.poll('mac-1', w.auth))!;
+    await c.post(`/api/v1/builds/${b.id}/logs`, w.auth, { lease: claim.lease, offset: 0, data: 'hello\n' });
+    await c.post(`/api/v1/builds/${b.id}/complete`, w.auth, { lease: claim.lease, status: 'succeeded' });
+    const l = io();
+    expect(await logsMain([b.id], l)).toBe(0);
+    expect(l.out()).toBe('hello\n');
+    const f = io();
+    expect(await logsMain([b.id, '--follow'], f)).toBe(0);
+    expect(f.out()).toBe('hello\n');
+
+    const q = await c.submit();
+    const x = io();
+    expect(await cancelMain([q.id], x)).toBe(0);
+    expect(x.out()).toBe(`build ${q.id} cancelled\n`);
+    const fc = io();
+    expect(await logsMain([q.id, '--follow'], fc)).toBe(3);
+
+    const unknown = io();
+    expect(await logsMain(['aaaaaaaaaaaaaaaa'], unknown)).toBe(1);
+    expect(unknown.err()).toBe(`expo-worker logs: build 'aaaaaaaaaaaaaaaa' not found at ${url}\n`);
+    const unknownCancel = io();
+    expect(await cancelMain(['aaaaaaaaaaaaaaaa'], unknownCancel)).toBe(1);
+    expect(unknownCancel.err()).toContain("build 'aaaaaaaaaaaaaaaa' not found");
+    const notAnId = io();
+    expect(await cancelMain(['nope'], notAnId)).toBe(64);
+    expect(notAnId.err()).toContain("'nope' is not a build id");
+  });
+
+  it('run as `expo-worker` processes: registered in the CLI, exit codes and messages', async () => {
+    const run = async (args: string[], env: NodeJS.ProcessEnv) => {
+      const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, HOME: home, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      const [code] = await once(p, 'exit');
+      return { code: code as number, out, err };
+    };
+    const ok = await run(['submit', '--step', 'hi=echo hi'], { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: ADMIN_KEY });
+    expect(ok.code, ok.err).toBe(0);
+    const id = ok.out.trim();
+    const status = await run(['status', '--json'], { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: ADMIN_KEY });
+    expect(status.code, status.err).toBe(0);
+    expect(JSON.parse(status.out).builds[0].id).toBe(id);
+    const cancel = await run(['cancel', id, '--url', url, '--key', ADMIN_KEY], {});
+    expect(cancel.out).toBe(`build ${id} cancelled\n`);
+    const wrongKey = await run(['logs', id], { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: 'wrong-key-000000000' });
+    expect(wrongKey.code).toBe(77);
+    expect(wrongKey.err).toContain(`refused the admin key (401 AUTH_INVALID)`);
+  });
+});
