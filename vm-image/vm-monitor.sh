@@ -22,7 +22,7 @@
 #
 # Portable to macOS's bash 3.2: no associative arrays, no mapfile, no ${x,,}, no arrays at all
 # (an empty array under `set -u` is an error in 3.2), integer `sleep` only.
-VM_MONITOR_VERSION=1.0.0
+VM_MONITOR_VERSION=1.0.1
 
 set -u
 
@@ -130,7 +130,11 @@ work=$(mktemp -d "$tmp_root/vm-monitor.XXXXXX") || {
 }
 child=''
 stop() {
-  [ -z "$child" ] || kill "$child" 2>/dev/null
+  if [ -n "$child" ]; then
+    # Stop the sleep or curl in flight and reap it, so nothing outlives the monitor.
+    kill "$child" 2>/dev/null
+    wait "$child" 2>/dev/null
+  fi
   say "Stopped by signal"
   exit 0
 }
