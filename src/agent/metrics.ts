@@ -116,7 +116,7 @@ export class PromAgentMetrics implements AgentMetrics {
     return this.registry.contentType;
   }
 
-  /** The Prometheus text, gauges read fresh. A failed disk read leaves the gauge out rather than failing the scrape. */
+  /** The Prometheus text, gauges read fresh. A failed disk read shows NaN rather than failing the scrape (or faking a 0). */
   async render(): Promise<string> {
     const { total, busy } = this.source.slots();
     this.slotsTotal.set(total);
@@ -124,7 +124,7 @@ export class PromAgentMetrics implements AgentMetrics {
     try {
       this.diskFree.set(await this.source.hostDiskFreeBytes());
     } catch {
-      this.diskFree.reset();
+      this.diskFree.set(Number.NaN);
     }
     return this.registry.metrics();
   }
