@@ -186,13 +186,12 @@ export class BuildRunner {
       this.stateValue = 'starting-monitor';
       const ws = new RemoteWorkspace(vm.session, build.id, build.attempt);
       try {
-        await ws.prepare(build.env, build.steps);
-        await ws.writeProgress(0);
-        const installed = await ws.monitorVersion(this.d.monitor.installedPath);
-        const script = installed === this.d.monitor.version ? this.d.monitor.installedPath : await ws.uploadMonitor(this.d.monitor.contents);
-        if (installed !== this.d.monitor.version) note(`vm-monitor.sh in the image is ${installed ?? 'missing'}; using the agent's ${this.d.monitor.version}`);
-        await ws.startMonitor({
-          script,
+        const installed = await ws.open(this.d.monitor.installedPath);
+        const upload = installed === this.d.monitor.version ? undefined : this.d.monitor.contents;
+        if (upload) note(`vm-monitor.sh in the image is ${installed ?? 'missing'}; using the agent's ${this.d.monitor.version}`);
+        await ws.setup(build, {
+          script: this.d.monitor.installedPath,
+          upload,
           controllerUrl: this.d.settings.vmControllerUrl,
           buildId: build.id,
           workerId: this.d.settings.workerId,
@@ -226,13 +225,12 @@ export class BuildRunner {
     try {
       for (const [i, step] of build.steps.entries()) {
         if (signal.aborted) return null;
-        await ws.writeProgress(stepProgress(i, build.steps.length));
         note(`step ${i + 1}/${build.steps.length}: ${step.name}`);
         const decoder = new StringDecoder('utf8');
         const lines = new LineSplitter();
         let exit: number | null;
         try {
-          exit = await ws.runStep(i, {
+          exit = await ws.runStep(i, stepProgress(i, build.steps.length), {
             signal,
             onOutput: (chunk) => {
               const text = decoder.write(chunk);

@@ -1,21 +1,24 @@
 /**
  * A build's workspace inside its VM, driven over SSH: `~/.expo-worker/builds/<id>-<attempt>/`
  * holding the build's env file, one script per step, `work/` (the steps' working directory),
- * the progress file vm-monitor.sh reads, and the monitor's log.
+ * the progress file vm-monitor.sh reads, and the monitor's log. Every SSH round trip is on the
+ * path from claim to first step, so setting up costs two commands and one upload.
  *
- * Secrets never reach a command line: the build's env and the monitor's build token travel as
- * files over SFTP (mode 0600) and are sourced remotely. Each step runs in its own process group
- * (bash job control), its pid in `step.pid`, so stopping a step — cancel, timeout, shutdown —
- * signals every process it started: TERM, a grace, then KILL.
+ * Secrets never reach a command line: the build's env and the monitor's build token travel
+ * inside a file uploaded over SFTP (mode 0600) and are sourced remotely. Each step runs in its
+ * own process group (bash job control), its pid in `step.pid`, so stopping a step — cancel,
+ * timeout, shutdown — signals every process it started: TERM, a grace, then KILL.
  */
+import { randomBytes } from 'node:crypto';
 import { shellQuote, type SshSession } from '../sys/ssh.ts';
 import type { Step } from '../protocol/schemas.ts';
 
-/** Runs one step: sources the env, enters work/, starts the step as its own process group and waits. */
+/** Runs one step: records its starting progress, sources the env, enters work/, starts the step as its own process group, waits. */
 const RUN_STEP = `#!/bin/bash
-# usage: run-step.sh DIR N — written by expo-worker; runs step N of the build in DIR.
+# usage: run-step.sh DIR N PROGRESS — written by expo-worker; runs step N of the build in DIR.
 dir=$1
 n=$2
+printf '%s\\n' "$3" >"$dir/progress"
 set -a
 . "$dir/env"
 set +a
@@ -29,10 +32,30 @@ wait "$pid"
 `;
 
 const exportLine = (name: string, value: string): string => `${name}=${shellQuote([value])}`;
+const envFile = (vars: Record<string, string>): string =>
+  Object.entries(vars)
+    .map(([k, v]) => exportLine(k, v))
+    .join('\n');
+
+/** A script that writes each file (path relative to "$HOME") from a quoted here-document. */
+function fileWriter(files: { path: string; contents: string; mode: number }[]): string {
+  const all = files.map((f) => f.contents).join('\n');
+  let tag: string;
+  do tag = `EXPO_EOF_${randomBytes(8).toString('hex')}`;
+  while (all.includes(tag));
+  const parts = ['set -e', 'umask 077'];
+  for (const f of files) {
+    const body = f.contents.endsWith('\n') ? f.contents : `${f.contents}\n`;
+    parts.push(`cat >"$HOME"/${f.path} <<'${tag}'\n${body}${tag}`, `chmod ${f.mode.toString(8)} "$HOME"/${f.path}`);
+  }
+  return `${parts.join('\n')}\n`;
+}
 
 export interface MonitorLaunch {
-  /** The remote command that runs the monitor (installed or uploaded path). */
+  /** The installed monitor's path in the image; used unless `upload` is given. */
   script: string;
+  /** The agent's own monitor script, written into the workspace and used instead. */
+  upload?: Buffer;
   controllerUrl: string;
   buildId: string;
   workerId: string;
@@ -65,25 +88,61 @@ export class RemoteWorkspace {
   /** A housekeeping command; throws when it exits non-zero. */
   private async sh(command: string): Promise<string> {
     const r = await this.session.exec(command, { timeoutMs: this.timeoutMs });
-    if (r.exitCode !== 0) throw new Error(`'${command}' exited ${r.exitCode ?? r.signal}: ${r.stderr.trim().slice(-300)}`);
+    if (r.exitCode !== 0) throw new Error(`'${command.slice(0, 80)}…' exited ${r.exitCode ?? r.signal}: ${(r.stdout + r.stderr).trim().slice(-300)}`);
     return r.stdout;
   }
 
-  async prepare(env: Record<string, string>, steps: readonly Step[]): Promise<void> {
-    await this.sh(`mkdir -p ${this.abs}/work && chmod 700 ${this.abs}`);
-    await this.session.upload({ data: Object.entries(env).map(([k, v]) => exportLine(k, v)).join('\n') + '\n' }, `${this.dir}/env`, { mode: 0o600 });
-    await this.session.upload({ data: RUN_STEP }, `${this.dir}/run-step.sh`, { mode: 0o700 });
-    for (const [i, step] of steps.entries()) {
-      await this.session.upload({ data: `set -e\n${step.run}\n` }, `${this.dir}/step-${i}.sh`, { mode: 0o600 });
-    }
+  /** Creates the workspace and reads the installed monitor's version (null when missing or broken) — one command. */
+  async open(installedMonitor: string): Promise<string | null> {
+    const out = await this.sh(`mkdir -p ${this.abs}/work && chmod 700 ${this.abs} && { ${shellQuote([installedMonitor])} --version 2>/dev/null || true; }`);
+    return out.trim() === '' ? null : out.trim();
   }
 
   /**
-   * Runs step `index`; resolves with its exit status (128+n when killed by signal n), or null
-   * when the channel ended without one — the session or the VM died under it.
+   * Writes the build's files (env, steps, runner, the monitor's settings and, when given, the
+   * agent's own monitor) in one upload, then starts the monitor in the background and checks it
+   * is still alive a moment later — one command. Returns the monitor's pid.
    */
-  async runStep(index: number, io: { onOutput: (chunk: Buffer) => void; signal?: AbortSignal }): Promise<number | null> {
-    const r = await this.session.exec(`/bin/bash ${this.abs}/run-step.sh ${this.abs} ${index}`, {
+  async setup(build: { env: Record<string, string>; steps: readonly Step[] }, monitor: MonitorLaunch): Promise<number> {
+    const settings = {
+      EXPO_MONITOR_CONTROLLER: monitor.controllerUrl,
+      EXPO_MONITOR_BUILD_ID: monitor.buildId,
+      EXPO_MONITOR_WORKER_ID: monitor.workerId,
+      EXPO_MONITOR_TOKEN: monitor.buildToken,
+      EXPO_MONITOR_INTERVAL_S: String(monitor.intervalS),
+      EXPO_MONITOR_PROGRESS_FILE: `${this.dir}/progress`,
+    };
+    const files = [
+      { path: `${this.dir}/env`, contents: envFile(build.env), mode: 0o600 },
+      { path: `${this.dir}/monitor.env`, contents: envFile(settings), mode: 0o600 },
+      { path: `${this.dir}/run-step.sh`, contents: RUN_STEP, mode: 0o700 },
+      { path: `${this.dir}/progress`, contents: '0', mode: 0o600 },
+      ...build.steps.map((step, i) => ({ path: `${this.dir}/step-${i}.sh`, contents: `set -e\n${step.run}`, mode: 0o600 })),
+      ...(monitor.upload ? [{ path: `${this.dir}/vm-monitor.sh`, contents: monitor.upload.toString('utf8'), mode: 0o700 }] : []),
+    ];
+    await this.session.upload({ data: fileWriter(files) }, `${this.dir}/setup.sh`, { mode: 0o600 });
+    const script = monitor.upload ? `"$HOME"/${this.dir}/vm-monitor.sh` : shellQuote([monitor.script]);
+    const out = await this.sh(
+      `/bin/bash ${this.abs}/setup.sh && rm -f ${this.abs}/setup.sh && cd "$HOME" && ` +
+        `set -a && . ${this.dir}/monitor.env && set +a && rm -f ${this.dir}/monitor.env && ` +
+        // Braces: only the monitor goes to the background, with every fd off the SSH channel.
+        // It must still be alive a moment later: a bad argument or a missing curl ends it at once.
+        `{ nohup ${script} >${this.dir}/monitor.log 2>&1 </dev/null & pid=$!; sleep 0.2; ` +
+        `if kill -0 "$pid" 2>/dev/null; then echo "$pid"; else echo "the monitor exited at once:"; tail -n 5 ${this.dir}/monitor.log; exit 3; fi; }`,
+    );
+    const pid = Number(out.trim());
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`the monitor did not start (got '${out.trim()}')`);
+    this.monitorPid = pid;
+    return pid;
+  }
+
+  /**
+   * Runs step `index`, first recording `progress`; resolves with its exit status (128+n when
+   * killed by signal n), or null when the channel ended without one — the session or the VM
+   * died under it.
+   */
+  async runStep(index: number, progress: number, io: { onOutput: (chunk: Buffer) => void; signal?: AbortSignal }): Promise<number | null> {
+    const r = await this.session.exec(`/bin/bash ${this.abs}/run-step.sh ${this.abs} ${index} ${Math.round(progress)}`, {
       onStdout: io.onOutput,
       onStderr: io.onOutput,
       signal: io.signal,
@@ -104,11 +163,10 @@ export class RemoteWorkspace {
 
   /** Stops the running step's whole process group: TERM, up to `graceMs`, then KILL. */
   async stopStep(graceMs: number): Promise<void> {
-    const pid = `$(cat ${this.abs}/step.pid 2>/dev/null)`;
-    const graceS = Math.max(1, Math.ceil(graceMs / 1000));
+    const graceTicks = Math.max(1, Math.ceil(graceMs / 100));
     await this.session.exec(
-      `p=${pid}; [ -n "$p" ] || exit 0; kill -TERM -- -"$p" 2>/dev/null || exit 0; ` +
-        `i=0; while kill -0 -- -"$p" 2>/dev/null && [ $i -lt ${graceS * 10} ]; do sleep 0.1; i=$((i+1)); done; ` +
+      `p=$(cat ${this.abs}/step.pid 2>/dev/null); [ -n "$p" ] || exit 0; kill -TERM -- -"$p" 2>/dev/null || exit 0; ` +
+        `i=0; while kill -0 -- -"$p" 2>/dev/null && [ $i -lt ${graceTicks} ]; do sleep 0.1; i=$((i+1)); done; ` +
         `kill -KILL -- -"$p" 2>/dev/null; exit 0`,
       { timeoutMs: graceMs + this.timeoutMs },
     );
@@ -118,51 +176,9 @@ export class RemoteWorkspace {
     await this.sh(`printf '%s\\n' ${Math.round(percent)} > ${this.abs}/progress`);
   }
 
-  /** The version `script --version` prints in the VM, or null when it is missing or fails. */
-  async monitorVersion(script: string): Promise<string | null> {
-    const r = await this.session.exec(`${shellQuote([script])} --version 2>/dev/null`, { timeoutMs: this.timeoutMs });
-    return r.exitCode === 0 ? r.stdout.trim() : null;
-  }
-
-  /** Uploads a monitor script into the workspace; returns its remote path. */
-  async uploadMonitor(contents: Buffer): Promise<string> {
-    await this.session.upload({ data: contents }, `${this.dir}/vm-monitor.sh`, { mode: 0o700 });
-    return `${this.dir}/vm-monitor.sh`;
-  }
-
-  /** Starts vm-monitor.sh in the background with its settings in the environment; returns its pid. */
-  async startMonitor(m: MonitorLaunch): Promise<number> {
-    const env = {
-      EXPO_MONITOR_CONTROLLER: m.controllerUrl,
-      EXPO_MONITOR_BUILD_ID: m.buildId,
-      EXPO_MONITOR_WORKER_ID: m.workerId,
-      EXPO_MONITOR_TOKEN: m.buildToken,
-      EXPO_MONITOR_INTERVAL_S: String(m.intervalS),
-      EXPO_MONITOR_PROGRESS_FILE: `${this.dir}/progress`,
-    };
-    await this.session.upload({ data: Object.entries(env).map(([k, v]) => exportLine(k, v)).join('\n') + '\n' }, `${this.dir}/monitor.env`, { mode: 0o600 });
-    const script = m.script.startsWith('/') ? shellQuote([m.script]) : `"$HOME"/${m.script}`;
-    const out = await this.sh(
-      `cd "$HOME" && set -a && . ${this.dir}/monitor.env && set +a && rm -f ${this.dir}/monitor.env && ` +
-        // Braces: only the monitor goes to the background, with every fd off the SSH channel.
-        `{ nohup ${script} >${this.dir}/monitor.log 2>&1 </dev/null & echo $!; }`,
-    );
-    const pid = Number(out.trim());
-    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`the monitor did not start (got '${out.trim()}')`);
-    // It must still be alive a moment later: a bad argument or missing curl ends it at once.
-    await new Promise((r) => setTimeout(r, 300));
-    const alive = await this.session.exec(`kill -0 ${pid}`, { timeoutMs: this.timeoutMs });
-    if (alive.exitCode !== 0) {
-      const log = await this.session.exec(`tail -n 5 ${this.abs}/monitor.log`, { timeoutMs: this.timeoutMs });
-      throw new Error(`the monitor exited at once: ${log.stdout.trim()}`);
-    }
-    this.monitorPid = pid;
-    return pid;
-  }
-
   async stopMonitor(): Promise<void> {
     if (this.monitorPid === null) return;
-    await this.session.exec(`kill -TERM ${this.monitorPid} 2>/dev/null; exit 0`, { timeoutMs: this.timeoutMs });
+    await this.session.exec(`kill -TERM ${this.monitorPid} 2>/dev/null; exit 0`, { timeoutMs: 5000 });
     this.monitorPid = null;
   }
 }

@@ -12,15 +12,17 @@ describe('a build on the real system', () => {
     farm = await startFarm();
     const id = await farm.submit({
       steps: [
-        { name: 'hello', run: 'echo "hello $WHO"; echo ::progress 40' },
+        { name: 'hello', run: 'echo "hello $WHO"; echo "tricky=[$TRICKY]"; echo ::progress 40' },
         { name: 'work', run: 'for i in 1 2 3; do echo "line $i"; sleep 0.3; done; echo ::progress 90; sleep 1.5' },
       ],
-      env: { WHO: 'expo' },
+      env: { WHO: 'expo', TRICKY: `it's "quoted" $HOME \`x\`\nEXPO_EOF_line` },
     });
     const done = await farm.waitBuild(id, (b) => ['succeeded', 'failed', 'cancelled'].includes(b.status), 60_000);
     const log = await farm.log(id);
     expect(done, log).toMatchObject({ status: 'succeeded', exitCode: 0, workerId: 'mac-1' });
     expect(log).toContain('hello expo');
+    // Values reach the step exactly as submitted: no shell expansion, quotes and newlines intact.
+    expect(log).toContain(`tricky=[it's "quoted" $HOME \`x\`\nEXPO_EOF_line]`);
     expect(log).toContain('line 3');
     expect(log).toContain('[expo-worker] step 2/2: work');
     expect(done.progress).toBeGreaterThanOrEqual(90);
