@@ -40,7 +40,9 @@ async function manualPrepare(farm: Farm, i: number): Promise<{ prepareMs: number
 }
 
 async function main(): Promise<void> {
-  const farm = await startFarm({ heartbeatTimeoutS: 30, sim: { bootDelayS: BOOT_DELAY_S } });
+  // The agent runs as in production, from the build (`npm run build` first).
+  const agentCli = new URL('../../dist/src/cli.js', import.meta.url).pathname;
+  const farm = await startFarm({ heartbeatTimeoutS: 30, sim: { bootDelayS: BOOT_DELAY_S }, agentCli });
   try {
     const agent = farm.agents[0]!;
     // 1 + 2: builds whose first step prints the time it starts.

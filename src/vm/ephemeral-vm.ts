@@ -106,6 +106,8 @@ export class EphemeralVm {
   private sessionRef: SshSession | undefined;
   private address = '';
   private releasing: Promise<void> | undefined;
+  /** The vm-exists result from confirming the start, so it is not asked of tart twice. */
+  private startedCheck: CheckResult<'vm-exists'> | undefined;
   private bootStartedAt = 0;
 
   private constructor(config: EphemeralVmConfig, name: string) {
@@ -205,7 +207,7 @@ export class EphemeralVm {
         }
       });
 
-      const exists = this.record(await guard(checkVmExists(driver, this.name)));
+      const exists = this.record(this.startedCheck ?? (await guard(checkVmExists(driver, this.name))));
       if (!exists.ok) throw this.unhealthy(exists);
 
       this.progress(`waiting up to ${c.ipWaitS ?? 120} s for ${this.name}'s IP`);
@@ -289,11 +291,14 @@ export class EphemeralVm {
     const run = await driver.run(this.name, { logPath: join(this.config.logDir, `${this.name}.log`) });
     this.runHandle = run;
     // Hold the start lock until tart has taken the VM's lock (list says running), so the next
-    // slot's count includes this VM.
+    // slot's count includes this VM. The list that shows it running is also the vm-exists check.
     const deadline = performance.now() + (this.config.startConfirmMs ?? 10_000);
     while (!signal.aborted && run.isRunning() && performance.now() < deadline) {
-      const vm = (await driver.list()).find((v) => v.name === this.name);
-      if (vm?.state === 'running') return;
+      const exists = await checkVmExists(driver, this.name);
+      if (exists.ok) {
+        this.startedCheck = exists;
+        return;
+      }
       await sleep(100);
     }
     if (!run.isRunning()) {

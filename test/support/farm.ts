@@ -55,6 +55,8 @@ export interface FarmOptions {
   agent?: boolean;
   /** Route the agent and its VMs to the controller through a TCP proxy the test can cut. */
   proxy?: boolean;
+  /** The CLI the agent runs: default the TypeScript source; benchmarks pass the built `dist/src/cli.js`. */
+  agentCli?: string;
 }
 
 export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
@@ -130,7 +132,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
           ...extra,
         };
         writeFileSync(farm.configPath, JSON.stringify(config, null, 2));
-        const agent = startAgentProcess(farm.configPath, sim.env);
+        const agent = startAgentProcess(o.agentCli ?? CLI, farm.configPath, sim.env);
         agents.push(agent);
         await agent.waitFor('agent starting', 15_000);
         return agent;
@@ -163,8 +165,8 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
   }
 }
 
-function startAgentProcess(configPath: string, env: NodeJS.ProcessEnv): AgentProcess {
-  const proc = spawn(process.execPath, [CLI, 'agent', '--config', configPath, '--log-level', 'debug'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function startAgentProcess(cli: string, configPath: string, env: NodeJS.ProcessEnv): AgentProcess {
+  const proc = spawn(process.execPath, [cli, 'agent', '--config', configPath, '--log-level', 'debug'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const waiters: { text: string; where?: (e: Record<string, unknown>) => boolean; resolve: (e: Record<string, unknown>) => void }[] = [];
   const onLine = (line: string) => {
