@@ -15,7 +15,6 @@ const QUICK = process.env.BENCH_QUICK === '1';
 const BUILDS = QUICK ? 3 : 8;
 const BOOT_DELAY_S = 0.2;
 
-const ms = (a: string | null, b: string | null) => (a && b ? Date.parse(b) - Date.parse(a) : NaN);
 const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
 
 /** The same VM work the agent does before the first step, by hand. */
