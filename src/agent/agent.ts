@@ -106,10 +106,12 @@ export class Agent {
 
   async start(): Promise<void> {
     await this.maintenance('start');
+    if (this.stateValue !== 'starting') return; // told to stop while starting
     this.stateValue = 'polling';
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.d.settings.workerHeartbeatS * 1000);
     this.cronTask = cron.schedule(this.d.settings.maintenanceCron, () => void this.maintenance('schedule'), { noOverlap: true });
     this.loop = this.pollLoop();
+    this.d.log.info({ slots: this.d.settings.slots }, 'agent ready: polling for builds');
   }
 
   /** Reaps orphaned clones and runs the host preflight; a failing preflight pauses polling. */

@@ -178,9 +178,10 @@ export async function main(argv: string[]): Promise<number> {
     log.error({ err: (err as Error).message, metricsAddress: config.metricsAddress }, 'status server could not listen; /metrics and /health are off');
   }
   log.info({ workerId: config.workerId, controller: config.controllerUrl, baseVm: config.vmName, slots: config.maxConcurrentBuilds }, 'agent starting');
-  await agent.start();
 
-  return new Promise<number>((resolve) => {
+  // Signals are ours before the first slow step (reaping, preflight), so a stop or a reload
+  // that arrives during start-up is handled like any other.
+  const stopped = new Promise<number>((resolve) => {
     let signals = 0;
     const stop = (signal: NodeJS.Signals) => {
       signals++;
@@ -228,4 +229,6 @@ export async function main(argv: string[]): Promise<number> {
       log.info('config reloaded: builds claimed from now on use it');
     });
   });
+  await agent.start();
+  return stopped;
 }

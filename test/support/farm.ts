@@ -134,7 +134,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
         writeFileSync(farm.configPath, JSON.stringify(config, null, 2));
         const agent = startAgentProcess(o.agentCli ?? CLI, farm.configPath, sim.env);
         agents.push(agent);
-        await agent.waitFor('agent starting', 15_000);
+        await agent.waitFor('agent ready', 30_000);
         return agent;
       },
       restartController: async () => {
