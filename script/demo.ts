@@ -4,7 +4,7 @@
  * a build whose VM freezes mid-build and is failed by the watchdog, its clone recycled, and a
  * next build on a fresh clone. Ends with a summary, exits 0, and leaves nothing running.
  */
-import { startFarm, type Farm } from '../test/support/farm.ts';
+import { FINAL, startFarm, type Farm } from '../test/support/farm.ts';
 
 const HEARTBEAT_TIMEOUT_S = 5;
 const tty = process.stdout.isTTY;
@@ -15,10 +15,9 @@ const green = (s: string) => paint('32', s);
 const red = (s: string) => paint('31', s);
 const step = (s: string) => console.log(`${paint('36', '→')} ${s}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const FINAL = ['succeeded', 'failed', 'cancelled'];
 
 /** Prints a build's log as it grows and its status/progress as they change, until it ends or `until` says so. */
-async function follow(farm: Farm, id: string, until: (b: Record<string, any>) => boolean = (b) => FINAL.includes(b.status)): Promise<Record<string, any>> {
+async function follow(farm: Farm, id: string, until: (b: Record<string, any>) => boolean = FINAL): Promise<Record<string, any>> {
   let offset = 0;
   let shown = '';
   for (;;) {
@@ -77,10 +76,10 @@ async function main(): Promise<void> {
     const frozenAt = Date.now();
     step(red(`froze ${clone}: every process in it stopped — no more heartbeats from its monitor`));
     let b = await farm.build(b2);
-    while (!FINAL.includes(b.status)) {
+    while (!FINAL(b)) {
       await sleep(500);
       b = await farm.build(b2);
-      if (!FINAL.includes(b.status)) console.log(dim(`    … ${((Date.now() - frozenAt) / 1000).toFixed(1)} s without a heartbeat; build is ${b.status}`));
+      if (!FINAL(b)) console.log(dim(`    … ${((Date.now() - frozenAt) / 1000).toFixed(1)} s without a heartbeat; build is ${b.status}`));
     }
     step(`after ${((Date.now() - frozenAt) / 1000).toFixed(1)} s the watchdog failed it: ${red(`${b.status} (${b.failureReason})`)}`);
     await farm.agents[0]!.waitFor('build done', 30_000, (e) => e.buildId === b2);

@@ -3,7 +3,7 @@
  * signal, a cancel from the controller, and two builds at once with a third waiting.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startFarm, type Farm } from '../support/farm.ts';
+import { FINAL, startFarm, type Farm } from '../support/farm.ts';
 
 let farm: Farm | undefined;
 afterEach(async () => {
@@ -11,7 +11,6 @@ afterEach(async () => {
   farm = undefined;
 });
 
-const FINAL = (b: Record<string, any>) => ['succeeded', 'failed', 'cancelled'].includes(b.status);
 const clone = (id: string, attempt = 1) => `expo-mac-1-${id}-${attempt}`;
 
 describe('agent lifecycle', () => {

@@ -1,15 +1,13 @@
 /** SIGHUP reloads the agent's config for builds claimed afterwards; a bad file changes nothing. */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startFarm, type Farm } from '../support/farm.ts';
+import { FINAL, startFarm, type Farm } from '../support/farm.ts';
 
 let farm: Farm | undefined;
 afterEach(async () => {
   await farm?.stop();
   farm = undefined;
 });
-
-const FINAL = (b: Record<string, any>) => ['succeeded', 'failed', 'cancelled'].includes(b.status);
 
 describe('config reload', () => {
   it('applies a new config on SIGHUP to the next build, and keeps the old one when the file is bad', async () => {

@@ -3,15 +3,13 @@
  * controller cut off from the agent (and its VMs) for longer than the heartbeat timeout.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startFarm, type Farm } from '../support/farm.ts';
+import { FINAL, startFarm, type Farm } from '../support/farm.ts';
 
 let farm: Farm | undefined;
 afterEach(async () => {
   await farm?.stop();
   farm = undefined;
 });
-
-const FINAL = (b: Record<string, any>) => ['succeeded', 'failed', 'cancelled'].includes(b.status);
 
 describe('controller faults', () => {
   it('finishes a build with its whole log when the controller is SIGKILLed mid-build and restarted', async () => {

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { startFarm, type Farm } from '../support/farm.ts';
+import { FINAL, startFarm, type Farm } from '../support/farm.ts';
 import { promtoolCheckMetrics, sampleValue } from '../support/prom-text.ts';
 
 let farm: Farm | undefined;
@@ -13,8 +13,6 @@ afterEach(async () => {
   await farm?.stop();
   farm = undefined;
 });
-
-const FINAL = (b: Record<string, any>) => ['succeeded', 'failed', 'cancelled'].includes(b.status);
 
 async function fetchText(url: string): Promise<{ status: number; text: string; type: string }> {
   const res = await request(url);

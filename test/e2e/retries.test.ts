@@ -1,14 +1,12 @@
 /** Infrastructure failures are retried on a fresh clone when maxAttempts allows; build failures never are. */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startFarm, type Farm } from '../support/farm.ts';
+import { FINAL, startFarm, type Farm } from '../support/farm.ts';
 
 let farm: Farm | undefined;
 afterEach(async () => {
   await farm?.stop();
   farm = undefined;
 });
-
-const FINAL = (b: Record<string, any>) => ['succeeded', 'failed', 'cancelled'].includes(b.status);
 
 describe('retries', () => {
   it('retries a crashed VM on a fresh clone and succeeds on the second attempt', async () => {

@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startFarm, type Farm } from '../support/farm.ts';
+import { FINAL, startFarm, type Farm } from '../support/farm.ts';
 
 let farm: Farm | undefined;
 afterEach(async () => {
@@ -15,7 +15,6 @@ afterEach(async () => {
   farm = undefined;
 });
 
-const FINAL = (b: Record<string, any>) => ['succeeded', 'failed', 'cancelled'].includes(b.status);
 const clone = (id: string, attempt = 1) => `expo-mac-1-${id}-${attempt}`;
 
 async function waitRunning(f: Farm, id: string): Promise<void> {

@@ -16,6 +16,9 @@ import { createTartSim, type BaseVmOptions, type TartSim, type TartSimOptions } 
 
 export const ADMIN = 'e2e-admin-key-0123456789';
 
+/** Whether a build (as the API shows it) has ended. */
+export const FINAL = (b: Record<string, any>): boolean => ['succeeded', 'failed', 'cancelled'].includes(b.status);
+
 export interface AgentProcess {
   proc: ChildProcess;
   lines: string[];
