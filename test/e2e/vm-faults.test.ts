@@ -95,6 +95,26 @@ describe('VM faults', () => {
     await settled(farm, id);
   });
 
+  it('waits out a slow boot', async () => {
+    farm = await startFarm();
+    await farm.sim.fault('base', 'slow-boot', '3');
+    const id = await farm.submit();
+    expect(await farm.waitBuild(id, FINAL, 40_000)).toMatchObject({ status: 'succeeded' });
+    await settled(farm, id);
+  });
+
+  it('does not trust a stale IP: polls tart until the VM answers at its real address', async () => {
+    farm = await startFarm({ agentConfig: { sshReadyTimeoutS: 20 } });
+    await farm.sim.fault('base', 'stale-ip', 'on'); // clones inherit it: tart ip first answers an old lease
+    const id = await farm.submit();
+    await farm.waitBuild(id, (b) => b.status === 'preparing', 20_000);
+    await new Promise((r) => setTimeout(r, 2500));
+    await farm.sim.fault(clone(id), 'stale-ip', 'off'); // the lease is renewed
+    const b = await farm.waitBuild(id, FINAL, 40_000);
+    expect(b, await farm.log(id)).toMatchObject({ status: 'succeeded' });
+    await settled(farm, id);
+  });
+
   it('kills and reports a hanging tart call instead of waiting forever', async () => {
     farm = await startFarm({ agentConfig: { vmIpWaitS: 2, tartTimeoutS: 3 } });
     await farm.sim.hang(['ip']);
