@@ -21,7 +21,8 @@ import type { FailureReason } from '../protocol/domain.ts';
 import type { CompleteBody, PollResponse } from '../protocol/schemas.ts';
 import type { SshSession } from '../sys/ssh.ts';
 import type { VmExit } from '../vm/vm-driver.ts';
-import { isAttemptOver, type ControllerClient } from './controller-client.ts';
+import pRetry from 'p-retry';
+import { RawBody, isAttemptOver, type ControllerClient } from './controller-client.ts';
 import { LogStream } from './log-stream.ts';
 import { LineSplitter, parseProgressMarker, stepProgress } from './progress.ts';
 import { RemoteWorkspace } from './remote-workspace.ts';
@@ -55,7 +56,7 @@ export interface RunnerSettings {
 }
 
 export interface RunnerDeps {
-  client: Pick<ControllerClient, 'phase' | 'appendLog' | 'complete'>;
+  client: Pick<ControllerClient, 'phase' | 'appendLog' | 'complete' | 'uploadArtifact'>;
   acquireVm: (req: { buildId: string; attempt: number; signal: AbortSignal; onProgress: (line: string) => void }) => Promise<BuildVm>;
   /** The agent's own vm-monitor.sh, uploaded when the image has none or another version. */
   monitor: { contents: Buffer; version: string; installedPath: string };
@@ -260,14 +261,59 @@ export class BuildRunner {
           if (await this.settleCrash(ws, `the VM stopped answering during step '${step.name}'`)) return null;
           return { status: 'failed', failureReason: 'build_failed', message: `step '${step.name}' ended without an exit status` };
         }
-        if (exit !== 0) return { status: 'failed', failureReason: 'build_failed', exitCode: Math.min(255, exit), message: `step '${step.name}' exited with ${exit}` };
+        if (exit !== 0) {
+          // A failed build's artifacts (test reports, logs) are often what explains it.
+          await this.collectArtifacts(ws, note);
+          return { status: 'failed', failureReason: 'build_failed', exitCode: Math.min(255, exit), message: `step '${step.name}' exited with ${exit}` };
+        }
       }
+      await this.collectArtifacts(ws, note);
+      if (signal.aborted) return null;
       await ws.writeProgress(100).catch(() => undefined);
       return { status: 'succeeded', exitCode: 0 };
     } finally {
       // A VM that crashed or froze, or an attempt the controller already ended, is about to be
       // deleted: talking to it could only hang. Otherwise stop the monitor before reporting.
       if (this.reason !== 'vm_crashed' && this.reason !== 'attempt_over') await ws.stopMonitor().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Uploads the files the build's artifact patterns match, while the monitor still keeps the
+   * build alive. Each upload is retried with a fresh stream while the controller is away; what
+   * cannot be collected is said in the log rather than failing a build whose steps passed.
+   */
+  private async collectArtifacts(ws: RemoteWorkspace, note: (l: string) => void): Promise<void> {
+    const { build, lease } = this.claim;
+    if (build.artifacts.length === 0 || this.ac.signal.aborted) return;
+    let found: Map<string, string[]>;
+    try {
+      found = await ws.findArtifacts(build.artifacts);
+    } catch (err) {
+      note(`artifacts: could not look for them: ${(err as Error).message}`);
+      return;
+    }
+    for (const [pattern, files] of found) {
+      if (files.length === 0) note(`artifacts: nothing matches ${pattern}`);
+      for (const file of files) {
+        const name = file.split('/').pop()!;
+        try {
+          const stored = await pRetry(
+            async () => {
+              const { stream, sizeBytes } = await ws.openArtifact(file);
+              return this.d.client.uploadArtifact(build.id, lease, name, new RawBody(stream, sizeBytes));
+            },
+            { retries: 5, minTimeout: 1000, maxTimeout: 10_000, randomize: true, signal: this.ac.signal, shouldRetry: ({ error }) => isExpoError(error, 'HTTP_UNREACHABLE') },
+          );
+          note(`artifact ${name} (${file}): ${stored.sizeBytes} bytes, sha256 ${stored.sha256}`);
+        } catch (err) {
+          if (isAttemptOver(err)) {
+            this.abort('attempt_over', (err as Error).message);
+            return;
+          }
+          note(`artifact ${name} (${file}) was not stored: ${(err as Error).message}`);
+        }
+      }
     }
   }
 

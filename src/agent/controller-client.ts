@@ -5,6 +5,7 @@
  * completion are retried with backoff and jitter while the controller is unreachable or
  * answers 5xx — and never on a 4xx, which is an answer (a 409 means: abort this build).
  */
+import type { Readable } from 'node:stream';
 import pRetry from 'p-retry';
 import { Agent, request } from 'undici';
 import { ExpoError, isExpoError } from '../protocol/errors.ts';
@@ -21,6 +22,18 @@ export interface ControllerClientOptions {
   retryMaxMs?: number;
   /** Told of every request that failed (not of an aborted one), e.g. to count it. */
   onRequestError?: (err: ExpoError) => void;
+}
+
+type Method = 'GET' | 'POST' | 'PUT';
+
+/** A request body sent as bytes from a stream (an artifact), not as JSON. */
+export class RawBody {
+  readonly stream: Readable;
+  readonly length: number;
+  constructor(stream: Readable, length: number) {
+    this.stream = stream;
+    this.length = length;
+  }
 }
 
 export interface HttpErrorDetails {
@@ -52,7 +65,7 @@ export class ControllerClient {
   }
 
   /** One request; resolves with the status and parsed body, rejects with HTTP_UNREACHABLE or HTTP_STATUS. */
-  async send<T>(method: 'GET' | 'POST', path: string, body: unknown, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<{ status: number; body: T | null }> {
+  async send<T>(method: Method, path: string, body: unknown, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<{ status: number; body: T | null }> {
     try {
       return await this.sendOnce<T>(method, path, body, opts);
     } catch (err) {
@@ -61,15 +74,19 @@ export class ControllerClient {
     }
   }
 
-  private async sendOnce<T>(method: 'GET' | 'POST', path: string, body: unknown, opts: { timeoutMs?: number; signal?: AbortSignal }): Promise<{ status: number; body: T | null }> {
+  private async sendOnce<T>(method: Method, path: string, body: unknown, opts: { timeoutMs?: number; signal?: AbortSignal }): Promise<{ status: number; body: T | null }> {
     const timeoutMs = opts.timeoutMs ?? this.o.requestTimeoutMs;
+    const raw = body instanceof RawBody ? body : null;
+    const headers: Record<string, string> = { authorization: `Bearer ${this.o.apiKey}` };
+    if (raw) Object.assign(headers, { 'content-type': 'application/octet-stream', 'content-length': String(raw.length) });
+    else if (body !== undefined) headers['content-type'] = 'application/json';
     let res;
     try {
       res = await request(`${this.o.baseUrl}${path}`, {
         method,
         dispatcher: this.dispatcher,
-        headers: { authorization: `Bearer ${this.o.apiKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        headers,
+        body: raw ? raw.stream : body === undefined ? undefined : JSON.stringify(body),
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
         signal: opts.signal,
@@ -94,7 +111,7 @@ export class ControllerClient {
   }
 
   /** `send`, retried with backoff and jitter on HTTP_UNREACHABLE (network errors, 5xx). */
-  async retried<T>(method: 'GET' | 'POST', path: string, body: unknown, r: RetryOptions = {}): Promise<{ status: number; body: T | null }> {
+  async retried<T>(method: Method, path: string, body: unknown, r: RetryOptions = {}): Promise<{ status: number; body: T | null }> {
     return pRetry(() => this.send<T>(method, path, body, { signal: r.signal }), {
       retries: r.retries ?? 5,
       factor: 2,
@@ -131,6 +148,13 @@ export class ControllerClient {
   async appendLog(buildId: string, lease: string, offset: number, data: string, r?: RetryOptions): Promise<number> {
     const res = await this.retried<{ logBytes: number }>('POST', `/api/v1/builds/${buildId}/logs`, { lease, offset, data }, r);
     return res.body?.logBytes ?? offset;
+  }
+
+  /** Uploads one artifact. Not retried here: a retry needs a fresh stream, so the caller loops. */
+  async uploadArtifact(buildId: string, lease: string, name: string, body: RawBody, timeoutMs = 30 * 60_000): Promise<{ sizeBytes: number; sha256: string }> {
+    const path = `/api/v1/builds/${buildId}/artifacts/${encodeURIComponent(name)}?lease=${encodeURIComponent(lease)}`;
+    const res = await this.send<{ sizeBytes: number; sha256: string }>('PUT', path, body, { timeoutMs });
+    return res.body ?? { sizeBytes: body.length, sha256: '' };
   }
 
   async complete(buildId: string, body: CompleteBody, r?: RetryOptions): Promise<{ status: string }> {

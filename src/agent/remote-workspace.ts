@@ -151,6 +151,27 @@ export class RemoteWorkspace {
     return r.exitCode;
   }
 
+  /**
+   * The files each artifact pattern matches in work/ (expanded by the VM's shell; the patterns
+   * were validated to plain path characters and `*` `?`). One command.
+   */
+  async findArtifacts(patterns: readonly string[]): Promise<Map<string, string[]>> {
+    const loop = patterns.map((p) => `printf '\\t%s\\n' ${shellQuote([p])}; for f in ${p}; do [ -f "$f" ] && printf '%s\\n' "$f"; done`).join('; ');
+    const out = await this.sh(`cd ${this.abs}/work && { ${loop}; }; true`);
+    const found = new Map<string, string[]>();
+    let current: string[] = [];
+    for (const line of out.split('\n')) {
+      if (line.startsWith('\t')) found.set(line.slice(1), (current = []));
+      else if (line !== '') current.push(line);
+    }
+    return found;
+  }
+
+  /** Opens a file of work/ for reading. */
+  openArtifact(path: string): ReturnType<SshSession['openRead']> {
+    return this.session.openRead(`${this.dir}/work/${path}`);
+  }
+
   /** Whether the VM still answers over this session. */
   async alive(timeoutMs: number): Promise<boolean> {
     try {

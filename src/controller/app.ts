@@ -15,6 +15,8 @@ import { BuildService, type BuildEvent } from './build-service.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { workerRoutes } from './routes/worker.ts';
+import { artifactRoutes } from './routes/artifacts.ts';
+import { ArtifactFiles } from './artifact-files.ts';
 import type { Store } from './store/store.ts';
 import { Watchdog } from './watchdog.ts';
 
@@ -42,6 +44,10 @@ export interface AppOptions {
   adminKey: string;
   heartbeatTimeoutMs: number;
   maxLogBytes: number;
+  /** Where artifact files are kept (`<dir>/<buildId>/<name>`). */
+  artifactsDir: string;
+  /** The largest artifact accepted, in bytes. Default 4 GiB. */
+  maxArtifactBytes?: number;
   defaultBuildTimeoutS: number;
   logger: Logger;
   /** Time source in ms since the epoch. Default Date.now. */
@@ -150,6 +156,13 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
 
   await app.register(adminRoutes, { service, store: o.store });
   await app.register(workerRoutes, { service, metrics });
+  await app.register(artifactRoutes, {
+    service,
+    store: o.store,
+    files: new ArtifactFiles(o.artifactsDir),
+    maxArtifactBytes: o.maxArtifactBytes ?? 4 * 1024 ** 3,
+    now,
+  });
   await app.ready();
 
   return {

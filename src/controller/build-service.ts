@@ -66,6 +66,7 @@ export class BuildService {
       steps: body.steps,
       env: body.env ?? {},
       labels: body.labels ?? [],
+      artifacts: body.artifacts ?? [],
       timeoutS: body.timeoutS ?? this.o.defaultTimeoutS,
       maxAttempts: body.maxAttempts ?? 1,
       createdAt: this.o.now(),
@@ -216,6 +217,13 @@ export class BuildService {
     const attempt = await this.store.getAttemptByLease(buildId, lease);
     if (!attempt) throw new ExpoError('LEASE_STALE', `the lease is not one of build ${buildId}'s; abort it`);
     if (attempt.workerId !== worker.id) throw new ExpoError('AUTH_FORBIDDEN', 'this lease belongs to another worker');
+    return { build, attempt };
+  }
+
+  /** The current attempt of a build this worker holds under `lease`; 403 or 409 otherwise. */
+  async currentAttempt(worker: WorkerRecord, buildId: string, lease: string): Promise<{ build: BuildRecord; attempt: AttemptRecord }> {
+    const { build, attempt } = await this.attemptFor(worker, buildId, lease);
+    if (build.lease !== lease) throw this.staleLease(build, attempt);
     return { build, attempt };
   }
 

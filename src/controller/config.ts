@@ -2,6 +2,7 @@
  * The controller's configuration: flags, then `EXPO_CONTROLLER_*` environment variables, then
  * defaults. Validated once at start — every bad value is named in one error — and frozen.
  */
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ExpoError } from '../protocol/errors.ts';
 
@@ -18,6 +19,10 @@ export interface ControllerConfig {
   heartbeatTimeoutMs: number;
   /** Per-build log cap, in bytes. Default 64 MiB. */
   maxLogBytes: number;
+  /** Where artifact files are kept. Default `artifacts/` beside the database. */
+  artifactsDir: string;
+  /** The largest artifact accepted, in bytes. Default 4 GiB. */
+  maxArtifactBytes: number;
   /** Build timeout when a submission names none, in seconds. Default 3600. */
   defaultBuildTimeoutS: number;
   /** pino level. Default info. */
@@ -37,6 +42,9 @@ Options (each also read from the environment variable shown):
                              goes offline; decimals allowed (EXPO_CONTROLLER_HEARTBEAT_TIMEOUT,
                              default 120)
   --max-log-mb N             per-build log cap in MiB (EXPO_CONTROLLER_MAX_LOG_MB, default 64)
+  --artifacts-dir DIR        where artifacts are kept (EXPO_CONTROLLER_ARTIFACTS_DIR, default
+                             artifacts/ beside the database)
+  --max-artifact-mb N        largest artifact in MiB (EXPO_CONTROLLER_MAX_ARTIFACT_MB, default 4096)
   --default-build-timeout S  build timeout when a submission names none
                              (EXPO_CONTROLLER_DEFAULT_BUILD_TIMEOUT, default 3600)
   --log-level LEVEL          fatal|error|warn|info|debug|trace (EXPO_CONTROLLER_LOG_LEVEL, default info)
@@ -50,6 +58,8 @@ const OPTIONS = {
   'api-key': { type: 'string' },
   'heartbeat-timeout': { type: 'string' },
   'max-log-mb': { type: 'string' },
+  'artifacts-dir': { type: 'string' },
+  'max-artifact-mb': { type: 'string' },
   'default-build-timeout': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -81,6 +91,7 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
   };
   const port = number('port', 'EXPO_CONTROLLER_PORT', 3000, (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'a port number (0-65535)');
   const timeoutS = number('heartbeat-timeout', 'EXPO_CONTROLLER_HEARTBEAT_TIMEOUT', 120, (n) => n >= 0.1 && n <= 86400, 'a number of seconds between 0.1 and 86400');
+  const maxArtifactMb = number('max-artifact-mb', 'EXPO_CONTROLLER_MAX_ARTIFACT_MB', 4096, (n) => n > 0 && n <= 1024 * 1024, 'a size in MiB between 1 and 1048576');
   const maxLogMb = number('max-log-mb', 'EXPO_CONTROLLER_MAX_LOG_MB', 64, (n) => n > 0 && n <= 4096, 'a size in MiB between 1 and 4096');
   const defaultBuildTimeoutS = number('default-build-timeout', 'EXPO_CONTROLLER_DEFAULT_BUILD_TIMEOUT', 3600, (n) => Number.isInteger(n) && n >= 1 && n <= 604800, 'a whole number of seconds between 1 and 604800');
   const host = pick('host', 'EXPO_CONTROLLER_HOST') ?? '127.0.0.1';
@@ -104,6 +115,8 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
       apiKey: apiKey!,
       heartbeatTimeoutMs: Math.round(timeoutS * 1000),
       maxLogBytes: Math.round(maxLogMb * 1024 * 1024),
+      artifactsDir: pick('artifacts-dir', 'EXPO_CONTROLLER_ARTIFACTS_DIR') ?? join(dirname(dbPath!), 'artifacts'),
+      maxArtifactBytes: Math.round(maxArtifactMb * 1024 * 1024),
       defaultBuildTimeoutS,
       logLevel,
     }),

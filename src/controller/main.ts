@@ -39,6 +39,8 @@ export async function main(argv: string[]): Promise<number> {
     adminKey: config.apiKey,
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
     maxLogBytes: config.maxLogBytes,
+    artifactsDir: config.artifactsDir,
+    maxArtifactBytes: config.maxArtifactBytes,
     defaultBuildTimeoutS: config.defaultBuildTimeoutS,
     logger,
     startedAt,

@@ -1,7 +1,7 @@
 /** Store records turned into what the API shows: ISO times, env values withheld, worker status derived. */
 import type { WorkerStatus } from '../protocol/domain.ts';
-import type { AssignedBuild, BuildView, WorkerView } from '../protocol/schemas.ts';
-import type { BuildRecord, Claim, WorkerRecord } from './store/store.ts';
+import type { ArtifactView, AssignedBuild, BuildView, WorkerView } from '../protocol/schemas.ts';
+import type { ArtifactRecord, BuildRecord, Claim, WorkerRecord } from './store/store.ts';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
@@ -19,6 +19,7 @@ export function buildView(b: BuildRecord): BuildView {
     timeoutS: b.timeoutS,
     labels: b.labels,
     steps: b.steps,
+    artifacts: b.artifacts,
     envNames: Object.keys(b.env).sort(),
     cancelRequested: b.cancelRequested,
     logBytes: b.logBytes,
@@ -49,6 +50,10 @@ export function workerView(w: WorkerRecord, runningBuilds: string[]): WorkerView
   };
 }
 
+export function artifactView(a: ArtifactRecord): ArtifactView {
+  return { name: a.name, attempt: a.attempt, sizeBytes: a.sizeBytes, sha256: a.sha256, createdAt: iso(a.createdAt)! };
+}
+
 export function assignedBuild(c: Claim): AssignedBuild {
   return {
     id: c.build.id,
@@ -58,6 +63,7 @@ export function assignedBuild(c: Claim): AssignedBuild {
     timeoutS: c.build.timeoutS,
     attempt: c.attempt.attempt,
     maxAttempts: c.build.maxAttempts,
+    artifacts: c.build.artifacts,
     logOffset: c.attempt.logOffset,
   };
 }

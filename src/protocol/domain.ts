@@ -63,5 +63,10 @@ export const BUILD_ID_PATTERN = '^[a-z2-7]{16}$';
 export const LABEL_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:=/-]{0,63}$';
 export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]{0,127}$';
 
+/** Artifact patterns: relative, no `..` segment, letters, digits, `._-/` and the globs `*` `?`. */
+export const ARTIFACT_PATTERN = '^(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._*?/-]{1,256}$';
+/** A stored artifact's name: the collected file's base name. */
+export const ARTIFACT_NAME_PATTERN = '^(?!\\.)[A-Za-z0-9._-]{1,200}$';
+
 export const isWorkerId = (s: string): boolean => new RegExp(WORKER_ID_PATTERN).test(s);
 export const isBuildId = (s: string): boolean => new RegExp(BUILD_ID_PATTERN).test(s);

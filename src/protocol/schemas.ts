@@ -7,6 +7,8 @@ import { Type, type Static, type TSchema } from 'typebox';
 import {
   BUILD_ID_PATTERN,
   BUILD_PHASES,
+  ARTIFACT_NAME_PATTERN,
+  ARTIFACT_PATTERN,
   BUILD_STATUSES,
   ENV_NAME_PATTERN,
   FAILURE_REASONS,
@@ -30,6 +32,7 @@ export const LIMITS = {
   maxTimeoutS: 7 * 24 * 3600,
   maxAttempts: 5,
   maxPollWaitS: 25,
+  maxArtifactPatterns: 20,
   /** Request bodies, in bytes: 1 MiB, and 4 MiB for log chunks (JSON escaping grows them). */
   bodyBytes: 1024 * 1024,
   logBodyBytes: 4 * 1024 * 1024,
@@ -70,8 +73,16 @@ export const WorkerView = Type.Object({
 export type WorkerView = Static<typeof WorkerView>;
 
 // ---- admin: builds ----
+/**
+ * An artifact pattern: a path relative to the build's work directory, `*` and `?` allowed
+ * (expanded by the VM's shell), no `..`, no leading `/`.
+ */
+export const ArtifactPattern = Type.String({ pattern: ARTIFACT_PATTERN });
+export const ArtifactName = Type.String({ pattern: ARTIFACT_NAME_PATTERN });
+
 export const CreateBuildBody = strict({
   steps: Type.Array(Step, { minItems: 1, maxItems: LIMITS.maxSteps }),
+  artifacts: Type.Optional(Type.Array(ArtifactPattern, { maxItems: LIMITS.maxArtifactPatterns, uniqueItems: true })),
   env: Type.Optional(Env),
   labels: Type.Optional(Labels),
   timeoutS: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.maxTimeoutS })),
@@ -92,6 +103,7 @@ export const BuildView = Type.Object({
   timeoutS: Type.Integer(),
   labels: Type.Array(Type.String()),
   steps: Type.Array(Step),
+  artifacts: Type.Array(Type.String()),
   /** Names only: values may be secrets and are handed to the worker alone. */
   envNames: Type.Array(Type.String()),
   cancelRequested: Type.Boolean(),
@@ -111,6 +123,17 @@ export const ListBuildsQuery = strict({
 export const LogQuery = strict({ offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,12}$' })) });
 
 export const BuildIdParams = strict({ id: BuildId });
+export const ArtifactParams = strict({ id: BuildId, name: ArtifactName });
+export const ArtifactUploadQuery = strict({ lease: Token });
+
+export const ArtifactView = Type.Object({
+  name: Type.String(),
+  attempt: Type.Integer(),
+  sizeBytes: Type.Integer(),
+  sha256: Type.String(),
+  createdAt: Type.String(),
+});
+export type ArtifactView = Static<typeof ArtifactView>;
 export const WorkerIdParams = strict({ id: WorkerId });
 
 // ---- worker: poll and heartbeat ----
@@ -131,6 +154,7 @@ export const AssignedBuild = Type.Object({
   timeoutS: Type.Integer(),
   attempt: Type.Integer(),
   maxAttempts: Type.Integer(),
+  artifacts: Type.Array(Type.String()),
   /** The byte offset at which this attempt's log chunks start. */
   logOffset: Type.Integer(),
 });

@@ -11,6 +11,7 @@
  * - `SSH_CLOSED`: the connection closed before the operation finished.
  * - `SSH_EXEC_TIMEOUT`: a command ran past its own timeout.
  */
+import type { Readable } from 'node:stream';
 
 /**
  * How to check the server's host key. Fingerprints are OpenSSH's `SHA256:<base64, no padding>`.
@@ -82,6 +83,8 @@ export interface SshSession {
   exec(command: string, options?: SshExecOptions): Promise<SshExecResult>;
   /** Writes a file over SFTP and sets its mode (default 0o644). */
   upload(source: UploadSource, remotePath: string, options?: { mode?: number }): Promise<void>;
+  /** Opens a remote file for reading over SFTP; the session ends with the stream. */
+  openRead(remotePath: string): Promise<{ stream: Readable; sizeBytes: number }>;
   /**
    * Resolves when the connection has ended, with the error that ended it (keepalive timeout →
    * `SSH_TIMEOUT`, reset → `SSH_CLOSED`) or none for a clean close. Never rejects.

@@ -6,6 +6,7 @@
  * and for keepalives, `client-authentication` for rejected keys), and our own host-key verifier
  * (a flag set when it refuses a key, so a mismatch is never mistaken for a protocol error).
  */
+import type { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { ExpoError, type ErrorCode } from '../protocol/errors.ts';
@@ -289,6 +290,30 @@ class Ssh2Session implements SshSession {
         };
         if ('data' in source) sftp.writeFile(remotePath, source.data, { mode }, written);
         else sftp.fastPut(source.localPath, remotePath, { mode }, written);
+      });
+    });
+  }
+
+  openRead(remotePath: string): Promise<{ stream: Readable; sizeBytes: number }> {
+    return new Promise((resolve, reject) => {
+      if (this.ended) return reject(this.closedError('before download'));
+      const fail = (sftp: SFTPWrapper | undefined, e: Error): void => {
+        sftp?.end();
+        reject(
+          this.connectionError() ??
+            new ExpoError('SSH_CLOSED', `${this.where}: reading ${remotePath} failed: ${e.message}`, { cause: e, details: this.details }),
+        );
+      };
+      this.client.sftp((err, sftp) => {
+        if (err) return fail(undefined, err);
+        sftp.stat(remotePath, (e, stats) => {
+          if (e) return fail(sftp, e);
+          const stream = sftp.createReadStream(remotePath);
+          // The SFTP session lives as long as the stream.
+          stream.once('close', () => sftp.end());
+          stream.once('error', () => sftp.end());
+          resolve({ stream, sizeBytes: stats.size });
+        });
       });
     });
   }

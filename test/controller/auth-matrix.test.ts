@@ -23,6 +23,7 @@ const ROUTES: Route[] = [
   { name: 'list builds', method: 'GET', url: () => '/api/v1/builds', allowed: ['admin'] },
   { name: 'get build', method: 'GET', url: (x) => `/api/v1/builds/${x}`, allowed: ['admin'] },
   { name: 'cancel build', method: 'POST', url: (x) => `/api/v1/builds/${x}/cancel`, allowed: ['admin'] },
+  { name: 'list artifacts', method: 'GET', url: (x) => `/api/v1/builds/${x}/artifacts`, allowed: ['admin'] },
   { name: 'read log', method: 'GET', url: (x) => `/api/v1/builds/${x}/logs`, allowed: ['admin'] },
   { name: 'get worker', method: 'GET', url: () => '/api/v1/workers/mac-a', allowed: ['admin', 'workerA'] },
   { name: 'poll', method: 'POST', url: () => '/api/v1/workers/mac-a/poll', body: () => ({ slotsFree: 1, runningBuilds: [], waitS: 0 }), allowed: ['workerA'] },

@@ -21,7 +21,7 @@ describe('logging', () => {
     const store = new SqliteStore({ path: join(dir, 'c.db') });
     await store.migrate();
     const adminKey = 'admin-secret-0123456789abcdef';
-    const c = await buildApp({ store, adminKey, heartbeatTimeoutMs: 60_000, maxLogBytes: 1 << 20, defaultBuildTimeoutS: 60, logger: createLogger('expo-worker-controller', 'trace', sink) });
+    const c = await buildApp({ store, adminKey, heartbeatTimeoutMs: 60_000, maxLogBytes: 1 << 20, artifactsDir: join(dir, 'artifacts'), defaultBuildTimeoutS: 60, logger: createLogger('expo-worker-controller', 'trace', sink) });
     try {
       const admin = { authorization: `Bearer ${adminKey}` };
       const { apiKey } = (await c.app.inject({ method: 'POST', url: '/api/v1/workers', headers: admin, payload: { id: 'mac-1' } })).json();
@@ -66,7 +66,7 @@ describe('metrics', () => {
     const dir = mkdtempSync(join(tmpdir(), 'expo-metrics-test-'));
     const store = new SqliteStore({ path: join(dir, 'c.db') });
     await store.migrate();
-    const c = await buildApp({ store, adminKey: 'admin-secret-0123456789abcdef', heartbeatTimeoutMs: 60_000, maxLogBytes: 1 << 20, defaultBuildTimeoutS: 60, logger: createLogger('expo-worker-controller', 'silent') });
+    const c = await buildApp({ store, adminKey: 'admin-secret-0123456789abcdef', heartbeatTimeoutMs: 60_000, maxLogBytes: 1 << 20, artifactsDir: join(dir, 'artifacts'), defaultBuildTimeoutS: 60, logger: createLogger('expo-worker-controller', 'silent') });
     try {
       const { id } = (await c.app.inject({ method: 'POST', url: '/api/v1/builds', headers: { authorization: 'Bearer admin-secret-0123456789abcdef' }, payload: { steps: [{ name: 's', run: 'true' }] } })).json();
       const res = await c.app.inject({ method: 'GET', url: '/metrics' });

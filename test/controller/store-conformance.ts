@@ -19,6 +19,7 @@ const build = (over: Partial<NewBuild> = {}): NewBuild => ({
   steps: [{ name: 's', run: 'true' }],
   env: { A: '1' },
   labels: [],
+  artifacts: [],
   timeoutS: 60,
   maxAttempts: 1,
   createdAt: 1000 + n,

@@ -32,7 +32,9 @@ export interface PollClaim {
 
 export const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
-export async function startTestController(opts: { heartbeatTimeoutMs?: number; maxLogBytes?: number; realClock?: boolean; claimGraceMs?: number } = {}): Promise<TestController> {
+export async function startTestController(
+  opts: { heartbeatTimeoutMs?: number; maxLogBytes?: number; maxArtifactBytes?: number; realClock?: boolean; claimGraceMs?: number } = {},
+): Promise<TestController> {
   const dir = mkdtempSync(join(tmpdir(), 'expo-ctl-test-'));
   const store = new SqliteStore({ path: join(dir, 'controller.db') });
   await store.migrate();
@@ -43,6 +45,8 @@ export async function startTestController(opts: { heartbeatTimeoutMs?: number; m
     adminKey: ADMIN_KEY,
     heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 120_000,
     maxLogBytes: opts.maxLogBytes ?? 1024 * 1024,
+    artifactsDir: join(dir, 'artifacts'),
+    maxArtifactBytes: opts.maxArtifactBytes,
     defaultBuildTimeoutS: 3600,
     logger: pino({ level: 'silent' }),
     now,

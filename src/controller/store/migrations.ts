@@ -73,4 +73,20 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'artifacts',
+    sql: `
+      ALTER TABLE builds ADD COLUMN artifacts TEXT NOT NULL DEFAULT '[]';
+      CREATE TABLE artifacts (
+        build_id    TEXT NOT NULL REFERENCES builds(id),
+        name        TEXT NOT NULL,
+        attempt     INTEGER NOT NULL,
+        size_bytes  INTEGER NOT NULL,
+        sha256      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (build_id, name)
+      );
+    `,
+  },
 ];

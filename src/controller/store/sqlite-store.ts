@@ -12,6 +12,7 @@ import { BUILD_STATUSES, type ActiveBuildStatus, type BuildStatus } from '../../
 import { MIGRATIONS } from './migrations.ts';
 import type {
   AppendLogResult,
+  ArtifactRecord,
   AttemptEnd,
   AttemptRecord,
   BuildPulse,
@@ -46,6 +47,7 @@ const toBuild = (r: Row): BuildRecord => ({
   steps: JSON.parse(r.steps as string) as BuildRecord['steps'],
   env: JSON.parse(r.env as string) as Record<string, string>,
   labels: JSON.parse(r.labels as string) as string[],
+  artifacts: JSON.parse(r.artifacts as string) as string[],
   timeoutS: r.timeout_s as number,
   maxAttempts: r.max_attempts as number,
   attempt: r.attempt as number,
@@ -185,9 +187,9 @@ export class SqliteStore implements Store {
 
   async createBuild(b: NewBuild): Promise<BuildRecord> {
     this.q(
-      `INSERT INTO builds (id, status, steps, env, labels, timeout_s, max_attempts, created_at)
-       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)`,
-    ).run(b.id, JSON.stringify(b.steps), JSON.stringify(b.env), JSON.stringify(b.labels), b.timeoutS, b.maxAttempts, b.createdAt);
+      `INSERT INTO builds (id, status, steps, env, labels, artifacts, timeout_s, max_attempts, created_at)
+       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(b.id, JSON.stringify(b.steps), JSON.stringify(b.env), JSON.stringify(b.labels), JSON.stringify(b.artifacts), b.timeoutS, b.maxAttempts, b.createdAt);
     return (await this.getBuild(b.id))!;
   }
 
@@ -344,6 +346,28 @@ export class SqliteStore implements Store {
       }
       return toBuild(this.q('SELECT * FROM builds WHERE id = ?').get(e.buildId) as Row);
     });
+  }
+
+  // ---- artifacts ----
+
+  async putArtifact(a: ArtifactRecord): Promise<void> {
+    this.q(
+      `INSERT INTO artifacts (build_id, name, attempt, size_bytes, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (build_id, name) DO UPDATE SET attempt = excluded.attempt, size_bytes = excluded.size_bytes,
+         sha256 = excluded.sha256, created_at = excluded.created_at`,
+    ).run(a.buildId, a.name, a.attempt, a.sizeBytes, a.sha256, a.createdAt);
+  }
+
+  async listArtifacts(buildId: string): Promise<ArtifactRecord[]> {
+    const rows = this.q('SELECT * FROM artifacts WHERE build_id = ? ORDER BY name').all(buildId) as Row[];
+    return rows.map((r) => ({
+      buildId: r.build_id as string,
+      name: r.name as string,
+      attempt: r.attempt as number,
+      sizeBytes: r.size_bytes as number,
+      sha256: r.sha256 as string,
+      createdAt: r.created_at as number,
+    }));
   }
 
   // ---- logs ----

@@ -33,6 +33,8 @@ export interface BuildRecord {
   labels: string[];
   timeoutS: number;
   maxAttempts: number;
+  /** Paths (shell patterns, relative to the build's work directory) to collect from the VM. */
+  artifacts: string[];
   /** Number of attempts claimed so far (0 while first queued). */
   attempt: number;
   workerId: string | null;
@@ -77,6 +79,7 @@ export interface NewBuild {
   steps: Step[];
   env: Record<string, string>;
   labels: string[];
+  artifacts: string[];
   timeoutS: number;
   maxAttempts: number;
   createdAt: number;
@@ -124,6 +127,16 @@ export type AppendLogResult =
 export interface ListBuildsFilter {
   status?: BuildStatus;
   limit: number;
+}
+
+/** A file collected from a build's VM; its bytes live in the artifact directory, not the store. */
+export interface ArtifactRecord {
+  buildId: string;
+  name: string;
+  attempt: number;
+  sizeBytes: number;
+  sha256: string;
+  createdAt: number;
 }
 
 export interface Store {
@@ -177,6 +190,10 @@ export interface Store {
   unassign(buildId: string, lease: string): Promise<boolean>;
   /** Ends the current attempt if `lease` is still current; null when it was not. */
   finishAttempt(end: AttemptEnd): Promise<BuildRecord | null>;
+
+  /** Records (or replaces) a collected artifact. */
+  putArtifact(a: ArtifactRecord): Promise<void>;
+  listArtifacts(buildId: string): Promise<ArtifactRecord[]>;
 
   /** Appends at a byte offset: a repeat is a no-op, an overlap appends only the new tail, a gap is refused. */
   appendLog(buildId: string, offset: number, data: Buffer, maxLogBytes: number): Promise<AppendLogResult>;
