@@ -25,6 +25,7 @@ const commands: Record<string, Command> = {
   status: { summary: 'show the workers and recent builds (--json for scripts)', run: async (argv) => (await import('./client/commands.ts')).statusMain(argv) },
   submit: { summary: 'queue a build from --step flags or a JSON file; --follow streams its log', run: async (argv) => (await import('./client/commands.ts')).submitMain(argv) },
   logs: { summary: "print a build's log; --follow streams it until the build ends", run: async (argv) => (await import('./client/commands.ts')).logsMain(argv) },
+  artifacts: { summary: "list a build's artifacts; --download saves them", run: async (argv) => (await import('./client/commands.ts')).artifactsMain(argv) },
   cancel: { summary: 'cancel a queued or running build', run: async (argv) => (await import('./client/commands.ts')).cancelMain(argv) },
 };
 

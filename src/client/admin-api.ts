@@ -3,9 +3,13 @@
  * (a person is watching), and errors that say what to fix — the URL that could not be reached,
  * a key the controller refused, a build that does not exist.
  */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
 import { ExpoError } from '../protocol/errors.ts';
-import type { BuildView, CreateBuildBody, WorkerView } from '../protocol/schemas.ts';
+import type { ArtifactView, BuildView, CreateBuildBody, WorkerView } from '../protocol/schemas.ts';
 import type { ClientConfig } from './config.ts';
 
 export interface LogSlice {
@@ -102,6 +106,40 @@ export class AdminApi {
   }
 
   /** `/health` needs no key; the status command shows the queue from it. */
+  async artifacts(id: string): Promise<ArtifactView[]> {
+    return (await this.json<{ artifacts: ArtifactView[] }>('GET', `/api/v1/builds/${id}/artifacts`, undefined, `build ${id}`)).artifacts;
+  }
+
+  /** Streams one artifact into `path` (via a temporary file), checking its SHA-256 on the way. */
+  async downloadArtifact(id: string, artifact: ArtifactView, path: string): Promise<void> {
+    let res;
+    try {
+      res = await request(`${this.c.url}/api/v1/builds/${id}/artifacts/${encodeURIComponent(artifact.name)}`, {
+        headers: { authorization: `Bearer ${this.c.key}` },
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      });
+    } catch (cause) {
+      throw new ExpoError('HTTP_UNREACHABLE', `cannot reach the controller at ${this.c.url}: ${(cause as Error).message}`, { cause });
+    }
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw new ExpoError('HTTP_STATUS', `artifact ${artifact.name} of build ${id}: ${res.statusCode}`, { details: { status: res.statusCode } });
+    }
+    const temp = `${path}.partial`;
+    const hash = createHash('sha256');
+    res.body.on('data', (chunk: Buffer) => hash.update(chunk));
+    try {
+      await pipeline(res.body, createWriteStream(temp));
+      const got = hash.digest('hex');
+      if (got !== artifact.sha256) throw new ExpoError('HTTP_STATUS', `artifact ${artifact.name} arrived damaged: sha256 ${got}, expected ${artifact.sha256}`);
+      await rename(temp, path);
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw err;
+    }
+  }
+
   async health(): Promise<Health> {
     return this.json<Health>('GET', '/health');
   }

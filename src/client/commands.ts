@@ -8,6 +8,8 @@
  * --follow` exit with the build's result: 0 succeeded, the failing step's exit code (or 1) when
  * failed, 3 when cancelled.
  */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -48,15 +50,17 @@ export const HELP = {
 Queues a build and prints its id. --follow streams its log and exits with its result.
 
   --step NAME=CMD     a step, in order (repeatable)
-  --file PATH         the build as JSON: {"steps": [{"name", "run"}], "env", "labels", "timeoutS", "maxAttempts"}
+  --file PATH         the build as JSON: {"steps": [{"name", "run"}], "env", "labels", "timeoutS", "maxAttempts", "artifacts"}
   --env K=V           an environment variable for the steps (repeatable)
   --label L           a label a worker must have (repeatable)
+  --artifact PATTERN  a file to collect from the VM, relative to the steps' directory; * and ? allowed (repeatable)
   --timeout S         the build's timeout in seconds
   --max-attempts N    attempts on infrastructure failures (1-5)
   --follow, -f        stream the log and progress until the build ends
   --json              print the queued build as JSON
 ${CONNECTION}`,
   logs: `Usage: expo-worker logs <build-id> [--follow]\n\nPrints a build's log; --follow streams it until the build ends and exits with its result.\n${CONNECTION}`,
+  artifacts: `Usage: expo-worker artifacts <build-id> [--download DIR] [--json]\n\nLists a build's collected artifacts; --download saves them into DIR, checking each SHA-256.\n\n  --download DIR  save every artifact into DIR (created if missing)\n  --json          print the list as JSON\n${CONNECTION}`,
   cancel: `Usage: expo-worker cancel <build-id>\n\nCancels a queued build at once, or asks the worker to stop a running one.\n${CONNECTION}`,
 };
 
@@ -189,6 +193,8 @@ function submission(values: Values): CreateBuildBody {
   if (env.length > 0) body.env = { ...(body.env as Record<string, string> | undefined), ...Object.fromEntries(env.map((e) => keyValue('--env', e))) };
   const labels = (values.label as string[] | undefined) ?? [];
   if (labels.length > 0) body.labels = labels;
+  const artifacts = (values.artifact as string[] | undefined) ?? [];
+  if (artifacts.length > 0) body.artifacts = [...((body.artifacts as string[] | undefined) ?? []), ...artifacts];
   const timeoutS = intFlag('--timeout', values.timeout as string | undefined, 1, 604_800);
   if (timeoutS !== undefined) body.timeoutS = timeoutS;
   const maxAttempts = intFlag('--max-attempts', values['max-attempts'] as string | undefined, 1, 5);
@@ -206,6 +212,7 @@ export function submitMain(argv: string[], io: CliIo = processIo()): Promise<num
         file: { type: 'string' },
         env: { type: 'string', multiple: true },
         label: { type: 'string', multiple: true },
+        artifact: { type: 'string', multiple: true },
         timeout: { type: 'string' },
         'max-attempts': { type: 'string' },
         follow: { type: 'boolean', short: 'f' },
@@ -250,6 +257,28 @@ export function cancelMain(argv: string[], io: CliIo = processIo()): Promise<num
     else if (b.cancelRequested && (b.status === 'succeeded' || b.status === 'failed')) io.stdout(`build ${b.id} had already ${b.status}\n`);
     else if (b.cancelRequested) io.stdout(`build ${b.id} is ${b.status}: cancel requested; its worker stops it at its next heartbeat\n`);
     else io.stdout(`build ${b.id} had already ${b.status}\n`);
+    return 0;
+  });
+}
+
+export function artifactsMain(argv: string[], io: CliIo = processIo()): Promise<number> {
+  return run('artifacts', io, async () => {
+    const { values, positionals } = parse('artifacts', argv, { download: { type: 'string' }, json: { type: 'boolean' } }, 1);
+    if (values.help) return (io.stdout(`${HELP.artifacts}\n`), 0);
+    const id = positionals[0]!;
+    const a = api(values, io);
+    const list = await a.artifacts(id);
+    if (values.json) io.stdout(`${JSON.stringify(list, null, 2)}\n`);
+    else if (list.length === 0) io.stdout(`build ${id} has no artifacts\n`);
+    else for (const x of list) io.stdout(`${x.name}\t${x.sizeBytes} bytes\tsha256 ${x.sha256}\n`);
+    const dir = values.download as string | undefined;
+    if (dir !== undefined) {
+      await mkdir(dir, { recursive: true });
+      for (const x of list) {
+        await a.downloadArtifact(id, x, join(dir, x.name));
+        io.stderr(`saved ${join(dir, x.name)}\n`);
+      }
+    }
     return 0;
   });
 }

@@ -6,11 +6,11 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cancelMain, logsMain, statusMain, submitMain, type CliIo } from '../../src/client/commands.ts';
+import { artifactsMain, cancelMain, logsMain, statusMain, submitMain, type CliIo } from '../../src/client/commands.ts';
 import { CLI } from '../support/controller-process.ts';
 import { freePort } from '../support/sshd.ts';
 import { ADMIN_KEY, startTestController, type TestController } from '../controller/support.ts';
@@ -220,5 +220,40 @@ describe('expo-worker logs and cancel', () => {
     const wrongKey = await run(['logs', id], { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: 'wrong-key-000000000' });
     expect(wrongKey.code).toBe(77);
     expect(wrongKey.err).toContain(`refused the admin key (401 AUTH_INVALID)`);
+  });
+});
+
+describe('expo-worker artifacts', () => {
+  it('submits artifact patterns, lists what was collected and downloads it intact', async () => {
+    const t = io();
+    expect(await submitMain(['--step', 'build=make', '--artifact', 'out/*.ipa', '--artifact', 'report.txt'], t)).toBe(0);
+    const id = t.out().trim();
+    expect((await c.get(id)).artifacts).toEqual(['out/*.ipa', 'report.txt']);
+    const w = await c.enrol('mac-1');
+    const claim = (await c.poll('mac-1', w.auth))!;
+    const bytes = Buffer.from('not really an ipa\n'.repeat(1000));
+    const put = await c.app.inject({
+      method: 'PUT',
+      url: `/api/v1/builds/${id}/artifacts/App.ipa?lease=${claim.lease}`,
+      headers: { ...w.auth, 'content-type': 'application/octet-stream' },
+      payload: bytes,
+    });
+    expect(put.statusCode).toBe(201);
+    const list = io();
+    expect(await artifactsMain([id], list)).toBe(0);
+    expect(list.out()).toMatch(new RegExp(`^App\\.ipa\\t${bytes.length} bytes\\tsha256 [0-9a-f]{64}\\n$`));
+    const dir = join(home, 'downloads');
+    const dl = io();
+    expect(await artifactsMain([id, '--download', dir], dl)).toBe(0);
+    expect(readFileSync(join(dir, 'App.ipa')).equals(bytes)).toBe(true);
+    expect(dl.err()).toContain(`saved ${join(dir, 'App.ipa')}`);
+  });
+
+  it('says so when a build has none, and refuses a bad id', async () => {
+    const b = await c.submit();
+    const t = io();
+    expect(await artifactsMain([b.id], t)).toBe(0);
+    expect(t.out()).toBe(`build ${b.id} has no artifacts\n`);
+    expect(await artifactsMain(['nope'], io())).toBe(64);
   });
 });
