@@ -68,7 +68,11 @@ export interface AgentStatus {
 
 export class Agent {
   private d: AgentDeps;
-  private readonly runners = new Map<string, { runner: Runner; done: Promise<void> }>();
+  /**
+   * Running attempts, keyed `<buildId>#<attempt>`: a retried build can be claimed again by this
+   * worker while its previous attempt is still deleting its VM.
+   */
+  private readonly runners = new Map<string, { buildId: string; runner: Runner; done: Promise<void> }>();
   private stateValue: AgentState = 'starting';
   private pollAbort: AbortController | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
@@ -97,7 +101,7 @@ export class Agent {
       state: this.stateValue,
       slotsTotal: this.d.settings.slots,
       slotsBusy: this.runners.size,
-      runningBuilds: [...this.runners.keys()],
+      runningBuilds: this.buildIds(),
       lastPollAt: this.lastPollAt,
       lastError: this.lastError,
       preflight: this.preflightChecks,
@@ -117,7 +121,7 @@ export class Agent {
   /** Reaps orphaned clones and runs the host preflight; a failing preflight pauses polling. */
   private async maintenance(when: string): Promise<void> {
     try {
-      const report = await this.d.reap(new Set(this.runners.keys()));
+      const report = await this.d.reap(new Set(this.buildIds()));
       this.d.metrics?.orphansReaped(report.deleted.length, report.failed.length);
       if (report.deleted.length > 0 || report.failed.length > 0) {
         this.d.log.warn({ when, deleted: report.deleted, failed: report.failed.map((f) => `${f.name}: ${f.error.message}`) }, 'reaped orphaned clones');
@@ -169,16 +173,18 @@ export class Agent {
       this.pollAbort = new AbortController();
       try {
         const claim = await this.d.client.poll(
-          { slotsFree: free, slotsTotal: this.d.settings.slots, runningBuilds: [...this.runners.keys()], waitS: this.d.settings.pollWaitS },
+          { slotsFree: free, slotsTotal: this.d.settings.slots, runningBuilds: this.buildIds(), waitS: this.d.settings.pollWaitS },
           this.pollAbort.signal,
         );
         this.lastPollAt = Date.now();
+        // A claim first: maintenance can take long, and the controller expects the claim to
+        // show up in our heartbeats within its grace.
+        if (claim) this.startBuild(claim);
         if (failures > 0) {
           this.d.log.info('controller reachable again');
           failures = 0;
           await this.maintenance('reconnect');
         }
-        if (claim) this.startBuild(claim);
       } catch (err) {
         if (this.stateValue !== 'polling') break;
         failures++;
@@ -192,8 +198,18 @@ export class Agent {
     }
   }
 
+  /** The builds this worker runs (an attempt still deleting its VM counts until it is done). */
+  private buildIds(): string[] {
+    return [...new Set([...this.runners.values()].map((r) => r.buildId))];
+  }
+
+  private runnersOf(buildId: string): Runner[] {
+    return [...this.runners.values()].filter((r) => r.buildId === buildId).map((r) => r.runner);
+  }
+
   private startBuild(claim: PollResponse): void {
     const runner = this.d.makeRunner(claim);
+    const key = `${claim.build.id}#${claim.build.attempt}`;
     this.d.log.info({ buildId: claim.build.id, attempt: claim.build.attempt }, 'build claimed');
     const done = runner
       .run()
@@ -208,23 +224,24 @@ export class Agent {
         this.d.log.error({ buildId: claim.build.id, err: this.lastError }, 'build runner failed');
       })
       .finally(() => {
-        this.runners.delete(claim.build.id);
+        if (this.runners.get(key)?.runner === runner) this.runners.delete(key);
         this.wake?.();
       });
-    this.runners.set(claim.build.id, { runner, done });
+    this.runners.set(key, { buildId: claim.build.id, runner, done });
     void this.heartbeat();
   }
 
   private async heartbeat(): Promise<void> {
     if (this.stateValue === 'stopped') return;
     try {
-      const { abort, cancel } = await this.d.client.workerHeartbeat({
-        runningBuilds: [...this.runners.keys()],
-        slotsTotal: this.d.settings.slots,
-        draining: this.stateValue === 'draining',
-      });
-      for (const id of abort) this.runners.get(id)?.runner.abort('attempt_over', 'the controller no longer assigns this build here');
-      for (const id of cancel) this.runners.get(id)?.runner.cancel();
+      // Not retried: a retry would carry a list of builds that may be stale by then, and the
+      // next heartbeat is never far off.
+      const { abort, cancel } = await this.d.client.workerHeartbeat(
+        { runningBuilds: this.buildIds(), slotsTotal: this.d.settings.slots, draining: this.stateValue === 'draining' },
+        { retries: 0 },
+      );
+      for (const id of abort) for (const r of this.runnersOf(id)) r.abort('attempt_over', 'the controller no longer assigns this build here');
+      for (const id of cancel) for (const r of this.runnersOf(id)) r.cancel();
     } catch (err) {
       this.lastError = (err as Error).message;
       this.d.log.warn({ err: this.lastError }, 'worker heartbeat failed');
@@ -236,7 +253,7 @@ export class Agent {
     if (this.stateValue === 'stopped') return;
     if (this.stateValue !== 'draining') {
       this.stateValue = 'draining';
-      this.d.log.info({ running: [...this.runners.keys()] }, 'draining: no new builds; waiting for the running ones');
+      this.d.log.info({ running: this.buildIds() }, 'draining: no new builds; waiting for the running ones');
       this.pollAbort?.abort();
       this.wake?.();
       void this.heartbeat();
