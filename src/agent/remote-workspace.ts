@@ -147,6 +147,8 @@ export class RemoteWorkspace {
       onStderr: io.onOutput,
       signal: io.signal,
       maxCaptureBytes: 0,
+      // A step may leave a process running (a Metro server, say) that holds its output open.
+      exitGraceMs: 2000,
     });
     return r.exitCode;
   }

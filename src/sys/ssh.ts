@@ -55,6 +55,12 @@ export interface SshExecOptions {
   signal?: AbortSignal;
   /** Most bytes of each stream kept in the result (the callbacks still see all). Default 1 MiB. */
   maxCaptureBytes?: number;
+  /**
+   * Once the command has exited, resolve at most this many ms later even if the channel stays
+   * open (something it started in the background still holds its output). Default: wait for
+   * the channel to close.
+   */
+  exitGraceMs?: number;
 }
 
 /** How a remote command ended. A non-zero exit is a result, not an error. */

@@ -237,15 +237,7 @@ class Ssh2Session implements SshSession {
               errBytes += c.length;
             }
           });
-          stream.on('exit', (code: number | null, signal?: string) => {
-            gotExit = true;
-            exitCode = code ?? null;
-            exitSignal = signal ?? null;
-          });
-          stream.on('close', () => {
-            // A channel closed by a dying connection never sent an exit status: that is a failure.
-            const dead = this.connectionError();
-            if (!gotExit && dead !== undefined) return finish(() => reject(dead));
+          const settle = (): void =>
             finish(() =>
               resolve({
                 exitCode,
@@ -255,6 +247,29 @@ class Ssh2Session implements SshSession {
                 durationMs: performance.now() - started,
               }),
             );
+          stream.on('exit', (code: number | null, signal?: string) => {
+            gotExit = true;
+            exitCode = code ?? null;
+            exitSignal = signal ?? null;
+            // sshd keeps the channel open while anything the command started still holds its
+            // stdout (a server left in the background): the command is over, so stop waiting.
+            if (options.exitGraceMs !== undefined) {
+              const t = setTimeout(() => {
+                settle();
+                try {
+                  stream.close();
+                } catch {
+                  // already closed
+                }
+              }, options.exitGraceMs);
+              stream.once('close', () => clearTimeout(t));
+            }
+          });
+          stream.on('close', () => {
+            // A channel closed by a dying connection never sent an exit status: that is a failure.
+            const dead = this.connectionError();
+            if (!gotExit && dead !== undefined) return finish(() => reject(dead));
+            settle();
           });
         });
       } catch (err) {

@@ -31,3 +31,22 @@ describe('a build on the real system', () => {
     expect(await farm.vms()).toEqual(['base']);
   });
 });
+
+describe('a step that leaves a process behind', () => {
+  it('ends when the step exits, not when the background process does', async () => {
+    farm = await startFarm();
+    const id = await farm.submit({
+      steps: [
+        { name: 'start server', run: '(sleep 300; echo never) & echo server started' },
+        { name: 'use it', run: 'echo second step ran' },
+      ],
+    });
+    const done = await farm.waitBuild(id, (b) => ['succeeded', 'failed', 'cancelled'].includes(b.status), 30_000);
+    const log = await farm.log(id);
+    expect(done, log).toMatchObject({ status: 'succeeded' });
+    expect(log).toContain('server started');
+    expect(log).toContain('second step ran');
+    await farm.agents[0]!.waitFor('build done', 20_000, (e) => e.buildId === id);
+    expect(await farm.vms()).toEqual(['base']);
+  });
+});
