@@ -69,6 +69,28 @@ export type Outcome =
   | { kind: 'reported'; body: Omit<CompleteBody, 'lease'>; answer: string }
   | { kind: 'abandoned'; why: string };
 
+/**
+ * Calls `fn` with the latest value only, one call at a time: a burst of progress markers becomes
+ * a couple of SSH commands instead of one channel each (sshd caps the channels of a session).
+ */
+function latestOnly(fn: (v: number) => Promise<unknown>): (v: number) => void {
+  let latest: number | null = null;
+  let running = false;
+  const pump = async () => {
+    running = true;
+    while (latest !== null) {
+      const v = latest;
+      latest = null;
+      await fn(v).catch(() => undefined);
+    }
+    running = false;
+  };
+  return (v) => {
+    latest = v;
+    if (!running) void pump();
+  };
+}
+
 const infraReason = (reason: AbortReason): FailureReason | null =>
   reason === 'vm_crashed' ? 'vm_crashed' : reason === 'shutdown' ? 'worker_lost' : reason === 'timed_out' ? 'timed_out' : null;
 
@@ -82,6 +104,7 @@ export class BuildRunner {
   private reasonDetail = '';
   private stateValue: RunnerState = 'preparing';
   private stream: LogStream | undefined;
+  private workspace: RemoteWorkspace | undefined;
 
   constructor(claim: PollResponse, deps: RunnerDeps) {
     this.claim = claim;
@@ -144,6 +167,10 @@ export class BuildRunner {
       const answer = await this.report(outcome, deadline, log);
       return answer === null ? { kind: 'abandoned', why: 'the controller refused the completion: the attempt was already over' } : { kind: 'reported', body: outcome, answer };
     } finally {
+      // The monitor kept the build alive while the result was delivered; now it may stop. A VM
+      // that crashed or froze, or an attempt already over, is about to be deleted: talking to it
+      // could only hang.
+      if (this.reason !== 'vm_crashed' && this.reason !== 'attempt_over') await this.workspace?.stopMonitor().catch(() => undefined);
       await this.releaseVm(vm, log);
       this.stateValue = 'done';
     }
@@ -185,7 +212,7 @@ export class BuildRunner {
       if (signal.aborted) return null;
 
       this.stateValue = 'starting-monitor';
-      const ws = new RemoteWorkspace(vm.session, build.id, build.attempt);
+      const ws = (this.workspace = new RemoteWorkspace(vm.session, build.id, build.attempt));
       try {
         const installed = await ws.open(this.d.monitor.installedPath);
         const upload = installed === this.d.monitor.version ? undefined : this.d.monitor.contents;
@@ -223,59 +250,54 @@ export class BuildRunner {
   private async runSteps(ws: RemoteWorkspace, note: (l: string) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
     const { build } = this.claim;
     const signal = this.ac.signal;
-    try {
-      for (const [i, step] of build.steps.entries()) {
-        if (signal.aborted) return null;
-        note(`step ${i + 1}/${build.steps.length}: ${step.name}`);
-        const decoder = new StringDecoder('utf8');
-        const lines = new LineSplitter();
-        let exit: number | null;
-        try {
-          exit = await ws.runStep(i, stepProgress(i, build.steps.length), {
-            signal,
-            onOutput: (chunk) => {
-              const text = decoder.write(chunk);
-              this.streamText(text);
-              for (const line of lines.push(text)) {
-                const p = parseProgressMarker(line);
-                if (p !== null) void ws.writeProgress(p).catch(() => undefined);
-              }
-            },
-          });
-        } catch (err) {
-          if (!signal.aborted) {
-            // The SSH call itself failed: the session or the VM is gone.
-            await this.settleCrash(ws, `the SSH session failed during step '${step.name}': ${(err as Error).message}`);
-            return null;
-          }
-          if (this.reason !== 'vm_crashed' && this.reason !== 'attempt_over') {
-            note(`stopping step ${i + 1}: ${this.reason}`);
-            await ws.stopStep(this.d.settings.stepStopGraceMs).catch(() => undefined);
-          }
-          return null;
-        } finally {
-          this.streamText(decoder.end());
-        }
-        if (exit === null) {
-          // No exit status: the step was killed, or the session or the VM died under it.
-          if (await this.settleCrash(ws, `the VM stopped answering during step '${step.name}'`)) return null;
-          return { status: 'failed', failureReason: 'build_failed', message: `step '${step.name}' ended without an exit status` };
-        }
-        if (exit !== 0) {
-          // A failed build's artifacts (test reports, logs) are often what explains it.
-          await this.collectArtifacts(ws, note);
-          return { status: 'failed', failureReason: 'build_failed', exitCode: Math.min(255, exit), message: `step '${step.name}' exited with ${exit}` };
-        }
-      }
-      await this.collectArtifacts(ws, note);
+    for (const [i, step] of build.steps.entries()) {
       if (signal.aborted) return null;
-      await ws.writeProgress(100).catch(() => undefined);
-      return { status: 'succeeded', exitCode: 0 };
-    } finally {
-      // A VM that crashed or froze, or an attempt the controller already ended, is about to be
-      // deleted: talking to it could only hang. Otherwise stop the monitor before reporting.
-      if (this.reason !== 'vm_crashed' && this.reason !== 'attempt_over') await ws.stopMonitor().catch(() => undefined);
+      note(`step ${i + 1}/${build.steps.length}: ${step.name}`);
+      const decoder = new StringDecoder('utf8');
+      const lines = new LineSplitter();
+      const progress = latestOnly((p: number) => ws.writeProgress(p));
+      let exit: number | null;
+      try {
+        exit = await ws.runStep(i, stepProgress(i, build.steps.length), {
+          signal,
+          onOutput: (chunk) => {
+            const text = decoder.write(chunk);
+            this.streamText(text);
+            for (const line of lines.push(text)) {
+              const p = parseProgressMarker(line);
+              if (p !== null) progress(p);
+            }
+          },
+        });
+      } catch (err) {
+        if (!signal.aborted) {
+          // The SSH call itself failed: the session or the VM is gone.
+          await this.settleCrash(ws, `the SSH session failed during step '${step.name}': ${(err as Error).message}`);
+          return null;
+        }
+        if (this.reason !== 'vm_crashed' && this.reason !== 'attempt_over') {
+          note(`stopping step ${i + 1}: ${this.reason}`);
+          await ws.stopStep(this.d.settings.stepStopGraceMs).catch(() => undefined);
+        }
+        return null;
+      } finally {
+        this.streamText(decoder.end());
+      }
+      if (exit === null) {
+        // No exit status: the step was killed, or the session or the VM died under it.
+        if (await this.settleCrash(ws, `the VM stopped answering during step '${step.name}'`)) return null;
+        return { status: 'failed', failureReason: 'build_failed', message: `step '${step.name}' ended without an exit status` };
+      }
+      if (exit !== 0) {
+        // A failed build's artifacts (test reports, logs) are often what explains it.
+        await this.collectArtifacts(ws, note);
+        return { status: 'failed', failureReason: 'build_failed', exitCode: Math.min(255, exit), message: `step '${step.name}' exited with ${exit}` };
+      }
     }
+    await this.collectArtifacts(ws, note);
+    if (signal.aborted) return null;
+    await ws.writeProgress(100).catch(() => undefined);
+    return { status: 'succeeded', exitCode: 0 };
   }
 
   /**

@@ -8,7 +8,7 @@
  * the attempt turns out to be over) → closed. A 409 about the attempt ends streaming and is
  * reported through `onAttemptOver`; a 413 (log cap) stops sending, once, with a note.
  */
-import { appendFileSync, closeSync, openSync, readSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync, readSync, rmSync } from 'node:fs';
 import { isExpoError } from '../protocol/errors.ts';
 import { isAttemptOver, type HttpErrorDetails } from './controller-client.ts';
 
@@ -23,6 +23,8 @@ export interface LogStreamOptions {
   flushIntervalMs?: number;
   /** Largest chunk, bytes. Default 64 KiB. */
   maxChunkBytes?: number;
+  /** Most bytes kept locally for one attempt; output past it is dropped with a note. Default 1 GiB. */
+  maxLocalBytes?: number;
   onAttemptOver?: (err: unknown) => void;
   /** Called when a send fails and will be tried again later. */
   onSendError?: (err: unknown) => void;
@@ -30,6 +32,8 @@ export interface LogStreamOptions {
 
 export class LogStream {
   private readonly o: Required<Omit<LogStreamOptions, 'onAttemptOver' | 'onSendError'>> & Pick<LogStreamOptions, 'onAttemptOver' | 'onSendError'>;
+  /** Why local writes stopped (cap reached, disk full), once said. */
+  private dropped: string | null = null;
   private written = 0;
   private acked = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -38,8 +42,9 @@ export class LogStream {
   private capped = false;
 
   constructor(options: LogStreamOptions) {
-    this.o = { flushIntervalMs: 1000, maxChunkBytes: 64 * 1024, ...options };
-    appendFileSync(this.o.path, '');
+    this.o = { flushIntervalMs: 1000, maxChunkBytes: 64 * 1024, maxLocalBytes: 1024 ** 3, ...options };
+    // Build output can hold secrets a step printed: readable by the agent's user only.
+    appendFileSync(this.o.path, '', { mode: 0o600 });
     this.timer = setInterval(() => void this.flush(), this.o.flushIntervalMs);
     this.timer.unref();
   }
@@ -54,11 +59,33 @@ export class LogStream {
   }
 
   append(text: string): void {
-    if (text === '') return;
+    if (text === '' || this.dropped !== null) return;
     const buf = Buffer.from(text, 'utf8');
-    appendFileSync(this.o.path, buf);
+    if (this.capped || this.written + buf.length > this.o.maxLocalBytes) {
+      // The controller refuses more (its per-build cap) or the local cap is reached: keeping
+      // more would only fill this host's disk.
+      return this.drop(this.capped ? "the controller's log cap was reached" : `the local cap of ${this.o.maxLocalBytes} bytes was reached`);
+    }
+    try {
+      appendFileSync(this.o.path, buf);
+    } catch (err) {
+      return this.drop(`the local log could not be written: ${(err as Error).message}`);
+    }
     this.written += buf.length;
     if (this.written - this.acked >= this.o.maxChunkBytes) void this.flush();
+  }
+
+  /** Stops keeping output; says so once, in the log itself while that is still possible. */
+  private drop(why: string): void {
+    this.dropped = why;
+    const note = Buffer.from(`\n[expo-worker] output from here on is not kept: ${why}\n`);
+    try {
+      appendFileSync(this.o.path, note);
+      this.written += note.length;
+    } catch {
+      // the disk is full: nothing more to do here
+    }
+    this.o.onSendError?.(new Error(`log output dropped: ${why}`));
   }
 
   /** Sends what is pending, one chunk after another; never throws. */
@@ -133,6 +160,10 @@ export class LogStream {
       if (this.acked < this.written && !this.stopped && !this.capped) await new Promise((r) => setTimeout(r, Math.min(1000, this.o.flushIntervalMs)));
     }
     this.stopped = true;
-    return this.acked >= this.written;
+    const delivered = this.acked >= this.written;
+    // Delivered: the controller has it all, the local copy has done its job. Otherwise it stays
+    // for an operator to recover.
+    if (delivered) rmSync(this.o.path, { force: true });
+    return delivered;
   }
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -45,7 +45,8 @@ describe('LogStream', () => {
     for (const ch of text.match(/.{1,7}/gsu)!) s.append(ch);
     expect(await s.close(Date.now() + 5000)).toBe(true);
     expect(c.text()).toBe(text);
-    expect(readFileSync(join(dir, 'a.log'), 'utf8')).toBe(text);
+    // Delivered whole: the local copy is removed.
+    expect(existsSync(join(dir, 'a.log'))).toBe(false);
     expect(Math.max(...c.calls.map((x) => x.bytes))).toBeLessThanOrEqual(16);
     expect(c.calls[0]!.offset).toBe(100);
   });
@@ -90,6 +91,22 @@ describe('LogStream', () => {
     s.append('x');
     expect(await s.close(Date.now() + 1000)).toBe(false);
     expect(over).toBeInstanceOf(ExpoError);
+    // Not delivered: the local copy stays for an operator, readable by its owner only.
+    expect(readFileSync(join(dir, 'd.log'), 'utf8')).toBe('x');
+    expect(statSync(join(dir, 'd.log')).mode & 0o777).toBe(0o600);
+  });
+
+  it('keeps at most its local cap on disk and says where it stopped', async () => {
+    const c = fakeController();
+    const dropped: unknown[] = [];
+    const s = new LogStream({ path: join(dir, 'f.log'), startOffset: 0, send: c.send, flushIntervalMs: 10_000, maxLocalBytes: 20, onSendError: (e) => dropped.push(e) });
+    s.append('0123456789');
+    s.append('0123456789');
+    s.append('this is over the cap');
+    s.append('and so is this');
+    expect(await s.close(Date.now() + 2000)).toBe(true);
+    expect(c.text()).toBe('01234567890123456789\n[expo-worker] output from here on is not kept: the local cap of 20 bytes was reached\n');
+    expect(dropped).toHaveLength(1);
   });
 
   it('stops sending at the log cap (413) without spinning', async () => {
@@ -104,7 +121,12 @@ describe('LogStream', () => {
       },
     });
     s.append('x'.repeat(10));
+    await s.flush();
+    s.append('more output that would only fill the disk');
     expect(await s.close(Date.now() + 1000)).toBe(false);
     expect(calls).toBe(1);
+    const local = readFileSync(join(dir, 'e.log'), 'utf8');
+    expect(local).toContain("output from here on is not kept: the controller's log cap was reached");
+    expect(local).not.toContain('more output');
   });
 });
