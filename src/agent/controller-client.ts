@@ -26,6 +26,12 @@ export interface ControllerClientOptions {
 
 type Method = 'GET' | 'POST' | 'PUT';
 
+interface SendOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
+}
+
 /** A request body sent as bytes from a stream (an artifact), not as JSON. */
 export class RawBody {
   readonly stream: Readable;
@@ -65,7 +71,7 @@ export class ControllerClient {
   }
 
   /** One request; resolves with the status and parsed body, rejects with HTTP_UNREACHABLE or HTTP_STATUS. */
-  async send<T>(method: Method, path: string, body: unknown, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<{ status: number; body: T | null }> {
+  async send<T>(method: Method, path: string, body: unknown, opts: SendOptions = {}): Promise<{ status: number; body: T | null }> {
     try {
       return await this.sendOnce<T>(method, path, body, opts);
     } catch (err) {
@@ -74,10 +80,10 @@ export class ControllerClient {
     }
   }
 
-  private async sendOnce<T>(method: Method, path: string, body: unknown, opts: { timeoutMs?: number; signal?: AbortSignal }): Promise<{ status: number; body: T | null }> {
+  private async sendOnce<T>(method: Method, path: string, body: unknown, opts: SendOptions): Promise<{ status: number; body: T | null }> {
     const timeoutMs = opts.timeoutMs ?? this.o.requestTimeoutMs;
     const raw = body instanceof RawBody ? body : null;
-    const headers: Record<string, string> = { authorization: `Bearer ${this.o.apiKey}` };
+    const headers: Record<string, string> = { ...opts.headers, authorization: `Bearer ${this.o.apiKey}` };
     if (raw) Object.assign(headers, { 'content-type': 'application/octet-stream', 'content-length': String(raw.length) });
     else if (body !== undefined) headers['content-type'] = 'application/json';
     let res;
@@ -152,8 +158,8 @@ export class ControllerClient {
 
   /** Uploads one artifact. Not retried here: a retry needs a fresh stream, so the caller loops. */
   async uploadArtifact(buildId: string, lease: string, name: string, body: RawBody, timeoutMs = 30 * 60_000): Promise<{ sizeBytes: number; sha256: string }> {
-    const path = `/api/v1/builds/${buildId}/artifacts/${encodeURIComponent(name)}?lease=${encodeURIComponent(lease)}`;
-    const res = await this.send<{ sizeBytes: number; sha256: string }>('PUT', path, body, { timeoutMs });
+    const path = `/api/v1/builds/${buildId}/artifacts/${encodeURIComponent(name)}`;
+    const res = await this.send<{ sizeBytes: number; sha256: string }>('PUT', path, body, { timeoutMs, headers: { 'x-expo-lease': lease } });
     return res.body ?? { sizeBytes: body.length, sha256: '' };
   }
 

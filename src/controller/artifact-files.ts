@@ -1,5 +1,6 @@
 /**
- * Artifact bytes on disk, beside the database: `<dir>/<buildId>/<name>`. A file is streamed to a
+ * Artifact bytes on disk, beside the database: `<dir>/<buildId>/<attempt>/<name>` — an attempt
+ * that lost its lease can never overwrite a later attempt's file. A file is streamed to a
  * temporary name while its SHA-256 is computed and its size checked against the cap, then
  * renamed into place — a reader never sees half a file, and an upload that fails or exceeds the
  * cap leaves nothing behind. Re-uploading a name replaces it (the agent retries uploads).
@@ -19,13 +20,13 @@ export class ArtifactFiles {
     this.dir = dir;
   }
 
-  private path(buildId: string, name: string): string {
-    return join(this.dir, buildId, name);
+  private path(buildId: string, attempt: number, name: string): string {
+    return join(this.dir, buildId, String(attempt), name);
   }
 
-  async write(buildId: string, name: string, body: Readable, maxBytes: number): Promise<{ sizeBytes: number; sha256: string }> {
-    await mkdir(join(this.dir, buildId), { recursive: true });
-    const final = this.path(buildId, name);
+  async write(buildId: string, attempt: number, name: string, body: Readable, maxBytes: number): Promise<{ sizeBytes: number; sha256: string }> {
+    await mkdir(join(this.dir, buildId, String(attempt)), { recursive: true });
+    const final = this.path(buildId, attempt, name);
     const temp = `${final}.${randomBytes(6).toString('hex')}.partial`;
     const hash = createHash('sha256');
     let size = 0;
@@ -47,8 +48,12 @@ export class ArtifactFiles {
     return { sizeBytes: size, sha256: hash.digest('hex') };
   }
 
-  async open(buildId: string, name: string): Promise<{ stream: Readable; sizeBytes: number } | null> {
-    const path = this.path(buildId, name);
+  async remove(buildId: string, attempt: number, name: string): Promise<void> {
+    await rm(this.path(buildId, attempt, name), { force: true });
+  }
+
+  async open(buildId: string, attempt: number, name: string): Promise<{ stream: Readable; sizeBytes: number } | null> {
+    const path = this.path(buildId, attempt, name);
     try {
       const s = await stat(path);
       return { stream: createReadStream(path), sizeBytes: s.size };

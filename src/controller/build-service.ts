@@ -157,7 +157,7 @@ export class BuildService {
       if (listed.includes(b.id) || b.lease === null) continue;
       if (now - (b.assignedAt ?? now) < this.o.claimGraceMs) continue;
       if (b.status === 'assigned') {
-        if (await this.store.unassign(b.id, b.lease)) this.dispatcher.notify();
+        await this.takeBack(b);
         continue;
       }
       await this.failActive(b, 'worker_lost', `worker ${workerId} no longer runs this build`);
@@ -324,6 +324,19 @@ export class BuildService {
       this.o.onBuildEvent?.({ kind: 'finished', build: ended });
     }
     return ended;
+  }
+
+  /**
+   * An `assigned` build its worker never acknowledged (no phase update): nothing ran, so it goes
+   * back to the queue without spending an attempt — or, with a cancel pending, ends cancelled.
+   */
+  async takeBack(build: BuildRecord): Promise<void> {
+    if (build.status !== 'assigned' || build.lease === null) return;
+    if (build.cancelRequested) {
+      await this.endAttempt(build, 'cancelled', null, null, 'cancelled before its worker started it');
+      return;
+    }
+    if (await this.store.unassign(build.id, build.lease)) this.dispatcher.notify();
   }
 
   async failActive(build: BuildRecord, reason: FailureReason, message: string): Promise<BuildRecord | null> {

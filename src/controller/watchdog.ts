@@ -1,7 +1,8 @@
 /**
  * The controller's watchdog: on every sweep it fails active builds whose heartbeats stopped
  * (`heartbeat_timeout`) and marks silent workers `offline`, failing what they held
- * (`worker_lost`). A failed build frees its worker's slot, so the worker reads `idle` again.
+ * (`worker_lost`). A build still `assigned` — its worker never said it started — is put back in
+ * the queue instead, without spending an attempt. A failed build frees its worker's slot, so the worker reads `idle` again.
  * States: stopped → running (`start`) → stopped (`stop`); a sweep in progress is awaited by `stop`.
  */
 import { deathCutoff, sweepIntervalMs, type WatchdogPolicy } from '../monitor/watchdog-policy.ts';
@@ -51,14 +52,17 @@ export class Watchdog {
     const timeoutS = this.o.policy.heartbeatTimeoutMs / 1000;
     let builds = 0;
     for (const b of await this.o.store.findStaleBuilds(cutoff)) {
-      if (await this.o.service.failActive(b, 'heartbeat_timeout', `no heartbeat for ${timeoutS}s`)) builds++;
+      // Never acknowledged by its worker: nothing ran, so it is taken back rather than failed.
+      if (b.status === 'assigned') await this.o.service.takeBack(b);
+      else if (await this.o.service.failActive(b, 'heartbeat_timeout', `no heartbeat for ${timeoutS}s`)) builds++;
     }
     let workers = 0;
     for (const w of await this.o.store.findSilentWorkers(cutoff)) {
       await this.o.store.markWorkerOffline(w.id);
       workers++;
       for (const b of await this.o.store.activeBuildsOfWorker(w.id)) {
-        if (await this.o.service.failActive(b, 'worker_lost', `worker ${w.id} silent for ${timeoutS}s`)) builds++;
+        if (b.status === 'assigned') await this.o.service.takeBack(b);
+        else if (await this.o.service.failActive(b, 'worker_lost', `worker ${w.id} silent for ${timeoutS}s`)) builds++;
       }
     }
     return { builds, workers };

@@ -124,7 +124,8 @@ export const LogQuery = strict({ offset: Type.Optional(Type.String({ pattern: '^
 
 export const BuildIdParams = strict({ id: BuildId });
 export const ArtifactParams = strict({ id: BuildId, name: ArtifactName });
-export const ArtifactUploadQuery = strict({ lease: Token });
+/** Headers of an artifact upload (other headers are allowed: this is HTTP). */
+export const ArtifactUploadHeaders = Type.Object({ 'x-expo-lease': Token });
 
 export const ArtifactView = Type.Object({
   name: Type.String(),

@@ -234,8 +234,8 @@ describe('expo-worker artifacts', () => {
     const bytes = Buffer.from('not really an ipa\n'.repeat(1000));
     const put = await c.app.inject({
       method: 'PUT',
-      url: `/api/v1/builds/${id}/artifacts/App.ipa?lease=${claim.lease}`,
-      headers: { ...w.auth, 'content-type': 'application/octet-stream' },
+      url: `/api/v1/builds/${id}/artifacts/App.ipa`,
+      headers: { ...w.auth, 'x-expo-lease': claim.lease, 'content-type': 'application/octet-stream' },
       payload: bytes,
     });
     expect(put.statusCode).toBe(201);

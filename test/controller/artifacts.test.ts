@@ -22,7 +22,7 @@ async function claimed(artifacts: string[] = ['out/*.ipa']) {
 }
 
 const put = (id: string, name: string, lease: string, auth: Record<string, string>, body: Buffer) =>
-  c.app.inject({ method: 'PUT', url: `/api/v1/builds/${id}/artifacts/${name}?lease=${lease}`, headers: { ...auth, 'content-type': 'application/octet-stream' }, payload: body });
+  c.app.inject({ method: 'PUT', url: `/api/v1/builds/${id}/artifacts/${name}`, headers: { ...auth, 'x-expo-lease': lease, 'content-type': 'application/octet-stream' }, payload: body });
 
 describe('artifacts', () => {
   it('takes the declared patterns with the build, stores an upload with its hash, lists it and serves it back', async () => {
@@ -49,7 +49,7 @@ describe('artifacts', () => {
     const res = await put(id, 'big.ipa', lease, w.auth, Buffer.alloc(1024 * 1024 + 1));
     expect(res.statusCode).toBe(413);
     expect(res.json().code).toBe('API_BODY_TOO_LARGE');
-    const dir = join(c.dir, 'artifacts', id);
+    const dir = join(c.dir, 'artifacts', id, '1');
     expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
     expect((await c.app.inject({ method: 'GET', url: `/api/v1/builds/${id}/artifacts`, headers: c.admin })).json().artifacts).toEqual([]);
   });
@@ -64,6 +64,24 @@ describe('artifacts', () => {
     expect((await put(b2.id, 'x.ipa', claim2.lease, other.auth, Buffer.from('x'))).statusCode).toBe(403);
     expect((await put(b2.id, 'x.ipa', claim2.lease, c.admin, Buffer.from('x'))).statusCode).toBe(403);
     expect((await c.app.inject({ method: 'GET', url: `/api/v1/builds/${b2.id}/artifacts`, headers: w.auth })).statusCode).toBe(403);
+  });
+
+  it('keeps a later attempt\'s artifact when an earlier attempt uploads the same name', async () => {
+    const w = await c.enrol('mac-1');
+    const b = await c.submit({ maxAttempts: 2, artifacts: ['App.ipa'] });
+    const first = (await c.poll('mac-1', w.auth))!;
+    await c.post(`/api/v1/builds/${b.id}/complete`, w.auth, { lease: first.lease, status: 'failed', failureReason: 'vm_crashed' });
+    const second = (await c.poll('mac-1', w.auth))!;
+    expect((await put(b.id, 'App.ipa', second.lease, w.auth, Buffer.from('second'))).statusCode).toBe(201);
+    expect((await put(b.id, 'App.ipa', first.lease, w.auth, Buffer.from('first, late'))).statusCode).toBe(409);
+    const got = await c.app.inject({ method: 'GET', url: `/api/v1/builds/${b.id}/artifacts/App.ipa`, headers: c.admin });
+    expect(got.body).toBe('second');
+  });
+
+  it('refuses an upload without its lease header', async () => {
+    const { w, id } = await claimed();
+    const res = await c.app.inject({ method: 'PUT', url: `/api/v1/builds/${id}/artifacts/a.ipa`, headers: { ...w.auth, 'content-type': 'application/octet-stream' }, payload: 'x' });
+    expect(res.statusCode).toBe(400);
   });
 
   it.each(['..', '.hidden', 'a%2Fb', 'sp ace'])('refuses the artifact name %j', async (name) => {
@@ -89,9 +107,9 @@ describe('artifact files', () => {
     const { Readable } = await import('node:stream');
     const files = new ArtifactFiles(join(c.dir, 'direct'));
     const chunks = Array.from({ length: 10 }, () => Buffer.alloc(1000, 7));
-    await expect(files.write('aaaaaaaaaaaaaaaa', 'big.bin', Readable.from(chunks), 5000)).rejects.toMatchObject({ code: 'API_BODY_TOO_LARGE' });
-    expect(readdirSync(join(c.dir, 'direct', 'aaaaaaaaaaaaaaaa'))).toEqual([]);
-    const ok = await files.write('aaaaaaaaaaaaaaaa', 'small.bin', Readable.from(chunks.slice(0, 4)), 5000);
+    await expect(files.write('aaaaaaaaaaaaaaaa', 1, 'big.bin', Readable.from(chunks), 5000)).rejects.toMatchObject({ code: 'API_BODY_TOO_LARGE' });
+    expect(readdirSync(join(c.dir, 'direct', 'aaaaaaaaaaaaaaaa', '1'))).toEqual([]);
+    const ok = await files.write('aaaaaaaaaaaaaaaa', 1, 'small.bin', Readable.from(chunks.slice(0, 4)), 5000);
     expect(ok).toEqual({ sizeBytes: 4000, sha256: sha(Buffer.concat(chunks.slice(0, 4))) });
   });
 });

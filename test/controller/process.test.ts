@@ -70,11 +70,12 @@ describe('crash safety', () => {
     const c1 = await startControllerProcess({ dbPath: db, apiKey: KEY, heartbeatTimeoutS: 1 });
     const { apiKey: wk } = (await call(c1.url, 'POST', '/api/v1/workers', KEY, { id: 'mac-1' })).json();
     const id = (await call(c1.url, 'POST', '/api/v1/builds', KEY, { steps: [{ name: 'b', run: 'make' }] })).json().id as string;
-    await call(c1.url, 'POST', '/api/v1/workers/mac-1/poll', wk, { slotsFree: 1, runningBuilds: [], waitS: 0 });
+    const claim = (await call(c1.url, 'POST', '/api/v1/workers/mac-1/poll', wk, { slotsFree: 1, runningBuilds: [], waitS: 0 })).json();
+    await call(c1.url, 'POST', `/api/v1/builds/${id}/phase`, wk, { lease: claim.lease, phase: 'running' });
     await c1.stop('SIGKILL');
     await new Promise((r) => setTimeout(r, 1500)); // longer than the timeout while the controller is down
     const c2 = await startControllerProcess({ dbPath: db, apiKey: KEY, heartbeatTimeoutS: 1 });
-    expect((await call(c2.url, 'GET', `/api/v1/builds/${id}`, KEY)).json().status).toBe('assigned');
+    expect((await call(c2.url, 'GET', `/api/v1/builds/${id}`, KEY)).json().status).toBe('running');
     await new Promise((r) => setTimeout(r, 2500));
     expect((await call(c2.url, 'GET', `/api/v1/builds/${id}`, KEY)).json()).toMatchObject({ status: 'failed', failureReason: 'heartbeat_timeout' });
     await c2.stop();

@@ -72,6 +72,7 @@ describe('with a controlled clock', () => {
     const w = await c.enrol('mac-1');
     const b = await c.submit();
     const claim = (await c.poll('mac-1', w.auth))!;
+    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
     // The build keeps heartbeating from the VM, but the agent itself went silent.
     c.clock.now = t0 + 9_000;
     await c.post(`/api/v1/builds/${b.id}/heartbeat`, bearer(claim.buildToken), {});
@@ -91,7 +92,8 @@ describe('with a controlled clock', () => {
     const a = await c.enrol('mac-a');
     const bWorker = await c.enrol('mac-b');
     const b = await c.submit({ maxAttempts: 2 });
-    await c.poll('mac-a', a.auth);
+    const first = (await c.poll('mac-a', a.auth))!;
+    await c.post(`/api/v1/builds/${b.id}/phase`, a.auth, { lease: first.lease, phase: 'preparing' });
     c.clock.now = t0 + 10_001;
     await c.post('/api/v1/workers/mac-a/heartbeat', a.auth, { runningBuilds: [b.id] });
     await c.watchdog.sweep(t0 + 10_001);
@@ -104,12 +106,32 @@ describe('with a controlled clock', () => {
     const t0 = c.clock.now;
     const w = await c.enrol('mac-1');
     const b = await c.submit({ maxAttempts: 3 });
-    await c.poll('mac-1', w.auth);
+    const claim = (await c.poll('mac-1', w.auth))!;
+    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'preparing' });
     await c.post(`/api/v1/builds/${b.id}/cancel`, c.admin);
     c.clock.now = t0 + 10_001;
     await c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id] });
     await c.watchdog.sweep(t0 + 10_001);
     expect(await c.get(b.id)).toMatchObject({ status: 'cancelled', failureReason: 'heartbeat_timeout' });
+  });
+});
+
+describe('builds their worker never acknowledged', () => {
+  it('are taken back into the queue without spending an attempt, or end cancelled when a cancel is pending', async () => {
+    c = await startTestController({ heartbeatTimeoutMs: 10_000 });
+    const t0 = c.clock.now;
+    const w = await c.enrol('mac-1');
+    const plain = await c.submit();
+    await c.poll('mac-1', w.auth);
+    const cancelled = await c.submit();
+    await c.poll('mac-1', w.auth);
+    await c.post(`/api/v1/builds/${cancelled.id}/cancel`, c.admin);
+    c.clock.now = t0 + 10_001;
+    await c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [plain.id, cancelled.id] });
+    await c.watchdog.sweep(t0 + 10_001);
+    expect(await c.get(plain.id)).toMatchObject({ status: 'queued', attempt: 0, failureReason: null });
+    expect(await c.get(cancelled.id)).toMatchObject({ status: 'cancelled' });
+    expect((await c.poll('mac-1', w.auth))?.build).toMatchObject({ id: plain.id, attempt: 1 });
   });
 });
 
@@ -120,6 +142,7 @@ describe('in real time', () => {
     const w = await c.enrol('mac-1');
     const b = await c.submit();
     const claim = (await c.poll('mac-1', w.auth))!;
+    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
     // Alive for a while: heartbeats every 300 ms keep it running past the timeout.
     for (let i = 0; i < 5; i++) {
       await new Promise((r) => setTimeout(r, 300));

@@ -6,7 +6,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Readable } from 'node:stream';
 import { ExpoError } from '../../protocol/errors.ts';
-import { ArtifactParams, ArtifactUploadQuery, BuildIdParams } from '../../protocol/schemas.ts';
+import { ArtifactParams, ArtifactUploadHeaders, BuildIdParams } from '../../protocol/schemas.ts';
 import { requireAdmin, requireAnyWorker } from '../auth.ts';
 import type { ArtifactFiles } from '../artifact-files.ts';
 import type { BuildService } from '../build-service.ts';
@@ -26,13 +26,22 @@ export const artifactRoutes: FastifyPluginAsync<ArtifactRoutesOptions> = async (
   // The raw body stream, for this plugin's routes only: artifacts are written as they arrive.
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
 
-  app.put('/api/v1/builds/:id/artifacts/:name', { schema: { params: ArtifactParams, querystring: ArtifactUploadQuery } }, async (req, reply) => {
+  app.put('/api/v1/builds/:id/artifacts/:name', { schema: { params: ArtifactParams, headers: ArtifactUploadHeaders } }, async (req, reply) => {
     const worker = requireAnyWorker(req.principal);
-    const { attempt } = await o.service.currentAttempt(worker, req.params.id, req.query.lease);
+    // The lease travels in a header, not the URL: URLs end up in logs and error messages.
+    const lease = req.headers['x-expo-lease'] as string;
+    const { attempt } = await o.service.currentAttempt(worker, req.params.id, lease);
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > o.maxArtifactBytes) throw new ExpoError('API_BODY_TOO_LARGE', `artifact ${req.params.name} is larger than the cap of ${o.maxArtifactBytes} bytes`);
     if (!req.body) throw new ExpoError('API_UNSUPPORTED_MEDIA_TYPE', 'send the artifact as application/octet-stream');
-    const { sizeBytes, sha256 } = await o.files.write(req.params.id, req.params.name, req.body as Readable, o.maxArtifactBytes);
+    const { sizeBytes, sha256 } = await o.files.write(req.params.id, attempt.attempt, req.params.name, req.body as Readable, o.maxArtifactBytes);
+    // The upload may have taken minutes: the attempt must still be current to record it.
+    try {
+      await o.service.currentAttempt(worker, req.params.id, lease);
+    } catch (err) {
+      await o.files.remove(req.params.id, attempt.attempt, req.params.name);
+      throw err;
+    }
     await o.store.putArtifact({ buildId: req.params.id, name: req.params.name, attempt: attempt.attempt, sizeBytes, sha256, createdAt: o.now() });
     req.log.info({ buildId: req.params.id, artifact: req.params.name, sizeBytes }, 'artifact stored');
     return reply.status(201).send({ name: req.params.name, attempt: attempt.attempt, sizeBytes, sha256 });
@@ -48,7 +57,7 @@ export const artifactRoutes: FastifyPluginAsync<ArtifactRoutesOptions> = async (
     requireAdmin(req.principal);
     await o.service.getBuild(req.params.id);
     const known = (await o.store.listArtifacts(req.params.id)).find((a) => a.name === req.params.name);
-    const file = known ? await o.files.open(req.params.id, req.params.name) : null;
+    const file = known ? await o.files.open(req.params.id, known.attempt, req.params.name) : null;
     if (!known || !file) throw new ExpoError('API_NOT_FOUND', `build ${req.params.id} has no artifact '${req.params.name}'`);
     return reply
       .type('application/octet-stream')

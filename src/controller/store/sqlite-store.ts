@@ -354,7 +354,8 @@ export class SqliteStore implements Store {
     this.q(
       `INSERT INTO artifacts (build_id, name, attempt, size_bytes, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (build_id, name) DO UPDATE SET attempt = excluded.attempt, size_bytes = excluded.size_bytes,
-         sha256 = excluded.sha256, created_at = excluded.created_at`,
+         sha256 = excluded.sha256, created_at = excluded.created_at
+       WHERE excluded.attempt >= artifacts.attempt`,
     ).run(a.buildId, a.name, a.attempt, a.sizeBytes, a.sha256, a.createdAt);
   }
 
