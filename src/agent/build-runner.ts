@@ -176,6 +176,18 @@ export class BuildRunner {
     }
   }
 
+  /** Tells the controller the attempt's phase; false when the attempt ended meanwhile (a 409 aborts it). */
+  private async reportPhase(phase: 'preparing' | 'running'): Promise<boolean> {
+    try {
+      await this.d.client.phase(this.buildId, this.claim.lease, phase, { signal: this.ac.signal });
+      return true;
+    } catch (err) {
+      if (isAttemptOver(err)) this.abort('attempt_over', (err as Error).message);
+      if (this.ac.signal.aborted) return false;
+      throw err;
+    }
+  }
+
   /** Prepare, monitor, run the steps. Returns the outcome, or null when an abort decides it. */
   private async attemptBuild(note: (l: string) => void, log: Logger, keepVm: (vm: BuildVm) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
     const { build, lease, buildToken } = this.claim;
@@ -186,13 +198,7 @@ export class BuildRunner {
       });
     }, this.d.settings.preparingKeepaliveMs);
     try {
-      try {
-        await this.d.client.phase(build.id, lease, 'preparing', { signal });
-      } catch (err) {
-        if (isAttemptOver(err)) this.abort('attempt_over', (err as Error).message);
-        if (signal.aborted) return null;
-        throw err;
-      }
+      if (!(await this.reportPhase('preparing'))) return null;
       note(`attempt ${build.attempt} of ${build.maxAttempts} on worker ${this.d.settings.workerId}: preparing a fresh VM`);
       let vm: BuildVm;
       try {
@@ -233,13 +239,7 @@ export class BuildRunner {
         return { status: 'failed', failureReason: 'vm_unhealthy', message: `vm-monitor.sh could not be started: ${(err as Error).message}` };
       }
       clearInterval(keepalive);
-      try {
-        await this.d.client.phase(build.id, lease, 'running', { signal });
-      } catch (err) {
-        if (isAttemptOver(err)) this.abort('attempt_over', (err as Error).message);
-        if (signal.aborted) return null;
-        throw err;
-      }
+      if (!(await this.reportPhase('running'))) return null;
       this.stateValue = 'running';
       return await this.runSteps(ws, note);
     } finally {

@@ -81,6 +81,15 @@ const toAttempt = (r: Row): AttemptRecord => ({
   logOffset: r.log_offset as number,
 });
 
+const toArtifact = (r: Row): ArtifactRecord => ({
+  buildId: r.build_id as string,
+  name: r.name as string,
+  attempt: r.attempt as number,
+  sizeBytes: r.size_bytes as number,
+  sha256: r.sha256 as string,
+  createdAt: r.created_at as number,
+});
+
 export interface SqliteStoreOptions {
   /** Database file, or `:memory:`. */
   path: string;
@@ -360,15 +369,7 @@ export class SqliteStore implements Store {
   }
 
   async listArtifacts(buildId: string): Promise<ArtifactRecord[]> {
-    const rows = this.q('SELECT * FROM artifacts WHERE build_id = ? ORDER BY name').all(buildId) as Row[];
-    return rows.map((r) => ({
-      buildId: r.build_id as string,
-      name: r.name as string,
-      attempt: r.attempt as number,
-      sizeBytes: r.size_bytes as number,
-      sha256: r.sha256 as string,
-      createdAt: r.created_at as number,
-    }));
+    return (this.q('SELECT * FROM artifacts WHERE build_id = ? ORDER BY name').all(buildId) as Row[]).map(toArtifact);
   }
 
   // ---- logs ----
