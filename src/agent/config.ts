@@ -8,11 +8,11 @@
  */
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
-import { basename, dirname, extname, join, resolve } from 'node:path';
-import Conf from 'conf';
+import { join, resolve } from 'node:path';
 import cron from 'node-cron';
 import { isWorkerId } from '../protocol/domain.ts';
 import { ExpoError } from '../protocol/errors.ts';
+import { readConfFile } from '../sys/conf-file.ts';
 
 export interface AgentConfig {
   /** The base snapshot each build's VM is cloned from (a local VM name or an OCI reference). */
@@ -248,18 +248,9 @@ export function loadAgentConfig(path: string = defaultConfigPath(), options: Par
       details: { problems: [`(file): ${file} does not exist`], path: file },
     });
   }
-  const ext = extname(file);
   let store: unknown;
   try {
-    const conf = new Conf<Record<string, unknown>>({
-      cwd: dirname(file),
-      configName: basename(file, ext),
-      fileExtension: ext.replace(/^\./, ''),
-      clearInvalidConfig: false,
-      accessPropertiesByDotNotation: false,
-      watch: false,
-    });
-    store = conf.store;
+    store = readConfFile(file);
   } catch (err) {
     throw new ExpoError('CFG_INVALID', `agent config ${file} is not valid JSON: ${(err as Error).message}`, {
       cause: err,

@@ -5,9 +5,9 @@
  * read with `conf`; keep it mode 0600). Checked once, every problem named in one `CFG_INVALID`.
  */
 import { existsSync } from 'node:fs';
-import { basename, dirname, extname, join } from 'node:path';
-import Conf from 'conf';
+import { join } from 'node:path';
 import { ExpoError } from '../protocol/errors.ts';
+import { readConfFile } from '../sys/conf-file.ts';
 
 export interface ClientConfig {
   /** The controller's base URL, without a trailing slash. */
@@ -22,17 +22,8 @@ export const clientConfigPath = (home: string): string => join(home, '.expo-work
 function readFile(path: string): Record<string, unknown> {
   // conf would create a missing file on read; a missing client config just means "not set here".
   if (!existsSync(path)) return {};
-  const ext = extname(path);
   try {
-    const conf = new Conf<Record<string, unknown>>({
-      cwd: dirname(path),
-      configName: basename(path, ext),
-      fileExtension: ext.replace(/^\./, ''),
-      clearInvalidConfig: false,
-      accessPropertiesByDotNotation: false,
-      watch: false,
-    });
-    return conf.store;
+    return readConfFile(path);
   } catch (err) {
     throw new ExpoError('CFG_INVALID', `client config ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
