@@ -138,9 +138,8 @@ export class BuildService {
    */
   async workerHeartbeat(worker: WorkerRecord, body: WorkerHeartbeatBody): Promise<{ abort: string[]; cancel: string[] }> {
     await this.store.touchWorker(worker.id, { now: this.o.now(), slotsTotal: body.slotsTotal, draining: body.draining });
-    const abort = await this.reconcile(worker.id, body.runningBuilds);
-    const held = await this.store.activeBuildsOfWorker(worker.id);
-    return { abort, cancel: held.filter((b) => b.cancelRequested).map((b) => b.id) };
+    const { abort, kept } = await this.reconcile(worker.id, body.runningBuilds);
+    return { abort, cancel: kept.filter((b) => b.cancelRequested).map((b) => b.id) };
   }
 
   /**
@@ -148,14 +147,18 @@ export class BuildService {
    * but no longer lists is lost (`worker_lost`) — unless it was claimed within the grace: a
    * heartbeat sent before the poll answer arrived (a retried one, say) cannot list it yet. Once
    * the grace is over, an unlisted build still `assigned` was never received and goes back to
-   * the queue without costing an attempt.
+   * the queue without costing an attempt. Returns the listed builds it does not hold (to
+   * abort) and the builds it still holds.
    */
-  private async reconcile(workerId: string, listed: readonly string[]): Promise<string[]> {
+  private async reconcile(workerId: string, listed: readonly string[]): Promise<{ abort: string[]; kept: BuildRecord[] }> {
     const now = this.o.now();
     const held = await this.store.activeBuildsOfWorker(workerId);
+    const kept: BuildRecord[] = [];
     for (const b of held) {
-      if (listed.includes(b.id) || b.lease === null) continue;
-      if (now - (b.assignedAt ?? now) < this.o.claimGraceMs) continue;
+      if (listed.includes(b.id) || b.lease === null || now - (b.assignedAt ?? now) < this.o.claimGraceMs) {
+        kept.push(b);
+        continue;
+      }
       if (b.status === 'assigned') {
         await this.takeBack(b);
         continue;
@@ -163,7 +166,7 @@ export class BuildService {
       await this.failActive(b, 'worker_lost', `worker ${workerId} no longer runs this build`);
     }
     const heldIds = new Set(held.map((b) => b.id));
-    return listed.filter((id) => !heldIds.has(id));
+    return { abort: listed.filter((id) => !heldIds.has(id)), kept };
   }
 
   /**

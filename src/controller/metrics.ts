@@ -128,8 +128,9 @@ export class ControllerMetrics {
     const oldest: Record<string, number> = { assigned: 0, preparing: 0, running: 0 };
     let slots = 0;
     this.workerState.reset();
+    const heldByWorker = await store.activeBuildsByWorker();
     for (const w of await store.listWorkers()) {
-      const held = await store.activeBuildsOfWorker(w.id);
+      const held = heldByWorker.get(w.id) ?? [];
       const status = workerStatus(w, held.map((b) => b.id));
       byStatus[status] += 1;
       for (const s of WORKER_STATUSES) this.workerState.set({ worker: w.id, status: s }, s === status ? 1 : 0);

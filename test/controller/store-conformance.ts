@@ -140,6 +140,9 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.findStaleBuilds(10_001)).map((x) => x.id)).toEqual([b.id]);
       expect(await s.findStaleBuilds(10_000)).toEqual([]);
       expect((await s.findSilentWorkers(15_000)).map((w) => w.id)).toEqual(['w1']);
+      const byWorker = await s.activeBuildsByWorker();
+      expect([...byWorker.keys()]).toEqual(['w1']);
+      expect(byWorker.get('w1')!.map((x) => x.id)).toEqual([b.id]);
       await s.markWorkerOffline('w1');
       expect(await s.findSilentWorkers(15_000)).toEqual([]);
       await s.touchWorker('w1', { now: 30_000 });

@@ -4,7 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { hashSecret, newWorkerKey, requireAdmin } from '../auth.ts';
 import type { BuildService } from '../build-service.ts';
 import type { Store } from '../store/store.ts';
-import { buildView } from '../views.ts';
+import { buildView, workerView } from '../views.ts';
 import { BuildIdParams, CreateBuildBody, CreateWorkerBody, ListBuildsQuery, LogQuery } from '../../protocol/schemas.ts';
 
 export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Store }> = async (fastify, { service, store }) => {
@@ -19,8 +19,8 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Sto
   });
 
   app.get('/api/v1/workers', async () => {
-    const workers = await store.listWorkers();
-    return { workers: await Promise.all(workers.map((w) => service.workerView(w.id))) };
+    const [workers, held] = await Promise.all([store.listWorkers(), store.activeBuildsByWorker()]);
+    return { workers: workers.map((w) => workerView(w, (held.get(w.id) ?? []).map((b) => b.id))) };
   });
 
   app.post('/api/v1/builds', { schema: { body: CreateBuildBody } }, async (req, reply) => {

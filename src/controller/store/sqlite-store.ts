@@ -231,6 +231,17 @@ export class SqliteStore implements Store {
     return rows.map(toBuild);
   }
 
+  async activeBuildsByWorker(): Promise<Map<string, BuildRecord[]>> {
+    const byWorker = new Map<string, BuildRecord[]>();
+    for (const r of this.q(`SELECT * FROM builds WHERE status IN ${ACTIVE_SQL} AND worker_id IS NOT NULL ORDER BY seq`).all() as Row[]) {
+      const b = toBuild(r);
+      const list = byWorker.get(b.workerId!) ?? [];
+      list.push(b);
+      byWorker.set(b.workerId!, list);
+    }
+    return byWorker;
+  }
+
   async findStaleBuilds(cutoff: number): Promise<BuildRecord[]> {
     const rows = this.q(`SELECT * FROM builds WHERE status IN ${ACTIVE_SQL} AND last_heartbeat_at < ? ORDER BY seq`).all(cutoff) as Row[];
     return rows.map(toBuild);

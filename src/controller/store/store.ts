@@ -161,6 +161,8 @@ export interface Store {
   countQueuedBuilds(): Promise<number>;
   /** Builds in an active status held by this worker. */
   activeBuildsOfWorker(workerId: string): Promise<BuildRecord[]>;
+  /** Every active build, grouped by the worker holding it — one read for views of all workers. */
+  activeBuildsByWorker(): Promise<Map<string, BuildRecord[]>>;
   /** Active builds whose last sign of life is older than `cutoff`. */
   findStaleBuilds(cutoff: number): Promise<BuildRecord[]>;
 
