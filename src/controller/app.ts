@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { ExpoError, isExpoError } from '../protocol/errors.ts';
 import { ACTIVE_BUILD_STATUSES } from '../protocol/domain.ts';
 import { LIMITS } from '../protocol/schemas.ts';
-import { resolvePrincipal, type Principal } from './auth.ts';
+import { adminKeyDigest, resolvePrincipal, type Principal } from './auth.ts';
 import { BuildService, type BuildEvent } from './build-service.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -104,11 +104,12 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('principal', null as unknown as { getter: () => Principal });
   let stopping = false;
+  const adminDigest = adminKeyDigest(o.adminKey);
   app.addHook('onRequest', async (req: FastifyRequest) => {
     if (!req.url.startsWith('/api/')) return;
     // While stopping, requests already running finish; new ones are told to come back (agents retry).
     if (stopping) throw new ExpoError('API_SHUTTING_DOWN', 'the controller is stopping; retry shortly');
-    req.principal = await resolvePrincipal(o.store, o.adminKey, req.headers.authorization);
+    req.principal = await resolvePrincipal(o.store, adminDigest, req.headers.authorization);
   });
 
   // By route pattern, never the URL: a build id in a label would make a series per build.

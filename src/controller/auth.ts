@@ -33,10 +33,10 @@ export function newBuildId(): string {
   return id;
 }
 
-export function constantTimeEqual(a: string, b: string): boolean {
-  // Hash both sides first so the comparison takes the same time whatever the lengths.
-  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
-}
+const sha256 = (secret: string): Buffer => createHash('sha256').update(secret).digest();
+
+/** The admin key's digest, computed once at start; requests compare against it. */
+export const adminKeyDigest = (adminKey: string): Buffer => sha256(adminKey);
 
 export function bearerToken(header: string | undefined): string {
   if (header === undefined || header === '') {
@@ -47,10 +47,13 @@ export function bearerToken(header: string | undefined): string {
   return m[1]!;
 }
 
-export async function resolvePrincipal(store: Store, adminKey: string, header: string | undefined): Promise<Principal> {
+export async function resolvePrincipal(store: Store, adminDigest: Buffer, header: string | undefined): Promise<Principal> {
   const secret = bearerToken(header);
-  if (constantTimeEqual(secret, adminKey)) return { kind: 'admin' };
-  const hash = hashSecret(secret);
+  // One hash of the presented secret serves both checks. Comparing digests takes the same time
+  // whatever the lengths, and timingSafeEqual the same time wherever they differ.
+  const digest = sha256(secret);
+  if (timingSafeEqual(digest, adminDigest)) return { kind: 'admin' };
+  const hash = digest.toString('hex');
   if (secret.startsWith('ewk_')) {
     const worker = await store.getWorkerByKeyHash(hash);
     if (worker) return { kind: 'worker', worker };
