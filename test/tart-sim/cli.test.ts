@@ -6,6 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createTartSim, type TartSim } from '../support/tart-sim.ts';
+import { relativePhrase, textTable, type Row } from './format.ts';
 
 let sim: TartSim;
 beforeEach(async () => {
@@ -64,18 +65,49 @@ describe('tart list', () => {
   it('prints the text table padded, trimmed at the end, sorted by name', async () => {
     await sim.createBaseVm('sequoia-base');
     await sim.createBaseVm('a');
-    const lines = (await sim.tart(['list'])).stdout.split('\n');
-    expect(lines[0]).toBe('Source Name         Disk Size Accessed      State  ');
-    // Accessed phrases may differ between rows ("0 seconds ago", "1 second ago"), so the
-    // padding is checked structurally: inner rows padded to the header, the last row trimmed.
-    expect(lines[1]).toMatch(/^local {2}a {12}50 {3}0 {4}\d+ seconds? ago +stopped$/);
-    expect(lines[2]).toMatch(/^local {2}sequoia-base 50 {3}0 {4}\d+ seconds? ago +stopped$/);
+    const stdout = (await sim.tart(['list'])).stdout;
+    // The Accessed phrase follows the clock ("1 second ago", "15 seconds ago" on a busy host), so
+    // its column width is taken from the rows; every other cell is fixed. The expected block is
+    // then built by the spec's rule: each column padded to max(header, longest value), one space
+    // apart, the block trimmed at its ends.
+    const lines = stdout.split('\n');
+    expect(lines.length).toBe(4); // header, two rows, the final newline
+    expect(lines[3]).toBe('');
+    const accessed = lines.slice(1, 3).map((line) => {
+      const m = /^local +\S+ +50 +0 +(\d+ (?:second|minute)s? ago) +stopped *$/.exec(line);
+      expect(m, line).not.toBeNull();
+      return m?.[1] ?? '';
+    });
+    const cells = [
+      ['Source', 'Name', 'Disk', 'Size', 'Accessed', 'State'],
+      ['local', 'a', '50', '0', accessed[0] ?? '', 'stopped'],
+      ['local', 'sequoia-base', '50', '0', accessed[1] ?? '', 'stopped'],
+    ];
+    const widths = (cells[0] ?? []).map((_, i) => Math.max(...cells.map((row) => (row[i] ?? '').length)));
+    const block = cells.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join(' ')).join('\n');
+    expect(stdout).toBe(`${block.trim()}\n`);
+    // The same rule read literally: the header and the inner row keep their pad, the last row not.
+    expect(lines[0]).toBe(`Source Name         Disk Size ${'Accessed'.padEnd(widths[4] ?? 0)} State  `);
     expect(lines[1]?.length).toBe(lines[0]?.length);
     expect(lines[2]).not.toMatch(/\s$/);
-    expect(lines[0]?.indexOf('State')).toBe(lines[2]?.indexOf('stopped'));
-    expect(lines.length).toBe(4); // two rows + the final newline
     expect((await sim.tart(['list', '-q'])).stdout).toBe('a\nsequoia-base\n');
     expect((await sim.tart(['list', '--source', 'oci'])).stdout).toBe('\n');
+  });
+
+  it('pads to the longest value of each column: the spec example, clock-free', () => {
+    const row = (name: string, size: number, accessed: string, state: string): Row => [
+      ['Source', 'local'], ['Name', name], ['Disk', 50], ['Size', size], ['Accessed', accessed], ['State', state],
+    ];
+    const now = new Date('2026-05-12T21:45:18Z');
+    const ago = (s: number): string => relativePhrase(new Date(now.getTime() - s * 1000), now);
+    expect(textTable([row('runner-1', 21, ago(5 * 60), 'running'), row('sequoia-base', 21, ago(2 * 3600), 'stopped')])).toBe(
+      'Source Name         Disk Size Accessed      State  \n' +
+        'local  runner-1     50   21   5 minutes ago running\n' +
+        'local  sequoia-base 50   21   2 hours ago   stopped',
+    );
+    expect([ago(0), ago(1), ago(59), ago(60), ago(3599), ago(86_400)]).toEqual([
+      '0 seconds ago', '1 second ago', '59 seconds ago', '1 minute ago', '59 minutes ago', '1 day ago',
+    ]);
   });
 
   it('prints JSON with spaced colons, typed fields and ISO dates', async () => {
