@@ -8,5 +8,6 @@ export default defineConfig({
     // Integration tests start real processes (sshd, the controller); two cores, so keep it modest.
     maxWorkers: 2,
     globalSetup: ['test/support/global-setup.ts'],
+    setupFiles: ['test/support/leak-check.ts'],
   },
 });
