@@ -6,15 +6,22 @@
  * → `draining` (first SIGTERM/SIGINT: no new polls, running builds finish) → `stopped`.
  * `abortAll` (second signal) aborts running builds cleanly: reported, VMs deleted.
  *
- * Alongside: a worker heartbeat every `workerHeartbeatS` listing the running builds (the
- * controller fails builds it thinks run here but that are not listed, and answers which of ours
- * to abort or cancel), and a schedule (node-cron) that reaps orphans and re-runs the preflight.
+ * Alongside: a worker heartbeat listing the running builds (the controller fails builds it
+ * thinks run here but that are not listed, and answers which of ours to abort or cancel). Each
+ * heartbeat waits at the controller up to one interval for news, so a cancel reaches a running
+ * step at once; the next one leaves when the answer comes, or at once when a build starts or
+ * ends. And a schedule (node-cron) that reaps orphans and re-runs the preflight.
+ *
+ * Every interval follows the controller's heartbeat timeout, which it states in each answer:
+ * see `agentIntervals` (src/monitor/watchdog-policy.ts). The config's values are upper bounds.
  */
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from 'pino';
 import type { CheckResult } from '../health/check.ts';
 import { isExpoError } from '../protocol/errors.ts';
 import type { PollResponse } from '../protocol/schemas.ts';
+import type { Liveness } from '../protocol/liveness.ts';
+import { agentIntervals, type AgentIntervalBounds, type AgentIntervals } from '../monitor/watchdog-policy.ts';
 import type { ControllerClient } from './controller-client.ts';
 import type { Outcome } from './build-runner.ts';
 import type { ReapReport } from '../vm/reaper.ts';
@@ -32,7 +39,8 @@ export interface Runner {
 
 export interface AgentDeps {
   client: Pick<ControllerClient, 'poll' | 'workerHeartbeat'>;
-  makeRunner: (claim: PollResponse) => Runner;
+  /** Builds the runner of a claim, with the intervals (and the controller's clocks) in force when it was claimed. */
+  makeRunner: (claim: PollResponse, intervals: AgentIntervals, liveness: Liveness | null) => Runner;
   /** Deletes this worker's clones that belong to none of `liveBuildIds`. */
   reap: (liveBuildIds: ReadonlySet<string>) => Promise<ReapReport>;
   preflight: () => Promise<CheckResult[]>;
@@ -42,12 +50,8 @@ export interface AgentDeps {
   metrics?: Pick<AgentMetrics, 'buildFinished' | 'orphansReaped' | 'healthCheck'>;
 }
 
-export interface AgentSettings {
+export interface AgentSettings extends AgentIntervalBounds {
   slots: 1 | 2;
-  /** Longest long-poll, s. Default 25. */
-  pollWaitS: number;
-  /** Worker heartbeat interval, s. Default 15. */
-  workerHeartbeatS: number;
   /** How long to wait before polling again after the controller could not be reached, s (grows ×2 to 8×). Default 2. */
   reconnectDelayS: number;
   /** How often to re-run the preflight while it fails, s. Default 30. */
@@ -75,7 +79,10 @@ export class Agent {
   private readonly runners = new Map<string, { buildId: string; runner: Runner; done: Promise<void> }>();
   private stateValue: AgentState = 'starting';
   private pollAbort: AbortController | null = null;
-  private heartbeatTimer: NodeJS.Timeout | null = null;
+  /** Ends the heartbeat in flight (or the pause before the next), so that a fresh one leaves at once. */
+  private heartbeatRefresh: (() => void) | null = null;
+  private heartbeats: Promise<void> | null = null;
+  private liveness: Liveness | null = null;
   private cronTask: ScheduledTask | null = null;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
@@ -87,13 +94,30 @@ export class Agent {
     this.d = deps;
   }
 
-  /** Replaces how builds are run and the host is checked; running builds keep what they started with. */
-  reconfigure(parts: Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight'>): void {
+  /**
+   * Replaces how builds are run and the host is checked, and the interval bounds; running builds
+   * keep what they started with. The caller keeps what identifies the worker unchanged.
+   */
+  reconfigure(parts: Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight' | 'settings'>): void {
     this.d = { ...this.d, ...parts };
   }
 
   get state(): AgentState {
     return this.stateValue;
+  }
+
+  /** The intervals in force: the config's, capped by what the controller last stated. */
+  intervals(): AgentIntervals {
+    return agentIntervals(this.d.settings, this.liveness);
+  }
+
+  private learn(liveness: Liveness | null): void {
+    if (liveness === null) return;
+    const before = this.liveness;
+    this.liveness = liveness;
+    if (before?.heartbeatTimeoutMs !== liveness.heartbeatTimeoutMs) {
+      this.d.log.info({ controllerHeartbeatTimeoutS: liveness.heartbeatTimeoutMs / 1000, ...this.intervals() }, 'intervals follow the controller’s heartbeat timeout');
+    }
   }
 
   status(): AgentStatus {
@@ -112,7 +136,7 @@ export class Agent {
     await this.maintenance('start');
     if (this.stateValue !== 'starting') return; // told to stop while starting
     this.stateValue = 'polling';
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.d.settings.workerHeartbeatS * 1000);
+    this.heartbeats = this.heartbeatLoop();
     this.cronTask = cron.schedule(this.d.settings.maintenanceCron, () => void this.maintenance('schedule'), { noOverlap: true });
     this.loop = this.pollLoop();
     this.d.log.info({ slots: this.d.settings.slots }, 'agent ready: polling for builds');
@@ -172,10 +196,11 @@ export class Agent {
       }
       this.pollAbort = new AbortController();
       try {
-        const claim = await this.d.client.poll(
-          { slotsFree: free, slotsTotal: this.d.settings.slots, runningBuilds: this.buildIds(), waitS: this.d.settings.pollWaitS },
+        const { claim, liveness } = await this.d.client.poll(
+          { slotsFree: free, slotsTotal: this.d.settings.slots, runningBuilds: this.buildIds(), waitS: this.intervals().pollWaitS },
           this.pollAbort.signal,
         );
+        this.learn(liveness);
         this.lastPollAt = Date.now();
         // A claim first: maintenance can take long, and the controller expects the claim to
         // show up in our heartbeats within its grace.
@@ -208,7 +233,7 @@ export class Agent {
   }
 
   private startBuild(claim: PollResponse): void {
-    const runner = this.d.makeRunner(claim);
+    const runner = this.d.makeRunner(claim, this.intervals(), this.liveness);
     const key = `${claim.build.id}#${claim.build.attempt}`;
     this.d.log.info({ buildId: claim.build.id, attempt: claim.build.attempt }, 'build claimed');
     const done = runner
@@ -226,26 +251,61 @@ export class Agent {
       .finally(() => {
         if (this.runners.get(key)?.runner === runner) this.runners.delete(key);
         this.wake?.();
+        this.heartbeatRefresh?.();
       });
     this.runners.set(key, { buildId: claim.build.id, runner, done });
-    void this.heartbeat();
+    this.heartbeatRefresh?.();
   }
 
-  private async heartbeat(): Promise<void> {
-    if (this.stateValue === 'stopped') return;
-    try {
-      // Not retried: a retry would carry a list of builds that may be stale by then, and the
-      // next heartbeat is never far off.
-      const { abort, cancel } = await this.d.client.workerHeartbeat(
-        { runningBuilds: this.buildIds(), slotsTotal: this.d.settings.slots, draining: this.stateValue === 'draining' },
-        { retries: 0 },
-      );
-      for (const id of abort) for (const r of this.runnersOf(id)) r.abort('attempt_over', 'the controller no longer assigns this build here');
-      for (const id of cancel) for (const r of this.runnersOf(id)) r.cancel();
-    } catch (err) {
-      this.lastError = (err as Error).message;
-      this.d.log.warn({ err: this.lastError }, 'worker heartbeat failed');
+  /**
+   * Worker heartbeats until the agent stops. Each one waits at the controller up to one
+   * interval for news; the next leaves as soon as the answer is in (or after the rest of the
+   * interval when the answer came early with nothing to do, or the call failed). A build
+   * starting or ending cuts the wait short, so the controller always has the current list.
+   */
+  private async heartbeatLoop(): Promise<void> {
+    let failures = 0;
+    while (this.stateValue === 'polling' || this.stateValue === 'draining') {
+      const { workerHeartbeatMs } = this.intervals();
+      const started = Date.now();
+      const ac = new AbortController();
+      this.heartbeatRefresh = () => ac.abort();
+      let news = false;
+      try {
+        // Not retried: a retry would carry a list of builds that may be stale by then, and the
+        // next heartbeat is never far off.
+        const { abort, cancel, liveness } = await this.d.client.workerHeartbeat(
+          { runningBuilds: this.buildIds(), slotsTotal: this.d.settings.slots, draining: this.stateValue === 'draining', waitS: workerHeartbeatMs / 1000 },
+          { retries: 0, signal: ac.signal },
+        );
+        this.learn(liveness);
+        if (failures > 0) this.d.log.info('worker heartbeats delivered again');
+        failures = 0;
+        for (const id of abort) for (const r of this.runnersOf(id)) r.abort('attempt_over', 'the controller no longer assigns this build here');
+        for (const id of cancel) for (const r of this.runnersOf(id)) r.cancel();
+        news = abort.length > 0 || cancel.length > 0;
+      } catch (err) {
+        if (!ac.signal.aborted) {
+          this.lastError = (err as Error).message;
+          // Once per outage at warn: the interval can be short, and the poll loop says the rest.
+          this.d.log[failures === 0 ? 'warn' : 'debug']({ err: this.lastError }, 'worker heartbeat failed');
+          failures++;
+        }
+      }
+      if (ac.signal.aborted || news) continue;
+      // The interval as it stands now: the answer may have just told us the controller's clock.
+      const rest = this.intervals().workerHeartbeatMs - (Date.now() - started);
+      if (rest > 0) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, rest);
+          this.heartbeatRefresh = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+      }
     }
+    this.heartbeatRefresh = null;
   }
 
   /** Stops taking builds and waits for the running ones to finish. */
@@ -256,11 +316,11 @@ export class Agent {
       this.d.log.info({ running: this.buildIds() }, 'draining: no new builds; waiting for the running ones');
       this.pollAbort?.abort();
       this.wake?.();
-      void this.heartbeat();
+      this.heartbeatRefresh?.();
     }
     await this.loop;
     await Promise.all([...this.runners.values()].map((r) => r.done));
-    this.stop();
+    await this.stop();
   }
 
   /** Aborts every running build (reported, VMs deleted) and waits for them. */
@@ -269,12 +329,13 @@ export class Agent {
     await this.drain();
   }
 
-  private stop(): void {
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = null;
+  private async stop(): Promise<void> {
+    if (this.stateValue === 'stopped') return;
+    this.stateValue = 'stopped';
+    this.heartbeatRefresh?.();
+    await this.heartbeats;
     void this.cronTask?.stop();
     this.cronTask = null;
-    this.stateValue = 'stopped';
     this.d.log.info('agent stopped');
   }
 }

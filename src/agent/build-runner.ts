@@ -7,11 +7,15 @@
  * completion retried until the controller accepts or refuses it) → `done` (VM released, on
  * every path).
  *
- * What can end it early, each an abort reason: `cancelled` (the controller asked), `timed_out`
- * (the build's `timeoutS`), `vm_crashed` (`tart run` exited or SSH keepalives failed — reported
+ * What can end it early, each an abort reason: `cancelled` (the controller asked),
+ * `prepare_timeout` (not running its steps within the controller's prepare timeout, counted from
+ * the claim), `timed_out` (the steps and artifact upload ran past the build's `timeoutS`, counted
+ * from the `running` phase: a slow boot never eats the build's time), `vm_crashed` (`tart run` exited or SSH keepalives failed — reported
  * at once, without waiting for the controller's watchdog), `attempt_over` (a 409: the controller
  * already ended or reassigned the attempt — nothing to report, just recycle), `shutdown` (the
  * agent is aborting its builds: reported as `worker_lost` so the build may be retried).
+ * Once the attempt is `finishing` its outcome is decided: later aborts (a VM exit after its
+ * release, a controller saying the attempt is over) change nothing and are not logged.
  */
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
@@ -28,7 +32,7 @@ import { LineSplitter, parseProgressMarker, stepProgress } from './progress.ts';
 import { RemoteWorkspace } from './remote-workspace.ts';
 import type { AgentMetrics } from './metrics.ts';
 
-export type AbortReason = 'cancelled' | 'timed_out' | 'vm_crashed' | 'attempt_over' | 'shutdown';
+export type AbortReason = 'cancelled' | 'prepare_timeout' | 'timed_out' | 'vm_crashed' | 'attempt_over' | 'shutdown';
 export type RunnerState = 'preparing' | 'starting-monitor' | 'running' | 'finishing' | 'done';
 
 /** The VM a build runs in (EphemeralVm fits). */
@@ -44,12 +48,15 @@ export interface RunnerSettings {
   workerId: string;
   /** The controller URL as the VM sees it. */
   vmControllerUrl: string;
+  /** vm-monitor's beat, whole seconds (a quarter of the controller's heartbeat timeout at most). */
   heartbeatIntervalS: number;
+  /** How long from the claim the attempt may take to start its steps, ms (the controller's prepare timeout). */
+  prepareTimeoutMs: number;
   /** Where attempt logs are kept locally. */
   logDir: string;
   /** TERM → KILL grace when stopping a step, ms. Default 10 000. */
   stepStopGraceMs: number;
-  /** How often phase updates keep a preparing build alive, ms. Default 15 000. */
+  /** How often phase updates keep a preparing build alive, ms (a quarter of the controller's heartbeat timeout at most). */
   preparingKeepaliveMs: number;
   /** How long the completion (and the last log bytes) are retried, ms. Default 1 hour. */
   reportDeadlineMs: number;
@@ -91,8 +98,23 @@ function latestOnly(fn: (v: number) => Promise<unknown>): (v: number) => void {
   };
 }
 
-const infraReason = (reason: AbortReason): FailureReason | null =>
-  reason === 'vm_crashed' ? 'vm_crashed' : reason === 'shutdown' ? 'worker_lost' : reason === 'timed_out' ? 'timed_out' : null;
+const infraReason = (reason: AbortReason): FailureReason | null => {
+  switch (reason) {
+    case 'vm_crashed':
+    case 'timed_out':
+    case 'prepare_timeout':
+      return reason;
+    case 'shutdown':
+      return 'worker_lost';
+    case 'cancelled':
+    case 'attempt_over':
+      return null;
+    default: {
+      const never: never = reason;
+      throw new Error(`unknown abort reason ${String(never)}`);
+    }
+  }
+};
 
 export class BuildRunner {
   readonly buildId: string;
@@ -105,6 +127,8 @@ export class BuildRunner {
   private stateValue: RunnerState = 'preparing';
   private stream: LogStream | undefined;
   private workspace: RemoteWorkspace | undefined;
+  /** The prepare limit, then the steps' limit. */
+  private limit: NodeJS.Timeout | undefined;
 
   constructor(claim: PollResponse, deps: RunnerDeps) {
     this.claim = claim;
@@ -117,9 +141,9 @@ export class BuildRunner {
     return this.stateValue;
   }
 
-  /** Ends the attempt early; the first reason wins. */
+  /** Ends the attempt early; the first reason wins, and none once the attempt is finishing. */
   abort(reason: AbortReason, detail = ''): void {
-    if (this.reason !== null) return;
+    if (this.reason !== null || this.stateValue === 'finishing' || this.stateValue === 'done') return;
     this.reason = reason;
     this.reasonDetail = detail;
     this.d.log.warn({ buildId: this.buildId, reason, detail }, 'aborting build');
@@ -141,7 +165,8 @@ export class BuildRunner {
       onAttemptOver: (err) => this.abort('attempt_over', (err as Error).message),
       onSendError: (err) => log.warn({ err: (err as Error).message }, 'log chunk not sent yet; will retry'),
     }));
-    const timeout = setTimeout(() => this.abort('timed_out', `the build ran past its timeout of ${build.timeoutS} s`), build.timeoutS * 1000);
+    const prepareS = Math.round(this.d.settings.prepareTimeoutMs / 100) / 10;
+    this.limit = setTimeout(() => this.abort('prepare_timeout', `the VM was not ready to run the steps within the prepare timeout of ${prepareS} s`), this.d.settings.prepareTimeoutMs);
     let vm: BuildVm | undefined;
     let outcome: Omit<CompleteBody, 'lease'> | null;
     try {
@@ -152,7 +177,7 @@ export class BuildRunner {
       log.error({ err: (err as Error).message }, 'build attempt failed in the agent');
       outcome = { status: 'failed', failureReason: 'worker_lost', message: `agent error: ${(err as Error).message}` };
     } finally {
-      clearTimeout(timeout);
+      clearTimeout(this.limit);
       this.stateValue = 'finishing';
     }
     try {
@@ -240,6 +265,8 @@ export class BuildRunner {
       }
       clearInterval(keepalive);
       if (!(await this.reportPhase('running'))) return null;
+      clearTimeout(this.limit);
+      this.limit = setTimeout(() => this.abort('timed_out', `the steps ran past the build's timeout of ${build.timeoutS} s`), build.timeoutS * 1000);
       this.stateValue = 'running';
       return await this.runSteps(ws, note);
     } finally {

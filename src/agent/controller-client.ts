@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import pRetry from 'p-retry';
 import { Agent, request } from 'undici';
 import { ExpoError, isExpoError } from '../protocol/errors.ts';
+import { parseLiveness, type Liveness } from '../protocol/liveness.ts';
 import type { CompleteBody, PollBody, PollResponse, WorkerHeartbeatBody } from '../protocol/schemas.ts';
 
 export interface ControllerClientOptions {
@@ -42,6 +43,13 @@ export class RawBody {
   }
 }
 
+/** An answer: status, parsed JSON body, and the controller's clocks when it stated them. */
+export interface Answer<T> {
+  status: number;
+  body: T | null;
+  liveness: Liveness | null;
+}
+
 export interface HttpErrorDetails {
   method: string;
   path: string;
@@ -71,7 +79,7 @@ export class ControllerClient {
   }
 
   /** One request; resolves with the status and parsed body, rejects with HTTP_UNREACHABLE or HTTP_STATUS. */
-  async send<T>(method: Method, path: string, body: unknown, opts: SendOptions = {}): Promise<{ status: number; body: T | null }> {
+  async send<T>(method: Method, path: string, body: unknown, opts: SendOptions = {}): Promise<Answer<T>> {
     try {
       return await this.sendOnce<T>(method, path, body, opts);
     } catch (err) {
@@ -80,7 +88,7 @@ export class ControllerClient {
     }
   }
 
-  private async sendOnce<T>(method: Method, path: string, body: unknown, opts: SendOptions): Promise<{ status: number; body: T | null }> {
+  private async sendOnce<T>(method: Method, path: string, body: unknown, opts: SendOptions): Promise<Answer<T>> {
     const timeoutMs = opts.timeoutMs ?? this.o.requestTimeoutMs;
     const raw = body instanceof RawBody ? body : null;
     const headers: Record<string, string> = { ...opts.headers, authorization: `Bearer ${this.o.apiKey}` };
@@ -113,12 +121,12 @@ export class ControllerClient {
       const code = res.statusCode >= 500 ? 'HTTP_UNREACHABLE' : 'HTTP_STATUS';
       throw new ExpoError(code, `${method} ${path}: ${res.statusCode} ${err?.code ?? ''} ${err?.message ?? text.slice(0, 200)}`.trim(), { details });
     }
-    return { status: res.statusCode, body: parsed };
+    return { status: res.statusCode, body: parsed, liveness: parseLiveness(res.headers) };
   }
 
   /** `send`, retried with backoff and jitter on HTTP_UNREACHABLE (network errors, 5xx). */
-  async retried<T>(method: Method, path: string, body: unknown, r: RetryOptions = {}): Promise<{ status: number; body: T | null }> {
-    return pRetry(() => this.send<T>(method, path, body, { signal: r.signal }), {
+  async retried<T>(method: Method, path: string, body: unknown, r: RetryOptions = {}, timeoutMs?: number): Promise<Answer<T>> {
+    return pRetry(() => this.send<T>(method, path, body, { signal: r.signal, timeoutMs }), {
       retries: r.retries ?? 5,
       factor: 2,
       minTimeout: this.o.retryMinMs,
@@ -136,15 +144,20 @@ export class ControllerClient {
     return `/api/v1/workers/${encodeURIComponent(this.o.workerId)}`;
   }
 
-  /** A long poll; null when no build came within `waitS`. Not retried: the caller loops. */
-  async poll(body: PollBody, signal?: AbortSignal): Promise<PollResponse | null> {
+  /**
+   * A long poll: the claim (null when no build came within `waitS`) and the controller's
+   * clocks as it stated them. Not retried: the caller loops.
+   */
+  async poll(body: PollBody, signal?: AbortSignal): Promise<{ claim: PollResponse | null; liveness: Liveness | null }> {
     const res = await this.send<PollResponse>('POST', `${this.w}/poll`, body, { signal, timeoutMs: ((body.waitS ?? 25) + 15) * 1000 });
-    return res.status === 204 ? null : res.body;
+    return { claim: res.status === 204 ? null : res.body, liveness: res.liveness };
   }
 
-  async workerHeartbeat(body: WorkerHeartbeatBody, r?: RetryOptions): Promise<{ abort: string[]; cancel: string[] }> {
-    const res = await this.retried<{ abort: string[]; cancel: string[] }>('POST', `${this.w}/heartbeat`, body, { retries: 2, ...r });
-    return { abort: res.body?.abort ?? [], cancel: res.body?.cancel ?? [] };
+  /** A worker heartbeat; with `waitS` the controller may hold it that long, answering early with a cancel or an abort. */
+  async workerHeartbeat(body: WorkerHeartbeatBody, r?: RetryOptions): Promise<{ abort: string[]; cancel: string[]; liveness: Liveness | null }> {
+    const timeoutMs = (body.waitS ?? 0) * 1000 + this.o.requestTimeoutMs;
+    const res = await this.retried<{ abort: string[]; cancel: string[] }>('POST', `${this.w}/heartbeat`, body, { retries: 2, ...r }, timeoutMs);
+    return { abort: res.body?.abort ?? [], cancel: res.body?.cancel ?? [], liveness: res.liveness };
   }
 
   async phase(buildId: string, lease: string, phase: 'preparing' | 'running', r?: RetryOptions): Promise<void> {

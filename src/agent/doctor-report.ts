@@ -51,6 +51,8 @@ export function fixHint(check: CheckResult, ctx: HintContext): string {
       return `free space in the base image or grow its disk (tart set ${ctx.vmName} --disk-size N, then grow the partition), or lower minFreeDiskGb`;
     case 'vm-delete':
       return `delete the clone by hand: tart stop ${ctx.cloneName ?? '<name>'}; tart delete ${ctx.cloneName ?? '<name>'}`;
+    case 'controller-liveness':
+      return "raise the controller's --heartbeat-timeout to at least 4 s (vm-monitor beats every second at the fastest)";
     case 'controller-reachable':
       return 'check controllerUrl and that the controller is running and reachable from this host';
     case 'controller-auth':
@@ -70,7 +72,10 @@ export function formatTable(checks: readonly CheckResult[], ctx: HintContext): s
   const width = Math.max(...checks.map((c) => c.name.length));
   const lines: string[] = [];
   for (const c of checks) {
-    lines.push(`${c.ok ? '✓' : '✗'} ${c.name.padEnd(width)}  ${formatMs(c.durationMs).padStart(8)}  ${c.detail}`);
+    // A detail of several lines keeps them under its first, aligned.
+    const [first, ...more] = c.detail.split('\n');
+    lines.push(`${c.ok ? '✓' : '✗'} ${c.name.padEnd(width)}  ${formatMs(c.durationMs).padStart(8)}  ${first}`);
+    for (const m of more) lines.push(`  ${' '.repeat(width)}  ${' '.repeat(8)}  ${m}`);
     if (!c.ok && !c.detail.startsWith('skipped')) lines.push(`  ${' '.repeat(width)}  ${' '.repeat(8)}  fix: ${fixHint(c, ctx)}`);
   }
   const failed = checks.filter((c) => !c.ok).length;

@@ -14,6 +14,8 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
+import { parseLiveness, type Liveness } from '../protocol/liveness.ts';
+import { agentIntervals, livenessReport } from '../monitor/watchdog-policy.ts';
 import type { CheckResult } from '../health/check.ts';
 import { timed } from '../health/check.ts';
 import { runPreflight } from '../health/preflight.ts';
@@ -124,6 +126,7 @@ async function controllerChecks(config: AgentConfig, checks: CheckResult[]): Pro
     checks.push(skipped('controller-auth', 'controller-reachable failed'));
     return;
   }
+  let liveness: Liveness | null = null;
   checks.push(
     await timed('controller-auth', async () => {
       // A read of the worker's own record: a heartbeat would reconcile (and fail) builds it runs.
@@ -135,6 +138,7 @@ async function controllerChecks(config: AgentConfig, checks: CheckResult[]): Pro
       await res.body.dump();
       switch (res.statusCode) {
         case 200:
+          liveness = parseLiveness(res.headers);
           return { ok: true, detail: `key accepted for worker ${config.workerId}` };
         case 404:
           return { ok: false, detail: `the controller knows no worker ${config.workerId}: check workerId (404)`, code: 'API_NOT_FOUND' };
@@ -147,6 +151,18 @@ async function controllerChecks(config: AgentConfig, checks: CheckResult[]): Pro
       }
     }),
   );
+  const stated = liveness as Liveness | null;
+  if (checks.at(-1)?.ok) checks.push(livenessCheck(config, stated));
+}
+
+/** The controller's clocks and the intervals this agent will use against them; fails when they would starve it. */
+function livenessCheck(config: AgentConfig, liveness: Liveness | null): CheckResult {
+  if (liveness === null) return { name: 'controller-liveness', ok: true, detail: 'the controller states no heartbeat timeout (an older version): the configured intervals are used as they are', durationMs: 0 };
+  const { lines, warnings } = livenessReport(config, liveness);
+  const detail = [...lines, ...warnings.map((w) => `warning: ${w}`)].join('\n');
+  // Capped intervals are fine; a timeout shorter than the monitor can beat is not.
+  const starved = agentIntervals(config, liveness).monitorIntervalS * 1000 > liveness.heartbeatTimeoutMs / 4;
+  return { name: 'controller-liveness', ok: !starved, detail, durationMs: 0, ...(starved ? { code: 'CFG_INVALID' } : {}) };
 }
 
 /** Runs every check; the list is in the order run. */

@@ -52,17 +52,27 @@ export function loadMonitorScript(): { contents: Buffer; version: string } {
 }
 
 /** The parts of the daemon that follow the config file (rebuilt on SIGHUP). */
-function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, metrics: AgentMetrics): Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight'> {
+function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, metrics: AgentMetrics): Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight' | 'settings'> {
   mkdirSync(config.logDir, { recursive: true });
   const driver = new TartCli({ exec: new NodeExec(), tartPath: config.tartPath, tartHome: config.tartHome, callTimeoutMs: config.tartTimeoutS * 1000 });
   const ssh = new Ssh2Client();
   const sshPrivateKey = readFileSync(config.vmSshKey);
   const monitor = { ...loadMonitorScript(), installedPath: '/usr/local/bin/vm-monitor.sh' };
   return {
+    settings: {
+      slots: config.maxConcurrentBuilds,
+      pollWaitS: config.pollWaitS,
+      workerHeartbeatS: config.workerHeartbeatS,
+      preparingKeepaliveS: config.preparingKeepaliveS,
+      heartbeatIntervalS: config.heartbeatIntervalS,
+      reconnectDelayS: config.reconnectDelayS,
+      preflightRetryS: config.preflightRetryS,
+      maintenanceCron: config.maintenanceCron,
+    },
     reap: (live) => reapOrphans({ driver, workerId: config.workerId, clonePrefix: config.clonePrefix, liveBuildIds: live, stopTimeoutS: config.vmStopTimeoutS }),
     preflight: () =>
       runPreflight({ driver, baseVm: config.vmName, tartHome: config.tartHome ?? `${homedir()}/.tart`, minHostFreeDiskGb: config.hostMinFreeDiskGb }),
-    makeRunner: (claim) =>
+    makeRunner: (claim, intervals, liveness) =>
       new BuildRunner(claim, {
         client,
         log,
@@ -71,10 +81,12 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
         settings: {
           workerId: config.workerId,
           vmControllerUrl: config.vmControllerUrl,
-          heartbeatIntervalS: config.heartbeatIntervalS,
+          heartbeatIntervalS: intervals.monitorIntervalS,
+          // A controller too old to state it: the controller's own default.
+          prepareTimeoutMs: liveness?.prepareTimeoutMs ?? 600_000,
           logDir: config.logDir,
           stepStopGraceMs: config.stepStopGraceS * 1000,
-          preparingKeepaliveMs: config.preparingKeepaliveS * 1000,
+          preparingKeepaliveMs: intervals.preparingKeepaliveMs,
           reportDeadlineMs: config.reportDeadlineS * 1000,
         },
         acquireVm: async (req) => {
@@ -159,14 +171,6 @@ export async function main(argv: string[]): Promise<number> {
     client,
     log,
     metrics,
-    settings: {
-      slots: config.maxConcurrentBuilds,
-      pollWaitS: config.pollWaitS,
-      workerHeartbeatS: config.workerHeartbeatS,
-      reconnectDelayS: config.reconnectDelayS,
-      preflightRetryS: config.preflightRetryS,
-      maintenanceCron: config.maintenanceCron,
-    },
     ...buildParts(config, log, client, metrics),
   });
   // A busy metrics port must not keep a host from building: Prometheus shows the agent down instead.

@@ -49,6 +49,8 @@ export interface AppOptions {
   /** The largest artifact accepted, in bytes. Default 4 GiB. */
   maxArtifactBytes?: number;
   defaultBuildTimeoutS: number;
+  /** How long a claimed build may prepare before it fails `prepare_timeout`, ms. Default 600 000. */
+  prepareTimeoutMs?: number;
   logger: Logger;
   /** Time source in ms since the epoch. Default Date.now. */
   now?: () => number;
@@ -74,6 +76,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     store: o.store,
     now,
     heartbeatTimeoutMs: o.heartbeatTimeoutMs,
+    prepareTimeoutMs: o.prepareTimeoutMs ?? 600_000,
     maxLogBytes: o.maxLogBytes,
     claimGraceMs: o.claimGraceMs ?? 10_000,
     defaultTimeoutS: o.defaultBuildTimeoutS,
@@ -89,6 +92,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     service,
     now,
     policy: { heartbeatTimeoutMs: o.heartbeatTimeoutMs, controllerStartedAt: o.startedAt ?? now() },
+    prepareTimeoutMs: o.prepareTimeoutMs ?? 600_000,
     onError: (err) => o.logger.error({ err }, 'watchdog sweep failed'),
   });
 
@@ -174,6 +178,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     shutdown: async () => {
       stopping = true;
       await watchdog.stop();
+      service.waits.wakeAll();
       await service.dispatcher.closeAll();
       await app.close();
     },

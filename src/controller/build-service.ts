@@ -18,6 +18,9 @@ import type { BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, P
 import { hashSecret, newBuildId, newBuildToken, newLease, type Principal } from './auth.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { workerView } from './views.ts';
+import { WorkerWaits } from './worker-waits.ts';
+import type { Liveness } from '../protocol/liveness.ts';
+import { heartbeatWaitMaxMs, livenessOf } from '../monitor/watchdog-policy.ts';
 import type { AttemptRecord, BuildPulse, BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
 
 export interface BuildServiceOptions {
@@ -26,6 +29,8 @@ export interface BuildServiceOptions {
   now: () => number;
   /** A build or worker silent this long is failed / offline. Default 120 000 ms. */
   heartbeatTimeoutMs: number;
+  /** How long a claimed build may prepare before it fails `prepare_timeout`, ms. Default 600 000. */
+  prepareTimeoutMs: number;
   /** The most log bytes one build may store. */
   maxLogBytes: number;
   /** How long an `assigned` build may go unlisted by its worker before it counts as never received, in ms. */
@@ -49,6 +54,10 @@ export interface PollResult {
 
 export class BuildService {
   readonly dispatcher: Dispatcher;
+  /** Workers inside a long poll or heartbeat wait (alive), and the wake-up of those waits. */
+  readonly waits = new WorkerWaits();
+  /** The clocks this controller states to its workers. */
+  readonly liveness: Liveness;
   private readonly o: BuildServiceOptions;
   private readonly store: Store;
 
@@ -56,6 +65,7 @@ export class BuildService {
     this.o = options;
     this.store = options.store;
     this.dispatcher = new Dispatcher(async () => (await this.store.countQueuedBuilds()) > 0);
+    this.liveness = livenessOf(options.heartbeatTimeoutMs, options.prepareTimeoutMs);
   }
 
   // ---- admin ----
@@ -90,7 +100,10 @@ export class BuildService {
       return done;
     }
     await this.store.requestCancel(id);
-    return this.getBuild(id);
+    const after = await this.getBuild(id);
+    // Its worker hears of it now, through the heartbeat it keeps waiting here.
+    if (after.workerId !== null && after.cancelRequested) this.waits.wake(after.workerId);
+    return after;
   }
 
   async workerView(id: string): Promise<WorkerView> {
@@ -107,8 +120,11 @@ export class BuildService {
     await this.reconcile(worker.id, body.runningBuilds);
     if (body.slotsFree === 0 || body.draining) return null;
     let buildToken = '';
-    const claim = await this.dispatcher.wait({
-      waitMs: Math.round((body.waitS ?? 25) * 1000),
+    // Never longer than half the heartbeat timeout (the agent derives the same), and a worker
+    // inside the wait counts as alive.
+    const waitMs = Math.min(Math.round((body.waitS ?? 25) * 1000), this.liveness.pollWaitMaxMs);
+    const claim = await this.waits.hold(worker.id, () => this.dispatcher.wait({
+      waitMs,
       signal,
       tryClaim: async () => {
         buildToken = newBuildToken();
@@ -125,7 +141,7 @@ export class BuildService {
         await this.store.unassign(c.build.id, c.attempt.lease);
         this.dispatcher.notify();
       },
-    });
+    }));
     if (!claim) return null;
     this.o.onBuildEvent?.({ kind: 'claimed', build: claim.build, workerId: worker.id });
     return { claim, buildToken };
@@ -135,11 +151,25 @@ export class BuildService {
    * Worker liveness. Answers the builds the worker lists that it should abort (over, or not
    * its own) and those it holds whose cancel was asked for — how the agent learns of a cancel
    * without sending build heartbeats of its own, which would hide a frozen VM.
+   *
+   * With `waitS`, and nothing to tell yet, the answer waits (at most a quarter of the heartbeat
+   * timeout) until a cancel is asked for or a build of this worker is ended here — the channel
+   * that gets a cancel to a running step within moments rather than at the next heartbeat.
    */
-  async workerHeartbeat(worker: WorkerRecord, body: WorkerHeartbeatBody): Promise<{ abort: string[]; cancel: string[] }> {
+  async workerHeartbeat(worker: WorkerRecord, body: WorkerHeartbeatBody, signal?: AbortSignal): Promise<{ abort: string[]; cancel: string[] }> {
     await this.store.touchWorker(worker.id, { now: this.o.now(), slotsTotal: body.slotsTotal, draining: body.draining });
     const { abort, kept } = await this.reconcile(worker.id, body.runningBuilds);
-    return { abort, cancel: kept.filter((b) => b.cancelRequested).map((b) => b.id) };
+    const cancel = kept.filter((b) => b.cancelRequested).map((b) => b.id);
+    const waitMs = Math.min(Math.round((body.waitS ?? 0) * 1000), heartbeatWaitMaxMs(this.o.heartbeatTimeoutMs));
+    if (abort.length > 0 || cancel.length > 0 || waitMs <= 0) return { abort, cancel };
+    await this.waits.wait(worker.id, waitMs, signal);
+    if (signal?.aborted) return { abort: [], cancel: [] };
+    // What changed meanwhile, among the builds it listed; no reconcile: its list may be stale now.
+    const held = new Map((await this.store.activeBuildsOfWorker(worker.id)).map((b) => [b.id, b]));
+    return {
+      abort: body.runningBuilds.filter((id) => !held.has(id)),
+      cancel: body.runningBuilds.filter((id) => held.get(id)?.cancelRequested === true),
+    };
   }
 
   /**
@@ -342,9 +372,12 @@ export class BuildService {
     if (await this.store.unassign(build.id, build.lease)) this.dispatcher.notify();
   }
 
+  /** Ends an active attempt from the controller's side (watchdog, reconcile) and tells its worker at once. */
   async failActive(build: BuildRecord, reason: FailureReason, message: string): Promise<BuildRecord | null> {
     if (!isActiveStatus(build.status)) return null;
-    return this.endAttempt(build, 'failed', reason, null, message);
+    const ended = await this.endAttempt(build, 'failed', reason, null, message);
+    if (ended && build.workerId !== null) this.waits.wake(build.workerId);
+    return ended;
   }
 
   private over(build: BuildRecord): ExpoError {

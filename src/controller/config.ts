@@ -25,6 +25,8 @@ export interface ControllerConfig {
   maxArtifactBytes: number;
   /** Build timeout when a submission names none, in seconds. Default 3600. */
   defaultBuildTimeoutS: number;
+  /** How long a claimed build may prepare (clone, boot, health checks) before it fails `prepare_timeout`, in ms. Default 600 000. */
+  prepareTimeoutMs: number;
   /** pino level. Default info. */
   logLevel: string;
 }
@@ -46,7 +48,11 @@ Options (each also read from the environment variable shown):
                              artifacts/ beside the database)
   --max-artifact-mb N        largest artifact in MiB (EXPO_CONTROLLER_MAX_ARTIFACT_MB, default 4096)
   --default-build-timeout S  build timeout when a submission names none
-                             (EXPO_CONTROLLER_DEFAULT_BUILD_TIMEOUT, default 3600)
+                             (EXPO_CONTROLLER_DEFAULT_BUILD_TIMEOUT, default 3600); it
+                             covers the steps and artifact upload, not VM preparation
+  --prepare-timeout S        seconds a claimed build may spend preparing its VM (clone, boot,
+                             health checks) before it fails prepare_timeout and may be retried;
+                             decimals allowed (EXPO_CONTROLLER_PREPARE_TIMEOUT, default 600)
   --log-level LEVEL          fatal|error|warn|info|debug|trace (EXPO_CONTROLLER_LOG_LEVEL, default info)
   -h, --help                 show this help
 `;
@@ -61,6 +67,7 @@ const OPTIONS = {
   'artifacts-dir': { type: 'string' },
   'max-artifact-mb': { type: 'string' },
   'default-build-timeout': { type: 'string' },
+  'prepare-timeout': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -94,6 +101,7 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
   const maxArtifactMb = number('max-artifact-mb', 'EXPO_CONTROLLER_MAX_ARTIFACT_MB', 4096, (n) => n > 0 && n <= 1024 * 1024, 'a size in MiB between 1 and 1048576');
   const maxLogMb = number('max-log-mb', 'EXPO_CONTROLLER_MAX_LOG_MB', 64, (n) => n > 0 && n <= 4096, 'a size in MiB between 1 and 4096');
   const defaultBuildTimeoutS = number('default-build-timeout', 'EXPO_CONTROLLER_DEFAULT_BUILD_TIMEOUT', 3600, (n) => Number.isInteger(n) && n >= 1 && n <= 604800, 'a whole number of seconds between 1 and 604800');
+  const prepareTimeoutS = number('prepare-timeout', 'EXPO_CONTROLLER_PREPARE_TIMEOUT', 600, (n) => n >= 0.1 && n <= 86400, 'a number of seconds between 0.1 and 86400');
   const host = pick('host', 'EXPO_CONTROLLER_HOST') ?? '127.0.0.1';
   if (host.trim() === '') problems.push('--host (EXPO_CONTROLLER_HOST): must not be empty');
   const dbPath = pick('db', 'EXPO_CONTROLLER_DB');
@@ -118,6 +126,7 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
       artifactsDir: pick('artifacts-dir', 'EXPO_CONTROLLER_ARTIFACTS_DIR') ?? join(dirname(dbPath!), 'artifacts'),
       maxArtifactBytes: Math.round(maxArtifactMb * 1024 * 1024),
       defaultBuildTimeoutS,
+      prepareTimeoutMs: Math.round(prepareTimeoutS * 1000),
       logLevel,
     }),
   };

@@ -42,12 +42,16 @@ export async function main(argv: string[]): Promise<number> {
     artifactsDir: config.artifactsDir,
     maxArtifactBytes: config.maxArtifactBytes,
     defaultBuildTimeoutS: config.defaultBuildTimeoutS,
+    prepareTimeoutMs: config.prepareTimeoutMs,
     logger,
     startedAt,
   });
   const address = await controller.app.listen({ port: config.port, host: config.host });
   controller.watchdog.start();
-  logger.info({ address, db: config.dbPath, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000 }, `controller listening on ${address}`);
+  logger.info(
+    { address, db: config.dbPath, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000, prepareTimeoutS: config.prepareTimeoutMs / 1000 },
+    `controller listening on ${address}`,
+  );
 
   return new Promise<number>((resolve) => {
     let stopping = false;

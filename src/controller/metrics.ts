@@ -7,7 +7,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../sys/process-metrics.ts';
-import { BUILD_STATUSES, WORKER_STATUSES, type WorkerStatus } from '../protocol/domain.ts';
+import { BUILD_STATUSES, FAILURE_REASONS, WORKER_STATUSES, type WorkerStatus } from '../protocol/domain.ts';
 import type { BuildEvent } from './build-service.ts';
 import type { Store } from './store/store.ts';
 import { workerStatus } from './views.ts';
@@ -87,7 +87,7 @@ export class ControllerMetrics {
     // Every series exists from the start, so rates and alerts see a 0 before the first event.
     for (const s of BUILD_STATUSES) this.builds.set({ status: s }, 0);
     for (const s of ['succeeded', 'failed', 'cancelled']) this.finished.inc({ status: s }, 0);
-    for (const r of ['build_failed', 'timed_out', 'vm_unhealthy', 'vm_crashed', 'heartbeat_timeout', 'worker_lost']) this.buildsFailed.inc({ reason: r }, 0);
+    for (const r of FAILURE_REASONS) this.buildsFailed.inc({ reason: r }, 0);
     for (const k of ['poll', 'heartbeat']) this.workerHeartbeats.inc({ kind: k }, 0);
   }
 

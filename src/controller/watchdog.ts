@@ -3,6 +3,9 @@
  * (`heartbeat_timeout`) and marks silent workers `offline`, failing what they held
  * (`worker_lost`). A build still `assigned` — its worker never said it started — is put back in
  * the queue instead, without spending an attempt. A failed build frees its worker's slot, so the worker reads `idle` again.
+ * A worker inside a long poll or heartbeat wait is alive, however old its last contact.
+ * Backstops for an agent alive but stuck: a build past its `timeoutS` (steps) or the prepare
+ * timeout by more than one heartbeat timeout is failed `timed_out` / `prepare_timeout`.
  * States: stopped → running (`start`) → stopped (`stop`); a sweep in progress is awaited by `stop`.
  */
 import { deathCutoff, sweepIntervalMs, type WatchdogPolicy } from '../monitor/watchdog-policy.ts';
@@ -13,6 +16,8 @@ export interface WatchdogOptions {
   store: Store;
   service: BuildService;
   policy: WatchdogPolicy;
+  /** How long a claimed build may prepare, ms. */
+  prepareTimeoutMs: number;
   now: () => number;
   onError: (err: unknown) => void;
 }
@@ -47,6 +52,11 @@ export class Watchdog {
 
   /** One pass at time `now`; returns how many builds it failed and workers it marked offline. */
   async sweep(now: number): Promise<{ builds: number; workers: number }> {
+    const stale = await this.sweepSilence(now);
+    return { builds: stale.builds + (await this.sweepOverdue(now)), workers: stale.workers };
+  }
+
+  private async sweepSilence(now: number): Promise<{ builds: number; workers: number }> {
     const cutoff = deathCutoff(this.o.policy, now);
     if (cutoff === null) return { builds: 0, workers: 0 };
     const timeoutS = this.o.policy.heartbeatTimeoutMs / 1000;
@@ -58,6 +68,7 @@ export class Watchdog {
     }
     let workers = 0;
     for (const w of await this.o.store.findSilentWorkers(cutoff)) {
+      if (this.o.service.waits.isWaiting(w.id)) continue;
       await this.o.store.markWorkerOffline(w.id);
       workers++;
       for (const b of await this.o.store.activeBuildsOfWorker(w.id)) {
@@ -66,5 +77,23 @@ export class Watchdog {
       }
     }
     return { builds, workers };
+  }
+
+  /**
+   * Fails builds whose agent should long since have ended them: the grace is one heartbeat
+   * timeout past the limit, time for a live agent to stop the steps and report on its own.
+   */
+  private async sweepOverdue(now: number): Promise<number> {
+    if (deathCutoff(this.o.policy, now) === null) return 0;
+    const graceMs = this.o.policy.heartbeatTimeoutMs;
+    let builds = 0;
+    for (const b of await this.o.store.findOverdueBuilds({ now, prepareTimeoutMs: this.o.prepareTimeoutMs, graceMs })) {
+      const failed =
+        b.status === 'running'
+          ? await this.o.service.failActive(b, 'timed_out', `the steps ran past the build's timeout of ${b.timeoutS} s and its worker did not report it within ${graceMs / 1000} s more`)
+          : await this.o.service.failActive(b, 'prepare_timeout', `the VM was not ready to run the steps within the prepare timeout of ${this.o.prepareTimeoutMs / 1000} s`);
+      if (failed) builds++;
+    }
+    return builds;
   }
 }

@@ -1,12 +1,23 @@
 /**
- * The watchdog's policy, as pure functions of time so that it is tested with plain numbers.
+ * The liveness rules, as pure functions of time so that they are tested with plain numbers.
  *
- * A build (or worker) is dead when its last sign of life is older than the heartbeat timeout.
- * After the controller starts it grants one full timeout of grace — heartbeats that could not
- * arrive while it was down must not fail healthy builds — so its deadline is
- * `max(lastSeen, controllerStartedAt) + timeout`. The sweep runs often enough that a death is
- * noticed at most `sweepIntervalMs` (≤ 1 s) late.
+ * One clock: the controller's heartbeat timeout `T`. A build (or worker) is dead when its last
+ * sign of life is older than `T`. After the controller starts it grants one full timeout of
+ * grace — heartbeats that could not arrive while it was down must not fail healthy builds — so
+ * its deadline is `max(lastSeen, controllerStartedAt) + T`. The sweep runs often enough that a
+ * death is noticed at most `sweepIntervalMs` (≤ 1 s) late.
+ *
+ * Everything else follows from `T`, so that shrinking it (tests, demos) never starves a healthy
+ * build: the controller holds a long poll at most `T/2` and a worker-heartbeat wait at most
+ * `T/4`, and the agent sends every kind of sign of life — worker heartbeats, the phase updates
+ * of a preparing build, vm-monitor's beats — at least every `T/4`. Its config values are upper
+ * bounds under that. A worker inside a long poll or heartbeat wait is alive.
+ *
+ * Two backstops for an agent that is alive but stuck: a build running its steps past its
+ * `timeoutS`, or preparing past the prepare timeout, is failed by the controller (`timed_out`,
+ * `prepare_timeout`) one heartbeat timeout after the agent should have reported it.
  */
+import type { Liveness } from '../protocol/liveness.ts';
 
 export interface WatchdogPolicy {
   heartbeatTimeoutMs: number;
@@ -22,4 +33,91 @@ export function deathCutoff(p: WatchdogPolicy, now: number): number | null {
 /** How often to sweep: a quarter of the timeout, never more than 1 s and never under 10 ms. */
 export function sweepIntervalMs(heartbeatTimeoutMs: number): number {
   return Math.max(10, Math.min(1000, Math.floor(heartbeatTimeoutMs / 4)));
+}
+
+/** The longest long-poll the controller holds open: half the heartbeat timeout, at most 25 s. */
+export function pollWaitMaxMs(heartbeatTimeoutMs: number): number {
+  return Math.max(0, Math.min(25_000, Math.floor(heartbeatTimeoutMs / 2)));
+}
+
+/** The longest a worker heartbeat may wait for news (a cancel): a quarter of the heartbeat timeout. */
+export function heartbeatWaitMaxMs(heartbeatTimeoutMs: number): number {
+  return Math.max(0, Math.floor(heartbeatTimeoutMs / 4));
+}
+
+/** The controller's clocks as it states them to workers. */
+export function livenessOf(heartbeatTimeoutMs: number, prepareTimeoutMs: number): Liveness {
+  return { heartbeatTimeoutMs, pollWaitMaxMs: pollWaitMaxMs(heartbeatTimeoutMs), prepareTimeoutMs };
+}
+
+/** The agent's configured intervals: upper bounds, in seconds. */
+export interface AgentIntervalBounds {
+  workerHeartbeatS: number;
+  preparingKeepaliveS: number;
+  /** vm-monitor's beat (whole seconds in the VM). */
+  heartbeatIntervalS: number;
+  pollWaitS: number;
+}
+
+/** The intervals an agent uses against a controller. */
+export interface AgentIntervals {
+  workerHeartbeatMs: number;
+  preparingKeepaliveMs: number;
+  /** Whole seconds, at least 1: vm-monitor.sh sleeps in whole seconds. */
+  monitorIntervalS: number;
+  pollWaitS: number;
+}
+
+/** The vm-monitor's floor: bash's `sleep` on macOS takes whole seconds. */
+const MONITOR_MIN_S = 1;
+
+/**
+ * Each configured interval, capped at a quarter of the controller's heartbeat timeout (a long
+ * poll at half of it). Before the agent has heard from the controller (`liveness` null) the
+ * configured values stand; the controller caps the first long poll itself.
+ */
+export function agentIntervals(bounds: AgentIntervalBounds, liveness: Liveness | null): AgentIntervals {
+  const quarterS = liveness ? liveness.heartbeatTimeoutMs / 4000 : Number.POSITIVE_INFINITY;
+  const pollMaxS = liveness ? liveness.pollWaitMaxMs / 1000 : Number.POSITIVE_INFINITY;
+  return {
+    workerHeartbeatMs: Math.round(Math.min(bounds.workerHeartbeatS, quarterS) * 1000),
+    preparingKeepaliveMs: Math.round(Math.min(bounds.preparingKeepaliveS, quarterS) * 1000),
+    monitorIntervalS: Math.max(MONITOR_MIN_S, Math.floor(Math.min(bounds.heartbeatIntervalS, quarterS))),
+    pollWaitS: Math.min(bounds.pollWaitS, pollMaxS),
+  };
+}
+
+/**
+ * What `doctor` tells about an agent config against a controller: each interval it will use, and
+ * warnings for the settings that would starve the controller of signs of life.
+ */
+export function livenessReport(bounds: AgentIntervalBounds, liveness: Liveness): { lines: string[]; warnings: string[] } {
+  const used = agentIntervals(bounds, liveness);
+  const s = (ms: number) => `${Math.round(ms) / 1000} s`;
+  const quarter = liveness.heartbeatTimeoutMs / 4;
+  const line = (name: string, configuredS: number, usedMs: number) =>
+    `${name} ${s(usedMs)}${configuredS * 1000 > usedMs + 1 ? ` (configured ${configuredS} s; capped at a quarter of the timeout)` : ''}`;
+  const lines = [
+    `controller heartbeat timeout ${s(liveness.heartbeatTimeoutMs)}, long poll at most ${s(liveness.pollWaitMaxMs)}, prepare timeout ${s(liveness.prepareTimeoutMs)}`,
+    line('worker heartbeat every', bounds.workerHeartbeatS, used.workerHeartbeatMs),
+    line('preparing keepalive every', bounds.preparingKeepaliveS, used.preparingKeepaliveMs),
+    line('vm-monitor beat every', bounds.heartbeatIntervalS, used.monitorIntervalS * 1000),
+    `long poll ${used.pollWaitS} s`,
+  ];
+  const warnings: string[] = [];
+  if (used.monitorIntervalS * 1000 > quarter) {
+    warnings.push(
+      `the controller's heartbeat timeout (${s(liveness.heartbeatTimeoutMs)}) is too short for vm-monitor.sh, which beats every ${MONITOR_MIN_S} s at the fastest: ` +
+        `a build could fail heartbeat_timeout after one late beat; use a timeout of at least ${4 * MONITOR_MIN_S} s`,
+    );
+  }
+  for (const [name, v] of [['workerHeartbeatS', bounds.workerHeartbeatS], ['preparingKeepaliveS', bounds.preparingKeepaliveS], ['heartbeatIntervalS', bounds.heartbeatIntervalS]] as const) {
+    if (v * 1000 >= liveness.heartbeatTimeoutMs) {
+      warnings.push(
+        `${name} (${v} s) is not shorter than the controller's heartbeat timeout (${s(liveness.heartbeatTimeoutMs)}) and would starve it; ` +
+          `the agent uses a quarter of the timeout instead — lower it in the config so the file says what happens`,
+      );
+    }
+  }
+  return { lines, warnings };
 }

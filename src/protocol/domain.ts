@@ -36,10 +36,15 @@ export const isFinalStatus = (s: BuildStatus): s is FinalBuildStatus =>
 /**
  * Why a build failed. `build_failed` and `timed_out` are the build's own doing and never retried;
  * the infrastructure reasons may be retried on a fresh clone up to the build's `maxAttempts`.
+ * `timed_out`: the steps ran past the build's `timeoutS` (the agent stops them; the controller
+ * fails the build itself when the agent has not reported a grace later). `prepare_timeout`: the
+ * VM was not ready to run steps within the controller's prepare timeout — a slow boot is the
+ * host's trouble, not the build's, so it never eats the build's `timeoutS` and may be retried.
  */
 export const FAILURE_REASONS = [
   'build_failed',
   'timed_out',
+  'prepare_timeout',
   'vm_unhealthy',
   'vm_crashed',
   'heartbeat_timeout',
@@ -47,7 +52,7 @@ export const FAILURE_REASONS = [
 ] as const;
 export type FailureReason = (typeof FAILURE_REASONS)[number];
 
-export const INFRA_FAILURE_REASONS = ['vm_unhealthy', 'vm_crashed', 'heartbeat_timeout', 'worker_lost'] as const satisfies readonly FailureReason[];
+export const INFRA_FAILURE_REASONS = ['prepare_timeout', 'vm_unhealthy', 'vm_crashed', 'heartbeat_timeout', 'worker_lost'] as const satisfies readonly FailureReason[];
 export const isInfraFailure = (r: FailureReason): boolean => (INFRA_FAILURE_REASONS as readonly string[]).includes(r);
 
 export const WORKER_STATUSES = ['idle', 'busy', 'draining', 'offline'] as const;

@@ -168,6 +168,8 @@ export const WorkerHeartbeatBody = strict({
   runningBuilds: Type.Array(BuildId, { maxItems: LIMITS.maxRunningBuildsListed }),
   slotsTotal: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 })),
   draining: Type.Optional(Type.Boolean()),
+  /** Wait up to this long (capped at a quarter of the heartbeat timeout) for a cancel or an abort to tell. */
+  waitS: Type.Optional(Type.Number({ minimum: 0, maximum: LIMITS.maxPollWaitS })),
 });
 export type WorkerHeartbeatBody = Static<typeof WorkerHeartbeatBody>;
 

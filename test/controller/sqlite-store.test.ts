@@ -26,7 +26,7 @@ describe('SqliteStore specifics', () => {
       await s.close();
       const db = new DatabaseSync(join(dir, 'c.db'));
       expect((db.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode).toBe('wal');
-      expect(db.prepare('SELECT version FROM schema_migrations ORDER BY version').all()).toEqual([{ version: 1 }, { version: 2 }]);
+      expect(db.prepare('SELECT version FROM schema_migrations ORDER BY version').all()).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
       db.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

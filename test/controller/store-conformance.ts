@@ -149,6 +149,32 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.getWorker('w1')).toMatchObject({ offline: false, slotsTotal: 2, lastSeenAt: 30_000 });
     });
 
+    it('finds overdue builds: steps past timeoutS from this attempt\'s running start, preparing past the prepare limit from its claim', async () => {
+      // timeoutS 60 s; prepare limit 30 s; grace 5 s.
+      const running = await s.createBuild(build({ timeoutS: 60, maxAttempts: 2 }));
+      const preparing = await s.createBuild(build({ timeoutS: 60 }));
+      const c1 = (await s.claimBuild(claimReq('w1', 10_000)))!;
+      const c2 = (await s.claimBuild(claimReq('w2', 10_000)))!;
+      expect(c1.build.id).toBe(running.id);
+      await s.setBuildPhase(running.id, c1.attempt.lease, ['assigned'], 'preparing', 11_000);
+      // A long prepare is not the steps' time: the clock starts at `running`.
+      await s.setBuildPhase(running.id, c1.attempt.lease, ['preparing'], 'running', 40_000);
+      await s.setBuildPhase(preparing.id, c2.attempt.lease, ['assigned'], 'preparing', 11_000);
+      const overdue = async (now: number) => (await s.findOverdueBuilds({ now, prepareTimeoutMs: 30_000, graceMs: 5_000 })).map((b) => b.id);
+      expect(await overdue(45_000)).toEqual([]);
+      expect(await overdue(45_001)).toEqual([preparing.id]);
+      expect(await overdue(105_000)).toEqual([preparing.id]);
+      expect(await overdue(105_001)).toEqual([running.id, preparing.id]);
+      // A second attempt counts from its own start, not the first one's.
+      await s.finishAttempt({ buildId: running.id, lease: c1.attempt.lease, now: 106_000, status: 'failed', failureReason: 'vm_crashed', exitCode: null, message: null, requeue: true });
+      const again = (await s.claimBuild(claimReq('w1', 200_000)))!;
+      expect(again.build.id).toBe(running.id);
+      await s.setBuildPhase(running.id, again.attempt.lease, ['assigned'], 'running', 200_000);
+      expect(await overdue(265_000)).toEqual([preparing.id]);
+      expect(await overdue(265_001)).toEqual([running.id, preparing.id]);
+      expect((await s.getBuild(running.id))!.startedAt).toBe(40_000);
+    });
+
     it('cancels only queued builds outright and counts by status', async () => {
       const a = await s.createBuild(build());
       const b = await s.createBuild(build());

@@ -33,7 +33,7 @@ export interface PollClaim {
 export const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
 export async function startTestController(
-  opts: { heartbeatTimeoutMs?: number; maxLogBytes?: number; maxArtifactBytes?: number; realClock?: boolean; claimGraceMs?: number } = {},
+  opts: { heartbeatTimeoutMs?: number; prepareTimeoutMs?: number; maxLogBytes?: number; maxArtifactBytes?: number; realClock?: boolean; claimGraceMs?: number } = {},
 ): Promise<TestController> {
   const dir = mkdtempSync(join(tmpdir(), 'expo-ctl-test-'));
   const store = new SqliteStore({ path: join(dir, 'controller.db') });
@@ -48,6 +48,7 @@ export async function startTestController(
     artifactsDir: join(dir, 'artifacts'),
     maxArtifactBytes: opts.maxArtifactBytes,
     defaultBuildTimeoutS: 3600,
+    prepareTimeoutMs: opts.prepareTimeoutMs,
     logger: pino({ level: 'silent' }),
     now,
     startedAt: now(),

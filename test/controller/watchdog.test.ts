@@ -3,7 +3,7 @@
  * with a timeout of about a second.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { deathCutoff, sweepIntervalMs } from '../../src/monitor/watchdog-policy.ts';
+import { agentIntervals, deathCutoff, livenessReport, sweepIntervalMs } from '../../src/monitor/watchdog-policy.ts';
 import { bearer, startTestController, type TestController } from './support.ts';
 
 let c: TestController | undefined;
@@ -24,6 +24,28 @@ describe('policy', () => {
     expect(sweepIntervalMs(120_000)).toBe(1000);
     expect(sweepIntervalMs(1000)).toBe(250);
     expect(sweepIntervalMs(1)).toBe(10);
+  });
+});
+
+describe('agent intervals follow the controller', () => {
+  const defaults = { workerHeartbeatS: 15, preparingKeepaliveS: 15, heartbeatIntervalS: 30, pollWaitS: 25 };
+  const at = (timeoutS: number) => ({ heartbeatTimeoutMs: timeoutS * 1000, pollWaitMaxMs: Math.min(25_000, (timeoutS * 1000) / 2), prepareTimeoutMs: 600_000 });
+
+  it('keeps the configured values against the default 120 s timeout, and caps them at a quarter (a long poll at half) of a shrunk one', () => {
+    expect(agentIntervals(defaults, at(120))).toEqual({ workerHeartbeatMs: 15_000, preparingKeepaliveMs: 15_000, monitorIntervalS: 30, pollWaitS: 25 });
+    expect(agentIntervals(defaults, at(6))).toEqual({ workerHeartbeatMs: 1500, preparingKeepaliveMs: 1500, monitorIntervalS: 1, pollWaitS: 3 });
+    // Before the controller has said anything, the config stands.
+    expect(agentIntervals(defaults, null)).toEqual({ workerHeartbeatMs: 15_000, preparingKeepaliveMs: 15_000, monitorIntervalS: 30, pollWaitS: 25 });
+  });
+
+  it('tells doctor what it will use, and warns when the config or the timeout would starve the controller', () => {
+    const ok = livenessReport(defaults, at(120));
+    expect(ok.warnings).toEqual([]);
+    expect(ok.lines.join('\n')).toContain('controller heartbeat timeout 120 s');
+    const shrunk = livenessReport(defaults, at(6));
+    expect(shrunk.lines.join('\n')).toMatch(/worker heartbeat every 1\.5 s \(configured 15 s; capped/);
+    expect(shrunk.warnings.join('\n')).toMatch(/workerHeartbeatS \(15 s\) is not shorter than the controller's heartbeat timeout \(6 s\)/);
+    expect(livenessReport({ ...defaults, workerHeartbeatS: 1, preparingKeepaliveS: 1, heartbeatIntervalS: 1 }, at(2)).warnings.join('\n')).toMatch(/too short for vm-monitor\.sh/);
   });
 });
 
@@ -165,3 +187,109 @@ describe('in real time', () => {
     expect(lateMs).toBeLessThanOrEqual(1000);
   });
 });
+
+describe('backstops for an agent that is alive but stuck', () => {
+  it('fails a build running past its timeoutS by more than one heartbeat timeout with timed_out, counting from its running start', async () => {
+    c = await startTestController({ heartbeatTimeoutMs: 10_000, prepareTimeoutMs: 60_000 });
+    const t0 = c.clock.now;
+    const w = await c.enrol('mac-1');
+    const b = await c.submit({ timeoutS: 30 });
+    const claim = (await c.poll('mac-1', w.auth))!;
+    c.clock.now = t0 + 50_000; // a slow boot: 50 s preparing does not eat the build's 30 s
+    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
+    // The agent and the monitor stay alive throughout; only the clock of the steps runs out.
+    const beat = async (t: number) => {
+      c!.clock.now = t0 + t;
+      await c!.post(`/api/v1/builds/${b.id}/heartbeat`, bearer(claim.buildToken), {});
+      await c!.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id] });
+      return c!.watchdog.sweep(t0 + t);
+    };
+    for (let t = 55_000; t <= 90_000; t += 5_000) expect(await beat(t)).toEqual({ builds: 0, workers: 0 });
+    expect(await beat(90_001)).toEqual({ builds: 1, workers: 0 });
+    expect(await c.get(b.id)).toMatchObject({ status: 'failed', failureReason: 'timed_out', message: expect.stringContaining('timeout of 30 s') });
+    expect((await c.post(`/api/v1/builds/${b.id}/heartbeat`, bearer(claim.buildToken), {})).statusCode).toBe(409);
+  });
+
+  it('fails a build still preparing past the prepare timeout with prepare_timeout, and retries it when it has attempts left', async () => {
+    c = await startTestController({ heartbeatTimeoutMs: 10_000, prepareTimeoutMs: 60_000 });
+    const t0 = c.clock.now;
+    const w = await c.enrol('mac-1');
+    const b = await c.submit({ maxAttempts: 2 });
+    const claim = (await c.poll('mac-1', w.auth))!;
+    for (let t = 5_000; t <= 70_000; t += 5_000) {
+      c.clock.now = t0 + t;
+      await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'preparing' });
+      await c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id] });
+      expect(await c.watchdog.sweep(t0 + t)).toEqual({ builds: 0, workers: 0 });
+    }
+    c.clock.now = t0 + 70_001;
+    expect(await c.watchdog.sweep(t0 + 70_001)).toEqual({ builds: 1, workers: 0 });
+    expect(await c.get(b.id)).toMatchObject({ status: 'queued', failureReason: 'prepare_timeout', attempt: 1 });
+  });
+});
+
+describe('a worker inside a wait', () => {
+  it('is alive while its long poll is open, however old its last contact', async () => {
+    c = await startTestController({ heartbeatTimeoutMs: 10_000 });
+    const t0 = c.clock.now;
+    const w = await c.enrol('mac-2');
+    // The longest poll the controller holds at this timeout (5 s): the sweep below lands inside it.
+    const poll = c.post('/api/v1/workers/mac-2/poll', w.auth, { slotsFree: 1, runningBuilds: [], waitS: 5 });
+    await until(() => c!.service.waits.isWaiting('mac-2'));
+    c.clock.now = t0 + 60_000;
+    expect((await c.watchdog.sweep(t0 + 60_000)).workers).toBe(0);
+    expect((await poll).statusCode).toBe(204);
+    expect((await c.watchdog.sweep(t0 + 60_000)).workers).toBe(1);
+  });
+
+  it('states its clocks on every answer to a worker, and holds a long poll at most half the heartbeat timeout', async () => {
+    c = await startTestController({ heartbeatTimeoutMs: 2_000, prepareTimeoutMs: 45_000, realClock: true });
+    const w = await c.enrol('mac-1');
+    const started = Date.now();
+    const res = await c.app.inject({ method: 'POST', url: '/api/v1/workers/mac-1/poll', headers: w.auth, payload: { slotsFree: 1, runningBuilds: [], waitS: 25 } });
+    expect(res.statusCode).toBe(204);
+    // Asked for 25 s, held for 1 s: the cap, not the request, decided (generous upper bound for a busy machine).
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(res.headers).toMatchObject({ 'x-expo-heartbeat-timeout-ms': '2000', 'x-expo-poll-wait-max-ms': '1000', 'x-expo-prepare-timeout-ms': '45000' });
+    const self = await c.app.inject({ method: 'GET', url: '/api/v1/workers/mac-1', headers: w.auth });
+    expect(self.headers['x-expo-heartbeat-timeout-ms']).toBe('2000');
+  });
+
+  it('answers a waiting worker heartbeat at once when a cancel is asked for one of its builds', async () => {
+    c = await startTestController({ heartbeatTimeoutMs: 120_000, realClock: true });
+    const w = await c.enrol('mac-1');
+    const b = await c.submit();
+    const claim = (await c.poll('mac-1', w.auth))!;
+    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
+    // Waits up to 25 s (a quarter of 120 s caps it at 30 s) for news.
+    const hb = c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id], waitS: 25 });
+    await until(() => c!.service.waits.isWaiting('mac-1'));
+    let answered = false;
+    void hb.then(() => (answered = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(answered).toBe(false);
+    await c.post(`/api/v1/builds/${b.id}/cancel`, c.admin, {});
+    expect((await hb).json()).toEqual({ status: 'ok', abort: [], cancel: [b.id] });
+    expect(c.service.waits.isWaiting('mac-1')).toBe(false);
+  });
+
+  it('answers a waiting worker heartbeat with an abort when the controller ends one of its builds', async () => {
+    c = await startTestController({ heartbeatTimeoutMs: 10_000 });
+    const t0 = c.clock.now;
+    const w = await c.enrol('mac-1');
+    const b = await c.submit();
+    const claim = (await c.poll('mac-1', w.auth))!;
+    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
+    c.clock.now = t0 + 10_001;
+    const hb = c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id], waitS: 2 });
+    await until(() => c!.service.waits.isWaiting('mac-1'));
+    expect(await c.watchdog.sweep(t0 + 10_001)).toEqual({ builds: 1, workers: 0 });
+    expect((await hb).json()).toEqual({ status: 'ok', abort: [b.id], cancel: [] });
+  });
+});
+
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(cond()).toBe(true);
+}
+

@@ -1,8 +1,11 @@
 /** Artifacts end to end: collected from the VM after the steps, stored by the controller, downloadable intact. */
 import { createHash } from 'node:crypto';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
-import { ADMIN, FINAL, startFarm, type Farm } from '../support/farm.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ADMIN, FINAL, startFarm, type Farm, E2E_TEST_TIMEOUT_MS } from '../support/farm.ts';
+
+// Builds on the simulator are slow on a busy machine: see WAIT in test/support/farm.ts.
+vi.setConfig({ testTimeout: E2E_TEST_TIMEOUT_MS, hookTimeout: E2E_TEST_TIMEOUT_MS });
 
 let farm: Farm | undefined;
 afterEach(async () => {
@@ -17,7 +20,7 @@ describe('artifacts', () => {
       steps: [{ name: 'build', run: 'mkdir -p out && head -c 2000000 /dev/urandom > out/App.ipa && sha256sum out/App.ipa && echo report > out/report.txt' }],
       artifacts: ['out/*.ipa', 'out/report.txt', 'missing/*.zip'],
     });
-    const b = await farm.waitBuild(id, FINAL, 60_000);
+    const b = await farm.waitBuild(id, FINAL);
     const log = await farm.log(id);
     expect(b, log).toMatchObject({ status: 'succeeded' });
     const inVm = /([0-9a-f]{64})\s+out\/App\.ipa/.exec(log)?.[1];
@@ -34,7 +37,7 @@ describe('artifacts', () => {
   it("collects a failed build's artifacts too", async () => {
     farm = await startFarm();
     const id = await farm.submit({ steps: [{ name: 'test', run: 'echo "1 test failed" > junit.xml; exit 1' }], artifacts: ['junit.xml'] });
-    expect(await farm.waitBuild(id, FINAL, 60_000)).toMatchObject({ status: 'failed', failureReason: 'build_failed' });
+    expect(await farm.waitBuild(id, FINAL)).toMatchObject({ status: 'failed', failureReason: 'build_failed' });
     const list = (await farm.api('GET', `/api/v1/builds/${id}/artifacts`)).body.artifacts as { name: string }[];
     expect(list.map((a) => a.name)).toEqual(['junit.xml']);
   });

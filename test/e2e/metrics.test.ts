@@ -3,10 +3,13 @@
  * process with its status server. The counters move as a build succeeds and as a frozen VM is
  * failed by the watchdog, and `promtool check metrics` accepts both outputs.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { request } from 'undici';
-import { FINAL, startFarm, type Farm } from '../support/farm.ts';
+import { E2E_HEARTBEAT_TIMEOUT_S, FINAL, startFarm, type Farm, WAIT, E2E_TEST_TIMEOUT_MS } from '../support/farm.ts';
 import { promtoolCheckMetrics, sampleValue } from '../support/prom-text.ts';
+
+// Builds on the simulator are slow on a busy machine: see WAIT in test/support/farm.ts.
+vi.setConfig({ testTimeout: E2E_TEST_TIMEOUT_MS, hookTimeout: E2E_TEST_TIMEOUT_MS });
 
 let farm: Farm | undefined;
 afterEach(async () => {
@@ -21,9 +24,9 @@ async function fetchText(url: string): Promise<{ status: number; text: string; t
 
 describe('metrics across a build and a heartbeat timeout', () => {
   it('count the build, the VM phases and the checks, then the heartbeat timeout; promtool accepts both outputs', async () => {
-    farm = await startFarm({ heartbeatTimeoutS: 3 });
+    farm = await startFarm();
     const agent = farm.agents[0]!;
-    const agentUrl = String((await agent.waitFor('status server listening', 15_000)).url);
+    const agentUrl = String((await agent.waitFor('status server listening', WAIT.logMs)).url);
     const controllerMetrics = async () => (await fetchText(`${farm!.controller.url}/metrics`)).text;
     const agentMetrics = async () => (await fetchText(`${agentUrl}/metrics`)).text;
 
@@ -41,8 +44,8 @@ describe('metrics across a build and a heartbeat timeout', () => {
 
     // A build that succeeds.
     const ok = await farm.submit({ steps: [{ name: 'hello', run: 'echo hi' }] });
-    expect(await farm.waitBuild(ok, FINAL, 60_000)).toMatchObject({ status: 'succeeded' });
-    await agent.waitFor('build done', 20_000, (e) => e.buildId === ok);
+    expect(await farm.waitBuild(ok, FINAL)).toMatchObject({ status: 'succeeded' });
+    await agent.waitFor('build done', WAIT.logMs, (e) => e.buildId === ok);
     let c = await controllerMetrics();
     expect(sampleValue(c, 'expo_worker_builds_submitted_total')).toBe(1);
     expect(sampleValue(c, 'expo_worker_builds_finished_total', { status: 'succeeded' })).toBe(1);
@@ -71,21 +74,21 @@ describe('metrics across a build and a heartbeat timeout', () => {
     expect(a).not.toContain(ok);
 
     // A build whose VM freezes: the watchdog fails it with heartbeat_timeout.
-    const frozen = await farm.submit({ steps: [{ name: 'long', run: 'echo started; sleep 60' }] });
-    const running = await farm.waitBuild(frozen, (b) => (b.status === 'running' && b.progress !== null) || FINAL(b), 30_000);
+    const frozen = await farm.submit({ steps: [{ name: 'long', run: 'echo started; sleep 300' }] });
+    const running = await farm.waitBuild(frozen, (b) => (b.status === 'running' && b.progress !== null) || FINAL(b));
     expect(running.status).toBe('running');
     expect(sampleValue(await agentMetrics(), 'expo_worker_agent_slots_busy')).toBe(1);
     c = await controllerMetrics();
     expect(sampleValue(c, 'expo_worker_workers', { status: 'busy' })).toBe(1);
-    expect(sampleValue(c, 'expo_worker_build_heartbeat_age_max_seconds', { status: 'running' })).toBeLessThan(3);
+    expect(sampleValue(c, 'expo_worker_build_heartbeat_age_max_seconds', { status: 'running' })).toBeLessThan(E2E_HEARTBEAT_TIMEOUT_S);
     await farm.sim.fault(`expo-mac-1-${frozen}-1`, 'freeze');
-    expect(await farm.waitBuild(frozen, FINAL, 15_000)).toMatchObject({ status: 'failed', failureReason: 'heartbeat_timeout' });
+    expect(await farm.waitBuild(frozen, FINAL)).toMatchObject({ status: 'failed', failureReason: 'heartbeat_timeout' });
     c = await controllerMetrics();
     expect(sampleValue(c, 'expo_worker_build_failures_total', { reason: 'heartbeat_timeout' })).toBe(1);
     expect(sampleValue(c, 'expo_worker_builds_finished_total', { status: 'failed' })).toBe(1);
     expect(sampleValue(c, 'expo_worker_build_heartbeat_age_max_seconds', { status: 'running' })).toBe(0);
-    expect(sampleValue(c, 'expo_worker_heartbeat_timeout_seconds')).toBe(3);
-    await agent.waitFor('build done', 30_000, (e) => e.buildId === frozen);
+    expect(sampleValue(c, 'expo_worker_heartbeat_timeout_seconds')).toBe(E2E_HEARTBEAT_TIMEOUT_S);
+    await agent.waitFor('build done', WAIT.logMs, (e) => e.buildId === frozen);
     a = await agentMetrics();
     // The agent learns from its worker heartbeat that the attempt is over: abandoned, VM recycled.
     expect(sampleValue(a, 'expo_worker_agent_builds_total', { result: 'abandoned' })).toBe(1);

@@ -9,9 +9,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startFarm, type Farm } from '../support/farm.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { startFarm, type Farm, WAIT, E2E_TEST_TIMEOUT_MS } from '../support/farm.ts';
 import { freePort } from '../support/sshd.ts';
+
+// Builds on the simulator are slow on a busy machine: see WAIT in test/support/farm.ts.
+vi.setConfig({ testTimeout: E2E_TEST_TIMEOUT_MS, hookTimeout: E2E_TEST_TIMEOUT_MS });
 
 let farm: Farm | undefined;
 let prom: ChildProcess | undefined;
@@ -49,7 +52,7 @@ describe('a real Prometheus', () => {
     farm = await startFarm({ agent: false });
     const agentPort = await freePort();
     await farm.startAgent({ metricsAddress: `127.0.0.1:${agentPort}` });
-    await farm.agents[0]!.waitFor('status server listening', 15_000);
+    await farm.agents[0]!.waitFor('status server listening', WAIT.logMs);
     const queued = await farm.submit({ labels: ['nobody-has-this'] }); // stays queued: the queue reads 1
     expect(queued).toMatch(/^[a-z2-7]{16}$/);
 

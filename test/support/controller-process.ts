@@ -43,7 +43,8 @@ export async function startControllerProcess(o: ControllerProcessOptions): Promi
   const output: string[] = [];
   createInterface({ input: proc.stderr! }).on('line', (l) => output.push(l));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`controller did not start:\n${output.join('\n')}`)), 15_000);
+    // Generous: a busy machine can take many seconds to start Node and compile the TypeScript.
+    const timer = setTimeout(() => reject(new Error(`controller did not start:\n${output.join('\n')}`)), 90_000);
     createInterface({ input: proc.stdout! }).on('line', (line) => {
       output.push(line);
       const m = /controller listening on (http:\/\/[^"\s]+)/.exec(line);

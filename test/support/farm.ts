@@ -16,6 +16,30 @@ import { createTartSim, type BaseVmOptions, type TartSim, type TartSimOptions } 
 
 export const ADMIN = 'e2e-admin-key-0123456789';
 
+/**
+ * The controller's heartbeat timeout in the e2e tests, in seconds. The agent runs on its default
+ * intervals against it: it derives them from what the controller states (a quarter of this).
+ */
+export const E2E_HEARTBEAT_TIMEOUT_S = 6;
+
+/**
+ * How long the e2e tests wait. A build on the simulator takes seconds on idle cores and several
+ * times that with both cores busy (each simulated tart call starts a Node process), so every
+ * wait is generous — each ends as soon as its condition holds, so a passing test pays nothing.
+ * Where a test asserts the product's own promptness (a watchdog at most 1 s late, a cancel
+ * within 2 s), it measures on the controller's timestamps and adds `BUSY_SLACK_MS`.
+ */
+export const WAIT = {
+  /** A build to reach a state (running, ended) from its submission or from a fault. */
+  buildMs: 180_000,
+  /** The agent to log a line that follows from something that already happened. */
+  logMs: 90_000,
+} as const;
+/** The lateness a busy machine may add to a timer of the controller or the agent. */
+export const BUSY_SLACK_MS = 4_000;
+/** vitest's per-test timeout for the e2e files: room for a few builds on a busy machine. */
+export const E2E_TEST_TIMEOUT_MS = 8 * 60_000;
+
 /** Whether a build (as the API shows it) has ended. */
 export const FINAL = (b: Record<string, any>): boolean => ['succeeded', 'failed', 'cancelled'].includes(b.status);
 
@@ -69,7 +93,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
   try {
     await sim.createBaseVm('base', o.baseVm);
     const dbPath = join(sim.dir, 'controller.db');
-    const heartbeatTimeoutS = o.heartbeatTimeoutS ?? 4;
+    const heartbeatTimeoutS = o.heartbeatTimeoutS ?? E2E_HEARTBEAT_TIMEOUT_S;
     controller = await startControllerProcess({ dbPath, apiKey: ADMIN, heartbeatTimeoutS });
     const api: Farm['api'] = async (method, path, body, key = ADMIN) => {
       const res = await request(`${farm.controller.url}${path}`, {
@@ -95,7 +119,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
         return res.body.id as string;
       },
       build: async (id) => (await api('GET', `/api/v1/builds/${id}`)).body,
-      waitBuild: async (id, done, timeoutMs = 30_000) => {
+      waitBuild: async (id, done, timeoutMs = WAIT.buildMs) => {
         const deadline = Date.now() + timeoutMs;
         let b = await farm.build(id);
         while (!done(b) && Date.now() < deadline) {
@@ -116,10 +140,8 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
           tartPath: sim.tartPath,
           tartHome: sim.tartHome,
           logDir: join(sim.dir, 'agent-logs'),
-          heartbeatIntervalS: 1,
-          workerHeartbeatS: 1,
-          preparingKeepaliveS: 1,
-          pollWaitS: 5,
+          // The liveness intervals (heartbeatIntervalS, workerHeartbeatS, preparingKeepaliveS,
+          // pollWaitS) stay on their defaults: the agent derives them from the controller.
           vmIpWaitS: 10,
           sshReadyTimeoutS: 10,
           vmStopTimeoutS: 2,
@@ -137,7 +159,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
         writeFileSync(farm.configPath, JSON.stringify(config, null, 2));
         const agent = startAgentProcess(o.agentCli ?? CLI, farm.configPath, sim.env);
         agents.push(agent);
-        await agent.waitFor('agent ready', 30_000);
+        await agent.waitFor('agent ready', WAIT.logMs);
         return agent;
       },
       restartController: async () => {
@@ -197,7 +219,7 @@ function startAgentProcess(cli: string, configPath: string, env: NodeJS.ProcessE
     signal: (s) => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(s);
     },
-    waitFor: (text, timeoutMs = 30_000, where) => {
+    waitFor: (text, timeoutMs = WAIT.logMs, where) => {
       for (const line of lines) {
         try {
           const e = JSON.parse(line) as Record<string, unknown>;

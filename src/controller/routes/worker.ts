@@ -1,5 +1,6 @@
 /** Routes agents and the in-VM monitor call: poll, worker heartbeat, build heartbeat, phase, logs, complete. */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { livenessHeaders } from '../../protocol/liveness.ts';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { requireAnyWorker, requireWorker } from '../auth.ts';
 import type { BuildService } from '../build-service.ts';
@@ -17,17 +18,27 @@ import {
   LIMITS,
 } from '../../protocol/schemas.ts';
 
+/** Aborted when the client goes away before its answer is written (a long wait is then dropped). */
+function clientGone(reply: FastifyReply): AbortSignal {
+  const gone = new AbortController();
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableFinished) gone.abort();
+  });
+  return gone.signal;
+}
+
 export const workerRoutes: FastifyPluginAsync<{ service: BuildService; metrics: ControllerMetrics }> = async (fastify, { service, metrics }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  // Every answer to a worker states the controller's clocks (see src/protocol/liveness.ts).
+  const stated = livenessHeaders(service.liveness);
+  app.addHook('onSend', async (req, reply) => {
+    if (req.url.startsWith('/api/v1/workers/')) reply.headers(stated);
+  });
 
   app.post('/api/v1/workers/:id/poll', { schema: { params: WorkerIdParams, body: PollBody } }, async (req, reply) => {
     const worker = requireWorker(req.principal, req.params.id);
     metrics.workerHeartbeats.inc({ kind: 'poll' });
-    const gone = new AbortController();
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) gone.abort();
-    });
-    const result = await service.poll(worker, req.body, gone.signal);
+    const result = await service.poll(worker, req.body, clientGone(reply));
     if (!result) return reply.status(204).send();
     req.log.info({ buildId: result.claim.build.id, workerId: worker.id, attempt: result.claim.attempt.attempt }, 'build claimed');
     return { build: assignedBuild(result.claim), lease: result.claim.attempt.lease, buildToken: result.buildToken };
@@ -40,10 +51,10 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; metrics: 
     return service.workerView(requireWorker(p, req.params.id).id);
   });
 
-  app.post('/api/v1/workers/:id/heartbeat', { schema: { params: WorkerIdParams, body: WorkerHeartbeatBody } }, async (req) => {
+  app.post('/api/v1/workers/:id/heartbeat', { schema: { params: WorkerIdParams, body: WorkerHeartbeatBody } }, async (req, reply) => {
     const worker = requireWorker(req.principal, req.params.id);
     metrics.workerHeartbeats.inc({ kind: 'heartbeat' });
-    const { abort, cancel } = await service.workerHeartbeat(worker, req.body);
+    const { abort, cancel } = await service.workerHeartbeat(worker, req.body, clientGone(reply));
     return { status: 'ok', abort, cancel };
   });
 

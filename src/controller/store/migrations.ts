@@ -89,4 +89,11 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'attempt running time',
+    // When this attempt started its steps: the controller's backstop for `timeoutS` counts from
+    // here (builds.started_at is the first attempt's start and stays for the record).
+    sql: `ALTER TABLE attempts ADD COLUMN running_at INTEGER;`,
+  },
 ];

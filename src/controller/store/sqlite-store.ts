@@ -22,6 +22,7 @@ import type {
   ListBuildsFilter,
   NewBuild,
   NewWorker,
+  OverdueQuery,
   Store,
   WorkerRecord,
 } from './store.ts';
@@ -313,14 +314,28 @@ export class SqliteStore implements Store {
 
   async setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean> {
     const placeholders = from.map(() => '?').join(',');
-    const r = this.db
-      .prepare(
-        `UPDATE builds SET status = ?, last_heartbeat_at = ?,
-           started_at = CASE WHEN ? = 'running' AND started_at IS NULL THEN ? ELSE started_at END
-         WHERE id = ? AND lease = ? AND status IN (${placeholders})`,
-      )
-      .run(to, now, to, now, id, lease, ...from);
-    return r.changes > 0;
+    return this.tx(() => {
+      const r = this.db
+        .prepare(
+          `UPDATE builds SET status = ?, last_heartbeat_at = ?,
+             started_at = CASE WHEN ? = 'running' AND started_at IS NULL THEN ? ELSE started_at END
+           WHERE id = ? AND lease = ? AND status IN (${placeholders})`,
+        )
+        .run(to, now, to, now, id, lease, ...from);
+      if (r.changes === 0) return false;
+      if (to === 'running') this.q('UPDATE attempts SET running_at = COALESCE(running_at, ?) WHERE build_id = ? AND lease = ?').run(now, id, lease);
+      return true;
+    });
+  }
+
+  async findOverdueBuilds(q: OverdueQuery): Promise<BuildRecord[]> {
+    const rows = this.q(
+      `SELECT b.* FROM builds b JOIN attempts a ON a.build_id = b.id AND a.lease = b.lease
+       WHERE (b.status = 'running' AND a.running_at + b.timeout_s * 1000 + ? < ?)
+          OR (b.status IN ('assigned', 'preparing') AND a.claimed_at + ? + ? < ?)
+       ORDER BY b.seq`,
+    ).all(q.graceMs, q.now, q.prepareTimeoutMs, q.graceMs, q.now) as Row[];
+    return rows.map(toBuild);
   }
 
   async requestCancel(id: string): Promise<void> {

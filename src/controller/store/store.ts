@@ -124,6 +124,12 @@ export type AppendLogResult =
   | { kind: 'gap'; expectedOffset: number }
   | { kind: 'too-large'; logBytes: number };
 
+export interface OverdueQuery {
+  now: number;
+  prepareTimeoutMs: number;
+  graceMs: number;
+}
+
 export interface ListBuildsFilter {
   status?: BuildStatus;
   limit: number;
@@ -165,6 +171,12 @@ export interface Store {
   activeBuildsByWorker(): Promise<Map<string, BuildRecord[]>>;
   /** Active builds whose last sign of life is older than `cutoff`. */
   findStaleBuilds(cutoff: number): Promise<BuildRecord[]>;
+  /**
+   * Active builds past their limits by more than `graceMs`: `running` ones whose current attempt
+   * started its steps more than `timeoutS` ago, `assigned`/`preparing` ones whose current attempt
+   * was claimed more than `prepareTimeoutMs` ago.
+   */
+  findOverdueBuilds(q: OverdueQuery): Promise<BuildRecord[]>;
 
   /** Atomically hands the oldest queued build whose labels the worker has to this worker, or null. */
   claimBuild(req: ClaimRequest): Promise<Claim | null>;

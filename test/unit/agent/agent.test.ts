@@ -7,7 +7,9 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, type Runner } from '../../../src/agent/agent.ts';
 import type { Outcome } from '../../../src/agent/build-runner.ts';
-import type { PollBody, PollResponse } from '../../../src/protocol/schemas.ts';
+import type { PollBody, PollResponse, WorkerHeartbeatBody } from '../../../src/protocol/schemas.ts';
+import type { Liveness } from '../../../src/protocol/liveness.ts';
+import type { AgentIntervals } from '../../../src/monitor/watchdog-policy.ts';
 
 const claim = (id: string, attempt: number): PollResponse => ({
   build: { id, steps: [{ name: 's', run: 'true' }], env: {}, labels: [], timeoutS: 60, attempt, maxAttempts: 2, logOffset: 0, artifacts: [] },
@@ -44,46 +46,82 @@ afterEach(async () => {
   agent = undefined;
 });
 
-function setup(claims: PollResponse[]) {
+/** Resolves after `ms`, when `signal` aborts, or when `poke` is called. */
+function pause(ms: number, signal?: AbortSignal, hook?: (poke: () => void) => void): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    const done = () => (clearTimeout(t), resolve());
+    signal?.addEventListener('abort', done, { once: true });
+    hook?.(done);
+  });
+}
+
+function setup(claims: PollResponse[], o: { liveness?: Liveness; workerHeartbeatS?: number } = {}) {
   const polls: PollBody[] = [];
-  const heartbeats: string[][] = [];
+  const heartbeats: WorkerHeartbeatBody[] = [];
   const runners: FakeRunner[] = [];
+  const intervals: AgentIntervals[] = [];
   let answerCancel: string[] = [];
+  // Like the controller: a heartbeat waits up to waitS for news, and answers at once when there is some.
+  let pokeHeartbeat: (() => void) | null = null;
+  const liveness = o.liveness ?? null;
   const client = {
     poll: async (body: PollBody, signal?: AbortSignal) => {
       polls.push(body);
       const next = claims.shift();
-      if (next) return next;
-      await new Promise((r) => {
-        const t = setTimeout(r, 50);
-        signal?.addEventListener('abort', () => (clearTimeout(t), r(null)), { once: true });
-      });
-      return null;
+      if (next) return { claim: next, liveness };
+      await pause(50, signal);
+      return { claim: null, liveness };
     },
-    workerHeartbeat: async (body: { runningBuilds: string[] }) => {
-      heartbeats.push(body.runningBuilds);
+    workerHeartbeat: async (body: WorkerHeartbeatBody, r?: { signal?: AbortSignal }) => {
+      heartbeats.push(body);
+      const waitMs = Math.min((body.waitS ?? 0) * 1000, liveness ? liveness.heartbeatTimeoutMs / 4 : Infinity);
+      if (answerCancel.length === 0) await pause(waitMs, r?.signal, (poke) => (pokeHeartbeat = poke));
+      pokeHeartbeat = null;
+      if (r?.signal?.aborted) throw new Error('aborted');
       const cancel = answerCancel;
       answerCancel = [];
-      return { abort: [], cancel };
+      return { abort: [], cancel, liveness };
     },
   };
   agent = new Agent({
     client,
     log: pino({ level: 'silent' }),
-    makeRunner: (c) => {
+    makeRunner: (c, used) => {
+      intervals.push(used);
       const r = new FakeRunner(c);
       runners.push(r);
       return r;
     },
     reap: async () => ({ deleted: [], failed: [] }),
     preflight: async () => [{ name: 'tart-found', ok: true, detail: 'ok', durationMs: 0 }],
-    settings: { slots: 2, pollWaitS: 1, workerHeartbeatS: 3600, reconnectDelayS: 0.05, preflightRetryS: 1, maintenanceCron: '0 0 1 1 *' },
+    settings: {
+      slots: 2,
+      pollWaitS: 1,
+      workerHeartbeatS: o.workerHeartbeatS ?? 3600,
+      preparingKeepaliveS: 15,
+      heartbeatIntervalS: 30,
+      reconnectDelayS: 0.05,
+      preflightRetryS: 1,
+      maintenanceCron: '0 0 1 1 *',
+    },
   });
-  return { agent, polls, heartbeats, runners, cancelNext: (ids: string[]) => (answerCancel = ids) };
+  return {
+    agent,
+    polls,
+    heartbeats,
+    runners,
+    intervals,
+    cancelNext: (ids: string[]) => {
+      answerCancel = ids;
+      pokeHeartbeat?.();
+    },
+  };
 }
 
+// Generous: a busy machine may be slow, and the loop ends as soon as the condition holds.
 const until = async (cond: () => boolean) => {
-  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
   expect(cond()).toBe(true);
 };
 
@@ -116,13 +154,33 @@ describe('Agent', () => {
     s.runners[2]!.end();
   });
 
-  it('passes a cancel from the controller to the runner of that build', async () => {
-    const s = setup([claim('aaaaaaaaaaaaaaaa', 1)]);
+  it('passes a cancel to the runner as soon as the waiting heartbeat answers, not at the next interval', async () => {
+    // An hour between heartbeats: only the heartbeat held open at the controller can carry it.
+    const s = setup([claim('aaaaaaaaaaaaaaaa', 1)], { workerHeartbeatS: 3600 });
     await s.agent.start();
     await until(() => s.runners.length === 1);
+    // The claim sent a fresh heartbeat listing the build, waiting for news.
+    await until(() => s.heartbeats.at(-1)?.runningBuilds.includes('aaaaaaaaaaaaaaaa') === true);
+    expect(s.heartbeats.at(-1)?.waitS).toBe(3600);
     s.cancelNext(['aaaaaaaaaaaaaaaa']);
-    await (s.agent as unknown as { heartbeat: () => Promise<void> }).heartbeat();
-    expect(s.runners[0]!.cancelled).toBe(true);
+    await until(() => s.runners[0]!.cancelled);
+    s.runners[0]!.end();
+  });
+
+  it('derives its intervals from the heartbeat timeout the controller states: a quarter, a long poll at most half', async () => {
+    const s = setup([], { liveness: { heartbeatTimeoutMs: 6000, pollWaitMaxMs: 3000, prepareTimeoutMs: 600_000 }, workerHeartbeatS: 15 });
+    await s.agent.start();
+    await until(() => s.heartbeats.length >= 2 && s.polls.length >= 2);
+    // The first of each leaves before anything was heard; from then on the controller's clock rules.
+    expect(s.heartbeats.at(-1)?.waitS).toBe(1.5);
+    expect(s.agent.intervals()).toEqual({ workerHeartbeatMs: 1500, preparingKeepaliveMs: 1500, monitorIntervalS: 1, pollWaitS: 1 });
+  });
+
+  it('hands each runner the intervals in force when it was claimed', async () => {
+    const s = setup([claim('aaaaaaaaaaaaaaaa', 1)], { liveness: { heartbeatTimeoutMs: 20_000, pollWaitMaxMs: 10_000, prepareTimeoutMs: 600_000 } });
+    await s.agent.start();
+    await until(() => s.runners.length === 1);
+    expect(s.intervals[0]).toEqual({ workerHeartbeatMs: 5000, preparingKeepaliveMs: 5000, monitorIntervalS: 5, pollWaitS: 1 });
     s.runners[0]!.end();
   });
 

@@ -62,11 +62,16 @@ describe('ControllerClient', () => {
     await dead.close();
   });
 
-  it('answers null for a 204 poll and the claim for a 200', async () => {
+  it('answers null for a 204 poll and the claim for a 200, each with the clocks the controller stated', async () => {
     const claim = { build: { id: 'aaaaaaaaaaaaaaaa' }, lease: 'l', buildToken: 't' };
-    const { client, seen } = await serve((_req, res, n) => (n === 1 ? res.writeHead(204).end() : json(res, 200, claim)));
-    expect(await client.poll({ slotsFree: 1, runningBuilds: [], waitS: 0 })).toBeNull();
-    expect(await client.poll({ slotsFree: 1, runningBuilds: [], waitS: 0 })).toEqual(claim);
+    const clocks = { 'x-expo-heartbeat-timeout-ms': '6000', 'x-expo-poll-wait-max-ms': '3000', 'x-expo-prepare-timeout-ms': '600000' };
+    const { client, seen } = await serve((_req, res, n) => (n === 1 ? res.writeHead(204, clocks).end() : json(res, 200, claim)));
+    expect(await client.poll({ slotsFree: 1, runningBuilds: [], waitS: 0 })).toEqual({
+      claim: null,
+      liveness: { heartbeatTimeoutMs: 6000, pollWaitMaxMs: 3000, prepareTimeoutMs: 600_000 },
+    });
+    // A controller that states nothing (an older one): no clocks, and the agent keeps its config.
+    expect(await client.poll({ slotsFree: 1, runningBuilds: [], waitS: 0 })).toEqual({ claim, liveness: null });
     expect(seen[0]!.url).toBe('/api/v1/workers/mac-1/poll');
   });
 });
