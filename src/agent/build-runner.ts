@@ -50,6 +50,8 @@ export interface RunnerSettings {
   vmControllerUrl: string;
   /** vm-monitor's beat, whole seconds (a quarter of the controller's heartbeat timeout at most). */
   heartbeatIntervalS: number;
+  /** How long one of vm-monitor's requests may take, whole seconds. */
+  monitorRequestTimeoutS: number;
   /** How long from the claim the attempt may take to start its steps, ms (the controller's prepare timeout). */
   prepareTimeoutMs: number;
   /** Where attempt logs are kept locally. */
@@ -256,6 +258,7 @@ export class BuildRunner {
           workerId: this.d.settings.workerId,
           buildToken,
           intervalS: this.d.settings.heartbeatIntervalS,
+          requestTimeoutS: this.d.settings.monitorRequestTimeoutS,
         });
       } catch (err) {
         if (signal.aborted) return null;

@@ -82,6 +82,7 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
           workerId: config.workerId,
           vmControllerUrl: config.vmControllerUrl,
           heartbeatIntervalS: intervals.monitorIntervalS,
+          monitorRequestTimeoutS: intervals.monitorRequestTimeoutS,
           // A controller too old to state it: the controller's own default.
           prepareTimeoutMs: liveness?.prepareTimeoutMs ?? 600_000,
           logDir: config.logDir,

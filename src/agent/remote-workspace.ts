@@ -61,6 +61,8 @@ export interface MonitorLaunch {
   workerId: string;
   buildToken: string;
   intervalS: number;
+  /** How long one heartbeat request may take, s. */
+  requestTimeoutS: number;
 }
 
 export interface RemoteWorkspaceOptions {
@@ -110,6 +112,7 @@ export class RemoteWorkspace {
       EXPO_MONITOR_WORKER_ID: monitor.workerId,
       EXPO_MONITOR_TOKEN: monitor.buildToken,
       EXPO_MONITOR_INTERVAL_S: String(monitor.intervalS),
+      EXPO_MONITOR_CURL_TIMEOUT_S: String(monitor.requestTimeoutS),
       EXPO_MONITOR_PROGRESS_FILE: `${this.dir}/progress`,
     };
     const files = [

@@ -65,6 +65,8 @@ export interface AgentIntervals {
   preparingKeepaliveMs: number;
   /** Whole seconds, at least 1: vm-monitor.sh sleeps in whole seconds. */
   monitorIntervalS: number;
+  /** How long one of vm-monitor's requests may take, whole seconds: half the timeout, 1–10, so a hung one leaves room for a retry. */
+  monitorRequestTimeoutS: number;
   pollWaitS: number;
 }
 
@@ -83,6 +85,7 @@ export function agentIntervals(bounds: AgentIntervalBounds, liveness: Liveness |
     workerHeartbeatMs: Math.round(Math.min(bounds.workerHeartbeatS, quarterS) * 1000),
     preparingKeepaliveMs: Math.round(Math.min(bounds.preparingKeepaliveS, quarterS) * 1000),
     monitorIntervalS: Math.max(MONITOR_MIN_S, Math.floor(Math.min(bounds.heartbeatIntervalS, quarterS))),
+    monitorRequestTimeoutS: Math.max(1, Math.min(10, Math.floor(quarterS * 2))),
     pollWaitS: Math.min(bounds.pollWaitS, pollMaxS),
   };
 }

@@ -32,10 +32,10 @@ describe('agent intervals follow the controller', () => {
   const at = (timeoutS: number) => ({ heartbeatTimeoutMs: timeoutS * 1000, pollWaitMaxMs: Math.min(25_000, (timeoutS * 1000) / 2), prepareTimeoutMs: 600_000 });
 
   it('keeps the configured values against the default 120 s timeout, and caps them at a quarter (a long poll at half) of a shrunk one', () => {
-    expect(agentIntervals(defaults, at(120))).toEqual({ workerHeartbeatMs: 15_000, preparingKeepaliveMs: 15_000, monitorIntervalS: 30, pollWaitS: 25 });
-    expect(agentIntervals(defaults, at(6))).toEqual({ workerHeartbeatMs: 1500, preparingKeepaliveMs: 1500, monitorIntervalS: 1, pollWaitS: 3 });
+    expect(agentIntervals(defaults, at(120))).toEqual({ workerHeartbeatMs: 15_000, preparingKeepaliveMs: 15_000, monitorIntervalS: 30, monitorRequestTimeoutS: 10, pollWaitS: 25 });
+    expect(agentIntervals(defaults, at(6))).toEqual({ workerHeartbeatMs: 1500, preparingKeepaliveMs: 1500, monitorIntervalS: 1, monitorRequestTimeoutS: 3, pollWaitS: 3 });
     // Before the controller has said anything, the config stands.
-    expect(agentIntervals(defaults, null)).toEqual({ workerHeartbeatMs: 15_000, preparingKeepaliveMs: 15_000, monitorIntervalS: 30, pollWaitS: 25 });
+    expect(agentIntervals(defaults, null)).toEqual({ workerHeartbeatMs: 15_000, preparingKeepaliveMs: 15_000, monitorIntervalS: 30, monitorRequestTimeoutS: 10, pollWaitS: 25 });
   });
 
   it('tells doctor what it will use, and warns when the config or the timeout would starve the controller', () => {

@@ -65,13 +65,14 @@ describe('agent lifecycle', () => {
   });
 
   it('cancels a running build: the remote step stops within 2 s, long before the next periodic heartbeat, and the build ends cancelled', async () => {
-    // At the default 120 s timeout the agent's periodic worker heartbeat is 15 s apart: only the
-    // heartbeat it keeps waiting at the controller can carry the cancel this fast.
-    farm = await startFarm({ heartbeatTimeoutS: 120 });
+    // Worker heartbeats a minute apart: only the heartbeat the agent keeps waiting at the
+    // controller can carry the cancel this fast.
+    farm = await startFarm({ heartbeatTimeoutS: 300, agentConfig: { workerHeartbeatS: 60 } });
     const id = await farm.submit({ steps: [{ name: 'long', run: 'echo going; sleep 120; echo SHOULD-NOT-PRINT' }] });
     await farm.waitBuild(id, (b) => b.status === 'running' && b.logBytes > 0);
     const stepRuns = () => farm!.sim.listProcesses().some((p) => p.cmdline.includes('sleep 120'));
-    expect(stepRuns()).toBe(true);
+    for (const t = Date.now(); !stepRuns() && Date.now() - t < WAIT.logMs; ) await new Promise((r) => setTimeout(r, 25));
+    expect(stepRuns(), JSON.stringify(farm.sim.listProcesses().map((p) => p.cmdline))).toBe(true);
     const asked = Date.now();
     await farm.api('POST', `/api/v1/builds/${id}/cancel`);
     while (stepRuns() && Date.now() - asked < WAIT.logMs) await new Promise((r) => setTimeout(r, 25));
@@ -92,7 +93,7 @@ describe('agent lifecycle', () => {
     for (let i = 0; i < 3; i++) ids.push(await farm.submit({ steps: [{ name: 'work', run: 'sleep 4' }] }));
     let sawTwoRunning = false;
     let sawThirdWaiting = false;
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + WAIT.buildMs;
     while (Date.now() < deadline) {
       const states = await Promise.all(ids.map((id) => farm!.build(id)));
       const active = states.filter((b) => ['assigned', 'preparing', 'running'].includes(b.status)).length;

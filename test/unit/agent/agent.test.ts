@@ -173,14 +173,14 @@ describe('Agent', () => {
     await until(() => s.heartbeats.length >= 2 && s.polls.length >= 2);
     // The first of each leaves before anything was heard; from then on the controller's clock rules.
     expect(s.heartbeats.at(-1)?.waitS).toBe(1.5);
-    expect(s.agent.intervals()).toEqual({ workerHeartbeatMs: 1500, preparingKeepaliveMs: 1500, monitorIntervalS: 1, pollWaitS: 1 });
+    expect(s.agent.intervals()).toEqual({ workerHeartbeatMs: 1500, preparingKeepaliveMs: 1500, monitorIntervalS: 1, monitorRequestTimeoutS: 3, pollWaitS: 1 });
   });
 
   it('hands each runner the intervals in force when it was claimed', async () => {
     const s = setup([claim('aaaaaaaaaaaaaaaa', 1)], { liveness: { heartbeatTimeoutMs: 20_000, pollWaitMaxMs: 10_000, prepareTimeoutMs: 600_000 } });
     await s.agent.start();
     await until(() => s.runners.length === 1);
-    expect(s.intervals[0]).toEqual({ workerHeartbeatMs: 5000, preparingKeepaliveMs: 5000, monitorIntervalS: 5, pollWaitS: 1 });
+    expect(s.intervals[0]).toEqual({ workerHeartbeatMs: 5000, preparingKeepaliveMs: 5000, monitorIntervalS: 5, monitorRequestTimeoutS: 10, pollWaitS: 1 });
     s.runners[0]!.end();
   });
 
