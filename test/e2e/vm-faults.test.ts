@@ -109,6 +109,30 @@ describe('VM faults', () => {
     await settled(farm, id);
   });
 
+  it("does not count a slow boot against the build's timeoutS: the steps' clock starts when the VM is ready", async () => {
+    farm = await startFarm();
+    await farm.sim.fault('base', 'slow-boot', '8');
+    const id = await farm.submit({ timeoutS: 5, steps: [{ name: 'quick', run: 'sleep 1; echo done' }] });
+    const b = await farm.waitBuild(id, FINAL);
+    expect(b, await farm.log(id)).toMatchObject({ status: 'succeeded' });
+    // The boot really took longer than the build's whole timeout.
+    expect(Date.parse(b.startedAt) - Date.parse(b.assignedAt)).toBeGreaterThan(5000);
+    await settled(farm, id);
+  });
+
+  it('fails a VM not ready within the prepare timeout with prepare_timeout, and retries it on a fresh clone', async () => {
+    farm = await startFarm({ controllerArgs: ['--prepare-timeout', '4'], agentConfig: { vmIpWaitS: 120 } });
+    await farm.sim.fault('base', 'slow-boot', '600'); // clones inherit it: no attempt gets an IP
+    const id = await farm.submit({ maxAttempts: 2, steps: [{ name: 'never', run: 'echo THIS-STEP-RAN' }] });
+    const b = await farm.waitBuild(id, FINAL);
+    expect(b).toMatchObject({ status: 'failed', failureReason: 'prepare_timeout', attempt: 2 });
+    expect(b.message).toContain('prepare timeout of 4 s');
+    const log = await farm.log(id);
+    expect(log).toContain('===== attempt 2 of 2');
+    expect(log).not.toContain('THIS-STEP-RAN');
+    await settled(farm, id);
+  });
+
   it('does not trust a stale IP: polls tart until the VM answers at its real address', async () => {
     farm = await startFarm({ agentConfig: { sshReadyTimeoutS: 20 } });
     await farm.sim.fault('base', 'stale-ip', 'on'); // clones inherit it: tart ip first answers an old lease

@@ -75,6 +75,8 @@ export interface Farm {
 
 export interface FarmOptions {
   heartbeatTimeoutS?: number;
+  /** More controller flags (e.g. `--prepare-timeout 4`). */
+  controllerArgs?: string[];
   sim?: TartSimOptions;
   baseVm?: BaseVmOptions;
   agentConfig?: Record<string, unknown>;
@@ -94,7 +96,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
     await sim.createBaseVm('base', o.baseVm);
     const dbPath = join(sim.dir, 'controller.db');
     const heartbeatTimeoutS = o.heartbeatTimeoutS ?? E2E_HEARTBEAT_TIMEOUT_S;
-    controller = await startControllerProcess({ dbPath, apiKey: ADMIN, heartbeatTimeoutS });
+    controller = await startControllerProcess({ dbPath, apiKey: ADMIN, heartbeatTimeoutS, extraArgs: o.controllerArgs });
     const api: Farm['api'] = async (method, path, body, key = ADMIN) => {
       const res = await request(`${farm.controller.url}${path}`, {
         method,
@@ -164,7 +166,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
       },
       restartController: async () => {
         await farm.controller.stop('SIGKILL');
-        farm.controller = await startControllerProcess({ dbPath, apiKey: ADMIN, heartbeatTimeoutS, port: farm.controller.port });
+        farm.controller = await startControllerProcess({ dbPath, apiKey: ADMIN, heartbeatTimeoutS, port: farm.controller.port, extraArgs: o.controllerArgs });
       },
       vms: async () => (await sim.tart(['list', '--quiet'])).stdout.split('\n').filter(Boolean),
       stop: async () => {
