@@ -11,20 +11,35 @@
 # ${TMPDIR:-/tmp}/expo-worker-<build-id>.progress: the build writes an integer 0–100 there),
 # EXPO_MONITOR_CURL_TIMEOUT_S (default 10), EXPO_MONITOR_MAX_BACKOFF_S (default: the interval).
 #
+# Arguments are checked only for what keeps the request safe, so any test ids work
+# (`vm-monitor.sh http://localhost:3000 test-build-123 test-worker-456 test-api-key 10`):
+# <build-id> and <worker-id> are 1–128 of A-Z a-z 0-9 . _ - (the build id, a URL path segment,
+# may not start with '.', which refuses '.' and '..'); the token is RFC 6750 b64token characters
+# (A-Z a-z 0-9 - . _ ~ + / =), which need no escaping inside a double-quoted curl config value.
+#
 # Each beat POSTs {"workerId","progress"} to <controller>/api/v1/builds/<id>/heartbeat.
 # The token reaches curl in a config on its stdin (`curl -K -`), never in an argv.
+# Standard output carries the monitor's life (start, beats, end); standard error the rest.
 #
 # States: beating (200 → sleep the interval) ⇄ retrying (network error, 5xx, 408, 429 → sleep
 # 1, 2, 4… s, capped at EXPO_MONITOR_MAX_BACKOFF_S and never above the interval) → over.
-# Exit codes: 0 the build is over (409/410) or SIGTERM/SIGINT; 2 the token was refused
+# Exit codes: 0 the build is over (409/410) or SIGTERM/SIGINT/SIGHUP; 2 the token was refused
 # (401/403: it will not heal); 3 any other 4xx (a wrong URL or a bug: it will not heal either);
 # 64 bad arguments; 69 curl missing.
 #
+# curl's answer goes to files in ${TMPDIR:-/tmp}/vm-monitor.<pid>.XXXXXX, not through a command
+# substitution: a trap runs at once only while the shell sits in `wait` on a background curl;
+# reading curl's output would defer SIGTERM until curl ends. Every exit removes the directory; a
+# monitor killed outright (SIGKILL) cannot, so each monitor first removes the
+# vm-monitor.<pid>.* directories it owns whose <pid> no longer runs.
+#
 # Portable to macOS's bash 3.2: no associative arrays, no mapfile, no ${x,,}, no arrays at all
 # (an empty array under `set -u` is an error in 3.2), integer `sleep` only.
-VM_MONITOR_VERSION=1.0.1
+VM_MONITOR_VERSION=1.1.0
 
 set -u
+# Byte-wise regexes: in some locales [A-Z] also matches lower-case or accented letters.
+LC_ALL=C
 
 me=${0##*/}
 
@@ -34,6 +49,11 @@ Usage: $me <controller> <build-id> <worker-id> <api-key> [interval]
        $me --version | --help
 
 Sends a heartbeat for build <build-id> to <controller> every [interval] seconds (default 30).
+  <controller>  http:// or https:// URL, e.g. http://localhost:3000
+  <build-id>    1-128 of A-Z a-z 0-9 . _ - (no leading .)
+  <worker-id>   1-128 of A-Z a-z 0-9 . _ -
+  <api-key>     the build token: A-Z a-z 0-9 - . _ ~ + / = only
+  [interval]    whole seconds, at least 1
 Arguments may be given by environment instead: EXPO_MONITOR_CONTROLLER, EXPO_MONITOR_BUILD_ID,
 EXPO_MONITOR_WORKER_ID, EXPO_MONITOR_TOKEN (or EXPO_MONITOR_TOKEN_FILE), EXPO_MONITOR_INTERVAL_S.
 Progress (0-100) is read from EXPO_MONITOR_PROGRESS_FILE
@@ -83,20 +103,30 @@ exec </dev/null
 [ -n "$worker_id" ] || die_usage "missing <worker-id> (or EXPO_MONITOR_WORKER_ID)"
 [ -n "$token" ] || die_usage "missing <api-key> (or EXPO_MONITOR_TOKEN / EXPO_MONITOR_TOKEN_FILE)"
 
+# Only what keeps the request well-formed is checked; the controller judges the rest.
 # Regexes live in variables: bash 3.2 treats a quoted right-hand side of =~ as a literal string.
 re_url='^https?://[^[:space:]]+$'
-re_build='^[a-z2-7]{16}$'
-re_worker='^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$'
-# The token goes inside a double-quoted curl config value: no quotes, backslashes or spaces.
+# A URL path segment: no '/', '?', '#', '%'; no leading '.', so never '.' or '..'.
+re_build='^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$'
+# Goes into the JSON body: no quotes, backslashes or control characters.
+re_worker='^[A-Za-z0-9._-]{1,128}$'
+# RFC 6750's b64token: needs no escaping inside the double-quoted curl config value it goes in.
 re_token='^[A-Za-z0-9._~+/=-]+$'
 re_count='^[0-9]{1,6}$'
+re_pid='^[0-9]{1,10}$'
 
-[[ $controller =~ $re_url ]] || die_usage "controller must be an http:// or https:// URL, got '$controller'"
-[[ $build_id =~ $re_build ]] || die_usage "build id must match $re_build, got '$build_id'"
-[[ $worker_id =~ $re_worker ]] || die_usage "worker id must match $re_worker, got '$worker_id'"
-[[ $token =~ $re_token ]] || die_usage "the token has characters a build token never has"
+[[ $controller =~ $re_url ]] ||
+  die_usage "<controller> (or EXPO_MONITOR_CONTROLLER) must be an http:// or https:// URL without spaces, got '$controller'"
+[[ $build_id =~ $re_build ]] ||
+  die_usage "<build-id> (or EXPO_MONITOR_BUILD_ID) must be 1-128 of A-Z a-z 0-9 . _ - and not start with '.', got '$build_id'"
+[[ $worker_id =~ $re_worker ]] ||
+  die_usage "<worker-id> (or EXPO_MONITOR_WORKER_ID) must be 1-128 of A-Z a-z 0-9 . _ -, got '$worker_id'"
+# The token itself is never printed.
+[[ $token =~ $re_token ]] ||
+  die_usage "<api-key> (or EXPO_MONITOR_TOKEN / EXPO_MONITOR_TOKEN_FILE) may hold only A-Z a-z 0-9 - . _ ~ + / = (it has other characters, such as quotes, backslashes or spaces)"
 positive() { [[ $1 =~ $re_count ]] && [ $((10#$1)) -gt 0 ]; }
-positive "$interval" || die_usage "interval must be a positive whole number of seconds, got '$interval'"
+positive "$interval" ||
+  die_usage "[interval] (or EXPO_MONITOR_INTERVAL_S) must be a positive whole number of seconds, got '$interval'"
 positive "$curl_timeout" || die_usage "EXPO_MONITOR_CURL_TIMEOUT_S must be a positive whole number, got '$curl_timeout'"
 interval=$((10#$interval))
 curl_timeout=$((10#$curl_timeout))
@@ -124,22 +154,49 @@ command -v curl >/dev/null 2>&1 || {
   exit 69
 }
 
-work=$(mktemp -d "$tmp_root/vm-monitor.XXXXXX") || {
-  warn "cannot create a temporary directory in $tmp_root"
-  exit 1
-}
+# The directories of monitors killed outright: ours (-O), named vm-monitor.<pid>.*, <pid> gone.
+# (Directories of versions before 1.1.0, vm-monitor.XXXXXX, carry no pid and are left alone.)
+for old in "$tmp_root"/vm-monitor.*.*; do
+  if [ -d "$old" ] && [ ! -L "$old" ] && [ -O "$old" ]; then
+    old_pid=${old##*/vm-monitor.}
+    old_pid=${old_pid%%.*}
+    if [[ $old_pid =~ $re_pid ]] && ! kill -0 "$old_pid" 2>/dev/null; then
+      rm -rf "$old" 2>/dev/null
+    fi
+  fi
+done
+
+work=''
 child=''
-stop() {
+# Stops the sleep or curl in flight and reaps it, so nothing outlives the monitor, then removes
+# the work directory. Runs on every exit.
+cleanup() {
   if [ -n "$child" ]; then
-    # Stop the sleep or curl in flight and reap it, so nothing outlives the monitor.
     kill "$child" 2>/dev/null
     wait "$child" 2>/dev/null
+    child=''
   fi
+  if [ -n "$work" ]; then
+    rm -rf "$work"
+    work=''
+  fi
+}
+# Cleans up before saying anything: stdout may be a pipe nobody reads any more (SIGHUP).
+stop() {
+  cleanup
   say "Stopped by signal"
   exit 0
 }
-trap 'rm -rf "$work"' EXIT
-trap stop TERM INT
+# Until `work` holds the new directory, a signal is only noted, then handled right after.
+stopping=0
+trap 'stopping=1' TERM INT HUP
+work=$(mktemp -d "$tmp_root/vm-monitor.$$.XXXXXX") || {
+  warn "cannot create a temporary directory in $tmp_root"
+  exit 1
+}
+trap cleanup EXIT
+trap stop TERM INT HUP
+[ "$stopping" -eq 0 ] || stop
 
 # Waits for the background child, so that a signal runs its trap at once instead of after the
 # child ends (bash defers traps while a foreground child runs). Returns the child's status.
@@ -184,7 +241,7 @@ answer() {
 
 say "Starting for build $build_id"
 say "Sending heartbeats every ${interval}s to $controller"
-say "Reading progress from $progress_file"
+warn "Reading progress from $progress_file"
 
 backoff=1
 while :; do
