@@ -2,8 +2,8 @@
 # provision.sh — prepares a Tart base VM (macOS) for expo-worker builds. Run it inside the VM as
 # the build user (it uses sudo where it must) or as root with --user.
 #
-#   provision.sh --pubkey FILE [--user NAME] [--monitor PATH] [--install-dir DIR]
-#                [--allow-shutdown] [--dry-run]
+#   provision.sh --pubkey FILE [--user NAME] [--home DIR] [--monitor PATH] [--install-dir DIR]
+#                [--allow-shutdown] [--dry-run [--root DIR]]
 #
 # Steps, each checked before it changes anything, so a second run changes nothing:
 #   1. install vm-monitor.sh (default: the one next to this script) as <install-dir>/vm-monitor.sh
@@ -14,6 +14,10 @@
 #   6. only with --allow-shutdown: passwordless sudo for /sbin/shutdown alone; without it, a
 #      grant left by an earlier run is removed
 # --dry-run prints each command instead of running it (checks that only read still run).
+# --root DIR (with --dry-run) plans against the files under DIR instead of / — the installed
+# monitor, the user's authorized_keys, the sudoers grant, the update preferences — and consults
+# nothing of the running system (no dscl, pmset, launchctl, defaults, softwareupdate), so an empty
+# DIR shows every step a fresh image needs. The tests use it to stay independent of the host.
 #
 # Stays within macOS's bash 3.2 (no arrays, no ${x,,}, no mapfile).
 
@@ -29,13 +33,15 @@ home=''
 monitor_src=$here/vm-monitor.sh
 install_dir=/usr/local/bin
 pubkey_file=''
+root=''
 sudoers_file=/etc/sudoers.d/expo-worker-shutdown
+update_prefs=/Library/Preferences/com.apple.SoftwareUpdate
 changed=0
 
 usage() {
   cat <<EOF
 Usage: $me --pubkey FILE [--user NAME] [--home DIR] [--monitor PATH] [--install-dir DIR]
-       [--allow-shutdown] [--dry-run]
+       [--allow-shutdown] [--dry-run [--root DIR]]
 
   --pubkey FILE      the agent's SSH public key (one line: ssh-ed25519 AAAA… comment)
   --user NAME        the build user whose authorized_keys get the key (default: $user)
@@ -44,6 +50,8 @@ Usage: $me --pubkey FILE [--user NAME] [--home DIR] [--monitor PATH] [--install-
   --install-dir DIR  where to install it (default: /usr/local/bin)
   --allow-shutdown   let the build user run 'sudo /sbin/shutdown' without a password
   --dry-run          print the commands instead of running them
+  --root DIR         with --dry-run: plan against the files under DIR instead of /, and read
+                     no setting of the running system (an empty DIR: every step is shown)
 EOF
 }
 die() {
@@ -60,7 +68,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --dry-run) dry_run=1 ;;
     --allow-shutdown) allow_shutdown=1 ;;
-    --user | --home | --monitor | --install-dir | --pubkey)
+    --user | --home | --monitor | --install-dir | --pubkey | --root)
       [ $# -ge 2 ] || die_usage "$1 needs a value"
       case $1 in
         --user) user=$2 ;;
@@ -68,6 +76,7 @@ while [ $# -gt 0 ]; do
         --monitor) monitor_src=$2 ;;
         --install-dir) install_dir=$2 ;;
         --pubkey) pubkey_file=$2 ;;
+        --root) root=$2 ;;
       esac
       shift
       ;;
@@ -81,6 +90,12 @@ re_user='^[a-z_][a-z0-9_.-]{0,31}$'
 [[ $user =~ $re_user ]] || die_usage "--user must match $re_user, got '$user'"
 [ "$user" != root ] || die_usage "--user must be the build user, not root"
 [ -n "$pubkey_file" ] || die_usage "--pubkey FILE is required"
+if [ -n "$root" ]; then
+  [ "$dry_run" -eq 1 ] || die_usage "--root DIR only plans: give --dry-run too"
+  [ -d "$root" ] || die_usage "--root must be a directory, got '$root'"
+  root=$(cd "$root" && pwd) || die "cannot enter $root"
+  [ "$root" != / ] || root=''
+fi
 [ -r "$pubkey_file" ] || die "cannot read the public key $pubkey_file"
 [ -r "$monitor_src" ] || die "cannot read $monitor_src (give its path with --monitor)"
 bash -n "$monitor_src" || die "$monitor_src is not a valid bash script"
@@ -101,11 +116,16 @@ blob=$(printf '%s\n' "$pubkey" | awk '{print $2}')
 [ -n "$blob" ] || die "$pubkey_file has no key material"
 
 if [ -z "$home" ]; then
-  if command -v dscl >/dev/null 2>&1; then
+  if [ -z "$root" ] && command -v dscl >/dev/null 2>&1; then
     home=$(dscl . -read "/Users/$user" NFSHomeDirectory 2>/dev/null | awk '{print $2}')
   fi
   [ -n "$home" ] || home=/Users/$user
 fi
+# Every file the steps read or write, under --root when given.
+install_dir=$root$install_dir
+home=$root$home
+sudoers_file=$root$sudoers_file
+update_prefs=$root$update_prefs
 
 # Root runs privileged commands itself; anyone else through sudo.
 if [ "$(id -u)" -eq 0 ]; then as_root=''; else as_root=sudo; fi
@@ -129,7 +149,11 @@ run_user() {
   if [ "$(id -un)" = "$user" ]; then run "$@"; else run sudo -u "$user" "$@"; fi
 }
 # Reads a setting without changing anything; quiet and harmless on a host that lacks the tool.
-probe() { "$@" 2>/dev/null; }
+# Under --root the running system is not the one planned for: nothing is read, all is to do.
+probe() {
+  [ -z "$root" ] || return 1
+  "$@" 2>/dev/null
+}
 probe_root() {
   if [ -n "$as_root" ]; then probe sudo -n "$@"; else probe "$@"; fi
 }
@@ -165,7 +189,7 @@ else
   run_root launchctl load -w /System/Library/LaunchDaemons/ssh.plist
 fi
 
-# 4. The agent's key. Not the seed's command="/usr/local/bin/vm-monitor.sh" restriction: a forced
+# 4. The agent's key. No command="/usr/local/bin/vm-monitor.sh" restriction on it: a forced
 # command replaces whatever the client asks to run, so the agent's health checks (echo alive,
 # df -h /), the monitor's launch with its arguments and every build step would all run the
 # monitor instead. The VM is a throwaway clone reachable only from its host, the key is per
@@ -211,10 +235,10 @@ case $(probe_root softwareupdate --schedule) in
   *) run_root softwareupdate --schedule off ;;
 esac
 for key in AutomaticDownload AutomaticallyInstallMacOSUpdates; do
-  if [ "$(probe defaults read /Library/Preferences/com.apple.SoftwareUpdate "$key")" = 0 ]; then
+  if [ "$(probe defaults read "$update_prefs" "$key")" = 0 ]; then
     ok "$key is off"
   else
-    run_root defaults write /Library/Preferences/com.apple.SoftwareUpdate "$key" -bool false
+    run_root defaults write "$update_prefs" "$key" -bool false
   fi
 done
 
@@ -223,7 +247,8 @@ done
 sudoers_line="$user ALL=(root) NOPASSWD: /sbin/shutdown"
 if [ "$allow_shutdown" -eq 1 ]; then
   step "Allow $user to run /sbin/shutdown without a password ($sudoers_file)"
-  if [ "$(probe_root cat "$sudoers_file")" = "$sudoers_line" ]; then
+  if [ -n "$root" ]; then current=$(cat "$sudoers_file" 2>/dev/null); else current=$(probe_root cat "$sudoers_file"); fi
+  if [ "$current" = "$sudoers_line" ]; then
     ok "$sudoers_file already grants it"
   else
     tmp_sudoers=$(mktemp "${TMPDIR:-/tmp}/expo-worker-sudoers.XXXXXX") || die "mktemp failed"
