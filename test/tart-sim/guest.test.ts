@@ -107,16 +107,20 @@ describe('faults', () => {
   });
 
   it('slow-boot and ssh-delay are inherited by clones and delay ip and SSH', async () => {
-    await sim.fault('base', 'slow-boot', '1.5');
-    await sim.fault('base', 'ssh-delay', '1');
+    const bootS = 1.5;
+    // tart ip polls once a second, and on a busy machine its answer and our ssh start take
+    // seconds more: the SSH delay outlasts all that, so SSH is still refused when we first try.
+    const sshDelayS = 5;
+    await sim.fault('base', 'slow-boot', String(bootS));
+    await sim.fault('base', 'ssh-delay', String(sshDelayS));
     await sim.tart(['clone', 'base', 'vm']);
     const t = Date.now();
     sim.startRun('vm');
-    const ip = (await sim.tart(['ip', 'vm', '--wait', '10'])).stdout.trim();
-    expect(Date.now() - t).toBeGreaterThanOrEqual(1400);
-    expect((await ssh(sim, ip, 'true', 3000)).stderr).toMatch(/Connection refused/);
-    await waitUntil('ssh', async () => (await ssh(sim, ip, 'true', 3000)).code === 0);
-    expect(Date.now() - t).toBeGreaterThanOrEqual(2400);
+    const ip = (await sim.tart(['ip', 'vm', '--wait', '30'])).stdout.trim();
+    expect(Date.now() - t).toBeGreaterThanOrEqual(bootS * 1000 - 100);
+    expect((await ssh(sim, ip, 'true', 30_000)).stderr).toMatch(/Connection refused/);
+    await waitUntil('ssh', async () => (await ssh(sim, ip, 'true', 10_000)).code === 0, 60_000);
+    expect(Date.now() - t).toBeGreaterThanOrEqual((bootS + sshDelayS) * 1000 - 100);
   });
 
   it('disk sets what df reports, live', async () => {

@@ -11,8 +11,9 @@ import { bootVm, ssh, stateOf, waitUntil } from './test-helpers.ts';
 
 let sim: TartSim;
 beforeEach(async () => {
-  // limitDelayS: long enough to observe the 3rd VM holding its lock before it fails.
-  sim = await createTartSim({ bootDelayS: 0.1, limitDelayS: 1.5 });
+  // limitDelayS: long enough to observe the 3rd VM holding its lock before it fails — through
+  // `tart list`, a Node start that alone takes ~2 s on a busy machine.
+  sim = await createTartSim({ bootDelayS: 0.1, limitDelayS: 5 });
   await sim.createBaseVm('base');
 });
 afterEach(async () => {
@@ -101,7 +102,7 @@ describe('tart run signals', () => {
     await waitUntil('guest sleeps', () => guestProcesses().filter((c) => c === 'sleep 300').length === 2);
     run.child.kill(signal);
     expect(await run.exited).toMatchObject({ code: null, signal });
-    await waitUntil('guest processes to die', () => guestProcesses().length === 0, 3000);
+    await waitUntil('guest processes to die', () => guestProcesses().length === 0, 30_000);
     expect((await session).code).not.toBe(0);
     expect(await stateOf(sim, 'base')).toBe('stopped');
   });
@@ -114,6 +115,6 @@ describe('tart run signals', () => {
     expect((await sim.tart(['stop', 'base', '--timeout', '1'])).code).toBe(0);
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     expect(await run.exited).toMatchObject({ signal: 'SIGKILL' });
-    await waitUntil('guest processes to die', () => guestProcesses().length === 0, 3000);
+    await waitUntil('guest processes to die', () => guestProcesses().length === 0, 30_000);
   });
 });
