@@ -1,8 +1,8 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { TartCli } from '../../../src/vm/tart-cli.ts';
+import { TART_FALLBACK_PATHS, TartCli } from '../../../src/vm/tart-cli.ts';
 import { FakeExec } from '../../support/fake-exec.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tart-cli-'));
@@ -76,8 +76,25 @@ describe('TartCli argv', () => {
 describe('finding tart', () => {
   it('uses PATH, then the Homebrew locations, else VM_TART_NOT_FOUND naming them', () => {
     expect(new TartCli({ exec: new FakeExec(), searchPath: `/nonexistent:${dir}` }).tartExecutable()).toBe(TART);
+    // Not on PATH: the Homebrew locations are fixed, so which branch runs depends on this host —
+    // the first one holding tart (a Mac with tart installed), else an error naming every place.
     const missing = new TartCli({ exec: new FakeExec(), searchPath: '/nonexistent' });
-    expect(() => missing.tartExecutable()).toThrow(expect.objectContaining({ code: 'VM_TART_NOT_FOUND', message: expect.stringContaining('/opt/homebrew/bin/tart') }));
+    const installed = TART_FALLBACK_PATHS.find((p) => {
+      try {
+        accessSync(p, constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    if (installed !== undefined) {
+      expect(missing.tartExecutable()).toBe(installed);
+    } else {
+      const searched = ['/nonexistent/tart', ...TART_FALLBACK_PATHS];
+      expect(() => missing.tartExecutable()).toThrow(
+        expect.objectContaining({ code: 'VM_TART_NOT_FOUND', message: expect.stringContaining(searched.join(', ')), details: { searched } }),
+      );
+    }
     expect(() => new TartCli({ exec: new FakeExec(), tartPath: '/no/tart' }).tartExecutable()).toThrow(expect.objectContaining({ code: 'VM_TART_NOT_FOUND' }));
   });
 });
