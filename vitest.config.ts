@@ -8,9 +8,9 @@ export default defineConfig({
     // where every tart call is a fresh Node process. On 2 busy cores (other suites beside ours,
     // load average 8–10) the slowest non-e2e tests took 20 s to over 30 s (tart-sim guest/cli,
     // integration/ephemeral-vm, integration/doctor), and the old 30 s timed some of them out.
-    // 90 s is over twice that, and above the longest bound such a test asserts itself (doctor's
-    // runs are allowed 45–60 s on a busy host, test/integration/doctor.test.ts), so a slow test
-    // fails on its own assertion, which says what was slow, rather than on a bare timeout.
+    // 90 s is over twice that, so a slow test fails on its own assertion, which says what was
+    // slow, rather than on a bare timeout. Files that run whole VM cycles per test (doctor, e2e)
+    // set more for themselves.
     testTimeout: 90_000,
     // Hooks start and stop the same real processes (tart simulators with their VMs, sshd,
     // controllers) for a whole file or before/after every test, and a stop may wait out its own

@@ -29,12 +29,18 @@ import { buildResultOf, type AgentMetrics } from './metrics.ts';
 
 export type AgentState = 'starting' | 'polling' | 'draining' | 'stopped';
 
+/** The least time between two worker heartbeats, ms. */
+const MIN_HEARTBEAT_GAP_MS = 250;
+/** The longest wait a heartbeat may ask for (the API's bound), s. */
+const MAX_WAIT_S = 25;
+
 /** What the daemon needs of a build runner. */
 export interface Runner {
   readonly buildId: string;
   run(): Promise<Outcome>;
-  abort(reason: 'attempt_over' | 'shutdown', detail?: string): void;
-  cancel(): void;
+  /** Ends the attempt early; true when this call changed anything (false when already ending). */
+  abort(reason: 'attempt_over' | 'shutdown', detail?: string): boolean;
+  cancel(): boolean;
 }
 
 export interface AgentDeps {
@@ -265,25 +271,40 @@ export class Agent {
    */
   private async heartbeatLoop(): Promise<void> {
     let failures = 0;
-    while (this.stateValue === 'polling' || this.stateValue === 'draining') {
+    let last = 0;
+    const alive = () => this.stateValue === 'polling' || this.stateValue === 'draining';
+    while (alive()) {
+      // Never more than a few a second, whatever the answers (a cancel being carried out is
+      // answered at once until its build ends). A refresh meanwhile is not lost: the heartbeat
+      // that follows carries the current list.
+      const gap = last + MIN_HEARTBEAT_GAP_MS - Date.now();
+      if (gap > 0) await new Promise((r) => setTimeout(r, gap));
+      if (!alive()) break;
       const { workerHeartbeatMs } = this.intervals();
-      const started = Date.now();
+      const started = (last = Date.now());
       const ac = new AbortController();
       this.heartbeatRefresh = () => ac.abort();
-      let news = false;
+      // Wait for news only at a controller that said it can (one that states its clocks): an
+      // older one refuses the field.
+      const waitS = this.liveness === null ? undefined : Math.min(MAX_WAIT_S, workerHeartbeatMs / 1000);
+      let again = false;
       try {
         // Not retried: a retry would carry a list of builds that may be stale by then, and the
         // next heartbeat is never far off.
         const { abort, cancel, liveness } = await this.d.client.workerHeartbeat(
-          { runningBuilds: this.buildIds(), slotsTotal: this.d.settings.slots, draining: this.stateValue === 'draining', waitS: workerHeartbeatMs / 1000 },
+          { runningBuilds: this.buildIds(), slotsTotal: this.d.settings.slots, draining: this.stateValue === 'draining', ...(waitS === undefined ? {} : { waitS }) },
           { retries: 0, signal: ac.signal },
         );
         this.learn(liveness);
         if (failures > 0) this.d.log.info('worker heartbeats delivered again');
         failures = 0;
-        for (const id of abort) for (const r of this.runnersOf(id)) r.abort('attempt_over', 'the controller no longer assigns this build here');
-        for (const id of cancel) for (const r of this.runnersOf(id)) r.cancel();
-        news = abort.length > 0 || cancel.length > 0;
+        let acted = false;
+        for (const id of abort) for (const r of this.runnersOf(id)) acted = r.abort('attempt_over', 'the controller no longer assigns this build here') || acted;
+        for (const id of cancel) for (const r of this.runnersOf(id)) acted = r.cancel() || acted;
+        // Go again at once after news acted on, or after an early answer with nothing in it (the
+        // controller woke us for another reason): a cancel must find a heartbeat waiting. An
+        // answer about what is already being done (a build still deleting its VM) waits its turn.
+        again = acted || (waitS !== undefined && abort.length === 0 && cancel.length === 0);
       } catch (err) {
         if (!ac.signal.aborted) {
           this.lastError = (err as Error).message;
@@ -292,7 +313,7 @@ export class Agent {
           failures++;
         }
       }
-      if (ac.signal.aborted || news) continue;
+      if (ac.signal.aborted || again || !alive()) continue;
       // The interval as it stands now: the answer may have just told us the controller's clock.
       const rest = this.intervals().workerHeartbeatMs - (Date.now() - started);
       if (rest > 0) {

@@ -143,17 +143,18 @@ export class BuildRunner {
     return this.stateValue;
   }
 
-  /** Ends the attempt early; the first reason wins, and none once the attempt is finishing. */
-  abort(reason: AbortReason, detail = ''): void {
-    if (this.reason !== null || this.stateValue === 'finishing' || this.stateValue === 'done') return;
+  /** Ends the attempt early; the first reason wins, and none once the attempt is finishing. True when this call did. */
+  abort(reason: AbortReason, detail = ''): boolean {
+    if (this.reason !== null || this.stateValue === 'finishing' || this.stateValue === 'done') return false;
     this.reason = reason;
     this.reasonDetail = detail;
     this.d.log.warn({ buildId: this.buildId, reason, detail }, 'aborting build');
     this.ac.abort(new Error(`build ${reason}${detail ? `: ${detail}` : ''}`));
+    return true;
   }
 
-  cancel(): void {
-    this.abort('cancelled', 'cancel requested');
+  cancel(): boolean {
+    return this.abort('cancelled', 'cancel requested');
   }
 
   async run(): Promise<Outcome> {
@@ -267,8 +268,9 @@ export class BuildRunner {
         return { status: 'failed', failureReason: 'vm_unhealthy', message: `vm-monitor.sh could not be started: ${(err as Error).message}` };
       }
       clearInterval(keepalive);
-      if (!(await this.reportPhase('running'))) return null;
+      // Ready: what remains is telling the controller, which its own retries bound.
       clearTimeout(this.limit);
+      if (!(await this.reportPhase('running'))) return null;
       this.limit = setTimeout(() => this.abort('timed_out', `the steps ran past the build's timeout of ${build.timeoutS} s`), build.timeoutS * 1000);
       this.stateValue = 'running';
       return await this.runSteps(ws, note);

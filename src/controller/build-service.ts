@@ -157,12 +157,24 @@ export class BuildService {
    * that gets a cancel to a running step within moments rather than at the next heartbeat.
    */
   async workerHeartbeat(worker: WorkerRecord, body: WorkerHeartbeatBody, signal?: AbortSignal): Promise<{ abort: string[]; cancel: string[] }> {
-    await this.store.touchWorker(worker.id, { now: this.o.now(), slotsTotal: body.slotsTotal, draining: body.draining });
-    const { abort, kept } = await this.reconcile(worker.id, body.runningBuilds);
-    const cancel = kept.filter((b) => b.cancelRequested).map((b) => b.id);
+    // Listening before looking: a wake between the look and the wait is not lost.
     const waitMs = Math.min(Math.round((body.waitS ?? 0) * 1000), heartbeatWaitMaxMs(this.o.heartbeatTimeoutMs));
-    if (abort.length > 0 || cancel.length > 0 || waitMs <= 0) return { abort, cancel };
-    await this.waits.wait(worker.id, waitMs, signal);
+    const stop = new AbortController();
+    const waited = this.waits.wait(worker.id, waitMs, signal ? AbortSignal.any([signal, stop.signal]) : stop.signal);
+    let now: { abort: string[]; cancel: string[] };
+    try {
+      await this.store.touchWorker(worker.id, { now: this.o.now(), slotsTotal: body.slotsTotal, draining: body.draining });
+      const { abort, kept } = await this.reconcile(worker.id, body.runningBuilds);
+      now = { abort, cancel: kept.filter((b) => b.cancelRequested).map((b) => b.id) };
+    } catch (err) {
+      stop.abort();
+      throw err;
+    }
+    if (now.abort.length > 0 || now.cancel.length > 0) {
+      stop.abort();
+      return now;
+    }
+    await waited;
     if (signal?.aborted) return { abort: [], cancel: [] };
     // What changed meanwhile, among the builds it listed; no reconcile: its list may be stale now.
     const held = new Map((await this.store.activeBuildsOfWorker(worker.id)).map((b) => [b.id, b]));

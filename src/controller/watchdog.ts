@@ -5,10 +5,10 @@
  * the queue instead, without spending an attempt. A failed build frees its worker's slot, so the worker reads `idle` again.
  * A worker inside a long poll or heartbeat wait is alive, however old its last contact.
  * Backstops for an agent alive but stuck: a build past its `timeoutS` (steps) or the prepare
- * timeout by more than one heartbeat timeout is failed `timed_out` / `prepare_timeout`.
+ * timeout by more than `backstopGraceMs` is failed `timed_out` / `prepare_timeout`.
  * States: stopped → running (`start`) → stopped (`stop`); a sweep in progress is awaited by `stop`.
  */
-import { deathCutoff, sweepIntervalMs, type WatchdogPolicy } from '../monitor/watchdog-policy.ts';
+import { backstopGraceMs, deathCutoff, sweepIntervalMs, type WatchdogPolicy } from '../monitor/watchdog-policy.ts';
 import type { BuildService } from './build-service.ts';
 import type { Store } from './store/store.ts';
 
@@ -80,12 +80,12 @@ export class Watchdog {
   }
 
   /**
-   * Fails builds whose agent should long since have ended them: the grace is one heartbeat
-   * timeout past the limit, time for a live agent to stop the steps and report on its own.
+   * Fails builds whose agent should long since have ended them: the grace (one heartbeat
+   * timeout, at least a minute) is time for a live agent to stop the steps and report on its own.
    */
   private async sweepOverdue(now: number): Promise<number> {
     if (deathCutoff(this.o.policy, now) === null) return 0;
-    const graceMs = this.o.policy.heartbeatTimeoutMs;
+    const graceMs = backstopGraceMs(this.o.policy.heartbeatTimeoutMs);
     let builds = 0;
     for (const b of await this.o.store.findOverdueBuilds({ now, prepareTimeoutMs: this.o.prepareTimeoutMs, graceMs })) {
       const failed =

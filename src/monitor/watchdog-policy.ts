@@ -40,9 +40,19 @@ export function pollWaitMaxMs(heartbeatTimeoutMs: number): number {
   return Math.max(0, Math.min(25_000, Math.floor(heartbeatTimeoutMs / 2)));
 }
 
-/** The longest a worker heartbeat may wait for news (a cancel): a quarter of the heartbeat timeout. */
+/** The longest a worker heartbeat may wait for news (a cancel): a quarter of the heartbeat timeout, at most 25 s. */
 export function heartbeatWaitMaxMs(heartbeatTimeoutMs: number): number {
-  return Math.max(0, Math.floor(heartbeatTimeoutMs / 4));
+  return Math.max(0, Math.min(25_000, Math.floor(heartbeatTimeoutMs / 4)));
+}
+
+/**
+ * How long past a build's limit (its steps' `timeoutS`, or the prepare timeout) the controller
+ * waits for the agent to report it before failing the build itself: one heartbeat timeout, and
+ * at least a minute — the agent needs its step-stop grace (10 s by default), the last log bytes
+ * and the completion, retried with backoff.
+ */
+export function backstopGraceMs(heartbeatTimeoutMs: number): number {
+  return Math.max(60_000, heartbeatTimeoutMs);
 }
 
 /** The controller's clocks as it states them to workers. */
@@ -72,6 +82,8 @@ export interface AgentIntervals {
 
 /** The vm-monitor's floor: bash's `sleep` on macOS takes whole seconds. */
 const MONITOR_MIN_S = 1;
+/** The agent's own floor for its intervals, ms: a controller stating an absurdly short timeout must not make it spin. */
+const AGENT_MIN_INTERVAL_MS = 250;
 
 /**
  * Each configured interval, capped at a quarter of the controller's heartbeat timeout (a long
@@ -82,8 +94,8 @@ export function agentIntervals(bounds: AgentIntervalBounds, liveness: Liveness |
   const quarterS = liveness ? liveness.heartbeatTimeoutMs / 4000 : Number.POSITIVE_INFINITY;
   const pollMaxS = liveness ? liveness.pollWaitMaxMs / 1000 : Number.POSITIVE_INFINITY;
   return {
-    workerHeartbeatMs: Math.round(Math.min(bounds.workerHeartbeatS, quarterS) * 1000),
-    preparingKeepaliveMs: Math.round(Math.min(bounds.preparingKeepaliveS, quarterS) * 1000),
+    workerHeartbeatMs: Math.max(AGENT_MIN_INTERVAL_MS, Math.round(Math.min(bounds.workerHeartbeatS, quarterS) * 1000)),
+    preparingKeepaliveMs: Math.max(AGENT_MIN_INTERVAL_MS, Math.round(Math.min(bounds.preparingKeepaliveS, quarterS) * 1000)),
     monitorIntervalS: Math.max(MONITOR_MIN_S, Math.floor(Math.min(bounds.heartbeatIntervalS, quarterS))),
     monitorRequestTimeoutS: Math.max(1, Math.min(10, Math.floor(quarterS * 2))),
     pollWaitS: Math.min(bounds.pollWaitS, pollMaxS),
@@ -108,7 +120,7 @@ export function livenessReport(bounds: AgentIntervalBounds, liveness: Liveness):
     `long poll ${used.pollWaitS} s`,
   ];
   const warnings: string[] = [];
-  if (used.monitorIntervalS * 1000 > quarter) {
+  if (used.workerHeartbeatMs > quarter || used.monitorIntervalS * 1000 > quarter) {
     warnings.push(
       `the controller's heartbeat timeout (${s(liveness.heartbeatTimeoutMs)}) is too short for vm-monitor.sh, which beats every ${MONITOR_MIN_S} s at the fastest: ` +
         `a build could fail heartbeat_timeout after one late beat; use a timeout of at least ${4 * MONITOR_MIN_S} s`,

@@ -29,18 +29,24 @@ export function livenessHeaders(l: Liveness): Record<string, string> {
   };
 }
 
-/** Reads the liveness headers of an answer; null when any is missing or not a positive integer (an older controller). */
+/** The longest timer Node can set, ms (2^31 − 1: longer ones fire at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Reads the liveness headers of an answer; null when any is missing or not a whole number (an
+ * older controller, or something else answering). Values are clamped to what a controller can
+ * be configured with, so a hostile or broken answer cannot make the agent spin or overflow a timer.
+ */
 export function parseLiveness(headers: Record<string, string | string[] | undefined>): Liveness | null {
-  const read = (name: string): number | null => {
+  const read = (name: string, min: number, max: number): number | null => {
     const raw = headers[name];
     const v = Array.isArray(raw) ? raw[0] : raw;
-    if (v === undefined || !/^[0-9]{1,10}$/.test(v)) return null;
-    const n = Number(v);
-    return n > 0 ? n : null;
+    if (v === undefined || !/^[0-9]{1,16}$/.test(v)) return null;
+    return Math.min(max, Math.max(min, Number(v)));
   };
-  const heartbeatTimeoutMs = read(LIVENESS_HEADERS.heartbeatTimeoutMs);
-  const pollWaitMaxMs = read(LIVENESS_HEADERS.pollWaitMaxMs);
-  const prepareTimeoutMs = read(LIVENESS_HEADERS.prepareTimeoutMs);
+  const heartbeatTimeoutMs = read(LIVENESS_HEADERS.heartbeatTimeoutMs, 100, 86_400_000);
+  const pollWaitMaxMs = read(LIVENESS_HEADERS.pollWaitMaxMs, 0, 25_000);
+  const prepareTimeoutMs = read(LIVENESS_HEADERS.prepareTimeoutMs, 100, MAX_TIMER_MS);
   if (heartbeatTimeoutMs === null || pollWaitMaxMs === null || prepareTimeoutMs === null) return null;
   return { heartbeatTimeoutMs, pollWaitMaxMs, prepareTimeoutMs };
 }

@@ -3,6 +3,7 @@
  * signal, a cancel from the controller, and two builds at once with a third waiting.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { sampleValue } from '../support/prom-text.ts';
 import { BUSY_SLACK_MS, FINAL, startFarm, type Farm, WAIT, E2E_TEST_TIMEOUT_MS } from '../support/farm.ts';
 
 // Builds on the simulator are slow on a busy machine: see WAIT in test/support/farm.ts.
@@ -73,6 +74,8 @@ describe('agent lifecycle', () => {
     const stepRuns = () => farm!.sim.listProcesses().some((p) => p.cmdline.includes('sleep 120'));
     for (const t = Date.now(); !stepRuns() && Date.now() - t < WAIT.logMs; ) await new Promise((r) => setTimeout(r, 25));
     expect(stepRuns(), JSON.stringify(farm.sim.listProcesses().map((p) => p.cmdline))).toBe(true);
+    const heartbeats = async () => sampleValue(await (await fetch(`${farm!.controller.url}/metrics`)).text(), 'expo_worker_worker_heartbeats_total', { kind: 'heartbeat' }) ?? 0;
+    const heartbeatsBefore = await heartbeats();
     const asked = Date.now();
     await farm.api('POST', `/api/v1/builds/${id}/cancel`);
     while (stepRuns() && Date.now() - asked < WAIT.logMs) await new Promise((r) => setTimeout(r, 25));
@@ -82,6 +85,11 @@ describe('agent lifecycle', () => {
     const b = await farm.waitBuild(id, FINAL);
     expect(b).toMatchObject({ status: 'cancelled' });
     await farm.agents[0]!.waitFor('build done', WAIT.logMs, (e) => e.buildId === id);
+    await new Promise((r) => setTimeout(r, 2000));
+    // Carrying the cancel out (its answer repeats until the build ends, then the VM is deleted)
+    // never turns the heartbeat into a busy loop: a few a second at most (it was hundreds).
+    const seconds = (Date.now() - asked) / 1000;
+    expect((await heartbeats()) - heartbeatsBefore).toBeLessThanOrEqual(seconds * 4 + 4);
     expect(await farm.log(id)).not.toContain('SHOULD-NOT-PRINT');
     expect(farm.sim.listProcesses().filter((p) => p.cmdline.includes('sleep 120'))).toEqual([]);
     expect(await farm.vms()).toEqual(['base']);

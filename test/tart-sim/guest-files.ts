@@ -60,8 +60,12 @@ export function mountNamespacesWork(): boolean {
 export function writeGuestFiles(vmDir: string, opts: { ip: string; token: string; env: NodeJS.ProcessEnv }): GuestFiles {
   const runtimeDir = join(vmDir, 'sim-runtime');
   const guestHome = join(vmDir, 'guest');
+  // The VM's own temporary directory, as a real VM has its own /tmp: what a build or its monitor
+  // leaves there goes away with the VM instead of piling up in the host's /tmp.
+  const guestTmp = join(vmDir, 'guest-tmp');
   mkdirSync(runtimeDir, { recursive: true });
   mkdirSync(guestHome, { recursive: true });
+  mkdirSync(guestTmp, { recursive: true, mode: 0o1777 });
   // sshd refuses to start without its privilege separation directory.
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const bin = join(runtimeDir, 'bin');
@@ -78,6 +82,7 @@ export function writeGuestFiles(vmDir: string, opts: { ip: string; token: string
     [
       `cd ${shellQuote(guestHome)} || exit 1`,
       `HOME=${shellQuote(guestHome)}; export HOME`,
+      `TMPDIR=${shellQuote(guestTmp)}; export TMPDIR`,
       `PATH=${shellQuote(bin)}:$PATH; export PATH`,
       'case "${SSH_ORIGINAL_COMMAND:-}" in',
       `  '') exec "\${SHELL:-/bin/sh}" -l ;;`,

@@ -331,7 +331,7 @@ export class SqliteStore implements Store {
   async findOverdueBuilds(q: OverdueQuery): Promise<BuildRecord[]> {
     const rows = this.q(
       `SELECT b.* FROM builds b JOIN attempts a ON a.build_id = b.id AND a.lease = b.lease
-       WHERE (b.status = 'running' AND a.running_at + b.timeout_s * 1000 + ? < ?)
+       WHERE (b.status = 'running' AND COALESCE(a.running_at, b.started_at) + b.timeout_s * 1000 + ? < ?)
           OR (b.status IN ('assigned', 'preparing') AND a.claimed_at + ? + ? < ?)
        ORDER BY b.seq`,
     ).all(q.graceMs, q.now, q.prepareTimeoutMs, q.graceMs, q.now) as Row[];

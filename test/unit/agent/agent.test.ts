@@ -29,11 +29,15 @@ class FakeRunner implements Runner {
   run(): Promise<Outcome> {
     return this.done;
   }
-  abort(reason: string): void {
+  abort(reason: string): boolean {
+    if (this.aborted !== null || this.cancelled) return false;
     this.aborted = reason;
+    return true;
   }
-  cancel(): void {
+  cancel(): boolean {
+    if (this.aborted !== null || this.cancelled) return false;
     this.cancelled = true;
+    return true;
   }
   end(): void {
     this.finish({ kind: 'reported', body: { status: 'succeeded' }, answer: 'succeeded' });
@@ -62,6 +66,7 @@ function setup(claims: PollResponse[], o: { liveness?: Liveness; workerHeartbeat
   const runners: FakeRunner[] = [];
   const intervals: AgentIntervals[] = [];
   let answerCancel: string[] = [];
+  let cancelAlways: string[] = [];
   // Like the controller: a heartbeat waits up to waitS for news, and answers at once when there is some.
   let pokeHeartbeat: (() => void) | null = null;
   const liveness = o.liveness ?? null;
@@ -76,10 +81,10 @@ function setup(claims: PollResponse[], o: { liveness?: Liveness; workerHeartbeat
     workerHeartbeat: async (body: WorkerHeartbeatBody, r?: { signal?: AbortSignal }) => {
       heartbeats.push(body);
       const waitMs = Math.min((body.waitS ?? 0) * 1000, liveness ? liveness.heartbeatTimeoutMs / 4 : Infinity);
-      if (answerCancel.length === 0) await pause(waitMs, r?.signal, (poke) => (pokeHeartbeat = poke));
+      if (answerCancel.length === 0 && cancelAlways.length === 0) await pause(waitMs, r?.signal, (poke) => (pokeHeartbeat = poke));
       pokeHeartbeat = null;
       if (r?.signal?.aborted) throw new Error('aborted');
-      const cancel = answerCancel;
+      const cancel = [...answerCancel, ...cancelAlways];
       answerCancel = [];
       return { abort: [], cancel, liveness };
     },
@@ -112,6 +117,7 @@ function setup(claims: PollResponse[], o: { liveness?: Liveness; workerHeartbeat
     heartbeats,
     runners,
     intervals,
+    cancelAlways: (ids: string[]) => (cancelAlways = ids),
     cancelNext: (ids: string[]) => {
       answerCancel = ids;
       pokeHeartbeat?.();
@@ -155,15 +161,36 @@ describe('Agent', () => {
   });
 
   it('passes a cancel to the runner as soon as the waiting heartbeat answers, not at the next interval', async () => {
-    // An hour between heartbeats: only the heartbeat held open at the controller can carry it.
-    const s = setup([claim('aaaaaaaaaaaaaaaa', 1)], { workerHeartbeatS: 3600 });
+    // A minute between heartbeats: only the heartbeat held open at the controller can carry it.
+    const s = setup([claim('aaaaaaaaaaaaaaaa', 1)], { workerHeartbeatS: 60, liveness: { heartbeatTimeoutMs: 600_000, pollWaitMaxMs: 25_000, prepareTimeoutMs: 600_000 } });
     await s.agent.start();
     await until(() => s.runners.length === 1);
-    // The claim sent a fresh heartbeat listing the build, waiting for news.
-    await until(() => s.heartbeats.at(-1)?.runningBuilds.includes('aaaaaaaaaaaaaaaa') === true);
-    expect(s.heartbeats.at(-1)?.waitS).toBe(3600);
+    // The claim sent a fresh heartbeat listing the build, waiting for news (at most the API's 25 s).
+    await until(() => s.heartbeats.at(-1)?.runningBuilds.includes('aaaaaaaaaaaaaaaa') === true && s.heartbeats.at(-1)?.waitS !== undefined);
+    expect(s.heartbeats.at(-1)?.waitS).toBe(25);
     s.cancelNext(['aaaaaaaaaaaaaaaa']);
     await until(() => s.runners[0]!.cancelled);
+    s.runners[0]!.end();
+  });
+
+  it('asks an older controller (one that states no clocks) for no wait: it refuses the field', async () => {
+    const s = setup([claim('aaaaaaaaaaaaaaaa', 1)], { workerHeartbeatS: 0.05 });
+    await s.agent.start();
+    await until(() => s.heartbeats.length >= 3);
+    expect(s.heartbeats.every((h) => h.waitS === undefined)).toBe(true);
+    s.runners[0]!.end();
+  });
+
+  it('does not spin when the controller keeps answering at once about what is already being done', async () => {
+    // A cancel being carried out (or a build deleting its VM) is in every answer until it ends.
+    const s = setup([claim('aaaaaaaaaaaaaaaa', 1)], { workerHeartbeatS: 2, liveness: { heartbeatTimeoutMs: 120_000, pollWaitMaxMs: 25_000, prepareTimeoutMs: 600_000 } });
+    s.cancelAlways(['aaaaaaaaaaaaaaaa']);
+    await s.agent.start();
+    await until(() => s.runners[0]?.cancelled === true);
+    const before = s.heartbeats.length;
+    await new Promise((r) => setTimeout(r, 1000));
+    // One interval (2 s) has not passed since the cancel: at most the one that carried it and one more.
+    expect(s.heartbeats.length - before).toBeLessThanOrEqual(2);
     s.runners[0]!.end();
   });
 
