@@ -53,10 +53,7 @@ describe('with a controlled clock', () => {
   it('fails a silent build with heartbeat_timeout exactly after the timeout, and frees its worker', async () => {
     c = await startTestController({ heartbeatTimeoutMs: 120_000 });
     const t0 = c.clock.now;
-    const w = await c.enrol('mac-1');
-    const b = await c.submit();
-    const claim = (await c.poll('mac-1', w.auth))!;
-    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
+    const { w, b, claim } = await runningBuild(c);
     c.clock.now = t0 + 60_000;
     await c.post(`/api/v1/builds/${b.id}/heartbeat`, bearer(claim.buildToken), { progress: 10 });
     await c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id] });
@@ -91,10 +88,7 @@ describe('with a controlled clock', () => {
   it('marks a silent worker offline and fails what it held with worker_lost; contact brings it back', async () => {
     c = await startTestController({ heartbeatTimeoutMs: 10_000 });
     const t0 = c.clock.now;
-    const w = await c.enrol('mac-1');
-    const b = await c.submit();
-    const claim = (await c.poll('mac-1', w.auth))!;
-    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
+    const { w, b, claim } = await runningBuild(c);
     // The build keeps heartbeating from the VM, but the agent itself went silent.
     c.clock.now = t0 + 9_000;
     await c.post(`/api/v1/builds/${b.id}/heartbeat`, bearer(claim.buildToken), {});
@@ -163,10 +157,7 @@ describe('in real time', () => {
     const heartbeatTimeoutMs = 2000;
     c = await startTestController({ heartbeatTimeoutMs, realClock: true });
     c.watchdog.start();
-    const w = await c.enrol('mac-1');
-    const b = await c.submit();
-    const claim = (await c.poll('mac-1', w.auth))!;
-    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
+    const { w, b, claim } = await runningBuild(c);
     // Alive for a while: heartbeats every 300 ms keep it running past the timeout.
     for (let i = 0; i < 8; i++) {
       await new Promise((r) => setTimeout(r, 300));
@@ -259,10 +250,7 @@ describe('a worker inside a wait', () => {
 
   it('answers a waiting worker heartbeat at once when a cancel is asked for one of its builds', async () => {
     c = await startTestController({ heartbeatTimeoutMs: 120_000, realClock: true });
-    const w = await c.enrol('mac-1');
-    const b = await c.submit();
-    const claim = (await c.poll('mac-1', w.auth))!;
-    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
+    const { w, b } = await runningBuild(c);
     // Waits up to 25 s (a quarter of 120 s caps it at 30 s) for news.
     const hb = c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id], waitS: 25 });
     await until(() => c!.service.waits.isWaiting('mac-1'));
@@ -278,10 +266,7 @@ describe('a worker inside a wait', () => {
   it('answers a waiting worker heartbeat with an abort when the controller ends one of its builds', async () => {
     c = await startTestController({ heartbeatTimeoutMs: 10_000 });
     const t0 = c.clock.now;
-    const w = await c.enrol('mac-1');
-    const b = await c.submit();
-    const claim = (await c.poll('mac-1', w.auth))!;
-    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
+    const { w, b } = await runningBuild(c);
     c.clock.now = t0 + 10_001;
     const hb = c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id], waitS: 2 });
     await until(() => c!.service.waits.isWaiting('mac-1'));
@@ -295,3 +280,11 @@ async function until(cond: () => boolean): Promise<void> {
   expect(cond()).toBe(true);
 }
 
+/** Worker mac-1 enrolled, one build submitted, claimed by it and reported running. */
+async function runningBuild(ctl: TestController) {
+  const w = await ctl.enrol('mac-1');
+  const b = await ctl.submit();
+  const claim = (await ctl.poll('mac-1', w.auth))!;
+  await ctl.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
+  return { w, b, claim };
+}
