@@ -13,6 +13,7 @@ import { isExpoError } from '../protocol/errors.ts';
 import { NodeExec } from '../sys/exec.ts';
 import { createLogger } from '../sys/logger.ts';
 import { takeOverSignals } from '../sys/signals.ts';
+import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 import { Ssh2Client } from '../sys/ssh2-client.ts';
 import { EphemeralVm } from '../vm/ephemeral-vm.ts';
 import { reapOrphans } from '../vm/reaper.ts';
@@ -84,7 +85,7 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
           heartbeatIntervalS: intervals.monitorIntervalS,
           monitorRequestTimeoutS: intervals.monitorRequestTimeoutS,
           // A controller too old to state it: the controller's own default.
-          prepareTimeoutMs: liveness?.prepareTimeoutMs ?? 600_000,
+          prepareTimeoutMs: liveness?.prepareTimeoutMs ?? DEFAULT_PREPARE_TIMEOUT_MS,
           logDir: config.logDir,
           stepStopGraceMs: config.stepStopGraceS * 1000,
           preparingKeepaliveMs: intervals.preparingKeepaliveMs,

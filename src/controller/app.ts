@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { ExpoError, isExpoError } from '../protocol/errors.ts';
 import { ACTIVE_BUILD_STATUSES } from '../protocol/domain.ts';
 import { LIMITS } from '../protocol/schemas.ts';
+import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 import { adminKeyDigest, resolvePrincipal, type Principal } from './auth.ts';
 import { BuildService, type BuildEvent } from './build-service.ts';
 import { ControllerMetrics } from './metrics.ts';
@@ -76,7 +77,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     store: o.store,
     now,
     heartbeatTimeoutMs: o.heartbeatTimeoutMs,
-    prepareTimeoutMs: o.prepareTimeoutMs ?? 600_000,
+    prepareTimeoutMs: o.prepareTimeoutMs ?? DEFAULT_PREPARE_TIMEOUT_MS,
     maxLogBytes: o.maxLogBytes,
     claimGraceMs: o.claimGraceMs ?? 10_000,
     defaultTimeoutS: o.defaultBuildTimeoutS,
@@ -92,7 +93,6 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     service,
     now,
     policy: { heartbeatTimeoutMs: o.heartbeatTimeoutMs, controllerStartedAt: o.startedAt ?? now() },
-    prepareTimeoutMs: o.prepareTimeoutMs ?? 600_000,
     onError: (err) => o.logger.error({ err }, 'watchdog sweep failed'),
   });
 

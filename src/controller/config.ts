@@ -5,6 +5,7 @@
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ExpoError } from '../protocol/errors.ts';
+import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 
 export interface ControllerConfig {
   /** TCP port. Default 3000. */
@@ -101,7 +102,7 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
   const maxArtifactMb = number('max-artifact-mb', 'EXPO_CONTROLLER_MAX_ARTIFACT_MB', 4096, (n) => n > 0 && n <= 1024 * 1024, 'a size in MiB between 1 and 1048576');
   const maxLogMb = number('max-log-mb', 'EXPO_CONTROLLER_MAX_LOG_MB', 64, (n) => n > 0 && n <= 4096, 'a size in MiB between 1 and 4096');
   const defaultBuildTimeoutS = number('default-build-timeout', 'EXPO_CONTROLLER_DEFAULT_BUILD_TIMEOUT', 3600, (n) => Number.isInteger(n) && n >= 1 && n <= 604800, 'a whole number of seconds between 1 and 604800');
-  const prepareTimeoutS = number('prepare-timeout', 'EXPO_CONTROLLER_PREPARE_TIMEOUT', 600, (n) => n >= 0.1 && n <= 86400, 'a number of seconds between 0.1 and 86400');
+  const prepareTimeoutS = number('prepare-timeout', 'EXPO_CONTROLLER_PREPARE_TIMEOUT', DEFAULT_PREPARE_TIMEOUT_MS / 1000, (n) => n >= 0.1 && n <= 86400, 'a number of seconds between 0.1 and 86400');
   const host = pick('host', 'EXPO_CONTROLLER_HOST') ?? '127.0.0.1';
   if (host.trim() === '') problems.push('--host (EXPO_CONTROLLER_HOST): must not be empty');
   const dbPath = pick('db', 'EXPO_CONTROLLER_DB');

@@ -16,8 +16,6 @@ export interface WatchdogOptions {
   store: Store;
   service: BuildService;
   policy: WatchdogPolicy;
-  /** How long a claimed build may prepare, ms. */
-  prepareTimeoutMs: number;
   now: () => number;
   onError: (err: unknown) => void;
 }
@@ -87,11 +85,13 @@ export class Watchdog {
     if (deathCutoff(this.o.policy, now) === null) return 0;
     const graceMs = backstopGraceMs(this.o.policy.heartbeatTimeoutMs);
     let builds = 0;
-    for (const b of await this.o.store.findOverdueBuilds({ now, prepareTimeoutMs: this.o.prepareTimeoutMs, graceMs })) {
+    // The prepare timeout the controller states to its workers: one value for both.
+    const { prepareTimeoutMs } = this.o.service.liveness;
+    for (const b of await this.o.store.findOverdueBuilds({ now, prepareTimeoutMs, graceMs })) {
       const failed =
         b.status === 'running'
           ? await this.o.service.failActive(b, 'timed_out', `the steps ran past the build's timeout of ${b.timeoutS} s and its worker did not report it within ${graceMs / 1000} s more`)
-          : await this.o.service.failActive(b, 'prepare_timeout', `the VM was not ready to run the steps within the prepare timeout of ${this.o.prepareTimeoutMs / 1000} s`);
+          : await this.o.service.failActive(b, 'prepare_timeout', `the VM was not ready to run the steps within the prepare timeout of ${prepareTimeoutMs / 1000} s`);
       if (failed) builds++;
     }
     return builds;

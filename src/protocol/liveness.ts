@@ -15,6 +15,9 @@ export interface Liveness {
   prepareTimeoutMs: number;
 }
 
+/** The controller's prepare timeout when none is configured (and what an agent assumes of a controller that states none), ms. */
+export const DEFAULT_PREPARE_TIMEOUT_MS = 600_000;
+
 export const LIVENESS_HEADERS = {
   heartbeatTimeoutMs: 'x-expo-heartbeat-timeout-ms',
   pollWaitMaxMs: 'x-expo-poll-wait-max-ms',
