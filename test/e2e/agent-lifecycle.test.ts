@@ -41,8 +41,12 @@ describe('agent lifecycle', () => {
     farm.agents[0]!.signal('SIGTERM');
     await farm.agents[0]!.waitFor('draining', WAIT.logMs);
     const waiting = await farm.submit();
-    const workers = await farm.api('GET', '/api/v1/workers');
-    expect(workers.body.workers[0].status).toBe('draining');
+    // The agent tells the controller in its next heartbeat, which leaves at once (or within its floor of 250 ms).
+    let status = '';
+    for (const t = Date.now(); status !== 'draining' && Date.now() - t < WAIT.logMs; await new Promise((r) => setTimeout(r, 100))) {
+      status = (await farm.api('GET', '/api/v1/workers')).body.workers[0].status;
+    }
+    expect(status).toBe('draining');
     const code = await farm.agents[0]!.exited;
     expect(code, farm.agents[0]!.lines.slice(-15).join('\n')).toBe(0);
     const b = await farm.build(id);

@@ -14,7 +14,9 @@ afterEach(async () => {
 describe('retries', () => {
   it('retries a crashed VM on a fresh clone and succeeds on the second attempt', async () => {
     farm = await startFarm();
-    const id = await farm.submit({ steps: [{ name: 'work', run: 'echo attempt-output; sleep 3' }], maxAttempts: 2 });
+    // The first attempt's step outlasts the crash however slow the machine (the step's work dir
+    // names its attempt); the second one finishes at once.
+    const id = await farm.submit({ steps: [{ name: 'work', run: 'echo attempt-output; case "$EXPO_BUILD_DIR" in *-1) sleep 300 ;; esac' }], maxAttempts: 2 });
     await farm.waitBuild(id, (b) => b.status === 'running');
     await farm.sim.fault(`expo-mac-1-${id}-1`, 'crash');
     const b = await farm.waitBuild(id, (x) => FINAL(x) || x.attempt === 2);
