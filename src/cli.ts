@@ -26,6 +26,7 @@ const commands: Record<string, Command> = {
   submit: { summary: 'queue a build from --step flags or a JSON file; --follow streams its log', run: async (argv) => (await import('./client/commands.ts')).submitMain(argv) },
   logs: { summary: "print a build's log; --follow streams it until the build ends", run: async (argv) => (await import('./client/commands.ts')).logsMain(argv) },
   artifacts: { summary: "list a build's artifacts; --download saves them", run: async (argv) => (await import('./client/commands.ts')).artifactsMain(argv) },
+  prune: { summary: 'delete finished builds older than an age, with their logs and artifacts (--dry-run counts)', run: async (argv) => (await import('./client/commands.ts')).pruneMain(argv) },
   cancel: { summary: 'cancel a queued or running build', run: async (argv) => (await import('./client/commands.ts')).cancelMain(argv) },
 };
 

@@ -166,6 +166,7 @@ export class BuildRunner {
       startOffset: build.logOffset,
       send: (offset, data) => this.d.client.appendLog(build.id, lease, offset, data, { retries: 2 }),
       onAttemptOver: (err) => this.abort('attempt_over', (err as Error).message),
+      secretValues: Object.values(build.secretEnv ?? {}),
       onSendError: (err) => log.warn({ err: (err as Error).message }, 'log chunk not sent yet; will retry'),
     }));
     const prepareS = Math.round(this.d.settings.prepareTimeoutMs / 100) / 10;
@@ -251,7 +252,8 @@ export class BuildRunner {
         const installed = await ws.open(this.d.monitor.installedPath);
         const upload = installed === this.d.monitor.version ? undefined : this.d.monitor.contents;
         if (upload) note(`vm-monitor.sh in the image is ${installed ?? 'missing'}; using the agent's ${this.d.monitor.version}`);
-        await ws.setup(build, {
+        // Secret values join the env file (uploaded, mode 0600, never on a command line).
+        await ws.setup({ steps: build.steps, env: { ...build.env, ...build.secretEnv } }, {
           script: this.d.monitor.installedPath,
           upload,
           controllerUrl: this.d.settings.vmControllerUrl,

@@ -11,6 +11,7 @@
 import { appendFileSync, closeSync, openSync, readSync, rmSync } from 'node:fs';
 import { isExpoError } from '../protocol/errors.ts';
 import { isAttemptOver, type HttpErrorDetails } from './controller-client.ts';
+import { SecretMasker } from '../protocol/secret-mask.ts';
 
 export interface LogStreamOptions {
   /** Local file holding the whole output of the attempt. */
@@ -26,12 +27,15 @@ export interface LogStreamOptions {
   /** Most bytes kept locally for one attempt; output past it is dropped with a note. Default 1 GiB. */
   maxLocalBytes?: number;
   onAttemptOver?: (err: unknown) => void;
+  /** Secret env values: masked as `***` before anything is written or sent (see protocol/secret-mask.ts). */
+  secretValues?: readonly string[];
   /** Called when a send fails and will be tried again later. */
   onSendError?: (err: unknown) => void;
 }
 
 export class LogStream {
-  private readonly o: Required<Omit<LogStreamOptions, 'onAttemptOver' | 'onSendError'>> & Pick<LogStreamOptions, 'onAttemptOver' | 'onSendError'>;
+  private readonly o: Required<Omit<LogStreamOptions, 'onAttemptOver' | 'onSendError' | 'secretValues'>> & Pick<LogStreamOptions, 'onAttemptOver' | 'onSendError'>;
+  private readonly masker: SecretMasker;
   /** Why local writes stopped (cap reached, disk full), once said. */
   private dropped: string | null = null;
   private written = 0;
@@ -43,6 +47,7 @@ export class LogStream {
 
   constructor(options: LogStreamOptions) {
     this.o = { flushIntervalMs: 1000, maxChunkBytes: 64 * 1024, maxLocalBytes: 1024 ** 3, ...options };
+    this.masker = new SecretMasker(options.secretValues ?? []);
     // Build output can hold secrets a step printed: readable by the agent's user only.
     appendFileSync(this.o.path, '', { mode: 0o600 });
     this.timer = setInterval(() => void this.flush(), this.o.flushIntervalMs);
@@ -59,6 +64,10 @@ export class LogStream {
   }
 
   append(text: string): void {
+    this.write(this.masker.push(text));
+  }
+
+  private write(text: string): void {
     if (text === '' || this.dropped !== null) return;
     const buf = Buffer.from(text, 'utf8');
     if (this.capped || this.written + buf.length > this.o.maxLocalBytes) {
@@ -153,6 +162,8 @@ export class LogStream {
    * is over, or `deadline` (ms since epoch) passes. Resolves true when the controller has it all.
    */
   async close(deadline = Date.now() + 60_000): Promise<boolean> {
+    // The tail the masker kept back: the output is over, so it is what it is.
+    this.write(this.masker.end());
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     while (!this.stopped && !this.capped && this.acked < this.written && Date.now() < deadline) {

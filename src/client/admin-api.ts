@@ -9,7 +9,7 @@ import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
 import { ExpoError } from '../protocol/errors.ts';
-import type { ArtifactView, BuildView, CreateBuildBody, WorkerView } from '../protocol/schemas.ts';
+import type { ArtifactView, BuildView, CreateBuildBody, PruneBody, PruneResult, WorkerView } from '../protocol/schemas.ts';
 import type { ClientConfig } from './config.ts';
 
 export interface LogSlice {
@@ -94,6 +94,10 @@ export class AdminApi {
 
   async submit(body: CreateBuildBody): Promise<BuildView> {
     return this.json<BuildView>('POST', '/api/v1/builds', body);
+  }
+
+  async prune(body: PruneBody): Promise<PruneResult> {
+    return this.json<PruneResult>('POST', '/api/v1/admin/prune', body, 'prune');
   }
 
   async cancel(id: string): Promise<BuildView> {

@@ -52,6 +52,11 @@ Queues a build and prints its id. --follow streams its log and exits with its re
   --step NAME=CMD     a step, in order (repeatable)
   --file PATH         the build as JSON: {"steps": [{"name", "run"}], "env", "labels", "timeoutS", "maxAttempts", "artifacts"}
   --env K=V           an environment variable for the steps (repeatable)
+  --secret-env NAME[=VALUE]
+                      a secret environment variable (repeatable): never shown by the API,
+                      masked as *** in the log, erased when the build ends. NAME alone takes
+                      the value from this command's own environment, so it stays out of
+                      your shell history: MY_TOKEN=… expo-worker submit --secret-env MY_TOKEN
   --label L           a label a worker must have (repeatable)
   --artifact PATTERN  a file to collect from the VM, relative to the steps' directory; * and ? allowed (repeatable)
   --timeout S         the build's timeout in seconds
@@ -61,6 +66,16 @@ Queues a build and prints its id. --follow streams its log and exits with its re
 ${CONNECTION}`,
   logs: `Usage: expo-worker logs <build-id> [--follow]\n\nPrints a build's log; --follow streams it until the build ends and exits with its result.\n${CONNECTION}`,
   artifacts: `Usage: expo-worker artifacts <build-id> [--download DIR] [--json]\n\nLists a build's collected artifacts; --download saves them into DIR, checking each SHA-256.\n\n  --download DIR  save every artifact into DIR (created if missing)\n  --json          print the list as JSON\n${CONNECTION}`,
+  prune: `Usage: expo-worker prune [--older-than AGE] [--dry-run] [--json]
+
+Deletes finished builds (succeeded, failed, cancelled) with their logs and artifacts once they
+finished more than AGE ago. Queued and running builds are never touched. The controller also
+does this by itself every hour (its --retention-days).
+
+  --older-than AGE  days, as 30 or 30d; decimals allowed (default: the controller's --retention-days)
+  --dry-run         count what would be deleted; delete nothing
+  --json            print the counts as JSON
+${CONNECTION}`,
   cancel: `Usage: expo-worker cancel <build-id>\n\nCancels a queued build at once, or asks the worker to stop a running one.\n${CONNECTION}`,
 };
 
@@ -166,8 +181,16 @@ function intFlag(flag: string, s: string | undefined, min: number, max: number):
   return n;
 }
 
+/** `--secret-env NAME=VALUE`, or `NAME` alone: the value from the CLI's own environment. */
+function secretValue(s: string, env: NodeJS.ProcessEnv): [string, string] {
+  if (s.includes('=')) return keyValue('--secret-env', s);
+  const value = env[s];
+  if (value === undefined) throw new UsageError(`--secret-env ${s}: no variable ${s} in this command's environment (give NAME=VALUE, or set ${s})`);
+  return [s, value];
+}
+
 /** The submission from the flags (and `--file`): flags given override the file's fields. */
-function submission(values: Values): CreateBuildBody {
+function submission(values: Values, processEnv: NodeJS.ProcessEnv): CreateBuildBody {
   const steps = (values.step as string[] | undefined) ?? [];
   const file = values.file as string | undefined;
   if (steps.length > 0 && file !== undefined) throw new UsageError('give the steps with --step or in --file, not both');
@@ -191,6 +214,8 @@ function submission(values: Values): CreateBuildBody {
   if (steps.length > 0) body.steps = steps.map((s) => keyValue('--step', s)).map(([name, run]) => ({ name, run }));
   const env = (values.env as string[] | undefined) ?? [];
   if (env.length > 0) body.env = { ...(body.env as Record<string, string> | undefined), ...Object.fromEntries(env.map((e) => keyValue('--env', e))) };
+  const secretEnv = (values['secret-env'] as string[] | undefined) ?? [];
+  if (secretEnv.length > 0) body.secretEnv = { ...(body.secretEnv as Record<string, string> | undefined), ...Object.fromEntries(secretEnv.map((e) => secretValue(e, processEnv))) };
   const labels = (values.label as string[] | undefined) ?? [];
   if (labels.length > 0) body.labels = labels;
   const artifacts = (values.artifact as string[] | undefined) ?? [];
@@ -211,6 +236,7 @@ export function submitMain(argv: string[], io: CliIo = processIo()): Promise<num
         step: { type: 'string', multiple: true },
         file: { type: 'string' },
         env: { type: 'string', multiple: true },
+        'secret-env': { type: 'string', multiple: true },
         label: { type: 'string', multiple: true },
         artifact: { type: 'string', multiple: true },
         timeout: { type: 'string' },
@@ -221,7 +247,7 @@ export function submitMain(argv: string[], io: CliIo = processIo()): Promise<num
       0,
     );
     if (values.help) return (io.stdout(`${HELP.submit}\n`), 0);
-    const body = submission(values);
+    const body = submission(values, io.env);
     const a = api(values, io);
     const build: BuildView = await a.submit(body);
     if (values.json) io.stdout(`${JSON.stringify(build, null, 2)}\n`);
@@ -278,6 +304,27 @@ export function artifactsMain(argv: string[], io: CliIo = processIo()): Promise<
         await a.downloadArtifact(id, x, join(dir, x.name));
         io.stderr(`saved ${join(dir, x.name)}\n`);
       }
+    }
+    return 0;
+  });
+}
+
+export function pruneMain(argv: string[], io: CliIo = processIo()): Promise<number> {
+  return run('prune', io, async () => {
+    const { values } = parse('prune', argv, { 'older-than': { type: 'string' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' } }, 0);
+    if (values.help) return (io.stdout(`${HELP.prune}\n`), 0);
+    const raw = values['older-than'] as string | undefined;
+    let olderThanDays: number | undefined;
+    if (raw !== undefined) {
+      const m = /^([0-9]+(?:\.[0-9]+)?)d?$/.exec(raw.trim());
+      olderThanDays = m ? Number(m[1]) : NaN;
+      if (!Number.isFinite(olderThanDays) || olderThanDays > 36500) throw new UsageError(`--older-than: a number of days, as 30 or 30d (got ${raw})`);
+    }
+    const r = await api(values, io).prune({ ...(olderThanDays === undefined ? {} : { olderThanDays }), dryRun: values['dry-run'] === true });
+    if (values.json) io.stdout(`${JSON.stringify(r, null, 2)}\n`);
+    else {
+      const what = `${r.builds} build${r.builds === 1 ? '' : 's'} finished before ${r.cutoff} (${r.logBytes} log bytes, ${r.artifacts} artifact${r.artifacts === 1 ? '' : 's'} of ${r.artifactBytes} bytes)`;
+      io.stdout(r.dryRun ? `would delete ${what}; nothing deleted (--dry-run)\n` : `deleted ${what}\n`);
     }
     return 0;
   });

@@ -20,6 +20,9 @@ import { artifactRoutes } from './routes/artifacts.ts';
 import { ArtifactFiles } from './artifact-files.ts';
 import type { Store } from './store/store.ts';
 import { Watchdog } from './watchdog.ts';
+import { SecretBox } from './secret-box.ts';
+import { Retention } from './retention.ts';
+import { retentionRoutes } from './routes/retention.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -59,6 +62,10 @@ export interface AppOptions {
   startedAt?: number;
   /** How long an unacknowledged assignment may stay unlisted by its worker, in ms. Default 10 000. */
   claimGraceMs?: number;
+  /** Seals secret env values at rest. Default a key held in memory only (tests; main passes the data dir's key). */
+  secrets?: SecretBox;
+  /** Final builds older than this many days are pruned by the schedule (and by default by `prune`); 0 keeps them. Default 30. */
+  retentionDays?: number;
 }
 
 export interface ControllerApp {
@@ -66,6 +73,8 @@ export interface ControllerApp {
   service: BuildService;
   watchdog: Watchdog;
   metrics: ControllerMetrics;
+  /** Pruning of old builds and abandoned uploads; `main` starts its schedule. */
+  retention: Retention;
   /** Answers open long-polls with 204, stops the watchdog and the server. Does not close the store. */
   shutdown: () => Promise<void>;
 }
@@ -81,6 +90,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     maxLogBytes: o.maxLogBytes,
     claimGraceMs: o.claimGraceMs ?? 10_000,
     defaultTimeoutS: o.defaultBuildTimeoutS,
+    secrets: o.secrets ?? SecretBox.ephemeral(),
     onBuildEvent: (e: BuildEvent) => {
       metrics.onBuildEvent(e, now());
       if (e.kind === 'finished' || e.kind === 'requeued') {
@@ -161,6 +171,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
 
   await app.register(adminRoutes, { service, store: o.store });
   await app.register(workerRoutes, { service, metrics });
+  const retention = new Retention({ store: o.store, artifactsDir: o.artifactsDir, retentionDays: o.retentionDays ?? 30, now, logger: o.logger });
+  await app.register(retentionRoutes, { retention });
   await app.register(artifactRoutes, {
     service,
     store: o.store,
@@ -175,8 +187,10 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     service,
     watchdog,
     metrics,
+    retention,
     shutdown: async () => {
       stopping = true;
+      await retention.stop();
       await watchdog.stop();
       service.waits.wakeAll();
       await service.dispatcher.closeAll();

@@ -10,7 +10,12 @@
  *   assignment the worker never received (`unassign`, the attempt not counted).
  * - queued → cancelled: `cancel` before any worker took it.
  * Every change made on a worker's behalf is checked against its lease (fencing); a stale lease
- * is refused with 409 so the agent aborts and recycles its VM.
+ * is refused with 409 so the agent aborts and recycles its VM. The store keeps only the lease's
+ * SHA-256 digest: what a worker presents is hashed here before any lookup or comparison.
+ *
+ * Secret env values are sealed (`SecretBox`) before they reach the store, opened only for the
+ * worker's claim, masked in log chunks stored here as a defence (the agent masks first), and
+ * erased by the store when the build is final.
  */
 import { ExpoError } from '../protocol/errors.ts';
 import { isActiveStatus, isInfraFailure, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
@@ -22,6 +27,8 @@ import { WorkerWaits } from './worker-waits.ts';
 import type { Liveness } from '../protocol/liveness.ts';
 import { heartbeatWaitMaxMs, livenessOf } from '../monitor/watchdog-policy.ts';
 import type { AttemptRecord, BuildPulse, BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
+import type { SecretBox } from './secret-box.ts';
+import { maskSameLength, secretNeedles } from '../protocol/secret-mask.ts';
 
 export interface BuildServiceOptions {
   store: Store;
@@ -37,6 +44,8 @@ export interface BuildServiceOptions {
   claimGraceMs: number;
   /** Default build timeout when a submission names none, in seconds. */
   defaultTimeoutS: number;
+  /** Seals secret env values at rest. */
+  secrets: SecretBox;
   /** Told of every build that ends or goes back to the queue (metrics, logs). */
   onBuildEvent?: (event: BuildEvent) => void;
 }
@@ -49,7 +58,11 @@ export type BuildEvent =
 
 export interface PollResult {
   claim: Claim;
+  /** The plain lease for the worker (the store holds its digest). */
+  lease: string;
   buildToken: string;
+  /** The build's secret env values, opened for the worker; null when it has none. */
+  secretEnv: Record<string, string> | null;
 }
 
 export class BuildService {
@@ -71,10 +84,17 @@ export class BuildService {
   // ---- admin ----
 
   async submit(body: CreateBuildBody): Promise<BuildRecord> {
+    const secretEnv = body.secretEnv ?? {};
+    const both = Object.keys(secretEnv).filter((name) => body.env !== undefined && Object.hasOwn(body.env, name));
+    if (both.length > 0) throw new ExpoError('API_BAD_REQUEST', `env and secretEnv both name ${both.join(', ')}; give each name once`);
+    const id = newBuildId();
+    const secretNames = Object.keys(secretEnv);
     const build = await this.store.createBuild({
-      id: newBuildId(),
+      id,
       steps: body.steps,
       env: body.env ?? {},
+      secretEnvNames: secretNames,
+      secretEnvSealed: secretNames.length > 0 ? this.o.secrets.seal(id, secretEnv) : null,
       labels: body.labels ?? [],
       artifacts: body.artifacts ?? [],
       timeoutS: body.timeoutS ?? this.o.defaultTimeoutS,
@@ -120,6 +140,7 @@ export class BuildService {
     await this.reconcile(worker.id, body.runningBuilds);
     if (body.slotsFree === 0 || body.draining) return null;
     let buildToken = '';
+    let lease = '';
     // Never longer than half the heartbeat timeout (the agent derives the same), and a worker
     // inside the wait counts as alive.
     const waitMs = Math.min(Math.round((body.waitS ?? 25) * 1000), this.liveness.pollWaitMaxMs);
@@ -128,11 +149,12 @@ export class BuildService {
       signal,
       tryClaim: async () => {
         buildToken = newBuildToken();
+        lease = newLease();
         return this.store.claimBuild({
           workerId: worker.id,
           workerLabels: worker.labels,
           now: this.o.now(),
-          lease: newLease(),
+          lease: hashSecret(lease),
           buildTokenHash: hashSecret(buildToken),
           attemptBanner: (n, max) => `\n===== attempt ${n} of ${max} on worker ${worker.id} =====\n`,
         });
@@ -144,7 +166,8 @@ export class BuildService {
     }));
     if (!claim) return null;
     this.o.onBuildEvent?.({ kind: 'claimed', build: claim.build, workerId: worker.id });
-    return { claim, buildToken };
+    const sealed = claim.build.secretEnvSealed;
+    return { claim, lease, buildToken, secretEnv: sealed ? this.o.secrets.open(claim.build.id, sealed) : null };
   }
 
   /**
@@ -253,13 +276,16 @@ export class BuildService {
 
   // ---- worker: writes fenced by the lease ----
 
-  /** Checks that `worker` may act on the build with `lease`, and returns the attempt. Throws 403 or 409. */
+  /**
+   * Checks that `worker` may act on the build with `lease` (as presented: plain), and returns the
+   * attempt, whose `lease` is the digest the store keeps. Throws 403 or 409.
+   */
   private async attemptFor(worker: WorkerRecord, buildId: string, lease: string): Promise<{ build: BuildRecord; attempt: AttemptRecord }> {
     const build = await this.getBuild(buildId);
     if (!(await this.store.hasAttemptOnWorker(buildId, worker.id))) {
       throw new ExpoError('AUTH_FORBIDDEN', `build ${buildId} was never assigned to worker '${worker.id}'`);
     }
-    const attempt = await this.store.getAttemptByLease(buildId, lease);
+    const attempt = await this.store.getAttemptByLease(buildId, hashSecret(lease));
     if (!attempt) throw new ExpoError('LEASE_STALE', `the lease is not one of build ${buildId}'s; abort it`);
     if (attempt.workerId !== worker.id) throw new ExpoError('AUTH_FORBIDDEN', 'this lease belongs to another worker');
     return { build, attempt };
@@ -268,17 +294,17 @@ export class BuildService {
   /** The current attempt of a build this worker holds under `lease`; 403 or 409 otherwise. */
   async currentAttempt(worker: WorkerRecord, buildId: string, lease: string): Promise<{ build: BuildRecord; attempt: AttemptRecord }> {
     const { build, attempt } = await this.attemptFor(worker, buildId, lease);
-    if (build.lease !== lease) throw this.staleLease(build, attempt);
+    if (build.lease !== attempt.lease) throw this.staleLease(build, attempt);
     return { build, attempt };
   }
 
   async phase(worker: WorkerRecord, buildId: string, lease: string, phase: BuildPhase): Promise<BuildRecord> {
     const { build, attempt } = await this.attemptFor(worker, buildId, lease);
-    if (build.lease !== lease) throw this.staleLease(build, attempt);
+    if (build.lease !== attempt.lease) throw this.staleLease(build, attempt);
     const from = phase === 'preparing' ? (['assigned', 'preparing'] as const) : (['assigned', 'preparing', 'running'] as const);
-    if (!(await this.store.setBuildPhase(buildId, lease, from, phase, this.o.now()))) {
+    if (!(await this.store.setBuildPhase(buildId, attempt.lease, from, phase, this.o.now()))) {
       const now = await this.getBuild(buildId);
-      if (now.lease !== lease) throw this.staleLease(now, attempt);
+      if (now.lease !== attempt.lease) throw this.staleLease(now, attempt);
       throw new ExpoError('BUILD_BAD_TRANSITION', `build ${buildId} is ${now.status}; it cannot go back to ${phase}`);
     }
     return this.getBuild(buildId);
@@ -286,8 +312,8 @@ export class BuildService {
 
   async appendLog(worker: WorkerRecord, buildId: string, body: LogChunkBody): Promise<number> {
     const { build, attempt } = await this.attemptFor(worker, buildId, body.lease);
-    if (build.lease !== body.lease) throw this.staleLease(build, attempt);
-    const result = await this.store.appendLog(buildId, body.offset, Buffer.from(body.data, 'utf8'), this.o.maxLogBytes);
+    if (build.lease !== attempt.lease) throw this.staleLease(build, attempt);
+    const result = await this.store.appendLog(buildId, body.offset, Buffer.from(this.masked(build, body.data), 'utf8'), this.o.maxLogBytes);
     switch (result.kind) {
       case 'appended':
         return result.logBytes;
@@ -311,11 +337,11 @@ export class BuildService {
     }
     const reason: FailureReason | null = body.status === 'failed' ? (body.failureReason ?? 'build_failed') : null;
     const exitCode = body.exitCode ?? (body.status === 'succeeded' ? 0 : null);
-    if (build.lease !== body.lease) return this.repeatedCompletion(build, attempt, body.status, reason, exitCode);
+    if (build.lease !== attempt.lease) return this.repeatedCompletion(build, attempt, body.status, reason, exitCode);
     const ended = await this.endAttempt(build, body.status, reason, exitCode, body.message ?? null);
     if (ended) return ended;
     const after = await this.getBuild(buildId);
-    const again = await this.store.getAttemptByLease(buildId, body.lease);
+    const again = await this.store.getAttemptByLease(buildId, attempt.lease);
     return this.repeatedCompletion(after, again ?? attempt, body.status, reason, exitCode);
   }
 
@@ -390,6 +416,15 @@ export class BuildService {
     const ended = await this.endAttempt(build, 'failed', reason, null, message);
     if (ended && build.workerId !== null) this.waits.wake(build.workerId);
     return ended;
+  }
+
+  /**
+   * A log chunk with the build's secret values starred out, byte for byte (offsets stay true) —
+   * a defence behind the agent's own masking, within the chunk only.
+   */
+  private masked(build: BuildRecord, data: string): string {
+    if (build.secretEnvSealed === null) return data;
+    return maskSameLength(data, secretNeedles(Object.values(this.o.secrets.open(build.id, build.secretEnvSealed))));
   }
 
   private over(build: BuildRecord): ExpoError {

@@ -4,6 +4,7 @@
  */
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import cron from 'node-cron';
 import { ExpoError } from '../protocol/errors.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 
@@ -30,6 +31,10 @@ export interface ControllerConfig {
   prepareTimeoutMs: number;
   /** pino level. Default info. */
   logLevel: string;
+  /** Final builds (with logs and artifacts) older than this many days are deleted; 0 keeps them forever. Default 30. */
+  retentionDays: number;
+  /** When the retention job runs (cron syntax). Default hourly, at minute 17. */
+  retentionSchedule: string;
 }
 
 export const CONTROLLER_HELP = `Usage: expo-worker controller --db PATH --api-key KEY [options]
@@ -54,6 +59,12 @@ Options (each also read from the environment variable shown):
   --prepare-timeout S        seconds a claimed build may spend preparing its VM (clone, boot,
                              health checks) before it fails prepare_timeout and may be retried;
                              decimals allowed (EXPO_CONTROLLER_PREPARE_TIMEOUT, default 600)
+  --retention-days N         final builds, their logs and artifacts are deleted this many days
+                             after they finished; 0 keeps them forever; decimals allowed
+                             (EXPO_CONTROLLER_RETENTION_DAYS, default 30)
+  --retention-schedule CRON  when the retention job runs, which also removes abandoned
+                             .partial uploads (EXPO_CONTROLLER_RETENTION_SCHEDULE,
+                             default "17 * * * *": hourly)
   --log-level LEVEL          fatal|error|warn|info|debug|trace (EXPO_CONTROLLER_LOG_LEVEL, default info)
   -h, --help                 show this help
 `;
@@ -70,6 +81,8 @@ const OPTIONS = {
   'default-build-timeout': { type: 'string' },
   'prepare-timeout': { type: 'string' },
   'log-level': { type: 'string' },
+  'retention-days': { type: 'string' },
+  'retention-schedule': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -103,6 +116,9 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
   const maxLogMb = number('max-log-mb', 'EXPO_CONTROLLER_MAX_LOG_MB', 64, (n) => n > 0 && n <= 4096, 'a size in MiB between 1 and 4096');
   const defaultBuildTimeoutS = number('default-build-timeout', 'EXPO_CONTROLLER_DEFAULT_BUILD_TIMEOUT', 3600, (n) => Number.isInteger(n) && n >= 1 && n <= 604800, 'a whole number of seconds between 1 and 604800');
   const prepareTimeoutS = number('prepare-timeout', 'EXPO_CONTROLLER_PREPARE_TIMEOUT', DEFAULT_PREPARE_TIMEOUT_MS / 1000, (n) => n >= 0.1 && n <= 86400, 'a number of seconds between 0.1 and 86400');
+  const retentionDays = number('retention-days', 'EXPO_CONTROLLER_RETENTION_DAYS', 30, (n) => n >= 0 && n <= 36500, 'a number of days between 0 (keep forever) and 36500');
+  const retentionSchedule = pick('retention-schedule', 'EXPO_CONTROLLER_RETENTION_SCHEDULE') ?? '17 * * * *';
+  if (!cron.validate(retentionSchedule)) problems.push(`--retention-schedule (EXPO_CONTROLLER_RETENTION_SCHEDULE): '${retentionSchedule}' is not a cron expression (e.g. "17 * * * *")`);
   const host = pick('host', 'EXPO_CONTROLLER_HOST') ?? '127.0.0.1';
   if (host.trim() === '') problems.push('--host (EXPO_CONTROLLER_HOST): must not be empty');
   const dbPath = pick('db', 'EXPO_CONTROLLER_DB');
@@ -129,6 +145,8 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
       defaultBuildTimeoutS,
       prepareTimeoutMs: Math.round(prepareTimeoutS * 1000),
       logLevel,
+      retentionDays,
+      retentionSchedule,
     }),
   };
 }

@@ -4,14 +4,15 @@
  * stop accepting, answer open long-polls with 204, finish in-flight requests and close the
  * database; a second signal exits at once.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { isExpoError } from '../protocol/errors.ts';
 import { buildApp } from './app.ts';
 import { CONTROLLER_HELP, parseControllerArgs } from './config.ts';
 import { createLogger } from '../sys/logger.ts';
 import { takeOverSignals } from '../sys/signals.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
+import { prepareDataDir } from './store/data-dir.ts';
+import { SecretBox } from './secret-box.ts';
 
 export async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -31,7 +32,16 @@ export async function main(argv: string[]): Promise<number> {
   const config = parsed.config;
   const logger = createLogger('expo-worker-controller', config.logLevel);
   const startedAt = Date.now();
-  if (config.dbPath !== ':memory:') mkdirSync(dirname(config.dbPath), { recursive: true });
+  let secrets: SecretBox;
+  if (config.dbPath === ':memory:') secrets = SecretBox.ephemeral();
+  else {
+    // The data directory is private: 0700, its files 0600 (narrowed at start when wider).
+    const dataDir = prepareDataDir(config.dbPath);
+    for (const fixed of dataDir.fixed) logger.warn({ fixed }, `narrowed a file mode in the data directory: ${fixed}`);
+    for (const warning of dataDir.warnings) logger.warn({ warning }, warning);
+    const keyFile = join(dirname(resolve(config.dbPath)), 'secret-env.key');
+    secrets = SecretBox.fromKeyFile(keyFile, (fixed) => logger.warn({ fixed }, `narrowed a file mode in the data directory: ${fixed}`));
+  }
   const store = new SqliteStore({ path: config.dbPath });
   await store.migrate();
   const controller = await buildApp({
@@ -45,11 +55,17 @@ export async function main(argv: string[]): Promise<number> {
     prepareTimeoutMs: config.prepareTimeoutMs,
     logger,
     startedAt,
+    secrets,
+    retentionDays: config.retentionDays,
   });
+  // Nothing can be uploading yet: every .partial file is a leftover of a cut-short upload.
+  const partials = await controller.retention.removePartials(0);
+  if (partials.files > 0) logger.info(partials, 'removed .partial artifact files left by interrupted uploads');
   const address = await controller.app.listen({ port: config.port, host: config.host });
   controller.watchdog.start();
+  controller.retention.start(config.retentionSchedule);
   logger.info(
-    { address, db: config.dbPath, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000, prepareTimeoutS: config.prepareTimeoutMs / 1000 },
+    { address, db: config.dbPath, retentionDays: config.retentionDays, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000, prepareTimeoutS: config.prepareTimeoutMs / 1000 },
     `controller listening on ${address}`,
   );
 

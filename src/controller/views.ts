@@ -21,6 +21,7 @@ export function buildView(b: BuildRecord): BuildView {
     steps: b.steps,
     artifacts: b.artifacts,
     envNames: Object.keys(b.env).sort(),
+    secretEnvNames: [...b.secretEnvNames].sort(),
     cancelRequested: b.cancelRequested,
     logBytes: b.logBytes,
     createdAt: iso(b.createdAt)!,
@@ -54,11 +55,13 @@ export function artifactView(a: ArtifactRecord): ArtifactView {
   return { name: a.name, attempt: a.attempt, sizeBytes: a.sizeBytes, sha256: a.sha256, createdAt: iso(a.createdAt)! };
 }
 
-export function assignedBuild(c: Claim): AssignedBuild {
+/** What the worker gets: the build, with its secret env values opened for it (`secretEnv`, when any). */
+export function assignedBuild(c: Claim, secretEnv: Record<string, string> | null): AssignedBuild {
   return {
     id: c.build.id,
     steps: c.build.steps,
     env: c.build.env,
+    ...(secretEnv ? { secretEnv } : {}),
     labels: c.build.labels,
     timeoutS: c.build.timeoutS,
     attempt: c.attempt.attempt,

@@ -84,6 +84,11 @@ export const CreateBuildBody = strict({
   steps: Type.Array(Step, { minItems: 1, maxItems: LIMITS.maxSteps }),
   artifacts: Type.Optional(Type.Array(ArtifactPattern, { maxItems: LIMITS.maxArtifactPatterns, uniqueItems: true })),
   env: Type.Optional(Env),
+  /**
+   * Env values that are secrets: never shown by the API, sealed at rest until the build ends
+   * and then erased, masked as `***` in the build's log. A name may not also be in `env`.
+   */
+  secretEnv: Type.Optional(Env),
   labels: Type.Optional(Labels),
   timeoutS: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.maxTimeoutS })),
   maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.maxAttempts })),
@@ -106,6 +111,8 @@ export const BuildView = Type.Object({
   artifacts: Type.Array(Type.String()),
   /** Names only: values may be secrets and are handed to the worker alone. */
   envNames: Type.Array(Type.String()),
+  /** Names of the secret env values; their values are never shown. */
+  secretEnvNames: Type.Array(Type.String()),
   cancelRequested: Type.Boolean(),
   logBytes: Type.Integer(),
   createdAt: Type.String(),
@@ -137,6 +144,27 @@ export const ArtifactView = Type.Object({
 export type ArtifactView = Static<typeof ArtifactView>;
 export const WorkerIdParams = strict({ id: WorkerId });
 
+// ---- admin: retention ----
+export const PruneBody = strict({
+  /** Final builds that finished more than this many days ago go. Default: the controller's --retention-days. */
+  olderThanDays: Type.Optional(Type.Number({ minimum: 0, maximum: 36500 })),
+  /** Count only; delete nothing. Default false. */
+  dryRun: Type.Optional(Type.Boolean()),
+});
+export type PruneBody = Static<typeof PruneBody>;
+
+export const PruneResult = Type.Object({
+  dryRun: Type.Boolean(),
+  olderThanDays: Type.Number(),
+  /** Builds that finished before this time were (or would be) deleted. */
+  cutoff: Type.String(),
+  builds: Type.Integer(),
+  logBytes: Type.Integer(),
+  artifacts: Type.Integer(),
+  artifactBytes: Type.Integer(),
+});
+export type PruneResult = Static<typeof PruneResult>;
+
 // ---- worker: poll and heartbeat ----
 export const PollBody = strict({
   slotsFree: Type.Integer({ minimum: 0, maximum: 2 }),
@@ -151,6 +179,8 @@ export const AssignedBuild = Type.Object({
   id: Type.String(),
   steps: Type.Array(Step),
   env: Type.Record(Type.String(), Type.String()),
+  /** Secret env values, for the steps' environment; the agent masks them in the log. */
+  secretEnv: Type.Optional(Type.Record(Type.String(), Type.String())),
   labels: Type.Array(Type.String()),
   timeoutS: Type.Integer(),
   attempt: Type.Integer(),

@@ -1,6 +1,7 @@
 /**
  * The pino logger both processes use, with every secret the system handles redacted wherever it
- * appears in a logged object: keys, build tokens, leases, build env, Authorization headers.
+ * appears in a logged object: keys, build tokens, leases, build env and secret env,
+ * Authorization headers.
  */
 import pino, { type DestinationStream, type Logger } from 'pino';
 
@@ -16,6 +17,10 @@ export const REDACT_PATHS = [
   '*.lease',
   'env',
   '*.env',
+  'secretEnv',
+  '*.secretEnv',
+  'build.secretEnv',
+  'claim.build.secretEnv',
   'privateKey',
   '*.privateKey',
 ];

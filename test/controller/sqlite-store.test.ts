@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
+import { MIGRATIONS } from '../../src/controller/store/migrations.ts';
 import { describeStoreConformance } from './store-conformance.ts';
 
 describeStoreConformance('SqliteStore', () => {
@@ -26,7 +27,7 @@ describe('SqliteStore specifics', () => {
       await s.close();
       const db = new DatabaseSync(join(dir, 'c.db'));
       expect((db.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode).toBe('wal');
-      expect(db.prepare('SELECT version FROM schema_migrations ORDER BY version').all()).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
+      expect(db.prepare('SELECT version FROM schema_migrations ORDER BY version').all()).toEqual(MIGRATIONS.map((m) => ({ version: m.version })));
       db.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

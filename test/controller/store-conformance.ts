@@ -18,6 +18,8 @@ const build = (over: Partial<NewBuild> = {}): NewBuild => ({
   id: `b${String(++n).padStart(15, 'a')}`.slice(0, 16),
   steps: [{ name: 's', run: 'true' }],
   env: { A: '1' },
+  secretEnvNames: [],
+  secretEnvSealed: null,
   labels: [],
   artifacts: [],
   timeoutS: 60,

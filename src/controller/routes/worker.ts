@@ -41,7 +41,7 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; metrics: 
     const result = await service.poll(worker, req.body, clientGone(reply));
     if (!result) return reply.status(204).send();
     req.log.info({ buildId: result.claim.build.id, workerId: worker.id, attempt: result.claim.attempt.attempt }, 'build claimed');
-    return { build: assignedBuild(result.claim), lease: result.claim.attempt.lease, buildToken: result.buildToken };
+    return { build: assignedBuild(result.claim, result.secretEnv), lease: result.lease, buildToken: result.buildToken };
   });
 
   // A worker's view of itself (what `doctor` uses to check its key without side effects).

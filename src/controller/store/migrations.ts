@@ -1,12 +1,21 @@
 /**
  * Versioned schema migrations. Each runs once, in order, inside a transaction, and is recorded
  * in `schema_migrations`; a database newer than this code is refused rather than guessed at.
+ * A step is SQL, or SQL followed by a JS `up` for what SQL alone cannot do (hashing the values
+ * already stored, say); both run in the same transaction.
  */
+import { createHash } from 'node:crypto';
+import type { DatabaseSync } from 'node:sqlite';
+
 export interface Migration {
   version: number;
   name: string;
   sql: string;
+  up?: (db: DatabaseSync) => void;
 }
+
+/** How leases are stored (SHA-256, hex) — the same digest `auth.hashSecret` makes. */
+const sha256Hex = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -95,5 +104,31 @@ export const MIGRATIONS: readonly Migration[] = [
     // When this attempt started its steps: the controller's backstop for `timeoutS` counts from
     // here (builds.started_at is the first attempt's start and stays for the record).
     sql: `ALTER TABLE attempts ADD COLUMN running_at INTEGER;`,
+  },
+  {
+    version: 4,
+    name: 'leases stored hashed',
+    // Leases become SHA-256 digests like worker keys and build tokens: a copy of the database
+    // no longer lets anyone act as a running attempt. The agents keep their plain leases, and
+    // the controller hashes what they present, so running builds carry on across the upgrade.
+    sql: '',
+    up: (db) => {
+      const builds = db.prepare('SELECT id, lease FROM builds WHERE lease IS NOT NULL').all() as { id: string; lease: string }[];
+      const setBuild = db.prepare('UPDATE builds SET lease = ? WHERE id = ?');
+      for (const b of builds) setBuild.run(sha256Hex(b.lease), b.id);
+      const attempts = db.prepare('SELECT build_id, attempt, lease FROM attempts').all() as { build_id: string; attempt: number; lease: string }[];
+      const setAttempt = db.prepare('UPDATE attempts SET lease = ? WHERE build_id = ? AND attempt = ?');
+      for (const a of attempts) setAttempt.run(sha256Hex(a.lease), a.build_id, a.attempt);
+    },
+  },
+  {
+    version: 5,
+    name: 'secret env',
+    // The values sealed (AES-256-GCM, key in the data dir) while the build may still run, NULL
+    // once it is final; the names stay for the record.
+    sql: `
+      ALTER TABLE builds ADD COLUMN secret_env BLOB;
+      ALTER TABLE builds ADD COLUMN secret_env_names TEXT NOT NULL DEFAULT '[]';
+    `,
   },
 ];

@@ -10,6 +10,7 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlit
 import { ExpoError } from '../../protocol/errors.ts';
 import { BUILD_STATUSES, type ActiveBuildStatus, type BuildStatus } from '../../protocol/domain.ts';
 import { MIGRATIONS } from './migrations.ts';
+import { createPrivateFile } from './data-dir.ts';
 import type {
   AppendLogResult,
   ArtifactRecord,
@@ -23,6 +24,7 @@ import type {
   NewBuild,
   NewWorker,
   OverdueQuery,
+  PrunableBuild,
   Store,
   WorkerRecord,
 } from './store.ts';
@@ -47,6 +49,8 @@ const toBuild = (r: Row): BuildRecord => ({
   status: r.status as BuildStatus,
   steps: JSON.parse(r.steps as string) as BuildRecord['steps'],
   env: JSON.parse(r.env as string) as Record<string, string>,
+  secretEnvNames: JSON.parse(r.secret_env_names as string) as string[],
+  secretEnvSealed: r.secret_env === null || r.secret_env === undefined ? null : Buffer.from(r.secret_env as Uint8Array),
   labels: JSON.parse(r.labels as string) as string[],
   artifacts: JSON.parse(r.artifacts as string) as string[],
   timeoutS: r.timeout_s as number,
@@ -104,8 +108,11 @@ export class SqliteStore implements Store {
 
   constructor(options: SqliteStoreOptions) {
     try {
+      // Created private (SQLite gives -wal and -shm the database file's mode).
+      if (options.path !== ':memory:' && !options.path.startsWith('file:')) createPrivateFile(options.path);
       this.db = new DatabaseSync(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
-      this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;');
+      // secure_delete: erased secrets and pruned logs are overwritten, not left in free pages.
+      this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;');
     } catch (cause) {
       throw new ExpoError('STORE_FAILED', `cannot open database ${options.path}: ${(cause as Error).message}`, { cause });
     }
@@ -142,7 +149,8 @@ export class SqliteStore implements Store {
     }
     for (const m of MIGRATIONS.filter((m) => m.version > current)) {
       this.tx(() => {
-        this.db.exec(m.sql);
+        if (m.sql !== '') this.db.exec(m.sql);
+        m.up?.(this.db);
         this.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
       });
     }
@@ -197,9 +205,20 @@ export class SqliteStore implements Store {
 
   async createBuild(b: NewBuild): Promise<BuildRecord> {
     this.q(
-      `INSERT INTO builds (id, status, steps, env, labels, artifacts, timeout_s, max_attempts, created_at)
-       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(b.id, JSON.stringify(b.steps), JSON.stringify(b.env), JSON.stringify(b.labels), JSON.stringify(b.artifacts), b.timeoutS, b.maxAttempts, b.createdAt);
+      `INSERT INTO builds (id, status, steps, env, secret_env, secret_env_names, labels, artifacts, timeout_s, max_attempts, created_at)
+       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      b.id,
+      JSON.stringify(b.steps),
+      JSON.stringify(b.env),
+      b.secretEnvSealed,
+      JSON.stringify(b.secretEnvNames),
+      JSON.stringify(b.labels),
+      JSON.stringify(b.artifacts),
+      b.timeoutS,
+      b.maxAttempts,
+      b.createdAt,
+    );
     return (await this.getBuild(b.id))!;
   }
 
@@ -343,7 +362,7 @@ export class SqliteStore implements Store {
   }
 
   async cancelQueued(id: string, now: number): Promise<boolean> {
-    const r = this.q(`UPDATE builds SET status = 'cancelled', cancel_requested = 1, finished_at = ? WHERE id = ? AND status = 'queued'`).run(now, id);
+    const r = this.q(`UPDATE builds SET status = 'cancelled', cancel_requested = 1, finished_at = ?, secret_env = NULL WHERE id = ? AND status = 'queued'`).run(now, id);
     return r.changes > 0;
   }
 
@@ -374,7 +393,7 @@ export class SqliteStore implements Store {
         ).run(e.failureReason, e.message, e.exitCode, e.buildId);
       } else {
         this.q(
-          `UPDATE builds SET status = ?, lease = NULL, failure_reason = ?, message = ?, exit_code = ?, finished_at = ?,
+          `UPDATE builds SET status = ?, lease = NULL, failure_reason = ?, message = ?, exit_code = ?, finished_at = ?, secret_env = NULL,
              progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END
            WHERE id = ?`,
         ).run(e.status, e.failureReason, e.message, e.exitCode, e.now, e.status, e.buildId);
@@ -396,6 +415,37 @@ export class SqliteStore implements Store {
 
   async listArtifacts(buildId: string): Promise<ArtifactRecord[]> {
     return (this.q('SELECT * FROM artifacts WHERE build_id = ? ORDER BY name').all(buildId) as Row[]).map(toArtifact);
+  }
+
+  // ---- retention ----
+
+  async findPrunableBuilds(cutoff: number, limit?: number): Promise<PrunableBuild[]> {
+    const rows = this.q(
+      `SELECT b.id, b.log_bytes,
+         (SELECT COUNT(*) FROM artifacts a WHERE a.build_id = b.id) AS artifacts,
+         (SELECT COALESCE(SUM(a.size_bytes), 0) FROM artifacts a WHERE a.build_id = b.id) AS artifact_bytes
+       FROM builds b
+       WHERE b.status IN ('succeeded', 'failed', 'cancelled') AND COALESCE(b.finished_at, b.created_at) < ?
+       ORDER BY b.seq LIMIT ?`,
+    ).all(cutoff, limit ?? -1) as Row[];
+    return rows.map((r) => ({ id: r.id as string, logBytes: r.log_bytes as number, artifacts: r.artifacts as number, artifactBytes: r.artifact_bytes as number }));
+  }
+
+  async deleteBuilds(ids: readonly string[]): Promise<string[]> {
+    return this.tx(() => {
+      const deleted: string[] = [];
+      for (const id of ids) {
+        // Re-checked inside the transaction: only a build still final goes.
+        const final = this.q(`SELECT 1 FROM builds WHERE id = ? AND status IN ('succeeded', 'failed', 'cancelled')`).get(id);
+        if (!final) continue;
+        this.q('DELETE FROM log_chunks WHERE build_id = ?').run(id);
+        this.q('DELETE FROM artifacts WHERE build_id = ?').run(id);
+        this.q('DELETE FROM attempts WHERE build_id = ?').run(id);
+        this.q('DELETE FROM builds WHERE id = ?').run(id);
+        deleted.push(id);
+      }
+      return deleted;
+    });
   }
 
   // ---- logs ----

@@ -30,6 +30,10 @@ export interface BuildRecord {
   status: BuildStatus;
   steps: Step[];
   env: Record<string, string>;
+  /** Names of the secret env values; kept for the record after the values are erased. */
+  secretEnvNames: string[];
+  /** The secret env values, sealed (see `secret-box.ts`); null when there are none or once the build is final. */
+  secretEnvSealed: Buffer | null;
   labels: string[];
   timeoutS: number;
   maxAttempts: number;
@@ -38,6 +42,7 @@ export interface BuildRecord {
   /** Number of attempts claimed so far (0 while first queued). */
   attempt: number;
   workerId: string | null;
+  /** The current attempt's lease, as its SHA-256 digest (hex); the plain lease is the worker's alone. */
   lease: string | null;
   progress: number | null;
   failureReason: FailureReason | null;
@@ -56,6 +61,7 @@ export interface AttemptRecord {
   buildId: string;
   attempt: number;
   workerId: string;
+  /** SHA-256 digest (hex) of the lease. */
   lease: string;
   buildTokenHash: string;
   claimedAt: number;
@@ -78,6 +84,8 @@ export interface NewBuild {
   id: string;
   steps: Step[];
   env: Record<string, string>;
+  secretEnvNames: string[];
+  secretEnvSealed: Buffer | null;
   labels: string[];
   artifacts: string[];
   timeoutS: number;
@@ -96,6 +104,7 @@ export interface ClaimRequest {
   workerId: string;
   workerLabels: readonly string[];
   now: number;
+  /** SHA-256 digest (hex) of the lease handed to the worker. */
   lease: string;
   buildTokenHash: string;
   /** Written to the log before the attempt's own output when this is not the first attempt. */
@@ -143,6 +152,14 @@ export interface ArtifactRecord {
   sizeBytes: number;
   sha256: string;
   createdAt: number;
+}
+
+/** A final build old enough to prune, with what deleting it frees. */
+export interface PrunableBuild {
+  id: string;
+  logBytes: number;
+  artifacts: number;
+  artifactBytes: number;
 }
 
 export interface Store {
@@ -208,6 +225,14 @@ export interface Store {
   /** Records (or replaces) a collected artifact. */
   putArtifact(a: ArtifactRecord): Promise<void>;
   listArtifacts(buildId: string): Promise<ArtifactRecord[]>;
+
+  /**
+   * Final builds (succeeded, failed, cancelled) that finished before `cutoff`, oldest first, at
+   * most `limit` of them (all without one). Active and queued builds are never returned, however old.
+   */
+  findPrunableBuilds(cutoff: number, limit?: number): Promise<PrunableBuild[]>;
+  /** Deletes these builds with their attempts, log chunks and artifact records, if they are still final. Returns the ids deleted. */
+  deleteBuilds(ids: readonly string[]): Promise<string[]>;
 
   /** Appends at a byte offset: a repeat is a no-op, an overlap appends only the new tail, a gap is refused. */
   appendLog(buildId: string, offset: number, data: Buffer, maxLogBytes: number): Promise<AppendLogResult>;

@@ -1,0 +1,132 @@
+/**
+ * Retention: final builds (succeeded, failed, cancelled) that finished more than the retention
+ * age ago are deleted with their attempts, log chunks, artifact records and artifact files; and
+ * `.partial` files (what an upload cut short by a SIGKILLed agent or controller leaves) are
+ * removed once they are old enough that no upload can still be writing them. Queued and active
+ * builds are never touched, however old.
+ *
+ * Runs on a schedule (node-cron, hourly by default, never two runs at once) and on demand
+ * (`POST /api/v1/admin/prune`, `expo-worker prune`), in batches with a turn of the event loop
+ * between them, so a large prune never holds up heartbeats for long. SQLite reuses the freed
+ * pages for new data; the file does not shrink (see docs/operations.md).
+ */
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import cron, { type ScheduledTask } from 'node-cron';
+import type { Logger } from 'pino';
+import type { PruneResult } from '../protocol/schemas.ts';
+import type { Store } from './store/store.ts';
+
+const DAY_MS = 24 * 3600 * 1000;
+
+export interface RetentionOptions {
+  store: Store;
+  /** Where artifact files live (`<dir>/<buildId>/…`). */
+  artifactsDir: string;
+  /** Final builds older than this many days are pruned by the schedule; 0 keeps them forever. */
+  retentionDays: number;
+  /** `.partial` files older than this are removed by the schedule, ms. Default one hour. */
+  partialMaxAgeMs?: number;
+  /** Builds deleted per transaction. Default 100. */
+  batchSize?: number;
+  now: () => number;
+  logger: Logger;
+}
+
+export class Retention {
+  private readonly o: Required<RetentionOptions>;
+  private task: ScheduledTask | null = null;
+
+  constructor(options: RetentionOptions) {
+    this.o = { partialMaxAgeMs: 3600_000, batchSize: 100, ...options };
+  }
+
+  get retentionDays(): number {
+    return this.o.retentionDays;
+  }
+
+  /** Counts (dry run) or deletes the final builds that finished more than `olderThanDays` ago. */
+  async prune(olderThanDays: number, dryRun: boolean): Promise<PruneResult> {
+    const cutoff = this.o.now() - olderThanDays * DAY_MS;
+    const result: PruneResult = { dryRun, olderThanDays, cutoff: new Date(cutoff).toISOString(), builds: 0, logBytes: 0, artifacts: 0, artifactBytes: 0 };
+    if (dryRun) {
+      for (const b of await this.o.store.findPrunableBuilds(cutoff)) add(result, b);
+      return result;
+    }
+    for (;;) {
+      const batch = await this.o.store.findPrunableBuilds(cutoff, this.o.batchSize);
+      if (batch.length === 0) break;
+      const deleted = new Set(await this.o.store.deleteBuilds(batch.map((b) => b.id)));
+      for (const b of batch.filter((b) => deleted.has(b.id))) {
+        add(result, b);
+        // After the records: a file left by a failed removal is only disk; a record without its file would be a lie.
+        await rm(join(this.o.artifactsDir, b.id), { recursive: true, force: true }).catch((err: unknown) =>
+          this.o.logger.warn({ err, buildId: b.id }, 'pruned build: its artifact files could not be removed'),
+        );
+      }
+      if (deleted.size === 0) break;
+      await nextTurn();
+    }
+    return result;
+  }
+
+  /** Removes `.partial` files under the artifact directory last written more than `olderThanMs` ago. */
+  async removePartials(olderThanMs: number): Promise<{ files: number; bytes: number }> {
+    const removed = { files: 0, bytes: 0 };
+    let entries;
+    try {
+      entries = await readdir(this.o.artifactsDir, { recursive: true, withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return removed;
+      throw err;
+    }
+    const wallNow = Date.now(); // file times are wall-clock times
+    for (const e of entries) {
+      if (!e.isFile() || !e.name.endsWith('.partial')) continue;
+      const path = join(e.parentPath, e.name);
+      try {
+        const s = await stat(path);
+        if (wallNow - s.mtimeMs < olderThanMs) continue;
+        await rm(path, { force: true });
+        removed.files++;
+        removed.bytes += s.size;
+      } catch {
+        // gone meanwhile (the upload finished and renamed it): nothing to do
+      }
+    }
+    return removed;
+  }
+
+  /** One scheduled run: old `.partial` files, then (unless retention is 0) old builds. Never throws. */
+  async runScheduled(): Promise<void> {
+    try {
+      const partials = await this.removePartials(this.o.partialMaxAgeMs);
+      if (partials.files > 0) this.o.logger.info(partials, 'removed abandoned .partial artifact files');
+      if (this.o.retentionDays > 0) {
+        const r = await this.prune(this.o.retentionDays, false);
+        if (r.builds > 0) this.o.logger.info(r, `retention: pruned ${r.builds} builds older than ${this.o.retentionDays} days`);
+      }
+    } catch (err) {
+      this.o.logger.error({ err }, 'retention run failed');
+    }
+  }
+
+  /** Runs `runScheduled` on a cron schedule until `stop`. */
+  start(schedule: string): void {
+    this.task ??= cron.schedule(schedule, () => this.runScheduled(), { noOverlap: true });
+  }
+
+  async stop(): Promise<void> {
+    const t = this.task;
+    this.task = null;
+    await t?.stop();
+  }
+}
+
+function add(r: PruneResult, b: { logBytes: number; artifacts: number; artifactBytes: number }): void {
+  r.builds++;
+  r.logBytes += b.logBytes;
+  r.artifacts += b.artifacts;
+  r.artifactBytes += b.artifactBytes;
+}

@@ -1,0 +1,23 @@
+/** Admin: prune old final builds now, or count what a prune would delete (`dryRun`). */
+import type { FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { ExpoError } from '../../protocol/errors.ts';
+import { PruneBody } from '../../protocol/schemas.ts';
+import { requireAdmin } from '../auth.ts';
+import type { Retention } from '../retention.ts';
+
+export const retentionRoutes: FastifyPluginAsync<{ retention: Retention }> = async (fastify, { retention }) => {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  app.addHook('preHandler', async (req) => requireAdmin(req.principal));
+
+  app.post('/api/v1/admin/prune', { schema: { body: PruneBody } }, async (req) => {
+    const days = req.body.olderThanDays ?? retention.retentionDays;
+    if (req.body.olderThanDays === undefined && days === 0) {
+      throw new ExpoError('API_BAD_REQUEST', 'this controller keeps builds forever (--retention-days 0): name olderThanDays');
+    }
+    const dryRun = req.body.dryRun ?? false;
+    const result = await retention.prune(days, dryRun);
+    req.log.info(result, dryRun ? 'prune dry run' : 'pruned builds');
+    return result;
+  });
+};

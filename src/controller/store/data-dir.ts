@@ -1,0 +1,56 @@
+/**
+ * The controller's data directory — the database's folder, holding the database, its `-wal`
+ * and `-shm` files, the secret-env key and (by default) the artifacts — is private to the
+ * controller's user: the directory 0700, the files 0600. New ones are created so; existing ones
+ * with wider modes are narrowed at start, and each change is reported for the log.
+ *
+ * A directory that is plainly not ours to narrow (not owned by this user, a sticky shared
+ * directory like /tmp, or the home directory) is left alone and reported instead: choose a
+ * dedicated directory for `--db`.
+ */
+import { chmodSync, closeSync, constants, mkdirSync, openSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, resolve } from 'node:path';
+
+export interface DataDirReport {
+  /** Modes changed, as readable lines for the log. */
+  fixed: string[];
+  /** What was left wider than it should be, and why. */
+  warnings: string[];
+}
+
+const octal = (mode: number): string => (mode & 0o777).toString(8).padStart(4, '0');
+
+/** Creates the database file with mode 0600 when it does not exist yet (SQLite gives `-wal`/`-shm` the database's mode). */
+export function createPrivateFile(path: string): void {
+  closeSync(openSync(path, constants.O_CREAT | constants.O_WRONLY, 0o600));
+}
+
+export function prepareDataDir(dbPath: string): DataDirReport {
+  const report: DataDirReport = { fixed: [], warnings: [] };
+  const dir = dirname(resolve(dbPath));
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const d = statSync(dir);
+  if ((d.mode & 0o077) !== 0) {
+    const uid = process.getuid?.();
+    if (uid !== undefined && d.uid !== uid) report.warnings.push(`data directory ${dir} is mode ${octal(d.mode)} and owned by another user; not changed`);
+    else if ((d.mode & 0o1000) !== 0) report.warnings.push(`data directory ${dir} is a shared sticky directory (mode ${octal(d.mode)}); not changed — give --db a dedicated directory`);
+    else if (resolve(dir) === resolve(homedir())) report.warnings.push(`data directory ${dir} is the home directory (mode ${octal(d.mode)}); not changed — give --db a dedicated directory`);
+    else {
+      chmodSync(dir, 0o700);
+      report.fixed.push(`data directory ${dir}: ${octal(d.mode)} → 0700`);
+    }
+  }
+  for (const path of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`]) {
+    let mode: number;
+    try {
+      mode = statSync(path).mode;
+    } catch {
+      continue;
+    }
+    if ((mode & 0o077) === 0) continue;
+    chmodSync(path, 0o600);
+    report.fixed.push(`${path}: ${octal(mode)} → 0600`);
+  }
+  return report;
+}
