@@ -1,0 +1,206 @@
+/**
+ * Data safety on a real SQLite file: secret env values never shown by the API, sealed at rest
+ * while the build may run, erased when it ends, masked in the stored log; leases kept hashed;
+ * retention deletes exactly the old final builds with their logs and artifact files.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startTestController, type TestController } from './support.ts';
+
+const SECRET = 'sk_live_5ecr3t_VALUE_42';
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+let c: TestController;
+beforeEach(async () => {
+  c = await startTestController();
+});
+afterEach(async () => {
+  await c.close();
+});
+
+/** Every byte SQLite holds for the database: the file and its write-ahead log. */
+function dbBytes(): Buffer {
+  const path = join(c.dir, 'controller.db');
+  return Buffer.concat([path, `${path}-wal`].filter((p) => existsSync(p)).map((p) => readFileSync(p)));
+}
+
+function row<T>(sql: string, ...args: string[]): T {
+  const db = new DatabaseSync(join(c.dir, 'controller.db'), { readOnly: true });
+  try {
+    return db.prepare(sql).get(...args) as T;
+  } finally {
+    db.close();
+  }
+}
+
+async function complete(id: string, auth: Record<string, string>, lease: string, status = 'succeeded') {
+  return c.post(`/api/v1/builds/${id}/complete`, auth, { lease, status });
+}
+
+describe('secret env', () => {
+  it('a secret value is never in an API answer: the build shows its name only', async () => {
+    const res = await c.post('/api/v1/builds', c.admin, { steps: [{ name: 's', run: 'true' }], env: { PLAIN: 'x' }, secretEnv: { TOKEN: SECRET } });
+    expect(res.statusCode).toBe(201);
+    expect(JSON.stringify(res.json())).not.toContain(SECRET);
+    expect(res.json()).toMatchObject({ envNames: ['PLAIN'], secretEnvNames: ['TOKEN'] });
+    const id = res.json().id as string;
+    const got = await c.app.inject({ method: 'GET', url: `/api/v1/builds/${id}`, headers: c.admin });
+    const list = await c.app.inject({ method: 'GET', url: '/api/v1/builds', headers: c.admin });
+    expect(got.body).not.toContain(SECRET);
+    expect(list.body).not.toContain(SECRET);
+  });
+
+  it('a queued secret is encrypted at rest: its bytes are nowhere in the database file', async () => {
+    const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
+    expect(dbBytes().includes(SECRET)).toBe(false);
+    const sealed = row<{ secret_env: Uint8Array | null }>('SELECT secret_env FROM builds WHERE id = ?', b.id).secret_env;
+    expect(sealed).not.toBeNull();
+    expect(Buffer.from(sealed!).includes(SECRET)).toBe(false);
+  });
+
+  it('the worker gets the secret values in its claim', async () => {
+    const w = await c.enrol('w1');
+    await c.submit({ env: { A: '1' }, secretEnv: { TOKEN: SECRET } });
+    const claim = (await c.poll('w1', w.auth))! as unknown as { build: { env: Record<string, string>; secretEnv: Record<string, string> } };
+    expect(claim.build.env).toEqual({ A: '1' });
+    expect(claim.build.secretEnv).toEqual({ TOKEN: SECRET });
+  });
+
+  it('the secret is erased from the store when the build ends, not before (a retry still gets it)', async () => {
+    const w = await c.enrol('w1');
+    const b = await c.submit({ secretEnv: { TOKEN: SECRET }, maxAttempts: 2 });
+    const first = (await c.poll('w1', w.auth))!;
+    expect((await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: first.lease, phase: 'running' })).statusCode).toBe(200);
+    expect((await complete(b.id, w.auth, first.lease, 'failed').then(async () => c.get(b.id))).status).toBe('failed');
+    // That was a build failure (never retried): the values are gone at once.
+    expect(row<{ secret_env: unknown }>('SELECT secret_env FROM builds WHERE id = ?', b.id).secret_env).toBeNull();
+
+    const r = await c.submit({ secretEnv: { TOKEN: SECRET }, maxAttempts: 2 });
+    const a1 = (await c.poll('w1', w.auth))!;
+    expect((await c.post(`/api/v1/builds/${r.id}/complete`, w.auth, { lease: a1.lease, status: 'failed', failureReason: 'vm_crashed' })).statusCode).toBe(200);
+    expect(row<{ secret_env: unknown }>('SELECT secret_env FROM builds WHERE id = ?', r.id).secret_env).not.toBeNull();
+    const a2 = (await c.poll('w1', w.auth, { runningBuilds: [] }))! as unknown as { build: { secretEnv?: Record<string, string> }; lease: string };
+    expect(a2.build.secretEnv).toEqual({ TOKEN: SECRET });
+    expect((await complete(r.id, w.auth, a2.lease)).statusCode).toBe(200);
+    expect(row<{ secret_env: unknown; secret_env_names: string }>('SELECT secret_env, secret_env_names FROM builds WHERE id = ?', r.id)).toEqual({
+      secret_env: null,
+      secret_env_names: '["TOKEN"]',
+    });
+  });
+
+  it('cancelling a queued build erases its secret', async () => {
+    const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
+    expect((await c.post(`/api/v1/builds/${b.id}/cancel`, c.admin)).statusCode).toBe(200);
+    expect(row<{ secret_env: unknown }>('SELECT secret_env FROM builds WHERE id = ?', b.id).secret_env).toBeNull();
+  });
+
+  it('a secret in a log chunk is starred out by the controller too, byte for byte', async () => {
+    const w = await c.enrol('w1');
+    const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
+    const claim = (await c.poll('w1', w.auth))!;
+    const data = `token=${SECRET}\n`;
+    const res = await c.post(`/api/v1/builds/${b.id}/logs`, w.auth, { lease: claim.lease, offset: claim.build.logOffset, data });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().logBytes).toBe(claim.build.logOffset + Buffer.byteLength(data));
+    const log = await c.app.inject({ method: 'GET', url: `/api/v1/builds/${b.id}/logs`, headers: c.admin });
+    expect(log.body).toBe(`token=${'*'.repeat(SECRET.length)}\n`);
+    expect(dbBytes().includes(SECRET)).toBe(false);
+  });
+
+  it('a name in both env and secretEnv is refused', async () => {
+    const res = await c.post('/api/v1/builds', c.admin, { steps: [{ name: 's', run: 'true' }], env: { TOKEN: 'a' }, secretEnv: { TOKEN: SECRET } });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ code: 'API_BAD_REQUEST' });
+  });
+});
+
+describe('leases', () => {
+  it('the lease is not in clear in the database, and the worker still acts with it', async () => {
+    const w = await c.enrol('w1');
+    const b = await c.submit();
+    const claim = (await c.poll('w1', w.auth))!;
+    expect(row<{ lease: string }>('SELECT lease FROM builds WHERE id = ?', b.id).lease).toBe(sha256(claim.lease));
+    expect(row<{ lease: string }>('SELECT lease FROM attempts WHERE build_id = ?', b.id).lease).toBe(sha256(claim.lease));
+    expect(dbBytes().includes(claim.lease)).toBe(false);
+    expect((await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' })).statusCode).toBe(200);
+    // The digest itself is not a lease.
+    expect((await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: sha256(claim.lease), phase: 'running' })).statusCode).toBe(409);
+    expect((await complete(b.id, w.auth, claim.lease)).statusCode).toBe(200);
+  });
+});
+
+describe('retention', () => {
+  const DAY = 24 * 3600 * 1000;
+
+  async function finishedBuild(w: { auth: Record<string, string> }, artifact?: string): Promise<string> {
+    const b = await c.submit();
+    const claim = (await c.poll('w1', w.auth))!;
+    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
+    await c.post(`/api/v1/builds/${b.id}/logs`, w.auth, { lease: claim.lease, offset: claim.build.logOffset, data: 'some output\n' });
+    if (artifact !== undefined) {
+      const up = await c.app.inject({
+        method: 'PUT',
+        url: `/api/v1/builds/${b.id}/artifacts/${artifact}`,
+        headers: { ...w.auth, 'x-expo-lease': claim.lease, 'content-type': 'application/octet-stream' },
+        payload: Buffer.alloc(1000, 1),
+      });
+      expect(up.statusCode).toBeLessThan(300);
+    }
+    expect((await complete(b.id, w.auth, claim.lease)).statusCode).toBe(200);
+    return b.id;
+  }
+
+  const prune = (body: Record<string, unknown>) => c.post('/api/v1/admin/prune', c.admin, body);
+
+  it('a dry run counts the old final builds; a real prune deletes exactly those, with their logs and artifact files', async () => {
+    const w = await c.enrol('w1');
+    const old1 = await finishedBuild(w, 'App.ipa');
+    const old2 = await finishedBuild(w);
+    const oldQueued = await c.submit({ labels: ['nobody-has-this'] });
+    c.clock.now += 31 * DAY;
+    const recent = await finishedBuild(w, 'App.ipa');
+    expect(existsSync(join(c.dir, 'artifacts', old1))).toBe(true);
+
+    const dry = await prune({ olderThanDays: 30, dryRun: true });
+    expect(dry.statusCode).toBe(200);
+    expect(dry.json()).toMatchObject({ dryRun: true, olderThanDays: 30, builds: 2, logBytes: 24, artifacts: 1, artifactBytes: 1000 });
+    expect((await c.app.inject({ method: 'GET', url: `/api/v1/builds/${old1}`, headers: c.admin })).statusCode).toBe(200);
+
+    const real = await prune({ olderThanDays: 30 });
+    expect(real.json()).toMatchObject({ dryRun: false, builds: 2, logBytes: 24, artifacts: 1, artifactBytes: 1000 });
+    for (const id of [old1, old2]) {
+      expect((await c.app.inject({ method: 'GET', url: `/api/v1/builds/${id}`, headers: c.admin })).statusCode).toBe(404);
+      expect(row<{ n: number }>('SELECT (SELECT COUNT(*) FROM attempts WHERE build_id = ?1) + (SELECT COUNT(*) FROM log_chunks WHERE build_id = ?1) + (SELECT COUNT(*) FROM artifacts WHERE build_id = ?1) AS n', id).n).toBe(0);
+    }
+    expect(existsSync(join(c.dir, 'artifacts', old1))).toBe(false);
+    // A queued build is never pruned, however old; a recent one stays with its file.
+    expect((await c.get(oldQueued.id)).status).toBe('queued');
+    expect((await c.get(recent)).status).toBe('succeeded');
+    expect(existsSync(join(c.dir, 'artifacts', recent))).toBe(true);
+    expect((await prune({ olderThanDays: 30 })).json()).toMatchObject({ builds: 0 });
+  });
+
+  it('prune needs the admin key', async () => {
+    const w = await c.enrol('w1');
+    expect((await c.post('/api/v1/admin/prune', w.auth, { dryRun: true })).statusCode).toBe(403);
+    expect((await c.post('/api/v1/admin/prune', {}, { dryRun: true })).statusCode).toBe(401);
+    expect((await prune({ olderThanDays: -1 })).statusCode).toBe(400);
+  });
+
+  it('.partial files left by an interrupted upload are removed once old, and a fresh one is kept', async () => {
+    const dir = join(c.dir, 'artifacts', 'aaaaaaaaaaaaaaaa', '1');
+    mkdirSync(dir, { recursive: true });
+    const stale = join(dir, 'App.ipa.0123456789ab.partial');
+    const fresh = join(dir, 'App.ipa.ba9876543210.partial');
+    const kept = join(dir, 'App.ipa');
+    for (const p of [stale, fresh, kept]) writeFileSync(p, 'x'.repeat(10));
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    utimesSync(stale, twoHoursAgo, twoHoursAgo);
+    utimesSync(kept, twoHoursAgo, twoHoursAgo);
+    expect(await c.retention.removePartials(3600_000)).toEqual({ files: 1, bytes: 10 });
+    expect([existsSync(stale), existsSync(fresh), existsSync(kept)]).toEqual([false, true, true]);
+  });
+});
