@@ -7,6 +7,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { Writable } from 'node:stream';
+import { createLogger } from '../../src/sys/logger.ts';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startTestController, type TestController } from './support.ts';
 
@@ -110,6 +112,19 @@ describe('secret env', () => {
     expect(dbBytes().includes(SECRET)).toBe(false);
   });
 
+  it('secret env values are redacted wherever a logged object carries them', () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    createLogger('expo-worker-agent', 'info', sink).info({ secretEnv: { T: 's1-secret' }, build: { secretEnv: { T: 's2-secret' } }, claim: { build: { secretEnv: { T: 's3-secret' } } } }, 'x');
+    const out = lines.join('');
+    for (const v of ['s1-secret', 's2-secret', 's3-secret']) expect(out).not.toContain(v);
+  });
+
   it('a name in both env and secretEnv is refused', async () => {
     const res = await c.post('/api/v1/builds', c.admin, { steps: [{ name: 's', run: 'true' }], env: { TOKEN: 'a' }, secretEnv: { TOKEN: SECRET } });
     expect(res.statusCode).toBe(400);
@@ -135,7 +150,7 @@ describe('leases', () => {
 describe('retention', () => {
   const DAY = 24 * 3600 * 1000;
 
-  async function finishedBuild(w: { auth: Record<string, string> }, artifact?: string): Promise<string> {
+  async function finishedBuild(w: { auth: { authorization: string } }, artifact?: string): Promise<string> {
     const b = await c.submit();
     const claim = (await c.poll('w1', w.auth))!;
     await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
