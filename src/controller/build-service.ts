@@ -167,7 +167,16 @@ export class BuildService {
     if (!claim) return null;
     this.o.onBuildEvent?.({ kind: 'claimed', build: claim.build, workerId: worker.id });
     const sealed = claim.build.secretEnvSealed;
-    return { claim, lease, buildToken, secretEnv: sealed ? this.o.secrets.open(claim.build.id, sealed) : null };
+    let secretEnv: Record<string, string> | null = null;
+    try {
+      if (sealed) secretEnv = this.o.secrets.open(claim.build.id, sealed);
+    } catch (err) {
+      // Another key sealed it (secret-env.key was replaced): no worker could ever run it as
+      // submitted, and handing it back to the queue would only claim it again. It ends here.
+      await this.endAttempt(claim.build, 'failed', 'build_failed', null, `${(err as Error).message}; submit the build again`);
+      return null;
+    }
+    return { claim, lease, buildToken, secretEnv };
   }
 
   /**

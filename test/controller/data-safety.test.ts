@@ -93,6 +93,22 @@ describe('secret env', () => {
     });
   });
 
+  it('a secret sealed under another key fails its build at the claim instead of looping back to the queue', async () => {
+    const w = await c.enrol('w1');
+    const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
+    const db = new DatabaseSync(join(c.dir, 'controller.db'));
+    try {
+      const sealed = Buffer.from((db.prepare('SELECT secret_env FROM builds WHERE id = ?').get(b.id) as { secret_env: Uint8Array }).secret_env);
+      sealed[sealed.length - 1]! ^= 0xff; // as if another key had sealed it
+      db.prepare('UPDATE builds SET secret_env = ? WHERE id = ?').run(sealed, b.id);
+    } finally {
+      db.close();
+    }
+    expect(await c.poll('w1', w.auth)).toBeNull();
+    expect(await c.get(b.id)).toMatchObject({ status: 'failed', failureReason: 'build_failed', message: expect.stringMatching(/cannot be opened with this controller's key/) });
+    expect(row<{ secret_env: unknown }>('SELECT secret_env FROM builds WHERE id = ?', b.id).secret_env).toBeNull();
+  });
+
   it('cancelling a queued build erases its secret', async () => {
     const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
     expect((await c.post(`/api/v1/builds/${b.id}/cancel`, c.admin)).statusCode).toBe(200);

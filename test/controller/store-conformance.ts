@@ -190,6 +190,48 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.listBuilds({ limit: 10 })).map((x) => x.id)).toEqual([b.id, a.id]);
     });
 
+    it('keeps sealed secret env through a requeue and erases it when the build is final', async () => {
+      const sealed = Buffer.from([1, 2, 3, 4]);
+      const b = await s.createBuild(build({ secretEnvNames: ['T'], secretEnvSealed: sealed, maxAttempts: 2 }));
+      expect(await s.getBuild(b.id)).toMatchObject({ secretEnvNames: ['T'], secretEnvSealed: sealed });
+      const c1 = (await s.claimBuild(claimReq('w1', 13_000)))!;
+      expect(c1.build.secretEnvSealed).toEqual(sealed);
+      const end = { buildId: b.id, status: 'failed' as const, failureReason: 'vm_crashed' as const, exitCode: null, message: null };
+      await s.finishAttempt({ ...end, lease: c1.attempt.lease, now: 13_001, requeue: true });
+      expect((await s.getBuild(b.id))!.secretEnvSealed).toEqual(sealed);
+      const c2 = (await s.claimBuild(claimReq('w1', 13_002)))!;
+      await s.finishAttempt({ ...end, lease: c2.attempt.lease, now: 13_003, requeue: false });
+      expect(await s.getBuild(b.id)).toMatchObject({ status: 'failed', secretEnvNames: ['T'], secretEnvSealed: null });
+      const q = await s.createBuild(build({ secretEnvNames: ['T'], secretEnvSealed: sealed }));
+      await s.cancelQueued(q.id, 13_004);
+      expect((await s.getBuild(q.id))!.secretEnvSealed).toBeNull();
+    });
+
+    it('finds only final builds finished before the cutoff to prune, and deletes them with their attempts, logs and artifacts', async () => {
+      const old = await s.createBuild(build());
+      const c = (await s.claimBuild(claimReq('w1', 14_000)))!;
+      await s.appendLog(old.id, 0, Buffer.from('0123456789'), 1 << 20);
+      await s.putArtifact({ buildId: old.id, name: 'a.ipa', attempt: 1, sizeBytes: 100, sha256: 'x', createdAt: 14_001 });
+      await s.finishAttempt({ buildId: old.id, lease: c.attempt.lease, now: 14_002, status: 'succeeded', failureReason: null, exitCode: 0, message: null, requeue: false });
+      const cancelled = await s.createBuild(build());
+      await s.cancelQueued(cancelled.id, 14_003);
+      const queued = await s.createBuild(build({ labels: ['nobody'] }));
+      const late = await s.createBuild(build());
+      await s.cancelQueued(late.id, 20_000);
+      expect(await s.findPrunableBuilds(15_000)).toEqual([
+        { id: old.id, logBytes: 10, artifacts: 1, artifactBytes: 100 },
+        { id: cancelled.id, logBytes: 0, artifacts: 0, artifactBytes: 0 },
+      ]);
+      expect((await s.findPrunableBuilds(15_000, 1)).map((b) => b.id)).toEqual([old.id]);
+      expect(await s.deleteBuilds([old.id, queued.id])).toEqual([old.id]);
+      expect(await s.getBuild(old.id)).toBeNull();
+      expect(await s.listAttempts(old.id)).toEqual([]);
+      expect(await s.listArtifacts(old.id)).toEqual([]);
+      expect((await s.readLog(old.id, 0)).length).toBe(0);
+      expect(await s.getBuild(queued.id)).not.toBeNull();
+      expect((await s.findPrunableBuilds(15_000)).map((b) => b.id)).toEqual([cancelled.id]);
+    });
+
     it('keeps everything across a reopen', async () => {
       const b = await s.createBuild(build());
       const c = (await s.claimBuild(claimReq('w1', 12_000)))!;
