@@ -122,6 +122,8 @@ export interface AttemptEnd {
 export type AppendLogResult =
   | { kind: 'appended'; logBytes: number }
   | { kind: 'gap'; expectedOffset: number }
+  /** The chunk overlaps stored bytes that differ from its own: nothing was written. */
+  | { kind: 'conflict'; logBytes: number }
   | { kind: 'too-large'; logBytes: number };
 
 export interface OverdueQuery {
@@ -209,7 +211,10 @@ export interface Store {
   putArtifact(a: ArtifactRecord): Promise<void>;
   listArtifacts(buildId: string): Promise<ArtifactRecord[]>;
 
-  /** Appends at a byte offset: a repeat is a no-op, an overlap appends only the new tail, a gap is refused. */
+  /**
+   * Appends at a byte offset: a repeat of stored bytes is a no-op, an overlap whose bytes match
+   * appends only the new tail, an overlap whose bytes differ is a conflict, a gap is refused.
+   */
   appendLog(buildId: string, offset: number, data: Buffer, maxLogBytes: number): Promise<AppendLogResult>;
   readLog(buildId: string, fromOffset: number): Promise<Buffer>;
 }
