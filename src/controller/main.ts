@@ -5,7 +5,7 @@
  * database; a second signal exits at once.
  */
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { isExpoError } from '../protocol/errors.ts';
 import { buildApp } from './app.ts';
 import { CONTROLLER_HELP, parseControllerArgs } from './config.ts';
@@ -45,6 +45,7 @@ export async function main(argv: string[]): Promise<number> {
     prepareTimeoutMs: config.prepareTimeoutMs,
     logger,
     startedAt,
+    dataDir: config.dbPath === ':memory:' ? undefined : dirname(resolve(config.dbPath)),
   });
   const address = await controller.app.listen({ port: config.port, host: config.host });
   controller.watchdog.start();
