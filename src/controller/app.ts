@@ -73,7 +73,7 @@ export interface AppOptions {
   /** How long an unacknowledged assignment may stay unlisted by its worker, in ms. Default 10 000. */
   claimGraceMs?: number;
   /**
-   * The directory holding the database: its free space is the `expo_worker_disk_free_bytes`
+   * The directory holding the database: its free space is the `expo_worker_controller_disk_free_bytes`
    * gauge (beside the artifact directory's), and a disk-full error names it. Default: none.
    */
   dataDir?: string;

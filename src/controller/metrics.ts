@@ -83,7 +83,7 @@ export class ControllerMetrics {
   });
 
   readonly diskFree = new Gauge({
-    name: 'expo_worker_disk_free_bytes',
+    name: 'expo_worker_controller_disk_free_bytes',
     help: "Free bytes (for the controller's user) on the filesystem of the controller's data directory and of its artifact directory, by path.",
     labelNames: ['path'],
     registers: [this.registry],

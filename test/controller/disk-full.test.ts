@@ -150,7 +150,7 @@ describe('a full disk under the database', () => {
     expect(said).toContain(dir);
 
     const metrics = await f.ctl.app.inject({ method: 'GET', url: '/metrics' });
-    expect(sampleValue(metrics.body, 'expo_worker_disk_free_bytes', { path: dir })).toBeLessThan(64 * 1024);
+    expect(sampleValue(metrics.body, 'expo_worker_controller_disk_free_bytes', { path: dir })).toBeLessThan(64 * 1024);
 
     freeSpace();
     const landed = await logChunk(f, chunk);
@@ -158,7 +158,7 @@ describe('a full disk under the database', () => {
     const log = await f.ctl.app.inject({ method: 'GET', url: `/api/v1/builds/${f.buildId}/logs`, headers: ADMIN });
     expect(log.body).toBe(chunk);
     const after = await f.ctl.app.inject({ method: 'GET', url: '/metrics' });
-    expect(sampleValue(after.body, 'expo_worker_disk_free_bytes', { path: dir })).toBeGreaterThan(1024 * 1024);
+    expect(sampleValue(after.body, 'expo_worker_controller_disk_free_bytes', { path: dir })).toBeGreaterThan(1024 * 1024);
   });
 
   it("the agent's completion sent while the disk is full is retried until it lands, not dropped", async (t) => {
