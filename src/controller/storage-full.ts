@@ -9,6 +9,7 @@
  * as "full" when the data directory's filesystem has almost nothing left.
  */
 import { statfs } from 'node:fs/promises';
+import { dirname } from 'node:path';
 
 const SQLITE_IOERR = 10;
 const SQLITE_FULL = 13;
@@ -19,6 +20,7 @@ export const STORE_FULL_RETRY_AFTER_S = 10;
 
 interface SqliteLike {
   code?: unknown;
+  path?: unknown;
   errcode?: unknown;
   errstr?: unknown;
   cause?: unknown;
@@ -45,7 +47,7 @@ export interface StorageFull {
   /** One line for the log: names ENOSPC, "disk full" and the directory. */
   summary: string;
   /** Structured fields for the same log line. */
-  fields: { diskFull: true; errno: 'ENOSPC'; sqliteCode: string | null; dataDir: string | null; freeBytes: number | null };
+  fields: { diskFull: true; errno: 'ENOSPC'; sqliteCode: string | null; dataDir: string | null; file: string | null; freeBytes: number | null };
 }
 
 /** When `err` is a full disk, what to log about it; otherwise null. */
@@ -53,8 +55,13 @@ export async function describeStorageFull(err: unknown, dataDir: string | undefi
   let sqliteCode: string | null = null;
   let full = false;
   let ioError = false;
+  // A file write (an artifact) names its own file, which may be on another disk than the database.
+  let file: string | null = null;
   for (const e of chain(err)) {
-    if (e.code === 'ENOSPC') full = true;
+    if (e.code === 'ENOSPC') {
+      full = true;
+      if (typeof e.path === 'string') file = e.path;
+    }
     if (e.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number') {
       const primary = e.errcode & 0xff;
       if (primary === SQLITE_FULL) {
@@ -67,11 +74,12 @@ export async function describeStorageFull(err: unknown, dataDir: string | undefi
     }
   }
   if (!full && !ioError) return null;
-  const free = dataDir === undefined ? null : await freeBytes(dataDir);
+  const watched = file === null ? dataDir : dirname(file);
+  const free = watched === undefined ? null : await freeBytes(watched);
   if (!full && (free === null || free >= NEARLY_FULL_BYTES)) return null;
-  const where = dataDir ?? 'the database directory';
+  const where = file ?? dataDir ?? 'the database directory';
   return {
-    summary: `disk full (ENOSPC${sqliteCode ? `, ${sqliteCode}` : ''}) under ${where}: the database refused a write; free space there — writes resume by themselves`,
-    fields: { diskFull: true, errno: 'ENOSPC', sqliteCode, dataDir: dataDir ?? null, freeBytes: free },
+    summary: `disk full (ENOSPC${sqliteCode ? `, ${sqliteCode}` : ''}) under ${where}: ${file ? 'a file' : 'the database'} refused a write; free space there — writes resume by themselves`,
+    fields: { diskFull: true, errno: 'ENOSPC', sqliteCode, dataDir: dataDir ?? null, file, freeBytes: free },
   };
 }
