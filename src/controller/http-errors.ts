@@ -62,7 +62,9 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
   const { code, message } = clientErrorAnswer(err);
   const status = ERROR_CODES[code].status;
   const body = JSON.stringify({ code, message });
-  if (socket.writable) {
+  // As Node's own handler does: never write into an answer already under way on this socket.
+  const underWay = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+  if (socket.writable && !underWay) {
     socket.write(
       `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
