@@ -50,6 +50,9 @@ class QuietLogController extends LogController {
   }
 }
 
+/** At most one disk-full error line per this interval, ms. */
+const DISK_FULL_LOG_INTERVAL_MS = 30_000;
+
 /** Messages echo client input (URLs, header values): keep them short. */
 const bounded = (message: string): string => (message.length > 300 ? `${message.slice(0, 300)}…` : message);
 
@@ -153,10 +156,18 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     metrics.onRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   });
 
+  // While the disk stays full every agent retry is refused again: one error line per interval
+  // (with how many were refused since) says it without filling what little room is left.
+  let diskFullLoggedAt = Number.NEGATIVE_INFINITY;
+  let diskFullUnlogged = 0;
   app.setErrorHandler(async (err: FastifyError | ExpoError, req, reply) => {
     const full = await describeStorageFull(err, o.dataDir);
     if (full) {
-      req.log.error({ err, ...full.fields }, full.summary);
+      if (now() - diskFullLoggedAt >= DISK_FULL_LOG_INTERVAL_MS) {
+        req.log.error({ err, ...full.fields, refusedSinceLastLine: diskFullUnlogged }, full.summary);
+        diskFullLoggedAt = now();
+        diskFullUnlogged = 0;
+      } else diskFullUnlogged++;
       return reply
         .status(ERROR_CODES.STORE_FULL.status)
         .header('retry-after', String(STORE_FULL_RETRY_AFTER_S))

@@ -149,6 +149,10 @@ describe('a full disk under the database', () => {
     expect(said).toContain('disk full');
     expect(said).toContain(dir);
 
+    // Refused again at once: still 507, but no second error line to fill the disk further.
+    expect((await logChunk(f, chunk)).statusCode).toBe(507);
+    expect(f.logLines.filter((l) => l.includes('disk full'))).toHaveLength(1);
+
     const metrics = await f.ctl.app.inject({ method: 'GET', url: '/metrics' });
     expect(sampleValue(metrics.body, 'expo_worker_controller_disk_free_bytes', { path: dir })).toBeLessThan(64 * 1024);
 
