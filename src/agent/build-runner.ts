@@ -168,6 +168,7 @@ export class BuildRunner {
       onAttemptOver: (err) => this.abort('attempt_over', (err as Error).message),
       secretValues: Object.values(build.secretEnv ?? {}),
       onSendError: (err) => log.warn({ err: (err as Error).message }, 'log chunk not sent yet; will retry'),
+      onConflict: (err) => log.error({ err: (err as Error).message }, 'another writer holds this log range: streaming of this attempt\'s log stopped (the local copy is kept)'),
     }));
     const prepareS = Math.round(this.d.settings.prepareTimeoutMs / 100) / 10;
     this.limit = setTimeout(() => this.abort('prepare_timeout', `the VM was not ready to run the steps within the prepare timeout of ${prepareS} s`), this.d.settings.prepareTimeoutMs);

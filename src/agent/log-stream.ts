@@ -6,7 +6,11 @@
  *
  * States: open (flushing on a timer) → closing (`close`: last flush, retried until it lands or
  * the attempt turns out to be over) → closed. A 409 about the attempt ends streaming and is
- * reported through `onAttemptOver`; a 413 (log cap) stops sending, once, with a note.
+ * reported through `onAttemptOver`; a 413 (log cap) stops sending, once, with a note; a 409
+ * `LOG_CONFLICT` (the controller holds other bytes where ours go: another writer) stops sending
+ * this attempt's log for good — retrying could never succeed — and is reported through
+ * `onConflict`, the local copy kept. A retry of a chunk of ours that did land is never a
+ * conflict: identical bytes are a no-op there.
  */
 import { appendFileSync, closeSync, openSync, readSync, rmSync } from 'node:fs';
 import { isExpoError } from '../protocol/errors.ts';
@@ -31,10 +35,13 @@ export interface LogStreamOptions {
   secretValues?: readonly string[];
   /** Called when a send fails and will be tried again later. */
   onSendError?: (err: unknown) => void;
+  /** Called once when the controller refuses our bytes as conflicting with another writer's; streaming stops. Default: `onSendError`. */
+  onConflict?: (err: unknown) => void;
 }
 
 export class LogStream {
-  private readonly o: Required<Omit<LogStreamOptions, 'onAttemptOver' | 'onSendError' | 'secretValues'>> & Pick<LogStreamOptions, 'onAttemptOver' | 'onSendError'>;
+  private readonly o: Required<Omit<LogStreamOptions, 'onAttemptOver' | 'onSendError' | 'onConflict' | 'secretValues'>> &
+    Pick<LogStreamOptions, 'onAttemptOver' | 'onSendError' | 'onConflict'>;
   private readonly masker: SecretMasker;
   /** Why local writes stopped (cap reached, disk full), once said. */
   private dropped: string | null = null;
@@ -122,6 +129,11 @@ export class LogStream {
         if (d?.code === 'LOG_OFFSET_GAP' && d.expectedOffset !== undefined && d.expectedOffset >= this.o.startOffset) {
           this.acked = Math.min(this.written, d.expectedOffset - this.o.startOffset);
           continue;
+        }
+        if (d?.code === 'LOG_CONFLICT') {
+          this.stopped = true;
+          (this.o.onConflict ?? this.o.onSendError)?.(err);
+          return;
         }
         if (d?.status === 413) {
           this.capped = true;

@@ -7,11 +7,14 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
-import { ExpoError, isExpoError } from '../protocol/errors.ts';
+import { ERROR_CODES, ExpoError, isExpoError } from '../protocol/errors.ts';
 import { ACTIVE_BUILD_STATUSES } from '../protocol/domain.ts';
 import { LIMITS } from '../protocol/schemas.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 import { adminKeyDigest, resolvePrincipal, type Principal } from './auth.ts';
+import { answerClientError, mapFastifyError } from './http-errors.ts';
+import { maxBytesKeyword } from './max-bytes.ts';
+import { describeStorageFull, STORE_FULL_RETRY_AFTER_S } from './storage-full.ts';
 import { BuildService, type BuildEvent } from './build-service.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -28,6 +31,13 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal;
   }
+  interface FastifyContextConfig {
+    /**
+     * Who may call the route. Every route needs a key unless it says `public` here: the auth
+     * decision is made on the route the router matched, never on the URL string.
+     */
+    auth?: 'public';
+  }
 }
 
 /**
@@ -42,6 +52,12 @@ class QuietLogController extends LogController {
     req.log.debug({ method: req.method, url: req.url.split('?')[0], statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   }
 }
+
+/** At most one disk-full error line per this interval, ms. */
+const DISK_FULL_LOG_INTERVAL_MS = 30_000;
+
+/** Messages echo client input (URLs, header values): keep them short. */
+const bounded = (message: string): string => (message.length > 300 ? `${message.slice(0, 300)}…` : message);
 
 export interface AppOptions {
   store: Store;
@@ -66,6 +82,11 @@ export interface AppOptions {
   secrets?: SecretBox;
   /** Final builds older than this many days are pruned by the schedule (and by default by `prune`); 0 keeps them. Default 30. */
   retentionDays?: number;
+  /**
+   * The directory holding the database: its free space is the `expo_worker_controller_disk_free_bytes`
+   * gauge (beside the artifact directory's), and a disk-full error names it. Default: none.
+   */
+  dataDir?: string;
 }
 
 export interface ControllerApp {
@@ -103,7 +124,11 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     service,
     now,
     policy: { heartbeatTimeoutMs: o.heartbeatTimeoutMs, controllerStartedAt: o.startedAt ?? now() },
-    onError: (err) => o.logger.error({ err }, 'watchdog sweep failed'),
+    onError: (err) => {
+      void describeStorageFull(err, o.dataDir).then((full) =>
+        full ? o.logger.error({ err, ...full.fields }, `watchdog sweep failed: ${full.summary}`) : o.logger.error({ err }, 'watchdog sweep failed'),
+      );
+    },
   });
 
   const app = Fastify({
@@ -111,7 +136,13 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     bodyLimit: LIMITS.bodyBytes,
     return503OnClosing: false,
     logController: new QuietLogController(),
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, useDefaults: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, useDefaults: false }, plugins: [maxBytesKeyword] },
+    // A request too malformed to reach a route still gets `{code, message}` with a documented code.
+    clientErrorHandler: answerClientError,
+    frameworkErrors: (err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => {
+      const code = mapFastifyError(err.code) ?? 'API_BAD_REQUEST';
+      void reply.status(ERROR_CODES[code].status).send({ code, message: bounded(err.message) });
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies are JSON only; anything else is refused with 415 instead of reaching a route as text.
@@ -120,7 +151,11 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   let stopping = false;
   const adminDigest = adminKeyDigest(o.adminKey);
   app.addHook('onRequest', async (req: FastifyRequest) => {
-    if (!req.url.startsWith('/api/')) return;
+    // Decided on the route the router matched, never on `req.url`: the router decodes the path
+    // (`/%61pi/…` is `/api/…`) and accepts absolute-form targets (`http://host/api/…`), so a
+    // prefix test on the raw URL let such requests reach a route with no principal. An
+    // unmatched request runs nothing but the not-found answer.
+    if (req.is404 || req.routeOptions.config.auth === 'public') return;
     // While stopping, requests already running finish; new ones are told to come back (agents retry).
     if (stopping) throw new ExpoError('API_SHUTTING_DOWN', 'the controller is stopping; retry shortly');
     req.principal = await resolvePrincipal(o.store, adminDigest, req.headers.authorization);
@@ -131,7 +166,23 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     metrics.onRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   });
 
-  app.setErrorHandler((err: FastifyError | ExpoError, req, reply) => {
+  // While the disk stays full every agent retry is refused again: one error line per interval
+  // (with how many were refused since) says it without filling what little room is left.
+  let diskFullLoggedAt = Number.NEGATIVE_INFINITY;
+  let diskFullUnlogged = 0;
+  app.setErrorHandler(async (err: FastifyError | ExpoError, req, reply) => {
+    const full = await describeStorageFull(err, o.dataDir);
+    if (full) {
+      if (now() - diskFullLoggedAt >= DISK_FULL_LOG_INTERVAL_MS) {
+        req.log.error({ err, ...full.fields, refusedSinceLastLine: diskFullUnlogged }, full.summary);
+        diskFullLoggedAt = now();
+        diskFullUnlogged = 0;
+      } else diskFullUnlogged++;
+      return reply
+        .status(ERROR_CODES.STORE_FULL.status)
+        .header('retry-after', String(STORE_FULL_RETRY_AFTER_S))
+        .send({ code: 'STORE_FULL', message: 'the disk under the controller database is full; nothing was written — retry later' });
+    }
     if (isExpoError(err)) {
       const extra = 'expectedOffset' in err.details ? { expectedOffset: err.details.expectedOffset } : {};
       if (err.status >= 500) req.log.error({ err }, 'request failed');
@@ -143,17 +194,18 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
       const detail = e.validation.map((v) => `${where}${v.instancePath || ''} ${v.message ?? 'is invalid'}${v.keyword === 'additionalProperties' ? ` ('${String((v.params as { additionalProperty?: string }).additionalProperty)}')` : ''}`);
       return reply.status(400).send({ code: 'API_BAD_REQUEST', message: detail.join('; ') });
     }
-    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send({ code: 'API_BODY_TOO_LARGE', message: e.message });
-    if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.status(415).send({ code: 'API_UNSUPPORTED_MEDIA_TYPE', message: 'send the body as application/json' });
+    const mapped = mapFastifyError(e.code);
+    if (mapped === 'API_UNSUPPORTED_MEDIA_TYPE') return reply.status(415).send({ code: mapped, message: 'send the body as application/json' });
+    if (mapped !== undefined) return reply.status(ERROR_CODES[mapped].status).send({ code: mapped, message: bounded(e.message) });
     if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) {
-      return reply.status(e.statusCode === 404 ? 404 : 400).send({ code: e.statusCode === 404 ? 'API_NOT_FOUND' : 'API_BAD_REQUEST', message: e.message });
+      return reply.status(e.statusCode === 404 ? 404 : 400).send({ code: e.statusCode === 404 ? 'API_NOT_FOUND' : 'API_BAD_REQUEST', message: bounded(e.message) });
     }
     req.log.error({ err }, 'request failed');
     return reply.status(500).send({ code: 'API_INTERNAL', message: 'internal error; see the controller log' });
   });
-  app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'API_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
+  app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'API_NOT_FOUND', message: bounded(`no route ${req.method} ${req.url.split('?')[0]}`) }));
 
-  app.get('/health', async () => {
+  app.get('/health', { config: { auth: 'public' } }, async () => {
     const queueStats = await o.store.countBuildsByStatus();
     const workers = await o.store.listWorkers();
     return {
@@ -164,8 +216,9 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
       queueStats,
     };
   });
-  app.get('/metrics', async (_req, reply) => {
+  app.get('/metrics', { config: { auth: 'public' } }, async (_req, reply) => {
     await metrics.refresh(o.store, now());
+    await metrics.refreshDiskFree([o.dataDir, o.artifactsDir]);
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 

@@ -330,6 +330,11 @@ export class BuildService {
         throw new ExpoError('LOG_OFFSET_GAP', `chunk at offset ${body.offset} leaves a gap: the log has ${result.expectedOffset} bytes`, {
           details: { expectedOffset: result.expectedOffset },
         });
+      case 'conflict':
+        throw new ExpoError(
+          'LOG_CONFLICT',
+          `chunk at offset ${body.offset} differs from the log already stored there (${result.logBytes} bytes): another writer sent this range`,
+        );
       case 'too-large':
         throw new ExpoError('LOG_TOO_LARGE', `the log of build ${buildId} would exceed ${this.o.maxLogBytes} bytes; it has ${result.logBytes}`);
       default: {

@@ -57,6 +57,7 @@ export async function main(argv: string[]): Promise<number> {
     startedAt,
     secrets,
     retentionDays: config.retentionDays,
+    dataDir: config.dbPath === ':memory:' ? undefined : dirname(resolve(config.dbPath)),
   });
   // Nothing can be uploading yet: every .partial file is a leftover of a cut-short upload.
   const partials = await controller.retention.removePartials(0);

@@ -11,6 +11,7 @@ import { BUILD_STATUSES, FAILURE_REASONS, WORKER_STATUSES, type WorkerStatus } f
 import type { BuildEvent } from './build-service.ts';
 import type { Store } from './store/store.ts';
 import { workerStatus } from './views.ts';
+import { freeBytes } from './storage-full.ts';
 
 export interface ControllerMetricsOptions {
   /** The heartbeat timeout, exported so alerts and dashboards can compare ages with it, in ms. */
@@ -81,6 +82,13 @@ export class ControllerMetrics {
     registers: [this.registry],
   });
 
+  readonly diskFree = new Gauge({
+    name: 'expo_worker_controller_disk_free_bytes',
+    help: "Free bytes (for the controller's user) on the filesystem of the controller's data directory and of its artifact directory, by path.",
+    labelNames: ['path'],
+    registers: [this.registry],
+  });
+
   constructor(options: ControllerMetricsOptions) {
     collectProcessMetrics(this.registry, 'expo_worker_controller_');
     this.heartbeatTimeout.set(options.heartbeatTimeoutMs / 1000);
@@ -117,6 +125,16 @@ export class ControllerMetrics {
   /** One request done: `route` is the route pattern (`/api/v1/builds/:id`), never the URL. */
   onRequest(method: string, route: string, statusCode: number, seconds: number): void {
     this.httpDuration.observe({ method, route, code: String(statusCode) }, seconds);
+  }
+
+  /** Free space of each directory (statfs), read at scrape time; a directory not there (yet) has no series. */
+  async refreshDiskFree(dirs: readonly (string | undefined)[]): Promise<void> {
+    this.diskFree.reset();
+    for (const dir of new Set(dirs)) {
+      if (dir === undefined) continue;
+      const free = await freeBytes(dir);
+      if (free !== null) this.diskFree.set({ path: dir }, free);
+    }
   }
 
   /** Gauges read from the store at scrape time. */

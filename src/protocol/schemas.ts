@@ -1,7 +1,8 @@
 /**
  * The wire format of the HTTP API as TypeBox schemas: one definition serves request validation
  * in the controller, the static types both processes use, and the tests. Every object refuses
- * unknown fields and every string and array is bounded.
+ * unknown fields and every string and array is bounded. Limits on stored text are in bytes of
+ * UTF-8 (`maxBytes`, a keyword the controller adds to its validator), not characters.
  */
 import { Type, type Static, type TSchema } from 'typebox';
 import {
@@ -18,6 +19,9 @@ import {
 } from './domain.ts';
 
 
+/** A string of at most `bytes` bytes of UTF-8 (`maxLength` is a cheap first bound: a character is at least a byte). */
+const textOfBytes = (bytes: number, options: { minLength?: number } = {}) => Type.String({ ...options, maxLength: bytes, maxBytes: bytes });
+
 const strict = <P extends Record<string, TSchema>>(props: P) => Type.Object(props, { additionalProperties: false });
 
 export const LIMITS = {
@@ -28,7 +32,8 @@ export const LIMITS = {
   maxLabels: 32,
   maxRunningBuildsListed: 16,
   maxLogChunkBytes: 1024 * 1024,
-  maxMessageChars: 4096,
+  maxStepNameBytes: 200,
+  maxMessageBytes: 4096,
   maxTimeoutS: 7 * 24 * 3600,
   maxAttempts: 5,
   maxPollWaitS: 25,
@@ -47,12 +52,12 @@ export const WorkerStatusSchema = Type.Enum(WORKER_STATUSES);
 export const Token = Type.String({ minLength: 16, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' });
 
 export const Step = strict({
-  name: Type.String({ minLength: 1, maxLength: 200 }),
-  run: Type.String({ minLength: 1, maxLength: LIMITS.maxStepRunBytes }),
+  name: textOfBytes(LIMITS.maxStepNameBytes, { minLength: 1 }),
+  run: textOfBytes(LIMITS.maxStepRunBytes, { minLength: 1 }),
 });
 export type Step = Static<typeof Step>;
 
-export const Env = Type.Record(Type.String({ pattern: ENV_NAME_PATTERN }), Type.String({ maxLength: LIMITS.maxEnvValueBytes }), {
+export const Env = Type.Record(Type.String({ pattern: ENV_NAME_PATTERN }), textOfBytes(LIMITS.maxEnvValueBytes), {
   maxProperties: LIMITS.maxEnvVars,
   additionalProperties: false,
 });
@@ -130,6 +135,8 @@ export const ListBuildsQuery = strict({
 export const LogQuery = strict({ offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,12}$' })) });
 
 export const BuildIdParams = strict({ id: BuildId });
+/** Cancel takes no fields; an empty body or `{}`. */
+export const CancelBody = strict({});
 export const ArtifactParams = strict({ id: BuildId, name: ArtifactName });
 /** Headers of an artifact upload (other headers are allowed: this is HTTP). */
 export const ArtifactUploadHeaders = Type.Object({ 'x-expo-lease': Token });
@@ -219,7 +226,7 @@ export type PhaseBody = Static<typeof PhaseBody>;
 export const LogChunkBody = strict({
   lease: Token,
   offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
-  data: Type.String({ maxLength: LIMITS.maxLogChunkBytes }),
+  data: textOfBytes(LIMITS.maxLogChunkBytes),
 });
 export type LogChunkBody = Static<typeof LogChunkBody>;
 
@@ -230,7 +237,7 @@ export const CompleteBody = strict({
   status: Type.Enum(['succeeded', 'failed', 'cancelled'] as const),
   exitCode: Type.Optional(Type.Integer({ minimum: -1, maximum: 255 })),
   failureReason: Type.Optional(FailureReasonSchema),
-  message: Type.Optional(Type.String({ maxLength: LIMITS.maxMessageChars })),
+  message: Type.Optional(textOfBytes(LIMITS.maxMessageBytes)),
 });
 export type CompleteBody = Static<typeof CompleteBody>;
 

@@ -45,6 +45,7 @@ const BODY_ROUTES: Record<string, BodyRoute> = {
   'build heartbeat': { url: () => `/api/v1/builds/${x}/heartbeat`, who: 'token', good: () => ({ progress: 1 }), wrongTypes: () => ({ progress: '50' }) },
   phase: { url: () => `/api/v1/builds/${x}/phase`, who: 'worker', good: () => ({ lease, phase: 'preparing' }), wrongTypes: () => ({ lease, phase: 'sleeping' }) },
   'append log': { url: () => `/api/v1/builds/${x}/logs`, who: 'worker', good: () => ({ lease, offset: 0, data: '' }), wrongTypes: () => ({ lease, offset: -1, data: 5 }) },
+  'cancel build': { url: () => `/api/v1/builds/${x}/cancel`, who: 'admin', good: () => ({}), wrongTypes: () => ({ now: 'yes' }) },
   complete: { url: () => `/api/v1/builds/${x}/complete`, who: 'worker', good: () => ({ lease, status: 'succeeded' }), wrongTypes: () => ({ lease, status: 'done', exitCode: 'zero' }) },
 };
 
@@ -89,6 +90,17 @@ describe.each(Object.entries(BODY_ROUTES))('%s', (_name, route) => {
   it('refuses a body that is not JSON', async () => {
     const before = await snapshot();
     await expect4xx(await send('hello', 'text/plain'), 415, 'API_UNSUPPORTED_MEDIA_TYPE');
+    await expect4xx(await send('a=1', 'application/x-www-form-urlencoded'), 415, 'API_UNSUPPORTED_MEDIA_TYPE');
+    await expect4xx(await send('<a/>', 'application/xml'), 415, 'API_UNSUPPORTED_MEDIA_TYPE');
+    await expect4xx(await send('{}', 'multipart/form-data; boundary=x'), 415, 'API_UNSUPPORTED_MEDIA_TYPE');
+    expect(await snapshot()).toBe(before);
+  });
+
+  it('refuses an empty body sent as JSON, and JSON that tries to set a prototype', async () => {
+    const before = await snapshot();
+    await expect4xx(await send(''), 400, 'API_BAD_REQUEST');
+    await expect4xx(await send('{"__proto__": {"x": 1}}'), 400, 'API_BAD_REQUEST');
+    await expect4xx(await send('{"constructor": {"prototype": {"x": 1}}}'), 400, 'API_BAD_REQUEST');
     expect(await snapshot()).toBe(before);
   });
 
@@ -146,6 +158,39 @@ describe('bounds and ids', () => {
 
   it('answers unknown routes with a 404 in the error shape', async () => {
     await expect4xx(await c.app.inject({ method: 'GET', url: '/api/v2/nothing', headers: c.admin }), 404, 'API_NOT_FOUND');
+  });
+
+  it('cancel refuses unknown body fields (it used to ignore them), and still takes no body at all', async () => {
+    const id = (await c.submit()).id;
+    const res = await c.app.inject({ method: 'POST', url: `/api/v1/builds/${id}/cancel`, headers: c.admin, payload: { force: true } });
+    await expect4xx(res, 400, 'API_BAD_REQUEST');
+    expect(res.body).toContain('force');
+    expect((await c.get(id)).status).toBe('queued');
+    const bare = await c.app.inject({ method: 'POST', url: `/api/v1/builds/${id}/cancel`, headers: c.admin });
+    expect(bare.statusCode, bare.body).toBe(200);
+    expect((await c.get(id)).status).toBe('cancelled');
+  });
+
+  it.each([
+    ["a step's command", (big: string) => ({ steps: [{ name: 's', run: big }] }), 64 * 1024],
+    ["a step's name", (big: string) => ({ steps: [{ name: big, run: 'true' }] }), 200],
+    ['an env value', (big: string) => ({ steps: [{ name: 's', run: 'true' }], env: { V: big } }), 32 * 1024],
+  ])('size limits count bytes, not characters: %s within the limit in characters but over it in bytes is refused', async (_what, body, limitBytes) => {
+    const before = await snapshot();
+    const big = 'é'.repeat(limitBytes / 2 + 1); // over in bytes, half the limit in characters
+    const res = await c.app.inject({ method: 'POST', url: '/api/v1/builds', headers: c.admin, payload: body(big) });
+    await expect4xx(res, 400, 'API_BAD_REQUEST');
+    expect(res.body).toContain(`at most ${limitBytes} bytes`);
+    expect(await snapshot()).toBe(before);
+    const fits = 'é'.repeat(limitBytes / 2);
+    expect((await c.app.inject({ method: 'POST', url: '/api/v1/builds', headers: c.admin, payload: body(fits) })).statusCode).toBe(201);
+  });
+
+  it('a completion message is limited in bytes, not characters', async () => {
+    const res = await c.app.inject({ method: 'POST', url: `/api/v1/builds/${x}/complete`, headers: workerAuth, payload: { lease, status: 'failed', message: '€'.repeat(1366) } });
+    await expect4xx(res, 400, 'API_BAD_REQUEST');
+    expect(res.body).toContain('at most 4096 bytes');
+    expect((await c.get(x)).status).toBe('assigned');
   });
 
   it('refuses failureReason on a success', async () => {

@@ -124,6 +124,34 @@ describe('logs', () => {
     expect(log.headers['x-log-size']).toBe('6');
   });
 
+  it('two writers at the same log offset: the second gets 409 LOG_CONFLICT and is not spliced into the first', async () => {
+    const w = await c.enrol('mac-1');
+    const b = await c.submit();
+    const { lease } = (await c.poll('mac-1', w.auth))!;
+    const url = `/api/v1/builds/${b.id}/logs`;
+    expect((await c.post(url, w.auth, { lease, offset: 0, data: 'writer one: ünïcode\n' })).statusCode).toBe(200);
+    const second = await c.post(url, w.auth, { lease, offset: 0, data: 'writer two says something longer\n' });
+    expect(second.statusCode).toBe(409);
+    expect(second.json()).toMatchObject({ code: 'LOG_CONFLICT' });
+    const midCharacter = await c.post(url, w.auth, { lease, offset: 14, data: 'x' });
+    expect(midCharacter.json()).toMatchObject({ code: 'LOG_CONFLICT' });
+    const log = await c.app.inject({ method: 'GET', url, headers: c.admin });
+    expect(log.body).toBe('writer one: ünïcode\n');
+    expect(log.headers['x-log-size']).toBe(String(Buffer.byteLength('writer one: ünïcode\n')));
+  });
+
+  it('a log chunk limit counts bytes, not characters', async () => {
+    const w = await c.enrol('mac-1');
+    const b = await c.submit();
+    const { lease } = (await c.poll('mac-1', w.auth))!;
+    // 600 Ki characters of 'é' are 1.2 MiB of UTF-8: over the 1 MiB chunk limit though under it in characters.
+    const res = await c.post(`/api/v1/builds/${b.id}/logs`, w.auth, { lease, offset: 0, data: 'é'.repeat(600 * 1024) });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ code: 'API_BAD_REQUEST' });
+    expect(String(res.json().message)).toContain('bytes');
+    expect((await c.get(b.id)).logBytes).toBe(0);
+  });
+
   it('caps a build log with a clear 413', async () => {
     await c.close();
     c = await startTestController({ maxLogBytes: 10 });

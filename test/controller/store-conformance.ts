@@ -134,6 +134,26 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.getBuild(b.id))?.logBytes).toBe(5);
     });
 
+    it('two writers at the same offset: a chunk whose overlap differs is a conflict and changes nothing', async () => {
+      const b = await s.createBuild(build());
+      expect(await s.appendLog(b.id, 0, Buffer.from('first writer\n'), 1 << 20)).toEqual({ kind: 'appended', logBytes: 13 });
+      expect(await s.appendLog(b.id, 0, Buffer.from('second writer, longer\n'), 1 << 20)).toEqual({ kind: 'conflict', logBytes: 13 });
+      expect(await s.appendLog(b.id, 6, Buffer.from('WRITER\nmore'), 1 << 20)).toEqual({ kind: 'conflict', logBytes: 13 });
+      // The same bytes again, and a matching overlap with a new tail, still work.
+      expect(await s.appendLog(b.id, 6, Buffer.from('writer\nmore'), 1 << 20)).toEqual({ kind: 'appended', logBytes: 17 });
+      expect((await s.readLog(b.id, 0)).toString()).toBe('first writer\nmore');
+    });
+
+    it('never splices a chunk into the middle of a stored character', async () => {
+      const b = await s.createBuild(build());
+      await s.appendLog(b.id, 0, Buffer.from('é'), 1 << 20);
+      // Offset 1 is the second byte of é: a chunk starting there cannot match it.
+      expect(await s.appendLog(b.id, 1, Buffer.from('xyz'), 1 << 20)).toEqual({ kind: 'conflict', logBytes: 2 });
+      expect(await s.appendLog(b.id, 0, Buffer.from('é€'), 1 << 20)).toEqual({ kind: 'appended', logBytes: 5 });
+      const log = await s.readLog(b.id, 0);
+      expect(new TextDecoder('utf-8', { fatal: true }).decode(log)).toBe('é€');
+    });
+
     it('finds stale builds and silent workers by cutoff', async () => {
       const b = await s.createBuild(build());
       await s.claimBuild(claimReq('w1', 10_000));

@@ -5,7 +5,7 @@ import { hashSecret, newWorkerKey, requireAdmin } from '../auth.ts';
 import type { BuildService } from '../build-service.ts';
 import type { Store } from '../store/store.ts';
 import { buildView, workerView } from '../views.ts';
-import { BuildIdParams, CreateBuildBody, CreateWorkerBody, ListBuildsQuery, LogQuery } from '../../protocol/schemas.ts';
+import { BuildIdParams, CancelBody, CreateBuildBody, CreateWorkerBody, ListBuildsQuery, LogQuery } from '../../protocol/schemas.ts';
 
 export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Store }> = async (fastify, { service, store }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -36,11 +36,21 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Sto
 
   app.get('/api/v1/builds/:id', { schema: { params: BuildIdParams } }, async (req) => buildView(await service.getBuild(req.params.id)));
 
-  app.post('/api/v1/builds/:id/cancel', { schema: { params: BuildIdParams } }, async (req) => {
+  app.post(
+    '/api/v1/builds/:id/cancel',
+    {
+      schema: { params: BuildIdParams, body: CancelBody },
+      // No body at all is the usual call; anything sent must be `{}` (unknown fields are refused as on every route).
+      preValidation: async (req) => {
+        if (req.body === undefined) req.body = {};
+      },
+    },
+    async (req) => {
     const build = await service.cancel(req.params.id);
     req.log.info({ buildId: build.id, status: build.status }, 'build cancel requested');
     return buildView(build);
-  });
+    },
+  );
 
   app.get('/api/v1/builds/:id/logs', { schema: { params: BuildIdParams, querystring: LogQuery } }, async (req, reply) => {
     const build = await service.getBuild(req.params.id);

@@ -32,7 +32,8 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; metrics: 
   // Every answer to a worker states the controller's clocks (see src/protocol/liveness.ts).
   const stated = livenessHeaders(service.liveness);
   app.addHook('onSend', async (req, reply) => {
-    if (req.url.startsWith('/api/v1/workers/')) reply.headers(stated);
+    // By the matched route, not the URL string (which may be percent-encoded or absolute-form).
+    if (req.routeOptions.url?.startsWith('/api/v1/workers/')) reply.headers(stated);
   });
 
   app.post('/api/v1/workers/:id/poll', { schema: { params: WorkerIdParams, body: PollBody } }, async (req, reply) => {

@@ -134,7 +134,9 @@ export class SqliteStore implements Store {
       this.db.exec('COMMIT');
       return result;
     } catch (err) {
-      this.db.exec('ROLLBACK');
+      // SQLite rolls back by itself on some errors (SQLITE_FULL among them): a second ROLLBACK
+      // would fail and hide the error that matters.
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
       throw err;
     }
   }
@@ -454,13 +456,31 @@ export class SqliteStore implements Store {
     return this.tx(() => {
       const logBytes = (this.q('SELECT log_bytes FROM builds WHERE id = ?').get(buildId) as { log_bytes: number }).log_bytes;
       if (offset > logBytes) return { kind: 'gap', expectedOffset: logBytes } as const;
-      const fresh = data.subarray(logBytes - offset);
+      // Bytes already stored are only ever confirmed, never overwritten or skipped over blindly:
+      // a chunk whose overlap differs comes from another writer, and splicing its tail after
+      // someone else's bytes could cut a character in two.
+      const overlap = Math.min(data.length, logBytes - offset);
+      if (overlap > 0 && !this.logRange(buildId, offset, offset + overlap).equals(data.subarray(0, overlap))) {
+        return { kind: 'conflict', logBytes } as const;
+      }
+      const fresh = data.subarray(overlap);
       if (fresh.length === 0) return { kind: 'appended', logBytes } as const;
       if (logBytes + fresh.length > maxLogBytes) return { kind: 'too-large', logBytes } as const;
       this.q('INSERT INTO log_chunks (build_id, offset, data) VALUES (?, ?, ?)').run(buildId, logBytes, fresh);
       this.q('UPDATE builds SET log_bytes = ? WHERE id = ?').run(logBytes + fresh.length, buildId);
       return { kind: 'appended', logBytes: logBytes + fresh.length } as const;
     });
+  }
+
+  /** The stored bytes [from, to) of a build's log. */
+  private logRange(buildId: string, from: number, to: number): Buffer {
+    const rows = this.q('SELECT offset, data FROM log_chunks WHERE build_id = ? AND offset + length(data) > ? AND offset < ? ORDER BY offset').all(buildId, from, to) as {
+      offset: number;
+      data: Uint8Array;
+    }[];
+    if (rows.length === 0) return Buffer.alloc(0);
+    const start = rows[0]!.offset;
+    return Buffer.concat(rows.map((r) => r.data)).subarray(from - start, to - start);
   }
 
   async readLog(buildId: string, fromOffset: number): Promise<Buffer> {

@@ -131,6 +131,8 @@ export interface AttemptEnd {
 export type AppendLogResult =
   | { kind: 'appended'; logBytes: number }
   | { kind: 'gap'; expectedOffset: number }
+  /** The chunk overlaps stored bytes that differ from its own: nothing was written. */
+  | { kind: 'conflict'; logBytes: number }
   | { kind: 'too-large'; logBytes: number };
 
 export interface OverdueQuery {
@@ -234,7 +236,10 @@ export interface Store {
   /** Deletes these builds with their attempts, log chunks and artifact records, if they are still final. Returns the ids deleted. */
   deleteBuilds(ids: readonly string[]): Promise<string[]>;
 
-  /** Appends at a byte offset: a repeat is a no-op, an overlap appends only the new tail, a gap is refused. */
+  /**
+   * Appends at a byte offset: a repeat of stored bytes is a no-op, an overlap whose bytes match
+   * appends only the new tail, an overlap whose bytes differ is a conflict, a gap is refused.
+   */
   appendLog(buildId: string, offset: number, data: Buffer, maxLogBytes: number): Promise<AppendLogResult>;
   readLog(buildId: string, fromOffset: number): Promise<Buffer>;
 }

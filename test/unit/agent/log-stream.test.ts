@@ -129,4 +129,50 @@ describe('LogStream', () => {
     expect(local).toContain("output from here on is not kept: the controller's log cap was reached");
     expect(local).not.toContain('more output');
   });
+
+  it('stops streaming on a log conflict (another writer) instead of resending forever, and keeps the local copy', async () => {
+    let calls = 0;
+    const conflicts: unknown[] = [];
+    const s = new LogStream({
+      path: join(dir, 'g.log'),
+      startOffset: 0,
+      flushIntervalMs: 10,
+      onConflict: (e) => conflicts.push(e),
+      send: async () => {
+        calls++;
+        throw new ExpoError('HTTP_STATUS', 'conflict', { details: { status: 409, code: 'LOG_CONFLICT' } });
+      },
+    });
+    s.append('our output\n');
+    await s.flush();
+    s.append('more of it\n');
+    // close() ends at once: nothing more is sent, however long the deadline.
+    expect(await s.close(Date.now() + 60_000)).toBe(false);
+    expect(calls).toBe(1);
+    expect(conflicts).toHaveLength(1);
+    expect(readFileSync(join(dir, 'g.log'), 'utf8')).toBe('our output\nmore of it\n');
+  });
+
+  it('a retry of its own chunk that already landed is not a conflict', async () => {
+    const c = fakeController();
+    let lost = 1;
+    const conflicts: unknown[] = [];
+    const s = new LogStream({
+      path: join(dir, 'h.log'),
+      startOffset: 0,
+      flushIntervalMs: 10_000,
+      onConflict: (e) => conflicts.push(e),
+      // The first answer is lost after the controller stored the chunk: the agent sends it again.
+      send: async (offset, data) => {
+        const size = await c.send(offset, data);
+        if (lost-- > 0) throw new ExpoError('HTTP_UNREACHABLE', 'answer lost');
+        return size;
+      },
+    });
+    s.append('landed once\n');
+    await s.flush();
+    expect(await s.close(Date.now() + 5000)).toBe(true);
+    expect(c.text()).toBe('landed once\n');
+    expect(conflicts).toHaveLength(0);
+  });
 });

@@ -1,0 +1,85 @@
+/**
+ * Telling "the disk is full" apart from other failures, so that a full disk under the database
+ * answers `507 STORE_FULL` with `Retry-After` (the agent retries 5xx; nothing is lost, since a
+ * failed write changed nothing) and the log says so in words an operator searches for — ENOSPC,
+ * disk full, and the directory — instead of a bare 500.
+ *
+ * SQLite reports a full disk as SQLITE_FULL (13), and some write paths as an SQLITE_IOERR (10,
+ * with extended codes) whose errno (ENOSPC) node:sqlite does not expose: an I/O error counts
+ * as "full" when the data directory's filesystem has almost nothing left.
+ */
+import { statfs } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+const SQLITE_IOERR = 10;
+const SQLITE_FULL = 13;
+/** Below this many free bytes an SQLite I/O error is taken for a full disk. */
+const NEARLY_FULL_BYTES = 1024 * 1024;
+/** What `Retry-After` tells a client refused for a full disk, in seconds. */
+export const STORE_FULL_RETRY_AFTER_S = 10;
+
+interface SqliteLike {
+  code?: unknown;
+  path?: unknown;
+  errcode?: unknown;
+  errstr?: unknown;
+  cause?: unknown;
+}
+
+/** The errors along an error's `cause` chain, the error first; bounded against cycles. */
+function chain(err: unknown): SqliteLike[] {
+  const out: SqliteLike[] = [];
+  for (let e = err, i = 0; e !== null && typeof e === 'object' && i < 8; e = (e as SqliteLike).cause, i++) out.push(e as SqliteLike);
+  return out;
+}
+
+/** Free bytes for an unprivileged writer on the filesystem holding `dir`; null when unknown. */
+export async function freeBytes(dir: string): Promise<number | null> {
+  try {
+    const s = await statfs(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return null;
+  }
+}
+
+export interface StorageFull {
+  /** One line for the log: names ENOSPC, "disk full" and the directory. */
+  summary: string;
+  /** Structured fields for the same log line. */
+  fields: { diskFull: true; errno: 'ENOSPC'; sqliteCode: string | null; dataDir: string | null; file: string | null; freeBytes: number | null };
+}
+
+/** When `err` is a full disk, what to log about it; otherwise null. */
+export async function describeStorageFull(err: unknown, dataDir: string | undefined): Promise<StorageFull | null> {
+  let sqliteCode: string | null = null;
+  let full = false;
+  let ioError = false;
+  // A file write (an artifact) names its own file, which may be on another disk than the database.
+  let file: string | null = null;
+  for (const e of chain(err)) {
+    if (e.code === 'ENOSPC') {
+      full = true;
+      if (typeof e.path === 'string') file = e.path;
+    }
+    if (e.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number') {
+      const primary = e.errcode & 0xff;
+      if (primary === SQLITE_FULL) {
+        full = true;
+        sqliteCode = 'SQLITE_FULL';
+      } else if (primary === SQLITE_IOERR) {
+        ioError = true;
+        sqliteCode = `SQLITE_IOERR (${e.errcode})`;
+      }
+    }
+  }
+  if (!full && !ioError) return null;
+  const watched = file === null ? dataDir : dirname(file);
+  const free = watched === undefined ? null : await freeBytes(watched);
+  if (!full && (free === null || free >= NEARLY_FULL_BYTES)) return null;
+  const where = file ?? dataDir ?? 'the database directory';
+  return {
+    summary: `disk full (ENOSPC${sqliteCode ? `, ${sqliteCode}` : ''}) under ${where}: ${file ? 'a file' : 'the database'} refused a write; free space there — writes resume by themselves`,
+    fields: { diskFull: true, errno: 'ENOSPC', sqliteCode, dataDir: dataDir ?? null, file, freeBytes: free },
+  };
+}
