@@ -2,8 +2,13 @@
 /**
  * `expo-worker <command>`: a table of commands, each loaded only when it is run so that
  * `expo-worker --help` stays fast and one command's dependencies never load for another.
+ *
+ * This is the entry an old Node.js may run (the built `dist/src/cli.js`): it checks the Node
+ * version before any command loads, so it imports only what Node 18 and 20 have too and
+ * everything else dynamically.
  */
 import { readFileSync } from 'node:fs';
+import { nodeTooOld, nodeTooOldMessage } from './sys/node-version.ts';
 
 interface Command {
   summary: string;
@@ -59,7 +64,7 @@ async function cli(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     console.log(usage());
-    return name === undefined ? 64 : 0;
+    return name === undefined ? EXIT_USAGE : 0;
   }
   if (name === '--version' || name === '-v') {
     console.log(version());
@@ -68,17 +73,44 @@ async function cli(argv: string[]): Promise<number> {
   const command = commands[name];
   if (!command) {
     console.error(`expo-worker: unknown command '${name}'\n\n${usage()}`);
-    return 64;
+    return EXIT_USAGE;
   }
   return command.run(rest);
 }
 
-cli(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(`expo-worker: ${err instanceof Error ? err.message : String(err)}`);
-    process.exitCode = 1;
-  },
-);
+/**
+ * A reader that goes away (`expo-worker status | head -1`) is not an error: when stdout's pipe
+ * closes the command ends at once, quietly, with the exit code it had so far (0 unless set);
+ * when stderr's closes, what would have gone there is dropped and the command carries on.
+ */
+function quietOnClosedPipes(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit();
+  });
+  process.stderr.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.stderr.write = () => true;
+  });
+}
+
+// The sysexits codes of src/client/exit-codes.ts, repeated: that module is not loaded before the version check.
+const EXIT_USAGE = 64;
+const EXIT_INTERNAL = 70;
+const EXIT_NODE_TOO_OLD = 78;
+
+if (nodeTooOld(process.versions.node)) {
+  process.stderr.write(nodeTooOldMessage(process.versions.node, process.execPath));
+  process.exitCode = EXIT_NODE_TOO_OLD;
+} else {
+  quietOnClosedPipes();
+  cli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      console.error(`expo-worker: ${err instanceof Error ? err.message : String(err)}`);
+      process.exitCode = EXIT_INTERNAL;
+    },
+  );
+}
