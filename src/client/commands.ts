@@ -150,10 +150,12 @@ export function statusMain(argv: string[], io: CliIo = processIo()): Promise<num
               `${b.attempt}/${b.maxAttempts}`,
               ago(b.createdAt, now),
               b.assignedAt === null ? '-' : duration((b.finishedAt === null ? now : Date.parse(b.finishedAt)) - Date.parse(b.assignedAt)),
-              b.failureReason ?? '-',
+              b.failureReason ?? b.waiting?.reason ?? '-',
             ]),
           )}\n`,
     );
+    // Why each queued build waits, in words (the API's `waiting`).
+    for (const b of builds) if (b.waiting) io.stdout(`${b.id} waits: ${b.waiting.message}\n`);
     return 0;
   });
 }
@@ -231,6 +233,8 @@ export function submitMain(argv: string[], io: CliIo = processIo()): Promise<num
     const build: BuildView = await a.submit(body);
     if (values.json) io.stdout(`${JSON.stringify(build, null, 2)}\n`);
     else io.stdout(`${build.id}\n`);
+    // Queued, but no enrolled worker could ever take it: say so now rather than wait without a word.
+    if (build.waiting?.reason === 'no_worker_with_labels') io.stderr(`expo-worker submit: warning: build ${build.id} may wait forever: ${build.waiting.message}\n`);
     if (!values.follow) {
       if (!values.json) io.stderr(`queued build ${build.id} (${build.steps.length} step${build.steps.length === 1 ? '' : 's'}); follow it with: expo-worker logs ${build.id} --follow\n`);
       return 0;

@@ -158,6 +158,25 @@ describe('--follow exit codes never collide with a step exit code', () => {
   });
 });
 
+describe('a build no worker could take', () => {
+  it('submit warns on stderr when no enrolled worker has the labels, and status says why a queued build waits', async () => {
+    await c.enrol('mac-1', ['xcode-15']);
+    const r = cli(['submit', '--step', 'a=true', '--label', 'xcode-16']);
+    expect(await r.exit, r.err()).toBe(0);
+    const id = r.out().trim();
+    expect(r.err()).toContain(`warning: build ${id} may wait forever: no enrolled worker has the label xcode-16`);
+    const ok = cli(['submit', '--step', 'a=true', '--label', 'xcode-15']);
+    expect(await ok.exit).toBe(0);
+    expect(ok.err()).not.toContain('warning');
+    const s = cli(['status']);
+    expect(await s.exit, s.err()).toBe(0);
+    expect(s.out()).toMatch(/mac-1\s+never_seen/);
+    expect(s.out()).toMatch(new RegExp(`${id}\\s+queued.*no_worker_with_labels`));
+    expect(s.out()).toContain(`${id} waits: no enrolled worker has the label xcode-16`);
+    expect(s.out()).toContain('waits: no matching worker has connected yet (mac-1)');
+  });
+});
+
 describe('an old Node.js', () => {
   it('versions older than 22.13 are refused, newer ones and 22.13 itself accepted', () => {
     expect(MIN_NODE_VERSION).toBe('22.13.0');
