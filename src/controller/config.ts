@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ExpoError } from '../protocol/errors.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
+import { LOG_FORMATS, type LogFormat } from '../sys/logger.ts';
 
 export interface ControllerConfig {
   /** TCP port. Default 3000. */
@@ -30,6 +31,8 @@ export interface ControllerConfig {
   prepareTimeoutMs: number;
   /** pino level. Default info. */
   logLevel: string;
+  /** Log format: `auto` (pretty on a terminal, JSON otherwise; the default), `json` or `pretty`. */
+  logFormat: LogFormat;
 }
 
 export const CONTROLLER_HELP = `Usage: expo-worker controller --db PATH --api-key KEY [options]
@@ -55,6 +58,8 @@ Options (each also read from the environment variable shown):
                              health checks) before it fails prepare_timeout and may be retried;
                              decimals allowed (EXPO_CONTROLLER_PREPARE_TIMEOUT, default 600)
   --log-level LEVEL          fatal|error|warn|info|debug|trace (EXPO_CONTROLLER_LOG_LEVEL, default info)
+  --log-format F             auto|json|pretty: auto is readable lines on a terminal and JSON
+                             otherwise (EXPO_CONTROLLER_LOG_FORMAT, default auto)
   -h, --help                 show this help
 `;
 
@@ -70,6 +75,7 @@ const OPTIONS = {
   'default-build-timeout': { type: 'string' },
   'prepare-timeout': { type: 'string' },
   'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -112,6 +118,8 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
   else if (apiKey.length < 16 || /\s/.test(apiKey)) problems.push('--api-key (EXPO_CONTROLLER_API_KEY): must be at least 16 characters with no spaces');
   const logLevel = pick('log-level', 'EXPO_CONTROLLER_LOG_LEVEL') ?? 'info';
   if (!LEVELS.includes(logLevel)) problems.push(`--log-level (EXPO_CONTROLLER_LOG_LEVEL): '${logLevel}' is not one of ${LEVELS.join(', ')}`);
+  const logFormat = pick('log-format', 'EXPO_CONTROLLER_LOG_FORMAT') ?? 'auto';
+  if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) problems.push(`--log-format (EXPO_CONTROLLER_LOG_FORMAT): '${logFormat}' is not one of ${LOG_FORMATS.join(', ')}`);
   if (problems.length > 0) {
     throw new ExpoError('CFG_INVALID', `invalid controller configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`, { details: { problems } });
   }
@@ -129,6 +137,7 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
       defaultBuildTimeoutS,
       prepareTimeoutMs: Math.round(prepareTimeoutS * 1000),
       logLevel,
+      logFormat: logFormat as LogFormat,
     }),
   };
 }
