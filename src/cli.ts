@@ -57,6 +57,10 @@ function usage(): string {
     ...lines,
     '',
     "Run 'expo-worker <command> --help' for a command's options.",
+    '',
+    'Exit codes: 0 done; with --follow 1 build failed, 2 cancelled, 3 infrastructure failure,',
+    "4 timed out; 64-78 the CLI's own trouble (64 usage, 69 unreachable, 77 key refused,",
+    "78 Node.js too old) — listed in 'expo-worker submit --help'.",
   ].join('\n');
 }
 
