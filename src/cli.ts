@@ -4,10 +4,11 @@
  * `expo-worker --help` stays fast and one command's dependencies never load for another.
  *
  * This is the entry an old Node.js may run (the built `dist/src/cli.js`): it checks the Node
- * version before any command loads, so it imports only what Node 18 and 20 have too and
- * everything else dynamically.
+ * version before any command loads, so its static imports (the version check, the exit codes)
+ * use only what Node 18 and 20 have too, and everything else is imported dynamically.
  */
 import { readFileSync } from 'node:fs';
+import { EXIT } from './client/exit-codes.ts';
 import { nodeTooOld, nodeTooOldMessage } from './sys/node-version.ts';
 
 interface Command {
@@ -68,7 +69,7 @@ async function cli(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     console.log(usage());
-    return name === undefined ? EXIT_USAGE : 0;
+    return name === undefined ? EXIT.usage : 0;
   }
   if (name === '--version' || name === '-v') {
     console.log(version());
@@ -77,7 +78,7 @@ async function cli(argv: string[]): Promise<number> {
   const command = commands[name];
   if (!command) {
     console.error(`expo-worker: unknown command '${name}'\n\n${usage()}`);
-    return EXIT_USAGE;
+    return EXIT.usage;
   }
   return command.run(rest);
 }
@@ -98,14 +99,9 @@ function quietOnClosedPipes(): void {
   });
 }
 
-// The sysexits codes of src/client/exit-codes.ts, repeated: that module is not loaded before the version check.
-const EXIT_USAGE = 64;
-const EXIT_INTERNAL = 70;
-const EXIT_NODE_TOO_OLD = 78;
-
 if (nodeTooOld(process.versions.node)) {
   process.stderr.write(nodeTooOldMessage(process.versions.node, process.execPath));
-  process.exitCode = EXIT_NODE_TOO_OLD;
+  process.exitCode = EXIT.nodeTooOld;
 } else {
   quietOnClosedPipes();
   cli(process.argv.slice(2)).then(
@@ -114,7 +110,7 @@ if (nodeTooOld(process.versions.node)) {
     },
     (err: unknown) => {
       console.error(`expo-worker: ${err instanceof Error ? err.message : String(err)}`);
-      process.exitCode = EXIT_INTERNAL;
+      process.exitCode = EXIT.internal;
     },
   );
 }

@@ -3,6 +3,9 @@
  * result (`submit --follow`, `logs --follow`) is 0–4, and the CLI's own trouble is in the
  * sysexits range (64–78). A failing step's own exit code is printed, never returned, because
  * a step may exit with any number — 3, 64 or 77 included.
+ *
+ * The CLI's entry imports this before it has checked the Node version: plain code only, and
+ * no imports but the domain's constants.
  */
 import { isInfraFailure, type FailureReason } from '../protocol/domain.ts';
 import type { BuildView } from '../protocol/schemas.ts';
