@@ -17,7 +17,7 @@ const step = (s: string) => console.log(`${paint('36', '→')} ${s}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Prints a build's log as it grows and its status/progress as they change, until it ends or `until` says so. */
-async function follow(farm: Farm, id: string, until: (b: Record<string, any>) => boolean = FINAL): Promise<Record<string, any>> {
+async function follow(farm: Farm, id: string, until: (b: Record<string, any>) => boolean = FINAL, seen = new Set<number>()): Promise<Record<string, any>> {
   let offset = 0;
   let shown = '';
   for (;;) {
@@ -29,6 +29,7 @@ async function follow(farm: Farm, id: string, until: (b: Record<string, any>) =>
     }
     const b = await farm.build(id);
     const state = `${b.status}${b.progress !== null ? ` ${b.progress}%` : ''}`;
+    if (b.status === 'running' && b.progress !== null) seen.add(b.progress);
     if (state !== shown) {
       step(`build ${id}: ${b.status === 'failed' ? red(state) : state}`);
       shown = state;
@@ -54,17 +55,21 @@ async function main(): Promise<void> {
     step('agent started: it reaped orphans, ran the host preflight, and is long-polling for builds');
 
     console.log(bold('\n1. A build, with live logs and progress'));
+    // Each `::progress N` line sets the build's progress; vm-monitor.sh reports it with its next
+    // heartbeat (every second with the demo's timeout), so the markers are 1.5 s apart to be seen.
     const b1 = await farm.submit({
       steps: [
-        { name: 'install', run: 'echo "$ npm ci"; sleep 0.5; echo "added 1423 packages"; echo ::progress 30' },
-        { name: 'build', run: 'for t in App Pods Tests; do echo "› Building $t"; sleep 0.7; done; echo ::progress 90; echo "› Build Succeeded"' },
+        { name: 'install', run: 'echo "$ npm ci"; for p in 10 20 30; do sleep 1.5; echo "resolving packages…"; echo "::progress $p"; done; echo "added 1423 packages"' },
+        // The agent sets 50 % as this second of two steps starts; the markers go on from there.
+        { name: 'build', run: 'p=50; for t in App Pods Tests Archive; do echo "› Building $t"; sleep 1.5; p=$((p + 10)); echo "::progress $p"; done; echo "› Build Succeeded"' },
       ],
       env: { EXPO_TOKEN: 'demo-secret' },
     });
     results.push({ what: 'happy path', id: b1 });
     step(`submitted ${bold(b1)} (env values stay secret: the API shows only their names)`);
-    const done1 = await follow(farm, b1);
-    step(`build ${b1} → ${done1.status === 'succeeded' ? green(done1.status) : red(done1.status)}`);
+    const progress1 = new Set<number>();
+    const done1 = await follow(farm, b1, FINAL, progress1);
+    step(`build ${b1} → ${done1.status === 'succeeded' ? green(done1.status) : red(done1.status)}; progress seen while running: ${[...progress1].sort((a, b) => a - b).map((p) => `${p}%`).join(' → ')}`);
 
     console.log(bold('\n2. A VM that freezes mid-build'));
     const b2 = await farm.submit({ steps: [{ name: 'archive', run: 'for i in $(seq 1 60); do echo "archiving… $i"; sleep 1; done' }] });
@@ -102,7 +107,8 @@ async function main(): Promise<void> {
       console.log(`  ${r.what.padEnd(16)} ${x.id}  ${status}${x.failureReason ? ` (${x.failureReason})` : ''}  ${secs} s`);
     }
     console.log(`  ${dim(JSON.stringify((await farm.api('GET', '/health')).body))}`);
-    const ok = (await farm.build(b1)).status === 'succeeded' && (await farm.build(b2)).failureReason === 'heartbeat_timeout' && (await farm.build(b3)).status === 'succeeded';
+    // The progress must have moved in steps, not jumped from 0 % to the end.
+    const ok = [...progress1].filter((p) => p > 0 && p < 100).length >= 3 && (await farm.build(b1)).status === 'succeeded' && (await farm.build(b2)).failureReason === 'heartbeat_timeout' && (await farm.build(b3)).status === 'succeeded';
     if (!ok) process.exitCode = 1;
   } finally {
     await stopAll();

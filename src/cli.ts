@@ -2,8 +2,14 @@
 /**
  * `expo-worker <command>`: a table of commands, each loaded only when it is run so that
  * `expo-worker --help` stays fast and one command's dependencies never load for another.
+ *
+ * This is the entry an old Node.js may run (the built `dist/src/cli.js`): it checks the Node
+ * version before any command loads, so its static imports (the version check, the exit codes)
+ * use only what Node 18 and 20 have too, and everything else is imported dynamically.
  */
 import { readFileSync } from 'node:fs';
+import { EXIT } from './client/exit-codes.ts';
+import { nodeTooOld, nodeTooOldMessage } from './sys/node-version.ts';
 
 interface Command {
   summary: string;
@@ -53,6 +59,10 @@ function usage(): string {
     ...lines,
     '',
     "Run 'expo-worker <command> --help' for a command's options.",
+    '',
+    'Exit codes: 0 done; with --follow 1 build failed, 2 cancelled, 3 infrastructure failure,',
+    "4 timed out; 64-78 the CLI's own trouble (64 usage, 69 unreachable, 77 key refused,",
+    "78 Node.js too old) — listed in 'expo-worker submit --help'.",
   ].join('\n');
 }
 
@@ -60,7 +70,7 @@ async function cli(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     console.log(usage());
-    return name === undefined ? 64 : 0;
+    return name === undefined ? EXIT.usage : 0;
   }
   if (name === '--version' || name === '-v') {
     console.log(version());
@@ -69,17 +79,39 @@ async function cli(argv: string[]): Promise<number> {
   const command = commands[name];
   if (!command) {
     console.error(`expo-worker: unknown command '${name}'\n\n${usage()}`);
-    return 64;
+    return EXIT.usage;
   }
   return command.run(rest);
 }
 
-cli(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(`expo-worker: ${err instanceof Error ? err.message : String(err)}`);
-    process.exitCode = 1;
-  },
-);
+/**
+ * A reader that goes away (`expo-worker status | head -1`) is not an error: when stdout's pipe
+ * closes the command ends at once, quietly, with the exit code it had so far (0 unless set);
+ * when stderr's closes, what would have gone there is dropped and the command carries on.
+ */
+function quietOnClosedPipes(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit();
+  });
+  process.stderr.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.stderr.write = () => true;
+  });
+}
+
+if (nodeTooOld(process.versions.node)) {
+  process.stderr.write(nodeTooOldMessage(process.versions.node, process.execPath));
+  process.exitCode = EXIT.nodeTooOld;
+} else {
+  quietOnClosedPipes();
+  cli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      console.error(`expo-worker: ${err instanceof Error ? err.message : String(err)}`);
+      process.exitCode = EXIT.internal;
+    },
+  );
+}

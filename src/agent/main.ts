@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { runPreflight, statfsFreeBytes } from '../health/preflight.ts';
 import { isExpoError } from '../protocol/errors.ts';
 import { NodeExec } from '../sys/exec.ts';
-import { createLogger } from '../sys/logger.ts';
+import { createLogger, LOG_FORMATS, logDestination, resolveLogFormat, type LogFormat } from '../sys/logger.ts';
 import { takeOverSignals } from '../sys/signals.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 import { Ssh2Client } from '../sys/ssh2-client.ts';
@@ -26,13 +26,15 @@ import { ControllerClient } from './controller-client.ts';
 import { controllerCallOf, PromAgentMetrics, type AgentMetrics } from './metrics.ts';
 import { startStatusServer, type StatusServer } from './status-server.ts';
 
-export const AGENT_HELP = `Usage: expo-worker agent [--config PATH] [--log-level LEVEL]
+export const AGENT_HELP = `Usage: expo-worker agent [--config PATH] [--log-level LEVEL] [--log-format F]
 
 Runs the agent: polls the controller and runs each build in a fresh, health-checked Tart VM.
 
 Options:
   --config PATH      agent config (default ~/.expo-worker/config.json)
   --log-level LEVEL  fatal|error|warn|info|debug|trace (default info, or EXPO_AGENT_LOG_LEVEL)
+  --log-format F     auto|json|pretty: auto is readable lines on a terminal, JSON otherwise
+                     (default auto, or EXPO_AGENT_LOG_FORMAT)
   -h, --help         show this help
 
 Signals: SIGTERM/SIGINT drain (finish running builds, then exit 0); a second one aborts the
@@ -134,7 +136,7 @@ const RESTART_ONLY = ['workerId', 'controllerUrl', 'apiKey', 'maxConcurrentBuild
 export async function main(argv: string[]): Promise<number> {
   let values;
   try {
-    values = parseArgs({ args: argv, options: { config: { type: 'string' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }).values;
+    values = parseArgs({ args: argv, options: { config: { type: 'string' }, 'log-level': { type: 'string' }, 'log-format': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }).values;
   } catch (err) {
     console.error(`expo-worker agent: ${(err as Error).message}\n\n${AGENT_HELP}`);
     return 64;
@@ -154,7 +156,16 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const log = createLogger('expo-worker-agent', values['log-level'] ?? process.env.EXPO_AGENT_LOG_LEVEL ?? 'info');
+  const logFormat = values['log-format'] ?? process.env.EXPO_AGENT_LOG_FORMAT ?? 'auto';
+  if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) {
+    console.error(`expo-worker agent: --log-format (EXPO_AGENT_LOG_FORMAT): '${logFormat}' is not one of ${LOG_FORMATS.join(', ')}`);
+    return 64;
+  }
+  const log = createLogger(
+    'expo-worker-agent',
+    values['log-level'] ?? process.env.EXPO_AGENT_LOG_LEVEL ?? 'info',
+    await logDestination(resolveLogFormat(logFormat as LogFormat, process.stdout.isTTY === true)),
+  );
   // Built before the agent it reads its gauges from; scraped only once the agent exists.
   const metrics = new PromAgentMetrics({
     slots: () => {

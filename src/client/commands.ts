@@ -3,10 +3,11 @@
  * flags eagerly (a bad one is named, exit 64), resolves the controller URL and admin key
  * (flags, environment, `~/.expo-worker/client.json`), and talks to the admin API.
  *
- * Exit codes: 0 done; 64 bad usage or config; 69 the controller cannot be reached; 77 the key
- * was refused; 1 anything else (an unknown build id, say). `submit --follow` and `logs
- * --follow` exit with the build's result: 0 succeeded, the failing step's exit code (or 1) when
- * failed, 3 when cancelled.
+ * Exit codes (src/client/exit-codes.ts, listed in every --help): 0 done; 64 bad usage or
+ * config; 65 the controller refused the request (an unknown build id, say); 69 the controller
+ * cannot be reached; 70 anything unexpected; 77 the key was refused. `submit --follow` and
+ * `logs --follow` exit with the build's result in 0–4 (succeeded, failed, cancelled,
+ * infrastructure failure, timed out) and print the failing step's own exit code.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,7 +19,8 @@ import { isExpoError } from '../protocol/errors.ts';
 import type { BuildView, CreateBuildBody } from '../protocol/schemas.ts';
 import { AdminApi } from './admin-api.ts';
 import { resolveClientConfig } from './config.ts';
-import { follow, resultExitCode } from './follow.ts';
+import { EXIT, EXIT_CODES_HELP, resultExitCode } from './exit-codes.ts';
+import { follow } from './follow.ts';
 import { ago, duration, table } from './format.ts';
 
 /** Where a command reads and writes: the real process by default. */
@@ -41,13 +43,15 @@ export const processIo = (): CliIo => ({
 const CONNECTION = `
 Controller:
   --url URL   the controller (or EXPO_WORKER_URL, or "url" in ~/.expo-worker/client.json)
-  --key KEY   the admin key (or EXPO_WORKER_KEY, or "key" in ~/.expo-worker/client.json)`;
+  --key KEY   the admin key (or EXPO_WORKER_KEY, or "key" in ~/.expo-worker/client.json)
+
+${EXIT_CODES_HELP}`;
 
 export const HELP = {
   status: `Usage: expo-worker status [--limit N] [--json]\n\nWorkers and recent builds.\n\n  --limit N   recent builds to show (default 10)\n  --json      print {health, workers, builds} as JSON\n${CONNECTION}`,
   submit: `Usage: expo-worker submit (--step NAME=CMD ... | --file build.json) [options]
 
-Queues a build and prints its id. --follow streams its log and exits with its result.
+Queues a build and prints its id. --follow streams its log and exits with its result\n(0 succeeded, 1 failed, 2 cancelled, 3 infrastructure failure, 4 timed out).
 
   --step NAME=CMD     a step, in order (repeatable)
   --file PATH         the build as JSON: {"steps": [{"name", "run"}], "env", "labels", "timeoutS", "maxAttempts", "artifacts"}
@@ -64,7 +68,7 @@ Queues a build and prints its id. --follow streams its log and exits with its re
   --follow, -f        stream the log and progress until the build ends
   --json              print the queued build as JSON
 ${CONNECTION}`,
-  logs: `Usage: expo-worker logs <build-id> [--follow]\n\nPrints a build's log; --follow streams it until the build ends and exits with its result.\n${CONNECTION}`,
+  logs: `Usage: expo-worker logs <build-id> [--follow]\n\nPrints a build's log; --follow streams it until the build ends and exits with its result\n(0 succeeded, 1 failed, 2 cancelled, 3 infrastructure failure, 4 timed out).\n${CONNECTION}`,
   artifacts: `Usage: expo-worker artifacts <build-id> [--download DIR] [--json]\n\nLists a build's collected artifacts; --download saves them into DIR, checking each SHA-256.\n\n  --download DIR  save every artifact into DIR (created if missing)\n  --json          print the list as JSON\n${CONNECTION}`,
   prune: `Usage: expo-worker prune [--older-than AGE] [--dry-run] [--json]
 
@@ -109,14 +113,15 @@ async function run(name: Name, io: CliIo, body: () => Promise<number>): Promise<
   } catch (err) {
     if (err instanceof UsageError) {
       io.stderr(`expo-worker ${name}: ${err.message}\n\n${HELP[name]}\n`);
-      return 64;
+      return EXIT.usage;
     }
     if (isExpoError(err)) {
       io.stderr(`expo-worker ${name}: ${err.message}\n`);
-      if (err.code === 'CFG_INVALID') return 64;
-      if (err.code === 'HTTP_UNREACHABLE') return 69;
+      if (err.code === 'CFG_INVALID') return EXIT.usage;
+      if (err.code === 'HTTP_UNREACHABLE') return EXIT.unreachable;
       const status = (err.details as { status?: number }).status;
-      return status === 401 || status === 403 ? 77 : 1;
+      if (status === 401 || status === 403) return EXIT.auth;
+      return status !== undefined && status >= 400 && status < 500 ? EXIT.refused : EXIT.internal;
     }
     throw err;
   }
@@ -160,10 +165,12 @@ export function statusMain(argv: string[], io: CliIo = processIo()): Promise<num
               `${b.attempt}/${b.maxAttempts}`,
               ago(b.createdAt, now),
               b.assignedAt === null ? '-' : duration((b.finishedAt === null ? now : Date.parse(b.finishedAt)) - Date.parse(b.assignedAt)),
-              b.failureReason ?? '-',
+              b.failureReason ?? b.waiting?.reason ?? '-',
             ]),
           )}\n`,
     );
+    // Why each queued build waits, in words (the API's `waiting`).
+    for (const b of builds) if (b.waiting) io.stdout(`${b.id} waits: ${b.waiting.message}\n`);
     return 0;
   });
 }
@@ -252,6 +259,8 @@ export function submitMain(argv: string[], io: CliIo = processIo()): Promise<num
     const build: BuildView = await a.submit(body);
     if (values.json) io.stdout(`${JSON.stringify(build, null, 2)}\n`);
     else io.stdout(`${build.id}\n`);
+    // Queued, but no enrolled worker could ever take it: say so now rather than wait without a word.
+    if (build.waiting?.reason === 'no_worker_with_labels') io.stderr(`expo-worker submit: warning: build ${build.id} may wait forever: ${build.waiting.message}\n`);
     if (!values.follow) {
       if (!values.json) io.stderr(`queued build ${build.id} (${build.steps.length} step${build.steps.length === 1 ? '' : 's'}); follow it with: expo-worker logs ${build.id} --follow\n`);
       return 0;

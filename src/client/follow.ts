@@ -26,23 +26,12 @@ export async function follow(api: Pick<AdminApi, 'logs' | 'build'>, id: string, 
     }
     // Final, and every byte stored by then printed: done. (The log is complete once the build is final.)
     if (FINAL.has(slice.status) && FINAL.has(build.status) && offset >= slice.size) {
-      if (build.failureReason) io.stderr(`[expo-worker] build ${id} failed: ${build.failureReason}${build.message ? ` — ${build.message}` : ''}\n`);
+      // The step's own exit code is printed, not returned: it could be any number (see exit-codes.ts).
+      const exit = build.exitCode === null ? '' : ` (step exit code ${build.exitCode})`;
+      if (build.failureReason) io.stderr(`[expo-worker] build ${id} failed: ${build.failureReason}${build.message ? ` — ${build.message}` : ''}${exit}\n`);
+      else if (build.status === 'cancelled') io.stderr(`[expo-worker] build ${id} was cancelled\n`);
       return build;
     }
     await new Promise((r) => setTimeout(r, slice.data.length > 0 && !FINAL.has(slice.status) ? Math.min(intervalMs, 250) : intervalMs));
-  }
-}
-
-/** The exit code for a build's result: 0 succeeded; the failing step's exit code (or 1) when failed; 3 cancelled. */
-export function resultExitCode(b: BuildView): number {
-  switch (b.status) {
-    case 'succeeded':
-      return 0;
-    case 'cancelled':
-      return 3;
-    case 'failed':
-      return b.exitCode !== null && b.exitCode > 0 && b.exitCode < 256 ? b.exitCode : 1;
-    default:
-      return 1;
   }
 }

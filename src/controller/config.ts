@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import cron from 'node-cron';
 import { ExpoError } from '../protocol/errors.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
+import { LOG_FORMATS, type LogFormat } from '../sys/logger.ts';
 
 export interface ControllerConfig {
   /** TCP port. Default 3000. */
@@ -35,6 +36,8 @@ export interface ControllerConfig {
   retentionDays: number;
   /** When the retention job runs (cron syntax). Default hourly, at minute 17. */
   retentionSchedule: string;
+  /** Log format: `auto` (pretty on a terminal, JSON otherwise; the default), `json` or `pretty`. */
+  logFormat: LogFormat;
 }
 
 export const CONTROLLER_HELP = `Usage: expo-worker controller --db PATH --api-key KEY [options]
@@ -66,6 +69,8 @@ Options (each also read from the environment variable shown):
                              .partial uploads (EXPO_CONTROLLER_RETENTION_SCHEDULE,
                              default "17 * * * *": hourly)
   --log-level LEVEL          fatal|error|warn|info|debug|trace (EXPO_CONTROLLER_LOG_LEVEL, default info)
+  --log-format F             auto|json|pretty: auto is readable lines on a terminal and JSON
+                             otherwise (EXPO_CONTROLLER_LOG_FORMAT, default auto)
   -h, --help                 show this help
 `;
 
@@ -83,6 +88,7 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   'retention-days': { type: 'string' },
   'retention-schedule': { type: 'string' },
+  'log-format': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -128,6 +134,8 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
   else if (apiKey.length < 16 || /\s/.test(apiKey)) problems.push('--api-key (EXPO_CONTROLLER_API_KEY): must be at least 16 characters with no spaces');
   const logLevel = pick('log-level', 'EXPO_CONTROLLER_LOG_LEVEL') ?? 'info';
   if (!LEVELS.includes(logLevel)) problems.push(`--log-level (EXPO_CONTROLLER_LOG_LEVEL): '${logLevel}' is not one of ${LEVELS.join(', ')}`);
+  const logFormat = pick('log-format', 'EXPO_CONTROLLER_LOG_FORMAT') ?? 'auto';
+  if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) problems.push(`--log-format (EXPO_CONTROLLER_LOG_FORMAT): '${logFormat}' is not one of ${LOG_FORMATS.join(', ')}`);
   if (problems.length > 0) {
     throw new ExpoError('CFG_INVALID', `invalid controller configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`, { details: { problems } });
   }
@@ -147,6 +155,7 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
       logLevel,
       retentionDays,
       retentionSchedule,
+      logFormat: logFormat as LogFormat,
     }),
   };
 }

@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { isExpoError } from '../protocol/errors.ts';
 import { buildApp } from './app.ts';
 import { CONTROLLER_HELP, parseControllerArgs } from './config.ts';
-import { createLogger } from '../sys/logger.ts';
+import { createLogger, logDestination, resolveLogFormat } from '../sys/logger.ts';
 import { takeOverSignals } from '../sys/signals.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 import { prepareDataDir } from './store/data-dir.ts';
@@ -30,7 +30,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const config = parsed.config;
-  const logger = createLogger('expo-worker-controller', config.logLevel);
+  const logger = createLogger('expo-worker-controller', config.logLevel, await logDestination(resolveLogFormat(config.logFormat, process.stdout.isTTY === true)));
   const startedAt = Date.now();
   let secrets: SecretBox;
   if (config.dbPath === ':memory:') secrets = SecretBox.ephemeral();

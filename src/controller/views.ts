@@ -1,11 +1,12 @@
 /** Store records turned into what the API shows: ISO times, env values withheld, worker status derived. */
 import type { WorkerStatus } from '../protocol/domain.ts';
-import type { ArtifactView, AssignedBuild, BuildView, WorkerView } from '../protocol/schemas.ts';
+import type { ArtifactView, AssignedBuild, BuildView, WaitingView, WorkerView } from '../protocol/schemas.ts';
 import type { ArtifactRecord, BuildRecord, Claim, WorkerRecord } from './store/store.ts';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-export function buildView(b: BuildRecord): BuildView {
+/** A build as the API shows it; `waiting` (why a queued build is not claimed yet) only when given. */
+export function buildView(b: BuildRecord, waiting?: WaitingView): BuildView {
   return {
     id: b.id,
     status: b.status,
@@ -29,11 +30,16 @@ export function buildView(b: BuildRecord): BuildView {
     startedAt: iso(b.startedAt),
     finishedAt: iso(b.finishedAt),
     lastHeartbeatAt: iso(b.lastHeartbeatAt),
+    ...(waiting === undefined ? {} : { waiting }),
   };
 }
 
-/** A worker's status: offline when the watchdog said so, else draining, busy (holds a build) or idle. */
+/**
+ * A worker's status: never_seen until its agent first polls, offline when the watchdog said so,
+ * else draining, busy (holds a build) or idle.
+ */
 export function workerStatus(w: WorkerRecord, runningBuilds: readonly string[]): WorkerStatus {
+  if (w.lastSeenAt === null) return 'never_seen';
   if (w.offline) return 'offline';
   if (w.draining) return 'draining';
   return runningBuilds.length > 0 ? 'busy' : 'idle';

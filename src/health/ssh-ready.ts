@@ -2,7 +2,7 @@
  * Waiting for a VM's SSH to come up, bounded by `timeoutS`.
  *
  * An IP answering is not SSH being ready — and with a stale DHCP lease the IP may even be
- * another VM's (specs/tart-cli.md §2, `tart ip`). So the host is re-resolved before every attempt
+ * another VM's (docs/tart.md §2, `tart ip`). So the host is re-resolved before every attempt
  * and connections are polled: refused, timed out and closed are retried with a short backoff
  * until the deadline; a rejected key or a host-key mismatch ends the wait at once, since waiting
  * cannot fix either. The error thrown says which of these it was.

@@ -55,7 +55,8 @@ export type FailureReason = (typeof FAILURE_REASONS)[number];
 export const INFRA_FAILURE_REASONS = ['prepare_timeout', 'vm_unhealthy', 'vm_crashed', 'heartbeat_timeout', 'worker_lost'] as const satisfies readonly FailureReason[];
 export const isInfraFailure = (r: FailureReason): boolean => (INFRA_FAILURE_REASONS as readonly string[]).includes(r);
 
-export const WORKER_STATUSES = ['idle', 'busy', 'draining', 'offline'] as const;
+/** `never_seen`: enrolled, but its agent has not polled yet (a new worker, or a key never installed). */
+export const WORKER_STATUSES = ['never_seen', 'idle', 'busy', 'draining', 'offline'] as const;
 export type WorkerStatus = (typeof WORKER_STATUSES)[number];
 
 export const BUILD_PHASES = ['preparing', 'running'] as const;
@@ -75,3 +76,13 @@ export const ARTIFACT_NAME_PATTERN = '^(?!\\.)[A-Za-z0-9._-]{1,200}$';
 
 export const isWorkerId = (s: string): boolean => new RegExp(WORKER_ID_PATTERN).test(s);
 export const isBuildId = (s: string): boolean => new RegExp(BUILD_ID_PATTERN).test(s);
+
+/**
+ * Why a queued build waits, as `GET /api/v1/builds/:id` says. In order of what a person should
+ * fix first: no enrolled worker has every label the build needs; matching workers exist but
+ * none has ever polled; all matching workers are offline; all are draining; all are busy (no
+ * free slot); or a matching worker has a free slot and takes it at its next poll (builds ahead
+ * of it in the queue go first).
+ */
+export const WAITING_REASONS = ['no_worker_with_labels', 'matching_never_seen', 'matching_offline', 'matching_draining', 'all_matching_busy', 'next_poll'] as const;
+export type WaitingReason = (typeof WAITING_REASONS)[number];

@@ -16,6 +16,7 @@ import {
   LABEL_PATTERN,
   WORKER_ID_PATTERN,
   WORKER_STATUSES,
+  WAITING_REASONS,
 } from './domain.ts';
 
 
@@ -100,6 +101,10 @@ export const CreateBuildBody = strict({
 });
 export type CreateBuildBody = Static<typeof CreateBuildBody>;
 
+/** Why a queued build has not been claimed yet (only on queued builds). */
+export const WaitingView = Type.Object({ reason: Type.Enum(WAITING_REASONS), message: Type.String() });
+export type WaitingView = Static<typeof WaitingView>;
+
 export const BuildView = Type.Object({
   id: Type.String(),
   status: BuildStatusSchema,
@@ -125,6 +130,7 @@ export const BuildView = Type.Object({
   startedAt: Type.Union([Type.String(), Type.Null()]),
   finishedAt: Type.Union([Type.String(), Type.Null()]),
   lastHeartbeatAt: Type.Union([Type.String(), Type.Null()]),
+  waiting: Type.Optional(WaitingView),
 });
 export type BuildView = Static<typeof BuildView>;
 

@@ -135,7 +135,7 @@ export class TartCli implements VmDriver {
   }
 
   async clone(source: string, name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
-    // CI=1: plain progress lines instead of ANSI redraws (specs/tart-cli.md §1).
+    // CI=1: plain progress lines instead of ANSI redraws (docs/tart.md §1).
     await this.tart(['clone', source, name], {
       env: { CI: '1' },
       timeoutMs: this.options.cloneTimeoutMs ?? 1_800_000,

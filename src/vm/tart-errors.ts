@@ -1,7 +1,7 @@
 /**
  * Classifying tart's failures. Tart reports errors on stderr with an exit code that only
  * partly distinguishes them (2 for "does not exist" / "not running" / "already running", 1 for
- * most others, 64 for usage errors — specs/tart-cli.md §1), so we match exit code plus a
+ * most others, 64 for usage errors — docs/tart.md §1), so we match exit code plus a
  * message substring, never whole lines: messages gain prefixes (`Error: `) and suffixes
  * (`, is your VM running?`) between versions and paths.
  */

@@ -1,7 +1,7 @@
 /**
  * Parsing tart's JSON output. Only JSON is parsed (the text table changes between versions).
  * Key order is unspecified and `/` arrives escaped as `\/` (JSON.parse undoes both); field sets
- * differ by version (specs/tart-cli.md §2, `list` field history), so every field but `Name` is
+ * differ by version (docs/tart.md §2, `list` field history), so every field but `Name` is
  * optional: `State` (2.0+) is preferred, else `Running` (1.2+), else the state is `unknown`.
  * Unknown keys are ignored.
  */

@@ -138,11 +138,11 @@ describe('expo-worker submit', () => {
       expect(u.err()).toContain(message);
     }
     const invalid = io();
-    expect(await submitMain(['--step', 'a=b', '--env', '1BAD=x'], invalid)).toBe(1);
+    expect(await submitMain(['--step', 'a=b', '--env', '1BAD=x'], invalid)).toBe(65);
     expect(invalid.err()).toContain('400 API_BAD_REQUEST');
   });
 
-  it('--follow streams the log, shows progress, and exits with the failing step’s exit code', async () => {
+  it('--follow streams the log, shows progress, exits 1 for a failed build and prints the failing step’s exit code', async () => {
     const w = await c.enrol('mac-1');
     const t = io();
     const following = submitMain(['--step', 'build=make', '--follow'], t);
@@ -162,10 +162,10 @@ describe('expo-worker submit', () => {
     for (const deadline = Date.now() + 30_000; !t.err().includes('running 40%') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
     await post(`/api/v1/builds/${id}/logs`, { lease: claim!.lease, offset: Buffer.byteLength('compiling…\n'), data: 'error: boom\n' });
     await post(`/api/v1/builds/${id}/complete`, { lease: claim!.lease, status: 'failed', exitCode: 7, message: "step 'build' exited with 7" });
-    expect(await following).toBe(7);
+    expect(await following).toBe(1);
     expect(t.out()).toBe(`${id}\ncompiling…\nerror: boom\n`);
     expect(t.err()).toContain(`[expo-worker] build ${id}: running 40% on mac-1`);
-    expect(t.err()).toContain(`[expo-worker] build ${id} failed: build_failed — step 'build' exited with 7`);
+    expect(t.err()).toContain(`[expo-worker] build ${id} failed: build_failed — step 'build' exited with 7 (step exit code 7)`);
   });
 });
 
@@ -188,13 +188,13 @@ describe('expo-worker logs and cancel', () => {
     expect(await cancelMain([q.id], x)).toBe(0);
     expect(x.out()).toBe(`build ${q.id} cancelled\n`);
     const fc = io();
-    expect(await logsMain([q.id, '--follow'], fc)).toBe(3);
+    expect(await logsMain([q.id, '--follow'], fc)).toBe(2);
 
     const unknown = io();
-    expect(await logsMain(['aaaaaaaaaaaaaaaa'], unknown)).toBe(1);
+    expect(await logsMain(['aaaaaaaaaaaaaaaa'], unknown)).toBe(65);
     expect(unknown.err()).toBe(`expo-worker logs: build 'aaaaaaaaaaaaaaaa' not found at ${url}\n`);
     const unknownCancel = io();
-    expect(await cancelMain(['aaaaaaaaaaaaaaaa'], unknownCancel)).toBe(1);
+    expect(await cancelMain(['aaaaaaaaaaaaaaaa'], unknownCancel)).toBe(65);
     expect(unknownCancel.err()).toContain("build 'aaaaaaaaaaaaaaaa' not found");
     const notAnId = io();
     expect(await cancelMain(['nope'], notAnId)).toBe(64);

@@ -1,5 +1,5 @@
 /**
- * Contract of the simulator's non-running commands against specs/tart-cli.md §1–3: output
+ * Contract of the simulator's non-running commands against docs/tart.md §1–3: output
  * formats, empty outputs, sort order, argument handling, and each error's text and exit code.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Contract of `tart ip` (specs/tart-cli.md §2 ip, §5): the 1-s wait loop, failure texts, leases
+ * Contract of `tart ip` (docs/tart.md §2 ip, §5): the 1-s wait loop, failure texts, leases
  * that appear after the boot delay, stale leases after stop/restart, and the IP faults.
  */
 import { afterEach, describe, expect, it } from 'vitest';

@@ -1,5 +1,5 @@
 /**
- * Contract of `tart run` and what sees it (specs/tart-cli.md §2 run/stop/delete/suspend, §4):
+ * Contract of `tart run` and what sees it (docs/tart.md §2 run/stop/delete/suspend, §4):
  * real locking, the second run, signal semantics, the 2-macOS-VM limit, and that every process
  * of a VM dies with its run process on every path.
  */

@@ -3,13 +3,25 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { hashSecret, newWorkerKey, requireAdmin } from '../auth.ts';
 import type { BuildService } from '../build-service.ts';
-import type { Store } from '../store/store.ts';
+import type { BuildRecord, Store } from '../store/store.ts';
 import { buildView, workerView } from '../views.ts';
+import { whyWaiting, type WorkerLoad } from '../waiting.ts';
 import { BuildIdParams, CancelBody, CreateBuildBody, CreateWorkerBody, ListBuildsQuery, LogQuery } from '../../protocol/schemas.ts';
 
 export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Store }> = async (fastify, { service, store }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   app.addHook('preHandler', async (req) => requireAdmin(req.principal));
+
+  /** Builds as shown, a queued one with why it waits (the workers read once, only when one is queued). */
+  const views = async (builds: BuildRecord[]) => {
+    let loads: WorkerLoad[] | undefined;
+    if (builds.some((b) => b.status === 'queued')) {
+      const [workers, held] = await Promise.all([store.listWorkers(), store.activeBuildsByWorker()]);
+      loads = workers.map((worker) => ({ worker, runningBuilds: (held.get(worker.id) ?? []).map((b) => b.id) }));
+    }
+    return builds.map((b) => buildView(b, b.status === 'queued' && loads ? whyWaiting(b, loads) : undefined));
+  };
+  const view = async (b: BuildRecord) => (await views([b]))[0]!;
 
   app.post('/api/v1/workers', { schema: { body: CreateWorkerBody } }, async (req, reply) => {
     const apiKey = newWorkerKey();
@@ -26,15 +38,15 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Sto
   app.post('/api/v1/builds', { schema: { body: CreateBuildBody } }, async (req, reply) => {
     const build = await service.submit(req.body);
     req.log.info({ buildId: build.id, steps: build.steps.length, labels: build.labels }, 'build queued');
-    return reply.status(201).send(buildView(build));
+    return reply.status(201).send(await view(build));
   });
 
   app.get('/api/v1/builds', { schema: { querystring: ListBuildsQuery } }, async (req) => {
     const builds = await store.listBuilds({ status: req.query.status, limit: Number(req.query.limit ?? 100) });
-    return { builds: builds.map(buildView) };
+    return { builds: await views(builds) };
   });
 
-  app.get('/api/v1/builds/:id', { schema: { params: BuildIdParams } }, async (req) => buildView(await service.getBuild(req.params.id)));
+  app.get('/api/v1/builds/:id', { schema: { params: BuildIdParams } }, async (req) => view(await service.getBuild(req.params.id)));
 
   app.post(
     '/api/v1/builds/:id/cancel',
@@ -48,7 +60,7 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Sto
     async (req) => {
     const build = await service.cancel(req.params.id);
     req.log.info({ buildId: build.id, status: build.status }, 'build cancel requested');
-    return buildView(build);
+    return view(build);
     },
   );
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ExpoError } from '../../../src/protocol/errors.ts';
 import { classifyTartOutput, runExitError, tartError } from '../../../src/vm/tart-errors.ts';
 
-// Every failure message of specs/tart-cli.md §1–2 with its exit code.
+// Every failure message of docs/tart.md §1–2 with its exit code.
 const CASES: [string, number, string, string][] = [
   ['get/ip/stop/delete on a missing VM', 2, 'the specified VM "vm1" does not exist', 'VM_NOT_FOUND'],
   ['run on a missing VM', 1, 'Error: the specified VM "vm1" does not exist', 'VM_NOT_FOUND'],
