@@ -20,6 +20,7 @@ export function buildView(b: BuildRecord): BuildView {
     labels: b.labels,
     steps: b.steps,
     artifacts: b.artifacts,
+    artifactProblems: b.artifactProblems,
     envNames: Object.keys(b.env).sort(),
     cancelRequested: b.cancelRequested,
     logBytes: b.logBytes,

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
+import { MIGRATIONS } from '../../src/controller/store/migrations.ts';
 import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
 import { describeStoreConformance } from './store-conformance.ts';
 
@@ -26,7 +27,7 @@ describe('SqliteStore specifics', () => {
       await s.close();
       const db = new DatabaseSync(join(dir, 'c.db'));
       expect((db.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode).toBe('wal');
-      expect(db.prepare('SELECT version FROM schema_migrations ORDER BY version').all()).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
+      expect(db.prepare('SELECT version FROM schema_migrations ORDER BY version').all()).toEqual(MIGRATIONS.map((m) => ({ version: m.version })));
       db.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

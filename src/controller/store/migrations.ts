@@ -96,4 +96,10 @@ export const MIGRATIONS: readonly Migration[] = [
     // here (builds.started_at is the first attempt's start and stays for the record).
     sql: `ALTER TABLE attempts ADD COLUMN running_at INTEGER;`,
   },
+  {
+    version: 6,
+    name: 'artifact problems',
+    // Declared artifacts an attempt could not store (matched nothing, failed to upload), as JSON.
+    sql: `ALTER TABLE builds ADD COLUMN artifact_problems TEXT NOT NULL DEFAULT '[]';`,
+  },
 ];

@@ -11,7 +11,7 @@
  * `test/controller/store-conformance.ts` runs unchanged against every adapter.
  */
 import type { ActiveBuildStatus, BuildStatus, FailureReason, FinalBuildStatus } from '../../protocol/domain.ts';
-import type { Step } from '../../protocol/schemas.ts';
+import type { ArtifactProblem, ArtifactSpec, Step } from '../../protocol/schemas.ts';
 
 export interface WorkerRecord {
   id: string;
@@ -33,8 +33,10 @@ export interface BuildRecord {
   labels: string[];
   timeoutS: number;
   maxAttempts: number;
-  /** Paths (shell patterns, relative to the build's work directory) to collect from the VM. */
-  artifacts: string[];
+  /** Paths (shell patterns, relative to the build's work directory) to collect from the VM, as declared. */
+  artifacts: ArtifactSpec[];
+  /** Declared artifacts the last collecting attempt could not store. */
+  artifactProblems: ArtifactProblem[];
   /** Number of attempts claimed so far (0 while first queued). */
   attempt: number;
   workerId: string | null;
@@ -79,7 +81,7 @@ export interface NewBuild {
   steps: Step[];
   env: Record<string, string>;
   labels: string[];
-  artifacts: string[];
+  artifacts: ArtifactSpec[];
   timeoutS: number;
   maxAttempts: number;
   createdAt: number;
@@ -207,6 +209,8 @@ export interface Store {
 
   /** Records (or replaces) a collected artifact. */
   putArtifact(a: ArtifactRecord): Promise<void>;
+  /** Records the artifact problems an attempt reported, if `lease` is still the build's current one; false otherwise. */
+  setArtifactProblems(buildId: string, lease: string, problems: ArtifactProblem[]): Promise<boolean>;
   listArtifacts(buildId: string): Promise<ArtifactRecord[]>;
 
   /** Appends at a byte offset: a repeat is a no-op, an overlap appends only the new tail, a gap is refused. */
