@@ -9,13 +9,13 @@
  * failed, 3 when cancelled.
  */
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, resolve, sep } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isBuildId } from '../protocol/domain.ts';
-import { isExpoError } from '../protocol/errors.ts';
-import type { BuildView, CreateBuildBody } from '../protocol/schemas.ts';
+import { ExpoError, isExpoError } from '../protocol/errors.ts';
+import type { ArtifactProblem, BuildView, CreateBuildBody } from '../protocol/schemas.ts';
 import { AdminApi } from './admin-api.ts';
 import { resolveClientConfig } from './config.ts';
 import { follow, resultExitCode } from './follow.ts';
@@ -44,7 +44,7 @@ Controller:
   --key KEY   the admin key (or EXPO_WORKER_KEY, or "key" in ~/.expo-worker/client.json)`;
 
 export const HELP = {
-  status: `Usage: expo-worker status [--limit N] [--json]\n\nWorkers and recent builds.\n\n  --limit N   recent builds to show (default 10)\n  --json      print {health, workers, builds} as JSON\n${CONNECTION}`,
+  status: `Usage: expo-worker status [--limit N] [--json]\n\nWorkers and recent builds, then the declared artifacts those builds did not store.\n\n  --limit N   recent builds to show (default 10)\n  --json      print {health, workers, builds} as JSON\n${CONNECTION}`,
   submit: `Usage: expo-worker submit (--step NAME=CMD ... | --file build.json) [options]
 
 Queues a build and prints its id. --follow streams its log and exits with its result.
@@ -53,14 +53,18 @@ Queues a build and prints its id. --follow streams its log and exits with its re
   --file PATH         the build as JSON: {"steps": [{"name", "run"}], "env", "labels", "timeoutS", "maxAttempts", "artifacts"}
   --env K=V           an environment variable for the steps (repeatable)
   --label L           a label a worker must have (repeatable)
-  --artifact PATTERN  a file to collect from the VM, relative to the steps' directory; * and ? allowed (repeatable)
+  --artifact PATTERN  a file to collect from the VM, relative to the steps' directory; * and ? allowed
+                      (repeatable); one that matches nothing or fails to upload is recorded on the build
+  --required-artifact PATTERN
+                      the same, and the build fails (artifact_missing) without it (repeatable; in
+                      --file: {"path": PATTERN, "required": true})
   --timeout S         the build's timeout in seconds
   --max-attempts N    attempts on infrastructure failures (1-5)
   --follow, -f        stream the log and progress until the build ends
   --json              print the queued build as JSON
 ${CONNECTION}`,
   logs: `Usage: expo-worker logs <build-id> [--follow]\n\nPrints a build's log; --follow streams it until the build ends and exits with its result.\n${CONNECTION}`,
-  artifacts: `Usage: expo-worker artifacts <build-id> [--download DIR] [--json]\n\nLists a build's collected artifacts; --download saves them into DIR, checking each SHA-256.\n\n  --download DIR  save every artifact into DIR (created if missing)\n  --json          print the list as JSON\n${CONNECTION}`,
+  artifacts: `Usage: expo-worker artifacts <build-id> [--download DIR] [--json]\n\nLists a build's collected artifacts (named by their path in the build's work directory) and the declared ones\nthat were not stored (NOT STORED, with the reason); --download saves them into DIR, checking each SHA-256.\n\n  --download DIR  save every artifact into DIR at its relative path (created if missing)\n  --json          print {artifacts, problems} as JSON\n${CONNECTION}`,
   cancel: `Usage: expo-worker cancel <build-id>\n\nCancels a queued build at once, or asks the worker to stop a running one.\n${CONNECTION}`,
 };
 
@@ -149,8 +153,18 @@ export function statusMain(argv: string[], io: CliIo = processIo()): Promise<num
             ]),
           )}\n`,
     );
+    const lost = builds.filter((b) => b.artifactProblems.length > 0);
+    if (lost.length > 0) {
+      io.stdout('\nartifacts not stored:\n');
+      for (const b of lost) for (const p of b.artifactProblems) io.stdout(`  ${b.id}  ${problemLine(p)}\n`);
+    }
     return 0;
   });
+}
+
+/** One declared artifact that was not stored: `NOT STORED <name or pattern>  <reason>[, required]  <message>`. */
+function problemLine(p: ArtifactProblem): string {
+  return `NOT STORED ${p.name ?? p.pattern}\t${p.reason}${p.required ? ', required' : ''}\t${p.message}`;
 }
 
 function keyValue(flag: string, s: string): [string, string] {
@@ -193,8 +207,11 @@ function submission(values: Values): CreateBuildBody {
   if (env.length > 0) body.env = { ...(body.env as Record<string, string> | undefined), ...Object.fromEntries(env.map((e) => keyValue('--env', e))) };
   const labels = (values.label as string[] | undefined) ?? [];
   if (labels.length > 0) body.labels = labels;
-  const artifacts = (values.artifact as string[] | undefined) ?? [];
-  if (artifacts.length > 0) body.artifacts = [...((body.artifacts as string[] | undefined) ?? []), ...artifacts];
+  const artifacts: unknown[] = [
+    ...((values.artifact as string[] | undefined) ?? []),
+    ...((values['required-artifact'] as string[] | undefined) ?? []).map((path) => ({ path, required: true })),
+  ];
+  if (artifacts.length > 0) body.artifacts = [...((body.artifacts as unknown[] | undefined) ?? []), ...artifacts];
   const timeoutS = intFlag('--timeout', values.timeout as string | undefined, 1, 604_800);
   if (timeoutS !== undefined) body.timeoutS = timeoutS;
   const maxAttempts = intFlag('--max-attempts', values['max-attempts'] as string | undefined, 1, 5);
@@ -213,6 +230,7 @@ export function submitMain(argv: string[], io: CliIo = processIo()): Promise<num
         env: { type: 'string', multiple: true },
         label: { type: 'string', multiple: true },
         artifact: { type: 'string', multiple: true },
+        'required-artifact': { type: 'string', multiple: true },
         timeout: { type: 'string' },
         'max-attempts': { type: 'string' },
         follow: { type: 'boolean', short: 'f' },
@@ -267,16 +285,22 @@ export function artifactsMain(argv: string[], io: CliIo = processIo()): Promise<
     if (values.help) return (io.stdout(`${HELP.artifacts}\n`), 0);
     const id = positionals[0]!;
     const a = api(values, io);
-    const list = await a.artifacts(id);
-    if (values.json) io.stdout(`${JSON.stringify(list, null, 2)}\n`);
-    else if (list.length === 0) io.stdout(`build ${id} has no artifacts\n`);
-    else for (const x of list) io.stdout(`${x.name}\t${x.sizeBytes} bytes\tsha256 ${x.sha256}\n`);
+    const { artifacts: list, problems } = await a.artifacts(id);
+    if (values.json) io.stdout(`${JSON.stringify({ artifacts: list, problems }, null, 2)}\n`);
+    else {
+      if (list.length === 0 && problems.length === 0) io.stdout(`build ${id} has no artifacts\n`);
+      for (const x of list) io.stdout(`${x.name}\t${x.sizeBytes} bytes\tsha256 ${x.sha256}\n`);
+      for (const p of problems) io.stdout(`${problemLine(p)}\n`);
+    }
     const dir = values.download as string | undefined;
     if (dir !== undefined) {
-      await mkdir(dir, { recursive: true });
       for (const x of list) {
-        await a.downloadArtifact(id, x, join(dir, x.name));
-        io.stderr(`saved ${join(dir, x.name)}\n`);
+        // Names are relative paths (`ios/build/App.ipa`): kept below DIR, never outside it.
+        const path = resolve(dir, x.name);
+        if (!path.startsWith(resolve(dir) + sep)) throw new ExpoError('HTTP_STATUS', `artifact name '${x.name}' points outside ${dir}; not saved`);
+        await mkdir(dirname(path), { recursive: true });
+        await a.downloadArtifact(id, x, path);
+        io.stderr(`saved ${path}\n`);
       }
     }
     return 0;

@@ -1,7 +1,11 @@
 /** Artifacts end to end: collected from the VM after the steps, stored by the controller, downloadable intact. */
 import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { artifactsMain, statusMain, type CliIo } from '../../src/client/commands.ts';
 import { ADMIN, FINAL, startFarm, type Farm, E2E_TEST_TIMEOUT_MS } from '../support/farm.ts';
 
 // Builds on the simulator are slow on a busy machine: see WAIT in test/support/farm.ts.
@@ -25,11 +29,11 @@ describe('artifacts', () => {
     expect(b, log).toMatchObject({ status: 'succeeded' });
     const inVm = /([0-9a-f]{64})\s+out\/App\.ipa/.exec(log)?.[1];
     expect(inVm).toBeDefined();
-    expect(log).toContain('nothing matches missing/*.zip');
+    expect(log).toContain('artifact missing/*.zip was not stored: no_match');
     const list = (await farm.api('GET', `/api/v1/builds/${id}/artifacts`)).body.artifacts as { name: string; sizeBytes: number; sha256: string }[];
-    expect(list.map((a) => a.name)).toEqual(['App.ipa', 'report.txt']);
+    expect(list.map((a) => a.name)).toEqual(['out/App.ipa', 'out/report.txt']);
     expect(list[0]).toMatchObject({ sizeBytes: 2_000_000, sha256: inVm });
-    const res = await request(`${farm.controller.url}/api/v1/builds/${id}/artifacts/App.ipa`, { headers: { authorization: `Bearer ${ADMIN}` } });
+    const res = await request(`${farm.controller.url}/api/v1/builds/${id}/artifacts/out/App.ipa`, { headers: { authorization: `Bearer ${ADMIN}` } });
     const bytes = Buffer.from(await res.body.arrayBuffer());
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(inVm);
   });
@@ -40,5 +44,63 @@ describe('artifacts', () => {
     expect(await farm.waitBuild(id, FINAL)).toMatchObject({ status: 'failed', failureReason: 'build_failed' });
     const list = (await farm.api('GET', `/api/v1/builds/${id}/artifacts`)).body.artifacts as { name: string }[];
     expect(list.map((a) => a.name)).toEqual(['junit.xml']);
+  });
+
+  it('keeps two files with one base name from two folders, records a pattern that matched nothing, and fails a build whose required artifact is missing', async () => {
+    farm = await startFarm();
+    const long = `${'l'.repeat(150)}.txt`;
+    const id = await farm.submit({
+      steps: [
+        {
+          name: 'build',
+          run: `mkdir -p ios/build android/build deep && echo ios > ios/build/App.ipa && echo android > android/build/App.ipa && echo long > deep/${long} && echo spaced > 'deep/my app.txt'`,
+        },
+      ],
+      artifacts: ['*/build/App.ipa', './deep/*', 'missing/*.zip'],
+    });
+    const b = await farm.waitBuild(id, FINAL);
+    const log = await farm.log(id);
+    // A pattern matching nothing is no reason to fail a build whose steps passed — but it is recorded and shown.
+    expect(b, log).toMatchObject({
+      status: 'succeeded',
+      artifactProblems: [{ pattern: 'missing/*.zip', reason: 'no_match', required: false, message: expect.any(String) }],
+    });
+    const got = (await farm.api('GET', `/api/v1/builds/${id}/artifacts`)).body as { artifacts: { name: string }[]; problems: unknown[] };
+    expect(got.artifacts.map((a) => a.name)).toEqual(['android/build/App.ipa', `deep/${long}`, 'deep/my app.txt', 'ios/build/App.ipa']);
+    expect(got.problems).toEqual(b.artifactProblems);
+
+    // The CLI shows the problem and downloads every artifact at its relative path.
+    const home = mkdtempSync(join(tmpdir(), 'expo-e2e-cli-'));
+    try {
+      const out: string[] = [];
+      const io: CliIo = { stdout: (t) => void out.push(String(t)), stderr: () => undefined, env: {}, home };
+      const conn = ['--url', farm.controller.url, '--key', ADMIN];
+      expect(await artifactsMain([id, '--download', join(home, 'dl'), ...conn], io)).toBe(0);
+      expect(out.join('')).toContain('NOT STORED missing/*.zip\tno_match');
+      expect(readFileSync(join(home, 'dl', 'ios/build/App.ipa'), 'utf8')).toBe('ios\n');
+      expect(readFileSync(join(home, 'dl', 'android/build/App.ipa'), 'utf8')).toBe('android\n');
+      expect(readFileSync(join(home, 'dl', 'deep', long), 'utf8')).toBe('long\n');
+      expect(readFileSync(join(home, 'dl', 'deep/my app.txt'), 'utf8')).toBe('spaced\n');
+      out.length = 0;
+      expect(await statusMain([...conn], io)).toBe(0);
+      expect(out.join('')).toContain(`${id}  NOT STORED missing/*.zip\tno_match`);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+
+    const required = await farm.submit({
+      steps: [{ name: 'build', run: 'mkdir -p out && echo ok > out/report.txt' }],
+      artifacts: ['out/report.txt', { path: 'out/*.ipa', required: true }],
+    });
+    const r = await farm.waitBuild(required, FINAL);
+    expect(r, await farm.log(required)).toMatchObject({
+      status: 'failed',
+      failureReason: 'artifact_missing',
+      attempt: 1,
+      message: expect.stringContaining('out/*.ipa (no_match)'),
+      artifactProblems: [{ pattern: 'out/*.ipa', reason: 'no_match', required: true, message: expect.any(String) }],
+    });
+    // What could be collected still was.
+    expect(((await farm.api('GET', `/api/v1/builds/${required}/artifacts`)).body.artifacts as { name: string }[]).map((a) => a.name)).toEqual(['out/report.txt']);
   });
 });
