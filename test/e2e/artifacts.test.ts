@@ -46,8 +46,8 @@ describe('artifacts', () => {
     expect(list.map((a) => a.name)).toEqual(['junit.xml']);
   });
 
-  it('keeps two files with one base name from two folders, records a pattern that matched nothing, and fails a build whose required artifact is missing', async () => {
-    farm = await startFarm();
+  it('keeps two files with one base name from two folders, records a pattern that matched nothing and a file past the size cap, and fails a build whose required artifact is missing', async () => {
+    farm = await startFarm({ controllerArgs: ['--max-artifact-mb', '1'] });
     const long = `${'l'.repeat(150)}.txt`;
     const id = await farm.submit({
       steps: [
@@ -89,8 +89,8 @@ describe('artifacts', () => {
     }
 
     const required = await farm.submit({
-      steps: [{ name: 'build', run: 'mkdir -p out && echo ok > out/report.txt' }],
-      artifacts: ['out/report.txt', { path: 'out/*.ipa', required: true }],
+      steps: [{ name: 'build', run: 'mkdir -p out && echo ok > out/report.txt && head -c 1100000 /dev/zero > out/big.bin' }],
+      artifacts: ['out/report.txt', 'out/big.bin', { path: 'out/*.ipa', required: true }],
     });
     const r = await farm.waitBuild(required, FINAL);
     expect(r, await farm.log(required)).toMatchObject({
@@ -98,7 +98,11 @@ describe('artifacts', () => {
       failureReason: 'artifact_missing',
       attempt: 1,
       message: expect.stringContaining('out/*.ipa (no_match)'),
-      artifactProblems: [{ pattern: 'out/*.ipa', reason: 'no_match', required: true, message: expect.any(String) }],
+      artifactProblems: [
+        // Past the controller's --max-artifact-mb: refused, recorded, the build not failed for it (not required).
+        { pattern: 'out/big.bin', name: 'out/big.bin', reason: 'too_large', required: false, message: expect.stringContaining('API_BODY_TOO_LARGE') },
+        { pattern: 'out/*.ipa', reason: 'no_match', required: true, message: expect.any(String) },
+      ],
     });
     // What could be collected still was.
     expect(((await farm.api('GET', `/api/v1/builds/${required}/artifacts`)).body.artifacts as { name: string }[]).map((a) => a.name)).toEqual(['out/report.txt']);
