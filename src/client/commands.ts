@@ -153,10 +153,11 @@ export function statusMain(argv: string[], io: CliIo = processIo()): Promise<num
             ]),
           )}\n`,
     );
-    const lost = builds.filter((b) => b.artifactProblems.length > 0);
+    // A controller older than artifact problems sends none.
+    const lost = builds.map((b) => ({ id: b.id, problems: (b as Partial<BuildView>).artifactProblems ?? [] })).filter((b) => b.problems.length > 0);
     if (lost.length > 0) {
       io.stdout('\nartifacts not stored:\n');
-      for (const b of lost) for (const p of b.artifactProblems) io.stdout(`  ${b.id}  ${problemLine(p)}\n`);
+      for (const b of lost) for (const p of b.problems) io.stdout(`  ${b.id}  ${problemLine(p)}\n`);
     }
     return 0;
   });

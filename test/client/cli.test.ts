@@ -257,7 +257,7 @@ describe('expo-worker artifacts', () => {
     expect((await c.get(t.out().trim())).artifacts).toEqual(['out/*.ipa', { path: 'ios/build/App.ipa', required: true }]);
   });
 
-  it('lists the declared artifacts a build did not store, with the reason, beside those it did', async () => {
+  it('artifacts and status show the declared artifacts a build did not store, with the reason', async () => {
     const b = await c.submit({ artifacts: ['missing/*.zip'] });
     const w = await c.enrol('mac-1');
     const claim = (await c.poll('mac-1', w.auth))!;
@@ -269,6 +269,9 @@ describe('expo-worker artifacts', () => {
     const j = io();
     expect(await artifactsMain([b.id, '--json'], j)).toBe(0);
     expect(JSON.parse(j.out())).toEqual({ artifacts: [], problems: [problem] });
+    const st = io();
+    expect(await statusMain([], st)).toBe(0);
+    expect(st.out()).toContain(`\nartifacts not stored:\n  ${b.id}  NOT STORED missing/*.zip\tno_match\t`);
   });
 
   it('says so when a build has none, and refuses a bad id', async () => {
