@@ -346,9 +346,9 @@ export class BuildRunner {
       }
       if (exit !== 0) {
         // A failed build's artifacts (test reports, logs) are often what explains it.
+        // The step's failure stands even if the attempt is aborted while they upload.
         const problems = await this.collectArtifacts(ws, note);
-        if (problems === null) return null;
-        return { status: 'failed', failureReason: 'build_failed', exitCode: Math.min(255, exit), message: `step '${step.name}' exited with ${exit}`, ...problemsField(build, problems) };
+        return { status: 'failed', failureReason: 'build_failed', exitCode: Math.min(255, exit), message: `step '${step.name}' exited with ${exit}`, ...(problems ? problemsField(build, problems) : {}) };
       }
     }
     const problems = await this.collectArtifacts(ws, note);
@@ -374,7 +374,8 @@ export class BuildRunner {
     const { build, lease } = this.claim;
     const declared = declaredArtifacts(build.artifacts);
     const problems: ArtifactProblem[] = [];
-    if (declared.length === 0 || this.ac.signal.aborted) return problems;
+    if (this.ac.signal.aborted) return null;
+    if (declared.length === 0) return problems;
     const problem = (p: ArtifactProblem) => {
       problems.push(p);
       note(`artifact${p.required ? ' (required)' : ''} ${p.name === undefined ? p.pattern : `${p.name} (${p.pattern})`} was not stored: ${p.reason}: ${p.message}`);
