@@ -406,7 +406,19 @@ export class BuildRunner {
               const { stream, sizeBytes } = await ws.openArtifact(file);
               return this.d.client.uploadArtifact(build.id, lease, name, new RawBody(stream, sizeBytes));
             },
-            { retries: 5, minTimeout: 1000, maxTimeout: 10_000, randomize: true, signal: this.ac.signal, shouldRetry: ({ error }) => isExpoError(error, 'HTTP_UNREACHABLE') },
+            {
+              retries: 5,
+              minTimeout: 1000,
+              maxTimeout: 10_000,
+              randomize: true,
+              signal: this.ac.signal,
+              shouldRetry: ({ error }) => isExpoError(error, 'HTTP_UNREACHABLE'),
+              onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+                if (!isExpoError(error, 'HTTP_UNREACHABLE') || retriesLeft === 0) return;
+                this.d.log.warn({ buildId: build.id, artifact: name, attempt: attemptNumber, err: error.message }, 'artifact upload failed; retrying');
+                note(`artifact ${name}: upload ${attemptNumber} failed (${error.message}); retrying`);
+              },
+            },
           );
           stored.add(name);
           note(`artifact ${name}: ${r.sizeBytes} bytes, sha256 ${r.sha256}`);

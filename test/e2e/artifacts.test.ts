@@ -1,12 +1,12 @@
 /** Artifacts end to end: collected from the VM after the steps, stored by the controller, downloadable intact. */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { request } from 'undici';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { artifactsMain, statusMain, type CliIo } from '../../src/client/commands.ts';
-import { ADMIN, FINAL, startFarm, type Farm, E2E_TEST_TIMEOUT_MS } from '../support/farm.ts';
+import { ADMIN, FINAL, startFarm, type Farm, E2E_TEST_TIMEOUT_MS, WAIT } from '../support/farm.ts';
 
 // Builds on the simulator are slow on a busy machine: see WAIT in test/support/farm.ts.
 vi.setConfig({ testTimeout: E2E_TEST_TIMEOUT_MS, hookTimeout: E2E_TEST_TIMEOUT_MS });
@@ -106,5 +106,34 @@ describe('artifacts', () => {
     });
     // What could be collected still was.
     expect(((await farm.api('GET', `/api/v1/builds/${required}/artifacts`)).body.artifacts as { name: string }[]).map((a) => a.name)).toEqual(['out/report.txt']);
+  });
+
+  it('retries an upload the controller failed with a 5xx and stores it; records one that keeps failing as upload_failed and fails the build when it was required', async () => {
+    farm = await startFarm({ agent: false });
+    // The controller cannot write a build's artifacts while a file stands where its directory
+    // goes: every upload of that build answers 500 until the file is removed.
+    const artifactsDir = join(dirname(farm.dbPath), 'artifacts');
+    mkdirSync(artifactsDir, { recursive: true });
+    const step = { name: 'build', run: 'mkdir -p out && echo ipa > out/App.ipa' };
+    const transient = await farm.submit({ steps: [step], artifacts: [{ path: 'out/App.ipa', required: true }] });
+    writeFileSync(join(artifactsDir, transient), 'in the way');
+    const agent = await farm.startAgent();
+    await agent.waitFor('artifact upload failed; retrying', WAIT.buildMs, (e) => e.buildId === transient);
+    rmSync(join(artifactsDir, transient));
+    const t = await farm.waitBuild(transient, FINAL);
+    const tLog = await farm.log(transient);
+    expect(t, tLog).toMatchObject({ status: 'succeeded', artifactProblems: [] });
+    expect(tLog).toMatch(/artifact out\/App\.ipa: upload 1 failed \(.*500.*\); retrying/);
+    expect(((await farm.api('GET', `/api/v1/builds/${transient}/artifacts`)).body.artifacts as { name: string }[]).map((a) => a.name)).toEqual(['out/App.ipa']);
+
+    const lasting = await farm.submit({ steps: [step], artifacts: [{ path: 'out/App.ipa', required: true }] });
+    writeFileSync(join(artifactsDir, lasting), 'in the way');
+    const l = await farm.waitBuild(lasting, FINAL);
+    expect(l, await farm.log(lasting)).toMatchObject({
+      status: 'failed',
+      failureReason: 'artifact_missing',
+      attempt: 1,
+      artifactProblems: [{ pattern: 'out/App.ipa', name: 'out/App.ipa', reason: 'upload_failed', required: true, message: expect.stringContaining('500') }],
+    });
   });
 });
