@@ -298,3 +298,41 @@ describe('declared artifacts: required ones and problems recorded on the build (
     expect(res.statusCode).toBe(400);
   });
 });
+
+describe('artifact names over real HTTP', () => {
+  it('names holding ?, #, %, spaces and folders round-trip through the agent\'s and the CLI\'s clients byte for byte', async () => {
+    const { ControllerClient, RawBody } = await import('../../src/agent/controller-client.ts');
+    const { AdminApi } = await import('../../src/client/admin-api.ts');
+    const { Readable } = await import('node:stream');
+    const { readFileSync } = await import('node:fs');
+    const url = await c.app.listen({ port: 0, host: '127.0.0.1' });
+    const { w, id, lease } = await claimed();
+    const agent = new ControllerClient({ baseUrl: url, apiKey: w.apiKey, workerId: 'mac-1' });
+    const names = ['out/what?.ipa', 'out/#1 build.ipa', 'out/100%.ipa', 'ios/build/App.ipa', 'android/build/App.ipa'];
+    for (const name of names) {
+      const bytes = Buffer.from(`bytes of ${name}`);
+      expect(await agent.uploadArtifact(id, lease, name, new RawBody(Readable.from([bytes]), bytes.length))).toMatchObject({ sizeBytes: bytes.length, sha256: sha(bytes) });
+    }
+    const admin = new AdminApi({ url, key: c.admin.authorization.slice('Bearer '.length) });
+    const { artifacts } = await admin.artifacts(id);
+    expect(artifacts.map((a) => a.name).sort()).toEqual([...names].sort());
+    try {
+      for (const a of artifacts) {
+        const path = join(c.dir, `dl-${sha(Buffer.from(a.name)).slice(0, 8)}`);
+        await admin.downloadArtifact(id, a, path);
+        expect(readFileSync(path, 'utf8')).toBe(`bytes of ${a.name}`);
+      }
+    } finally {
+      await agent.close();
+    }
+    // Dot segments (resolved by the client's URL parsing, or encoded past it) and absolute names: never stored, never a 5xx.
+    const { request } = await import('undici');
+    for (const path of ['..', '%2E%2E/x', 'a%2F..%2Fb', 'a%2F.%2Fb', '%2Fetc%2Fpasswd', 'ctl%00']) {
+      const res = await request(`${url}/api/v1/builds/${id}/artifacts/${path}`, { method: 'PUT', headers: { ...w.auth, 'x-expo-lease': lease }, body: 'x' });
+      const body = (await res.body.json()) as { code: string };
+      expect([400, 404], path).toContain(res.statusCode);
+      expect(['API_BAD_REQUEST', 'API_NOT_FOUND'], path).toContain(body.code);
+    }
+    expect((await admin.artifacts(id)).artifacts).toHaveLength(names.length);
+  });
+});
