@@ -135,9 +135,9 @@ const artifactNameOf = (file: string): string =>
     .filter((s) => s !== '' && s !== '.')
     .join('/');
 
-/** The problems field of a completion: sent whenever the build declares artifacts (an empty list records that none were lost). */
-const problemsField = (build: AssignedBuild, problems: ArtifactProblem[]): { artifactProblems?: ArtifactProblem[] } =>
-  build.artifacts.length === 0 ? {} : { artifactProblems: problems.slice(0, LIMITS.maxArtifactProblems) };
+/** The problems field of a completion: only when there are some, so a controller that predates it hears the same completion as before. */
+const problemsField = (problems: ArtifactProblem[]): { artifactProblems?: ArtifactProblem[] } =>
+  problems.length === 0 ? {} : { artifactProblems: problems.slice(0, LIMITS.maxArtifactProblems) };
 
 /** Shortens text to the schema's bound for a problem's message (or name). */
 const clip = (text: string, max = 1024): string => (text.length <= max ? text : `${text.slice(0, max - 1)}…`);
@@ -348,7 +348,7 @@ export class BuildRunner {
         // A failed build's artifacts (test reports, logs) are often what explains it.
         // The step's failure stands even if the attempt is aborted while they upload.
         const problems = await this.collectArtifacts(ws, note);
-        return { status: 'failed', failureReason: 'build_failed', exitCode: Math.min(255, exit), message: `step '${step.name}' exited with ${exit}`, ...(problems ? problemsField(build, problems) : {}) };
+        return { status: 'failed', failureReason: 'build_failed', exitCode: Math.min(255, exit), message: `step '${step.name}' exited with ${exit}`, ...(problems ? problemsField(problems) : {}) };
       }
     }
     const problems = await this.collectArtifacts(ws, note);
@@ -356,10 +356,10 @@ export class BuildRunner {
     const missing = problems.filter((p) => p.required);
     if (missing.length > 0) {
       const what = [...new Set(missing.map((p) => `${p.pattern} (${p.reason})`))].join(', ');
-      return { status: 'failed', failureReason: 'artifact_missing', message: clip(`required artifact${missing.length === 1 ? '' : 's'} not stored: ${what}`, 4000), ...problemsField(build, problems) };
+      return { status: 'failed', failureReason: 'artifact_missing', message: clip(`required artifact${missing.length === 1 ? '' : 's'} not stored: ${what}`, 4000), ...problemsField(problems) };
     }
     await ws.writeProgress(100).catch(() => undefined);
-    return { status: 'succeeded', exitCode: 0, ...problemsField(build, problems) };
+    return { status: 'succeeded', exitCode: 0, ...problemsField(problems) };
   }
 
   /**
