@@ -21,8 +21,8 @@ import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { isExpoError } from '../protocol/errors.ts';
-import type { FailureReason } from '../protocol/domain.ts';
-import type { CompleteBody, PollResponse } from '../protocol/schemas.ts';
+import { artifactNameProblem, type FailureReason } from '../protocol/domain.ts';
+import { LIMITS, type ArtifactProblem, type AssignedBuild, type CompleteBody, type PollResponse } from '../protocol/schemas.ts';
 import type { SshSession } from '../sys/ssh.ts';
 import type { VmExit } from '../vm/vm-driver.ts';
 import pRetry from 'p-retry';
@@ -117,6 +117,30 @@ const infraReason = (reason: AbortReason): FailureReason | null => {
     }
   }
 };
+
+/** The build's declared artifacts as patterns with their `required` flag; a pattern declared twice is one, required if either is. */
+function declaredArtifacts(specs: AssignedBuild['artifacts']): { pattern: string; required: boolean }[] {
+  const byPattern = new Map<string, boolean>();
+  for (const s of specs) {
+    const [pattern, required] = typeof s === 'string' ? [s, false] : [s.path, s.required === true];
+    byPattern.set(pattern, (byPattern.get(pattern) ?? false) || required);
+  }
+  return [...byPattern].map(([pattern, required]) => ({ pattern, required }));
+}
+
+/** A matched file's artifact name: its path relative to work/, without `.` or empty segments (`./out//a` → `out/a`). */
+const artifactNameOf = (file: string): string =>
+  file
+    .split('/')
+    .filter((s) => s !== '' && s !== '.')
+    .join('/');
+
+/** The problems field of a completion: only when there are some, so a controller that predates it hears the same completion as before. */
+const problemsField = (problems: ArtifactProblem[]): { artifactProblems?: ArtifactProblem[] } =>
+  problems.length === 0 ? {} : { artifactProblems: problems.slice(0, LIMITS.maxArtifactProblems) };
+
+/** Shortens text to the schema's bound for a problem's message (or name). */
+const clip = (text: string, max = 1024): string => (text.length <= max ? text : `${text.slice(0, max - 1)}…`);
 
 export class BuildRunner {
   readonly buildId: string;
@@ -325,53 +349,94 @@ export class BuildRunner {
       }
       if (exit !== 0) {
         // A failed build's artifacts (test reports, logs) are often what explains it.
-        await this.collectArtifacts(ws, note);
-        return { status: 'failed', failureReason: 'build_failed', exitCode: Math.min(255, exit), message: `step '${step.name}' exited with ${exit}` };
+        // The step's failure stands even if the attempt is aborted while they upload.
+        const problems = await this.collectArtifacts(ws, note);
+        return { status: 'failed', failureReason: 'build_failed', exitCode: Math.min(255, exit), message: `step '${step.name}' exited with ${exit}`, ...(problems ? problemsField(problems) : {}) };
       }
     }
-    await this.collectArtifacts(ws, note);
-    if (signal.aborted) return null;
+    const problems = await this.collectArtifacts(ws, note);
+    if (problems === null || signal.aborted) return null;
+    const missing = problems.filter((p) => p.required);
+    if (missing.length > 0) {
+      const what = [...new Set(missing.map((p) => `${p.pattern} (${p.reason})`))].join(', ');
+      return { status: 'failed', failureReason: 'artifact_missing', message: clip(`required artifact${missing.length === 1 ? '' : 's'} not stored: ${what}`, 4000), ...problemsField(problems) };
+    }
     await ws.writeProgress(100).catch(() => undefined);
-    return { status: 'succeeded', exitCode: 0 };
+    return { status: 'succeeded', exitCode: 0, ...problemsField(problems) };
   }
 
   /**
    * Uploads the files the build's artifact patterns match, while the monitor still keeps the
-   * build alive. Each upload is retried with a fresh stream while the controller is away; what
-   * cannot be collected is said in the log rather than failing a build whose steps passed.
+   * build alive, each under its path relative to work/ (`ios/build/App.ipa`: two files with one
+   * base name stay two artifacts). Each upload is retried with a fresh stream while the
+   * controller is away or failing (5xx). Nothing is lost without a word: a pattern that matched
+   * nothing, a file that could not be stored — each is noted in the log and returned as a
+   * problem, which the completion records on the build. Null when the attempt ended meanwhile.
    */
-  private async collectArtifacts(ws: RemoteWorkspace, note: (l: string) => void): Promise<void> {
+  private async collectArtifacts(ws: RemoteWorkspace, note: (l: string) => void): Promise<ArtifactProblem[] | null> {
     const { build, lease } = this.claim;
-    if (build.artifacts.length === 0 || this.ac.signal.aborted) return;
+    const declared = declaredArtifacts(build.artifacts);
+    const problems: ArtifactProblem[] = [];
+    if (this.ac.signal.aborted) return null;
+    if (declared.length === 0) return problems;
+    const problem = (p: ArtifactProblem) => {
+      problems.push(p);
+      note(`artifact${p.required ? ' (required)' : ''} ${p.name === undefined ? p.pattern : `${p.name} (${p.pattern})`} was not stored: ${p.reason}: ${p.message}`);
+    };
     let found: Map<string, string[]>;
     try {
-      found = await ws.findArtifacts(build.artifacts);
+      found = await ws.findArtifacts(declared.map((d) => d.pattern));
     } catch (err) {
-      note(`artifacts: could not look for them: ${(err as Error).message}`);
-      return;
+      for (const d of declared) problem({ pattern: d.pattern, reason: 'upload_failed', required: d.required, message: clip(`could not look for it in the VM: ${(err as Error).message}`) });
+      return problems;
     }
-    for (const [pattern, files] of found) {
-      if (files.length === 0) note(`artifacts: nothing matches ${pattern}`);
+    const stored = new Set<string>();
+    for (const d of declared) {
+      const files = found.get(d.pattern) ?? [];
+      if (files.length === 0) problem({ pattern: d.pattern, reason: 'no_match', required: d.required, message: 'no file matches this pattern in the work directory' });
       for (const file of files) {
-        const name = file.split('/').pop()!;
+        const name = artifactNameOf(file);
+        const bad = artifactNameProblem(name);
+        if (bad !== null) {
+          problem({ pattern: d.pattern, name: clip(name, 2048), reason: 'invalid_name', required: d.required, message: bad });
+          continue;
+        }
+        // Two patterns matching one file: one artifact.
+        if (stored.has(name)) continue;
         try {
-          const stored = await pRetry(
+          const r = await pRetry(
             async () => {
               const { stream, sizeBytes } = await ws.openArtifact(file);
               return this.d.client.uploadArtifact(build.id, lease, name, new RawBody(stream, sizeBytes));
             },
-            { retries: 5, minTimeout: 1000, maxTimeout: 10_000, randomize: true, signal: this.ac.signal, shouldRetry: ({ error }) => isExpoError(error, 'HTTP_UNREACHABLE') },
+            {
+              retries: 5,
+              minTimeout: 1000,
+              maxTimeout: 10_000,
+              randomize: true,
+              signal: this.ac.signal,
+              shouldRetry: ({ error }) => isExpoError(error, 'HTTP_UNREACHABLE'),
+              onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+                if (!isExpoError(error, 'HTTP_UNREACHABLE') || retriesLeft === 0) return;
+                this.d.log.warn({ buildId: build.id, artifact: name, attempt: attemptNumber, err: error.message }, 'artifact upload failed; retrying');
+                note(`artifact ${name}: upload ${attemptNumber} failed (${error.message}); retrying`);
+              },
+            },
           );
-          note(`artifact ${name} (${file}): ${stored.sizeBytes} bytes, sha256 ${stored.sha256}`);
+          stored.add(name);
+          note(`artifact ${name}: ${r.sizeBytes} bytes, sha256 ${r.sha256}`);
         } catch (err) {
           if (isAttemptOver(err)) {
             this.abort('attempt_over', (err as Error).message);
-            return;
+            return null;
           }
-          note(`artifact ${name} (${file}) was not stored: ${(err as Error).message}`);
+          if (this.ac.signal.aborted) return null;
+          const tooLarge = isExpoError(err, 'HTTP_STATUS') && (err.details as { code?: string }).code === 'API_BODY_TOO_LARGE';
+          problem({ pattern: d.pattern, name, reason: tooLarge ? 'too_large' : 'upload_failed', required: d.required, message: clip((err as Error).message) });
         }
       }
     }
+    return problems;
   }
 
   /**

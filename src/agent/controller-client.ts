@@ -171,7 +171,8 @@ export class ControllerClient {
 
   /** Uploads one artifact. Not retried here: a retry needs a fresh stream, so the caller loops. */
   async uploadArtifact(buildId: string, lease: string, name: string, body: RawBody, timeoutMs = 30 * 60_000): Promise<{ sizeBytes: number; sha256: string }> {
-    const path = `/api/v1/builds/${buildId}/artifacts/${encodeURIComponent(name)}`;
+    // The name is a relative path: each segment encoded, the slashes kept (the route is a wildcard).
+    const path = `/api/v1/builds/${buildId}/artifacts/${name.split('/').map(encodeURIComponent).join('/')}`;
     const res = await this.send<{ sizeBytes: number; sha256: string }>('PUT', path, body, { timeoutMs, headers: { 'x-expo-lease': lease } });
     return res.body ?? { sizeBytes: body.length, sha256: '' };
   }

@@ -157,17 +157,19 @@ export class RemoteWorkspace {
   }
 
   /**
-   * The files each artifact pattern matches in work/ (expanded by the VM's shell; the patterns
-   * were validated to plain path characters and `*` `?`). One command.
+   * The files each artifact pattern matches in work/, as the VM's shell names them (the patterns
+   * were validated to plain path characters and `*` `?`, and are expanded unquoted on purpose).
+   * Records are NUL-separated, so a file name holding a newline stays one (invalid) name instead
+   * of two wrong ones. One command.
    */
   async findArtifacts(patterns: readonly string[]): Promise<Map<string, string[]>> {
-    const loop = patterns.map((p) => `printf '\\t%s\\n' ${shellQuote([p])}; for f in ${p}; do [ -f "$f" ] && printf '%s\\n' "$f"; done`).join('; ');
+    const loop = patterns.map((p) => `printf 'P%s\\0' ${shellQuote([p])}; for f in ${p}; do [ -f "$f" ] && printf 'F%s\\0' "$f"; done`).join('; ');
     const out = await this.sh(`cd ${this.abs}/work && { ${loop}; }; true`);
     const found = new Map<string, string[]>();
     let current: string[] = [];
-    for (const line of out.split('\n')) {
-      if (line.startsWith('\t')) found.set(line.slice(1), (current = []));
-      else if (line !== '') current.push(line);
+    for (const record of out.split('\0')) {
+      if (record.startsWith('P')) found.set(record.slice(1), (current = []));
+      else if (record.startsWith('F')) current.push(record.slice(1));
     }
     return found;
   }

@@ -9,7 +9,7 @@ import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
 import { ExpoError } from '../protocol/errors.ts';
-import type { ArtifactView, BuildView, CreateBuildBody, PruneBody, PruneResult, WorkerView } from '../protocol/schemas.ts';
+import type { ArtifactProblem, ArtifactView, BuildView, CreateBuildBody, PruneBody, PruneResult, WorkerView } from '../protocol/schemas.ts';
 import type { ClientConfig } from './config.ts';
 
 export interface LogSlice {
@@ -110,15 +110,17 @@ export class AdminApi {
   }
 
   /** `/health` needs no key; the status command shows the queue from it. */
-  async artifacts(id: string): Promise<ArtifactView[]> {
-    return (await this.json<{ artifacts: ArtifactView[] }>('GET', `/api/v1/builds/${id}/artifacts`, undefined, `build ${id}`)).artifacts;
+  /** The collected artifacts and the declared ones that were not stored (none from a controller that predates them). */
+  async artifacts(id: string): Promise<{ artifacts: ArtifactView[]; problems: ArtifactProblem[] }> {
+    const r = await this.json<{ artifacts: ArtifactView[]; problems?: ArtifactProblem[] }>('GET', `/api/v1/builds/${id}/artifacts`, undefined, `build ${id}`);
+    return { artifacts: r.artifacts, problems: r.problems ?? [] };
   }
 
   /** Streams one artifact into `path` (via a temporary file), checking its SHA-256 on the way. */
   async downloadArtifact(id: string, artifact: ArtifactView, path: string): Promise<void> {
     let res;
     try {
-      res = await request(`${this.c.url}/api/v1/builds/${id}/artifacts/${encodeURIComponent(artifact.name)}`, {
+      res = await request(`${this.c.url}/api/v1/builds/${id}/artifacts/${artifact.name.split('/').map(encodeURIComponent).join('/')}`, {
         headers: { authorization: `Bearer ${this.c.key}` },
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,

@@ -10,13 +10,13 @@
  * infrastructure failure, timed out) and print the failing step's own exit code.
  */
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, resolve, sep } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isBuildId } from '../protocol/domain.ts';
-import { isExpoError } from '../protocol/errors.ts';
-import type { BuildView, CreateBuildBody } from '../protocol/schemas.ts';
+import { ExpoError, isExpoError } from '../protocol/errors.ts';
+import type { ArtifactProblem, BuildView, CreateBuildBody } from '../protocol/schemas.ts';
 import { AdminApi } from './admin-api.ts';
 import { resolveClientConfig } from './config.ts';
 import { EXIT, EXIT_CODES_HELP, resultExitCode } from './exit-codes.ts';
@@ -48,7 +48,7 @@ Controller:
 ${EXIT_CODES_HELP}`;
 
 export const HELP = {
-  status: `Usage: expo-worker status [--limit N] [--json]\n\nWorkers and recent builds.\n\n  --limit N   recent builds to show (default 10)\n  --json      print {health, workers, builds} as JSON\n${CONNECTION}`,
+  status: `Usage: expo-worker status [--limit N] [--json]\n\nWorkers and recent builds, then the declared artifacts those builds did not store.\n\n  --limit N   recent builds to show (default 10)\n  --json      print {health, workers, builds} as JSON\n${CONNECTION}`,
   submit: `Usage: expo-worker submit (--step NAME=CMD ... | --file build.json) [options]
 
 Queues a build and prints its id. --follow streams its log and exits with its result\n(0 succeeded, 1 failed, 2 cancelled, 3 infrastructure failure, 4 timed out).
@@ -62,14 +62,18 @@ Queues a build and prints its id. --follow streams its log and exits with its re
                       the value from this command's own environment, so it stays out of
                       your shell history: MY_TOKEN=… expo-worker submit --secret-env MY_TOKEN
   --label L           a label a worker must have (repeatable)
-  --artifact PATTERN  a file to collect from the VM, relative to the steps' directory; * and ? allowed (repeatable)
+  --artifact PATTERN  a file to collect from the VM, relative to the steps' directory; * and ? allowed
+                      (repeatable); one that matches nothing or fails to upload is recorded on the build
+  --required-artifact PATTERN
+                      the same, and the build fails (artifact_missing) without it (repeatable; in
+                      --file: {"path": PATTERN, "required": true})
   --timeout S         the build's timeout in seconds
   --max-attempts N    attempts on infrastructure failures (1-5)
   --follow, -f        stream the log and progress until the build ends
   --json              print the queued build as JSON
 ${CONNECTION}`,
   logs: `Usage: expo-worker logs <build-id> [--follow]\n\nPrints a build's log; --follow streams it until the build ends and exits with its result\n(0 succeeded, 1 failed, 2 cancelled, 3 infrastructure failure, 4 timed out).\n${CONNECTION}`,
-  artifacts: `Usage: expo-worker artifacts <build-id> [--download DIR] [--json]\n\nLists a build's collected artifacts; --download saves them into DIR, checking each SHA-256.\n\n  --download DIR  save every artifact into DIR (created if missing)\n  --json          print the list as JSON\n${CONNECTION}`,
+  artifacts: `Usage: expo-worker artifacts <build-id> [--download DIR] [--json]\n\nLists a build's collected artifacts (named by their path in the build's work directory) and the declared ones\nthat were not stored (NOT STORED, with the reason); --download saves them into DIR, checking each SHA-256.\n\n  --download DIR  save every artifact into DIR at its relative path (created if missing)\n  --json          print {artifacts, problems} as JSON\n${CONNECTION}`,
   prune: `Usage: expo-worker prune [--older-than AGE] [--dry-run] [--json]
 
 Deletes finished builds (succeeded, failed, cancelled) with their logs and artifacts once they
@@ -171,8 +175,19 @@ export function statusMain(argv: string[], io: CliIo = processIo()): Promise<num
     );
     // Why each queued build waits, in words (the API's `waiting`).
     for (const b of builds) if (b.waiting) io.stdout(`${b.id} waits: ${b.waiting.message}\n`);
+    // A controller older than artifact problems sends none.
+    const lost = builds.map((b) => ({ id: b.id, problems: (b as Partial<BuildView>).artifactProblems ?? [] })).filter((b) => b.problems.length > 0);
+    if (lost.length > 0) {
+      io.stdout('\nartifacts not stored:\n');
+      for (const b of lost) for (const p of b.problems) io.stdout(`  ${b.id}  ${problemLine(p)}\n`);
+    }
     return 0;
   });
+}
+
+/** One declared artifact that was not stored: `NOT STORED <name or pattern>  <reason>[, required]  <message>`. */
+function problemLine(p: ArtifactProblem): string {
+  return `NOT STORED ${p.name ?? p.pattern}\t${p.reason}${p.required ? ', required' : ''}\t${p.message}`;
 }
 
 function keyValue(flag: string, s: string): [string, string] {
@@ -225,8 +240,11 @@ function submission(values: Values, processEnv: NodeJS.ProcessEnv): CreateBuildB
   if (secretEnv.length > 0) body.secretEnv = { ...(body.secretEnv as Record<string, string> | undefined), ...Object.fromEntries(secretEnv.map((e) => secretValue(e, processEnv))) };
   const labels = (values.label as string[] | undefined) ?? [];
   if (labels.length > 0) body.labels = labels;
-  const artifacts = (values.artifact as string[] | undefined) ?? [];
-  if (artifacts.length > 0) body.artifacts = [...((body.artifacts as string[] | undefined) ?? []), ...artifacts];
+  const artifacts: unknown[] = [
+    ...((values.artifact as string[] | undefined) ?? []),
+    ...((values['required-artifact'] as string[] | undefined) ?? []).map((path) => ({ path, required: true })),
+  ];
+  if (artifacts.length > 0) body.artifacts = [...((body.artifacts as unknown[] | undefined) ?? []), ...artifacts];
   const timeoutS = intFlag('--timeout', values.timeout as string | undefined, 1, 604_800);
   if (timeoutS !== undefined) body.timeoutS = timeoutS;
   const maxAttempts = intFlag('--max-attempts', values['max-attempts'] as string | undefined, 1, 5);
@@ -246,6 +264,7 @@ export function submitMain(argv: string[], io: CliIo = processIo()): Promise<num
         'secret-env': { type: 'string', multiple: true },
         label: { type: 'string', multiple: true },
         artifact: { type: 'string', multiple: true },
+        'required-artifact': { type: 'string', multiple: true },
         timeout: { type: 'string' },
         'max-attempts': { type: 'string' },
         follow: { type: 'boolean', short: 'f' },
@@ -302,16 +321,22 @@ export function artifactsMain(argv: string[], io: CliIo = processIo()): Promise<
     if (values.help) return (io.stdout(`${HELP.artifacts}\n`), 0);
     const id = positionals[0]!;
     const a = api(values, io);
-    const list = await a.artifacts(id);
-    if (values.json) io.stdout(`${JSON.stringify(list, null, 2)}\n`);
-    else if (list.length === 0) io.stdout(`build ${id} has no artifacts\n`);
-    else for (const x of list) io.stdout(`${x.name}\t${x.sizeBytes} bytes\tsha256 ${x.sha256}\n`);
+    const { artifacts: list, problems } = await a.artifacts(id);
+    if (values.json) io.stdout(`${JSON.stringify({ artifacts: list, problems }, null, 2)}\n`);
+    else {
+      if (list.length === 0 && problems.length === 0) io.stdout(`build ${id} has no artifacts\n`);
+      for (const x of list) io.stdout(`${x.name}\t${x.sizeBytes} bytes\tsha256 ${x.sha256}\n`);
+      for (const p of problems) io.stdout(`${problemLine(p)}\n`);
+    }
     const dir = values.download as string | undefined;
     if (dir !== undefined) {
-      await mkdir(dir, { recursive: true });
       for (const x of list) {
-        await a.downloadArtifact(id, x, join(dir, x.name));
-        io.stderr(`saved ${join(dir, x.name)}\n`);
+        // Names are relative paths (`ios/build/App.ipa`): kept below DIR, never outside it.
+        const path = resolve(dir, x.name);
+        if (!path.startsWith(resolve(dir) + sep)) throw new ExpoError('HTTP_STATUS', `artifact name '${x.name}' points outside ${dir}; not saved`);
+        await mkdir(dirname(path), { recursive: true });
+        await a.downloadArtifact(id, x, path);
+        io.stderr(`saved ${path}\n`);
       }
     }
     return 0;

@@ -1,6 +1,9 @@
 /**
- * Artifact bytes on disk, beside the database: `<dir>/<buildId>/<attempt>/<name>` — an attempt
- * that lost its lease can never overwrite a later attempt's file. A file is streamed to a
+ * Artifact bytes on disk, beside the database: `<dir>/<buildId>/<attempt>/<sha256 of the name>`
+ * — an attempt that lost its lease can never overwrite a later attempt's file. The name (a
+ * relative path such as `ios/build/App.ipa`, validated by the route) never becomes a path on
+ * disk: its hash does, so no name can reach outside the directory, two names can never share a
+ * file, and a long or odd name never meets a file system's limits. A file is streamed to a
  * temporary name while its SHA-256 is computed and its size checked against the cap, then
  * renamed into place — a reader never sees half a file, and an upload that fails or exceeds the
  * cap leaves nothing behind. Re-uploading a name replaces it (the agent retries uploads).
@@ -21,7 +24,16 @@ export class ArtifactFiles {
   }
 
   private path(buildId: string, attempt: number, name: string): string {
-    return join(this.dir, buildId, String(attempt), name);
+    return join(this.dir, buildId, String(attempt), createHash('sha256').update(name, 'utf8').digest('hex'));
+  }
+
+  /**
+   * Where controllers before relative artifact names kept a file: under its base name, which
+   * was then the whole name (letters, digits, `._-`, no leading dot) — read so that old builds'
+   * artifacts stay downloadable.
+   */
+  private legacyPath(buildId: string, attempt: number, name: string): string | null {
+    return /^(?!\.)[A-Za-z0-9._-]{1,200}$/.test(name) ? join(this.dir, buildId, String(attempt), name) : null;
   }
 
   async write(buildId: string, attempt: number, name: string, body: Readable, maxBytes: number): Promise<{ sizeBytes: number; sha256: string }> {
@@ -33,7 +45,7 @@ export class ArtifactFiles {
     const meter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         size += chunk.length;
-        if (size > maxBytes) return done(new ExpoError('API_BODY_TOO_LARGE', `artifact ${name} is larger than the cap of ${maxBytes} bytes`));
+        if (size > maxBytes) return done(new ExpoError('API_BODY_TOO_LARGE', `artifact '${name}' is larger than the cap of ${maxBytes} bytes`));
         hash.update(chunk);
         done(null, chunk);
       },
@@ -53,12 +65,15 @@ export class ArtifactFiles {
   }
 
   async open(buildId: string, attempt: number, name: string): Promise<{ stream: Readable; sizeBytes: number } | null> {
-    const path = this.path(buildId, attempt, name);
-    try {
-      const s = await stat(path);
-      return { stream: createReadStream(path), sizeBytes: s.size };
-    } catch {
-      return null;
+    for (const path of [this.path(buildId, attempt, name), this.legacyPath(buildId, attempt, name)]) {
+      if (path === null) continue;
+      try {
+        const s = await stat(path);
+        if (s.isFile()) return { stream: createReadStream(path), sizeBytes: s.size };
+      } catch {
+        // Not there: try the next place.
+      }
     }
+    return null;
   }
 }

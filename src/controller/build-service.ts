@@ -352,6 +352,8 @@ export class BuildService {
     const reason: FailureReason | null = body.status === 'failed' ? (body.failureReason ?? 'build_failed') : null;
     const exitCode = body.exitCode ?? (body.status === 'succeeded' ? 0 : null);
     if (build.lease !== attempt.lease) return this.repeatedCompletion(build, attempt, body.status, reason, exitCode);
+    // Recorded while the lease is current, before the attempt ends: a repeated completion sets them again.
+    if (body.artifactProblems !== undefined) await this.store.setArtifactProblems(buildId, attempt.lease, body.artifactProblems);
     const ended = await this.endAttempt(build, body.status, reason, exitCode, body.message ?? null);
     if (ended) return ended;
     const after = await this.getBuild(buildId);

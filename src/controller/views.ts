@@ -21,6 +21,7 @@ export function buildView(b: BuildRecord, waiting?: WaitingView): BuildView {
     labels: b.labels,
     steps: b.steps,
     artifacts: b.artifacts,
+    artifactProblems: b.artifactProblems,
     envNames: Object.keys(b.env).sort(),
     secretEnvNames: [...b.secretEnvNames].sort(),
     cancelRequested: b.cancelRequested,

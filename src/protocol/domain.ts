@@ -40,6 +40,9 @@ export const isFinalStatus = (s: BuildStatus): s is FinalBuildStatus =>
  * fails the build itself when the agent has not reported a grace later). `prepare_timeout`: the
  * VM was not ready to run steps within the controller's prepare timeout — a slow boot is the
  * host's trouble, not the build's, so it never eats the build's `timeoutS` and may be retried.
+ * `artifact_missing`: the steps passed but an artifact declared `required` matched nothing or
+ * could not be stored (its uploads are retried within the attempt); the build's own, never
+ * retried — the detail is in the build's `artifactProblems`.
  */
 export const FAILURE_REASONS = [
   'build_failed',
@@ -49,6 +52,7 @@ export const FAILURE_REASONS = [
   'vm_crashed',
   'heartbeat_timeout',
   'worker_lost',
+  'artifact_missing',
 ] as const;
 export type FailureReason = (typeof FAILURE_REASONS)[number];
 
@@ -69,10 +73,39 @@ export const BUILD_ID_PATTERN = '^[a-z2-7]{16}$';
 export const LABEL_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:=/-]{0,63}$';
 export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]{0,127}$';
 
+/**
+ * The longest artifact pattern and artifact name, in UTF-8 bytes — one limit from the build spec
+ * (patterns) through the agent (the names of the files a pattern matched) to the URL the file is
+ * uploaded and downloaded at (a wildcard route: no path-parameter limit applies).
+ */
+export const ARTIFACT_NAME_MAX_BYTES = 512;
 /** Artifact patterns: relative, no `..` segment, letters, digits, `._-/` and the globs `*` `?`. */
-export const ARTIFACT_PATTERN = '^(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._*?/-]{1,256}$';
-/** A stored artifact's name: the collected file's base name. */
-export const ARTIFACT_NAME_PATTERN = '^(?!\\.)[A-Za-z0-9._-]{1,200}$';
+export const ARTIFACT_PATTERN = `^(?!/)(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9._*?/-]{1,${ARTIFACT_NAME_MAX_BYTES}}$`;
+/**
+ * A stored artifact's name: the collected file's path relative to the build's work directory
+ * (`ios/build/App.ipa`) — relative, `/`-separated, no empty, `.` or `..` segment, no control
+ * character or backslash. Its byte length is checked apart (`artifactNameProblem`).
+ */
+export const ARTIFACT_NAME_PATTERN = '^(?!/)(?!.*//)(?!(?:.*/)?\\.{1,2}(?:/|$))[^\\u0000-\\u001f\\u007f\\\\]+(?<!/)$';
+
+/** Why a name cannot be an artifact's, or null when it can. */
+export function artifactNameProblem(name: string): string | null {
+  if (!new RegExp(ARTIFACT_NAME_PATTERN).test(name)) {
+    return 'an artifact name is a relative path without empty, "." or ".." segments, control characters or backslashes';
+  }
+  const bytes = new TextEncoder().encode(name).length;
+  if (bytes > ARTIFACT_NAME_MAX_BYTES) return `an artifact name is at most ${ARTIFACT_NAME_MAX_BYTES} bytes (this one has ${bytes})`;
+  return null;
+}
+
+/**
+ * Why a declared artifact was not stored. `no_match`: its pattern matched no file;
+ * `invalid_name`: a matched file's path cannot be an artifact name (too long, control
+ * characters); `too_large`: past the controller's `--max-artifact-mb`; `upload_failed`: looking
+ * for it or sending it failed (after retries within the attempt).
+ */
+export const ARTIFACT_PROBLEM_REASONS = ['no_match', 'invalid_name', 'too_large', 'upload_failed'] as const;
+export type ArtifactProblemReason = (typeof ARTIFACT_PROBLEM_REASONS)[number];
 
 export const isWorkerId = (s: string): boolean => new RegExp(WORKER_ID_PATTERN).test(s);
 export const isBuildId = (s: string): boolean => new RegExp(BUILD_ID_PATTERN).test(s);

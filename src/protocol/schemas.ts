@@ -8,8 +8,9 @@ import { Type, type Static, type TSchema } from 'typebox';
 import {
   BUILD_ID_PATTERN,
   BUILD_PHASES,
-  ARTIFACT_NAME_PATTERN,
+  ARTIFACT_NAME_MAX_BYTES,
   ARTIFACT_PATTERN,
+  ARTIFACT_PROBLEM_REASONS,
   BUILD_STATUSES,
   ENV_NAME_PATTERN,
   FAILURE_REASONS,
@@ -39,6 +40,8 @@ export const LIMITS = {
   maxAttempts: 5,
   maxPollWaitS: 25,
   maxArtifactPatterns: 20,
+  /** Problems one completion may report: one per pattern, plus files of a pattern that matched many. */
+  maxArtifactProblems: 200,
   /** Request bodies, in bytes: 1 MiB, and 4 MiB for log chunks (JSON escaping grows them). */
   bodyBytes: 1024 * 1024,
   logBodyBytes: 4 * 1024 * 1024,
@@ -83,12 +86,31 @@ export type WorkerView = Static<typeof WorkerView>;
  * An artifact pattern: a path relative to the build's work directory, `*` and `?` allowed
  * (expanded by the VM's shell), no `..`, no leading `/`.
  */
-export const ArtifactPattern = Type.String({ pattern: ARTIFACT_PATTERN });
-export const ArtifactName = Type.String({ pattern: ARTIFACT_NAME_PATTERN });
+export const ArtifactPattern = Type.String({ pattern: ARTIFACT_PATTERN, maxLength: ARTIFACT_NAME_MAX_BYTES });
+/**
+ * A declared artifact: a pattern, or `{path, required}` — a required one that matches nothing
+ * or cannot be stored fails the build (`artifact_missing`) even when its steps passed.
+ */
+export const ArtifactSpec = Type.Union([ArtifactPattern, strict({ path: ArtifactPattern, required: Type.Optional(Type.Boolean()) })]);
+export type ArtifactSpec = Static<typeof ArtifactSpec>;
+/** A declared artifact as stored and shown: what was submitted (a string or an object). */
+const ArtifactSpecView = Type.Union([Type.String(), Type.Object({ path: Type.String(), required: Type.Optional(Type.Boolean()) })]);
+
+/** A declared artifact that was not stored, recorded on the build by the attempt that collected. */
+export const ArtifactProblem = strict({
+  /** The declared pattern. */
+  pattern: Type.String({ maxLength: ARTIFACT_NAME_MAX_BYTES }),
+  /** The matched file, when the problem is one file's (not for `no_match`). */
+  name: Type.Optional(Type.String({ maxLength: 4 * ARTIFACT_NAME_MAX_BYTES })),
+  reason: Type.Enum(ARTIFACT_PROBLEM_REASONS),
+  required: Type.Boolean(),
+  message: Type.String({ maxLength: 1024 }),
+});
+export type ArtifactProblem = Static<typeof ArtifactProblem>;
 
 export const CreateBuildBody = strict({
   steps: Type.Array(Step, { minItems: 1, maxItems: LIMITS.maxSteps }),
-  artifacts: Type.Optional(Type.Array(ArtifactPattern, { maxItems: LIMITS.maxArtifactPatterns, uniqueItems: true })),
+  artifacts: Type.Optional(Type.Array(ArtifactSpec, { maxItems: LIMITS.maxArtifactPatterns, uniqueItems: true })),
   env: Type.Optional(Env),
   /**
    * Env values that are secrets: never shown by the API, sealed at rest until the build ends
@@ -118,7 +140,9 @@ export const BuildView = Type.Object({
   timeoutS: Type.Integer(),
   labels: Type.Array(Type.String()),
   steps: Type.Array(Step),
-  artifacts: Type.Array(Type.String()),
+  artifacts: Type.Array(ArtifactSpecView),
+  /** Declared artifacts that were not stored (matched nothing, failed to upload…), as the last collecting attempt reported them. */
+  artifactProblems: Type.Array(ArtifactProblem),
   /** Names only: values may be secrets and are handed to the worker alone. */
   envNames: Type.Array(Type.String()),
   /** Names of the secret env values; their values are never shown. */
@@ -143,7 +167,8 @@ export const LogQuery = strict({ offset: Type.Optional(Type.String({ pattern: '^
 export const BuildIdParams = strict({ id: BuildId });
 /** Cancel takes no fields; an empty body or `{}`. */
 export const CancelBody = strict({});
-export const ArtifactParams = strict({ id: BuildId, name: ArtifactName });
+/** `*`: the artifact's name, a relative path (a wildcard route: names hold `/`); checked by `artifactNameProblem`. */
+export const ArtifactParams = strict({ id: BuildId, '*': Type.String({ minLength: 1 }) });
 /** Headers of an artifact upload (other headers are allowed: this is HTTP). */
 export const ArtifactUploadHeaders = Type.Object({ 'x-expo-lease': Token });
 
@@ -198,7 +223,7 @@ export const AssignedBuild = Type.Object({
   timeoutS: Type.Integer(),
   attempt: Type.Integer(),
   maxAttempts: Type.Integer(),
-  artifacts: Type.Array(Type.String()),
+  artifacts: Type.Array(ArtifactSpecView),
   /** The byte offset at which this attempt's log chunks start. */
   logOffset: Type.Integer(),
 });
@@ -244,6 +269,8 @@ export const CompleteBody = strict({
   exitCode: Type.Optional(Type.Integer({ minimum: -1, maximum: 255 })),
   failureReason: Type.Optional(FailureReasonSchema),
   message: Type.Optional(textOfBytes(LIMITS.maxMessageBytes)),
+  /** Declared artifacts the attempt could not store; recorded on the build. */
+  artifactProblems: Type.Optional(Type.Array(ArtifactProblem, { maxItems: LIMITS.maxArtifactProblems })),
 });
 export type CompleteBody = Static<typeof CompleteBody>;
 

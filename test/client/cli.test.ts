@@ -251,6 +251,29 @@ describe('expo-worker artifacts', () => {
     expect(dl.err()).toContain(`saved ${join(dir, 'App.ipa')}`);
   });
 
+  it('submit --required-artifact declares {path, required: true} beside the plain patterns', async () => {
+    const t = io();
+    expect(await submitMain(['--step', 'build=make', '--artifact', 'out/*.ipa', '--required-artifact', 'ios/build/App.ipa'], t)).toBe(0);
+    expect((await c.get(t.out().trim())).artifacts).toEqual(['out/*.ipa', { path: 'ios/build/App.ipa', required: true }]);
+  });
+
+  it('artifacts and status show the declared artifacts a build did not store, with the reason', async () => {
+    const b = await c.submit({ artifacts: ['missing/*.zip'] });
+    const w = await c.enrol('mac-1');
+    const claim = (await c.poll('mac-1', w.auth))!;
+    const problem = { pattern: 'missing/*.zip', reason: 'no_match', required: false, message: 'no file matches this pattern in the work directory' };
+    expect((await c.post(`/api/v1/builds/${b.id}/complete`, w.auth, { lease: claim.lease, status: 'succeeded', artifactProblems: [problem] })).statusCode).toBe(200);
+    const t = io();
+    expect(await artifactsMain([b.id], t)).toBe(0);
+    expect(t.out()).toBe('NOT STORED missing/*.zip\tno_match\tno file matches this pattern in the work directory\n');
+    const j = io();
+    expect(await artifactsMain([b.id, '--json'], j)).toBe(0);
+    expect(JSON.parse(j.out())).toEqual({ artifacts: [], problems: [problem] });
+    const st = io();
+    expect(await statusMain([], st)).toBe(0);
+    expect(st.out()).toContain(`\nartifacts not stored:\n  ${b.id}  NOT STORED missing/*.zip\tno_match\t`);
+  });
+
   it('says so when a build has none, and refuses a bad id', async () => {
     const b = await c.submit();
     const t = io();

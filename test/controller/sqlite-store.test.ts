@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
-import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
 import { MIGRATIONS } from '../../src/controller/store/migrations.ts';
+import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
 import { describeStoreConformance } from './store-conformance.ts';
 
 describeStoreConformance('SqliteStore', () => {

@@ -252,6 +252,20 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.findPrunableBuilds(15_000)).map((b) => b.id)).toEqual([cancelled.id]);
     });
 
+    it('keeps declared artifacts as given and records artifact problems only under the current lease', async () => {
+      const declared = ['out/*.ipa', { path: 'App.ipa', required: true }];
+      const b = await s.createBuild(build({ artifacts: declared }));
+      expect(await s.getBuild(b.id)).toMatchObject({ artifacts: declared, artifactProblems: [] });
+      const c = (await s.claimBuild(claimReq('w1', 13_000)))!;
+      const problem = { pattern: 'App.ipa', reason: 'no_match' as const, required: true, message: 'none' };
+      expect(await s.setArtifactProblems(b.id, 'wrong', [problem])).toBe(false);
+      expect(await s.setArtifactProblems(b.id, c.attempt.lease, [problem])).toBe(true);
+      const end = { buildId: b.id, lease: c.attempt.lease, now: 13_001, status: 'failed' as const, failureReason: 'artifact_missing' as const, exitCode: null, message: null, requeue: false };
+      expect(await s.finishAttempt(end)).toMatchObject({ status: 'failed', artifactProblems: [problem] });
+      expect(await s.setArtifactProblems(b.id, c.attempt.lease, [])).toBe(false);
+      expect((await s.getBuild(b.id))?.artifactProblems).toEqual([problem]);
+    });
+
     it('keeps everything across a reopen', async () => {
       const b = await s.createBuild(build());
       const c = (await s.claimBuild(claimReq('w1', 12_000)))!;

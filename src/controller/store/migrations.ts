@@ -131,4 +131,10 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE builds ADD COLUMN secret_env_names TEXT NOT NULL DEFAULT '[]';
     `,
   },
+  {
+    version: 6,
+    name: 'artifact problems',
+    // Declared artifacts an attempt could not store (matched nothing, failed to upload), as JSON.
+    sql: `ALTER TABLE builds ADD COLUMN artifact_problems TEXT NOT NULL DEFAULT '[]';`,
+  },
 ];

@@ -9,6 +9,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { ExpoError } from '../../protocol/errors.ts';
 import { BUILD_STATUSES, type ActiveBuildStatus, type BuildStatus } from '../../protocol/domain.ts';
+import type { ArtifactProblem, ArtifactSpec } from '../../protocol/schemas.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { createPrivateFile } from './data-dir.ts';
 import type {
@@ -52,7 +53,8 @@ const toBuild = (r: Row): BuildRecord => ({
   secretEnvNames: JSON.parse(r.secret_env_names as string) as string[],
   secretEnvSealed: r.secret_env === null || r.secret_env === undefined ? null : Buffer.from(r.secret_env as Uint8Array),
   labels: JSON.parse(r.labels as string) as string[],
-  artifacts: JSON.parse(r.artifacts as string) as string[],
+  artifacts: JSON.parse(r.artifacts as string) as ArtifactSpec[],
+  artifactProblems: JSON.parse(r.artifact_problems as string) as ArtifactProblem[],
   timeoutS: r.timeout_s as number,
   maxAttempts: r.max_attempts as number,
   attempt: r.attempt as number,
@@ -413,6 +415,10 @@ export class SqliteStore implements Store {
          sha256 = excluded.sha256, created_at = excluded.created_at
        WHERE excluded.attempt >= artifacts.attempt`,
     ).run(a.buildId, a.name, a.attempt, a.sizeBytes, a.sha256, a.createdAt);
+  }
+
+  async setArtifactProblems(buildId: string, lease: string, problems: ArtifactProblem[]): Promise<boolean> {
+    return this.q('UPDATE builds SET artifact_problems = ? WHERE id = ? AND lease = ?').run(JSON.stringify(problems), buildId, lease).changes > 0;
   }
 
   async listArtifacts(buildId: string): Promise<ArtifactRecord[]> {

@@ -11,7 +11,7 @@
  * `test/controller/store-conformance.ts` runs unchanged against every adapter.
  */
 import type { ActiveBuildStatus, BuildStatus, FailureReason, FinalBuildStatus } from '../../protocol/domain.ts';
-import type { Step } from '../../protocol/schemas.ts';
+import type { ArtifactProblem, ArtifactSpec, Step } from '../../protocol/schemas.ts';
 
 export interface WorkerRecord {
   id: string;
@@ -37,8 +37,10 @@ export interface BuildRecord {
   labels: string[];
   timeoutS: number;
   maxAttempts: number;
-  /** Paths (shell patterns, relative to the build's work directory) to collect from the VM. */
-  artifacts: string[];
+  /** Paths (shell patterns, relative to the build's work directory) to collect from the VM, as declared. */
+  artifacts: ArtifactSpec[];
+  /** Declared artifacts the last collecting attempt could not store. */
+  artifactProblems: ArtifactProblem[];
   /** Number of attempts claimed so far (0 while first queued). */
   attempt: number;
   workerId: string | null;
@@ -87,7 +89,7 @@ export interface NewBuild {
   secretEnvNames: string[];
   secretEnvSealed: Buffer | null;
   labels: string[];
-  artifacts: string[];
+  artifacts: ArtifactSpec[];
   timeoutS: number;
   maxAttempts: number;
   createdAt: number;
@@ -226,6 +228,8 @@ export interface Store {
 
   /** Records (or replaces) a collected artifact. */
   putArtifact(a: ArtifactRecord): Promise<void>;
+  /** Records the artifact problems an attempt reported, if `lease` is still the build's current one; false otherwise. */
+  setArtifactProblems(buildId: string, lease: string, problems: ArtifactProblem[]): Promise<boolean>;
   listArtifacts(buildId: string): Promise<ArtifactRecord[]>;
 
   /**
