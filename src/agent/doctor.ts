@@ -171,7 +171,8 @@ async function vmCycle(config: AgentConfig, checks: CheckResult[], io: DoctorIo,
   // acquire released the clone itself when it failed; release again to learn the outcome (idempotent).
   checks.push(
     await timed('vm-delete', async () => {
-      if (vm !== undefined) await vm.release();
+      // A clean cycle's tart run log is of no use; a failed one's stays (pruned with the agent's).
+      if (vm !== undefined) await vm.release({ removeLog: vmChecks.every((c) => c.ok) });
       else await driver.delete(ctx.cloneName as string).catch((e: unknown) => {
         if (!isExpoError(e, 'VM_NOT_FOUND')) throw e;
       });
@@ -250,7 +251,13 @@ async function runDoctor(config: AgentConfig, io: DoctorIo, signal: AbortSignal,
   if (config.vmNetwork.isolation === 'softnet') {
     // tart runs with the agent's PATH (the LaunchDaemon sets one with Homebrew's bin first).
     const network = await checkSoftnet({ driver, exec: new NodeExec(), searchPath: process.env.PATH ?? '' });
-    if (network.ok) network.detail += `; clones may reach ${config.vmNetwork.allow.join(', ') || 'no private address'} beyond the internet`;
+    if (network.ok) {
+      network.detail += `; clones may reach ${config.vmNetwork.allow.join(', ') || 'no private address'} beyond the internet`;
+      const host = config.vmControllerUrl === '' ? undefined : new URL(config.vmControllerUrl).hostname;
+      if (host !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) {
+        network.detail += `\nwarning: the controller's host ${host} is a name: unless it resolves to a public address, list its address in vmNetwork.allow`;
+      }
+    }
     checks.push(network);
   }
   if (blocking === undefined) {

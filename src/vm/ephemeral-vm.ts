@@ -170,7 +170,14 @@ export class EphemeralVm {
   release(options: { removeLog?: boolean } = {}): Promise<void> {
     this.releasing ??= this.doRelease();
     if (options.removeLog !== true) return this.releasing;
-    return this.releasing.then(() => rmSync(this.logPath, { force: true }));
+    return this.releasing.then(() => {
+      try {
+        rmSync(this.logPath, { force: true });
+      } catch (err) {
+        // The clone is gone, which is what release promises; the log's retention will retry.
+        this.progress(`could not remove ${this.logPath}: ${(err as Error).message}`);
+      }
+    });
   }
 
   private progress(line: string): void {

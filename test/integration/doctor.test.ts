@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { midway } from '../support/busy.ts';
@@ -80,6 +80,13 @@ async function doctorJson(extra: Record<string, unknown> = {}): Promise<{ code: 
   return { code: r.code, checks, byName: Object.fromEntries(checks.map((c) => [c.name, c])) };
 }
 
+/** The tart run log of the doctor's clone, named in its vm-delete check. */
+function runLogOf(checks: Check[]): string {
+  const clone = /^(\S+) deleted$/.exec(checks.find((c) => c.name === 'vm-delete')?.detail ?? '')?.[1];
+  expect(clone).toBeDefined();
+  return join(sim.dir, 'logs', `${clone}.log`);
+}
+
 /** The OpenSSH fingerprint of VM `name`'s host key. */
 function hostKeyOf(name: string): string {
   return execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', join(sim.tartHome, 'vms', name, 'ssh_host_ed25519_key.pub')], { encoding: 'utf8' }).split(' ')[1] as string;
@@ -112,6 +119,8 @@ describe('expo-worker doctor', () => {
     ]);
     for (const c of checks) expect(Object.keys(c).sort()).toEqual(['detail', 'durationMs', 'name', 'ok']);
     expect(code).toBe(0);
+    // A clean cycle leaves no tart run log behind.
+    expect(existsSync(runLogOf(checks))).toBe(false);
     expect(await vmsLeft()).toEqual(['base']);
   });
 
@@ -131,6 +140,8 @@ describe('expo-worker doctor', () => {
     expect(byName['ssh-alive']).toMatchObject({ ok: false, detail: expect.stringContaining('authentication rejected') });
     expect(byName['disk-space']?.detail).toBe('skipped: ssh-alive failed');
     expect(byName['vm-delete']?.ok).toBe(true);
+    // A failed cycle keeps its tart run log for diagnosis.
+    expect(existsSync(runLogOf(Object.values(byName)))).toBe(true);
     // At once: not the whole SSH wait of a retry loop (as doctor timed the check itself).
     expect(byName['ssh-alive']?.durationMs).toBeLessThan(midway(0, sshReadyTimeoutS * 1000));
     const table = await doctor(['--config', writeConfig({ vmSshKey: join(sim.dir, 'wrong_key') })]);
