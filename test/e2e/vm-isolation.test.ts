@@ -3,7 +3,7 @@
  * controller, real agent, the tart simulator and real sshd.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { E2E_TEST_TIMEOUT_MS, FINAL, startFarm, WAIT, type Farm } from '../support/farm.ts';
@@ -40,10 +40,21 @@ describe('VM isolation through the agent', () => {
     expect(await farm.vms()).toEqual(['base']);
   });
 
-  it('fails a clone answering with another host key than vmHostKey as vm_unhealthy naming both keys, and keeps its run log', async () => {
+  it('fails a clone answering with another host key than vmHostKey as vm_unhealthy naming both keys, and keeps its run log; old run logs go at start', async () => {
     farm = await startFarm({ agent: false });
+    // Logs of failed VMs from earlier runs: the one past vmLogRetentionDays goes when the agent starts.
+    const logs = join(farm.sim.dir, 'agent-logs');
+    mkdirSync(logs, { recursive: true });
+    const old = join(logs, 'expo-mac-1-oldbuild-1.log');
+    const recent = join(logs, 'expo-mac-1-recentbuild-1.log');
+    for (const [path, ageDays] of [[old, 3], [recent, 1]] as const) {
+      writeFileSync(path, 'Error: the virtual machine stopped unexpectedly\n');
+      const t = Date.now() / 1000 - ageDays * 86_400;
+      utimesSync(path, t, t);
+    }
     const pinned = `SHA256:${'A'.repeat(43)}`;
-    await farm.startAgent({ vmHostKey: pinned });
+    await farm.startAgent({ vmHostKey: pinned, vmLogRetentionDays: 2 });
+    expect([existsSync(old), existsSync(recent)]).toEqual([false, true]);
     const id = await farm.submit({ steps: [{ name: 'never', run: 'echo THIS-STEP-RAN' }] });
     const b = await farm.waitBuild(id, FINAL);
     expect(b).toMatchObject({ status: 'failed', failureReason: 'vm_unhealthy' });
