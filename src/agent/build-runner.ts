@@ -41,7 +41,8 @@ export interface BuildVm {
   readonly ip: string;
   readonly session: SshSession;
   readonly exited: Promise<VmExit>;
-  release(): Promise<void>;
+  /** `removeLog`: the build went well, its VM's `tart run` log is not worth keeping. */
+  release(options?: { removeLog?: boolean }): Promise<void>;
 }
 
 export interface RunnerSettings {
@@ -225,7 +226,7 @@ export class BuildRunner {
       // that crashed or froze, or an attempt already over, is about to be deleted: talking to it
       // could only hang.
       if (this.reason !== 'vm_crashed' && this.reason !== 'attempt_over') await this.workspace?.stopMonitor().catch(() => undefined);
-      await this.releaseVm(vm, log);
+      await this.releaseVm(vm, log, outcome?.status === 'succeeded');
       this.stateValue = 'done';
     }
   }
@@ -483,10 +484,10 @@ export class BuildRunner {
     }
   }
 
-  private async releaseVm(vm: BuildVm | undefined, log: Logger): Promise<void> {
+  private async releaseVm(vm: BuildVm | undefined, log: Logger, succeeded = false): Promise<void> {
     if (!vm) return;
     try {
-      await vm.release();
+      await vm.release({ removeLog: succeeded });
     } catch (err) {
       log.error({ vm: vm.name, err: (err as Error).message }, 'could not delete the VM; the reaper will retry');
     }

@@ -13,6 +13,8 @@ import cron from 'node-cron';
 import { isWorkerId } from '../protocol/domain.ts';
 import { ExpoError } from '../protocol/errors.ts';
 import { readConfFile } from '../sys/conf-file.ts';
+import { isSha256Fingerprint } from '../sys/ssh.ts';
+import { parseCidr, type VmNetwork } from '../vm/vm-driver.ts';
 
 export interface AgentConfig {
   /** The base snapshot each build's VM is cloned from (a local VM name or an OCI reference). */
@@ -73,6 +75,24 @@ export interface AgentConfig {
   readonly maintenanceCron: string;
   /** How long a result (last log bytes, completion) is retried while the controller is away, seconds. Default 3600. */
   readonly reportDeadlineS: number;
+  /**
+   * The base image's SSH host key fingerprints (`SHA256:…`, as `ssh-keygen -l` and
+   * `expo-worker doctor` print them); a clone answering with another key fails its health
+   * check before any credential is sent. Config: a string or a list (e.g. old and new image).
+   * Default: empty, not pinned (any key accepted; doctor warns).
+   */
+  readonly vmHostKey: readonly string[];
+  /**
+   * The clones' network. Config `vmNetwork: {"isolation": "softnet", "allow": ["10.0.0.5/32"]}`
+   * runs them with `tart run --net-softnet --net-softnet-allow …`; the controller's address
+   * (of `vmControllerUrl`) is allowed automatically when it is an IPv4 literal. Default
+   * `{"isolation": "shared"}` (tart's NAT: the VM reaches everything its host reaches).
+   */
+  readonly vmNetwork: VmNetwork;
+  /** Days a `tart run` log of a failed or aborted VM is kept in `logDir`. Default 7. */
+  readonly vmLogRetentionDays: number;
+  /** Most `tart run` logs kept in `logDir` (the oldest go first). Default 100. */
+  readonly vmLogMaxFiles: number;
 }
 
 /** The default config file. */
@@ -103,7 +123,7 @@ const OPTIONAL_FIELDS = [
   'heartbeatIntervalS', 'sshReadyTimeoutS', 'vmIpWaitS', 'vmStopTimeoutS', 'tartTimeoutS',
   'metricsAddress', 'vmControllerUrl', 'clonePrefix', 'logDir',
   'workerHeartbeatS', 'pollWaitS', 'preparingKeepaliveS', 'stepStopGraceS', 'reconnectDelayS', 'preflightRetryS',
-  'maintenanceCron', 'reportDeadlineS',
+  'maintenanceCron', 'reportDeadlineS', 'vmHostKey', 'vmNetwork', 'vmLogRetentionDays', 'vmLogMaxFiles',
 ] as const;
 const KNOWN = new Set<string>([...SEED_FIELDS, ...OPTIONAL_FIELDS]);
 
@@ -148,6 +168,47 @@ const httpUrl = (s: string): string | null => {
 const ipv4 = (s: string): string | null =>
   /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(s) ? null : 'must be an IPv4 address';
 const noSpace = (s: string): string | null => (/\s/.test(s) ? 'must not contain whitespace' : null);
+
+const FINGERPRINT_HINT = 'must be an OpenSSH fingerprint "SHA256:" + 43 base64 characters (ssh-keygen -l -E sha256 -f KEY.pub, or expo-worker doctor)';
+
+function parseHostKey(f: Fields, v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((x) => typeof x === 'string')) {
+    return f.bad('vmHostKey', `${FINGERPRINT_HINT}, or a non-empty list of them`) ?? [];
+  }
+  const bad = list.filter((x) => !isSha256Fingerprint(x));
+  if (bad.length > 0) return f.bad('vmHostKey', `${FINGERPRINT_HINT} (got ${JSON.stringify(bad[0])})`) ?? [];
+  return [...new Set(list)];
+}
+
+function parseNetwork(f: Fields, v: unknown, controllerUrl: string | undefined): VmNetwork {
+  const shared: VmNetwork = { isolation: 'shared' };
+  if (v === undefined || v === null) return shared;
+  if (typeof v !== 'object' || Array.isArray(v)) return f.bad('vmNetwork', 'must be an object like {"isolation": "softnet", "allow": ["10.0.0.5/32"]}') ?? shared;
+  const o = v as Raw;
+  for (const k of Object.keys(o)) if (k !== 'isolation' && k !== 'allow') f.bad(`vmNetwork.${k}`, 'unknown field (isolation, allow)');
+  if (o.isolation === 'shared') {
+    if (o.allow !== undefined) f.bad('vmNetwork.allow', 'needs "isolation": "softnet"');
+    return shared;
+  }
+  if (o.isolation !== 'softnet') return f.bad('vmNetwork.isolation', 'must be "shared" or "softnet"') ?? shared;
+  const allow = o.allow ?? [];
+  if (!Array.isArray(allow) || !allow.every((x) => typeof x === 'string')) return f.bad('vmNetwork.allow', 'must be a list of IPv4 CIDRs like "10.0.0.5/32"') ?? shared;
+  const cidrs: string[] = [];
+  for (const a of allow) {
+    const c = parseCidr(a);
+    if (c === null) f.bad('vmNetwork.allow', `${JSON.stringify(a)} is not an IPv4 CIDR like "10.0.0.5/32" (names are not resolved: list addresses)`);
+    else cidrs.push(c);
+  }
+  // The VM's vm-monitor and steps talk to the controller: allow it when its address is known.
+  if (controllerUrl !== undefined) {
+    const host = new URL(controllerUrl).hostname;
+    const own = parseCidr(`${host}/32`);
+    if (own !== null) cidrs.push(own);
+  }
+  return { isolation: 'softnet', allow: [...new Set(cidrs)] };
+}
 
 /** Options of {@link parseAgentConfig}. */
 export interface ParseOptions {
@@ -232,6 +293,10 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     preflightRetryS: f.number('preflightRetryS', 30, { min: 0, exclusiveMin: true }),
     maintenanceCron: maintenanceCron ?? '*/10 * * * *',
     reportDeadlineS: f.number('reportDeadlineS', 3600, { min: 0, exclusiveMin: true }),
+    vmHostKey: Object.freeze(parseHostKey(f, r.vmHostKey)),
+    vmNetwork: parseNetwork(f, r.vmNetwork, vmControllerUrl ?? controllerUrl),
+    vmLogRetentionDays: f.number('vmLogRetentionDays', 7, { min: 0 }),
+    vmLogMaxFiles: f.number('vmLogMaxFiles', 100, { min: 0, integer: true }),
   };
   if (f.problems.length > 0) {
     throw new ExpoError('CFG_INVALID', `invalid agent config:\n  - ${f.problems.join('\n  - ')}`, { details: { problems: f.problems } });

@@ -14,6 +14,9 @@ export interface HintContext {
   cloneName?: string;
 }
 
+const hostKeyHint =
+  'the clone answered with another host key than vmHostKey: if the base image was rebuilt, pin its new key (expo-worker doctor --learn-host-key); otherwise another machine answers at that address (stale DHCP lease?): check tart ip and /var/db/dhcpd_leases';
+
 /** A one-line fix for a failed check, chosen by check name and error code. */
 export function fixHint(check: CheckResult, ctx: HintContext): string {
   switch (check.name) {
@@ -41,12 +44,16 @@ export function fixHint(check: CheckResult, ctx: HintContext): string {
         case 'SSH_REFUSED':
           return 'enable Remote Login in the base image: sudo systemsetup -setremotelogin on';
         case 'SSH_HOST_KEY_MISMATCH':
-          return 'another machine answers at that address (stale DHCP lease?); check tart ip and /var/db/dhcpd_leases';
+          return hostKeyHint;
         case 'SSH_TIMEOUT':
           return `the VM never answered SSH: check that it boots (tart run ${ctx.vmName}) or raise sshReadyTimeoutS`;
         default:
           return `check SSH by hand: ssh -i ${ctx.vmSshKey} ${ctx.vmUser}@$(tart ip ${ctx.cloneName ?? ctx.vmName}) echo alive`;
       }
+    case 'vm-host-key':
+      return hostKeyHint;
+    case 'vm-network':
+      return 'install softnet (brew install cirruslabs/cli/softnet) where the agent\'s PATH finds it, make it set-uid root (sudo chown root "$(realpath "$(which softnet)")"; sudo chmod u+s "$(realpath "$(which softnet)")"), upgrade tart if it is older than 2.7.1 — or set vmNetwork.isolation to "shared"';
     case 'disk-space':
       return `free space in the base image or grow its disk (tart set ${ctx.vmName} --disk-size N, then grow the partition), or lower minFreeDiskGb`;
     case 'vm-delete':

@@ -1,17 +1,23 @@
 /**
- * `expo-worker doctor [--config PATH] [--json]`: is this host ready to run builds?
+ * `expo-worker doctor [--config PATH] [--json] [--learn-host-key]`: is this host ready to run builds?
  *
- * Loads the config, runs the host preflight, then a full cycle on a throwaway clone
+ * Loads the config, runs the host preflight (plus Softnet's requirements when `vmNetwork` asks
+ * for isolation), then a full cycle on a throwaway clone
  * (`<prefix>-<workerId>-doctor<random>-0`: clone → run → vm-exists, vm-ip, ssh-alive,
- * disk-space → delete) and, when `controllerUrl` is set, checks that the controller answers
+ * disk-space → vm-host-key → delete) and, when `controllerUrl` is set, checks that the controller answers
  * `GET /health` and accepts the key (a side-effect-free read of the worker's own record). Exit 0 when every check passes,
  * 1 otherwise, 64 for bad arguments. The clone is released in `finally` and on SIGINT/SIGTERM,
  * so no VM is left behind.
+ *
+ * Host key: with `vmHostKey` set the clone must answer with it (a clone of the base image has
+ * the image's key); without it the check passes with a warning naming the key seen. With
+ * `--learn-host-key` the key the clone answers with is written into the config file as
+ * `vmHostKey` (the file is rewritten in place, its mode kept).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { parseLiveness, type Liveness } from '../protocol/liveness.ts';
@@ -19,12 +25,15 @@ import { agentIntervals, livenessReport } from '../monitor/watchdog-policy.ts';
 import type { CheckResult } from '../health/check.ts';
 import { timed } from '../health/check.ts';
 import { runPreflight } from '../health/preflight.ts';
+import { checkSoftnet } from '../health/softnet.ts';
+import { readConfFile } from '../sys/conf-file.ts';
+import type { HostKeyPolicy } from '../sys/ssh.ts';
 import { ExpoError, isExpoError } from '../protocol/errors.ts';
 import { NodeExec } from '../sys/exec.ts';
 import { Ssh2Client } from '../sys/ssh2-client.ts';
 import { EphemeralVm } from '../vm/ephemeral-vm.ts';
 import { TartCli } from '../vm/tart-cli.ts';
-import { defaultConfigPath, loadAgentConfig, type AgentConfig } from './config.ts';
+import { defaultConfigPath, expandHome, loadAgentConfig, type AgentConfig } from './config.ts';
 import { formatJson, formatTable, type HintContext } from './doctor-report.ts';
 
 const VM_CHECKS = ['vm-exists', 'vm-ip', 'ssh-alive', 'disk-space'] as const;
@@ -43,7 +52,56 @@ const processIo: DoctorIo = {
 
 const skipped = (name: string, why: string): CheckResult => ({ name, ok: false, detail: `skipped: ${why}`, durationMs: 0 });
 
-async function vmCycle(config: AgentConfig, checks: CheckResult[], io: DoctorIo, signal: AbortSignal, ctx: HintContext): Promise<void> {
+/** What the doctor was asked to do beyond checking. */
+interface DoctorMode {
+  /** Write the host key the clone answers with into the config file as `vmHostKey`. */
+  learnHostKey: boolean;
+  configPath: string;
+}
+
+/** Sets `vmHostKey` in the config file, keeping every other field and the file's mode. */
+function writeHostKey(configPath: string, fingerprint: string): void {
+  const raw = { ...readConfFile(configPath), vmHostKey: fingerprint };
+  const mode = statSync(configPath).mode & 0o777;
+  const tmp = `${configPath}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${JSON.stringify(raw, null, 2)}\n`, { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, configPath);
+}
+
+/** The `vm-host-key` check, from what the SSH connection saw. */
+function hostKeyCheck(config: AgentConfig, mode: DoctorMode, seen: string | undefined, sshCheck: CheckResult | undefined): CheckResult {
+  const pinned = config.vmHostKey;
+  if (sshCheck?.code === 'SSH_HOST_KEY_MISMATCH') {
+    return { name: 'vm-host-key', ok: false, detail: sshCheck.detail, durationMs: 0, code: 'SSH_HOST_KEY_MISMATCH' };
+  }
+  if (seen === undefined) return skipped('vm-host-key', `${sshCheck?.name ?? 'vm-start'} failed`);
+  if (mode.learnHostKey) {
+    if (pinned.length === 1 && pinned[0] === seen) return { name: 'vm-host-key', ok: true, detail: `${seen} is already pinned (vmHostKey)`, durationMs: 0 };
+    return timedSync('vm-host-key', () => {
+      writeHostKey(mode.configPath, seen);
+      const was = pinned.length === 0 ? '' : ` (was ${pinned.join(', ')})`;
+      return { ok: true, detail: `pinned ${seen}: wrote "vmHostKey" to ${mode.configPath}${was}` };
+    });
+  }
+  if (pinned.length > 0) return { name: 'vm-host-key', ok: true, detail: `${seen} matches vmHostKey`, durationMs: 0 };
+  return {
+    name: 'vm-host-key',
+    ok: true,
+    detail: `warning: not pinned — any machine answering at a clone's address is trusted. The base image answers with ${seen}: pin it with "vmHostKey": "${seen}" in ${mode.configPath}, or run expo-worker doctor --learn-host-key`,
+    durationMs: 0,
+  };
+}
+
+function timedSync(name: string, body: () => { ok: boolean; detail: string }): CheckResult {
+  try {
+    return { name, ...body(), durationMs: 0 };
+  } catch (err) {
+    return { name, ok: false, detail: (err as Error).message, durationMs: 0 };
+  }
+}
+
+async function vmCycle(config: AgentConfig, checks: CheckResult[], io: DoctorIo, signal: AbortSignal, ctx: HintContext, mode: DoctorMode): Promise<void> {
   let key: Buffer;
   try {
     key = readFileSync(config.vmSshKey);
@@ -59,6 +117,12 @@ async function vmCycle(config: AgentConfig, checks: CheckResult[], io: DoctorIo,
   let startMs: number | undefined;
   let vm: EphemeralVm | undefined;
   let failure: unknown;
+  let seenHostKey: string | undefined;
+  // Learning, or nothing pinned: accept the key and note it; otherwise only the pinned keys.
+  const hostKey: HostKeyPolicy =
+    config.vmHostKey.length > 0 && !mode.learnHostKey
+      ? { kind: 'pinned', fingerprints: config.vmHostKey }
+      : { kind: 'record', onKey: (fp) => (seenHostKey = fp) };
   try {
     vm = await EphemeralVm.acquire(
       {
@@ -74,6 +138,8 @@ async function vmCycle(config: AgentConfig, checks: CheckResult[], io: DoctorIo,
         sshReadyTimeoutS: config.sshReadyTimeoutS,
         minFreeDiskGb: config.minFreeDiskGb,
         stopTimeoutS: config.vmStopTimeoutS,
+        hostKey,
+        network: config.vmNetwork,
         onProgress: (line) => io.err(`doctor: ${line}`),
         onCheck: (c) => {
           startMs ??= Math.round(performance.now() - started - c.durationMs);
@@ -99,10 +165,14 @@ async function vmCycle(config: AgentConfig, checks: CheckResult[], io: DoctorIo,
   for (const name of VM_CHECKS) {
     if (!vmChecks.some((c) => c.name === name)) checks.push(skipped(name, `${failedName} failed`));
   }
+  if (vm !== undefined) seenHostKey ??= vm.session.hostKeyFingerprint;
+  const sshCheck = vmChecks.find((c) => c.name === 'ssh-alive') ?? vmChecks.find((c) => !c.ok);
+  checks.push(hostKeyCheck(config, mode, seenHostKey, sshCheck));
   // acquire released the clone itself when it failed; release again to learn the outcome (idempotent).
   checks.push(
     await timed('vm-delete', async () => {
-      if (vm !== undefined) await vm.release();
+      // A clean cycle's tart run log is of no use; a failed one's stays (pruned with the agent's).
+      if (vm !== undefined) await vm.release({ removeLog: vmChecks.every((c) => c.ok) });
       else await driver.delete(ctx.cloneName as string).catch((e: unknown) => {
         if (!isExpoError(e, 'VM_NOT_FOUND')) throw e;
       });
@@ -166,7 +236,7 @@ function livenessCheck(config: AgentConfig, liveness: Liveness | null): CheckRes
 }
 
 /** Runs every check; the list is in the order run. */
-async function runDoctor(config: AgentConfig, io: DoctorIo, signal: AbortSignal, ctx: HintContext): Promise<CheckResult[]> {
+async function runDoctor(config: AgentConfig, io: DoctorIo, signal: AbortSignal, ctx: HintContext, mode: DoctorMode): Promise<CheckResult[]> {
   const checks: CheckResult[] = [];
   const driver = new TartCli({ exec: new NodeExec(), tartPath: config.tartPath, tartHome: config.tartHome, callTimeoutMs: config.tartTimeoutS * 1000 });
   io.err('doctor: host preflight');
@@ -178,10 +248,22 @@ async function runDoctor(config: AgentConfig, io: DoctorIo, signal: AbortSignal,
   });
   checks.push(...preflight);
   const blocking = preflight.find((c) => !c.ok && c.name !== 'host-disk');
+  if (config.vmNetwork.isolation === 'softnet') {
+    // tart runs with the agent's PATH (the LaunchDaemon sets one with Homebrew's bin first).
+    const network = await checkSoftnet({ driver, exec: new NodeExec(), searchPath: process.env.PATH ?? '' });
+    if (network.ok) {
+      network.detail += `; clones may reach ${config.vmNetwork.allow.join(', ') || 'no private address'} beyond the internet`;
+      const host = config.vmControllerUrl === '' ? undefined : new URL(config.vmControllerUrl).hostname;
+      if (host !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) {
+        network.detail += `\nwarning: the controller's host ${host} is a name: unless it resolves to a public address, list its address in vmNetwork.allow`;
+      }
+    }
+    checks.push(network);
+  }
   if (blocking === undefined) {
-    await vmCycle(config, checks, io, signal, ctx);
+    await vmCycle(config, checks, io, signal, ctx, mode);
   } else {
-    for (const name of ['vm-start', ...VM_CHECKS, 'vm-delete']) checks.push(skipped(name, `${blocking.name} failed`));
+    for (const name of ['vm-start', ...VM_CHECKS, 'vm-host-key', 'vm-delete']) checks.push(skipped(name, `${blocking.name} failed`));
   }
   if (config.controllerUrl !== '') {
     io.err('doctor: controller');
@@ -190,13 +272,22 @@ async function runDoctor(config: AgentConfig, io: DoctorIo, signal: AbortSignal,
   return checks;
 }
 
-const USAGE = 'Usage: expo-worker doctor [--config PATH] [--json]';
+const USAGE = `Usage: expo-worker doctor [--config PATH] [--json] [--learn-host-key]
+
+  --config PATH       agent config (default ~/.expo-worker/config.json)
+  --json              the checks as JSON
+  --learn-host-key    pin the host key the base image's clone answers with: write it into
+                      the config file as "vmHostKey"`;
 
 /** The `doctor` command. Returns the exit code. */
 export async function main(argv: string[], io: DoctorIo = processIo): Promise<number> {
   let args;
   try {
-    args = parseArgs({ args: argv, options: { config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true }).values;
+    args = parseArgs({
+      args: argv,
+      options: { config: { type: 'string' }, json: { type: 'boolean' }, 'learn-host-key': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }).values;
   } catch (err) {
     io.err(`${(err as Error).message}\n${USAGE}`);
     return 64;
@@ -225,7 +316,7 @@ export async function main(argv: string[], io: DoctorIo = processIo): Promise<nu
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     try {
-      checks = [{ name: 'config', ok: true, detail: `${configPath} (worker ${config.workerId})`, durationMs: 0 }, ...(await runDoctor(config, io, ac.signal, ctx))];
+      checks = [{ name: 'config', ok: true, detail: `${configPath} (worker ${config.workerId})`, durationMs: 0 }, ...(await runDoctor(config, io, ac.signal, ctx, { learnHostKey: args['learn-host-key'] === true, configPath: resolve(expandHome(configPath)) }))];
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);

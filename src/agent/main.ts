@@ -17,6 +17,7 @@ import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 import { Ssh2Client } from '../sys/ssh2-client.ts';
 import { EphemeralVm } from '../vm/ephemeral-vm.ts';
 import { reapOrphans } from '../vm/reaper.ts';
+import { pruneRunLogs } from '../vm/run-logs.ts';
 import { VmStartLock } from '../vm/start-lock.ts';
 import { TartCli } from '../vm/tart-cli.ts';
 import { Agent, type AgentDeps } from './agent.ts';
@@ -72,7 +73,21 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
       preflightRetryS: config.preflightRetryS,
       maintenanceCron: config.maintenanceCron,
     },
-    reap: (live) => reapOrphans({ driver, workerId: config.workerId, clonePrefix: config.clonePrefix, liveBuildIds: live, stopTimeoutS: config.vmStopTimeoutS }),
+    reap: async (live) => {
+      const report = await reapOrphans({ driver, workerId: config.workerId, clonePrefix: config.clonePrefix, liveBuildIds: live, stopTimeoutS: config.vmStopTimeoutS });
+      // The same schedule bounds the tart run logs that failed VMs leave behind.
+      const logs = pruneRunLogs({
+        logDir: config.logDir,
+        workerId: config.workerId,
+        clonePrefix: config.clonePrefix,
+        maxAgeDays: config.vmLogRetentionDays,
+        maxFiles: config.vmLogMaxFiles,
+        liveBuildIds: live,
+      });
+      if (logs.removed.length > 0) log.info({ removed: logs.removed.length }, 'removed old tart run logs');
+      for (const f of logs.failed) log.warn({ file: f.name, err: f.error.message }, 'could not remove an old tart run log');
+      return report;
+    },
     preflight: () =>
       runPreflight({ driver, baseVm: config.vmName, tartHome: config.tartHome ?? `${homedir()}/.tart`, minHostFreeDiskGb: config.hostMinFreeDiskGb }),
     makeRunner: (claim, intervals, liveness) =>
@@ -109,6 +124,8 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
                 sshReadyTimeoutS: config.sshReadyTimeoutS,
                 minFreeDiskGb: config.minFreeDiskGb,
                 stopTimeoutS: config.vmStopTimeoutS,
+                hostKey: config.vmHostKey.length > 0 ? { kind: 'pinned', fingerprints: config.vmHostKey } : { kind: 'any' },
+                network: config.vmNetwork,
                 // One lock for the whole agent, across reloads: never a third macOS VM.
                 startLock: START_LOCK,
                 onProgress: req.onProgress,

@@ -110,3 +110,8 @@ export interface SshClient {
 export function shellQuote(argv: readonly string[]): string {
   return argv.map((a) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`)).join(' ');
 }
+
+/** Whether `s` is an OpenSSH SHA-256 fingerprint: `SHA256:` + 43 characters of unpadded base64. */
+export function isSha256Fingerprint(s: string): boolean {
+  return /^SHA256:[A-Za-z0-9+/]{43}$/.test(s);
+}

@@ -30,6 +30,8 @@ export interface SshErrorDetails {
   reason?: string;
   /** The fingerprint the server presented (host-key mismatch). */
   fingerprint?: string;
+  /** The pinned fingerprints it was checked against (host-key mismatch). */
+  expectedFingerprints?: string[];
 }
 
 const DEFAULT_READY_TIMEOUT_MS = 20_000;
@@ -52,7 +54,11 @@ function classify(err: SshError, where: string, details: SshErrorDetails, hostKe
   const make = (code: ErrorCode, message: string): ExpoError<SshErrorDetails> =>
     new ExpoError(code, message, { cause: err, details: { ...details, reason } });
   if (hostKeyRefused) {
-    return make('SSH_HOST_KEY_MISMATCH', `${where}: host key ${details.fingerprint ?? ''} is not the expected one`);
+    const expected = details.expectedFingerprints ?? [];
+    return make(
+      'SSH_HOST_KEY_MISMATCH',
+      `${where}: the server answered with host key ${details.fingerprint ?? '?'}, not the pinned ${expected.join(' or ')}; refused before authenticating`,
+    );
   }
   if (err.code === 'ECONNREFUSED') return make('SSH_REFUSED', `${where}: connection refused (sshd not listening)`);
   if (err.code !== undefined && UNREACHABLE.has(err.code)) return make('SSH_TIMEOUT', `${where}: unreachable (${err.code})`);
@@ -92,6 +98,7 @@ export class Ssh2Client implements SshClient {
         details.fingerprint = fingerprint;
         if (policy.kind === 'pinned' && !policy.fingerprints.includes(fingerprint)) {
           hostKeyRefused = true;
+          details.expectedFingerprints = [...policy.fingerprints];
           return false;
         }
         return true;

@@ -10,6 +10,7 @@
  * then SIGKILL to the run process) → wait for the run process → `tart delete`; it is idempotent
  * (every call returns the same promise) and always tries the delete.
  */
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExpoError, isExpoError } from '../protocol/errors.ts';
 import type { HostKeyPolicy, SshClient, SshSession } from '../sys/ssh.ts';
@@ -19,7 +20,7 @@ import { waitForSsh } from '../health/ssh-ready.ts';
 import { MAX_RUNNING_MACOS_VMS } from '../health/preflight.ts';
 import { VmStartLock } from './start-lock.ts';
 import { cloneName } from './vm-name.ts';
-import type { VmDriver, VmExit, VmRunHandle } from './vm-driver.ts';
+import type { VmDriver, VmExit, VmNetwork, VmRunHandle } from './vm-driver.ts';
 
 export interface EphemeralVmConfig {
   driver: VmDriver;
@@ -36,8 +37,15 @@ export interface EphemeralVmConfig {
   sshPrivateKey: string | Buffer;
   /** Default 22. */
   sshPort?: number;
-  /** Default `{ kind: 'any' }` (clones share the base image's host key). */
+  /**
+   * Default `{ kind: 'any' }`. Clones share the base image's host key, so pinning it (`pinned`
+   * with the base image's fingerprint) makes a clone answering with another key — another
+   * machine at a stale address, or a changed image — fail `ssh-alive` with
+   * `SSH_HOST_KEY_MISMATCH` before any credential is sent.
+   */
   hostKey?: HostKeyPolicy;
+  /** The clone's network (`tart run` flags). Default `{ isolation: 'shared' }`. */
+  network?: VmNetwork;
   /** Seconds `tart ip --wait` may take. Default 120. */
   ipWaitS?: number;
   /** Seconds SSH may take to become ready after the IP. Default 120. */
@@ -149,10 +157,27 @@ export class EphemeralVm {
     return this.runHandle.exited;
   }
 
-  /** Stops and deletes the clone. Idempotent; rejects only if the delete itself failed. */
-  release(): Promise<void> {
+  /** The `tart run` log of this clone (`<logDir>/<name>.log`). */
+  get logPath(): string {
+    return join(this.config.logDir, `${this.name}.log`);
+  }
+
+  /**
+   * Stops and deletes the clone. Idempotent; rejects only if the delete itself failed. With
+   * `removeLog` (a build that went well) the `tart run` log goes too once the clone is deleted;
+   * otherwise it stays for diagnosis until the log retention removes it (see run-logs.ts).
+   */
+  release(options: { removeLog?: boolean } = {}): Promise<void> {
     this.releasing ??= this.doRelease();
-    return this.releasing;
+    if (options.removeLog !== true) return this.releasing;
+    return this.releasing.then(() => {
+      try {
+        rmSync(this.logPath, { force: true });
+      } catch (err) {
+        // The clone is gone, which is what release promises; the log's retention will retry.
+        this.progress(`could not remove ${this.logPath}: ${(err as Error).message}`);
+      }
+    });
   }
 
   private progress(line: string): void {
@@ -288,7 +313,7 @@ export class EphemeralVm {
     }
     this.progress(`starting ${this.name}`);
     this.bootStartedAt = performance.now();
-    const run = await driver.run(this.name, { logPath: join(this.config.logDir, `${this.name}.log`) });
+    const run = await driver.run(this.name, { logPath: this.logPath, network: this.config.network });
     this.runHandle = run;
     // Hold the start lock until tart has taken the VM's lock (list says running), so the next
     // slot's count includes this VM. The list that shows it running is also the vm-exists check.

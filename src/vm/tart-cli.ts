@@ -13,7 +13,7 @@ import { ExpoError } from '../protocol/errors.ts';
 import type { Exec } from '../sys/exec.ts';
 import { runExitError, tartError } from './tart-errors.ts';
 import { parseTartGet, parseTartList } from './tart-output.ts';
-import type { IpResolver, VmDetails, VmDriver, VmExit, VmInfo, VmRunHandle } from './vm-driver.ts';
+import type { IpResolver, VmDetails, VmDriver, VmExit, VmInfo, VmNetwork, VmRunHandle } from './vm-driver.ts';
 
 /** Where tart lives when PATH does not say (Homebrew on Apple Silicon, then Intel/manual). */
 export const TART_FALLBACK_PATHS = ['/opt/homebrew/bin/tart', '/usr/local/bin/tart'] as const;
@@ -62,6 +62,13 @@ function readTail(path: string): string {
   } catch {
     return '';
   }
+}
+
+/** `tart run`'s network flags (specs/tart-cli.md §2 `tart run`): none for tart's shared NAT. */
+export function networkArgs(network: VmNetwork | undefined): string[] {
+  if (network === undefined || network.isolation === 'shared') return [];
+  // Always --net-softnet itself: tart < 2.24 ignores --net-softnet-allow without it.
+  return network.allow.length === 0 ? ['--net-softnet'] : ['--net-softnet', '--net-softnet-allow', network.allow.join(',')];
 }
 
 export class TartCli implements VmDriver {
@@ -147,8 +154,8 @@ export class TartCli implements VmDriver {
     await this.tart(['set', name, '--random-mac']);
   }
 
-  async run(name: string, options: { logPath: string }): Promise<VmRunHandle> {
-    const argv = [this.tartExecutable(), 'run', name, '--no-graphics'];
+  async run(name: string, options: { logPath: string; network?: VmNetwork }): Promise<VmRunHandle> {
+    const argv = [this.tartExecutable(), 'run', name, '--no-graphics', ...networkArgs(options.network)];
     let child;
     try {
       child = await this.exec.start(argv, { logPath: options.logPath, env: this.env() });

@@ -56,6 +56,27 @@ export interface VmRunHandle {
   kill(signal: NodeJS.Signals): void;
 }
 
+/**
+ * A clone's network: `shared` is tart's default NAT (the VM reaches whatever its host reaches);
+ * `softnet` runs it through tart's Softnet packet filter (`--net-softnet`), which lets the VM
+ * reach globally routable addresses and the host's gateway only, plus the `allow` CIDRs
+ * (`--net-softnet-allow`, tart ≥ {@link SOFTNET_ALLOW_MIN_TART}).
+ */
+export type VmNetwork = { readonly isolation: 'shared' } | { readonly isolation: 'softnet'; readonly allow: readonly string[] };
+
+/** The first tart release with `--net-softnet-allow` (tart release notes, 2.7.1). */
+export const SOFTNET_ALLOW_MIN_TART = '2.7.1';
+
+/** An IPv4 CIDR (`10.0.0.5/32`) in canonical form, or null. A bare address is not accepted. */
+export function parseCidr(s: string): string | null {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(s.trim());
+  if (m === null) return null;
+  const octets = m.slice(1, 5).map(Number);
+  const bits = Number(m[5]);
+  if (octets.some((o) => o > 255) || bits > 32) return null;
+  return `${octets.join('.')}/${bits}`;
+}
+
 /** Which of tart's IP resolvers to use (default `dhcp`). */
 export type IpResolver = 'dhcp' | 'arp' | 'agent';
 
@@ -71,8 +92,8 @@ export interface VmDriver {
   clone(source: string, name: string, options?: { signal?: AbortSignal }): Promise<void>;
   /** Gives the VM a new random MAC address (takes effect at the next run). */
   setRandomMac(name: string): Promise<void>;
-  /** Starts `tart run NAME --no-graphics` as a long-lived child logging to `logPath`. */
-  run(name: string, options: { logPath: string }): Promise<VmRunHandle>;
+  /** Starts `tart run NAME --no-graphics` (plus the network's flags) as a long-lived child logging to `logPath`. */
+  run(name: string, options: { logPath: string; network?: VmNetwork }): Promise<VmRunHandle>;
   /** The VM's IPv4 address, waiting up to `waitS` seconds; `VM_NO_IP` if none. */
   ip(name: string, options: { waitS: number; resolver?: IpResolver; signal?: AbortSignal }): Promise<string>;
   /** Stops a running VM (SIGINT, then SIGKILL after `timeoutS`); `VM_NOT_RUNNING` if stopped. */

@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { midway } from '../support/busy.ts';
@@ -66,9 +66,9 @@ function writeConfig(extra: Record<string, unknown> = {}): string {
   return path;
 }
 
-function doctor(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function doctor(args: string[], env: NodeJS.ProcessEnv = sim.env): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, 'doctor', ...args], { env: sim.env, timeout: 180_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI, 'doctor', ...args], { env, timeout: 180_000 }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr });
     });
   });
@@ -78,6 +78,18 @@ async function doctorJson(extra: Record<string, unknown> = {}): Promise<{ code: 
   const r = await doctor(['--config', writeConfig(extra), '--json']);
   const checks = (JSON.parse(r.stdout) as { checks: Check[] }).checks;
   return { code: r.code, checks, byName: Object.fromEntries(checks.map((c) => [c.name, c])) };
+}
+
+/** The tart run log of the doctor's clone, named in its vm-delete check. */
+function runLogOf(checks: Check[]): string {
+  const clone = /^(\S+) deleted$/.exec(checks.find((c) => c.name === 'vm-delete')?.detail ?? '')?.[1];
+  expect(clone).toBeDefined();
+  return join(sim.dir, 'logs', `${clone}.log`);
+}
+
+/** The OpenSSH fingerprint of VM `name`'s host key. */
+function hostKeyOf(name: string): string {
+  return execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', join(sim.tartHome, 'vms', name, 'ssh_host_ed25519_key.pub')], { encoding: 'utf8' }).split(' ')[1] as string;
 }
 
 async function vmsLeft(): Promise<string[]> {
@@ -99,6 +111,7 @@ describe('expo-worker doctor', () => {
       ['vm-ip', true],
       ['ssh-alive', true],
       ['disk-space', true],
+      ['vm-host-key', true],
       ['vm-delete', true],
       ['controller-reachable', true],
       ['controller-auth', true],
@@ -106,6 +119,8 @@ describe('expo-worker doctor', () => {
     ]);
     for (const c of checks) expect(Object.keys(c).sort()).toEqual(['detail', 'durationMs', 'name', 'ok']);
     expect(code).toBe(0);
+    // A clean cycle leaves no tart run log behind.
+    expect(existsSync(runLogOf(checks))).toBe(false);
     expect(await vmsLeft()).toEqual(['base']);
   });
 
@@ -113,7 +128,7 @@ describe('expo-worker doctor', () => {
     const r = await doctor(['--config', writeConfig()]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/✓ ssh-alive\s+\d+(\.\d)? m?s\s+alive/);
-    expect(r.stdout).toContain('all 14 checks passed');
+    expect(r.stdout).toContain('all 15 checks passed');
     expect(r.stdout).toMatch(/✓ controller-liveness .*controller heartbeat timeout 120 s, long poll at most 25 s, prepare timeout 600 s\n\s+worker heartbeat every 15 s\n/);
     expect(r.stderr).toContain('doctor: waiting up to 30 s for');
   });
@@ -125,6 +140,8 @@ describe('expo-worker doctor', () => {
     expect(byName['ssh-alive']).toMatchObject({ ok: false, detail: expect.stringContaining('authentication rejected') });
     expect(byName['disk-space']?.detail).toBe('skipped: ssh-alive failed');
     expect(byName['vm-delete']?.ok).toBe(true);
+    // A failed cycle keeps its tart run log for diagnosis.
+    expect(existsSync(runLogOf(Object.values(byName)))).toBe(true);
     // At once: not the whole SSH wait of a retry loop (as doctor timed the check itself).
     expect(byName['ssh-alive']?.durationMs).toBeLessThan(midway(0, sshReadyTimeoutS * 1000));
     const table = await doctor(['--config', writeConfig({ vmSshKey: join(sim.dir, 'wrong_key') })]);
@@ -188,6 +205,58 @@ describe('expo-worker doctor', () => {
         await short.close();
       }
     }
+  });
+
+  it('warns that the host key is not pinned, naming the key the base image answers with', async () => {
+    const { code, byName } = await doctorJson();
+    expect(code).toBe(0);
+    expect(byName['vm-host-key']).toMatchObject({ ok: true, detail: expect.stringContaining(`warning: not pinned`) });
+    expect(byName['vm-host-key']?.detail).toContain(`"vmHostKey": "${hostKeyOf('base')}"`);
+  });
+
+  it('--learn-host-key pins the base image key into the config file (mode and other fields kept); the next run checks it', async () => {
+    const path = writeConfig();
+    chmodSync(path, 0o600);
+    const learnt = await doctor(['--config', path, '--json', '--learn-host-key']);
+    expect(learnt.code).toBe(0);
+    const saved = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    expect(saved.vmHostKey).toBe(hostKeyOf('base'));
+    expect(saved.apiKey).toBe(goodKey);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const again = await doctor(['--config', path, '--json']);
+    const byName = Object.fromEntries((JSON.parse(again.stdout) as { checks: Check[] }).checks.map((c) => [c.name, c]));
+    expect(again.code).toBe(0);
+    expect(byName['vm-host-key']).toMatchObject({ ok: true, detail: `${hostKeyOf('base')} matches vmHostKey` });
+  });
+
+  it('a clone answering with another host key than vmHostKey fails ssh-alive and vm-host-key, naming both keys', async () => {
+    const pinned = `SHA256:${'A'.repeat(43)}`;
+    const { code, byName } = await doctorJson({ vmHostKey: pinned });
+    expect(code).toBe(1);
+    expect(byName['ssh-alive']).toMatchObject({ ok: false });
+    expect(byName['vm-host-key']?.ok).toBe(false);
+    expect(byName['vm-host-key']?.detail).toContain(`host key ${hostKeyOf('base')}, not the pinned ${pinned}`);
+    expect(byName['vm-delete']?.ok).toBe(true);
+    const table = await doctor(['--config', writeConfig({ vmHostKey: pinned })]);
+    expect(table.stdout).toContain('fix: the clone answered with another host key than vmHostKey');
+    expect(await vmsLeft()).toEqual(['base']);
+  });
+
+  it('checks what Softnet isolation needs: softnet on PATH, then runs the clone isolated', async () => {
+    const vmNetwork = { isolation: 'softnet', allow: ['10.0.0.5/32'] };
+    const missing = await doctorJson({ vmNetwork });
+    expect(missing.code).toBe(1);
+    expect(missing.byName['vm-network']).toMatchObject({ ok: false, detail: expect.stringContaining('softnet not found on PATH') });
+    expect(missing.byName['vm-start']).toMatchObject({ ok: false, detail: expect.stringContaining('softnet not found in PATH') });
+    expect(await vmsLeft()).toEqual(['base']);
+
+    const fakeBin = join(import.meta.dirname, '..', 'tart-sim', 'fake-bin');
+    const r = await doctor(['--config', writeConfig({ vmNetwork }), '--json'], { ...sim.env, PATH: `${fakeBin}:${sim.env.PATH ?? ''}` });
+    const byName = Object.fromEntries((JSON.parse(r.stdout) as { checks: Check[] }).checks.map((c) => [c.name, c]));
+    expect(byName['vm-network']).toMatchObject({ ok: true, detail: expect.stringContaining('10.0.0.5/32') });
+    expect(byName['vm-network']?.detail).toContain('127.0.0.1/32'); // the controller, allowed by itself
+    expect(byName['ssh-alive']?.ok).toBe(true);
+    expect(r.code).toBe(0);
   });
 
   it('names every bad config field and exits 1; 64 on bad arguments', async () => {

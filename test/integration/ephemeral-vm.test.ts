@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NodeExec } from '../../src/sys/exec.ts';
@@ -176,6 +176,84 @@ describe('EphemeralVm on the tart simulator', () => {
     );
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(2);
     expect(results.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: 'VM_LIMIT' } });
+  });
+});
+
+/** The OpenSSH fingerprint of VM `name`'s host key (what `doctor` learns and `vmHostKey` pins). */
+function hostKeyOf(name: string): string {
+  const out = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', join(sim.tartHome, 'vms', name, 'ssh_host_ed25519_key.pub')], { encoding: 'utf8' });
+  return out.split(' ')[1] as string;
+}
+
+describe('EphemeralVm: host key, network, run log', () => {
+  it('a clone answering with the pinned host key is healthy', async () => {
+    const vm = await EphemeralVm.acquire({ ...base, hostKey: { kind: 'pinned', fingerprints: [hostKeyOf('base')] } }, { buildId: 'pinned', attempt: 1 });
+    acquired.push(vm);
+    expect(vm.session.hostKeyFingerprint).toBe(hostKeyOf('base'));
+    expect(vm.checks.every((c) => c.ok)).toBe(true);
+  });
+
+  it('a clone answering with another host key than the pinned one is unhealthy, naming both fingerprints, at once', async () => {
+    // An image whose clones answer with another key: the pinned one is the base's.
+    await sim.tart(['clone', 'base', 'imposter']);
+    await sim.fault('imposter', 'rekey');
+    const pinned = hostKeyOf('base');
+    const presented = hostKeyOf('imposter');
+    expect(presented).not.toBe(pinned);
+    const sshReadyTimeoutS = 30;
+    try {
+      const err = await EphemeralVm.acquire(
+        { ...base, baseVm: 'imposter', sshReadyTimeoutS, hostKey: { kind: 'pinned', fingerprints: [pinned] } },
+        { buildId: 'imposter', attempt: 1 },
+      ).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'VM_UNHEALTHY', details: { check: 'ssh-alive', checkCode: 'SSH_HOST_KEY_MISMATCH' } });
+      const message = (err as Error).message;
+      expect(message).toContain(presented);
+      expect(message).toContain(`not the pinned ${pinned}`);
+      expect(message).toContain('refused before authenticating');
+      // At once: a mismatch is not waited out like a VM still booting.
+      expect(failedCheck(err, 'ssh-alive')?.durationMs).toBeLessThan(midway(0, sshReadyTimeoutS * 1000));
+      expect(await names()).toEqual(['base', 'imposter']);
+    } finally {
+      await sim.tart(['delete', 'imposter']);
+    }
+  });
+
+  it("a good build's VM takes its tart run log along; a failed one's stays", async () => {
+    const good = await EphemeralVm.acquire(base, { buildId: 'goodlog', attempt: 1 });
+    const kept = await EphemeralVm.acquire(base, { buildId: 'keptlog', attempt: 1 });
+    acquired.push(good, kept);
+    expect(existsSync(good.logPath)).toBe(true);
+    await good.release({ removeLog: true });
+    await kept.release();
+    expect(existsSync(good.logPath)).toBe(false);
+    expect(existsSync(kept.logPath)).toBe(true);
+    rmSync(kept.logPath);
+  });
+
+  it('runs an isolated clone under Softnet with the allowed CIDRs', async () => {
+    const fakeBin = join(import.meta.dirname, '..', 'tart-sim', 'fake-bin');
+    const softnetDriver = new TartCli({
+      exec: new NodeExec(),
+      tartPath: sim.tartPath,
+      tartHome: sim.tartHome,
+      env: { ...simEnv(), PATH: `${fakeBin}:${process.env.PATH ?? ''}` },
+      callTimeoutMs: 10_000,
+      graceMs: 3000,
+    });
+    const vm = await EphemeralVm.acquire(
+      { ...base, driver: softnetDriver, network: { isolation: 'softnet', allow: ['10.0.0.5/32'] } },
+      { buildId: 'softnet', attempt: 1 },
+    );
+    acquired.push(vm);
+    const net = await sim.tart(['sim', 'net', vm.name]);
+    expect(JSON.parse(net.stdout)).toEqual({ mode: 'softnet', allow: ['10.0.0.5/32'] });
+  });
+
+  it('a host without softnet fails the start with the reason tart gives', async () => {
+    const err = await EphemeralVm.acquire({ ...base, network: { isolation: 'softnet', allow: [] } }, { buildId: 'nosoftnet', attempt: 1 }).catch((e: unknown) => e);
+    expect((err as Error).message).toContain('softnet not found in PATH');
+    expect(await names()).toEqual(['base']);
   });
 });
 

@@ -1,5 +1,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { Server } from 'ssh2';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Ssh2Client } from '../../src/sys/ssh2-client.ts';
 import type { SshSession } from '../../src/sys/ssh.ts';
@@ -96,6 +98,39 @@ describe('Ssh2Client against OpenSSH sshd', () => {
     await connect({ hostKey: { kind: 'record', onKey: (fp) => (recorded = fp) } });
     expect(recorded).toBe(sshd.hostKeyFingerprint);
     await connect({ hostKey: { kind: 'pinned', fingerprints: [recorded] } });
+  });
+
+  it('a host key mismatch names the presented and the pinned key', async () => {
+    const pinned = `SHA256:${'A'.repeat(43)}`;
+    const err = (await connect({ hostKey: { kind: 'pinned', fingerprints: [pinned] } }).catch((e: unknown) => e)) as Error & { code: string };
+    expect(err.code).toBe('SSH_HOST_KEY_MISMATCH');
+    expect(err.message).toContain(`host key ${sshd.hostKeyFingerprint}, not the pinned ${pinned}`);
+    expect(err.message).toContain('refused before authenticating');
+  });
+
+  it('a server with the wrong host key never sees an authentication attempt', async () => {
+    // An ssh2 server that counts authentication requests (and rejects them all).
+    let attempts = 0;
+    const server = new Server({ hostKeys: [readFileSync(join(sshd.dir, 'host_ed25519'))] }, (conn) => {
+      conn.on('authentication', (ctx) => {
+        attempts++;
+        ctx.reject();
+      });
+      conn.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const wrong = await connect({ port, hostKey: { kind: 'pinned', fingerprints: [`SHA256:${'A'.repeat(43)}`] } }).catch((e: unknown) => e);
+      expect(wrong).toMatchObject({ code: 'SSH_HOST_KEY_MISMATCH' });
+      expect(attempts).toBe(0);
+      // The control: with the right pin the client goes on to authenticate.
+      const right = await connect({ port, hostKey: { kind: 'pinned', fingerprints: [sshd.hostKeyFingerprint] } }).catch((e: unknown) => e);
+      expect(right).toMatchObject({ code: 'SSH_AUTH_REJECTED' });
+      expect(attempts).toBeGreaterThan(0);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 
   it('reports a closed port as SSH_REFUSED', async () => {

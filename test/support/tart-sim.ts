@@ -79,7 +79,8 @@ export type TartSimFault =
   | 'ssh-delay'
   | 'disk'
   | 'start-fail'
-  | 'clear';
+  | 'clear'
+  | 'rekey';
 
 /** Outcome of one finished simulator call. */
 export interface TartResult {

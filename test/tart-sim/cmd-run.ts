@@ -12,8 +12,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { accessSync, constants, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { err, out, sleep, type Ctx } from './context.ts';
 import { TartError, usageError } from './errors.ts';
@@ -22,7 +22,7 @@ import { bindAddress } from './leases.ts';
 import { isRunProcess, lock, tryLock, unlock, updateLock } from './locks.ts';
 import { findVmProcesses, killProcesses } from './procs.ts';
 import { controlFilePath, sshdConfigPath } from './guest-files.ts';
-import { runHolder, runLockPath, type RunInfo } from './vm-state.ts';
+import { runHolder, runLockPath, type RunInfo, type RunNetwork } from './vm-state.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -36,7 +36,61 @@ function validate(ctx: Ctx, name: string): string {
   }
   const nets = ['net-bridged', 'net-softnet', 'net-host'].filter((n) => ctx.args.flags.has(n) || ctx.args.options.has(n));
   if (nets.length > 1) throw usageError(`--${nets.join(' and --')} are mutually exclusive`, 'run');
+  // Options newer than the simulated version do not exist for its parser.
+  for (const [option, since] of Object.entries(OPTION_SINCE)) {
+    if (ctx.args.options.has(option) && !versionAtLeast(ctx.knobs.version, since)) throw usageError(`Unknown option '--${option}'`, 'run');
+  }
   return dir;
+}
+
+/** When `tart run` learnt these options (tart release notes). */
+const OPTION_SINCE: Record<string, string> = {
+  'net-softnet-allow': '2.7.1',
+  'net-softnet-block': '2.30.0',
+};
+
+/** `version ≥ min` for dotted versions; a dev build (`SNAPSHOT`) is newer than any release. */
+function versionAtLeast(version: string, min: string): boolean {
+  if (!/^\d+(\.\d+)*$/.test(version)) return true;
+  const a = version.split('.').map(Number);
+  const b = min.split('.').map(Number);
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return d > 0;
+  }
+  return true;
+}
+
+const splitList = (v: string[] | undefined): string[] | undefined =>
+  v === undefined ? undefined : v.flatMap((x) => x.split(',')).map((x) => x.trim()).filter((x) => x !== '');
+
+/**
+ * The network the flags ask for. `--net-softnet-allow/-block/-expose` imply `--net-softnet`
+ * since 2.24 and are ignored without it before. Softnet needs the `softnet` executable on PATH:
+ * tart fails building the VM's network device, before taking any lock.
+ */
+function network(ctx: Ctx): RunNetwork {
+  const o = ctx.args.options;
+  const related = o.has('net-softnet-allow') || o.has('net-softnet-block') || o.has('net-softnet-expose');
+  if (ctx.args.flags.has('net-softnet') || (related && versionAtLeast(ctx.knobs.version, '2.24.0'))) {
+    const onPath = (ctx.env.PATH ?? '').split(delimiter).some((d) => d !== '' && isExecutable(join(d, 'softnet')));
+    if (!onPath) throw new TartError('InitializationFailed(why: "softnet not found in PATH")', 1);
+    const allow = splitList(o.get('net-softnet-allow'));
+    const block = splitList(o.get('net-softnet-block'));
+    return { mode: 'softnet', ...(allow === undefined ? {} : { allow }), ...(block === undefined ? {} : { block }) };
+  }
+  if (ctx.args.flags.has('net-host')) return { mode: 'host' };
+  if (o.has('net-bridged')) return { mode: 'bridged', bridged: o.get('net-bridged') ?? [] };
+  return { mode: 'shared' };
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** Gives the VM a new MAC if another running VM uses its MAC (caller holds the global lock). */
@@ -67,6 +121,7 @@ function otherRunningDarwin(ctx: Ctx, name: string): string[] {
 export async function cmdRun(ctx: Ctx): Promise<number> {
   const name = ctx.args.positionals[0] ?? '';
   const dir = validate(ctx, name);
+  const net = network(ctx);
   touchAccess(dir);
   const lockPath = runLockPath(dir);
   const globalLock = join(ctx.home.sim, 'global.lock');
@@ -76,7 +131,7 @@ export async function cmdRun(ctx: Ctx): Promise<number> {
     resolveMacClash(ctx, name, dir);
     const config = readConfig(dir);
     const ip = await bindAddress(ctx.home, config.macAddress, ctx.env);
-    record = { token: randomUUID(), phase: 'starting', startedAtMs: Date.now(), ip, os: config.os, mac: config.macAddress };
+    record = { token: randomUUID(), phase: 'starting', startedAtMs: Date.now(), ip, os: config.os, mac: config.macAddress, net };
     if (!tryLock(lockPath, { ...record }, isRunProcess)) throw new TartError(`VM "${name}" is already running!`, 2);
   } finally {
     unlock(globalLock);

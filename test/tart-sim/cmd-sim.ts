@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { sleep } from './context.ts';
+import { out, sleep } from './context.ts';
 import { TartError } from './errors.ts';
 import {
   randomMac, readSettings, requireVm, vmDir, writeConfig, writeSettings, type Home, type VmSettings,
@@ -179,6 +179,19 @@ export async function cmdSim(home: Home, _env: NodeJS.ProcessEnv, _knobs: Knobs,
       return 0;
     case 'clear':
       writeSettings(dir, {});
+      return 0;
+    case 'rekey': {
+      // A new host key: the VM (and every later clone of it) answers with another key from
+      // its next start on — a rebuilt image, or another machine at the address.
+      rmSync(join(dir, 'ssh_host_ed25519_key'), { force: true });
+      rmSync(join(dir, 'ssh_host_ed25519_key.pub'), { force: true });
+      const keygen = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `tart-sim-${name}`, '-f', join(dir, 'ssh_host_ed25519_key')]);
+      if (keygen.status !== 0) throw new TartError(`ssh-keygen failed: ${keygen.stderr.toString()}`, 1);
+      return 0;
+    }
+    case 'net':
+      // The network the running VM was started with, as JSON (what `tart run`'s flags asked for).
+      out(JSON.stringify(running(dir, name).net ?? { mode: 'shared' }));
       return 0;
     default:
       throw bad(`unknown action ${action ?? ''}`);

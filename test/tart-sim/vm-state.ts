@@ -18,6 +18,16 @@ export interface RunInfo {
   ip: string;
   os: string;
   mac: string;
+  /** The network `tart run`'s flags asked for (absent: tart's shared NAT). */
+  net?: RunNetwork;
+}
+
+/** A run's network: `softnet` with its allow/block CIDR lists as given on the command line. */
+export interface RunNetwork {
+  mode: 'shared' | 'softnet' | 'bridged' | 'host';
+  allow?: string[];
+  block?: string[];
+  bridged?: string[];
 }
 
 /** A live run's lock record. */

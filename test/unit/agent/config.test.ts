@@ -78,6 +78,42 @@ describe('agent config', () => {
     expect(p.find((s) => s.startsWith('vmSshKey'))).toContain(join(home, 'missing'));
   });
 
+  it('pins the VM host key from a fingerprint or a list; a malformed fingerprint is refused by name', () => {
+    const fp = 'SHA256:' + 'A'.repeat(43);
+    const fp2 = 'SHA256:' + 'b/+'.repeat(14) + 'c';
+    expect(parseAgentConfig(SEED, { home }).vmHostKey).toEqual([]);
+    expect(parseAgentConfig({ ...SEED, vmHostKey: fp }, { home }).vmHostKey).toEqual([fp]);
+    expect(parseAgentConfig({ ...SEED, vmHostKey: [fp, fp2] }, { home }).vmHostKey).toEqual([fp, fp2]);
+    for (const bad of ['SHA256:short', 'MD5:aa:bb', [], [fp, 'nope'], 42]) {
+      expect(problems({ ...SEED, vmHostKey: bad })).toEqual([expect.stringMatching(/^vmHostKey: must be an OpenSSH fingerprint/)]);
+    }
+  });
+
+  it('isolates VMs with softnet: CIDRs checked, the controller address allowed by itself', () => {
+    expect(parseAgentConfig(SEED, { home }).vmNetwork).toEqual({ isolation: 'shared' });
+    const c = parseAgentConfig(
+      { ...SEED, vmControllerUrl: 'http://10.0.0.5:3000', vmNetwork: { isolation: 'softnet', allow: ['192.168.1.0/24', '10.0.0.5/32'] } },
+      { home },
+    );
+    expect(c.vmNetwork).toEqual({ isolation: 'softnet', allow: ['192.168.1.0/24', '10.0.0.5/32'] });
+    // A host name cannot be allowed by address: only the listed CIDRs.
+    expect(parseAgentConfig({ ...SEED, vmNetwork: { isolation: 'softnet' } }, { home }).vmNetwork).toEqual({ isolation: 'softnet', allow: [] });
+    expect(problems({ ...SEED, vmNetwork: { isolation: 'softnet', allow: ['npm.example.com', '10.0.0.0/33', '10.0.0.5'] } })).toEqual([
+      expect.stringContaining('vmNetwork.allow: "npm.example.com" is not an IPv4 CIDR'),
+      expect.stringContaining('vmNetwork.allow: "10.0.0.0/33" is not an IPv4 CIDR'),
+      expect.stringContaining('vmNetwork.allow: "10.0.0.5" is not an IPv4 CIDR'),
+    ]);
+    expect(problems({ ...SEED, vmNetwork: { isolation: 'bridged' } })).toEqual(['vmNetwork.isolation: must be "shared" or "softnet"']);
+    expect(problems({ ...SEED, vmNetwork: { isolation: 'shared', allow: ['10.0.0.5/32'] } })).toEqual(['vmNetwork.allow: needs "isolation": "softnet"']);
+    expect(problems({ ...SEED, vmNetwork: { isolation: 'softnet', alow: [] } })).toEqual(['vmNetwork.alow: unknown field (isolation, allow)']);
+  });
+
+  it('bounds the tart run logs: 7 days, 100 files by default', () => {
+    expect(parseAgentConfig(SEED, { home })).toMatchObject({ vmLogRetentionDays: 7, vmLogMaxFiles: 100 });
+    expect(parseAgentConfig({ ...SEED, vmLogRetentionDays: 0.5, vmLogMaxFiles: 0 }, { home })).toMatchObject({ vmLogRetentionDays: 0.5, vmLogMaxFiles: 0 });
+    expect(problems({ ...SEED, vmLogRetentionDays: -1, vmLogMaxFiles: 1.5 }).map((p) => p.split(':')[0])).toEqual(['vmLogRetentionDays', 'vmLogMaxFiles']);
+  });
+
   it('lets the doctor go without a controller', () => {
     const { controllerUrl: _c, apiKey: _a, ...rest } = SEED;
     expect(problems(rest)).toEqual(['controllerUrl: is required', 'apiKey: is required']);

@@ -2,7 +2,7 @@ import { accessSync, chmodSync, constants, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { TART_FALLBACK_PATHS, TartCli } from '../../../src/vm/tart-cli.ts';
+import { networkArgs, TART_FALLBACK_PATHS, TartCli } from '../../../src/vm/tart-cli.ts';
 import { FakeExec } from '../../support/fake-exec.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tart-cli-'));
@@ -53,6 +53,18 @@ describe('TartCli argv', () => {
     expect(exit.code).toBe(1);
     expect(exit.error?.code).toBe('VM_LIMIT');
     expect(run.isRunning()).toBe(false);
+  });
+
+  it('runs an isolated clone with --net-softnet and its allow list as one argv word', async () => {
+    const log = join(dir, 'run-softnet.log');
+    const exec = new FakeExec().expectStart(
+      [TART, 'run', 'vm-1', '--no-graphics', '--net-softnet', '--net-softnet-allow', '10.0.0.5/32,192.168.1.0/24'],
+      Promise.resolve({ code: 0, signal: null }),
+    );
+    const run = await driver(exec).run('vm-1', { logPath: log, network: { isolation: 'softnet', allow: ['10.0.0.5/32', '192.168.1.0/24'] } });
+    expect((await run.exited).code).toBe(0);
+    expect(networkArgs({ isolation: 'softnet', allow: [] })).toEqual(['--net-softnet']);
+    expect(networkArgs({ isolation: 'shared' })).toEqual([]);
   });
 
   it('classifies failures with argv, exit code and stderr tail', async () => {
