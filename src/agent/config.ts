@@ -2,8 +2,8 @@
  * The agent's configuration: `~/.expo-worker/config.json` (or `--config PATH`), read with
  * `conf`, validated once, every bad field reported in one `CFG_INVALID` error, the result frozen.
  *
- * The seed's six fields work verbatim: `vmName`, `vmUser`, `vmSshKey`, `vmIp`, `controllerUrl`,
- * `apiKey`. Every other field is optional; its default is documented on {@link AgentConfig}.
+ * Six fields are the minimal config (a six-field file from the first release works verbatim):
+ * `vmName`, `vmUser`, `vmSshKey`, `vmIp`, `controllerUrl`, `apiKey`. Every other field is optional; its default is documented on {@link AgentConfig}.
  * Unknown fields are refused (a typo would otherwise silently keep a default).
  */
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
@@ -23,7 +23,7 @@ export interface AgentConfig {
   readonly vmUser: string;
   /** Path of the SSH private key for the VM, `~` expanded. Its contents are never logged. */
   readonly vmSshKey: string;
-  /** The seed's fixed VM address. Clones get their address from `tart ip`; kept for compatibility. */
+  /** A fixed VM address from the first config format. Clones get their address from `tart ip`; kept for compatibility. */
   readonly vmIp: string | undefined;
   /** The controller's base URL (http or https). */
   readonly controllerUrl: string;
@@ -117,7 +117,7 @@ export function defaultWorkerId(host = hostname()): string {
 
 type Raw = Record<string, unknown>;
 
-const SEED_FIELDS = ['vmName', 'vmUser', 'vmSshKey', 'vmIp', 'controllerUrl', 'apiKey'] as const;
+const BASE_FIELDS = ['vmName', 'vmUser', 'vmSshKey', 'vmIp', 'controllerUrl', 'apiKey'] as const;
 const OPTIONAL_FIELDS = [
   'workerId', 'tartPath', 'tartHome', 'minFreeDiskGb', 'hostMinFreeDiskGb', 'maxConcurrentBuilds',
   'heartbeatIntervalS', 'sshReadyTimeoutS', 'vmIpWaitS', 'vmStopTimeoutS', 'tartTimeoutS',
@@ -125,7 +125,7 @@ const OPTIONAL_FIELDS = [
   'workerHeartbeatS', 'pollWaitS', 'preparingKeepaliveS', 'stepStopGraceS', 'reconnectDelayS', 'preflightRetryS',
   'maintenanceCron', 'reportDeadlineS', 'vmHostKey', 'vmNetwork', 'vmLogRetentionDays', 'vmLogMaxFiles',
 ] as const;
-const KNOWN = new Set<string>([...SEED_FIELDS, ...OPTIONAL_FIELDS]);
+const KNOWN = new Set<string>([...BASE_FIELDS, ...OPTIONAL_FIELDS]);
 
 class Fields {
   readonly problems: string[] = [];

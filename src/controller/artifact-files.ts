@@ -37,7 +37,7 @@ export class ArtifactFiles {
   }
 
   async write(buildId: string, attempt: number, name: string, body: Readable, maxBytes: number): Promise<{ sizeBytes: number; sha256: string }> {
-    await mkdir(join(this.dir, buildId, String(attempt)), { recursive: true });
+    await mkdir(join(this.dir, buildId, String(attempt)), { recursive: true, mode: 0o700 });
     const final = this.path(buildId, attempt, name);
     const temp = `${final}.${randomBytes(6).toString('hex')}.partial`;
     const hash = createHash('sha256');
@@ -51,7 +51,7 @@ export class ArtifactFiles {
       },
     });
     try {
-      await pipeline(body, meter, createWriteStream(temp, { mode: 0o640 }));
+      await pipeline(body, meter, createWriteStream(temp, { mode: 0o600 }));
       await rename(temp, final);
     } catch (err) {
       await rm(temp, { force: true });

@@ -4,7 +4,7 @@
  * escapes as an exception.
  */
 
-/** The names of the four VM checks (the seed's `tart list`, `tart ip`, `echo alive`, `df -h /`). */
+/** The names of the four VM checks (`tart list`, `tart ip`, `echo alive`, `df -h /`). */
 export type VmCheckName = 'vm-exists' | 'vm-ip' | 'ssh-alive' | 'disk-space';
 
 /** The names of the host preflight checks. */

@@ -1,5 +1,5 @@
 /**
- * The four VM health checks of the seed, each on the narrowest port it needs.
+ * The four VM health checks, each on the narrowest port it needs.
  */
 import type { SshSession } from '../sys/ssh.ts';
 import type { VmDriver } from '../vm/vm-driver.ts';

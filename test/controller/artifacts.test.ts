@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ARTIFACT_NAME_MAX_BYTES, artifactNameProblem } from '../../src/protocol/domain.ts';
@@ -43,6 +43,18 @@ describe('artifacts', () => {
     expect(got.headers['content-disposition']).toBe('attachment; filename="App.ipa"; filename*=UTF-8\'\'App.ipa');
     expect(got.headers['x-artifact-sha256']).toBe(sha(bytes));
     expect(got.rawPayload.equals(bytes)).toBe(true);
+  });
+
+  it('an artifact is stored private like the database: file 0600 in folders 0700 (they were 0640 and 0755)', async () => {
+    const { w, id, lease } = await claimed();
+    expect((await put(id, 'out/App.ipa', lease, w.auth, Buffer.from('ipa'))).statusCode).toBe(201);
+    const mode = (path: string) => statSync(path).mode & 0o777;
+    expect(mode(join(c.dir, 'artifacts', id))).toBe(0o700);
+    const attemptDir = join(c.dir, 'artifacts', id, '1');
+    expect(mode(attemptDir)).toBe(0o700);
+    const files = readdirSync(attemptDir);
+    expect(files).toHaveLength(1);
+    expect(mode(join(attemptDir, files[0]!))).toBe(0o600);
   });
 
   it('refuses an upload past the cap with 413 and leaves no file behind', async () => {
