@@ -89,9 +89,9 @@ export interface AgentConfig {
    * `{"isolation": "shared"}` (tart's NAT: the VM reaches everything its host reaches).
    */
   readonly vmNetwork: VmNetwork;
-  /** Days a `tart run` log of a failed or aborted VM is kept in `logDir`. Default 7. */
+  /** Days a `tart run` log of a failed or aborted VM, and an attempt's output copy, is kept in `logDir`. Default 7. */
   readonly vmLogRetentionDays: number;
-  /** Most `tart run` logs kept in `logDir` (the oldest go first). Default 100. */
+  /** Most `tart run` logs kept in `logDir`, and most attempt output copies (the oldest go first). Default 100. */
   readonly vmLogMaxFiles: number;
 }
 

@@ -1,15 +1,17 @@
 /**
- * Retention of the `tart run` logs the agent keeps in its log directory, one per clone
- * (`<prefix>-<workerId>-<buildId>-<attempt>.log`, see {@link EphemeralVm}).
+ * Retention of the per-build files the agent keeps in its log directory: the `tart run` log of
+ * each clone (`<prefix>-<workerId>-<buildId>-<attempt>.log`, see {@link EphemeralVm}) and the
+ * local copy of each attempt's output (`<buildId>-<attempt>.log`, written by the build runner).
  *
  * A clone released after a good build takes its log with it (`release({ removeLog: true })`);
  * the logs of failed, aborted or crashed VMs stay for diagnosis. This prune bounds them: a log
  * older than `maxAgeDays` goes, and of the rest only the newest `maxFiles` stay. Only this
- * worker's clone logs are touched (other files in the directory, such as the attempt logs and
- * the agent's own, never are), and never the log of a build still running here.
+ * worker's clone logs and attempt copies are touched (other files in the directory, such as the
+ * agent's own log, never are), each kind bounded on its own, and never a build's still running here.
  */
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { isBuildId } from '../protocol/domain.ts';
 import { parseCloneName } from './vm-name.ts';
 
 export interface PruneRunLogsOptions {
@@ -48,20 +50,33 @@ export function pruneRunLogs(options: PruneRunLogsOptions): PruneRunLogsReport {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return report;
     throw err;
   }
-  const logs: { name: string; mtimeMs: number }[] = [];
+  const kinds = { run: [] as Log[], attempt: [] as Log[] };
   for (const name of entries) {
     if (!name.endsWith('.log')) continue;
-    const parts = parseCloneName(name.slice(0, -'.log'.length), prefix, options.workerId);
-    if (parts === null || options.liveBuildIds.has(parts.buildId)) continue;
+    const stem = name.slice(0, -'.log'.length);
+    const clone = parseCloneName(stem, prefix, options.workerId);
+    const attempt = clone === null ? /^([a-z2-7]+)-[1-9]\d*$/.exec(stem) : null;
+    const buildId = clone?.buildId ?? (attempt !== null && isBuildId(attempt[1]!) ? attempt[1] : undefined);
+    if (buildId === undefined || options.liveBuildIds.has(buildId)) continue;
     try {
       const st = statSync(join(options.logDir, name));
-      if (st.isFile()) logs.push({ name, mtimeMs: st.mtimeMs });
+      if (st.isFile()) (clone === null ? kinds.attempt : kinds.run).push({ name, mtimeMs: st.mtimeMs });
     } catch {
       // removed meanwhile
     }
   }
-  logs.sort((a, b) => b.mtimeMs - a.mtimeMs || a.name.localeCompare(b.name));
   const cutoff = now - options.maxAgeDays * DAY_MS;
+  for (const logs of Object.values(kinds)) prune(logs, cutoff, options, report);
+  return report;
+}
+
+interface Log {
+  name: string;
+  mtimeMs: number;
+}
+
+function prune(logs: Log[], cutoff: number, options: PruneRunLogsOptions, report: PruneRunLogsReport): void {
+  logs.sort((a, b) => b.mtimeMs - a.mtimeMs || a.name.localeCompare(b.name));
   logs.forEach((log, i) => {
     if (log.mtimeMs >= cutoff && i < options.maxFiles) return;
     try {
@@ -71,5 +86,4 @@ export function pruneRunLogs(options: PruneRunLogsOptions): PruneRunLogsReport {
       report.failed.push({ name: log.name, error: err instanceof Error ? err : new Error(String(err)) });
     }
   });
-  return report;
 }

@@ -43,6 +43,20 @@ describe('pruneRunLogs', () => {
     expect(readdirSync(dir)).toHaveLength(6);
   });
 
+  it("the agent's local copies of attempt output no longer pile up forever either, bounded apart from the tart run logs", () => {
+    const [a, b, c, live] = ['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb', 'cccccccccccccccc', 'dddddddddddddddd'];
+    file(`${a}-1.log`, 8);
+    file(`${b}-2.log`, 1);
+    file(`${c}-1.log`, 2);
+    file(`${live}-1.log`, 30);
+    file('expo-w1-x-1.log', 0);
+    file('expo-w1-y-1.log', 1);
+    // Not attempt copies: a name that is no build id, attempt 0, and another worker's clone.
+    for (const name of ['short-1.log', `${a}-0.log`, 'expo-w2-x-1.log']) file(name, 30);
+    expect(prune({ maxFiles: 1, live: [live] }).removed.sort()).toEqual([`${a}-1.log`, `${c}-1.log`, 'expo-w1-y-1.log'].sort());
+    expect(readdirSync(dir).sort()).toEqual([`${a}-0.log`, `${b}-2.log`, `${live}-1.log`, 'expo-w1-x-1.log', 'expo-w2-x-1.log', 'short-1.log'].sort());
+  });
+
   it('a missing log directory is empty', () => {
     expect(pruneRunLogs({ logDir: join(dir, 'nope'), workerId: 'w1', maxAgeDays: 1, maxFiles: 1, liveBuildIds: new Set() })).toEqual({ removed: [], failed: [] });
   });
