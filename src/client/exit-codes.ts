@@ -31,6 +31,8 @@ export const EXIT = {
   internal: 70,
   /** The key was refused (401/403). */
   auth: 77,
+  /** `bin/expo-worker` only: the checkout's npm dependencies are not installed (no `node_modules`): run ./script/bootstrap. */
+  notBootstrapped: 72,
   /** This Node.js is too old to run expo-worker. */
   nodeTooOld: 78,
 } as const;
@@ -64,4 +66,5 @@ export const EXIT_CODES_HELP = `Exit codes:
   4   --follow: the build timed out
   64  bad usage or configuration     65  the controller refused the request (unknown build…)
   69  the controller cannot be reached  70  an unexpected error
+  72  dependencies not installed: run ./script/bootstrap (bin/expo-worker)
   77  the key was refused               78  Node.js older than 22.13`;

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { EXIT } from '../../src/client/exit-codes.ts';
 
 const WRAPPER = fileURLToPath(new URL('../../bin/expo-worker', import.meta.url));
 const dirs: string[] = [];
@@ -52,6 +53,19 @@ describe('bin/expo-worker', () => {
     expect(r.err).toContain('Node.js 22.13.0 or newer is needed; found');
     expect(r.err).toContain('v20.11.1');
     expect(r.err).toContain(`Run ./script/bootstrap in ${root}`);
+    expect(r.out).toBe('');
+  });
+
+  it('a checkout without node_modules says the dependencies are not installed and exits 72, not 78 (Node too old)', async () => {
+    // A checkout with no node_modules, run with this (new enough) Node on PATH.
+    const root = mkdtempSync(join(tmpdir(), 'expo-wrapper-root-'));
+    dirs.push(root);
+    mkdirSync(join(root, 'bin'));
+    copyFileSync(WRAPPER, join(root, 'bin', 'expo-worker'));
+    const r = await run('/bin/bash', [join(root, 'bin', 'expo-worker'), 'status'], `${dirname(process.execPath)}:/usr/bin:/bin`);
+    expect(r.code).toBe(EXIT.notBootstrapped);
+    expect(r.code).not.toBe(EXIT.nodeTooOld);
+    expect(r.err).toBe(`expo-worker: dependencies not installed (no node_modules): run ./script/bootstrap in ${root}\n`);
     expect(r.out).toBe('');
   });
 });
