@@ -85,7 +85,8 @@ export interface AgentConfig {
   /**
    * The clones' network. Config `vmNetwork: {"isolation": "softnet", "allow": ["10.0.0.5/32"]}`
    * runs them with `tart run --net-softnet --net-softnet-allow …`; the controller's address
-   * (of `vmControllerUrl`) is allowed automatically when it is an IPv4 literal. Default
+   * (of `vmControllerUrl`) is allowed automatically when it is an IPv4 literal; otherwise `allow`
+   * must not be empty. Prefix length 0 and numbers with leading zeros are refused. Default
    * `{"isolation": "shared"}` (tart's NAT: the VM reaches everything its host reaches).
    */
   readonly vmNetwork: VmNetwork;
@@ -197,17 +198,34 @@ function parseNetwork(f: Fields, v: unknown, controllerUrl: string | undefined):
   if (!Array.isArray(allow) || !allow.every((x) => typeof x === 'string')) return f.bad('vmNetwork.allow', 'must be a list of IPv4 CIDRs like "10.0.0.5/32"') ?? shared;
   const cidrs: string[] = [];
   for (const a of allow) {
-    const c = parseCidr(a);
-    if (c === null) f.bad('vmNetwork.allow', `${JSON.stringify(a)} is not an IPv4 CIDR like "10.0.0.5/32" (names are not resolved: list addresses)`);
-    else cidrs.push(c);
+    const why = allowProblem(a);
+    if (why !== null) f.bad('vmNetwork.allow', `${JSON.stringify(a)} ${why}`);
+    else cidrs.push(parseCidr(a)!);
   }
   // The VM's vm-monitor and steps talk to the controller: allow it when its address is known.
-  if (controllerUrl !== undefined) {
+  // A host name is not resolved (its address may change under a running agent) and softnet takes
+  // IPv4 only, so such a controller is unreachable from an isolated VM unless the user lists it.
+  if (controllerUrl !== undefined && URL.canParse(controllerUrl)) {
     const host = new URL(controllerUrl).hostname;
     const own = parseCidr(`${host}/32`);
     if (own !== null) cidrs.push(own);
+    else if (allow.length === 0) {
+      f.bad(
+        'vmNetwork.allow',
+        `the controller (${host}) is not an IPv4 address, so softnet cannot allow it by itself and build VMs could not reach it: add the controller's IPv4 CIDR to "allow" (e.g. "10.0.0.5/32"), or set vmControllerUrl to a URL with an IPv4 literal`,
+      );
+    }
   }
   return { isolation: 'softnet', allow: [...new Set(cidrs)] };
+}
+
+/** Why `a` is not an allow-list entry, or null: an IPv4 CIDR, no leading zeros, a prefix of 1–32 bits. */
+function allowProblem(a: string): string | null {
+  if (parseCidr(a) === null) return 'is not an IPv4 CIDR like "10.0.0.5/32" (names are not resolved: list addresses)';
+  // `010.0.0.1` is octal 8.0.0.1 to inet_aton and decimal 10.0.0.1 to others: refuse, never guess.
+  if (a.trim().split(/[./]/).some((part) => part.length > 1 && part.startsWith('0'))) return 'has a number with a leading zero (read as octal by some tools): write it without';
+  if (a.trim().endsWith('/0')) return 'allows everything (prefix length 0), which defeats isolation: use "isolation": "shared" instead';
+  return null;
 }
 
 /** Options of {@link parseAgentConfig}. */

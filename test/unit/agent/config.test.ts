@@ -97,7 +97,7 @@ describe('agent config', () => {
     );
     expect(c.vmNetwork).toEqual({ isolation: 'softnet', allow: ['192.168.1.0/24', '10.0.0.5/32'] });
     // A host name cannot be allowed by address: only the listed CIDRs.
-    expect(parseAgentConfig({ ...SEED, vmNetwork: { isolation: 'softnet' } }, { home }).vmNetwork).toEqual({ isolation: 'softnet', allow: [] });
+    expect(parseAgentConfig({ ...SEED, vmNetwork: { isolation: 'softnet', allow: ['10.0.0.5/32'] } }, { home }).vmNetwork).toEqual({ isolation: 'softnet', allow: ['10.0.0.5/32'] });
     expect(problems({ ...SEED, vmNetwork: { isolation: 'softnet', allow: ['npm.example.com', '10.0.0.0/33', '10.0.0.5'] } })).toEqual([
       expect.stringContaining('vmNetwork.allow: "npm.example.com" is not an IPv4 CIDR'),
       expect.stringContaining('vmNetwork.allow: "10.0.0.0/33" is not an IPv4 CIDR'),
@@ -105,7 +105,45 @@ describe('agent config', () => {
     ]);
     expect(problems({ ...SEED, vmNetwork: { isolation: 'bridged' } })).toEqual(['vmNetwork.isolation: must be "shared" or "softnet"']);
     expect(problems({ ...SEED, vmNetwork: { isolation: 'shared', allow: ['10.0.0.5/32'] } })).toEqual(['vmNetwork.allow: needs "isolation": "softnet"']);
-    expect(problems({ ...SEED, vmNetwork: { isolation: 'softnet', alow: [] } })).toEqual(['vmNetwork.alow: unknown field (isolation, allow)']);
+    expect(problems({ ...SEED, vmNetwork: { isolation: 'softnet', allow: ['10.0.0.5/32'], alow: [] } })).toEqual(['vmNetwork.alow: unknown field (isolation, allow)']);
+  });
+
+  it('a softnet allow list of 0.0.0.0/0 or 1.2.3.4/0 is refused: prefix length 0 silently defeated isolation', () => {
+    for (const everything of ['0.0.0.0/0', '1.2.3.4/0']) {
+      expect(problems({ ...SEED, vmNetwork: { isolation: 'softnet', allow: ['10.0.0.5/32', everything] } })).toEqual([
+        `vmNetwork.allow: "${everything}" allows everything (prefix length 0), which defeats isolation: use "isolation": "shared" instead`,
+      ]);
+    }
+    expect(parseAgentConfig({ ...SEED, vmNetwork: { isolation: 'softnet', allow: ['10.0.0.0/1'] } }, { home }).vmNetwork).toEqual({ isolation: 'softnet', allow: ['10.0.0.0/1'] });
+  });
+
+  it('a softnet allow entry with a leading zero (010.0.0.1/8) is refused, not read as 10.0.0.1/8', () => {
+    for (const zero of ['010.0.0.1/8', '10.0.0.01/32', '10.0.0.1/08']) {
+      expect(problems({ ...SEED, vmNetwork: { isolation: 'softnet', allow: [zero] } })).toEqual([
+        `vmNetwork.allow: "${zero}" has a number with a leading zero (read as octal by some tools): write it without`,
+      ]);
+    }
+    expect(parseAgentConfig({ ...SEED, vmNetwork: { isolation: 'softnet', allow: ['10.0.0.0/8', '0.0.0.0/1'] } }, { home }).vmNetwork).toEqual({
+      isolation: 'softnet',
+      allow: ['10.0.0.0/8', '0.0.0.0/1'],
+    });
+  });
+
+  it('softnet with a controller named by host name or IPv6 and no allow list is refused: its VMs could not reach the controller', () => {
+    for (const [key, url, host] of [
+      ['controllerUrl', 'https://builds.example.com', 'builds.example.com'],
+      ['vmControllerUrl', 'http://[fd00::5]:3000', '[fd00::5]'],
+    ] as const) {
+      expect(problems({ ...SEED, [key]: url, vmNetwork: { isolation: 'softnet' } })).toEqual([
+        `vmNetwork.allow: the controller (${host}) is not an IPv4 address, so softnet cannot allow it by itself and build VMs could not reach it: add the controller's IPv4 CIDR to "allow" (e.g. "10.0.0.5/32"), or set vmControllerUrl to a URL with an IPv4 literal`,
+      ]);
+    }
+    // The fixes the message names both work.
+    expect(parseAgentConfig({ ...SEED, vmControllerUrl: 'http://10.0.0.5:3000', vmNetwork: { isolation: 'softnet' } }, { home }).vmNetwork).toEqual({
+      isolation: 'softnet',
+      allow: ['10.0.0.5/32'],
+    });
+    expect(parseAgentConfig({ ...SEED, vmNetwork: { isolation: 'softnet', allow: ['10.0.0.5/32'] } }, { home }).vmNetwork).toMatchObject({ allow: ['10.0.0.5/32'] });
   });
 
   it('bounds the tart run logs: 7 days, 100 files by default', () => {
