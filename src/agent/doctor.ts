@@ -12,10 +12,11 @@
  * Host key: with `vmHostKey` set the clone must answer with it (a clone of the base image has
  * the image's key); without it the check passes with a warning naming the key seen. With
  * `--learn-host-key` the key the clone answers with is written into the config file as
- * `vmHostKey` (the file is rewritten in place, its mode kept).
+ * `vmHostKey` (the file — a symlink's target — is replaced, its mode and owner kept), unless the
+ * key is already in `vmHostKey`: then a list of keys (a rotation) stays as it is.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -59,14 +60,33 @@ interface DoctorMode {
   configPath: string;
 }
 
-/** Sets `vmHostKey` in the config file, keeping every other field and the file's mode. */
+/**
+ * Sets `vmHostKey` in the config file, keeping every other field and the file's mode and owner.
+ * A symlinked config is written through to its target (the link stays a link); a new file is
+ * written beside the target and renamed over it, so a reader never sees half a file. When the
+ * owner cannot be kept (not root, file of another user) nothing is written.
+ */
 function writeHostKey(configPath: string, fingerprint: string): void {
-  const raw = { ...readConfFile(configPath), vmHostKey: fingerprint };
-  const mode = statSync(configPath).mode & 0o777;
-  const tmp = `${configPath}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${JSON.stringify(raw, null, 2)}\n`, { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, configPath);
+  const target = realpathSync(configPath);
+  const raw = { ...readConfFile(target), vmHostKey: fingerprint };
+  const st = statSync(target);
+  const mode = st.mode & 0o777;
+  const tmp = `${target}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${JSON.stringify(raw, null, 2)}\n`, { mode, flag: 'wx' });
+  try {
+    chmodSync(tmp, mode);
+    if (st.uid !== process.getuid?.() || st.gid !== process.getgid?.()) {
+      try {
+        chownSync(tmp, st.uid, st.gid);
+      } catch (cause) {
+        throw new Error(`cannot keep the owner (uid ${st.uid}, gid ${st.gid}) of ${target}: ${(cause as NodeJS.ErrnoException).code}; not written — run as that user or as root`, { cause });
+      }
+    }
+    renameSync(tmp, target);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 /** The `vm-host-key` check, from what the SSH connection saw. */
@@ -77,7 +97,11 @@ function hostKeyCheck(config: AgentConfig, mode: DoctorMode, seen: string | unde
   }
   if (seen === undefined) return skipped('vm-host-key', `${sshCheck?.name ?? 'vm-start'} failed`);
   if (mode.learnHostKey) {
-    if (pinned.length === 1 && pinned[0] === seen) return { name: 'vm-host-key', ok: true, detail: `${seen} is already pinned (vmHostKey)`, durationMs: 0 };
+    // A list (old and new image during a rotation) that holds the key stays as it is.
+    if (pinned.includes(seen)) {
+      const of = pinned.length === 1 ? '' : `, one of ${pinned.length}: ${pinned.join(', ')}`;
+      return { name: 'vm-host-key', ok: true, detail: `${seen} is already pinned (vmHostKey${of}); ${mode.configPath} left unchanged`, durationMs: 0 };
+    }
     return timedSync('vm-host-key', () => {
       writeHostKey(mode.configPath, seen);
       const was = pinned.length === 0 ? '' : ` (was ${pinned.join(', ')})`;
@@ -277,7 +301,7 @@ const USAGE = `Usage: expo-worker doctor [--config PATH] [--json] [--learn-host-
   --config PATH       agent config (default ~/.expo-worker/config.json)
   --json              the checks as JSON
   --learn-host-key    pin the host key the base image's clone answers with: write it into
-                      the config file as "vmHostKey"`;
+                      the config file as "vmHostKey" (unchanged when the key is already in it)`;
 
 /** The `doctor` command. Returns the exit code. */
 export async function main(argv: string[], io: DoctorIo = processIo): Promise<number> {

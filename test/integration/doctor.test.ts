@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { midway } from '../support/busy.ts';
@@ -227,6 +227,49 @@ describe('expo-worker doctor', () => {
     const byName = Object.fromEntries((JSON.parse(again.stdout) as { checks: Check[] }).checks.map((c) => [c.name, c]));
     expect(again.code).toBe(0);
     expect(byName['vm-host-key']).toMatchObject({ ok: true, detail: `${hostKeyOf('base')} matches vmHostKey` });
+  });
+
+  it('--learn-host-key writes through a symlinked config to its target, keeping the link, the mode and (as root) the owner', async () => {
+    const target = join(sim.dir, 'real-config.json');
+    renameSync(writeConfig(), target);
+    chmodSync(target, 0o640);
+    const link = join(sim.dir, 'linked-config.json');
+    rmSync(link, { force: true });
+    symlinkSync(target, link);
+    // Run as root on a file of another user (the agent's), the file stays that user's.
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) chownSync(target, 4321, 4322);
+    const learnt = await doctor(['--config', link, '--json', '--learn-host-key']);
+    expect(learnt.code, learnt.stdout + learnt.stderr).toBe(0);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(link)).toBe(target);
+    const saved = JSON.parse(readFileSync(target, 'utf8')) as Record<string, unknown>;
+    expect(saved).toMatchObject({ vmHostKey: hostKeyOf('base'), apiKey: goodKey });
+    const st = statSync(target);
+    expect(st.mode & 0o777).toBe(0o640);
+    if (asRoot) expect([st.uid, st.gid]).toEqual([4321, 4322]);
+    expect(readdirSync(sim.dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('--learn-host-key leaves a vmHostKey list (rotation) that holds the seen key unchanged instead of cutting it to one key', async () => {
+    const other = `SHA256:${'B'.repeat(43)}`;
+    const path = writeConfig({ vmHostKey: [other, hostKeyOf('base')] });
+    const before = readFileSync(path, 'utf8');
+    const learnt = await doctor(['--config', path, '--json', '--learn-host-key']);
+    expect(learnt.code, learnt.stdout + learnt.stderr).toBe(0);
+    expect(readFileSync(path, 'utf8')).toBe(before);
+    const check = (JSON.parse(learnt.stdout) as { checks: Check[] }).checks.find((c) => c.name === 'vm-host-key');
+    expect(check).toMatchObject({ ok: true, detail: `${hostKeyOf('base')} is already pinned (vmHostKey, one of 2: ${other}, ${hostKeyOf('base')}); ${path} left unchanged` });
+  });
+
+  it('--learn-host-key replaces a vmHostKey list without the seen key, naming what was there', async () => {
+    const old = [`SHA256:${'B'.repeat(43)}`, `SHA256:${'C'.repeat(43)}`];
+    const path = writeConfig({ vmHostKey: old });
+    const learnt = await doctor(['--config', path, '--json', '--learn-host-key']);
+    expect(learnt.code, learnt.stdout + learnt.stderr).toBe(0);
+    expect((JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>).vmHostKey).toBe(hostKeyOf('base'));
+    const check = (JSON.parse(learnt.stdout) as { checks: Check[] }).checks.find((c) => c.name === 'vm-host-key');
+    expect(check?.detail).toBe(`pinned ${hostKeyOf('base')}: wrote "vmHostKey" to ${path} (was ${old.join(', ')})`);
   });
 
   it('a clone answering with another host key than vmHostKey fails ssh-alive and vm-host-key, naming both keys', async () => {
