@@ -133,10 +133,13 @@ export class AdminApi {
       throw new ExpoError('HTTP_STATUS', `artifact ${artifact.name} of build ${id}: ${res.statusCode}`, { details: { status: res.statusCode } });
     }
     const temp = `${path}.partial`;
+    // A stale or planted `.partial` (a symlink, say) is removed, not followed: `wx` creates anew.
+    // Before the body flows: a 'data' listener starts it.
+    await rm(temp, { force: true });
     const hash = createHash('sha256');
     res.body.on('data', (chunk: Buffer) => hash.update(chunk));
     try {
-      await pipeline(res.body, createWriteStream(temp));
+      await pipeline(res.body, createWriteStream(temp, { flags: 'wx' }));
       const got = hash.digest('hex');
       if (got !== artifact.sha256) throw new ExpoError('HTTP_STATUS', `artifact ${artifact.name} arrived damaged: sha256 ${got}, expected ${artifact.sha256}`);
       await rename(temp, path);

@@ -10,14 +10,14 @@
  * infrastructure failure, timed out) and print the failing step's own exit code.
  */
 import { mkdir } from 'node:fs/promises';
-import { dirname, resolve, sep } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isBuildId } from '../protocol/domain.ts';
-import { ExpoError, isExpoError } from '../protocol/errors.ts';
-import type { ArtifactProblem, BuildView, CreateBuildBody } from '../protocol/schemas.ts';
+import { isExpoError } from '../protocol/errors.ts';
+import type { ArtifactProblem, ArtifactView, BuildView, CreateBuildBody } from '../protocol/schemas.ts';
 import { AdminApi } from './admin-api.ts';
+import { planDownloads, prepareTarget } from './download.ts';
 import { resolveClientConfig } from './config.ts';
 import { EXIT, EXIT_CODES_HELP, resultExitCode } from './exit-codes.ts';
 import { follow } from './follow.ts';
@@ -73,7 +73,7 @@ Queues a build and prints its id. --follow streams its log and exits with its re
   --json              print the queued build as JSON
 ${CONNECTION}`,
   logs: `Usage: expo-worker logs <build-id> [--follow]\n\nPrints a build's log; --follow streams it until the build ends and exits with its result\n(0 succeeded, 1 failed, 2 cancelled, 3 infrastructure failure, 4 timed out).\n${CONNECTION}`,
-  artifacts: `Usage: expo-worker artifacts <build-id> [--download DIR] [--json]\n\nLists a build's collected artifacts (named by their path in the build's work directory) and the declared ones\nthat were not stored (NOT STORED, with the reason); --download saves them into DIR, checking each SHA-256.\n\n  --download DIR  save every artifact into DIR at its relative path (created if missing)\n  --json          print {artifacts, problems} as JSON\n${CONNECTION}`,
+  artifacts: `Usage: expo-worker artifacts <build-id> [--download DIR] [--json]\n\nLists a build's collected artifacts (named by their path in the build's work directory) and the declared ones\nthat were not stored (NOT STORED, with the reason); --download saves them into DIR, checking each SHA-256.\n\n  --download DIR  save every artifact into DIR at its relative path (created if missing); a name that is\n                  also another's folder (a beside a/App.ipa) is saved as NAME.artifact; one that meets a\n                  symlink or a file in its way in DIR is not saved, named, and the exit code is 73\n  --json          print {artifacts, problems} as JSON\n${CONNECTION}`,
   prune: `Usage: expo-worker prune [--older-than AGE] [--dry-run] [--json]
 
 Deletes finished builds (succeeded, failed, cancelled) with their logs and artifacts once they
@@ -329,18 +329,41 @@ export function artifactsMain(argv: string[], io: CliIo = processIo()): Promise<
       for (const p of problems) io.stdout(`${problemLine(p)}\n`);
     }
     const dir = values.download as string | undefined;
-    if (dir !== undefined) {
-      for (const x of list) {
-        // Names are relative paths (`ios/build/App.ipa`): kept below DIR, never outside it.
-        const path = resolve(dir, x.name);
-        if (!path.startsWith(resolve(dir) + sep)) throw new ExpoError('HTTP_STATUS', `artifact name '${x.name}' points outside ${dir}; not saved`);
-        await mkdir(dirname(path), { recursive: true });
-        await a.downloadArtifact(id, x, path);
-        io.stderr(`saved ${path}\n`);
-      }
-    }
-    return 0;
+    return dir === undefined ? 0 : download(a, id, list, dir, io);
   });
+}
+
+/**
+ * Saves the artifacts below `dir` at their relative paths (see download.ts): one that cannot be
+ * saved is named on stderr and skipped, the others are saved, and the exit code is then
+ * {@link EXIT.notSaved}. A controller error still stops the command.
+ */
+async function download(a: AdminApi, id: string, list: ArtifactView[], dir: string, io: CliIo): Promise<number> {
+  const { targets, refused } = planDownloads(list);
+  const notSaved = (name: string, why: string) => io.stderr(`expo-worker artifacts: artifact '${name}' not saved: ${why}\n`);
+  for (const r of refused) notSaved(r.name, r.why);
+  let failed = refused.length;
+  await mkdir(dir, { recursive: true });
+  for (const t of targets) {
+    try {
+      const at = await prepareTarget(dir, t.relPath);
+      if ('why' in at) {
+        notSaved(t.artifact.name, at.why);
+        failed++;
+        continue;
+      }
+      await a.downloadArtifact(id, t.artifact, at.path);
+      io.stderr(t.renamedBecause === undefined ? `saved ${at.path}\n` : `saved ${t.artifact.name} as ${at.path}: ${t.renamedBecause}\n`);
+    } catch (err) {
+      if (isExpoError(err)) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === undefined) throw err;
+      notSaved(t.artifact.name, `${code}: ${(err as Error).message}`);
+      failed++;
+    }
+  }
+  if (failed > 0) io.stderr(`expo-worker artifacts: ${failed} of ${list.length} artifact${list.length === 1 ? '' : 's'} not saved (above); the others are in ${dir}\n`);
+  return failed > 0 ? EXIT.notSaved : EXIT.ok;
 }
 
 export function pruneMain(argv: string[], io: CliIo = processIo()): Promise<number> {

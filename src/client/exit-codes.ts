@@ -31,6 +31,8 @@ export const EXIT = {
   internal: 70,
   /** The key was refused (401/403). */
   auth: 77,
+  /** `artifacts --download`: some artifact could not be saved (a symlink or a file in its way in DIR, a name that is not a plain relative path); the others were saved. */
+  notSaved: 73,
   /** `bin/expo-worker` only: the checkout's npm dependencies are not installed (no `node_modules`): run ./script/bootstrap. */
   notBootstrapped: 72,
   /** This Node.js is too old to run expo-worker. */
@@ -67,4 +69,5 @@ export const EXIT_CODES_HELP = `Exit codes:
   64  bad usage or configuration     65  the controller refused the request (unknown build…)
   69  the controller cannot be reached  70  an unexpected error
   72  dependencies not installed: run ./script/bootstrap (bin/expo-worker)
+  73  artifacts --download: an artifact was not saved (named on stderr); the others were saved
   77  the key was refused               78  Node.js older than 22.13`;

@@ -1,0 +1,119 @@
+/**
+ * `expo-worker artifacts ID --download DIR` as a person runs it (`node src/cli.ts`, a real
+ * controller on loopback): artifacts whose names clash as file and folder, and a DIR holding a
+ * symlink or a file where an artifact's folder goes. Each artifact that can be saved is saved;
+ * none is written outside DIR; the exit code is 0 or the documented 73, never 70.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { EXIT } from '../../src/client/exit-codes.ts';
+import { planDownloads, prepareTarget } from '../../src/client/download.ts';
+import type { ArtifactView } from '../../src/protocol/schemas.ts';
+import { CLI } from '../support/controller-process.ts';
+import { ADMIN_KEY, startTestController, type TestController } from '../controller/support.ts';
+
+let c: TestController;
+let url: string;
+let home: string;
+const children = new Set<ChildProcess>();
+
+beforeEach(async () => {
+  c = await startTestController({ realClock: true });
+  url = await c.app.listen({ port: 0, host: '127.0.0.1' });
+  home = mkdtempSync(join(tmpdir(), 'expo-cli-dl-'));
+});
+afterEach(async () => {
+  for (const p of children) {
+    if (p.exitCode === null && p.signalCode === null) {
+      p.kill('SIGKILL');
+      await once(p, 'exit');
+    }
+  }
+  children.clear();
+  await c.close();
+  rmSync(home, { recursive: true, force: true });
+});
+
+async function cli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const proc = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, HOME: home, EXPO_WORKER_URL: url, EXPO_WORKER_KEY: ADMIN_KEY },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(proc);
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const [code] = (await once(proc, 'close')) as [number | null];
+  return { code, out, err };
+}
+
+/** A build whose worker stored these artifacts (name → content). */
+async function buildWith(files: Record<string, string>): Promise<string> {
+  const b = await c.submit({ artifacts: ['**/*'] });
+  const w = await c.enrol('mac-1');
+  const claim = (await c.poll('mac-1', w.auth))!;
+  for (const [name, content] of Object.entries(files)) {
+    const put = await c.app.inject({
+      method: 'PUT',
+      url: `/api/v1/builds/${b.id}/artifacts/${name}`,
+      headers: { ...w.auth, 'x-expo-lease': claim.lease, 'content-type': 'application/octet-stream' },
+      payload: Buffer.from(content),
+    });
+    expect(put.statusCode, put.body).toBe(201);
+  }
+  return b.id;
+}
+
+describe('expo-worker artifacts --download', () => {
+  it('artifacts a and a/App.ipa (a file/folder name clash) are both saved, a as a.artifact, instead of EEXIST and exit 70', async () => {
+    const id = await buildWith({ a: 'the file a', 'a/App.ipa': 'the ipa', 'a.artifact': 'a real a.artifact' });
+    const dir = join(home, 'dl');
+    const r = await cli(['artifacts', id, '--download', dir]);
+    expect(r.code, r.err).toBe(EXIT.ok);
+    expect(readFileSync(join(dir, 'a', 'App.ipa'), 'utf8')).toBe('the ipa');
+    expect(readFileSync(join(dir, 'a.artifact'), 'utf8')).toBe('a real a.artifact');
+    expect(readFileSync(join(dir, 'a.artifact-2'), 'utf8')).toBe('the file a');
+    expect(r.err).toContain(`saved a as ${join(dir, 'a.artifact-2')}: 'a' is also the folder of 'a/App.ipa'\n`);
+    // Downloading again into the same folder works too (the files are replaced).
+    const again = await cli(['artifacts', id, '--download', dir]);
+    expect(again.code, again.err).toBe(EXIT.ok);
+  });
+
+  it('a symlink or a file in the way inside DIR refuses that artifact only (exit 73), never writes through the link', async () => {
+    const id = await buildWith({ 'ios/App.ipa': 'ipa', 'out/x.zip': 'zip', 'report.txt': 'report', 'notes.txt': 'notes' });
+    const dir = join(home, 'dl');
+    const elsewhere = join(home, 'elsewhere');
+    mkdirSync(dir);
+    mkdirSync(elsewhere);
+    symlinkSync(elsewhere, join(dir, 'ios'));
+    writeFileSync(join(dir, 'out'), 'a file where the folder out goes');
+    // A link planted at the final name and at the temporary name: neither is followed.
+    writeFileSync(join(elsewhere, 'victim'), 'untouched');
+    symlinkSync(join(elsewhere, 'victim'), join(dir, 'notes.txt'));
+    symlinkSync(join(elsewhere, 'victim'), join(dir, 'report.txt.partial'));
+    const r = await cli(['artifacts', id, '--download', dir]);
+    expect(r.code, r.err).toBe(EXIT.notSaved);
+    expect(r.err).toContain(`expo-worker artifacts: artifact 'ios/App.ipa' not saved: ios in ${dir} is a symbolic link (refused: it could point anywhere)\n`);
+    expect(r.err).toContain(`expo-worker artifacts: artifact 'out/x.zip' not saved: out in ${dir} is a file, not a folder\n`);
+    expect(r.err).toContain(`expo-worker artifacts: artifact 'notes.txt' not saved: notes.txt in ${dir} is a symbolic link (refused: it could point anywhere)\n`);
+    expect(r.err).toContain(`expo-worker artifacts: 3 of 4 artifacts not saved (above); the others are in ${dir}\n`);
+    expect(r.err).not.toContain('unexpected');
+    expect(readFileSync(join(dir, 'report.txt'), 'utf8')).toBe('report');
+    expect(readdirSync(elsewhere)).toEqual(['victim']);
+    expect(readFileSync(join(elsewhere, 'victim'), 'utf8')).toBe('untouched');
+  });
+
+  it('a name outside DIR (from a controller that let it through) is refused by a resolved path, not a string prefix', async () => {
+    const view = (name: string): ArtifactView => ({ name, attempt: 1, sizeBytes: 1, sha256: '0'.repeat(64), createdAt: '2026-01-01T00:00:00.000Z' });
+    const { targets, refused } = planDownloads(['../dl-evil/x', '/etc/passwd', 'a/./b', 'a//b', 'ok.txt'].map(view));
+    expect(targets.map((t) => t.relPath)).toEqual(['ok.txt']);
+    expect(refused.map((r) => r.name)).toEqual(['../dl-evil/x', '/etc/passwd', 'a/./b', 'a//b']);
+    // `dl-evil` starts with `dl`: the old startsWith check let `../dl-evil/x` through.
+    expect(await prepareTarget(join(home, 'dl'), '../dl-evil/x')).toEqual({ why: `it points outside ${join(home, 'dl')}` });
+  });
+});
