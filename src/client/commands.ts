@@ -343,7 +343,12 @@ async function download(a: AdminApi, id: string, list: ArtifactView[], dir: stri
   const notSaved = (name: string, why: string) => io.stderr(`expo-worker artifacts: artifact '${name}' not saved: ${why}\n`);
   for (const r of refused) notSaved(r.name, r.why);
   let failed = refused.length;
-  await mkdir(dir, { recursive: true });
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    io.stderr(`expo-worker artifacts: cannot create the folder ${dir} (${(err as NodeJS.ErrnoException).code}): nothing saved\n`);
+    return EXIT.notSaved;
+  }
   for (const t of targets) {
     try {
       const at = await prepareTarget(dir, t.relPath);

@@ -31,7 +31,7 @@ export const EXIT = {
   internal: 70,
   /** The key was refused (401/403). */
   auth: 77,
-  /** `artifacts --download`: some artifact could not be saved (a symlink or a file in its way in DIR, a name that is not a plain relative path); the others were saved. */
+  /** `artifacts --download`: DIR cannot be created, or some artifact could not be saved (a symlink or a file in its way in DIR, a name that is not a plain relative path); the others were saved. */
   notSaved: 73,
   /** `bin/expo-worker` only: the checkout's npm dependencies are not installed (no `node_modules`): run ./script/bootstrap. */
   notBootstrapped: 72,

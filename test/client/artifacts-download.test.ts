@@ -106,6 +106,12 @@ describe('expo-worker artifacts --download', () => {
     expect(readFileSync(join(dir, 'report.txt'), 'utf8')).toBe('report');
     expect(readdirSync(elsewhere)).toEqual(['victim']);
     expect(readFileSync(join(elsewhere, 'victim'), 'utf8')).toBe('untouched');
+    // DIR itself a file: said so, 73, no stack trace.
+    const file = join(home, 'a-file');
+    writeFileSync(file, 'x');
+    const onFile = await cli(['artifacts', id, '--download', file]);
+    expect(onFile.code, onFile.err).toBe(EXIT.notSaved);
+    expect(onFile.err).toBe(`expo-worker artifacts: cannot create the folder ${file} (EEXIST): nothing saved\n`);
   });
 
   it('a name outside DIR (from a controller that let it through) is refused by a resolved path, not a string prefix', async () => {
