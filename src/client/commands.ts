@@ -361,9 +361,9 @@ async function download(a: AdminApi, id: string, list: ArtifactView[], dir: stri
       io.stderr(t.renamedBecause === undefined ? `saved ${at.path}\n` : `saved ${t.artifact.name} as ${at.path}: ${t.renamedBecause}\n`);
     } catch (err) {
       if (isExpoError(err)) throw err;
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === undefined) throw err;
-      notSaved(t.artifact.name, `${code}: ${(err as Error).message}`);
+      // A file-system error (EACCES, ENOSPC…) costs this artifact only; its message names the code.
+      if ((err as NodeJS.ErrnoException).code === undefined) throw err;
+      notSaved(t.artifact.name, (err as Error).message);
       failed++;
     }
   }
