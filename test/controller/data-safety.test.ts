@@ -109,6 +109,23 @@ describe('secret env', () => {
     expect(row<{ secret_env: unknown }>('SELECT secret_env FROM builds WHERE id = ?', b.id).secret_env).toBeNull();
   });
 
+  it('an erased secret is not left in the write-ahead log: neither the value nor its sealed blob is anywhere in the db or -wal bytes', async () => {
+    const sealedOf = (id: string) => Buffer.from(row<{ secret_env: Uint8Array }>('SELECT secret_env FROM builds WHERE id = ?', id).secret_env);
+    const w = await c.enrol('w1');
+    const done = await c.submit({ secretEnv: { TOKEN: SECRET } });
+    const cancelled = await c.submit({ secretEnv: { TOKEN: SECRET }, labels: ['nobody-has-this'] });
+    const blobs = [sealedOf(done.id), sealedOf(cancelled.id)];
+    expect(blobs.every((b) => dbBytes().includes(b))).toBe(true);
+    const claim = (await c.poll('w1', w.auth))!;
+    expect(claim.build.id).toBe(done.id);
+    expect((await complete(done.id, w.auth, claim.lease)).statusCode).toBe(200);
+    expect(dbBytes().includes(blobs[0]!)).toBe(false);
+    expect((await c.post(`/api/v1/builds/${cancelled.id}/cancel`, c.admin)).statusCode).toBe(200);
+    const bytes = dbBytes();
+    for (const b of blobs) expect(bytes.includes(b)).toBe(false);
+    expect(bytes.includes(SECRET)).toBe(false);
+  });
+
   it('cancelling a queued build erases its secret', async () => {
     const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
     expect((await c.post(`/api/v1/builds/${b.id}/cancel`, c.admin)).statusCode).toBe(200);

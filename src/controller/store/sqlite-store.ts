@@ -295,7 +295,8 @@ export class SqliteStore implements Store {
       }
       this.q(
         `UPDATE builds SET status = 'assigned', attempt = ?, worker_id = ?, lease = ?, assigned_at = ?,
-           last_heartbeat_at = ?, log_bytes = ?, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL
+           last_heartbeat_at = ?, log_bytes = ?, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
+           artifact_problems = '[]'
          WHERE id = ? AND status = 'queued'`,
       ).run(attempt, req.workerId, req.lease, req.now, req.now, logBytes, id);
       this.q(
@@ -366,8 +367,14 @@ export class SqliteStore implements Store {
   }
 
   async cancelQueued(id: string, now: number): Promise<boolean> {
-    const r = this.q(`UPDATE builds SET status = 'cancelled', cancel_requested = 1, finished_at = ?, secret_env = NULL WHERE id = ? AND status = 'queued'`).run(now, id);
-    return r.changes > 0;
+    const erased = this.tx(() => {
+      const had = this.q(`SELECT secret_env IS NOT NULL AS sealed FROM builds WHERE id = ? AND status = 'queued'`).get(id) as { sealed: number } | undefined;
+      if (!had) return null;
+      this.q(`UPDATE builds SET status = 'cancelled', cancel_requested = 1, finished_at = ?, secret_env = NULL WHERE id = ? AND status = 'queued'`).run(now, id);
+      return had.sealed === 1;
+    });
+    if (erased) this.dropOldWalFrames();
+    return erased !== null;
   }
 
   async unassign(buildId: string, lease: string): Promise<boolean> {
@@ -383,9 +390,11 @@ export class SqliteStore implements Store {
   }
 
   async finishAttempt(e: AttemptEnd): Promise<BuildRecord | null> {
-    return this.tx(() => {
+    let erased = false;
+    const ended = this.tx(() => {
       const cur = this.q(`SELECT * FROM builds WHERE id = ? AND lease = ? AND status IN ${ACTIVE_SQL}`).get(e.buildId, e.lease) as Row | undefined;
       if (!cur) return null;
+      erased = !e.requeue && cur.secret_env !== null;
       this.q(
         `UPDATE attempts SET ended_at = ?, outcome = ?, failure_reason = ?, exit_code = ?, message = ?
          WHERE build_id = ? AND lease = ?`,
@@ -404,6 +413,24 @@ export class SqliteStore implements Store {
       }
       return toBuild(this.q('SELECT * FROM builds WHERE id = ?').get(e.buildId) as Row);
     });
+    if (erased) this.dropOldWalFrames();
+    return ended;
+  }
+
+  /**
+   * After secret env values were erased: secure_delete overwrites them in the database's pages,
+   * but the write-ahead log still holds older copies of those pages (the sealed values among
+   * them) until SQLite happens to reuse it. A TRUNCATE checkpoint copies the log into the
+   * database and empties the file. Only then — it costs an fsync — and never fatal: the erase
+   * itself is committed, and a reader holding the log open (a backup) only defers this to the
+   * next erase.
+   */
+  private dropOldWalFrames(): void {
+    try {
+      this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    } catch {
+      // Busy or the disk refused: the next erase (or SQLite's own checkpoints) tries again.
+    }
   }
 
   // ---- artifacts ----
