@@ -304,6 +304,36 @@ describe('declared artifacts: required ones and problems recorded on the build (
     expect((await c.get(b.id)).artifactProblems).toEqual([problems[0]]);
   });
 
+  it('a succeeded completion with a required artifact problem is failed artifact_missing, naming the pattern, not accepted as succeeded', async () => {
+    const { w, id, lease } = await claimed([{ path: 'ios/App.ipa', required: true }]);
+    const problem = { pattern: 'ios/App.ipa', reason: 'no_match', required: true, message: 'matched no file' };
+    const res = await c.post(`/api/v1/builds/${id}/complete`, w.auth, { lease, status: 'succeeded', artifactProblems: [problem] });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ status: 'failed', failureReason: 'artifact_missing', message: expect.stringContaining("'ios/App.ipa'"), artifactProblems: [problem] });
+    // The agent retries a completion whose answer it lost: the same one answers 200 again.
+    expect((await c.post(`/api/v1/builds/${id}/complete`, w.auth, { lease, status: 'succeeded', artifactProblems: [problem] })).statusCode).toBe(200);
+    expect(await c.get(id)).toMatchObject({ status: 'failed', failureReason: 'artifact_missing' });
+  });
+
+  it('an optional artifact problem leaves a succeeded completion succeeded', async () => {
+    const { w, id, lease } = await claimed(['out/*.ipa']);
+    const problem = { pattern: 'out/*.ipa', reason: 'no_match', required: false, message: 'matched no file' };
+    const res = await c.post(`/api/v1/builds/${id}/complete`, w.auth, { lease, status: 'succeeded', artifactProblems: [problem] });
+    expect(res.json()).toMatchObject({ status: 'succeeded', failureReason: null, artifactProblems: [problem] });
+  });
+
+  it('artifact problems of a failed attempt do not survive a successful retry that sent none', async () => {
+    const w = await c.enrol('mac-1');
+    const b = await c.submit({ maxAttempts: 2, artifacts: ['out/*.ipa'] });
+    const first = (await c.poll('mac-1', w.auth))!;
+    const problem = { pattern: 'out/*.ipa', reason: 'upload_failed', required: false, message: 'the controller was unreachable' };
+    await c.post(`/api/v1/builds/${b.id}/complete`, w.auth, { lease: first.lease, status: 'failed', failureReason: 'vm_crashed', artifactProblems: [problem] });
+    expect((await c.get(b.id)).artifactProblems).toEqual([problem]);
+    const second = (await c.poll('mac-1', w.auth))!;
+    expect((await c.post(`/api/v1/builds/${b.id}/complete`, w.auth, { lease: second.lease, status: 'succeeded' })).statusCode).toBe(200);
+    expect(await c.get(b.id)).toMatchObject({ status: 'succeeded', artifactProblems: [] });
+  });
+
   it('refuses a problem with an unknown reason', async () => {
     const { w, id, lease } = await claimed();
     const res = await c.post(`/api/v1/builds/${id}/complete`, w.auth, { lease, status: 'succeeded', artifactProblems: [{ pattern: 'x', reason: 'lost', required: false, message: '' }] });

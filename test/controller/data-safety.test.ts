@@ -158,6 +158,47 @@ describe('secret env', () => {
     for (const v of ['s1-secret', 's2-secret', 's3-secret']) expect(out).not.toContain(v);
   });
 
+  it('a secret value shorter than the masking minimum is refused at submission, naming the variable and the minimum (it was accepted and never masked)', async () => {
+    const res = await c.post('/api/v1/builds', c.admin, { steps: [{ name: 's', run: 'true' }], secretEnv: { PIN: '123', TOKEN: SECRET } });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ code: 'API_BAD_REQUEST', message: expect.stringMatching(/PIN.*at least 4 characters/) });
+    expect(res.json().message).not.toContain('TOKEN');
+    expect((await c.post('/api/v1/builds', c.admin, { steps: [{ name: 's', run: 'true' }], secretEnv: { PIN: '1234' } })).statusCode).toBe(201);
+  });
+
+  it('a secret in the completion message or an artifact problem message is starred out before it is stored', async () => {
+    const w = await c.enrol('w1');
+    const b = await c.submit({ secretEnv: { TOKEN: SECRET }, artifacts: ['out/*.ipa'] });
+    const claim = (await c.poll('w1', w.auth))!;
+    const problem = { pattern: 'out/*.ipa', reason: 'upload_failed', required: false, message: `PUT ?t=${SECRET}: 503` };
+    const res = await c.post(`/api/v1/builds/${b.id}/complete`, w.auth, { lease: claim.lease, status: 'failed', message: `step failed: ${SECRET}`, artifactProblems: [problem] });
+    expect(res.statusCode).toBe(200);
+    const stars = '*'.repeat(SECRET.length);
+    expect(await c.get(b.id)).toMatchObject({ message: `step failed: ${stars}`, artifactProblems: [{ ...problem, message: `PUT ?t=${stars}: 503` }] });
+    expect(dbBytes().includes(SECRET)).toBe(false);
+  });
+
+  it('a log chunk for a build whose secret-env key was replaced fails the build with a clear message and answers 409 BUILD_OVER, not 500 on every chunk', async () => {
+    const w = await c.enrol('w1');
+    const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
+    const claim = (await c.poll('w1', w.auth))!;
+    const db = new DatabaseSync(join(c.dir, 'controller.db'));
+    try {
+      const sealed = Buffer.from((db.prepare('SELECT secret_env FROM builds WHERE id = ?').get(b.id) as { secret_env: Uint8Array }).secret_env);
+      sealed[sealed.length - 1]! ^= 0xff; // as if another key had sealed it
+      db.prepare('UPDATE builds SET secret_env = ? WHERE id = ?').run(sealed, b.id);
+    } finally {
+      db.close();
+    }
+    const res = await c.post(`/api/v1/builds/${b.id}/logs`, w.auth, { lease: claim.lease, offset: claim.build.logOffset, data: `token=${SECRET}\n` });
+    expect(res.statusCode).toBe(409);
+    expect(res.json()).toMatchObject({ code: 'BUILD_OVER', message: expect.stringMatching(/cannot be opened with this controller's key/) });
+    expect(await c.get(b.id)).toMatchObject({ status: 'failed', failureReason: 'build_failed', message: expect.stringMatching(/secret-env.key replaced/) });
+    expect(row<{ secret_env: unknown }>('SELECT secret_env FROM builds WHERE id = ?', b.id).secret_env).toBeNull();
+    // The agent's next chunk hears the same, from the lease check.
+    expect((await c.post(`/api/v1/builds/${b.id}/logs`, w.auth, { lease: claim.lease, offset: claim.build.logOffset, data: 'x' })).statusCode).toBe(409);
+  });
+
   it('a name in both env and secretEnv is refused', async () => {
     const res = await c.post('/api/v1/builds', c.admin, { steps: [{ name: 's', run: 'true' }], env: { TOKEN: 'a' }, secretEnv: { TOKEN: SECRET } });
     expect(res.statusCode).toBe(400);
