@@ -272,6 +272,17 @@ describe('retention', () => {
     expect((await prune({ olderThanDays: 30 })).json()).toMatchObject({ builds: 0 });
   });
 
+  it('a prune with no body at all uses the defaults (it was refused 400 "body must be object")', async () => {
+    const w = await c.enrol('w1');
+    const old = await finishedBuild(w);
+    c.clock.now += 31 * DAY;
+    const res = await c.post('/api/v1/admin/prune', c.admin);
+    expect(res.statusCode, JSON.stringify(res.json())).toBe(200);
+    expect(res.json()).toMatchObject({ dryRun: false, olderThanDays: 30, builds: 1 });
+    expect((await c.app.inject({ method: 'GET', url: `/api/v1/builds/${old}`, headers: c.admin })).statusCode).toBe(404);
+    expect((await c.app.inject({ method: 'POST', url: '/api/v1/admin/prune', headers: { ...c.admin, 'content-type': 'application/json' }, payload: '[]' })).statusCode).toBe(400);
+  });
+
   it('prune needs the admin key', async () => {
     const w = await c.enrol('w1');
     expect((await c.post('/api/v1/admin/prune', w.auth, { dryRun: true })).statusCode).toBe(403);
