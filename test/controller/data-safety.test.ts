@@ -126,6 +126,29 @@ describe('secret env', () => {
     expect(bytes.includes(SECRET)).toBe(false);
   });
 
+  it('a reader holding an old snapshot (a backup) does not hold up the erase; the old log frames go at the next truncation it allows', async () => {
+    const sealedOf = (id: string) => Buffer.from(row<{ secret_env: Uint8Array }>('SELECT secret_env FROM builds WHERE id = ?', id).secret_env);
+    const w = await c.enrol('w1');
+    const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
+    const blob = sealedOf(b.id);
+    const claim = (await c.poll('w1', w.auth))!;
+    const backup = new DatabaseSync(join(c.dir, 'controller.db'), { readOnly: true });
+    try {
+      backup.exec('BEGIN');
+      backup.prepare('SELECT COUNT(*) FROM builds').get();
+      expect((await complete(b.id, w.auth, claim.lease)).statusCode).toBe(200);
+      expect(await c.get(b.id)).toMatchObject({ status: 'succeeded' });
+      // Held off: the log could not be emptied under the reader.
+      expect(dbBytes().includes(blob)).toBe(true);
+    } finally {
+      backup.close();
+    }
+    // The next erase finds no reader in the way and empties the log, old frames included.
+    const other = await c.submit({ secretEnv: { TOKEN: SECRET }, labels: ['nobody-has-this'] });
+    expect((await c.post(`/api/v1/builds/${other.id}/cancel`, c.admin)).statusCode).toBe(200);
+    expect(dbBytes().includes(blob)).toBe(false);
+  });
+
   it('cancelling a queued build erases its secret', async () => {
     const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
     expect((await c.post(`/api/v1/builds/${b.id}/cancel`, c.admin)).statusCode).toBe(200);
