@@ -36,7 +36,26 @@ export class ArtifactFiles {
     return /^(?!\.)[A-Za-z0-9._-]{1,200}$/.test(name) ? join(this.dir, buildId, String(attempt), name) : null;
   }
 
+  /**
+   * Streams `body` into place. Throws 413 past `maxBytes`; 409 BUILD_OVER when the build's
+   * folder is removed under the upload (a prune of the build); a full disk's ENOSPC names the
+   * file, so the answer can say the artifact directory, not the database, is full.
+   */
   async write(buildId: string, attempt: number, name: string, body: Readable, maxBytes: number): Promise<{ sizeBytes: number; sha256: string }> {
+    try {
+      return await this.writeFile(buildId, attempt, name, body, maxBytes);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ENOENT') {
+        throw new ExpoError('BUILD_OVER', `the artifact folder of build ${buildId} was removed during the upload of '${name}' (the build was pruned)`, { cause: err });
+      }
+      // fs write errors carry no path: the temporary file is where the write failed.
+      if (e.code === 'ENOSPC' && e.path === undefined) e.path = join(this.dir, buildId);
+      throw err;
+    }
+  }
+
+  private async writeFile(buildId: string, attempt: number, name: string, body: Readable, maxBytes: number): Promise<{ sizeBytes: number; sha256: string }> {
     await mkdir(join(this.dir, buildId, String(attempt)), { recursive: true, mode: 0o700 });
     const final = this.path(buildId, attempt, name);
     const temp = `${final}.${randomBytes(6).toString('hex')}.partial`;

@@ -13,9 +13,10 @@
  * is refused with 409 so the agent aborts and recycles its VM. The store keeps only the lease's
  * SHA-256 digest: what a worker presents is hashed here before any lookup or comparison.
  *
- * Secret env values are sealed (`SecretBox`) before they reach the store, opened only for the
- * worker's claim, masked in log chunks stored here as a defence (the agent masks first), and
- * erased by the store when the build is final.
+ * Secret env values are sealed (`SecretBox`) before they reach the store (values too short to
+ * mask are refused), opened only for the worker's claim, masked in log chunks and completion
+ * messages stored here as a defence (the agent masks first), and erased by the store when the
+ * build is final.
  */
 import { ExpoError } from '../protocol/errors.ts';
 import { isActiveStatus, isInfraFailure, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
@@ -28,7 +29,7 @@ import type { Liveness } from '../protocol/liveness.ts';
 import { heartbeatWaitMaxMs, livenessOf } from '../monitor/watchdog-policy.ts';
 import type { AttemptRecord, BuildPulse, BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
 import type { SecretBox } from './secret-box.ts';
-import { maskSameLength, secretNeedles } from '../protocol/secret-mask.ts';
+import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/secret-mask.ts';
 
 export interface BuildServiceOptions {
   store: Store;
@@ -87,6 +88,11 @@ export class BuildService {
     const secretEnv = body.secretEnv ?? {};
     const both = Object.keys(secretEnv).filter((name) => body.env !== undefined && Object.hasOwn(body.env, name));
     if (both.length > 0) throw new ExpoError('API_BAD_REQUEST', `env and secretEnv both name ${both.join(', ')}; give each name once`);
+    // A value too short to mask would show in the log as it is: refused rather than leaked.
+    const short = Object.keys(secretEnv).filter((name) => secretEnv[name]!.length < MIN_SECRET_CHARS);
+    if (short.length > 0) {
+      throw new ExpoError('API_BAD_REQUEST', `secretEnv ${short.join(', ')}: a secret value must have at least ${MIN_SECRET_CHARS} characters (shorter ones cannot be masked in the log)`);
+    }
     const id = newBuildId();
     const secretNames = Object.keys(secretEnv);
     const build = await this.store.createBuild({
@@ -173,7 +179,7 @@ export class BuildService {
     } catch (err) {
       // Another key sealed it (secret-env.key was replaced): no worker could ever run it as
       // submitted, and handing it back to the queue would only claim it again. It ends here.
-      await this.endAttempt(claim.build, 'failed', 'build_failed', null, `${(err as Error).message}; submit the build again`);
+      await this.endAttempt(claim.build, 'failed', 'build_failed', null, unopenable(err));
       return null;
     }
     return { claim, lease, buildToken, secretEnv };
@@ -322,7 +328,8 @@ export class BuildService {
   async appendLog(worker: WorkerRecord, buildId: string, body: LogChunkBody): Promise<number> {
     const { build, attempt } = await this.attemptFor(worker, buildId, body.lease);
     if (build.lease !== attempt.lease) throw this.staleLease(build, attempt);
-    const result = await this.store.appendLog(buildId, body.offset, Buffer.from(this.masked(build, body.data), 'utf8'), this.o.maxLogBytes);
+    const needles = await this.needlesOrEnd(build);
+    const result = await this.store.appendLog(buildId, body.offset, Buffer.from(maskSameLength(body.data, needles), 'utf8'), this.o.maxLogBytes);
     switch (result.kind) {
       case 'appended':
         return result.logBytes;
@@ -349,16 +356,25 @@ export class BuildService {
     if (body.status !== 'failed' && body.failureReason !== undefined) {
       throw new ExpoError('API_BAD_REQUEST', `failureReason is only allowed with status "failed", not "${body.status}"`);
     }
-    const reason: FailureReason | null = body.status === 'failed' ? (body.failureReason ?? 'build_failed') : null;
+    // The agent fails such a build itself; the controller holds to the declaration all the same
+    // (an older or faulty agent): a required artifact that was not stored is never a success.
+    const missing = body.status === 'succeeded' ? body.artifactProblems?.find((p) => p.required) : undefined;
+    const status: FinalBuildStatus = missing ? 'failed' : body.status;
+    const reason: FailureReason | null = missing ? 'artifact_missing' : body.status === 'failed' ? (body.failureReason ?? 'build_failed') : null;
     const exitCode = body.exitCode ?? (body.status === 'succeeded' ? 0 : null);
-    if (build.lease !== attempt.lease) return this.repeatedCompletion(build, attempt, body.status, reason, exitCode);
+    if (build.lease !== attempt.lease) return this.repeatedCompletion(build, attempt, status, reason, exitCode);
+    const needles = await this.needlesOrEnd(build);
+    const problems = body.artifactProblems?.map((p) => ({ ...p, message: maskSameLength(p.message, needles) }));
     // Recorded while the lease is current, before the attempt ends: a repeated completion sets them again.
-    if (body.artifactProblems !== undefined) await this.store.setArtifactProblems(buildId, attempt.lease, body.artifactProblems);
-    const ended = await this.endAttempt(build, body.status, reason, exitCode, body.message ?? null);
+    if (problems !== undefined) await this.store.setArtifactProblems(buildId, attempt.lease, problems);
+    const sent = body.message === undefined ? null : maskSameLength(body.message, needles);
+    const why = missing ? maskSameLength(`required artifact '${missing.pattern}' was not stored: ${missing.message}`, needles) : null;
+    const message = why === null ? sent : sent === null ? why : `${why}; ${sent}`;
+    const ended = await this.endAttempt(build, status, reason, exitCode, message);
     if (ended) return ended;
     const after = await this.getBuild(buildId);
     const again = await this.store.getAttemptByLease(buildId, attempt.lease);
-    return this.repeatedCompletion(after, again ?? attempt, body.status, reason, exitCode);
+    return this.repeatedCompletion(after, again ?? attempt, status, reason, exitCode);
   }
 
   private repeatedCompletion(
@@ -435,12 +451,21 @@ export class BuildService {
   }
 
   /**
-   * A log chunk with the build's secret values starred out, byte for byte (offsets stay true) —
-   * a defence behind the agent's own masking, within the chunk only.
+   * What to star out of text a worker sends for this build (log chunks, completion messages),
+   * byte for byte so log offsets stay true — a defence behind the agent's own masking. When the
+   * values cannot be opened (secret-env.key was replaced while the build ran), nothing the
+   * worker sends can be masked: the build ends here, as at a claim, and the worker hears 409
+   * BUILD_OVER.
    */
-  private masked(build: BuildRecord, data: string): string {
-    if (build.secretEnvSealed === null) return data;
-    return maskSameLength(data, secretNeedles(Object.values(this.o.secrets.open(build.id, build.secretEnvSealed))));
+  private async needlesOrEnd(build: BuildRecord): Promise<string[]> {
+    if (build.secretEnvSealed === null) return [];
+    try {
+      return secretNeedles(Object.values(this.o.secrets.open(build.id, build.secretEnvSealed)));
+    } catch (err) {
+      const message = unopenable(err);
+      const ended = await this.failActive(build, 'build_failed', message);
+      throw new ExpoError('BUILD_OVER', `build ${build.id} is ${ended?.status ?? 'over'}: ${message}`);
+    }
   }
 
   private over(build: BuildRecord): ExpoError {
@@ -452,3 +477,6 @@ export class BuildService {
     return new ExpoError('LEASE_STALE', `attempt ${a.attempt} of build ${build.id} is over (${how}); abort it and recycle its VM`);
   }
 }
+
+/** Why a build whose secret env this controller cannot open was ended. */
+const unopenable = (err: unknown): string => `${(err as Error).message}; submit the build again`;

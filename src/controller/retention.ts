@@ -57,14 +57,17 @@ export class Retention {
     for (;;) {
       const batch = await this.o.store.findPrunableBuilds(cutoff, this.o.batchSize);
       if (batch.length === 0) break;
-      const deleted = new Set(await this.o.store.deleteBuilds(batch.map((b) => b.id)));
-      for (const b of batch.filter((b) => deleted.has(b.id))) {
-        add(result, b);
-        // After the records: a file left by a failed removal is only disk; a record without its file would be a lie.
+      // Files first: they are what takes the space, and on a full disk the database cannot
+      // delete a row until there is room for its write-ahead log. A final build never becomes
+      // active again, so its files are no longer written; until its records go too (this
+      // transaction, or the next prune if it fails) a download of a removed file is 404.
+      for (const b of batch) {
         await rm(join(this.o.artifactsDir, b.id), { recursive: true, force: true }).catch((err: unknown) =>
-          this.o.logger.warn({ err, buildId: b.id }, 'pruned build: its artifact files could not be removed'),
+          this.o.logger.warn({ err, buildId: b.id }, 'pruning build: its artifact files could not be removed'),
         );
       }
+      const deleted = new Set(await this.o.store.deleteBuilds(batch.map((b) => b.id)));
+      for (const b of batch.filter((b) => deleted.has(b.id))) add(result, b);
       if (deleted.size === 0) break;
       await nextTurn();
     }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ARTIFACT_NAME_MAX_BYTES, artifactNameProblem } from '../../src/protocol/domain.ts';
@@ -110,6 +111,29 @@ describe('artifacts', () => {
   it.each([['/etc/passwd'], ['../secret'], ['out/../../x'], ['a b']])('refuses the artifact pattern %j at submission', async (pattern) => {
     const res = await c.post('/api/v1/builds', c.admin, { steps: [{ name: 's', run: 'true' }], artifacts: [pattern] });
     expect(res.statusCode).toBe(400);
+  });
+
+  it('an upload whose build folder is removed under it (the build pruned) answers 409 BUILD_OVER, not 500 ENOENT', async () => {
+    const { w, id, lease } = await claimed();
+    const body = Readable.from(
+      (async function* () {
+        yield Buffer.alloc(1000, 1);
+        rmSync(join(c.dir, 'artifacts', id), { recursive: true, force: true });
+        yield Buffer.alloc(1000, 2);
+      })(),
+    );
+    const res = await c.app.inject({ method: 'PUT', url: `/api/v1/builds/${id}/artifacts/App.ipa`, headers: { ...w.auth, 'x-expo-lease': lease, 'content-type': 'application/octet-stream' }, payload: body });
+    expect(res.statusCode, res.body).toBe(409);
+    expect(res.json()).toMatchObject({ code: 'BUILD_OVER', message: expect.stringContaining('removed during the upload') });
+  });
+
+  it('a download of an artifact whose file is gone (removed by a prune before its record) is 404 API_NOT_FOUND, not 500', async () => {
+    const { w, id, lease } = await claimed();
+    expect((await put(id, 'App.ipa', lease, w.auth, Buffer.from('ipa'))).statusCode).toBe(201);
+    rmSync(join(c.dir, 'artifacts', id), { recursive: true, force: true });
+    const got = await c.app.inject({ method: 'GET', url: `/api/v1/builds/${id}/artifacts/App.ipa`, headers: c.admin });
+    expect(got.statusCode).toBe(404);
+    expect(got.json()).toMatchObject({ code: 'API_NOT_FOUND' });
   });
 
   it('answers 404 for an artifact that was never uploaded', async () => {
@@ -302,6 +326,36 @@ describe('declared artifacts: required ones and problems recorded on the build (
     const late = await c.post(`/api/v1/builds/${b.id}/complete`, w.auth, { lease: first.lease, status: 'succeeded', artifactProblems: [] });
     expect(late.statusCode).toBe(409);
     expect((await c.get(b.id)).artifactProblems).toEqual([problems[0]]);
+  });
+
+  it('a succeeded completion with a required artifact problem is failed artifact_missing, naming the pattern, not accepted as succeeded', async () => {
+    const { w, id, lease } = await claimed([{ path: 'ios/App.ipa', required: true }]);
+    const problem = { pattern: 'ios/App.ipa', reason: 'no_match', required: true, message: 'matched no file' };
+    const res = await c.post(`/api/v1/builds/${id}/complete`, w.auth, { lease, status: 'succeeded', artifactProblems: [problem] });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ status: 'failed', failureReason: 'artifact_missing', message: expect.stringContaining("'ios/App.ipa'"), artifactProblems: [problem] });
+    // The agent retries a completion whose answer it lost: the same one answers 200 again.
+    expect((await c.post(`/api/v1/builds/${id}/complete`, w.auth, { lease, status: 'succeeded', artifactProblems: [problem] })).statusCode).toBe(200);
+    expect(await c.get(id)).toMatchObject({ status: 'failed', failureReason: 'artifact_missing' });
+  });
+
+  it('an optional artifact problem leaves a succeeded completion succeeded', async () => {
+    const { w, id, lease } = await claimed(['out/*.ipa']);
+    const problem = { pattern: 'out/*.ipa', reason: 'no_match', required: false, message: 'matched no file' };
+    const res = await c.post(`/api/v1/builds/${id}/complete`, w.auth, { lease, status: 'succeeded', artifactProblems: [problem] });
+    expect(res.json()).toMatchObject({ status: 'succeeded', failureReason: null, artifactProblems: [problem] });
+  });
+
+  it('artifact problems of a failed attempt do not survive a successful retry that sent none', async () => {
+    const w = await c.enrol('mac-1');
+    const b = await c.submit({ maxAttempts: 2, artifacts: ['out/*.ipa'] });
+    const first = (await c.poll('mac-1', w.auth))!;
+    const problem = { pattern: 'out/*.ipa', reason: 'upload_failed', required: false, message: 'the controller was unreachable' };
+    await c.post(`/api/v1/builds/${b.id}/complete`, w.auth, { lease: first.lease, status: 'failed', failureReason: 'vm_crashed', artifactProblems: [problem] });
+    expect((await c.get(b.id)).artifactProblems).toEqual([problem]);
+    const second = (await c.poll('mac-1', w.auth))!;
+    expect((await c.post(`/api/v1/builds/${b.id}/complete`, w.auth, { lease: second.lease, status: 'succeeded' })).statusCode).toBe(200);
+    expect(await c.get(b.id)).toMatchObject({ status: 'succeeded', artifactProblems: [] });
   });
 
   it('refuses a problem with an unknown reason', async () => {

@@ -11,6 +11,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../../src/controller/store/migrations.ts';
+import { prepareDataDir } from '../../src/controller/store/data-dir.ts';
 import { killAllControllers, startControllerProcess } from '../support/controller-process.ts';
 
 const KEY = 'data-dir-test-admin-key';
@@ -59,6 +60,38 @@ describe('data directory', () => {
     expect(c.output.some((l) => l.includes('narrowed a file mode') && l.includes('0755 → 0700'))).toBe(true);
     expect(existsSync(partial)).toBe(false);
     expect(await c.stop()).toBe(0);
+  });
+});
+
+describe('prepareDataDir', () => {
+  it('--db in a shared folder (like /var/lib/controller.db) leaves that folder\'s mode alone and warns to give --db a directory of its own (it chmodded the parent to 0700)', () => {
+    const shared = join(dir, 'var-lib');
+    mkdirSync(shared);
+    chmodSync(shared, 0o755);
+    writeFileSync(join(shared, 'dpkg'), 'another program\'s file');
+    mkdirSync(join(shared, 'postgresql'));
+    const db = join(shared, 'controller.db');
+    new DatabaseSync(db).close();
+    chmodSync(db, 0o644);
+    const report = prepareDataDir(db);
+    expect(mode(shared)).toBe('755');
+    expect(report.warnings).toEqual([expect.stringMatching(/holds more than the controller's files \(dpkg, postgresql\).*give --db a directory of its own/)]);
+    // Its own files are still narrowed.
+    expect(mode(db)).toBe('600');
+    expect(report.fixed).toEqual([`${db}: 0644 → 0600`]);
+  });
+
+  it('a folder holding only the controller\'s own entries is narrowed; a folder it creates is 0700', () => {
+    const own = join(dir, 'own');
+    mkdirSync(join(own, 'artifacts'), { recursive: true });
+    chmodSync(own, 0o750);
+    const db = join(own, 'c.db');
+    for (const f of [db, `${db}-wal`, `${db}-shm`, `${db}-journal`, join(own, 'secret-env.key')]) writeFileSync(f, '', { mode: 0o600 });
+    expect(prepareDataDir(db)).toEqual({ fixed: [`data directory ${own}: 0750 → 0700`], warnings: [] });
+    expect(mode(own)).toBe('700');
+    const fresh = join(dir, 'new', 'data');
+    expect(prepareDataDir(join(fresh, 'c.db'))).toEqual({ fixed: [], warnings: [] });
+    expect(mode(fresh)).toBe('700');
   });
 });
 

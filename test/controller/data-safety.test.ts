@@ -109,6 +109,46 @@ describe('secret env', () => {
     expect(row<{ secret_env: unknown }>('SELECT secret_env FROM builds WHERE id = ?', b.id).secret_env).toBeNull();
   });
 
+  it('an erased secret is not left in the write-ahead log: neither the value nor its sealed blob is anywhere in the db or -wal bytes', async () => {
+    const sealedOf = (id: string) => Buffer.from(row<{ secret_env: Uint8Array }>('SELECT secret_env FROM builds WHERE id = ?', id).secret_env);
+    const w = await c.enrol('w1');
+    const done = await c.submit({ secretEnv: { TOKEN: SECRET } });
+    const cancelled = await c.submit({ secretEnv: { TOKEN: SECRET }, labels: ['nobody-has-this'] });
+    const blobs = [sealedOf(done.id), sealedOf(cancelled.id)];
+    expect(blobs.every((b) => dbBytes().includes(b))).toBe(true);
+    const claim = (await c.poll('w1', w.auth))!;
+    expect(claim.build.id).toBe(done.id);
+    expect((await complete(done.id, w.auth, claim.lease)).statusCode).toBe(200);
+    expect(dbBytes().includes(blobs[0]!)).toBe(false);
+    expect((await c.post(`/api/v1/builds/${cancelled.id}/cancel`, c.admin)).statusCode).toBe(200);
+    const bytes = dbBytes();
+    for (const b of blobs) expect(bytes.includes(b)).toBe(false);
+    expect(bytes.includes(SECRET)).toBe(false);
+  });
+
+  it('a reader holding an old snapshot (a backup) does not hold up the erase; the old log frames go at the next truncation it allows', async () => {
+    const sealedOf = (id: string) => Buffer.from(row<{ secret_env: Uint8Array }>('SELECT secret_env FROM builds WHERE id = ?', id).secret_env);
+    const w = await c.enrol('w1');
+    const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
+    const blob = sealedOf(b.id);
+    const claim = (await c.poll('w1', w.auth))!;
+    const backup = new DatabaseSync(join(c.dir, 'controller.db'), { readOnly: true });
+    try {
+      backup.exec('BEGIN');
+      backup.prepare('SELECT COUNT(*) FROM builds').get();
+      expect((await complete(b.id, w.auth, claim.lease)).statusCode).toBe(200);
+      expect(await c.get(b.id)).toMatchObject({ status: 'succeeded' });
+      // Held off: the log could not be emptied under the reader.
+      expect(dbBytes().includes(blob)).toBe(true);
+    } finally {
+      backup.close();
+    }
+    // The next erase finds no reader in the way and empties the log, old frames included.
+    const other = await c.submit({ secretEnv: { TOKEN: SECRET }, labels: ['nobody-has-this'] });
+    expect((await c.post(`/api/v1/builds/${other.id}/cancel`, c.admin)).statusCode).toBe(200);
+    expect(dbBytes().includes(blob)).toBe(false);
+  });
+
   it('cancelling a queued build erases its secret', async () => {
     const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
     expect((await c.post(`/api/v1/builds/${b.id}/cancel`, c.admin)).statusCode).toBe(200);
@@ -139,6 +179,47 @@ describe('secret env', () => {
     createLogger('expo-worker-agent', 'info', sink).info({ secretEnv: { T: 's1-secret' }, build: { secretEnv: { T: 's2-secret' } }, claim: { build: { secretEnv: { T: 's3-secret' } } } }, 'x');
     const out = lines.join('');
     for (const v of ['s1-secret', 's2-secret', 's3-secret']) expect(out).not.toContain(v);
+  });
+
+  it('a secret value shorter than the masking minimum is refused at submission, naming the variable and the minimum (it was accepted and never masked)', async () => {
+    const res = await c.post('/api/v1/builds', c.admin, { steps: [{ name: 's', run: 'true' }], secretEnv: { PIN: '123', TOKEN: SECRET } });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ code: 'API_BAD_REQUEST', message: expect.stringMatching(/PIN.*at least 4 characters/) });
+    expect(res.json().message).not.toContain('TOKEN');
+    expect((await c.post('/api/v1/builds', c.admin, { steps: [{ name: 's', run: 'true' }], secretEnv: { PIN: '1234' } })).statusCode).toBe(201);
+  });
+
+  it('a secret in the completion message or an artifact problem message is starred out before it is stored', async () => {
+    const w = await c.enrol('w1');
+    const b = await c.submit({ secretEnv: { TOKEN: SECRET }, artifacts: ['out/*.ipa'] });
+    const claim = (await c.poll('w1', w.auth))!;
+    const problem = { pattern: 'out/*.ipa', reason: 'upload_failed', required: false, message: `PUT ?t=${SECRET}: 503` };
+    const res = await c.post(`/api/v1/builds/${b.id}/complete`, w.auth, { lease: claim.lease, status: 'failed', message: `step failed: ${SECRET}`, artifactProblems: [problem] });
+    expect(res.statusCode).toBe(200);
+    const stars = '*'.repeat(SECRET.length);
+    expect(await c.get(b.id)).toMatchObject({ message: `step failed: ${stars}`, artifactProblems: [{ ...problem, message: `PUT ?t=${stars}: 503` }] });
+    expect(dbBytes().includes(SECRET)).toBe(false);
+  });
+
+  it('a log chunk for a build whose secret-env key was replaced fails the build with a clear message and answers 409 BUILD_OVER, not 500 on every chunk', async () => {
+    const w = await c.enrol('w1');
+    const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
+    const claim = (await c.poll('w1', w.auth))!;
+    const db = new DatabaseSync(join(c.dir, 'controller.db'));
+    try {
+      const sealed = Buffer.from((db.prepare('SELECT secret_env FROM builds WHERE id = ?').get(b.id) as { secret_env: Uint8Array }).secret_env);
+      sealed[sealed.length - 1]! ^= 0xff; // as if another key had sealed it
+      db.prepare('UPDATE builds SET secret_env = ? WHERE id = ?').run(sealed, b.id);
+    } finally {
+      db.close();
+    }
+    const res = await c.post(`/api/v1/builds/${b.id}/logs`, w.auth, { lease: claim.lease, offset: claim.build.logOffset, data: `token=${SECRET}\n` });
+    expect(res.statusCode).toBe(409);
+    expect(res.json()).toMatchObject({ code: 'BUILD_OVER', message: expect.stringMatching(/cannot be opened with this controller's key/) });
+    expect(await c.get(b.id)).toMatchObject({ status: 'failed', failureReason: 'build_failed', message: expect.stringMatching(/secret-env.key replaced/) });
+    expect(row<{ secret_env: unknown }>('SELECT secret_env FROM builds WHERE id = ?', b.id).secret_env).toBeNull();
+    // The agent's next chunk hears the same, from the lease check.
+    expect((await c.post(`/api/v1/builds/${b.id}/logs`, w.auth, { lease: claim.lease, offset: claim.build.logOffset, data: 'x' })).statusCode).toBe(409);
   });
 
   it('a name in both env and secretEnv is refused', async () => {
@@ -212,6 +293,17 @@ describe('retention', () => {
     expect((await c.get(recent)).status).toBe('succeeded');
     expect(existsSync(join(c.dir, 'artifacts', recent))).toBe(true);
     expect((await prune({ olderThanDays: 30 })).json()).toMatchObject({ builds: 0 });
+  });
+
+  it('a prune with no body at all uses the defaults (it was refused 400 "body must be object")', async () => {
+    const w = await c.enrol('w1');
+    const old = await finishedBuild(w);
+    c.clock.now += 31 * DAY;
+    const res = await c.post('/api/v1/admin/prune', c.admin);
+    expect(res.statusCode, JSON.stringify(res.json())).toBe(200);
+    expect(res.json()).toMatchObject({ dryRun: false, olderThanDays: 30, builds: 1 });
+    expect((await c.app.inject({ method: 'GET', url: `/api/v1/builds/${old}`, headers: c.admin })).statusCode).toBe(404);
+    expect((await c.app.inject({ method: 'POST', url: '/api/v1/admin/prune', headers: { ...c.admin, 'content-type': 'application/json' }, payload: '[]' })).statusCode).toBe(400);
   });
 
   it('prune needs the admin key', async () => {

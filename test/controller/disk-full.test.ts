@@ -194,6 +194,48 @@ describe('a full disk under the database', () => {
     expect(((await f.ctl.app.inject({ method: 'GET', url: `/api/v1/builds/${f.buildId}`, headers: ADMIN })).json() as { status: string }).status).toBe('succeeded');
   });
 
+  it('prune frees space on a full disk: artifact files go first, then the rows (the deletes were refused 507 for want of WAL space), and writes resume', async (t) => {
+    const dir = smallFilesystem(4096);
+    if (!dir) return t.skip();
+    const f = await startFarm(dir);
+    const bytes = Buffer.alloc(1024 * 1024, 7);
+    const up = await f.ctl.app.inject({
+      method: 'PUT',
+      url: `/api/v1/builds/${f.buildId}/artifacts/App.ipa`,
+      headers: { ...f.worker, 'x-expo-lease': f.lease, 'content-type': 'application/octet-stream' },
+      payload: bytes,
+    });
+    expect(up.statusCode, up.body).toBe(201);
+    const done = await f.ctl.app.inject({ method: 'POST', url: `/api/v1/builds/${f.buildId}/complete`, headers: f.worker, payload: { lease: f.lease, status: 'succeeded' } });
+    expect(done.statusCode).toBe(200);
+    fillDisk(f); // never given back: the prune has to make the room itself
+    const submit = () => f.ctl.app.inject({ method: 'POST', url: '/api/v1/builds', headers: ADMIN, payload: { steps: [{ name: 's', run: 'true' }], env: { PAD: 'p'.repeat(16 * 1024) } } });
+    expect((await submit()).statusCode).toBe(507);
+    // olderThanDays 0: every build finished before now (filling the disk took a while).
+    const pruned = await f.ctl.app.inject({ method: 'POST', url: '/api/v1/admin/prune', headers: ADMIN, payload: { olderThanDays: 0 } });
+    expect(pruned.statusCode, pruned.body).toBe(200);
+    expect(pruned.json()).toMatchObject({ builds: 1, artifacts: 1, artifactBytes: bytes.length });
+    expect((await f.ctl.app.inject({ method: 'GET', url: `/api/v1/builds/${f.buildId}`, headers: ADMIN })).statusCode).toBe(404);
+    expect((await submit()).statusCode).toBe(201);
+  });
+
+  it('an artifact upload refused for a full disk says the artifact directory is full, not the database', async (t) => {
+    const dir = smallFilesystem(4096);
+    if (!dir) return t.skip();
+    const f = await startFarm(dir);
+    fillDisk(f);
+    const up = await f.ctl.app.inject({
+      method: 'PUT',
+      url: `/api/v1/builds/${f.buildId}/artifacts/App.ipa`,
+      headers: { ...f.worker, 'x-expo-lease': f.lease, 'content-type': 'application/octet-stream' },
+      payload: Buffer.alloc(256 * 1024, 7),
+    });
+    expect(up.statusCode, up.body).toBe(507);
+    expect(up.json()).toMatchObject({ code: 'STORE_FULL', message: expect.stringContaining('artifact directory') as string });
+    expect(up.json().message).not.toContain('database');
+    expect((await logChunk(f, 'z'.repeat(256 * 1024))).json()).toMatchObject({ code: 'STORE_FULL', message: expect.stringContaining('controller database') as string });
+  });
+
   it('SQLITE_FULL (the database at its page limit) is 507 STORE_FULL too, and the log names the directory', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'expo-diskfull-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,5 +1,6 @@
 /** Secrets never reach the log, at any level; the metrics endpoint serves Prometheus text. */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -39,6 +40,49 @@ describe('logging', () => {
         expect(log, secret).not.toContain(secret);
       }
     } finally {
+      await c.shutdown();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a client aborting an artifact upload mid-body is an info line without a stack, not an error-level "request failed: aborted"', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'expo-log-test-'));
+    const lines: string[] = [];
+    let heard: () => void = () => {};
+    const abortLogged = new Promise<void>((resolve) => (heard = resolve));
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString());
+        if (chunk.toString().includes('aborted')) heard();
+        done();
+      },
+    });
+    const store = new SqliteStore({ path: join(dir, 'c.db') });
+    await store.migrate();
+    const adminKey = 'admin-secret-0123456789abcdef';
+    const c = await buildApp({ store, adminKey, heartbeatTimeoutMs: 60_000, maxLogBytes: 1 << 20, artifactsDir: join(dir, 'artifacts'), defaultBuildTimeoutS: 60, logger: createLogger('expo-worker-controller', 'info', sink) });
+    let client: Socket | undefined;
+    try {
+      const admin = { authorization: `Bearer ${adminKey}` };
+      const { apiKey } = (await c.app.inject({ method: 'POST', url: '/api/v1/workers', headers: admin, payload: { id: 'mac-1' } })).json();
+      const { id } = (await c.app.inject({ method: 'POST', url: '/api/v1/builds', headers: admin, payload: { steps: [{ name: 's', run: 'true' }] } })).json();
+      const claim = (await c.app.inject({ method: 'POST', url: '/api/v1/workers/mac-1/poll', headers: { authorization: `Bearer ${apiKey}` }, payload: { slotsFree: 1, runningBuilds: [], waitS: 0 } })).json();
+      await c.app.listen({ port: 0, host: '127.0.0.1' });
+      const port = (c.app.server.address() as { port: number }).port;
+      // The client goes away once the controller has the request, its body only begun.
+      c.app.server.once('request', () => client?.destroy());
+      client = connect(port, '127.0.0.1', () => {
+        client?.write(`PUT /api/v1/builds/${id}/artifacts/App.ipa HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${apiKey}\r\nX-Expo-Lease: ${claim.lease}\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(1000)}`);
+      });
+      await abortLogged;
+      const aborted = lines.map((l) => JSON.parse(l) as { level: number; msg: string; err?: unknown }).filter((l) => l.msg.includes('aborted'));
+      expect(aborted).toHaveLength(1);
+      expect(aborted[0]).toMatchObject({ level: 30, msg: expect.stringContaining('request aborted by the client') });
+      expect(JSON.stringify(aborted[0])).not.toContain('stack');
+      expect(lines.filter((l) => (JSON.parse(l) as { level: number }).level >= 50)).toEqual([]);
+    } finally {
+      client?.destroy();
       await c.shutdown();
       await store.close();
       rmSync(dir, { recursive: true, force: true });

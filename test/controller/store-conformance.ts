@@ -266,6 +266,18 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.getBuild(b.id))?.artifactProblems).toEqual([problem]);
     });
 
+    it('a new attempt starts with no artifact problems: those of a failed attempt do not survive into a successful retry', async () => {
+      const b = await s.createBuild(build({ maxAttempts: 2, artifacts: ['App.ipa'] }));
+      const c1 = (await s.claimBuild(claimReq('w1', 14_000)))!;
+      const problem = { pattern: 'App.ipa', reason: 'no_match' as const, required: false, message: 'none' };
+      expect(await s.setArtifactProblems(b.id, c1.attempt.lease, [problem])).toBe(true);
+      await s.finishAttempt({ buildId: b.id, lease: c1.attempt.lease, now: 14_001, status: 'failed', failureReason: 'vm_crashed', exitCode: null, message: null, requeue: true });
+      const c2 = (await s.claimBuild(claimReq('w2', 14_002)))!;
+      expect(c2.build.artifactProblems).toEqual([]);
+      const done = await s.finishAttempt({ buildId: b.id, lease: c2.attempt.lease, now: 14_003, status: 'succeeded', failureReason: null, exitCode: 0, message: null, requeue: false });
+      expect(done).toMatchObject({ status: 'succeeded', artifactProblems: [] });
+    });
+
     it('keeps everything across a reopen', async () => {
       const b = await s.createBuild(build());
       const c = (await s.claimBuild(claimReq('w1', 12_000)))!;

@@ -10,14 +10,24 @@ export const retentionRoutes: FastifyPluginAsync<{ retention: Retention }> = asy
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   app.addHook('preHandler', async (req) => requireAdmin(req.principal));
 
-  app.post('/api/v1/admin/prune', { schema: { body: PruneBody } }, async (req) => {
-    const days = req.body.olderThanDays ?? retention.retentionDays;
-    if (req.body.olderThanDays === undefined && days === 0) {
-      throw new ExpoError('API_BAD_REQUEST', 'this controller keeps builds forever (--retention-days 0): name olderThanDays');
-    }
-    const dryRun = req.body.dryRun ?? false;
-    const result = await retention.prune(days, dryRun);
-    req.log.info(result, dryRun ? 'prune dry run' : 'pruned builds');
-    return result;
-  });
+  app.post(
+    '/api/v1/admin/prune',
+    {
+      schema: { body: PruneBody },
+      // Both fields are optional, so no body at all is a call too (as for cancel); anything sent must still be an object.
+      preValidation: async (req) => {
+        if (req.body === undefined) req.body = {};
+      },
+    },
+    async (req) => {
+      const days = req.body.olderThanDays ?? retention.retentionDays;
+      if (req.body.olderThanDays === undefined && days === 0) {
+        throw new ExpoError('API_BAD_REQUEST', 'this controller keeps builds forever (--retention-days 0): name olderThanDays');
+      }
+      const dryRun = req.body.dryRun ?? false;
+      const result = await retention.prune(days, dryRun);
+      req.log.info(result, dryRun ? 'prune dry run' : 'pruned builds');
+      return result;
+    },
+  );
 };

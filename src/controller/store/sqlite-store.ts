@@ -34,6 +34,9 @@ type Row = Record<string, SQLInputValue>;
 
 const ACTIVE_SQL = `('assigned','preparing','running')`;
 
+/** How soon a WAL truncation that readers held off is tried again, ms. */
+const WAL_RETRY_MS = 2000;
+
 const toWorker = (r: Row): WorkerRecord => ({
   id: r.id as string,
   labels: JSON.parse(r.labels as string) as string[],
@@ -107,12 +110,16 @@ export interface SqliteStoreOptions {
 export class SqliteStore implements Store {
   private readonly db: DatabaseSync;
   private readonly statements = new Map<string, StatementSync>();
+  private readonly busyTimeoutMs: number;
+  /** A retry of a WAL truncation that readers held off (see `dropOldWalFrames`). */
+  private walRetry: NodeJS.Timeout | null = null;
 
   constructor(options: SqliteStoreOptions) {
+    this.busyTimeoutMs = options.busyTimeoutMs ?? 5000;
     try {
       // Created private (SQLite gives -wal and -shm the database file's mode).
       if (options.path !== ':memory:' && !options.path.startsWith('file:')) createPrivateFile(options.path);
-      this.db = new DatabaseSync(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
+      this.db = new DatabaseSync(options.path, { timeout: this.busyTimeoutMs });
       // secure_delete: erased secrets and pruned logs are overwritten, not left in free pages.
       this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;');
     } catch (cause) {
@@ -162,6 +169,8 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (!this.db.isOpen) return;
+    if (this.walRetry) clearTimeout(this.walRetry);
+    this.walRetry = null;
     this.statements.clear();
     this.db.close();
   }
@@ -295,7 +304,8 @@ export class SqliteStore implements Store {
       }
       this.q(
         `UPDATE builds SET status = 'assigned', attempt = ?, worker_id = ?, lease = ?, assigned_at = ?,
-           last_heartbeat_at = ?, log_bytes = ?, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL
+           last_heartbeat_at = ?, log_bytes = ?, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
+           artifact_problems = '[]'
          WHERE id = ? AND status = 'queued'`,
       ).run(attempt, req.workerId, req.lease, req.now, req.now, logBytes, id);
       this.q(
@@ -366,8 +376,14 @@ export class SqliteStore implements Store {
   }
 
   async cancelQueued(id: string, now: number): Promise<boolean> {
-    const r = this.q(`UPDATE builds SET status = 'cancelled', cancel_requested = 1, finished_at = ?, secret_env = NULL WHERE id = ? AND status = 'queued'`).run(now, id);
-    return r.changes > 0;
+    const erased = this.tx(() => {
+      const had = this.q(`SELECT secret_env IS NOT NULL AS sealed FROM builds WHERE id = ? AND status = 'queued'`).get(id) as { sealed: number } | undefined;
+      if (!had) return null;
+      this.q(`UPDATE builds SET status = 'cancelled', cancel_requested = 1, finished_at = ?, secret_env = NULL WHERE id = ? AND status = 'queued'`).run(now, id);
+      return had.sealed === 1;
+    });
+    if (erased) this.dropOldWalFrames();
+    return erased !== null;
   }
 
   async unassign(buildId: string, lease: string): Promise<boolean> {
@@ -383,9 +399,11 @@ export class SqliteStore implements Store {
   }
 
   async finishAttempt(e: AttemptEnd): Promise<BuildRecord | null> {
-    return this.tx(() => {
+    let erased = false;
+    const ended = this.tx(() => {
       const cur = this.q(`SELECT * FROM builds WHERE id = ? AND lease = ? AND status IN ${ACTIVE_SQL}`).get(e.buildId, e.lease) as Row | undefined;
       if (!cur) return null;
+      erased = !e.requeue && cur.secret_env !== null;
       this.q(
         `UPDATE attempts SET ended_at = ?, outcome = ?, failure_reason = ?, exit_code = ?, message = ?
          WHERE build_id = ? AND lease = ?`,
@@ -404,6 +422,37 @@ export class SqliteStore implements Store {
       }
       return toBuild(this.q('SELECT * FROM builds WHERE id = ?').get(e.buildId) as Row);
     });
+    if (erased) this.dropOldWalFrames();
+    return ended;
+  }
+
+  /**
+   * After secret env values were erased: secure_delete overwrites them in the database's pages,
+   * but the write-ahead log still holds older copies of those pages (the sealed values among
+   * them) until SQLite happens to reuse it. A TRUNCATE checkpoint copies the log into the
+   * database and empties the file. Only then — it costs an fsync. It never waits for readers
+   * (a backup holding an old snapshot would otherwise stall every request for the busy
+   * timeout): held off, it is tried again shortly, until it goes through. Never fatal: the
+   * erase itself is committed.
+   */
+  private dropOldWalFrames(): void {
+    if (!this.db.isOpen) return;
+    let done = false;
+    try {
+      this.db.exec('PRAGMA busy_timeout = 0');
+      const r = this.db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get() as { busy: number } | undefined;
+      done = r?.busy === 0;
+    } catch {
+      // Busy or the disk refused: tried again below.
+    } finally {
+      this.db.exec(`PRAGMA busy_timeout = ${this.busyTimeoutMs}`);
+    }
+    if (done || this.walRetry) return;
+    this.walRetry = setTimeout(() => {
+      this.walRetry = null;
+      this.dropOldWalFrames();
+    }, WAL_RETRY_MS);
+    this.walRetry.unref();
   }
 
   // ---- artifacts ----

@@ -199,7 +199,10 @@ export interface Store {
    */
   findOverdueBuilds(q: OverdueQuery): Promise<BuildRecord[]>;
 
-  /** Atomically hands the oldest queued build whose labels the worker has to this worker, or null. */
+  /**
+   * Atomically hands the oldest queued build whose labels the worker has to this worker, or null.
+   * The new attempt starts clean: progress, outcome and artifact problems of an earlier attempt are reset.
+   */
   claimBuild(req: ClaimRequest): Promise<Claim | null>;
   getAttemptByLease(buildId: string, lease: string): Promise<AttemptRecord | null>;
   getAttemptByTokenHash(tokenHash: string): Promise<AttemptRecord | null>;
