@@ -61,6 +61,7 @@ Queues a build and prints its id. --follow streams its log and exits with its re
                       masked as *** in the log, erased when the build ends. NAME alone takes
                       the value from this command's own environment, so it stays out of
                       your shell history: MY_TOKEN=… expo-worker submit --secret-env MY_TOKEN
+                      (values shorter than 4 characters are refused: they could not be masked)
   --label L           a label a worker must have (repeatable)
   --artifact PATTERN  a file to collect from the VM, relative to the steps' directory; * and ? allowed
                       (repeatable); one that matches nothing or fails to upload is recorded on the build
