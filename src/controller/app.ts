@@ -171,12 +171,6 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   let diskFullLoggedAt = Number.NEGATIVE_INFINITY;
   let diskFullUnlogged = 0;
   app.setErrorHandler(async (err: FastifyError | ExpoError, req, reply) => {
-    // The client went away before its body arrived (an agent stopped mid-upload): its doing, not
-    // a fault here — one info line, no stack; nobody is left to hear the answer.
-    if (req.raw.destroyed && !req.raw.complete) {
-      req.log.info({ code: (err as NodeJS.ErrnoException).code, route: req.routeOptions.url }, `request aborted by the client: ${err.message}`);
-      return reply.status(400).send({ code: 'API_BAD_REQUEST', message: 'the request was aborted before its body arrived' });
-    }
     const full = await describeStorageFull(err, o.dataDir);
     if (full) {
       if (now() - diskFullLoggedAt >= DISK_FULL_LOG_INTERVAL_MS) {
@@ -188,6 +182,14 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
         .status(ERROR_CODES.STORE_FULL.status)
         .header('retry-after', String(STORE_FULL_RETRY_AFTER_S))
         .send({ code: 'STORE_FULL', message: `the disk under the ${full.fields.file === null ? 'controller database' : 'artifact directory'} is full; nothing was written — retry later` });
+    }
+    // The client went away before its body arrived (an agent stopped mid-upload): its doing, not
+    // a fault here — one info line, no stack; nobody is left to hear the answer. Only a client
+    // error counts: a failed write here (a full disk, a removed folder) also destroys the request
+    // stream, and is reported by the branches around this one.
+    if (req.raw.destroyed && !req.raw.complete && isClientAbort(err)) {
+      req.log.info({ code: (err as NodeJS.ErrnoException).code, route: req.routeOptions.url }, `request aborted by the client: ${err.message}`);
+      return reply.status(400).send({ code: 'API_BAD_REQUEST', message: 'the request was aborted before its body arrived' });
     }
     if (isExpoError(err)) {
       const extra = 'expectedOffset' in err.details ? { expectedOffset: err.details.expectedOffset } : {};
@@ -256,4 +258,10 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
       await app.close();
     },
   };
+}
+
+/** The errors Node gives a request stream whose client closed the connection mid-body. */
+function isClientAbort(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || err.message === 'aborted';
 }

@@ -19,8 +19,8 @@
  * build is final.
  */
 import { ExpoError } from '../protocol/errors.ts';
-import { isActiveStatus, isInfraFailure, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
-import type { BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody, WorkerView } from '../protocol/schemas.ts';
+import { artifactPatternMatches, isActiveStatus, isInfraFailure, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
+import type { ArtifactProblem, BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody, WorkerView } from '../protocol/schemas.ts';
 import { hashSecret, newBuildId, newBuildToken, newLease, type Principal } from './auth.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { workerView } from './views.ts';
@@ -358,7 +358,7 @@ export class BuildService {
     }
     // The agent fails such a build itself; the controller holds to the declaration all the same
     // (an older or faulty agent): a required artifact that was not stored is never a success.
-    const missing = body.status === 'succeeded' ? body.artifactProblems?.find((p) => p.required) : undefined;
+    const missing = body.status === 'succeeded' ? await this.missingRequired(build, attempt.attempt, body.artifactProblems ?? []) : undefined;
     const status: FinalBuildStatus = missing ? 'failed' : body.status;
     const reason: FailureReason | null = missing ? 'artifact_missing' : body.status === 'failed' ? (body.failureReason ?? 'build_failed') : null;
     const exitCode = body.exitCode ?? (body.status === 'succeeded' ? 0 : null);
@@ -375,6 +375,22 @@ export class BuildService {
     const after = await this.getBuild(buildId);
     const again = await this.store.getAttemptByLease(buildId, attempt.lease);
     return this.repeatedCompletion(after, again ?? attempt, status, reason, exitCode);
+  }
+
+  /**
+   * The first required artifact this attempt did not store: one the agent reports as such, or a
+   * required pattern of the build's own declaration that no artifact stored by this attempt matches
+   * (whatever the agent reported).
+   */
+  private async missingRequired(build: BuildRecord, attempt: number, reported: readonly ArtifactProblem[]): Promise<{ pattern: string; message: string } | undefined> {
+    const flagged = reported.find((p) => p.required);
+    if (flagged) return flagged;
+    const required = build.artifacts.flatMap((a) => (typeof a === 'object' && a.required === true ? [a.path] : []));
+    if (required.length === 0) return undefined;
+    const stored = (await this.store.listArtifacts(build.id)).filter((a) => a.attempt === attempt).map((a) => a.name);
+    const pattern = required.find((p) => !stored.some((name) => artifactPatternMatches(p, name)));
+    if (pattern === undefined) return undefined;
+    return reported.find((p) => p.pattern === pattern) ?? { pattern, message: 'no artifact this attempt stored matches it' };
   }
 
   private repeatedCompletion(

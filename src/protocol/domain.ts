@@ -99,6 +99,17 @@ export function artifactNameProblem(name: string): string | null {
 }
 
 /**
+ * Whether a stored artifact's name is one the declared pattern collects: the pattern read as the
+ * VM's shell reads it (`*` and `?` never cross a `/`), after the same clean-up as names (a
+ * leading `./` and empty segments dropped).
+ */
+export function artifactPatternMatches(pattern: string, name: string): boolean {
+  const clean = pattern.split('/').filter((seg) => seg !== '' && seg !== '.').join('/');
+  const source = clean.replace(/[.+^${}()|[\]\\-]/g, '\\$&').replaceAll('*', '[^/]*').replaceAll('?', '[^/]');
+  return new RegExp(`^${source}$`).test(name);
+}
+
+/**
  * Why a declared artifact was not stored. `no_match`: its pattern matched no file;
  * `invalid_name`: a matched file's path cannot be an artifact name (too long, control
  * characters); `too_large`: past the controller's `--max-artifact-mb`; `upload_failed`: looking

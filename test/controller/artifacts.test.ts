@@ -339,6 +339,28 @@ describe('declared artifacts: required ones and problems recorded on the build (
     expect(await c.get(id)).toMatchObject({ status: 'failed', failureReason: 'artifact_missing' });
   });
 
+  it('an agent that reports nothing (an older one) or calls a required artifact optional cannot succeed a build whose required artifact this attempt did not store', async () => {
+    const { w, id, lease } = await claimed([{ path: './ios/*.ipa', required: true }, 'logs/*.txt']);
+    // Something stored, but not what the required pattern asks for (`*` does not cross a folder).
+    expect((await put(id, 'ios/sub/App.ipa', lease, w.auth, Buffer.from('x'))).statusCode).toBe(201);
+    const lied = { pattern: './ios/*.ipa', reason: 'no_match', required: false, message: 'matched no file' };
+    const res = await c.post(`/api/v1/builds/${id}/complete`, w.auth, { lease, status: 'succeeded', artifactProblems: [lied] });
+    expect(res.json()).toMatchObject({ status: 'failed', failureReason: 'artifact_missing', message: expect.stringContaining("'./ios/*.ipa'") });
+
+    const other = await c.submit({ artifacts: [{ path: 'ios/*.ipa', required: true }] });
+    const claim = (await c.poll('mac-1', w.auth))!;
+    expect(claim.build.id).toBe(other.id);
+    const silent = await c.post(`/api/v1/builds/${other.id}/complete`, w.auth, { lease: claim.lease, status: 'succeeded' });
+    expect(silent.json()).toMatchObject({ status: 'failed', failureReason: 'artifact_missing', message: expect.stringContaining('no artifact this attempt stored matches it') });
+  });
+
+  it('a required artifact this attempt stored lets the build succeed', async () => {
+    const { w, id, lease } = await claimed([{ path: 'ios/*.ipa', required: true }]);
+    expect((await put(id, 'ios/App.ipa', lease, w.auth, Buffer.from('x'))).statusCode).toBe(201);
+    const res = await c.post(`/api/v1/builds/${id}/complete`, w.auth, { lease, status: 'succeeded' });
+    expect(res.json()).toMatchObject({ status: 'succeeded', failureReason: null });
+  });
+
   it('an optional artifact problem leaves a succeeded completion succeeded', async () => {
     const { w, id, lease } = await claimed(['out/*.ipa']);
     const problem = { pattern: 'out/*.ipa', reason: 'no_match', required: false, message: 'matched no file' };
