@@ -3,12 +3,12 @@
  * (a person is watching), and errors that say what to fix — the URL that could not be reached,
  * a key the controller refused, a build that does not exist.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
-import { ExpoError } from '../protocol/errors.ts';
+import { ExpoError, isExpoError } from '../protocol/errors.ts';
 import type { ArtifactProblem, ArtifactView, BuildView, CreateBuildBody, PruneBody, PruneResult, WorkerView } from '../protocol/schemas.ts';
 import type { ClientConfig } from './config.ts';
 
@@ -132,10 +132,9 @@ export class AdminApi {
       await res.body.dump();
       throw new ExpoError('HTTP_STATUS', `artifact ${artifact.name} of build ${id}: ${res.statusCode}`, { details: { status: res.statusCode } });
     }
-    const temp = `${path}.partial`;
-    // A stale or planted `.partial` (a symlink, say) is removed, not followed: `wx` creates anew.
-    // Before the body flows: a 'data' listener starts it.
-    await rm(temp, { force: true });
+    // A name of our own, created anew (`wx`): nothing already there — a planted symlink, another
+    // artifact, a file of the user's — is followed or removed.
+    const temp = `${path}.${randomBytes(6).toString('hex')}.partial`;
     const hash = createHash('sha256');
     res.body.on('data', (chunk: Buffer) => hash.update(chunk));
     try {
@@ -144,7 +143,12 @@ export class AdminApi {
       if (got !== artifact.sha256) throw new ExpoError('HTTP_STATUS', `artifact ${artifact.name} arrived damaged: sha256 ${got}, expected ${artifact.sha256}`);
       await rename(temp, path);
     } catch (err) {
+      res.body.destroy();
       await rm(temp, { force: true });
+      // The connection failing mid-body is the controller out of reach, not a file-system error here.
+      if (!isExpoError(err) && typeof (err as NodeJS.ErrnoException).syscall !== 'string') {
+        throw new ExpoError('HTTP_UNREACHABLE', `artifact ${artifact.name} of build ${id}: the download broke off: ${(err as Error).message}`, { cause: err });
+      }
       throw err;
     }
   }

@@ -361,6 +361,12 @@ async function download(a: AdminApi, id: string, list: ArtifactView[], dir: stri
       await a.downloadArtifact(id, t.artifact, at.path);
       io.stderr(t.renamedBecause === undefined ? `saved ${at.path}\n` : `saved ${t.artifact.name} as ${at.path}: ${t.renamedBecause}\n`);
     } catch (err) {
+      // An artifact whose file the controller no longer has (404) costs that one only.
+      if (isExpoError(err) && err.code === 'HTTP_STATUS' && err.details.status === 404) {
+        notSaved(t.artifact.name, 'the controller no longer has its file (404)');
+        failed++;
+        continue;
+      }
       if (isExpoError(err)) throw err;
       // A file-system error (EACCES, ENOSPC…) costs this artifact only; its message names the code.
       if ((err as NodeJS.ErrnoException).code === undefined) throw err;
