@@ -3,6 +3,7 @@
  * an older version left them wide, `.partial` leftovers removed at start, and an existing
  * database upgraded (leases hashed) under a running build whose worker carries on.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -92,6 +93,26 @@ describe('prepareDataDir', () => {
     const fresh = join(dir, 'new', 'data');
     expect(prepareDataDir(join(fresh, 'c.db'))).toEqual({ fixed: [], warnings: [] });
     expect(mode(fresh)).toBe('700');
+  });
+});
+
+describe('prepareDataDir on a mount point', () => {
+  it('an empty volume mounted where --db points is left alone (it was narrowed as "only the controller\'s entries")', (t) => {
+    const mnt = join(dir, 'mnt');
+    mkdirSync(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0755', 'tmpfs', mnt], { stdio: 'pipe' });
+    } catch {
+      return t.skip(); // not root: mount is not ours to call (CI runs as root)
+    }
+    try {
+      const report = prepareDataDir(join(mnt, 'controller.db'));
+      expect(report.fixed).toEqual([]);
+      expect(report.warnings).toEqual([expect.stringContaining('is a mount point')]);
+      expect(mode(mnt)).toBe('755');
+    } finally {
+      execFileSync('umount', ['-l', mnt], { stdio: 'pipe' });
+    }
   });
 });
 

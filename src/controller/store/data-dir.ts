@@ -35,11 +35,14 @@ export function prepareDataDir(dbPath: string): DataDirReport {
   const d = statSync(dir);
   if ((d.mode & 0o077) !== 0) {
     const uid = process.getuid?.();
-    const foreign = foreignEntries(dir, basename(resolve(dbPath)));
+    let foreign: string[] | undefined;
     if (uid !== undefined && d.uid !== uid) report.warnings.push(`data directory ${dir} is mode ${octal(d.mode)} and owned by another user; not changed`);
     else if ((d.mode & 0o1000) !== 0) report.warnings.push(`data directory ${dir} is a shared sticky directory (mode ${octal(d.mode)}); not changed — give --db a dedicated directory`);
     else if (resolve(dir) === resolve(homedir())) report.warnings.push(`data directory ${dir} is the home directory (mode ${octal(d.mode)}); not changed — give --db a dedicated directory`);
-    else if (foreign.length > 0) {
+    else if (isMountPoint(dir, d.dev)) report.warnings.push(`data directory ${dir} is a mount point (mode ${octal(d.mode)}); not changed — give --db a directory of its own inside it`);
+    else if ((foreign = foreignEntries(dir, basename(resolve(dbPath)))) === undefined) {
+      report.warnings.push(`data directory ${dir} is mode ${octal(d.mode)} and cannot be listed; not changed — give --db a directory of its own`);
+    } else if (foreign.length > 0) {
       const shown = foreign.slice(0, 3).join(', ') + (foreign.length > 3 ? `, … (${foreign.length} in all)` : '');
       report.warnings.push(`data directory ${dir} is mode ${octal(d.mode)} and holds more than the controller's files (${shown}); not changed — give --db a directory of its own`);
     } else {
@@ -64,10 +67,20 @@ export function prepareDataDir(dbPath: string): DataDirReport {
 /** What the controller keeps beside its database `db` (a base name): nothing else is its own. */
 const ownEntries = (db: string): Set<string> => new Set([db, `${db}-wal`, `${db}-shm`, `${db}-journal`, 'secret-env.key', 'artifacts']);
 
-/** The entries of `dir` that are not the controller's, sorted. */
-function foreignEntries(dir: string, db: string): string[] {
+/** The entries of `dir` that are not the controller's, sorted; undefined when it cannot be read. */
+function foreignEntries(dir: string, db: string): string[] | undefined {
   const own = ownEntries(db);
-  return readdirSync(dir)
-    .filter((name) => !own.has(name))
-    .sort();
+  try {
+    return readdirSync(dir)
+      .filter((name) => !own.has(name))
+      .sort();
+  } catch {
+    return undefined;
+  }
+}
+
+/** A directory on another file system than its parent's (a volume mounted there, maybe empty): not the controller's to narrow. */
+function isMountPoint(dir: string, dev: number): boolean {
+  const parent = dirname(dir);
+  return parent !== dir && statSync(parent).dev !== dev;
 }
