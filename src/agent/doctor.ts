@@ -71,11 +71,14 @@ function writeHostKey(configPath: string, fingerprint: string): void {
   const raw = { ...readConfFile(target), vmHostKey: fingerprint };
   const st = statSync(target);
   const mode = st.mode & 0o777;
-  const tmp = `${target}.tmp-${process.pid}`;
+  const tmp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
   writeFileSync(tmp, `${JSON.stringify(raw, null, 2)}\n`, { mode, flag: 'wx' });
   try {
     chmodSync(tmp, mode);
-    if (st.uid !== process.getuid?.() || st.gid !== process.getgid?.()) {
+    // The new file's own owner, not this process's: on macOS (or in a setgid folder) it takes the
+    // folder's group, which may already be the right one.
+    const made = statSync(tmp);
+    if (made.uid !== st.uid || made.gid !== st.gid) {
       try {
         chownSync(tmp, st.uid, st.gid);
       } catch (cause) {

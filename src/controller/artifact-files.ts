@@ -37,18 +37,15 @@ export class ArtifactFiles {
   }
 
   /**
-   * Streams `body` into place. Throws 413 past `maxBytes`; 409 BUILD_OVER when the build's
-   * folder is removed under the upload (a prune of the build); a full disk's ENOSPC names the
-   * file, so the answer can say the artifact directory, not the database, is full.
+   * Streams `body` into place. Throws 413 past `maxBytes`; ENOENT when the build's folder is
+   * removed under the upload (the route asks whether the build was pruned); a full disk's ENOSPC
+   * names the file, so the answer can say the artifact directory, not the database, is full.
    */
   async write(buildId: string, attempt: number, name: string, body: Readable, maxBytes: number): Promise<{ sizeBytes: number; sha256: string }> {
     try {
       return await this.writeFile(buildId, attempt, name, body, maxBytes);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      if (e.code === 'ENOENT') {
-        throw new ExpoError('BUILD_OVER', `the artifact folder of build ${buildId} was removed during the upload of '${name}' (the build was pruned)`, { cause: err });
-      }
       // fs write errors carry no path: the temporary file is where the write failed.
       if (e.code === 'ENOSPC' && e.path === undefined) e.path = join(this.dir, buildId);
       throw err;

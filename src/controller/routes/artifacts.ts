@@ -43,7 +43,16 @@ export const artifactRoutes: FastifyPluginAsync<ArtifactRoutesOptions> = async (
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > o.maxArtifactBytes) throw new ExpoError('API_BODY_TOO_LARGE', `artifact '${name}' is larger than the cap of ${o.maxArtifactBytes} bytes`);
     const body = isStream(req.body) ? req.body : emptyBody();
-    const { sizeBytes, sha256 } = await o.files.write(req.params.id, attempt.attempt, name, body, o.maxArtifactBytes);
+    let stored;
+    try {
+      stored = await o.files.write(req.params.id, attempt.attempt, name, body, o.maxArtifactBytes);
+    } catch (err) {
+      // Its folder removed under the upload: a build pruned (or ended) meanwhile answers for
+      // itself (409 BUILD_OVER, 404…); for a build still current the folder's loss is ours (500).
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') await o.service.currentAttempt(worker, req.params.id, lease);
+      throw err;
+    }
+    const { sizeBytes, sha256 } = stored;
     // The upload may have taken minutes: the attempt must still be current to record it.
     try {
       await o.service.currentAttempt(worker, req.params.id, lease);
