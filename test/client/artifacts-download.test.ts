@@ -4,46 +4,19 @@
  * symlink or a file where an artifact's folder goes. Each artifact that can be saved is saved;
  * none is written outside DIR; the exit code is 0 or the documented 73, never 70.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/client/exit-codes.ts';
 import { planDownloads, prepareTarget } from '../../src/client/download.ts';
 import type { ArtifactView } from '../../src/protocol/schemas.ts';
-import { CLI } from '../support/controller-process.ts';
-import { ADMIN_KEY, startTestController, type TestController } from '../controller/support.ts';
+import { useCliHarness } from './harness.ts';
 
-let c: TestController;
-let url: string;
-let home: string;
-const children = new Set<ChildProcess>();
-
-beforeEach(async () => {
-  c = await startTestController({ realClock: true });
-  url = await c.app.listen({ port: 0, host: '127.0.0.1' });
-  home = mkdtempSync(join(tmpdir(), 'expo-cli-dl-'));
-});
-afterEach(async () => {
-  for (const p of children) {
-    if (p.exitCode === null && p.signalCode === null) {
-      p.kill('SIGKILL');
-      await once(p, 'exit');
-    }
-  }
-  children.clear();
-  await c.close();
-  rmSync(home, { recursive: true, force: true });
-});
+const h = useCliHarness('expo-cli-dl-');
 
 async function cli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const proc = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, HOME: home, EXPO_WORKER_URL: url, EXPO_WORKER_KEY: ADMIN_KEY },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(proc);
+  const proc = h.spawnCli(args);
   let out = '';
   let err = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -54,11 +27,11 @@ async function cli(args: string[]): Promise<{ code: number | null; out: string; 
 
 /** A build whose worker stored these artifacts (name → content). */
 async function buildWith(files: Record<string, string>): Promise<string> {
-  const b = await c.submit({ artifacts: ['**/*'] });
-  const w = await c.enrol('mac-1');
-  const claim = (await c.poll('mac-1', w.auth))!;
+  const b = await h.c.submit({ artifacts: ['**/*'] });
+  const w = await h.c.enrol('mac-1');
+  const claim = (await h.c.poll('mac-1', w.auth))!;
   for (const [name, content] of Object.entries(files)) {
-    const put = await c.app.inject({
+    const put = await h.c.app.inject({
       method: 'PUT',
       url: `/api/v1/builds/${b.id}/artifacts/${name}`,
       headers: { ...w.auth, 'x-expo-lease': claim.lease, 'content-type': 'application/octet-stream' },
@@ -72,7 +45,7 @@ async function buildWith(files: Record<string, string>): Promise<string> {
 describe('expo-worker artifacts --download', () => {
   it('artifacts a and a/App.ipa (a file/folder name clash) are both saved, a as a.artifact, instead of EEXIST and exit 70', async () => {
     const id = await buildWith({ a: 'the file a', 'a/App.ipa': 'the ipa', 'a.artifact': 'a real a.artifact' });
-    const dir = join(home, 'dl');
+    const dir = join(h.home, 'dl');
     const r = await cli(['artifacts', id, '--download', dir]);
     expect(r.code, r.err).toBe(EXIT.ok);
     expect(readFileSync(join(dir, 'a', 'App.ipa'), 'utf8')).toBe('the ipa');
@@ -86,8 +59,8 @@ describe('expo-worker artifacts --download', () => {
 
   it('a symlink or a file in the way inside DIR refuses that artifact only (exit 73), never writes through the link', async () => {
     const id = await buildWith({ 'ios/App.ipa': 'ipa', 'out/x.zip': 'zip', 'report.txt': 'report', 'notes.txt': 'notes' });
-    const dir = join(home, 'dl');
-    const elsewhere = join(home, 'elsewhere');
+    const dir = join(h.home, 'dl');
+    const elsewhere = join(h.home, 'elsewhere');
     mkdirSync(dir);
     mkdirSync(elsewhere);
     symlinkSync(elsewhere, join(dir, 'ios'));
@@ -107,7 +80,7 @@ describe('expo-worker artifacts --download', () => {
     expect(readdirSync(elsewhere)).toEqual(['victim']);
     expect(readFileSync(join(elsewhere, 'victim'), 'utf8')).toBe('untouched');
     // DIR itself a file: said so, 73, no stack trace.
-    const file = join(home, 'a-file');
+    const file = join(h.home, 'a-file');
     writeFileSync(file, 'x');
     const onFile = await cli(['artifacts', id, '--download', file]);
     expect(onFile.code, onFile.err).toBe(EXIT.notSaved);
@@ -120,6 +93,6 @@ describe('expo-worker artifacts --download', () => {
     expect(targets.map((t) => t.relPath)).toEqual(['ok.txt']);
     expect(refused.map((r) => r.name)).toEqual(['../dl-evil/x', '/etc/passwd', 'a/./b', 'a//b']);
     // `dl-evil` starts with `dl`: the old startsWith check let `../dl-evil/x` through.
-    expect(await prepareTarget(join(home, 'dl'), '../dl-evil/x')).toEqual({ why: `it points outside ${join(home, 'dl')}` });
+    expect(await prepareTarget(join(h.home, 'dl'), '../dl-evil/x')).toEqual({ why: `it points outside ${join(h.home, 'dl')}` });
   });
 });

@@ -4,38 +4,15 @@
  * `--follow` that collided with a step's own exit code, and an old Node.js that died with
  * "No such built-in module node:sqlite".
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/client/exit-codes.ts';
 import { MIN_NODE_VERSION, nodeTooOld } from '../../src/sys/node-version.ts';
-import { CLI } from '../support/controller-process.ts';
-import { ADMIN_KEY, startTestController, type PollClaim, type TestController } from '../controller/support.ts';
+import { ADMIN_KEY, type PollClaim } from '../controller/support.ts';
+import { useCliHarness } from './harness.ts';
 
-let c: TestController;
-let url: string;
-let home: string;
-const children = new Set<ChildProcess>();
-
-beforeEach(async () => {
-  c = await startTestController({ realClock: true });
-  url = await c.app.listen({ port: 0, host: '127.0.0.1' });
-  home = mkdtempSync(join(tmpdir(), 'expo-cli-entry-'));
-});
-afterEach(async () => {
-  for (const p of children) {
-    if (p.exitCode === null && p.signalCode === null) {
-      p.kill('SIGKILL');
-      await once(p, 'exit');
-    }
-  }
-  children.clear();
-  await c.close();
-  rmSync(home, { recursive: true, force: true });
-});
+const h = useCliHarness('expo-cli-entry-');
 
 interface Run {
   proc: ChildProcess;
@@ -47,11 +24,7 @@ interface Run {
 }
 
 function cli(args: string[], options: { nodeArgs?: string[]; closeStdout?: boolean; closeStderr?: boolean } = {}): Run {
-  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, ...args], {
-    env: { ...process.env, HOME: home, EXPO_WORKER_URL: url, EXPO_WORKER_KEY: ADMIN_KEY },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(proc);
+  const proc = h.spawnCli(args, options.nodeArgs);
   const exit = once(proc, 'exit').then(([code]) => code as number | null);
   let out = '';
   let err = '';
@@ -74,17 +47,17 @@ function cli(args: string[], options: { nodeArgs?: string[]; closeStdout?: boole
 async function claimRunning(workerId: string, auth: { authorization: string }): Promise<PollClaim> {
   let claim: PollClaim | null = null;
   for (const deadline = Date.now() + 30_000; !claim && Date.now() < deadline; ) {
-    claim = await c.poll(workerId, auth);
+    claim = await h.c.poll(workerId, auth);
     if (!claim) await new Promise((r) => setTimeout(r, 20));
   }
   expect(claim).not.toBeNull();
-  expect((await c.post(`/api/v1/builds/${claim!.build.id}/phase`, auth, { lease: claim!.lease, phase: 'running' })).statusCode).toBe(200);
+  expect((await h.c.post(`/api/v1/builds/${claim!.build.id}/phase`, auth, { lease: claim!.lease, phase: 'running' })).statusCode).toBe(200);
   return claim!;
 }
 
 describe('a closed pipe', () => {
   it('`status | head -1`: a stdout closed by its reader ends the command quietly (exit 0), never an EPIPE stack trace', async () => {
-    await c.submit();
+    await h.c.submit();
     const r = cli(['status'], { closeStdout: true });
     expect(await r.exit, r.err()).toBe(0);
     expect(r.err()).toBe('');
@@ -102,42 +75,42 @@ describe('a closed pipe', () => {
 
 describe('--follow exit codes never collide with a step exit code', () => {
   it('a step that exits 3 is "build failed" (1), not the old "cancelled" (3); its own code is printed', async () => {
-    const w = await c.enrol('mac-1');
+    const w = await h.c.enrol('mac-1');
     const r = cli(['submit', '--step', 'build=exit 3', '--follow']);
     const claim = await claimRunning('mac-1', w.auth);
     expect(await r.firstLine).toBe(claim.build.id);
-    await c.post(`/api/v1/builds/${claim.build.id}/complete`, w.auth, { lease: claim.lease, status: 'failed', exitCode: 3, message: "step 'build' exited with 3" });
+    await h.c.post(`/api/v1/builds/${claim.build.id}/complete`, w.auth, { lease: claim.lease, status: 'failed', exitCode: 3, message: "step 'build' exited with 3" });
     expect(await r.exit, r.err()).toBe(EXIT.buildFailed);
     expect(r.err()).toContain(`build ${claim.build.id} failed: build_failed — step 'build' exited with 3 (step exit code 3)`);
   });
 
   it('a step that exits 77 or 64 is still "build failed" (1), not "key refused" or "usage"', async () => {
-    const w = await c.enrol('mac-1');
+    const w = await h.c.enrol('mac-1');
     for (const code of [64, 77]) {
       const r = cli(['submit', '--step', `build=exit ${code}`, '--follow']);
       const claim = await claimRunning('mac-1', w.auth);
-      await c.post(`/api/v1/builds/${claim.build.id}/complete`, w.auth, { lease: claim.lease, status: 'failed', exitCode: code });
+      await h.c.post(`/api/v1/builds/${claim.build.id}/complete`, w.auth, { lease: claim.lease, status: 'failed', exitCode: code });
       expect(await r.exit, r.err()).toBe(EXIT.buildFailed);
       expect(r.err()).toContain(`(step exit code ${code})`);
     }
   });
 
   it('cancelled is 2 and success 0', async () => {
-    const w = await c.enrol('mac-1');
+    const w = await h.c.enrol('mac-1');
     const cancelled = cli(['submit', '--step', 'a=sleep 100', '--follow']);
     const id = await cancelled.firstLine;
-    expect((await c.app.inject({ method: 'POST', url: `/api/v1/builds/${id}/cancel`, headers: { authorization: `Bearer ${ADMIN_KEY}` } })).statusCode).toBe(200);
+    expect((await h.c.app.inject({ method: 'POST', url: `/api/v1/builds/${id}/cancel`, headers: { authorization: `Bearer ${ADMIN_KEY}` } })).statusCode).toBe(200);
     expect(await cancelled.exit, cancelled.err()).toBe(EXIT.cancelled);
     expect(cancelled.err()).toContain(`build ${id} was cancelled`);
 
     const ok = cli(['submit', '--step', 'a=true', '--follow']);
     const claim = await claimRunning('mac-1', w.auth);
-    await c.post(`/api/v1/builds/${claim.build.id}/complete`, w.auth, { lease: claim.lease, status: 'succeeded' });
+    await h.c.post(`/api/v1/builds/${claim.build.id}/complete`, w.auth, { lease: claim.lease, status: 'succeeded' });
     expect(await ok.exit, ok.err()).toBe(EXIT.ok);
   });
 
   it('an infrastructure failure is 3 and a timeout 4, whatever exit code came with them', async () => {
-    const w = await c.enrol('mac-1');
+    const w = await h.c.enrol('mac-1');
     for (const [reason, code] of [
       ['vm_crashed', EXIT.infraFailed],
       ['heartbeat_timeout', EXIT.infraFailed],
@@ -145,7 +118,7 @@ describe('--follow exit codes never collide with a step exit code', () => {
     ] as const) {
       const r = cli(['submit', '--step', 'a=true', '--follow']);
       const claim = await claimRunning('mac-1', w.auth);
-      await c.post(`/api/v1/builds/${claim.build.id}/complete`, w.auth, { lease: claim.lease, status: 'failed', failureReason: reason, exitCode: 1, message: reason });
+      await h.c.post(`/api/v1/builds/${claim.build.id}/complete`, w.auth, { lease: claim.lease, status: 'failed', failureReason: reason, exitCode: 1, message: reason });
       expect(await r.exit, `${reason}: ${r.err()}`).toBe(code);
     }
   });
@@ -163,7 +136,7 @@ describe('--follow exit codes never collide with a step exit code', () => {
 
 describe('a build no worker could take', () => {
   it('submit warns on stderr when no enrolled worker has the labels, and status says why a queued build waits', async () => {
-    await c.enrol('mac-1', ['xcode-15']);
+    await h.c.enrol('mac-1', ['xcode-15']);
     const r = cli(['submit', '--step', 'a=true', '--label', 'xcode-16']);
     expect(await r.exit, r.err()).toBe(0);
     const id = r.out().trim();
