@@ -96,14 +96,7 @@ describe('secret env', () => {
   it('a secret sealed under another key fails its build at the claim instead of looping back to the queue', async () => {
     const w = await c.enrol('w1');
     const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
-    const db = new DatabaseSync(join(c.dir, 'controller.db'));
-    try {
-      const sealed = Buffer.from((db.prepare('SELECT secret_env FROM builds WHERE id = ?').get(b.id) as { secret_env: Uint8Array }).secret_env);
-      sealed[sealed.length - 1]! ^= 0xff; // as if another key had sealed it
-      db.prepare('UPDATE builds SET secret_env = ? WHERE id = ?').run(sealed, b.id);
-    } finally {
-      db.close();
-    }
+    resealUnderAnotherKey(b.id);
     expect(await c.poll('w1', w.auth)).toBeNull();
     expect(await c.get(b.id)).toMatchObject({ status: 'failed', failureReason: 'build_failed', message: expect.stringMatching(/cannot be opened with this controller's key/) });
     expect(row<{ secret_env: unknown }>('SELECT secret_env FROM builds WHERE id = ?', b.id).secret_env).toBeNull();
@@ -205,14 +198,7 @@ describe('secret env', () => {
     const w = await c.enrol('w1');
     const b = await c.submit({ secretEnv: { TOKEN: SECRET } });
     const claim = (await c.poll('w1', w.auth))!;
-    const db = new DatabaseSync(join(c.dir, 'controller.db'));
-    try {
-      const sealed = Buffer.from((db.prepare('SELECT secret_env FROM builds WHERE id = ?').get(b.id) as { secret_env: Uint8Array }).secret_env);
-      sealed[sealed.length - 1]! ^= 0xff; // as if another key had sealed it
-      db.prepare('UPDATE builds SET secret_env = ? WHERE id = ?').run(sealed, b.id);
-    } finally {
-      db.close();
-    }
+    resealUnderAnotherKey(b.id);
     const res = await c.post(`/api/v1/builds/${b.id}/logs`, w.auth, { lease: claim.lease, offset: claim.build.logOffset, data: `token=${SECRET}\n` });
     expect(res.statusCode).toBe(409);
     expect(res.json()).toMatchObject({ code: 'BUILD_OVER', message: expect.stringMatching(/cannot be opened with this controller's key/) });
@@ -327,3 +313,15 @@ describe('retention', () => {
     expect([existsSync(stale), existsSync(fresh), existsSync(kept)]).toEqual([false, true, true]);
   });
 });
+
+/** Damages a build's sealed secret env in the database, as if another controller key had sealed it. */
+function resealUnderAnotherKey(buildId: string): void {
+  const db = new DatabaseSync(join(c.dir, 'controller.db'));
+  try {
+    const sealed = Buffer.from((db.prepare('SELECT secret_env FROM builds WHERE id = ?').get(buildId) as { secret_env: Uint8Array }).secret_env);
+    sealed[sealed.length - 1]! ^= 0xff;
+    db.prepare('UPDATE builds SET secret_env = ? WHERE id = ?').run(sealed, buildId);
+  } finally {
+    db.close();
+  }
+}
