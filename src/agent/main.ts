@@ -203,18 +203,10 @@ export async function main(argv: string[]): Promise<number> {
     metrics,
     ...buildParts(config, log, client, metrics),
   });
-  // A busy metrics port must not keep a host from building: Prometheus shows the agent down instead.
   let statusServer: StatusServer | undefined;
-  try {
-    statusServer = await startStatusServer({ address: config.metricsAddress, metrics, status: () => agent.status() });
-    log.info({ url: statusServer.url }, `status server listening on ${statusServer.url}`);
-  } catch (err) {
-    log.error({ err: (err as Error).message, metricsAddress: config.metricsAddress }, 'status server could not listen; /metrics and /health are off');
-  }
-  log.info({ workerId: config.workerId, controller: config.controllerUrl, baseVm: config.vmName, slots: config.maxConcurrentBuilds }, 'agent starting');
-
-  // Signals are ours before the first slow step (reaping, preflight), so a stop or a reload
-  // that arrives during start-up is handled like any other.
+  // Signals are ours before the first line that says we are up and before the first slow step
+  // (reaping, preflight), so a stop or a reload sent the moment a line is read is handled like
+  // any other, never by the default action.
   const stopped = new Promise<number>((resolve) => {
     let signals = 0;
     const stop = (signal: NodeJS.Signals) => {
@@ -263,6 +255,15 @@ export async function main(argv: string[]): Promise<number> {
       log.info('config reloaded: builds claimed from now on use it');
     });
   });
+  // A busy metrics port must not keep a host from building: Prometheus shows the agent down instead.
+  try {
+    statusServer = await startStatusServer({ address: config.metricsAddress, metrics, status: () => agent.status() });
+    log.info({ url: statusServer.url }, `status server listening on ${statusServer.url}`);
+  } catch (err) {
+    log.error({ err: (err as Error).message, metricsAddress: config.metricsAddress }, 'status server could not listen; /metrics and /health are off');
+  }
+  log.info({ workerId: config.workerId, controller: config.controllerUrl, baseVm: config.vmName, slots: config.maxConcurrentBuilds }, 'agent starting');
+
   await agent.start();
   return stopped;
 }

@@ -63,14 +63,9 @@ export async function main(argv: string[]): Promise<number> {
   const partials = await controller.retention.removePartials(0);
   if (partials.files > 0) logger.info(partials, 'removed .partial artifact files left by interrupted uploads');
   const address = await controller.app.listen({ port: config.port, host: config.host });
-  controller.watchdog.start();
-  controller.retention.start(config.retentionSchedule);
-  logger.info(
-    { address, db: config.dbPath, retentionDays: config.retentionDays, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000, prepareTimeoutS: config.prepareTimeoutMs / 1000 },
-    `controller listening on ${address}`,
-  );
-
-  return new Promise<number>((resolve) => {
+  // The signals are ours before the first line that tells anyone we are up: a SIGTERM sent the
+  // moment "listening" is read must drain, not meet the default action and kill the process.
+  const stopped = new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
       if (stopping) {
@@ -97,4 +92,11 @@ export async function main(argv: string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+  controller.watchdog.start();
+  controller.retention.start(config.retentionSchedule);
+  logger.info(
+    { address, db: config.dbPath, retentionDays: config.retentionDays, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000, prepareTimeoutS: config.prepareTimeoutMs / 1000 },
+    `controller listening on ${address}`,
+  );
+  return stopped;
 }
