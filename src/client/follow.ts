@@ -5,12 +5,23 @@
  */
 import type { BuildView } from '../protocol/schemas.ts';
 import type { AdminApi } from './admin-api.ts';
-import type { CliIo } from './commands.ts';
+
+/**
+ * The output and pacing `follow` needs, declared here rather than taken from the commands' whole
+ * `CliIo` (which `commands.ts` passes as it is): the commands import `follow`, so follow
+ * importing the commands back would be a cycle, if a type-only one.
+ */
+export interface FollowIo {
+  stdout: (text: string | Uint8Array) => void;
+  stderr: (text: string) => void;
+  /** How often to poll, ms. Default 1000. */
+  followIntervalMs?: number;
+}
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
 /** Streams the log to stdout and status/progress changes to stderr; resolves with the final build. */
-export async function follow(api: Pick<AdminApi, 'logs' | 'build'>, id: string, io: CliIo): Promise<BuildView> {
+export async function follow(api: Pick<AdminApi, 'logs' | 'build'>, id: string, io: FollowIo): Promise<BuildView> {
   const intervalMs = io.followIntervalMs ?? 1000;
   let offset = 0;
   let shown = '';

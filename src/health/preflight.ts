@@ -5,8 +5,8 @@
  */
 import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { VmDriver } from '../vm/vm-driver.ts';
 import { timed, type CheckResult, type PreflightCheckName } from './check.ts';
+import type { HealthVmManager, VmListing } from './vm-port.ts';
 
 /** Apple's limit of concurrently running macOS guests per host. */
 export const MAX_RUNNING_MACOS_VMS = 2;
@@ -15,7 +15,7 @@ export const MAX_RUNNING_MACOS_VMS = 2;
 export type FreeBytes = (path: string) => Promise<number>;
 
 export interface PreflightOptions {
-  driver: Pick<VmDriver, 'version' | 'list'>;
+  driver: Pick<HealthVmManager, 'version' | 'list'>;
   /** The base snapshot clones are made from. */
   baseVm: string;
   /** Where tart keeps VMs (TART_HOME, default `~/.tart`); its filesystem is measured. */
@@ -47,7 +47,7 @@ export async function runPreflight(options: PreflightOptions): Promise<CheckResu
   results.push(tart);
   if (!tart.ok) return results;
 
-  let vms: Awaited<ReturnType<VmDriver['list']>> | undefined;
+  let vms: readonly VmListing[] | undefined;
   results.push(
     await timed('base-vm-exists', async () => {
       vms = await options.driver.list();

@@ -12,11 +12,14 @@
 import { accessSync, constants, realpathSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Exec } from '../sys/exec.ts';
-import { SOFTNET_ALLOW_MIN_TART, type VmDriver } from '../vm/vm-driver.ts';
 import { timed, type CheckResult } from './check.ts';
+import type { HealthVmManager } from './vm-port.ts';
+
+/** The first tart release with `--net-softnet-allow` (tart release notes, 2.7.1). */
+export const SOFTNET_ALLOW_MIN_TART = '2.7.1';
 
 export interface SoftnetCheckOptions {
-  driver: Pick<VmDriver, 'version'>;
+  driver: Pick<HealthVmManager, 'version'>;
   /** Runs `sudo --non-interactive softnet --help` (rejects when sudo wants a password). */
   exec: Pick<Exec, 'run'>;
   /** The PATH tart runs with. */

@@ -2,12 +2,12 @@
  * The four VM health checks, each on the narrowest port it needs.
  */
 import type { SshSession } from '../sys/ssh.ts';
-import type { VmDriver } from '../vm/vm-driver.ts';
 import { timed, type CheckResult } from './check.ts';
 import { parseDf } from './df.ts';
+import type { HealthVmManager } from './vm-port.ts';
 
 /** `vm-exists`: `tart list` shows the VM, running. */
-export function checkVmExists(driver: Pick<VmDriver, 'list'>, name: string): Promise<CheckResult<'vm-exists'>> {
+export function checkVmExists(driver: Pick<HealthVmManager, 'list'>, name: string): Promise<CheckResult<'vm-exists'>> {
   return timed('vm-exists', async () => {
     const vm = (await driver.list()).find((v) => v.name === name && v.source === 'local');
     if (vm === undefined) return { ok: false, detail: `tart list does not show ${name}`, code: 'VM_NOT_FOUND' };
@@ -18,7 +18,7 @@ export function checkVmExists(driver: Pick<VmDriver, 'list'>, name: string): Pro
 
 /** `vm-ip`: `tart ip` answers with an address within `waitS` seconds. */
 export function checkVmIp(
-  driver: Pick<VmDriver, 'ip'>,
+  driver: Pick<HealthVmManager, 'ip'>,
   name: string,
   options: { waitS: number; signal?: AbortSignal },
 ): Promise<CheckResult<'vm-ip'>> {

@@ -60,12 +60,10 @@ export interface VmRunHandle {
  * A clone's network: `shared` is tart's default NAT (the VM reaches whatever its host reaches);
  * `softnet` runs it through tart's Softnet packet filter (`--net-softnet`), which lets the VM
  * reach globally routable addresses and the host's gateway only, plus the `allow` CIDRs
- * (`--net-softnet-allow`, tart ≥ {@link SOFTNET_ALLOW_MIN_TART}).
+ * (`--net-softnet-allow`, tart ≥ 2.7.1: `SOFTNET_ALLOW_MIN_TART` in `src/health/softnet.ts`, whose
+ * `vm-network` check holds the host to it).
  */
 export type VmNetwork = { readonly isolation: 'shared' } | { readonly isolation: 'softnet'; readonly allow: readonly string[] };
-
-/** The first tart release with `--net-softnet-allow` (tart release notes, 2.7.1). */
-export const SOFTNET_ALLOW_MIN_TART = '2.7.1';
 
 /** An IPv4 CIDR (`10.0.0.5/32`) in canonical form, or null. A bare address is not accepted. */
 export function parseCidr(s: string): string | null {
