@@ -40,10 +40,10 @@ export interface PlistValues {
 }
 
 const here = fileURLToPath(import.meta.url);
-/** True when running from `dist/src/agent/` (built), false from `src/agent/` (development). */
+/** True when running from `dist/src/host/` (built), false from `src/host/` (development). */
 const built = here.endsWith('.js');
 
-/** The package root: `src/agent/` is two levels below it, `dist/src/agent/` three. */
+/** The package root: `src/host/` is two levels below it, `dist/src/host/` three. */
 const packageRoot = resolve(dirname(here), built ? '../../..' : '../..');
 
 /** The built CLI the LaunchDaemon runs, resolved from this module's own location. */

@@ -34,7 +34,7 @@ import { NodeExec } from '../sys/exec.ts';
 import { Ssh2Client } from '../sys/ssh2-client.ts';
 import { EphemeralVm } from '../vm/ephemeral-vm.ts';
 import { TartCli } from '../vm/tart-cli.ts';
-import { defaultConfigPath, expandHome, loadAgentConfig, type AgentConfig } from './config.ts';
+import { defaultConfigPath, expandHome, loadAgentConfig, type AgentConfig } from '../agent/config.ts';
 import { formatJson, formatTable, type HintContext } from './doctor-report.ts';
 
 const VM_CHECKS = ['vm-exists', 'vm-ip', 'ssh-alive', 'disk-space'] as const;
