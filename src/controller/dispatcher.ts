@@ -3,10 +3,14 @@
  * queued (`notify()`), the oldest waiter whose labels match claims it — no polling interval
  * inside the controller. Waiters are served first come, first served.
  *
- * A waiter is pending until it claims a build (resolved with the claim), its wait runs out or
- * its client goes away (resolved with null), or the controller stops (`closeAll`, null).
- * A claim that lands after its waiter already left is handed back with `release`, so a build
- * is never assigned to a request nobody will answer.
+ * States of a waiter: pending → done, once, by whichever comes first: it claims a build
+ * (resolved with the claim), its wait runs out or its client goes away (resolved with null), or
+ * the controller stops (`closeAll`, null). A claim that lands after its waiter already left is
+ * handed back with `release`, so a build is never assigned to a request nobody will answer.
+ *
+ * States of the dispatcher: open → closed (`closeAll`: no new waits, every waiter answered).
+ * While open, a drain (waiters trying to claim, oldest first) runs at most once at a time; a
+ * `notify` during one asks for another pass after it, so no queued build is missed.
  */
 import type { Claim } from './store/store.ts';
 
