@@ -23,7 +23,7 @@ function docRooms(): Record<string, string[]> {
 }
 
 const sorted = (rooms: Record<string, string[]>): Record<string, string[]> =>
-  Object.fromEntries(Object.entries(rooms).map(([k, v]) => [k, [...v].sort()]).sort(([a], [b]) => a!.localeCompare(b!)));
+  Object.fromEntries(Object.entries(rooms).map(([room, imports]) => [room, [...imports].sort()]));
 
 describe('docs/architecture.md', () => {
   it('lists exactly the folders of src/ as rooms', () => {
@@ -35,7 +35,7 @@ describe('docs/architecture.md', () => {
     expect(Object.keys(ROOMS).sort()).toEqual(folders);
   });
 
-  it("gives each room the imports .dependency-cruiser.cjs allows it", () => {
+  it('gives each room the imports .dependency-cruiser.cjs allows it', () => {
     expect(sorted(docRooms())).toEqual(sorted(ROOMS));
   });
 });
