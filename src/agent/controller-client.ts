@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import pRetry from 'p-retry';
 import { Agent, request } from 'undici';
 import { answerErrorCode, ExpoError, isExpoError, isRetryable } from '../protocol/errors.ts';
-import { pathOf, ROUTES, type HttpMethod } from '../protocol/routes.ts';
+import { pathOf, ROUTES, type AnswerOf, type HttpMethod } from '../protocol/routes.ts';
 import { parseLiveness, type Liveness } from '../protocol/liveness.ts';
 import type { CompleteBody, PollBody, PollResponse, WorkerHeartbeatBody } from '../protocol/schemas.ts';
 
@@ -150,14 +150,14 @@ export class ControllerClient {
    * clocks as it stated them. Not retried: the caller loops.
    */
   async poll(body: PollBody, signal?: AbortSignal): Promise<{ claim: PollResponse | null; liveness: Liveness | null }> {
-    const res = await this.send<PollResponse>(ROUTES.poll.method, pathOf(ROUTES.poll, { id: this.o.workerId }), body, { signal, timeoutMs: ((body.waitS ?? 25) + 15) * 1000 });
+    const res = await this.send<AnswerOf<typeof ROUTES.poll>>(ROUTES.poll.method, pathOf(ROUTES.poll, { id: this.o.workerId }), body, { signal, timeoutMs: ((body.waitS ?? 25) + 15) * 1000 });
     return { claim: res.status === 204 ? null : res.body, liveness: res.liveness };
   }
 
   /** A worker heartbeat; with `waitS` the controller may hold it that long, answering early with a cancel or an abort. */
   async workerHeartbeat(body: WorkerHeartbeatBody, r?: RetryOptions): Promise<{ abort: string[]; cancel: string[]; liveness: Liveness | null }> {
     const timeoutMs = (body.waitS ?? 0) * 1000 + this.o.requestTimeoutMs;
-    const res = await this.retried<{ abort: string[]; cancel: string[] }>(ROUTES.workerHeartbeat.method, pathOf(ROUTES.workerHeartbeat, { id: this.o.workerId }), body, { retries: 2, ...r }, timeoutMs);
+    const res = await this.retried<AnswerOf<typeof ROUTES.workerHeartbeat>>(ROUTES.workerHeartbeat.method, pathOf(ROUTES.workerHeartbeat, { id: this.o.workerId }), body, { retries: 2, ...r }, timeoutMs);
     return { abort: res.body?.abort ?? [], cancel: res.body?.cancel ?? [], liveness: res.liveness };
   }
 
@@ -166,7 +166,7 @@ export class ControllerClient {
   }
 
   async appendLog(buildId: string, lease: string, offset: number, data: string, r?: RetryOptions): Promise<number> {
-    const res = await this.retried<{ logBytes: number }>(ROUTES.appendLog.method, pathOf(ROUTES.appendLog, { id: buildId }), { lease, offset, data }, r);
+    const res = await this.retried<AnswerOf<typeof ROUTES.appendLog>>(ROUTES.appendLog.method, pathOf(ROUTES.appendLog, { id: buildId }), { lease, offset, data }, r);
     return res.body?.logBytes ?? offset;
   }
 
@@ -174,12 +174,12 @@ export class ControllerClient {
   async uploadArtifact(buildId: string, lease: string, name: string, body: RawBody, timeoutMs = 30 * 60_000): Promise<{ sizeBytes: number; sha256: string }> {
     // The name is a relative path: each segment encoded, the slashes kept (the route is a wildcard).
     const path = pathOf(ROUTES.uploadArtifact, { id: buildId, '*': name });
-    const res = await this.send<{ sizeBytes: number; sha256: string }>(ROUTES.uploadArtifact.method, path, body, { timeoutMs, headers: { 'x-expo-lease': lease } });
+    const res = await this.send<AnswerOf<typeof ROUTES.uploadArtifact>>(ROUTES.uploadArtifact.method, path, body, { timeoutMs, headers: { 'x-expo-lease': lease } });
     return res.body ?? { sizeBytes: body.length, sha256: '' };
   }
 
   async complete(buildId: string, body: CompleteBody, r?: RetryOptions): Promise<{ status: string }> {
-    const res = await this.retried<{ status: string }>(ROUTES.complete.method, pathOf(ROUTES.complete, { id: buildId }), body, r);
+    const res = await this.retried<AnswerOf<typeof ROUTES.complete>>(ROUTES.complete.method, pathOf(ROUTES.complete, { id: buildId }), body, r);
     return res.body ?? { status: 'unknown' };
   }
 }

@@ -9,7 +9,7 @@ import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
 import { answerErrorCode, ExpoError, isExpoError, isRetryable } from '../protocol/errors.ts';
-import { pathOf, ROUTES, type HttpMethod, type RouteSpec } from '../protocol/routes.ts';
+import { pathOf, ROUTES, type AnswerOf, type HttpMethod, type RouteSpec } from '../protocol/routes.ts';
 import type { ArtifactProblem, ArtifactView, BuildView, CreateBuildBody, PruneBody, PruneResult, WorkerView } from '../protocol/schemas.ts';
 import type { ClientConfig } from './config.ts';
 
@@ -80,32 +80,33 @@ export class AdminApi {
     throw new ExpoError('HTTP_STATUS', `${method} ${path}: ${res.statusCode} ${err.code ?? ''} ${err.message ?? data.toString('utf8').slice(0, 200)}`.replace(/\s+/g, ' ').trim() + later, { details });
   }
 
-  private async json<T>(route: RouteSpec, path: string, body?: unknown, what?: string): Promise<T> {
-    return JSON.parse((await this.call(route.method, path, body, what)).data.toString('utf8')) as T;
+  /** A call whose answer is JSON, typed as the route table says. */
+  private async json<R extends RouteSpec>(route: R, path: string, body?: unknown, what?: string): Promise<AnswerOf<R>> {
+    return JSON.parse((await this.call(route.method, path, body, what)).data.toString('utf8')) as AnswerOf<R>;
   }
 
   async workers(): Promise<WorkerView[]> {
-    return (await this.json<{ workers: WorkerView[] }>(ROUTES.listWorkers, pathOf(ROUTES.listWorkers, {}))).workers;
+    return (await this.json(ROUTES.listWorkers, pathOf(ROUTES.listWorkers, {}))).workers;
   }
 
   async builds(limit: number): Promise<BuildView[]> {
-    return (await this.json<{ builds: BuildView[] }>(ROUTES.listBuilds, pathOf(ROUTES.listBuilds, {}, { limit }))).builds;
+    return (await this.json(ROUTES.listBuilds, pathOf(ROUTES.listBuilds, {}, { limit }))).builds;
   }
 
   async build(id: string): Promise<BuildView> {
-    return this.json<BuildView>(ROUTES.getBuild, pathOf(ROUTES.getBuild, { id }), undefined, `build '${id}'`);
+    return this.json(ROUTES.getBuild, pathOf(ROUTES.getBuild, { id }), undefined, `build '${id}'`);
   }
 
   async submit(body: CreateBuildBody): Promise<BuildView> {
-    return this.json<BuildView>(ROUTES.submitBuild, pathOf(ROUTES.submitBuild, {}), body);
+    return this.json(ROUTES.submitBuild, pathOf(ROUTES.submitBuild, {}), body);
   }
 
   async prune(body: PruneBody): Promise<PruneResult> {
-    return this.json<PruneResult>(ROUTES.prune, pathOf(ROUTES.prune, {}), body, 'prune');
+    return this.json(ROUTES.prune, pathOf(ROUTES.prune, {}), body, 'prune');
   }
 
   async cancel(id: string): Promise<BuildView> {
-    return this.json<BuildView>(ROUTES.cancelBuild, pathOf(ROUTES.cancelBuild, { id }), undefined, `build '${id}'`);
+    return this.json(ROUTES.cancelBuild, pathOf(ROUTES.cancelBuild, { id }), undefined, `build '${id}'`);
   }
 
   async logs(id: string, offset: number): Promise<LogSlice> {
@@ -116,7 +117,8 @@ export class AdminApi {
   /** `/health` needs no key; the status command shows the queue from it. */
   /** The collected artifacts and the declared ones that were not stored (none from a controller that predates them). */
   async artifacts(id: string): Promise<{ artifacts: ArtifactView[]; problems: ArtifactProblem[] }> {
-    const r = await this.json<{ artifacts: ArtifactView[]; problems?: ArtifactProblem[] }>(ROUTES.listArtifacts, pathOf(ROUTES.listArtifacts, { id }), undefined, `build ${id}`);
+    // A controller that predates `problems` answers without it.
+    const r: { artifacts: ArtifactView[]; problems?: ArtifactProblem[] } = await this.json(ROUTES.listArtifacts, pathOf(ROUTES.listArtifacts, { id }), undefined, `build ${id}`);
     return { artifacts: r.artifacts, problems: r.problems ?? [] };
   }
 
@@ -159,6 +161,6 @@ export class AdminApi {
   }
 
   async health(): Promise<Health> {
-    return this.json<Health>(ROUTES.health, pathOf(ROUTES.health, {}));
+    return this.json(ROUTES.health, pathOf(ROUTES.health, {}));
   }
 }

@@ -7,11 +7,16 @@
  * at start any route that is not in it), the agent and the CLI build their calls from it with
  * `pathOf`, and a test checks docs/api.md against it. A new route is a new row here first.
  */
-import type { TSchema } from 'typebox';
+import type { Static, TSchema } from 'typebox';
 import {
+  ArtifactList,
   ArtifactParams,
+  ArtifactStored,
   ArtifactUploadHeaders,
-  ArtifactView,
+  BuildList,
+  CreateWorkerResponse,
+  WorkerHeartbeatResponse,
+  WorkerList,
   BuildHeartbeatBody,
   BuildHeartbeatResponse,
   BuildIdParams,
@@ -65,30 +70,40 @@ export interface RouteSpec {
   schema: RouteSchema;
   /** The answer's status when it succeeds (a poll may also answer 204). */
   okStatus: number;
-  /** The answer's body, for readers and clients; not given to Fastify (it would filter fields). */
+  /** The answer's JSON body, for readers and clients; not given to Fastify (it would filter fields). None: text or bytes. */
   answer?: TSchema;
 }
+
+/** The type of a route's JSON answer (`unknown` for one that answers text or bytes). */
+export type AnswerOf<R extends RouteSpec> = R['answer'] extends TSchema ? Static<R['answer']> : unknown;
 
 export const ROUTES = {
   health: { method: 'GET', path: '/health', auth: 'public', schema: {}, okStatus: 200, answer: HealthResponse },
   metrics: { method: 'GET', path: '/metrics', auth: 'public', schema: {}, okStatus: 200 },
 
   // ---- admin ----
-  createWorker: { method: 'POST', path: '/api/v1/workers', auth: 'admin', schema: { body: CreateWorkerBody }, okStatus: 201 },
-  listWorkers: { method: 'GET', path: '/api/v1/workers', auth: 'admin', schema: {}, okStatus: 200 },
+  createWorker: { method: 'POST', path: '/api/v1/workers', auth: 'admin', schema: { body: CreateWorkerBody }, okStatus: 201, answer: CreateWorkerResponse },
+  listWorkers: { method: 'GET', path: '/api/v1/workers', auth: 'admin', schema: {}, okStatus: 200, answer: WorkerList },
   submitBuild: { method: 'POST', path: '/api/v1/builds', auth: 'admin', schema: { body: CreateBuildBody }, okStatus: 201, answer: BuildView },
-  listBuilds: { method: 'GET', path: '/api/v1/builds', auth: 'admin', schema: { querystring: ListBuildsQuery }, okStatus: 200 },
+  listBuilds: { method: 'GET', path: '/api/v1/builds', auth: 'admin', schema: { querystring: ListBuildsQuery }, okStatus: 200, answer: BuildList },
   getBuild: { method: 'GET', path: '/api/v1/builds/:id', auth: 'admin', schema: { params: BuildIdParams }, okStatus: 200, answer: BuildView },
   cancelBuild: { method: 'POST', path: '/api/v1/builds/:id/cancel', auth: 'admin', schema: { params: BuildIdParams, body: CancelBody }, okStatus: 200, answer: BuildView },
   readLog: { method: 'GET', path: '/api/v1/builds/:id/logs', auth: 'admin', schema: { params: BuildIdParams, querystring: LogQuery }, okStatus: 200 },
-  listArtifacts: { method: 'GET', path: '/api/v1/builds/:id/artifacts', auth: 'admin', schema: { params: BuildIdParams }, okStatus: 200 },
+  listArtifacts: { method: 'GET', path: '/api/v1/builds/:id/artifacts', auth: 'admin', schema: { params: BuildIdParams }, okStatus: 200, answer: ArtifactList },
   downloadArtifact: { method: 'GET', path: '/api/v1/builds/:id/artifacts/*', auth: 'admin', schema: { params: ArtifactParams }, okStatus: 200 },
   prune: { method: 'POST', path: '/api/v1/admin/prune', auth: 'admin', schema: { body: PruneBody }, okStatus: 200, answer: PruneResult },
 
   // ---- worker ----
   getWorker: { method: 'GET', path: '/api/v1/workers/:id', auth: 'own-worker-or-admin', schema: { params: WorkerIdParams }, okStatus: 200, answer: WorkerView },
   poll: { method: 'POST', path: '/api/v1/workers/:id/poll', auth: 'own-worker', schema: { params: WorkerIdParams, body: PollBody }, okStatus: 200, answer: PollResponse },
-  workerHeartbeat: { method: 'POST', path: '/api/v1/workers/:id/heartbeat', auth: 'own-worker', schema: { params: WorkerIdParams, body: WorkerHeartbeatBody }, okStatus: 200 },
+  workerHeartbeat: {
+    method: 'POST',
+    path: '/api/v1/workers/:id/heartbeat',
+    auth: 'own-worker',
+    schema: { params: WorkerIdParams, body: WorkerHeartbeatBody },
+    okStatus: 200,
+    answer: WorkerHeartbeatResponse,
+  },
   buildHeartbeat: {
     method: 'POST',
     path: '/api/v1/builds/:id/heartbeat',
@@ -106,7 +121,7 @@ export const ROUTES = {
     auth: 'holding-worker',
     schema: { params: ArtifactParams, headers: ArtifactUploadHeaders },
     okStatus: 201,
-    answer: ArtifactView,
+    answer: ArtifactStored,
   },
 } as const satisfies Record<string, RouteSpec>;
 
