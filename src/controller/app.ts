@@ -35,8 +35,9 @@ declare module 'fastify' {
   }
   interface FastifyContextConfig {
     /**
-     * Who may call the route. Every route needs a key unless it says `public` here: the auth
-     * decision is made on the route the router matched, never on the URL string.
+     * Who may call the route. Every route needs a key unless it says `public` here (set by
+     * `route()` from the route table's auth scope): the auth decision is made on the route the
+     * router matched, never on the URL string.
      */
     auth?: 'public';
   }
@@ -147,6 +148,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Every route comes from the route table (src/protocol/routes.ts); any other fails the start.
   guardRouteTable(app);
   // Bodies are JSON only; anything else is refused with 415 instead of reaching a route as text.
   app.removeContentTypeParser('text/plain');
