@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import Fastify from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROUTES, type RouteSpec } from '../../src/protocol/routes.ts';
+import { pathOf, ROUTES, type RouteSpec } from '../../src/protocol/routes.ts';
 import { guardRouteTable, route } from '../../src/controller/route.ts';
 import { startTestController, type TestController } from './support.ts';
 
@@ -31,6 +31,15 @@ describe('the route table', () => {
 
     it('is what the controller registers', () => {
       for (const r of table) expect(c.app.hasRoute({ method: r.method, url: r.path }), `${r.method} ${r.path}`).toBe(true);
+    });
+
+    it('asks a key of every route but the public ones', async () => {
+      for (const r of table) {
+        const url = pathOf(r, { id: r.path.includes('/workers/') ? 'mac-1' : 'abcdefgh23456789', '*': 'out/App.ipa' });
+        const res = await c.app.inject({ method: r.method, url });
+        if (r.auth === 'public') expect(res.statusCode, url).toBe(200);
+        else expect({ status: res.statusCode, code: (res.json() as { code: string }).code }, `${r.method} ${url}`).toEqual({ status: 401, code: 'AUTH_MISSING' });
+      }
     });
   });
 
