@@ -3,12 +3,15 @@
  * that are safe to repeat. Every call is idempotent on the controller except the poll (a lost
  * poll answer is put back by the controller after a grace), so phase, logs, heartbeats and
  * completion are retried with backoff and jitter while the controller is unreachable or
- * answers 5xx — and never on a 4xx, which is an answer (a 409 means: abort this build).
+ * answers 5xx, 408 or 429 — as the error table (`isRetryable`, `answerErrorCode` in
+ * protocol/errors.ts) says — and never on another 4xx, which is an answer (a 409 means: abort
+ * this build). Paths and methods come from the route table (protocol/routes.ts).
  */
 import type { Readable } from 'node:stream';
 import pRetry from 'p-retry';
 import { Agent, request } from 'undici';
-import { ExpoError, isExpoError } from '../protocol/errors.ts';
+import { answerErrorCode, ExpoError, isExpoError, isRetryable } from '../protocol/errors.ts';
+import { pathOf, ROUTES, type AnswerOf, type HttpMethod } from '../protocol/routes.ts';
 import { parseLiveness, type Liveness } from '../protocol/liveness.ts';
 import type { CompleteBody, PollBody, PollResponse, WorkerHeartbeatBody } from '../protocol/schemas.ts';
 
@@ -25,7 +28,7 @@ export interface ControllerClientOptions {
   onRequestError?: (err: ExpoError) => void;
 }
 
-type Method = 'GET' | 'POST' | 'PUT';
+type Method = HttpMethod;
 
 interface SendOptions {
   timeoutMs?: number;
@@ -117,14 +120,16 @@ export class ControllerClient {
     if (res.statusCode >= 400) {
       const err = parsed as { code?: string; message?: string; expectedOffset?: number } | null;
       const details: HttpErrorDetails = { method, path, status: res.statusCode, code: err?.code, expectedOffset: err?.expectedOffset };
-      // 5xx and 503 are the controller's trouble, worth another try; a 4xx is its answer.
-      const code = res.statusCode >= 500 ? 'HTTP_UNREACHABLE' : 'HTTP_STATUS';
+      // The error table decides: the controller's trouble (5xx, a request timeout) or a proxy's
+      // is worth another try (HTTP_UNREACHABLE); any other answer is final (HTTP_STATUS — a 409
+      // means: abort this build).
+      const code = isRetryable(answerErrorCode(res.statusCode, parsed)) ? 'HTTP_UNREACHABLE' : 'HTTP_STATUS';
       throw new ExpoError(code, `${method} ${path}: ${res.statusCode} ${err?.code ?? ''} ${err?.message ?? text.slice(0, 200)}`.trim(), { details });
     }
     return { status: res.statusCode, body: parsed, liveness: parseLiveness(res.headers) };
   }
 
-  /** `send`, retried with backoff and jitter on HTTP_UNREACHABLE (network errors, 5xx). */
+  /** `send`, retried with backoff and jitter while the error table says so (network errors, 5xx, 408, 429). */
   async retried<T>(method: Method, path: string, body: unknown, r: RetryOptions = {}, timeoutMs?: number): Promise<Answer<T>> {
     return pRetry(() => this.send<T>(method, path, body, { signal: r.signal, timeoutMs }), {
       retries: r.retries ?? 5,
@@ -133,15 +138,11 @@ export class ControllerClient {
       maxTimeout: this.o.retryMaxMs,
       randomize: true,
       signal: r.signal,
-      shouldRetry: ({ error }) => isExpoError(error, 'HTTP_UNREACHABLE'),
+      shouldRetry: ({ error }) => isExpoError(error) && isRetryable(error.code),
       onFailedAttempt: ({ error, attemptNumber, retriesLeft, retryDelay }) => {
-        if (isExpoError(error, 'HTTP_UNREACHABLE') && retriesLeft > 0) r.onRetry?.(error, attemptNumber, retryDelay);
+        if (isExpoError(error) && isRetryable(error.code) && retriesLeft > 0) r.onRetry?.(error, attemptNumber, retryDelay);
       },
     });
-  }
-
-  private get w(): string {
-    return `/api/v1/workers/${encodeURIComponent(this.o.workerId)}`;
   }
 
   /**
@@ -149,36 +150,36 @@ export class ControllerClient {
    * clocks as it stated them. Not retried: the caller loops.
    */
   async poll(body: PollBody, signal?: AbortSignal): Promise<{ claim: PollResponse | null; liveness: Liveness | null }> {
-    const res = await this.send<PollResponse>('POST', `${this.w}/poll`, body, { signal, timeoutMs: ((body.waitS ?? 25) + 15) * 1000 });
+    const res = await this.send<AnswerOf<typeof ROUTES.poll>>(ROUTES.poll.method, pathOf(ROUTES.poll, { id: this.o.workerId }), body, { signal, timeoutMs: ((body.waitS ?? 25) + 15) * 1000 });
     return { claim: res.status === 204 ? null : res.body, liveness: res.liveness };
   }
 
   /** A worker heartbeat; with `waitS` the controller may hold it that long, answering early with a cancel or an abort. */
   async workerHeartbeat(body: WorkerHeartbeatBody, r?: RetryOptions): Promise<{ abort: string[]; cancel: string[]; liveness: Liveness | null }> {
     const timeoutMs = (body.waitS ?? 0) * 1000 + this.o.requestTimeoutMs;
-    const res = await this.retried<{ abort: string[]; cancel: string[] }>('POST', `${this.w}/heartbeat`, body, { retries: 2, ...r }, timeoutMs);
+    const res = await this.retried<AnswerOf<typeof ROUTES.workerHeartbeat>>(ROUTES.workerHeartbeat.method, pathOf(ROUTES.workerHeartbeat, { id: this.o.workerId }), body, { retries: 2, ...r }, timeoutMs);
     return { abort: res.body?.abort ?? [], cancel: res.body?.cancel ?? [], liveness: res.liveness };
   }
 
   async phase(buildId: string, lease: string, phase: 'preparing' | 'running', r?: RetryOptions): Promise<void> {
-    await this.retried('POST', `/api/v1/builds/${buildId}/phase`, { lease, phase }, r);
+    await this.retried(ROUTES.phase.method, pathOf(ROUTES.phase, { id: buildId }), { lease, phase }, r);
   }
 
   async appendLog(buildId: string, lease: string, offset: number, data: string, r?: RetryOptions): Promise<number> {
-    const res = await this.retried<{ logBytes: number }>('POST', `/api/v1/builds/${buildId}/logs`, { lease, offset, data }, r);
+    const res = await this.retried<AnswerOf<typeof ROUTES.appendLog>>(ROUTES.appendLog.method, pathOf(ROUTES.appendLog, { id: buildId }), { lease, offset, data }, r);
     return res.body?.logBytes ?? offset;
   }
 
   /** Uploads one artifact. Not retried here: a retry needs a fresh stream, so the caller loops. */
   async uploadArtifact(buildId: string, lease: string, name: string, body: RawBody, timeoutMs = 30 * 60_000): Promise<{ sizeBytes: number; sha256: string }> {
     // The name is a relative path: each segment encoded, the slashes kept (the route is a wildcard).
-    const path = `/api/v1/builds/${buildId}/artifacts/${name.split('/').map(encodeURIComponent).join('/')}`;
-    const res = await this.send<{ sizeBytes: number; sha256: string }>('PUT', path, body, { timeoutMs, headers: { 'x-expo-lease': lease } });
+    const path = pathOf(ROUTES.uploadArtifact, { id: buildId, '*': name });
+    const res = await this.send<AnswerOf<typeof ROUTES.uploadArtifact>>(ROUTES.uploadArtifact.method, path, body, { timeoutMs, headers: { 'x-expo-lease': lease } });
     return res.body ?? { sizeBytes: body.length, sha256: '' };
   }
 
   async complete(buildId: string, body: CompleteBody, r?: RetryOptions): Promise<{ status: string }> {
-    const res = await this.retried<{ status: string }>('POST', `/api/v1/builds/${buildId}/complete`, body, r);
+    const res = await this.retried<AnswerOf<typeof ROUTES.complete>>(ROUTES.complete.method, pathOf(ROUTES.complete, { id: buildId }), body, r);
     return res.body ?? { status: 'unknown' };
   }
 }

@@ -9,11 +9,13 @@
  * reported through `onAttemptOver`; a 413 (log cap) stops sending, once, with a note; a 409
  * `LOG_CONFLICT` (the controller holds other bytes where ours go: another writer) stops sending
  * this attempt's log for good — retrying could never succeed — and is reported through
- * `onConflict`, the local copy kept. A retry of a chunk of ours that did land is never a
- * conflict: identical bytes are a no-op there.
+ * `onConflict`, the local copy kept; any other refusal the error table (`isRetryable`) calls
+ * final stops sending too, reported through `onSendError`. Errors it calls retryable (the
+ * controller away, a 5xx) and errors not of ours leave the bytes for the next tick. A retry of
+ * a chunk of ours that did land is never a conflict: identical bytes are a no-op there.
  */
 import { appendFileSync, closeSync, openSync, readSync, rmSync } from 'node:fs';
-import { isExpoError } from '../protocol/errors.ts';
+import { isExpoError, isRetryable } from '../protocol/errors.ts';
 import { isAttemptOver, type HttpErrorDetails } from './controller-client.ts';
 import { SecretMasker } from '../protocol/secret-mask.ts';
 
@@ -141,6 +143,9 @@ export class LogStream {
           return;
         }
         this.o.onSendError?.(err);
+        // Any other refusal the error table calls final (a key revoked, the build pruned): resending
+        // every tick until the close deadline could never land it. The local copy is kept.
+        if (isExpoError(err) && !isRetryable(err.code)) this.stopped = true;
         return; // try again on the next tick; the bytes wait in the file
       }
     }

@@ -8,7 +8,8 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
-import { ExpoError, isExpoError } from '../protocol/errors.ts';
+import { answerErrorCode, ExpoError, isExpoError, isRetryable } from '../protocol/errors.ts';
+import { pathOf, ROUTES, type AnswerOf, type HttpMethod, type RouteSpec } from '../protocol/routes.ts';
 import type { ArtifactProblem, ArtifactView, BuildView, CreateBuildBody, PruneBody, PruneResult, WorkerView } from '../protocol/schemas.ts';
 import type { ClientConfig } from './config.ts';
 
@@ -39,7 +40,7 @@ export class AdminApi {
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
-  private async call(method: 'GET' | 'POST', path: string, body?: unknown, what?: string): Promise<{ status: number; headers: Record<string, unknown>; data: Buffer }> {
+  private async call(method: HttpMethod, path: string, body?: unknown, what?: string): Promise<{ status: number; headers: Record<string, unknown>; data: Buffer }> {
     let res;
     try {
       res = await request(`${this.c.url}${path}`, {
@@ -66,6 +67,9 @@ export class AdminApi {
       // not JSON: a proxy's page, say
     }
     const details = { url: this.c.url, path, status: res.statusCode, code: err.code };
+    // The error table says whether the same call may work later (a stopping controller, a full
+    // disk, a proxy between): a person is told to try again rather than to fix something.
+    const later = isRetryable(answerErrorCode(res.statusCode, err)) ? ' — this may work if tried again shortly' : '';
     if (res.statusCode === 401) {
       throw new ExpoError('HTTP_STATUS', `the controller at ${this.c.url} refused the admin key (401${err.code ? ` ${err.code}` : ''}): check ${KEY_SOURCES}`, { details });
     }
@@ -73,46 +77,48 @@ export class AdminApi {
       throw new ExpoError('HTTP_STATUS', `the key is not the admin key (403 ${err.code ?? 'AUTH_FORBIDDEN'}): these commands need the controller's admin key (${KEY_SOURCES})`, { details });
     }
     if (res.statusCode === 404 && what !== undefined) throw new ExpoError('HTTP_STATUS', `${what} not found at ${this.c.url}`, { details });
-    throw new ExpoError('HTTP_STATUS', `${method} ${path}: ${res.statusCode} ${err.code ?? ''} ${err.message ?? data.toString('utf8').slice(0, 200)}`.replace(/\s+/g, ' ').trim(), { details });
+    throw new ExpoError('HTTP_STATUS', `${method} ${path}: ${res.statusCode} ${err.code ?? ''} ${err.message ?? data.toString('utf8').slice(0, 200)}`.replace(/\s+/g, ' ').trim() + later, { details });
   }
 
-  private async json<T>(method: 'GET' | 'POST', path: string, body?: unknown, what?: string): Promise<T> {
-    return JSON.parse((await this.call(method, path, body, what)).data.toString('utf8')) as T;
+  /** A call whose answer is JSON, typed as the route table says. */
+  private async json<R extends RouteSpec>(route: R, path: string, body?: unknown, what?: string): Promise<AnswerOf<R>> {
+    return JSON.parse((await this.call(route.method, path, body, what)).data.toString('utf8')) as AnswerOf<R>;
   }
 
   async workers(): Promise<WorkerView[]> {
-    return (await this.json<{ workers: WorkerView[] }>('GET', '/api/v1/workers')).workers;
+    return (await this.json(ROUTES.listWorkers, pathOf(ROUTES.listWorkers, {}))).workers;
   }
 
   async builds(limit: number): Promise<BuildView[]> {
-    return (await this.json<{ builds: BuildView[] }>('GET', `/api/v1/builds?limit=${limit}`)).builds;
+    return (await this.json(ROUTES.listBuilds, pathOf(ROUTES.listBuilds, {}, { limit }))).builds;
   }
 
   async build(id: string): Promise<BuildView> {
-    return this.json<BuildView>('GET', `/api/v1/builds/${encodeURIComponent(id)}`, undefined, `build '${id}'`);
+    return this.json(ROUTES.getBuild, pathOf(ROUTES.getBuild, { id }), undefined, `build '${id}'`);
   }
 
   async submit(body: CreateBuildBody): Promise<BuildView> {
-    return this.json<BuildView>('POST', '/api/v1/builds', body);
+    return this.json(ROUTES.submitBuild, pathOf(ROUTES.submitBuild, {}), body);
   }
 
   async prune(body: PruneBody): Promise<PruneResult> {
-    return this.json<PruneResult>('POST', '/api/v1/admin/prune', body, 'prune');
+    return this.json(ROUTES.prune, pathOf(ROUTES.prune, {}), body, 'prune');
   }
 
   async cancel(id: string): Promise<BuildView> {
-    return this.json<BuildView>('POST', `/api/v1/builds/${encodeURIComponent(id)}/cancel`, undefined, `build '${id}'`);
+    return this.json(ROUTES.cancelBuild, pathOf(ROUTES.cancelBuild, { id }), undefined, `build '${id}'`);
   }
 
   async logs(id: string, offset: number): Promise<LogSlice> {
-    const res = await this.call('GET', `/api/v1/builds/${encodeURIComponent(id)}/logs?offset=${offset}`, undefined, `build '${id}'`);
+    const res = await this.call(ROUTES.readLog.method, pathOf(ROUTES.readLog, { id }, { offset }), undefined, `build '${id}'`);
     return { data: res.data, size: Number(res.headers['x-log-size'] ?? offset + res.data.length), status: String(res.headers['x-build-status'] ?? 'unknown') };
   }
 
   /** `/health` needs no key; the status command shows the queue from it. */
   /** The collected artifacts and the declared ones that were not stored (none from a controller that predates them). */
   async artifacts(id: string): Promise<{ artifacts: ArtifactView[]; problems: ArtifactProblem[] }> {
-    const r = await this.json<{ artifacts: ArtifactView[]; problems?: ArtifactProblem[] }>('GET', `/api/v1/builds/${id}/artifacts`, undefined, `build ${id}`);
+    // A controller that predates `problems` answers without it.
+    const r: { artifacts: ArtifactView[]; problems?: ArtifactProblem[] } = await this.json(ROUTES.listArtifacts, pathOf(ROUTES.listArtifacts, { id }), undefined, `build ${id}`);
     return { artifacts: r.artifacts, problems: r.problems ?? [] };
   }
 
@@ -120,7 +126,8 @@ export class AdminApi {
   async downloadArtifact(id: string, artifact: ArtifactView, path: string): Promise<void> {
     let res;
     try {
-      res = await request(`${this.c.url}/api/v1/builds/${id}/artifacts/${artifact.name.split('/').map(encodeURIComponent).join('/')}`, {
+      res = await request(`${this.c.url}${pathOf(ROUTES.downloadArtifact, { id, '*': artifact.name })}`, {
+        method: ROUTES.downloadArtifact.method,
         headers: { authorization: `Bearer ${this.c.key}` },
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
@@ -154,6 +161,6 @@ export class AdminApi {
   }
 
   async health(): Promise<Health> {
-    return this.json<Health>('GET', '/health');
+    return this.json(ROUTES.health, pathOf(ROUTES.health, {}));
   }
 }

@@ -26,6 +26,8 @@ import { Watchdog } from './watchdog.ts';
 import { SecretBox } from './secret-box.ts';
 import { Retention } from './retention.ts';
 import { retentionRoutes } from './routes/retention.ts';
+import { guardRouteTable, route } from './route.ts';
+import { ROUTES } from '../protocol/routes.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -33,8 +35,9 @@ declare module 'fastify' {
   }
   interface FastifyContextConfig {
     /**
-     * Who may call the route. Every route needs a key unless it says `public` here: the auth
-     * decision is made on the route the router matched, never on the URL string.
+     * Who may call the route. Every route needs a key unless it says `public` here (set by
+     * `route()` from the route table's auth scope): the auth decision is made on the route the
+     * router matched, never on the URL string.
      */
     auth?: 'public';
   }
@@ -145,6 +148,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Every route comes from the route table (src/protocol/routes.ts); any other fails the start.
+  guardRouteTable(app);
   // Bodies are JSON only; anything else is refused with 415 instead of reaching a route as text.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('principal', null as unknown as { getter: () => Principal });
@@ -213,7 +218,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'API_NOT_FOUND', message: bounded(`no route ${req.method} ${req.url.split('?')[0]}`) }));
 
-  app.get('/health', { config: { auth: 'public' } }, async () => {
+  route(app, ROUTES.health, {}, async () => {
     const queueStats = await o.store.countBuildsByStatus();
     const workers = await o.store.listWorkers();
     return {
@@ -224,7 +229,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
       queueStats,
     };
   });
-  app.get('/metrics', { config: { auth: 'public' } }, async (_req, reply) => {
+  route(app, ROUTES.metrics, {}, async (_req, reply) => {
     await metrics.refresh(o.store, now());
     await metrics.refreshDiskFree([o.dataDir, o.artifactsDir]);
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());

@@ -8,7 +8,7 @@
  * cannot fix either. The error thrown says which of these it was.
  */
 import pRetry, { AbortError } from 'p-retry';
-import { ExpoError, isExpoError } from '../protocol/errors.ts';
+import { ExpoError, isExpoError, isRetryable } from '../protocol/errors.ts';
 import type { SshClient, SshConnectOptions, SshSession } from '../sys/ssh.ts';
 
 export interface SshReadyOptions {
@@ -35,7 +35,12 @@ export interface SshReady {
   durationMs: number;
 }
 
-const RETRIED = new Set(['SSH_REFUSED', 'SSH_TIMEOUT', 'SSH_CLOSED', 'VM_NO_IP']);
+/**
+ * Retried: what the error table calls retryable among what connecting (`SSH_*`) and resolving
+ * the address (`VM_NO_IP`) raise — refused, timed out, closed, no IP yet. Other retryable codes
+ * (a VM that exited, a tart call that hung) say the VM is not coming up: waiting longer cannot help.
+ */
+const retried = (err: unknown): err is ExpoError => isExpoError(err) && isRetryable(err.code) && (err.code.startsWith('SSH_') || err.code === 'VM_NO_IP');
 
 const HINTS: Record<string, string> = {
   SSH_REFUSED: 'connection refused: sshd never started listening (is Remote Login enabled in the image?)',
@@ -60,7 +65,7 @@ export async function waitForSsh(options: SshReadyOptions): Promise<SshReady> {
           const left = Math.max(100, deadline - performance.now());
           return await options.ssh.connect({ ...options.connect, host, readyTimeoutMs: Math.min(connectTimeoutMs, left) });
         } catch (err) {
-          if (isExpoError(err) && RETRIED.has(err.code)) throw err;
+          if (retried(err)) throw err;
           throw new AbortError(err instanceof Error ? err : new Error(String(err)));
         }
       },
@@ -79,7 +84,7 @@ export async function waitForSsh(options: SshReadyOptions): Promise<SshReady> {
     return { session, host, attempts, durationMs: Math.round(performance.now() - started) };
   } catch (err) {
     if (options.signal?.aborted) throw err;
-    if (isExpoError(err) && RETRIED.has(err.code)) {
+    if (retried(err)) {
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       throw new ExpoError(err.code, `SSH not ready after ${seconds} s and ${attempts} attempts — ${HINTS[err.code] ?? err.message} (last: ${err.message})`, {
         cause: err,

@@ -2,8 +2,9 @@
  * Every error code of expo-worker, in one table: its HTTP status (for API errors), whether an
  * operation failing with it may be retried, and what it means. Codes are stable and prefixed by
  * area (`CFG_`, `EXEC_`, `SSH_`, `VM_`, `LEASE_`, `STORE_`, `API_`, `BUILD_`, `LOG_`, `AUTH_`);
- * callers branch on `code`, never on the message. `docs/api.md` lists the API codes and a test
- * keeps that list and this table in sync.
+ * callers branch on `code`, never on the message. `retryable` is the one retry table: callers ask
+ * `isRetryable`, never a list of their own. `docs/api.md` lists the API codes and
+ * `docs/vm-layer.md` the others, and a test keeps both lists and this table in sync.
  */
 export const ERROR_CODES = {
   API_BAD_REQUEST: { status: 400, retryable: false, summary: 'The request body, query or path failed validation.' },
@@ -79,3 +80,29 @@ export class ExpoError<D extends object = Record<string, unknown>> extends Error
 
 export const isExpoError = (err: unknown, code?: ErrorCode): err is ExpoError =>
   err instanceof ExpoError && (code === undefined || err.code === code);
+
+export const isErrorCode = (code: unknown): code is ErrorCode => typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
+
+/**
+ * Whether an operation that failed with `code` may be tried again: the catalogue's `retryable`,
+ * the one table every retry decision reads (the agent's calls to the controller, its log
+ * stream, the wait for a VM's SSH, the CLI's wording). A code not in the catalogue is not.
+ */
+export const isRetryable = (code: unknown): boolean => isErrorCode(code) && ERROR_CODES[code].retryable;
+
+/** Statuses that say the request may succeed as sent, later: the server's trouble, a timeout, a rate limit. */
+const isTransientStatus = (status: number): boolean => status >= 500 || status === 408 || status === 429;
+
+/**
+ * The catalogue code an HTTP error answer stands for. The controller's own answers carry their
+ * code (`{"code", "message"}`): that code, when it is one of ours with this very status. An
+ * answer without one came from something else on the way (a proxy, another server at that URL):
+ * `HTTP_UNREACHABLE` (retried) when its status says try later — any 5xx, 408, 429 — since the
+ * controller was not reached; otherwise `HTTP_STATUS` (a proxy's 404 page means a wrong URL,
+ * which no retry fixes).
+ */
+export function answerErrorCode(status: number, body: unknown): ErrorCode {
+  const code = typeof body === 'object' && body !== null ? (body as { code?: unknown }).code : undefined;
+  if (isErrorCode(code) && ERROR_CODES[code].status === status) return code;
+  return isTransientStatus(status) ? 'HTTP_UNREACHABLE' : 'HTTP_STATUS';
+}

@@ -80,6 +80,9 @@ export const WorkerView = Type.Object({
   runningBuilds: Type.Array(Type.String()),
 });
 export type WorkerView = Static<typeof WorkerView>;
+export const WorkerList = Type.Object({ workers: Type.Array(WorkerView) });
+/** An enrolment's answer: the worker's key, shown this once. */
+export const CreateWorkerResponse = Type.Object({ id: Type.String(), labels: Type.Array(Type.String()), apiKey: Type.String() });
 
 // ---- admin: builds ----
 /**
@@ -157,6 +160,7 @@ export const BuildView = Type.Object({
   waiting: Type.Optional(WaitingView),
 });
 export type BuildView = Static<typeof BuildView>;
+export const BuildList = Type.Object({ builds: Type.Array(BuildView) });
 
 export const ListBuildsQuery = strict({
   status: Type.Optional(BuildStatusSchema),
@@ -180,6 +184,9 @@ export const ArtifactView = Type.Object({
   createdAt: Type.String(),
 });
 export type ArtifactView = Static<typeof ArtifactView>;
+/** What an upload answers: the artifact as stored. */
+export const ArtifactStored = Type.Object({ name: Type.String(), attempt: Type.Integer(), sizeBytes: Type.Integer(), sha256: Type.String() });
+export const ArtifactList = Type.Object({ artifacts: Type.Array(ArtifactView), problems: Type.Array(ArtifactProblem) });
 export const WorkerIdParams = strict({ id: WorkerId });
 
 // ---- admin: retention ----
@@ -240,6 +247,9 @@ export const WorkerHeartbeatBody = strict({
   waitS: Type.Optional(Type.Number({ minimum: 0, maximum: LIMITS.maxPollWaitS })),
 });
 export type WorkerHeartbeatBody = Static<typeof WorkerHeartbeatBody>;
+/** `abort`: listed builds the worker no longer holds; `cancel`: held builds whose cancel was asked for. */
+export const WorkerHeartbeatResponse = Type.Object({ status: Type.Literal('ok'), abort: Type.Array(BuildId), cancel: Type.Array(BuildId) });
+export type WorkerHeartbeatResponse = Static<typeof WorkerHeartbeatResponse>;
 
 // ---- build liveness and results ----
 export const BuildHeartbeatBody = strict({

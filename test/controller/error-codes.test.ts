@@ -1,25 +1,58 @@
 /**
- * Keeps the error-code table in src/protocol/errors.ts and the one in docs/api.md in sync, and
- * checks that every error Fastify or Node's HTTP parser can send a client is one of those codes.
+ * Keeps the error-code table in src/protocol/errors.ts (the one retry table) and the ones in
+ * docs/api.md (HTTP codes) and docs/vm-layer.md (the others) in sync, code, status, retried and
+ * meaning; checks that every code src/ names is in the table; and that every error Fastify or
+ * Node's HTTP parser can send a client is one of those codes.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { errorCodes } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES, ExpoError } from '../../src/protocol/errors.ts';
 import { clientErrorAnswer, FASTIFY_ERROR_MAP, FASTIFY_ERRORS_NOT_SENT, mapFastifyError } from '../../src/controller/http-errors.ts';
 import { startTestController, type TestController } from './support.ts';
 
-const doc = readFileSync(new URL('../../docs/api.md', import.meta.url), 'utf8');
-const table = doc.slice(doc.indexOf('<!-- error-codes:start -->'), doc.indexOf('<!-- error-codes:end -->'));
+const codeTable = (file: string): string => {
+  const doc = readFileSync(new URL(`../../docs/${file}`, import.meta.url), 'utf8');
+  return doc.slice(doc.indexOf('<!-- error-codes:start -->'), doc.indexOf('<!-- error-codes:end -->'));
+};
+const retried = (cell: string): boolean => {
+  if (cell !== 'yes' && cell !== 'no') throw new Error(`retried is 'yes' or 'no', not '${cell}'`);
+  return cell === 'yes';
+};
 const documented = new Map(
-  [...table.matchAll(/^\| `([A-Z_]+)` \| (\d+) \| (.+) \|$/gm)].map((m) => [m[1]!, { status: Number(m[2]), summary: m[3]! }]),
+  [...codeTable('api.md').matchAll(/^\| `([A-Z_]+)` \| (\d+) \| (\w+) \| (.+) \|$/gm)].map((m) => [m[1]!, { status: Number(m[2]), retryable: retried(m[3]!), summary: m[4]! }]),
+);
+const documentedElsewhere = new Map(
+  [...codeTable('vm-layer.md').matchAll(/^\| `([A-Z_]+)` \| (\w+) \| (.+) \|$/gm)].map((m) => [m[1]!, { status: 0, retryable: retried(m[2]!), summary: m[3]! }]),
 );
 const apiCodes = Object.entries(ERROR_CODES).filter(([, v]) => v.status > 0);
+const otherCodes = Object.entries(ERROR_CODES).filter(([, v]) => v.status === 0);
+
+/** Every `.ts` file under src/. */
+function sourceFiles(dir = fileURLToPath(new URL('../../src', import.meta.url))): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sourceFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+}
 
 describe('error codes', () => {
-  it('documents every API code with its status and meaning', () => {
+  it('documents every API code with its status, whether it is retried and its meaning', () => {
     expect([...documented.keys()].sort()).toEqual(apiCodes.map(([k]) => k).sort());
-    for (const [code, v] of apiCodes) expect(documented.get(code), code).toEqual({ status: v.status, summary: v.summary });
+    for (const [code, v] of apiCodes) expect(documented.get(code), code).toEqual(v);
+  });
+
+  it('documents every other code (no HTTP status) in docs/vm-layer.md with whether it is retried and its meaning', () => {
+    expect([...documentedElsewhere.keys()].sort()).toEqual(otherCodes.map(([k]) => k).sort());
+    for (const [code, v] of otherCodes) expect(documentedElsewhere.get(code), code).toEqual(v);
+  });
+
+  it('knows every code src/ names (thrown, answered or branched on)', () => {
+    const named = new Set<string>();
+    for (const file of sourceFiles()) {
+      for (const m of readFileSync(file, 'utf8').matchAll(/['"`]((?:API|AUTH|WORKER|LEASE|BUILD|LOG|STORE|CFG|EXEC|SSH|VM|HTTP)_[A-Z][A-Z_]*)['"`]/g)) named.add(m[1]!);
+    }
+    expect(named.size).toBeGreaterThan(30);
+    expect([...named].filter((c) => !Object.hasOwn(ERROR_CODES, c))).toEqual([]);
   });
 
   it('prefixes every code by its area', () => {

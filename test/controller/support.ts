@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { buildApp, type ControllerApp } from '../../src/controller/app.ts';
 import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
+import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
 
 export const ADMIN_KEY = 'test-admin-key-0123456789';
 
@@ -72,24 +73,24 @@ export async function startTestController(
       rmSync(dir, { recursive: true, force: true });
     },
     enrol: async (id, labels) => {
-      const res = await post('/api/v1/workers', admin, { id, ...(labels ? { labels } : {}) });
+      const res = await post(pathOf(ROUTES.createWorker, {}), admin, { id, ...(labels ? { labels } : {}) });
       if (res.statusCode !== 201) throw new Error(`enrol ${id}: ${res.statusCode} ${JSON.stringify(res.json())}`);
       const { apiKey } = res.json() as { apiKey: string };
       return { id, apiKey, auth: bearer(apiKey) };
     },
     submit: async (body = {}) => {
-      const res = await post('/api/v1/builds', admin, { steps: [{ name: 'build', run: 'echo hello' }], ...body });
+      const res = await post(pathOf(ROUTES.submitBuild, {}), admin, { steps: [{ name: 'build', run: 'echo hello' }], ...body });
       if (res.statusCode !== 201) throw new Error(`submit: ${res.statusCode} ${JSON.stringify(res.json())}`);
       return res.json() as { id: string; status: string };
     },
     poll: async (workerId, key, body = {}) => {
-      const res = await post(`/api/v1/workers/${workerId}/poll`, key, { slotsFree: 1, runningBuilds: [], waitS: 0, ...body });
+      const res = await post(pathOf(ROUTES.poll, { id: workerId }), key, { slotsFree: 1, runningBuilds: [], waitS: 0, ...body });
       if (res.statusCode === 204) return null;
       if (res.statusCode !== 200) throw new Error(`poll: ${res.statusCode} ${JSON.stringify(res.json())}`);
       return res.json() as unknown as PollClaim;
     },
     get: async (id) => {
-      const res = await controller.app.inject({ method: 'GET', url: `/api/v1/builds/${id}`, headers: admin });
+      const res = await controller.app.inject({ method: ROUTES.getBuild.method, url: pathOf(ROUTES.getBuild, { id }), headers: admin });
       return res.json() as Record<string, unknown>;
     },
   };

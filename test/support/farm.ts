@@ -10,6 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { request } from 'undici';
+import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
 import { CLI, startControllerProcess, type ControllerProcess } from './controller-process.ts';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 import { createTartSim, type BaseVmOptions, type TartSim, type TartSimOptions } from './tart-sim.ts';
@@ -116,11 +117,11 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
       proxy: o.proxy ? await startTcpProxy(controller.port) : null,
       api,
       submit: async (body = {}) => {
-        const res = await api('POST', '/api/v1/builds', { steps: [{ name: 'build', run: 'echo hello from the VM' }], ...body });
+        const res = await api(ROUTES.submitBuild.method, pathOf(ROUTES.submitBuild, {}), { steps: [{ name: 'build', run: 'echo hello from the VM' }], ...body });
         if (res.status !== 201) throw new Error(`submit: ${res.status} ${res.text}`);
         return res.body.id as string;
       },
-      build: async (id) => (await api('GET', `/api/v1/builds/${id}`)).body,
+      build: async (id) => (await api(ROUTES.getBuild.method, pathOf(ROUTES.getBuild, { id }))).body,
       waitBuild: async (id, done, timeoutMs = WAIT.buildMs) => {
         const deadline = Date.now() + timeoutMs;
         let b = await farm.build(id);
@@ -130,7 +131,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
         }
         return b;
       },
-      log: async (id) => (await api('GET', `/api/v1/builds/${id}/logs`)).text,
+      log: async (id) => (await api(ROUTES.readLog.method, pathOf(ROUTES.readLog, { id }))).text,
       startAgent: async (extra = {}) => {
         const config = {
           vmName: 'base',
@@ -179,7 +180,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
         await sim.cleanup();
       },
     };
-    const res = await api('POST', '/api/v1/workers', { id: 'mac-1' });
+    const res = await api(ROUTES.createWorker.method, pathOf(ROUTES.createWorker, {}), { id: 'mac-1' });
     farm.workerKey = res.body.apiKey;
     mkdirSync(join(sim.dir, 'agent-logs'), { recursive: true });
     if (o.agent ?? true) await farm.startAgent();

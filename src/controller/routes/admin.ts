@@ -1,16 +1,16 @@
 /** Admin routes: enrol workers, submit, list, read, cancel builds, read logs. */
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { hashSecret, newWorkerKey, requireAdmin } from '../auth.ts';
+import { hashSecret, newWorkerKey } from '../auth.ts';
+import { route } from '../route.ts';
+import { ROUTES } from '../../protocol/routes.ts';
 import type { BuildService } from '../build-service.ts';
 import type { BuildRecord, Store } from '../store/store.ts';
 import { buildView, workerView } from '../views.ts';
 import { whyWaiting, type WorkerLoad } from '../waiting.ts';
-import { BuildIdParams, CancelBody, CreateBuildBody, CreateWorkerBody, ListBuildsQuery, LogQuery } from '../../protocol/schemas.ts';
 
 export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Store }> = async (fastify, { service, store }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  app.addHook('preHandler', async (req) => requireAdmin(req.principal));
 
   /** Builds as shown, a queued one with why it waits (the workers read once, only when one is queued). */
   const views = async (builds: BuildRecord[]) => {
@@ -23,35 +23,35 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Sto
   };
   const view = async (b: BuildRecord) => (await views([b]))[0]!;
 
-  app.post('/api/v1/workers', { schema: { body: CreateWorkerBody } }, async (req, reply) => {
+  route(app, ROUTES.createWorker, {}, async (req, reply) => {
     const apiKey = newWorkerKey();
     const w = await store.createWorker({ id: req.body.id, labels: req.body.labels ?? [], keyHash: hashSecret(apiKey), createdAt: Date.now() });
     req.log.info({ workerId: w.id }, 'worker enrolled');
     return reply.status(201).send({ id: w.id, labels: w.labels, apiKey });
   });
 
-  app.get('/api/v1/workers', async () => {
+  route(app, ROUTES.listWorkers, {}, async () => {
     const [workers, held] = await Promise.all([store.listWorkers(), store.activeBuildsByWorker()]);
     return { workers: workers.map((w) => workerView(w, (held.get(w.id) ?? []).map((b) => b.id))) };
   });
 
-  app.post('/api/v1/builds', { schema: { body: CreateBuildBody } }, async (req, reply) => {
+  route(app, ROUTES.submitBuild, {}, async (req, reply) => {
     const build = await service.submit(req.body);
     req.log.info({ buildId: build.id, steps: build.steps.length, labels: build.labels }, 'build queued');
     return reply.status(201).send(await view(build));
   });
 
-  app.get('/api/v1/builds', { schema: { querystring: ListBuildsQuery } }, async (req) => {
+  route(app, ROUTES.listBuilds, {}, async (req) => {
     const builds = await store.listBuilds({ status: req.query.status, limit: Number(req.query.limit ?? 100) });
     return { builds: await views(builds) };
   });
 
-  app.get('/api/v1/builds/:id', { schema: { params: BuildIdParams } }, async (req) => view(await service.getBuild(req.params.id)));
+  route(app, ROUTES.getBuild, {}, async (req) => view(await service.getBuild(req.params.id)));
 
-  app.post(
-    '/api/v1/builds/:id/cancel',
+  route(
+    app,
+    ROUTES.cancelBuild,
     {
-      schema: { params: BuildIdParams, body: CancelBody },
       // No body at all is the usual call; anything sent must be `{}` (unknown fields are refused as on every route).
       preValidation: async (req) => {
         if (req.body === undefined) req.body = {};
@@ -64,7 +64,7 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Sto
     },
   );
 
-  app.get('/api/v1/builds/:id/logs', { schema: { params: BuildIdParams, querystring: LogQuery } }, async (req, reply) => {
+  route(app, ROUTES.readLog, {}, async (req, reply) => {
     const build = await service.getBuild(req.params.id);
     const from = Number(req.query.offset ?? 0);
     const log = await store.readLog(build.id, from);

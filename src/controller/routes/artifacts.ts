@@ -10,7 +10,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Readable } from 'node:stream';
 import { artifactNameProblem } from '../../protocol/domain.ts';
 import { ExpoError } from '../../protocol/errors.ts';
-import { ArtifactParams, ArtifactUploadHeaders, BuildIdParams } from '../../protocol/schemas.ts';
+import { ROUTES } from '../../protocol/routes.ts';
+import { route } from '../route.ts';
 import { requireAdmin, requireAnyWorker } from '../auth.ts';
 import type { ArtifactFiles } from '../artifact-files.ts';
 import type { BuildService } from '../build-service.ts';
@@ -34,7 +35,7 @@ export const artifactRoutes: FastifyPluginAsync<ArtifactRoutesOptions> = async (
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
-  app.put('/api/v1/builds/:id/artifacts/*', { schema: { params: ArtifactParams, headers: ArtifactUploadHeaders } }, async (req, reply) => {
+  route(app, ROUTES.uploadArtifact, {}, async (req, reply) => {
     const worker = requireAnyWorker(req.principal);
     const name = artifactName(req.params['*']);
     // The lease travels in a header, not the URL: URLs end up in logs and error messages.
@@ -65,13 +66,13 @@ export const artifactRoutes: FastifyPluginAsync<ArtifactRoutesOptions> = async (
     return reply.status(201).send({ name, attempt: attempt.attempt, sizeBytes, sha256 });
   });
 
-  app.get('/api/v1/builds/:id/artifacts', { schema: { params: BuildIdParams } }, async (req) => {
+  route(app, ROUTES.listArtifacts, {}, async (req) => {
     requireAdmin(req.principal);
     const build = await o.service.getBuild(req.params.id);
     return { artifacts: (await o.store.listArtifacts(req.params.id)).map(artifactView), problems: build.artifactProblems };
   });
 
-  app.get('/api/v1/builds/:id/artifacts/*', { schema: { params: ArtifactParams } }, async (req, reply) => {
+  route(app, ROUTES.downloadArtifact, {}, async (req, reply) => {
     requireAdmin(req.principal);
     const name = artifactName(req.params['*']);
     await o.service.getBuild(req.params.id);

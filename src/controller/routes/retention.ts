@@ -2,18 +2,17 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ExpoError } from '../../protocol/errors.ts';
-import { PruneBody } from '../../protocol/schemas.ts';
-import { requireAdmin } from '../auth.ts';
+import { ROUTES } from '../../protocol/routes.ts';
+import { route } from '../route.ts';
 import type { Retention } from '../retention.ts';
 
 export const retentionRoutes: FastifyPluginAsync<{ retention: Retention }> = async (fastify, { retention }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  app.addHook('preHandler', async (req) => requireAdmin(req.principal));
 
-  app.post(
-    '/api/v1/admin/prune',
+  route(
+    app,
+    ROUTES.prune,
     {
-      schema: { body: PruneBody },
       // Both fields are optional, so no body at all is a call too (as for cancel); anything sent must still be an object.
       preValidation: async (req) => {
         if (req.body === undefined) req.body = {};

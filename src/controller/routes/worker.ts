@@ -6,17 +6,9 @@ import { requireAnyWorker, requireWorker } from '../auth.ts';
 import type { BuildService } from '../build-service.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { assignedBuild, buildView } from '../views.ts';
-import {
-  BuildHeartbeatBody,
-  BuildIdParams,
-  CompleteBody,
-  LogChunkBody,
-  PhaseBody,
-  PollBody,
-  WorkerHeartbeatBody,
-  WorkerIdParams,
-  LIMITS,
-} from '../../protocol/schemas.ts';
+import { LIMITS } from '../../protocol/schemas.ts';
+import { ROUTES } from '../../protocol/routes.ts';
+import { route } from '../route.ts';
 
 /** Aborted when the client goes away before its answer is written (a long wait is then dropped). */
 function clientGone(reply: FastifyReply): AbortSignal {
@@ -36,7 +28,7 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; metrics: 
     if (req.routeOptions.url?.startsWith('/api/v1/workers/')) reply.headers(stated);
   });
 
-  app.post('/api/v1/workers/:id/poll', { schema: { params: WorkerIdParams, body: PollBody } }, async (req, reply) => {
+  route(app, ROUTES.poll, {}, async (req, reply) => {
     const worker = requireWorker(req.principal, req.params.id);
     metrics.workerHeartbeats.inc({ kind: 'poll' });
     const result = await service.poll(worker, req.body, clientGone(reply));
@@ -46,36 +38,36 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; metrics: 
   });
 
   // A worker's view of itself (what `doctor` uses to check its key without side effects).
-  app.get('/api/v1/workers/:id', { schema: { params: WorkerIdParams } }, async (req) => {
+  route(app, ROUTES.getWorker, {}, async (req) => {
     const p = req.principal;
     if (p.kind === 'admin') return service.workerView(req.params.id);
     return service.workerView(requireWorker(p, req.params.id).id);
   });
 
-  app.post('/api/v1/workers/:id/heartbeat', { schema: { params: WorkerIdParams, body: WorkerHeartbeatBody } }, async (req, reply) => {
+  route(app, ROUTES.workerHeartbeat, {}, async (req, reply) => {
     const worker = requireWorker(req.principal, req.params.id);
     metrics.workerHeartbeats.inc({ kind: 'heartbeat' });
     const { abort, cancel } = await service.workerHeartbeat(worker, req.body, clientGone(reply));
     return { status: 'ok', abort, cancel };
   });
 
-  app.post('/api/v1/builds/:id/heartbeat', { schema: { params: BuildIdParams, body: BuildHeartbeatBody } }, async (req) => {
+  route(app, ROUTES.buildHeartbeat, {}, async (req) => {
     const pulse = await service.buildHeartbeat(req.principal, req.params.id, req.body);
     metrics.buildHeartbeats.inc();
     return pulse;
   });
 
-  app.post('/api/v1/builds/:id/phase', { schema: { params: BuildIdParams, body: PhaseBody } }, async (req) => {
+  route(app, ROUTES.phase, {}, async (req) => {
     const worker = requireAnyWorker(req.principal);
     return buildView(await service.phase(worker, req.params.id, req.body.lease, req.body.phase));
   });
 
-  app.post('/api/v1/builds/:id/logs', { bodyLimit: LIMITS.logBodyBytes, schema: { params: BuildIdParams, body: LogChunkBody } }, async (req) => {
+  route(app, ROUTES.appendLog, { bodyLimit: LIMITS.logBodyBytes }, async (req) => {
     const worker = requireAnyWorker(req.principal);
     return { logBytes: await service.appendLog(worker, req.params.id, req.body) };
   });
 
-  app.post('/api/v1/builds/:id/complete', { schema: { params: BuildIdParams, body: CompleteBody } }, async (req) => {
+  route(app, ROUTES.complete, {}, async (req) => {
     const worker = requireAnyWorker(req.principal);
     const build = await service.complete(worker, req.params.id, req.body);
     return buildView(build);

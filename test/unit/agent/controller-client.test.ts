@@ -49,6 +49,29 @@ describe('ControllerClient', () => {
     expect(seen).toHaveLength(1);
   });
 
+  it('retries what the error table calls retryable: a request timeout (408) and a proxy\'s 429 or 502', async () => {
+    const answers: [number, unknown][] = [
+      [408, { code: 'API_REQUEST_TIMEOUT', message: 'slow' }],
+      [429, null],
+      [502, null],
+      [200, { logBytes: 1 }],
+    ];
+    const { client, seen } = await serve((_req, res, n) => {
+      const [status, body] = answers[n - 1]!;
+      if (body === null) res.writeHead(status, { 'content-type': 'text/html' }).end('<html>busy</html>');
+      else json(res, status, body);
+    });
+    expect(await client.appendLog('aaaaaaaaaaaaaaaa', 'ewl_lease', 0, 'x')).toBe(1);
+    expect(seen).toHaveLength(4);
+  });
+
+  it("answers a proxy's 404 page at once (a wrong URL: no retry fixes it)", async () => {
+    const { client, seen } = await serve((_req, res) => res.writeHead(404, { 'content-type': 'text/html' }).end('<html>not here</html>'));
+    const err = await client.phase('aaaaaaaaaaaaaaaa', 'ewl_l', 'running').catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'HTTP_STATUS', details: { status: 404 } });
+    expect(seen).toHaveLength(1);
+  });
+
   it('reports an unreachable controller as HTTP_UNREACHABLE after its retries', async () => {
     const { client, port } = await serve((_req, res) => json(res, 200, {}));
     await close!();

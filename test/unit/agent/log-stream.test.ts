@@ -153,6 +153,26 @@ describe('LogStream', () => {
     expect(readFileSync(join(dir, 'g.log'), 'utf8')).toBe('our output\nmore of it\n');
   });
 
+  it('stops sending on a refusal the error table calls final (a revoked key), keeping the local copy', async () => {
+    const errors: unknown[] = [];
+    let calls = 0;
+    const s = new LogStream({
+      path: join(dir, 'final.log'),
+      startOffset: 0,
+      flushIntervalMs: 10_000,
+      send: async () => {
+        calls++;
+        throw new ExpoError('HTTP_STATUS', 'revoked', { details: { status: 401, code: 'AUTH_INVALID' } });
+      },
+      onSendError: (e) => errors.push(e),
+    });
+    s.append('output\n');
+    expect(await s.close(Date.now() + 60_000)).toBe(false);
+    expect(calls).toBe(1);
+    expect(errors).toHaveLength(1);
+    expect(existsSync(join(dir, 'final.log'))).toBe(true);
+  });
+
   it('a retry of its own chunk that already landed is not a conflict', async () => {
     const c = fakeController();
     let lost = 1;

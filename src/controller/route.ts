@@ -1,0 +1,94 @@
+/**
+ * Registering routes from the route table (src/protocol/routes.ts): `route(app, ROUTES.x, …)`
+ * takes the method, path, request schemas and auth scope from the table, so a route cannot drift
+ * from what the clients call and the docs say; `guardRouteTable` refuses at start any route
+ * registered around it.
+ */
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest, RouteHandlerMethod, RouteShorthandOptions } from 'fastify';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { ExpoError } from '../protocol/errors.ts';
+import { ROUTES, type AuthScope, type RouteSpec } from '../protocol/routes.ts';
+import { requireAdmin, requireAnyWorker, requireWorker } from './auth.ts';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route table's entry this route was registered from (set by `route`, checked by the guard). */
+    routeSpec?: RouteSpec;
+  }
+}
+
+export type App = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+type Schema<R extends RouteSpec> = R['schema'];
+
+/** What a route may add to its table entry: hooks and limits, never its method, path, schema or auth. */
+export type RouteExtras<R extends RouteSpec> = Omit<
+  RouteShorthandOptions<Server, IncomingMessage, ServerResponse, object, unknown, Schema<R>, TypeBoxTypeProvider>,
+  'schema' | 'config' | 'preHandler'
+>;
+
+export type RouteHandler<R extends RouteSpec> = RouteHandlerMethod<Server, IncomingMessage, ServerResponse, object, unknown, Schema<R>, TypeBoxTypeProvider>;
+
+/**
+ * Registers `spec`'s route on `app` with `handler`. The kind of key the scope needs is checked
+ * before the handler runs (after validation, as a preHandler: a malformed request is a 400
+ * whoever sends it); an unmatched or public request carries no principal.
+ */
+export function route<const R extends RouteSpec>(app: App, spec: R, extras: RouteExtras<R>, handler: RouteHandler<R>): void {
+  const scope = spec.auth;
+  app.route({
+    ...(extras as object),
+    method: spec.method,
+    url: spec.path,
+    schema: spec.schema,
+    config: scope === 'public' ? { auth: 'public', routeSpec: spec } : { routeSpec: spec },
+    ...(scope === 'public' ? {} : { preHandler: async (req: FastifyRequest) => checkScope(scope, req) }),
+    handler: handler as RouteHandlerMethod,
+  });
+}
+
+function checkScope(scope: Exclude<AuthScope, 'public'>, req: FastifyRequest): void {
+  const p = req.principal;
+  const workerId = (req.params as { id?: string }).id ?? '';
+  switch (scope) {
+    case 'admin':
+      return requireAdmin(p);
+    case 'own-worker':
+      requireWorker(p, workerId);
+      return;
+    case 'own-worker-or-admin':
+      if (p.kind !== 'admin') requireWorker(p, workerId);
+      return;
+    case 'holding-worker':
+      requireAnyWorker(p);
+      return;
+    case 'build-token-or-worker':
+      if (p.kind === 'admin') throw new ExpoError('AUTH_FORBIDDEN', "build heartbeats need the build's token or its worker's key");
+      return;
+    default: {
+      const never: never = scope;
+      throw new Error(`unknown auth scope ${String(never)}`);
+    }
+  }
+}
+
+/** Every method+path of the table; a GET's HEAD twin is Fastify's own (exposeHeadRoutes). */
+const KNOWN = new Set(Object.values(ROUTES as Record<string, RouteSpec>).flatMap((r) => (r.method === 'GET' ? [`GET ${r.path}`, `HEAD ${r.path}`] : [`${r.method} ${r.path}`])));
+
+/**
+ * Refuses, as it is registered (so `buildApp` fails at start), any route that is not an entry of
+ * the table registered through `route`: a hand-written `app.get(…)` would escape the table's auth
+ * scope, the clients and the docs check. Add it before registering any route.
+ */
+export function guardRouteTable(app: App): void {
+  app.addHook('onRoute', (opts) => {
+    const methods = Array.isArray(opts.method) ? opts.method : [opts.method];
+    const spec = opts.config?.routeSpec;
+    for (const method of methods) {
+      const key = `${method} ${opts.url}`;
+      const fromTable = spec !== undefined && (spec.method === method || (spec.method === 'GET' && method === 'HEAD')) && spec.path === opts.url;
+      if (!KNOWN.has(key) || !fromTable) throw new Error(`route ${key} is not registered from the route table (src/protocol/routes.ts): add it there and register it with route()`);
+    }
+  });
+}

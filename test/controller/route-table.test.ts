@@ -1,0 +1,100 @@
+/**
+ * The route table (src/protocol/routes.ts) is the controller's routes, the clients' calls and
+ * docs/api.md's list at once: the app registers exactly its entries, the guard refuses a route
+ * registered around it, and the docs name every entry with its auth and no route outside it.
+ */
+import { readFileSync } from 'node:fs';
+import Fastify from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pathOf, ROUTES, type RouteSpec } from '../../src/protocol/routes.ts';
+import { guardRouteTable, route } from '../../src/controller/route.ts';
+import { startTestController, type TestController } from './support.ts';
+
+const table = Object.values(ROUTES as Record<string, RouteSpec>);
+const doc = readFileSync(new URL('../../docs/api.md', import.meta.url), 'utf8');
+
+describe('the route table', () => {
+  it('gives each method and path once', () => {
+    const keys = table.map((r) => `${r.method} ${r.path}`);
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+
+  describe('in the running app', () => {
+    let c: TestController;
+    beforeAll(async () => {
+      c = await startTestController();
+    });
+    afterAll(async () => {
+      await c.close();
+    });
+
+    it('is what the controller registers', () => {
+      for (const r of table) expect(c.app.hasRoute({ method: r.method, url: r.path }), `${r.method} ${r.path}`).toBe(true);
+    });
+
+    it('asks a key of every route but the public ones', async () => {
+      for (const r of table) {
+        const url = pathOf(r, { id: r.path.includes('/workers/') ? 'mac-1' : 'abcdefgh23456789', '*': 'out/App.ipa' });
+        const res = await c.app.inject({ method: r.method, url });
+        if (r.auth === 'public') expect(res.statusCode, url).toBe(200);
+        else expect({ status: res.statusCode, code: (res.json() as { code: string }).code }, `${r.method} ${url}`).toEqual({ status: 401, code: 'AUTH_MISSING' });
+      }
+    });
+  });
+
+  describe('the guard', () => {
+    const guarded = () => {
+      const app = Fastify().withTypeProvider<TypeBoxTypeProvider>();
+      guardRouteTable(app);
+      return app;
+    };
+    /** Registration errors surface either at once or when the app is readied. */
+    const refusal = async (register: (app: ReturnType<typeof guarded>) => void): Promise<unknown> => {
+      const app = guarded();
+      try {
+        register(app);
+        await app.ready();
+        return null;
+      } catch (err) {
+        return err;
+      } finally {
+        await app.close();
+      }
+    };
+
+    it('accepts a route registered from the table', async () => {
+      expect(await refusal((app) => route(app, ROUTES.health, {}, async () => ({})))).toBeNull();
+    });
+
+    it('refuses a route registered by hand, even at a path of the table', async () => {
+      expect(await refusal((app) => app.get('/api/v1/extra', async () => ({})))).toMatchObject({ message: expect.stringContaining('GET /api/v1/extra is not registered from the route table') as string });
+      expect(await refusal((app) => app.get('/health', async () => ({})))).toMatchObject({ message: expect.stringContaining('GET /health') as string });
+    });
+
+    it('refuses an entry that is not the table', async () => {
+      const stray = { method: 'POST', path: '/api/v1/stray', auth: 'admin', schema: {}, okStatus: 200 } as const satisfies RouteSpec;
+      expect(await refusal((app) => route(app, stray, {}, async () => ({})))).toMatchObject({ message: expect.stringContaining('POST /api/v1/stray') as string });
+    });
+  });
+
+  describe('and docs/api.md', () => {
+    const listed = doc.slice(doc.indexOf('<!-- routes:start -->'), doc.indexOf('<!-- routes:end -->'));
+    const rows = [...listed.matchAll(/^\| `([A-Z]+)` \| `([^`]+)` \| `([a-z-]+)` \|$/gm)].map((m) => ({ method: m[1]!, path: m[2]!, auth: m[3]! }));
+
+    it('lists every route with its method, path and auth, and no other', () => {
+      const want = table.map((r) => ({ method: r.method, path: r.path, auth: r.auth }));
+      const key = (r: { method: string; path: string }) => `${r.method} ${r.path}`;
+      expect([...rows].sort((a, b) => key(a).localeCompare(key(b)))).toEqual([...want].sort((a, b) => key(a).localeCompare(key(b))));
+    });
+
+    it('describes only routes of the table in its headings', () => {
+      const known = new Set(table.map((r) => `${r.method} ${r.path}`));
+      const headings = [...doc.matchAll(/^###? .*$/gm)].map((m) => m[0]);
+      // `<name>` in prose stands for the wildcard; `[?…]` shows the query.
+      const named = headings.flatMap((h) => [...h.matchAll(/`(GET|POST|PUT|DELETE|PATCH) (\/[^`\s[]*)(?:\[[^\]]*\])?`/g)].map((m) => `${m[1]} ${m[2]!.replace(/<name>$/, '*')}`));
+      expect(named.length).toBeGreaterThan(15);
+      expect(named.filter((n) => !known.has(n))).toEqual([]);
+    });
+  });
+});
