@@ -22,6 +22,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { parseLiveness, type Liveness } from '../protocol/liveness.ts';
+import { pathOf, ROUTES } from '../protocol/routes.ts';
 import { agentIntervals, livenessReport } from '../monitor/watchdog-policy.ts';
 import type { CheckResult } from '../health/check.ts';
 import { timed } from '../health/check.ts';
@@ -212,7 +213,7 @@ async function vmCycle(config: AgentConfig, checks: CheckResult[], io: DoctorIo,
 async function controllerChecks(config: AgentConfig, checks: CheckResult[]): Promise<void> {
   const base = config.controllerUrl.replace(/\/+$/, '');
   const reachable = await timed('controller-reachable', async () => {
-    const res = await request(`${base}/health`, { headersTimeout: CONTROLLER_TIMEOUT_MS, bodyTimeout: CONTROLLER_TIMEOUT_MS });
+    const res = await request(`${base}${pathOf(ROUTES.health, {})}`, { headersTimeout: CONTROLLER_TIMEOUT_MS, bodyTimeout: CONTROLLER_TIMEOUT_MS });
     const body = await res.body.text();
     if (res.statusCode !== 200) return { ok: false, detail: `GET /health answered ${res.statusCode}`, code: 'HTTP_STATUS' };
     const status = (JSON.parse(body) as { status?: unknown }).status;
@@ -227,7 +228,7 @@ async function controllerChecks(config: AgentConfig, checks: CheckResult[]): Pro
   checks.push(
     await timed('controller-auth', async () => {
       // A read of the worker's own record: a heartbeat would reconcile (and fail) builds it runs.
-      const res = await request(`${base}/api/v1/workers/${encodeURIComponent(config.workerId)}`, {
+      const res = await request(`${base}${pathOf(ROUTES.getWorker, { id: config.workerId })}`, {
         headers: { authorization: `Bearer ${config.apiKey}` },
         headersTimeout: CONTROLLER_TIMEOUT_MS,
         bodyTimeout: CONTROLLER_TIMEOUT_MS,
