@@ -16,21 +16,25 @@
  * agent is aborting its builds: reported as `worker_lost` so the build may be retried).
  * Once the attempt is `finishing` its outcome is decided: later aborts (a VM exit after its
  * release, a controller saying the attempt is over) change nothing and are not logged.
+ *
+ * Everything the runner touches is a port it declares here and receives (the agent wires the
+ * real ones): the clock that runs every limit, keepalive, backoff and deadline; the controller
+ * client; the VM; the workspace with its monitor; the log stream; metrics. So its unit tests
+ * drive a whole attempt with a fake clock and fakes, no time and no processes.
  */
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { isExpoError } from '../protocol/errors.ts';
 import { artifactNameProblem, type FailureReason } from '../protocol/domain.ts';
 import { LIMITS, type ArtifactProblem, type AssignedBuild, type CompleteBody, type PollResponse } from '../protocol/schemas.ts';
+import type { CancelTimer, Clock } from '../sys/clock.ts';
 import type { SshSession } from '../sys/ssh.ts';
 import type { VmExit } from '../vm/vm-driver.ts';
-import pRetry from 'p-retry';
-import { RawBody, isAttemptOver, type ControllerClient } from './controller-client.ts';
-import { LogStream } from './log-stream.ts';
+import { RawBody, isAttemptOver, type RetryOptions } from './controller-client.ts';
+import type { LogStreamOptions } from './log-stream.ts';
 import { LineSplitter, parseProgressMarker, stepProgress } from './progress.ts';
-import { RemoteWorkspace } from './remote-workspace.ts';
-import type { AgentMetrics } from './metrics.ts';
 
 export type AbortReason = 'cancelled' | 'prepare_timeout' | 'timed_out' | 'vm_crashed' | 'attempt_over' | 'shutdown';
 export type RunnerState = 'preparing' | 'starting-monitor' | 'running' | 'finishing' | 'done';
@@ -47,12 +51,6 @@ export interface BuildVm {
 
 export interface RunnerSettings {
   workerId: string;
-  /** The controller URL as the VM sees it. */
-  vmControllerUrl: string;
-  /** vm-monitor's beat, whole seconds (a quarter of the controller's heartbeat timeout at most). */
-  heartbeatIntervalS: number;
-  /** How long one of vm-monitor's requests may take, whole seconds. */
-  monitorRequestTimeoutS: number;
   /** How long from the claim the attempt may take to start its steps, ms (the controller's prepare timeout). */
   prepareTimeoutMs: number;
   /** Where attempt logs are kept locally. */
@@ -65,15 +63,79 @@ export interface RunnerSettings {
   reportDeadlineMs: number;
 }
 
+/** What the runner tells the controller (ControllerClient fits). */
+export interface RunnerClient {
+  phase(buildId: string, lease: string, phase: 'preparing' | 'running', r?: RetryOptions): Promise<void>;
+  appendLog(buildId: string, lease: string, offset: number, data: string, r?: RetryOptions): Promise<number>;
+  /** Uploads one artifact, not retried (a retry needs a fresh stream). */
+  uploadArtifact(buildId: string, lease: string, name: string, body: RawBody): Promise<{ sizeBytes: number; sha256: string }>;
+  complete(buildId: string, body: CompleteBody, r?: RetryOptions): Promise<{ status: string }>;
+}
+
+/** The attempt's log on its way to the controller (LogStream fits). */
+export interface RunnerLog {
+  append(text: string): void;
+  /** Sends what is left until delivered, the attempt is over, or `deadline` (ms since epoch); true when delivered. */
+  close(deadline: number): Promise<boolean>;
+}
+
+/** The build's workspace in its VM, with its vm-monitor (RemoteWorkspace fits). */
+export interface RunnerWorkspace {
+  /** Sets up the workspace and starts vm-monitor.sh in it; throws when it did not start. */
+  startMonitor(note: (line: string) => void): Promise<number>;
+  /** Stops the monitor when it runs. */
+  stopMonitor(): Promise<void>;
+  /** Runs step `index`; its exit status, or null when the channel ended without one. */
+  runStep(index: number, progress: number, io: { onOutput: (chunk: Buffer) => void; signal?: AbortSignal }): Promise<number | null>;
+  /** Stops the running step's processes: TERM, up to `graceMs`, then KILL. */
+  stopStep(graceMs: number): Promise<void>;
+  writeProgress(percent: number): Promise<void>;
+  /** The files of work/ each pattern matches. */
+  findArtifacts(patterns: readonly string[]): Promise<Map<string, string[]>>;
+  openArtifact(path: string): Promise<{ stream: Readable; sizeBytes: number }>;
+  /** Whether the VM still answers. */
+  alive(timeoutMs: number): Promise<boolean>;
+}
+
+/** What the runner puts in the workspace: the build's env (secrets included: they travel in a 0600 file, never on a command line), its steps, and the token its monitor beats with. */
+export interface WorkspaceSpec {
+  id: string;
+  attempt: number;
+  env: Record<string, string>;
+  steps: AssignedBuild['steps'];
+  buildToken: string;
+}
+
+/** The runner's metrics (the agent's metrics fit). */
+export interface RunnerMetrics {
+  monitorStartFailed(): void;
+}
+
 export interface RunnerDeps {
-  client: Pick<ControllerClient, 'phase' | 'appendLog' | 'complete' | 'uploadArtifact'>;
+  /** Every wait and limit of the attempt runs on it. */
+  clock: Clock;
+  client: RunnerClient;
   acquireVm: (req: { buildId: string; attempt: number; signal: AbortSignal; onProgress: (line: string) => void }) => Promise<BuildVm>;
-  /** The agent's own vm-monitor.sh, uploaded when the image has none or another version. */
-  monitor: { contents: Buffer; version: string; installedPath: string };
+  /** The workspace (and monitor) of the build in its VM, once the VM is healthy. */
+  openWorkspace: (vm: BuildVm, build: WorkspaceSpec) => RunnerWorkspace;
+  /** The attempt's log stream. */
+  openLog: (options: LogStreamOptions) => RunnerLog;
   settings: RunnerSettings;
   log: Logger;
-  metrics?: Pick<AgentMetrics, 'monitorStartFailed'>;
+  metrics?: RunnerMetrics;
+  /** Jitter of the artifact upload backoff, in [0, 1). Default Math.random. */
+  random?: () => number;
 }
+
+/** How often one artifact upload is retried while the controller is away, and its backoff (ms): p-retry's former settings. */
+const ARTIFACT_RETRIES = 5;
+const ARTIFACT_MIN_DELAY_MS = 1000;
+const ARTIFACT_MAX_DELAY_MS = 10_000;
+/** How long a step that ended oddly gives the crash signals before asking the VM, ms; and how long the VM may take to answer. */
+const CRASH_SETTLE_MS = 2000;
+const ALIVE_TIMEOUT_MS = 5000;
+/** How long the last log bytes of an attempt that is over may take, ms. */
+const ABANDON_LOG_MS = 5000;
 
 export type Outcome =
   | { kind: 'reported'; body: Omit<CompleteBody, 'lease'>; answer: string }
@@ -152,10 +214,10 @@ export class BuildRunner {
   private reason: AbortReason | null = null;
   private reasonDetail = '';
   private stateValue: RunnerState = 'preparing';
-  private stream: LogStream | undefined;
-  private workspace: RemoteWorkspace | undefined;
-  /** The prepare limit, then the steps' limit. */
-  private limit: NodeJS.Timeout | undefined;
+  private stream: RunnerLog | undefined;
+  private workspace: RunnerWorkspace | undefined;
+  /** Cancels the prepare limit, then the steps' limit. */
+  private cancelLimit: CancelTimer = () => undefined;
 
   constructor(claim: PollResponse, deps: RunnerDeps) {
     this.claim = claim;
@@ -186,7 +248,7 @@ export class BuildRunner {
     const { build, lease } = this.claim;
     const log = this.d.log.child({ buildId: build.id, attempt: build.attempt });
     const note = (line: string) => stream.append(`[expo-worker] ${line}\n`);
-    const stream = (this.stream = new LogStream({
+    const stream = (this.stream = this.d.openLog({
       path: join(this.d.settings.logDir, `${build.id}-${build.attempt}.log`),
       startOffset: build.logOffset,
       send: (offset, data) => this.d.client.appendLog(build.id, lease, offset, data, { retries: 2 }),
@@ -196,7 +258,9 @@ export class BuildRunner {
       onConflict: (err) => log.error({ err: (err as Error).message }, 'another writer holds this log range: streaming of this attempt\'s log stopped (the local copy is kept)'),
     }));
     const prepareS = Math.round(this.d.settings.prepareTimeoutMs / 100) / 10;
-    this.limit = setTimeout(() => this.abort('prepare_timeout', `the VM was not ready to run the steps within the prepare timeout of ${prepareS} s`), this.d.settings.prepareTimeoutMs);
+    this.cancelLimit = this.d.clock.after(this.d.settings.prepareTimeoutMs, () =>
+      this.abort('prepare_timeout', `the VM was not ready to run the steps within the prepare timeout of ${prepareS} s`),
+    );
     let vm: BuildVm | undefined;
     let outcome: Omit<CompleteBody, 'lease'> | null;
     try {
@@ -207,17 +271,17 @@ export class BuildRunner {
       log.error({ err: (err as Error).message }, 'build attempt failed in the agent');
       outcome = { status: 'failed', failureReason: 'worker_lost', message: `agent error: ${(err as Error).message}` };
     } finally {
-      clearTimeout(this.limit);
+      this.cancelLimit();
       this.stateValue = 'finishing';
     }
     try {
       if (this.reason === 'attempt_over') {
-        await stream.close(Date.now() + 5000);
+        await stream.close(this.d.clock.now() + ABANDON_LOG_MS);
         return { kind: 'abandoned', why: this.reasonDetail };
       }
       outcome ??= this.outcomeFromReason();
       note(`build ${outcome.status}${outcome.failureReason ? ` (${outcome.failureReason})` : ''}${outcome.message ? `: ${outcome.message}` : ''}`);
-      const deadline = Date.now() + this.d.settings.reportDeadlineMs;
+      const deadline = this.d.clock.now() + this.d.settings.reportDeadlineMs;
       await stream.close(deadline);
       const answer = await this.report(outcome, deadline, log);
       return answer === null ? { kind: 'abandoned', why: 'the controller refused the completion: the attempt was already over' } : { kind: 'reported', body: outcome, answer };
@@ -245,13 +309,13 @@ export class BuildRunner {
 
   /** Prepare, monitor, run the steps. Returns the outcome, or null when an abort decides it. */
   private async attemptBuild(note: (l: string) => void, log: Logger, keepVm: (vm: BuildVm) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
-    const { build, lease, buildToken } = this.claim;
+    const { build, lease } = this.claim;
     const signal = this.ac.signal;
-    const keepalive = setInterval(() => {
+    const stopKeepalive = this.d.clock.every(this.d.settings.preparingKeepaliveMs, () => {
       void this.d.client.phase(build.id, lease, 'preparing', { retries: 0 }).catch((err: unknown) => {
         if (isAttemptOver(err)) this.abort('attempt_over', (err as Error).message);
       });
-    }, this.d.settings.preparingKeepaliveMs);
+    });
     try {
       if (!(await this.reportPhase('preparing'))) return null;
       note(`attempt ${build.attempt} of ${build.maxAttempts} on worker ${this.d.settings.workerId}: preparing a fresh VM`);
@@ -273,41 +337,34 @@ export class BuildRunner {
       if (signal.aborted) return null;
 
       this.stateValue = 'starting-monitor';
-      const ws = (this.workspace = new RemoteWorkspace(vm.session, build.id, build.attempt));
+      const ws = (this.workspace = this.d.openWorkspace(vm, {
+        id: build.id,
+        attempt: build.attempt,
+        env: { ...build.env, ...build.secretEnv },
+        steps: build.steps,
+        buildToken: this.claim.buildToken,
+      }));
       try {
-        const installed = await ws.open(this.d.monitor.installedPath);
-        const upload = installed === this.d.monitor.version ? undefined : this.d.monitor.contents;
-        if (upload) note(`vm-monitor.sh in the image is ${installed ?? 'missing'}; using the agent's ${this.d.monitor.version}`);
-        // Secret values join the env file (uploaded, mode 0600, never on a command line).
-        await ws.setup({ steps: build.steps, env: { ...build.env, ...build.secretEnv } }, {
-          script: this.d.monitor.installedPath,
-          upload,
-          controllerUrl: this.d.settings.vmControllerUrl,
-          buildId: build.id,
-          workerId: this.d.settings.workerId,
-          buildToken,
-          intervalS: this.d.settings.heartbeatIntervalS,
-          requestTimeoutS: this.d.settings.monitorRequestTimeoutS,
-        });
+        await ws.startMonitor(note);
       } catch (err) {
         if (signal.aborted) return null;
         log.error({ err: (err as Error).message }, 'monitor start failed');
         this.d.metrics?.monitorStartFailed();
         return { status: 'failed', failureReason: 'vm_unhealthy', message: `vm-monitor.sh could not be started: ${(err as Error).message}` };
       }
-      clearInterval(keepalive);
+      stopKeepalive();
       // Ready: what remains is telling the controller, which its own retries bound.
-      clearTimeout(this.limit);
+      this.cancelLimit();
       if (!(await this.reportPhase('running'))) return null;
-      this.limit = setTimeout(() => this.abort('timed_out', `the steps ran past the build's timeout of ${build.timeoutS} s`), build.timeoutS * 1000);
+      this.cancelLimit = this.d.clock.after(build.timeoutS * 1000, () => this.abort('timed_out', `the steps ran past the build's timeout of ${build.timeoutS} s`));
       this.stateValue = 'running';
       return await this.runSteps(ws, note);
     } finally {
-      clearInterval(keepalive);
+      stopKeepalive();
     }
   }
 
-  private async runSteps(ws: RemoteWorkspace, note: (l: string) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
+  private async runSteps(ws: RunnerWorkspace, note: (l: string) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
     const { build } = this.claim;
     const signal = this.ac.signal;
     for (const [i, step] of build.steps.entries()) {
@@ -374,8 +431,8 @@ export class BuildRunner {
    * nothing, a file that could not be stored — each is noted in the log and returned as a
    * problem, which the completion records on the build. Null when the attempt ended meanwhile.
    */
-  private async collectArtifacts(ws: RemoteWorkspace, note: (l: string) => void): Promise<ArtifactProblem[] | null> {
-    const { build, lease } = this.claim;
+  private async collectArtifacts(ws: RunnerWorkspace, note: (l: string) => void): Promise<ArtifactProblem[] | null> {
+    const { build } = this.claim;
     const declared = declaredArtifacts(build.artifacts);
     const problems: ArtifactProblem[] = [];
     if (this.ac.signal.aborted) return null;
@@ -405,25 +462,7 @@ export class BuildRunner {
         // Two patterns matching one file: one artifact.
         if (stored.has(name)) continue;
         try {
-          const r = await pRetry(
-            async () => {
-              const { stream, sizeBytes } = await ws.openArtifact(file);
-              return this.d.client.uploadArtifact(build.id, lease, name, new RawBody(stream, sizeBytes));
-            },
-            {
-              retries: 5,
-              minTimeout: 1000,
-              maxTimeout: 10_000,
-              randomize: true,
-              signal: this.ac.signal,
-              shouldRetry: ({ error }) => isExpoError(error, 'HTTP_UNREACHABLE'),
-              onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
-                if (!isExpoError(error, 'HTTP_UNREACHABLE') || retriesLeft === 0) return;
-                this.d.log.warn({ buildId: build.id, artifact: name, attempt: attemptNumber, err: error.message }, 'artifact upload failed; retrying');
-                note(`artifact ${name}: upload ${attemptNumber} failed (${error.message}); retrying`);
-              },
-            },
-          );
+          const r = await this.upload(ws, file, name, note);
           stored.add(name);
           note(`artifact ${name}: ${r.sizeBytes} bytes, sha256 ${r.sha256}`);
         } catch (err) {
@@ -441,14 +480,39 @@ export class BuildRunner {
   }
 
   /**
+   * Uploads one artifact from a fresh stream, retried while the controller is away or failing
+   * (HTTP_UNREACHABLE): up to 5 retries, backoff 1 s doubling to 10 s, with jitter ×1–2.
+   * Rejects with the last error, or with the abort reason once the attempt is aborted.
+   */
+  private async upload(ws: RunnerWorkspace, file: string, name: string, note: (l: string) => void): Promise<{ sizeBytes: number; sha256: string }> {
+    const { build, lease } = this.claim;
+    const signal = this.ac.signal;
+    const random = this.d.random ?? Math.random;
+    for (let attempt = 1; ; attempt++) {
+      signal.throwIfAborted();
+      try {
+        const { stream, sizeBytes } = await ws.openArtifact(file);
+        return await this.d.client.uploadArtifact(build.id, lease, name, new RawBody(stream, sizeBytes));
+      } catch (err) {
+        signal.throwIfAborted();
+        if (!isExpoError(err, 'HTTP_UNREACHABLE') || attempt > ARTIFACT_RETRIES) throw err;
+        this.d.log.warn({ buildId: build.id, artifact: name, attempt, err: err.message }, 'artifact upload failed; retrying');
+        note(`artifact ${name}: upload ${attempt} failed (${err.message}); retrying`);
+        const delayMs = Math.min(ARTIFACT_MAX_DELAY_MS, Math.round((random() + 1) * ARTIFACT_MIN_DELAY_MS * 2 ** (attempt - 1)));
+        await this.d.clock.sleep(delayMs, signal);
+      }
+    }
+  }
+
+  /**
    * After a step ended oddly: gives the crash signals (tart run exiting, keepalives failing) a
    * moment, then asks the VM directly. True when the attempt is over (now aborted as a crash).
    */
-  private async settleCrash(ws: RemoteWorkspace, detail: string): Promise<boolean> {
+  private async settleCrash(ws: RunnerWorkspace, detail: string): Promise<boolean> {
     const signal = this.ac.signal;
-    await Promise.race([new Promise((r) => setTimeout(r, 2000)), new Promise((r) => signal.addEventListener('abort', r, { once: true }))]);
+    await this.d.clock.sleep(CRASH_SETTLE_MS, signal).catch(() => undefined);
     if (signal.aborted) return true;
-    if (await ws.alive(5000)) return false;
+    if (await ws.alive(ALIVE_TIMEOUT_MS)) return false;
     this.abort('vm_crashed', detail);
     return true;
   }
@@ -465,11 +529,14 @@ export class BuildRunner {
 
   /** Sends the completion until the controller answers; null when it refuses (409: already over). */
   private async report(body: Omit<CompleteBody, 'lease'>, deadline: number, log: Logger): Promise<string | null> {
-    const signal = AbortSignal.timeout(Math.max(1000, deadline - Date.now()));
+    const timeout = new AbortController();
+    const cancelTimeout = this.d.clock.after(Math.max(1000, deadline - this.d.clock.now()), () =>
+      timeout.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+    );
     try {
       const res = await this.d.client.complete(this.buildId, { ...body, lease: this.claim.lease }, {
         retries: Number.POSITIVE_INFINITY,
-        signal,
+        signal: timeout.signal,
         onRetry: (err, n, delayMs) => log.warn({ attempt: n, delayMs, err: err.message }, 'completion not delivered yet; retrying'),
       });
       log.info({ status: body.status, failureReason: body.failureReason, answer: res.status }, 'build reported');
@@ -481,6 +548,8 @@ export class BuildRunner {
       }
       log.error({ err: (err as Error).message }, 'completion could not be delivered');
       throw err;
+    } finally {
+      cancelTimeout();
     }
   }
 
