@@ -23,114 +23,20 @@
  * drive a whole attempt with a fake clock and fakes, no time and no processes.
  */
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { isExpoError } from '../protocol/errors.ts';
-import { artifactNameProblem, type FailureReason } from '../protocol/domain.ts';
-import { LIMITS, type ArtifactProblem, type AssignedBuild, type CompleteBody, type PollResponse } from '../protocol/schemas.ts';
-import type { CancelTimer, Clock } from '../sys/clock.ts';
-import type { SshSession } from '../sys/ssh.ts';
-import type { VmExit } from '../vm/vm-driver.ts';
-import { RawBody, isAttemptOver, type RetryOptions } from './controller-client.ts';
-import type { LogStreamOptions } from './log-stream.ts';
+import type { FailureReason } from '../protocol/domain.ts';
+import type { ArtifactProblem, CompleteBody, PollResponse } from '../protocol/schemas.ts';
+import type { CancelTimer } from '../sys/clock.ts';
+import { clip, collectArtifacts, problemsField } from './artifact-collector.ts';
+import { isAttemptOver } from './controller-client.ts';
 import { LineSplitter, parseProgressMarker, stepProgress } from './progress.ts';
+import type { BuildVm, RunnerDeps, RunnerLog, RunnerWorkspace } from './runner-ports.ts';
 
 export type AbortReason = 'cancelled' | 'prepare_timeout' | 'timed_out' | 'vm_crashed' | 'attempt_over' | 'shutdown';
 export type RunnerState = 'preparing' | 'starting-monitor' | 'running' | 'finishing' | 'done';
 
-/** The VM a build runs in (EphemeralVm fits). */
-export interface BuildVm {
-  readonly name: string;
-  readonly ip: string;
-  readonly session: SshSession;
-  readonly exited: Promise<VmExit>;
-  /** `removeLog`: the build went well, its VM's `tart run` log is not worth keeping. */
-  release(options?: { removeLog?: boolean }): Promise<void>;
-}
-
-export interface RunnerSettings {
-  workerId: string;
-  /** How long from the claim the attempt may take to start its steps, ms (the controller's prepare timeout). */
-  prepareTimeoutMs: number;
-  /** Where attempt logs are kept locally. */
-  logDir: string;
-  /** TERM → KILL grace when stopping a step, ms. Default 10 000. */
-  stepStopGraceMs: number;
-  /** How often phase updates keep a preparing build alive, ms (a quarter of the controller's heartbeat timeout at most). */
-  preparingKeepaliveMs: number;
-  /** How long the completion (and the last log bytes) are retried, ms. Default 1 hour. */
-  reportDeadlineMs: number;
-}
-
-/** What the runner tells the controller (ControllerClient fits). */
-export interface RunnerClient {
-  phase(buildId: string, lease: string, phase: 'preparing' | 'running', r?: RetryOptions): Promise<void>;
-  appendLog(buildId: string, lease: string, offset: number, data: string, r?: RetryOptions): Promise<number>;
-  /** Uploads one artifact, not retried (a retry needs a fresh stream). */
-  uploadArtifact(buildId: string, lease: string, name: string, body: RawBody): Promise<{ sizeBytes: number; sha256: string }>;
-  complete(buildId: string, body: CompleteBody, r?: RetryOptions): Promise<{ status: string }>;
-}
-
-/** The attempt's log on its way to the controller (LogStream fits). */
-export interface RunnerLog {
-  append(text: string): void;
-  /** Sends what is left until delivered, the attempt is over, or `deadline` (ms since epoch); true when delivered. */
-  close(deadline: number): Promise<boolean>;
-}
-
-/** The build's workspace in its VM, with its vm-monitor (RemoteWorkspace fits). */
-export interface RunnerWorkspace {
-  /** Sets up the workspace and starts vm-monitor.sh in it; throws when it did not start. */
-  startMonitor(note: (line: string) => void): Promise<number>;
-  /** Stops the monitor when it runs. */
-  stopMonitor(): Promise<void>;
-  /** Runs step `index`; its exit status, or null when the channel ended without one. */
-  runStep(index: number, progress: number, io: { onOutput: (chunk: Buffer) => void; signal?: AbortSignal }): Promise<number | null>;
-  /** Stops the running step's processes: TERM, up to `graceMs`, then KILL. */
-  stopStep(graceMs: number): Promise<void>;
-  writeProgress(percent: number): Promise<void>;
-  /** The files of work/ each pattern matches. */
-  findArtifacts(patterns: readonly string[]): Promise<Map<string, string[]>>;
-  openArtifact(path: string): Promise<{ stream: Readable; sizeBytes: number }>;
-  /** Whether the VM still answers. */
-  alive(timeoutMs: number): Promise<boolean>;
-}
-
-/** What the runner puts in the workspace: the build's env (secrets included: they travel in a 0600 file, never on a command line), its steps, and the token its monitor beats with. */
-export interface WorkspaceSpec {
-  id: string;
-  attempt: number;
-  env: Record<string, string>;
-  steps: AssignedBuild['steps'];
-  buildToken: string;
-}
-
-/** The runner's metrics (the agent's metrics fit). */
-export interface RunnerMetrics {
-  monitorStartFailed(): void;
-}
-
-export interface RunnerDeps {
-  /** Every wait and limit of the attempt runs on it. */
-  clock: Clock;
-  client: RunnerClient;
-  acquireVm: (req: { buildId: string; attempt: number; signal: AbortSignal; onProgress: (line: string) => void }) => Promise<BuildVm>;
-  /** The workspace (and monitor) of the build in its VM, once the VM is healthy. */
-  openWorkspace: (vm: BuildVm, build: WorkspaceSpec) => RunnerWorkspace;
-  /** The attempt's log stream. */
-  openLog: (options: LogStreamOptions) => RunnerLog;
-  settings: RunnerSettings;
-  log: Logger;
-  metrics?: RunnerMetrics;
-  /** Jitter of the artifact upload backoff, in [0, 1). Default Math.random. */
-  random?: () => number;
-}
-
-/** How often one artifact upload is retried while the controller is away, and its backoff (ms): p-retry's former settings. */
-const ARTIFACT_RETRIES = 5;
-const ARTIFACT_MIN_DELAY_MS = 1000;
-const ARTIFACT_MAX_DELAY_MS = 10_000;
 /** How long a step that ended oddly gives the crash signals before asking the VM, ms; and how long the VM may take to answer. */
 const CRASH_SETTLE_MS = 2000;
 const ALIVE_TIMEOUT_MS = 5000;
@@ -181,29 +87,6 @@ const infraReason = (reason: AbortReason): FailureReason | null => {
   }
 };
 
-/** The build's declared artifacts as patterns with their `required` flag; a pattern declared twice is one, required if either is. */
-function declaredArtifacts(specs: AssignedBuild['artifacts']): { pattern: string; required: boolean }[] {
-  const byPattern = new Map<string, boolean>();
-  for (const s of specs) {
-    const [pattern, required] = typeof s === 'string' ? [s, false] : [s.path, s.required === true];
-    byPattern.set(pattern, (byPattern.get(pattern) ?? false) || required);
-  }
-  return [...byPattern].map(([pattern, required]) => ({ pattern, required }));
-}
-
-/** A matched file's artifact name: its path relative to work/, without `.` or empty segments (`./out//a` → `out/a`). */
-const artifactNameOf = (file: string): string =>
-  file
-    .split('/')
-    .filter((s) => s !== '' && s !== '.')
-    .join('/');
-
-/** The problems field of a completion: only when there are some, so a controller that predates it hears the same completion as before. */
-const problemsField = (problems: ArtifactProblem[]): { artifactProblems?: ArtifactProblem[] } =>
-  problems.length === 0 ? {} : { artifactProblems: problems.slice(0, LIMITS.maxArtifactProblems) };
-
-/** Shortens text to the schema's bound for a problem's message (or name). */
-const clip = (text: string, max = 1024): string => (text.length <= max ? text : `${text.slice(0, max - 1)}…`);
 
 export class BuildRunner {
   readonly buildId: string;
@@ -423,85 +306,22 @@ export class BuildRunner {
     return { status: 'succeeded', exitCode: 0, ...problemsField(problems) };
   }
 
-  /**
-   * Uploads the files the build's artifact patterns match, while the monitor still keeps the
-   * build alive, each under its path relative to work/ (`ios/build/App.ipa`: two files with one
-   * base name stay two artifacts). Each upload is retried with a fresh stream while the
-   * controller is away or failing (5xx). Nothing is lost without a word: a pattern that matched
-   * nothing, a file that could not be stored — each is noted in the log and returned as a
-   * problem, which the completion records on the build. Null when the attempt ended meanwhile.
-   */
-  private async collectArtifacts(ws: RunnerWorkspace, note: (l: string) => void): Promise<ArtifactProblem[] | null> {
-    const { build } = this.claim;
-    const declared = declaredArtifacts(build.artifacts);
-    const problems: ArtifactProblem[] = [];
-    if (this.ac.signal.aborted) return null;
-    if (declared.length === 0) return problems;
-    const problem = (p: ArtifactProblem) => {
-      problems.push(p);
-      note(`artifact${p.required ? ' (required)' : ''} ${p.name === undefined ? p.pattern : `${p.name} (${p.pattern})`} was not stored: ${p.reason}: ${p.message}`);
-    };
-    let found: Map<string, string[]>;
-    try {
-      found = await ws.findArtifacts(declared.map((d) => d.pattern));
-    } catch (err) {
-      for (const d of declared) problem({ pattern: d.pattern, reason: 'upload_failed', required: d.required, message: clip(`could not look for it in the VM: ${(err as Error).message}`) });
-      return problems;
-    }
-    const stored = new Set<string>();
-    for (const d of declared) {
-      const files = found.get(d.pattern) ?? [];
-      if (files.length === 0) problem({ pattern: d.pattern, reason: 'no_match', required: d.required, message: 'no file matches this pattern in the work directory' });
-      for (const file of files) {
-        const name = artifactNameOf(file);
-        const bad = artifactNameProblem(name);
-        if (bad !== null) {
-          problem({ pattern: d.pattern, name: clip(name, 2048), reason: 'invalid_name', required: d.required, message: bad });
-          continue;
-        }
-        // Two patterns matching one file: one artifact.
-        if (stored.has(name)) continue;
-        try {
-          const r = await this.upload(ws, file, name, note);
-          stored.add(name);
-          note(`artifact ${name}: ${r.sizeBytes} bytes, sha256 ${r.sha256}`);
-        } catch (err) {
-          if (isAttemptOver(err)) {
-            this.abort('attempt_over', (err as Error).message);
-            return null;
-          }
-          if (this.ac.signal.aborted) return null;
-          const tooLarge = isExpoError(err, 'HTTP_STATUS') && (err.details as { code?: string }).code === 'API_BODY_TOO_LARGE';
-          problem({ pattern: d.pattern, name, reason: tooLarge ? 'too_large' : 'upload_failed', required: d.required, message: clip((err as Error).message) });
-        }
-      }
-    }
-    return problems;
-  }
 
-  /**
-   * Uploads one artifact from a fresh stream, retried while the controller is away or failing
-   * (HTTP_UNREACHABLE): up to 5 retries, backoff 1 s doubling to 10 s, with jitter ×1–2.
-   * Rejects with the last error, or with the abort reason once the attempt is aborted.
-   */
-  private async upload(ws: RunnerWorkspace, file: string, name: string, note: (l: string) => void): Promise<{ sizeBytes: number; sha256: string }> {
+  /** The attempt's artifacts (see artifact-collector.ts); null when the attempt ended meanwhile. */
+  private collectArtifacts(ws: RunnerWorkspace, note: (l: string) => void): Promise<ArtifactProblem[] | null> {
     const { build, lease } = this.claim;
-    const signal = this.ac.signal;
-    const random = this.d.random ?? Math.random;
-    for (let attempt = 1; ; attempt++) {
-      signal.throwIfAborted();
-      try {
-        const { stream, sizeBytes } = await ws.openArtifact(file);
-        return await this.d.client.uploadArtifact(build.id, lease, name, new RawBody(stream, sizeBytes));
-      } catch (err) {
-        signal.throwIfAborted();
-        if (!isExpoError(err, 'HTTP_UNREACHABLE') || attempt > ARTIFACT_RETRIES) throw err;
-        this.d.log.warn({ buildId: build.id, artifact: name, attempt, err: err.message }, 'artifact upload failed; retrying');
-        note(`artifact ${name}: upload ${attempt} failed (${err.message}); retrying`);
-        const delayMs = Math.min(ARTIFACT_MAX_DELAY_MS, Math.round((random() + 1) * ARTIFACT_MIN_DELAY_MS * 2 ** (attempt - 1)));
-        await this.d.clock.sleep(delayMs, signal);
-      }
-    }
+    return collectArtifacts({
+      build,
+      lease,
+      workspace: ws,
+      client: this.d.client,
+      clock: this.d.clock,
+      random: this.d.random ?? Math.random,
+      log: this.d.log,
+      signal: this.ac.signal,
+      note,
+      onAttemptOver: (detail) => this.abort('attempt_over', detail),
+    });
   }
 
   /**

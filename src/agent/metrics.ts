@@ -9,7 +9,8 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FailureReason } from '../protocol/domain.ts';
 import { collectProcessMetrics } from '../sys/process-metrics.ts';
 import type { VmPreparePhase } from '../vm/ephemeral-vm.ts';
-import type { Outcome, RunnerMetrics } from './build-runner.ts';
+import type { Outcome } from './build-runner.ts';
+import type { RunnerMetrics } from './runner-ports.ts';
 
 /** How one attempt ended, as the agent saw it. `abandoned`: the controller had already ended it; `error`: the runner itself failed. */
 export type BuildResult = 'succeeded' | 'failed' | 'cancelled' | 'abandoned' | 'error';
