@@ -5,7 +5,9 @@
  * path from claim to first step, so setting up costs two commands and one upload.
  *
  * Secrets never reach a command line: the build's env and the monitor's build token travel
- * inside a file uploaded over SFTP (mode 0600) and are sourced remotely. Each step runs in its
+ * inside a file uploaded over SFTP (mode 0600) and are sourced remotely. The monitor itself
+ * (its files, launch and stop) is src/monitor/vm-monitor.ts's: this workspace only carries its
+ * files in the same upload and its launch in the same command (the MonitorWorkspace port). Each step runs in its
  * own process group (bash job control), its pid in `step.pid`, so stopping a step — cancel,
  * timeout, shutdown — signals every process it started: TERM, a grace, then KILL.
  */
