@@ -126,7 +126,10 @@ async function upload(r: ArtifactRun, file: string, name: string): Promise<{ siz
     signal.throwIfAborted();
     try {
       const { stream, sizeBytes } = await r.workspace.openArtifact(file);
-      return await r.client.uploadArtifact(build.id, lease, name, new RawBody(stream, sizeBytes));
+      const stored = await r.client.uploadArtifact(build.id, lease, name, new RawBody(stream, sizeBytes));
+      // As p-retry did: an upload that lands after the attempt was aborted ends the collection all the same.
+      signal.throwIfAborted();
+      return stored;
     } catch (err) {
       signal.throwIfAborted();
       if (!isExpoError(err, 'HTTP_UNREACHABLE') || attempt > ARTIFACT_RETRIES) throw err;

@@ -16,12 +16,20 @@ interface Expectation {
 
 export class FakeSshSession implements SshSession {
   readonly hostKeyFingerprint = 'SHA256:fake';
-  readonly closed: Promise<SshCloseInfo> = new Promise(() => undefined);
+  readonly closed: Promise<SshCloseInfo>;
+  /** Ends the connection as the server or the network would: `closed` resolves with `info`. */
+  readonly closeWith: (info: SshCloseInfo) => void;
   readonly commands: { command: string; options: SshExecOptions | undefined }[] = [];
   readonly uploads: { data: string; remotePath: string; mode: number | undefined }[] = [];
   private readonly expected: Expectation[] = [];
   private uploadsAllowed = 0;
   private readonly reads = new Map<string, string>();
+
+  constructor() {
+    let end!: (info: SshCloseInfo) => void;
+    this.closed = new Promise((r) => (end = r));
+    this.closeWith = end;
+  }
 
   /** Expects `exec(command)` next and answers with `answer` (exit 0, no output, by default). */
   expect(command: Expectation['command'], answer: Expectation['answer'] = {}): this {
