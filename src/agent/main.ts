@@ -90,11 +90,8 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
         metrics,
         openLog: (options) => new LogStream(options),
         openWorkspace: (vm, build) =>
-          new RemoteWorkspace(
-            vm.session,
-            build,
-            {},
-            new VmMonitor(vm.session, monitor, {
+          new RemoteWorkspace(vm.session, build, {
+            monitor: new VmMonitor(vm.session, monitor, {
               controllerUrl: config.vmControllerUrl,
               buildId: build.id,
               workerId: config.workerId,
@@ -102,7 +99,7 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
               intervalS: intervals.monitorIntervalS,
               requestTimeoutS: intervals.monitorRequestTimeoutS,
             }),
-          ),
+          }),
         settings: {
           workerId: config.workerId,
           // A controller too old to state it: the controller's own default.

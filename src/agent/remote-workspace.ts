@@ -51,6 +51,8 @@ function fileWriter(files: { path: string; contents: string; mode: number }[]): 
 export interface RemoteWorkspaceOptions {
   /** Time per housekeeping command (mkdir, kill, progress), ms. Default 15 000. */
   commandTimeoutMs?: number;
+  /** The build's vm-monitor, started with the workspace by {@link RemoteWorkspace.startMonitor}. Default: none. */
+  monitor?: VmMonitor;
 }
 
 /** The build a workspace holds. */
@@ -70,13 +72,12 @@ export class RemoteWorkspace implements MonitorWorkspace {
   private readonly timeoutMs: number;
   private readonly monitor: VmMonitor | undefined;
 
-  /** `monitor`: the build's vm-monitor, started with the workspace by {@link startMonitor}. */
-  constructor(session: SshSession, build: WorkspaceBuild, options: RemoteWorkspaceOptions = {}, monitor?: VmMonitor) {
+  constructor(session: SshSession, build: WorkspaceBuild, options: RemoteWorkspaceOptions = {}) {
     this.session = session;
     this.build = build;
     this.dir = `.expo-worker/builds/${build.id}-${build.attempt}`;
     this.timeoutMs = options.commandTimeoutMs ?? 15_000;
-    this.monitor = monitor;
+    this.monitor = options.monitor;
   }
 
   private get abs(): string {

@@ -23,7 +23,7 @@ const LAUNCH = (script: string) =>
 
 function setup(session: FakeSshSession, image: MonitorImage = IMAGE) {
   const monitor = new VmMonitor(session, image, SETTINGS);
-  const ws = new RemoteWorkspace(session, { id: 'b7', attempt: 1, env: {}, steps: [{ name: 's', run: 'true' }] }, {}, monitor);
+  const ws = new RemoteWorkspace(session, { id: 'b7', attempt: 1, env: {}, steps: [{ name: 's', run: 'true' }] }, { monitor });
   const notes: string[] = [];
   return { monitor, ws, notes, note: (l: string) => notes.push(l) };
 }
