@@ -17,10 +17,11 @@
  * Once the attempt is `finishing` its outcome is decided: later aborts (a VM exit after its
  * release, a controller saying the attempt is over) change nothing and are not logged.
  *
- * Everything the runner touches is a port it declares here and receives (the agent wires the
- * real ones): the clock that runs every limit, keepalive, backoff and deadline; the controller
- * client; the VM; the workspace with its monitor; the log stream; metrics. So its unit tests
- * drive a whole attempt with a fake clock and fakes, no time and no processes.
+ * Everything the runner touches is a port it declares (runner-ports.ts) and receives (the
+ * agent's main wires the real ones): the clock that runs every limit, keepalive, backoff and
+ * deadline; the controller client; the VM; the workspace with its monitor; the log stream;
+ * metrics. So its unit tests drive a whole attempt with a fake clock and fakes, no time and no
+ * processes.
  */
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
@@ -86,7 +87,6 @@ const infraReason = (reason: AbortReason): FailureReason | null => {
     }
   }
 };
-
 
 export class BuildRunner {
   readonly buildId: string;
