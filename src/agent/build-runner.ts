@@ -16,64 +16,33 @@
  * agent is aborting its builds: reported as `worker_lost` so the build may be retried).
  * Once the attempt is `finishing` its outcome is decided: later aborts (a VM exit after its
  * release, a controller saying the attempt is over) change nothing and are not logged.
+ *
+ * Everything the runner touches is a port it declares (runner-ports.ts) and receives (the
+ * agent's main wires the real ones): the clock that runs every limit, keepalive, backoff and
+ * deadline; the controller client; the VM; the workspace with its monitor; the log stream;
+ * metrics. So its unit tests drive a whole attempt with a fake clock and fakes, no time and no
+ * processes.
  */
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { isExpoError } from '../protocol/errors.ts';
-import { artifactNameProblem, type FailureReason } from '../protocol/domain.ts';
-import { LIMITS, type ArtifactProblem, type AssignedBuild, type CompleteBody, type PollResponse } from '../protocol/schemas.ts';
-import type { SshSession } from '../sys/ssh.ts';
-import type { VmExit } from '../vm/vm-driver.ts';
-import pRetry from 'p-retry';
-import { RawBody, isAttemptOver, type ControllerClient } from './controller-client.ts';
-import { LogStream } from './log-stream.ts';
+import type { FailureReason } from '../protocol/domain.ts';
+import type { ArtifactProblem, CompleteBody, PollResponse } from '../protocol/schemas.ts';
+import type { CancelTimer } from '../sys/clock.ts';
+import { clip, collectArtifacts, problemsField } from './artifact-collector.ts';
+import { isAttemptOver } from './controller-client.ts';
 import { LineSplitter, parseProgressMarker, stepProgress } from './progress.ts';
-import { RemoteWorkspace } from './remote-workspace.ts';
-import type { AgentMetrics } from './metrics.ts';
+import type { BuildVm, RunnerDeps, RunnerLog, RunnerWorkspace } from './runner-ports.ts';
 
 export type AbortReason = 'cancelled' | 'prepare_timeout' | 'timed_out' | 'vm_crashed' | 'attempt_over' | 'shutdown';
 export type RunnerState = 'preparing' | 'starting-monitor' | 'running' | 'finishing' | 'done';
 
-/** The VM a build runs in (EphemeralVm fits). */
-export interface BuildVm {
-  readonly name: string;
-  readonly ip: string;
-  readonly session: SshSession;
-  readonly exited: Promise<VmExit>;
-  /** `removeLog`: the build went well, its VM's `tart run` log is not worth keeping. */
-  release(options?: { removeLog?: boolean }): Promise<void>;
-}
-
-export interface RunnerSettings {
-  workerId: string;
-  /** The controller URL as the VM sees it. */
-  vmControllerUrl: string;
-  /** vm-monitor's beat, whole seconds (a quarter of the controller's heartbeat timeout at most). */
-  heartbeatIntervalS: number;
-  /** How long one of vm-monitor's requests may take, whole seconds. */
-  monitorRequestTimeoutS: number;
-  /** How long from the claim the attempt may take to start its steps, ms (the controller's prepare timeout). */
-  prepareTimeoutMs: number;
-  /** Where attempt logs are kept locally. */
-  logDir: string;
-  /** TERM → KILL grace when stopping a step, ms. Default 10 000. */
-  stepStopGraceMs: number;
-  /** How often phase updates keep a preparing build alive, ms (a quarter of the controller's heartbeat timeout at most). */
-  preparingKeepaliveMs: number;
-  /** How long the completion (and the last log bytes) are retried, ms. Default 1 hour. */
-  reportDeadlineMs: number;
-}
-
-export interface RunnerDeps {
-  client: Pick<ControllerClient, 'phase' | 'appendLog' | 'complete' | 'uploadArtifact'>;
-  acquireVm: (req: { buildId: string; attempt: number; signal: AbortSignal; onProgress: (line: string) => void }) => Promise<BuildVm>;
-  /** The agent's own vm-monitor.sh, uploaded when the image has none or another version. */
-  monitor: { contents: Buffer; version: string; installedPath: string };
-  settings: RunnerSettings;
-  log: Logger;
-  metrics?: Pick<AgentMetrics, 'monitorStartFailed'>;
-}
+/** How long a step that ended oddly gives the crash signals before asking the VM, ms; and how long the VM may take to answer. */
+const CRASH_SETTLE_MS = 2000;
+const ALIVE_TIMEOUT_MS = 5000;
+/** How long the last log bytes of an attempt that is over may take, ms. */
+const ABANDON_LOG_MS = 5000;
 
 export type Outcome =
   | { kind: 'reported'; body: Omit<CompleteBody, 'lease'>; answer: string }
@@ -119,30 +88,6 @@ const infraReason = (reason: AbortReason): FailureReason | null => {
   }
 };
 
-/** The build's declared artifacts as patterns with their `required` flag; a pattern declared twice is one, required if either is. */
-function declaredArtifacts(specs: AssignedBuild['artifacts']): { pattern: string; required: boolean }[] {
-  const byPattern = new Map<string, boolean>();
-  for (const s of specs) {
-    const [pattern, required] = typeof s === 'string' ? [s, false] : [s.path, s.required === true];
-    byPattern.set(pattern, (byPattern.get(pattern) ?? false) || required);
-  }
-  return [...byPattern].map(([pattern, required]) => ({ pattern, required }));
-}
-
-/** A matched file's artifact name: its path relative to work/, without `.` or empty segments (`./out//a` → `out/a`). */
-const artifactNameOf = (file: string): string =>
-  file
-    .split('/')
-    .filter((s) => s !== '' && s !== '.')
-    .join('/');
-
-/** The problems field of a completion: only when there are some, so a controller that predates it hears the same completion as before. */
-const problemsField = (problems: ArtifactProblem[]): { artifactProblems?: ArtifactProblem[] } =>
-  problems.length === 0 ? {} : { artifactProblems: problems.slice(0, LIMITS.maxArtifactProblems) };
-
-/** Shortens text to the schema's bound for a problem's message (or name). */
-const clip = (text: string, max = 1024): string => (text.length <= max ? text : `${text.slice(0, max - 1)}…`);
-
 export class BuildRunner {
   readonly buildId: string;
   readonly attempt: number;
@@ -152,10 +97,10 @@ export class BuildRunner {
   private reason: AbortReason | null = null;
   private reasonDetail = '';
   private stateValue: RunnerState = 'preparing';
-  private stream: LogStream | undefined;
-  private workspace: RemoteWorkspace | undefined;
-  /** The prepare limit, then the steps' limit. */
-  private limit: NodeJS.Timeout | undefined;
+  private stream: RunnerLog | undefined;
+  private workspace: RunnerWorkspace | undefined;
+  /** Cancels the prepare limit, then the steps' limit. */
+  private cancelLimit: CancelTimer = () => undefined;
 
   constructor(claim: PollResponse, deps: RunnerDeps) {
     this.claim = claim;
@@ -186,7 +131,7 @@ export class BuildRunner {
     const { build, lease } = this.claim;
     const log = this.d.log.child({ buildId: build.id, attempt: build.attempt });
     const note = (line: string) => stream.append(`[expo-worker] ${line}\n`);
-    const stream = (this.stream = new LogStream({
+    const stream = (this.stream = this.d.openLog({
       path: join(this.d.settings.logDir, `${build.id}-${build.attempt}.log`),
       startOffset: build.logOffset,
       send: (offset, data) => this.d.client.appendLog(build.id, lease, offset, data, { retries: 2 }),
@@ -196,7 +141,9 @@ export class BuildRunner {
       onConflict: (err) => log.error({ err: (err as Error).message }, 'another writer holds this log range: streaming of this attempt\'s log stopped (the local copy is kept)'),
     }));
     const prepareS = Math.round(this.d.settings.prepareTimeoutMs / 100) / 10;
-    this.limit = setTimeout(() => this.abort('prepare_timeout', `the VM was not ready to run the steps within the prepare timeout of ${prepareS} s`), this.d.settings.prepareTimeoutMs);
+    this.cancelLimit = this.d.clock.after(this.d.settings.prepareTimeoutMs, () =>
+      this.abort('prepare_timeout', `the VM was not ready to run the steps within the prepare timeout of ${prepareS} s`),
+    );
     let vm: BuildVm | undefined;
     let outcome: Omit<CompleteBody, 'lease'> | null;
     try {
@@ -207,17 +154,17 @@ export class BuildRunner {
       log.error({ err: (err as Error).message }, 'build attempt failed in the agent');
       outcome = { status: 'failed', failureReason: 'worker_lost', message: `agent error: ${(err as Error).message}` };
     } finally {
-      clearTimeout(this.limit);
+      this.cancelLimit();
       this.stateValue = 'finishing';
     }
     try {
       if (this.reason === 'attempt_over') {
-        await stream.close(Date.now() + 5000);
+        await stream.close(this.d.clock.now() + ABANDON_LOG_MS);
         return { kind: 'abandoned', why: this.reasonDetail };
       }
       outcome ??= this.outcomeFromReason();
       note(`build ${outcome.status}${outcome.failureReason ? ` (${outcome.failureReason})` : ''}${outcome.message ? `: ${outcome.message}` : ''}`);
-      const deadline = Date.now() + this.d.settings.reportDeadlineMs;
+      const deadline = this.d.clock.now() + this.d.settings.reportDeadlineMs;
       await stream.close(deadline);
       const answer = await this.report(outcome, deadline, log);
       return answer === null ? { kind: 'abandoned', why: 'the controller refused the completion: the attempt was already over' } : { kind: 'reported', body: outcome, answer };
@@ -245,13 +192,13 @@ export class BuildRunner {
 
   /** Prepare, monitor, run the steps. Returns the outcome, or null when an abort decides it. */
   private async attemptBuild(note: (l: string) => void, log: Logger, keepVm: (vm: BuildVm) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
-    const { build, lease, buildToken } = this.claim;
+    const { build, lease } = this.claim;
     const signal = this.ac.signal;
-    const keepalive = setInterval(() => {
+    const stopKeepalive = this.d.clock.every(this.d.settings.preparingKeepaliveMs, () => {
       void this.d.client.phase(build.id, lease, 'preparing', { retries: 0 }).catch((err: unknown) => {
         if (isAttemptOver(err)) this.abort('attempt_over', (err as Error).message);
       });
-    }, this.d.settings.preparingKeepaliveMs);
+    });
     try {
       if (!(await this.reportPhase('preparing'))) return null;
       note(`attempt ${build.attempt} of ${build.maxAttempts} on worker ${this.d.settings.workerId}: preparing a fresh VM`);
@@ -273,41 +220,34 @@ export class BuildRunner {
       if (signal.aborted) return null;
 
       this.stateValue = 'starting-monitor';
-      const ws = (this.workspace = new RemoteWorkspace(vm.session, build.id, build.attempt));
+      const ws = (this.workspace = this.d.openWorkspace(vm, {
+        id: build.id,
+        attempt: build.attempt,
+        env: { ...build.env, ...build.secretEnv },
+        steps: build.steps,
+        buildToken: this.claim.buildToken,
+      }));
       try {
-        const installed = await ws.open(this.d.monitor.installedPath);
-        const upload = installed === this.d.monitor.version ? undefined : this.d.monitor.contents;
-        if (upload) note(`vm-monitor.sh in the image is ${installed ?? 'missing'}; using the agent's ${this.d.monitor.version}`);
-        // Secret values join the env file (uploaded, mode 0600, never on a command line).
-        await ws.setup({ steps: build.steps, env: { ...build.env, ...build.secretEnv } }, {
-          script: this.d.monitor.installedPath,
-          upload,
-          controllerUrl: this.d.settings.vmControllerUrl,
-          buildId: build.id,
-          workerId: this.d.settings.workerId,
-          buildToken,
-          intervalS: this.d.settings.heartbeatIntervalS,
-          requestTimeoutS: this.d.settings.monitorRequestTimeoutS,
-        });
+        await ws.startMonitor(note);
       } catch (err) {
         if (signal.aborted) return null;
         log.error({ err: (err as Error).message }, 'monitor start failed');
         this.d.metrics?.monitorStartFailed();
         return { status: 'failed', failureReason: 'vm_unhealthy', message: `vm-monitor.sh could not be started: ${(err as Error).message}` };
       }
-      clearInterval(keepalive);
+      stopKeepalive();
       // Ready: what remains is telling the controller, which its own retries bound.
-      clearTimeout(this.limit);
+      this.cancelLimit();
       if (!(await this.reportPhase('running'))) return null;
-      this.limit = setTimeout(() => this.abort('timed_out', `the steps ran past the build's timeout of ${build.timeoutS} s`), build.timeoutS * 1000);
+      this.cancelLimit = this.d.clock.after(build.timeoutS * 1000, () => this.abort('timed_out', `the steps ran past the build's timeout of ${build.timeoutS} s`));
       this.stateValue = 'running';
       return await this.runSteps(ws, note);
     } finally {
-      clearInterval(keepalive);
+      stopKeepalive();
     }
   }
 
-  private async runSteps(ws: RemoteWorkspace, note: (l: string) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
+  private async runSteps(ws: RunnerWorkspace, note: (l: string) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
     const { build } = this.claim;
     const signal = this.ac.signal;
     for (const [i, step] of build.steps.entries()) {
@@ -366,89 +306,33 @@ export class BuildRunner {
     return { status: 'succeeded', exitCode: 0, ...problemsField(problems) };
   }
 
-  /**
-   * Uploads the files the build's artifact patterns match, while the monitor still keeps the
-   * build alive, each under its path relative to work/ (`ios/build/App.ipa`: two files with one
-   * base name stay two artifacts). Each upload is retried with a fresh stream while the
-   * controller is away or failing (5xx). Nothing is lost without a word: a pattern that matched
-   * nothing, a file that could not be stored — each is noted in the log and returned as a
-   * problem, which the completion records on the build. Null when the attempt ended meanwhile.
-   */
-  private async collectArtifacts(ws: RemoteWorkspace, note: (l: string) => void): Promise<ArtifactProblem[] | null> {
+
+  /** The attempt's artifacts (see artifact-collector.ts); null when the attempt ended meanwhile. */
+  private collectArtifacts(ws: RunnerWorkspace, note: (l: string) => void): Promise<ArtifactProblem[] | null> {
     const { build, lease } = this.claim;
-    const declared = declaredArtifacts(build.artifacts);
-    const problems: ArtifactProblem[] = [];
-    if (this.ac.signal.aborted) return null;
-    if (declared.length === 0) return problems;
-    const problem = (p: ArtifactProblem) => {
-      problems.push(p);
-      note(`artifact${p.required ? ' (required)' : ''} ${p.name === undefined ? p.pattern : `${p.name} (${p.pattern})`} was not stored: ${p.reason}: ${p.message}`);
-    };
-    let found: Map<string, string[]>;
-    try {
-      found = await ws.findArtifacts(declared.map((d) => d.pattern));
-    } catch (err) {
-      for (const d of declared) problem({ pattern: d.pattern, reason: 'upload_failed', required: d.required, message: clip(`could not look for it in the VM: ${(err as Error).message}`) });
-      return problems;
-    }
-    const stored = new Set<string>();
-    for (const d of declared) {
-      const files = found.get(d.pattern) ?? [];
-      if (files.length === 0) problem({ pattern: d.pattern, reason: 'no_match', required: d.required, message: 'no file matches this pattern in the work directory' });
-      for (const file of files) {
-        const name = artifactNameOf(file);
-        const bad = artifactNameProblem(name);
-        if (bad !== null) {
-          problem({ pattern: d.pattern, name: clip(name, 2048), reason: 'invalid_name', required: d.required, message: bad });
-          continue;
-        }
-        // Two patterns matching one file: one artifact.
-        if (stored.has(name)) continue;
-        try {
-          const r = await pRetry(
-            async () => {
-              const { stream, sizeBytes } = await ws.openArtifact(file);
-              return this.d.client.uploadArtifact(build.id, lease, name, new RawBody(stream, sizeBytes));
-            },
-            {
-              retries: 5,
-              minTimeout: 1000,
-              maxTimeout: 10_000,
-              randomize: true,
-              signal: this.ac.signal,
-              shouldRetry: ({ error }) => isExpoError(error, 'HTTP_UNREACHABLE'),
-              onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
-                if (!isExpoError(error, 'HTTP_UNREACHABLE') || retriesLeft === 0) return;
-                this.d.log.warn({ buildId: build.id, artifact: name, attempt: attemptNumber, err: error.message }, 'artifact upload failed; retrying');
-                note(`artifact ${name}: upload ${attemptNumber} failed (${error.message}); retrying`);
-              },
-            },
-          );
-          stored.add(name);
-          note(`artifact ${name}: ${r.sizeBytes} bytes, sha256 ${r.sha256}`);
-        } catch (err) {
-          if (isAttemptOver(err)) {
-            this.abort('attempt_over', (err as Error).message);
-            return null;
-          }
-          if (this.ac.signal.aborted) return null;
-          const tooLarge = isExpoError(err, 'HTTP_STATUS') && (err.details as { code?: string }).code === 'API_BODY_TOO_LARGE';
-          problem({ pattern: d.pattern, name, reason: tooLarge ? 'too_large' : 'upload_failed', required: d.required, message: clip((err as Error).message) });
-        }
-      }
-    }
-    return problems;
+    return collectArtifacts({
+      build,
+      lease,
+      workspace: ws,
+      client: this.d.client,
+      clock: this.d.clock,
+      random: this.d.random ?? Math.random,
+      log: this.d.log,
+      signal: this.ac.signal,
+      note,
+      onAttemptOver: (detail) => this.abort('attempt_over', detail),
+    });
   }
 
   /**
    * After a step ended oddly: gives the crash signals (tart run exiting, keepalives failing) a
    * moment, then asks the VM directly. True when the attempt is over (now aborted as a crash).
    */
-  private async settleCrash(ws: RemoteWorkspace, detail: string): Promise<boolean> {
+  private async settleCrash(ws: RunnerWorkspace, detail: string): Promise<boolean> {
     const signal = this.ac.signal;
-    await Promise.race([new Promise((r) => setTimeout(r, 2000)), new Promise((r) => signal.addEventListener('abort', r, { once: true }))]);
+    await this.d.clock.sleep(CRASH_SETTLE_MS, signal).catch(() => undefined);
     if (signal.aborted) return true;
-    if (await ws.alive(5000)) return false;
+    if (await ws.alive(ALIVE_TIMEOUT_MS)) return false;
     this.abort('vm_crashed', detail);
     return true;
   }
@@ -465,11 +349,14 @@ export class BuildRunner {
 
   /** Sends the completion until the controller answers; null when it refuses (409: already over). */
   private async report(body: Omit<CompleteBody, 'lease'>, deadline: number, log: Logger): Promise<string | null> {
-    const signal = AbortSignal.timeout(Math.max(1000, deadline - Date.now()));
+    const timeout = new AbortController();
+    const cancelTimeout = this.d.clock.after(Math.max(1000, deadline - this.d.clock.now()), () =>
+      timeout.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+    );
     try {
       const res = await this.d.client.complete(this.buildId, { ...body, lease: this.claim.lease }, {
         retries: Number.POSITIVE_INFINITY,
-        signal,
+        signal: timeout.signal,
         onRetry: (err, n, delayMs) => log.warn({ attempt: n, delayMs, err: err.message }, 'completion not delivered yet; retrying'),
       });
       log.info({ status: body.status, failureReason: body.failureReason, answer: res.status }, 'build reported');
@@ -481,6 +368,8 @@ export class BuildRunner {
       }
       log.error({ err: (err as Error).message }, 'completion could not be delivered');
       throw err;
+    } finally {
+      cancelTimeout();
     }
   }
 

@@ -4,12 +4,14 @@
  * SIGINT drains (no new builds, running ones finish, exit 0); a second aborts the running builds
  * cleanly (reported, VMs deleted, exit 1); SIGHUP reloads the config file.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import { runPreflight, statfsFreeBytes } from '../health/preflight.ts';
+import { INSTALLED_MONITOR_PATH, loadMonitorScript, VmMonitor } from '../monitor/vm-monitor.ts';
 import { isExpoError } from '../protocol/errors.ts';
+import { SystemClock } from '../sys/clock.ts';
 import { NodeExec } from '../sys/exec.ts';
 import { createLogger, LOG_FORMATS, logDestination, resolveLogFormat, type LogFormat } from '../sys/logger.ts';
 import { takeOverSignals } from '../sys/signals.ts';
@@ -24,7 +26,9 @@ import { Agent, type AgentDeps } from './agent.ts';
 import { BuildRunner } from './build-runner.ts';
 import { defaultConfigPath, loadAgentConfig, type AgentConfig } from './config.ts';
 import { ControllerClient } from './controller-client.ts';
+import { LogStream } from './log-stream.ts';
 import { controllerCallOf, PromAgentMetrics, type AgentMetrics } from './metrics.ts';
+import { RemoteWorkspace } from './remote-workspace.ts';
 import { startStatusServer, type StatusServer } from './status-server.ts';
 
 export const AGENT_HELP = `Usage: expo-worker agent [--config PATH] [--log-level LEVEL] [--log-format F]
@@ -42,26 +46,14 @@ Signals: SIGTERM/SIGINT drain (finish running builds, then exit 0); a second one
 builds (reported, VMs deleted) and exits 1; SIGHUP reloads the config file.
 `;
 
-/** The vm-monitor.sh shipped with this agent (beside src/ and dist/src/), and its version. */
-export function loadMonitorScript(): { contents: Buffer; version: string } {
-  for (const rel of ['../../vm-image/vm-monitor.sh', '../../../vm-image/vm-monitor.sh']) {
-    const url = new URL(rel, import.meta.url);
-    if (!existsSync(url)) continue;
-    const contents = readFileSync(url);
-    const m = /^VM_MONITOR_VERSION=["']?([^"'\s]+)["']?\s*$/m.exec(contents.toString('utf8'));
-    if (!m) throw new Error(`${url.pathname} has no VM_MONITOR_VERSION line`);
-    return { contents, version: m[1]! };
-  }
-  throw new Error('vm-image/vm-monitor.sh not found beside the agent');
-}
-
 /** The parts of the daemon that follow the config file (rebuilt on SIGHUP). */
 function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, metrics: AgentMetrics): Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight' | 'settings'> {
   mkdirSync(config.logDir, { recursive: true });
   const driver = new TartCli({ exec: new NodeExec(), tartPath: config.tartPath, tartHome: config.tartHome, callTimeoutMs: config.tartTimeoutS * 1000 });
   const ssh = new Ssh2Client();
   const sshPrivateKey = readFileSync(config.vmSshKey);
-  const monitor = { ...loadMonitorScript(), installedPath: '/usr/local/bin/vm-monitor.sh' };
+  const monitor = { ...loadMonitorScript(), installedPath: INSTALLED_MONITOR_PATH };
+  const clock = new SystemClock();
   return {
     settings: {
       slots: config.maxConcurrentBuilds,
@@ -92,15 +84,24 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
       runPreflight({ driver, baseVm: config.vmName, tartHome: config.tartHome ?? `${homedir()}/.tart`, minHostFreeDiskGb: config.hostMinFreeDiskGb }),
     makeRunner: (claim, intervals, liveness) =>
       new BuildRunner(claim, {
+        clock,
         client,
         log,
-        monitor,
         metrics,
+        openLog: (options) => new LogStream(options),
+        openWorkspace: (vm, build) =>
+          new RemoteWorkspace(vm.session, build, {
+            monitor: new VmMonitor(vm.session, monitor, {
+              controllerUrl: config.vmControllerUrl,
+              buildId: build.id,
+              workerId: config.workerId,
+              buildToken: build.buildToken,
+              intervalS: intervals.monitorIntervalS,
+              requestTimeoutS: intervals.monitorRequestTimeoutS,
+            }),
+          }),
         settings: {
           workerId: config.workerId,
-          vmControllerUrl: config.vmControllerUrl,
-          heartbeatIntervalS: intervals.monitorIntervalS,
-          monitorRequestTimeoutS: intervals.monitorRequestTimeoutS,
           // A controller too old to state it: the controller's own default.
           prepareTimeoutMs: liveness?.prepareTimeoutMs ?? DEFAULT_PREPARE_TIMEOUT_MS,
           logDir: config.logDir,
@@ -203,7 +204,13 @@ export async function main(argv: string[]): Promise<number> {
     metrics,
     ...buildParts(config, log, client, metrics),
   });
-  let statusServer: StatusServer | undefined;
+  // Set before any signal can be handled (no await between the handlers and the start). A stop
+  // that arrives while it is still starting closes it once it has started, so it never outlives
+  // the drain.
+  let statusServer: Promise<StatusServer | undefined> = Promise.resolve(undefined);
+  const closeStatusServer = async () => {
+    await (await statusServer)?.close();
+  };
   // Signals are ours before the first line that says we are up and before the first slow step
   // (reaping, preflight), so a stop or a reload sent the moment a line is read is handled like
   // any other, never by the default action.
@@ -215,7 +222,7 @@ export async function main(argv: string[]): Promise<number> {
         log.info({ signal }, 'draining: finishing running builds (send the signal again to abort them)');
         void agent.drain().then(async () => {
           await client.close();
-          await statusServer?.close();
+          await closeStatusServer();
           // Drained on its own: 0. Cut short by a second signal: 1 (the builds were aborted).
           resolve(signals > 1 ? 1 : 0);
         });
@@ -223,7 +230,7 @@ export async function main(argv: string[]): Promise<number> {
         log.warn({ signal }, 'aborting running builds');
         void agent.abortAll().then(async () => {
           await client.close();
-          await statusServer?.close();
+          await closeStatusServer();
           resolve(1);
         });
       }
@@ -256,12 +263,17 @@ export async function main(argv: string[]): Promise<number> {
     });
   });
   // A busy metrics port must not keep a host from building: Prometheus shows the agent down instead.
-  try {
-    statusServer = await startStatusServer({ address: config.metricsAddress, metrics, status: () => agent.status() });
-    log.info({ url: statusServer.url }, `status server listening on ${statusServer.url}`);
-  } catch (err) {
-    log.error({ err: (err as Error).message, metricsAddress: config.metricsAddress }, 'status server could not listen; /metrics and /health are off');
-  }
+  statusServer = startStatusServer({ address: config.metricsAddress, metrics, status: () => agent.status() }).then(
+    (server) => {
+      log.info({ url: server.url }, `status server listening on ${server.url}`);
+      return server;
+    },
+    (err: unknown) => {
+      log.error({ err: (err as Error).message, metricsAddress: config.metricsAddress }, 'status server could not listen; /metrics and /health are off');
+      return undefined;
+    },
+  );
+  await statusServer;
   log.info({ workerId: config.workerId, controller: config.controllerUrl, baseVm: config.vmName, slots: config.maxConcurrentBuilds }, 'agent starting');
 
   await agent.start();

@@ -10,6 +10,7 @@ import type { FailureReason } from '../protocol/domain.ts';
 import { collectProcessMetrics } from '../sys/process-metrics.ts';
 import type { VmPreparePhase } from '../vm/ephemeral-vm.ts';
 import type { Outcome } from './build-runner.ts';
+import type { RunnerMetrics } from './runner-ports.ts';
 
 /** How one attempt ended, as the agent saw it. `abandoned`: the controller had already ended it; `error`: the runner itself failed. */
 export type BuildResult = 'succeeded' | 'failed' | 'cancelled' | 'abandoned' | 'error';
@@ -18,7 +19,7 @@ export type BuildResult = 'succeeded' | 'failed' | 'cancelled' | 'abandoned' | '
 export type ControllerErrorKind = 'unreachable' | 'status';
 
 /** The agent's metrics port: events only; the adapter decides what to count. */
-export interface AgentMetrics {
+export interface AgentMetrics extends RunnerMetrics {
   vmPreparePhase(phase: VmPreparePhase, seconds: number): void;
   /** One VM acquisition ended: ready, failed (a check, a crash, a tart error) or aborted (cancel, shutdown). */
   vmPrepared(result: 'ok' | 'failed' | 'aborted'): void;
@@ -26,7 +27,6 @@ export interface AgentMetrics {
   buildFinished(result: BuildResult, reason?: FailureReason): void;
   controllerError(call: string, kind: ControllerErrorKind): void;
   orphansReaped(deleted: number, failed: number): void;
-  monitorStartFailed(): void;
 }
 
 /** What the gauges are read from at scrape time. */

@@ -5,13 +5,16 @@
  * path from claim to first step, so setting up costs two commands and one upload.
  *
  * Secrets never reach a command line: the build's env and the monitor's build token travel
- * inside a file uploaded over SFTP (mode 0600) and are sourced remotely. Each step runs in its
+ * inside a file uploaded over SFTP (mode 0600) and are sourced remotely. The monitor itself
+ * (its files, launch and stop) is src/monitor/vm-monitor.ts's: this workspace only carries its
+ * files in the same upload and its launch in the same command (the MonitorWorkspace port). Each step runs in its
  * own process group (bash job control), its pid in `step.pid`, so stopping a step — cancel,
  * timeout, shutdown — signals every process it started: TERM, a grace, then KILL.
  */
 import { randomBytes } from 'node:crypto';
 import { shellQuote, type SshSession } from '../sys/ssh.ts';
 import type { Step } from '../protocol/schemas.ts';
+import { envFileOf, type MonitorFile, type MonitorWorkspace, type VmMonitor } from '../monitor/vm-monitor.ts';
 
 /** Runs one step: records its starting progress, sources the env, enters work/, starts the step as its own process group, waits. */
 const RUN_STEP = `#!/bin/bash
@@ -31,12 +34,6 @@ echo "$pid" >"$dir/step.pid"
 wait "$pid"
 `;
 
-const exportLine = (name: string, value: string): string => `${name}=${shellQuote([value])}`;
-const envFile = (vars: Record<string, string>): string =>
-  Object.entries(vars)
-    .map(([k, v]) => exportLine(k, v))
-    .join('\n');
-
 /** A script that writes each file (path relative to "$HOME") from a quoted here-document. */
 function fileWriter(files: { path: string; contents: string; mode: number }[]): string {
   const all = files.map((f) => f.contents).join('\n');
@@ -51,36 +48,36 @@ function fileWriter(files: { path: string; contents: string; mode: number }[]): 
   return `${parts.join('\n')}\n`;
 }
 
-export interface MonitorLaunch {
-  /** The installed monitor's path in the image; used unless `upload` is given. */
-  script: string;
-  /** The agent's own monitor script, written into the workspace and used instead. */
-  upload?: Buffer;
-  controllerUrl: string;
-  buildId: string;
-  workerId: string;
-  buildToken: string;
-  intervalS: number;
-  /** How long one heartbeat request may take, s. */
-  requestTimeoutS: number;
-}
-
 export interface RemoteWorkspaceOptions {
   /** Time per housekeeping command (mkdir, kill, progress), ms. Default 15 000. */
   commandTimeoutMs?: number;
+  /** The build's vm-monitor, started with the workspace by {@link RemoteWorkspace.startMonitor}. Default: none. */
+  monitor?: VmMonitor;
 }
 
-export class RemoteWorkspace {
+/** The build a workspace holds. */
+export interface WorkspaceBuild {
+  id: string;
+  attempt: number;
+  /** The build's env, secrets included (written to a 0600 file, sourced by each step). */
+  env: Record<string, string>;
+  steps: readonly Step[];
+}
+
+export class RemoteWorkspace implements MonitorWorkspace {
   /** Relative to the VM user's home (SFTP and `$HOME` agree on it). */
   readonly dir: string;
   private readonly session: SshSession;
+  private readonly build: WorkspaceBuild;
   private readonly timeoutMs: number;
-  private monitorPid: number | null = null;
+  private readonly monitor: VmMonitor | undefined;
 
-  constructor(session: SshSession, buildId: string, attempt: number, options: RemoteWorkspaceOptions = {}) {
+  constructor(session: SshSession, build: WorkspaceBuild, options: RemoteWorkspaceOptions = {}) {
     this.session = session;
-    this.dir = `.expo-worker/builds/${buildId}-${attempt}`;
+    this.build = build;
+    this.dir = `.expo-worker/builds/${build.id}-${build.attempt}`;
     this.timeoutMs = options.commandTimeoutMs ?? 15_000;
+    this.monitor = options.monitor;
   }
 
   private get abs(): string {
@@ -94,49 +91,35 @@ export class RemoteWorkspace {
     return r.stdout;
   }
 
-  /** Creates the workspace and reads the installed monitor's version (null when missing or broken) — one command. */
-  async open(installedMonitor: string): Promise<string | null> {
-    const out = await this.sh(`mkdir -p ${this.abs}/work && chmod 700 ${this.abs} && { ${shellQuote([installedMonitor])} --version 2>/dev/null || true; }`);
-    return out.trim() === '' ? null : out.trim();
+  /** Creates the workspace (work/ inside, mode 0700), then runs `probe` — one command. Its stdout. */
+  async open(probe: string): Promise<string> {
+    return this.sh(`mkdir -p ${this.abs}/work && chmod 700 ${this.abs} && ${probe}`);
   }
 
   /**
-   * Writes the build's files (env, steps, runner, the monitor's settings and, when given, the
-   * agent's own monitor) in one upload, then starts the monitor in the background and checks it
-   * is still alive a moment later — one command. Returns the monitor's pid.
+   * Writes the build's files (env, steps, runner) and `extra.files` in one upload, then runs the
+   * setup and `extra.launch` from "$HOME" — one command. Its stdout.
    */
-  async setup(build: { env: Record<string, string>; steps: readonly Step[] }, monitor: MonitorLaunch): Promise<number> {
-    const settings = {
-      EXPO_MONITOR_CONTROLLER: monitor.controllerUrl,
-      EXPO_MONITOR_BUILD_ID: monitor.buildId,
-      EXPO_MONITOR_WORKER_ID: monitor.workerId,
-      EXPO_MONITOR_TOKEN: monitor.buildToken,
-      EXPO_MONITOR_INTERVAL_S: String(monitor.intervalS),
-      EXPO_MONITOR_CURL_TIMEOUT_S: String(monitor.requestTimeoutS),
-      EXPO_MONITOR_PROGRESS_FILE: `${this.dir}/progress`,
-    };
+  async setup(extra: { files: readonly MonitorFile[]; launch: string }): Promise<string> {
     const files = [
-      { path: `${this.dir}/env`, contents: envFile(build.env), mode: 0o600 },
-      { path: `${this.dir}/monitor.env`, contents: envFile(settings), mode: 0o600 },
+      { path: `${this.dir}/env`, contents: envFileOf(this.build.env), mode: 0o600 },
       { path: `${this.dir}/run-step.sh`, contents: RUN_STEP, mode: 0o700 },
       { path: `${this.dir}/progress`, contents: '0', mode: 0o600 },
-      ...build.steps.map((step, i) => ({ path: `${this.dir}/step-${i}.sh`, contents: `set -e\n${step.run}`, mode: 0o600 })),
-      ...(monitor.upload ? [{ path: `${this.dir}/vm-monitor.sh`, contents: monitor.upload.toString('utf8'), mode: 0o700 }] : []),
+      ...this.build.steps.map((step, i) => ({ path: `${this.dir}/step-${i}.sh`, contents: `set -e\n${step.run}`, mode: 0o600 })),
+      ...extra.files,
     ];
     await this.session.upload({ data: fileWriter(files) }, `${this.dir}/setup.sh`, { mode: 0o600 });
-    const script = monitor.upload ? `"$HOME"/${this.dir}/vm-monitor.sh` : shellQuote([monitor.script]);
-    const out = await this.sh(
-      `/bin/bash ${this.abs}/setup.sh && rm -f ${this.abs}/setup.sh && cd "$HOME" && ` +
-        `set -a && . ${this.dir}/monitor.env && set +a && rm -f ${this.dir}/monitor.env && ` +
-        // Braces: only the monitor goes to the background, with every fd off the SSH channel.
-        // It must still be alive a moment later: a bad argument or a missing curl ends it at once.
-        `{ nohup ${script} >${this.dir}/monitor.log 2>&1 </dev/null & pid=$!; sleep 0.2; ` +
-        `if kill -0 "$pid" 2>/dev/null; then echo "$pid"; else echo "the monitor exited at once:"; tail -n 5 ${this.dir}/monitor.log; exit 3; fi; }`,
-    );
-    const pid = Number(out.trim());
-    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`the monitor did not start (got '${out.trim()}')`);
-    this.monitorPid = pid;
-    return pid;
+    return this.sh(`/bin/bash ${this.abs}/setup.sh && rm -f ${this.abs}/setup.sh && ${extra.launch}`);
+  }
+
+  /** Sets up the workspace and starts the build's vm-monitor in it (see VmMonitor.start); returns its pid. */
+  async startMonitor(note: (line: string) => void): Promise<number> {
+    if (this.monitor === undefined) throw new Error('this workspace has no monitor to start');
+    return this.monitor.start(this, note);
+  }
+
+  async stopMonitor(): Promise<void> {
+    await this.monitor?.stop();
   }
 
   /**
@@ -202,11 +185,5 @@ export class RemoteWorkspace {
 
   async writeProgress(percent: number): Promise<void> {
     await this.sh(`printf '%s\\n' ${Math.round(percent)} > ${this.abs}/progress`);
-  }
-
-  async stopMonitor(): Promise<void> {
-    if (this.monitorPid === null) return;
-    await this.session.exec(`kill -TERM ${this.monitorPid} 2>/dev/null; exit 0`, { timeoutMs: 5000 });
-    this.monitorPid = null;
   }
 }

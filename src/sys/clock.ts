@@ -2,7 +2,10 @@
  * Time, behind a port so that tests can drive timers instead of sleeping.
  */
 
-/** The clock port: wall time and cancellable waits. */
+/** Stops a timer from {@link Clock.after} or {@link Clock.every}; calling it again does nothing. */
+export type CancelTimer = () => void;
+
+/** The clock port: wall time, cancellable waits and timers. */
 export interface Clock {
   /** Milliseconds since the epoch. */
   now(): number;
@@ -10,9 +13,13 @@ export interface Clock {
    * Resolves after `ms` milliseconds; rejects with the signal's reason as soon as `signal` aborts.
    */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /** Calls `fn` once, `ms` milliseconds from now, unless cancelled first. */
+  after(ms: number, fn: () => void): CancelTimer;
+  /** Calls `fn` every `ms` milliseconds (first call `ms` from now) until cancelled. */
+  every(ms: number, fn: () => void): CancelTimer;
 }
 
-/** The real clock: `Date.now` and `setTimeout`. */
+/** The real clock: `Date.now`, `setTimeout` and `setInterval`. */
 export class SystemClock implements Clock {
   now(): number {
     return Date.now();
@@ -34,5 +41,15 @@ export class SystemClock implements Clock {
       }, Math.max(0, ms));
       signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  after(ms: number, fn: () => void): CancelTimer {
+    const timer = setTimeout(fn, Math.max(0, ms));
+    return () => clearTimeout(timer);
+  }
+
+  every(ms: number, fn: () => void): CancelTimer {
+    const timer = setInterval(fn, Math.max(1, ms));
+    return () => clearInterval(timer);
   }
 }
