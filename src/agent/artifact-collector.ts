@@ -4,7 +4,7 @@
  * noted in the build log and returned for the completion to record.
  */
 import type { Logger } from 'pino';
-import { isExpoError } from '../protocol/errors.ts';
+import { isExpoError, isRetryable } from '../protocol/errors.ts';
 import { artifactNameProblem } from '../protocol/domain.ts';
 import { LIMITS, type ArtifactProblem, type AssignedBuild } from '../protocol/schemas.ts';
 import type { Clock } from '../sys/clock.ts';
@@ -116,8 +116,9 @@ export async function collectArtifacts(r: ArtifactRun): Promise<ArtifactProblem[
 }
 
 /**
- * Uploads one artifact from a fresh stream, retried while the controller is away or failing
- * (HTTP_UNREACHABLE): up to 5 retries, backoff 1 s doubling to 10 s, with jitter ×1–2.
+ * Uploads one artifact from a fresh stream, retried while the controller's call fails in a way the
+ * error table calls retryable (`isRetryable`: away, 5xx, 408, 429), not when reading the file in
+ * the VM fails (the VM's trouble is the attempt's, not the upload's): up to 5 retries, backoff 1 s doubling to 10 s, with jitter ×1–2.
  * Rejects with the last error, or with the abort reason once the attempt is aborted.
  */
 async function upload(r: ArtifactRun, file: string, name: string): Promise<{ sizeBytes: number; sha256: string }> {
@@ -132,7 +133,7 @@ async function upload(r: ArtifactRun, file: string, name: string): Promise<{ siz
       return stored;
     } catch (err) {
       signal.throwIfAborted();
-      if (!isExpoError(err, 'HTTP_UNREACHABLE') || attempt > ARTIFACT_RETRIES) throw err;
+      if (!(isExpoError(err) && err.code.startsWith('HTTP_') && isRetryable(err.code)) || attempt > ARTIFACT_RETRIES) throw err;
       r.log.warn({ buildId: build.id, artifact: name, attempt, err: err.message }, 'artifact upload failed; retrying');
       r.note(`artifact ${name}: upload ${attempt} failed (${err.message}); retrying`);
       const delayMs = Math.min(ARTIFACT_MAX_DELAY_MS, Math.round((r.random() + 1) * ARTIFACT_MIN_DELAY_MS * 2 ** (attempt - 1)));
