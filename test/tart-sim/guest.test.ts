@@ -102,7 +102,6 @@ describe('faults', () => {
     const ip = (await sim.tart(['ip', 'vm', '--wait', '30'])).stdout.trim();
     expect(Date.now() - t).toBeGreaterThanOrEqual(bootS * 1000 - 100);
     await waitUntil('ssh', async () => (await ssh(sim, ip, 'true', 10_000)).code === 0, 60_000);
-    expect(Date.now() - t).toBeGreaterThanOrEqual(bootS * 1000 - 100);
   });
 
   it('disk sets what df reports, live', async () => {
