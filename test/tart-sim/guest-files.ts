@@ -63,8 +63,11 @@ export function writeGuestFiles(vmDir: string, opts: { ip: string; token: string
 
   // Sessions do not inherit the launcher's compile cache setting: the shim passes it on.
   const cache = opts.env.NODE_COMPILE_CACHE;
-  const node = `${cache === undefined ? '' : `NODE_COMPILE_CACHE=${shellQuote(cache)} `}${shellQuote(process.execPath)} --experimental-strip-types --disable-warning=ExperimentalWarning`;
-  script(join(bin, 'df'), `exec ${node} ${shellQuote(join(HERE, 'df-main.ts'))} ${shellQuote(vmDir)} "$@"`);
+  const node = `${shellQuote(process.execPath)} --experimental-strip-types --disable-warning=ExperimentalWarning`;
+  script(
+    join(bin, 'df'),
+    `${cache === undefined ? '' : `NODE_COMPILE_CACHE=${shellQuote(cache)} `}exec ${node} ${shellQuote(join(HERE, 'df-main.ts'))} ${shellQuote(vmDir)} "$@"`,
+  );
   const sftp = SFTP_SERVERS.find((p) => existsSync(p)) ?? SFTP_SERVERS[0] ?? '';
   const session = join(runtimeDir, 'session');
   script(
