@@ -40,7 +40,7 @@ function shellQuote(s: string): string {
 let namespacesWork: boolean | undefined;
 
 /** Whether private mount namespaces are available (root, or CAP_SYS_ADMIN in a container). */
-export function mountNamespacesWork(): boolean {
+function mountNamespacesWork(): boolean {
   namespacesWork ??=
     spawnSync('unshare', ['--mount', '--propagation', 'private', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0;
   return namespacesWork;
