@@ -122,6 +122,8 @@ export async function cmdRun(ctx: Ctx): Promise<number> {
     [...process.execArgv, join(HERE, 'guest-main.ts'), dir, record.token, record.ip, record.mac, String(process.pid)],
     { env: ctx.env, stdio: ['pipe', 'ignore', 'ignore'], detached: true },
   );
+  // Like tart, the process lives until it is told to end, whatever its supervisor child does.
+  setInterval(() => undefined, 60_000);
   return endOnRequest(await signals.next, () => {
     killVm(guest, record.token, dir);
     unlock(lockPath);
