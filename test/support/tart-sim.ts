@@ -29,18 +29,12 @@ export const TART_SIM_PATH = join(dirname(fileURLToPath(import.meta.url)), '..',
 
 /** Options of {@link createTartSim}; every timing is in seconds and may be fractional. */
 export interface TartSimOptions {
-  /** Delay from `tart run` until `tart ip` answers (the DHCP lease appears). Default 0.2 s. */
+  /** Delay from `tart run` until `tart ip` answers (the DHCP lease appears) and sshd accepts. Default 0.2 s. */
   bootDelayS?: number;
-  /** Extra delay after the IP until sshd accepts connections. Default 0 s. */
-  sshDelayS?: number;
   /** Delay before the 2-VM-limit failure of a 3rd macOS VM. Default 0.2 s (real tart: ~1 s). */
   limitDelayS?: number;
-  /** Whether `tart ip` returns an unexpired lease of a stopped/restarted VM at once. Default true. */
-  staleLeases?: boolean;
   /** Shuffle `--format json` key order on every call. Default false. */
   shuffleKeys?: boolean;
-  /** What `tart --version` prints. Default `2.32.1`. */
-  version?: string;
   /** More environment for every simulator process (e.g. other `TART_SIM_*` knobs). */
   extraEnv?: Record<string, string>;
 }
@@ -63,20 +57,16 @@ export interface BaseVmOptions {
 
 /**
  * Fault kinds of `tart sim <kind> NAME [args]`; see test/tart-sim/README.md for each one's
- * semantics. Runtime faults (`freeze`, `thaw`, `crash`, `poweroff`) need a running VM; the others
+ * semantics. Runtime faults (`freeze`, `crash`) need a running VM; the others
  * are stored in the VM dir and inherited by clones, so they can be set on a base VM.
  */
 export type TartSimFault =
   | 'freeze'
-  | 'thaw'
   | 'crash'
-  | 'poweroff'
   | 'no-ip'
   | 'stale-ip'
   | 'ssh-down'
-  | 'ssh-up'
   | 'slow-boot'
-  | 'ssh-delay'
   | 'disk'
   | 'start-fail'
   | 'clear'
@@ -173,11 +163,8 @@ export async function createTartSim(options: TartSimOptions = {}): Promise<TartS
     TART_SIM_HOME: tartHome,
     TART_SIM_SUBNET: subnet.prefix,
     TART_SIM_BOOT_DELAY_S: String(options.bootDelayS ?? 0.2),
-    TART_SIM_SSH_DELAY_S: String(options.sshDelayS ?? 0),
     TART_SIM_LIMIT_DELAY_S: String(options.limitDelayS ?? 0.2),
-    TART_SIM_STALE_LEASES: options.staleLeases === false ? '0' : '1',
     TART_SIM_SHUFFLE_KEYS: options.shuffleKeys === true ? '1' : '0',
-    ...(options.version !== undefined ? { TART_SIM_VERSION: options.version } : {}),
     ...options.extraEnv,
   };
   let cleaned = false;

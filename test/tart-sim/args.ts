@@ -13,21 +13,23 @@ export interface OptionSpec {
   value?: string;
   /** Allowed values; a bad one gives `'X' is not a valid <value>`. */
   choices?: string[];
-  /** Value must be an integer ≥ 0 (`--cpu`, `--wait`…). */
+  /** Value must be a number ≥ 0 (`--wait`, `--timeout`). */
   numeric?: boolean;
 }
 
 /** A subcommand's grammar. */
 export interface CommandSpec {
   name: string;
-  /** Usage line(s) after `Usage: `. */
+  /** Usage line after `Usage: tart `. */
   usage: string;
-  abstract: string;
-  positionals: Array<{ name: string; optional?: boolean; variadic?: boolean }>;
+  /** Names of the required positionals, in order. */
+  positionals: string[];
+  /** Whether the last positional repeats (`delete <name> ...`). */
+  variadic?: boolean;
   options: OptionSpec[];
 }
 
-/** Parsed arguments: positionals in order, options by long name (last value wins via `get`). */
+/** Parsed arguments: positionals in order, option values by long name, flags. */
 export interface Parsed {
   positionals: string[];
   options: Map<string, string[]>;
@@ -80,29 +82,11 @@ export function parseArgs(spec: CommandSpec, argv: string[]): Parsed {
     }
     parsed.options.set(opt.name, [...(parsed.options.get(opt.name) ?? []), value]);
   }
-  const required = spec.positionals.filter((p) => p.optional !== true);
-  if (parsed.positionals.length < required.length) {
-    const missing = required[parsed.positionals.length];
-    throw usageError(`Missing expected argument '<${missing?.name ?? '?'}>'`, spec.name);
+  if (parsed.positionals.length < spec.positionals.length) {
+    throw usageError(`Missing expected argument '<${spec.positionals[parsed.positionals.length] ?? '?'}>'`, spec.name);
   }
-  const variadic = spec.positionals.some((p) => p.variadic === true);
-  if (!variadic && parsed.positionals.length > spec.positionals.length) {
+  if (spec.variadic !== true && parsed.positionals.length > spec.positionals.length) {
     throw usageError(`Unexpected argument '${parsed.positionals[spec.positionals.length] ?? ''}'`, spec.name);
   }
   return parsed;
-}
-
-/** `--help` text of a subcommand (stdout, exit 0). */
-export function helpText(spec: CommandSpec): string {
-  const lines = [`OVERVIEW: ${spec.abstract}`, '', `USAGE: tart ${spec.usage}`, ''];
-  if (spec.positionals.length > 0) {
-    lines.push('ARGUMENTS:');
-    for (const p of spec.positionals) lines.push(`  <${p.name}>`);
-    lines.push('');
-  }
-  lines.push('OPTIONS:');
-  for (const o of spec.options) lines.push(`  ${o.short !== undefined ? `-${o.short}, ` : ''}${label(o)}`);
-  lines.push('  --version               Show the version.');
-  lines.push('  -h, --help              Show help information.');
-  return `${lines.join('\n')}\n`;
 }

@@ -21,11 +21,17 @@ const mac = (name: string): string =>
   (JSON.parse(readFileSync(join(sim.tartHome, 'vms', name, 'config.json'), 'utf8')) as { macAddress: string }).macAddress;
 
 describe('process-wide conventions', () => {
-  it('prints the version and help to stdout with exit 0', async () => {
+  it('prints the version to stdout with exit 0', async () => {
     expect(await sim.tart(['--version'])).toMatchObject({ code: 0, stdout: '2.32.1\n' });
-    const help = await sim.tart(['list', '--help']);
-    expect(help.code).toBe(0);
-    expect(help.stdout).toContain('USAGE: tart list');
+  });
+
+  it('says what it does not simulate, exit 1; an unknown subcommand is a usage error (64)', async () => {
+    expect(await sim.tart(['pull', 'ghcr.io/acme/macos:1'])).toMatchObject({ code: 1, stdout: '', stderr: "tart-sim: 'tart pull' is not simulated\n" });
+    expect(await sim.tart(['list', '--help'])).toMatchObject({ code: 1, stderr: "tart-sim: 'tart --help' is not simulated\n" });
+    for (const name of ['suspend', 'rename', 'prune', 'exec']) expect((await sim.tart([name, 'x'])).stderr).toContain(`'tart ${name}' is not simulated`);
+    expect(await sim.tart(['frobnicate'])).toMatchObject({
+      code: 64, stderr: "Error: Unexpected argument 'frobnicate'\nUsage: tart <subcommand>\n  See 'tart --help' for more information.\n",
+    });
   });
 
   it('creates cache/ and tmp/ on every command', async () => {
@@ -43,7 +49,6 @@ describe('process-wide conventions', () => {
     expect(source).toMatchObject({ code: 64 });
     expect(source.stderr.split('\n')[0]).toBe("Error: 'OCI' is not a valid <source>");
     expect((await sim.tart(['ip', 'vm', '--wait'])).stderr).toMatch(/^Error: Missing value for '--wait <wait>'/);
-    expect((await sim.tart(['frobnicate'])).code).toBe(64);
   });
 
   it('accepts options before or after positionals and --opt=value', async () => {
@@ -119,7 +124,7 @@ describe('tart list', () => {
     expect(vm).toEqual({ Source: 'local', Name: 'base', Disk: 50, Size: 0, Accessed: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), Running: false, State: 'stopped' });
   });
 
-  it('shuffles JSON key order when asked and escapes slashes in OCI names', async () => {
+  it('shuffles JSON key order when asked', async () => {
     const shuffled = await createTartSim({ shuffleKeys: true });
     try {
       await shuffled.createBaseVm('base');
@@ -129,16 +134,6 @@ describe('tart list', () => {
         orders.add([...out.matchAll(/"(\w+)" :/g)].map((m) => m[1]).join(','));
       }
       expect(orders.size).toBeGreaterThan(1);
-      await shuffled.tart(['sim', 'publish', 'base', 'ghcr.io/acme/macos:1']);
-      const pull = await shuffled.tart(['pull', 'ghcr.io/acme/macos:1']);
-      expect(pull.code).toBe(0);
-      expect(pull.stdout).toContain('pulling manifest...\n');
-      const json = (await shuffled.tart(['list', '--source', 'oci', '--format', 'json'])).stdout;
-      expect(json).toContain('"ghcr.io\\/acme\\/macos:1"');
-      const names = (await shuffled.tart(['list', '-q'])).stdout.split('\n');
-      expect(names[0]).toBe('base');
-      expect(names[1]).toMatch(/^ghcr\.io\/acme\/macos/);
-      expect(names.filter((n) => n.startsWith('ghcr.io')).length).toBe(2); // tag and digest
     } finally {
       await shuffled.cleanup();
     }
@@ -168,12 +163,15 @@ describe('tart clone', () => {
     expect(statSync(join(sim.tartHome, 'vms', 'c1', 'disk.img')).size).toBe(50e9);
   });
 
-  it('refuses a NAME with a slash (64) and a missing source (2)', async () => {
+  it('refuses a NAME with a slash (64) and a missing source (2); a registry source is not simulated', async () => {
     await sim.createBaseVm('base');
     const slash = await sim.tart(['clone', 'base', 'a/b']);
     expect(slash.code).toBe(64);
     expect(slash.stderr).toMatch(/^Error: <new-name> should be a local name\nUsage: tart clone/);
     expect(await sim.tart(['clone', 'nope', 'c1'])).toMatchObject({ code: 2, stderr: 'the specified VM "nope" does not exist\n' });
+    expect(await sim.tart(['clone', 'ghcr.io/acme/macos:1', 'c1'])).toMatchObject({
+      code: 1, stderr: "tart-sim: 'tart clone ghcr.io/acme/macos:1' is not simulated\n",
+    });
   });
 });
 
@@ -188,51 +186,21 @@ describe('tart get / set', () => {
     });
   });
 
-  it('sets CPU, memory, MAC, and grows the disk only', async () => {
+  it('sets a random MAC; other set options are unknown (64)', async () => {
     await sim.createBaseVm('base');
     const before = mac('base');
-    expect((await sim.tart(['set', 'base', '--cpu', '6', '--memory', '16384', '--random-mac', '--disk-size', '60'])).code).toBe(0);
+    expect(await sim.tart(['set', 'base', '--random-mac'])).toMatchObject({ code: 0, stdout: '', stderr: '' });
     expect(mac('base')).not.toBe(before);
-    expect(JSON.parse((await sim.tart(['get', 'base', '--format', 'json'])).stdout)).toMatchObject({ CPU: 6, Memory: 16384, Disk: 60 });
-    expect(await sim.tart(['set', 'base', '--cpu', '2'])).toMatchObject({
-      code: 1, stderr: 'Error: LessThanMinimalResourcesError: VM should have 4 CPU cores at minimum (requested 2)\n',
-    });
-    const shrink = await sim.tart(['set', 'base', '--disk-size', '40']);
-    expect(shrink.code).toBe(1);
-    expect(shrink.stderr).toContain('should be larger than the current disk size of');
-    expect((await sim.tart(['set', 'nope', '--cpu', '4'])).code).toBe(2);
+    expect((await sim.tart(['set', 'base', '--cpu', '6'])).code).toBe(64);
+    expect((await sim.tart(['set', 'nope', '--random-mac'])).code).toBe(2);
   });
 });
 
-describe('delete / rename / prune / pull', () => {
+describe('tart delete', () => {
   it('deletes in order and stops at the first error', async () => {
     await sim.createBaseVm('a');
     await sim.createBaseVm('c');
     expect(await sim.tart(['delete', 'a', 'b', 'c'])).toMatchObject({ code: 2, stderr: 'the specified VM "b" does not exist\n' });
     expect((await sim.tart(['list', '-q'])).stdout).toBe('c\n');
-  });
-
-  it('renames, with its root-usage validation errors', async () => {
-    await sim.createBaseVm('a');
-    await sim.createBaseVm('b');
-    const missing = await sim.tart(['rename', 'x', 'y']);
-    expect(missing).toMatchObject({ code: 64 });
-    expect(missing.stderr).toBe("Error: failed to rename a non-existent local VM: x\nUsage: tart <subcommand>\n  See 'tart --help' for more information.\n");
-    expect((await sim.tart(['rename', 'a', 'b'])).stderr).toContain('Error: failed to rename VM a, target VM b already exists, delete it first!');
-    expect((await sim.tart(['rename', 'a', 'z'])).code).toBe(0);
-    expect((await sim.tart(['list', '-q'])).stdout).toBe('b\nz\n');
-  });
-
-  it('needs a prune criterion and never prunes running VMs', async () => {
-    expect((await sim.tart(['prune'])).code).toBe(64);
-    await sim.createBaseVm('a');
-    expect((await sim.tart(['prune', '--entries', 'vms', '--space-budget', '0'])).code).toBe(0);
-    expect((await sim.tart(['list', '-q'])).stdout).toBe('');
-  });
-
-  it('pull: local names and parse failures', async () => {
-    await sim.createBaseVm('base');
-    expect(await sim.tart(['pull', 'base'])).toMatchObject({ code: 0, stdout: '"base" is a local image, nothing to pull here!\n' });
-    expect((await sim.tart(['pull', 'UPPER CASE/x y'])).stderr).toMatch(/^failed to parse remote name: /);
   });
 });

@@ -1,20 +1,71 @@
-/** `tart delete`, `rename`, `prune` (spec §2). */
-import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+/** `tart clone`, `set`, `delete`, `stop` (spec §2): the commands that change a VM. */
+import { randomUUID } from 'node:crypto';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { optionValue } from './args.ts';
-import type { Ctx } from './context.ts';
-import { TartError, usageError, vmMissing } from './errors.ts';
-import { localVmNames, requireVm, VM_FILES, vmDir } from './home.ts';
-import { deleteRemote, isRemoteName, ociEntries } from './cmd-oci.ts';
+import { sleep, type Ctx } from './context.ts';
+import { notSimulated, TartError, usageError } from './errors.ts';
+import { randomMac, readConfig, requireVm, SIM_INHERITED_FILES, touchAccess, vmDir, writeConfig, type Home } from './home.ts';
+import { lock, unlock } from './locks.ts';
+import { isAlive } from './procs.ts';
 import { runHolder } from './vm-state.ts';
+
+/** Copies a VM's files into `dest` (disk.img re-created sparse: guest contents are not simulated). */
+function copyVmFiles(src: string, dest: string): void {
+  for (const f of ['config.json', 'nvram.bin', ...SIM_INHERITED_FILES]) {
+    if (existsSync(join(src, f))) copyFileSync(join(src, f), join(dest, f));
+  }
+  closeSync(openSync(join(dest, 'disk.img'), 'w'));
+  truncateSync(join(dest, 'disk.img'), statSync(join(src, 'disk.img')).size);
+}
+
+/** Atomically replaces `vms/NAME` by the staged dir (silent overwrite, as tart does). */
+function installVm(home: Home, staged: string, name: string): void {
+  const target = vmDir(home, name);
+  if (!existsSync(target)) return renameSync(staged, target);
+  const old = join(home.tmp, `${randomUUID()}-replaced`);
+  renameSync(target, old);
+  renameSync(staged, target);
+  rmSync(old, { recursive: true, force: true });
+}
+
+/**
+ * `tart clone SOURCE NAME` from a local VM, under the global lock, through `tmp/<UUID>`. The
+ * clone gets a new MAC: tart keeps the source's only when no local VM has it, never true for a
+ * local source. A registry SOURCE (one with a `/`) is not simulated.
+ */
+export async function cmdClone(ctx: Ctx): Promise<number> {
+  const [source = '', name = ''] = ctx.args.positionals;
+  if (name.includes('/')) throw usageError('<new-name> should be a local name', 'clone');
+  if (source.includes('/')) throw notSimulated(`clone ${source}`);
+  const srcDir = requireVm(ctx.home, source);
+  const globalLock = join(ctx.home.sim, 'global.lock');
+  await lock(globalLock);
+  const staged = join(ctx.home.tmp, randomUUID().toUpperCase());
+  try {
+    mkdirSync(staged);
+    copyVmFiles(srcDir, staged);
+    writeConfig(staged, { ...readConfig(staged), macAddress: randomMac() });
+    installVm(ctx.home, staged, name);
+    touchAccess(srcDir);
+  } finally {
+    rmSync(staged, { recursive: true, force: true });
+    unlock(globalLock);
+  }
+  return 0;
+}
+
+/** `tart set NAME --random-mac` — edits config.json; no running check (takes effect next run). */
+export async function cmdSet(ctx: Ctx): Promise<number> {
+  const dir = requireVm(ctx.home, ctx.args.positionals[0] ?? '');
+  touchAccess(dir);
+  if (ctx.args.flags.has('random-mac')) writeConfig(dir, { ...readConfig(dir), macAddress: randomMac() });
+  return 0;
+}
 
 /** `tart delete NAME…` — in order, stopping at the first error. */
 export async function cmdDelete(ctx: Ctx): Promise<number> {
   for (const name of ctx.args.positionals) {
-    if (isRemoteName(name)) {
-      if (!deleteRemote(ctx.home, name)) throw vmMissing(name);
-      continue;
-    }
     const dir = requireVm(ctx.home, name);
     if (runHolder(dir) !== undefined) throw new TartError(`VM "${name}" is running`, 1);
     rmSync(dir, { recursive: true, force: true });
@@ -22,67 +73,30 @@ export async function cmdDelete(ctx: Ctx): Promise<number> {
   return 0;
 }
 
-/** `tart rename OLD NEW` — no running check; its validation errors print the root usage. */
-export async function cmdRename(ctx: Ctx): Promise<number> {
-  const [from = '', to = ''] = ctx.args.positionals;
-  if (to.includes('/')) throw usageError('<new-name> should be a local name', 'rename');
-  if (!existsSync(vmDir(ctx.home, from))) {
-    throw usageError(`failed to rename a non-existent local VM: ${from}`, undefined);
+/** `tart stop NAME [-t N]`: SIGINT to the run process, poll every 100 ms, SIGKILL at the timeout. */
+export async function cmdStop(ctx: Ctx): Promise<number> {
+  const name = ctx.args.positionals[0] ?? '';
+  const dir = requireVm(ctx.home, name);
+  touchAccess(dir);
+  const holder = runHolder(dir);
+  if (holder === undefined) throw new TartError(`VM "${name}" is not running`, 2);
+  const timeoutS = Number(optionValue(ctx.args, 'timeout') ?? '30');
+  try {
+    process.kill(holder.pid, 'SIGINT');
+  } catch {
+    return 0; // it ended on its own meanwhile
   }
-  if (existsSync(vmDir(ctx.home, to))) {
-    throw usageError(`failed to rename VM ${from}, target VM ${to} already exists, delete it first!`, undefined);
+  const deadline = Date.now() + timeoutS * 1000;
+  while (Date.now() < deadline) {
+    if (runHolder(dir) === undefined) return 0;
+    await sleep(100);
   }
-  renameSync(vmDir(ctx.home, from), vmDir(ctx.home, to));
-  return 0;
-}
-
-interface Prunable {
-  dir: string;
-  accessedMs: number;
-  bytes: number;
-  remove: () => void;
-}
-
-function allocated(dir: string): number {
-  let sum = 0;
-  for (const f of VM_FILES) {
-    try {
-      sum += statSync(join(dir, f)).blocks * 512;
-    } catch {
-      // incomplete entry
-    }
-  }
-  return sum;
-}
-
-/** `tart prune [--entries caches|vms] [--older-than DAYS] [--space-budget GB]`; never running VMs. */
-export async function cmdPrune(ctx: Ctx): Promise<number> {
-  const olderThan = optionValue(ctx.args, 'older-than');
-  const budget = optionValue(ctx.args, 'space-budget') ?? optionValue(ctx.args, 'cache-budget');
-  if (olderThan === undefined && budget === undefined) {
-    throw usageError('at least one pruning criteria must be specified', 'prune');
-  }
-  const items: Prunable[] =
-    optionValue(ctx.args, 'entries') === 'vms'
-      ? localVmNames(ctx.home)
-          .map((n) => vmDir(ctx.home, n))
-          .filter((dir) => runHolder(dir) === undefined)
-          .map((dir) => ({ dir, accessedMs: statSync(dir).atimeMs, bytes: allocated(dir), remove: () => rmSync(dir, { recursive: true, force: true }) }))
-      : ociEntries(ctx.home)
-          .filter((e) => e.name.includes('@'))
-          .map((e) => ({ dir: e.dir, accessedMs: statSync(e.dir).atimeMs, bytes: allocated(e.dir), remove: () => deleteRemote(ctx.home, e.name) }));
-  items.sort((a, b) => a.accessedMs - b.accessedMs);
-  const keep: Prunable[] = [];
-  for (const item of items) {
-    if (olderThan !== undefined && item.accessedMs < Date.now() - Number(olderThan) * 86_400_000) item.remove();
-    else keep.push(item);
-  }
-  if (budget !== undefined) {
-    let total = keep.reduce((s, i) => s + i.bytes, 0);
-    for (const item of keep) {
-      if (total <= Number(budget) * 1e9) break;
-      item.remove();
-      total -= item.bytes;
+  if (runHolder(dir) === undefined) return 0;
+  try {
+    process.kill(holder.pid, 'SIGKILL');
+  } catch (e) {
+    if (isAlive(holder.pid)) {
+      throw new TartError(`failed to forcefully terminate the VM "${name}": ${(e as NodeJS.ErrnoException).code ?? e}`, 1);
     }
   }
   return 0;

@@ -2,7 +2,7 @@
 import { writeSync } from 'node:fs';
 import type { Parsed } from './args.ts';
 import type { Home } from './home.ts';
-import type { Knobs } from './vm-state.ts';
+import type { Knobs } from './knobs.ts';
 
 export interface Ctx {
   home: Home;

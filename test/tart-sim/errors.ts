@@ -29,3 +29,8 @@ export function usageError(message: string, command: string | undefined): TartEr
 export function vmMissing(name: string): TartError {
   return new TartError(`the specified VM "${name}" does not exist`, 2);
 }
+
+/** What the simulator leaves out of tart: `tart-sim: 'tart WHAT' is not simulated`, exit 1. */
+export function notSimulated(what: string): TartError {
+  return new TartError(`tart-sim: 'tart ${what}' is not simulated`, 1);
+}

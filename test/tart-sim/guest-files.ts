@@ -1,10 +1,9 @@
 /**
  * What makes an sshd look like a VM: a per-VM `sshd_config` (its own address, host key and
  * authorized_keys), a ForceCommand wrapper that starts every session in the VM's own home
- * (`vms/NAME/guest/`), and shims for `df` (the VM's configured disk) and
- * `shutdown`/`poweroff`/`halt` (a guest-initiated power-off). The shims are bind-mounted over
- * the real binaries inside a private mount namespace, so `bash -lc 'df -h /'` sees them too;
- * without namespace support they are only first on PATH (documented in README.md).
+ * (`vms/NAME/guest/`), and a `df` shim (the VM's configured disk), bind-mounted over the real
+ * `df` inside a private mount namespace, so `bash -lc 'df -h /'` sees it too; without namespace
+ * support it is only first on PATH (documented in README.md).
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -12,9 +11,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-
-/** Binaries replaced by the power-off shim, where they exist. */
-const POWEROFF_BINARIES = ['/usr/sbin/shutdown', '/usr/sbin/poweroff', '/usr/sbin/halt'];
 
 const SFTP_SERVERS = ['/usr/lib/openssh/sftp-server', '/usr/libexec/openssh/sftp-server', '/usr/lib/ssh/sftp-server'];
 
@@ -25,17 +21,11 @@ export interface GuestFiles {
   sshdConfig: string;
   /** argv that starts sshd (in its own mount namespace when possible). */
   sshdArgv: string[];
-  controlFile: string;
 }
 
 /** The VM's generated sshd_config (its path marks the VM's sshd processes, see procs.ts). */
 export function sshdConfigPath(vmDir: string): string {
   return join(vmDir, 'sim-runtime', 'sshd_config');
-}
-
-/** The file through which guests and `tart sim` ask the run process to power off or crash. */
-export function controlFilePath(vmDir: string): string {
-  return join(vmDir, 'tart-sim-control.json');
 }
 
 function script(path: string, body: string): void {
@@ -50,7 +40,7 @@ function shellQuote(s: string): string {
 let namespacesWork: boolean | undefined;
 
 /** Whether private mount namespaces are available (root, or CAP_SYS_ADMIN in a container). */
-export function mountNamespacesWork(): boolean {
+function mountNamespacesWork(): boolean {
   namespacesWork ??=
     spawnSync('unshare', ['--mount', '--propagation', 'private', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0;
   return namespacesWork;
@@ -70,11 +60,14 @@ export function writeGuestFiles(vmDir: string, opts: { ip: string; token: string
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const bin = join(runtimeDir, 'bin');
   mkdirSync(bin, { recursive: true });
-  const controlFile = controlFilePath(vmDir);
 
+  // Sessions do not inherit the launcher's compile cache setting: the shim passes it on.
+  const cache = opts.env.NODE_COMPILE_CACHE;
   const node = `${shellQuote(process.execPath)} --experimental-strip-types --disable-warning=ExperimentalWarning`;
-  script(join(bin, 'df'), `exec ${node} ${shellQuote(join(HERE, 'df-main.ts'))} ${shellQuote(vmDir)} "$@"`);
-  script(join(bin, 'poweroff'), `echo '{"action":"poweroff"}' > ${shellQuote(controlFile)}\necho "The system will power off now!"`);
+  script(
+    join(bin, 'df'),
+    `${cache === undefined ? '' : `NODE_COMPILE_CACHE=${shellQuote(cache)} `}exec ${node} ${shellQuote(join(HERE, 'df-main.ts'))} ${shellQuote(vmDir)} "$@"`,
+  );
   const sftp = SFTP_SERVERS.find((p) => existsSync(p)) ?? SFTP_SERVERS[0] ?? '';
   const session = join(runtimeDir, 'session');
   script(
@@ -129,12 +122,8 @@ export function writeGuestFiles(vmDir: string, opts: { ip: string; token: string
   const sshd = ['/usr/sbin/sshd', '-D', '-e', '-f', sshdConfig];
   let sshdArgv = sshd;
   if (mountNamespacesWork()) {
-    const mounts = [`mount --bind ${shellQuote(join(bin, 'df'))} /usr/bin/df`];
-    for (const target of POWEROFF_BINARIES) {
-      if (existsSync(target)) mounts.push(`mount --bind ${shellQuote(join(bin, 'poweroff'))} ${target}`);
-    }
-    const inner = `${mounts.join(' && ')} && exec ${sshd.map(shellQuote).join(' ')}`;
+    const inner = `mount --bind ${shellQuote(join(bin, 'df'))} /usr/bin/df && exec ${sshd.map(shellQuote).join(' ')}`;
     sshdArgv = ['unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', inner];
   }
-  return { runtimeDir, guestHome, sshdConfig, sshdArgv, controlFile };
+  return { runtimeDir, guestHome, sshdConfig, sshdArgv };
 }

@@ -1,7 +1,7 @@
 /**
  * The "hypervisor" of one simulated VM run, started detached by `tart run`:
  *
- *   booting ──boot delay──▶ booted (lease granted) ──ssh delay──▶ sshd up ⇄ sshd down (ssh-down)
+ *   booting ──boot delay──▶ booted (lease granted, sshd up) ⇄ sshd down (ssh-down fault)
  *
  * It keeps sshd up or down as the VM's settings say, and — its one hard duty — kills every
  * process of the VM when the run process disappears by any path, SIGKILL included: its stdin is
@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { openHome, readSettings } from './home.ts';
 import { grantLease } from './leases.ts';
 import { findVmProcesses, isAlive, killProcesses } from './procs.ts';
-import { readKnobs } from './vm-state.ts';
+import { LEASE_S, readKnobs } from './knobs.ts';
 import { writeGuestFiles } from './guest-files.ts';
 
 const [vmDir = '', token = '', ip = '', mac = '', runPidArg = '0'] = process.argv.slice(2);
@@ -25,7 +25,7 @@ const home = openHome(env);
 const knobs = readKnobs(env);
 const settings = readSettings(vmDir);
 const bootDelayMs = (settings.bootDelayS ?? knobs.bootDelayS) * 1000;
-const sshReadyAtMs = Date.now() + bootDelayMs + (settings.sshDelayS ?? knobs.sshDelayS) * 1000;
+const sshReadyAtMs = Date.now() + bootDelayMs;
 const files = writeGuestFiles(vmDir, { ip, token, env });
 
 let sshd: ChildProcess | undefined;
@@ -82,7 +82,7 @@ process.on('SIGTERM', teardown);
 process.on('SIGINT', teardown);
 
 setTimeout(() => {
-  if (!tearingDown) void grantLease(home, mac, ip, knobs.leaseS);
+  if (!tearingDown) void grantLease(home, mac, ip, LEASE_S);
 }, bootDelayMs);
 
 setInterval(() => {

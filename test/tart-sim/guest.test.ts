@@ -1,7 +1,7 @@
 /**
  * The simulated guest: real SSH into the VM's sshd, the VM's own home and `df`, SFTP, and each
- * fault (freeze/thaw, crash, ssh-down, slow boot, SSH delay, disk, hang, start failure,
- * guest-initiated power-off) — with no process outliving its VM.
+ * fault (freeze, crash, ssh-down, slow boot, disk, hang, start failure) — with no process
+ * outliving its VM.
  */
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -63,7 +63,7 @@ describe('SSH into the simulated VM', () => {
 });
 
 describe('faults', () => {
-  it('freeze hangs new and open connections; thaw resumes them', async () => {
+  it('freeze hangs new connections', async () => {
     const { ip } = await bootVm(sim, 'base');
     await sim.fault('base', 'freeze');
     const states = sim.listProcesses().filter((p) => !p.cmdline.includes('main.ts')).map((p) => p.state);
@@ -71,9 +71,6 @@ describe('faults', () => {
     expect(new Set(states)).toEqual(new Set(['T']));
     const hung = await ssh(sim, ip, 'echo alive', 1500);
     expect(hung.signal).toBe('SIGKILL'); // killed by our timeout: it hung
-    const pending = ssh(sim, ip, 'echo later', 10_000);
-    await sim.fault('base', 'thaw');
-    expect((await pending).stdout).toBe('later\n');
   });
 
   it('crash ends the run with exit 1 and kills the VM', async () => {
@@ -87,40 +84,24 @@ describe('faults', () => {
     expect(await stateOf(sim, 'base')).toBe('stopped');
   });
 
-  it('a guest shutdown (or the poweroff fault) ends the run with exit 0', async () => {
-    const { ip, run } = await bootVm(sim, 'base');
-    await ssh(sim, ip, 'shutdown -h now');
-    expect(await run.exited).toMatchObject({ code: 0, stdout: 'guest has stopped the virtual machine\n' });
-    const again = await bootVm(sim, 'base');
-    await sim.fault('base', 'poweroff', 'kernel panic');
-    expect((await again.run.exited).stdout).toBe('guest has stopped the virtual machine due to error: kernel panic\n');
-    expect(guestProcesses()).toEqual([]);
-  });
-
-  it('ssh-down refuses connections while ip answers; ssh-up restores SSH', async () => {
+  it('ssh-down refuses connections while ip answers; ssh-down off restores SSH', async () => {
     const { ip } = await bootVm(sim, 'base');
     await sim.fault('base', 'ssh-down');
     expect((await sim.tart(['ip', 'base'])).stdout).toBe(`${ip}\n`);
     expect((await ssh(sim, ip, 'true', 5000)).stderr).toMatch(/Connection refused/);
-    await sim.fault('base', 'ssh-up');
+    await sim.fault('base', 'ssh-down', 'off');
     await waitUntil('sshd back', async () => (await ssh(sim, ip, 'true', 3000)).code === 0);
   });
 
-  it('slow-boot and ssh-delay are inherited by clones and delay ip and SSH', async () => {
+  it('slow-boot is inherited by clones and delays ip and SSH', async () => {
     const bootS = 1.5;
-    // tart ip polls once a second, and on a busy machine its answer and our ssh start take
-    // seconds more: the SSH delay outlasts all that, so SSH is still refused when we first try.
-    const sshDelayS = 5;
     await sim.fault('base', 'slow-boot', String(bootS));
-    await sim.fault('base', 'ssh-delay', String(sshDelayS));
     await sim.tart(['clone', 'base', 'vm']);
     const t = Date.now();
     sim.startRun('vm');
     const ip = (await sim.tart(['ip', 'vm', '--wait', '30'])).stdout.trim();
     expect(Date.now() - t).toBeGreaterThanOrEqual(bootS * 1000 - 100);
-    expect((await ssh(sim, ip, 'true', 30_000)).stderr).toMatch(/Connection refused/);
     await waitUntil('ssh', async () => (await ssh(sim, ip, 'true', 10_000)).code === 0, 60_000);
-    expect(Date.now() - t).toBeGreaterThanOrEqual((bootS + sshDelayS) * 1000 - 100);
   });
 
   it('disk sets what df reports, live', async () => {

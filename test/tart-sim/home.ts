@@ -2,7 +2,7 @@
  * TART_HOME layout (spec §3): `vms/NAME/{config.json,disk.img,nvram.bin}`, `cache/`, `tmp/`.
  * The simulator adds, per VM, `ssh_host_ed25519_key{,.pub}`, `authorized_keys` and `sim.json`
  * (fault settings) which clones inherit, and runtime files (`tart-sim-run.lock`, `guest/`);
- * and globally `sim/` (leases, global lock, global faults).
+ * and globally `sim/` (leases, global lock, `faults.json`).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
@@ -38,7 +38,6 @@ export interface VmSettings {
   staleIp?: boolean;
   sshDown?: boolean;
   bootDelayS?: number;
-  sshDelayS?: number;
   diskTotalGb?: number;
   diskFreeGb?: number;
   startFailure?: string;
@@ -53,7 +52,7 @@ export interface Home {
   sim: string;
 }
 
-/** Resolves TART_HOME (default `~/.tart`) and creates `cache/`, `tmp/`, `vms/`, `sim/`. */
+/** Resolves TART_HOME (default `~/.tart`) and creates `cache/`, `tmp/`, `vms/`, `sim/` (tart makes the first two on every call). */
 export function openHome(env: NodeJS.ProcessEnv): Home {
   const root = resolve(env.TART_HOME !== undefined && env.TART_HOME !== '' ? env.TART_HOME : join(homedir(), '.tart'));
   const home: Home = { root, vms: join(root, 'vms'), tmp: join(root, 'tmp'), cache: join(root, 'cache'), sim: join(root, 'sim') };
@@ -113,6 +112,24 @@ export function readSettings(dir: string): VmSettings {
 
 export function writeSettings(dir: string, settings: VmSettings): void {
   writeFileSync(join(dir, 'sim.json'), `${JSON.stringify(settings, null, 2)}\n`);
+}
+
+/** Simulator-wide faults, `sim/faults.json`. */
+export interface GlobalFaults {
+  /** Subcommands that hang forever (e.g. `ip`, `stop`). */
+  hang?: string[];
+}
+
+export function readGlobalFaults(home: Home): GlobalFaults {
+  try {
+    return JSON.parse(readFileSync(join(home.sim, 'faults.json'), 'utf8')) as GlobalFaults;
+  } catch {
+    return {};
+  }
+}
+
+export function writeGlobalFaults(home: Home, faults: GlobalFaults): void {
+  writeFileSync(join(home.sim, 'faults.json'), `${JSON.stringify(faults, null, 2)}\n`);
 }
 
 /** A random locally administered unicast MAC, lower-case (what VZMACAddress generates). */

@@ -44,7 +44,7 @@ describe('tart ip', () => {
     expect(Date.now() - t).toBeGreaterThanOrEqual(700);
   });
 
-  it('returns the stale lease of a stopped or restarted VM at once, unless stale leases are off', async () => {
+  it('returns the stale lease of a stopped or restarted VM at once', async () => {
     const s = await setup();
     const { ip, run } = await bootVm(s, 'base');
     await s.tart(['stop', 'base']);
@@ -56,15 +56,10 @@ describe('tart ip', () => {
     const again = s.startRun('base');
     expect(await s.tart(['ip', 'base'])).toMatchObject({ code: 0, stdout: `${ip}\n` });
     expect((await ssh(s, ip, 'true', 30_000)).stderr).toMatch(/Connection refused/); // nothing answers yet
+    // The agent resolver answers only once this run's guest has booted.
+    expect((await s.tart(['ip', 'base', '--resolver', 'agent'])).code).toBe(1);
     await s.tart(['stop', 'base']);
     await again.exited;
-
-    await s.cleanup();
-    const fresh = await setup({ bootDelayS: 0.1, staleLeases: false });
-    const booted = await bootVm(fresh, 'base');
-    await fresh.tart(['stop', 'base']);
-    await booted.run.exited;
-    expect((await fresh.tart(['ip', 'base'])).code).toBe(1);
   });
 
   it('gives a clone with a new MAC a new address', async () => {

@@ -23,7 +23,7 @@ interface LeaseTable {
 }
 
 /** The subnet prefix, e.g. `127.64.0` (TART_SIM_SUBNET; must stay inside 127.0.0.0/8). */
-export function subnetPrefix(env: NodeJS.ProcessEnv): string {
+function subnetPrefix(env: NodeJS.ProcessEnv): string {
   const prefix = env.TART_SIM_SUBNET ?? '127.64.0';
   if (!/^127\.\d{1,3}\.\d{1,3}$/.test(prefix)) throw new Error(`TART_SIM_SUBNET must look like 127.X.Y, got ${prefix}`);
   return prefix;

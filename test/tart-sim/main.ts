@@ -1,51 +1,27 @@
 /**
  * Entry point of the tart simulator (`tart` shim → `node main.ts`). Dispatches a subcommand and
- * maps failures to tart's four stderr/exit-code paths (spec §1).
+ * maps failures to tart's four stderr/exit-code paths (spec §1). Every tart call is a process of
+ * its own, so each subcommand's module is imported only when that subcommand runs.
  */
-import { readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { helpText, parseArgs } from './args.ts';
-import { COMMANDS, ROOT_HELP, ROOT_USAGE } from './commands.ts';
+import { parseArgs } from './args.ts';
+import { COMMANDS, NOT_SIMULATED, ROOT_USAGE } from './commands.ts';
 import { err, out, type Ctx } from './context.ts';
-import { TartError, usageError } from './errors.ts';
-import { openHome, type Home } from './home.ts';
-import { lockHolder } from './locks.ts';
-import { readGlobalFaults, readKnobs } from './vm-state.ts';
-import { cmdClone, cmdGet, cmdList, cmdSet } from './cmd-catalog.ts';
-import { cmdDelete, cmdPrune, cmdRename } from './cmd-manage.ts';
-import { cmdIp, cmdStop, cmdSuspend } from './cmd-control.ts';
-import { cmdRun } from './cmd-run.ts';
-import { cmdSim } from './cmd-sim.ts';
-import { cmdPull } from './cmd-oci.ts';
+import { notSimulated, TartError, usageError } from './errors.ts';
+import { openHome, readGlobalFaults } from './home.ts';
+import { readKnobs, TART_VERSION } from './knobs.ts';
 
 type Handler = (ctx: Ctx) => Promise<number>;
 
-const HANDLERS: Record<string, Handler> = {
-  list: cmdList,
-  clone: cmdClone,
-  get: cmdGet,
-  set: cmdSet,
-  delete: cmdDelete,
-  rename: cmdRename,
-  prune: cmdPrune,
-  ip: cmdIp,
-  stop: cmdStop,
-  suspend: cmdSuspend,
-  run: cmdRun,
-  pull: cmdPull,
+const HANDLERS: Record<string, () => Promise<Handler>> = {
+  list: async () => (await import('./cmd-inspect.ts')).cmdList,
+  get: async () => (await import('./cmd-inspect.ts')).cmdGet,
+  ip: async () => (await import('./cmd-inspect.ts')).cmdIp,
+  clone: async () => (await import('./cmd-manage.ts')).cmdClone,
+  set: async () => (await import('./cmd-manage.ts')).cmdSet,
+  delete: async () => (await import('./cmd-manage.ts')).cmdDelete,
+  stop: async () => (await import('./cmd-manage.ts')).cmdStop,
+  run: async () => (await import('./cmd-run.ts')).cmdRun,
 };
-
-/** Deletes `tmp/` entries no live process holds (their owner keeps a lock file inside). */
-function collectGarbage(home: Home): void {
-  try {
-    for (const entry of readdirSync(home.tmp)) {
-      const dir = join(home.tmp, entry);
-      if (lockHolder(join(dir, 'tart-sim-tmp.lock')) === undefined) rmSync(dir, { recursive: true, force: true });
-    }
-  } catch (e) {
-    err(`Failed to perform garbage collection: ${(e as Error).message}`);
-  }
-}
 
 function printError(e: TartError): void {
   if (e.style === 'plain') return err(e.message);
@@ -58,37 +34,30 @@ function printError(e: TartError): void {
 
 async function main(argv: string[]): Promise<number> {
   const env = process.env;
-  const knobs = readKnobs(env);
   const [name, ...rest] = argv;
-  if (name === '--version' || (rest.includes('--version') && name !== 'sim')) {
-    out(knobs.version);
+  if (name === '--version' || (name !== 'sim' && rest.includes('--version'))) {
+    out(TART_VERSION);
     return 0;
   }
-  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
-    process.stdout.write(ROOT_HELP);
-    return 0;
+  if (name === undefined || name === '-h' || name === '--help' || rest.includes('-h') || rest.includes('--help')) {
+    throw notSimulated('--help');
   }
   const home = openHome(env);
   // Marks every process this simulator starts (see procs.ts findSimProcesses).
   env.TART_SIM_HOME ??= home.root;
-  if (name === 'sim') return cmdSim(home, env, knobs, rest);
+  if (name === 'sim') return (await import('./cmd-faults.ts')).cmdSim(home, rest);
+  if (NOT_SIMULATED.has(name)) throw notSimulated(name);
   const spec = COMMANDS[name];
-  if (spec === undefined) throw usageError(`Unexpected argument '${name}'`, undefined);
-  if (rest.includes('-h') || rest.includes('--help')) {
-    process.stdout.write(helpText(spec));
-    return 0;
-  }
-  const hang = readGlobalFaults(home).hang ?? [];
-  if (hang.includes(name) && env.TART_SIM_NO_HANG !== '1') {
+  const handler = HANDLERS[name];
+  if (spec === undefined || handler === undefined) throw usageError(`Unexpected argument '${name}'`, undefined);
+  const knobs = readKnobs(env);
+  if (!knobs.noHang && (readGlobalFaults(home).hang ?? []).includes(name)) {
     // Injected fault: this subcommand never finishes (drivers must time it out and kill it).
     setInterval(() => undefined, 60_000);
     return new Promise<number>(() => undefined);
   }
-  if (name !== 'clone' && name !== 'pull') collectGarbage(home);
   const args = parseArgs(spec, rest);
-  const handler = HANDLERS[name];
-  if (handler === undefined) throw usageError(`Unexpected argument '${name}'`, undefined);
-  return handler({ home, env, knobs, args });
+  return (await handler())({ home, env, knobs, args });
 }
 
 main(process.argv.slice(2)).then(

@@ -10,16 +10,14 @@ import { bootVm, stateOf } from './test-helpers.ts';
 const FAKE_BIN = join(import.meta.dirname, 'fake-bin');
 let sim: TartSim;
 let noSoftnet: TartSim;
-let oldTart: TartSim;
 
 beforeAll(async () => {
   sim = await createTartSim({ bootDelayS: 0.1, extraEnv: { PATH: `${FAKE_BIN}:${process.env.PATH ?? ''}` } });
   noSoftnet = await createTartSim({ bootDelayS: 0.1 });
-  oldTart = await createTartSim({ bootDelayS: 0.1, version: '2.7.0', extraEnv: { PATH: `${FAKE_BIN}:${process.env.PATH ?? ''}` } });
-  for (const s of [sim, noSoftnet, oldTart]) await s.createBaseVm('base');
+  for (const s of [sim, noSoftnet]) await s.createBaseVm('base');
 });
 afterAll(async () => {
-  await Promise.all([sim, noSoftnet, oldTart].map((s) => s?.cleanup()));
+  await Promise.all([sim, noSoftnet].map((s) => s?.cleanup()));
 });
 
 async function net(s: TartSim, name: string): Promise<unknown> {
@@ -42,18 +40,5 @@ describe('tart run --net-softnet', () => {
     const r = await noSoftnet.tart(['run', 'vm', '--no-graphics', '--net-softnet']);
     expect(r).toMatchObject({ code: 1, stderr: 'InitializationFailed(why: "softnet not found in PATH")\n' });
     expect(await stateOf(noSoftnet, 'vm')).toBe('stopped');
-  });
-
-  it('refuses softnet together with another network mode (64)', async () => {
-    const r = await sim.tart(['run', 'base', '--no-graphics', '--net-softnet', '--net-host']);
-    expect(r.code).toBe(64);
-    expect(r.stderr).toMatch(/^Error: --net-softnet and --net-host are mutually exclusive\n/);
-  });
-
-  it('a tart older than 2.7.1 does not know --net-softnet-allow (64)', async () => {
-    await oldTart.tart(['clone', 'base', 'vm']);
-    const r = await oldTart.tart(['run', 'vm', '--no-graphics', '--net-softnet', '--net-softnet-allow', '10.0.0.5/32']);
-    expect(r.code).toBe(64);
-    expect(r.stderr).toMatch(/^Error: Unknown option '--net-softnet-allow'\n/);
   });
 });

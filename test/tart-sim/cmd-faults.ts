@@ -1,23 +1,23 @@
 /**
- * The hidden `tart sim <action> …` subcommand: creates base VMs and injects faults (see
- * README.md). Runtime faults act on the running VM and return once they took effect; settings
- * faults are stored in the VM's `sim.json`, which clones inherit.
+ * The hidden `tart sim <action> …` subcommand: creates base VMs and injects the faults the
+ * tests, script/demo and bench use (see README.md). Runtime faults act on the running VM and
+ * return once they took effect; settings faults are stored in the VM's `sim.json`, which clones
+ * inherit.
  */
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { out, sleep } from './context.ts';
 import { TartError } from './errors.ts';
 import {
-  randomMac, readSettings, requireVm, vmDir, writeConfig, writeSettings, type Home, type VmSettings,
+  randomMac, readGlobalFaults, readSettings, requireVm, vmDir, writeConfig, writeGlobalFaults, writeSettings, type Home,
+  type VmSettings,
 } from './home.ts';
-import { copyVmFiles } from './cmd-catalog.ts';
-import { parseRemote, registryDir } from './cmd-oci.ts';
-import { controlFilePath, sshdConfigPath } from './guest-files.ts';
+import { sshdConfigPath } from './guest-files.ts';
 import { findVmProcesses, killProcesses } from './procs.ts';
-import { readGlobalFaults, runHolder, writeGlobalFaults, type Knobs, type RunRecord } from './vm-state.ts';
+import { runHolder, type RunRecord } from './vm-state.ts';
 
-const USAGE = 'usage: tart sim create|freeze|thaw|crash|poweroff|no-ip|stale-ip|ssh-down|ssh-up|slow-boot|ssh-delay|disk|start-fail|authorize|clear|hang|publish …';
+const USAGE = 'usage: tart sim create|freeze|crash|no-ip|stale-ip|ssh-down|slow-boot|disk|start-fail|clear|rekey|net|hang …';
 
 function bad(message: string): TartError {
   return new TartError(`${message}\n${USAGE}`, 64);
@@ -46,16 +46,15 @@ function running(dir: string, name: string): RunRecord {
   return r;
 }
 
-/** Sends `signal` to every process of the VM until the set stops growing (sessions may fork). */
-function signalVm(r: RunRecord, dir: string, signal: NodeJS.Signals): number {
+/** SIGSTOPs every process of the VM until the set stops growing (sessions may fork). */
+function freeze(r: RunRecord, dir: string): void {
   const done = new Set<number>();
   for (let i = 0; i < 20; i++) {
     const fresh = findVmProcesses(r.token, sshdConfigPath(dir)).filter((p) => !done.has(p.pid));
     if (fresh.length === 0) break;
-    killProcesses(fresh.map((p) => p.pid), signal);
+    killProcesses(fresh.map((p) => p.pid), 'SIGSTOP');
     for (const p of fresh) done.add(p.pid);
   }
-  return done.size;
 }
 
 async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
@@ -95,12 +94,19 @@ function create(home: Home, name: string, args: string[]): void {
   closeSync(openSync(join(dir, 'disk.img'), 'w'));
   truncateSync(join(dir, 'disk.img'), Number(flag(args, 'disk-size') ?? 50) * 1e9);
   writeFileSync(join(dir, 'nvram.bin'), Buffer.alloc(128 * 1024));
-  const keygen = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `tart-sim-${name}`, '-f', join(dir, 'ssh_host_ed25519_key')]);
-  if (keygen.status !== 0) throw new TartError(`ssh-keygen failed: ${keygen.stderr.toString()}`, 1);
+  hostKey(dir, name);
   const key = flag(args, 'authorize');
   writeFileSync(join(dir, 'authorized_keys'), key === undefined ? '' : readFileSync(key, 'utf8'));
   const free = flag(args, 'disk-free');
   writeSettings(dir, free === undefined ? {} : { diskFreeGb: Number(free) });
+}
+
+/** A new SSH host key for the VM (and so for every later clone of it). */
+function hostKey(dir: string, name: string): void {
+  rmSync(join(dir, 'ssh_host_ed25519_key'), { force: true });
+  rmSync(join(dir, 'ssh_host_ed25519_key.pub'), { force: true });
+  const keygen = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `tart-sim-${name}`, '-f', join(dir, 'ssh_host_ed25519_key')]);
+  if (keygen.status !== 0) throw new TartError(`ssh-keygen failed: ${keygen.stderr.toString()}`, 1);
 }
 
 function setSetting(dir: string, patch: Partial<VmSettings>): void {
@@ -110,7 +116,7 @@ function setSetting(dir: string, patch: Partial<VmSettings>): void {
 }
 
 /** Runs `tart sim <action> [NAME] [args…]`. */
-export async function cmdSim(home: Home, _env: NodeJS.ProcessEnv, _knobs: Knobs, argv: string[]): Promise<number> {
+export async function cmdSim(home: Home, argv: string[]): Promise<number> {
   const [action, name = '', ...args] = argv;
   if (action === 'hang') {
     const commands = [name, ...args].filter((c) => c !== '' && c !== '--none');
@@ -122,38 +128,24 @@ export async function cmdSim(home: Home, _env: NodeJS.ProcessEnv, _knobs: Knobs,
     create(home, name, args);
     return 0;
   }
-  if (action === 'publish') {
-    const dest = registryDir(home, parseRemote(args[0] ?? ''));
-    rmSync(dest, { recursive: true, force: true });
-    mkdirSync(dest, { recursive: true });
-    copyVmFiles(requireVm(home, name), dest);
-    return 0;
-  }
   const dir = requireVm(home, name);
   switch (action) {
     case 'freeze':
-      signalVm(running(dir, name), dir, 'SIGSTOP');
-      return 0;
-    case 'thaw':
-      signalVm(running(dir, name), dir, 'SIGCONT');
+      freeze(running(dir, name), dir);
       return 0;
     case 'crash':
-    case 'poweroff': {
-      running(dir, name);
-      const message = action === 'poweroff' ? args[0] : undefined;
-      writeFileSync(controlFilePath(dir), JSON.stringify({ action, ...(message !== undefined ? { message } : {}) }));
+      // The run process's SIGUSR2 handler is the crash (cmd-run.ts).
+      process.kill(running(dir, name).pid, 'SIGUSR2');
       if (!(await waitFor(() => runHolder(dir) === undefined, 10_000))) throw new TartError(`VM "${name}" did not stop`, 1);
       return 0;
-    }
     case 'no-ip':
       setSetting(dir, { noIp: onOff(args[0]) });
       return 0;
     case 'stale-ip':
       setSetting(dir, { staleIp: onOff(args[0]) });
       return 0;
-    case 'ssh-down':
-    case 'ssh-up': {
-      const down = action === 'ssh-down' ? onOff(args[0]) : false;
+    case 'ssh-down': {
+      const down = onOff(args[0]);
       setSetting(dir, { sshDown: down });
       const r = runHolder(dir);
       if (r !== undefined && down) await waitFor(() => !sshdListening(r, dir), 5000);
@@ -161,9 +153,6 @@ export async function cmdSim(home: Home, _env: NodeJS.ProcessEnv, _knobs: Knobs,
     }
     case 'slow-boot':
       setSetting(dir, { bootDelayS: seconds(args[0]) });
-      return 0;
-    case 'ssh-delay':
-      setSetting(dir, { sshDelayS: seconds(args[0]) });
       return 0;
     case 'disk': {
       const [total, free] = [Number(args[0]), Number(args[1])];
@@ -174,24 +163,17 @@ export async function cmdSim(home: Home, _env: NodeJS.ProcessEnv, _knobs: Knobs,
     case 'start-fail':
       setSetting(dir, { startFailure: args[0] ?? 'VZErrorDomain Code=1 "The virtual machine failed to start."' });
       return 0;
-    case 'authorize':
-      appendFileSync(join(dir, 'authorized_keys'), readFileSync(args[0] ?? '', 'utf8'));
-      return 0;
     case 'clear':
       writeSettings(dir, {});
       return 0;
-    case 'rekey': {
-      // A new host key: the VM (and every later clone of it) answers with another key from
-      // its next start on — a rebuilt image, or another machine at the address.
-      rmSync(join(dir, 'ssh_host_ed25519_key'), { force: true });
-      rmSync(join(dir, 'ssh_host_ed25519_key.pub'), { force: true });
-      const keygen = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `tart-sim-${name}`, '-f', join(dir, 'ssh_host_ed25519_key')]);
-      if (keygen.status !== 0) throw new TartError(`ssh-keygen failed: ${keygen.stderr.toString()}`, 1);
+    case 'rekey':
+      // From its next start on the VM answers with another key: a rebuilt image, or another
+      // machine at the address.
+      hostKey(dir, name);
       return 0;
-    }
     case 'net':
       // The network the running VM was started with, as JSON (what `tart run`'s flags asked for).
-      out(JSON.stringify(running(dir, name).net ?? { mode: 'shared' }));
+      out(JSON.stringify(running(dir, name).net));
       return 0;
     default:
       throw bad(`unknown action ${action ?? ''}`);
