@@ -19,7 +19,7 @@
  * build is final.
  */
 import { ExpoError } from '../protocol/errors.ts';
-import { artifactPatternMatches, isActiveStatus, isInfraFailure, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
+import { artifactPatternMatches, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
 import type { ArtifactProblem, BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody, WorkerView } from '../protocol/schemas.ts';
 import { hashSecret, newBuildId, newBuildToken, newLease, type Principal } from './auth.ts';
 import { Dispatcher } from './dispatcher.ts';
@@ -29,6 +29,7 @@ import type { Liveness } from '../protocol/liveness.ts';
 import { heartbeatWaitMaxMs, livenessOf } from '../monitor/watchdog-policy.ts';
 import type { AttemptRecord, BuildPulse, BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
 import type { SecretBox } from './secret-box.ts';
+import { settlement, type AttemptEnding, type Settlement } from './settlement.ts';
 import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/secret-mask.ts';
 
 export interface BuildServiceOptions {
@@ -56,6 +57,12 @@ export type BuildEvent =
   | { kind: 'claimed'; build: BuildRecord; workerId: string }
   | { kind: 'requeued'; build: BuildRecord; reason: FailureReason }
   | { kind: 'finished'; build: BuildRecord };
+
+/** What ending an attempt did: the decision, and the build as it now is (null when nothing changed). */
+export interface Settled {
+  settlement: Settlement;
+  build: BuildRecord | null;
+}
 
 export interface PollResult {
   claim: Claim;
@@ -179,7 +186,8 @@ export class BuildService {
     } catch (err) {
       // Another key sealed it (secret-env.key was replaced): no worker could ever run it as
       // submitted, and handing it back to the queue would only claim it again. It ends here.
-      await this.endAttempt(claim.build, 'failed', 'build_failed', null, unopenable(err));
+      // Not `giveUp`: the worker never had it, so there is no one to tell.
+      await this.settle(claim.build, { by: 'controller', status: 'failed', reason: 'build_failed' }, null, unopenable(err));
       return null;
     }
     return { claim, lease, buildToken, secretEnv };
@@ -239,11 +247,8 @@ export class BuildService {
         kept.push(b);
         continue;
       }
-      if (b.status === 'assigned') {
-        await this.takeBack(b);
-        continue;
-      }
-      await this.failActive(b, 'worker_lost', `worker ${workerId} no longer runs this build`);
+      // Still `assigned`, it was never received: the settlement takes it back without cost.
+      await this.giveUp(b, 'worker_lost', `worker ${workerId} no longer runs this build`);
     }
     const heldIds = new Set(held.map((b) => b.id));
     return { abort: listed.filter((id) => !heldIds.has(id)), kept };
@@ -370,7 +375,7 @@ export class BuildService {
     const sent = body.message === undefined ? null : maskSameLength(body.message, needles);
     const why = missing ? maskSameLength(`required artifact '${missing.pattern}' was not stored: ${missing.message}`, needles) : null;
     const message = why === null ? sent : sent === null ? why : `${why}; ${sent}`;
-    const ended = await this.endAttempt(build, status, reason, exitCode, message);
+    const ended = (await this.settle(build, { by: 'worker', status, reason }, exitCode, message)).build;
     if (ended) return ended;
     const after = await this.getBuild(buildId);
     const again = await this.store.getAttemptByLease(buildId, attempt.lease);
@@ -408,62 +413,47 @@ export class BuildService {
   // ---- endings ----
 
   /**
-   * Ends the build's current attempt. An infrastructure failure with attempts left (and no
-   * cancel asked for) sends it back to the queue; one with a cancel pending ends it `cancelled`.
+   * Ends the build's current attempt as `settlement` decides (requeued, taken back, cancelled or
+   * final) — the one place an attempt ends. Returns the decision and the build as it now is;
+   * `build` is null when the lease had moved on meanwhile (someone else ended it first) or there
+   * was nothing to end.
    */
-  private async endAttempt(
-    build: BuildRecord,
-    status: FinalBuildStatus,
-    reason: FailureReason | null,
-    exitCode: number | null,
-    message: string | null,
-  ): Promise<BuildRecord | null> {
-    if (build.lease === null) return null;
-    let finalStatus = status;
-    let requeue = false;
-    if (status === 'failed' && reason !== null && isInfraFailure(reason)) {
-      if (build.cancelRequested) finalStatus = 'cancelled';
-      else requeue = build.attempt < build.maxAttempts;
+  async settle(build: BuildRecord, ending: AttemptEnding, exitCode: number | null, message: string | null): Promise<Settled> {
+    const decided = settlement(build, ending);
+    const lease = build.lease;
+    if (decided.kind === 'none' || lease === null) return { settlement: decided, build: null };
+    if (decided.kind === 'take-back') {
+      if (!(await this.store.unassign(build.id, lease))) return { settlement: decided, build: null };
+      this.dispatcher.notify();
+      return { settlement: decided, build: await this.store.getBuild(build.id) };
     }
-    const ended = await this.store.finishAttempt({
-      buildId: build.id,
-      lease: build.lease,
-      now: this.o.now(),
-      status: finalStatus,
-      failureReason: reason,
-      exitCode,
-      message,
-      requeue,
-    });
-    if (!ended) return null;
-    if (requeue) {
-      this.o.onBuildEvent?.({ kind: 'requeued', build: ended, reason: reason! });
+    const end =
+      decided.kind === 'cancel-unstarted'
+        ? { status: 'cancelled' as const, failureReason: null, message: 'cancelled before its worker started it', requeue: false }
+        : decided.kind === 'requeue'
+          ? { status: 'failed' as const, failureReason: decided.reason, message, requeue: true }
+          : { status: decided.status, failureReason: decided.reason, message, requeue: false };
+    const ended = await this.store.finishAttempt({ buildId: build.id, lease, now: this.o.now(), exitCode, ...end });
+    if (!ended) return { settlement: decided, build: null };
+    if (decided.kind === 'requeue') {
+      this.o.onBuildEvent?.({ kind: 'requeued', build: ended, reason: decided.reason });
       this.dispatcher.notify();
     } else {
       this.o.onBuildEvent?.({ kind: 'finished', build: ended });
     }
-    return ended;
+    return { settlement: decided, build: ended };
   }
 
   /**
-   * An `assigned` build its worker never acknowledged (no phase update): nothing ran, so it goes
-   * back to the queue without spending an attempt — or, with a cancel pending, ends cancelled.
+   * The controller gives up on the build's current attempt (watchdog, reconcile, a rule of its
+   * own): it is taken back, requeued or failed as `settlement` decides. When an attempt its worker
+   * had started ends here, the worker hears of it at once (its waiting heartbeat is woken).
    */
-  async takeBack(build: BuildRecord): Promise<void> {
-    if (build.status !== 'assigned' || build.lease === null) return;
-    if (build.cancelRequested) {
-      await this.endAttempt(build, 'cancelled', null, null, 'cancelled before its worker started it');
-      return;
-    }
-    if (await this.store.unassign(build.id, build.lease)) this.dispatcher.notify();
-  }
-
-  /** Ends an active attempt from the controller's side (watchdog, reconcile) and tells its worker at once. */
-  async failActive(build: BuildRecord, reason: FailureReason, message: string): Promise<BuildRecord | null> {
-    if (!isActiveStatus(build.status)) return null;
-    const ended = await this.endAttempt(build, 'failed', reason, null, message);
-    if (ended && build.workerId !== null) this.waits.wake(build.workerId);
-    return ended;
+  async giveUp(build: BuildRecord, reason: FailureReason, message: string): Promise<Settled> {
+    const settled = await this.settle(build, { by: 'controller', status: 'failed', reason }, null, message);
+    const told = settled.settlement.kind === 'requeue' || settled.settlement.kind === 'end';
+    if (told && settled.build && build.workerId !== null) this.waits.wake(build.workerId);
+    return settled;
   }
 
   /**
@@ -479,7 +469,7 @@ export class BuildService {
       return secretNeedles(Object.values(this.o.secrets.open(build.id, build.secretEnvSealed)));
     } catch (err) {
       const message = unopenable(err);
-      const ended = await this.failActive(build, 'build_failed', message);
+      const ended = (await this.giveUp(build, 'build_failed', message)).build;
       throw new ExpoError('BUILD_OVER', `build ${build.id} is ${ended?.status ?? 'over'}: ${message}`);
     }
   }
