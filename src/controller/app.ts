@@ -8,7 +8,6 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import { ERROR_CODES, ExpoError, isExpoError } from '../protocol/errors.ts';
-import { ACTIVE_BUILD_STATUSES } from '../protocol/domain.ts';
 import { LIMITS } from '../protocol/schemas.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 import { adminKeyDigest, resolvePrincipal, type Principal } from './auth.ts';
@@ -26,6 +25,9 @@ import { Watchdog } from './watchdog.ts';
 import { SecretBox } from './secret-box.ts';
 import { Retention } from './retention.ts';
 import { retentionRoutes } from './routes/retention.ts';
+import { WorkerService } from './worker-service.ts';
+import { StatusService } from './status-service.ts';
+import { ArtifactService } from './artifact-service.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -213,34 +215,26 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'API_NOT_FOUND', message: bounded(`no route ${req.method} ${req.url.split('?')[0]}`) }));
 
-  app.get('/health', { config: { auth: 'public' } }, async () => {
-    const queueStats = await o.store.countBuildsByStatus();
-    const workers = await o.store.listWorkers();
-    return {
-      status: stopping ? ('stopping' as const) : ('ok' as const),
-      running: !stopping,
-      activeJobs: ACTIVE_BUILD_STATUSES.reduce((n, s) => n + queueStats[s], 0),
-      maxConcurrent: workers.filter((w) => !w.offline).reduce((n, w) => n + (w.slotsTotal ?? 0), 0),
-      queueStats,
-    };
-  });
+  const status = new StatusService({ store: o.store, metrics, diskDirs: [o.dataDir, o.artifactsDir] });
+  app.get('/health', { config: { auth: 'public' } }, async () => status.health(stopping));
   app.get('/metrics', { config: { auth: 'public' } }, async (_req, reply) => {
-    await metrics.refresh(o.store, now());
-    await metrics.refreshDiskFree([o.dataDir, o.artifactsDir]);
-    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    const scraped = await status.scrape(now());
+    return reply.type(scraped.contentType).send(scraped.text);
   });
 
-  await app.register(adminRoutes, { service, store: o.store });
-  await app.register(workerRoutes, { service, metrics });
+  const workers = new WorkerService({ store: o.store, now });
+  await app.register(adminRoutes, { service, workers });
+  await app.register(workerRoutes, { service, workers, metrics });
   const retention = new Retention({ store: o.store, artifactsDir: o.artifactsDir, retentionDays: o.retentionDays ?? 30, now, logger: o.logger });
   await app.register(retentionRoutes, { retention });
-  await app.register(artifactRoutes, {
-    service,
+  const artifacts = new ArtifactService({
     store: o.store,
+    builds: service,
     files: new ArtifactFiles(o.artifactsDir),
     maxArtifactBytes: o.maxArtifactBytes ?? 4 * 1024 ** 3,
     now,
   });
+  await app.register(artifactRoutes, { artifacts });
   await app.ready();
 
   return {

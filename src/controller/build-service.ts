@@ -20,14 +20,13 @@
  */
 import { ExpoError } from '../protocol/errors.ts';
 import { artifactPatternMatches, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
-import type { ArtifactProblem, BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody, WorkerView } from '../protocol/schemas.ts';
+import type { ArtifactProblem, BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody } from '../protocol/schemas.ts';
 import { hashSecret, newBuildId, newBuildToken, newLease, type Principal } from './auth.ts';
 import { Dispatcher } from './dispatcher.ts';
-import { workerView } from './views.ts';
 import { WorkerWaits } from './worker-waits.ts';
 import type { Liveness } from '../protocol/liveness.ts';
 import { heartbeatWaitMaxMs, livenessOf } from '../monitor/watchdog-policy.ts';
-import type { AttemptRecord, BuildPulse, BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
+import type { AttemptRecord, BuildPulse, BuildRecord, Claim, ListBuildsFilter, Store, WorkerRecord } from './store/store.ts';
 import type { SecretBox } from './secret-box.ts';
 import { settlement, type AttemptEnding, type Settlement } from './settlement.ts';
 import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/secret-mask.ts';
@@ -139,10 +138,15 @@ export class BuildService {
     return after;
   }
 
-  async workerView(id: string): Promise<WorkerView> {
-    const w = await this.store.getWorker(id);
-    if (!w) throw new ExpoError('API_NOT_FOUND', `no worker '${id}'`);
-    return workerView(w, (await this.store.activeBuildsOfWorker(id)).map((b) => b.id));
+  /** The newest builds first, at most `limit`, of one status when given. */
+  async listBuilds(filter: ListBuildsFilter): Promise<BuildRecord[]> {
+    return this.store.listBuilds(filter);
+  }
+
+  /** The build (404 when there is none) and its log from byte `fromOffset` on. */
+  async readLog(id: string, fromOffset: number): Promise<{ build: BuildRecord; log: Buffer }> {
+    const build = await this.getBuild(id);
+    return { build, log: await this.store.readLog(build.id, fromOffset) };
   }
 
   // ---- worker: poll and liveness ----

@@ -13,6 +13,9 @@ import type { Store } from './store/store.ts';
 import { workerStatus } from './views.ts';
 import { freeBytes } from './storage-full.ts';
 
+/** What the gauges read at scrape time. */
+export type MetricsStore = Pick<Store, 'countBuildsByStatus' | 'activeBuildsByWorker' | 'listWorkers'>;
+
 export interface ControllerMetricsOptions {
   /** The heartbeat timeout, exported so alerts and dashboards can compare ages with it, in ms. */
   heartbeatTimeoutMs: number;
@@ -138,7 +141,7 @@ export class ControllerMetrics {
   }
 
   /** Gauges read from the store at scrape time. */
-  async refresh(store: Store, now: number): Promise<void> {
+  async refresh(store: MetricsStore, now: number): Promise<void> {
     const counts = await store.countBuildsByStatus();
     for (const s of BUILD_STATUSES) this.builds.set({ status: s }, counts[s]);
     this.queueLength.set(counts.queued);
