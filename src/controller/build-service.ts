@@ -31,8 +31,32 @@ import type { SecretBox } from './secret-box.ts';
 import { settlement, type AttemptEnding, type Settlement } from './settlement.ts';
 import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/secret-mask.ts';
 
+/** What the build service reads and writes. */
+export type BuildStore = Pick<
+  Store,
+  | 'createBuild'
+  | 'getBuild'
+  | 'listBuilds'
+  | 'countQueuedBuilds'
+  | 'requestCancel'
+  | 'cancelQueued'
+  | 'touchWorker'
+  | 'activeBuildsOfWorker'
+  | 'claimBuild'
+  | 'unassign'
+  | 'getAttemptByLease'
+  | 'hasAttemptOnWorker'
+  | 'touchBuild'
+  | 'setBuildPhase'
+  | 'finishAttempt'
+  | 'appendLog'
+  | 'readLog'
+  | 'listArtifacts'
+  | 'setArtifactProblems'
+>;
+
 export interface BuildServiceOptions {
-  store: Store;
+  store: BuildStore;
   /** The time source, in ms since the epoch. */
   now: () => number;
   /** A build or worker silent this long is failed / offline. Default 120 000 ms. */
@@ -79,7 +103,7 @@ export class BuildService {
   /** The clocks this controller states to its workers. */
   readonly liveness: Liveness;
   private readonly o: BuildServiceOptions;
-  private readonly store: Store;
+  private readonly store: BuildStore;
 
   constructor(options: BuildServiceOptions) {
     this.o = options;
@@ -422,7 +446,7 @@ export class BuildService {
    * `build` is null when the lease had moved on meanwhile (someone else ended it first) or there
    * was nothing to end.
    */
-  async settle(build: BuildRecord, ending: AttemptEnding, exitCode: number | null, message: string | null): Promise<Settled> {
+  private async settle(build: BuildRecord, ending: AttemptEnding, exitCode: number | null, message: string | null): Promise<Settled> {
     const decided = settlement(build, ending);
     const lease = build.lease;
     if (decided.kind === 'none' || lease === null) return { settlement: decided, build: null };
