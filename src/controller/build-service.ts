@@ -28,7 +28,7 @@ import type { Liveness } from '../protocol/liveness.ts';
 import { heartbeatWaitMaxMs, livenessOf } from '../monitor/watchdog-policy.ts';
 import type { AttemptRecord, BuildPulse, BuildRecord, Claim, ListBuildsFilter, Store, WorkerRecord } from './store/store.ts';
 import type { SecretBox } from './secret-box.ts';
-import { settlement, type AttemptEnding, type Settlement } from './settlement.ts';
+import { AttemptEndings, type BuildEvent, type Settled } from './attempt-endings.ts';
 import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/secret-mask.ts';
 
 /** What the build service reads and writes. */
@@ -75,18 +75,6 @@ export interface BuildServiceOptions {
   onBuildEvent?: (event: BuildEvent) => void;
 }
 
-export type BuildEvent =
-  | { kind: 'submitted'; build: BuildRecord }
-  | { kind: 'claimed'; build: BuildRecord; workerId: string }
-  | { kind: 'requeued'; build: BuildRecord; reason: FailureReason }
-  | { kind: 'finished'; build: BuildRecord };
-
-/** What ending an attempt did: the decision, and the build as it now is (null when nothing changed). */
-export interface Settled {
-  settlement: Settlement;
-  build: BuildRecord | null;
-}
-
 export interface PollResult {
   claim: Claim;
   /** The plain lease for the worker (the store holds its digest). */
@@ -104,12 +92,15 @@ export class BuildService {
   readonly liveness: Liveness;
   private readonly o: BuildServiceOptions;
   private readonly store: BuildStore;
+  /** Where every attempt ends (`settle` for the worker's own ends, `giveUp` for the controller's). */
+  private readonly endings: AttemptEndings;
 
   constructor(options: BuildServiceOptions) {
     this.o = options;
     this.store = options.store;
     this.dispatcher = new Dispatcher(async () => (await this.store.countQueuedBuilds()) > 0);
     this.liveness = livenessOf(options.heartbeatTimeoutMs, options.prepareTimeoutMs);
+    this.endings = new AttemptEndings({ store: options.store, now: options.now, dispatcher: this.dispatcher, waits: this.waits, onBuildEvent: options.onBuildEvent });
   }
 
   // ---- admin ----
@@ -215,7 +206,7 @@ export class BuildService {
       // Another key sealed it (secret-env.key was replaced): no worker could ever run it as
       // submitted, and handing it back to the queue would only claim it again. It ends here.
       // Not `giveUp`: the worker never had it, so there is no one to tell.
-      await this.settle(claim.build, { by: 'controller', status: 'failed', reason: 'build_failed' }, null, unopenable(err));
+      await this.endings.settle(claim.build, { by: 'controller', status: 'failed', reason: 'build_failed' }, null, unopenable(err));
       return null;
     }
     return { claim, lease, buildToken, secretEnv };
@@ -403,7 +394,7 @@ export class BuildService {
     const sent = body.message === undefined ? null : maskSameLength(body.message, needles);
     const why = missing ? maskSameLength(`required artifact '${missing.pattern}' was not stored: ${missing.message}`, needles) : null;
     const message = why === null ? sent : sent === null ? why : `${why}; ${sent}`;
-    const ended = (await this.settle(build, { by: 'worker', status, reason }, exitCode, message)).build;
+    const ended = (await this.endings.settle(build, { by: 'worker', status, reason }, exitCode, message)).build;
     if (ended) return ended;
     const after = await this.getBuild(buildId);
     const again = await this.store.getAttemptByLease(buildId, attempt.lease);
@@ -441,47 +432,11 @@ export class BuildService {
   // ---- endings ----
 
   /**
-   * Ends the build's current attempt as `settlement` decides (requeued, taken back, cancelled or
-   * final) — the one place an attempt ends. Returns the decision and the build as it now is;
-   * `build` is null when the lease had moved on meanwhile (someone else ended it first) or there
-   * was nothing to end.
-   */
-  private async settle(build: BuildRecord, ending: AttemptEnding, exitCode: number | null, message: string | null): Promise<Settled> {
-    const decided = settlement(build, ending);
-    const lease = build.lease;
-    if (decided.kind === 'none' || lease === null) return { settlement: decided, build: null };
-    if (decided.kind === 'take-back') {
-      if (!(await this.store.unassign(build.id, lease))) return { settlement: decided, build: null };
-      this.dispatcher.notify();
-      return { settlement: decided, build: await this.store.getBuild(build.id) };
-    }
-    const end =
-      decided.kind === 'cancel-unstarted'
-        ? { status: 'cancelled' as const, failureReason: null, message: 'cancelled before its worker started it', requeue: false }
-        : decided.kind === 'requeue'
-          ? { status: 'failed' as const, failureReason: decided.reason, message, requeue: true }
-          : { status: decided.status, failureReason: decided.reason, message, requeue: false };
-    const ended = await this.store.finishAttempt({ buildId: build.id, lease, now: this.o.now(), exitCode, ...end });
-    if (!ended) return { settlement: decided, build: null };
-    if (decided.kind === 'requeue') {
-      this.o.onBuildEvent?.({ kind: 'requeued', build: ended, reason: decided.reason });
-      this.dispatcher.notify();
-    } else {
-      this.o.onBuildEvent?.({ kind: 'finished', build: ended });
-    }
-    return { settlement: decided, build: ended };
-  }
-
-  /**
    * The controller gives up on the build's current attempt (watchdog, reconcile, a rule of its
-   * own): it is taken back, requeued or failed as `settlement` decides. When an attempt its worker
-   * had started ends here, the worker hears of it at once (its waiting heartbeat is woken).
+   * own): taken back, requeued or failed as `settlement` decides; see `AttemptEndings`.
    */
   async giveUp(build: BuildRecord, reason: FailureReason, message: string): Promise<Settled> {
-    const settled = await this.settle(build, { by: 'controller', status: 'failed', reason }, null, message);
-    const told = settled.settlement.kind === 'requeue' || settled.settlement.kind === 'end';
-    if (told && settled.build && build.workerId !== null) this.waits.wake(build.workerId);
-    return settled;
+    return this.endings.giveUp(build, reason, message);
   }
 
   /**

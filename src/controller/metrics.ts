@@ -8,7 +8,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../sys/process-metrics.ts';
 import { BUILD_STATUSES, FAILURE_REASONS, WORKER_STATUSES, type WorkerStatus } from '../protocol/domain.ts';
-import type { BuildEvent } from './build-service.ts';
+import type { BuildEvent } from './attempt-endings.ts';
 import type { Store } from './store/store.ts';
 import { workerStatus } from './views.ts';
 import { freeBytes } from './storage-full.ts';

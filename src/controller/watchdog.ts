@@ -9,7 +9,8 @@
  * States: stopped → running (`start`) → stopped (`stop`); a sweep in progress is awaited by `stop`.
  */
 import { backstopGraceMs, deathCutoff, sweepIntervalMs, type WatchdogPolicy } from '../monitor/watchdog-policy.ts';
-import type { BuildService, Settled } from './build-service.ts';
+import type { Settled } from './attempt-endings.ts';
+import type { BuildService } from './build-service.ts';
 import type { Store } from './store/store.ts';
 
 /** The queries a sweep makes; every change goes through the build service. */
