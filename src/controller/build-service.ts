@@ -7,8 +7,11 @@
  * - any active state → final: the worker's completion (`complete`), or the watchdog
  *   (`heartbeat_timeout`, `worker_lost`), or a cancel the worker carried out.
  * - active → queued: an infrastructure failure with attempts left (a fresh claim follows), or an
- *   assignment the worker never received (`unassign`, the attempt not counted).
+ *   assignment the worker never received (taken back, the attempt not counted).
  * - queued → cancelled: `cancel` before any worker took it.
+ * How an attempt ends — requeue, take back or fail — is decided in one place (`settlement.ts`)
+ * and applied in one (`AttemptEndings`): the worker's completion and every ending of the
+ * controller's own (`giveUp`: watchdog, reconcile, unopenable secrets) go through it.
  * Every change made on a worker's behalf is checked against its lease (fencing); a stale lease
  * is refused with 409 so the agent aborts and recycles its VM. The store keeps only the lease's
  * SHA-256 digest: what a worker presents is hashed here before any lookup or comparison.
@@ -28,32 +31,14 @@ import type { Liveness } from '../protocol/liveness.ts';
 import { heartbeatWaitMaxMs, livenessOf } from '../monitor/watchdog-policy.ts';
 import type { AttemptRecord, BuildPulse, BuildRecord, Claim, ListBuildsFilter, Store, WorkerRecord } from './store/store.ts';
 import type { SecretBox } from './secret-box.ts';
-import { AttemptEndings, type BuildEvent, type Settled } from './attempt-endings.ts';
+import { AttemptEndings, type AttemptEndingsOptions, type BuildEvent, type Settled } from './attempt-endings.ts';
 import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/secret-mask.ts';
 
 /** What the build service reads and writes. */
-export type BuildStore = Pick<
-  Store,
-  | 'createBuild'
-  | 'getBuild'
-  | 'listBuilds'
-  | 'countQueuedBuilds'
-  | 'requestCancel'
-  | 'cancelQueued'
-  | 'touchWorker'
-  | 'activeBuildsOfWorker'
-  | 'claimBuild'
-  | 'unassign'
-  | 'getAttemptByLease'
-  | 'hasAttemptOnWorker'
-  | 'touchBuild'
-  | 'setBuildPhase'
-  | 'finishAttempt'
-  | 'appendLog'
-  | 'readLog'
-  | 'listArtifacts'
-  | 'setArtifactProblems'
->;
+export type BuildStore = AttemptEndingsOptions['store'] &
+  Pick<Store, 'createBuild' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'activeBuildsOfWorker'> &
+  Pick<Store, 'claimBuild' | 'getAttemptByLease' | 'hasAttemptOnWorker' | 'touchBuild' | 'setBuildPhase' | 'appendLog' | 'readLog'> &
+  Pick<Store, 'listArtifacts' | 'setArtifactProblems'>;
 
 export interface BuildServiceOptions {
   store: BuildStore;
