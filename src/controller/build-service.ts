@@ -24,13 +24,14 @@
 import { ExpoError } from '../protocol/errors.ts';
 import { artifactPatternMatches, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
 import type { ArtifactProblem, BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody } from '../protocol/schemas.ts';
-import { hashSecret, newBuildId, newBuildToken, newLease, type Principal } from './auth.ts';
+import { hashSecret, newBuildId, type Principal } from './auth.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { WorkerWaits } from './worker-waits.ts';
 import type { Liveness } from '../protocol/liveness.ts';
-import { heartbeatWaitMaxMs, livenessOf } from '../monitor/watchdog-policy.ts';
-import type { AttemptRecord, BuildPulse, BuildRecord, Claim, ListBuildsFilter, Store, WorkerRecord } from './store/store.ts';
+import { livenessOf } from '../monitor/watchdog-policy.ts';
+import type { AttemptRecord, BuildPulse, BuildRecord, ListBuildsFilter, Store, WorkerRecord } from './store/store.ts';
 import type { SecretBox } from './secret-box.ts';
+import { unopenable, WorkerLiveness, type PollResult } from './worker-liveness.ts';
 import { AttemptEndings, type AttemptEndingsOptions, type BuildEvent, type Settled } from './attempt-endings.ts';
 import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/secret-mask.ts';
 
@@ -60,15 +61,6 @@ export interface BuildServiceOptions {
   onBuildEvent?: (event: BuildEvent) => void;
 }
 
-export interface PollResult {
-  claim: Claim;
-  /** The plain lease for the worker (the store holds its digest). */
-  lease: string;
-  buildToken: string;
-  /** The build's secret env values, opened for the worker; null when it has none. */
-  secretEnv: Record<string, string> | null;
-}
-
 export class BuildService {
   readonly dispatcher: Dispatcher;
   /** Workers inside a long poll or heartbeat wait (alive), and the wake-up of those waits. */
@@ -79,6 +71,7 @@ export class BuildService {
   private readonly store: BuildStore;
   /** Where every attempt ends (`settle` for the worker's own ends, `giveUp` for the controller's). */
   private readonly endings: AttemptEndings;
+  private readonly workerLiveness: WorkerLiveness;
 
   constructor(options: BuildServiceOptions) {
     this.o = options;
@@ -86,6 +79,7 @@ export class BuildService {
     this.dispatcher = new Dispatcher(async () => (await this.store.countQueuedBuilds()) > 0);
     this.liveness = livenessOf(options.heartbeatTimeoutMs, options.prepareTimeoutMs);
     this.endings = new AttemptEndings({ store: options.store, now: options.now, dispatcher: this.dispatcher, waits: this.waits, onBuildEvent: options.onBuildEvent });
+    this.workerLiveness = new WorkerLiveness({ ...options, dispatcher: this.dispatcher, waits: this.waits, liveness: this.liveness, endings: this.endings });
   }
 
   // ---- admin ----
@@ -149,113 +143,14 @@ export class BuildService {
     return { build, log: await this.store.readLog(build.id, fromOffset) };
   }
 
-  // ---- worker: poll and liveness ----
+  // ---- worker: poll and liveness (see `WorkerLiveness`) ----
 
-  async poll(worker: WorkerRecord, body: PollBody, signal?: AbortSignal): Promise<PollResult | null> {
-    const now = this.o.now();
-    await this.store.touchWorker(worker.id, { now, slotsTotal: body.slotsTotal, draining: body.draining });
-    await this.reconcile(worker.id, body.runningBuilds);
-    if (body.slotsFree === 0 || body.draining) return null;
-    let buildToken = '';
-    let lease = '';
-    // Never longer than half the heartbeat timeout (the agent derives the same), and a worker
-    // inside the wait counts as alive.
-    const waitMs = Math.min(Math.round((body.waitS ?? 25) * 1000), this.liveness.pollWaitMaxMs);
-    const claim = await this.waits.hold(worker.id, () => this.dispatcher.wait({
-      waitMs,
-      signal,
-      tryClaim: async () => {
-        buildToken = newBuildToken();
-        lease = newLease();
-        return this.store.claimBuild({
-          workerId: worker.id,
-          workerLabels: worker.labels,
-          now: this.o.now(),
-          lease: hashSecret(lease),
-          buildTokenHash: hashSecret(buildToken),
-          attemptBanner: (n, max) => `\n===== attempt ${n} of ${max} on worker ${worker.id} =====\n`,
-        });
-      },
-      release: async (c) => {
-        await this.store.unassign(c.build.id, c.attempt.lease);
-        this.dispatcher.notify();
-      },
-    }));
-    if (!claim) return null;
-    this.o.onBuildEvent?.({ kind: 'claimed', build: claim.build, workerId: worker.id });
-    const sealed = claim.build.secretEnvSealed;
-    let secretEnv: Record<string, string> | null = null;
-    try {
-      if (sealed) secretEnv = this.o.secrets.open(claim.build.id, sealed);
-    } catch (err) {
-      // Another key sealed it (secret-env.key was replaced): no worker could ever run it as
-      // submitted, and handing it back to the queue would only claim it again. It ends here.
-      // Not `giveUp`: the worker never had it, so there is no one to tell.
-      await this.endings.settle(claim.build, { by: 'controller', status: 'failed', reason: 'build_failed' }, null, unopenable(err));
-      return null;
-    }
-    return { claim, lease, buildToken, secretEnv };
+  poll(worker: WorkerRecord, body: PollBody, signal?: AbortSignal): Promise<PollResult | null> {
+    return this.workerLiveness.poll(worker, body, signal);
   }
 
-  /**
-   * Worker liveness. Answers the builds the worker lists that it should abort (over, or not
-   * its own) and those it holds whose cancel was asked for — how the agent learns of a cancel
-   * without sending build heartbeats of its own, which would hide a frozen VM.
-   *
-   * With `waitS`, and nothing to tell yet, the answer waits (at most a quarter of the heartbeat
-   * timeout) until a cancel is asked for or a build of this worker is ended here — the channel
-   * that gets a cancel to a running step within moments rather than at the next heartbeat.
-   */
-  async workerHeartbeat(worker: WorkerRecord, body: WorkerHeartbeatBody, signal?: AbortSignal): Promise<{ abort: string[]; cancel: string[] }> {
-    // Listening before looking: a wake between the look and the wait is not lost.
-    const waitMs = Math.min(Math.round((body.waitS ?? 0) * 1000), heartbeatWaitMaxMs(this.o.heartbeatTimeoutMs));
-    const stop = new AbortController();
-    const waited = this.waits.wait(worker.id, waitMs, signal ? AbortSignal.any([signal, stop.signal]) : stop.signal);
-    let now: { abort: string[]; cancel: string[] };
-    try {
-      await this.store.touchWorker(worker.id, { now: this.o.now(), slotsTotal: body.slotsTotal, draining: body.draining });
-      const { abort, kept } = await this.reconcile(worker.id, body.runningBuilds);
-      now = { abort, cancel: kept.filter((b) => b.cancelRequested).map((b) => b.id) };
-    } catch (err) {
-      stop.abort();
-      throw err;
-    }
-    if (now.abort.length > 0 || now.cancel.length > 0) {
-      stop.abort();
-      return now;
-    }
-    await waited;
-    if (signal?.aborted) return { abort: [], cancel: [] };
-    // What changed meanwhile, among the builds it listed; no reconcile: its list may be stale now.
-    const held = new Map((await this.store.activeBuildsOfWorker(worker.id)).map((b) => [b.id, b]));
-    return {
-      abort: body.runningBuilds.filter((id) => !held.has(id)),
-      cancel: body.runningBuilds.filter((id) => held.get(id)?.cancelRequested === true),
-    };
-  }
-
-  /**
-   * Compares what the worker says it runs with what the store says it holds. A build it holds
-   * but no longer lists is lost (`worker_lost`) — unless it was claimed within the grace: a
-   * heartbeat sent before the poll answer arrived (a retried one, say) cannot list it yet. Once
-   * the grace is over, an unlisted build still `assigned` was never received and goes back to
-   * the queue without costing an attempt. Returns the listed builds it does not hold (to
-   * abort) and the builds it still holds.
-   */
-  private async reconcile(workerId: string, listed: readonly string[]): Promise<{ abort: string[]; kept: BuildRecord[] }> {
-    const now = this.o.now();
-    const held = await this.store.activeBuildsOfWorker(workerId);
-    const kept: BuildRecord[] = [];
-    for (const b of held) {
-      if (listed.includes(b.id) || b.lease === null || now - (b.assignedAt ?? now) < this.o.claimGraceMs) {
-        kept.push(b);
-        continue;
-      }
-      // Still `assigned`, it was never received: the settlement takes it back without cost.
-      await this.giveUp(b, 'worker_lost', `worker ${workerId} no longer runs this build`);
-    }
-    const heldIds = new Set(held.map((b) => b.id));
-    return { abort: listed.filter((id) => !heldIds.has(id)), kept };
+  workerHeartbeat(worker: WorkerRecord, body: WorkerHeartbeatBody, signal?: AbortSignal): Promise<{ abort: string[]; cancel: string[] }> {
+    return this.workerLiveness.workerHeartbeat(worker, body, signal);
   }
 
   /**
@@ -451,6 +346,3 @@ export class BuildService {
     return new ExpoError('LEASE_STALE', `attempt ${a.attempt} of build ${build.id} is over (${how}); abort it and recycle its VM`);
   }
 }
-
-/** Why a build whose secret env this controller cannot open was ended. */
-const unopenable = (err: unknown): string => `${(err as Error).message}; submit the build again`;
