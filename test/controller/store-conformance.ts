@@ -1,6 +1,8 @@
 /**
  * The Store conformance suite: what every adapter must do, run unchanged against each one
- * (SQLite today; a PostgreSQL adapter registers itself the same way).
+ * (SQLite today; a PostgreSQL adapter registers itself the same way). `PORT_METHODS` names the
+ * tests that hold an adapter to each port method: a new method does not compile until it is
+ * listed, and the last test fails when a listed test is not in the suite.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ClaimRequest, NewBuild, Store } from '../../src/controller/store/store.ts';
