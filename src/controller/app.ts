@@ -8,14 +8,14 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import { ERROR_CODES, ExpoError, isExpoError } from '../protocol/errors.ts';
-import { ACTIVE_BUILD_STATUSES } from '../protocol/domain.ts';
 import { LIMITS } from '../protocol/schemas.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 import { adminKeyDigest, resolvePrincipal, type Principal } from './auth.ts';
 import { answerClientError, mapFastifyError } from './http-errors.ts';
 import { maxBytesKeyword } from './max-bytes.ts';
 import { describeStorageFull, STORE_FULL_RETRY_AFTER_S } from './storage-full.ts';
-import { BuildService, type BuildEvent } from './build-service.ts';
+import { BuildService } from './build-service.ts';
+import type { BuildEvent } from './attempt-endings.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { workerRoutes } from './routes/worker.ts';
@@ -28,6 +28,9 @@ import { Retention } from './retention.ts';
 import { retentionRoutes } from './routes/retention.ts';
 import { guardRouteTable, route } from './route.ts';
 import { ROUTES } from '../protocol/routes.ts';
+import { WorkerService } from './worker-service.ts';
+import { StatusService } from './status-service.ts';
+import { ArtifactService } from './artifact-service.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -218,34 +221,26 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'API_NOT_FOUND', message: bounded(`no route ${req.method} ${req.url.split('?')[0]}`) }));
 
-  route(app, ROUTES.health, {}, async () => {
-    const queueStats = await o.store.countBuildsByStatus();
-    const workers = await o.store.listWorkers();
-    return {
-      status: stopping ? ('stopping' as const) : ('ok' as const),
-      running: !stopping,
-      activeJobs: ACTIVE_BUILD_STATUSES.reduce((n, s) => n + queueStats[s], 0),
-      maxConcurrent: workers.filter((w) => !w.offline).reduce((n, w) => n + (w.slotsTotal ?? 0), 0),
-      queueStats,
-    };
-  });
+  const status = new StatusService({ store: o.store, metrics, diskDirs: [o.dataDir, o.artifactsDir] });
+  route(app, ROUTES.health, {}, async () => status.health(stopping));
   route(app, ROUTES.metrics, {}, async (_req, reply) => {
-    await metrics.refresh(o.store, now());
-    await metrics.refreshDiskFree([o.dataDir, o.artifactsDir]);
-    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    const scraped = await status.scrape(now());
+    return reply.type(scraped.contentType).send(scraped.text);
   });
 
-  await app.register(adminRoutes, { service, store: o.store });
-  await app.register(workerRoutes, { service, metrics });
+  const workers = new WorkerService({ store: o.store, now });
+  await app.register(adminRoutes, { service, workers });
+  await app.register(workerRoutes, { service, workers, metrics });
   const retention = new Retention({ store: o.store, artifactsDir: o.artifactsDir, retentionDays: o.retentionDays ?? 30, now, logger: o.logger });
   await app.register(retentionRoutes, { retention });
-  await app.register(artifactRoutes, {
-    service,
+  const artifacts = new ArtifactService({
     store: o.store,
+    builds: service,
     files: new ArtifactFiles(o.artifactsDir),
     maxArtifactBytes: o.maxArtifactBytes ?? 4 * 1024 ** 3,
     now,
   });
+  await app.register(artifactRoutes, { artifacts });
   await app.ready();
 
   return {

@@ -12,6 +12,9 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ExpoError } from '../protocol/errors.ts';
 import type { AttemptRecord, Store, WorkerRecord } from './store/store.ts';
 
+/** Where a presented worker key or build token is looked up, by its SHA-256 digest. */
+export type CredentialStore = Pick<Store, 'getWorkerByKeyHash' | 'getAttemptByTokenHash'>;
+
 export type Principal =
   | { kind: 'admin' }
   | { kind: 'worker'; worker: WorkerRecord }
@@ -47,7 +50,7 @@ export function bearerToken(header: string | undefined): string {
   return m[1]!;
 }
 
-export async function resolvePrincipal(store: Store, adminDigest: Buffer, header: string | undefined): Promise<Principal> {
+export async function resolvePrincipal(store: CredentialStore, adminDigest: Buffer, header: string | undefined): Promise<Principal> {
   const secret = bearerToken(header);
   // One hash of the presented secret serves both checks. Comparing digests takes the same time
   // whatever the lengths, and timingSafeEqual the same time wherever they differ.

@@ -7,8 +7,11 @@
  * - any active state → final: the worker's completion (`complete`), or the watchdog
  *   (`heartbeat_timeout`, `worker_lost`), or a cancel the worker carried out.
  * - active → queued: an infrastructure failure with attempts left (a fresh claim follows), or an
- *   assignment the worker never received (`unassign`, the attempt not counted).
+ *   assignment the worker never received (taken back, the attempt not counted).
  * - queued → cancelled: `cancel` before any worker took it.
+ * How an attempt ends — requeue, take back or fail — is decided in one place (`settlement.ts`)
+ * and applied in one (`AttemptEndings`): the worker's completion and every ending of the
+ * controller's own (`giveUp`: watchdog, reconcile, unopenable secrets) go through it.
  * Every change made on a worker's behalf is checked against its lease (fencing); a stale lease
  * is refused with 409 so the agent aborts and recycles its VM. The store keeps only the lease's
  * SHA-256 digest: what a worker presents is hashed here before any lookup or comparison.
@@ -19,20 +22,27 @@
  * build is final.
  */
 import { ExpoError } from '../protocol/errors.ts';
-import { artifactPatternMatches, isActiveStatus, isInfraFailure, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
-import type { ArtifactProblem, BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody, WorkerView } from '../protocol/schemas.ts';
-import { hashSecret, newBuildId, newBuildToken, newLease, type Principal } from './auth.ts';
+import { artifactPatternMatches, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
+import type { ArtifactProblem, BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody } from '../protocol/schemas.ts';
+import { hashSecret, newBuildId, type Principal } from './auth.ts';
 import { Dispatcher } from './dispatcher.ts';
-import { workerView } from './views.ts';
 import { WorkerWaits } from './worker-waits.ts';
 import type { Liveness } from '../protocol/liveness.ts';
-import { heartbeatWaitMaxMs, livenessOf } from '../monitor/watchdog-policy.ts';
-import type { AttemptRecord, BuildPulse, BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
+import { livenessOf } from '../monitor/watchdog-policy.ts';
+import type { AttemptRecord, BuildPulse, BuildRecord, ListBuildsFilter, Store, WorkerRecord } from './store/store.ts';
 import type { SecretBox } from './secret-box.ts';
+import { unopenable, WorkerLiveness, type PollResult } from './worker-liveness.ts';
+import { AttemptEndings, type AttemptEndingsOptions, type BuildEvent, type Settled } from './attempt-endings.ts';
 import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/secret-mask.ts';
 
+/** What the build service reads and writes. */
+export type BuildStore = AttemptEndingsOptions['store'] &
+  Pick<Store, 'createBuild' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'activeBuildsOfWorker'> &
+  Pick<Store, 'claimBuild' | 'getAttemptByLease' | 'hasAttemptOnWorker' | 'touchBuild' | 'setBuildPhase' | 'appendLog' | 'readLog'> &
+  Pick<Store, 'listArtifacts' | 'setArtifactProblems'>;
+
 export interface BuildServiceOptions {
-  store: Store;
+  store: BuildStore;
   /** The time source, in ms since the epoch. */
   now: () => number;
   /** A build or worker silent this long is failed / offline. Default 120 000 ms. */
@@ -51,21 +61,6 @@ export interface BuildServiceOptions {
   onBuildEvent?: (event: BuildEvent) => void;
 }
 
-export type BuildEvent =
-  | { kind: 'submitted'; build: BuildRecord }
-  | { kind: 'claimed'; build: BuildRecord; workerId: string }
-  | { kind: 'requeued'; build: BuildRecord; reason: FailureReason }
-  | { kind: 'finished'; build: BuildRecord };
-
-export interface PollResult {
-  claim: Claim;
-  /** The plain lease for the worker (the store holds its digest). */
-  lease: string;
-  buildToken: string;
-  /** The build's secret env values, opened for the worker; null when it has none. */
-  secretEnv: Record<string, string> | null;
-}
-
 export class BuildService {
   readonly dispatcher: Dispatcher;
   /** Workers inside a long poll or heartbeat wait (alive), and the wake-up of those waits. */
@@ -73,13 +68,18 @@ export class BuildService {
   /** The clocks this controller states to its workers. */
   readonly liveness: Liveness;
   private readonly o: BuildServiceOptions;
-  private readonly store: Store;
+  private readonly store: BuildStore;
+  /** Where every attempt ends (`settle` for the worker's own ends, `giveUp` for the controller's). */
+  private readonly endings: AttemptEndings;
+  private readonly workerLiveness: WorkerLiveness;
 
   constructor(options: BuildServiceOptions) {
     this.o = options;
     this.store = options.store;
     this.dispatcher = new Dispatcher(async () => (await this.store.countQueuedBuilds()) > 0);
     this.liveness = livenessOf(options.heartbeatTimeoutMs, options.prepareTimeoutMs);
+    this.endings = new AttemptEndings({ store: options.store, now: options.now, dispatcher: this.dispatcher, waits: this.waits, onBuildEvent: options.onBuildEvent });
+    this.workerLiveness = new WorkerLiveness({ ...options, dispatcher: this.dispatcher, waits: this.waits, liveness: this.liveness, endings: this.endings });
   }
 
   // ---- admin ----
@@ -132,121 +132,25 @@ export class BuildService {
     return after;
   }
 
-  async workerView(id: string): Promise<WorkerView> {
-    const w = await this.store.getWorker(id);
-    if (!w) throw new ExpoError('API_NOT_FOUND', `no worker '${id}'`);
-    return workerView(w, (await this.store.activeBuildsOfWorker(id)).map((b) => b.id));
+  /** The newest builds first, at most `limit`, of one status when given. */
+  async listBuilds(filter: ListBuildsFilter): Promise<BuildRecord[]> {
+    return this.store.listBuilds(filter);
   }
 
-  // ---- worker: poll and liveness ----
-
-  async poll(worker: WorkerRecord, body: PollBody, signal?: AbortSignal): Promise<PollResult | null> {
-    const now = this.o.now();
-    await this.store.touchWorker(worker.id, { now, slotsTotal: body.slotsTotal, draining: body.draining });
-    await this.reconcile(worker.id, body.runningBuilds);
-    if (body.slotsFree === 0 || body.draining) return null;
-    let buildToken = '';
-    let lease = '';
-    // Never longer than half the heartbeat timeout (the agent derives the same), and a worker
-    // inside the wait counts as alive.
-    const waitMs = Math.min(Math.round((body.waitS ?? 25) * 1000), this.liveness.pollWaitMaxMs);
-    const claim = await this.waits.hold(worker.id, () => this.dispatcher.wait({
-      waitMs,
-      signal,
-      tryClaim: async () => {
-        buildToken = newBuildToken();
-        lease = newLease();
-        return this.store.claimBuild({
-          workerId: worker.id,
-          workerLabels: worker.labels,
-          now: this.o.now(),
-          lease: hashSecret(lease),
-          buildTokenHash: hashSecret(buildToken),
-          attemptBanner: (n, max) => `\n===== attempt ${n} of ${max} on worker ${worker.id} =====\n`,
-        });
-      },
-      release: async (c) => {
-        await this.store.unassign(c.build.id, c.attempt.lease);
-        this.dispatcher.notify();
-      },
-    }));
-    if (!claim) return null;
-    this.o.onBuildEvent?.({ kind: 'claimed', build: claim.build, workerId: worker.id });
-    const sealed = claim.build.secretEnvSealed;
-    let secretEnv: Record<string, string> | null = null;
-    try {
-      if (sealed) secretEnv = this.o.secrets.open(claim.build.id, sealed);
-    } catch (err) {
-      // Another key sealed it (secret-env.key was replaced): no worker could ever run it as
-      // submitted, and handing it back to the queue would only claim it again. It ends here.
-      await this.endAttempt(claim.build, 'failed', 'build_failed', null, unopenable(err));
-      return null;
-    }
-    return { claim, lease, buildToken, secretEnv };
+  /** The build (404 when there is none) and its log from byte `fromOffset` on. */
+  async readLog(id: string, fromOffset: number): Promise<{ build: BuildRecord; log: Buffer }> {
+    const build = await this.getBuild(id);
+    return { build, log: await this.store.readLog(build.id, fromOffset) };
   }
 
-  /**
-   * Worker liveness. Answers the builds the worker lists that it should abort (over, or not
-   * its own) and those it holds whose cancel was asked for — how the agent learns of a cancel
-   * without sending build heartbeats of its own, which would hide a frozen VM.
-   *
-   * With `waitS`, and nothing to tell yet, the answer waits (at most a quarter of the heartbeat
-   * timeout) until a cancel is asked for or a build of this worker is ended here — the channel
-   * that gets a cancel to a running step within moments rather than at the next heartbeat.
-   */
-  async workerHeartbeat(worker: WorkerRecord, body: WorkerHeartbeatBody, signal?: AbortSignal): Promise<{ abort: string[]; cancel: string[] }> {
-    // Listening before looking: a wake between the look and the wait is not lost.
-    const waitMs = Math.min(Math.round((body.waitS ?? 0) * 1000), heartbeatWaitMaxMs(this.o.heartbeatTimeoutMs));
-    const stop = new AbortController();
-    const waited = this.waits.wait(worker.id, waitMs, signal ? AbortSignal.any([signal, stop.signal]) : stop.signal);
-    let now: { abort: string[]; cancel: string[] };
-    try {
-      await this.store.touchWorker(worker.id, { now: this.o.now(), slotsTotal: body.slotsTotal, draining: body.draining });
-      const { abort, kept } = await this.reconcile(worker.id, body.runningBuilds);
-      now = { abort, cancel: kept.filter((b) => b.cancelRequested).map((b) => b.id) };
-    } catch (err) {
-      stop.abort();
-      throw err;
-    }
-    if (now.abort.length > 0 || now.cancel.length > 0) {
-      stop.abort();
-      return now;
-    }
-    await waited;
-    if (signal?.aborted) return { abort: [], cancel: [] };
-    // What changed meanwhile, among the builds it listed; no reconcile: its list may be stale now.
-    const held = new Map((await this.store.activeBuildsOfWorker(worker.id)).map((b) => [b.id, b]));
-    return {
-      abort: body.runningBuilds.filter((id) => !held.has(id)),
-      cancel: body.runningBuilds.filter((id) => held.get(id)?.cancelRequested === true),
-    };
+  // ---- worker: poll and liveness (see `WorkerLiveness`) ----
+
+  poll(worker: WorkerRecord, body: PollBody, signal?: AbortSignal): Promise<PollResult | null> {
+    return this.workerLiveness.poll(worker, body, signal);
   }
 
-  /**
-   * Compares what the worker says it runs with what the store says it holds. A build it holds
-   * but no longer lists is lost (`worker_lost`) — unless it was claimed within the grace: a
-   * heartbeat sent before the poll answer arrived (a retried one, say) cannot list it yet. Once
-   * the grace is over, an unlisted build still `assigned` was never received and goes back to
-   * the queue without costing an attempt. Returns the listed builds it does not hold (to
-   * abort) and the builds it still holds.
-   */
-  private async reconcile(workerId: string, listed: readonly string[]): Promise<{ abort: string[]; kept: BuildRecord[] }> {
-    const now = this.o.now();
-    const held = await this.store.activeBuildsOfWorker(workerId);
-    const kept: BuildRecord[] = [];
-    for (const b of held) {
-      if (listed.includes(b.id) || b.lease === null || now - (b.assignedAt ?? now) < this.o.claimGraceMs) {
-        kept.push(b);
-        continue;
-      }
-      if (b.status === 'assigned') {
-        await this.takeBack(b);
-        continue;
-      }
-      await this.failActive(b, 'worker_lost', `worker ${workerId} no longer runs this build`);
-    }
-    const heldIds = new Set(held.map((b) => b.id));
-    return { abort: listed.filter((id) => !heldIds.has(id)), kept };
+  workerHeartbeat(worker: WorkerRecord, body: WorkerHeartbeatBody, signal?: AbortSignal): Promise<{ abort: string[]; cancel: string[] }> {
+    return this.workerLiveness.workerHeartbeat(worker, body, signal);
   }
 
   /**
@@ -370,7 +274,7 @@ export class BuildService {
     const sent = body.message === undefined ? null : maskSameLength(body.message, needles);
     const why = missing ? maskSameLength(`required artifact '${missing.pattern}' was not stored: ${missing.message}`, needles) : null;
     const message = why === null ? sent : sent === null ? why : `${why}; ${sent}`;
-    const ended = await this.endAttempt(build, status, reason, exitCode, message);
+    const ended = (await this.endings.settle(build, { by: 'worker', status, reason }, exitCode, message)).build;
     if (ended) return ended;
     const after = await this.getBuild(buildId);
     const again = await this.store.getAttemptByLease(buildId, attempt.lease);
@@ -408,62 +312,11 @@ export class BuildService {
   // ---- endings ----
 
   /**
-   * Ends the build's current attempt. An infrastructure failure with attempts left (and no
-   * cancel asked for) sends it back to the queue; one with a cancel pending ends it `cancelled`.
+   * The controller gives up on the build's current attempt (watchdog, reconcile, a rule of its
+   * own): taken back, requeued or failed as `settlement` decides; see `AttemptEndings`.
    */
-  private async endAttempt(
-    build: BuildRecord,
-    status: FinalBuildStatus,
-    reason: FailureReason | null,
-    exitCode: number | null,
-    message: string | null,
-  ): Promise<BuildRecord | null> {
-    if (build.lease === null) return null;
-    let finalStatus = status;
-    let requeue = false;
-    if (status === 'failed' && reason !== null && isInfraFailure(reason)) {
-      if (build.cancelRequested) finalStatus = 'cancelled';
-      else requeue = build.attempt < build.maxAttempts;
-    }
-    const ended = await this.store.finishAttempt({
-      buildId: build.id,
-      lease: build.lease,
-      now: this.o.now(),
-      status: finalStatus,
-      failureReason: reason,
-      exitCode,
-      message,
-      requeue,
-    });
-    if (!ended) return null;
-    if (requeue) {
-      this.o.onBuildEvent?.({ kind: 'requeued', build: ended, reason: reason! });
-      this.dispatcher.notify();
-    } else {
-      this.o.onBuildEvent?.({ kind: 'finished', build: ended });
-    }
-    return ended;
-  }
-
-  /**
-   * An `assigned` build its worker never acknowledged (no phase update): nothing ran, so it goes
-   * back to the queue without spending an attempt — or, with a cancel pending, ends cancelled.
-   */
-  async takeBack(build: BuildRecord): Promise<void> {
-    if (build.status !== 'assigned' || build.lease === null) return;
-    if (build.cancelRequested) {
-      await this.endAttempt(build, 'cancelled', null, null, 'cancelled before its worker started it');
-      return;
-    }
-    if (await this.store.unassign(build.id, build.lease)) this.dispatcher.notify();
-  }
-
-  /** Ends an active attempt from the controller's side (watchdog, reconcile) and tells its worker at once. */
-  async failActive(build: BuildRecord, reason: FailureReason, message: string): Promise<BuildRecord | null> {
-    if (!isActiveStatus(build.status)) return null;
-    const ended = await this.endAttempt(build, 'failed', reason, null, message);
-    if (ended && build.workerId !== null) this.waits.wake(build.workerId);
-    return ended;
+  async giveUp(build: BuildRecord, reason: FailureReason, message: string): Promise<Settled> {
+    return this.endings.giveUp(build, reason, message);
   }
 
   /**
@@ -479,7 +332,7 @@ export class BuildService {
       return secretNeedles(Object.values(this.o.secrets.open(build.id, build.secretEnvSealed)));
     } catch (err) {
       const message = unopenable(err);
-      const ended = await this.failActive(build, 'build_failed', message);
+      const ended = (await this.giveUp(build, 'build_failed', message)).build;
       throw new ExpoError('BUILD_OVER', `build ${build.id} is ${ended?.status ?? 'over'}: ${message}`);
     }
   }
@@ -493,6 +346,3 @@ export class BuildService {
     return new ExpoError('LEASE_STALE', `attempt ${a.attempt} of build ${build.id} is over (${how}); abort it and recycle its VM`);
   }
 }
-
-/** Why a build whose secret env this controller cannot open was ended. */
-const unopenable = (err: unknown): string => `${(err as Error).message}; submit the build again`;

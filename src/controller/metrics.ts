@@ -8,10 +8,13 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../sys/process-metrics.ts';
 import { BUILD_STATUSES, FAILURE_REASONS, WORKER_STATUSES, type WorkerStatus } from '../protocol/domain.ts';
-import type { BuildEvent } from './build-service.ts';
+import type { BuildEvent } from './attempt-endings.ts';
 import type { Store } from './store/store.ts';
 import { workerStatus } from './views.ts';
 import { freeBytes } from './storage-full.ts';
+
+/** What the gauges read at scrape time. */
+export type MetricsStore = Pick<Store, 'countBuildsByStatus' | 'activeBuildsByWorker' | 'listWorkers'>;
 
 export interface ControllerMetricsOptions {
   /** The heartbeat timeout, exported so alerts and dashboards can compare ages with it, in ms. */
@@ -138,7 +141,7 @@ export class ControllerMetrics {
   }
 
   /** Gauges read from the store at scrape time. */
-  async refresh(store: Store, now: number): Promise<void> {
+  async refresh(store: MetricsStore, now: number): Promise<void> {
     const counts = await store.countBuildsByStatus();
     for (const s of BUILD_STATUSES) this.builds.set({ status: s }, counts[s]);
     this.queueLength.set(counts.queued);

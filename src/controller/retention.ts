@@ -20,8 +20,11 @@ import type { Store } from './store/store.ts';
 
 const DAY_MS = 24 * 3600 * 1000;
 
+/** What a prune reads and deletes. */
+export type RetentionStore = Pick<Store, 'findPrunableBuilds' | 'deleteBuilds'>;
+
 export interface RetentionOptions {
-  store: Store;
+  store: RetentionStore;
   /** Where artifact files live (`<dir>/<buildId>/…`). */
   artifactsDir: string;
   /** Final builds older than this many days are pruned by the schedule; 0 keeps them forever. */

@@ -4,32 +4,28 @@
  * failed write changed nothing) and the log says so in words an operator searches for — ENOSPC,
  * disk full, and the directory — instead of a bare 500.
  *
- * SQLite reports a full disk as SQLITE_FULL (13), and some write paths as an SQLITE_IOERR (10,
- * with extended codes) whose errno (ENOSPC) node:sqlite does not expose: an I/O error counts
- * as "full" when the data directory's filesystem has almost nothing left.
+ * The store's own errors are read by its adapter's recogniser (`sqliteDiskError` by default): a
+ * "full" is full; an I/O error counts as "full" when the data directory's filesystem has almost
+ * nothing left (SQLite hides the ENOSPC behind some of them).
  */
 import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
-
-const SQLITE_IOERR = 10;
-const SQLITE_FULL = 13;
+import { sqliteDiskError, type StoreDiskError } from './store/sqlite-errors.ts';
 /** Below this many free bytes an SQLite I/O error is taken for a full disk. */
 const NEARLY_FULL_BYTES = 1024 * 1024;
 /** What `Retry-After` tells a client refused for a full disk, in seconds. */
 export const STORE_FULL_RETRY_AFTER_S = 10;
 
-interface SqliteLike {
+interface ErrorLike {
   code?: unknown;
   path?: unknown;
-  errcode?: unknown;
-  errstr?: unknown;
   cause?: unknown;
 }
 
 /** The errors along an error's `cause` chain, the error first; bounded against cycles. */
-function chain(err: unknown): SqliteLike[] {
-  const out: SqliteLike[] = [];
-  for (let e = err, i = 0; e !== null && typeof e === 'object' && i < 8; e = (e as SqliteLike).cause, i++) out.push(e as SqliteLike);
+function chain(err: unknown): ErrorLike[] {
+  const out: ErrorLike[] = [];
+  for (let e = err, i = 0; e !== null && typeof e === 'object' && i < 8; e = (e as ErrorLike).cause, i++) out.push(e as ErrorLike);
   return out;
 }
 
@@ -50,8 +46,15 @@ export interface StorageFull {
   fields: { diskFull: true; errno: 'ENOSPC'; sqliteCode: string | null; dataDir: string | null; file: string | null; freeBytes: number | null };
 }
 
-/** When `err` is a full disk, what to log about it; otherwise null. */
-export async function describeStorageFull(err: unknown, dataDir: string | undefined): Promise<StorageFull | null> {
+/**
+ * When `err` is a full disk, what to log about it; otherwise null. `storeDiskError` reads the
+ * store adapter's errors (default: SQLite's).
+ */
+export async function describeStorageFull(
+  err: unknown,
+  dataDir: string | undefined,
+  storeDiskError: (e: unknown) => StoreDiskError | null = sqliteDiskError,
+): Promise<StorageFull | null> {
   let sqliteCode: string | null = null;
   let full = false;
   let ioError = false;
@@ -62,16 +65,10 @@ export async function describeStorageFull(err: unknown, dataDir: string | undefi
       full = true;
       if (typeof e.path === 'string') file = e.path;
     }
-    if (e.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number') {
-      const primary = e.errcode & 0xff;
-      if (primary === SQLITE_FULL) {
-        full = true;
-        sqliteCode = 'SQLITE_FULL';
-      } else if (primary === SQLITE_IOERR) {
-        ioError = true;
-        sqliteCode = `SQLITE_IOERR (${e.errcode})`;
-      }
-    }
+    const disk = storeDiskError(e);
+    if (disk?.kind === 'full') full = true;
+    if (disk?.kind === 'io') ioError = true;
+    if (disk) sqliteCode = disk.code;
   }
   if (!full && !ioError) return null;
   const watched = file === null ? dataDir : dirname(file);

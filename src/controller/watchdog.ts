@@ -9,12 +9,16 @@
  * States: stopped → running (`start`) → stopped (`stop`); a sweep in progress is awaited by `stop`.
  */
 import { backstopGraceMs, deathCutoff, sweepIntervalMs, type WatchdogPolicy } from '../monitor/watchdog-policy.ts';
+import type { Settled } from './attempt-endings.ts';
 import type { BuildService } from './build-service.ts';
 import type { Store } from './store/store.ts';
 
+/** The queries a sweep makes; every change goes through the build service. */
+export type WatchdogStore = Pick<Store, 'findStaleBuilds' | 'findSilentWorkers' | 'markWorkerOffline' | 'activeBuildsOfWorker' | 'findOverdueBuilds'>;
+
 export interface WatchdogOptions {
-  store: Store;
-  service: BuildService;
+  store: WatchdogStore;
+  service: Pick<BuildService, 'giveUp' | 'waits' | 'liveness'>;
   policy: WatchdogPolicy;
   now: () => number;
   onError: (err: unknown) => void;
@@ -59,10 +63,10 @@ export class Watchdog {
     if (cutoff === null) return { builds: 0, workers: 0 };
     const timeoutS = this.o.policy.heartbeatTimeoutMs / 1000;
     let builds = 0;
+    // One still `assigned` was never acknowledged by its worker: the settlement takes it back
+    // rather than failing it (not counted here).
     for (const b of await this.o.store.findStaleBuilds(cutoff)) {
-      // Never acknowledged by its worker: nothing ran, so it is taken back rather than failed.
-      if (b.status === 'assigned') await this.o.service.takeBack(b);
-      else if (await this.o.service.failActive(b, 'heartbeat_timeout', `no heartbeat for ${timeoutS}s`)) builds++;
+      if (failed(await this.o.service.giveUp(b, 'heartbeat_timeout', `no heartbeat for ${timeoutS}s`))) builds++;
     }
     let workers = 0;
     for (const w of await this.o.store.findSilentWorkers(cutoff)) {
@@ -70,8 +74,7 @@ export class Watchdog {
       await this.o.store.markWorkerOffline(w.id);
       workers++;
       for (const b of await this.o.store.activeBuildsOfWorker(w.id)) {
-        if (b.status === 'assigned') await this.o.service.takeBack(b);
-        else if (await this.o.service.failActive(b, 'worker_lost', `worker ${w.id} silent for ${timeoutS}s`)) builds++;
+        if (failed(await this.o.service.giveUp(b, 'worker_lost', `worker ${w.id} silent for ${timeoutS}s`))) builds++;
       }
     }
     return { builds, workers };
@@ -88,12 +91,15 @@ export class Watchdog {
     // The prepare timeout the controller states to its workers: one value for both.
     const { prepareTimeoutMs } = this.o.service.liveness;
     for (const b of await this.o.store.findOverdueBuilds({ now, prepareTimeoutMs, graceMs })) {
-      const failed =
+      const settled =
         b.status === 'running'
-          ? await this.o.service.failActive(b, 'timed_out', `the steps ran past the build's timeout of ${b.timeoutS} s and its worker did not report it within ${graceMs / 1000} s more`)
-          : await this.o.service.failActive(b, 'prepare_timeout', `the VM was not ready to run the steps within the prepare timeout of ${prepareTimeoutMs / 1000} s`);
-      if (failed) builds++;
+          ? await this.o.service.giveUp(b, 'timed_out', `the steps ran past the build's timeout of ${b.timeoutS} s and its worker did not report it within ${graceMs / 1000} s more`)
+          : await this.o.service.giveUp(b, 'prepare_timeout', `the VM was not ready to run the steps within the prepare timeout of ${prepareTimeoutMs / 1000} s`);
+      if (failed(settled)) builds++;
     }
     return builds;
   }
 }
+
+/** A sweep counts the attempts it ended (requeued ones included), not the assignments it took back. */
+const failed = (s: Settled): boolean => s.build !== null && (s.settlement.kind === 'requeue' || s.settlement.kind === 'end');

@@ -1,9 +1,82 @@
 /**
  * The Store conformance suite: what every adapter must do, run unchanged against each one
- * (SQLite today; a PostgreSQL adapter registers itself the same way).
+ * (SQLite today; a PostgreSQL adapter registers itself the same way). `PORT_METHODS` names the
+ * tests that hold an adapter to each port method: a new method does not compile until it is
+ * listed, and the last test fails when a listed test is not in the suite.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ClaimRequest, NewBuild, Store } from '../../src/controller/store/store.ts';
+
+/** The suite's tests, each title written once. */
+const T = {
+  migrate: 'migrates idempotently',
+  workerKeys: 'refuses a duplicate worker id and finds workers by key hash',
+  workers: 'lists workers by id and records their contact: slots, draining, offline; one never seen is never silent',
+  claimOrder: 'claims oldest first, respects labels, and never hands one build out twice',
+  claimRace: 'claims under concurrency exactly once each',
+  fencing: 'fences phase, heartbeat and finish on the lease',
+  requeue: 'requeues for another attempt and writes the attempt banner into the log',
+  unassign: 'unassigns an assignment nobody received without spending the attempt',
+  attempts: 'finds an attempt by its build token, current or over, and tells which workers held a build',
+  held: "lists a worker's active builds oldest first, and none once they end",
+  appendLog: 'appends logs by offset: repeat is a no-op, overlap appends the tail, gaps and overflow are refused',
+  logConflict: 'two writers at the same offset: a chunk whose overlap differs is a conflict and changes nothing',
+  logUtf8: 'never splices a chunk into the middle of a stored character',
+  silence: 'finds stale builds and silent workers by cutoff',
+  overdue: "finds overdue builds: steps past timeoutS from this attempt's running start, preparing past the prepare limit from its claim",
+  cancel: 'cancels only queued builds outright and counts by status',
+  cancelFinal: 'a cancel asked for a final build leaves it as it is',
+  secrets: 'keeps sealed secret env through a requeue and erases it when the build is final',
+  prune: 'finds only final builds finished before the cutoff to prune, and deletes them with their attempts, logs and artifacts',
+  artifacts: 'replaces an artifact record by name unless it came from a later attempt, and lists them by name',
+  artifactProblems: 'keeps declared artifacts as given and records artifact problems only under the current lease',
+  cleanAttempt: 'a new attempt starts with no artifact problems: those of a failed attempt do not survive into a successful retry',
+  reopen: 'keeps everything across a reopen',
+  close: 'closes twice without complaint',
+} as const;
+
+/**
+ * Every port method and the tests that hold an adapter to it. Typed over `keyof Store`: a method
+ * added to the port without a line here does not compile.
+ */
+const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> = {
+  migrate: [T.migrate],
+  close: [T.reopen, T.close],
+  createWorker: [T.workerKeys],
+  getWorker: [T.migrate, T.workers],
+  getWorkerByKeyHash: [T.workerKeys],
+  listWorkers: [T.workers],
+  touchWorker: [T.silence, T.workers],
+  markWorkerOffline: [T.silence, T.workers],
+  findSilentWorkers: [T.silence, T.workers],
+  createBuild: [T.claimOrder, T.secrets],
+  getBuild: [T.fencing, T.prune],
+  listBuilds: [T.cancel],
+  countBuildsByStatus: [T.cancel],
+  countQueuedBuilds: [T.claimOrder],
+  activeBuildsOfWorker: [T.held],
+  activeBuildsByWorker: [T.silence, T.held],
+  findStaleBuilds: [T.silence],
+  findOverdueBuilds: [T.overdue],
+  claimBuild: [T.claimOrder, T.claimRace, T.requeue, T.cleanAttempt],
+  getAttemptByLease: [T.fencing],
+  getAttemptByTokenHash: [T.unassign, T.attempts],
+  listAttempts: [T.requeue, T.prune],
+  hasAttemptOnWorker: [T.requeue, T.attempts],
+  touchBuild: [T.fencing],
+  setBuildPhase: [T.fencing, T.overdue],
+  requestCancel: [T.cancel, T.cancelFinal],
+  cancelQueued: [T.cancel, T.secrets],
+  unassign: [T.unassign],
+  finishAttempt: [T.fencing, T.requeue, T.secrets],
+  putArtifact: [T.artifacts, T.prune],
+  setArtifactProblems: [T.artifactProblems],
+  listArtifacts: [T.artifacts, T.prune],
+  findPrunableBuilds: [T.prune],
+  deleteBuilds: [T.prune],
+  appendLog: [T.appendLog, T.logConflict, T.logUtf8],
+  readLog: [T.appendLog, T.requeue, T.prune],
+};
 
 export interface StoreFactory {
   /** A fresh, migrated, empty store. */
@@ -41,6 +114,12 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
   describe(`Store conformance: ${name}`, () => {
     let f: StoreFactory;
     let s: Store;
+    /** The titles this suite registered: what `PORT_METHODS` names must be among them. */
+    const registered = new Set<string>();
+    const test = (title: string, fn: () => Promise<void>) => {
+      registered.add(title);
+      it(title, fn);
+    };
     beforeEach(async () => {
       f = makeFactory();
       s = await f.open();
@@ -52,18 +131,18 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       await f.dispose();
     });
 
-    it('migrates idempotently', async () => {
+    test(T.migrate, async () => {
       await s.migrate();
       expect(await s.getWorker('w1')).toMatchObject({ id: 'w1', labels: ['mac'], offline: false, draining: false });
     });
 
-    it('refuses a duplicate worker id and finds workers by key hash', async () => {
+    test(T.workerKeys, async () => {
       await expect(s.createWorker({ id: 'w1', labels: [], keyHash: 'other', createdAt: 2 })).rejects.toMatchObject({ code: 'WORKER_EXISTS' });
       expect((await s.getWorkerByKeyHash('k2'))?.id).toBe('w2');
       expect(await s.getWorkerByKeyHash('nope')).toBeNull();
     });
 
-    it('claims oldest first, respects labels, and never hands one build out twice', async () => {
+    test(T.claimOrder, async () => {
       const a = await s.createBuild(build({ labels: ['mac'] }));
       const b = await s.createBuild(build());
       const c1 = await s.claimBuild(claimReq('w2', 5000));
@@ -75,7 +154,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.countQueuedBuilds()).toBe(0);
     });
 
-    it('claims under concurrency exactly once each', async () => {
+    test(T.claimRace, async () => {
       const ids = new Set<string>();
       for (let i = 0; i < 20; i++) ids.add((await s.createBuild(build())).id);
       const claims = await Promise.all(Array.from({ length: 40 }, (_, i) => s.claimBuild(claimReq(i % 2 ? 'w1' : 'w2', 6000 + i))));
@@ -84,7 +163,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(new Set(got)).toEqual(ids);
     });
 
-    it('fences phase, heartbeat and finish on the lease', async () => {
+    test(T.fencing, async () => {
       const b = await s.createBuild(build());
       const c = (await s.claimBuild(claimReq('w1', 7000)))!;
       expect(await s.touchBuild(b.id, 'wrong', { now: 7001 })).toBeNull();
@@ -100,7 +179,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.touchBuild(b.id, c.attempt.lease, { now: 7006 })).toBeNull();
     });
 
-    it('requeues for another attempt and writes the attempt banner into the log', async () => {
+    test(T.requeue, async () => {
       const b = await s.createBuild(build({ maxAttempts: 2 }));
       const c = (await s.claimBuild(claimReq('w1', 8000)))!;
       await s.appendLog(b.id, 0, Buffer.from('first\n'), 1 << 20);
@@ -113,7 +192,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.hasAttemptOnWorker(b.id, 'w1')).toBe(true);
     });
 
-    it('unassigns an assignment nobody received without spending the attempt', async () => {
+    test(T.unassign, async () => {
       const b = await s.createBuild(build());
       const c = (await s.claimBuild(claimReq('w1', 9000)))!;
       expect(await s.unassign(b.id, c.attempt.lease)).toBe(true);
@@ -122,7 +201,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.getAttemptByTokenHash(c.attempt.buildTokenHash)).toBeNull();
     });
 
-    it('appends logs by offset: repeat is a no-op, overlap appends the tail, gaps and overflow are refused', async () => {
+    test(T.appendLog, async () => {
       const b = await s.createBuild(build());
       expect(await s.appendLog(b.id, 0, Buffer.from('abc'), 8)).toEqual({ kind: 'appended', logBytes: 3 });
       expect(await s.appendLog(b.id, 0, Buffer.from('abc'), 8)).toEqual({ kind: 'appended', logBytes: 3 });
@@ -134,7 +213,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.getBuild(b.id))?.logBytes).toBe(5);
     });
 
-    it('two writers at the same offset: a chunk whose overlap differs is a conflict and changes nothing', async () => {
+    test(T.logConflict, async () => {
       const b = await s.createBuild(build());
       expect(await s.appendLog(b.id, 0, Buffer.from('first writer\n'), 1 << 20)).toEqual({ kind: 'appended', logBytes: 13 });
       expect(await s.appendLog(b.id, 0, Buffer.from('second writer, longer\n'), 1 << 20)).toEqual({ kind: 'conflict', logBytes: 13 });
@@ -144,7 +223,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.readLog(b.id, 0)).toString()).toBe('first writer\nmore');
     });
 
-    it('never splices a chunk into the middle of a stored character', async () => {
+    test(T.logUtf8, async () => {
       const b = await s.createBuild(build());
       await s.appendLog(b.id, 0, Buffer.from('é'), 1 << 20);
       // Offset 1 is the second byte of é: a chunk starting there cannot match it.
@@ -154,7 +233,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(new TextDecoder('utf-8', { fatal: true }).decode(log)).toBe('é€');
     });
 
-    it('finds stale builds and silent workers by cutoff', async () => {
+    test(T.silence, async () => {
       const b = await s.createBuild(build());
       await s.claimBuild(claimReq('w1', 10_000));
       await s.touchWorker('w1', { now: 10_000, slotsTotal: 2 });
@@ -171,7 +250,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.getWorker('w1')).toMatchObject({ offline: false, slotsTotal: 2, lastSeenAt: 30_000 });
     });
 
-    it('finds overdue builds: steps past timeoutS from this attempt\'s running start, preparing past the prepare limit from its claim', async () => {
+    test(T.overdue, async () => {
       // timeoutS 60 s; prepare limit 30 s; grace 5 s.
       const running = await s.createBuild(build({ timeoutS: 60, maxAttempts: 2 }));
       const preparing = await s.createBuild(build({ timeoutS: 60 }));
@@ -197,7 +276,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.getBuild(running.id))!.startedAt).toBe(40_000);
     });
 
-    it('cancels only queued builds outright and counts by status', async () => {
+    test(T.cancel, async () => {
       const a = await s.createBuild(build());
       const b = await s.createBuild(build());
       await s.claimBuild(claimReq('w1', 11_000));
@@ -210,7 +289,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.listBuilds({ limit: 10 })).map((x) => x.id)).toEqual([b.id, a.id]);
     });
 
-    it('keeps sealed secret env through a requeue and erases it when the build is final', async () => {
+    test(T.secrets, async () => {
       const sealed = Buffer.from([1, 2, 3, 4]);
       const b = await s.createBuild(build({ secretEnvNames: ['T'], secretEnvSealed: sealed, maxAttempts: 2 }));
       expect(await s.getBuild(b.id)).toMatchObject({ secretEnvNames: ['T'], secretEnvSealed: sealed });
@@ -227,7 +306,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.getBuild(q.id))!.secretEnvSealed).toBeNull();
     });
 
-    it('finds only final builds finished before the cutoff to prune, and deletes them with their attempts, logs and artifacts', async () => {
+    test(T.prune, async () => {
       const old = await s.createBuild(build());
       const c = (await s.claimBuild(claimReq('w1', 14_000)))!;
       await s.appendLog(old.id, 0, Buffer.from('0123456789'), 1 << 20);
@@ -252,7 +331,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.findPrunableBuilds(15_000)).map((b) => b.id)).toEqual([cancelled.id]);
     });
 
-    it('keeps declared artifacts as given and records artifact problems only under the current lease', async () => {
+    test(T.artifactProblems, async () => {
       const declared = ['out/*.ipa', { path: 'App.ipa', required: true }];
       const b = await s.createBuild(build({ artifacts: declared }));
       expect(await s.getBuild(b.id)).toMatchObject({ artifacts: declared, artifactProblems: [] });
@@ -266,7 +345,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.getBuild(b.id))?.artifactProblems).toEqual([problem]);
     });
 
-    it('a new attempt starts with no artifact problems: those of a failed attempt do not survive into a successful retry', async () => {
+    test(T.cleanAttempt, async () => {
       const b = await s.createBuild(build({ maxAttempts: 2, artifacts: ['App.ipa'] }));
       const c1 = (await s.claimBuild(claimReq('w1', 14_000)))!;
       const problem = { pattern: 'App.ipa', reason: 'no_match' as const, required: false, message: 'none' };
@@ -278,7 +357,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(done).toMatchObject({ status: 'succeeded', artifactProblems: [] });
     });
 
-    it('keeps everything across a reopen', async () => {
+    test(T.reopen, async () => {
       const b = await s.createBuild(build());
       const c = (await s.claimBuild(claimReq('w1', 12_000)))!;
       await s.appendLog(b.id, 0, Buffer.from('persisted'), 1 << 20);
@@ -287,6 +366,102 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.getBuild(b.id)).toMatchObject({ status: 'assigned', logBytes: 9, lease: c.attempt.lease });
       expect((await s.readLog(b.id, 0)).toString()).toBe('persisted');
       expect(await s.getWorkerByKeyHash('k1')).not.toBeNull();
+    });
+
+    test(T.workers, async () => {
+      expect(await s.getWorker('nobody')).toBeNull();
+      await s.createWorker({ id: 'a-first', labels: [], keyHash: 'k0', createdAt: 1 });
+      expect((await s.listWorkers()).map((w) => w.id)).toEqual(['a-first', 'w1', 'w2']);
+      expect(await s.getWorker('w2')).toMatchObject({ lastSeenAt: null, slotsTotal: null, draining: false, offline: false });
+      await s.touchWorker('w2', { now: 5_000, slotsTotal: 3, draining: true });
+      expect(await s.getWorker('w2')).toMatchObject({ lastSeenAt: 5_000, slotsTotal: 3, draining: true });
+      // Fields not given are kept.
+      await s.touchWorker('w2', { now: 6_000 });
+      expect(await s.getWorker('w2')).toMatchObject({ lastSeenAt: 6_000, slotsTotal: 3, draining: true });
+      await s.touchWorker('w2', { now: 7_000, draining: false });
+      expect(await s.getWorker('w2')).toMatchObject({ draining: false, slotsTotal: 3 });
+      // Enrolled long ago but never seen: not silent (its agent has not started yet).
+      expect((await s.findSilentWorkers(1_000_000)).map((w) => w.id)).toEqual(['w2']);
+      await s.markWorkerOffline('w2');
+      expect(await s.getWorker('w2')).toMatchObject({ offline: true });
+      expect(await s.findSilentWorkers(1_000_000)).toEqual([]);
+      // Unknown ids change nothing and do not throw.
+      await s.touchWorker('nobody', { now: 8_000 });
+      await s.markWorkerOffline('nobody');
+      expect(await s.getWorker('nobody')).toBeNull();
+    });
+
+    test(T.attempts, async () => {
+      const b = await s.createBuild(build({ maxAttempts: 2 }));
+      const c = (await s.claimBuild(claimReq('w1', 15_000)))!;
+      expect(await s.getAttemptByTokenHash(c.attempt.buildTokenHash)).toMatchObject({ buildId: b.id, attempt: 1, workerId: 'w1', lease: c.attempt.lease, endedAt: null });
+      expect(await s.getAttemptByTokenHash('no-such-token')).toBeNull();
+      expect(await s.hasAttemptOnWorker(b.id, 'w1')).toBe(true);
+      expect(await s.hasAttemptOnWorker(b.id, 'w2')).toBe(false);
+      expect(await s.hasAttemptOnWorker('nosuchbuild', 'w1')).toBe(false);
+      await s.finishAttempt({ buildId: b.id, lease: c.attempt.lease, now: 15_001, status: 'failed', failureReason: 'vm_crashed', exitCode: null, message: null, requeue: true });
+      // An attempt that is over is still found (the monitor's late heartbeat is told it is over, not refused as unknown).
+      expect(await s.getAttemptByTokenHash(c.attempt.buildTokenHash)).toMatchObject({ attempt: 1, outcome: 'requeued', endedAt: 15_001 });
+      expect(await s.getAttemptByLease(b.id, 'no-such-lease')).toBeNull();
+    });
+
+    test(T.held, async () => {
+      const a = await s.createBuild(build());
+      const b = await s.createBuild(build());
+      const other = await s.createBuild(build());
+      const ca = (await s.claimBuild(claimReq('w1', 16_000)))!;
+      const cb = (await s.claimBuild(claimReq('w1', 16_001)))!;
+      await s.claimBuild(claimReq('w2', 16_002));
+      expect([ca.build.id, cb.build.id]).toEqual([a.id, b.id]);
+      expect((await s.activeBuildsOfWorker('w1')).map((x) => x.id)).toEqual([a.id, b.id]);
+      expect((await s.activeBuildsOfWorker('w2')).map((x) => x.id)).toEqual([other.id]);
+      expect(await s.activeBuildsOfWorker('nobody')).toEqual([]);
+      await s.finishAttempt({ buildId: a.id, lease: ca.attempt.lease, now: 16_003, status: 'succeeded', failureReason: null, exitCode: 0, message: null, requeue: false });
+      await s.unassign(b.id, cb.attempt.lease);
+      expect(await s.activeBuildsOfWorker('w1')).toEqual([]);
+      const byWorker = await s.activeBuildsByWorker();
+      expect([...byWorker.keys()]).toEqual(['w2']);
+      expect(byWorker.get('w2')!.map((x) => x.id)).toEqual([other.id]);
+    });
+
+    test(T.cancelFinal, async () => {
+      const b = await s.createBuild(build());
+      const c = (await s.claimBuild(claimReq('w1', 17_000)))!;
+      await s.finishAttempt({ buildId: b.id, lease: c.attempt.lease, now: 17_001, status: 'succeeded', failureReason: null, exitCode: 0, message: null, requeue: false });
+      await s.requestCancel(b.id);
+      expect(await s.getBuild(b.id)).toMatchObject({ status: 'succeeded', cancelRequested: false });
+      expect(await s.cancelQueued(b.id, 17_002)).toBe(false);
+      await s.requestCancel('nosuchbuild');
+      expect(await s.getBuild('nosuchbuild')).toBeNull();
+    });
+
+    test(T.artifacts, async () => {
+      const b = await s.createBuild(build({ maxAttempts: 3 }));
+      const art = (name: string, attempt: number, sizeBytes: number) => ({ buildId: b.id, name, attempt, sizeBytes, sha256: `sha-${name}-${attempt}`, createdAt: 18_000 + attempt });
+      expect(await s.listArtifacts(b.id)).toEqual([]);
+      await s.putArtifact(art('z.log', 1, 1));
+      await s.putArtifact(art('App.ipa', 2, 20));
+      expect((await s.listArtifacts(b.id)).map((a) => a.name)).toEqual(['App.ipa', 'z.log']);
+      // The same attempt uploading again replaces; a later attempt replaces; an earlier one does not.
+      await s.putArtifact(art('App.ipa', 2, 21));
+      expect((await s.listArtifacts(b.id)).find((a) => a.name === 'App.ipa')).toEqual(art('App.ipa', 2, 21));
+      await s.putArtifact(art('App.ipa', 1, 10));
+      expect((await s.listArtifacts(b.id)).find((a) => a.name === 'App.ipa')).toEqual(art('App.ipa', 2, 21));
+      await s.putArtifact(art('App.ipa', 3, 30));
+      expect((await s.listArtifacts(b.id)).find((a) => a.name === 'App.ipa')).toEqual(art('App.ipa', 3, 30));
+      expect(await s.listArtifacts('nosuchbuild')).toEqual([]);
+    });
+
+    test(T.close, async () => {
+      await s.close();
+      await s.close();
+      s = await f.reopen();
+      expect((await s.getWorker('w1'))?.id).toBe('w1');
+    });
+
+    it('has a test for every port method', () => {
+      const missing = Object.entries(PORT_METHODS).flatMap(([method, tests]) => (tests.length === 0 ? [`${method}: no test`] : tests.filter((t) => !registered.has(t)).map((t) => `${method}: ${t}`)));
+      expect(missing).toEqual([]);
     });
   });
 }

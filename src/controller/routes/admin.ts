@@ -1,38 +1,33 @@
 /** Admin routes: enrol workers, submit, list, read, cancel builds, read logs. */
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { hashSecret, newWorkerKey } from '../auth.ts';
 import { route } from '../route.ts';
 import { ROUTES } from '../../protocol/routes.ts';
 import type { BuildService } from '../build-service.ts';
-import type { BuildRecord, Store } from '../store/store.ts';
-import { buildView, workerView } from '../views.ts';
+import type { BuildRecord } from '../store/store.ts';
+import { buildView } from '../views.ts';
 import { whyWaiting, type WorkerLoad } from '../waiting.ts';
+import type { WorkerService } from '../worker-service.ts';
 
-export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Store }> = async (fastify, { service, store }) => {
+export const adminRoutes: FastifyPluginAsync<{ service: BuildService; workers: WorkerService }> = async (fastify, { service, workers }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
 
   /** Builds as shown, a queued one with why it waits (the workers read once, only when one is queued). */
   const views = async (builds: BuildRecord[]) => {
     let loads: WorkerLoad[] | undefined;
-    if (builds.some((b) => b.status === 'queued')) {
-      const [workers, held] = await Promise.all([store.listWorkers(), store.activeBuildsByWorker()]);
-      loads = workers.map((worker) => ({ worker, runningBuilds: (held.get(worker.id) ?? []).map((b) => b.id) }));
-    }
+    if (builds.some((b) => b.status === 'queued')) loads = await workers.loads();
     return builds.map((b) => buildView(b, b.status === 'queued' && loads ? whyWaiting(b, loads) : undefined));
   };
   const view = async (b: BuildRecord) => (await views([b]))[0]!;
 
   route(app, ROUTES.createWorker, {}, async (req, reply) => {
-    const apiKey = newWorkerKey();
-    const w = await store.createWorker({ id: req.body.id, labels: req.body.labels ?? [], keyHash: hashSecret(apiKey), createdAt: Date.now() });
+    const { worker: w, apiKey } = await workers.enrol(req.body.id, req.body.labels ?? []);
     req.log.info({ workerId: w.id }, 'worker enrolled');
     return reply.status(201).send({ id: w.id, labels: w.labels, apiKey });
   });
 
   route(app, ROUTES.listWorkers, {}, async () => {
-    const [workers, held] = await Promise.all([store.listWorkers(), store.activeBuildsByWorker()]);
-    return { workers: workers.map((w) => workerView(w, (held.get(w.id) ?? []).map((b) => b.id))) };
+    return { workers: await workers.list() };
   });
 
   route(app, ROUTES.submitBuild, {}, async (req, reply) => {
@@ -42,7 +37,7 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Sto
   });
 
   route(app, ROUTES.listBuilds, {}, async (req) => {
-    const builds = await store.listBuilds({ status: req.query.status, limit: Number(req.query.limit ?? 100) });
+    const builds = await service.listBuilds({ status: req.query.status, limit: Number(req.query.limit ?? 100) });
     return { builds: await views(builds) };
   });
 
@@ -65,9 +60,8 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; store: Sto
   );
 
   route(app, ROUTES.readLog, {}, async (req, reply) => {
-    const build = await service.getBuild(req.params.id);
     const from = Number(req.query.offset ?? 0);
-    const log = await store.readLog(build.id, from);
+    const { build, log } = await service.readLog(req.params.id, from);
     // Headers let a follower resume at the right byte and know when the build is over.
     return reply
       .type('text/plain; charset=utf-8')

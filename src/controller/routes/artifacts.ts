@@ -13,17 +13,11 @@ import { ExpoError } from '../../protocol/errors.ts';
 import { ROUTES } from '../../protocol/routes.ts';
 import { route } from '../route.ts';
 import { requireAdmin, requireAnyWorker } from '../auth.ts';
-import type { ArtifactFiles } from '../artifact-files.ts';
-import type { BuildService } from '../build-service.ts';
-import type { Store } from '../store/store.ts';
+import type { ArtifactService } from '../artifact-service.ts';
 import { artifactView } from '../views.ts';
 
 export interface ArtifactRoutesOptions {
-  service: BuildService;
-  store: Store;
-  files: ArtifactFiles;
-  maxArtifactBytes: number;
-  now: () => number;
+  artifacts: ArtifactService;
 }
 
 export const artifactRoutes: FastifyPluginAsync<ArtifactRoutesOptions> = async (fastify, o) => {
@@ -38,52 +32,34 @@ export const artifactRoutes: FastifyPluginAsync<ArtifactRoutesOptions> = async (
   route(app, ROUTES.uploadArtifact, {}, async (req, reply) => {
     const worker = requireAnyWorker(req.principal);
     const name = artifactName(req.params['*']);
-    // The lease travels in a header, not the URL: URLs end up in logs and error messages.
-    const lease = req.headers['x-expo-lease'] as string;
-    const { attempt } = await o.service.currentAttempt(worker, req.params.id, lease);
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > o.maxArtifactBytes) throw new ExpoError('API_BODY_TOO_LARGE', `artifact '${name}' is larger than the cap of ${o.maxArtifactBytes} bytes`);
-    const body = isStream(req.body) ? req.body : emptyBody();
-    let stored;
-    try {
-      stored = await o.files.write(req.params.id, attempt.attempt, name, body, o.maxArtifactBytes);
-    } catch (err) {
-      // Its folder removed under the upload: a build pruned (or ended) meanwhile answers for
-      // itself (409 BUILD_OVER, 404…); for a build still current the folder's loss is ours (500).
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') await o.service.currentAttempt(worker, req.params.id, lease);
-      throw err;
-    }
-    const { sizeBytes, sha256 } = stored;
-    // The upload may have taken minutes: the attempt must still be current to record it.
-    try {
-      await o.service.currentAttempt(worker, req.params.id, lease);
-    } catch (err) {
-      await o.files.remove(req.params.id, attempt.attempt, name);
-      throw err;
-    }
-    await o.store.putArtifact({ buildId: req.params.id, name, attempt: attempt.attempt, sizeBytes, sha256, createdAt: o.now() });
+    const stored = await o.artifacts.upload(worker, {
+      buildId: req.params.id,
+      name,
+      // The lease travels in a header, not the URL: URLs end up in logs and error messages.
+      lease: req.headers['x-expo-lease'] as string,
+      declaredBytes: Number(req.headers['content-length'] ?? 0),
+      body: isStream(req.body) ? req.body : emptyBody(),
+    });
+    const { attempt, sizeBytes, sha256 } = stored;
     req.log.info({ buildId: req.params.id, artifact: name, sizeBytes }, 'artifact stored');
-    return reply.status(201).send({ name, attempt: attempt.attempt, sizeBytes, sha256 });
+    return reply.status(201).send({ name, attempt, sizeBytes, sha256 });
   });
 
   route(app, ROUTES.listArtifacts, {}, async (req) => {
     requireAdmin(req.principal);
-    const build = await o.service.getBuild(req.params.id);
-    return { artifacts: (await o.store.listArtifacts(req.params.id)).map(artifactView), problems: build.artifactProblems };
+    const { artifacts, problems } = await o.artifacts.list(req.params.id);
+    return { artifacts: artifacts.map(artifactView), problems };
   });
 
   route(app, ROUTES.downloadArtifact, {}, async (req, reply) => {
     requireAdmin(req.principal);
     const name = artifactName(req.params['*']);
-    await o.service.getBuild(req.params.id);
-    const known = (await o.store.listArtifacts(req.params.id)).find((a) => a.name === name);
-    const file = known ? await o.files.open(req.params.id, known.attempt, name) : null;
-    if (!known || !file) throw new ExpoError('API_NOT_FOUND', `build ${req.params.id} has no artifact '${name}'`);
+    const file = await o.artifacts.open(req.params.id, name);
     return reply
       .type('application/octet-stream')
       .header('content-length', String(file.sizeBytes))
       .header('content-disposition', contentDisposition(name))
-      .header('x-artifact-sha256', known.sha256)
+      .header('x-artifact-sha256', file.record.sha256)
       .send(file.stream);
   });
 };

@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { requireAnyWorker, requireWorker } from '../auth.ts';
 import type { BuildService } from '../build-service.ts';
 import type { ControllerMetrics } from '../metrics.ts';
+import type { WorkerService } from '../worker-service.ts';
 import { assignedBuild, buildView } from '../views.ts';
 import { LIMITS } from '../../protocol/schemas.ts';
 import { ROUTES } from '../../protocol/routes.ts';
@@ -19,7 +20,7 @@ function clientGone(reply: FastifyReply): AbortSignal {
   return gone.signal;
 }
 
-export const workerRoutes: FastifyPluginAsync<{ service: BuildService; metrics: ControllerMetrics }> = async (fastify, { service, metrics }) => {
+export const workerRoutes: FastifyPluginAsync<{ service: BuildService; workers: WorkerService; metrics: ControllerMetrics }> = async (fastify, { service, workers, metrics }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   // Every answer to a worker states the controller's clocks (see src/protocol/liveness.ts).
   const stated = livenessHeaders(service.liveness);
@@ -40,8 +41,8 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; metrics: 
   // A worker's view of itself (what `doctor` uses to check its key without side effects).
   route(app, ROUTES.getWorker, {}, async (req) => {
     const p = req.principal;
-    if (p.kind === 'admin') return service.workerView(req.params.id);
-    return service.workerView(requireWorker(p, req.params.id).id);
+    if (p.kind === 'admin') return workers.view(req.params.id);
+    return workers.view(requireWorker(p, req.params.id).id);
   });
 
   route(app, ROUTES.workerHeartbeat, {}, async (req, reply) => {

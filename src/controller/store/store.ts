@@ -8,7 +8,10 @@
  * and `finishAttempt` ends an attempt once.
  *
  * Times are milliseconds since the epoch. The conformance suite in
- * `test/controller/store-conformance.ts` runs unchanged against every adapter.
+ * `test/controller/store-conformance.ts` runs unchanged against every adapter and has a test
+ * for every method (its `PORT_METHODS` table fails to compile when one is missing). No SQL
+ * lives outside the adapter; consumers ask for the narrow part they use (`Pick<Store, …>`:
+ * `CredentialStore`, `WatchdogStore`, `RetentionStore`, `WorkerStore`, `ArtifactStore`…).
  */
 import type { ActiveBuildStatus, BuildStatus, FailureReason, FinalBuildStatus } from '../../protocol/domain.ts';
 import type { ArtifactProblem, ArtifactSpec, Step } from '../../protocol/schemas.ts';
@@ -166,59 +169,101 @@ export interface PrunableBuild {
   artifactBytes: number;
 }
 
+/**
+ * The port. Unless a method says otherwise: each call is atomic (one statement or one
+ * transaction: a concurrent caller sees all of it or none of it); a lookup that finds nothing
+ * answers null (or an empty list), never throws; a write to a row that does not exist changes
+ * nothing and does not throw; lists come in a stable order, named per method; a failure of the
+ * backend itself (disk full, I/O) rejects with the backend's error, nothing written.
+ */
 export interface Store {
-  /** Applies pending migrations; safe to call on every start. */
+  // ---- lifecycle ----
+
+  /** Creates or upgrades the schema; safe to call on every start. Rejects (STORE_FAILED) a database from a newer version. */
   migrate(): Promise<void>;
+  /** Releases the connection; safe to call twice. No call may follow. */
   close(): Promise<void>;
 
+  // ---- workers ----
+
+  /** Enrols a worker (not offline, not draining, never seen). Rejects with WORKER_EXISTS when the id is taken. */
   createWorker(worker: NewWorker): Promise<WorkerRecord>;
+  /** The worker by id; null when none. */
   getWorker(id: string): Promise<WorkerRecord | null>;
+  /** The worker whose key has this SHA-256 digest; null when none. */
   getWorkerByKeyHash(keyHash: string): Promise<WorkerRecord | null>;
+  /** Every enrolled worker, by id. */
   listWorkers(): Promise<WorkerRecord[]>;
-  /** Records contact from a worker (a poll or heartbeat) and clears its offline mark. */
+  /**
+   * Records contact from a worker (a poll or heartbeat): `lastSeenAt`, clears its offline mark,
+   * and sets `slotsTotal` / `draining` when given (kept as they were when not).
+   */
   touchWorker(id: string, contact: { now: number; slotsTotal?: number; draining?: boolean }): Promise<void>;
+  /** Marks the worker offline until its next contact. */
   markWorkerOffline(id: string): Promise<void>;
-  /** Workers not marked offline whose last contact is older than `cutoff` (or who never made contact and were created before it). */
+  /** Workers not marked offline whose last contact is older than `cutoff`; a worker that never made contact is never silent. */
   findSilentWorkers(cutoff: number): Promise<WorkerRecord[]>;
 
+  // ---- builds: reads ----
+
+  /** Queues a new build (attempt 0, no log). The id is the caller's and must be new. */
   createBuild(build: NewBuild): Promise<BuildRecord>;
+  /** The build by id; null when none (never submitted, or pruned). */
   getBuild(id: string): Promise<BuildRecord | null>;
+  /** The newest builds first (submission order), at most `limit`, only those in `status` when given. */
   listBuilds(filter: ListBuildsFilter): Promise<BuildRecord[]>;
+  /** How many builds are in each status; every status is a key, 0 when none. */
   countBuildsByStatus(): Promise<Record<BuildStatus, number>>;
   countQueuedBuilds(): Promise<number>;
-  /** Builds in an active status held by this worker. */
+  /** Builds in an active status held by this worker, oldest submission first. */
   activeBuildsOfWorker(workerId: string): Promise<BuildRecord[]>;
-  /** Every active build, grouped by the worker holding it — one read for views of all workers. */
+  /**
+   * Every active build, grouped by the worker holding it, oldest submission first within each —
+   * one read for views of all workers. A worker holding none has no key.
+   */
   activeBuildsByWorker(): Promise<Map<string, BuildRecord[]>>;
-  /** Active builds whose last sign of life is older than `cutoff`. */
+  /** Active builds whose last sign of life (`lastHeartbeatAt`) is older than `cutoff`, oldest submission first. */
   findStaleBuilds(cutoff: number): Promise<BuildRecord[]>;
   /**
-   * Active builds past their limits by more than `graceMs`: `running` ones whose current attempt
-   * started its steps more than `timeoutS` ago, `assigned`/`preparing` ones whose current attempt
-   * was claimed more than `prepareTimeoutMs` ago.
+   * Active builds past their limits by more than `graceMs`, oldest submission first: `running`
+   * ones whose current attempt started its steps more than `timeoutS` ago, `assigned`/`preparing`
+   * ones whose current attempt was claimed more than `prepareTimeoutMs` ago.
    */
   findOverdueBuilds(q: OverdueQuery): Promise<BuildRecord[]>;
 
+  // ---- builds: the attempt's life (each a compare-and-set) ----
+
   /**
-   * Atomically hands the oldest queued build whose labels the worker has to this worker, or null.
-   * The new attempt starts clean: progress, outcome and artifact problems of an earlier attempt are reset.
+   * Atomically hands the oldest queued build whose labels the worker has (every one of them) to
+   * this worker, or null when none matches; two concurrent claims never get the same build.
+   * The new attempt starts clean: progress, outcome and artifact problems of an earlier attempt
+   * are reset, and from the second attempt on the banner is appended to the log first.
    */
   claimBuild(req: ClaimRequest): Promise<Claim | null>;
+  /** The attempt of this build with this lease digest, current or over; null when none. */
   getAttemptByLease(buildId: string, lease: string): Promise<AttemptRecord | null>;
+  /** The attempt whose build token has this digest, current or over; null when none (or taken back). */
   getAttemptByTokenHash(tokenHash: string): Promise<AttemptRecord | null>;
+  /** Every attempt of the build still on record (taken-back ones are not), first attempt first. */
   listAttempts(buildId: string): Promise<AttemptRecord[]>;
+  /** Whether this worker ever held an attempt of the build (current or over). */
   hasAttemptOnWorker(buildId: string, workerId: string): Promise<boolean>;
 
   /**
-   * Records a sign of life for an active build with this lease and returns what the caller
-   * needs to hear back; null when the build is not active under that lease. The hot path of
-   * the controller: one statement.
+   * Records a sign of life for an active build with this lease (and its progress when given) and
+   * returns what the caller needs to hear back; null when the build is not active under that
+   * lease. The hot path of the controller: one statement.
    */
   touchBuild(id: string, lease: string, update: { now: number; progress?: number }): Promise<BuildPulse | null>;
-  /** Compare-and-set of the status for the current lease; false when the lease or the `from` status does not match. */
+  /**
+   * Compare-and-set of the status for the current lease, counting as a sign of life; the first
+   * move to `running` stamps the build's `startedAt` and the attempt's steps start. False when
+   * the lease or the `from` status does not match (nothing written).
+   */
   setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean>;
+  /** Asks for a cancel of a queued or active build; a final build is left as it is. */
   requestCancel(id: string): Promise<void>;
-  /** Cancels a queued build; false when it was no longer queued. */
+  /** Cancels a queued build and erases its secret env; false when it was no longer queued (nothing written). */
   cancelQueued(id: string, now: number): Promise<boolean>;
   /**
    * Takes back an assignment the worker never received (its poll response was lost, or the
@@ -226,27 +271,47 @@ export interface Store {
    * forgotten, since nothing ran. False when the build is no longer `assigned` under that lease.
    */
   unassign(buildId: string, lease: string): Promise<boolean>;
-  /** Ends the current attempt if `lease` is still current; null when it was not. */
+  /**
+   * Ends the current attempt if `lease` is still current (the build active under it), in one
+   * transaction: the attempt gets its outcome (`requeued` when `requeue`), and the build goes
+   * back to `queued` (secret env kept) or to its final status (secret env erased, progress 100 on
+   * success). Returns the build as it now is; null when the lease was not current — so of two
+   * concurrent calls exactly one wins.
+   */
   finishAttempt(end: AttemptEnd): Promise<BuildRecord | null>;
 
-  /** Records (or replaces) a collected artifact. */
+  // ---- artifacts ----
+
+  /** Records a collected artifact; one of the same build and name is replaced unless it came from a later attempt. */
   putArtifact(a: ArtifactRecord): Promise<void>;
   /** Records the artifact problems an attempt reported, if `lease` is still the build's current one; false otherwise. */
   setArtifactProblems(buildId: string, lease: string, problems: ArtifactProblem[]): Promise<boolean>;
+  /** The build's artifact records, by name. */
   listArtifacts(buildId: string): Promise<ArtifactRecord[]>;
+
+  // ---- retention ----
 
   /**
    * Final builds (succeeded, failed, cancelled) that finished before `cutoff`, oldest first, at
    * most `limit` of them (all without one). Active and queued builds are never returned, however old.
    */
   findPrunableBuilds(cutoff: number, limit?: number): Promise<PrunableBuild[]>;
-  /** Deletes these builds with their attempts, log chunks and artifact records, if they are still final. Returns the ids deleted. */
+  /**
+   * Deletes these builds with their attempts, log chunks and artifact records, in one
+   * transaction, if they are still final (re-checked inside it). Returns the ids deleted; unknown
+   * or no longer final ids are skipped.
+   */
   deleteBuilds(ids: readonly string[]): Promise<string[]>;
 
+  // ---- logs ----
+
   /**
-   * Appends at a byte offset: a repeat of stored bytes is a no-op, an overlap whose bytes match
-   * appends only the new tail, an overlap whose bytes differ is a conflict, a gap is refused.
+   * Appends at a byte offset, atomically: a repeat of stored bytes is a no-op, an overlap whose
+   * bytes match appends only the new tail, an overlap whose bytes differ is a conflict, a gap is
+   * refused, and a log that would pass `maxLogBytes` is refused whole. The build must exist
+   * (callers look it up first).
    */
   appendLog(buildId: string, offset: number, data: Buffer, maxLogBytes: number): Promise<AppendLogResult>;
+  /** The build's log from byte `fromOffset` to its end; empty past the end or for an unknown build. */
   readLog(buildId: string, fromOffset: number): Promise<Buffer>;
 }
