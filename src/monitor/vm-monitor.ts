@@ -27,7 +27,7 @@ const STOP_TIMEOUT_MS = 5000;
 export interface MonitorImage {
   /** The agent's own vm-monitor.sh, uploaded when the image has none or another version. */
   contents: Buffer;
-  /** The agent's script's `VM_MONITOR_VERSION`. */
+  /** The version on the agent's script's VM_MONITOR_VERSION= line. */
   version: string;
   /** The installed monitor's path in the image. */
   installedPath: string;
