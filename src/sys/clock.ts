@@ -19,6 +19,29 @@ export interface Clock {
   every(ms: number, fn: () => void): CancelTimer;
 }
 
+/**
+ * A cancellable wait made of a clock's `after`: resolves when the timer fires, rejects with the
+ * signal's reason (and cancels the timer) as soon as `signal` aborts. Every Clock's `sleep`, real
+ * or fake, is this, so they cannot differ in how an abort is honoured.
+ */
+export function sleepOn(clock: Pick<Clock, 'after'>, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      cancel();
+      reject(signal?.reason);
+    };
+    const cancel = clock.after(ms, () => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    });
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 /** The real clock: `Date.now`, `setTimeout` and `setInterval`. */
 export class SystemClock implements Clock {
   now(): number {
@@ -26,21 +49,7 @@ export class SystemClock implements Clock {
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) {
-        reject(signal.reason);
-        return;
-      }
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        reject(signal?.reason);
-      };
-      const timer = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, Math.max(0, ms));
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return sleepOn(this, ms, signal);
   }
 
   after(ms: number, fn: () => void): CancelTimer {

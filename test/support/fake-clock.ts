@@ -4,7 +4,7 @@
  * so code awaiting fakes (which answer at once) reaches its next wait before time moves on.
  * No real time passes: `settle` yields to the event loop with `setImmediate`, never a timer.
  */
-import type { CancelTimer, Clock } from '../../src/sys/clock.ts';
+import { sleepOn, type CancelTimer, type Clock } from '../../src/sys/clock.ts';
 
 interface Timer {
   id: number;
@@ -41,21 +41,7 @@ export class FakeClock implements Clock {
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) {
-        reject(signal.reason);
-        return;
-      }
-      const onAbort = (): void => {
-        cancel();
-        reject(signal?.reason);
-      };
-      const cancel = this.after(ms, () => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      });
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return sleepOn(this, ms, signal);
   }
 
   /** How many timers are set. */
