@@ -8,7 +8,7 @@ import type { ControllerMetrics } from '../metrics.ts';
 import type { WorkerService } from '../worker-service.ts';
 import { assignedBuild, buildView } from '../views.ts';
 import { LIMITS } from '../../protocol/schemas.ts';
-import { ROUTES } from '../../protocol/routes.ts';
+import { ROUTES, type RouteSpec } from '../../protocol/routes.ts';
 import { route } from '../route.ts';
 
 /** Aborted when the client goes away before its answer is written (a long wait is then dropped). */
@@ -24,9 +24,12 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; workers: 
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   // Every answer to a worker states the controller's clocks (see src/protocol/liveness.ts).
   const stated = livenessHeaders(service.liveness);
+  // The worker's own routes, by the route table entry the request matched (never by the URL
+  // string, which may be percent-encoded or absolute-form).
+  const ownRoutes = new Set<RouteSpec>([ROUTES.getWorker, ROUTES.poll, ROUTES.workerHeartbeat]);
   app.addHook('onSend', async (req, reply) => {
-    // By the matched route, not the URL string (which may be percent-encoded or absolute-form).
-    if (req.routeOptions.url?.startsWith('/api/v1/workers/')) reply.headers(stated);
+    const spec = req.routeOptions.config.routeSpec;
+    if (spec && ownRoutes.has(spec)) reply.headers(stated);
   });
 
   route(app, ROUTES.poll, {}, async (req, reply) => {
