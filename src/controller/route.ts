@@ -37,13 +37,17 @@ export type RouteHandler<R extends RouteSpec> = RouteHandlerMethod<Server, Incom
  */
 export function route<const R extends RouteSpec>(app: App, spec: R, extras: RouteExtras<R>, handler: RouteHandler<R>): void {
   const scope = spec.auth;
+  const scopeCheck = async (req: FastifyRequest): Promise<void> => {
+    if (scope !== 'public') checkScope(scope, req);
+  };
+  SCOPE_CHECKS.set(scopeCheck, spec);
   app.route({
     ...(extras as object),
     method: spec.method,
     url: spec.path,
     schema: spec.schema,
     config: scope === 'public' ? { auth: 'public', routeSpec: spec } : { routeSpec: spec },
-    ...(scope === 'public' ? {} : { preHandler: async (req: FastifyRequest) => checkScope(scope, req) }),
+    ...(scope === 'public' ? {} : { preHandler: scopeCheck }),
     handler: handler as RouteHandlerMethod,
   });
 }
@@ -73,6 +77,16 @@ function checkScope(scope: Exclude<AuthScope, 'public'>, req: FastifyRequest): v
   }
 }
 
+/**
+ * The scope checks `route` made, each with the entry it checks for. The guard asks for one on
+ * every non-public route, so a route that names a table entry in its config without going
+ * through `route` (and so without its check) is refused too.
+ */
+const SCOPE_CHECKS = new WeakMap<object, RouteSpec>();
+
+const hasScopeCheckFor = (preHandler: unknown, spec: RouteSpec): boolean =>
+  (Array.isArray(preHandler) ? preHandler : [preHandler]).some((h) => typeof h === 'function' && SCOPE_CHECKS.get(h) === spec);
+
 /** Every method+path of the table; a GET's HEAD twin is Fastify's own (exposeHeadRoutes). */
 const KNOWN = new Set(Object.values(ROUTES as Record<string, RouteSpec>).flatMap((r) => (r.method === 'GET' ? [`GET ${r.path}`, `HEAD ${r.path}`] : [`${r.method} ${r.path}`])));
 
@@ -87,7 +101,11 @@ export function guardRouteTable(app: App): void {
     const spec = opts.config?.routeSpec;
     for (const method of methods) {
       const key = `${method} ${opts.url}`;
-      const fromTable = spec !== undefined && (spec.method === method || (spec.method === 'GET' && method === 'HEAD')) && spec.path === opts.url;
+      const fromTable =
+        spec !== undefined &&
+        (spec.method === method || (spec.method === 'GET' && method === 'HEAD')) &&
+        spec.path === opts.url &&
+        (spec.auth === 'public' || hasScopeCheckFor(opts.preHandler, spec));
       if (!KNOWN.has(key) || !fromTable) throw new Error(`route ${key} is not registered from the route table (src/protocol/routes.ts): add it there and register it with route()`);
     }
   });

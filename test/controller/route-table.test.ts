@@ -72,6 +72,17 @@ describe('the route table', () => {
       expect(await refusal((app) => app.get('/health', async () => ({})))).toMatchObject({ message: expect.stringContaining('GET /health') as string });
     });
 
+    it('refuses a route that names a table entry in its config without route() and its scope check', async () => {
+      // The forgery a hostile review found: the table's method, path and entry, but no scope check.
+      const forged = await refusal((app) => app.get('/api/v1/builds', { config: { routeSpec: ROUTES.listBuilds } }, async () => ({})));
+      expect(forged).toMatchObject({ message: expect.stringContaining('GET /api/v1/builds is not registered from the route table') as string });
+      // A preHandler of its own does not stand in for route()'s check.
+      const ownCheck = await refusal((app) =>
+        app.route({ method: 'GET', url: '/api/v1/builds', config: { routeSpec: ROUTES.listBuilds }, preHandler: async () => {}, handler: async () => ({}) }),
+      );
+      expect(ownCheck).toMatchObject({ message: expect.stringContaining('GET /api/v1/builds') as string });
+    });
+
     it('refuses an entry that is not the table', async () => {
       const stray = { method: 'POST', path: '/api/v1/stray', auth: 'admin', schema: {}, okStatus: 200 } as const satisfies RouteSpec;
       expect(await refusal((app) => route(app, stray, {}, async () => ({})))).toMatchObject({ message: expect.stringContaining('POST /api/v1/stray') as string });

@@ -1,0 +1,79 @@
+/**
+ * The route table's answer columns hold: every route, called once as its client calls it,
+ * answers its table status (`okStatus`) and, where the table gives an answer schema, a body that
+ * schema accepts. The clients take their answer types from the same table (`AnswerOf`), so a
+ * handler that drifts from it fails here, not in an agent or a CLI at run time.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { Value } from 'typebox/value';
+import { pathOf, ROUTES, type RouteSpec } from '../../src/protocol/routes.ts';
+import { startTestController, type TestController } from './support.ts';
+
+type Name = keyof typeof ROUTES;
+interface Call {
+  params?: Record<string, string>;
+  body?: unknown;
+  headers: Record<string, string>;
+  query?: Record<string, string>;
+}
+
+describe('the route table and the answers', () => {
+  let c: TestController | undefined;
+  afterEach(async () => {
+    await c?.close();
+    c = undefined;
+  });
+
+  it('every route answers its table status and a body its answer schema accepts', async () => {
+    c = await startTestController();
+    await c.submit();
+    const worker = await c.enrol('mac-1');
+    const claim = (await c.poll('mac-1', worker.auth))!;
+    // Left queued for the table's poll to claim (the oldest queued goes first), then cancelled.
+    const second = await c.submit();
+    const id = claim.build.id;
+    const lease = claim.lease;
+    const octets = { 'content-type': 'application/octet-stream' };
+
+    // In the order a build's life calls them; each route once.
+    const calls: [Name, Call][] = [
+      ['health', { headers: {} }],
+      ['metrics', { headers: {} }],
+      ['createWorker', { headers: c.admin, body: { id: 'mac-2', labels: ['macos'] } }],
+      ['listWorkers', { headers: c.admin }],
+      ['submitBuild', { headers: c.admin, body: { steps: [{ name: 'build', run: 'true' }] } }],
+      ['listBuilds', { headers: c.admin, query: { limit: '10' } }],
+      ['getWorker', { headers: worker.auth, params: { id: 'mac-1' } }],
+      ['poll', { headers: worker.auth, params: { id: 'mac-1' }, body: { slotsFree: 1, runningBuilds: [id] } }],
+      ['workerHeartbeat', { headers: worker.auth, params: { id: 'mac-1' }, body: { runningBuilds: [id] } }],
+      ['phase', { headers: worker.auth, params: { id }, body: { lease, phase: 'preparing' } }],
+      ['buildHeartbeat', { headers: { authorization: `Bearer ${claim.buildToken}` }, params: { id }, body: { progress: 10 } }],
+      ['appendLog', { headers: worker.auth, params: { id }, body: { lease, offset: 0, data: 'hello\n' } }],
+      ['readLog', { headers: c.admin, params: { id } }],
+      ['uploadArtifact', { headers: { ...worker.auth, ...octets, 'x-expo-lease': lease }, params: { id, '*': 'out/App.ipa' }, body: Buffer.from('ipa') }],
+      ['listArtifacts', { headers: c.admin, params: { id } }],
+      ['downloadArtifact', { headers: c.admin, params: { id, '*': 'out/App.ipa' } }],
+      ['complete', { headers: worker.auth, params: { id }, body: { lease, status: 'succeeded', exitCode: 0 } }],
+      ['getBuild', { headers: c.admin, params: { id } }],
+      ['cancelBuild', { headers: c.admin, params: { id: second.id }, body: {} }],
+      ['prune', { headers: c.admin, body: { dryRun: true } }],
+    ];
+    expect(calls.map(([name]) => name).sort()).toEqual(Object.keys(ROUTES).sort());
+
+    for (const [name, call] of calls) {
+      const spec: RouteSpec = ROUTES[name];
+      const res = await c.app.inject({
+        method: spec.method,
+        url: pathOf(spec as never, (call.params ?? {}) as never, call.query),
+        headers: call.headers,
+        ...(call.body === undefined ? {} : { payload: call.body as object }),
+      });
+      expect({ name, status: res.statusCode }, res.body.slice(0, 300)).toEqual({ name, status: spec.okStatus });
+      if (spec.answer !== undefined) {
+        const body: unknown = res.json();
+        const errors = [...Value.Errors(spec.answer, body)].map((e) => `${e.instancePath} ${e.message}`);
+        expect({ name, errors }).toEqual({ name, errors: [] });
+      }
+    }
+  });
+});
