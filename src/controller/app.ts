@@ -108,6 +108,7 @@ export interface ControllerApp {
 
 export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   const now = o.now ?? Date.now;
+  const diskError = (e: unknown) => o.store.diskError(e);
   const metrics = new ControllerMetrics({ heartbeatTimeoutMs: o.heartbeatTimeoutMs });
   const service = new BuildService({
     store: o.store,
@@ -131,7 +132,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     now,
     policy: { heartbeatTimeoutMs: o.heartbeatTimeoutMs, controllerStartedAt: o.startedAt ?? now() },
     onError: (err) => {
-      void describeStorageFull(err, o.dataDir).then((full) =>
+      void describeStorageFull(err, o.dataDir, diskError).then((full) =>
         full ? o.logger.error({ err, ...full.fields }, `watchdog sweep failed: ${full.summary}`) : o.logger.error({ err }, 'watchdog sweep failed'),
       );
     },
@@ -179,7 +180,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   let diskFullLoggedAt = Number.NEGATIVE_INFINITY;
   let diskFullUnlogged = 0;
   app.setErrorHandler(async (err: FastifyError | ExpoError, req, reply) => {
-    const full = await describeStorageFull(err, o.dataDir);
+    const full = await describeStorageFull(err, o.dataDir, diskError);
     if (full) {
       if (now() - diskFullLoggedAt >= DISK_FULL_LOG_INTERVAL_MS) {
         req.log.error({ err, ...full.fields, refusedSinceLastLine: diskFullUnlogged }, full.summary);

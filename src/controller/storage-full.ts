@@ -4,13 +4,13 @@
  * failed write changed nothing) and the log says so in words an operator searches for — ENOSPC,
  * disk full, and the directory — instead of a bare 500.
  *
- * The store's own errors are read by its adapter's recogniser (`sqliteDiskError` by default): a
+ * The store's own errors are read by its adapter's recogniser (the port's `diskError`): a
  * "full" is full; an I/O error counts as "full" when the data directory's filesystem has almost
  * nothing left (SQLite hides the ENOSPC behind some of them).
  */
 import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { sqliteDiskError, type StoreDiskError } from './store/sqlite-errors.ts';
+import type { StoreDiskError } from './store/store.ts';
 /** Below this many free bytes an SQLite I/O error is taken for a full disk. */
 const NEARLY_FULL_BYTES = 1024 * 1024;
 /** What `Retry-After` tells a client refused for a full disk, in seconds. */
@@ -48,12 +48,12 @@ export interface StorageFull {
 
 /**
  * When `err` is a full disk, what to log about it; otherwise null. `storeDiskError` reads the
- * store adapter's errors (default: SQLite's).
+ * store adapter's errors (`Store.diskError`).
  */
 export async function describeStorageFull(
   err: unknown,
   dataDir: string | undefined,
-  storeDiskError: (e: unknown) => StoreDiskError | null = sqliteDiskError,
+  storeDiskError: (e: unknown) => StoreDiskError | null,
 ): Promise<StorageFull | null> {
   let sqliteCode: string | null = null;
   let full = false;

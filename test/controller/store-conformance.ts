@@ -33,6 +33,7 @@ const T = {
   cleanAttempt: 'a new attempt starts with no artifact problems: those of a failed attempt do not survive into a successful retry',
   reopen: 'keeps everything across a reopen',
   close: 'closes twice without complaint',
+  diskError: "calls none of the port's own refusals, nor an ordinary error, a disk error",
 } as const;
 
 /**
@@ -42,6 +43,7 @@ const T = {
 const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> = {
   migrate: [T.migrate],
   close: [T.reopen, T.close],
+  diskError: [T.diskError],
   createWorker: [T.workerKeys],
   getWorker: [T.migrate, T.workers],
   getWorkerByKeyHash: [T.workerKeys],
@@ -457,6 +459,17 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       await s.close();
       s = await f.reopen();
       expect((await s.getWorker('w1'))?.id).toBe('w1');
+    });
+
+    test(T.diskError, async () => {
+      // What the backend's own full disk looks like is the adapter's unit test; every backend
+      // must at least not take an ordinary refusal for a full disk (that would answer 507).
+      await s.createWorker({ id: 'dup', labels: [], keyHash: 'k-dup', createdAt: 1 });
+      const refusal = await s.createWorker({ id: 'dup', labels: [], keyHash: 'k-dup2', createdAt: 2 }).catch((e: unknown) => e);
+      expect(refusal).toMatchObject({ code: 'WORKER_EXISTS' });
+      expect(s.diskError(refusal)).toBeNull();
+      expect(s.diskError(new Error('boom'))).toBeNull();
+      expect(s.diskError(undefined)).toBeNull();
     });
 
     it('has a test for every port method', () => {

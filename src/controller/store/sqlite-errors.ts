@@ -6,15 +6,10 @@
  * such an I/O error means "full" by the free space left.
  */
 
+import type { StoreDiskError } from './store.ts';
+
 const SQLITE_IOERR = 10;
 const SQLITE_FULL = 13;
-
-/** A store error that may be the disk's doing: `full` for certain, or an `io` error that may be. */
-export interface StoreDiskError {
-  kind: 'full' | 'io';
-  /** The backend's own code, for the log (`SQLITE_FULL`, `SQLITE_IOERR (778)`). */
-  code: string;
-}
 
 /** One error (not its causes) as a disk error, or null when it is not one of SQLite's disk errors. */
 export function sqliteDiskError(e: unknown): StoreDiskError | null {

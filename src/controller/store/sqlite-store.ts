@@ -27,8 +27,10 @@ import type {
   OverdueQuery,
   PrunableBuild,
   Store,
+  StoreDiskError,
   WorkerRecord,
 } from './store.ts';
+import { sqliteDiskError } from './sqlite-errors.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -165,6 +167,10 @@ export class SqliteStore implements Store {
         this.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
       });
     }
+  }
+
+  diskError(err: unknown): StoreDiskError | null {
+    return sqliteDiskError(err);
   }
 
   async close(): Promise<void> {

@@ -176,6 +176,13 @@ export interface PrunableBuild {
  * nothing and does not throw; lists come in a stable order, named per method; a failure of the
  * backend itself (disk full, I/O) rejects with the backend's error, nothing written.
  */
+/** A store error that may be the disk's doing: `full` for certain, or an `io` error that may be. */
+export interface StoreDiskError {
+  kind: 'full' | 'io';
+  /** The backend's own code, for the log (`SQLITE_FULL`, `SQLITE_IOERR (778)`). */
+  code: string;
+}
+
 export interface Store {
   // ---- lifecycle ----
 
@@ -183,6 +190,13 @@ export interface Store {
   migrate(): Promise<void>;
   /** Releases the connection; safe to call twice. No call may follow. */
   close(): Promise<void>;
+  /**
+   * What one of this backend's errors (not its causes) says about the disk under the data: `full`
+   * for certain, `io` for an I/O error that may hide a full disk, null for any other error
+   * (including every `ExpoError` the port itself rejects with). Synchronous, never throws. The
+   * controller's disk-full handling (`storage-full.ts`) reads backend errors only through it.
+   */
+  diskError(err: unknown): StoreDiskError | null;
 
   // ---- workers ----
 
