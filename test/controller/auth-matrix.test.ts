@@ -3,36 +3,56 @@
  * build X; worker B holds build Y. Each route is called as it would be for worker A / build X.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { pathOf, ROUTES, type RouteSpec } from '../../src/protocol/routes.ts';
 import { bearer, startTestController, type TestController } from './support.ts';
 
 type Caller = 'none' | 'unknown' | 'admin' | 'workerA' | 'workerB' | 'tokenX' | 'tokenY';
 const CALLERS: Caller[] = ['none', 'unknown', 'admin', 'workerA', 'workerB', 'tokenX', 'tokenY'];
+const EVERYONE = CALLERS;
 
-interface Route {
-  name: string;
-  method: 'GET' | 'POST';
-  url: (x: string) => string;
+interface Call {
+  /** The path's parameters, given build X's id. */
+  params: (x: string) => Record<string, string>;
   body?: (lease: string) => unknown;
+  headers?: (lease: string) => Record<string, string>;
+  /** Who gets a 2xx; anyone else gets 401 (no or unknown key) or 403. */
   allowed: Caller[];
 }
 
-const ROUTES: Route[] = [
-  { name: 'enrol worker', method: 'POST', url: () => '/api/v1/workers', body: () => ({ id: 'mac-new' }), allowed: ['admin'] },
-  { name: 'list workers', method: 'GET', url: () => '/api/v1/workers', allowed: ['admin'] },
-  { name: 'submit build', method: 'POST', url: () => '/api/v1/builds', body: () => ({ steps: [{ name: 's', run: 'true' }] }), allowed: ['admin'] },
-  { name: 'list builds', method: 'GET', url: () => '/api/v1/builds', allowed: ['admin'] },
-  { name: 'get build', method: 'GET', url: (x) => `/api/v1/builds/${x}`, allowed: ['admin'] },
-  { name: 'cancel build', method: 'POST', url: (x) => `/api/v1/builds/${x}/cancel`, allowed: ['admin'] },
-  { name: 'list artifacts', method: 'GET', url: (x) => `/api/v1/builds/${x}/artifacts`, allowed: ['admin'] },
-  { name: 'read log', method: 'GET', url: (x) => `/api/v1/builds/${x}/logs`, allowed: ['admin'] },
-  { name: 'get worker', method: 'GET', url: () => '/api/v1/workers/mac-a', allowed: ['admin', 'workerA'] },
-  { name: 'poll', method: 'POST', url: () => '/api/v1/workers/mac-a/poll', body: () => ({ slotsFree: 1, runningBuilds: [], waitS: 0 }), allowed: ['workerA'] },
-  { name: 'worker heartbeat', method: 'POST', url: () => '/api/v1/workers/mac-a/heartbeat', body: () => ({ runningBuilds: [] }), allowed: ['workerA'] },
-  { name: 'build heartbeat', method: 'POST', url: (x) => `/api/v1/builds/${x}/heartbeat`, body: () => ({ progress: 5 }), allowed: ['workerA', 'tokenX'] },
-  { name: 'phase', method: 'POST', url: (x) => `/api/v1/builds/${x}/phase`, body: (lease) => ({ lease, phase: 'preparing' }), allowed: ['workerA'] },
-  { name: 'append log', method: 'POST', url: (x) => `/api/v1/builds/${x}/logs`, body: (lease) => ({ lease, offset: 0, data: 'x' }), allowed: ['workerA'] },
-  { name: 'complete', method: 'POST', url: (x) => `/api/v1/builds/${x}/complete`, body: (lease) => ({ lease, status: 'succeeded' }), allowed: ['workerA'] },
-];
+/**
+ * Every route of the table (keyed by its name: a route added to the table without a row here
+ * does not compile), called as it would be for worker A / build X.
+ */
+const MATRIX: Record<keyof typeof ROUTES, Call> = {
+  health: { params: () => ({}), allowed: EVERYONE },
+  metrics: { params: () => ({}), allowed: EVERYONE },
+  createWorker: { params: () => ({}), body: () => ({ id: 'mac-new' }), allowed: ['admin'] },
+  listWorkers: { params: () => ({}), allowed: ['admin'] },
+  submitBuild: { params: () => ({}), body: () => ({ steps: [{ name: 's', run: 'true' }] }), allowed: ['admin'] },
+  listBuilds: { params: () => ({}), allowed: ['admin'] },
+  getBuild: { params: (id) => ({ id }), allowed: ['admin'] },
+  cancelBuild: { params: (id) => ({ id }), allowed: ['admin'] },
+  readLog: { params: (id) => ({ id }), allowed: ['admin'] },
+  listArtifacts: { params: (id) => ({ id }), allowed: ['admin'] },
+  // No such artifact: the caller allowed to ask is told 404, the others 401/403 before that.
+  downloadArtifact: { params: (id) => ({ id, '*': 'App.ipa' }), allowed: [] },
+  prune: { params: () => ({}), body: () => ({ dryRun: true }), allowed: ['admin'] },
+  getWorker: { params: () => ({ id: 'mac-a' }), allowed: ['admin', 'workerA'] },
+  poll: { params: () => ({ id: 'mac-a' }), body: () => ({ slotsFree: 1, runningBuilds: [], waitS: 0 }), allowed: ['workerA'] },
+  workerHeartbeat: { params: () => ({ id: 'mac-a' }), body: () => ({ runningBuilds: [] }), allowed: ['workerA'] },
+  buildHeartbeat: { params: (id) => ({ id }), body: () => ({ progress: 5 }), allowed: ['workerA', 'tokenX'] },
+  phase: { params: (id) => ({ id }), body: (lease) => ({ lease, phase: 'preparing' }), allowed: ['workerA'] },
+  appendLog: { params: (id) => ({ id }), body: (lease) => ({ lease, offset: 0, data: 'x' }), allowed: ['workerA'] },
+  complete: { params: (id) => ({ id }), body: (lease) => ({ lease, status: 'succeeded' }), allowed: ['workerA'] },
+  uploadArtifact: {
+    params: (id) => ({ id, '*': 'App.ipa' }),
+    headers: (lease) => ({ 'x-expo-lease': lease, 'content-type': 'application/octet-stream' }),
+    body: () => Buffer.from('ipa'),
+    allowed: ['workerA'],
+  },
+};
+/** What the one allowed-and-refused call answers: admin asking for an artifact that is not there. */
+const NOT_FOUND: Partial<Record<keyof typeof ROUTES, Caller>> = { downloadArtifact: 'admin' };
 
 let c: TestController | undefined;
 afterEach(async () => {
@@ -60,24 +80,30 @@ async function setup() {
   return { c, x: x.id, lease: claimX.lease, headers };
 }
 
-describe.each(ROUTES)('$method $name', (route) => {
-  it.each(CALLERS)('as %s', async (caller) => {
+describe.each(Object.entries(MATRIX) as [keyof typeof ROUTES, Call][])('%s', (name, call) => {
+  const spec: RouteSpec = ROUTES[name];
+  it.each(CALLERS)(`${spec.method} ${spec.path} as %s`, async (caller) => {
     const { c, x, lease, headers } = await setup();
+    const body = call.body?.(lease);
     const res = await c.app.inject({
-      method: route.method,
-      url: route.url(x),
-      headers: headers[caller],
-      ...(route.body ? { payload: route.body(lease) as object } : {}),
+      method: spec.method,
+      url: pathOf(spec as never, call.params(x) as never),
+      headers: { ...headers[caller], ...call.headers?.(lease) },
+      ...(body === undefined ? {} : { payload: body as object }),
     });
-    const expected = route.allowed.includes(caller) ? 'ok' : caller === 'none' || caller === 'unknown' ? 401 : 403;
+    const expected = call.allowed.includes(caller) ? 'ok' : NOT_FOUND[name] === caller ? 404 : caller === 'none' || caller === 'unknown' ? 401 : 403;
     if (expected === 'ok') {
       expect(res.statusCode, res.body).toBeGreaterThanOrEqual(200);
       expect(res.statusCode, res.body).toBeLessThan(300);
+    } else if (expected === 404) {
+      expect(res.statusCode, res.body).toBe(404);
     } else {
       expect(res.statusCode, res.body).toBe(expected);
       expect(res.json().code).toBe(expected === 401 ? (caller === 'none' ? 'AUTH_MISSING' : 'AUTH_INVALID') : 'AUTH_FORBIDDEN');
-      // Refused calls change nothing: build X is still assigned to A with no log.
+      // Refused calls change nothing: build X is still assigned to A with no log and no artifact.
       expect(await c.get(x)).toMatchObject({ status: 'assigned', workerId: 'mac-a', logBytes: 0, cancelRequested: false });
+      const artifacts = await c.app.inject({ method: 'GET', url: pathOf(ROUTES.listArtifacts, { id: x }), headers: c.admin });
+      expect(artifacts.json()).toMatchObject({ artifacts: [] });
     }
   });
 });
