@@ -5,7 +5,7 @@
  * end early, in each phase it can end in.
  */
 import { Readable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { BuildRunner } from '../../../src/agent/build-runner.ts';
 import type { BuildVm, RunnerSettings, WorkspaceSpec } from '../../../src/agent/runner-ports.ts';
 import { ExpoError } from '../../../src/protocol/errors.ts';
@@ -35,6 +35,15 @@ const attemptOver = (code: 'LEASE_STALE' | 'BUILD_OVER' = 'LEASE_STALE') =>
   new ExpoError('HTTP_STATUS', `POST /api/v1/builds/b1/x: 409 ${code} the attempt is over`, { details: { method: 'POST', path: '/api/v1/builds/b1/x', status: 409, code } });
 const unreachable = () => new ExpoError('HTTP_UNREACHABLE', 'controller unreachable (POST /x): connect ECONNREFUSED', { details: { method: 'POST', path: '/x' } });
 
+/** The fake clocks of this test's attempts: each must be empty when the test ends. */
+let clocks: FakeClock[] = [];
+afterEach(() => {
+  const left = clocks.map((c) => c.pendingDelays());
+  clocks = [];
+  // Every path, not only success, cancels its limits, keepalives and backoffs: no timer outlives the attempt.
+  expect(left).toEqual(left.map(() => []));
+});
+
 function setup(o: { build?: Partial<AssignedBuild>; settings?: Partial<RunnerSettings> } = {}) {
   const build: AssignedBuild = {
     id: 'b1',
@@ -54,6 +63,7 @@ function setup(o: { build?: Partial<AssignedBuild>; settings?: Partial<RunnerSet
   };
   const claim: PollResponse = { build, lease: LEASE, buildToken: 'ewb_token-b1' };
   const clock = new FakeClock();
+  clocks.push(clock);
   const client = new FakeRunnerClient();
   const ws = new FakeWorkspace();
   const vm = new FakeBuildVm();
