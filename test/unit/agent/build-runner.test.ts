@@ -267,7 +267,34 @@ describe('BuildRunner: cancel', () => {
     await finish();
     expect(h.client.calls).toEqual(['phase preparing', 'phase running', 'upload a.txt', 'complete cancelled']);
   });
+  it.each([
+    // The running phase is asked for only with the attempt's signal already aborted: the client sends nothing, no step runs.
+    ['starts', (m: ReturnType<typeof deferred<number>>) => m.resolve(4321), ['phase preparing', 'phase running', 'complete cancelled']],
+    ['fails to start', (m: ReturnType<typeof deferred<number>>) => m.reject(new Error('SSH_CLOSED')), ['phase preparing', 'complete cancelled']],
+  ] as const)('while the monitor starts (and then %s): the start is waited for, the build reported cancelled, the monitor stopped, the VM deleted', async (_what, settleMonitor, calls) => {
+    const h = setup();
+    h.ws.healthy();
+    const monitor = deferred<number>();
+    h.ws.onStartMonitor = () => monitor.promise;
+    // As the real client (p-retry): a call whose signal is already aborted is refused before it is sent.
+    h.client.onPhase = async (_p, r) => r?.signal?.throwIfAborted();
+    const { finish } = await start(h);
+    expect(h.runner.state).toBe('starting-monitor');
+    expect(h.runner.cancel()).toBe(true);
+    await h.clock.settle();
+    expect(h.client.calls).toEqual(['phase preparing']);
+    settleMonitor(monitor);
+    expect(await finish()).toEqual({ kind: 'reported', body: { status: 'cancelled', message: 'cancel requested' }, answer: 'cancelled' });
+    expect(h.client.completions).toEqual([{ lease: LEASE, status: 'cancelled', message: 'cancel requested' }]);
+    expect(h.client.calls).toEqual(calls);
+    expect(h.client.phaseOptions.slice(1).every((r) => r?.signal?.aborted === true)).toBe(true);
+    expect(h.ws.calls).toEqual(['startMonitor', 'stopMonitor']);
+    expect(h.monitorStartFailures).toBe(0);
+    expect(h.vm.releases).toEqual([{ removeLog: false }]);
+    expect(h.stream.notes().at(-1)).toBe('build cancelled: cancel requested');
+  });
 });
+
 
 describe('BuildRunner: the controller says the attempt is over (409)', () => {
   it.each(['LEASE_STALE', 'BUILD_OVER'] as const)('at the first phase update (%s): nothing prepared, nothing reported', async (code) => {
@@ -304,6 +331,29 @@ describe('BuildRunner: the controller says the attempt is over (409)', () => {
     expect(h.ws.calls).toEqual(['startMonitor']);
     expect(h.vm.releases).toEqual([{ removeLog: false }]);
     expect(h.client.calls).toEqual(['phase preparing', 'phase running']);
+  });
+
+  it.each(['LEASE_STALE', 'BUILD_OVER'] as const)('at a keepalive while the monitor starts (%s): nothing reported, the monitor not talked to again, the VM deleted', async (code) => {
+    const h = setup();
+    h.ws.healthy();
+    const monitor = deferred<number>();
+    h.ws.onStartMonitor = () => monitor.promise;
+    h.client.onPhase = async (_p, r) => {
+      r?.signal?.throwIfAborted(); // as the real client: an aborted call is not sent
+      if (r?.retries === 0) throw attemptOver(code);
+    };
+    const { finish } = await start(h);
+    expect(h.runner.state).toBe('starting-monitor');
+    await h.clock.advance(SETTINGS.preparingKeepaliveMs);
+    expect(h.client.calls).toEqual(['phase preparing', 'phase preparing']);
+    expect(h.lines).toContainEqual(expect.objectContaining({ msg: 'aborting build', reason: 'attempt_over' }));
+    monitor.resolve(4321);
+    expect(await finish()).toEqual({ kind: 'abandoned', why: expect.stringContaining(code) });
+    expect(h.client.completions).toEqual([]);
+    expect(h.client.calls.filter((c) => c.startsWith('complete'))).toEqual([]);
+    expect(h.ws.calls).toEqual(['startMonitor']);
+    expect(h.vm.releases).toEqual([{ removeLog: false }]);
+    expect(h.stream.closes).toEqual([h.clock.now() + 5000]);
   });
 
   it('from the log stream while a step runs: the step is not stopped (its VM goes), nothing reported', async () => {
@@ -506,6 +556,27 @@ describe('BuildRunner: the controller is unreachable', () => {
     expect(h.client.completions).toEqual([failed('worker_lost', 'agent error: controller unreachable (POST /x): connect ECONNREFUSED')]);
     expect(h.acquireRequests).toEqual([]);
     expect(h.lines).toContainEqual(expect.objectContaining({ msg: 'build attempt failed in the agent' }));
+  });
+
+  it('for the running phase update (after the client’s retries): worker_lost, no step run, the monitor stopped, the VM deleted', async () => {
+    const h = setup();
+    h.ws.healthy();
+    h.client.onPhase = async (phase) => {
+      if (phase === 'running') throw unreachable();
+    };
+    const outcome = await h.clock.run(h.runner.run());
+    expect(outcome).toEqual({
+      kind: 'reported',
+      body: { status: 'failed', failureReason: 'worker_lost', message: 'agent error: controller unreachable (POST /x): connect ECONNREFUSED' },
+      answer: 'failed',
+    });
+    expect(h.client.calls).toEqual(['phase preparing', 'phase running', 'complete failed']);
+    // The runner does not retry it itself: the update goes out with the client's own retries (its default), bound to the attempt.
+    expect(h.client.phaseOptions[1]).toEqual({ signal: expect.any(AbortSignal) });
+    expect(h.ws.calls).toEqual(['startMonitor', 'stopMonitor']);
+    expect(h.vm.releases).toEqual([{ removeLog: false }]);
+    expect(h.lines).toContainEqual(expect.objectContaining({ msg: 'build attempt failed in the agent' }));
+    expect(h.runner.state).toBe('done');
   });
 
   it('keepalives that fail while preparing are ignored', async () => {
