@@ -10,7 +10,7 @@
  * when the document is turned into values (a "billion laughs" file is refused, not expanded);
  * then the shape of every field, against the API's schema of a build.
  */
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import { checkBuild, type PipelineBuild } from './pipeline-build.ts';
 import { triggeredBy, type PipelineEvent } from './pipeline-triggers.ts';
 
@@ -68,6 +68,18 @@ export function parsePipeline(text: string): ParseResult {
     return fail(yamlErrors.map((e) => ({ ...at(e.pos[0]), path: '', message: yamlMessage(e.code, e.message) })));
   }
 
+  // Keys are names: a collection as a key has no name, and `__proto__` is refused by the API's
+  // JSON parser (and is a trap in any object it would become a key of).
+  const keyErrors: PipelineError[] = [];
+  visit(doc, {
+    Pair(_, pair) {
+      const start = startOf(pair.key) ?? startOf(pair.value) ?? 0;
+      if (pair.key !== null && !isScalar(pair.key)) keyErrors.push({ ...at(start), path: '', message: 'a key must be a plain name, not a list, map or alias' });
+      else if (isScalar(pair.key) && pair.key.value === '__proto__') keyErrors.push({ ...at(start), path: '', message: 'the key __proto__ is not allowed' });
+    },
+  });
+  if (keyErrors.length > 0) return fail(keyErrors);
+
   let value: unknown;
   try {
     value = doc.toJS({ maxAliasCount: PIPELINE_LIMITS.maxAliasCount });
@@ -98,7 +110,11 @@ export function parsePipeline(text: string): ParseResult {
   } else {
     const names = Object.keys(builds);
     if (names.length === 0) report(['builds'], 'builds names no build');
-    if (names.length > PIPELINE_LIMITS.maxBuilds) report(['builds'], `builds names ${names.length} builds; at most ${PIPELINE_LIMITS.maxBuilds} are allowed`, true);
+    if (names.length > PIPELINE_LIMITS.maxBuilds) {
+      // The count is the problem to fix first; the builds themselves are not checked one by one.
+      report(['builds'], `builds names ${names.length} builds; at most ${PIPELINE_LIMITS.maxBuilds} are allowed`, true);
+      return fail(errors);
+    }
     const parsed: PipelineBuild[] = [];
     for (const name of names) {
       if (!new RegExp(BUILD_NAME_PATTERN).test(name)) {
