@@ -166,6 +166,16 @@ function wordsFor(e: SchemaError): string {
   if (e.keyword === 'type' && e.params.type === 'string') return 'must be a string (quote it)';
   if (e.keyword === 'minLength' && e.params.limit === 1) return 'must not be empty';
   if (e.keyword === 'uniqueItems') return 'must not repeat an item';
+  const limit = e.params.limit;
+  if (e.keyword === 'minItems') return `must hold at least ${String(limit)} item${limit === 1 ? '' : 's'}`;
+  if (e.keyword === 'maxItems') return `must hold at most ${String(limit)} items`;
+  if (e.keyword === 'maxProperties') return `must hold at most ${String(limit)} entries`;
+  if (e.keyword === 'minimum') return `must be at least ${String(limit)}`;
+  if (e.keyword === 'maximum') return `must be at most ${String(limit)}`;
+  if (e.keyword === 'required') return `must have ${(e.params.requiredProperties as string[]).join(', ')}`;
+  if (e.keyword === 'type' && e.params.type === 'object') return 'must be a map';
+  if (e.keyword === 'type' && e.params.type === 'array') return 'must be a list';
+  if (e.keyword === 'type' && e.params.type === 'integer') return 'must be a whole number';
   return e.message;
 }
 
