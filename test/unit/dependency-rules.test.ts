@@ -104,11 +104,11 @@ describe('the dependency checker', () => {
   it('fails on a folder of src/ that is not a listed room, and on a file outside any room', async () => {
     const r = await cruise({
       'src/protocol/errors.ts': 'export const E = 1;\n',
-      'src/github/hook.ts': "import { E } from '../protocol/errors.ts';\nexport const h = E;\n",
+      'src/notaroom/hook.ts': "import { E } from '../protocol/errors.ts';\nexport const h = E;\n",
       'src/stray.ts': "import { readFileSync } from 'node:fs';\nexport const s = readFileSync;\n",
     });
     expect(r.errors).toBeGreaterThan(0);
-    expect(r.violations.filter((v) => v.rule.name === 'no-unknown-room').map((v) => v.from).sort()).toEqual(['src/github/hook.ts', 'src/stray.ts']);
+    expect(r.violations.filter((v) => v.rule.name === 'no-unknown-room').map((v) => v.from).sort()).toEqual(['src/notaroom/hook.ts', 'src/stray.ts']);
   });
 
   it('lets the host tools read the agent config and nothing else of the agent', async () => {
