@@ -155,7 +155,12 @@ function schemaProblems(schema: TSchema, value: unknown, base: (string | number)
     out.push({ path, message: wordsFor(e) });
   }
   out.push(...byteProblems(schema, value, base));
-  return out;
+  // One problem per field: a too-long artifact pattern fails both its length and its pattern.
+  const seen = new Set<string>();
+  return out.filter((p) => {
+    const key = JSON.stringify(p.path);
+    return seen.has(key) ? false : (seen.add(key), true);
+  });
 }
 
 /** Which form of an artifact a value is: 0 a pattern string, 1 an object, -1 neither. */
@@ -168,6 +173,7 @@ function wordsFor(e: SchemaError): string {
   if (e.keyword === 'uniqueItems') return 'must not repeat an item';
   const limit = e.params.limit;
   if (e.keyword === 'minItems') return `must hold at least ${String(limit)} item${limit === 1 ? '' : 's'}`;
+  if (e.keyword === 'maxLength') return `must be at most ${String(limit)} characters`;
   if (e.keyword === 'maxItems') return `must hold at most ${String(limit)} items`;
   if (e.keyword === 'maxProperties') return `must hold at most ${String(limit)} entries`;
   if (e.keyword === 'minimum') return `must be at least ${String(limit)}`;

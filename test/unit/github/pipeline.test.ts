@@ -106,6 +106,7 @@ describe('parsePipeline: each problem, with its line', () => {
     ['secret twice', oneBuild('    secrets: [A, A]\n'), 5, 18, 'builds.ios.secrets[1]', 'listed twice'],
     ['secret also in env', oneBuild('    env: {TOKEN: x}\n    secrets: [TOKEN]\n'), 6, 15, 'builds.ios.secrets[0]', 'in env too'],
     ['artifact escaping the work dir', oneBuild('    artifacts: ["../secret"]\n'), 5, 17, 'builds.ios.artifacts[0]', 'without ..'],
+    ['artifact pattern too long (one problem, not two)', oneBuild(`    artifacts: ["${'a'.repeat(513)}"]\n`), 5, 17, 'builds.ios.artifacts[0]', 'must be at most 512 characters'],
     ['artifact neither form', oneBuild('    artifacts: [42]\n'), 5, 17, 'builds.ios.artifacts[0]', 'a pattern string or {path, required}'],
     ['artifact object with a bad field', oneBuild('    artifacts: [{path: a.ipa, required: "yes"}]\n'), 5, 41, 'builds.ios.artifacts[0].required', 'must be boolean'],
     ['unknown event', oneBuild('    on: {schedule: {}}\n'), 5, 10, 'builds.ios.on.schedule', "unknown event 'schedule'"],
