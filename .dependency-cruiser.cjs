@@ -19,11 +19,12 @@ const ROOMS = {
   health: ['protocol', 'sys'],
   vm: ['protocol', 'sys', 'health'],
   monitor: ['protocol', 'sys', 'health', 'vm'],
+  github: ['protocol', 'sys'],
   agent: ['protocol', 'sys', 'health', 'vm', 'monitor'],
   // The one-shot host tools read the agent's config file (doctor checks what the daemon will
   // run with) and nothing else of the daemon.
   host: ['protocol', 'sys', 'health', 'vm', 'monitor', 'agent/config.ts'],
-  controller: ['protocol', 'sys', 'monitor'],
+  controller: ['protocol', 'sys', 'monitor', 'github'],
   client: ['protocol', 'sys'],
 };
 

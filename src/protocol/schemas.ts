@@ -207,8 +207,18 @@ export const PruneResult = Type.Object({
   logBytes: Type.Integer(),
   artifacts: Type.Integer(),
   artifactBytes: Type.Integer(),
+  /** Recorded GitHub webhook deliveries received before the cutoff. */
+  webhookDeliveries: Type.Integer(),
 });
 export type PruneResult = Static<typeof PruneResult>;
+
+// ---- GitHub webhooks ----
+/** The answer to a delivery: a ping is `{ok: true}`; any other event is accepted (or was already). */
+export const WebhookAnswer = Type.Union([
+  Type.Object({ ok: Type.Literal(true) }),
+  Type.Object({ accepted: Type.Literal(true), delivery: Type.String(), duplicate: Type.Optional(Type.Literal(true)) }),
+]);
+export type WebhookAnswer = Static<typeof WebhookAnswer>;
 
 // ---- worker: poll and heartbeat ----
 export const PollBody = strict({
