@@ -30,8 +30,8 @@ const DELIVERY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 export const isDeliveryId = (v: unknown): v is string => typeof v === 'string' && DELIVERY_ID.test(v);
 
-/** `X-GitHub-Event`: GitHub's event names are lower-case words joined by `_` (`push`, `pull_request`). */
-const EVENT_NAME = /^[a-z][a-z_]{0,63}$/;
+/** `X-GitHub-Event`: GitHub's event names are lower-case words and digits joined by `_` (`push`, `projects_v2_item`). */
+const EVENT_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 
 export const isEventName = (v: unknown): v is string => typeof v === 'string' && EVENT_NAME.test(v);
 
@@ -41,7 +41,7 @@ const FULL_NAME = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
 /** What of a parsed payload explains a delivery: its `action` and `repository.full_name`, when present and well-formed. */
 export function deliverySummary(payload: unknown): { action: string | null; repository: string | null } {
   const o = typeof payload === 'object' && payload !== null ? (payload as Record<string, unknown>) : {};
-  const action = typeof o.action === 'string' && /^[a-z_]{1,64}$/.test(o.action) ? o.action : null;
+  const action = typeof o.action === 'string' && /^[a-z0-9_]{1,64}$/.test(o.action) ? o.action : null;
   const repo = typeof o.repository === 'object' && o.repository !== null ? (o.repository as Record<string, unknown>).full_name : undefined;
   return { action, repository: typeof repo === 'string' && FULL_NAME.test(repo) ? repo : null };
 }

@@ -61,6 +61,7 @@ describe('the delivery headers and summary', () => {
       expect(isDeliveryId(bad), String(bad)).toBe(false);
     }
     expect(isEventName('pull_request')).toBe(true);
+    expect(isEventName('projects_v2_item')).toBe(true);
     for (const bad of [undefined, '', 'Push', 'push\n', 'a'.repeat(65), ['push']]) expect(isEventName(bad), String(bad)).toBe(false);
   });
 
