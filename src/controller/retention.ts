@@ -61,8 +61,6 @@ export class Retention {
       result.webhookDeliveries = await this.o.store.countDeliveriesBefore(cutoff);
       return result;
     }
-    // One small row per delivery, indexed by time: a single statement, before the builds.
-    result.webhookDeliveries = await this.o.store.deleteDeliveriesBefore(cutoff);
     for (;;) {
       const batch = await this.o.store.findPrunableBuilds(cutoff, this.o.batchSize);
       if (batch.length === 0) break;
@@ -80,6 +78,9 @@ export class Retention {
       if (deleted.size === 0) break;
       await nextTurn();
     }
+    // After the builds, whose files free the space a full disk needs for any delete: one small
+    // row per delivery, indexed by time, in one statement.
+    result.webhookDeliveries = await this.o.store.deleteDeliveriesBefore(cutoff);
     return result;
   }
 

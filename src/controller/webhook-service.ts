@@ -10,7 +10,7 @@
 import type { Logger } from 'pino';
 import type { DeliveryRecord, Store } from './store/store.ts';
 
-export type WebhookStore = Pick<Store, 'recordDelivery'>;
+export type WebhookStore = Pick<Store, 'recordDelivery' | 'listDeliveries'>;
 
 /** A verified delivery: its headers, and what its payload says about itself. */
 export interface VerifiedDelivery {
@@ -41,5 +41,10 @@ export class WebhookService {
     if (isNew) this.o.logger.info({ delivery: d.id, event: d.event, action: d.action, repository: d.repository, outcome: record.outcome }, `webhook delivery ignored: ${reason}`);
     else this.o.logger.debug({ delivery: d.id, event: d.event }, 'webhook redelivery: already recorded');
     return { duplicate: !isNew, record };
+  }
+
+  /** The newest recorded deliveries first, at most `limit`. */
+  async list(limit: number): Promise<DeliveryRecord[]> {
+    return this.o.store.listDeliveries(limit);
   }
 }

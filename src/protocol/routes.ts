@@ -38,6 +38,8 @@ import {
   WorkerHeartbeatBody,
   WorkerIdParams,
   WebhookAnswer,
+  DeliveryList,
+  ListDeliveriesQuery,
   WorkerView,
 } from './schemas.ts';
 
@@ -130,6 +132,7 @@ export const ROUTES = {
   // ---- GitHub ----
   // A ping answers 200 `{ok: true}`; okStatus is the answer to every other event.
   githubWebhook: { method: 'POST', path: '/webhooks/github', auth: 'github-signature', schema: {}, okStatus: 202, answer: WebhookAnswer },
+  listDeliveries: { method: 'GET', path: '/api/v1/github/deliveries', auth: 'admin', schema: { querystring: ListDeliveriesQuery }, okStatus: 200, answer: DeliveryList },
 } as const satisfies Record<string, RouteSpec>;
 
 export type RouteName = keyof typeof ROUTES;

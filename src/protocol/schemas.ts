@@ -220,6 +220,22 @@ export const WebhookAnswer = Type.Union([
 ]);
 export type WebhookAnswer = Static<typeof WebhookAnswer>;
 
+export const ListDeliveriesQuery = strict({ limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$' })) });
+
+/** A recorded delivery: what it was and what became of it (never its payload). */
+export const DeliveryView = Type.Object({
+  id: Type.String(),
+  event: Type.String(),
+  action: Type.Union([Type.String(), Type.Null()]),
+  repository: Type.Union([Type.String(), Type.Null()]),
+  receivedAt: Type.String(),
+  /** `ignored` only, until projects exist (issue 12). */
+  outcome: Type.Literal('ignored'),
+  reason: Type.String(),
+});
+export type DeliveryView = Static<typeof DeliveryView>;
+export const DeliveryList = Type.Object({ deliveries: Type.Array(DeliveryView) });
+
 // ---- worker: poll and heartbeat ----
 export const PollBody = strict({
   slotsFree: Type.Integer({ minimum: 0, maximum: 2 }),

@@ -63,6 +63,7 @@ const MATRIX: Record<keyof typeof ROUTES, Call> = {
     allowed: [],
     refusal: { status: 401, code: 'WEBHOOK_SIGNATURE' },
   },
+  listDeliveries: { params: () => ({}), allowed: ['admin'] },
 };
 /** What the one allowed-and-refused call answers: admin asking for an artifact that is not there. */
 const NOT_FOUND: Partial<Record<keyof typeof ROUTES, Caller>> = { downloadArtifact: 'admin' };

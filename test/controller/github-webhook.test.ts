@@ -218,6 +218,25 @@ describe('POST /webhooks/github', () => {
     expect(lines.join('\n')).not.toContain(SECRET);
   });
 
+  it('lists the recorded deliveries newest first to the admin, limit honoured', async () => {
+    c = await startTestController({ githubSecret: SECRET });
+    await deliver(c, { event: 'push', body: push() });
+    c.clock.now += 1000;
+    const second = '00000000-0000-4000-8000-000000000002';
+    await deliver(c, { event: 'issues', id: second, body: JSON.stringify(example('issues')) });
+    const list = (query = '') => c!.app.inject({ method: 'GET', url: `${pathOf(ROUTES.listDeliveries, {})}${query}`, headers: c!.admin });
+    const all = await list();
+    expect(all.statusCode, all.body).toBe(200);
+    expect(all.json()).toEqual({
+      deliveries: [
+        expect.objectContaining({ id: second, event: 'issues', outcome: 'ignored', receivedAt: new Date(c.clock.now).toISOString() }),
+        { id: DELIVERY, event: 'push', action: null, repository: 'Codertocat/Hello-World', receivedAt: new Date(c.clock.now - 1000).toISOString(), outcome: 'ignored', reason: 'no project for Codertocat/Hello-World' },
+      ],
+    });
+    expect((await list('?limit=1')).json()).toMatchObject({ deliveries: [{ id: second }] });
+    expect((await list('?limit=0')).statusCode).toBe(400);
+  });
+
   it('prunes recorded deliveries with the builds, after the retention days', async () => {
     c = await startTestController({ githubSecret: SECRET });
     await deliver(c, { event: 'push', body: push() });

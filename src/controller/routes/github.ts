@@ -1,5 +1,6 @@
 /**
- * `POST /webhooks/github`: GitHub's webhook deliveries. No Bearer key (the route table's
+ * `POST /webhooks/github`: GitHub's webhook deliveries (and, for the admin,
+ * `GET /api/v1/github/deliveries`: what was recorded of them). No Bearer key (the route table's
  * `github-signature` scope): the `X-Hub-Signature-256` HMAC of the raw body under the
  * configured secret is the credential, checked before a byte of the body is parsed. Without a
  * secret configured every delivery is refused (503 `WEBHOOK_NOT_CONFIGURED`), never accepted
@@ -70,4 +71,9 @@ export const githubRoutes: FastifyPluginAsync<GithubRoutesOptions> = async (fast
       return reply.status(202).send(duplicate ? { accepted: true, delivery, duplicate: true } : { accepted: true, delivery });
     },
   );
+
+  route(app, ROUTES.listDeliveries, {}, async (req) => {
+    const deliveries = await o.webhooks.list(Number(req.query.limit ?? 100));
+    return { deliveries: deliveries.map((d) => ({ ...d, receivedAt: new Date(d.receivedAt).toISOString() })) };
+  });
 };
