@@ -108,6 +108,21 @@ describe('POST /webhooks/github', () => {
     expect(await c.store.listDeliveries(10)).toEqual(before);
   });
 
+  it('records one of two concurrent deliveries of one id and calls the other a duplicate', async () => {
+    c = await startTestController({ githubSecret: SECRET });
+    const body = push();
+    const answers = await Promise.all([deliver(c, { event: 'push', body }), deliver(c, { event: 'push', body })]);
+    expect(answers.map((a) => a.statusCode)).toEqual([202, 202]);
+    expect(answers.map((a) => (a.json() as { duplicate?: boolean }).duplicate === true).sort()).toEqual([false, true]);
+    expect((await c.store.listDeliveries(10)).length).toBe(1);
+  });
+
+  it('takes application/json with a charset parameter', async () => {
+    c = await startTestController({ githubSecret: SECRET });
+    const res = await deliver(c, { event: 'push', body: push(), contentType: 'application/json; charset=utf-8' });
+    expect(res.statusCode, res.body).toBe(202);
+  });
+
   describe('refuses with 401 WEBHOOK_SIGNATURE and records nothing', () => {
     const cases: [string, (body: string) => Promise<Partial<Delivery>>][] = [
       ['a missing signature', async () => ({ signature: null })],
