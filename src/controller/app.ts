@@ -31,6 +31,8 @@ import { ROUTES } from '../protocol/routes.ts';
 import { WorkerService } from './worker-service.ts';
 import { StatusService } from './status-service.ts';
 import { ArtifactService } from './artifact-service.ts';
+import { githubRoutes } from './routes/github.ts';
+import { WebhookService } from './webhook-service.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -38,11 +40,12 @@ declare module 'fastify' {
   }
   interface FastifyContextConfig {
     /**
-     * Who may call the route. Every route needs a key unless it says `public` here (set by
-     * `route()` from the route table's auth scope): the auth decision is made on the route the
-     * router matched, never on the URL string.
+     * Who may call the route. Every route needs a key unless it says `public` or
+     * `github-signature` here (set by `route()` from the route table's auth scope; the latter's
+     * handler verifies the delivery's signature itself): the auth decision is made on the route
+     * the router matched, never on the URL string.
      */
-    auth?: 'public';
+    auth?: 'public' | 'github-signature';
   }
 }
 
@@ -93,6 +96,11 @@ export interface AppOptions {
    * gauge (beside the artifact directory's), and a disk-full error names it. Default: none.
    */
   dataDir?: string;
+  /**
+   * The secret GitHub signs webhook deliveries with (`--github-secret`). Default: none, and
+   * `POST /webhooks/github` refuses every delivery with 503 `WEBHOOK_NOT_CONFIGURED`.
+   */
+  githubSecret?: string;
 }
 
 export interface ControllerApp {
@@ -164,7 +172,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     // (`/%61pi/…` is `/api/…`) and accepts absolute-form targets (`http://host/api/…`), so a
     // prefix test on the raw URL let such requests reach a route with no principal. An
     // unmatched request runs nothing but the not-found answer.
-    if (req.is404 || req.routeOptions.config.auth === 'public') return;
+    const auth = req.routeOptions.config.auth;
+    if (req.is404 || auth === 'public' || auth === 'github-signature') return;
     // While stopping, requests already running finish; new ones are told to come back (agents retry).
     if (stopping) throw new ExpoError('API_SHUTTING_DOWN', 'the controller is stopping; retry shortly');
     req.principal = await resolvePrincipal(o.store, adminDigest, req.headers.authorization);
@@ -242,6 +251,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     now,
   });
   await app.register(artifactRoutes, { artifacts });
+  await app.register(githubRoutes, { secret: o.githubSecret ?? null, webhooks: new WebhookService({ store: o.store, now, logger: o.logger }) });
   await app.ready();
 
   return {

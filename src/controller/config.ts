@@ -38,6 +38,8 @@ export interface ControllerConfig {
   retentionSchedule: string;
   /** Log format: `auto` (pretty on a terminal, JSON otherwise; the default), `json` or `pretty`. */
   logFormat: LogFormat;
+  /** The secret GitHub signs webhook deliveries with; null (the default) refuses every delivery. At least 16 characters. Never logged. */
+  githubSecret: string | null;
 }
 
 export const CONTROLLER_HELP = `Usage: expo-worker controller --db PATH --api-key KEY [options]
@@ -68,6 +70,10 @@ Options (each also read from the environment variable shown):
   --retention-schedule CRON  when the retention job runs, which also removes abandoned
                              .partial uploads (EXPO_CONTROLLER_RETENTION_SCHEDULE,
                              default "17 * * * *": hourly)
+  --github-secret SECRET     the secret of the GitHub webhook (POST /webhooks/github), 16+
+                             characters; without it every delivery is refused with 503
+                             (EXPO_CONTROLLER_GITHUB_SECRET; see docs/github.md). Prefer the
+                             environment variable: a flag is visible in the process list
   --log-level LEVEL          fatal|error|warn|info|debug|trace (EXPO_CONTROLLER_LOG_LEVEL, default info)
   --log-format F             auto|json|pretty: auto is readable lines on a terminal and JSON
                              otherwise (EXPO_CONTROLLER_LOG_FORMAT, default auto)
@@ -89,6 +95,7 @@ const OPTIONS = {
   'retention-days': { type: 'string' },
   'retention-schedule': { type: 'string' },
   'log-format': { type: 'string' },
+  'github-secret': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -136,6 +143,9 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
   if (!LEVELS.includes(logLevel)) problems.push(`--log-level (EXPO_CONTROLLER_LOG_LEVEL): '${logLevel}' is not one of ${LEVELS.join(', ')}`);
   const logFormat = pick('log-format', 'EXPO_CONTROLLER_LOG_FORMAT') ?? 'auto';
   if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) problems.push(`--log-format (EXPO_CONTROLLER_LOG_FORMAT): '${logFormat}' is not one of ${LOG_FORMATS.join(', ')}`);
+  const githubSecret = pick('github-secret', 'EXPO_CONTROLLER_GITHUB_SECRET') ?? null;
+  // The value itself is never echoed: a typo in it would put the secret in the error.
+  if (githubSecret !== null && githubSecret.length < 16) problems.push('--github-secret (EXPO_CONTROLLER_GITHUB_SECRET): must be at least 16 characters');
   if (problems.length > 0) {
     throw new ExpoError('CFG_INVALID', `invalid controller configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`, { details: { problems } });
   }
@@ -156,6 +166,7 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
       retentionDays,
       retentionSchedule,
       logFormat: logFormat as LogFormat,
+      githubSecret,
     }),
   };
 }

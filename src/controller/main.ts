@@ -58,6 +58,7 @@ export async function main(argv: string[]): Promise<number> {
     secrets,
     retentionDays: config.retentionDays,
     dataDir: config.dbPath === ':memory:' ? undefined : dirname(resolve(config.dbPath)),
+    ...(config.githubSecret === null ? {} : { githubSecret: config.githubSecret }),
   });
   // Nothing can be uploading yet: every .partial file is a leftover of a cut-short upload.
   const partials = await controller.retention.removePartials(0);
@@ -95,7 +96,7 @@ export async function main(argv: string[]): Promise<number> {
   controller.watchdog.start();
   controller.retention.start(config.retentionSchedule);
   logger.info(
-    { address, db: config.dbPath, retentionDays: config.retentionDays, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000, prepareTimeoutS: config.prepareTimeoutMs / 1000 },
+    { address, db: config.dbPath, retentionDays: config.retentionDays, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000, prepareTimeoutS: config.prepareTimeoutMs / 1000, githubWebhook: config.githubSecret !== null },
     `controller listening on ${address}`,
   );
   return stopped;

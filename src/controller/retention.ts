@@ -21,7 +21,7 @@ import type { Store } from './store/store.ts';
 const DAY_MS = 24 * 3600 * 1000;
 
 /** What a prune reads and deletes. */
-export type RetentionStore = Pick<Store, 'findPrunableBuilds' | 'deleteBuilds'>;
+export type RetentionStore = Pick<Store, 'findPrunableBuilds' | 'deleteBuilds' | 'countDeliveriesBefore' | 'deleteDeliveriesBefore'>;
 
 export interface RetentionOptions {
   store: RetentionStore;
@@ -49,12 +49,16 @@ export class Retention {
     return this.o.retentionDays;
   }
 
-  /** Counts (dry run) or deletes the final builds that finished more than `olderThanDays` ago. */
+  /**
+   * Counts (dry run) or deletes the final builds that finished more than `olderThanDays` ago, and
+   * the GitHub webhook deliveries received before the same cutoff.
+   */
   async prune(olderThanDays: number, dryRun: boolean): Promise<PruneResult> {
     const cutoff = this.o.now() - olderThanDays * DAY_MS;
-    const result: PruneResult = { dryRun, olderThanDays, cutoff: new Date(cutoff).toISOString(), builds: 0, logBytes: 0, artifacts: 0, artifactBytes: 0 };
+    const result: PruneResult = { dryRun, olderThanDays, cutoff: new Date(cutoff).toISOString(), builds: 0, logBytes: 0, artifacts: 0, artifactBytes: 0, webhookDeliveries: 0 };
     if (dryRun) {
       for (const b of await this.o.store.findPrunableBuilds(cutoff)) add(result, b);
+      result.webhookDeliveries = await this.o.store.countDeliveriesBefore(cutoff);
       return result;
     }
     for (;;) {
@@ -74,6 +78,9 @@ export class Retention {
       if (deleted.size === 0) break;
       await nextTurn();
     }
+    // After the builds, whose files free the space a full disk needs for any delete: one small
+    // row per delivery, indexed by time, in one statement.
+    result.webhookDeliveries = await this.o.store.deleteDeliveriesBefore(cutoff);
     return result;
   }
 
@@ -111,7 +118,9 @@ export class Retention {
       if (partials.files > 0) this.o.logger.info(partials, 'removed abandoned .partial artifact files');
       if (this.o.retentionDays > 0) {
         const r = await this.prune(this.o.retentionDays, false);
-        if (r.builds > 0) this.o.logger.info(r, `retention: pruned ${r.builds} builds older than ${this.o.retentionDays} days`);
+        if (r.builds > 0 || r.webhookDeliveries > 0) {
+          this.o.logger.info(r, `retention: pruned ${r.builds} builds and ${r.webhookDeliveries} webhook deliveries older than ${this.o.retentionDays} days`);
+        }
       }
     } catch (err) {
       this.o.logger.error({ err }, 'retention run failed');

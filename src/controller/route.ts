@@ -46,7 +46,8 @@ export function route<const R extends RouteSpec>(app: App, spec: R, extras: Rout
     method: spec.method,
     url: spec.path,
     schema: spec.schema,
-    config: scope === 'public' ? { auth: 'public', routeSpec: spec } : { routeSpec: spec },
+    // The scopes that take no Bearer key tell the app's auth hook to look for none.
+    config: scope === 'public' || scope === 'github-signature' ? { auth: scope, routeSpec: spec } : { routeSpec: spec },
     ...(scope === 'public' ? {} : { preHandler: scopeCheck }),
     handler: handler as RouteHandlerMethod,
   });
@@ -69,6 +70,10 @@ function checkScope(scope: Exclude<AuthScope, 'public'>, req: FastifyRequest): v
       return;
     case 'build-token-or-worker':
       if (p.kind === 'admin') throw new ExpoError('AUTH_FORBIDDEN', "build heartbeats need the build's token or its worker's key");
+      return;
+    case 'github-signature':
+      // No principal is resolved for this scope (the app's auth hook skips it) and none is
+      // wanted: the route's handler verifies the delivery's signature on the raw body.
       return;
     default: {
       const never: never = scope;

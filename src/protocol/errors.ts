@@ -1,7 +1,7 @@
 /**
  * Every error code of expo-worker, in one table: its HTTP status (for API errors), whether an
  * operation failing with it may be retried, and what it means. Codes are stable and prefixed by
- * area (`CFG_`, `EXEC_`, `SSH_`, `VM_`, `LEASE_`, `STORE_`, `API_`, `BUILD_`, `LOG_`, `AUTH_`);
+ * area (`CFG_`, `EXEC_`, `SSH_`, `VM_`, `LEASE_`, `STORE_`, `API_`, `BUILD_`, `LOG_`, `AUTH_`, `WEBHOOK_`);
  * callers branch on `code`, never on the message. `retryable` is the one retry table: callers ask
  * `isRetryable`, never a list of their own. `docs/api.md` lists the API codes and
  * `docs/vm-layer.md` the others, and a test keeps both lists and this table in sync.
@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   AUTH_MISSING: { status: 401, retryable: false, summary: 'No `Authorization: Bearer <key>` header.' },
   AUTH_INVALID: { status: 401, retryable: false, summary: 'The key or token is not known (or has been revoked).' },
   AUTH_FORBIDDEN: { status: 403, retryable: false, summary: 'The key is valid but acts outside its scope (another worker, another build, or an admin-only call).' },
+  WEBHOOK_SIGNATURE: { status: 401, retryable: false, summary: 'A webhook delivery without a valid `X-Hub-Signature-256` (HMAC-SHA256 of the body under the webhook secret); nothing was recorded.' },
+  WEBHOOK_NOT_CONFIGURED: { status: 503, retryable: false, summary: 'The controller has no GitHub webhook secret (`--github-secret`), so it accepts no webhook delivery.' },
   WORKER_EXISTS: { status: 409, retryable: false, summary: 'A worker with this id already exists.' },
   LEASE_STALE: { status: 409, retryable: false, summary: 'The lease is not the current one for this build: the attempt was ended or reassigned. Abort it and recycle its VM.' },
   BUILD_OVER: { status: 409, retryable: false, summary: 'The build (or this attempt of it) has already ended (or was pruned).' },

@@ -37,6 +37,9 @@ import {
   PruneResult,
   WorkerHeartbeatBody,
   WorkerIdParams,
+  WebhookAnswer,
+  DeliveryList,
+  ListDeliveriesQuery,
   WorkerView,
 } from './schemas.ts';
 
@@ -49,9 +52,11 @@ import {
  * - `own-worker`: the key of the worker named in the path (`/workers/:id/…`);
  * - `own-worker-or-admin`: that, or the admin key;
  * - `holding-worker`: a worker key — the worker holding the build, as its lease proves;
- * - `build-token-or-worker`: the build's token (the in-VM monitor) or its worker's key.
+ * - `build-token-or-worker`: the build's token (the in-VM monitor) or its worker's key;
+ * - `github-signature`: no key at all — a Bearer key of any kind counts for nothing; the route's
+ *   own handler verifies the GitHub webhook signature on the raw body before anything else.
  */
-export type AuthScope = 'public' | 'admin' | 'own-worker' | 'own-worker-or-admin' | 'holding-worker' | 'build-token-or-worker';
+export type AuthScope = 'public' | 'admin' | 'own-worker' | 'own-worker-or-admin' | 'holding-worker' | 'build-token-or-worker' | 'github-signature';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT';
 
@@ -123,6 +128,11 @@ export const ROUTES = {
     okStatus: 201,
     answer: ArtifactStored,
   },
+
+  // ---- GitHub ----
+  // A ping answers 200 `{ok: true}`; okStatus is the answer to every other event.
+  githubWebhook: { method: 'POST', path: '/webhooks/github', auth: 'github-signature', schema: {}, okStatus: 202, answer: WebhookAnswer },
+  listDeliveries: { method: 'GET', path: '/api/v1/github/deliveries', auth: 'admin', schema: { querystring: ListDeliveriesQuery }, okStatus: 200, answer: DeliveryList },
 } as const satisfies Record<string, RouteSpec>;
 
 export type RouteName = keyof typeof ROUTES;

@@ -207,8 +207,34 @@ export const PruneResult = Type.Object({
   logBytes: Type.Integer(),
   artifacts: Type.Integer(),
   artifactBytes: Type.Integer(),
+  /** Recorded GitHub webhook deliveries received before the cutoff. */
+  webhookDeliveries: Type.Integer(),
 });
 export type PruneResult = Static<typeof PruneResult>;
+
+// ---- GitHub webhooks ----
+/** The answer to a delivery: a ping is `{ok: true}`; any other event is accepted (or was already). */
+export const WebhookAnswer = Type.Union([
+  Type.Object({ ok: Type.Literal(true) }),
+  Type.Object({ accepted: Type.Literal(true), delivery: Type.String(), duplicate: Type.Optional(Type.Literal(true)) }),
+]);
+export type WebhookAnswer = Static<typeof WebhookAnswer>;
+
+export const ListDeliveriesQuery = strict({ limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$' })) });
+
+/** A recorded delivery: what it was and what became of it (never its payload). */
+export const DeliveryView = Type.Object({
+  id: Type.String(),
+  event: Type.String(),
+  action: Type.Union([Type.String(), Type.Null()]),
+  repository: Type.Union([Type.String(), Type.Null()]),
+  receivedAt: Type.String(),
+  /** `ignored` only, until projects exist (issue 12). */
+  outcome: Type.Literal('ignored'),
+  reason: Type.String(),
+});
+export type DeliveryView = Static<typeof DeliveryView>;
+export const DeliveryList = Type.Object({ deliveries: Type.Array(DeliveryView) });
 
 // ---- worker: poll and heartbeat ----
 export const PollBody = strict({

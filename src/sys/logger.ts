@@ -28,6 +28,8 @@ export const REDACT_PATHS = [
   'claim.build.secretEnv',
   'privateKey',
   '*.privateKey',
+  'githubSecret',
+  '*.githubSecret',
 ];
 
 export function createLogger(service: string, level: string, destination?: DestinationStream): Logger {

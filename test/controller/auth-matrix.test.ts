@@ -17,7 +17,12 @@ interface Call {
   headers?: (lease: string) => Record<string, string>;
   /** Who gets a 2xx; anyone else gets 401 (no or unknown key) or 403. */
   allowed: Caller[];
+  /** For a route that takes no key: what every caller not allowed gets instead, whatever key it sends. */
+  refusal?: { status: number; code: string };
 }
+
+/** The webhook secret of the matrix's controller; the matrix's deliveries carry no signature. */
+const GITHUB_SECRET = 'matrix-github-secret-0123456789';
 
 /**
  * Every route of the table (keyed by its name: a route added to the table without a row here
@@ -50,6 +55,15 @@ const MATRIX: Record<keyof typeof ROUTES, Call> = {
     body: () => Buffer.from('ipa'),
     allowed: ['workerA'],
   },
+  // Only the signature counts: no Bearer key of any kind, admin included, stands in for it.
+  githubWebhook: {
+    params: () => ({}),
+    headers: () => ({ 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': '72d3162e-cc78-11e3-81ab-4c9367dc0958' }),
+    body: () => ({ ref: 'refs/heads/main', repository: { full_name: 'octo/app' } }),
+    allowed: [],
+    refusal: { status: 401, code: 'WEBHOOK_SIGNATURE' },
+  },
+  listDeliveries: { params: () => ({}), allowed: ['admin'] },
 };
 /** What the one allowed-and-refused call answers: admin asking for an artifact that is not there. */
 const NOT_FOUND: Partial<Record<keyof typeof ROUTES, Caller>> = { downloadArtifact: 'admin' };
@@ -61,7 +75,7 @@ afterEach(async () => {
 });
 
 async function setup() {
-  c = await startTestController();
+  c = await startTestController({ githubSecret: GITHUB_SECRET });
   const a = await c.enrol('mac-a');
   const b = await c.enrol('mac-b');
   const x = await c.submit();
@@ -92,7 +106,10 @@ describe.each(Object.entries(MATRIX) as [keyof typeof ROUTES, Call][])('%s', (na
       ...(body === undefined ? {} : { payload: body as object }),
     });
     const expected = call.allowed.includes(caller) ? 'ok' : NOT_FOUND[name] === caller ? 404 : caller === 'none' || caller === 'unknown' ? 401 : 403;
-    if (expected === 'ok') {
+    if (expected !== 'ok' && call.refusal !== undefined) {
+      expect({ status: res.statusCode, code: res.json().code }, res.body).toEqual(call.refusal);
+      expect(await c.store.listDeliveries(10)).toEqual([]);
+    } else if (expected === 'ok') {
       expect(res.statusCode, res.body).toBeGreaterThanOrEqual(200);
       expect(res.statusCode, res.body).toBeLessThan(300);
     } else if (expected === 404) {
@@ -104,6 +121,7 @@ describe.each(Object.entries(MATRIX) as [keyof typeof ROUTES, Call][])('%s', (na
       expect(await c.get(x)).toMatchObject({ status: 'assigned', workerId: 'mac-a', logBytes: 0, cancelRequested: false });
       const artifacts = await c.app.inject({ method: 'GET', url: pathOf(ROUTES.listArtifacts, { id: x }), headers: c.admin });
       expect(artifacts.json()).toMatchObject({ artifacts: [] });
+      expect(await c.store.listDeliveries(10)).toEqual([]);
     }
   });
 });

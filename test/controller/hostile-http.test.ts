@@ -201,7 +201,9 @@ describe('every route, walked with bad input by every kind of caller', () => {
   let id: string;
   let auth: Record<string, Record<string, string>>;
   beforeAll(async () => {
-    w = await startTestController();
+    // With a webhook secret, so the walk reaches the webhook's own checks (without one it
+    // answers every delivery 503 WEBHOOK_NOT_CONFIGURED by design: github-webhook.test.ts).
+    w = await startTestController({ githubSecret: 'hostile-walk-github-secret' });
     const worker = await w.enrol('mac-a');
     id = (await w.submit()).id;
     const claim = (await w.poll('mac-a', worker.auth))!;

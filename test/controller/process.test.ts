@@ -4,6 +4,7 @@
  * grace, and configuration errors.
  */
 import { spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,6 +129,29 @@ describe('configuration', () => {
     });
     expect(c.output.join('\n')).toContain('"heartbeatTimeoutS":0.5');
     await c.stop();
+  });
+
+  it('takes the GitHub webhook secret from the environment: a signed delivery is recorded, the secret never logged', async () => {
+    const secret = 'process-github-secret-0123456789';
+    const c = await startControllerProcess({ dbPath: join(dir, 'gh.db'), apiKey: KEY, env: { EXPO_CONTROLLER_GITHUB_SECRET: secret } });
+    const body = JSON.stringify({ ref: 'refs/heads/main', repository: { full_name: 'octo/app' } });
+    const deliver = (signature: string) =>
+      request(`${c.url}/webhooks/github`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': '72d3162e-cc78-11e3-81ab-4c9367dc0958', 'x-hub-signature-256': signature },
+        body,
+      });
+    const wrong = await deliver(`sha256=${createHmac('sha256', 'not-the-secret-0123456789').update(body).digest('hex')}`);
+    expect(wrong.statusCode).toBe(401);
+    await wrong.body.dump();
+    const right = await deliver(`sha256=${createHmac('sha256', secret).update(body).digest('hex')}`);
+    expect(right.statusCode).toBe(202);
+    await right.body.dump();
+    const listed = (await call(c.url, 'GET', '/api/v1/github/deliveries', KEY)).json();
+    expect(listed.deliveries).toMatchObject([{ event: 'push', repository: 'octo/app', outcome: 'ignored' }]);
+    expect(await c.stop()).toBe(0);
+    expect(c.output.join('\n')).toContain('webhook delivery ignored: no project for octo/app');
+    expect(c.output.join('\n')).not.toContain(secret);
   });
 
   it('refuses an unknown flag with the usage', () => {

@@ -4,6 +4,7 @@
  * schema accepts. The clients take their answer types from the same table (`AnswerOf`), so a
  * handler that drifts from it fails here, not in an agent or a CLI at run time.
  */
+import { createHmac } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Value } from 'typebox/value';
 import { pathOf, ROUTES, type RouteSpec } from '../../src/protocol/routes.ts';
@@ -25,7 +26,8 @@ describe('the route table and the answers', () => {
   });
 
   it('every route answers its table status and a body its answer schema accepts', async () => {
-    c = await startTestController();
+    const githubSecret = 'route-answers-github-secret';
+    c = await startTestController({ githubSecret });
     await c.submit();
     const worker = await c.enrol('mac-1');
     const claim = (await c.poll('mac-1', worker.auth))!;
@@ -34,6 +36,13 @@ describe('the route table and the answers', () => {
     const id = claim.build.id;
     const lease = claim.lease;
     const octets = { 'content-type': 'application/octet-stream' };
+    const push = JSON.stringify({ ref: 'refs/heads/main', repository: { full_name: 'octo/app' } });
+    const github = {
+      'content-type': 'application/json',
+      'x-github-event': 'push',
+      'x-github-delivery': '72d3162e-cc78-11e3-81ab-4c9367dc0958',
+      'x-hub-signature-256': `sha256=${createHmac('sha256', githubSecret).update(push).digest('hex')}`,
+    };
 
     // In the order a build's life calls them; each route once.
     const calls: [Name, Call][] = [
@@ -57,6 +66,8 @@ describe('the route table and the answers', () => {
       ['getBuild', { headers: c.admin, params: { id } }],
       ['cancelBuild', { headers: c.admin, params: { id: second.id }, body: {} }],
       ['prune', { headers: c.admin, body: { dryRun: true } }],
+      ['githubWebhook', { headers: github, body: push }],
+      ['listDeliveries', { headers: c.admin, query: { limit: '10' } }],
     ];
     expect(calls.map(([name]) => name).sort()).toEqual(Object.keys(ROUTES).sort());
 

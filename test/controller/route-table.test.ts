@@ -23,7 +23,7 @@ describe('the route table', () => {
   describe('in the running app', () => {
     let c: TestController;
     beforeAll(async () => {
-      c = await startTestController();
+      c = await startTestController({ githubSecret: 'route-table-github-secret' });
     });
     afterAll(async () => {
       await c.close();
@@ -38,6 +38,8 @@ describe('the route table', () => {
         const url = pathOf(r, { id: r.path.includes('/workers/') ? 'mac-1' : 'abcdefgh23456789', '*': 'out/App.ipa' });
         const res = await c.app.inject({ method: r.method, url });
         if (r.auth === 'public') expect(res.statusCode, url).toBe(200);
+        // No key is asked of it: the delivery's signature is, and a request without one is refused.
+        else if (r.auth === 'github-signature') expect({ status: res.statusCode, code: (res.json() as { code: string }).code }, `${r.method} ${url}`).toEqual({ status: 401, code: 'WEBHOOK_SIGNATURE' });
         else expect({ status: res.statusCode, code: (res.json() as { code: string }).code }, `${r.method} ${url}`).toEqual({ status: 401, code: 'AUTH_MISSING' });
       }
     });

@@ -34,6 +34,7 @@ const T = {
   reopen: 'keeps everything across a reopen',
   close: 'closes twice without complaint',
   diskError: "calls none of the port's own refusals, nor an ordinary error, a disk error",
+  deliveries: 'records a webhook delivery once (a redelivery, concurrent or later, writes nothing), lists newest first, and prunes by receipt time',
 } as const;
 
 /**
@@ -78,6 +79,10 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   deleteBuilds: [T.prune],
   appendLog: [T.appendLog, T.logConflict, T.logUtf8],
   readLog: [T.appendLog, T.requeue, T.prune],
+  recordDelivery: [T.deliveries],
+  listDeliveries: [T.deliveries],
+  countDeliveriesBefore: [T.deliveries],
+  deleteDeliveriesBefore: [T.deliveries],
 };
 
 export interface StoreFactory {
@@ -331,6 +336,28 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.readLog(old.id, 0)).length).toBe(0);
       expect(await s.getBuild(queued.id)).not.toBeNull();
       expect((await s.findPrunableBuilds(15_000)).map((b) => b.id)).toEqual([cancelled.id]);
+    });
+
+    test(T.deliveries, async () => {
+      const d = (id: string, receivedAt: number) => ({ id, event: 'push', action: null, repository: 'octo/app', receivedAt, outcome: 'ignored' as const, reason: 'no project for octo/app' });
+      const first = d('00000000-0000-4000-8000-000000000001', 1_000);
+      expect(await s.recordDelivery(first)).toBe(true);
+      // A redelivery keeps the first record as it was, whatever it says.
+      expect(await s.recordDelivery({ ...first, event: 'issues', action: 'opened', receivedAt: 5_000 })).toBe(false);
+      const twice = d('00000000-0000-4000-8000-000000000002', 2_000);
+      expect(await Promise.all([s.recordDelivery(twice), s.recordDelivery(twice)])).toEqual(expect.arrayContaining([true, false]));
+      await s.recordDelivery({ ...d('00000000-0000-4000-8000-000000000003', 3_000), action: 'opened', repository: null, reason: 'no repository in the payload' });
+      const all = await s.listDeliveries(10);
+      expect(all.map((x) => x.id)).toEqual(['00000000-0000-4000-8000-000000000003', twice.id, first.id]);
+      expect(all[2]).toEqual(first);
+      expect(all[0]).toMatchObject({ action: 'opened', repository: null, reason: 'no repository in the payload' });
+      expect((await s.listDeliveries(1)).length).toBe(1);
+      expect(await s.countDeliveriesBefore(2_500)).toBe(2);
+      expect(await s.deleteDeliveriesBefore(2_500)).toBe(2);
+      expect(await s.countDeliveriesBefore(2_500)).toBe(0);
+      expect((await s.listDeliveries(10)).map((x) => x.id)).toEqual(['00000000-0000-4000-8000-000000000003']);
+      // Pruned, an id may be recorded again.
+      expect(await s.recordDelivery(first)).toBe(true);
     });
 
     test(T.artifactProblems, async () => {

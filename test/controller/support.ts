@@ -34,7 +34,18 @@ export interface PollClaim {
 export const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
 export async function startTestController(
-  opts: { heartbeatTimeoutMs?: number; prepareTimeoutMs?: number; maxLogBytes?: number; maxArtifactBytes?: number; realClock?: boolean; claimGraceMs?: number } = {},
+  opts: {
+    heartbeatTimeoutMs?: number;
+    prepareTimeoutMs?: number;
+    maxLogBytes?: number;
+    maxArtifactBytes?: number;
+    realClock?: boolean;
+    claimGraceMs?: number;
+    /** The GitHub webhook secret; none by default (the webhook route refuses every delivery). */
+    githubSecret?: string;
+    /** Where the controller logs; silent by default. */
+    logger?: pino.Logger;
+  } = {},
 ): Promise<TestController> {
   const dir = mkdtempSync(join(tmpdir(), 'expo-ctl-test-'));
   const store = new SqliteStore({ path: join(dir, 'controller.db') });
@@ -50,10 +61,11 @@ export async function startTestController(
     maxArtifactBytes: opts.maxArtifactBytes,
     defaultBuildTimeoutS: 3600,
     prepareTimeoutMs: opts.prepareTimeoutMs,
-    logger: pino({ level: 'silent' }),
+    logger: opts.logger ?? pino({ level: 'silent' }),
     now,
     startedAt: now(),
     claimGraceMs: opts.claimGraceMs,
+    githubSecret: opts.githubSecret,
   });
   const admin = bearer(ADMIN_KEY);
   const post: TestController['post'] = async (url, headers, body) => {

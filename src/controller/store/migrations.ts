@@ -137,4 +137,22 @@ export const MIGRATIONS: readonly Migration[] = [
     // Declared artifacts an attempt could not store (matched nothing, failed to upload), as JSON.
     sql: `ALTER TABLE builds ADD COLUMN artifact_problems TEXT NOT NULL DEFAULT '[]';`,
   },
+  {
+    version: 7,
+    name: 'github webhook deliveries',
+    // One row per accepted delivery, keyed by GitHub's delivery GUID so a redelivery is a no-op;
+    // the payload itself is never stored. Pruned by received_at with the builds.
+    sql: `
+      CREATE TABLE webhook_deliveries (
+        id           TEXT PRIMARY KEY,
+        event        TEXT NOT NULL,
+        action       TEXT,
+        repository   TEXT,
+        received_at  INTEGER NOT NULL,
+        outcome      TEXT NOT NULL,
+        reason       TEXT NOT NULL
+      );
+      CREATE INDEX webhook_deliveries_received ON webhook_deliveries(received_at);
+    `,
+  },
 ];

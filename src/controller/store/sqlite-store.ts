@@ -21,6 +21,8 @@ import type {
   BuildRecord,
   Claim,
   ClaimRequest,
+  DeliveryOutcome,
+  DeliveryRecord,
   ListBuildsFilter,
   NewBuild,
   NewWorker,
@@ -91,6 +93,16 @@ const toAttempt = (r: Row): AttemptRecord => ({
   exitCode: (r.exit_code as number | null) ?? null,
   message: (r.message as string | null) ?? null,
   logOffset: r.log_offset as number,
+});
+
+const toDelivery = (r: Row): DeliveryRecord => ({
+  id: r.id as string,
+  event: r.event as string,
+  action: r.action as string | null,
+  repository: r.repository as string | null,
+  receivedAt: r.received_at as number,
+  outcome: r.outcome as DeliveryOutcome,
+  reason: r.reason as string,
 });
 
 const toArtifact = (r: Row): ArtifactRecord => ({
@@ -509,6 +521,28 @@ export class SqliteStore implements Store {
       }
       return deleted;
     });
+  }
+
+  // ---- GitHub webhook deliveries ----
+
+  async recordDelivery(d: DeliveryRecord): Promise<boolean> {
+    const r = this.q(
+      `INSERT INTO webhook_deliveries (id, event, action, repository, received_at, outcome, reason)
+       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
+    ).run(d.id, d.event, d.action, d.repository, d.receivedAt, d.outcome, d.reason);
+    return Number(r.changes) === 1;
+  }
+
+  async listDeliveries(limit: number): Promise<DeliveryRecord[]> {
+    return (this.q('SELECT * FROM webhook_deliveries ORDER BY received_at DESC, id DESC LIMIT ?').all(limit) as Row[]).map(toDelivery);
+  }
+
+  async countDeliveriesBefore(cutoff: number): Promise<number> {
+    return (this.q('SELECT COUNT(*) AS n FROM webhook_deliveries WHERE received_at < ?').get(cutoff) as { n: number }).n;
+  }
+
+  async deleteDeliveriesBefore(cutoff: number): Promise<number> {
+    return Number(this.q('DELETE FROM webhook_deliveries WHERE received_at < ?').run(cutoff).changes);
   }
 
   // ---- logs ----

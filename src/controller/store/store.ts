@@ -161,6 +161,31 @@ export interface ArtifactRecord {
   createdAt: number;
 }
 
+/**
+ * What became of a GitHub webhook delivery. `ignored` is the only outcome so far: no project
+ * registry exists yet, so no delivery starts a build (issue 12).
+ */
+export type DeliveryOutcome = 'ignored';
+
+/**
+ * A GitHub webhook delivery the controller accepted (its signature held). Not the payload — it
+ * can be 25 MB and may carry what should not be kept — only what explains the delivery.
+ */
+export interface DeliveryRecord {
+  /** `X-GitHub-Delivery`, a GUID, lower-case; the same on a redelivery. */
+  id: string;
+  /** `X-GitHub-Event` (`push`, `pull_request`…). */
+  event: string;
+  /** The payload's `action`, when it has one. */
+  action: string | null;
+  /** The payload's `repository.full_name` (`owner/name`), when it has one. */
+  repository: string | null;
+  receivedAt: number;
+  outcome: DeliveryOutcome;
+  /** Why, in words (`no project for owner/name`). */
+  reason: string;
+}
+
 /** A final build old enough to prune, with what deleting it frees. */
 export interface PrunableBuild {
   id: string;
@@ -316,6 +341,21 @@ export interface Store {
    * or no longer final ids are skipped.
    */
   deleteBuilds(ids: readonly string[]): Promise<string[]>;
+
+  // ---- GitHub webhook deliveries ----
+
+  /**
+   * Records a delivery unless one with its id is already recorded, atomically (a unique insert):
+   * true when it was new, false for a redelivery (nothing written), so of two concurrent
+   * deliveries of one id exactly one is new.
+   */
+  recordDelivery(d: DeliveryRecord): Promise<boolean>;
+  /** The newest deliveries first (by `receivedAt`, then id), at most `limit`. */
+  listDeliveries(limit: number): Promise<DeliveryRecord[]>;
+  /** How many deliveries were received before `cutoff`. */
+  countDeliveriesBefore(cutoff: number): Promise<number>;
+  /** Deletes the deliveries received before `cutoff`; returns how many. */
+  deleteDeliveriesBefore(cutoff: number): Promise<number>;
 
   // ---- logs ----
 

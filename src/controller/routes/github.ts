@@ -1,0 +1,79 @@
+/**
+ * `POST /webhooks/github`: GitHub's webhook deliveries (and, for the admin,
+ * `GET /api/v1/github/deliveries`: what was recorded of them). No Bearer key (the route table's
+ * `github-signature` scope): the `X-Hub-Signature-256` HMAC of the raw body under the
+ * configured secret is the credential, checked before a byte of the body is parsed. Without a
+ * secret configured every delivery is refused (503 `WEBHOOK_NOT_CONFIGURED`), never accepted
+ * unsigned.
+ *
+ * Order: no secret → 503; not `application/json` → 415 (form-encoded deliveries are refused:
+ * choose `application/json` in GitHub's settings); over 25 MB → 413; bad signature → 401
+ * `WEBHOOK_SIGNATURE`; then the headers' shapes (400), a `ping` (200), the JSON (400), and the
+ * delivery recorded (202). Nothing is recorded before the signature holds.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { ExpoError } from '../../protocol/errors.ts';
+import { ROUTES } from '../../protocol/routes.ts';
+import { deliverySummary, isDeliveryId, isEventName, verifyWebhookSignature } from '../../github/webhook-signature.ts';
+import { route } from '../route.ts';
+import type { WebhookService } from '../webhook-service.ts';
+
+/** GitHub caps a delivery's payload at 25 MB (https://docs.github.com/en/webhooks/webhook-events-and-payloads). */
+export const WEBHOOK_BODY_BYTES = 25 * 1024 * 1024;
+
+export interface GithubRoutesOptions {
+  /** The webhook secret; null when none is configured. */
+  secret: string | null;
+  webhooks: WebhookService;
+}
+
+export const githubRoutes: FastifyPluginAsync<GithubRoutesOptions> = async (fastify, o) => {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  // The signature is over the bytes as sent: for this plugin's route the JSON body reaches the
+  // handler as the raw Buffer, unparsed; any other type is 415.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_BYTES }, (_req, body, done) => done(null, body));
+
+  route(
+    app,
+    ROUTES.githubWebhook,
+    {
+      bodyLimit: WEBHOOK_BODY_BYTES,
+      // Before the body is read: a controller without a secret reads no 25 MB bodies either.
+      onRequest: async () => {
+        if (o.secret === null) throw new ExpoError('WEBHOOK_NOT_CONFIGURED', 'this controller has no GitHub webhook secret: start it with --github-secret (EXPO_CONTROLLER_GITHUB_SECRET)');
+      },
+    },
+    async (req, reply) => {
+      const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      const signature = req.headers['x-hub-signature-256'];
+      if (!verifyWebhookSignature(o.secret ?? '', body, typeof signature === 'string' ? signature : undefined)) {
+        throw new ExpoError('WEBHOOK_SIGNATURE', 'missing or wrong X-Hub-Signature-256: expected sha256=<hex HMAC-SHA256 of the body under the webhook secret>');
+      }
+      const event = req.headers['x-github-event'];
+      if (!isEventName(event)) throw new ExpoError('API_BAD_REQUEST', 'missing or malformed X-GitHub-Event header');
+      const id = req.headers['x-github-delivery'];
+      if (!isDeliveryId(id)) throw new ExpoError('API_BAD_REQUEST', 'missing or malformed X-GitHub-Delivery header: expected a GUID');
+      if (event === 'ping') {
+        req.log.info({ delivery: id }, 'webhook ping');
+        return reply.status(200).send({ ok: true });
+      }
+      let payload: unknown;
+      try {
+        payload = JSON.parse(body.toString('utf8'));
+      } catch {
+        throw new ExpoError('API_BAD_REQUEST', 'the webhook body is not valid JSON');
+      }
+      if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) throw new ExpoError('API_BAD_REQUEST', 'the webhook body is not a JSON object');
+      const delivery = id.toLowerCase();
+      const { duplicate } = await o.webhooks.accept({ id: delivery, event, ...deliverySummary(payload) });
+      return reply.status(202).send(duplicate ? { accepted: true, delivery, duplicate: true } : { accepted: true, delivery });
+    },
+  );
+
+  route(app, ROUTES.listDeliveries, {}, async (req) => {
+    const deliveries = await o.webhooks.list(Number(req.query.limit ?? 100));
+    return { deliveries: deliveries.map((d) => ({ ...d, receivedAt: new Date(d.receivedAt).toISOString() })) };
+  });
+};
