@@ -12,6 +12,15 @@ import { CreateBuildBody, LIMITS } from '../protocol/schemas.ts';
 import { checkTriggers, type Triggers } from './pipeline-triggers.ts';
 
 /** A project secret's name, as the file's `secrets:` list names it. */
+/**
+ * A key of the file as an error names it: at most 64 characters (then `…`), so that a
+ * hostile key cannot make the errors a hundred times the size of the file.
+ */
+export const keyText = (key: unknown): string => {
+  const k = String(key);
+  return k.length > 64 ? `${k.slice(0, 64)}…` : k;
+};
+
 export const SECRET_NAME_PATTERN = '^[A-Z_][A-Z0-9_]{0,127}$';
 
 /** The part of a build that is a `POST /api/v1/builds` body (secret values come from the project, not the file). */
@@ -53,7 +62,7 @@ export function checkBuild(name: string, value: unknown): { build: PipelineBuild
   if (!isPlainObject(value)) return { build: null, problems: [{ path: [], message: `build '${name}' must be a map with at least steps` }] };
 
   for (const key of Object.keys(value)) {
-    if (!BUILD_KEYS.includes(key)) problems.push({ path: [key], message: `unknown key '${key}'; a build has ${BUILD_KEYS.join(', ')}`, atKey: true });
+    if (!BUILD_KEYS.includes(key)) problems.push({ path: [key], message: `unknown key '${keyText(key)}'; a build has ${BUILD_KEYS.join(', ')}`, atKey: true });
   }
   if (!Object.hasOwn(value, 'steps')) problems.push({ path: [], message: `build '${name}' has no steps`, atKey: true });
 
@@ -137,7 +146,7 @@ function schemaProblems(schema: TSchema, value: unknown, base: (string | number)
     if (e.keyword === 'boolean' && e.schemaPath.endsWith('/additionalProperties')) {
       const key = path[path.length - 1];
       const inEnv = base[0] === 'env' && path.length === 2;
-      out.push({ path, atKey: true, message: inEnv ? `'${String(key)}' is not a valid env name: ${PATTERN_WORDS[ENV_NAME_PATTERN]}` : `unknown key '${String(key)}'` });
+      out.push({ path, atKey: true, message: inEnv ? `'${keyText(key)}' is not a valid env name: ${PATTERN_WORDS[ENV_NAME_PATTERN]}` : `unknown key '${keyText(key)}'` });
       continue;
     }
     if (e.keyword === 'anyOf') {

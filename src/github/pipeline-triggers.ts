@@ -114,21 +114,43 @@ function globProblem(glob: unknown): string | null {
   return null;
 }
 
-/** Whether `name` matches `glob`: `**` any characters, `*` any but `/`, everything else literal. */
-export function globMatches(glob: string, name: string): boolean {
-  let source = '';
+type GlobToken = { kind: 'star' } | { kind: 'globstar' } | { kind: 'char'; c: string };
+
+function tokens(glob: string): GlobToken[] {
+  const out: GlobToken[] = [];
   for (let i = 0; i < glob.length; i++) {
-    const c = glob[i]!;
-    if (c === '*' && glob[i + 1] === '*') {
-      source += '.*';
-      i++;
-    } else if (c === '*') {
-      source += '[^/]*';
-    } else {
-      source += c.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
-    }
+    if (glob[i] === '*' && glob[i + 1] === '*') {
+      // Runs of stars are one globstar: `***` means what `**` does.
+      while (glob[i + 1] === '*') i++;
+      out.push({ kind: 'globstar' });
+    } else if (glob[i] === '*') out.push({ kind: 'star' });
+    else out.push({ kind: 'char', c: glob[i]! });
   }
-  return new RegExp(`^${source}$`, 's').test(name);
+  return out;
+}
+
+/**
+ * Whether `name` matches `glob`: `**` any characters, `*` any but `/`, everything else literal.
+ * A table over (glob position × name position), so its time is at most their product
+ * (255 × 255 for the longest of each), whatever the pattern: a regular expression built from
+ * the glob would backtrack exponentially on patterns like `*a*a*a…x` (a pipeline's author picks
+ * the glob and a pusher the branch name; neither may freeze the controller).
+ */
+export function globMatches(glob: string, name: string): boolean {
+  const t = tokens(glob);
+  // row[j]: whether the tokens so far match name[0..j).
+  let row = new Array<boolean>(name.length + 1).fill(false);
+  row[0] = true;
+  for (const tok of t) {
+    const next = new Array<boolean>(name.length + 1).fill(false);
+    for (let j = 0; j <= name.length; j++) {
+      if (tok.kind === 'char') next[j] = j > 0 && row[j - 1]! && name[j - 1] === tok.c;
+      else if (tok.kind === 'globstar') next[j] = row[j]! || (j > 0 && next[j - 1]!);
+      else next[j] = row[j]! || (j > 0 && next[j - 1]! && name[j - 1] !== '/');
+    }
+    row = next;
+  }
+  return row[name.length]!;
 }
 
 const anyMatches = (globs: string[] | undefined, name: string): boolean => globs === undefined || globs.some((g) => globMatches(g, name));

@@ -11,7 +11,7 @@
  * then the shape of every field, against the API's schema of a build.
  */
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
-import { checkBuild, type PipelineBuild } from './pipeline-build.ts';
+import { checkBuild, keyText, type PipelineBuild } from './pipeline-build.ts';
 import { triggeredBy, type PipelineEvent } from './pipeline-triggers.ts';
 
 export type { PipelineBuild, PipelineBuildBody } from './pipeline-build.ts';
@@ -101,7 +101,7 @@ export function parsePipeline(text: string): ParseResult {
     report([], 'the file must be a map with one key, builds');
     return fail(errors);
   }
-  for (const key of Object.keys(value)) if (key !== 'builds') report([key], `unknown key '${key}'; the file has one key, builds`, true);
+  for (const key of Object.keys(value)) if (key !== 'builds') report([key], `unknown key '${keyText(key)}'; the file has one key, builds`, true);
   const builds = value.builds;
   if (!Object.hasOwn(value, 'builds')) {
     report([], 'the file has no builds: map');
@@ -118,7 +118,10 @@ export function parsePipeline(text: string): ParseResult {
     const parsed: PipelineBuild[] = [];
     for (const name of names) {
       if (!new RegExp(BUILD_NAME_PATTERN).test(name)) {
-        report(['builds', name], `'${name}' is not a build name: letters, digits and ._-, at most 64`, true);
+        report(['builds', name], `'${keyText(name)}' is not a build name: letters, digits and ._-, at most 64`, true);
+        // Its body is not checked: fix the name first (and a hostile name is not repeated in
+        // the path of every error under it).
+        continue;
       }
       const checked = checkBuild(name, builds[name]);
       for (const p of checked.problems) report(['builds', name, ...p.path], p.message, p.atKey ?? false);
@@ -154,7 +157,7 @@ function yamlMessage(code: string, message: string): string {
 
 /** `builds.ios.steps[0].name`. */
 function pathText(path: Path): string {
-  return path.map((seg, i) => (typeof seg === 'number' ? `[${seg}]` : i === 0 ? seg : `.${seg}`)).join('');
+  return path.map((seg, i) => (typeof seg === 'number' ? `[${seg}]` : i === 0 ? keyText(seg) : `.${keyText(seg)}`)).join('');
 }
 
 /**
@@ -169,7 +172,7 @@ function locate(doc: Document, path: Path, atKey: boolean): number {
     let next: unknown;
     let keyOffset: number | undefined;
     if (isMap(node)) {
-      const pair = node.items.find((p) => isPair(p) && keyText(p.key) === String(seg));
+      const pair = node.items.find((p) => isPair(p) && scalarKey(p.key) === String(seg));
       if (pair === undefined) break;
       keyOffset = startOf(pair.key);
       next = pair.value;
@@ -186,5 +189,5 @@ function locate(doc: Document, path: Path, atKey: boolean): number {
   return offset;
 }
 
-const keyText = (key: unknown): string | undefined => (isScalar(key) ? String(key.value) : undefined);
+const scalarKey = (key: unknown): string | undefined => (isScalar(key) ? String(key.value) : undefined);
 const startOf = (node: unknown): number | undefined => (node !== null && typeof node === 'object' && 'range' in node ? (node as Node).range?.[0] : undefined);

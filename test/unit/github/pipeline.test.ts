@@ -158,8 +158,16 @@ describe('parsePipeline: each problem, with its line', () => {
       [10, 'builds.android.env.lower-case'],
       [11, 'builds.android.on.push.branches[0]'],
       [12, 'builds.bad/name'],
-      [13, 'builds.bad/name.steps'],
+      // A build whose name is refused is not checked further (its empty steps on line 13 are not reported).
     ]);
+  });
+
+  it('names a hostile key in at most 64 characters, and checks nothing under a refused build name', () => {
+    const long = 'n'.repeat(1_000); // YAML caps an implicit key at 1,024 characters
+    const badSteps = Array.from({ length: 150 }, () => '      - {name: "", run: ""}').join('\n');
+    const errors = errorsOf(parsePipeline(`builds:\n  "${long}":\n    steps:\n${badSteps}\n  ios:\n    steps: [{name: a, run: b}]\n    ${long}: 1\n`));
+    expect(errors.map((e) => e.path)).toEqual([`builds.${'n'.repeat(64)}…`, `builds.ios.${'n'.repeat(64)}…`]);
+    expect(JSON.stringify(errors).length).toBeLessThan(2_000);
   });
 
   it('caps the errors it lists and says how many more there were', () => {
@@ -345,5 +353,30 @@ describe('triggers', () => {
     expect(globMatches('**', 'a/b')).toBe(true);
     expect(globMatches('a/**/z', 'a/b/c/z')).toBe(true);
     expect(globMatches('a/*/z', 'a/b/c/z')).toBe(false);
+  });
+
+  it('matches star-heavy globs without backtracking (a regex of `*a*a…x` froze for a minute)', () => {
+    // With the old regex each of these took from 30 s to over a minute; the table takes 255 × 255 steps at most.
+    expect(globMatches('*'.repeat(24) + 'x', 'a'.repeat(25))).toBe(false);
+    expect(globMatches('*a'.repeat(12) + 'x', 'a'.repeat(40))).toBe(false);
+    expect(globMatches('**a'.repeat(12) + 'x', 'a/'.repeat(120) + 'x')).toBe(false);
+    expect(globMatches('*a'.repeat(12) + '*', 'a'.repeat(40))).toBe(true);
+    expect(globMatches('*'.repeat(200), 'b'.repeat(255))).toBe(true);
+  });
+
+  it('agrees with the plain reading of `*` and `**` on every short glob and name', () => {
+    // Reference: a direct recursive reading, fine for these lengths.
+    const ref = (g: string, n: string): boolean => {
+      if (g === '') return n === '';
+      if (g.startsWith('**')) return [...Array(n.length + 1).keys()].some((k) => ref(g.replace(/^\*+/, ''), n.slice(k)));
+      if (g[0] === '*') return [...Array(n.length + 1).keys()].some((k) => !n.slice(0, k).includes('/') && ref(g.slice(1), n.slice(k)));
+      return n[0] === g[0] && ref(g.slice(1), n.slice(1));
+    };
+    const alphabet = ['a', '/', '*'];
+    const words = (len: number, chars: string[]): string[] => (len === 0 ? [''] : words(len - 1, chars).flatMap((w) => chars.map((c) => w + c)));
+    const globs = [0, 1, 2, 3, 4].flatMap((l) => words(l, alphabet));
+    const names = [0, 1, 2, 3, 4].flatMap((l) => words(l, ['a', '/', 'b']));
+    const disagreements = globs.flatMap((g) => names.filter((n) => globMatches(g, n) !== ref(g, n)).map((n) => `${g} ~ ${n}`));
+    expect(disagreements).toEqual([]);
   });
 });
