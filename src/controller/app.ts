@@ -173,9 +173,10 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     // prefix test on the raw URL let such requests reach a route with no principal. An
     // unmatched request runs nothing but the not-found answer.
     const auth = req.routeOptions.config.auth;
-    if (req.is404 || auth === 'public' || auth === 'github-signature') return;
+    if (req.is404 || auth === 'public') return;
     // While stopping, requests already running finish; new ones are told to come back (agents retry).
     if (stopping) throw new ExpoError('API_SHUTTING_DOWN', 'the controller is stopping; retry shortly');
+    if (auth === 'github-signature') return;
     req.principal = await resolvePrincipal(o.store, adminDigest, req.headers.authorization);
   });
 
@@ -211,7 +212,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     }
     if (isExpoError(err)) {
       const extra = 'expectedOffset' in err.details ? { expectedOffset: err.details.expectedOffset } : {};
-      if (err.status >= 500) req.log.error({ err }, 'request failed');
+      // The webhook's refusals are logged by its route, once per interval (anyone may send them).
+      if (err.status >= 500 && !err.code.startsWith('WEBHOOK_')) req.log.error({ err }, 'request failed');
       return reply.status(err.status).send({ code: err.code, message: err.message, ...extra });
     }
     const e = err as FastifyError;

@@ -12,6 +12,9 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 
 const SIGNATURE = /^sha256=([0-9a-f]{64})$/;
 
+/** Whether `header` has the signature's shape (`sha256=` and 64 lower-case hex digits), before any body is read. */
+export const isSignatureHeader = (header: string): boolean => SIGNATURE.test(header);
+
 /**
  * Whether `header` is the signature of `body` under `secret`. False for a missing header, a
  * SHA-1 one, a truncated or otherwise malformed one, and a wrong one; the comparison of the two

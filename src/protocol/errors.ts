@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   AUTH_INVALID: { status: 401, retryable: false, summary: 'The key or token is not known (or has been revoked).' },
   AUTH_FORBIDDEN: { status: 403, retryable: false, summary: 'The key is valid but acts outside its scope (another worker, another build, or an admin-only call).' },
   WEBHOOK_SIGNATURE: { status: 401, retryable: false, summary: 'A webhook delivery without a valid `X-Hub-Signature-256` (HMAC-SHA256 of the body under the webhook secret); nothing was recorded.' },
+  WEBHOOK_BUSY: { status: 503, retryable: true, summary: 'As many webhook deliveries as the controller reads at once are already being received; redeliver shortly. Nothing was recorded.' },
   WEBHOOK_NOT_CONFIGURED: { status: 503, retryable: false, summary: 'The controller has no GitHub webhook secret (`--github-secret`), so it accepts no webhook delivery.' },
   WORKER_EXISTS: { status: 409, retryable: false, summary: 'A worker with this id already exists.' },
   LEASE_STALE: { status: 409, retryable: false, summary: 'The lease is not the current one for this build: the attempt was ended or reassigned. Abort it and recycle its VM.' },

@@ -185,7 +185,7 @@ describe('POST /webhooks/github', () => {
       const head = '{"ref":"refs/heads/main","repository":{"full_name":"octo/app"},"pad":"';
       return `${head}${'x'.repeat(total - head.length - 2)}"}`;
     };
-    const over = await deliver(c, { event: 'push', body: pad(cap + 1), signature: 'sha256=0' });
+    const over = await deliver(c, { event: 'push', body: pad(cap + 1), signature: `sha256=${'0'.repeat(64)}` });
     expect(over.statusCode).toBe(413);
     expect(over.json()).toMatchObject({ code: 'API_BODY_TOO_LARGE' });
     const under = await deliver(c, { event: 'push', body: pad(cap) });
@@ -270,5 +270,92 @@ describe('POST /webhooks/github', () => {
     c.clock.now += 30 * 24 * 3600_000;
     await c.retention.runScheduled();
     expect(await c.store.listDeliveries(10)).toEqual([]);
+  });
+});
+
+describe('POST /webhooks/github against senders without the secret', () => {
+  const captured = () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+        done();
+      },
+    });
+    return { lines, logger: createLogger('test', 'info', sink) };
+  };
+
+  it('logs repeated refusals of an unconfigured controller once per interval, never as errors', async () => {
+    const { lines, logger } = captured();
+    c = await startTestController({ logger });
+    for (let i = 0; i < 5; i++) expect((await deliver(c, { event: 'push', body: push() })).statusCode).toBe(503);
+    expect(lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
+    expect(lines.filter((l) => l.code === 'WEBHOOK_NOT_CONFIGURED')).toHaveLength(1);
+  });
+
+  /** A raw HTTP/1.1 request on its own socket: headers now, the body (if any) only as the test says. */
+  const openRequest = async (port: number, headers: Record<string, string>) => {
+    const { connect } = await import('node:net');
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString()));
+    socket.on('error', () => {});
+    const head = Object.entries({ host: '127.0.0.1', ...headers }).map(([k, v]) => `${k}: ${v}`).join('\r\n');
+    socket.write(`POST ${URL_} HTTP/1.1\r\n${head}\r\n\r\n`);
+    const answered = new Promise<string>((resolve) => socket.once('close', () => resolve(answer)).once('end', () => resolve(answer)));
+    return { socket, answered };
+  };
+
+  it('refuses a delivery without a well-formed signature before reading its body', async () => {
+    c = await startTestController({ githubSecret: SECRET });
+    const address = await c.app.listen({ port: 0, host: '127.0.0.1' });
+    const port = Number(new URL(address).port);
+    // Announces 25 MB and sends none of it: the answer comes all the same.
+    const { socket, answered } = await openRequest(port, { 'content-type': 'application/json', 'content-length': String(25 * 1024 * 1024 - 1), 'x-github-event': 'push', 'x-github-delivery': DELIVERY });
+    const answer = await Promise.race([answered, new Promise<string>((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString())))]);
+    socket.destroy();
+    expect(answer).toMatch(/^HTTP\/1\.1 401/);
+    expect(answer).toContain('WEBHOOK_SIGNATURE');
+  });
+
+  it('reads at most a few bodies at once: one more is 503 WEBHOOK_BUSY, and a slot freed takes a delivery again', async () => {
+    c = await startTestController({ githubSecret: SECRET });
+    const address = await c.app.listen({ port: 0, host: '127.0.0.1' });
+    const port = Number(new URL(address).port);
+    const { WEBHOOK_READS_AT_ONCE } = await import('../../src/controller/routes/github.ts');
+    const slow = [];
+    for (let i = 0; i < WEBHOOK_READS_AT_ONCE; i++) {
+      const r = await openRequest(port, {
+        'content-type': 'application/json',
+        'content-length': '1000000',
+        'x-hub-signature-256': `sha256=${'0'.repeat(64)}`,
+        'x-github-event': 'push',
+        'x-github-delivery': DELIVERY,
+      });
+      r.socket.write('{"a":'); // a body that trickles
+      slow.push(r);
+    }
+    const body = push();
+    const signed = async () =>
+      fetch(address + URL_, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-hub-signature-256': await sign(SECRET, body), 'x-github-event': 'push', 'x-github-delivery': DELIVERY },
+        body,
+      });
+    // The slow senders hold every slot once the server has seen their headers.
+    let busy: Response | undefined;
+    for (let i = 0; i < 200 && busy?.status !== 503; i++) busy = await signed();
+    expect(busy?.status).toBe(503);
+    expect(await busy!.json()).toMatchObject({ code: 'WEBHOOK_BUSY' });
+    // One slow sender gives up: its slot is free again.
+    slow[0]!.socket.destroy();
+    let accepted: Response | undefined;
+    for (let i = 0; i < 200 && accepted?.status !== 202; i++) {
+      accepted = await signed();
+      if (accepted.status !== 202) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(accepted?.status).toBe(202);
+    for (const s of slow) s.socket.destroy();
   });
 });

@@ -6,21 +6,38 @@
  * secret configured every delivery is refused (503 `WEBHOOK_NOT_CONFIGURED`), never accepted
  * unsigned.
  *
- * Order: no secret → 503; not `application/json` → 415 (form-encoded deliveries are refused:
- * choose `application/json` in GitHub's settings); over 25 MB → 413; bad signature → 401
+ * Order: no secret → 503; no well-formed signature header → 401 before the body is read; more
+ * than WEBHOOK_READS_AT_ONCE bodies being received → 503 `WEBHOOK_BUSY`; not `application/json`
+ * → 415 (form-encoded deliveries are refused: choose `application/json` in GitHub's settings);
+ * over 25 MB → 413; a body not whole within WEBHOOK_ARRIVAL_MS → connection closed; bad signature → 401
  * `WEBHOOK_SIGNATURE`; then the headers' shapes (400), a `ping` (200), the JSON (400), and the
  * delivery recorded (202). Nothing is recorded before the signature holds.
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ExpoError } from '../../protocol/errors.ts';
 import { ROUTES } from '../../protocol/routes.ts';
-import { deliverySummary, isDeliveryId, isEventName, verifyWebhookSignature } from '../../github/webhook-signature.ts';
+import { deliverySummary, isDeliveryId, isEventName, isSignatureHeader, verifyWebhookSignature } from '../../github/webhook-signature.ts';
 import { route } from '../route.ts';
 import type { WebhookService } from '../webhook-service.ts';
 
 /** GitHub caps a delivery's payload at 25 MB (https://docs.github.com/en/webhooks/webhook-events-and-payloads). */
 export const WEBHOOK_BODY_BYTES = 25 * 1024 * 1024;
+
+/**
+ * How many deliveries are read at once, and how long one may take to arrive. Anyone can send a
+ * body (the signature is checked once it is whole), so these bound what an unauthenticated
+ * sender can make the controller hold: 4 × 25 MB, for at most 30 s each. GitHub sends one
+ * delivery at a time per hook and each in well under a second.
+ */
+export const WEBHOOK_READS_AT_ONCE = 4;
+export const WEBHOOK_ARRIVAL_MS = 30_000;
+
+/** While refusals repeat (no secret, too many at once), one warning per interval says so. */
+const REFUSAL_LOG_INTERVAL_MS = 60_000;
+
+const SIGNATURE_REFUSED = (): ExpoError =>
+  new ExpoError('WEBHOOK_SIGNATURE', 'missing or wrong X-Hub-Signature-256: expected sha256=<hex HMAC-SHA256 of the body under the webhook secret>');
 
 export interface GithubRoutesOptions {
   /** The webhook secret; null when none is configured. */
@@ -30,6 +47,17 @@ export interface GithubRoutesOptions {
 
 export const githubRoutes: FastifyPluginAsync<GithubRoutesOptions> = async (fastify, o) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  let reading = 0;
+  const refusals = { loggedAt: Number.NEGATIVE_INFINITY, unlogged: 0 };
+  const refuse = (log: FastifyBaseLogger, err: ExpoError): never => {
+    const now = Date.now();
+    if (now - refusals.loggedAt >= REFUSAL_LOG_INTERVAL_MS) {
+      log.warn({ code: err.code, refusedSinceLastLine: refusals.unlogged }, `webhook delivery refused: ${err.message}`);
+      refusals.loggedAt = now;
+      refusals.unlogged = 0;
+    } else refusals.unlogged++;
+    throw err;
+  };
   // The signature is over the bytes as sent: for this plugin's route the JSON body reaches the
   // handler as the raw Buffer, unparsed; any other type is 415.
   app.removeAllContentTypeParsers();
@@ -41,16 +69,34 @@ export const githubRoutes: FastifyPluginAsync<GithubRoutesOptions> = async (fast
     {
       bodyLimit: WEBHOOK_BODY_BYTES,
       // Before the body is read: a controller without a secret reads no 25 MB bodies either.
-      onRequest: async () => {
-        if (o.secret === null) throw new ExpoError('WEBHOOK_NOT_CONFIGURED', 'this controller has no GitHub webhook secret: start it with --github-secret (EXPO_CONTROLLER_GITHUB_SECRET)');
+      onRequest: async (req, reply) => {
+        if (o.secret === null) refuse(req.log, new ExpoError('WEBHOOK_NOT_CONFIGURED', 'this controller has no GitHub webhook secret: start it with --github-secret (EXPO_CONTROLLER_GITHUB_SECRET)'));
+        // A delivery without a well-formed signature header is refused before its body is read.
+        const signature = req.headers['x-hub-signature-256'];
+        if (typeof signature !== 'string' || !isSignatureHeader(signature)) throw SIGNATURE_REFUSED();
+        if (reading >= WEBHOOK_READS_AT_ONCE) refuse(req.log, new ExpoError('WEBHOOK_BUSY', `${WEBHOOK_READS_AT_ONCE} webhook deliveries are already being received; redeliver shortly`));
+        reading++;
+        let done = false;
+        const release = (): void => {
+          if (done) return;
+          done = true;
+          reading--;
+          clearTimeout(deadline);
+        };
+        // A sender that trickles its body is cut off: its connection goes, and its slot with it.
+        const deadline = setTimeout(() => {
+          if (!req.raw.complete) req.raw.destroy();
+        }, WEBHOOK_ARRIVAL_MS);
+        reply.raw.once('close', release);
+        req.raw.once('close', () => {
+          if (!req.raw.complete) release();
+        });
       },
     },
     async (req, reply) => {
       const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const signature = req.headers['x-hub-signature-256'];
-      if (!verifyWebhookSignature(o.secret ?? '', body, typeof signature === 'string' ? signature : undefined)) {
-        throw new ExpoError('WEBHOOK_SIGNATURE', 'missing or wrong X-Hub-Signature-256: expected sha256=<hex HMAC-SHA256 of the body under the webhook secret>');
-      }
+      if (!verifyWebhookSignature(o.secret ?? '', body, typeof signature === 'string' ? signature : undefined)) throw SIGNATURE_REFUSED();
       const event = req.headers['x-github-event'];
       if (!isEventName(event)) throw new ExpoError('API_BAD_REQUEST', 'missing or malformed X-GitHub-Event header');
       const id = req.headers['x-github-delivery'];
