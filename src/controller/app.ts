@@ -101,6 +101,8 @@ export interface AppOptions {
    * `POST /webhooks/github` refuses every delivery with 503 `WEBHOOK_NOT_CONFIGURED`.
    */
   githubSecret?: string;
+  /** How long a webhook delivery's body may take to arrive before its connection is closed, in ms. Default 30 000. */
+  webhookArrivalMs?: number;
 }
 
 export interface ControllerApp {
@@ -253,7 +255,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     now,
   });
   await app.register(artifactRoutes, { artifacts });
-  await app.register(githubRoutes, { secret: o.githubSecret ?? null, webhooks: new WebhookService({ store: o.store, now, logger: o.logger }) });
+  await app.register(githubRoutes, { secret: o.githubSecret ?? null, arrivalMs: o.webhookArrivalMs, webhooks: new WebhookService({ store: o.store, now, logger: o.logger }) });
   await app.ready();
 
   return {

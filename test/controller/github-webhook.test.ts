@@ -319,6 +319,36 @@ describe('POST /webhooks/github against senders without the secret', () => {
     expect(answer).toContain('WEBHOOK_SIGNATURE');
   });
 
+  it('closes the connection of a body that does not arrive in time, and frees its slot', async () => {
+    c = await startTestController({ githubSecret: SECRET, webhookArrivalMs: 200 });
+    const address = await c.app.listen({ port: 0, host: '127.0.0.1' });
+    const port = Number(new URL(address).port);
+    const { WEBHOOK_READS_AT_ONCE } = await import('../../src/controller/routes/github.ts');
+    const slow = [];
+    for (let i = 0; i < WEBHOOK_READS_AT_ONCE; i++) {
+      const r = await openRequest(port, {
+        'content-type': 'application/json',
+        'content-length': '1000000',
+        'x-hub-signature-256': `sha256=${'0'.repeat(64)}`,
+        'x-github-event': 'push',
+        'x-github-delivery': DELIVERY,
+      });
+      r.socket.write('{"a":'); // and nothing more
+      slow.push(r);
+    }
+    // The server ends every trickling connection itself (the test only waits for it to).
+    await Promise.all(slow.map((r) => r.answered));
+    expect(slow.every((r) => r.socket.destroyed || r.socket.readableEnded)).toBe(true);
+    // Every slot is free again: a signed delivery is taken.
+    const body = push();
+    const res = await fetch(address + URL_, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-hub-signature-256': await sign(SECRET, body), 'x-github-event': 'push', 'x-github-delivery': DELIVERY },
+      body,
+    });
+    expect(res.status).toBe(202);
+  });
+
   it('reads at most a few bodies at once: one more is 503 WEBHOOK_BUSY, and a slot freed takes a delivery again', async () => {
     c = await startTestController({ githubSecret: SECRET });
     const address = await c.app.listen({ port: 0, host: '127.0.0.1' });

@@ -43,6 +43,8 @@ export async function startTestController(
     claimGraceMs?: number;
     /** The GitHub webhook secret; none by default (the webhook route refuses every delivery). */
     githubSecret?: string;
+    /** How long a webhook body may take to arrive (ms); the controller's default (30 s) otherwise. */
+    webhookArrivalMs?: number;
     /** Where the controller logs; silent by default. */
     logger?: pino.Logger;
   } = {},
@@ -66,6 +68,7 @@ export async function startTestController(
     startedAt: now(),
     claimGraceMs: opts.claimGraceMs,
     githubSecret: opts.githubSecret,
+    webhookArrivalMs: opts.webhookArrivalMs,
   });
   const admin = bearer(ADMIN_KEY);
   const post: TestController['post'] = async (url, headers, body) => {

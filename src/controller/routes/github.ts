@@ -42,6 +42,8 @@ const SIGNATURE_REFUSED = (): ExpoError =>
 export interface GithubRoutesOptions {
   /** The webhook secret; null when none is configured. */
   secret: string | null;
+  /** How long a delivery's body may take to arrive, in ms. Default WEBHOOK_ARRIVAL_MS (30 s). */
+  arrivalMs?: number;
   webhooks: WebhookService;
 }
 
@@ -86,7 +88,7 @@ export const githubRoutes: FastifyPluginAsync<GithubRoutesOptions> = async (fast
         // A sender that trickles its body is cut off: its connection goes, and its slot with it.
         const deadline = setTimeout(() => {
           if (!req.raw.complete) req.raw.destroy();
-        }, WEBHOOK_ARRIVAL_MS);
+        }, o.arrivalMs ?? WEBHOOK_ARRIVAL_MS);
         reply.raw.once('close', release);
         req.raw.once('close', () => {
           if (!req.raw.complete) release();
