@@ -37,10 +37,8 @@ export type RouteHandler<R extends RouteSpec> = RouteHandlerMethod<Server, Incom
  */
 export function route<const R extends RouteSpec>(app: App, spec: R, extras: RouteExtras<R>, handler: RouteHandler<R>): void {
   const scope = spec.auth;
-  const scopeCheck = async (req: FastifyRequest): Promise<void> => {
-    if (scope !== 'public') checkScope(scope, req);
-  };
-  SCOPE_CHECKS.set(scopeCheck, spec);
+  const scopeCheck = scope === 'public' ? null : async (req: FastifyRequest): Promise<void> => checkScope(scope, req);
+  if (scopeCheck) SCOPE_CHECKS.set(scopeCheck, spec);
   app.route({
     ...(extras as object),
     method: spec.method,
@@ -48,7 +46,7 @@ export function route<const R extends RouteSpec>(app: App, spec: R, extras: Rout
     schema: spec.schema,
     // The scopes that take no Bearer key tell the app's auth hook to look for none.
     config: scope === 'public' || scope === 'github-signature' ? { auth: scope, routeSpec: spec } : { routeSpec: spec },
-    ...(scope === 'public' ? {} : { preHandler: scopeCheck }),
+    ...(scopeCheck ? { preHandler: scopeCheck } : {}),
     handler: handler as RouteHandlerMethod,
   });
 }

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/sys/logger.ts';
 import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
 import { startTestController, type TestController } from './support.ts';
+import { WEBHOOK_READS_AT_ONCE } from '../../src/controller/routes/github.ts';
 
 interface Definition {
   name: string;
@@ -55,6 +56,18 @@ async function deliver(ctl: TestController, d: Delivery) {
 }
 
 const push = () => JSON.stringify(example('push'));
+
+/** A controller logger whose lines the test reads back, parsed. */
+const captured = (level: 'info' | 'debug' = 'info') => {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { lines, logger: createLogger('test', level, sink) };
+};
 
 describe('POST /webhooks/github', () => {
   it('answers a signed ping 200 {ok: true} and records nothing', async () => {
@@ -216,21 +229,14 @@ describe('POST /webhooks/github', () => {
   });
 
   it('logs an accepted delivery at info with its id, event and repository, and never the secret', async () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(...chunk.toString().split('\n').filter(Boolean));
-        done();
-      },
-    });
-    c = await startTestController({ githubSecret: SECRET, logger: createLogger('test', 'debug', sink) });
+    const { lines: logged, logger } = captured('debug');
+    c = await startTestController({ githubSecret: SECRET, logger });
     await deliver(c, { event: 'push', body: push() });
     await deliver(c, { event: 'push', body: push(), signature: await sign('not-the-secret-0123456789', push()) });
-    const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(logged).toContainEqual(
       expect.objectContaining({ level: 30, delivery: DELIVERY, event: 'push', repository: 'Codertocat/Hello-World', msg: 'webhook delivery ignored: no project for Codertocat/Hello-World' }),
     );
-    expect(lines.join('\n')).not.toContain(SECRET);
+    expect(JSON.stringify(logged)).not.toContain(SECRET);
   });
 
   it('lists the recorded deliveries newest first to the admin, limit honoured', async () => {
@@ -274,17 +280,6 @@ describe('POST /webhooks/github', () => {
 });
 
 describe('POST /webhooks/github against senders without the secret', () => {
-  const captured = () => {
-    const lines: Record<string, unknown>[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
-        done();
-      },
-    });
-    return { lines, logger: createLogger('test', 'info', sink) };
-  };
-
   it('logs repeated refusals of an unconfigured controller once per interval, never as errors', async () => {
     const { lines, logger } = captured();
     c = await startTestController({ logger });
@@ -307,6 +302,35 @@ describe('POST /webhooks/github against senders without the secret', () => {
     return { socket, answered };
   };
 
+  /** Listens, and fills every slot of the webhook with a sender whose body trickles (a wrong signature, sent whole never). */
+  const trickleInEverySlot = async (ctl: TestController) => {
+    const address = await ctl.app.listen({ port: 0, host: '127.0.0.1' });
+    const port = Number(new URL(address).port);
+    const slow = [];
+    for (let i = 0; i < WEBHOOK_READS_AT_ONCE; i++) {
+      const r = await openRequest(port, {
+        'content-type': 'application/json',
+        'content-length': '1000000',
+        'x-hub-signature-256': `sha256=${'0'.repeat(64)}`,
+        'x-github-event': 'push',
+        'x-github-delivery': DELIVERY,
+      });
+      r.socket.write('{"a":');
+      slow.push(r);
+    }
+    return { address, slow };
+  };
+
+  /** A signed push over real HTTP. */
+  const deliverOverHttp = async (address: string) => {
+    const body = push();
+    return fetch(address + URL_, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-hub-signature-256': await sign(SECRET, body), 'x-github-event': 'push', 'x-github-delivery': DELIVERY },
+      body,
+    });
+  };
+
   it('refuses a delivery without a well-formed signature before reading its body', async () => {
     c = await startTestController({ githubSecret: SECRET });
     const address = await c.app.listen({ port: 0, host: '127.0.0.1' });
@@ -321,58 +345,18 @@ describe('POST /webhooks/github against senders without the secret', () => {
 
   it('closes the connection of a body that does not arrive in time, and frees its slot', async () => {
     c = await startTestController({ githubSecret: SECRET, webhookArrivalMs: 200 });
-    const address = await c.app.listen({ port: 0, host: '127.0.0.1' });
-    const port = Number(new URL(address).port);
-    const { WEBHOOK_READS_AT_ONCE } = await import('../../src/controller/routes/github.ts');
-    const slow = [];
-    for (let i = 0; i < WEBHOOK_READS_AT_ONCE; i++) {
-      const r = await openRequest(port, {
-        'content-type': 'application/json',
-        'content-length': '1000000',
-        'x-hub-signature-256': `sha256=${'0'.repeat(64)}`,
-        'x-github-event': 'push',
-        'x-github-delivery': DELIVERY,
-      });
-      r.socket.write('{"a":'); // and nothing more
-      slow.push(r);
-    }
+    const { address, slow } = await trickleInEverySlot(c);
     // The server ends every trickling connection itself (the test only waits for it to).
     await Promise.all(slow.map((r) => r.answered));
     expect(slow.every((r) => r.socket.destroyed || r.socket.readableEnded)).toBe(true);
     // Every slot is free again: a signed delivery is taken.
-    const body = push();
-    const res = await fetch(address + URL_, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': await sign(SECRET, body), 'x-github-event': 'push', 'x-github-delivery': DELIVERY },
-      body,
-    });
-    expect(res.status).toBe(202);
+    expect((await deliverOverHttp(address)).status).toBe(202);
   });
 
   it('reads at most a few bodies at once: one more is 503 WEBHOOK_BUSY, and a slot freed takes a delivery again', async () => {
     c = await startTestController({ githubSecret: SECRET });
-    const address = await c.app.listen({ port: 0, host: '127.0.0.1' });
-    const port = Number(new URL(address).port);
-    const { WEBHOOK_READS_AT_ONCE } = await import('../../src/controller/routes/github.ts');
-    const slow = [];
-    for (let i = 0; i < WEBHOOK_READS_AT_ONCE; i++) {
-      const r = await openRequest(port, {
-        'content-type': 'application/json',
-        'content-length': '1000000',
-        'x-hub-signature-256': `sha256=${'0'.repeat(64)}`,
-        'x-github-event': 'push',
-        'x-github-delivery': DELIVERY,
-      });
-      r.socket.write('{"a":'); // a body that trickles
-      slow.push(r);
-    }
-    const body = push();
-    const signed = async () =>
-      fetch(address + URL_, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-hub-signature-256': await sign(SECRET, body), 'x-github-event': 'push', 'x-github-delivery': DELIVERY },
-        body,
-      });
+    const { address, slow } = await trickleInEverySlot(c);
+    const signed = () => deliverOverHttp(address);
     // The slow senders hold every slot once the server has seen their headers.
     let busy: Response | undefined;
     for (let i = 0; i < 200 && busy?.status !== 503; i++) busy = await signed();
