@@ -1,7 +1,7 @@
 /**
  * Every error code of expo-worker, in one table: its HTTP status (for API errors), whether an
  * operation failing with it may be retried, and what it means. Codes are stable and prefixed by
- * area (`CFG_`, `EXEC_`, `SSH_`, `VM_`, `LEASE_`, `STORE_`, `API_`, `BUILD_`, `LOG_`, `AUTH_`, `WEBHOOK_`);
+ * area (`CFG_`, `EXEC_`, `SSH_`, `VM_`, `LEASE_`, `STORE_`, `API_`, `BUILD_`, `LOG_`, `AUTH_`, `WEBHOOK_`, `PROJECT_`, `GITHUB_`);
  * callers branch on `code`, never on the message. `retryable` is the one retry table: callers ask
  * `isRetryable`, never a list of their own. `docs/api.md` lists the API codes and
  * `docs/vm-layer.md` the others, and a test keeps both lists and this table in sync.
@@ -22,6 +22,10 @@ export const ERROR_CODES = {
   WEBHOOK_SIGNATURE: { status: 401, retryable: false, summary: 'A webhook delivery without a valid `X-Hub-Signature-256` (HMAC-SHA256 of the body under the webhook secret); nothing was recorded.' },
   WEBHOOK_BUSY: { status: 503, retryable: true, summary: 'As many webhook deliveries as the controller reads at once are already being received; redeliver shortly. Nothing was recorded.' },
   WEBHOOK_NOT_CONFIGURED: { status: 503, retryable: false, summary: 'The controller has no GitHub webhook secret (`--github-secret`), so it accepts no webhook delivery.' },
+  PROJECT_EXISTS: { status: 409, retryable: false, summary: 'A project for this repository (in any case) already exists.' },
+  BUILD_NOT_RERUNNABLE: { status: 409, retryable: false, summary: 'The build cannot be rerun as it was: its secret env values were erased when it ended, or its project is gone.' },
+  GITHUB_UNREACHABLE: { status: 0, retryable: true, summary: "GitHub's API could not be reached, answered 5xx, or is rate-limiting; the call is retried." },
+  GITHUB_STATUS: { status: 0, retryable: false, summary: "GitHub's API refused the call (401, 403, 404, 422…): a wrong token, a missing permission or a deleted repository." },
   WORKER_EXISTS: { status: 409, retryable: false, summary: 'A worker with this id already exists.' },
   LEASE_STALE: { status: 409, retryable: false, summary: 'The lease is not the current one for this build: the attempt was ended or reassigned. Abort it and recycle its VM.' },
   BUILD_OVER: { status: 409, retryable: false, summary: 'The build (or this attempt of it) has already ended (or was pruned).' },

@@ -41,6 +41,16 @@ import {
   DeliveryList,
   ListDeliveriesQuery,
   WorkerView,
+  CheckoutToken,
+  CheckoutTokenBody,
+  CreateProjectBody,
+  ProjectIdParams,
+  ProjectList,
+  ProjectSecretParams,
+  ProjectView,
+  PutSecretBody,
+  RerunBody,
+  SecretStored,
 } from './schemas.ts';
 
 /**
@@ -58,7 +68,7 @@ import {
  */
 export type AuthScope = 'public' | 'admin' | 'own-worker' | 'own-worker-or-admin' | 'holding-worker' | 'build-token-or-worker' | 'github-signature';
 
-export type HttpMethod = 'GET' | 'POST' | 'PUT';
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 /** The request schemas, as Fastify takes them. */
 export interface RouteSchema {
@@ -96,6 +106,7 @@ export const ROUTES = {
   readLog: { method: 'GET', path: '/api/v1/builds/:id/logs', auth: 'admin', schema: { params: BuildIdParams, querystring: LogQuery }, okStatus: 200 },
   listArtifacts: { method: 'GET', path: '/api/v1/builds/:id/artifacts', auth: 'admin', schema: { params: BuildIdParams }, okStatus: 200, answer: ArtifactList },
   downloadArtifact: { method: 'GET', path: '/api/v1/builds/:id/artifacts/*', auth: 'admin', schema: { params: ArtifactParams }, okStatus: 200 },
+  rerunBuild: { method: 'POST', path: '/api/v1/builds/:id/rerun', auth: 'admin', schema: { params: BuildIdParams, body: RerunBody }, okStatus: 201, answer: BuildView },
   prune: { method: 'POST', path: '/api/v1/admin/prune', auth: 'admin', schema: { body: PruneBody }, okStatus: 200, answer: PruneResult },
 
   // ---- worker ----
@@ -120,6 +131,14 @@ export const ROUTES = {
   phase: { method: 'POST', path: '/api/v1/builds/:id/phase', auth: 'holding-worker', schema: { params: BuildIdParams, body: PhaseBody }, okStatus: 200, answer: BuildView },
   appendLog: { method: 'POST', path: '/api/v1/builds/:id/logs', auth: 'holding-worker', schema: { params: BuildIdParams, body: LogChunkBody }, okStatus: 200, answer: LogChunkResponse },
   complete: { method: 'POST', path: '/api/v1/builds/:id/complete', auth: 'holding-worker', schema: { params: BuildIdParams, body: CompleteBody }, okStatus: 200, answer: BuildView },
+  checkoutToken: {
+    method: 'POST',
+    path: '/api/v1/builds/:id/checkout-token',
+    auth: 'holding-worker',
+    schema: { params: BuildIdParams, body: CheckoutTokenBody },
+    okStatus: 200,
+    answer: CheckoutToken,
+  },
   uploadArtifact: {
     method: 'PUT',
     path: '/api/v1/builds/:id/artifacts/*',
@@ -132,6 +151,20 @@ export const ROUTES = {
   // ---- GitHub ----
   // A ping answers 200 `{ok: true}`; okStatus is the answer to every other event.
   githubWebhook: { method: 'POST', path: '/webhooks/github', auth: 'github-signature', schema: {}, okStatus: 202, answer: WebhookAnswer },
+  createProject: { method: 'POST', path: '/api/v1/projects', auth: 'admin', schema: { body: CreateProjectBody }, okStatus: 201, answer: ProjectView },
+  listProjects: { method: 'GET', path: '/api/v1/projects', auth: 'admin', schema: {}, okStatus: 200, answer: ProjectList },
+  getProject: { method: 'GET', path: '/api/v1/projects/:id', auth: 'admin', schema: { params: ProjectIdParams }, okStatus: 200, answer: ProjectView },
+  // 204, no body: the project, its secrets and its pending reports go; its builds stay.
+  deleteProject: { method: 'DELETE', path: '/api/v1/projects/:id', auth: 'admin', schema: { params: ProjectIdParams }, okStatus: 204 },
+  putProjectSecret: {
+    method: 'PUT',
+    path: '/api/v1/projects/:id/secrets/:name',
+    auth: 'admin',
+    schema: { params: ProjectSecretParams, body: PutSecretBody },
+    okStatus: 200,
+    answer: SecretStored,
+  },
+  deleteProjectSecret: { method: 'DELETE', path: '/api/v1/projects/:id/secrets/:name', auth: 'admin', schema: { params: ProjectSecretParams }, okStatus: 204 },
   listDeliveries: { method: 'GET', path: '/api/v1/github/deliveries', auth: 'admin', schema: { querystring: ListDeliveriesQuery }, okStatus: 200, answer: DeliveryList },
 } as const satisfies Record<string, RouteSpec>;
 

@@ -18,6 +18,12 @@ import {
   WORKER_ID_PATTERN,
   WORKER_STATUSES,
   WAITING_REASONS,
+  PIPELINE_PATH_PATTERN,
+  PROJECT_ID_PATTERN,
+  REPO_PATTERN,
+  SECRET_NAME_PATTERN,
+  SHA_PATTERN,
+  SOURCE_EVENTS,
 } from './domain.ts';
 
 
@@ -53,6 +59,12 @@ export const Labels = Type.Array(Type.String({ pattern: LABEL_PATTERN }), { maxI
 export const BuildStatusSchema = Type.Enum(BUILD_STATUSES);
 export const FailureReasonSchema = Type.Enum(FAILURE_REASONS);
 export const WorkerStatusSchema = Type.Enum(WORKER_STATUSES);
+/**
+ * A git ref in full (`refs/heads/main`): what `git check-ref-format` allows, bounded, and no
+ * shell metacharacter could matter — a ref is only ever compared, or passed to git as one argv
+ * element after `--`.
+ */
+export const GitRef = Type.String({ minLength: 6, maxLength: 255, pattern: '^refs/[^\\x00-\\x20~^:?*\\[\\\\\\x7f]+$' });
 export const Token = Type.String({ minLength: 16, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' });
 
 export const Step = strict({
@@ -111,6 +123,42 @@ export const ArtifactProblem = strict({
 });
 export type ArtifactProblem = Static<typeof ArtifactProblem>;
 
+/**
+ * How a GitHub build checks its commit out, as its pipeline file asks: `submodules` false (the
+ * default), true (the first level) or `recursive`; `lfs` fetches Git LFS files.
+ */
+export const CheckoutOptions = strict({
+  submodules: Type.Union([Type.Boolean(), Type.Literal('recursive')]),
+  lfs: Type.Boolean(),
+});
+export type CheckoutOptions = Static<typeof CheckoutOptions>;
+
+/**
+ * Where a build came from, when GitHub started it (null for a build submitted through the API):
+ * what `GET /api/v1/builds?repo=&ref=&sha=` filters on and what its commit status names.
+ */
+export const BuildSource = Type.Object({
+  projectId: Type.String(),
+  /** `owner/name` as the project spells it. */
+  repo: Type.String(),
+  /** The build's name in the pipeline file (the key under `builds:`); the commit status context is `expo-worker/<name>`. */
+  name: Type.String(),
+  event: Type.Enum(SOURCE_EVENTS),
+  /** The full ref built: `refs/heads/<branch>`, `refs/tags/<tag>`, or `refs/pull/<n>/head`. */
+  ref: Type.String(),
+  sha: Type.String(),
+  /** The pull request's number (pull_request events only). */
+  prNumber: Type.Union([Type.Integer(), Type.Null()]),
+  /** The `X-GitHub-Delivery` the build came from (a rerun keeps its original's). */
+  deliveryId: Type.Union([Type.String(), Type.Null()]),
+  /** The build this one reruns, when it is a rerun. */
+  rerunOf: Type.Union([Type.String(), Type.Null()]),
+  /** Where the VM clones from: the event's `repository.clone_url`. */
+  cloneUrl: Type.String(),
+  checkout: CheckoutOptions,
+});
+export type BuildSource = Static<typeof BuildSource>;
+
 export const CreateBuildBody = strict({
   steps: Type.Array(Step, { minItems: 1, maxItems: LIMITS.maxSteps }),
   artifacts: Type.Optional(Type.Array(ArtifactSpec, { maxItems: LIMITS.maxArtifactPatterns, uniqueItems: true })),
@@ -152,6 +200,8 @@ export const BuildView = Type.Object({
   secretEnvNames: Type.Array(Type.String()),
   cancelRequested: Type.Boolean(),
   logBytes: Type.Integer(),
+  /** Where GitHub-started builds came from; null for builds submitted through the API. */
+  source: Type.Union([BuildSource, Type.Null()]),
   createdAt: Type.String(),
   assignedAt: Type.Union([Type.String(), Type.Null()]),
   startedAt: Type.Union([Type.String(), Type.Null()]),
@@ -165,6 +215,12 @@ export const BuildList = Type.Object({ builds: Type.Array(BuildView) });
 export const ListBuildsQuery = strict({
   status: Type.Optional(BuildStatusSchema),
   limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$' })),
+  /** Only builds from this repository (`owner/name`, any case). */
+  repo: Type.Optional(Type.String({ pattern: REPO_PATTERN })),
+  /** Only builds of this git ref (`refs/heads/main`, `refs/tags/v1`, `refs/pull/7/head`), exactly. */
+  ref: Type.Optional(GitRef),
+  /** Only builds of this commit. */
+  sha: Type.Optional(Type.String({ pattern: SHA_PATTERN })),
 });
 export const LogQuery = strict({ offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,12}$' })) });
 
@@ -213,6 +269,8 @@ export const PruneResult = Type.Object({
 export type PruneResult = Static<typeof PruneResult>;
 
 // ---- GitHub webhooks ----
+export const DELIVERY_OUTCOMES = ['pending', 'built', 'ignored', 'failed'] as const;
+export type DeliveryOutcome = (typeof DELIVERY_OUTCOMES)[number];
 /** The answer to a delivery: a ping is `{ok: true}`; any other event is accepted (or was already). */
 export const WebhookAnswer = Type.Union([
   Type.Object({ ok: Type.Literal(true) }),
@@ -229,12 +287,60 @@ export const DeliveryView = Type.Object({
   action: Type.Union([Type.String(), Type.Null()]),
   repository: Type.Union([Type.String(), Type.Null()]),
   receivedAt: Type.String(),
-  /** `ignored` only, until projects exist (issue 12). */
-  outcome: Type.Literal('ignored'),
+  /** `pending` until it is worked on; then `built` (builds were made), `ignored` (nothing to build) or `failed` (it should have built and could not). */
+  outcome: Type.Enum(DELIVERY_OUTCOMES),
   reason: Type.String(),
+  /** The builds the delivery made. */
+  builds: Type.Array(Type.String()),
 });
 export type DeliveryView = Static<typeof DeliveryView>;
 export const DeliveryList = Type.Object({ deliveries: Type.Array(DeliveryView) });
+
+// ---- projects ----
+export const ProjectId = Type.String({ pattern: PROJECT_ID_PATTERN });
+export const ProjectIdParams = strict({ id: ProjectId });
+export const SecretName = Type.String({ pattern: SECRET_NAME_PATTERN });
+export const ProjectSecretParams = strict({ id: ProjectId, name: SecretName });
+
+export const CreateProjectBody = strict({
+  /** The GitHub repository, `owner/name`; one project per repository (any case). */
+  repo: Type.String({ pattern: REPO_PATTERN }),
+  /** Where the pipeline file is in the repository. Default `.expo-worker.yml`. */
+  pipelinePath: Type.Optional(Type.String({ pattern: PIPELINE_PATH_PATTERN })),
+  /** Whether a push cancels the same branch's builds of older commits. Default true. */
+  supersede: Type.Optional(Type.Boolean()),
+});
+export type CreateProjectBody = Static<typeof CreateProjectBody>;
+
+export const ProjectView = Type.Object({
+  id: Type.String(),
+  repo: Type.String(),
+  pipelinePath: Type.String(),
+  supersede: Type.Boolean(),
+  /** Names of the stored secrets; their values are never shown. */
+  secretNames: Type.Array(Type.String()),
+  createdAt: Type.String(),
+});
+export type ProjectView = Static<typeof ProjectView>;
+export const ProjectList = Type.Object({ projects: Type.Array(ProjectView) });
+
+/** A secret's value: write-only, stored sealed, masked in every log of the project's builds. */
+export const PutSecretBody = strict({ value: Type.String({ minLength: 1, maxLength: LIMITS.maxEnvValueBytes, maxBytes: LIMITS.maxEnvValueBytes }) });
+export type PutSecretBody = Static<typeof PutSecretBody>;
+export const SecretStored = Type.Object({ name: Type.String(), updatedAt: Type.String() });
+
+/** What a rerun may say; nothing yet (`{}` or no body). */
+export const RerunBody = strict({});
+
+// ---- worker: checkout credential ----
+export const CheckoutTokenBody = strict({ lease: Token });
+/**
+ * The credential for cloning a GitHub build's commit: a repository-scoped token good for
+ * `expiresAt` (an App installation token: one hour), or null when none is configured (a public
+ * repository is cloned anonymously). Never stored by the controller, never written to a log.
+ */
+export const CheckoutToken = Type.Object({ token: Type.Union([Type.String(), Type.Null()]), expiresAt: Type.Union([Type.String(), Type.Null()]) });
+export type CheckoutToken = Static<typeof CheckoutToken>;
 
 // ---- worker: poll and heartbeat ----
 export const PollBody = strict({
@@ -259,6 +365,14 @@ export const AssignedBuild = Type.Object({
   artifacts: Type.Array(ArtifactSpecView),
   /** The byte offset at which this attempt's log chunks start. */
   logOffset: Type.Integer(),
+  /**
+   * For a GitHub build: the commit to clone into the work directory before the first step. The
+   * credential is not here: the agent asks `POST /api/v1/builds/:id/checkout-token` for it just
+   * before cloning.
+   */
+  checkout: Type.Optional(
+    Type.Object({ url: Type.String(), sha: Type.String(), ref: Type.String(), submodules: Type.Union([Type.Boolean(), Type.Literal('recursive')]), lfs: Type.Boolean() }),
+  ),
 });
 export type AssignedBuild = Static<typeof AssignedBuild>;
 

@@ -14,7 +14,7 @@
  * `CredentialStore`, `WatchdogStore`, `RetentionStore`, `WorkerStore`, `ArtifactStore`…).
  */
 import type { ActiveBuildStatus, BuildStatus, FailureReason, FinalBuildStatus } from '../../protocol/domain.ts';
-import type { ArtifactProblem, ArtifactSpec, Step } from '../../protocol/schemas.ts';
+import type { ArtifactProblem, ArtifactSpec, BuildSource, DeliveryOutcome, Step } from '../../protocol/schemas.ts';
 
 export interface WorkerRecord {
   id: string;
@@ -60,6 +60,46 @@ export interface BuildRecord {
   startedAt: number | null;
   finishedAt: number | null;
   lastHeartbeatAt: number | null;
+  /** Where GitHub started it from; null for a build submitted through the API. */
+  source: BuildSource | null;
+  /**
+   * How far its state was reported to GitHub (a build with a source only): null nothing yet,
+   * `pending` the queued/running state, `final` its end. Reports only move forward.
+   */
+  reported: ReportStage | null;
+  /** The check run that shows it on GitHub (GitHub App mode), once created. */
+  checkRunId: number | null;
+}
+
+/** How far a build's state has been reported to GitHub. */
+export type ReportStage = 'pending' | 'final';
+
+/** A GitHub repository the farm builds: its deliveries become builds. */
+export interface ProjectRecord {
+  id: string;
+  /** `owner/name` as it was registered; matched against deliveries without regard to case. */
+  repo: string;
+  pipelinePath: string;
+  /** Whether a push cancels the same branch's unfinished builds of other commits. */
+  supersede: boolean;
+  /** Names of its stored secrets, sorted. */
+  secretNames: string[];
+  createdAt: number;
+}
+
+export interface NewProject {
+  id: string;
+  repo: string;
+  pipelinePath: string;
+  supersede: boolean;
+  createdAt: number;
+}
+
+/** A project secret as stored: its value sealed (SecretBox, associated data `project:<id>:<name>`). */
+export interface ProjectSecretRecord {
+  name: string;
+  sealed: Buffer;
+  updatedAt: number;
 }
 
 export interface AttemptRecord {
@@ -96,6 +136,8 @@ export interface NewBuild {
   timeoutS: number;
   maxAttempts: number;
   createdAt: number;
+  /** Where GitHub started it from; null (or absent) for an API submission. */
+  source?: BuildSource | null;
 }
 
 export interface NewWorker {
@@ -149,6 +191,12 @@ export interface OverdueQuery {
 export interface ListBuildsFilter {
   status?: BuildStatus;
   limit: number;
+  /** Only builds whose source's repo is this one, without regard to case. */
+  repo?: string;
+  /** Only builds whose source's ref is exactly this. */
+  ref?: string;
+  /** Only builds whose source's sha is this. */
+  sha?: string;
 }
 
 /** A file collected from a build's VM; its bytes live in the artifact directory, not the store. */
@@ -161,11 +209,29 @@ export interface ArtifactRecord {
   createdAt: number;
 }
 
+export type { DeliveryOutcome } from '../../protocol/schemas.ts';
+
 /**
- * What became of a GitHub webhook delivery. `ignored` is the only outcome so far: no project
- * registry exists yet, so no delivery starts a build (issue 12).
+ * What a delivery asks to build, taken from its payload when it was accepted (the payload itself
+ * is not kept): enough to finish the work after a restart. Null for a delivery with nothing to
+ * build (an event or action that builds nothing).
  */
-export type DeliveryOutcome = 'ignored';
+export interface DeliveryWork {
+  event: 'push' | 'pull_request' | 'check_run';
+  /** `owner/name` as the payload spells it. */
+  repo: string;
+  cloneUrl: string;
+  /** The full ref: `refs/heads/x`, `refs/tags/x`, or `refs/pull/<n>/head`. */
+  ref: string;
+  sha: string;
+  prNumber: number | null;
+  /** A pull request's base branch (its `on.pull_request.branches` filter reads it). */
+  baseBranch: string | null;
+  /** The GitHub App installation the delivery came through, when it did. */
+  installationId: number | null;
+  /** check_run.rerequested: the external id of the check run GitHub asks to run again (our build id). */
+  rerunOf: string | null;
+}
 
 /**
  * A GitHub webhook delivery the controller accepted (its signature held). Not the payload — it
@@ -184,6 +250,10 @@ export interface DeliveryRecord {
   outcome: DeliveryOutcome;
   /** Why, in words (`no project for owner/name`). */
   reason: string;
+  /** What it asks to build, kept until it is settled; null when nothing. */
+  work: DeliveryWork | null;
+  /** The builds it made (`built`). */
+  builds: string[];
 }
 
 /** A final build old enough to prune, with what deleting it frees. */
@@ -300,10 +370,14 @@ export interface Store {
    * the lease or the `from` status does not match (nothing written).
    */
   setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean>;
-  /** Asks for a cancel of a queued or active build; a final build is left as it is. */
-  requestCancel(id: string): Promise<void>;
-  /** Cancels a queued build and erases its secret env; false when it was no longer queued (nothing written). */
-  cancelQueued(id: string, now: number): Promise<boolean>;
+  /**
+   * Asks for a cancel of a queued or active build; a final build is left as it is. `message`
+   * (`superseded by <sha>`), when given, is the build's message from now on unless its end
+   * brings one.
+   */
+  requestCancel(id: string, message?: string): Promise<void>;
+  /** Cancels a queued build and erases its secret env (its message `message` when given); false when it was no longer queued (nothing written). */
+  cancelQueued(id: string, now: number, message?: string): Promise<boolean>;
   /**
    * Takes back an assignment the worker never received (its poll response was lost, or the
    * worker reports it does not run the build): the build is queued again and the attempt is
@@ -352,6 +426,46 @@ export interface Store {
   recordDelivery(d: DeliveryRecord): Promise<boolean>;
   /** The newest deliveries first (by `receivedAt`, then id), at most `limit`. */
   listDeliveries(limit: number): Promise<DeliveryRecord[]>;
+  /** Deliveries still `pending`, oldest first, at most `limit`: the work a (re)started controller picks up. */
+  listPendingDeliveries(limit: number): Promise<DeliveryRecord[]>;
+  /**
+   * Settles a pending delivery: its outcome, reason and builds, and its `work` cleared. False
+   * (nothing written) when it is not pending — so of two settlers one wins.
+   */
+  settleDelivery(id: string, outcome: Exclude<DeliveryOutcome, 'pending'>, reason: string, builds: readonly string[]): Promise<boolean>;
+
+  // ---- projects ----
+
+  /** Registers a project (no secrets). Rejects with PROJECT_EXISTS when its repo (any case) has one. */
+  createProject(p: NewProject): Promise<ProjectRecord>;
+  getProject(id: string): Promise<ProjectRecord | null>;
+  /** The project of this `owner/name`, without regard to case; null when none. */
+  getProjectByRepo(repo: string): Promise<ProjectRecord | null>;
+  /** Every project, by repo (case-insensitively). */
+  listProjects(): Promise<ProjectRecord[]>;
+  /** Deletes the project and its secrets (its builds stay, with their source); false when none. */
+  deleteProject(id: string): Promise<boolean>;
+  /** Sets (or replaces) a secret of the project; false when there is no such project. */
+  putProjectSecret(projectId: string, name: string, sealed: Buffer, now: number): Promise<boolean>;
+  /** Deletes a secret; false when the project or the secret does not exist. */
+  deleteProjectSecret(projectId: string, name: string): Promise<boolean>;
+  /** The project's secrets, sealed, by name. */
+  getProjectSecrets(projectId: string): Promise<ProjectSecretRecord[]>;
+
+  // ---- GitHub sources and reports ----
+
+  /** Queued or active builds of this project and exact ref, oldest first (what a new push may supersede). */
+  unfinishedBuildsOfRef(projectId: string, ref: string): Promise<BuildRecord[]>;
+  /**
+   * Builds with a source whose state is not yet reported as far as it goes — `reported` null, or
+   * `pending` on a final build — oldest first, at most `limit`.
+   */
+  listBuildsToReport(limit: number): Promise<BuildRecord[]>;
+  /**
+   * Records that the build's state was reported up to `stage` (and its check run, when given).
+   * Only forward: `pending` over `final` changes nothing. False when the build is gone.
+   */
+  setReported(buildId: string, stage: ReportStage, checkRunId?: number): Promise<boolean>;
   /** How many deliveries were received before `cutoff`. */
   countDeliveriesBefore(cutoff: number): Promise<number>;
   /** Deletes the deliveries received before `cutoff`; returns how many. */
