@@ -136,6 +136,12 @@ export const SHA_PATTERN = '^[0-9a-f]{40}$';
  * segment, plain path characters only, at most 255.
  */
 export const PIPELINE_PATH_PATTERN = '^(?!/)(?!.*//)(?!(?:.*/)?\\.{1,2}(?:/|$))[A-Za-z0-9._/-]{1,255}(?<!/)$';
+/**
+ * A git ref in full (`refs/heads/main`): no control character, space, or any of `~^:?*[\` (what
+ * `git check-ref-format` refuses). A ref is only ever compared, or handed to git as one argv
+ * element, so no shell metacharacter can matter.
+ */
+export const GIT_REF_PATTERN = '^refs/[^\\x00-\\x20~^:?*\\[\\\\\\x7f]{1,250}$';
 /** The GitHub events a build can come from (a tag push is a `push` whose ref is `refs/tags/…`). */
 export const SOURCE_EVENTS = ['push', 'pull_request'] as const;
 export type SourceEvent = (typeof SOURCE_EVENTS)[number];

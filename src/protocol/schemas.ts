@@ -24,6 +24,7 @@ import {
   SECRET_NAME_PATTERN,
   SHA_PATTERN,
   SOURCE_EVENTS,
+  GIT_REF_PATTERN,
 } from './domain.ts';
 
 
@@ -59,12 +60,8 @@ export const Labels = Type.Array(Type.String({ pattern: LABEL_PATTERN }), { maxI
 export const BuildStatusSchema = Type.Enum(BUILD_STATUSES);
 export const FailureReasonSchema = Type.Enum(FAILURE_REASONS);
 export const WorkerStatusSchema = Type.Enum(WORKER_STATUSES);
-/**
- * A git ref in full (`refs/heads/main`): what `git check-ref-format` allows, bounded, and no
- * shell metacharacter could matter — a ref is only ever compared, or passed to git as one argv
- * element after `--`.
- */
-export const GitRef = Type.String({ minLength: 6, maxLength: 255, pattern: '^refs/[^\\x00-\\x20~^:?*\\[\\\\\\x7f]+$' });
+/** A git ref in full (`refs/heads/main`). */
+export const GitRef = Type.String({ maxLength: 255, pattern: GIT_REF_PATTERN });
 export const Token = Type.String({ minLength: 16, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' });
 
 export const Step = strict({

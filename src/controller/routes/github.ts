@@ -17,7 +17,7 @@ import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ExpoError } from '../../protocol/errors.ts';
 import { ROUTES } from '../../protocol/routes.ts';
-import { deliverySummary, isDeliveryId, isEventName, isSignatureHeader, verifyWebhookSignature } from '../../github/webhook-signature.ts';
+import { isDeliveryId, isEventName, isSignatureHeader, verifyWebhookSignature } from '../../github/webhook-signature.ts';
 import { route } from '../route.ts';
 import type { WebhookService } from '../webhook-service.ts';
 
@@ -115,13 +115,13 @@ export const githubRoutes: FastifyPluginAsync<GithubRoutesOptions> = async (fast
       }
       if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) throw new ExpoError('API_BAD_REQUEST', 'the webhook body is not a JSON object');
       const delivery = id.toLowerCase();
-      const { duplicate } = await o.webhooks.accept({ id: delivery, event, ...deliverySummary(payload) });
+      const { duplicate } = await o.webhooks.accept({ id: delivery, event }, payload as Record<string, unknown>);
       return reply.status(202).send(duplicate ? { accepted: true, delivery, duplicate: true } : { accepted: true, delivery });
     },
   );
 
   route(app, ROUTES.listDeliveries, {}, async (req) => {
     const deliveries = await o.webhooks.list(Number(req.query.limit ?? 100));
-    return { deliveries: deliveries.map((d) => ({ ...d, receivedAt: new Date(d.receivedAt).toISOString() })) };
+    return { deliveries: deliveries.map(({ work: _work, ...d }) => ({ ...d, receivedAt: new Date(d.receivedAt).toISOString() })) };
   });
 };
