@@ -1,0 +1,415 @@
+/**
+ * Reports the state of builds that came from GitHub back to GitHub: a commit status per build
+ * (a configured token) or a check run per build (a GitHub App), with a link to the build.
+ *
+ * The store says what is left to report (`listBuildsToReport`: a build never reported, or one
+ * reported `pending` that has since ended), and each report moves the build's `reported` stage
+ * forward (`setReported`), so a restarted controller picks up exactly what was not reported.
+ * Builds are reported oldest first, one at a time, so a build's `pending` always reaches GitHub
+ * before its end.
+ *
+ * States: `new` → `running` (`start`) → `stopped` (`stop`). While running, a pass is either in
+ * flight or not, and the reporter is either backing off or not:
+ * - `notify()` (every build event of a build with a source), the sweep (every `sweepMs`) and the
+ *   end of a back-off start a pass when none is in flight and no back-off is running; a
+ *   `notify()` during a pass asks for exactly one more pass after it; `notify()` and the sweep
+ *   during a back-off do nothing (its end runs the pass).
+ * - A pass that meets `GITHUB_UNREACHABLE` (GitHub down, or rate-limiting) or any unexpected
+ *   error stops, and the reporter backs off: `retryAfterMs` when GitHub said how long, else
+ *   1 s doubling up to 5 min; one warning per back-off. The builds stay unreported and are
+ *   retried in order. Nothing here ever touches a build or throws into the build path: an
+ *   outage delays statuses, never builds.
+ * - `GITHUB_STATUS` (GitHub refused: no permission, repository gone) is logged with the build
+ *   and the stage is marked reported anyway, so a refusal is not retried forever.
+ * With the API in mode `none` (no credentials) nothing is reported or marked; `start` logs that
+ * once.
+ */
+import { stripVTControlCharacters } from 'node:util';
+import type { Logger } from 'pino';
+import { isFinalStatus, isInfraFailure, type FailureReason } from '../protocol/domain.ts';
+import { isExpoError } from '../protocol/errors.ts';
+import type { BuildSource } from '../protocol/schemas.ts';
+import type { CancelTimer, Clock } from '../sys/clock.ts';
+import type { CheckRunConclusion, CheckRunOutput, CommitState, GithubApi } from '../github/api.ts';
+import type { BuildRecord, ReportStage, Store } from './store/store.ts';
+
+/** What the reporter reads and writes. */
+export type ReporterStore = Pick<Store, 'listBuildsToReport' | 'setReported' | 'getBuild' | 'readLog'>;
+
+/** How one report went: for the `expo_worker_github_reports_total` counter. */
+export type GithubReportResult = 'reported' | 'refused' | 'unreachable' | 'failed';
+export const GITHUB_REPORT_RESULTS = ['reported', 'refused', 'unreachable', 'failed'] as const satisfies readonly GithubReportResult[];
+
+export interface GithubReporterOptions {
+  store: ReporterStore;
+  api: Pick<GithubApi, 'mode' | 'createStatus' | 'createCheckRun' | 'updateCheckRun'>;
+  /** The controller's public URL (`--public-url`); links point at `<publicUrl>/builds/<id>`. Null: no links. */
+  publicUrl: string | null;
+  clock: Clock;
+  logger: Logger;
+  /** Builds read per store query. Default 50. */
+  batch?: number;
+  /** How often to look for builds left unreported (a missed notify, a restart), ms. Default 30 000. */
+  sweepMs?: number;
+  /** How long `stop` waits for the pass in flight, ms. Default 10 000. */
+  stopTimeoutMs?: number;
+  /** Told how each report went (metrics). */
+  onReport?: (result: GithubReportResult) => void;
+}
+
+/** GitHub's limits (REST API: commit statuses, check runs). */
+export const DESCRIPTION_MAX_CHARS = 140;
+export const TITLE_MAX_CHARS = 255;
+export const OUTPUT_MAX_CHARS = 65_535;
+/** How much of the log a completed check run shows: the last lines, within both limits. */
+export const LOG_TAIL_LINES = 100;
+export const LOG_TAIL_BYTES = 60_000;
+const MESSAGE_MAX_CHARS = 2_000;
+
+const BACKOFF_FIRST_MS = 1_000;
+const BACKOFF_MAX_MS = 5 * 60_000;
+/** A rate limit resets within the hour; a longer wait than that is a bad header. */
+const RETRY_AFTER_MAX_MS = 3600_000;
+
+type Outcome = { kind: 'done' } | { kind: 'back-off'; ms: number; err: unknown; unreachable: boolean };
+
+export class GithubReporter {
+  private readonly o: Required<Omit<GithubReporterOptions, 'onReport'>> & Pick<GithubReporterOptions, 'onReport'>;
+  private state: 'new' | 'running' | 'stopped' = 'new';
+  private passing: Promise<void> | null = null;
+  private again = false;
+  private sweepTimer: CancelTimer | null = null;
+  private backOffTimer: CancelTimer | null = null;
+  /** Back-offs in a row since the last report that went through. */
+  private failures = 0;
+
+  constructor(options: GithubReporterOptions) {
+    this.o = { batch: 50, sweepMs: 30_000, stopTimeoutMs: 10_000, ...options };
+    for (const k of ['batch', 'sweepMs', 'stopTimeoutMs'] as const) {
+      if (!Number.isInteger(this.o[k]) || this.o[k] < 1) throw new Error(`GithubReporter: ${k} must be a positive integer (got ${this.o[k]})`);
+    }
+  }
+
+  /** Starts the sweep and a first pass (what an earlier run left unreported). */
+  start(): void {
+    if (this.state !== 'new') return;
+    this.state = 'running';
+    if (this.o.api.mode === 'none') {
+      this.o.logger.info('GitHub reports are off: no GitHub token or App is configured, so builds show no commit status or check run');
+      return;
+    }
+    this.sweepTimer = this.o.clock.every(this.o.sweepMs, () => this.kick());
+    this.kick();
+  }
+
+  /** Something happened to a build with a source: report it soon. Never throws, never waits for GitHub. */
+  notify(): void {
+    this.kick();
+  }
+
+  /** Stops the timers and waits (at most `stopTimeoutMs`) for the pass in flight. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    this.sweepTimer?.();
+    this.backOffTimer?.();
+    this.sweepTimer = this.backOffTimer = null;
+    const pass = this.passing;
+    if (!pass) return;
+    const timeout = new AbortController();
+    await Promise.race([pass, this.o.clock.sleep(this.o.stopTimeoutMs, timeout.signal).catch(() => undefined)]);
+    timeout.abort();
+  }
+
+  private kick(): void {
+    if (this.state !== 'running' || this.o.api.mode === 'none' || this.backOffTimer !== null) return;
+    if (this.passing) {
+      this.again = true;
+      return;
+    }
+    this.passing = this.passes()
+      .catch((err: unknown) => this.o.logger.error({ err }, 'GitHub reporter: unexpected error'))
+      .finally(() => {
+        this.passing = null;
+      });
+  }
+
+  /** Passes until one ends with nothing more asked of it, or in a back-off. */
+  private async passes(): Promise<void> {
+    do {
+      this.again = false;
+      const outcome = await this.pass();
+      if (outcome.kind === 'back-off') {
+        this.again = false;
+        this.backOff(outcome);
+        return;
+      }
+    } while (this.again && this.state === 'running');
+  }
+
+  private async pass(): Promise<Outcome> {
+    // A build comes back in a later batch only at a later stage; the same build and stage twice
+    // would mean a store that does not record reports, and ends the pass rather than spin.
+    const seen = new Set<string>();
+    for (;;) {
+      let listed: BuildRecord[];
+      try {
+        listed = await this.o.store.listBuildsToReport(this.o.batch);
+      } catch (err) {
+        return this.failed(err);
+      }
+      for (const b of listed) {
+        if (this.state !== 'running') return { kind: 'done' };
+        const stage: ReportStage = isFinalStatus(b.status) ? 'final' : 'pending';
+        if (seen.has(`${b.id} ${stage}`)) return { kind: 'done' };
+        seen.add(`${b.id} ${stage}`);
+        const outcome = await this.reportOne(b.id);
+        if (outcome.kind === 'back-off') return outcome;
+      }
+      if (listed.length < this.o.batch) return { kind: 'done' };
+    }
+  }
+
+  /** Reports one build as it is now (re-read: it may have moved on since it was listed). */
+  private async reportOne(buildId: string): Promise<Outcome> {
+    let stage: ReportStage = 'pending';
+    try {
+      const b = await this.o.store.getBuild(buildId);
+      if (b === null || b.source === null) return { kind: 'done' };
+      stage = isFinalStatus(b.status) ? 'final' : 'pending';
+      if (b.reported === 'final' || (b.reported === 'pending' && stage === 'pending')) return { kind: 'done' };
+      const checkRunId = await this.send(b, b.source, stage);
+      await this.o.store.setReported(b.id, stage, checkRunId);
+      this.o.logger.debug({ buildId, stage, repo: b.source.repo, sha: b.source.sha }, 'reported to GitHub');
+      this.recovered();
+      this.o.onReport?.('reported');
+      return { kind: 'done' };
+    } catch (err) {
+      if (isExpoError(err, 'GITHUB_STATUS')) {
+        this.o.onReport?.('refused');
+        this.o.logger.warn({ buildId, stage, status: err.details.status, err }, `GitHub refused the ${stage} report of build ${buildId}; it is not retried`);
+        try {
+          await this.o.store.setReported(buildId, stage);
+        } catch (storeErr) {
+          return this.failed(storeErr);
+        }
+        return { kind: 'done' };
+      }
+      return this.failed(err);
+    }
+  }
+
+  /** Posts the report; the check run's id in App mode. */
+  private async send(b: BuildRecord, source: BuildSource, stage: ReportStage): Promise<number | undefined> {
+    const { repo, sha, name } = source;
+    const context = `expo-worker/${name}`;
+    const link = buildUrl(this.o.publicUrl, b.id);
+    const mode = this.o.api.mode;
+    switch (mode) {
+      case 'none':
+        return undefined;
+      case 'token':
+        await this.o.api.createStatus(repo, sha, { state: commitState(b), context, description: description(b), targetUrl: link });
+        return undefined;
+      case 'app': {
+        if (stage === 'pending') {
+          const title = capitalized(clip(pendingWords(b), TITLE_MAX_CHARS));
+          return this.o.api.createCheckRun(repo, { name: context, headSha: sha, status: 'queued', externalId: b.id, detailsUrl: link, output: { title, summary: `${title}.` } });
+        }
+        const output = checkRunOutput(b, await this.logTail(b), link);
+        if (b.checkRunId !== null) {
+          await this.o.api.updateCheckRun(repo, b.checkRunId, { status: 'completed', conclusion: conclusion(b), output, detailsUrl: link });
+          return b.checkRunId;
+        }
+        return this.o.api.createCheckRun(repo, { name: context, headSha: sha, status: 'completed', conclusion: conclusion(b), externalId: b.id, detailsUrl: link, output });
+      }
+      default: {
+        const never: never = mode;
+        throw new Error(`unknown GitHub API mode ${String(never)}`);
+      }
+    }
+  }
+
+  private async logTail(b: BuildRecord): Promise<string> {
+    const from = Math.max(0, b.logBytes - LOG_TAIL_BYTES);
+    return logTail(await this.o.store.readLog(b.id, from), from > 0);
+  }
+
+  private failed(err: unknown): Outcome {
+    const unreachable = isExpoError(err, 'GITHUB_UNREACHABLE');
+    this.o.onReport?.(unreachable ? 'unreachable' : 'failed');
+    const retryAfterMs = unreachable ? (err.details as { retryAfterMs?: unknown }).retryAfterMs : undefined;
+    const ms =
+      typeof retryAfterMs === 'number' && Number.isFinite(retryAfterMs) && retryAfterMs > 0
+        ? Math.min(Math.max(retryAfterMs, BACKOFF_FIRST_MS), RETRY_AFTER_MAX_MS)
+        : Math.min(BACKOFF_FIRST_MS * 2 ** Math.min(this.failures, 20), BACKOFF_MAX_MS);
+    return { kind: 'back-off', ms, err, unreachable };
+  }
+
+  private backOff(o: Extract<Outcome, { kind: 'back-off' }>): void {
+    if (this.state !== 'running') return;
+    this.failures++;
+    const s = Math.ceil(o.ms / 1000);
+    if (o.unreachable) this.o.logger.warn({ err: o.err, retryInMs: o.ms }, `GitHub is unreachable or rate-limiting; build reports wait ${s} s (builds are not affected)`);
+    else this.o.logger.error({ err: o.err, retryInMs: o.ms }, `reporting builds to GitHub failed; retrying in ${s} s`);
+    this.backOffTimer = this.o.clock.after(o.ms, () => {
+      this.backOffTimer = null;
+      this.kick();
+    });
+  }
+
+  private recovered(): void {
+    if (this.failures === 0) return;
+    this.failures = 0;
+    this.o.logger.info('GitHub reachable again; build reports resumed');
+  }
+}
+
+/** `<publicUrl>/builds/<id>`, or null without a public URL. */
+export function buildUrl(publicUrl: string | null, id: string): string | null {
+  return publicUrl === null ? null : `${publicUrl.replace(/\/+$/, '')}/builds/${id}`;
+}
+
+/** A commit status's state: the build's own failure is `failure`; the farm's, or a cancel, `error`. */
+export function commitState(b: BuildRecord): CommitState {
+  switch (b.status) {
+    case 'queued':
+    case 'assigned':
+    case 'preparing':
+    case 'running':
+      return 'pending';
+    case 'succeeded':
+      return 'success';
+    case 'cancelled':
+      return 'error';
+    case 'failed':
+      return b.failureReason !== null && !isInfraFailure(b.failureReason) ? 'failure' : 'error';
+    default: {
+      const never: never = b.status;
+      throw new Error(`unknown build status ${String(never)}`);
+    }
+  }
+}
+
+/** A check run's conclusion; an infrastructure failure is `failure` (its title says why). */
+export function conclusion(b: BuildRecord): CheckRunConclusion {
+  if (b.status === 'succeeded') return 'success';
+  if (b.status === 'cancelled') return 'cancelled';
+  return b.failureReason === 'timed_out' ? 'timed_out' : 'failure';
+}
+
+const REASON_WORDS: Record<FailureReason, string> = {
+  build_failed: 'a step failed',
+  timed_out: 'timed out',
+  artifact_missing: 'a required artifact is missing',
+  prepare_timeout: 'the VM was not ready in time (infrastructure)',
+  vm_unhealthy: 'the VM was unhealthy (infrastructure)',
+  vm_crashed: 'the VM crashed (infrastructure)',
+  heartbeat_timeout: 'the build stopped sending heartbeats (infrastructure)',
+  worker_lost: 'its worker went silent (infrastructure)',
+};
+
+/** What a queued or active build is doing, in words. */
+function pendingWords(b: BuildRecord): string {
+  const on = b.workerId === null ? '' : ` on ${b.workerId}`;
+  switch (b.status) {
+    case 'assigned':
+      return `assigned${on}`;
+    case 'preparing':
+      return `preparing a VM${on}`;
+    case 'running':
+      return `running${on}`;
+    default:
+      return 'queued';
+  }
+}
+
+/** How a final build ended, in words, without its message. */
+function endWords(b: BuildRecord): string {
+  const took = duration(b);
+  switch (b.status) {
+    case 'succeeded':
+      return took === null ? 'succeeded' : `succeeded in ${took}`;
+    case 'cancelled':
+      return 'cancelled';
+    default: {
+      if (b.failureReason === null) return 'failed';
+      const words = REASON_WORDS[b.failureReason];
+      if (b.failureReason === 'timed_out') return `timed out after ${b.timeoutS} s`;
+      if (b.failureReason === 'build_failed' && b.exitCode !== null) return `failed: ${words} (exit ${b.exitCode})`;
+      return `failed: ${words}`;
+    }
+  }
+}
+
+/** One line, at most `max` characters (code points), cut with `…`. */
+export function clip(text: string, max: number): string {
+  const chars = Array.from(text);
+  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
+}
+
+const capitalized = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
+const oneLine = (s: string): string => stripVTControlCharacters(s).replace(/\s+/g, ' ').trim();
+
+/** The commit status's description: the state and, for an end, the reason and message. */
+export function description(b: BuildRecord): string {
+  if (!isFinalStatus(b.status)) return clip(pendingWords(b), DESCRIPTION_MAX_CHARS);
+  const message = b.message === null ? '' : oneLine(b.message);
+  return clip(message === '' || b.status === 'succeeded' ? endWords(b) : `${endWords(b)}: ${message}`, DESCRIPTION_MAX_CHARS);
+}
+
+function duration(b: BuildRecord): string | null {
+  const from = b.startedAt ?? b.assignedAt;
+  if (from === null || b.finishedAt === null) return null;
+  const s = Math.max(0, Math.round((b.finishedAt - from) / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h > 0 ? `${h}h ${m}m ${s % 60}s` : m > 0 ? `${m}m ${s % 60}s` : `${s}s`;
+}
+
+/** A Markdown code block around `text`, its fence longer than any run of backticks inside. */
+function fenced(text: string): string {
+  const longest = Math.max(0, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+  const fence = '`'.repeat(Math.max(3, longest + 1));
+  return `${fence}\n${text}\n${fence}`;
+}
+
+/**
+ * The end of a log for a check run: terminal escapes stripped, each line as a terminal last
+ * showed it (after its last carriage return), the last `LOG_TAIL_LINES` lines. `cut`: the bytes
+ * start inside the log, so the first line is partial and dropped.
+ */
+export function logTail(bytes: Buffer, cut: boolean): string {
+  let lines = stripVTControlCharacters(bytes.toString('utf8')).split('\n');
+  if (cut) lines = lines.slice(1);
+  if (lines.at(-1) === '') lines.pop();
+  return lines
+    .slice(-LOG_TAIL_LINES)
+    .map((l) => (l.split('\r').findLast((part) => part !== '') ?? ''))
+    .join('\n');
+}
+
+/** A completed check run's output: title (how it ended), summary (why, where, how long) and the log tail. */
+export function checkRunOutput(b: BuildRecord, tail: string, link: string | null): CheckRunOutput {
+  const message = b.message === null ? '' : clip(b.message.trim(), MESSAGE_MAX_CHARS);
+  const said = oneLine(b.status === 'cancelled' && message !== '' ? `cancelled: ${message}` : endWords(b));
+  const title = capitalized(clip(said, TITLE_MAX_CHARS));
+  const rows = [
+    `**Status:** ${b.status}`,
+    ...(b.failureReason === null ? [] : [`**Failure reason:** \`${b.failureReason}\` — ${REASON_WORDS[b.failureReason]}`]),
+    `**Attempt:** ${b.attempt} of ${b.maxAttempts}`,
+    ...(duration(b) === null ? [] : [`**Duration:** ${duration(b)}`]),
+    ...(b.workerId === null ? [] : [`**Worker:** \`${b.workerId}\``]),
+    `**Build:** ${link === null ? `\`${b.id}\`` : `[${b.id}](${link})`}`,
+  ];
+  const summary = [rows.join('  \n'), ...(message === '' ? [] : ['**Message:**', fenced(message)])].join('\n\n');
+  const heading = tail === '' ? 'The log is empty.' : `The last ${tail.split('\n').length} lines of the log${link === null ? '' : ` ([full log](${link}))`}:`;
+  // Room for the heading and fences: the tail is cut (keeping its end), never the block around it.
+  return { title, summary: clip(summary, OUTPUT_MAX_CHARS), text: tail === '' ? heading : `${heading}\n\n${fenced(clipStart(tail, OUTPUT_MAX_CHARS - 1_000))}` };
+}
+
+/** Keeps the end of `text` when it is too long (a log's end is what says why). */
+function clipStart(text: string, max: number): string {
+  const chars = Array.from(text);
+  return chars.length <= max ? text : `…${chars.slice(chars.length - max + 1).join('')}`;
+}
