@@ -5,15 +5,8 @@
  * the calls a test tells it to. No real time passes.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  DESCRIPTION_MAX_CHARS,
-  GithubReporter,
-  LOG_TAIL_LINES,
-  OUTPUT_MAX_CHARS,
-  TITLE_MAX_CHARS,
-  type GithubReporterOptions,
-  type GithubReportResult,
-} from '../../../src/controller/github-reporter.ts';
+import { GithubReporter, type GithubReporterOptions, type GithubReportResult } from '../../../src/controller/github-reporter.ts';
+import { DESCRIPTION_MAX_CHARS, LOG_TAIL_LINES, OUTPUT_MAX_CHARS, TITLE_MAX_CHARS } from '../../../src/controller/github-report-text.ts';
 import type { BuildRecord, ReportStage } from '../../../src/controller/store/store.ts';
 import type { CheckRunUpdate, CommitStatus, GithubApi, NewCheckRun } from '../../../src/github/api.ts';
 import { ExpoError } from '../../../src/protocol/errors.ts';
@@ -280,7 +273,7 @@ describe('GithubReporter: check runs (GitHub App)', () => {
     ]);
     expect(store.builds.get(b.id)).toMatchObject({ reported: 'pending', checkRunId: 100 });
 
-    const log = `${lines.join('\n')}\nprogress 10%\rprogress 100%\n`;
+    const log = `${lines.join('\n')}\nprogress 10%\rprogress 100%\u0007\n`;
     store.update(b.id, { status: 'failed', failureReason: 'vm_crashed', message: 'the VM stopped', attempt: 2, workerId: 'mac-2', assignedAt: 1000, startedAt: 2000, finishedAt: 62_000 });
     store.logs.set(b.id, Buffer.from(log));
     store.update(b.id, { logBytes: Buffer.byteLength(log) });
