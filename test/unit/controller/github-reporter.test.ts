@@ -5,6 +5,7 @@
  * the calls a test tells it to. No real time passes.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { ControllerMetrics } from '../../../src/controller/metrics.ts';
 import { GithubReporter, type GithubReporterOptions, type GithubReportResult } from '../../../src/controller/github-reporter.ts';
 import { DESCRIPTION_MAX_CHARS, LOG_TAIL_LINES, OUTPUT_MAX_CHARS, TITLE_MAX_CHARS } from '../../../src/controller/github-report-text.ts';
 import type { BuildRecord, ReportStage } from '../../../src/controller/store/store.ts';
@@ -424,6 +425,20 @@ describe('GithubReporter: GitHub down or refusing', () => {
     await clock.settle();
     expect(api.calls.map((c) => (c.kind === 'create' ? c.run.status : c.kind))).toEqual(['queued', 'completed']);
     expect(store.builds.get(b.id)).toMatchObject({ reported: 'final', checkRunId: 100 }); // the refused create made none
+  });
+
+  it('counts each result on expo_worker_github_reports_total', async () => {
+    const metrics = new ControllerMetrics({ heartbeatTimeoutMs: 60_000 });
+    const { clock, store, api, reporter } = setup('token', { onReport: (r) => metrics.onGithubReport(r) });
+    store.add(build());
+    store.add(build());
+    api.fail = () => [refused(404), unreachable()][api.calls.length - 1];
+    reporter.start();
+    await clock.advance(1_000);
+    const text = await metrics.registry.metrics();
+    for (const [result, n] of [['reported', 1], ['refused', 1], ['unreachable', 1], ['failed', 0]] as const) {
+      expect(text).toContain(`expo_worker_github_reports_total{result="${result}"} ${n}`);
+    }
   });
 
   it('a store error is logged and backed off, and notify() still never throws', async () => {
