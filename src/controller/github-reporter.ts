@@ -15,9 +15,9 @@
  *   `notify()` during a pass asks for exactly one more pass after it; `notify()` and the sweep
  *   during a back-off do nothing (its end runs the pass).
  * - A pass that meets `GITHUB_UNREACHABLE` (GitHub down, or rate-limiting) or any unexpected
- *   error stops, and the reporter backs off: `retryAfterMs` when GitHub said how long, else
- *   1 s doubling up to 5 min; one warning per back-off. The builds stay unreported and are
- *   retried in order. Nothing here ever touches a build or throws into the build path: an
+ *   error stops, and the reporter backs off: `retryAfterMs` when GitHub said how long (kept
+ *   within 1 s and an hour), else 1 s doubling up to 5 min; one warning per back-off. The
+ *   builds stay unreported and are retried in order. Nothing here ever touches a build or throws into the build path: an
  *   outage delays statuses, never builds.
  * - `GITHUB_STATUS` (GitHub refused: no permission, repository gone) is logged with the build
  *   and the stage is marked reported anyway, so a refusal is not retried forever.
