@@ -9,6 +9,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../sys/process-metrics.ts';
 import { BUILD_STATUSES, FAILURE_REASONS, WORKER_STATUSES, type WorkerStatus } from '../protocol/domain.ts';
 import type { BuildEvent } from './attempt-endings.ts';
+import { GITHUB_REPORT_RESULTS, type GithubReportResult } from './github-reporter.ts';
 import type { Store } from './store/store.ts';
 import { workerStatus } from './views.ts';
 import { freeBytes } from './storage-full.ts';
@@ -85,6 +86,13 @@ export class ControllerMetrics {
     registers: [this.registry],
   });
 
+  readonly githubReports = new Counter({
+    name: 'expo_worker_github_reports_total',
+    help: 'Build reports to GitHub (commit statuses, check runs) by result: reported, refused (not retried), unreachable or failed (retried after a back-off).',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+
   readonly diskFree = new Gauge({
     name: 'expo_worker_controller_disk_free_bytes',
     help: "Free bytes (for the controller's user) on the filesystem of the controller's data directory and of its artifact directory, by path.",
@@ -100,6 +108,7 @@ export class ControllerMetrics {
     for (const s of ['succeeded', 'failed', 'cancelled']) this.finished.inc({ status: s }, 0);
     for (const r of FAILURE_REASONS) this.buildsFailed.inc({ reason: r }, 0);
     for (const k of ['poll', 'heartbeat']) this.workerHeartbeats.inc({ kind: k }, 0);
+    for (const r of GITHUB_REPORT_RESULTS) this.githubReports.inc({ result: r }, 0);
   }
 
   onBuildEvent(e: BuildEvent, now: number): void {
@@ -123,6 +132,11 @@ export class ControllerMetrics {
         throw new Error(`unknown build event ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  /** One report to GitHub made or tried (the GitHub reporter's `onReport`). */
+  onGithubReport(result: GithubReportResult): void {
+    this.githubReports.inc({ result });
   }
 
   /** One request done: `route` is the route pattern (`/api/v1/builds/:id`), never the URL. */
