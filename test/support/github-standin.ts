@@ -70,10 +70,12 @@ const DOCS = 'https://docs.github.com/rest';
 const NOW_ISO = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
 class Refusal {
-  constructor(
-    readonly status: number,
-    readonly message: string,
-  ) {}
+  readonly status: number;
+  readonly message: string;
+  constructor(status: number, message: string) {
+    this.status = status;
+    this.message = message;
+  }
 }
 
 export class GithubStandin {
@@ -90,11 +92,15 @@ export class GithubStandin {
   private readonly faults: Fault[] = [];
   private nextId = 1000;
 
-  private constructor(
-    private readonly server: Server,
-    readonly url: string,
-    private readonly o: StandinOptions,
-  ) {}
+  private readonly server: Server;
+  readonly url: string;
+  private readonly o: StandinOptions;
+
+  private constructor(server: Server, url: string, options: StandinOptions) {
+    this.server = server;
+    this.url = url;
+    this.o = options;
+  }
 
   static async start(options: StandinOptions = {}): Promise<GithubStandin> {
     const server = createServer();
