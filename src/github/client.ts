@@ -63,6 +63,16 @@ interface Call {
   repo?: string;
 }
 
+/** GitHub's answer to a rate-limited request: its status and the wait it asks for. */
+class RateLimited {
+  readonly status: number;
+  readonly waitMs: number;
+  constructor(status: number, waitMs: number) {
+    this.status = status;
+    this.waitMs = waitMs;
+  }
+}
+
 interface Answer {
   status: number;
   contentType: string;
@@ -219,19 +229,20 @@ export class GithubClient implements GithubApi {
   private async rateLimited(c: Call): Promise<Answer | null> {
     for (let waits = 0; ; waits++) {
       const answer = await this.once(c);
-      if (typeof answer !== 'number') return answer;
-      if (answer > this.o.maxRateLimitWaitMs || waits >= 2) {
-        throw new ExpoError('GITHUB_UNREACHABLE', `${c.method} ${pathOnly(c.path)}: GitHub is rate-limiting; try again in ${Math.ceil(answer / 1000)} s`, {
-          details: { method: c.method, path: pathOnly(c.path), status: 429, retryAfterMs: answer },
+      if (!(answer instanceof RateLimited)) return answer;
+      const where = { method: c.method, path: pathOnly(c.path) };
+      if (answer.waitMs > this.o.maxRateLimitWaitMs || waits >= 2) {
+        throw new ExpoError('GITHUB_UNREACHABLE', `${c.method} ${where.path}: GitHub is rate-limiting (${answer.status}); try again in ${Math.ceil(answer.waitMs / 1000)} s`, {
+          details: { ...where, status: answer.status, retryAfterMs: answer.waitMs },
         });
       }
-      this.o.logger?.warn({ method: c.method, path: pathOnly(c.path), waitMs: answer }, 'GitHub is rate-limiting: waiting');
-      await this.o.clock.sleep(answer);
+      this.o.logger?.warn({ ...where, status: answer.status, waitMs: answer.waitMs }, 'GitHub is rate-limiting: waiting');
+      await this.o.clock.sleep(answer.waitMs);
     }
   }
 
-  /** One request: its answer, null for an allowed 404, or the ms to wait when rate-limited. */
-  private async once(c: Call): Promise<Answer | null | number> {
+  /** One request: its answer, null for an allowed 404, or how long to wait when rate-limited. */
+  private async once(c: Call): Promise<Answer | null | RateLimited> {
     const headers: Record<string, string> = {
       accept: c.accept ?? 'application/vnd.github+json',
       'user-agent': 'expo-worker',
@@ -283,7 +294,7 @@ export class GithubClient implements GithubApi {
     if (status < 300) return { status, contentType, text };
     if (status === 404 && c.allow404) return null;
     const waitMs = rateLimitWaitMs(status, resHeaders, this.o.clock.now());
-    if (waitMs !== null) return waitMs;
+    if (waitMs !== null) return new RateLimited(status, waitMs);
     const message = githubMessage(text);
     const details = { method: c.method, path: pathOnly(c.path), status };
     if (status >= 500) throw new ExpoError('GITHUB_UNREACHABLE', `${where}: GitHub answered ${status} ${message}`.trim(), { details });

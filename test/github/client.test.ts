@@ -6,6 +6,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isExpoError, type ExpoError } from '../../src/protocol/errors.ts';
+import { appJwt } from '../../src/github/app-auth.ts';
 import { createGithubApi, GithubClient, type GithubClientOptions } from '../../src/github/client.ts';
 import { GithubStandin } from '../support/github-standin.ts';
 
@@ -27,14 +28,10 @@ afterEach(() => {
   expect(gh.mismatches).toEqual([]);
   gh.requests.length = 0;
   gh.tokenLifetimeMs = 60 * 60_000;
+  gh.chunkedRaw = false;
 });
 afterAll(async () => {
   await gh?.stop();
-  // Whatever failed along the way said nothing of a credential.
-  const secrets = [TOKEN, ...(gh?.mintedTokens() ?? [])];
-  const said = [...logs, ...errors.map((e) => `${(e as Error).message} ${JSON.stringify((e as ExpoError).details)}`)].join('\n');
-  for (const secret of secrets) expect(said).not.toContain(secret);
-  expect(errors.length).toBeGreaterThan(5);
 });
 
 const tuning: GithubClientOptions = { retryMinMs: 10, retryMaxMs: 50, requestTimeoutMs: 10_000, maxRateLimitWaitMs: 5_000, logger: { warn: (obj, msg) => logs.push(`${JSON.stringify(obj)} ${msg}`) } };
@@ -69,6 +66,12 @@ describe('getFile', () => {
   it('refuses a file larger than asked for', async () => {
     const err = await failure(withToken().getFile('acme/app', 'big.bin', 'c0ffee', 4096));
     expect(err).toMatchObject({ code: 'GITHUB_STATUS', details: { tooLarge: true } });
+  });
+
+  it('refuses a file larger than asked for when GitHub does not say its size up front', async () => {
+    gh.chunkedRaw = true;
+    expect(await failure(withToken().getFile('acme/app', 'big.bin', 'c0ffee', 4096))).toMatchObject({ code: 'GITHUB_STATUS', details: { tooLarge: true } });
+    expect(await withToken().getFile('acme/app', 'big.bin', 'c0ffee', 5000)).toHaveLength(5000);
   });
 
   it('refuses a bad repository name or path before any request', async () => {
@@ -141,6 +144,14 @@ describe('with a token', () => {
     expect(gh.requests).toHaveLength(3);
   });
 
+  it('bounds a call that gets no answer by its timeout, then retries it', async () => {
+    gh.hangNext();
+    expect(await withToken({ requestTimeoutMs: 300 }).getFile('acme/app', '.expo-worker.yml', 'c0ffee', 1024)).toContain('ios');
+    expect(gh.requests).toHaveLength(2);
+    gh.hangNext();
+    expect(await failure(withToken({ requestTimeoutMs: 300, retries: 0 }).getFile('acme/app', '.expo-worker.yml', 'c0ffee', 1024))).toMatchObject({ code: 'GITHUB_UNREACHABLE' });
+  });
+
   it('fails an unreachable API as GITHUB_UNREACHABLE', async () => {
     const down = new GithubClient({ apiUrl: 'http://127.0.0.1:1', token: TOKEN, ...tuning, retries: 1 });
     expect(await failure(down.getFile('acme/app', 'a.yml', 'c0ffee', 10))).toMatchObject({ code: 'GITHUB_UNREACHABLE' });
@@ -185,6 +196,27 @@ describe('as a GitHub App', () => {
     expect(second!.auth).toBe('installation');
   });
 
+  it('buys one token for concurrent calls, and a new one after GitHub refuses the cached one', async () => {
+    const api = withApp();
+    const status = { state: 'pending', context: 'c', description: 'd', targetUrl: null } as const;
+    await Promise.all([api.createStatus('acme/app', 'c0ffee', status), api.createStatus('acme/app', 'c0ffee', status), api.getFile('acme/app', '.expo-worker.yml', 'c0ffee', 1024)]);
+    expect(gh.requests.filter((r) => r.path.endsWith('/access_tokens'))).toHaveLength(1);
+    gh.revokeTokens();
+    expect(await failure(api.createStatus('acme/app', 'c0ffee', status))).toMatchObject({ code: 'GITHUB_STATUS', details: { status: 401 } });
+    await api.createStatus('acme/app', 'c0ffee', status);
+    expect(gh.requests.filter((r) => r.path.endsWith('/access_tokens'))).toHaveLength(2);
+    expect(gh.requests.at(-1)!.auth).toBe('installation');
+  });
+
+  it('signs a JWT that GitHub accepts: RS256, issued 60 s back, at most 10 minutes long', () => {
+    const now = Date.UTC(2026, 0, 1, 12, 0, 0);
+    const [header, payload] = appJwt('42', privateKey, now).split('.').slice(0, 2).map((p) => JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>);
+    expect(header).toEqual({ alg: 'RS256', typ: 'JWT' });
+    expect(payload).toEqual({ iss: '42', iat: now / 1000 - 60, exp: expect.any(Number) as number });
+    expect((payload!.exp as number) - (payload!.iat as number)).toBeLessThanOrEqual(600);
+    expect(payload!.exp as number).toBeGreaterThan(now / 1000);
+  });
+
   it('gives a fresh clone token per call that can read contents and nothing else', async () => {
     const api = withApp();
     const a = await api.cloneToken('acme/app');
@@ -212,5 +244,16 @@ describe('as a GitHub App', () => {
     const expired = await withApp().cloneToken('acme/app');
     const asExpired = new GithubClient({ apiUrl: gh.url, token: expired.token, ...tuning });
     expect(await failure(asExpired.getFile('acme/app', '.expo-worker.yml', 'c0ffee', 1024))).toMatchObject({ code: 'GITHUB_STATUS', details: { status: 401 } });
+  });
+});
+
+// Last in the file: it reads what every test above said.
+describe('credentials', () => {
+  it('appear in no error and no log line of any call above', () => {
+    const secrets = [TOKEN, ...gh.mintedTokens()];
+    const said = [...logs, ...errors.map((e) => `${(e as Error).message} ${(e as Error).stack ?? ''} ${JSON.stringify((e as ExpoError).details)}`)].join('\n');
+    expect(errors.length).toBeGreaterThan(10);
+    expect(logs.length).toBeGreaterThan(3);
+    for (const secret of secrets) expect(said).not.toContain(secret);
   });
 });

@@ -10,7 +10,8 @@
  * honouring their repositories, permissions and expiry. Anonymous reads of `publicRepos` only.
  *
  * Faults: `failNext(n)` (the next n answers are 500), `rateLimitNext(resetInS)` (403 with
- * `x-ratelimit-remaining: 0`), `tooManyNext(retryAfterS)` (429 with `retry-after`).
+ * `x-ratelimit-remaining: 0`), `tooManyNext(retryAfterS)` (429 with `retry-after`), `hangNext()`
+ * (no answer), `revokeTokens()` (installation tokens stop working).
  */
 import { createVerify, randomBytes, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -38,7 +39,7 @@ interface Minted {
   expiresAt: number;
 }
 
-type Fault = { kind: 'status'; status: number } | { kind: 'rate-limit'; resetInS: number } | { kind: 'too-many'; retryAfterS: number };
+type Fault = { kind: 'status'; status: number } | { kind: 'hang' } | { kind: 'rate-limit'; resetInS: number } | { kind: 'too-many'; retryAfterS: number };
 
 export interface StandinOptions {
   /** A token accepted as `Authorization: Bearer` for every repository. */
@@ -87,6 +88,8 @@ export class GithubStandin {
   readonly checkRuns = new Map<number, { repo: string; body: Record<string, unknown> }>();
   /** How long minted installation tokens live, ms. Default one hour, as on GitHub. */
   tokenLifetimeMs = 60 * 60_000;
+  /** Send raw file contents without `content-length` (chunked), as GitHub may. */
+  chunkedRaw = false;
   private readonly files = new Map<string, string>();
   private readonly minted = new Map<string, Minted>();
   private readonly faults: Fault[] = [];
@@ -132,6 +135,16 @@ export class GithubStandin {
     this.faults.push({ kind: 'too-many', retryAfterS });
   }
 
+  /** The next request gets no answer at all (until `stop`). */
+  hangNext(): void {
+    this.faults.push({ kind: 'hang' });
+  }
+
+  /** Every installation token minted so far stops working (revoked, or the App lost access). */
+  revokeTokens(): void {
+    for (const minted of this.minted.values()) minted.expiresAt = 0;
+  }
+
   /** Tokens minted so far (values), for assertions about where they went. */
   mintedTokens(): string[] {
     return [...this.minted.keys()];
@@ -168,6 +181,7 @@ export class GithubStandin {
       return this.answerError(res, route, 500, 'stand-in: the request body does not match the OpenAPI description');
     }
     const fault = this.faults.shift();
+    if (fault?.kind === 'hang') return;
     if (fault?.kind === 'status') return this.answerError(res, route, fault.status, 'Server Error');
     if (fault?.kind === 'rate-limit') {
       const reset = Math.floor(Date.now() / 1000) + fault.resetInS;
@@ -179,8 +193,15 @@ export class GithubStandin {
       this.authenticate(req, recorded);
       const answer = this.serve(route, params, recorded, url);
       if (typeof answer.body === 'string') {
-        res.writeHead(answer.status, { 'content-type': 'application/vnd.github.raw+json; charset=utf-8', 'content-length': Buffer.byteLength(answer.body) });
-        res.end(answer.body);
+        const type = { 'content-type': 'application/vnd.github.raw+json; charset=utf-8' };
+        if (!this.chunkedRaw) {
+          res.writeHead(answer.status, { ...type, 'content-length': Buffer.byteLength(answer.body) });
+          res.end(answer.body);
+          return;
+        }
+        res.writeHead(answer.status, type);
+        for (let i = 0; i < answer.body.length; i += 1024) res.write(answer.body.slice(i, i + 1024));
+        res.end();
         return;
       }
       this.answerJson(res, route, answer.status, answer.body);
