@@ -25,15 +25,15 @@ export type GithubCall = (req: { method: 'GET' | 'POST'; path: string; credentia
 export type TokenPermissions = Record<string, 'read' | 'write'>;
 
 /** What the controller does with its own token: report statuses and check runs, read pipeline files. */
-export const CONTROLLER_PERMISSIONS: TokenPermissions = Object.freeze({ statuses: 'write', checks: 'write', contents: 'read' });
+const CONTROLLER_PERMISSIONS: TokenPermissions = Object.freeze({ statuses: 'write', checks: 'write', contents: 'read' });
 /** What a clone token may do: read the repository's contents, nothing else. */
-export const CLONE_PERMISSIONS: TokenPermissions = Object.freeze({ contents: 'read' });
+const CLONE_PERMISSIONS: TokenPermissions = Object.freeze({ contents: 'read' });
 
 /** The JWT's lifetime after `now` and its backdating, in seconds. */
 const JWT_TTL_S = 9 * 60;
 const JWT_BACKDATE_S = 60;
 /** A cached token is replaced this long before GitHub says it expires. */
-export const TOKEN_REFRESH_MARGIN_MS = 5 * 60_000;
+const TOKEN_REFRESH_MARGIN_MS = 5 * 60_000;
 
 export interface AppAuthOptions {
   /** The App's id (digits) or client id (`Iv…`): the JWT's issuer. */

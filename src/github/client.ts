@@ -103,7 +103,7 @@ export class GithubClient implements GithubApi {
           appId: options.app.appId,
           privateKey: options.app.privateKey,
           now: () => this.o.clock.now(),
-          call: async (req) => JSON.parse((await this.call(req))!.text) as unknown,
+          call: async (req) => jsonOf(req, (await this.call(req))!),
         })
       : null;
     this.mode = this.app ? 'app' : this.token ? 'token' : 'none';
@@ -163,7 +163,7 @@ export class GithubClient implements GithubApi {
         ...(run.output === undefined ? {} : { output: outputOf(run.output) }),
       },
     });
-    const id = (JSON.parse(answer!.text) as { id?: unknown }).id;
+    const id = (jsonOf({ method: 'POST', path: `/repos/${repo}/check-runs` }, answer!) as { id?: unknown } | null)?.id;
     if (typeof id !== 'number') throw new ExpoError('GITHUB_STATUS', `POST /repos/${repo}/check-runs: GitHub answered without a check run id`, { details: { status: answer!.status } });
     return id;
   }
@@ -303,7 +303,7 @@ export class GithubClient implements GithubApi {
 }
 
 /** The wait a rate-limited answer asks for, ms, or null when the answer is not a rate limit. */
-export function rateLimitWaitMs(status: number, headers: Record<string, string | string[] | undefined>, nowMs: number): number | null {
+function rateLimitWaitMs(status: number, headers: Record<string, string | string[] | undefined>, nowMs: number): number | null {
   if (status !== 429 && status !== 403) return null;
   const retryAfter = Number(headers['retry-after']);
   if (headers['retry-after'] !== undefined && Number.isFinite(retryAfter) && retryAfter >= 0) return retryAfter * 1000;
@@ -313,6 +313,15 @@ export function rateLimitWaitMs(status: number, headers: Record<string, string |
   }
   // GitHub's advice for a 429 that names no time: wait a minute.
   return status === 429 ? 60_000 : null;
+}
+
+/** A success answer's JSON; one that is not JSON is not GitHub talking. */
+function jsonOf(c: { method: string; path: string }, answer: Answer): unknown {
+  try {
+    return JSON.parse(answer.text) as unknown;
+  } catch (cause) {
+    throw new ExpoError('GITHUB_STATUS', `${c.method} ${pathOnly(c.path)}: GitHub answered ${answer.status} with a body that is not JSON`, { cause, details: { status: answer.status } });
+  }
 }
 
 function githubMessage(text: string): string {
@@ -338,13 +347,13 @@ function checkRepo(repo: string): void {
 }
 
 /** At most `max` characters (code points), the end replaced by `…` when cut. */
-export function cutEnd(s: string, max: number): string {
+function cutEnd(s: string, max: number): string {
   const chars = Array.from(s);
   return chars.length <= max ? s : chars.slice(0, max - 1).join('') + '…';
 }
 
 /** At most `max` characters, keeping the end (a log's tail says why a build failed). */
-export function keepEnd(s: string, max: number): string {
+function keepEnd(s: string, max: number): string {
   const chars = Array.from(s);
   return chars.length <= max ? s : '…' + chars.slice(chars.length - max + 1).join('');
 }
