@@ -79,6 +79,9 @@ describe('GitHub API credentials', () => {
     const c = config(['--github-app-id', '12345', '--github-private-key', path]);
     expect(c).toMatchObject({ githubAppId: '12345', githubPrivateKey: rsaPem, githubPrivateKeyPath: path });
     expect(config([], { EXPO_CONTROLLER_GITHUB_APP_ID: 'Iv23liAbCdEf', EXPO_CONTROLLER_GITHUB_PRIVATE_KEY: path }).githubAppId).toBe('Iv23liAbCdEf');
+    // GitHub hands out PKCS#1 (`BEGIN RSA PRIVATE KEY`).
+    const pkcs1 = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
+    expect(config(['--github-app-id', '7', '--github-private-key', keyFile('github.pem', pkcs1)]).githubPrivateKey).toBe(pkcs1);
   });
 
   it('refuse a key that is not an RSA private key, naming the file and never quoting it', () => {
