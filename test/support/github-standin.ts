@@ -17,6 +17,7 @@ import { createVerify, randomBytes, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { checkRequest, checkResponse } from './github-openapi.ts';
+import { checkRun, commitStatus, contentFile, installation, isoSeconds } from './github-standin-answers.ts';
 
 export type AuthKind = 'none' | 'token' | 'app-jwt' | 'installation' | 'invalid';
 
@@ -68,7 +69,6 @@ export const STANDIN_ROUTES: readonly Route[] = [
 ];
 
 const DOCS = 'https://docs.github.com/rest';
-const NOW_ISO = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
 class Refusal {
   readonly status: number;
@@ -275,10 +275,7 @@ export class GithubStandin {
         this.allow(r, repo, 'statuses', 'write');
         this.statuses.push({ repo, sha: p[2]!, body: b });
         const id = this.nextId++;
-        return {
-          status: 201,
-          body: { url: `${this.url}/repos/${repo}/statuses/${p[2]}`, avatar_url: null, id, node_id: `SC_${id}`, state: b.state, description: b.description ?? null, target_url: b.target_url ?? null, context: b.context ?? 'default', created_at: NOW_ISO(), updated_at: NOW_ISO(), creator: null },
-        };
+        return { status: 201, body: commitStatus(this.url, repo, p[2]!, id, b) };
       }
       case '/repos/{owner}/{repo}/check-runs': {
         const repo = `${p[0]}/${p[1]}`;
@@ -316,7 +313,7 @@ export class GithubStandin {
         const permissions = (b.permissions as Record<string, string> | undefined) ?? { contents: 'write', statuses: 'write', checks: 'write', metadata: 'read' };
         const expiresAt = Date.now() + this.tokenLifetimeMs;
         this.minted.set(token, { installationId: id, repositories: wanted as string[], permissions, expiresAt });
-        return { status: 201, body: { token, expires_at: new Date(expiresAt).toISOString().replace(/\.\d+Z$/, 'Z'), permissions, repository_selection: 'selected' } };
+        return { status: 201, body: { token, expires_at: isoSeconds(expiresAt), permissions, repository_selection: 'selected' } };
       }
       default:
         throw new Refusal(404, 'Not Found');
@@ -344,68 +341,4 @@ export class GithubStandin {
     }
     this.answerJson(res, route, status, body, headers);
   }
-}
-
-function contentFile(base: string, repo: string, path: string, content: string): unknown {
-  const url = `${base}/repos/${repo}/contents/${path}`;
-  const sha = 'a'.repeat(40);
-  return {
-    type: 'file',
-    encoding: 'base64',
-    size: Buffer.byteLength(content),
-    name: path.split('/').pop(),
-    path,
-    content: Buffer.from(content).toString('base64'),
-    sha,
-    url,
-    git_url: `${base}/repos/${repo}/git/blobs/${sha}`,
-    html_url: `${base}/${repo}/blob/main/${path}`,
-    download_url: null,
-    _links: { self: url, git: `${base}/repos/${repo}/git/blobs/${sha}`, html: `${base}/${repo}/blob/main/${path}` },
-  };
-}
-
-function checkRun(base: string, repo: string, id: number, b: Record<string, unknown>): unknown {
-  const output = (b.output ?? {}) as Record<string, unknown>;
-  const status = (b.conclusion !== undefined ? 'completed' : (b.status ?? 'queued')) as string;
-  return {
-    id,
-    node_id: `CR_${id}`,
-    head_sha: b.head_sha,
-    name: b.name,
-    external_id: b.external_id ?? null,
-    url: `${base}/repos/${repo}/check-runs/${id}`,
-    html_url: `${base}/${repo}/runs/${id}`,
-    details_url: b.details_url ?? null,
-    status,
-    conclusion: b.conclusion ?? null,
-    started_at: NOW_ISO(),
-    completed_at: status === 'completed' ? NOW_ISO() : null,
-    output: { title: output.title ?? null, summary: output.summary ?? null, text: output.text ?? null, annotations_count: 0, annotations_url: `${base}/repos/${repo}/check-runs/${id}/annotations` },
-    check_suite: { id: 1 },
-    app: null,
-    pull_requests: [],
-  };
-}
-
-function installation(base: string, id: number, appId: number): unknown {
-  return {
-    id,
-    app_id: appId,
-    app_slug: 'expo-worker',
-    target_id: 1,
-    target_type: 'Organization',
-    single_file_name: null,
-    repository_selection: 'selected',
-    access_tokens_url: `${base}/app/installations/${id}/access_tokens`,
-    html_url: `${base}/organizations/acme/settings/installations/${id}`,
-    repositories_url: `${base}/installation/repositories`,
-    events: ['push', 'pull_request', 'check_run'],
-    account: null,
-    permissions: { contents: 'read', statuses: 'write', checks: 'write', metadata: 'read' },
-    created_at: NOW_ISO(),
-    updated_at: NOW_ISO(),
-    suspended_by: null,
-    suspended_at: null,
-  };
 }
