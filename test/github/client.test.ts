@@ -25,7 +25,8 @@ beforeAll(async () => {
   gh.addFile('acme/app', 'c0ffee', 'big.bin', 'x'.repeat(5000));
 });
 afterEach(() => {
-  expect(gh.mismatches).toEqual([]);
+  // Cleared as it is read, so one test's mismatch fails that test only.
+  expect(gh.mismatches.splice(0)).toEqual([]);
   gh.requests.length = 0;
   gh.tokenLifetimeMs = 60 * 60_000;
   gh.chunkedRaw = false;
@@ -61,6 +62,9 @@ describe('getFile', () => {
     const api = withToken();
     expect(await api.getFile('acme/app', 'nope.yml', 'c0ffee', 1024)).toBeNull();
     expect(await api.getFile('acme/app', '.expo-worker.yml', 'deadbeef', 1024)).toBeNull();
+    // A directory is no file, though GitHub answers 200 with its listing.
+    expect(await api.getFile('acme/app', 'dir with space', 'c0ffee', 1024)).toBeNull();
+    expect(gh.requests.at(-1)!.path).toBe('/repos/acme/app/contents/dir%20with%20space');
   });
 
   it('refuses a file larger than asked for', async () => {

@@ -7,13 +7,15 @@
 /** A time as GitHub writes it: ISO 8601 in UTC, whole seconds. */
 export const isoSeconds = (ms: number = Date.now()): string => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 const NOW_ISO = (): string => isoSeconds();
+/** A repository path as it appears in a URL: each segment encoded. */
+const inUrl = (path: string): string => path.split('/').map(encodeURIComponent).join('/');
 
 export function commitStatus(base: string, repo: string, sha: string, id: number, b: Record<string, unknown>): unknown {
   return { url: `${base}/repos/${repo}/statuses/${sha}`, avatar_url: null, id, node_id: `SC_${id}`, state: b.state, description: b.description ?? null, target_url: b.target_url ?? null, context: b.context ?? 'default', created_at: NOW_ISO(), updated_at: NOW_ISO(), creator: null };
 }
 
 export function contentFile(base: string, repo: string, path: string, content: string): unknown {
-  const url = `${base}/repos/${repo}/contents/${path}`;
+  const url = `${base}/repos/${repo}/contents/${inUrl(path)}`;
   const sha = 'a'.repeat(40);
   return {
     type: 'file',
@@ -25,9 +27,9 @@ export function contentFile(base: string, repo: string, path: string, content: s
     sha,
     url,
     git_url: `${base}/repos/${repo}/git/blobs/${sha}`,
-    html_url: `${base}/${repo}/blob/main/${path}`,
+    html_url: `${base}/${repo}/blob/main/${inUrl(path)}`,
     download_url: null,
-    _links: { self: url, git: `${base}/repos/${repo}/git/blobs/${sha}`, html: `${base}/${repo}/blob/main/${path}` },
+    _links: { self: url, git: `${base}/repos/${repo}/git/blobs/${sha}`, html: `${base}/${repo}/blob/main/${inUrl(path)}` },
   };
 }
 
@@ -74,4 +76,10 @@ export function installation(base: string, id: number, appId: number): unknown {
     suspended_by: null,
     suspended_at: null,
   };
+}
+
+export function directoryEntry(base: string, repo: string, path: string, type: 'file' | 'dir'): unknown {
+  const url = `${base}/repos/${repo}/contents/${inUrl(path)}`;
+  const sha = 'b'.repeat(40);
+  return { type, size: 0, name: path.split('/').pop(), path, sha, url, git_url: null, html_url: null, download_url: null, _links: { self: url, git: null, html: null } };
 }

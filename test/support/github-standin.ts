@@ -17,7 +17,7 @@ import { createVerify, randomBytes, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { checkRequest, checkResponse } from './github-openapi.ts';
-import { checkRun, commitStatus, contentFile, installation, isoSeconds } from './github-standin-answers.ts';
+import { checkRun, commitStatus, contentFile, directoryEntry, installation, isoSeconds } from './github-standin-answers.ts';
 
 export type AuthKind = 'none' | 'token' | 'app-jwt' | 'installation' | 'invalid';
 
@@ -265,8 +265,15 @@ export class GithubStandin {
       case '/repos/{owner}/{repo}/contents/{path}': {
         const repo = `${p[0]}/${p[1]}`;
         this.allow(r, repo, 'contents', 'read');
-        const content = this.files.get(`${repo.toLowerCase()}\0${url.searchParams.get('ref') ?? 'main'}\0${p[2]}`);
-        if (content === undefined) throw new Refusal(404, 'Not Found');
+        const at = `${repo.toLowerCase()}\0${url.searchParams.get('ref') ?? 'main'}\0`;
+        const content = this.files.get(`${at}${p[2]}`);
+        if (content === undefined) {
+          // A directory: GitHub lists it as JSON whatever media type was asked for.
+          const under = [...this.files.keys()].filter((k) => k.startsWith(`${at}${p[2]}/`)).map((k) => k.slice(at.length + p[2]!.length + 1));
+          if (under.length === 0) throw new Refusal(404, 'Not Found');
+          const names = [...new Set(under.map((rest) => rest.split('/')[0]!))];
+          return { status: 200, body: names.map((name) => directoryEntry(this.url, repo, `${p[2]}/${name}`, under.includes(name) ? 'file' : 'dir')) };
+        }
         if (r.accept.includes('application/vnd.github.raw')) return { status: 200, body: content };
         return { status: 200, body: contentFile(this.url, repo, p[2]!, content) };
       }
