@@ -57,7 +57,9 @@ const base64url = (data: string | Buffer): string => Buffer.from(data).toString(
 export function appJwt(appId: string, privateKey: KeyObject, nowMs: number): string {
   const nowS = Math.floor(nowMs / 1000);
   const header = base64url(JSON.stringify({ alg: 'RS256', typ: 'JWT' }));
-  const payload = base64url(JSON.stringify({ iat: nowS - JWT_BACKDATE_S, exp: nowS + JWT_TTL_S, iss: appId }));
+  // The issuer: an App id as the number GitHub shows, a client id (`Iv…`) as it is.
+  const iss = /^\d+$/.test(appId) ? Number(appId) : appId;
+  const payload = base64url(JSON.stringify({ iat: nowS - JWT_BACKDATE_S, exp: nowS + JWT_TTL_S, iss }));
   const signer = createSign('RSA-SHA256');
   signer.update(`${header}.${payload}`);
   return `${header}.${payload}.${base64url(signer.sign(privateKey))}`;

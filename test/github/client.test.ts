@@ -216,7 +216,7 @@ describe('as a GitHub App', () => {
     const now = Date.UTC(2026, 0, 1, 12, 0, 0);
     const [header, payload] = appJwt('42', privateKey, now).split('.').slice(0, 2).map((p) => JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>);
     expect(header).toEqual({ alg: 'RS256', typ: 'JWT' });
-    expect(payload).toEqual({ iss: '42', iat: now / 1000 - 60, exp: expect.any(Number) as number });
+    expect(payload).toEqual({ iss: 42, iat: now / 1000 - 60, exp: expect.any(Number) as number });
     expect((payload!.exp as number) - (payload!.iat as number)).toBeLessThanOrEqual(600);
     expect(payload!.exp as number).toBeGreaterThan(now / 1000);
   });
