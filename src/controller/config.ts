@@ -2,10 +2,13 @@
  * The controller's configuration: flags, then `EXPO_CONTROLLER_*` environment variables, then
  * defaults. Validated once at start — every bad value is named in one error — and frozen.
  */
+import { createPrivateKey } from 'node:crypto';
+import { chmodSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import cron from 'node-cron';
 import { ExpoError } from '../protocol/errors.ts';
+import { DEFAULT_GITHUB_API_URL } from '../github/client.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 import { LOG_FORMATS, type LogFormat } from '../sys/logger.ts';
 
@@ -40,6 +43,21 @@ export interface ControllerConfig {
   logFormat: LogFormat;
   /** The secret GitHub signs webhook deliveries with; null (the default) refuses every delivery. At least 16 characters. Never logged. */
   githubSecret: string | null;
+  /** A token for GitHub's API (`Authorization: Bearer`); null without one. Exclusive with the App. Never logged. */
+  githubToken: string | null;
+  /** The GitHub App's id (or client id); set together with `githubPrivateKey`. */
+  githubAppId: string | null;
+  /** The GitHub App's RSA private key (PEM), read from `githubPrivateKeyPath` at start. Never logged. */
+  githubPrivateKey: string | null;
+  githubPrivateKeyPath: string | null;
+  /** GitHub's REST API. Default `https://api.github.com`; http only for a loopback host. */
+  githubApiUrl: string;
+  /** Where repositories are cloned from. Default `https://github.com` with the default API, else the API URL's origin. */
+  githubWebUrl: string;
+  /** The controller as users reach it, for links on GitHub (statuses, check runs); null: no links. */
+  publicUrl: string | null;
+  /** What reading the configuration changed or noticed (a key file's mode narrowed), for the log. */
+  startupWarnings: readonly string[];
 }
 
 export const CONTROLLER_HELP = `Usage: expo-worker controller --db PATH --api-key KEY [options]
@@ -74,6 +92,19 @@ Options (each also read from the environment variable shown):
                              characters; without it every delivery is refused with 503
                              (EXPO_CONTROLLER_GITHUB_SECRET; see docs/github.md). Prefer the
                              environment variable: a flag is visible in the process list
+  --github-token TOKEN       a token for GitHub's API: reads pipeline files, posts commit statuses
+                             and clones private repositories (EXPO_CONTROLLER_GITHUB_TOKEN);
+                             exclusive with the App. Prefer the environment variable
+  --github-app-id ID         the GitHub App's id, for check runs and repository-scoped tokens
+                             (EXPO_CONTROLLER_GITHUB_APP_ID); needs --github-private-key
+  --github-private-key PATH  the App's private key, a PEM file, mode 0600 (narrowed when wider)
+                             (EXPO_CONTROLLER_GITHUB_PRIVATE_KEY)
+  --github-api-url URL       GitHub's API (EXPO_CONTROLLER_GITHUB_API_URL, default
+                             https://api.github.com; GitHub Enterprise: https://HOST/api/v3)
+  --github-web-url URL       where repositories are cloned from (EXPO_CONTROLLER_GITHUB_WEB_URL,
+                             default https://github.com, or the API URL's origin when that is set)
+  --public-url URL           the controller as users reach it, for links from GitHub to builds
+                             (EXPO_CONTROLLER_PUBLIC_URL; default none: no links)
   --log-level LEVEL          fatal|error|warn|info|debug|trace (EXPO_CONTROLLER_LOG_LEVEL, default info)
   --log-format F             auto|json|pretty: auto is readable lines on a terminal and JSON
                              otherwise (EXPO_CONTROLLER_LOG_FORMAT, default auto)
@@ -96,6 +127,12 @@ const OPTIONS = {
   'retention-schedule': { type: 'string' },
   'log-format': { type: 'string' },
   'github-secret': { type: 'string' },
+  'github-token': { type: 'string' },
+  'github-app-id': { type: 'string' },
+  'github-private-key': { type: 'string' },
+  'github-api-url': { type: 'string' },
+  'github-web-url': { type: 'string' },
+  'public-url': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -146,6 +183,7 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
   const githubSecret = pick('github-secret', 'EXPO_CONTROLLER_GITHUB_SECRET') ?? null;
   // The value itself is never echoed: a typo in it would put the secret in the error.
   if (githubSecret !== null && githubSecret.length < 16) problems.push('--github-secret (EXPO_CONTROLLER_GITHUB_SECRET): must be at least 16 characters');
+  const github = githubSettings(pick, problems);
   if (problems.length > 0) {
     throw new ExpoError('CFG_INVALID', `invalid controller configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`, { details: { problems } });
   }
@@ -167,6 +205,84 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
       retentionSchedule,
       logFormat: logFormat as LogFormat,
       githubSecret,
+      ...github,
     }),
   };
+}
+
+type GithubSettings = Pick<ControllerConfig, 'githubToken' | 'githubAppId' | 'githubPrivateKey' | 'githubPrivateKeyPath' | 'githubApiUrl' | 'githubWebUrl' | 'publicUrl' | 'startupWarnings'>;
+
+/** The GitHub credentials and URLs; a secret's value is never put in a problem. */
+function githubSettings(pick: (flag: string, envName: string) => string | undefined, problems: string[]): GithubSettings {
+  const startupWarnings: string[] = [];
+  const githubToken = pick('github-token', 'EXPO_CONTROLLER_GITHUB_TOKEN') ?? null;
+  if (githubToken !== null && (githubToken === '' || !/^[\x21-\x7e]+$/.test(githubToken))) problems.push('--github-token (EXPO_CONTROLLER_GITHUB_TOKEN): must be a non-empty token of printable characters without spaces');
+  const githubAppId = pick('github-app-id', 'EXPO_CONTROLLER_GITHUB_APP_ID') ?? null;
+  if (githubAppId !== null && !/^(?:[1-9]\d{0,15}|Iv[0-9A-Za-z.]{2,40})$/.test(githubAppId)) problems.push(`--github-app-id (EXPO_CONTROLLER_GITHUB_APP_ID): '${githubAppId.slice(0, 60)}' is not a GitHub App id (digits) or client id (Iv…)`);
+  const githubPrivateKeyPath = pick('github-private-key', 'EXPO_CONTROLLER_GITHUB_PRIVATE_KEY') ?? null;
+  if ((githubAppId === null) !== (githubPrivateKeyPath === null)) problems.push('--github-app-id and --github-private-key (EXPO_CONTROLLER_GITHUB_APP_ID, EXPO_CONTROLLER_GITHUB_PRIVATE_KEY): give both or neither');
+  if (githubToken !== null && (githubAppId !== null || githubPrivateKeyPath !== null)) problems.push('--github-token and --github-app-id/--github-private-key: give a token or a GitHub App, not both');
+  const githubPrivateKey = githubPrivateKeyPath === null ? null : readPrivateKey(githubPrivateKeyPath, problems, startupWarnings);
+  const url = (flag: string, envName: string, dflt: string | null, loopbackHttpOnly: boolean): string | null => {
+    const raw = pick(flag, envName);
+    if (raw === undefined) return dflt;
+    const problem = urlProblem(raw, loopbackHttpOnly);
+    if (problem !== null) {
+      problems.push(`--${flag} (${envName}): '${raw.slice(0, 200)}' ${problem}`);
+      return dflt;
+    }
+    return raw.replace(/\/+$/, '');
+  };
+  const githubApiUrl = url('github-api-url', 'EXPO_CONTROLLER_GITHUB_API_URL', DEFAULT_GITHUB_API_URL, true)!;
+  const defaultWeb = githubApiUrl === DEFAULT_GITHUB_API_URL ? 'https://github.com' : new URL(githubApiUrl).origin;
+  const githubWebUrl = url('github-web-url', 'EXPO_CONTROLLER_GITHUB_WEB_URL', defaultWeb, true)!;
+  const publicUrl = url('public-url', 'EXPO_CONTROLLER_PUBLIC_URL', null, false);
+  return { githubToken, githubAppId, githubPrivateKey, githubPrivateKeyPath, githubApiUrl, githubWebUrl, publicUrl, startupWarnings };
+}
+
+/** Why `raw` is not a usable base URL, or null: http(s), no credentials, query or fragment; plain http only to a loopback host when asked. */
+function urlProblem(raw: string, loopbackHttpOnly: boolean): string | null {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    return 'is not a URL';
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return 'is not an http(s) URL';
+  if (u.username !== '' || u.password !== '') return 'must not carry credentials (give them with their own flag)';
+  if (u.search !== '' || u.hash !== '') return 'must not have a query or fragment';
+  if (loopbackHttpOnly && u.protocol === 'http:' && !['localhost', '[::1]'].includes(u.hostname) && !/^127\.\d+\.\d+\.\d+$/.test(u.hostname)) return 'must be https (http only for a loopback host)';
+  return null;
+}
+
+/**
+ * The App's private key: read, checked to be an RSA private key in PEM, and narrowed to 0600 when
+ * others may read it. A problem names the file, never its content.
+ */
+function readPrivateKey(path: string, problems: string[], warnings: string[]): string | null {
+  const label = `--github-private-key (EXPO_CONTROLLER_GITHUB_PRIVATE_KEY): ${path}`;
+  let pem: string;
+  try {
+    const mode = statSync(path).mode;
+    if ((mode & 0o077) !== 0) {
+      try {
+        chmodSync(path, 0o600);
+        warnings.push(`narrowed the GitHub App key's mode: ${path}: ${(mode & 0o777).toString(8).padStart(4, '0')} → 0600`);
+      } catch {
+        warnings.push(`the GitHub App key ${path} is readable by others (${(mode & 0o777).toString(8).padStart(4, '0')}) and could not be narrowed to 0600`);
+      }
+    }
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    problems.push(`${label}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return null;
+  }
+  try {
+    if (createPrivateKey(pem).asymmetricKeyType !== 'rsa') throw new Error('not RSA');
+  } catch {
+    // The parser's message may quote the file; say only what it is not.
+    problems.push(`${label}: is not an RSA private key in PEM (GitHub App settings → Private keys → Generate)`);
+    return null;
+  }
+  return pem;
 }

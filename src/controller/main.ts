@@ -31,6 +31,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const config = parsed.config;
   const logger = createLogger('expo-worker-controller', config.logLevel, await logDestination(resolveLogFormat(config.logFormat, process.stdout.isTTY === true)));
+  for (const warning of config.startupWarnings) logger.warn({ warning }, warning);
   const startedAt = Date.now();
   let secrets: SecretBox;
   if (config.dbPath === ':memory:') secrets = SecretBox.ephemeral();

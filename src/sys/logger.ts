@@ -1,7 +1,7 @@
 /**
  * The pino logger both processes use, with every secret the system handles redacted wherever it
  * appears in a logged object: keys, build tokens, leases, build env and secret env,
- * Authorization headers.
+ * Authorization headers, the GitHub webhook secret, token and App private key.
  *
  * Format: one JSON object a line (for log shippers and `jq`), or pino-pretty's readable lines
  * for a person at a terminal. `auto` (the default) is pretty when stdout is a TTY and JSON
@@ -30,6 +30,10 @@ export const REDACT_PATHS = [
   '*.privateKey',
   'githubSecret',
   '*.githubSecret',
+  'githubToken',
+  '*.githubToken',
+  'githubPrivateKey',
+  '*.githubPrivateKey',
 ];
 
 export function createLogger(service: string, level: string, destination?: DestinationStream): Logger {
