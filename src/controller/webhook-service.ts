@@ -36,7 +36,7 @@ export class WebhookService {
   /** Records the delivery; `duplicate` when its id was already recorded (then nothing is written or logged at info). */
   async accept(d: VerifiedDelivery): Promise<{ duplicate: boolean; record: DeliveryRecord }> {
     const reason = d.repository === null ? 'no repository in the payload' : `no project for ${d.repository}`;
-    const record: DeliveryRecord = { ...d, receivedAt: this.o.now(), outcome: 'ignored', reason };
+    const record: DeliveryRecord = { ...d, receivedAt: this.o.now(), outcome: 'ignored', reason, work: null, builds: [] };
     const isNew = await this.o.store.recordDelivery(record);
     if (isNew) this.o.logger.info({ delivery: d.id, event: d.event, action: d.action, repository: d.repository, outcome: record.outcome }, `webhook delivery ignored: ${reason}`);
     else this.o.logger.debug({ delivery: d.id, event: d.event }, 'webhook redelivery: already recorded');

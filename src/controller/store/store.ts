@@ -372,11 +372,17 @@ export interface Store {
   setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean>;
   /**
    * Asks for a cancel of a queued or active build; a final build is left as it is. `message`
-   * (`superseded by <sha>`), when given, is the build's message from now on unless its end
-   * brings one.
+   * (`superseded by <sha>`), when given, is the build's message from now on, and a `cancelled`
+   * end keeps it first: the end's own message, when it brings one, follows after `; ` (the
+   * agent's "cancel requested" detail). An end of another status (it succeeded or failed before
+   * the cancel reached it) has its own message only.
    */
   requestCancel(id: string, message?: string): Promise<void>;
-  /** Cancels a queued build and erases its secret env (its message `message` when given); false when it was no longer queued (nothing written). */
+  /**
+   * Cancels a queued build and erases its secret env; its message is `message` when given (else
+   * the message of an earlier `requestCancel`, if any). False when it was no longer queued
+   * (nothing written).
+   */
   cancelQueued(id: string, now: number, message?: string): Promise<boolean>;
   /**
    * Takes back an assignment the worker never received (its poll response was lost, or the
