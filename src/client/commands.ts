@@ -21,7 +21,7 @@ import { planDownloads, prepareTarget } from './download.ts';
 import { resolveClientConfig } from './config.ts';
 import { EXIT, EXIT_CODES_HELP, resultExitCode } from './exit-codes.ts';
 import { follow } from './follow.ts';
-import { ago, duration, table } from './format.ts';
+import { ago, duration, sourceLabel, table } from './format.ts';
 
 /** Where a command reads and writes: the real process by default. */
 export interface CliIo {
@@ -232,13 +232,6 @@ function sourceFilter(values: Values): { repo?: string; ref?: string; sha?: stri
     ...(ref === undefined ? {} : { ref: ref.startsWith('refs/') ? ref : `refs/heads/${ref}` }),
     ...(sha === undefined ? {} : { sha: sha.toLowerCase() }),
   };
-}
-
-/** Where a GitHub build came from, short: `octo/app@main 1a2b3c4` (a tag `@v1`, a pull request `#7`). */
-function sourceLabel(src: BuildView['source'] | null): string {
-  if (src === null) return '-';
-  const ref = src.prNumber !== null ? `#${src.prNumber}` : `@${src.ref.replace(/^refs\/(heads|tags)\//, '')}`;
-  return `${src.repo}${ref} ${src.sha.slice(0, 7)}${src.rerunOf === null ? '' : ` (rerun of ${src.rerunOf})`}`;
 }
 
 /** One declared artifact that was not stored: `NOT STORED <name or pattern>  <reason>[, required]  <message>`. */

@@ -319,7 +319,11 @@ export interface Store {
   createBuild(build: NewBuild): Promise<BuildRecord>;
   /** The build by id; null when none (never submitted, or pruned). */
   getBuild(id: string): Promise<BuildRecord | null>;
-  /** The newest builds first (submission order), at most `limit`, only those in `status` when given. */
+  /**
+   * The newest builds first (submission order), at most `limit`, only those matching every filter
+   * given: `status`; and for builds with a source, `repo` (any case), `ref` and `sha` (a build
+   * without a source matches none of those three).
+   */
   listBuilds(filter: ListBuildsFilter): Promise<BuildRecord[]>;
   /** How many builds are in each status; every status is a key, 0 when none. */
   countBuildsByStatus(): Promise<Record<BuildStatus, number>>;
