@@ -632,6 +632,13 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
         ['p3', []],
         ['p1', ['TOKEN']],
       ]);
+      // Two registrations of one repository at once: exactly one wins.
+      const race = await Promise.allSettled([
+        s.createProject({ id: 'r1', repo: 'race/repo', pipelinePath: 'a.yml', supersede: true, createdAt: 30_010 }),
+        s.createProject({ id: 'r2', repo: 'RACE/repo', pipelinePath: 'a.yml', supersede: true, createdAt: 30_011 }),
+      ]);
+      expect(race.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+      expect(race.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: 'PROJECT_EXISTS' } });
       // Its builds stay, with their source.
       const b = await s.createBuild(build({ source: source() }));
       expect(await s.deleteProject('p1')).toBe(true);
