@@ -34,6 +34,11 @@ const commands: Record<string, Command> = {
   artifacts: { summary: "list a build's artifacts; --download saves them", run: async (argv) => (await import('./client/commands.ts')).artifactsMain(argv) },
   prune: { summary: 'delete finished builds older than an age, with their logs and artifacts (--dry-run counts)', run: async (argv) => (await import('./client/commands.ts')).pruneMain(argv) },
   cancel: { summary: 'cancel a queued or running build', run: async (argv) => (await import('./client/commands.ts')).cancelMain(argv) },
+  rerun: { summary: "queue a new build of a finished build's work (a GitHub build: the same commit)", run: async (argv) => (await import('./client/project-commands.ts')).rerunMain(argv) },
+  project: {
+    summary: 'register GitHub repositories to build (add, list, remove) and set their secrets',
+    run: async (argv) => (await import('./client/project-commands.ts')).projectMain(argv),
+  },
 };
 
 /** The package version; the CLI runs from `dist/src/` when built and from `src/` in development. */

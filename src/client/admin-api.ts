@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
 import { answerErrorCode, ExpoError, isExpoError, isRetryable } from '../protocol/errors.ts';
 import { pathOf, ROUTES, type AnswerOf, type HttpMethod, type RouteSpec } from '../protocol/routes.ts';
-import type { ArtifactProblem, ArtifactView, BuildView, CreateBuildBody, PruneBody, PruneResult, WorkerView } from '../protocol/schemas.ts';
+import type { ArtifactProblem, ArtifactView, BuildView, CreateBuildBody, CreateProjectBody, ProjectView, PruneBody, PruneResult, WorkerView } from '../protocol/schemas.ts';
 import type { ClientConfig } from './config.ts';
 
 export interface LogSlice {
@@ -89,8 +89,35 @@ export class AdminApi {
     return (await this.json(ROUTES.listWorkers, pathOf(ROUTES.listWorkers, {}))).workers;
   }
 
-  async builds(limit: number): Promise<BuildView[]> {
-    return (await this.json(ROUTES.listBuilds, pathOf(ROUTES.listBuilds, {}, { limit }))).builds;
+  /** The newest builds first; `filter` narrows them to a GitHub repo (any case), full ref and commit. */
+  async builds(limit: number, filter: { repo?: string; ref?: string; sha?: string } = {}): Promise<BuildView[]> {
+    return (await this.json(ROUTES.listBuilds, pathOf(ROUTES.listBuilds, {}, { limit, ...filter }))).builds;
+  }
+
+  /** A new build of a finished one's work. */
+  async rerun(id: string): Promise<BuildView> {
+    return this.json(ROUTES.rerunBuild, pathOf(ROUTES.rerunBuild, { id }), undefined, `build '${id}'`);
+  }
+
+  async createProject(body: CreateProjectBody): Promise<ProjectView> {
+    return this.json(ROUTES.createProject, pathOf(ROUTES.createProject, {}), body);
+  }
+
+  async projects(): Promise<ProjectView[]> {
+    return (await this.json(ROUTES.listProjects, pathOf(ROUTES.listProjects, {}))).projects;
+  }
+
+  async deleteProject(id: string): Promise<void> {
+    await this.call(ROUTES.deleteProject.method, pathOf(ROUTES.deleteProject, { id }), undefined, `project '${id}'`);
+  }
+
+  /** Sets a project secret; the value travels in the body only (never the URL). */
+  async putProjectSecret(id: string, name: string, value: string): Promise<{ name: string; updatedAt: string }> {
+    return this.json(ROUTES.putProjectSecret, pathOf(ROUTES.putProjectSecret, { id, name }), { value }, `project '${id}'`);
+  }
+
+  async deleteProjectSecret(id: string, name: string): Promise<void> {
+    await this.call(ROUTES.deleteProjectSecret.method, pathOf(ROUTES.deleteProjectSecret, { id, name }), undefined, `secret ${name} of project '${id}'`);
   }
 
   async build(id: string): Promise<BuildView> {

@@ -13,7 +13,7 @@ import { mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { isBuildId } from '../protocol/domain.ts';
+import { isBuildId, isRepo, SHA_PATTERN } from '../protocol/domain.ts';
 import { isExpoError } from '../protocol/errors.ts';
 import type { ArtifactProblem, ArtifactView, BuildView, CreateBuildBody } from '../protocol/schemas.ts';
 import { AdminApi } from './admin-api.ts';
@@ -21,7 +21,7 @@ import { planDownloads, prepareTarget } from './download.ts';
 import { resolveClientConfig } from './config.ts';
 import { EXIT, EXIT_CODES_HELP, resultExitCode } from './exit-codes.ts';
 import { follow } from './follow.ts';
-import { ago, duration, table } from './format.ts';
+import { ago, duration, sourceLabel, table } from './format.ts';
 
 /** Where a command reads and writes: the real process by default. */
 export interface CliIo {
@@ -31,6 +31,8 @@ export interface CliIo {
   home: string;
   /** How often `--follow` polls, ms. Default 1000. */
   followIntervalMs?: number;
+  /** Everything on standard input, to its end (`project secret set` reads a value from it). */
+  stdin?: () => Promise<string>;
 }
 
 export const processIo = (): CliIo => ({
@@ -38,9 +40,14 @@ export const processIo = (): CliIo => ({
   stderr: (t) => void process.stderr.write(t),
   env: process.env,
   home: homedir(),
+  stdin: async () => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  },
 });
 
-const CONNECTION = `
+export const CONNECTION = `
 Controller:
   --url URL   the controller (or EXPO_WORKER_URL, or "url" in ~/.expo-worker/client.json)
   --key KEY   the admin key (or EXPO_WORKER_KEY, or "key" in ~/.expo-worker/client.json)
@@ -48,7 +55,18 @@ Controller:
 ${EXIT_CODES_HELP}`;
 
 export const HELP = {
-  status: `Usage: expo-worker status [--limit N] [--json]\n\nWorkers and recent builds, then the declared artifacts those builds did not store.\n\n  --limit N   recent builds to show (default 10)\n  --json      print {health, workers, builds} as JSON\n${CONNECTION}`,
+  status: `Usage: expo-worker status [--limit N] [--repo OWNER/NAME] [--ref REF] [--sha SHA] [--json]
+
+Workers and recent builds (a GitHub build with its repo@ref and short commit), then the declared
+artifacts those builds did not store.
+
+  --limit N          recent builds to show (default 10)
+  --repo OWNER/NAME  only builds from this GitHub repository (any case)
+  --ref REF          only builds of this git ref: refs/heads/main, refs/tags/v1, refs/pull/7/head;
+                     a name without refs/ is a branch (main is refs/heads/main)
+  --sha SHA          only builds of this commit (40 hex digits)
+  --json             print {health, workers, builds} as JSON
+${CONNECTION}`,
   submit: `Usage: expo-worker submit (--step NAME=CMD ... | --file build.json) [options]
 
 Queues a build and prints its id. --follow streams its log and exits with its result\n(0 succeeded, 1 failed, 2 cancelled, 3 infrastructure failure, 4 timed out).
@@ -89,11 +107,12 @@ ${CONNECTION}`,
 };
 
 type Name = keyof typeof HELP;
-const COMMON = { url: { type: 'string' }, key: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
+export const COMMON = { url: { type: 'string' }, key: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
 
-class UsageError extends Error {}
+/** A command line that cannot be run as given: the message and the command's help, exit 64. */
+export class UsageError extends Error {}
 
-type Values = Record<string, string | boolean | string[] | undefined>;
+export type Values = Record<string, string | boolean | string[] | undefined>;
 
 function parse(_name: Name, argv: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: number): { values: Values; positionals: string[] } {
   let parsed: { values: Values; positionals: string[] };
@@ -112,12 +131,17 @@ function parse(_name: Name, argv: string[], options: NonNullable<ParseArgsConfig
 }
 
 /** Runs one command with errors turned into a message and an exit code. */
-async function run(name: Name, io: CliIo, body: () => Promise<number>): Promise<number> {
+function run(name: Name, io: CliIo, body: () => Promise<number>): Promise<number> {
+  return runCommand(name, HELP[name], io, body);
+}
+
+/** Runs the command `name` (its `--help` text `help`) with errors turned into a message and an exit code. */
+export async function runCommand(name: string, help: string, io: CliIo, body: () => Promise<number>): Promise<number> {
   try {
     return await body();
   } catch (err) {
     if (err instanceof UsageError) {
-      io.stderr(`expo-worker ${name}: ${err.message}\n\n${HELP[name]}\n`);
+      io.stderr(`expo-worker ${name}: ${err.message}\n\n${help}\n`);
       return EXIT.usage;
     }
     if (isExpoError(err)) {
@@ -132,18 +156,24 @@ async function run(name: Name, io: CliIo, body: () => Promise<number>): Promise<
   }
 }
 
-function api(values: Values, io: CliIo): AdminApi {
+export function api(values: Values, io: CliIo): AdminApi {
   return new AdminApi(resolveClientConfig({ url: values.url as string | undefined, key: values.key as string | undefined }, io.env, io.home));
 }
 
 export function statusMain(argv: string[], io: CliIo = processIo()): Promise<number> {
   return run('status', io, async () => {
-    const { values } = parse('status', argv, { limit: { type: 'string' }, json: { type: 'boolean' } }, 0);
+    const { values } = parse(
+      'status',
+      argv,
+      { limit: { type: 'string' }, json: { type: 'boolean' }, repo: { type: 'string' }, ref: { type: 'string' }, sha: { type: 'string' } },
+      0,
+    );
     if (values.help) return (io.stdout(`${HELP.status}\n`), 0);
     const limit = values.limit === undefined ? 10 : Number(values.limit as string);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError(`--limit: must be an integer from 1 to 1000 (got ${values.limit})`);
+    const filter = sourceFilter(values);
     const a = api(values, io);
-    const [health, workers, builds] = await Promise.all([a.health(), a.workers(), a.builds(limit)]);
+    const [health, workers, builds] = await Promise.all([a.health(), a.workers(), a.builds(limit, filter)]);
     if (values.json) return (io.stdout(`${JSON.stringify({ health, workers, builds }, null, 2)}\n`), 0);
     const now = Date.now();
     const q = health.queueStats;
@@ -157,12 +187,15 @@ export function statusMain(argv: string[], io: CliIo = processIo()): Promise<num
           )}\n`,
     );
     io.stdout('\n');
+    // A controller older than build sources sends none; the column shows only when a build has one.
+    const sources = builds.map((b) => sourceLabel((b as Partial<BuildView>).source ?? null));
+    const withSource = sources.some((x) => x !== '-');
     io.stdout(
       builds.length === 0
-        ? 'builds: none yet\n'
+        ? Object.keys(filter).length > 0 ? 'builds: none match\n' : 'builds: none yet\n'
         : `${table(
-            ['BUILD', 'STATUS', 'PROGRESS', 'WORKER', 'ATTEMPT', 'CREATED', 'TOOK', 'REASON'],
-            builds.map((b) => [
+            ['BUILD', 'STATUS', 'PROGRESS', 'WORKER', 'ATTEMPT', 'CREATED', 'TOOK', 'REASON', ...(withSource ? ['SOURCE'] : [])],
+            builds.map((b, i) => [
               b.id,
               b.status,
               b.progress === null ? '-' : `${b.progress}%`,
@@ -171,6 +204,7 @@ export function statusMain(argv: string[], io: CliIo = processIo()): Promise<num
               ago(b.createdAt, now),
               b.assignedAt === null ? '-' : duration((b.finishedAt === null ? now : Date.parse(b.finishedAt)) - Date.parse(b.assignedAt)),
               b.failureReason ?? b.waiting?.reason ?? '-',
+              ...(withSource ? [sources[i]!] : []),
             ]),
           )}\n`,
     );
@@ -184,6 +218,20 @@ export function statusMain(argv: string[], io: CliIo = processIo()): Promise<num
     }
     return 0;
   });
+}
+
+/** `--repo`, `--ref` (a bare name is a branch) and `--sha`, checked here so a typo is named rather than answered 400. */
+function sourceFilter(values: Values): { repo?: string; ref?: string; sha?: string } {
+  const repo = values.repo as string | undefined;
+  const ref = values.ref as string | undefined;
+  const sha = values.sha as string | undefined;
+  if (repo !== undefined && !isRepo(repo)) throw new UsageError(`--repo: '${repo}' is not a GitHub repository (owner/name)`);
+  if (sha !== undefined && !new RegExp(SHA_PATTERN).test(sha.toLowerCase())) throw new UsageError(`--sha: '${sha}' is not a commit id (40 hex digits)`);
+  return {
+    ...(repo === undefined ? {} : { repo }),
+    ...(ref === undefined ? {} : { ref: ref.startsWith('refs/') ? ref : `refs/heads/${ref}` }),
+    ...(sha === undefined ? {} : { sha: sha.toLowerCase() }),
+  };
 }
 
 /** One declared artifact that was not stored: `NOT STORED <name or pattern>  <reason>[, required]  <message>`. */

@@ -1,4 +1,5 @@
 /** Plain-text tables and times for the people's commands. */
+import type { BuildView } from '../protocol/schemas.ts';
 
 /** Left-aligned columns separated by two spaces; the header row first. */
 export function table(header: string[], rows: string[][]): string {
@@ -18,4 +19,11 @@ export function duration(ms: number): string {
 /** How long ago an ISO time was, or `-`. */
 export function ago(iso: string | null, now: number): string {
   return iso === null ? '-' : `${duration(now - Date.parse(iso))} ago`;
+}
+
+/** Where a GitHub build came from, short: `octo/app@main 1a2b3c4` (a tag `@v1`, a pull request `#7`). */
+export function sourceLabel(src: BuildView['source'] | null): string {
+  if (src === null) return '-';
+  const ref = src.prNumber !== null ? `#${src.prNumber}` : `@${src.ref.replace(/^refs\/(heads|tags)\//, '')}`;
+  return `${src.repo}${ref} ${src.sha.slice(0, 7)}${src.rerunOf === null ? '' : ` (rerun of ${src.rerunOf})`}`;
 }

@@ -33,6 +33,8 @@ import { StatusService } from './status-service.ts';
 import { ArtifactService } from './artifact-service.ts';
 import { githubRoutes } from './routes/github.ts';
 import { WebhookService } from './webhook-service.ts';
+import { ProjectService } from './project-service.ts';
+import { projectRoutes } from './routes/projects.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -108,6 +110,8 @@ export interface AppOptions {
 export interface ControllerApp {
   app: FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
   service: BuildService;
+  /** Projects and their secrets (the delivery processor reads them). */
+  projects: ProjectService;
   watchdog: Watchdog;
   metrics: ControllerMetrics;
   /** Pruning of old builds and abandoned uploads; `main` starts its schedule. */
@@ -120,6 +124,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   const now = o.now ?? Date.now;
   const diskError = (e: unknown) => o.store.diskError(e);
   const metrics = new ControllerMetrics({ heartbeatTimeoutMs: o.heartbeatTimeoutMs });
+  const secrets = o.secrets ?? SecretBox.ephemeral();
+  const projects = new ProjectService({ store: o.store, now, secrets });
   const service = new BuildService({
     store: o.store,
     now,
@@ -128,7 +134,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     maxLogBytes: o.maxLogBytes,
     claimGraceMs: o.claimGraceMs ?? 10_000,
     defaultTimeoutS: o.defaultBuildTimeoutS,
-    secrets: o.secrets ?? SecretBox.ephemeral(),
+    secrets,
+    projectSecrets: (projectId, names) => projects.secretValues(projectId, names),
     onBuildEvent: (e: BuildEvent) => {
       metrics.onBuildEvent(e, now());
       if (e.kind === 'finished' || e.kind === 'requeued') {
@@ -255,12 +262,14 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     now,
   });
   await app.register(artifactRoutes, { artifacts });
+  await app.register(projectRoutes, { projects });
   await app.register(githubRoutes, { secret: o.githubSecret ?? null, arrivalMs: o.webhookArrivalMs, webhooks: new WebhookService({ store: o.store, now, logger: o.logger }) });
   await app.ready();
 
   return {
     app,
     service,
+    projects,
     watchdog,
     metrics,
     retention,

@@ -8,7 +8,8 @@
  *   (`heartbeat_timeout`, `worker_lost`), or a cancel the worker carried out.
  * - active → queued: an infrastructure failure with attempts left (a fresh claim follows), or an
  *   assignment the worker never received (taken back, the attempt not counted).
- * - queued → cancelled: `cancel` before any worker took it.
+ * - queued → cancelled: `cancel` before any worker took it (or `supersede`, for a newer commit).
+ * A final build is never moved again; `rerun` makes a new build of the same work instead.
  * How an attempt ends — requeue, take back or fail — is decided in one place (`settlement.ts`)
  * and applied in one (`AttemptEndings`): the worker's completion and every ending of the
  * controller's own (`giveUp`: watchdog, reconcile, unopenable secrets) go through it.
@@ -23,7 +24,7 @@
  */
 import { ExpoError } from '../protocol/errors.ts';
 import { artifactPatternMatches, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
-import type { ArtifactProblem, BuildHeartbeatBody, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody } from '../protocol/schemas.ts';
+import type { ArtifactProblem, BuildHeartbeatBody, BuildSource, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody } from '../protocol/schemas.ts';
 import { hashSecret, newBuildId, type Principal } from './auth.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { WorkerWaits } from './worker-waits.ts';
@@ -37,7 +38,7 @@ import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/sec
 
 /** What the build service reads and writes. */
 export type BuildStore = AttemptEndingsOptions['store'] &
-  Pick<Store, 'createBuild' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'activeBuildsOfWorker'> &
+  Pick<Store, 'createBuild' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'activeBuildsOfWorker' | 'unfinishedBuildsOfRef'> &
   Pick<Store, 'claimBuild' | 'getAttemptByLease' | 'hasAttemptOnWorker' | 'touchBuild' | 'setBuildPhase' | 'appendLog' | 'readLog'> &
   Pick<Store, 'listArtifacts' | 'setArtifactProblems'>;
 
@@ -59,6 +60,11 @@ export interface BuildServiceOptions {
   secrets: SecretBox;
   /** Told of every build that ends or goes back to the queue (metrics, logs). */
   onBuildEvent?: (event: BuildEvent) => void;
+  /**
+   * A project's current secret values (a rerun of a GitHub build takes them afresh); it rejects
+   * with API_NOT_FOUND when the project is gone. Default: none (such a rerun is refused).
+   */
+  projectSecrets?: (projectId: string, names: readonly string[]) => Promise<{ values: Record<string, string>; missing: string[] }>;
 }
 
 export class BuildService {
@@ -84,7 +90,8 @@ export class BuildService {
 
   // ---- admin ----
 
-  async submit(body: CreateBuildBody): Promise<BuildRecord> {
+  /** Queues a build; `source` when GitHub started it (kept for filters, reports and reruns). */
+  async submit(body: CreateBuildBody, source?: BuildSource): Promise<BuildRecord> {
     const secretEnv = body.secretEnv ?? {};
     const both = Object.keys(secretEnv).filter((name) => body.env !== undefined && Object.hasOwn(body.env, name));
     if (both.length > 0) throw new ExpoError('API_BAD_REQUEST', `env and secretEnv both name ${both.join(', ')}; give each name once`);
@@ -106,6 +113,7 @@ export class BuildService {
       timeoutS: body.timeoutS ?? this.o.defaultTimeoutS,
       maxAttempts: body.maxAttempts ?? 1,
       createdAt: this.o.now(),
+      source: source ?? null,
     });
     this.o.onBuildEvent?.({ kind: 'submitted', build });
     this.dispatcher.notify();
@@ -118,18 +126,65 @@ export class BuildService {
     return build;
   }
 
-  async cancel(id: string): Promise<BuildRecord> {
+  /**
+   * Cancels a build: a queued one at once, an active one through its worker (it hears of it on
+   * its next heartbeat). `message` (`superseded by <sha>`) becomes the build's message and stays
+   * first in it when the build ends cancelled. A final build is left as it is.
+   */
+  async cancel(id: string, message?: string): Promise<BuildRecord> {
     const build = await this.getBuild(id);
-    if (build.status === 'queued' && (await this.store.cancelQueued(id, this.o.now()))) {
+    if (build.status === 'queued' && (await this.store.cancelQueued(id, this.o.now(), message))) {
       const done = await this.getBuild(id);
       this.o.onBuildEvent?.({ kind: 'finished', build: done });
       return done;
     }
-    await this.store.requestCancel(id);
+    await this.store.requestCancel(id, message);
     const after = await this.getBuild(id);
     // Its worker hears of it now, through the heartbeat it keeps waiting here.
     if (after.workerId !== null && after.cancelRequested) this.waits.wake(after.workerId);
     return after;
+  }
+
+  /**
+   * A new build of a final one's work: the same steps, env, labels, artifacts, timeout and
+   * attempts, and for a GitHub build the same source (`rerunOf` the original) with its project's
+   * current secret values. 409 BUILD_NOT_RERUNNABLE for a build not over yet, a GitHub build
+   * whose project or one of whose secrets is gone, or an API build with secret env (its values
+   * were erased when it ended: submit it again).
+   */
+  async rerun(id: string): Promise<BuildRecord> {
+    const b = await this.getBuild(id);
+    const refuse = (why: string) => new ExpoError('BUILD_NOT_RERUNNABLE', `build ${id} cannot be rerun: ${why}`);
+    if (b.status !== 'succeeded' && b.status !== 'failed' && b.status !== 'cancelled') throw refuse(`it is ${b.status}; only a finished build (succeeded, failed or cancelled) can be`);
+    let secretEnv: Record<string, string> | undefined;
+    if (b.source !== null) {
+      const found = await this.projectSecretsOf(b.source.projectId, b.secretEnvNames).catch((err: unknown) => {
+        if (err instanceof ExpoError && err.code === 'API_NOT_FOUND') throw refuse(`its project ${b.source!.repo} was deleted`);
+        throw err;
+      });
+      if (found.missing.length > 0) throw refuse(`its project ${b.source.repo} has no secret ${found.missing.join(', ')} any more; set it and rerun`);
+      if (b.secretEnvNames.length > 0) secretEnv = found.values;
+    } else if (b.secretEnvNames.length > 0) {
+      throw refuse(`its secret env values (${b.secretEnvNames.join(', ')}) were erased when it ended; submit it again with them`);
+    }
+    const body: CreateBuildBody = { steps: b.steps, env: b.env, labels: b.labels, artifacts: b.artifacts, timeoutS: b.timeoutS, maxAttempts: b.maxAttempts, ...(secretEnv ? { secretEnv } : {}) };
+    return this.submit(body, b.source === null ? undefined : { ...b.source, rerunOf: b.id });
+  }
+
+  private async projectSecretsOf(projectId: string, names: readonly string[]): Promise<{ values: Record<string, string>; missing: string[] }> {
+    if (!this.o.projectSecrets) throw new ExpoError('API_NOT_FOUND', `no project '${projectId}'`);
+    return this.o.projectSecrets(projectId, names);
+  }
+
+  /**
+   * Cancels every unfinished build of this project and ref whose commit is not `sha` (a newer
+   * push to the branch makes them moot), each with the message `superseded by <sha>`; returns
+   * their ids, oldest first. Whether a project supersedes at all is its caller's to check.
+   */
+  async supersede(projectId: string, ref: string, sha: string): Promise<string[]> {
+    const older = (await this.store.unfinishedBuildsOfRef(projectId, ref)).filter((b) => b.source?.sha !== sha);
+    for (const b of older) await this.cancel(b.id, `superseded by ${sha}`);
+    return older.map((b) => b.id);
   }
 
   /** The newest builds first, at most `limit`, of one status when given. */

@@ -1,7 +1,7 @@
 /** Store records turned into what the API shows: ISO times, env values withheld, worker status derived. */
 import type { WorkerStatus } from '../protocol/domain.ts';
-import type { ArtifactView, AssignedBuild, BuildView, WaitingView, WorkerView } from '../protocol/schemas.ts';
-import type { ArtifactRecord, BuildRecord, Claim, WorkerRecord } from './store/store.ts';
+import type { ArtifactView, AssignedBuild, BuildView, ProjectView, WaitingView, WorkerView } from '../protocol/schemas.ts';
+import type { ArtifactRecord, BuildRecord, Claim, ProjectRecord, WorkerRecord } from './store/store.ts';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
@@ -31,6 +31,7 @@ export function buildView(b: BuildRecord, waiting?: WaitingView): BuildView {
     startedAt: iso(b.startedAt),
     finishedAt: iso(b.finishedAt),
     lastHeartbeatAt: iso(b.lastHeartbeatAt),
+    source: b.source,
     ...(waiting === undefined ? {} : { waiting }),
   };
 }
@@ -64,6 +65,7 @@ export function artifactView(a: ArtifactRecord): ArtifactView {
 
 /** What the worker gets: the build, with its secret env values opened for it (`secretEnv`, when any). */
 export function assignedBuild(c: Claim, secretEnv: Record<string, string> | null): AssignedBuild {
+  const src = c.build.source;
   return {
     id: c.build.id,
     steps: c.build.steps,
@@ -75,5 +77,12 @@ export function assignedBuild(c: Claim, secretEnv: Record<string, string> | null
     maxAttempts: c.build.maxAttempts,
     artifacts: c.build.artifacts,
     logOffset: c.attempt.logOffset,
+    // A GitHub build clones its commit first; the credential is asked for separately.
+    ...(src === null ? {} : { checkout: { url: src.cloneUrl, sha: src.sha, ref: src.ref, submodules: src.checkout.submodules, lfs: src.checkout.lfs } }),
   };
+}
+
+/** A project as the API shows it: its secrets by name only. */
+export function projectView(p: ProjectRecord): ProjectView {
+  return { id: p.id, repo: p.repo, pipelinePath: p.pipelinePath, supersede: p.supersede, secretNames: p.secretNames, createdAt: iso(p.createdAt)! };
 }

@@ -49,14 +49,14 @@ describe('error codes', () => {
   it('knows every code src/ names (thrown, answered or branched on)', () => {
     const named = new Set<string>();
     for (const file of sourceFiles()) {
-      for (const m of readFileSync(file, 'utf8').matchAll(/['"`]((?:API|AUTH|WORKER|LEASE|BUILD|LOG|STORE|CFG|EXEC|SSH|VM|HTTP|WEBHOOK)_[A-Z][A-Z_]*)['"`]/g)) named.add(m[1]!);
+      for (const m of readFileSync(file, 'utf8').matchAll(/['"`]((?:API|AUTH|WORKER|LEASE|BUILD|LOG|STORE|CFG|EXEC|SSH|VM|HTTP|WEBHOOK|PROJECT|GITHUB)_[A-Z][A-Z_]*)['"`]/g)) named.add(m[1]!);
     }
     expect(named.size).toBeGreaterThan(30);
     expect([...named].filter((c) => !Object.hasOwn(ERROR_CODES, c))).toEqual([]);
   });
 
   it('prefixes every code by its area', () => {
-    for (const code of Object.keys(ERROR_CODES)) expect(code).toMatch(/^(API|AUTH|WORKER|LEASE|BUILD|LOG|STORE|CFG|EXEC|SSH|VM|HTTP|WEBHOOK)_[A-Z_]+$/);
+    for (const code of Object.keys(ERROR_CODES)) expect(code).toMatch(/^(API|AUTH|WORKER|LEASE|BUILD|LOG|STORE|CFG|EXEC|SSH|VM|HTTP|WEBHOOK|PROJECT|GITHUB)_[A-Z_]+$/);
   });
 
   it('carries status and retryability on the error itself', () => {

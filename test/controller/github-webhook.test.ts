@@ -84,7 +84,7 @@ describe('POST /webhooks/github', () => {
     expect(res.statusCode, res.body).toBe(202);
     expect(res.json()).toEqual({ accepted: true, delivery: DELIVERY });
     expect(await c.store.listDeliveries(10)).toEqual([
-      { id: DELIVERY, event: 'push', action: null, repository: 'Codertocat/Hello-World', receivedAt: c.clock.now, outcome: 'ignored', reason: 'no project for Codertocat/Hello-World' },
+      { id: DELIVERY, event: 'push', action: null, repository: 'Codertocat/Hello-World', receivedAt: c.clock.now, outcome: 'ignored', reason: 'no project for Codertocat/Hello-World', work: null, builds: [] },
     ]);
   });
 
@@ -251,7 +251,7 @@ describe('POST /webhooks/github', () => {
     expect(all.json()).toEqual({
       deliveries: [
         expect.objectContaining({ id: second, event: 'issues', outcome: 'ignored', receivedAt: new Date(c.clock.now).toISOString() }),
-        { id: DELIVERY, event: 'push', action: null, repository: 'Codertocat/Hello-World', receivedAt: new Date(c.clock.now - 1000).toISOString(), outcome: 'ignored', reason: 'no project for Codertocat/Hello-World' },
+        { id: DELIVERY, event: 'push', action: null, repository: 'Codertocat/Hello-World', receivedAt: new Date(c.clock.now - 1000).toISOString(), outcome: 'ignored', reason: 'no project for Codertocat/Hello-World', builds: [] },
       ],
     });
     expect((await list('?limit=1')).json()).toMatchObject({ deliveries: [{ id: second }] });

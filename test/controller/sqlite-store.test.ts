@@ -34,6 +34,33 @@ describe('SqliteStore specifics', () => {
     }
   });
 
+  it('migration 8 keeps existing builds and deliveries: no source, deliveries still ignored with no builds', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'expo-store-test-'));
+    try {
+      const db = new DatabaseSync(join(dir, 'c.db'));
+      db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+      for (const m of MIGRATIONS.filter((m) => m.version <= 7)) {
+        db.exec(m.sql);
+        m.up?.(db);
+        db.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
+      }
+      db.exec(`INSERT INTO builds (id, status, steps, env, labels, timeout_s, max_attempts, created_at) VALUES ('b1', 'queued', '[]', '{}', '[]', 60, 1, 5);
+        INSERT INTO webhook_deliveries VALUES ('d1', 'push', NULL, 'octo/app', 7, 'ignored', 'no project for octo/app')`);
+      db.close();
+      const s = new SqliteStore({ path: join(dir, 'c.db') });
+      await s.migrate();
+      expect(await s.getBuild('b1')).toMatchObject({ status: 'queued', source: null, reported: null, checkRunId: null });
+      expect(await s.listDeliveries(10)).toEqual([
+        { id: 'd1', event: 'push', action: null, repository: 'octo/app', receivedAt: 7, outcome: 'ignored', reason: 'no project for octo/app', work: null, builds: [] },
+      ]);
+      expect(await s.listPendingDeliveries(10)).toEqual([]);
+      expect(await s.listBuilds({ limit: 10, repo: 'octo/app' })).toEqual([]);
+      await s.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a database from a newer version', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'expo-store-test-'));
     try {

@@ -5,7 +5,8 @@
  * listed, and the last test fails when a listed test is not in the suite.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ClaimRequest, NewBuild, Store } from '../../src/controller/store/store.ts';
+import type { BuildSource } from '../../src/protocol/schemas.ts';
+import type { ClaimRequest, DeliveryRecord, DeliveryWork, NewBuild, Store } from '../../src/controller/store/store.ts';
 
 /** The suite's tests, each title written once. */
 const T = {
@@ -35,6 +36,13 @@ const T = {
   close: 'closes twice without complaint',
   diskError: "calls none of the port's own refusals, nor an ordinary error, a disk error",
   deliveries: 'records a webhook delivery once (a redelivery, concurrent or later, writes nothing), lists newest first, and prunes by receipt time',
+  settle: 'lists pending deliveries oldest first with their work, and settles each once (of two settlers one wins)',
+  cancelMessage: 'a cancel with a message: a queued build ends with it, an active one keeps it first when it ends cancelled, not when it ends otherwise',
+  projects: 'registers one project per repository in any case, finds it by id and by repo in any case, lists by repo, deletes it with its secrets',
+  projectSecrets: 'puts, replaces, lists by name and deletes project secrets; nothing for an unknown project',
+  sources: 'keeps a build source and filters builds by repo (any case), ref and sha, with status and limit',
+  ofRef: "lists a project ref's unfinished builds oldest first, not those of other refs, projects or final ones",
+  reports: 'lists builds to report until reported as far as they go, and reports only move forward',
 } as const;
 
 /**
@@ -52,9 +60,9 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   touchWorker: [T.silence, T.workers],
   markWorkerOffline: [T.silence, T.workers],
   findSilentWorkers: [T.silence, T.workers],
-  createBuild: [T.claimOrder, T.secrets],
+  createBuild: [T.claimOrder, T.secrets, T.sources],
   getBuild: [T.fencing, T.prune],
-  listBuilds: [T.cancel],
+  listBuilds: [T.cancel, T.sources],
   countBuildsByStatus: [T.cancel],
   countQueuedBuilds: [T.claimOrder],
   activeBuildsOfWorker: [T.held],
@@ -68,19 +76,32 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   hasAttemptOnWorker: [T.requeue, T.attempts],
   touchBuild: [T.fencing],
   setBuildPhase: [T.fencing, T.overdue],
-  requestCancel: [T.cancel, T.cancelFinal],
-  cancelQueued: [T.cancel, T.secrets],
+  requestCancel: [T.cancel, T.cancelFinal, T.cancelMessage],
+  cancelQueued: [T.cancel, T.secrets, T.cancelMessage],
   unassign: [T.unassign],
-  finishAttempt: [T.fencing, T.requeue, T.secrets],
+  finishAttempt: [T.fencing, T.requeue, T.secrets, T.cancelMessage],
   putArtifact: [T.artifacts, T.prune],
   setArtifactProblems: [T.artifactProblems],
   listArtifacts: [T.artifacts, T.prune],
   findPrunableBuilds: [T.prune],
-  deleteBuilds: [T.prune],
+  deleteBuilds: [T.prune, T.sources],
   appendLog: [T.appendLog, T.logConflict, T.logUtf8],
   readLog: [T.appendLog, T.requeue, T.prune],
-  recordDelivery: [T.deliveries],
-  listDeliveries: [T.deliveries],
+  recordDelivery: [T.deliveries, T.settle],
+  listDeliveries: [T.deliveries, T.settle],
+  listPendingDeliveries: [T.settle],
+  settleDelivery: [T.settle],
+  createProject: [T.projects],
+  getProject: [T.projects, T.projectSecrets],
+  getProjectByRepo: [T.projects],
+  listProjects: [T.projects, T.projectSecrets],
+  deleteProject: [T.projects],
+  putProjectSecret: [T.projectSecrets, T.projects],
+  deleteProjectSecret: [T.projectSecrets],
+  getProjectSecrets: [T.projectSecrets, T.projects],
+  unfinishedBuildsOfRef: [T.ofRef],
+  listBuildsToReport: [T.reports],
+  setReported: [T.reports],
   countDeliveriesBefore: [T.deliveries],
   deleteDeliveriesBefore: [T.deliveries],
 };
@@ -105,6 +126,34 @@ const build = (over: Partial<NewBuild> = {}): NewBuild => ({
   timeoutS: 60,
   maxAttempts: 1,
   createdAt: 1000 + n,
+  ...over,
+});
+const SHA_A = 'a'.repeat(40);
+const SHA_B = 'b'.repeat(40);
+const source = (over: Partial<BuildSource> = {}): BuildSource => ({
+  projectId: 'p1',
+  repo: 'Octo/App',
+  name: 'ios',
+  event: 'push',
+  ref: 'refs/heads/main',
+  sha: SHA_A,
+  prNumber: null,
+  deliveryId: '00000000-0000-4000-8000-0000000000aa',
+  rerunOf: null,
+  cloneUrl: 'https://github.com/Octo/App.git',
+  checkout: { submodules: false, lfs: false },
+  ...over,
+});
+const delivery = (id: string, receivedAt: number, over: Partial<DeliveryRecord> = {}): DeliveryRecord => ({
+  id,
+  event: 'push',
+  action: null,
+  repository: 'octo/app',
+  receivedAt,
+  outcome: 'ignored',
+  reason: 'no project for octo/app',
+  work: null,
+  builds: [],
   ...over,
 });
 const claimReq = (workerId: string, now: number, over: Partial<ClaimRequest> = {}): ClaimRequest => ({
@@ -339,7 +388,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
     });
 
     test(T.deliveries, async () => {
-      const d = (id: string, receivedAt: number) => ({ id, event: 'push', action: null, repository: 'octo/app', receivedAt, outcome: 'ignored' as const, reason: 'no project for octo/app' });
+      const d = (id: string, receivedAt: number) => delivery(id, receivedAt);
       const first = d('00000000-0000-4000-8000-000000000001', 1_000);
       expect(await s.recordDelivery(first)).toBe(true);
       // A redelivery keeps the first record as it was, whatever it says.
@@ -497,6 +546,195 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(s.diskError(refusal)).toBeNull();
       expect(s.diskError(new Error('boom'))).toBeNull();
       expect(s.diskError(undefined)).toBeNull();
+    });
+
+    test(T.settle, async () => {
+      const work: DeliveryWork = {
+        event: 'push',
+        repo: 'Octo/App',
+        cloneUrl: 'https://github.com/Octo/App.git',
+        ref: 'refs/heads/main',
+        sha: SHA_A,
+        prNumber: null,
+        baseBranch: null,
+        installationId: 7,
+        rerunOf: null,
+      };
+      const later = delivery('00000000-0000-4000-8000-000000000012', 2_000, { outcome: 'pending', reason: 'received', work });
+      const first = delivery('00000000-0000-4000-8000-000000000011', 1_000, { outcome: 'pending', reason: 'received', work });
+      await s.recordDelivery(later);
+      await s.recordDelivery(first);
+      await s.recordDelivery(delivery('00000000-0000-4000-8000-000000000013', 500));
+      expect(await s.listPendingDeliveries(10)).toEqual([first, later]);
+      expect((await s.listPendingDeliveries(1)).map((d) => d.id)).toEqual([first.id]);
+      const settled = await Promise.all([
+        s.settleDelivery(first.id, 'built', 'built ios', ['b1', 'b2']),
+        s.settleDelivery(first.id, 'failed', 'no pipeline file', []),
+      ]);
+      expect(settled.filter(Boolean)).toHaveLength(1);
+      const [mine] = (await s.listDeliveries(10)).filter((d) => d.id === first.id);
+      expect(mine!.work).toBeNull();
+      expect(mine!.outcome === 'built' ? mine!.builds : []).toEqual(settled[0] ? ['b1', 'b2'] : []);
+      expect(await s.settleDelivery(first.id, 'ignored', 'again', [])).toBe(false);
+      expect(await s.settleDelivery('00000000-0000-4000-8000-000000000013', 'built', 'not pending', ['x'])).toBe(false);
+      expect(await s.settleDelivery('00000000-0000-4000-8000-0000000000ff', 'built', 'unknown', [])).toBe(false);
+      expect((await s.listPendingDeliveries(10)).map((d) => d.id)).toEqual([later.id]);
+    });
+
+    test(T.cancelMessage, async () => {
+      const queued = await s.createBuild(build());
+      await s.requestCancel(queued.id, 'superseded by ' + SHA_B);
+      expect(await s.getBuild(queued.id)).toMatchObject({ status: 'queued', cancelRequested: true, message: 'superseded by ' + SHA_B });
+      expect(await s.cancelQueued(queued.id, 20_000)).toBe(true);
+      expect(await s.getBuild(queued.id)).toMatchObject({ status: 'cancelled', message: 'superseded by ' + SHA_B, finishedAt: 20_000 });
+      const direct = await s.createBuild(build());
+      expect(await s.cancelQueued(direct.id, 20_001, 'superseded by x')).toBe(true);
+      expect(await s.getBuild(direct.id)).toMatchObject({ status: 'cancelled', message: 'superseded by x' });
+      const plain = await s.createBuild(build());
+      await s.cancelQueued(plain.id, 20_002);
+      expect((await s.getBuild(plain.id))!.message).toBeNull();
+
+      const end = { now: 20_010, failureReason: null, exitCode: null, requeue: false };
+      const active = await s.createBuild(build());
+      const ca = (await s.claimBuild(claimReq('w1', 20_003)))!;
+      await s.requestCancel(active.id, 'superseded by y');
+      expect(await s.finishAttempt({ ...end, buildId: active.id, lease: ca.attempt.lease, status: 'cancelled', message: 'cancel requested' })).toMatchObject({
+        status: 'cancelled',
+        message: 'superseded by y; cancel requested',
+      });
+      const silent = await s.createBuild(build());
+      const cs = (await s.claimBuild(claimReq('w1', 20_004)))!;
+      await s.requestCancel(silent.id, 'superseded by z');
+      expect(await s.finishAttempt({ ...end, buildId: silent.id, lease: cs.attempt.lease, status: 'cancelled', message: null })).toMatchObject({ message: 'superseded by z' });
+      const won = await s.createBuild(build());
+      const cw = (await s.claimBuild(claimReq('w1', 20_005)))!;
+      await s.requestCancel(won.id, 'superseded by w');
+      expect(await s.finishAttempt({ ...end, buildId: won.id, lease: cw.attempt.lease, status: 'succeeded', exitCode: 0, message: null })).toMatchObject({
+        status: 'succeeded',
+        message: null,
+      });
+      // A final build is left as it is, message and all.
+      await s.requestCancel(won.id, 'too late');
+      expect((await s.getBuild(won.id))!.message).toBeNull();
+    });
+
+    test(T.projects, async () => {
+      const p = await s.createProject({ id: 'p1', repo: 'Octo/App', pipelinePath: '.expo-worker.yml', supersede: true, createdAt: 30_000 });
+      expect(p).toEqual({ id: 'p1', repo: 'Octo/App', pipelinePath: '.expo-worker.yml', supersede: true, secretNames: [], createdAt: 30_000 });
+      await expect(s.createProject({ id: 'p2', repo: 'octo/APP', pipelinePath: 'x.yml', supersede: false, createdAt: 30_001 })).rejects.toMatchObject({ code: 'PROJECT_EXISTS' });
+      expect(await s.getProject('p2')).toBeNull();
+      await s.createProject({ id: 'p3', repo: 'alpha/beta', pipelinePath: 'ci/x.yml', supersede: false, createdAt: 30_002 });
+      await s.putProjectSecret('p1', 'TOKEN', Buffer.from([9, 9, 9]), 30_003);
+      expect(await s.getProject('p1')).toEqual({ ...p, secretNames: ['TOKEN'] });
+      expect((await s.getProjectByRepo('OCTO/app'))?.id).toBe('p1');
+      expect(await s.getProjectByRepo('octo/other')).toBeNull();
+      expect((await s.listProjects()).map((x) => [x.id, x.secretNames])).toEqual([
+        ['p3', []],
+        ['p1', ['TOKEN']],
+      ]);
+      // Two registrations of one repository at once: exactly one wins.
+      const race = await Promise.allSettled([
+        s.createProject({ id: 'r1', repo: 'race/repo', pipelinePath: 'a.yml', supersede: true, createdAt: 30_010 }),
+        s.createProject({ id: 'r2', repo: 'RACE/repo', pipelinePath: 'a.yml', supersede: true, createdAt: 30_011 }),
+      ]);
+      expect(race.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+      expect(race.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: 'PROJECT_EXISTS' } });
+      // Its builds stay, with their source.
+      const b = await s.createBuild(build({ source: source() }));
+      expect(await s.deleteProject('p1')).toBe(true);
+      expect(await s.deleteProject('p1')).toBe(false);
+      expect(await s.getProject('p1')).toBeNull();
+      expect(await s.getProjectSecrets('p1')).toEqual([]);
+      expect((await s.getBuild(b.id))!.source).toEqual(source());
+      // The repository may be registered again, and its old secrets do not come back.
+      const again = await s.createProject({ id: 'p4', repo: 'octo/app', pipelinePath: '.expo-worker.yml', supersede: true, createdAt: 30_004 });
+      expect(again.secretNames).toEqual([]);
+      expect(await s.putProjectSecret('p1', 'TOKEN', Buffer.from([1]), 30_005)).toBe(false);
+    });
+
+    test(T.projectSecrets, async () => {
+      await s.createProject({ id: 'p1', repo: 'octo/app', pipelinePath: '.expo-worker.yml', supersede: true, createdAt: 1 });
+      expect(await s.getProjectSecrets('p1')).toEqual([]);
+      expect(await s.putProjectSecret('p1', 'ZED', Buffer.from([1, 2]), 10)).toBe(true);
+      expect(await s.putProjectSecret('p1', 'APPLE_KEY', Buffer.from([3]), 11)).toBe(true);
+      expect(await s.putProjectSecret('p1', 'ZED', Buffer.from([4, 5, 6]), 12)).toBe(true);
+      expect(await s.getProjectSecrets('p1')).toEqual([
+        { name: 'APPLE_KEY', sealed: Buffer.from([3]), updatedAt: 11 },
+        { name: 'ZED', sealed: Buffer.from([4, 5, 6]), updatedAt: 12 },
+      ]);
+      expect((await s.getProject('p1'))!.secretNames).toEqual(['APPLE_KEY', 'ZED']);
+      expect(await s.deleteProjectSecret('p1', 'ZED')).toBe(true);
+      expect(await s.deleteProjectSecret('p1', 'ZED')).toBe(false);
+      expect(await s.deleteProjectSecret('nope', 'APPLE_KEY')).toBe(false);
+      expect(await s.putProjectSecret('nope', 'X', Buffer.from([1]), 13)).toBe(false);
+      expect(await s.getProjectSecrets('nope')).toEqual([]);
+      expect((await s.listProjects())[0]!.secretNames).toEqual(['APPLE_KEY']);
+    });
+
+    test(T.sources, async () => {
+      const api = await s.createBuild(build());
+      expect(api.source).toBeNull();
+      expect(api).toMatchObject({ reported: null, checkRunId: null });
+      const main1 = await s.createBuild(build({ source: source() }));
+      const main2 = await s.createBuild(build({ source: source({ sha: SHA_B }) }));
+      const pr = await s.createBuild(build({ source: source({ event: 'pull_request', ref: 'refs/pull/7/head', prNumber: 7 }) }));
+      const other = await s.createBuild(build({ source: source({ projectId: 'p2', repo: 'alpha/beta' }) }));
+      expect(main1.source).toEqual(source());
+      const ids = async (f: Parameters<Store['listBuilds']>[0]) => (await s.listBuilds(f)).map((b) => b.id);
+      expect(await ids({ limit: 10, repo: 'OCTO/app' })).toEqual([pr.id, main2.id, main1.id]);
+      expect(await ids({ limit: 10, repo: 'octo/app', ref: 'refs/heads/main' })).toEqual([main2.id, main1.id]);
+      expect(await ids({ limit: 10, sha: SHA_A })).toEqual([other.id, pr.id, main1.id]);
+      expect(await ids({ limit: 10, repo: 'octo/app', ref: 'refs/heads/main', sha: SHA_B })).toEqual([main2.id]);
+      expect(await ids({ limit: 1, repo: 'octo/app' })).toEqual([pr.id]);
+      expect(await ids({ limit: 10, ref: 'refs/heads/Main' })).toEqual([]);
+      await s.cancelQueued(main1.id, 40_000);
+      expect(await ids({ limit: 10, repo: 'octo/app', status: 'cancelled' })).toEqual([main1.id]);
+      expect(await ids({ limit: 10, status: 'queued' })).toEqual([other.id, pr.id, main2.id, api.id]);
+      // Pruning a build with a source takes it out of the filters too.
+      expect(await s.deleteBuilds([main1.id])).toEqual([main1.id]);
+      expect(await ids({ limit: 10, sha: SHA_A })).toEqual([other.id, pr.id]);
+    });
+
+    test(T.ofRef, async () => {
+      const old = await s.createBuild(build({ source: source() }));
+      const running = await s.createBuild(build({ source: source() }));
+      const done = await s.createBuild(build({ source: source() }));
+      await s.createBuild(build({ source: source({ ref: 'refs/heads/dev' }) }));
+      await s.createBuild(build({ source: source({ projectId: 'p2' }) }));
+      await s.createBuild(build());
+      await s.claimBuild(claimReq('w1', 50_000));
+      const c = (await s.claimBuild(claimReq('w1', 50_001)))!;
+      expect(c.build.id).toBe(running.id);
+      const c3 = (await s.claimBuild(claimReq('w2', 50_002)))!;
+      await s.finishAttempt({ buildId: done.id, lease: c3.attempt.lease, now: 50_003, status: 'succeeded', failureReason: null, exitCode: 0, message: null, requeue: false });
+      expect((await s.unfinishedBuildsOfRef('p1', 'refs/heads/main')).map((b) => b.id)).toEqual([old.id, running.id]);
+      expect(await s.unfinishedBuildsOfRef('p1', 'refs/heads/nothing')).toEqual([]);
+      expect(await s.unfinishedBuildsOfRef('nope', 'refs/heads/main')).toEqual([]);
+    });
+
+    test(T.reports, async () => {
+      await s.createBuild(build());
+      const a = await s.createBuild(build({ source: source() }));
+      const b = await s.createBuild(build({ source: source({ sha: SHA_B }) }));
+      const toReport = async () => (await s.listBuildsToReport(10)).map((x) => x.id);
+      expect(await toReport()).toEqual([a.id, b.id]);
+      expect((await s.listBuildsToReport(1)).map((x) => x.id)).toEqual([a.id]);
+      expect(await s.setReported(a.id, 'pending', 42)).toBe(true);
+      expect(await s.getBuild(a.id)).toMatchObject({ reported: 'pending', checkRunId: 42 });
+      // Pending and still queued: reported as far as it goes for now.
+      expect(await toReport()).toEqual([b.id]);
+      await s.cancelQueued(a.id, 60_000);
+      expect(await toReport()).toEqual([a.id, b.id]);
+      expect(await s.setReported(a.id, 'final')).toBe(true);
+      // Only forward, and the check run is kept.
+      expect(await s.setReported(a.id, 'pending')).toBe(true);
+      expect(await s.getBuild(a.id)).toMatchObject({ reported: 'final', checkRunId: 42 });
+      expect(await toReport()).toEqual([b.id]);
+      // A final build never reported goes straight to final.
+      await s.cancelQueued(b.id, 60_001);
+      expect(await s.setReported(b.id, 'final')).toBe(true);
+      expect(await toReport()).toEqual([]);
+      expect(await s.setReported('nosuchbuild', 'final')).toBe(false);
     });
 
     it('has a test for every port method', () => {

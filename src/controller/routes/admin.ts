@@ -1,4 +1,4 @@
-/** Admin routes: enrol workers, submit, list, read, cancel builds, read logs. */
+/** Admin routes: enrol workers, submit, list (filtered by status or GitHub source), read, cancel and rerun builds, read logs. */
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { route } from '../route.ts';
@@ -37,7 +37,8 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; workers: W
   });
 
   route(app, ROUTES.listBuilds, {}, async (req) => {
-    const builds = await service.listBuilds({ status: req.query.status, limit: Number(req.query.limit ?? 100) });
+    const { status, repo, ref, sha } = req.query;
+    const builds = await service.listBuilds({ status, repo, ref, sha, limit: Number(req.query.limit ?? 100) });
     return { builds: await views(builds) };
   });
 
@@ -56,6 +57,22 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; workers: W
     const build = await service.cancel(req.params.id);
     req.log.info({ buildId: build.id, status: build.status }, 'build cancel requested');
     return view(build);
+    },
+  );
+
+  route(
+    app,
+    ROUTES.rerunBuild,
+    {
+      // No body at all is the usual call; anything sent must be `{}`.
+      preValidation: async (req) => {
+        if (req.body === undefined) req.body = {};
+      },
+    },
+    async (req, reply) => {
+      const build = await service.rerun(req.params.id);
+      req.log.info({ buildId: build.id, rerunOf: req.params.id }, 'build rerun queued');
+      return reply.status(201).send(await view(build));
     },
   );
 

@@ -122,6 +122,7 @@ export const githubRoutes: FastifyPluginAsync<GithubRoutesOptions> = async (fast
 
   route(app, ROUTES.listDeliveries, {}, async (req) => {
     const deliveries = await o.webhooks.list(Number(req.query.limit ?? 100));
+    // `work` is the processor's note to itself, not part of the view.
     return { deliveries: deliveries.map(({ work: _work, ...d }) => ({ ...d, receivedAt: new Date(d.receivedAt).toISOString() })) };
   });
 };

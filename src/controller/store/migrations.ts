@@ -155,4 +155,47 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX webhook_deliveries_received ON webhook_deliveries(received_at);
     `,
   },
+  {
+    version: 8,
+    name: 'github projects and build sources',
+    // Projects (one per repository, matched without regard to case through repo_key), their
+    // secrets sealed, and where each build came from: the source as JSON for the record, and
+    // its repo (lower case), ref, sha and project as indexed columns for the filters and for
+    // supersession. `cancel_message` is a message set with a cancel (`superseded by <sha>`)
+    // that the build's cancelled end keeps. Deliveries keep what they ask to build (`work`)
+    // until settled, and the builds they made; old rows were all `ignored` and stay so.
+    sql: `
+      CREATE TABLE projects (
+        id             TEXT PRIMARY KEY,
+        repo           TEXT NOT NULL,
+        repo_key       TEXT NOT NULL UNIQUE,
+        pipeline_path  TEXT NOT NULL,
+        supersede      INTEGER NOT NULL,
+        created_at     INTEGER NOT NULL
+      );
+      CREATE TABLE project_secrets (
+        project_id  TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        sealed      BLOB NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (project_id, name)
+      );
+      ALTER TABLE builds ADD COLUMN source TEXT;
+      ALTER TABLE builds ADD COLUMN source_project TEXT;
+      ALTER TABLE builds ADD COLUMN source_repo_key TEXT;
+      ALTER TABLE builds ADD COLUMN source_ref TEXT;
+      ALTER TABLE builds ADD COLUMN source_sha TEXT;
+      ALTER TABLE builds ADD COLUMN reported TEXT;
+      ALTER TABLE builds ADD COLUMN check_run_id INTEGER;
+      ALTER TABLE builds ADD COLUMN cancel_message TEXT;
+      CREATE INDEX builds_source_repo ON builds(source_repo_key, seq) WHERE source_repo_key IS NOT NULL;
+      CREATE INDEX builds_source_sha ON builds(source_sha, seq) WHERE source_sha IS NOT NULL;
+      CREATE INDEX builds_source_ref ON builds(source_ref, seq) WHERE source_ref IS NOT NULL;
+      CREATE INDEX builds_source_project_ref ON builds(source_project, source_ref) WHERE source_project IS NOT NULL;
+      CREATE INDEX builds_to_report ON builds(seq) WHERE source IS NOT NULL AND (reported IS NULL OR reported = 'pending');
+      ALTER TABLE webhook_deliveries ADD COLUMN work TEXT;
+      ALTER TABLE webhook_deliveries ADD COLUMN builds TEXT NOT NULL DEFAULT '[]';
+      CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(received_at, id) WHERE outcome = 'pending';
+    `,
+  },
 ];

@@ -9,7 +9,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { ExpoError } from '../../protocol/errors.ts';
 import { BUILD_STATUSES, type ActiveBuildStatus, type BuildStatus } from '../../protocol/domain.ts';
-import type { ArtifactProblem, ArtifactSpec } from '../../protocol/schemas.ts';
+import type { ArtifactProblem, ArtifactSpec, BuildSource } from '../../protocol/schemas.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { createPrivateFile } from './data-dir.ts';
 import type {
@@ -23,11 +23,16 @@ import type {
   ClaimRequest,
   DeliveryOutcome,
   DeliveryRecord,
+  DeliveryWork,
   ListBuildsFilter,
   NewBuild,
   NewWorker,
   OverdueQuery,
+  NewProject,
   PrunableBuild,
+  ProjectRecord,
+  ProjectSecretRecord,
+  ReportStage,
   Store,
   StoreDiskError,
   WorkerRecord,
@@ -78,6 +83,9 @@ const toBuild = (r: Row): BuildRecord => ({
   startedAt: (r.started_at as number | null) ?? null,
   finishedAt: (r.finished_at as number | null) ?? null,
   lastHeartbeatAt: (r.last_heartbeat_at as number | null) ?? null,
+  source: r.source === null || r.source === undefined ? null : (JSON.parse(r.source as string) as BuildSource),
+  reported: (r.reported as ReportStage | null) ?? null,
+  checkRunId: (r.check_run_id as number | null) ?? null,
 });
 
 const toAttempt = (r: Row): AttemptRecord => ({
@@ -103,6 +111,17 @@ const toDelivery = (r: Row): DeliveryRecord => ({
   receivedAt: r.received_at as number,
   outcome: r.outcome as DeliveryOutcome,
   reason: r.reason as string,
+  work: r.work === null || r.work === undefined ? null : (JSON.parse(r.work as string) as DeliveryWork),
+  builds: JSON.parse(r.builds as string) as string[],
+});
+
+const toProject = (r: Row, secretNames: string[]): ProjectRecord => ({
+  id: r.id as string,
+  repo: r.repo as string,
+  pipelinePath: r.pipeline_path as string,
+  supersede: r.supersede === 1,
+  secretNames,
+  createdAt: r.created_at as number,
 });
 
 const toArtifact = (r: Row): ArtifactRecord => ({
@@ -235,9 +254,11 @@ export class SqliteStore implements Store {
   // ---- builds ----
 
   async createBuild(b: NewBuild): Promise<BuildRecord> {
+    const src = b.source ?? null;
     this.q(
-      `INSERT INTO builds (id, status, steps, env, secret_env, secret_env_names, labels, artifacts, timeout_s, max_attempts, created_at)
-       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO builds (id, status, steps, env, secret_env, secret_env_names, labels, artifacts, timeout_s, max_attempts, created_at,
+         source, source_project, source_repo_key, source_ref, source_sha)
+       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       b.id,
       JSON.stringify(b.steps),
@@ -249,6 +270,11 @@ export class SqliteStore implements Store {
       b.timeoutS,
       b.maxAttempts,
       b.createdAt,
+      src === null ? null : JSON.stringify(src),
+      src?.projectId ?? null,
+      src === null ? null : src.repo.toLowerCase(),
+      src?.ref ?? null,
+      src?.sha ?? null,
     );
     return (await this.getBuild(b.id))!;
   }
@@ -259,10 +285,18 @@ export class SqliteStore implements Store {
   }
 
   async listBuilds(f: ListBuildsFilter): Promise<BuildRecord[]> {
-    const rows = f.status
-      ? (this.q('SELECT * FROM builds WHERE status = ? ORDER BY seq DESC LIMIT ?').all(f.status, f.limit) as Row[])
-      : (this.q('SELECT * FROM builds ORDER BY seq DESC LIMIT ?').all(f.limit) as Row[]);
-    return rows.map(toBuild);
+    // At most 16 shapes of statement (each filter there or not), each prepared once.
+    const filters: [string, SQLInputValue | undefined][] = [
+      ['status = ?', f.status],
+      ['source_repo_key = ?', f.repo?.toLowerCase()],
+      ['source_ref = ?', f.ref],
+      ['source_sha = ?', f.sha?.toLowerCase()],
+    ];
+    const given = filters.filter((x): x is [string, SQLInputValue] => x[1] !== undefined);
+    const where = given.map(([sql]) => sql);
+    const args = given.map(([, value]) => value);
+    const sql = `SELECT * FROM builds ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
+    return (this.q(sql).all(...args, f.limit) as Row[]).map(toBuild);
   }
 
   async countBuildsByStatus(): Promise<Record<BuildStatus, number>> {
@@ -389,15 +423,22 @@ export class SqliteStore implements Store {
     return rows.map(toBuild);
   }
 
-  async requestCancel(id: string): Promise<void> {
-    this.q(`UPDATE builds SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', ${ACTIVE_SQL.slice(1, -1)})`).run(id);
+  async requestCancel(id: string, message?: string): Promise<void> {
+    this.q(
+      `UPDATE builds SET cancel_requested = 1, cancel_message = COALESCE(?, cancel_message), message = COALESCE(?, message)
+       WHERE id = ? AND status IN ('queued', ${ACTIVE_SQL.slice(1, -1)})`,
+    ).run(message ?? null, message ?? null, id);
   }
 
-  async cancelQueued(id: string, now: number): Promise<boolean> {
+  async cancelQueued(id: string, now: number, message?: string): Promise<boolean> {
     const erased = this.tx(() => {
       const had = this.q(`SELECT secret_env IS NOT NULL AS sealed FROM builds WHERE id = ? AND status = 'queued'`).get(id) as { sealed: number } | undefined;
       if (!had) return null;
-      this.q(`UPDATE builds SET status = 'cancelled', cancel_requested = 1, finished_at = ?, secret_env = NULL WHERE id = ? AND status = 'queued'`).run(now, id);
+      this.q(
+        `UPDATE builds SET status = 'cancelled', cancel_requested = 1, finished_at = ?, secret_env = NULL,
+           cancel_message = COALESCE(?, cancel_message), message = COALESCE(?, cancel_message, message)
+         WHERE id = ? AND status = 'queued'`,
+      ).run(now, message ?? null, message ?? null, id);
       return had.sealed === 1;
     });
     if (erased) this.dropOldWalFrames();
@@ -432,11 +473,16 @@ export class SqliteStore implements Store {
              failure_reason = ?, message = ?, exit_code = ? WHERE id = ?`,
         ).run(e.failureReason, e.message, e.exitCode, e.buildId);
       } else {
+        // A cancelled end keeps the message the cancel was asked with (`superseded by <sha>`)
+        // first, the end's own after it; any other end says what happened in its own words.
         this.q(
-          `UPDATE builds SET status = ?, lease = NULL, failure_reason = ?, message = ?, exit_code = ?, finished_at = ?, secret_env = NULL,
+          `UPDATE builds SET status = ?, lease = NULL, failure_reason = ?, exit_code = ?, finished_at = ?, secret_env = NULL,
+             message = CASE WHEN ? = 'cancelled' AND cancel_message IS NOT NULL
+               THEN cancel_message || CASE WHEN ? IS NULL OR ? = cancel_message THEN '' ELSE '; ' || ? END
+               ELSE ? END,
              progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END
            WHERE id = ?`,
-        ).run(e.status, e.failureReason, e.message, e.exitCode, e.now, e.status, e.buildId);
+        ).run(e.status, e.failureReason, e.exitCode, e.now, e.status, e.message, e.message, e.message, e.message, e.status, e.buildId);
       }
       return toBuild(this.q('SELECT * FROM builds WHERE id = ?').get(e.buildId) as Row);
     });
@@ -527,14 +573,125 @@ export class SqliteStore implements Store {
 
   async recordDelivery(d: DeliveryRecord): Promise<boolean> {
     const r = this.q(
-      `INSERT INTO webhook_deliveries (id, event, action, repository, received_at, outcome, reason)
-       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
-    ).run(d.id, d.event, d.action, d.repository, d.receivedAt, d.outcome, d.reason);
+      `INSERT INTO webhook_deliveries (id, event, action, repository, received_at, outcome, reason, work, builds)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
+    ).run(d.id, d.event, d.action, d.repository, d.receivedAt, d.outcome, d.reason, d.work === null ? null : JSON.stringify(d.work), JSON.stringify(d.builds));
     return Number(r.changes) === 1;
   }
 
   async listDeliveries(limit: number): Promise<DeliveryRecord[]> {
     return (this.q('SELECT * FROM webhook_deliveries ORDER BY received_at DESC, id DESC LIMIT ?').all(limit) as Row[]).map(toDelivery);
+  }
+
+  async listPendingDeliveries(limit: number): Promise<DeliveryRecord[]> {
+    return (this.q(`SELECT * FROM webhook_deliveries WHERE outcome = 'pending' ORDER BY received_at, id LIMIT ?`).all(limit) as Row[]).map(toDelivery);
+  }
+
+  async settleDelivery(id: string, outcome: Exclude<DeliveryOutcome, 'pending'>, reason: string, builds: readonly string[]): Promise<boolean> {
+    const r = this.q(`UPDATE webhook_deliveries SET outcome = ?, reason = ?, builds = ?, work = NULL WHERE id = ? AND outcome = 'pending'`).run(
+      outcome,
+      reason,
+      JSON.stringify(builds),
+      id,
+    );
+    return Number(r.changes) === 1;
+  }
+
+  // ---- projects ----
+
+  async createProject(p: NewProject): Promise<ProjectRecord> {
+    return this.tx(() => {
+      const taken = this.q('SELECT repo FROM projects WHERE repo_key = ?').get(p.repo.toLowerCase()) as { repo: string } | undefined;
+      if (taken) throw new ExpoError('PROJECT_EXISTS', `a project for ${taken.repo} already exists`);
+      this.q('INSERT INTO projects (id, repo, repo_key, pipeline_path, supersede, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(
+        p.id,
+        p.repo,
+        p.repo.toLowerCase(),
+        p.pipelinePath,
+        Number(p.supersede),
+        p.createdAt,
+      );
+      return toProject(this.q('SELECT * FROM projects WHERE id = ?').get(p.id) as Row, []);
+    });
+  }
+
+  private secretNamesOf(projectId: string): string[] {
+    return (this.q('SELECT name FROM project_secrets WHERE project_id = ? ORDER BY name').all(projectId) as { name: string }[]).map((r) => r.name);
+  }
+
+  async getProject(id: string): Promise<ProjectRecord | null> {
+    const r = this.q('SELECT * FROM projects WHERE id = ?').get(id) as Row | undefined;
+    return r ? toProject(r, this.secretNamesOf(id)) : null;
+  }
+
+  async getProjectByRepo(repo: string): Promise<ProjectRecord | null> {
+    const r = this.q('SELECT * FROM projects WHERE repo_key = ?').get(repo.toLowerCase()) as Row | undefined;
+    return r ? toProject(r, this.secretNamesOf(r.id as string)) : null;
+  }
+
+  async listProjects(): Promise<ProjectRecord[]> {
+    const names = new Map<string, string[]>();
+    for (const r of this.q('SELECT project_id, name FROM project_secrets ORDER BY project_id, name').all() as { project_id: string; name: string }[]) {
+      names.set(r.project_id, [...(names.get(r.project_id) ?? []), r.name]);
+    }
+    return (this.q('SELECT * FROM projects ORDER BY repo_key').all() as Row[]).map((r) => toProject(r, names.get(r.id as string) ?? []));
+  }
+
+  async deleteProject(id: string): Promise<boolean> {
+    const gone = this.tx(() => {
+      const secrets = Number(this.q('DELETE FROM project_secrets WHERE project_id = ?').run(id).changes);
+      return { project: Number(this.q('DELETE FROM projects WHERE id = ?').run(id).changes) === 1, secrets };
+    });
+    if (gone.secrets > 0) this.dropOldWalFrames();
+    return gone.project;
+  }
+
+  async putProjectSecret(projectId: string, name: string, sealed: Buffer, now: number): Promise<boolean> {
+    return this.tx(() => {
+      if (!this.q('SELECT 1 FROM projects WHERE id = ?').get(projectId)) return false;
+      this.q(
+        `INSERT INTO project_secrets (project_id, name, sealed, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (project_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
+      ).run(projectId, name, sealed, now);
+      return true;
+    });
+  }
+
+  async deleteProjectSecret(projectId: string, name: string): Promise<boolean> {
+    const gone = Number(this.q('DELETE FROM project_secrets WHERE project_id = ? AND name = ?').run(projectId, name).changes) === 1;
+    if (gone) this.dropOldWalFrames();
+    return gone;
+  }
+
+  async getProjectSecrets(projectId: string): Promise<ProjectSecretRecord[]> {
+    const rows = this.q('SELECT name, sealed, updated_at FROM project_secrets WHERE project_id = ? ORDER BY name').all(projectId) as Row[];
+    return rows.map((r) => ({ name: r.name as string, sealed: Buffer.from(r.sealed as Uint8Array), updatedAt: r.updated_at as number }));
+  }
+
+  // ---- GitHub sources and reports ----
+
+  async unfinishedBuildsOfRef(projectId: string, ref: string): Promise<BuildRecord[]> {
+    const rows = this.q(`SELECT * FROM builds WHERE source_project = ? AND source_ref = ? AND status IN ('queued', ${ACTIVE_SQL.slice(1, -1)}) ORDER BY seq`).all(
+      projectId,
+      ref,
+    ) as Row[];
+    return rows.map(toBuild);
+  }
+
+  async listBuildsToReport(limit: number): Promise<BuildRecord[]> {
+    const rows = this.q(
+      `SELECT * FROM builds WHERE source IS NOT NULL
+         AND (reported IS NULL OR (reported = 'pending' AND status IN ('succeeded', 'failed', 'cancelled')))
+       ORDER BY seq LIMIT ?`,
+    ).all(limit) as Row[];
+    return rows.map(toBuild);
+  }
+
+  async setReported(buildId: string, stage: ReportStage, checkRunId?: number): Promise<boolean> {
+    const r = this.q(
+      `UPDATE builds SET reported = CASE WHEN reported = 'final' THEN 'final' ELSE ? END, check_run_id = COALESCE(?, check_run_id) WHERE id = ?`,
+    ).run(stage, checkRunId ?? null, buildId);
+    return Number(r.changes) === 1;
   }
 
   async countDeliveriesBefore(cutoff: number): Promise<number> {

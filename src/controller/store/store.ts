@@ -319,7 +319,11 @@ export interface Store {
   createBuild(build: NewBuild): Promise<BuildRecord>;
   /** The build by id; null when none (never submitted, or pruned). */
   getBuild(id: string): Promise<BuildRecord | null>;
-  /** The newest builds first (submission order), at most `limit`, only those in `status` when given. */
+  /**
+   * The newest builds first (submission order), at most `limit`, only those matching every filter
+   * given: `status`; and for builds with a source, `repo` (any case), `ref` and `sha` (a build
+   * without a source matches none of those three).
+   */
   listBuilds(filter: ListBuildsFilter): Promise<BuildRecord[]>;
   /** How many builds are in each status; every status is a key, 0 when none. */
   countBuildsByStatus(): Promise<Record<BuildStatus, number>>;
@@ -372,11 +376,17 @@ export interface Store {
   setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean>;
   /**
    * Asks for a cancel of a queued or active build; a final build is left as it is. `message`
-   * (`superseded by <sha>`), when given, is the build's message from now on unless its end
-   * brings one.
+   * (`superseded by <sha>`), when given, is the build's message from now on, and a `cancelled`
+   * end keeps it first: the end's own message, when it brings one, follows after `; ` (the
+   * agent's "cancel requested" detail). An end of another status (it succeeded or failed before
+   * the cancel reached it) has its own message only.
    */
   requestCancel(id: string, message?: string): Promise<void>;
-  /** Cancels a queued build and erases its secret env (its message `message` when given); false when it was no longer queued (nothing written). */
+  /**
+   * Cancels a queued build and erases its secret env; its message is `message` when given (else
+   * the message of an earlier `requestCancel`, if any). False when it was no longer queued
+   * (nothing written).
+   */
   cancelQueued(id: string, now: number, message?: string): Promise<boolean>;
   /**
    * Takes back an assignment the worker never received (its poll response was lost, or the

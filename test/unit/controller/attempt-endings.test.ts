@@ -32,6 +32,9 @@ const record = (over: Partial<BuildRecord> = {}): BuildRecord => ({
   startedAt: 3,
   finishedAt: null,
   lastHeartbeatAt: 4,
+  source: null,
+  reported: null,
+  checkRunId: null,
   ...over,
 });
 
