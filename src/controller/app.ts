@@ -33,6 +33,9 @@ import { StatusService } from './status-service.ts';
 import { ArtifactService } from './artifact-service.ts';
 import { githubRoutes } from './routes/github.ts';
 import { WebhookService } from './webhook-service.ts';
+import { GithubReporter } from './github-reporter.ts';
+import type { GithubApi } from '../github/api.ts';
+import { SystemClock, sleepOn, type Clock } from '../sys/clock.ts';
 import { ProjectService } from './project-service.ts';
 import { projectRoutes } from './routes/projects.ts';
 
@@ -105,6 +108,18 @@ export interface AppOptions {
   githubSecret?: string;
   /** How long a webhook delivery's body may take to arrive before its connection is closed, in ms. Default 30 000. */
   webhookArrivalMs?: number;
+  /**
+   * GitHub's API (`createGithubApi` of the configuration): pipeline files, statuses and check
+   * runs, checkout tokens. Default: none configured — every call is refused (`GITHUB_STATUS`),
+   * nothing is reported, and a delivery for a project fails with that reason.
+   */
+  github?: GithubApi;
+  /** Where repositories are cloned from (`--github-web-url`). Default `https://github.com`. */
+  githubWebUrl?: string;
+  /** The controller as users reach it (`--public-url`), for links on GitHub. Default: none. */
+  publicUrl?: string | null;
+  /** Timings of the GitHub work, for tests: deliveries' first retry wait and how long one may wait; the reporter's sweep. */
+  githubTuning?: { deliveryRetryBaseMs?: number; deliveryMaxPendingMs?: number; reportSweepMs?: number };
 }
 
 export interface ControllerApp {
@@ -112,6 +127,10 @@ export interface ControllerApp {
   service: BuildService;
   /** Projects and their secrets (the delivery processor reads them). */
   projects: ProjectService;
+  /** GitHub deliveries and the work they ask for. */
+  webhooks: WebhookService;
+  /** Builds' states reported back to GitHub. */
+  reporter: GithubReporter;
   watchdog: Watchdog;
   metrics: ControllerMetrics;
   /** Pruning of old builds and abandoned uploads; `main` starts its schedule. */
@@ -126,6 +145,17 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   const metrics = new ControllerMetrics({ heartbeatTimeoutMs: o.heartbeatTimeoutMs });
   const secrets = o.secrets ?? SecretBox.ephemeral();
   const projects = new ProjectService({ store: o.store, now, secrets });
+  const clock = clockOf(now);
+  const github = o.github ?? UNCONFIGURED_GITHUB;
+  const reporter = new GithubReporter({
+    store: o.store,
+    api: github,
+    publicUrl: o.publicUrl ?? null,
+    clock,
+    logger: o.logger,
+    ...(o.githubTuning?.reportSweepMs === undefined ? {} : { sweepMs: o.githubTuning.reportSweepMs }),
+    onReport: (r) => metrics.onGithubReport(r),
+  });
   const service = new BuildService({
     store: o.store,
     now,
@@ -138,6 +168,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     projectSecrets: (projectId, names) => projects.secretValues(projectId, names),
     onBuildEvent: (e: BuildEvent) => {
       metrics.onBuildEvent(e, now());
+      if (e.build.source !== null) reporter.notify();
       if (e.kind === 'finished' || e.kind === 'requeued') {
         o.logger.info({ buildId: e.build.id, status: e.build.status, failureReason: e.build.failureReason, attempt: e.build.attempt }, `build ${e.kind}`);
       }
@@ -263,18 +294,37 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   });
   await app.register(artifactRoutes, { artifacts });
   await app.register(projectRoutes, { projects });
-  await app.register(githubRoutes, { secret: o.githubSecret ?? null, arrivalMs: o.webhookArrivalMs, webhooks: new WebhookService({ store: o.store, now, logger: o.logger }) });
+  const webhooks = new WebhookService({
+    store: o.store,
+    projects,
+    builds: service,
+    github,
+    webUrl: o.githubWebUrl ?? 'https://github.com',
+    publicUrl: o.publicUrl ?? null,
+    clock,
+    logger: o.logger,
+    retryBaseMs: o.githubTuning?.deliveryRetryBaseMs,
+    maxPendingMs: o.githubTuning?.deliveryMaxPendingMs,
+  });
+  await app.register(githubRoutes, { secret: o.githubSecret ?? null, arrivalMs: o.webhookArrivalMs, webhooks });
   await app.ready();
+  // Both pick up what a previous run left: pending deliveries, unreported builds.
+  webhooks.start();
+  reporter.start();
 
   return {
     app,
     service,
     projects,
+    webhooks,
+    reporter,
     watchdog,
     metrics,
     retention,
     shutdown: async () => {
       stopping = true;
+      await webhooks.stop();
+      await reporter.stop();
       await retention.stop();
       await watchdog.stop();
       service.waits.wakeAll();
@@ -283,6 +333,23 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     },
   };
 }
+
+/** The clock of the GitHub work: the app's `now`, the system's timers. */
+function clockOf(now: () => number): Clock {
+  const system = new SystemClock();
+  const clock: Clock = { now, sleep: (ms, signal) => sleepOn(clock, ms, signal), after: (ms, fn) => system.after(ms, fn), every: (ms, fn) => system.every(ms, fn) };
+  return clock;
+}
+
+/** The GitHub API when none is configured: nothing to read, report or clone with. */
+const UNCONFIGURED_GITHUB: GithubApi = {
+  mode: 'none',
+  getFile: () => Promise.reject(new ExpoError('GITHUB_STATUS', 'no GitHub API is configured', { details: { status: 0, unsupported: true } })),
+  createStatus: () => Promise.resolve(),
+  createCheckRun: () => Promise.resolve(0),
+  updateCheckRun: () => Promise.resolve(),
+  cloneToken: () => Promise.resolve({ token: null, expiresAt: null }),
+};
 
 /** The errors Node gives a request stream whose client closed the connection mid-body. */
 function isClientAbort(err: Error): boolean {

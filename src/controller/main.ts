@@ -10,6 +10,7 @@ import { buildApp } from './app.ts';
 import { CONTROLLER_HELP, parseControllerArgs } from './config.ts';
 import { createLogger, logDestination, resolveLogFormat } from '../sys/logger.ts';
 import { takeOverSignals } from '../sys/signals.ts';
+import { createGithubApi } from '../github/client.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 import { prepareDataDir } from './store/data-dir.ts';
 import { SecretBox } from './secret-box.ts';
@@ -60,6 +61,9 @@ export async function main(argv: string[]): Promise<number> {
     retentionDays: config.retentionDays,
     dataDir: config.dbPath === ':memory:' ? undefined : dirname(resolve(config.dbPath)),
     ...(config.githubSecret === null ? {} : { githubSecret: config.githubSecret }),
+    github: createGithubApi(config),
+    githubWebUrl: config.githubWebUrl,
+    publicUrl: config.publicUrl,
   });
   // Nothing can be uploading yet: every .partial file is a leftover of a cut-short upload.
   const partials = await controller.retention.removePartials(0);

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { buildApp, type ControllerApp } from '../../src/controller/app.ts';
+import { buildApp, type AppOptions, type ControllerApp } from '../../src/controller/app.ts';
 import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
 import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
 
@@ -17,6 +17,8 @@ export interface TestController extends ControllerApp {
   dir: string;
   clock: { now: number };
   close: () => Promise<void>;
+  /** Stops the app and closes the store, keeping the data directory (to start another on it). */
+  stop: () => Promise<void>;
   admin: { authorization: string };
   enrol: (id: string, labels?: string[]) => Promise<{ id: string; apiKey: string; auth: { authorization: string } }>;
   submit: (body?: Record<string, unknown>) => Promise<{ id: string; status: string }>;
@@ -47,9 +49,16 @@ export async function startTestController(
     webhookArrivalMs?: number;
     /** Where the controller logs; silent by default. */
     logger?: pino.Logger;
+    /** GitHub's API, where it is cloned from, the public URL, and the GitHub work's timings. */
+    github?: AppOptions['github'];
+    githubWebUrl?: string;
+    publicUrl?: string;
+    githubTuning?: AppOptions['githubTuning'];
+    /** Open this data directory's database instead of a new one (a restart). */
+    dir?: string;
   } = {},
 ): Promise<TestController> {
-  const dir = mkdtempSync(join(tmpdir(), 'expo-ctl-test-'));
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'expo-ctl-test-'));
   const store = new SqliteStore({ path: join(dir, 'controller.db') });
   await store.migrate();
   const clock = { now: Date.now() };
@@ -69,6 +78,10 @@ export async function startTestController(
     claimGraceMs: opts.claimGraceMs,
     githubSecret: opts.githubSecret,
     webhookArrivalMs: opts.webhookArrivalMs,
+    github: opts.github,
+    githubWebUrl: opts.githubWebUrl,
+    publicUrl: opts.publicUrl,
+    githubTuning: opts.githubTuning,
   });
   const admin = bearer(ADMIN_KEY);
   const post: TestController['post'] = async (url, headers, body) => {
@@ -86,6 +99,10 @@ export async function startTestController(
       await controller.shutdown();
       await store.close();
       rmSync(dir, { recursive: true, force: true });
+    },
+    stop: async () => {
+      await controller.shutdown();
+      await store.close();
     },
     enrol: async (id, labels) => {
       const res = await post(pathOf(ROUTES.createWorker, {}), admin, { id, ...(labels ? { labels } : {}) });
