@@ -251,6 +251,15 @@ export class WebhookService {
   private async build(d: DeliveryRecord, w: DeliveryWork, project: ProjectRecord): Promise<{ outcome: 'built' | 'ignored' | 'failed'; reason: string; builds: string[] }> {
     const event = pipelineEventOf(w);
     if (event === null) return { outcome: 'ignored', reason: `${w.event} ${w.ref} builds nothing`, builds: [] };
+    // The same commit on the same ref built already, by another delivery: a replay of a signed
+    // body under a new delivery id (GitHub signs the body only) builds nothing twice. A rerun
+    // builds a commit again on purpose; a cancelled build (superseded, say) does not count.
+    const earlier = (await this.o.store.listBuilds({ limit: 1000, repo: w.repo, ref: w.ref, sha: w.sha })).find(
+      (b) => b.source !== null && b.source.deliveryId !== d.id && b.source.rerunOf === null && b.status !== 'cancelled',
+    );
+    if (earlier !== undefined) {
+      return { outcome: 'ignored', reason: `${w.ref} at ${sha12(w.sha)} was built already (build ${earlier.id}, delivery ${earlier.source!.deliveryId ?? '?'}); rerun a build to build it again`, builds: [] };
+    }
     const path = project.pipelinePath;
     let text: string | null;
     try {

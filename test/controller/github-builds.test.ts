@@ -388,3 +388,28 @@ describe('reruns', () => {
     expect(await delivery(ctl, other.id)).toMatchObject({ outcome: 'ignored', reason: expect.stringContaining('zzzzzzzzzzzzzzzz') });
   });
 });
+
+describe('replays', () => {
+  it('a signed body sent again under a new delivery id builds nothing twice, and says why', async () => {
+    const ctl = await start();
+    await addProject(ctl);
+    gh!.addFile(REPO, SHA_A, '.expo-worker.yml', 'builds:\n  ios:\n    steps:\n      - {name: b, run: echo}\n');
+    await deliver(ctl, 'push', pushPayload());
+    const replay = await deliver(ctl, 'push', pushPayload());
+    expect(await delivery(ctl, replay.id)).toMatchObject({ outcome: 'ignored', reason: expect.stringMatching(/was built already .*rerun a build to build it again/) });
+    expect(await builds(ctl, { sha: SHA_A })).toHaveLength(1);
+  });
+
+  it('a commit whose builds were cancelled (superseded) is built again when pushed again', async () => {
+    const ctl = await start();
+    await addProject(ctl);
+    const pipeline = 'builds:\n  ios:\n    steps:\n      - {name: b, run: echo}\n';
+    gh!.addFile(REPO, SHA_A, '.expo-worker.yml', pipeline);
+    gh!.addFile(REPO, SHA_B, '.expo-worker.yml', pipeline);
+    await deliver(ctl, 'push', pushPayload({ sha: SHA_A }));
+    await deliver(ctl, 'push', pushPayload({ sha: SHA_B }));
+    const back = await deliver(ctl, 'push', pushPayload({ sha: SHA_A }));
+    expect((await delivery(ctl, back.id)).outcome).toBe('built');
+    expect((await builds(ctl, { sha: SHA_A })).map((b) => b.status).sort()).toEqual(['cancelled', 'queued']);
+  });
+});
