@@ -138,6 +138,9 @@ export interface CheckoutRun {
   retry?: Pick<RetryOptions, 'onRetry'>;
 }
 
+/** What git prints when the server answers 401/403 and prompts are off. */
+const AUTH_REFUSED = /could not read Username|Authentication failed|The requested URL returned error: 40[13]/;
+
 /** How many lines of git's output a failure's message quotes. */
 const TAIL_LINES = 5;
 
@@ -186,6 +189,8 @@ export async function checkoutCommit(r: CheckoutRun): Promise<CheckoutFailure | 
     .join(' | ');
   // The script never prints the credential; a message is no place to find out otherwise.
   const scrubbed = token === null || credential === null ? last : last.split(token).join('***').split(credential).join('***');
-  const body = { status: 'failed' as const, failureReason: 'build_failed' as const, message: `${what} failed: ${scrubbed || `exit ${exit ?? 'without a status'}`}`.slice(0, 4000) };
+  // git's own words for a 401 are about a username prompt: say what it means.
+  const refused = AUTH_REFUSED.test(tail) ? `the server refused ${token === null ? 'an anonymous clone (no clone token: is the repository private and GitHub credentials not configured?)' : 'the clone token'}; ` : '';
+  const body = { status: 'failed' as const, failureReason: 'build_failed' as const, message: `${what} failed: ${refused}${scrubbed || `exit ${exit ?? 'without a status'}`}`.slice(0, 4000) };
   return { body, noExit: exit === null };
 }
