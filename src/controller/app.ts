@@ -32,6 +32,8 @@ import { WorkerService } from './worker-service.ts';
 import { StatusService } from './status-service.ts';
 import { ArtifactService } from './artifact-service.ts';
 import { githubRoutes } from './routes/github.ts';
+import { ANONYMOUS_CLONES, checkoutRoutes } from './routes/checkout.ts';
+import type { GithubApi } from '../github/api.ts';
 import { WebhookService } from './webhook-service.ts';
 
 declare module 'fastify' {
@@ -103,6 +105,8 @@ export interface AppOptions {
   githubSecret?: string;
   /** How long a webhook delivery's body may take to arrive before its connection is closed, in ms. Default 30 000. */
   webhookArrivalMs?: number;
+  /** Where clone tokens for GitHub builds come from. Default: none (`{token: null}`: repositories are cloned anonymously). */
+  github?: Pick<GithubApi, 'cloneToken'>;
 }
 
 export interface ControllerApp {
@@ -255,6 +259,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     now,
   });
   await app.register(artifactRoutes, { artifacts });
+  await app.register(checkoutRoutes, { service, github: o.github ?? ANONYMOUS_CLONES });
   await app.register(githubRoutes, { secret: o.githubSecret ?? null, arrivalMs: o.webhookArrivalMs, webhooks: new WebhookService({ store: o.store, now, logger: o.logger }) });
   await app.ready();
 

@@ -49,6 +49,8 @@ const MATRIX: Record<keyof typeof ROUTES, Call> = {
   phase: { params: (id) => ({ id }), body: (lease) => ({ lease, phase: 'preparing' }), allowed: ['workerA'] },
   appendLog: { params: (id) => ({ id }), body: (lease) => ({ lease, offset: 0, data: 'x' }), allowed: ['workerA'] },
   complete: { params: (id) => ({ id }), body: (lease) => ({ lease, status: 'succeeded' }), allowed: ['workerA'] },
+  // Build X was submitted, not started by GitHub: its holder is let through to a 404 (see NOT_FOUND).
+  checkoutToken: { params: (id) => ({ id }), body: (lease) => ({ lease }), allowed: [] },
   uploadArtifact: {
     params: (id) => ({ id, '*': 'App.ipa' }),
     headers: (lease) => ({ 'x-expo-lease': lease, 'content-type': 'application/octet-stream' }),
@@ -65,8 +67,8 @@ const MATRIX: Record<keyof typeof ROUTES, Call> = {
   },
   listDeliveries: { params: () => ({}), allowed: ['admin'] },
 };
-/** What the one allowed-and-refused call answers: admin asking for an artifact that is not there. */
-const NOT_FOUND: Partial<Record<keyof typeof ROUTES, Caller>> = { downloadArtifact: 'admin' };
+/** What the allowed-and-refused calls answer: admin asking for an artifact that is not there, worker A asking for a clone token of a build that did not come from GitHub. */
+const NOT_FOUND: Partial<Record<keyof typeof ROUTES, Caller>> = { downloadArtifact: 'admin', checkoutToken: 'workerA' };
 
 let c: TestController | undefined;
 afterEach(async () => {

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { buildApp, type ControllerApp } from '../../src/controller/app.ts';
+import { buildApp, type AppOptions, type ControllerApp } from '../../src/controller/app.ts';
 import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
 import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
 
@@ -47,6 +47,8 @@ export async function startTestController(
     webhookArrivalMs?: number;
     /** Where the controller logs; silent by default. */
     logger?: pino.Logger;
+    /** Where clone tokens come from; the controller's default (anonymous clones) otherwise. */
+    github?: AppOptions['github'];
   } = {},
 ): Promise<TestController> {
   const dir = mkdtempSync(join(tmpdir(), 'expo-ctl-test-'));
@@ -69,6 +71,7 @@ export async function startTestController(
     claimGraceMs: opts.claimGraceMs,
     githubSecret: opts.githubSecret,
     webhookArrivalMs: opts.webhookArrivalMs,
+    github: opts.github,
   });
   const admin = bearer(ADMIN_KEY);
   const post: TestController['post'] = async (url, headers, body) => {
