@@ -137,6 +137,53 @@ describe('checkout of a commit in the VM (real sshd, real git server)', () => {
     expect(r.output).not.toContain('ghs_wrongtoken0000');
   });
 
+  it('falls back to fetching the ref when the server refuses a commit id, and still checks out the commit asked for', async () => {
+    const strict = await startGitServer({ token: TOKEN, shaWants: false });
+    try {
+      const url = strict.createRepo('app');
+      const old = strict.commit('app', { 'README.md': 'old\n' });
+      strict.commit('app', { 'README.md': 'new\n' });
+      const r = await run(spec({ url, sha: old, submodules: false }), TOKEN);
+      expect(r.failure).toBeNull();
+      expect(r.output).toContain('the server refused the commit id; fetching refs/heads/main instead');
+      expect(readFileSync(join(r.local, 'work/README.md'), 'utf8')).toBe('old\n');
+    } finally {
+      await strict.stop();
+    }
+  });
+
+  it('never sends the token to a submodule on another host (the header is scoped to the clone URL\'s origin)', async () => {
+    const other = await startGitServer({ token: null });
+    try {
+      other.createRepo('ext');
+      other.commit('ext', { 'ext.txt': 'elsewhere\n' });
+      server.createRepo('multi');
+      server.commit('multi', { 'README.md': 'multi\n' });
+      const sha = server.addSubmodule('multi', 'ext', 'vendor/ext', other);
+      const r = await run(spec({ url: `${server.origin}/multi.git`, sha }), TOKEN);
+      expect(r.failure).toBeNull();
+      expect(readFileSync(join(r.local, 'work/vendor/ext/ext.txt'), 'utf8')).toBe('elsewhere\n');
+      expect(other.requests.length).toBeGreaterThan(0);
+      expect(other.requests.filter((q) => q.authorization !== undefined)).toEqual([]);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('lfs: true without git lfs in the VM fails with a message that says so', async () => {
+    const lfsInstalled = (() => {
+      try {
+        execFileSync('git', ['lfs', 'version'], { stdio: 'ignore' });
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    const r = await run(spec({ submodules: false, lfs: true }), TOKEN);
+    if (lfsInstalled) expect(r.failure).toBeNull();
+    else expect(r.failure?.body.message).toMatch(/failed: .*git lfs is not installed in the VM/);
+  });
+
   it('a commit the server does not have fails without looping', async () => {
     const r = await run(spec({ sha: 'f'.repeat(40), submodules: false }), TOKEN);
     expect(r.failure?.body).toMatchObject({ status: 'failed', failureReason: 'build_failed', message: expect.stringMatching(/^checkout of ffffffffffff from .* failed: /) });

@@ -51,6 +51,11 @@ export interface RecordedRequest {
 export interface GitServerOptions {
   /** The token clones must present (user `x-access-token`); null: anonymous, no credential asked. */
   token: string | null;
+  /**
+   * Whether a commit that is not a branch or tag tip may be fetched by its id, as GitHub allows.
+   * Default true; false refuses such wants (and speaks protocol v0, where git enforces that).
+   */
+  shaWants?: boolean;
 }
 
 export interface TestGitServer {
@@ -62,8 +67,10 @@ export interface TestGitServer {
   createRepo(name: string): string;
   /** Commits `files` (path → contents) on `branch` (default main) and pushes; the new commit's sha. */
   commit(name: string, files: Record<string, string>, message?: string, branch?: string): string;
-  /** Adds repository `sub` as a submodule at `path` of `name` (URL: the server's) and pushes; the commit's sha. */
-  addSubmodule(name: string, sub: string, path: string): string;
+  /** The bare repository `<name>.git` on disk. */
+  barePath(name: string): string;
+  /** Adds repository `sub` of `host` (default this server) as a submodule at `path` of `name` (URL: the host's) and pushes; the commit's sha. */
+  addSubmodule(name: string, sub: string, path: string, host?: TestGitServer): string;
   /** Changes the token asked for. */
   setToken(token: string | null): void;
   stop(): Promise<void>;
@@ -99,6 +106,7 @@ export async function startGitServer(options: GitServerOptions): Promise<TestGit
   mkdirSync(root);
   mkdirSync(work);
   let token = options.token;
+  const shaWants = options.shaWants ?? true;
   const requests: RecordedRequest[] = [];
   const children = new Set<ChildProcess>();
 
@@ -131,12 +139,12 @@ export async function startGitServer(options: GitServerOptions): Promise<TestGit
       // What GitHub allows: any reachable commit may be fetched by its id.
       GIT_CONFIG_COUNT: '1',
       GIT_CONFIG_KEY_0: 'uploadpack.allowReachableSHA1InWant',
-      GIT_CONFIG_VALUE_0: 'true',
+      GIT_CONFIG_VALUE_0: String(shaWants),
     };
     if (req.headers['content-length'] !== undefined) env.CONTENT_LENGTH = req.headers['content-length'];
     if (req.headers['content-encoding'] !== undefined) env.HTTP_CONTENT_ENCODING = req.headers['content-encoding'];
     const proto = req.headers['git-protocol'];
-    if (typeof proto === 'string') env.GIT_PROTOCOL = proto;
+    if (typeof proto === 'string' && shaWants) env.GIT_PROTOCOL = proto;
     const child = spawn('git', ['http-backend'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     children.add(child);
     let headersSent = false;
@@ -194,10 +202,13 @@ export async function startGitServer(options: GitServerOptions): Promise<TestGit
       push(name, branch);
       return git(clone(name), ['rev-parse', 'HEAD']);
     },
-    addSubmodule(name, sub, path) {
+    barePath(name) {
+      return join(root, `${name}.git`);
+    },
+    addSubmodule(name, sub, path, host) {
       // Added from the local bare repository (no credential needed), then pointed at the server.
-      git(clone(name), ['submodule', 'add', '-q', join(root, `${sub}.git`), path]);
-      git(clone(name), ['config', '-f', '.gitmodules', `submodule.${path}.url`, `${origin}/${sub}.git`]);
+      git(clone(name), ['submodule', 'add', '-q', host ? host.barePath(sub) : join(root, `${sub}.git`), path]);
+      git(clone(name), ['config', '-f', '.gitmodules', `submodule.${path}.url`, `${host ? host.origin : origin}/${sub}.git`]);
       git(clone(name), ['add', '.gitmodules']);
       git(clone(name), ['commit', '-q', '-m', `submodule ${path}`]);
       push(name, 'main');
