@@ -16,10 +16,12 @@
  * refused with a clear message when `git lfs` is not installed in the VM).
  *
  * What a failure is: a token the controller could not give (GitHub unreachable, the controller
- * gone for longer than the retries) is an infrastructure failure (`worker_lost`, so the build is
- * retried within its `maxAttempts`); a checkout that git refused — a missing commit, a refused
- * credential, an unreachable server — fails the build (`build_failed`): retrying cannot find a
- * commit that is not there, and the message says what git said.
+ * gone for longer than the retries), or a git fetch that failed on the server's or the network's
+ * side (5xx, connection refused or reset, DNS, timeouts — {@link TRANSIENT}) is an
+ * infrastructure failure (`worker_lost`, so the build is retried within its `maxAttempts`);
+ * anything else git refused — a missing commit, a refused credential, a bad ref — fails the
+ * build (`build_failed`): retrying cannot find a commit that is not there. The message says
+ * what git said either way.
  */
 import type { AssignedBuild, CompleteBody } from '../protocol/schemas.ts';
 import { shellQuote } from '../sys/ssh.ts';
@@ -141,6 +143,12 @@ export interface CheckoutRun {
 /** What git prints when the server answers 401/403 and prompts are off. */
 const AUTH_REFUSED = /could not read Username|Authentication failed|The requested URL returned error: 40[13]/;
 
+/**
+ * What git prints when the server or the network between failed, not the request: GitHub down
+ * or the VM's network flaky. Such a checkout may work on another attempt.
+ */
+const TRANSIENT = /Could not resolve host|Failed to connect|Connection (?:timed out|refused|reset)|Operation timed out|The requested URL returned error: 5\d\d|RPC failed|early EOF|unexpected disconnect|gnutls_handshake|SSL_ERROR/;
+
 /** How many lines of git's output a failure's message quotes. */
 const TAIL_LINES = 5;
 
@@ -191,6 +199,7 @@ export async function checkoutCommit(r: CheckoutRun): Promise<CheckoutFailure | 
   const scrubbed = token === null || credential === null ? last : last.split(token).join('***').split(credential).join('***');
   // git's own words for a 401 are about a username prompt: say what it means.
   const refused = AUTH_REFUSED.test(tail) ? `the server refused ${token === null ? 'an anonymous clone (no clone token: is the repository private and GitHub credentials not configured?)' : 'the clone token'}; ` : '';
-  const body = { status: 'failed' as const, failureReason: 'build_failed' as const, message: `${what} failed: ${refused}${scrubbed || `exit ${exit ?? 'without a status'}`}`.slice(0, 4000) };
+  const failureReason = refused === '' && TRANSIENT.test(tail) ? ('worker_lost' as const) : ('build_failed' as const);
+  const body = { status: 'failed' as const, failureReason, message: `${what} failed: ${refused}${scrubbed || `exit ${exit ?? 'without a status'}`}`.slice(0, 4000) };
   return { body, noExit: exit === null };
 }

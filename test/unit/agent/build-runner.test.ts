@@ -824,6 +824,18 @@ describe('BuildRunner: checkout of a GitHub build', () => {
     expect(h.ws.calls).toEqual(['startMonitor', `checkout ${SHA.slice(0, 12)}`, 'stopMonitor']);
   });
 
+  it('a fetch that failed on the server\'s side (GitHub 5xx, the network) is an infrastructure failure, retried within maxAttempts', async () => {
+    const h = setup({ build: { checkout: CHECKOUT } });
+    h.ws.healthy();
+    h.client.onCheckoutToken = async () => ({ token: TOKEN, expiresAt: null });
+    h.ws.onCheckout = async (_spec, _c, io) => {
+      io.onOutput(Buffer.from('error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502\nfatal: expected flush after ref listing\n'));
+      return 1;
+    };
+    await h.clock.run(h.runner.run());
+    expect(h.client.completions).toEqual([failed('worker_lost', /^checkout of 0123456789ab from https:\/\/github\.com\/acme\/app\.git failed: .*error: 502/)]);
+  });
+
   it('no token from the controller: an infrastructure failure (worker_lost, retried) when it could not answer, build_failed when it refused', async () => {
     const h = setup({ build: { checkout: CHECKOUT } });
     h.ws.healthy();
