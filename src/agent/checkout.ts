@@ -23,7 +23,9 @@
  * build (`build_failed`): retrying cannot find a commit that is not there. The message says
  * what git said either way.
  */
-import type { AssignedBuild, CompleteBody } from '../protocol/schemas.ts';
+import { Value } from 'typebox/value';
+import { SHA_PATTERN } from '../protocol/domain.ts';
+import { GitRef, type AssignedBuild, type CompleteBody } from '../protocol/schemas.ts';
 import { shellQuote } from '../sys/ssh.ts';
 import type { RetryOptions } from './controller-client.ts';
 
@@ -81,6 +83,21 @@ if [ "$lfs" = true ]; then
 fi
 echo "checked out $sha"
 `;
+
+const SHA = new RegExp(SHA_PATTERN);
+/**
+ * What is wrong with a checkout before anything runs: the clone URL (see {@link cloneOrigin}),
+ * a commit that is not 40 hex digits, a ref that is not a full ref — the script passes each to
+ * git as one argument, and none may read as an option. Null when nothing is.
+ */
+export function checkoutProblem(spec: CheckoutSpec): string | null {
+  const where = cloneOrigin(spec.url);
+  if ('problem' in where) return where.problem;
+  if (!SHA.test(spec.sha)) return 'the commit is not 40 hex digits';
+  // A full ref as `GitRef` allows: never an option, never a second refspec.
+  if (!Value.Check(GitRef, spec.ref)) return 'the ref is not a full git ref (refs/…)';
+  return null;
+}
 
 /** The clone URL's origin (`https://github.com`), or a reason it cannot be cloned from. */
 export function cloneOrigin(url: string): { origin: string } | { problem: string } {
@@ -165,8 +182,8 @@ export interface CheckoutFailure {
 export async function checkoutCommit(r: CheckoutRun): Promise<CheckoutFailure | null> {
   const { spec } = r;
   const what = `checkout of ${spec.sha.slice(0, 12)} from ${shownUrl(spec.url)}`;
-  const where = cloneOrigin(spec.url);
-  if ('problem' in where) return { body: { status: 'failed', failureReason: 'build_failed', message: `${what} failed: ${where.problem}` }, noExit: false };
+  const problem = checkoutProblem(spec);
+  if (problem !== null) return { body: { status: 'failed', failureReason: 'build_failed', message: `${what} failed: ${problem}` }, noExit: false };
   r.note(`--- checkout ${spec.sha} (${spec.ref}) from ${shownUrl(spec.url)} ---`);
   let token: string | null;
   try {

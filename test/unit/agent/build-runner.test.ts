@@ -867,6 +867,16 @@ describe('BuildRunner: checkout of a GitHub build', () => {
     expect(JSON.stringify(h.client.completions)).not.toContain('pw@');
   });
 
+  it('a commit or ref that could read as an option is refused before anything runs', async () => {
+    for (const bad of [{ sha: '--upload-pack=touch /tmp/x' }, { ref: '--upload-pack=x' }, { ref: 'refs/heads/a b' }]) {
+      const h = setup({ build: { checkout: { ...CHECKOUT, ...bad } } });
+      h.ws.healthy();
+      await h.clock.run(h.runner.run());
+      expect(h.client.completions).toEqual([failed('build_failed', /failed: the (commit is not 40 hex digits|ref is not a full git ref)/)]);
+      expect(h.ws.calls).not.toContain(expect.stringMatching(/^checkout/));
+    }
+  });
+
   it('cancel during the checkout: it is aborted, no step runs, the build is cancelled', async () => {
     const h = setup({ build: { checkout: CHECKOUT } });
     h.ws.healthy();
