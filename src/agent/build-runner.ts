@@ -315,6 +315,7 @@ export class BuildRunner {
   private async checkout(ws: RunnerWorkspace, spec: CheckoutSpec, note: (l: string) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
     const signal = this.ac.signal;
     const decoder = new StringDecoder('utf8');
+    const started = this.d.clock.now();
     try {
       const failed = await checkoutCommit({
         buildId: this.buildId,
@@ -329,6 +330,7 @@ export class BuildRunner {
         retry: { onRetry: (err, n) => this.d.log.warn({ buildId: this.buildId, attempt: n, err: err.message }, 'checkout token not received yet; retrying') },
       });
       this.streamText(decoder.end());
+      if (!signal.aborted) this.d.metrics?.checkoutFinished((this.d.clock.now() - started) / 1000, failed === null);
       // No exit status: the script was killed, or the session or the VM died under it.
       if (failed?.noExit && (await this.settleCrash(ws, 'the VM stopped answering during the checkout'))) return null;
       return failed?.body ?? null;

@@ -87,6 +87,8 @@ export interface WorkspaceSpec {
 /** The runner's metrics (the agent's metrics fit). */
 export interface RunnerMetrics {
   monitorStartFailed(): void;
+  /** A checkout that ran to its end (not one aborted), how long it took in seconds and whether it worked. */
+  checkoutFinished(seconds: number, ok: boolean): void;
 }
 
 export interface RunnerDeps {

@@ -77,6 +77,7 @@ function setup(o: { build?: Partial<AssignedBuild>; settings?: Partial<RunnerSet
     stream,
     lines,
     monitorStartFailures: 0,
+    checkouts: [] as { seconds: number; ok: boolean }[],
     acquireRequests: [] as { buildId: string; attempt: number; signal: AbortSignal }[],
     /** Answers the VM acquisition; default: the healthy fake VM. */
     acquire: async (_req: { signal: AbortSignal; onProgress: (l: string) => void }): Promise<BuildVm> => vm,
@@ -102,7 +103,7 @@ function setup(o: { build?: Partial<AssignedBuild>; settings?: Partial<RunnerSet
     },
     settings: { ...SETTINGS, ...o.settings },
     log,
-    metrics: { monitorStartFailed: () => void h.monitorStartFailures++ },
+    metrics: { monitorStartFailed: () => void h.monitorStartFailures++, checkoutFinished: (seconds, ok) => void h.checkouts.push({ seconds, ok }) },
     random: () => 0.5,
   });
   return h;
@@ -794,6 +795,7 @@ describe('BuildRunner: checkout of a GitHub build', () => {
     expect(h.ws.calls).toEqual(['startMonitor', `checkout ${SHA.slice(0, 12)}`, 'runStep 0 0', 'runStep 1 50', 'writeProgress 100', 'stopMonitor']);
     expect(credential).toBe(BASIC);
     expect(h.stream.addedSecrets).toEqual([TOKEN, BASIC]);
+    expect(h.checkouts).toEqual([{ seconds: 0, ok: true }]);
     expect(h.stream.notes()).toContain(`--- checkout ${SHA} (refs/heads/main) from https://github.com/acme/app.git ---`);
     expect(h.stream.text).toContain('Receiving objects: 100%\n');
   });
