@@ -327,6 +327,7 @@ export class BuildRunner {
         note,
         onOutput: (chunk) => this.streamText(decoder.write(chunk)),
         mask: (values) => this.stream?.addSecrets(values),
+        onAttemptOver: (detail) => this.abort('attempt_over', detail),
         retry: { onRetry: (err, n) => this.d.log.warn({ buildId: this.buildId, attempt: n, err: err.message }, 'checkout token not received yet; retrying') },
       });
       this.streamText(decoder.end());

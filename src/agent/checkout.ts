@@ -27,7 +27,7 @@ import { Value } from 'typebox/value';
 import { SHA_PATTERN } from '../protocol/domain.ts';
 import { GitRef, type AssignedBuild, type CompleteBody } from '../protocol/schemas.ts';
 import { shellQuote } from '../sys/ssh.ts';
-import type { RetryOptions } from './controller-client.ts';
+import { isAttemptOver, type RetryOptions } from './controller-client.ts';
 
 export type CheckoutSpec = NonNullable<AssignedBuild['checkout']>;
 
@@ -155,6 +155,8 @@ export interface CheckoutRun {
   /** Adds values to mask in the build log from now on. */
   mask: (values: string[]) => void;
   retry?: Pick<RetryOptions, 'onRetry'>;
+  /** The controller said the attempt is over (409): abort it. */
+  onAttemptOver: (detail: string) => void;
 }
 
 /** What git prints when the server answers 401/403 and prompts are off. */
@@ -190,6 +192,10 @@ export async function checkoutCommit(r: CheckoutRun): Promise<CheckoutFailure | 
     token = (await r.client.checkoutToken(r.buildId, r.lease, { retries: 5, signal: r.signal, onRetry: r.retry?.onRetry })).token;
   } catch (err) {
     if (r.signal.aborted) return null;
+    if (isAttemptOver(err)) {
+      r.onAttemptOver((err as Error).message);
+      return null;
+    }
     const message = `${what} failed: no clone token from the controller: ${(err as Error).message}`;
     // A 4xx is an answer (no repository to check out); anything else is the farm's trouble.
     const answered = (err as { code?: string }).code === 'HTTP_STATUS';
@@ -197,6 +203,7 @@ export async function checkoutCommit(r: CheckoutRun): Promise<CheckoutFailure | 
   }
   const credential = token === null ? null : basicCredential(token);
   if (token !== null && credential !== null) r.mask([token, credential]);
+  if (r.signal.aborted) return null;
   let tail = '';
   const exit = await r.workspace.checkout(spec, credential, {
     signal: r.signal,

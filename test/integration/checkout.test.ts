@@ -87,6 +87,9 @@ async function run(s: CheckoutSpec, token: string | null) {
     note: (l) => notes.push(l),
     onOutput: (c) => (output += c.toString('utf8')),
     mask: (v) => masked.push(...v),
+    onAttemptOver: (detail) => {
+      throw new Error(`unexpected: attempt over (${detail})`);
+    },
   });
   return { failure, output, notes, masked, local, ws };
 }

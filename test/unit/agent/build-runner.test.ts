@@ -860,6 +860,17 @@ describe('BuildRunner: checkout of a GitHub build', () => {
     expect(h2.client.completions).toEqual([failed('build_failed', /has no repository to check out/)]);
   });
 
+  it('a 409 to the token request: the attempt is over — abandoned, nothing reported, no checkout', async () => {
+    const h = setup({ build: { checkout: CHECKOUT } });
+    h.ws.healthy();
+    h.client.onCheckoutToken = async () => {
+      throw attemptOver();
+    };
+    expect(await h.clock.run(h.runner.run())).toMatchObject({ kind: 'abandoned' });
+    expect(h.client.completions).toEqual([]);
+    expect(h.ws.calls).toEqual(['startMonitor']);
+  });
+
   it('a clone URL with credentials in it is refused before any token is asked for', async () => {
     const h = setup({ build: { checkout: { ...CHECKOUT, url: 'https://user:pw@github.com/acme/app.git' } } });
     h.ws.healthy();
