@@ -31,6 +31,7 @@ import type { FailureReason } from '../protocol/domain.ts';
 import type { ArtifactProblem, CompleteBody, PollResponse } from '../protocol/schemas.ts';
 import type { CancelTimer } from '../sys/clock.ts';
 import { clip, collectArtifacts, problemsField } from './artifact-collector.ts';
+import { checkoutCommit, type CheckoutSpec } from './checkout.ts';
 import { isAttemptOver } from './controller-client.ts';
 import { LineSplitter, parseProgressMarker, stepProgress } from './progress.ts';
 import type { BuildVm, RunnerDeps, RunnerLog, RunnerWorkspace } from './runner-ports.ts';
@@ -250,6 +251,10 @@ export class BuildRunner {
   private async runSteps(ws: RunnerWorkspace, note: (l: string) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
     const { build } = this.claim;
     const signal = this.ac.signal;
+    if (build.checkout) {
+      const failed = await this.checkout(ws, build.checkout, note);
+      if (failed !== null || signal.aborted) return failed;
+    }
     for (const [i, step] of build.steps.entries()) {
       if (signal.aborted) return null;
       note(`step ${i + 1}/${build.steps.length}: ${step.name}`);
@@ -306,6 +311,38 @@ export class BuildRunner {
     return { status: 'succeeded', exitCode: 0, ...problemsField(problems) };
   }
 
+  /** Checks the build's commit out into work/ (checkout.ts); the attempt's failure, or null (done, or aborted). */
+  private async checkout(ws: RunnerWorkspace, spec: CheckoutSpec, note: (l: string) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
+    const signal = this.ac.signal;
+    const decoder = new StringDecoder('utf8');
+    const started = this.d.clock.now();
+    try {
+      const failed = await checkoutCommit({
+        buildId: this.buildId,
+        lease: this.claim.lease,
+        spec,
+        client: this.d.client,
+        workspace: ws,
+        signal,
+        note,
+        onOutput: (chunk) => this.streamText(decoder.write(chunk)),
+        mask: (values) => this.stream?.addSecrets(values),
+        onAttemptOver: (detail) => this.abort('attempt_over', detail),
+        retry: { onRetry: (err, n) => this.d.log.warn({ buildId: this.buildId, attempt: n, err: err.message }, 'checkout token not received yet; retrying') },
+      });
+      this.streamText(decoder.end());
+      if (!signal.aborted) this.d.metrics?.checkoutFinished((this.d.clock.now() - started) / 1000, failed === null);
+      // No exit status: the script was killed, or the session or the VM died under it.
+      if (failed?.noExit && (await this.settleCrash(ws, 'the VM stopped answering during the checkout'))) return null;
+      return failed?.body ?? null;
+    } catch (err) {
+      this.streamText(decoder.end());
+      if (signal.aborted) return null;
+      // The SSH call itself failed: the session or the VM is gone, or the agent's trouble.
+      if (await this.settleCrash(ws, `the SSH session failed during the checkout: ${(err as Error).message}`)) return null;
+      throw err;
+    }
+  }
 
   /** The attempt's artifacts (see artifact-collector.ts); null when the attempt ended meanwhile. */
   private collectArtifacts(ws: RunnerWorkspace, note: (l: string) => void): Promise<ArtifactProblem[] | null> {

@@ -178,6 +178,12 @@ export class ControllerClient {
     return res.body ?? { sizeBytes: body.length, sha256: '' };
   }
 
+  /** The clone token of a GitHub build's commit (null: clone anonymously). Never logged. */
+  async checkoutToken(buildId: string, lease: string, r?: RetryOptions): Promise<{ token: string | null; expiresAt: string | null }> {
+    const res = await this.retried<AnswerOf<typeof ROUTES.checkoutToken>>(ROUTES.checkoutToken.method, pathOf(ROUTES.checkoutToken, { id: buildId }), { lease }, r);
+    return res.body ?? { token: null, expiresAt: null };
+  }
+
   async complete(buildId: string, body: CompleteBody, r?: RetryOptions): Promise<{ status: string }> {
     const res = await this.retried<AnswerOf<typeof ROUTES.complete>>(ROUTES.complete.method, pathOf(ROUTES.complete, { id: buildId }), body, r);
     return res.body ?? { status: 'unknown' };

@@ -76,6 +76,11 @@ export class LogStream {
     this.write(this.masker.push(text));
   }
 
+  /** Masks these values too from now on (a clone token fetched during the attempt). */
+  addSecrets(values: readonly string[]): void {
+    this.masker.add(values);
+  }
+
   private write(text: string): void {
     if (text === '' || this.dropped !== null) return;
     const buf = Buffer.from(text, 'utf8');

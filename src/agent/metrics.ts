@@ -102,6 +102,13 @@ export class PromAgentMetrics implements AgentMetrics {
     help: 'Times vm-monitor.sh could not be started in a fresh VM.',
     registers: [this.registry],
   });
+  private readonly checkoutDuration = new Histogram({
+    name: 'expo_worker_agent_checkout_duration_seconds',
+    help: "Time checking a GitHub build's commit out in its VM took (token, clone, submodules, LFS), by result: ok, failed.",
+    labelNames: ['result'],
+    buckets: [1, 2.5, 5, 10, 20, 40, 60, 120, 300, 600],
+    registers: [this.registry],
+  });
   private readonly source: AgentGaugeSource;
 
   constructor(source: AgentGaugeSource) {
@@ -156,5 +163,9 @@ export class PromAgentMetrics implements AgentMetrics {
 
   monitorStartFailed(): void {
     this.monitorFailures.inc();
+  }
+
+  checkoutFinished(seconds: number, ok: boolean): void {
+    this.checkoutDuration.observe({ result: ok ? 'ok' : 'failed' }, seconds);
   }
 }

@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { shellQuote, type SshSession } from '../sys/ssh.ts';
 import type { Step } from '../protocol/schemas.ts';
 import { envFileOf, type MonitorFile, type MonitorWorkspace, type VmMonitor } from '../monitor/vm-monitor.ts';
+import { CHECKOUT_CREDENTIAL_FILE, CHECKOUT_SCRIPT, CHECKOUT_SCRIPT_FILE, checkoutCommand, checkoutProblem, cloneOrigin, type CheckoutSpec } from './checkout.ts';
 
 /** Runs one step: records its starting progress, sources the env, enters work/, starts the step as its own process group, waits. */
 const RUN_STEP = `#!/bin/bash
@@ -135,6 +136,28 @@ export class RemoteWorkspace implements MonitorWorkspace {
       maxCaptureBytes: 0,
       // A step may leave a process running (a Metro server, say) that holds its output open.
       exitGraceMs: 2000,
+    });
+    return r.exitCode;
+  }
+
+  /**
+   * Checks `spec`'s commit out into work/ (see checkout.ts): uploads the script and, when there
+   * is one, the credential (0600, read and deleted by the script before git runs), then runs the
+   * script, its output streamed. Its exit status, or null when the channel ended without one.
+   * A checkout whose script never ran fails the attempt, so no step runs beside a credential file.
+   */
+  async checkout(spec: CheckoutSpec, credential: string | null, io: { onOutput: (chunk: Buffer) => void; signal?: AbortSignal }): Promise<number | null> {
+    const problem = checkoutProblem(spec);
+    const where = cloneOrigin(spec.url);
+    if (problem !== null || 'problem' in where) throw new Error(`cannot check out: ${problem ?? 'bad clone URL'}`);
+    await this.session.upload({ data: CHECKOUT_SCRIPT }, `${this.dir}/${CHECKOUT_SCRIPT_FILE}`, { mode: 0o700 });
+    const credentialPath = `${this.dir}/${CHECKOUT_CREDENTIAL_FILE}`;
+    if (credential !== null) await this.session.upload({ data: `${credential}\n` }, credentialPath, { mode: 0o600 });
+    const r = await this.session.exec(checkoutCommand(this.abs, spec, where.origin), {
+      onStdout: io.onOutput,
+      onStderr: io.onOutput,
+      signal: io.signal,
+      maxCaptureBytes: 0,
     });
     return r.exitCode;
   }

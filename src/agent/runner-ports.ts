@@ -11,6 +11,7 @@ import type { AssignedBuild, CompleteBody } from '../protocol/schemas.ts';
 import type { Clock } from '../sys/clock.ts';
 import type { SshSession } from '../sys/ssh.ts';
 import type { VmExit } from '../vm/vm-driver.ts';
+import type { CheckoutClient, CheckoutWorkspace } from './checkout.ts';
 import type { RawBody, RetryOptions } from './controller-client.ts';
 import type { LogStreamOptions } from './log-stream.ts';
 
@@ -38,8 +39,8 @@ export interface RunnerSettings {
   reportDeadlineMs: number;
 }
 
-/** What the runner tells the controller (ControllerClient fits). */
-export interface RunnerClient {
+/** What the runner tells the controller, and asks it for a clone token (ControllerClient fits). */
+export interface RunnerClient extends CheckoutClient {
   phase(buildId: string, lease: string, phase: 'preparing' | 'running', r?: RetryOptions): Promise<void>;
   appendLog(buildId: string, lease: string, offset: number, data: string, r?: RetryOptions): Promise<number>;
   /** Uploads one artifact, not retried (a retry needs a fresh stream). */
@@ -50,12 +51,14 @@ export interface RunnerClient {
 /** The attempt's log on its way to the controller (LogStream fits). */
 export interface RunnerLog {
   append(text: string): void;
+  /** Masks these values too from now on (a clone token fetched during the attempt). */
+  addSecrets(values: readonly string[]): void;
   /** Sends what is left until delivered, the attempt is over, or `deadline` (ms since epoch); true when delivered. */
   close(deadline: number): Promise<boolean>;
 }
 
-/** The build's workspace in its VM, with its vm-monitor (RemoteWorkspace fits). */
-export interface RunnerWorkspace {
+/** The build's workspace in its VM, with its vm-monitor and the checkout of its commit (RemoteWorkspace fits). */
+export interface RunnerWorkspace extends CheckoutWorkspace {
   /** Sets up the workspace and starts vm-monitor.sh in it; throws when it did not start. */
   startMonitor(note: (line: string) => void): Promise<number>;
   /** Stops the monitor when it runs. */
@@ -84,6 +87,8 @@ export interface WorkspaceSpec {
 /** The runner's metrics (the agent's metrics fit). */
 export interface RunnerMetrics {
   monitorStartFailed(): void;
+  /** A checkout that ran to its end (not one aborted), how long it took in seconds and whether it worked. */
+  checkoutFinished(seconds: number, ok: boolean): void;
 }
 
 export interface RunnerDeps {

@@ -32,6 +32,7 @@ import { WorkerService } from './worker-service.ts';
 import { StatusService } from './status-service.ts';
 import { ArtifactService } from './artifact-service.ts';
 import { githubRoutes } from './routes/github.ts';
+import { checkoutRoutes } from './routes/checkout.ts';
 import { WebhookService } from './webhook-service.ts';
 import { GithubReporter } from './github-reporter.ts';
 import type { GithubApi } from '../github/api.ts';
@@ -306,6 +307,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     retryBaseMs: o.githubTuning?.deliveryRetryBaseMs,
     maxPendingMs: o.githubTuning?.deliveryMaxPendingMs,
   });
+  await app.register(checkoutRoutes, { service, github });
   await app.register(githubRoutes, { secret: o.githubSecret ?? null, arrivalMs: o.webhookArrivalMs, webhooks });
   await app.ready();
   // Both pick up what a previous run left: pending deliveries, unreported builds.

@@ -14,8 +14,8 @@ export const DESCRIPTION_MAX_CHARS = 140;
 export const TITLE_MAX_CHARS = 255;
 export const OUTPUT_MAX_CHARS = 65_535;
 /** How much of the log a completed check run shows: the last lines, within both limits. */
-export const LOG_TAIL_LINES = 100;
-export const LOG_TAIL_BYTES = 60_000;
+export const TAIL_MAX_LINES = 100;
+export const TAIL_MAX_BYTES = 60_000;
 const MESSAGE_MAX_CHARS = 2_000;
 
 /** `<publicUrl>/builds/<id>`, or null without a public URL. */
@@ -138,7 +138,7 @@ function fenced(text: string): string {
 
 /**
  * The end of a log for a check run: terminal escapes stripped, each line as a terminal last
- * showed it (after its last carriage return), the last `LOG_TAIL_LINES` lines. `cut`: the bytes
+ * showed it (after its last carriage return), the last `TAIL_MAX_LINES` lines. `cut`: the bytes
  * start inside the log, so the first line is partial and dropped.
  */
 export function logTail(bytes: Buffer, cut: boolean): string {
@@ -146,7 +146,7 @@ export function logTail(bytes: Buffer, cut: boolean): string {
   if (cut) lines = lines.slice(1);
   if (lines.at(-1) === '') lines.pop();
   return lines
-    .slice(-LOG_TAIL_LINES)
+    .slice(-TAIL_MAX_LINES)
     .map((l) => (l.split('\r').findLast((part) => part !== '') ?? '').replace(CONTROL, ''))
     .join('\n');
 }

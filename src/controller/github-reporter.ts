@@ -30,7 +30,7 @@ import { isExpoError } from '../protocol/errors.ts';
 import type { BuildSource } from '../protocol/schemas.ts';
 import type { CancelTimer, Clock } from '../sys/clock.ts';
 import type { GithubApi } from '../github/api.ts';
-import { buildUrl, checkRunOutput, commitState, conclusion, description, LOG_TAIL_BYTES, logTail, pendingOutput } from './github-report-text.ts';
+import { buildUrl, checkRunOutput, commitState, conclusion, description, TAIL_MAX_BYTES, logTail, pendingOutput } from './github-report-text.ts';
 import type { BuildRecord, ReportStage, Store } from './store/store.ts';
 
 /** What the reporter reads and writes. */
@@ -220,9 +220,9 @@ export class GithubReporter {
     }
   }
 
-  /** The end of the build's log, read from at most `LOG_TAIL_BYTES` before its end. */
+  /** The end of the build's log, read from at most `TAIL_MAX_BYTES` before its end. */
   private async logTail(b: BuildRecord): Promise<string> {
-    const from = Math.max(0, b.logBytes - LOG_TAIL_BYTES);
+    const from = Math.max(0, b.logBytes - TAIL_MAX_BYTES);
     return logTail(await this.o.store.readLog(b.id, from), from > 0);
   }
 

@@ -107,17 +107,8 @@ export class WebhookService {
    */
   async accept(d: VerifiedDelivery, payload: Record<string, unknown>): Promise<{ duplicate: boolean; record: DeliveryRecord }> {
     const summary = deliverySummary(payload);
-    const found = workOf(d.event, payload);
-    let record: DeliveryRecord;
-    if ('ignore' in found) {
-      record = { ...d, ...summary, receivedAt: this.o.clock.now(), outcome: 'ignored', reason: found.ignore, work: null, builds: [] };
-    } else {
-      const project = await this.o.projects.byRepo(found.work.repo);
-      record =
-        project === null
-          ? { ...d, ...summary, receivedAt: this.o.clock.now(), outcome: 'ignored', reason: `no project for ${found.work.repo}`, work: null, builds: [] }
-          : { ...d, ...summary, receivedAt: this.o.clock.now(), outcome: 'pending', reason: 'waiting to be worked on', work: found.work, builds: [] };
-    }
+    const at = this.o.clock.now();
+    const record = await this.recordOf(d, summary, payload, at);
     const isNew = await this.o.store.recordDelivery(record);
     if (!isNew) {
       this.o.logger.debug({ delivery: d.id, event: d.event }, 'webhook redelivery: already recorded');
@@ -130,6 +121,19 @@ export class WebhookService {
       this.kick();
     }
     return { duplicate: false, record };
+  }
+
+  /**
+   * What to record of a delivery: ignored with the reason, or pending with its work. A
+   * repository without a project is said first — the most common reason, and the one to fix.
+   */
+  private async recordOf(d: VerifiedDelivery, summary: { action: string | null; repository: string | null }, payload: Record<string, unknown>, at: number): Promise<DeliveryRecord> {
+    const base = { ...d, ...summary, receivedAt: at, work: null, builds: [] };
+    const project = summary.repository === null ? null : await this.o.projects.byRepo(summary.repository);
+    if (summary.repository !== null && project === null) return { ...base, outcome: 'ignored', reason: `no project for ${summary.repository}` };
+    const found = workOf(d.event, payload);
+    if ('ignore' in found) return { ...base, outcome: 'ignored', reason: found.ignore };
+    return { ...base, outcome: 'pending', reason: 'waiting to be worked on', work: found.work };
   }
 
   /** The newest recorded deliveries first, at most `limit`. */

@@ -39,6 +39,7 @@ const matches = (v: string | null, pattern: string | RegExp): v is string => v !
 /** Words for a value that may be anything a sender chose: short, one line, no control characters. */
 const shown = (v: unknown): string => {
   const s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+  // eslint-disable-next-line no-control-regex
   const clean = s.replace(/[\u0000-\u001f\u007f]/g, '?');
   return clean.length > 64 ? `${clean.slice(0, 64)}…` : clean;
 };

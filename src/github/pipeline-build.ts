@@ -3,12 +3,12 @@
  * (`steps`, `labels`, `timeoutS`, `env`, `artifacts`) are checked against the API's own
  * `CreateBuildBody` schema (TypeBox `Value.Errors`, plus the byte limits the controller's
  * `maxBytes` keyword applies), so a parsed build is exactly what `POST /api/v1/builds` accepts;
- * `secrets` and `on` are the file's own and are checked here.
+ * `secrets`, `on` and `checkout` are the file's own and are checked here.
  */
 import { Value } from 'typebox/value';
 import type { TSchema } from 'typebox';
 import { ARTIFACT_PATTERN, ENV_NAME_PATTERN, LABEL_PATTERN } from '../protocol/domain.ts';
-import { CreateBuildBody, LIMITS } from '../protocol/schemas.ts';
+import { CreateBuildBody, LIMITS, type CheckoutOptions } from '../protocol/schemas.ts';
 import { checkTriggers, type Triggers } from './pipeline-triggers.ts';
 
 /** A project secret's name, as the file's `secrets:` list names it. */
@@ -35,6 +35,8 @@ export interface PipelineBuild {
   secrets: string[];
   /** The `on:` block; null when absent (the default: every branch push and every pull request). */
   on: Triggers | null;
+  /** How the commit is checked out: submodules (false, true: the first level, or `recursive`) and Git LFS files. Default `{submodules: false, lfs: false}`. */
+  checkout: CheckoutOptions;
 }
 
 /** A problem in one build: the path below the build's entry and what is wrong. */
@@ -45,7 +47,8 @@ export interface BuildProblem {
 }
 
 const BODY_KEYS = ['steps', 'labels', 'timeoutS', 'env', 'artifacts'] as const;
-const BUILD_KEYS: readonly string[] = [...BODY_KEYS, 'secrets', 'on'];
+const BUILD_KEYS: readonly string[] = [...BODY_KEYS, 'secrets', 'on', 'checkout'];
+const CHECKOUT_KEYS: readonly string[] = ['submodules', 'lfs'];
 
 /** Readable words for the API's patterns (a regular expression is no help in an error). */
 const PATTERN_WORDS: Record<string, string> = {
@@ -91,10 +94,35 @@ export function checkBuild(name: string, value: unknown): { build: PipelineBuild
     for (const p of checked.problems) problems.push({ ...p, path: ['on', ...p.path] });
   }
 
+  const checkout = checkCheckout(value.checkout, problems);
+
   // The whole body once more: nothing the field-by-field pass missed gets through.
   if (problems.length === 0 && !Value.Check(CreateBuildBody, body)) problems.push({ path: [], message: 'is not a valid build for the API' });
   if (problems.length > 0) return { build: null, problems };
-  return { build: { name, build: body as PipelineBuildBody, secrets, on }, problems };
+  return { build: { name, build: body as PipelineBuildBody, secrets, on, checkout }, problems };
+}
+
+/** The `checkout:` map: `submodules: false | true | recursive`, `lfs: false | true`, both optional. */
+function checkCheckout(value: unknown, problems: BuildProblem[]): CheckoutOptions {
+  const checkout: CheckoutOptions = { submodules: false, lfs: false };
+  if (value === undefined) return checkout;
+  if (!isPlainObject(value)) {
+    problems.push({ path: ['checkout'], message: 'must be a map of submodules and lfs' });
+    return checkout;
+  }
+  for (const key of Object.keys(value)) {
+    if (!CHECKOUT_KEYS.includes(key)) problems.push({ path: ['checkout', key], message: `unknown key '${keyText(key)}'; checkout has ${CHECKOUT_KEYS.join(', ')}`, atKey: true });
+  }
+  if (Object.hasOwn(value, 'submodules')) {
+    const v = value.submodules;
+    if (v === true || v === false || v === 'recursive') checkout.submodules = v;
+    else problems.push({ path: ['checkout', 'submodules'], message: 'must be false, true (the first level) or recursive' });
+  }
+  if (Object.hasOwn(value, 'lfs')) {
+    if (typeof value.lfs === 'boolean') checkout.lfs = value.lfs;
+    else problems.push({ path: ['checkout', 'lfs'], message: 'must be true or false' });
+  }
+  return checkout;
 }
 
 function checkSecrets(value: unknown, env: Record<string, unknown>, problems: BuildProblem[]): string[] {

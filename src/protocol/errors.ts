@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   PROJECT_EXISTS: { status: 409, retryable: false, summary: 'A project for this repository (in any case) already exists.' },
   BUILD_NOT_RERUNNABLE: { status: 409, retryable: false, summary: 'The build cannot be rerun as it was: its secret env values were erased when it ended, or its project is gone.' },
   GITHUB_UNREACHABLE: { status: 0, retryable: true, summary: "GitHub's API could not be reached, answered 5xx, or is rate-limiting; the call is retried." },
+  GITHUB_UNAVAILABLE: { status: 503, retryable: true, summary: 'GitHub did not give what the call needs (a clone token): it could not be reached, failed, or refused the configured credentials. Retry shortly.' },
   GITHUB_STATUS: { status: 0, retryable: false, summary: "GitHub's API refused the call (401, 403, 404, 422…): a wrong token, a missing permission or a deleted repository." },
   WORKER_EXISTS: { status: 409, retryable: false, summary: 'A worker with this id already exists.' },
   LEASE_STALE: { status: 409, retryable: false, summary: 'The lease is not the current one for this build: the attempt was ended or reassigned. Abort it and recycle its VM.' },

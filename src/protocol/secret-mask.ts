@@ -48,14 +48,26 @@ export function maskSameLength(text: string, needles: readonly string[]): string
  * the rest. What is kept back is never longer than the longest secret plus one match.
  */
 export class SecretMasker {
-  private readonly needles: readonly string[];
-  private readonly re: RegExp | null;
-  private readonly firstChars: Set<string>;
-  private readonly maxLen: number;
+  private values: string[];
+  private needles: readonly string[] = [];
+  private re: RegExp | null = null;
+  private firstChars = new Set<string>();
+  private maxLen = 0;
   private held = '';
 
   constructor(values: Iterable<string>) {
-    this.needles = secretNeedles(values);
+    this.values = [...values];
+    this.compile();
+  }
+
+  /** Masks these values too, from the text not yet shown on (what is held back included). */
+  add(values: Iterable<string>): void {
+    this.values.push(...values);
+    this.compile();
+  }
+
+  private compile(): void {
+    this.needles = secretNeedles(this.values);
     this.re = needleRegex(this.needles);
     this.firstChars = new Set(this.needles.map((n) => n[0]!));
     this.maxLen = this.needles[0]?.length ?? 0;

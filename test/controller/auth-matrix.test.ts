@@ -55,6 +55,8 @@ const MATRIX: Record<keyof typeof ROUTES, Call> = {
   phase: { params: (id) => ({ id }), body: (lease) => ({ lease, phase: 'preparing' }), allowed: ['workerA'] },
   appendLog: { params: (id) => ({ id }), body: (lease) => ({ lease, offset: 0, data: 'x' }), allowed: ['workerA'] },
   complete: { params: (id) => ({ id }), body: (lease) => ({ lease, status: 'succeeded' }), allowed: ['workerA'] },
+  // Build X was submitted, not started by GitHub: its holder is let through to a 404 (see NOT_FOUND).
+  checkoutToken: { params: (id) => ({ id }), body: (lease) => ({ lease }), allowed: [] },
   uploadArtifact: {
     params: (id) => ({ id, '*': 'App.ipa' }),
     headers: (lease) => ({ 'x-expo-lease': lease, 'content-type': 'application/octet-stream' }),
@@ -71,8 +73,6 @@ const MATRIX: Record<keyof typeof ROUTES, Call> = {
   },
   listDeliveries: { params: () => ({}), allowed: ['admin'] },
   rerunBuild: { params: (_x, f) => ({ id: f.z }), allowed: ['admin'] },
-  // Build X has no source: the worker holding it is told 404, the others 401/403 before that.
-  checkoutToken: { params: (id) => ({ id }), body: (lease) => ({ lease }), allowed: [] },
   createProject: { params: () => ({}), body: () => ({ repo: 'octo/new-app' }), allowed: ['admin'] },
   listProjects: { params: () => ({}), allowed: ['admin'] },
   getProject: { params: (_x, f) => ({ id: f.project }), allowed: ['admin'] },
@@ -80,7 +80,7 @@ const MATRIX: Record<keyof typeof ROUTES, Call> = {
   putProjectSecret: { params: (_x, f) => ({ id: f.project, name: 'OTHER_TOKEN' }), body: () => ({ value: 'matrix-secret-value' }), allowed: ['admin'] },
   deleteProjectSecret: { params: (_x, f) => ({ id: f.project, name: 'TOKEN' }), allowed: ['admin'] },
 };
-/** What the allowed-and-refused calls answer: admin asking for an artifact that is not there, a checkout token for a build without a source. */
+/** What the allowed-and-refused calls answer: admin asking for an artifact that is not there, worker A asking for a clone token of a build that did not come from GitHub. */
 const NOT_FOUND: Partial<Record<keyof typeof ROUTES, Caller>> = { downloadArtifact: 'admin', checkoutToken: 'workerA' };
 
 let c: TestController | undefined;
@@ -118,8 +118,6 @@ describe.each(Object.entries(MATRIX) as [keyof typeof ROUTES, Call][])('%s', (na
   const spec: RouteSpec = ROUTES[name];
   it.each(CALLERS)(`${spec.method} ${spec.path} as %s`, async (caller) => {
     const { c, x, lease, headers, fixtures } = await setup();
-    // A route of the contract whose handler another branch adds (checkoutToken) is checked once it is registered.
-    if (!c.app.hasRoute({ method: spec.method, url: spec.path })) return;
     const body = call.body?.(lease);
     const res = await c.app.inject({
       method: spec.method,

@@ -227,9 +227,9 @@ describe('a push to a registered repository', () => {
     const [old] = await builds(ctl, { sha: SHA_A, ref: 'refs/heads/main' });
     expect(old).toMatchObject({ status: 'cancelled', message: expect.stringContaining(`superseded by ${SHA_B}`) });
     const [other] = await builds(ctl, { ref: 'refs/heads/other' });
-    expect(other.status).toBe('queued');
+    expect(other!.status).toBe('queued');
     const [fresh] = await builds(ctl, { sha: SHA_B });
-    expect(fresh.status).toBe('queued');
+    expect(fresh!.status).toBe('queued');
     const ended = await until('the superseded build reported', () => statusesOf(SHA_A).filter((s) => s.state !== 'pending'), (s) => s.length >= 1);
     expect(ended[0]).toMatchObject({ state: 'error', context: 'expo-worker/ios', description: expect.stringContaining('superseded') });
   });

@@ -98,8 +98,6 @@ describe('the route table and the answers', () => {
 
     for (const [name, call] of calls) {
       const spec: RouteSpec = ROUTES[name];
-      // A route of the contract whose handler another branch adds is checked once it is registered.
-      if (!c.app.hasRoute({ method: spec.method, url: spec.path })) continue;
       const res = await c.app.inject({
         method: spec.method,
         url: pathOf(spec as never, (call.params ?? {}) as never, call.query),

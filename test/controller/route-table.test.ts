@@ -35,7 +35,7 @@ describe('the route table', () => {
 
     it('asks a key of every route but the public ones', async () => {
       for (const r of table) {
-        const url = pathOf(r, { id: r.path.includes('/workers/') ? 'mac-1' : 'abcdefgh23456789', '*': 'out/App.ipa' });
+        const url = pathOf(r, { id: r.path.includes('/workers/') ? 'mac-1' : 'abcdefgh23456789', '*': 'out/App.ipa', name: 'APPLE_API_KEY' });
         const res = await c.app.inject({ method: r.method, url });
         if (r.auth === 'public') expect(res.statusCode, url).toBe(200);
         // No key is asked of it: the delivery's signature is, and a request without one is refused.

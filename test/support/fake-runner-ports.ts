@@ -8,6 +8,7 @@ import pino, { type Logger } from 'pino';
 import type { RawBody, RetryOptions } from '../../src/agent/controller-client.ts';
 import type { LogStreamOptions } from '../../src/agent/log-stream.ts';
 import type { BuildVm, RunnerClient, RunnerLog, RunnerWorkspace } from '../../src/agent/runner-ports.ts';
+import type { CheckoutSpec } from '../../src/agent/checkout.ts';
 import type { CompleteBody } from '../../src/protocol/schemas.ts';
 import type { VmExit } from '../../src/vm/vm-driver.ts';
 import { FakeSshSession } from './fake-ssh-session.ts';
@@ -46,6 +47,8 @@ export class FakeRunnerClient implements RunnerClient {
   onPhase: (phase: 'preparing' | 'running', r?: RetryOptions) => Promise<void> = async () => undefined;
   /** Answers a completion; default: accepted, answering its status. */
   onComplete: (body: CompleteBody, r?: RetryOptions) => Promise<{ status: string }> = async (b) => ({ status: b.status });
+  /** Answers a clone token request; default: refused as unexpected. */
+  onCheckoutToken: (r?: RetryOptions) => Promise<{ token: string | null; expiresAt: string | null }> = refuse('checkoutToken');
   /** Answers an artifact upload; default: refused as unexpected. */
   onUpload: (name: string, body: RawBody) => Promise<{ sizeBytes: number; sha256: string }> = refuse('uploadArtifact');
 
@@ -53,6 +56,11 @@ export class FakeRunnerClient implements RunnerClient {
     this.calls.push(`phase ${phase}`);
     this.phaseOptions.push(r);
     return this.onPhase(phase, r);
+  }
+
+  checkoutToken(_buildId: string, _lease: string, r?: RetryOptions): Promise<{ token: string | null; expiresAt: string | null }> {
+    this.calls.push('checkoutToken');
+    return this.onCheckoutToken(r);
   }
 
   appendLog(): Promise<number> {
@@ -74,6 +82,8 @@ export class FakeRunnerClient implements RunnerClient {
 export class FakeRunnerLog implements RunnerLog {
   text = '';
   options: LogStreamOptions | undefined;
+  /** Values added to the masked ones during the attempt. */
+  readonly addedSecrets: string[] = [];
   readonly closes: number[] = [];
   /** Answers `close`; default: everything delivered. */
   onClose: (deadline: number) => Promise<boolean> = async () => true;
@@ -81,6 +91,10 @@ export class FakeRunnerLog implements RunnerLog {
   append(text: string): void {
     if (this.closes.length > 0) throw new Error(`unexpected call: append after close (${JSON.stringify(text)})`);
     this.text += text;
+  }
+
+  addSecrets(values: readonly string[]): void {
+    this.addedSecrets.push(...values);
   }
 
   close(deadline: number): Promise<boolean> {
@@ -110,6 +124,7 @@ export class FakeWorkspace implements RunnerWorkspace {
   onFindArtifacts: (patterns: readonly string[]) => Promise<Map<string, string[]>> = refuse('findArtifacts');
   onOpenArtifact: (path: string) => Promise<{ stream: Readable; sizeBytes: number }> = refuse('openArtifact');
   onAlive: (timeoutMs: number) => Promise<boolean> = refuse('alive');
+  onCheckout: (spec: CheckoutSpec, credential: string | null, io: Io) => Promise<number | null> = refuse('checkout');
 
   /** The answers of a healthy VM: the monitor starts and stops, each step exits 0, progress is written. */
   healthy(): this {
@@ -147,6 +162,10 @@ export class FakeWorkspace implements RunnerWorkspace {
   openArtifact(path: string): Promise<{ stream: Readable; sizeBytes: number }> {
     this.calls.push(`openArtifact ${path}`);
     return this.onOpenArtifact(path);
+  }
+  checkout(spec: CheckoutSpec, credential: string | null, io: Io): Promise<number | null> {
+    this.calls.push(`checkout ${spec.sha.slice(0, 12)}`);
+    return this.onCheckout(spec, credential, io);
   }
   alive(timeoutMs: number): Promise<boolean> {
     this.calls.push(`alive ${timeoutMs}`);

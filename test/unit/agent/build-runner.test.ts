@@ -77,6 +77,7 @@ function setup(o: { build?: Partial<AssignedBuild>; settings?: Partial<RunnerSet
     stream,
     lines,
     monitorStartFailures: 0,
+    checkouts: [] as { seconds: number; ok: boolean }[],
     acquireRequests: [] as { buildId: string; attempt: number; signal: AbortSignal }[],
     /** Answers the VM acquisition; default: the healthy fake VM. */
     acquire: async (_req: { signal: AbortSignal; onProgress: (l: string) => void }): Promise<BuildVm> => vm,
@@ -102,7 +103,7 @@ function setup(o: { build?: Partial<AssignedBuild>; settings?: Partial<RunnerSet
     },
     settings: { ...SETTINGS, ...o.settings },
     log,
-    metrics: { monitorStartFailed: () => void h.monitorStartFailures++ },
+    metrics: { monitorStartFailed: () => void h.monitorStartFailures++, checkoutFinished: (seconds, ok) => void h.checkouts.push({ seconds, ok }) },
     random: () => 0.5,
   });
   return h;
@@ -770,5 +771,137 @@ describe('BuildRunner: shutdown', () => {
     expect(h.runner.cancel()).toBe(false); // the first reason wins
     await finish();
     expect(h.client.completions).toEqual([failed('worker_lost', 'the agent is stopping')]);
+  });
+});
+
+describe('BuildRunner: checkout of a GitHub build', () => {
+  const SHA = '0123456789abcdef0123456789abcdef01234567';
+  const CHECKOUT = { url: 'https://github.com/acme/app.git', sha: SHA, ref: 'refs/heads/main', submodules: false, lfs: false } as const;
+  const TOKEN = 'ghs_cloneTokenValue123';
+  const BASIC = Buffer.from(`x-access-token:${TOKEN}`).toString('base64');
+
+  it('after the monitor starts and before step 0: fetches the token, masks it, checks the commit out with it under a header in the log', async () => {
+    const h = setup({ build: { checkout: CHECKOUT } });
+    h.ws.healthy();
+    h.client.onCheckoutToken = async () => ({ token: TOKEN, expiresAt: '2026-12-03T10:30:00.000Z' });
+    let credential: string | null | undefined;
+    h.ws.onCheckout = async (_spec, c, io) => {
+      credential = c;
+      io.onOutput(Buffer.from('$ git fetch --no-tags --progress --depth=1 origin x\nReceiving objects: 100%\n'));
+      return 0;
+    };
+    expect(await h.clock.run(h.runner.run())).toMatchObject({ kind: 'reported', body: { status: 'succeeded' } });
+    expect(h.client.calls).toEqual(['phase preparing', 'phase running', 'checkoutToken', 'complete succeeded']);
+    expect(h.ws.calls).toEqual(['startMonitor', `checkout ${SHA.slice(0, 12)}`, 'runStep 0 0', 'runStep 1 50', 'writeProgress 100', 'stopMonitor']);
+    expect(credential).toBe(BASIC);
+    expect(h.stream.addedSecrets).toEqual([TOKEN, BASIC]);
+    expect(h.checkouts).toEqual([{ seconds: 0, ok: true }]);
+    expect(h.stream.notes()).toContain(`--- checkout ${SHA} (refs/heads/main) from https://github.com/acme/app.git ---`);
+    expect(h.stream.text).toContain('Receiving objects: 100%\n');
+  });
+
+  it('without a token (no GitHub credentials configured) clones anonymously', async () => {
+    const h = setup({ build: { checkout: CHECKOUT } });
+    h.ws.healthy();
+    h.client.onCheckoutToken = async () => ({ token: null, expiresAt: null });
+    let credential: string | null | undefined = 'unset';
+    h.ws.onCheckout = async (_spec, c) => ((credential = c), 0);
+    await h.clock.run(h.runner.run());
+    expect(credential).toBeNull();
+    expect(h.stream.addedSecrets).toEqual([]);
+  });
+
+  it('a checkout git refuses fails the build (build_failed) with the commit, the URL and git\'s last lines; no step runs', async () => {
+    const h = setup({ build: { checkout: CHECKOUT } });
+    h.ws.healthy();
+    h.client.onCheckoutToken = async () => ({ token: TOKEN, expiresAt: null });
+    h.ws.onCheckout = async (_spec, _c, io) => {
+      io.onOutput(Buffer.from('$ git fetch origin x\nfatal: remote error: upload-pack: not our ref 0123\n'));
+      return 1;
+    };
+    await h.clock.run(h.runner.run());
+    expect(h.client.completions).toEqual([
+      failed('build_failed', `checkout of ${SHA.slice(0, 12)} from https://github.com/acme/app.git failed: $ git fetch origin x | fatal: remote error: upload-pack: not our ref 0123`),
+    ]);
+    expect(h.ws.calls).toEqual(['startMonitor', `checkout ${SHA.slice(0, 12)}`, 'stopMonitor']);
+  });
+
+  it('a fetch that failed on the server\'s side (GitHub 5xx, the network) is an infrastructure failure, retried within maxAttempts', async () => {
+    const h = setup({ build: { checkout: CHECKOUT } });
+    h.ws.healthy();
+    h.client.onCheckoutToken = async () => ({ token: TOKEN, expiresAt: null });
+    h.ws.onCheckout = async (_spec, _c, io) => {
+      io.onOutput(Buffer.from('error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502\nfatal: expected flush after ref listing\n'));
+      return 1;
+    };
+    await h.clock.run(h.runner.run());
+    expect(h.client.completions).toEqual([failed('worker_lost', /^checkout of 0123456789ab from https:\/\/github\.com\/acme\/app\.git failed: .*error: 502/)]);
+  });
+
+  it('no token from the controller: an infrastructure failure (worker_lost, retried) when it could not answer, build_failed when it refused', async () => {
+    const h = setup({ build: { checkout: CHECKOUT } });
+    h.ws.healthy();
+    let options: unknown;
+    h.client.onCheckoutToken = async (r) => {
+      options = r;
+      throw new ExpoError('HTTP_UNREACHABLE', 'POST /api/v1/builds/b1/checkout-token: 503 GITHUB_UNAVAILABLE GitHub is down');
+    };
+    await h.clock.run(h.runner.run());
+    expect(options).toMatchObject({ retries: 5 });
+    expect(h.client.completions).toEqual([failed('worker_lost', /no clone token from the controller: .*GITHUB_UNAVAILABLE/)]);
+    expect(h.ws.calls).not.toContain(`checkout ${SHA.slice(0, 12)}`);
+
+    const h2 = setup({ build: { checkout: CHECKOUT } });
+    h2.ws.healthy();
+    h2.client.onCheckoutToken = async () => {
+      throw new ExpoError('HTTP_STATUS', 'POST /api/v1/builds/b1/checkout-token: 404 API_NOT_FOUND build b1 has no repository to check out', { details: { status: 404 } });
+    };
+    await h2.clock.run(h2.runner.run());
+    expect(h2.client.completions).toEqual([failed('build_failed', /has no repository to check out/)]);
+  });
+
+  it('a 409 to the token request: the attempt is over — abandoned, nothing reported, no checkout', async () => {
+    const h = setup({ build: { checkout: CHECKOUT } });
+    h.ws.healthy();
+    h.client.onCheckoutToken = async () => {
+      throw attemptOver();
+    };
+    expect(await h.clock.run(h.runner.run())).toMatchObject({ kind: 'abandoned' });
+    expect(h.client.completions).toEqual([]);
+    expect(h.ws.calls).toEqual(['startMonitor']);
+  });
+
+  it('a clone URL with credentials in it is refused before any token is asked for', async () => {
+    const h = setup({ build: { checkout: { ...CHECKOUT, url: 'https://user:pw@github.com/acme/app.git' } } });
+    h.ws.healthy();
+    await h.clock.run(h.runner.run());
+    expect(h.client.completions).toEqual([failed('build_failed', /failed: the clone URL holds credentials/)]);
+    expect(h.client.calls).not.toContain('checkoutToken');
+    expect(JSON.stringify(h.client.completions)).not.toContain('pw@');
+  });
+
+  it('a commit or ref that could read as an option is refused before anything runs', async () => {
+    for (const bad of [{ sha: '--upload-pack=touch /tmp/x' }, { ref: '--upload-pack=x' }, { ref: 'refs/heads/a b' }]) {
+      const h = setup({ build: { checkout: { ...CHECKOUT, ...bad } } });
+      h.ws.healthy();
+      await h.clock.run(h.runner.run());
+      expect(h.client.completions).toEqual([failed('build_failed', /failed: the (commit is not 40 hex digits|ref is not a full git ref)/)]);
+      expect(h.ws.calls).not.toContain(expect.stringMatching(/^checkout/));
+    }
+  });
+
+  it('cancel during the checkout: it is aborted, no step runs, the build is cancelled', async () => {
+    const h = setup({ build: { checkout: CHECKOUT } });
+    h.ws.healthy();
+    h.client.onCheckoutToken = async () => ({ token: TOKEN, expiresAt: null });
+    let signal: AbortSignal | undefined;
+    h.ws.onCheckout = (_spec, _c, io) => ((signal = io.signal), pendingUntilAborted(io.signal));
+    const { finish } = await start(h);
+    expect(h.ws.calls.at(-1)).toBe(`checkout ${SHA.slice(0, 12)}`);
+    h.runner.cancel();
+    await finish();
+    expect(signal?.aborted).toBe(true);
+    expect(h.client.completions).toEqual([{ lease: LEASE, status: 'cancelled', message: 'cancel requested' }]);
+    expect(h.ws.calls).toEqual(['startMonitor', `checkout ${SHA.slice(0, 12)}`, 'stopMonitor']);
   });
 });

@@ -42,6 +42,20 @@ describe('ControllerClient', () => {
     expect(JSON.parse(seen[0]!.body)).toEqual({ lease: 'ewl_lease', offset: 0, data: 'hello' });
   });
 
+  it('asks for a clone token with the lease, retrying GITHUB_UNAVAILABLE; a 404 (no repository) is an answer', async () => {
+    const { client, seen } = await serve((_req, res, n) =>
+      n === 1 ? json(res, 503, { code: 'GITHUB_UNAVAILABLE', message: 'no clone token for acme/app' }) : json(res, 200, { token: 'ghs_t0ken', expiresAt: null }),
+    );
+    expect(await client.checkoutToken('aaaaaaaaaaaaaaaa', 'ewl_lease')).toEqual({ token: 'ghs_t0ken', expiresAt: null });
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toMatchObject({ url: '/api/v1/builds/aaaaaaaaaaaaaaaa/checkout-token' });
+    expect(JSON.parse(seen[0]!.body)).toEqual({ lease: 'ewl_lease' });
+    await close?.();
+    const other = await serve((_req, res) => json(res, 404, { code: 'API_NOT_FOUND', message: 'build aaaaaaaaaaaaaaaa has no repository to check out' }));
+    await expect(other.client.checkoutToken('aaaaaaaaaaaaaaaa', 'ewl_lease')).rejects.toMatchObject({ code: 'HTTP_STATUS' });
+    expect(other.seen).toHaveLength(1);
+  });
+
   it('never retries a 4xx, and recognises a 409 that ends the attempt', async () => {
     const { client, seen } = await serve((_req, res) => json(res, 409, { code: 'LEASE_STALE', message: 'over' }));
     const err = await client.complete('aaaaaaaaaaaaaaaa', { lease: 'ewl_lease', status: 'succeeded' }).catch((e: unknown) => e);

@@ -139,4 +139,40 @@ describe('RemoteWorkspace', () => {
     await expect(ws.startMonitor(() => undefined)).rejects.toThrow(/no monitor/);
     await ws.stopMonitor();
   });
+
+  describe('checkout', () => {
+    const SPEC = { url: 'https://github.com/acme/app.git', sha: 'a'.repeat(40), ref: 'refs/heads/main', submodules: 'recursive' as const, lfs: false };
+
+    it('uploads the script (0700) and the credential (0600), then runs the script with the URL, origin, commit and options — no credential on the command line', async () => {
+      const cmd = `/bin/bash ${ABS}/checkout.sh ${ABS} https://github.com/acme/app.git https://github.com ${'a'.repeat(40)} refs/heads/main recursive false`;
+      const s = new FakeSshSession().allowUploads(2).expect(cmd, { stdout: 'checked out\n', exitCode: 0 });
+      const out: string[] = [];
+      expect(await workspace(s).checkout(SPEC, 'QkFTSUMtQ1JFRA==', { onOutput: (c) => out.push(c.toString()) })).toBe(0);
+      expect(s.uploads.map((u) => [u.remotePath, u.mode])).toEqual([
+        [`${DIR}/checkout.sh`, 0o700],
+        [`${DIR}/checkout-credential`, 0o600],
+      ]);
+      expect(s.uploads[1]!.data).toBe('QkFTSUMtQ1JFRA==\n');
+      expect(s.commands.map((c) => c.command).join('\n')).not.toContain('QkFTSUMtQ1JFRA==');
+      s.assertDone();
+    });
+
+    it('uploads no credential file for an anonymous clone', async () => {
+      const s = new FakeSshSession().allowUploads(1).expect((c) => c.includes('checkout.sh'), { exitCode: 1 });
+      expect(await workspace(s).checkout(SPEC, null, { onOutput: () => undefined })).toBe(1);
+      expect(s.uploads.map((u) => u.remotePath)).toEqual([`${DIR}/checkout.sh`]);
+    });
+
+    it('the script reads and deletes the credential before any git, never traces, and scopes the header to the origin', async () => {
+      const s = new FakeSshSession().allowUploads(2).expect(() => true, { exitCode: 0 });
+      await workspace(s).checkout(SPEC, 'x', { onOutput: () => undefined });
+      const script = s.uploads[0]!.data;
+      expect(script).not.toMatch(/set -x|set -o xtrace/);
+      const rm = script.indexOf('rm -f "$dir/checkout-credential"');
+      expect(rm).toBeGreaterThan(0);
+      expect(script.indexOf('git ')).toBeGreaterThan(rm);
+      expect(script).toContain('GIT_CONFIG_KEY_0="http.$origin/.extraheader"');
+      expect(script).toContain('GIT_TERMINAL_PROMPT=0');
+    });
+  });
 });

@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControllerMetrics } from '../../../src/controller/metrics.ts';
 import { GithubReporter, type GithubReporterOptions, type GithubReportResult } from '../../../src/controller/github-reporter.ts';
-import { DESCRIPTION_MAX_CHARS, LOG_TAIL_LINES, OUTPUT_MAX_CHARS, TITLE_MAX_CHARS } from '../../../src/controller/github-report-text.ts';
+import { DESCRIPTION_MAX_CHARS, TAIL_MAX_LINES, OUTPUT_MAX_CHARS, TITLE_MAX_CHARS } from '../../../src/controller/github-report-text.ts';
 import type { BuildRecord, ReportStage } from '../../../src/controller/store/store.ts';
 import type { CheckRunUpdate, CommitStatus, GithubApi, NewCheckRun } from '../../../src/github/api.ts';
 import { ExpoError } from '../../../src/protocol/errors.ts';
@@ -292,7 +292,7 @@ describe('GithubReporter: check runs (GitHub App)', () => {
     expect(text).not.toContain('\u001b');
     expect(text).toContain('line 299 green\nprogress 100%\n```');
     expect(text).not.toContain('line 200 ');
-    expect(text).toContain(`line ${300 - LOG_TAIL_LINES + 1} green`);
+    expect(text).toContain(`line ${300 - TAIL_MAX_LINES + 1} green`);
     expect(text.match(/^```$/gm)).toHaveLength(2);
     expect(store.builds.get(b.id)).toMatchObject({ reported: 'final', checkRunId: 100 });
   });

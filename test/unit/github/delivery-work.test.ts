@@ -113,7 +113,7 @@ describe('workOf', () => {
     p.ref = `refs/heads/${'x'.repeat(500)}\n\u001b[31mred`;
     const reason = ignoreOf(workOf('push', p));
     expect(reason.length).toBeLessThan(160);
-    expect(reason).not.toMatch(/[\n\u001b]/);
+    expect(reason.includes('\n') || reason.includes('\u001b')).toBe(false);
   });
 });
 

@@ -54,6 +54,7 @@ describe('parsePipeline: a valid file', () => {
             },
             secrets: ['APPLE_API_KEY'],
             on: { push: { branches: ['main', 'release/*'] }, pull_request: {}, tag: {} },
+            checkout: { submodules: false, lfs: false },
           },
         ],
       },
@@ -63,8 +64,17 @@ describe('parsePipeline: a valid file', () => {
   it('keeps the builds in the order of the file, with defaults for what is left out', () => {
     const p = pipelineOf(parsePipeline('builds:\n  b:\n    steps: [{name: s, run: "true"}]\n  a:\n    steps: [{name: s, run: "false"}]\n    artifacts: [{path: out/app.ipa, required: true}]\n'));
     expect(p.builds.map((b) => b.name)).toEqual(['b', 'a']);
-    expect(p.builds[0]).toEqual({ name: 'b', build: { steps: [{ name: 's', run: 'true' }] }, secrets: [], on: null });
+    expect(p.builds[0]).toEqual({ name: 'b', build: { steps: [{ name: 's', run: 'true' }] }, secrets: [], on: null, checkout: { submodules: false, lfs: false } });
     expect(p.builds[1]!.build.artifacts).toEqual([{ path: 'out/app.ipa', required: true }]);
+  });
+
+  it('reads checkout: submodules false, true or recursive, and lfs', () => {
+    const read = (extra: string) => pipelineOf(parsePipeline(oneBuild(extra))).builds[0]!.checkout;
+    expect(read('    checkout: {submodules: recursive, lfs: true}\n')).toEqual({ submodules: 'recursive', lfs: true });
+    expect(read('    checkout: {submodules: true}\n')).toEqual({ submodules: true, lfs: false });
+    expect(read('    checkout: {}\n')).toEqual({ submodules: false, lfs: false });
+    // Not part of the API body: the build the controller makes carries it in its source.
+    expect(pipelineOf(parsePipeline(oneBuild('    checkout: {lfs: true}\n'))).builds[0]!.build).not.toHaveProperty('checkout');
   });
 
   it('reads `on` as a key (YAML 1.2), not as the boolean true of YAML 1.1, and `push:` alone as push: {}', () => {
@@ -115,6 +125,10 @@ describe('parsePipeline: each problem, with its line', () => {
     ['branches not a list', oneBuild('    on: {push: {branches: main}}\n'), 5, 27, 'builds.ios.on.push.branches', 'must be a list'],
     ['empty branch list', oneBuild('    on: {push: {branches: []}}\n'), 5, 27, 'builds.ios.on.push.branches', 'at least one pattern'],
     ['glob not a string', oneBuild('    on: {push: {tags: [1.0]}}\n'), 5, 24, 'builds.ios.on.push.tags[0]', 'must be a string'],
+    ['checkout not a map', oneBuild('    checkout: shallow\n'), 5, 15, 'builds.ios.checkout', 'must be a map of submodules and lfs'],
+    ['unknown checkout key', oneBuild('    checkout: {depth: 1}\n'), 5, 16, 'builds.ios.checkout.depth', "unknown key 'depth'"],
+    ['submodules neither boolean nor recursive', oneBuild('    checkout: {submodules: all}\n'), 5, 28, 'builds.ios.checkout.submodules', 'must be false, true (the first level) or recursive'],
+    ['lfs not a boolean', oneBuild('    checkout: {lfs: "yes"}\n'), 5, 21, 'builds.ios.checkout.lfs', 'must be true or false'],
   ];
   for (const [what, file, line, column, path, message] of cases) {
     it(what, () => {

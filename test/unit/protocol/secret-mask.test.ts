@@ -12,6 +12,15 @@ function masked(values: string[], pieces: string[]): string {
 }
 
 describe('secret masking', () => {
+  it('masks a value added later (a clone token fetched mid-attempt) from then on, what it holds back included', () => {
+    const m = new SecretMasker(['s3cret-env']);
+    // Held back: it could be the start of the env secret.
+    expect(m.push('before s3cret')).toBe('before ');
+    m.add(['ghs_token123']);
+    expect(m.push('-env, ghs_token123, ghs_tok')).toBe('***, ***, ');
+    expect(m.push('en123\n') + m.end()).toBe('***\n');
+  });
+
   it('masks every occurrence as ***', () => {
     expect(masked(['hunter22'], ['pw=hunter22 and again hunter22\n'])).toBe('pw=*** and again ***\n');
   });
