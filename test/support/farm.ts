@@ -61,7 +61,7 @@ export interface Farm {
   configPath: string;
   agents: AgentProcess[];
   proxy: TcpProxy | null;
-  api: <T = any>(method: 'GET' | 'POST', path: string, body?: unknown, key?: string) => Promise<{ status: number; body: T; text: string }>;
+  api: <T = any>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown, key?: string) => Promise<{ status: number; body: T; text: string }>;
   submit: (body?: Record<string, unknown>) => Promise<string>;
   build: (id: string) => Promise<Record<string, any>>;
   /** Polls the build until `done(build)` or the timeout; returns the last state. */
