@@ -3,7 +3,8 @@
  * them (docs/pipeline-file.md). `parsePipeline` reads the text and reports every problem at
  * once, each with its line and column; `triggers` says which builds an event selects.
  *
- * Nothing here fetches the file or creates builds yet (issue 12): this is the parser only.
+ * Pure: the controller's webhook service fetches the file and parses it in a worker thread
+ * (`pipeline-isolated.ts`).
  *
  * Defences, in the order they apply: the size cap before any parsing; the YAML parser's own
  * errors (syntax, duplicate keys, more than one document, unresolved tags); an alias count cap
