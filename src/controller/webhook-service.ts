@@ -169,12 +169,18 @@ export class WebhookService {
     while (this.pass !== null) await this.pass;
   }
 
-  /** Stops: no new pass; waits for the one in flight. Pending deliveries stay pending for the next start. */
-  async stop(): Promise<void> {
+  /**
+   * Stops: no new pass; waits for the one in flight, at most `timeoutMs` (a call to GitHub may
+   * hang to its own timeout). Pending deliveries stay pending for the next start; one whose
+   * builds were queued but not yet recorded is settled then without queueing them twice.
+   */
+  async stop(timeoutMs = 10_000): Promise<void> {
     this.stopped = true;
     this.retryTimer?.();
     this.retryTimer = null;
-    await this.idle();
+    let cancel = (): void => undefined;
+    await Promise.race([this.idle(), new Promise<void>((resolve) => (cancel = this.o.clock.after(timeoutMs, resolve)))]);
+    cancel();
   }
 
   private async run(): Promise<void> {
