@@ -175,9 +175,21 @@ describe('GitHub follows a build while it runs', () => {
     const statuses = () => gh!.statuses.filter((s) => s.sha === SHA).map((s) => s.body);
 
     await until('the pending status', statuses, (s) => s.length >= 1);
+    // The reporter is told when the build starts: once, by the phase update that moves it to running.
+    let notified = 0;
+    const notify = ctl.reporter.notify.bind(ctl.reporter);
+    ctl.reporter.notify = () => {
+      notified++;
+      notify();
+    };
     const worker = await work(ctl, id);
+    const claimed = notified;
     await worker.phase('preparing');
+    expect(notified).toBe(claimed);
     await worker.phase('running');
+    expect(notified).toBe(claimed + 1);
+    await worker.phase('running');
+    expect(notified).toBe(claimed + 1);
     await until('the running status', statuses, (s) => s.length >= 2);
     await worker.log(`signing with ${APPLE_KEY}\n`);
     await worker.complete({ status: 'succeeded', exitCode: 0 });
