@@ -14,9 +14,14 @@ import { settlement, type AttemptEnding, type Settlement } from './settlement.ts
 import type { BuildRecord, Store } from './store/store.ts';
 import type { WorkerWaits } from './worker-waits.ts';
 
+/**
+ * What happened to a build: `submitted`; `claimed` by a worker; `started` (moved to `running`,
+ * once per attempt); `requeued` (an attempt ended with attempts left); `finished` (final).
+ */
 export type BuildEvent =
   | { kind: 'submitted'; build: BuildRecord }
   | { kind: 'claimed'; build: BuildRecord; workerId: string }
+  | { kind: 'started'; build: BuildRecord }
   | { kind: 'requeued'; build: BuildRecord; reason: FailureReason }
   | { kind: 'finished'; build: BuildRecord };
 

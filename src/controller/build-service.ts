@@ -58,7 +58,7 @@ export interface BuildServiceOptions {
   defaultTimeoutS: number;
   /** Seals secret env values at rest. */
   secrets: SecretBox;
-  /** Told of every build that ends or goes back to the queue (metrics, logs). */
+  /** Told of every build submitted, claimed, started (`running`), queued again or ended (metrics, logs, GitHub reports). */
   onBuildEvent?: (event: BuildEvent) => void;
   /**
    * A project's current secret values (a rerun of a GitHub build takes them afresh); it rejects
@@ -275,13 +275,18 @@ export class BuildService {
   async phase(worker: WorkerRecord, buildId: string, lease: string, phase: BuildPhase): Promise<BuildRecord> {
     const { build, attempt } = await this.attemptFor(worker, buildId, lease);
     if (build.lease !== attempt.lease) throw this.staleLease(build, attempt);
-    const from = phase === 'preparing' ? (['assigned', 'preparing'] as const) : (['assigned', 'preparing', 'running'] as const);
-    if (!(await this.store.setBuildPhase(buildId, attempt.lease, from, phase, this.o.now()))) {
-      const now = await this.getBuild(buildId);
-      if (now.lease !== attempt.lease) throw this.staleLease(now, attempt);
-      throw new ExpoError('BUILD_BAD_TRANSITION', `build ${buildId} is ${now.status}; it cannot go back to ${phase}`);
+    // A repeated phase is accepted (a sign of life). `running` is tried from the states before it
+    // first, so the one call that moves the build to running in this attempt is known, and told.
+    const now = this.o.now();
+    const moved = await this.store.setBuildPhase(buildId, attempt.lease, ['assigned', 'preparing'], phase, now);
+    if (!moved && !(phase === 'running' && (await this.store.setBuildPhase(buildId, attempt.lease, ['running'], phase, now)))) {
+      const current = await this.getBuild(buildId);
+      if (current.lease !== attempt.lease) throw this.staleLease(current, attempt);
+      throw new ExpoError('BUILD_BAD_TRANSITION', `build ${buildId} is ${current.status}; it cannot go back to ${phase}`);
     }
-    return this.getBuild(buildId);
+    const after = await this.getBuild(buildId);
+    if (moved && phase === 'running') this.o.onBuildEvent?.({ kind: 'started', build: after });
+    return after;
   }
 
   async appendLog(worker: WorkerRecord, buildId: string, body: LogChunkBody): Promise<number> {

@@ -62,7 +62,7 @@ const REASON_WORDS: Record<FailureReason, string> = {
   worker_lost: 'its worker went silent (infrastructure)',
 };
 
-/** A queued check run's output: what the build is doing, in words. */
+/** A queued or in-progress check run's output: what the build is doing (`Running on mac-1`), in words. */
 export function pendingOutput(b: BuildRecord): CheckRunOutput {
   const title = capitalized(clip(pendingWords(b), TITLE_MAX_CHARS));
   return { title, summary: `${title}.` };

@@ -2,11 +2,19 @@
  * Reports the state of builds that came from GitHub back to GitHub: a commit status per build
  * (a configured token) or a check run per build (a GitHub App), with a link to the build.
  *
+ * A build is reported at up to three stages (`ReportStage`, in order): `pending` (queued,
+ * assigned or preparing: a `pending` status "queued", or a check run created `queued`),
+ * `running` (a `pending` status "running on <worker>", or the check run moved to `in_progress`,
+ * created so when there is none yet), `final` (the status of its end, or the check run
+ * completed with its conclusion and log tail). A stage may be skipped — a build that ended
+ * before anyone looked goes straight to `final` — never reported twice or gone back to: a
+ * build queued again after it ran still shows running until it ends.
+ *
  * The store says what is left to report (`listBuildsToReport`: a build never reported, or one
- * reported `pending` that has since ended), and each report moves the build's `reported` stage
- * forward (`setReported`), so a restarted controller picks up exactly what was not reported.
- * Builds are reported oldest first, one at a time, so a build's `pending` always reaches GitHub
- * before its end.
+ * whose state has since moved past its stage), and each report moves the build's `reported`
+ * stage forward (`setReported`), so a restarted controller picks up exactly what was not
+ * reported. Builds are reported oldest first, one at a time, as they are when reported, so a
+ * build's stages always reach GitHub in order.
  *
  * States: `new` → `running` (`start`) → `stopped` (`stop`). While running, a pass is either in
  * flight or not, and the reporter is either backing off or not:
@@ -55,6 +63,15 @@ export interface GithubReporterOptions {
   stopTimeoutMs?: number;
   /** Told how each report went (metrics). */
   onReport?: (result: GithubReportResult) => void;
+}
+
+/** Each stage's place in `ReportStage` order. */
+const STAGE_ORDER: Record<ReportStage, number> = { pending: 0, running: 1, final: 2 };
+
+/** How far a build's state goes now: its end, its steps running, or anything before. */
+function stageOf(b: BuildRecord): ReportStage {
+  if (isFinalStatus(b.status)) return 'final';
+  return b.status === 'running' ? 'running' : 'pending';
 }
 
 const BACKOFF_FIRST_MS = 1_000;
@@ -151,7 +168,7 @@ export class GithubReporter {
       }
       for (const b of listed) {
         if (this.state !== 'running') return { kind: 'done' };
-        const stage: ReportStage = isFinalStatus(b.status) ? 'final' : 'pending';
+        const stage = stageOf(b);
         if (seen.has(`${b.id} ${stage}`)) return { kind: 'done' };
         seen.add(`${b.id} ${stage}`);
         const outcome = await this.reportOne(b.id);
@@ -167,8 +184,8 @@ export class GithubReporter {
     try {
       const b = await this.o.store.getBuild(buildId);
       if (b === null || b.source === null) return { kind: 'done' };
-      stage = isFinalStatus(b.status) ? 'final' : 'pending';
-      if (b.reported === 'final' || (b.reported === 'pending' && stage === 'pending')) return { kind: 'done' };
+      stage = stageOf(b);
+      if (b.reported !== null && STAGE_ORDER[b.reported] >= STAGE_ORDER[stage]) return { kind: 'done' };
       const checkRunId = await this.send(b, b.source, stage);
       await this.o.store.setReported(b.id, stage, checkRunId);
       this.o.logger.debug({ buildId, stage, repo: b.source.repo, sha: b.source.sha }, 'reported to GitHub');
@@ -203,8 +220,13 @@ export class GithubReporter {
         await this.o.api.createStatus(repo, sha, { state: commitState(b), context, description: description(b), targetUrl: link });
         return undefined;
       case 'app': {
-        if (stage === 'pending') {
-          return this.o.api.createCheckRun(repo, { name: context, headSha: sha, status: 'queued', externalId: b.id, detailsUrl: link, output: pendingOutput(b) });
+        if (stage !== 'final') {
+          const status = stage === 'running' ? 'in_progress' : 'queued';
+          if (b.checkRunId !== null) {
+            await this.o.api.updateCheckRun(repo, b.checkRunId, { status, output: pendingOutput(b), detailsUrl: link });
+            return b.checkRunId;
+          }
+          return this.o.api.createCheckRun(repo, { name: context, headSha: sha, status, externalId: b.id, detailsUrl: link, output: pendingOutput(b) });
         }
         const output = checkRunOutput(b, await this.logTail(b), link);
         if (b.checkRunId !== null) {

@@ -119,6 +119,9 @@ export class ControllerMetrics {
       case 'claimed':
         this.queueWait.observe(Math.max(0, (now - e.build.createdAt) / 1000));
         break;
+      case 'started':
+        // Nothing to count: the builds gauge reads the running builds from the store at each scrape.
+        break;
       case 'requeued':
         this.buildsFailed.inc({ reason: e.reason });
         break;

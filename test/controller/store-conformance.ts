@@ -42,7 +42,7 @@ const T = {
   projectSecrets: 'puts, replaces, lists by name and deletes project secrets; nothing for an unknown project',
   sources: 'keeps a build source and filters builds by repo (any case), ref and sha, with status and limit',
   ofRef: "lists a project ref's unfinished builds oldest first, not those of other refs, projects or final ones",
-  reports: 'lists builds to report until reported as far as they go, and reports only move forward',
+  reports: 'lists builds to report until reported as far as they go (pending, running, final), and reports only move forward',
 } as const;
 
 /**
@@ -713,27 +713,79 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
     });
 
     test(T.reports, async () => {
-      await s.createBuild(build());
-      const a = await s.createBuild(build({ source: source() }));
+      // Not claimable by w1 (labels), and never listed (no source).
+      await s.createBuild(build({ labels: ['linux'] }));
+      const a = await s.createBuild(build({ source: source(), maxAttempts: 2 }));
       const b = await s.createBuild(build({ source: source({ sha: SHA_B }) }));
       const toReport = async () => (await s.listBuildsToReport(10)).map((x) => x.id);
+      const reportedOf = async (id: string) => {
+        const x = (await s.getBuild(id))!;
+        return { reported: x.reported, checkRunId: x.checkRunId };
+      };
       expect(await toReport()).toEqual([a.id, b.id]);
       expect((await s.listBuildsToReport(1)).map((x) => x.id)).toEqual([a.id]);
       expect(await s.setReported(a.id, 'pending', 42)).toBe(true);
-      expect(await s.getBuild(a.id)).toMatchObject({ reported: 'pending', checkRunId: 42 });
-      // Pending and still queued: reported as far as it goes for now.
+      expect(await reportedOf(a.id)).toEqual({ reported: 'pending', checkRunId: 42 });
+      // Pending and still queued, then assigned and preparing: reported as far as it goes for now.
       expect(await toReport()).toEqual([b.id]);
-      await s.cancelQueued(a.id, 60_000);
+      const c1 = (await s.claimBuild(claimReq('w1', 50_000)))!;
+      expect(c1.build.id).toBe(a.id);
+      expect(await s.setBuildPhase(a.id, c1.attempt.lease, ['assigned'], 'preparing', 50_001)).toBe(true);
+      expect(await toReport()).toEqual([b.id]);
+
+      // pending → running.
+      expect(await s.setBuildPhase(a.id, c1.attempt.lease, ['preparing'], 'running', 50_002)).toBe(true);
+      expect(await toReport()).toEqual([a.id, b.id]);
+      expect(await s.setReported(a.id, 'running')).toBe(true);
+      expect(await reportedOf(a.id)).toEqual({ reported: 'running', checkRunId: 42 });
+      expect(await toReport()).toEqual([b.id]);
+      // A lower stage changes nothing, the check run included.
+      expect(await s.setReported(a.id, 'pending', 7)).toBe(true);
+      expect(await reportedOf(a.id)).toEqual({ reported: 'running', checkRunId: 42 });
+
+      // Queued again after it ran: not listed again until it ends, however often it runs.
+      const fail = { status: 'failed', failureReason: 'worker_lost', exitCode: null, message: null } as const;
+      expect(await s.finishAttempt({ buildId: a.id, lease: c1.attempt.lease, now: 50_003, ...fail, requeue: true })).toMatchObject({ status: 'queued' });
+      expect(await toReport()).toEqual([b.id]);
+      const c2 = (await s.claimBuild(claimReq('w1', 50_004)))!;
+      expect(c2.build.id).toBe(a.id);
+      expect(await s.setBuildPhase(a.id, c2.attempt.lease, ['assigned'], 'running', 50_005)).toBe(true);
+      expect(await toReport()).toEqual([b.id]);
+
+      // running → final; then nothing goes back.
+      expect(await s.finishAttempt({ buildId: a.id, lease: c2.attempt.lease, now: 50_006, ...fail, requeue: false })).toMatchObject({ status: 'failed' });
       expect(await toReport()).toEqual([a.id, b.id]);
       expect(await s.setReported(a.id, 'final')).toBe(true);
-      // Only forward, and the check run is kept.
-      expect(await s.setReported(a.id, 'pending')).toBe(true);
-      expect(await s.getBuild(a.id)).toMatchObject({ reported: 'final', checkRunId: 42 });
       expect(await toReport()).toEqual([b.id]);
-      // A final build never reported goes straight to final.
-      await s.cancelQueued(b.id, 60_001);
-      expect(await s.setReported(b.id, 'final')).toBe(true);
+      for (const lower of ['pending', 'running'] as const) expect(await s.setReported(a.id, lower, 9)).toBe(true);
+      expect(await reportedOf(a.id)).toEqual({ reported: 'final', checkRunId: 42 });
+      expect(await toReport()).toEqual([b.id]);
+
+      // pending → final, skipping running (it ended before its running was reported).
+      expect(await s.setReported(b.id, 'pending', 43)).toBe(true);
       expect(await toReport()).toEqual([]);
+      await s.cancelQueued(b.id, 60_000);
+      expect(await toReport()).toEqual([b.id]);
+      expect(await s.setReported(b.id, 'final')).toBe(true);
+      expect(await reportedOf(b.id)).toEqual({ reported: 'final', checkRunId: 43 });
+      expect(await toReport()).toEqual([]);
+
+      // Never reported: straight to running (first seen running), or straight to final.
+      const r = await s.createBuild(build({ source: source({ name: 'android' }) }));
+      const f = await s.createBuild(build({ source: source({ name: 'web' }) }));
+      const c3 = (await s.claimBuild(claimReq('w1', 60_001)))!;
+      expect(c3.build.id).toBe(r.id);
+      await s.setBuildPhase(r.id, c3.attempt.lease, ['assigned'], 'running', 60_002);
+      await s.cancelQueued(f.id, 60_003);
+      expect(await toReport()).toEqual([r.id, f.id]);
+      expect(await s.setReported(r.id, 'running', 44)).toBe(true);
+      expect(await s.setReported(f.id, 'final', 45)).toBe(true);
+      expect(await reportedOf(r.id)).toEqual({ reported: 'running', checkRunId: 44 });
+      expect(await reportedOf(f.id)).toEqual({ reported: 'final', checkRunId: 45 });
+      expect(await toReport()).toEqual([]);
+      // The same stage again may record the check run.
+      expect(await s.setReported(r.id, 'running', 46)).toBe(true);
+      expect(await reportedOf(r.id)).toEqual({ reported: 'running', checkRunId: 46 });
       expect(await s.setReported('nosuchbuild', 'final')).toBe(false);
     });
 

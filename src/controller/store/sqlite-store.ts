@@ -681,16 +681,25 @@ export class SqliteStore implements Store {
   async listBuildsToReport(limit: number): Promise<BuildRecord[]> {
     const rows = this.q(
       `SELECT * FROM builds WHERE source IS NOT NULL
-         AND (reported IS NULL OR (reported = 'pending' AND status IN ('succeeded', 'failed', 'cancelled')))
+         AND (reported IS NULL
+           OR (reported = 'pending' AND status IN ('running', 'succeeded', 'failed', 'cancelled'))
+           OR (reported = 'running' AND status IN ('succeeded', 'failed', 'cancelled')))
        ORDER BY seq LIMIT ?`,
     ).all(limit) as Row[];
     return rows.map(toBuild);
   }
 
   async setReported(buildId: string, stage: ReportStage, checkRunId?: number): Promise<boolean> {
+    // Only forward in ReportStage order (nothing reported is 0): a stage below the recorded one
+    // leaves the row as it is, check run included.
+    const rank = (x: string): string => `CASE ${x} WHEN 'pending' THEN 1 WHEN 'running' THEN 2 WHEN 'final' THEN 3 ELSE 0 END`;
+    const forward = `${rank('?')} >= ${rank('reported')}`;
     const r = this.q(
-      `UPDATE builds SET reported = CASE WHEN reported = 'final' THEN 'final' ELSE ? END, check_run_id = COALESCE(?, check_run_id) WHERE id = ?`,
-    ).run(stage, checkRunId ?? null, buildId);
+      `UPDATE builds SET
+         reported = CASE WHEN ${forward} THEN ? ELSE reported END,
+         check_run_id = CASE WHEN ${forward} THEN COALESCE(?, check_run_id) ELSE check_run_id END
+       WHERE id = ?`,
+    ).run(stage, stage, stage, checkRunId ?? null, buildId);
     return Number(r.changes) === 1;
   }
 

@@ -64,15 +64,20 @@ export interface BuildRecord {
   source: BuildSource | null;
   /**
    * How far its state was reported to GitHub (a build with a source only): null nothing yet,
-   * `pending` the queued/running state, `final` its end. Reports only move forward.
+   * then `pending`, `running`, `final` (see `ReportStage`). Reports only move forward.
    */
   reported: ReportStage | null;
   /** The check run that shows it on GitHub (GitHub App mode), once created. */
   checkRunId: number | null;
 }
 
-/** How far a build's state has been reported to GitHub. */
-export type ReportStage = 'pending' | 'final';
+/**
+ * How far a build's state has been reported to GitHub, in this order: `pending` (queued, or
+ * assigned and preparing), `running` (its steps started), `final` (its end). A stage may be
+ * skipped (a build that ends before its `running` was reported goes from `pending` to `final`),
+ * never gone back to: a build queued again after it ran stays reported `running` until it ends.
+ */
+export type ReportStage = 'pending' | 'running' | 'final';
 
 /** A GitHub repository the farm builds: its deliveries become builds. */
 export interface ProjectRecord {
@@ -467,13 +472,15 @@ export interface Store {
   /** Queued or active builds of this project and exact ref, oldest first (what a new push may supersede). */
   unfinishedBuildsOfRef(projectId: string, ref: string): Promise<BuildRecord[]>;
   /**
-   * Builds with a source whose state is not yet reported as far as it goes — `reported` null, or
-   * `pending` on a final build — oldest first, at most `limit`.
+   * Builds with a source whose state is not yet reported as far as it goes — `reported` null;
+   * `pending` on a build now `running` or final; `running` on a final build — oldest first, at
+   * most `limit`. A build reported `running` and queued again is not listed until it ends.
    */
   listBuildsToReport(limit: number): Promise<BuildRecord[]>;
   /**
    * Records that the build's state was reported up to `stage` (and its check run, when given).
-   * Only forward: `pending` over `final` changes nothing. False when the build is gone.
+   * Only forward in `ReportStage` order: a stage below the one recorded changes nothing (not the
+   * check run either); the same stage again may record a check run. False when the build is gone.
    */
   setReported(buildId: string, stage: ReportStage, checkRunId?: number): Promise<boolean>;
   /** How many deliveries were received before `cutoff`. */

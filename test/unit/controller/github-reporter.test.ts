@@ -1,7 +1,7 @@
 /**
  * The GitHub reporter over a fake clock, an in-memory store (the port's report semantics:
- * `listBuildsToReport` lists builds with a source not reported as far as they go, oldest first;
- * `setReported` only moves forward) and a fake GitHub API that records every call and fails
+ * `listBuildsToReport` lists builds with a source not reported as far as they go — pending,
+ * running, final — oldest first; `setReported` only moves forward) and a fake GitHub API that records every call and fails
  * the calls a test tells it to. No real time passes.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -70,7 +70,10 @@ const build = (over: Partial<BuildRecord> = {}): BuildRecord => {
   };
 };
 
+const runningOn = (b: BuildRecord, workerId = 'mac-1', attempt = 1): Partial<BuildRecord> => ({ status: 'running', attempt, workerId, assignedAt: b.createdAt + 1000, startedAt: b.createdAt + 2000 });
 const succeeded = (b: BuildRecord): Partial<BuildRecord> => ({ status: 'succeeded', attempt: 1, workerId: 'mac-1', assignedAt: b.createdAt + 1000, startedAt: b.createdAt + 2000, finishedAt: b.createdAt + 194_000 });
+
+const RANK: Record<ReportStage, number> = { pending: 0, running: 1, final: 2 };
 
 /** The report part of the store, in memory, as the port documents it. */
 class FakeReportStore {
@@ -101,8 +104,10 @@ class FakeReportStore {
     if (this.gate) await this.gate;
     if (this.failList) throw this.failList;
     const final = (b: BuildRecord): boolean => ['succeeded', 'failed', 'cancelled'].includes(b.status);
+    const behind = (b: BuildRecord): boolean =>
+      b.reported === null || (b.reported === 'pending' && (b.status === 'running' || final(b))) || (b.reported === 'running' && final(b));
     return [...this.builds.values()]
-      .filter((b) => b.source !== null && (b.reported === null || (b.reported === 'pending' && final(b))))
+      .filter((b) => b.source !== null && behind(b))
       .sort((x, y) => x.createdAt - y.createdAt)
       .slice(0, limit)
       .map((b) => structuredClone(b));
@@ -112,7 +117,8 @@ class FakeReportStore {
     this.calls.push(`setReported ${id} ${stage}`);
     const b = this.builds.get(id);
     if (!b) return false;
-    if (b.reported !== 'final') b.reported = stage;
+    if (b.reported !== null && RANK[b.reported] > RANK[stage]) return true;
+    b.reported = stage;
     if (checkRunId !== undefined) b.checkRunId = checkRunId;
     return true;
   }
@@ -187,7 +193,7 @@ function setup(mode: 'none' | 'token' | 'app', over: Partial<GithubReporterOptio
 }
 
 describe('GithubReporter: commit statuses (token)', () => {
-  it('reports pending for a queued build, then success when it ends, linking to the build', async () => {
+  it('reports pending for a queued build, pending "running on <worker>" once it runs, then success when it ends, linking to the build', async () => {
     const { clock, store, api, reporter } = setup('token');
     const b = store.add(build());
     reporter.start();
@@ -197,17 +203,70 @@ describe('GithubReporter: commit statuses (token)', () => {
     ]);
     expect(store.builds.get(b.id)?.reported).toBe('pending');
 
+    // Assigned and preparing say nothing new; running does.
+    for (const status of ['assigned', 'preparing'] as const) {
+      store.update(b.id, { status, workerId: 'mac-1', attempt: 1 });
+      reporter.notify();
+      await clock.settle();
+    }
+    expect(api.calls).toHaveLength(1);
+    store.update(b.id, runningOn(b));
+    reporter.notify();
+    await clock.settle();
+    expect(api.calls[1]).toEqual({
+      kind: 'status',
+      repo: 'octo/app',
+      sha: SHA,
+      status: { state: 'pending', context: 'expo-worker/ios', description: 'running on mac-1', targetUrl: `https://ci.example.com/builds/${b.id}` },
+    });
+    expect(store.builds.get(b.id)?.reported).toBe('running');
+
     store.update(b.id, succeeded(b));
     reporter.notify();
     await clock.settle();
     expect(api.statuses().map((s) => [s.state, s.description])).toEqual([
       ['pending', 'queued'],
+      ['pending', 'running on mac-1'],
       ['success', 'succeeded in 3m 12s'],
     ]);
     expect(store.builds.get(b.id)?.reported).toBe('final');
     reporter.notify();
     await clock.advance(5 * 60_000); // sweeps find nothing left
-    expect(api.calls).toHaveLength(2);
+    expect(api.calls).toHaveLength(3);
+  });
+
+  it('a build queued again after it ran still shows running (nothing new is posted) until it ends', async () => {
+    const { clock, store, api, reporter } = setup('token');
+    const b = store.add(build());
+    store.update(b.id, runningOn(b));
+    reporter.start();
+    await clock.settle();
+    for (const over of [{ status: 'queued', workerId: null, failureReason: 'vm_crashed' }, { status: 'preparing', workerId: 'mac-2', attempt: 2 }, runningOn(b, 'mac-2', 2)] as const) {
+      store.update(b.id, over);
+      reporter.notify();
+      await clock.advance(60_000);
+    }
+    expect(api.statuses().map((s) => s.description)).toEqual(['running on mac-1']);
+    store.update(b.id, { ...succeeded(b), attempt: 2, workerId: 'mac-2' });
+    reporter.notify();
+    await clock.settle();
+    expect(api.statuses().map((s) => [s.state, s.description])).toEqual([
+      ['pending', 'running on mac-1'],
+      ['success', 'succeeded in 3m 12s'],
+    ]);
+  });
+
+  it('a build that ends before its running was reported goes from pending straight to its end', async () => {
+    const { clock, store, api, reporter } = setup('token');
+    const b = store.add(build());
+    reporter.start();
+    await clock.settle();
+    store.update(b.id, runningOn(b));
+    store.update(b.id, succeeded(b));
+    reporter.notify();
+    await clock.settle();
+    expect(api.statuses().map((s) => s.state)).toEqual(['pending', 'success']);
+    expect(store.builds.get(b.id)?.reported).toBe('final');
   });
 
   it('says where a build already claimed runs, and gives no link without a public URL', async () => {
@@ -216,6 +275,7 @@ describe('GithubReporter: commit statuses (token)', () => {
     reporter.start();
     await clock.settle();
     expect(api.statuses()).toEqual([{ state: 'pending', context: 'expo-worker/ios', description: 'running on mac-1', targetUrl: null }]);
+    expect([...store.builds.values()][0]?.reported).toBe('running');
   });
 
   it("the build's own failures are failure; infrastructure failures are error, with the reason in words", async () => {
@@ -295,6 +355,52 @@ describe('GithubReporter: check runs (GitHub App)', () => {
     expect(text).toContain(`line ${300 - TAIL_MAX_LINES + 1} green`);
     expect(text.match(/^```$/gm)).toHaveLength(2);
     expect(store.builds.get(b.id)).toMatchObject({ reported: 'final', checkRunId: 100 });
+  });
+
+  it('moves the check run to in_progress when the build runs, then completes the same run', async () => {
+    const { clock, store, api, reporter } = setup('app');
+    const b = store.add(build(), 'step one\n');
+    reporter.start();
+    await clock.settle();
+    store.update(b.id, runningOn(b));
+    reporter.notify();
+    await clock.settle();
+    const link = `https://ci.example.com/builds/${b.id}`;
+    expect(api.calls[1]).toEqual({ kind: 'update', repo: 'octo/app', id: 100, update: { status: 'in_progress', detailsUrl: link, output: { title: 'Running on mac-1', summary: 'Running on mac-1.' } } });
+    expect(store.builds.get(b.id)).toMatchObject({ reported: 'running', checkRunId: 100 });
+    store.update(b.id, succeeded(b));
+    reporter.notify();
+    await clock.settle();
+    expect(api.calls.map((c) => (c.kind === 'create' ? `create ${c.run.status}` : c.kind === 'update' ? `update ${c.id} ${c.update.status}` : c.kind))).toEqual([
+      'create queued',
+      'update 100 in_progress',
+      'update 100 completed',
+    ]);
+    expect(store.builds.get(b.id)).toMatchObject({ reported: 'final', checkRunId: 100 });
+  });
+
+  it('a build first seen running gets its check run created in_progress; one whose queued run was refused gets one then', async () => {
+    const { clock, store, api, reporter } = setup('app');
+    const seen = store.add(build());
+    store.update(seen.id, runningOn(seen, 'mac-3'));
+    const refusedFirst = store.add(build());
+    api.fail = (c) => (c.kind === 'create' && c.run.externalId === refusedFirst.id && c.run.status === 'queued' ? refused(422) : undefined);
+    reporter.start();
+    await clock.settle();
+    store.update(refusedFirst.id, runningOn(refusedFirst));
+    reporter.notify();
+    await clock.settle();
+    expect(api.calls.map((c) => (c.kind === 'create' ? [c.run.externalId, c.run.status, c.run.output?.title] : c.kind))).toEqual([
+      [seen.id, 'in_progress', 'Running on mac-3'],
+      [refusedFirst.id, 'queued', 'Queued'],
+      [refusedFirst.id, 'in_progress', 'Running on mac-1'],
+    ]);
+    expect(store.builds.get(seen.id)).toMatchObject({ reported: 'running', checkRunId: 100 });
+    expect(store.builds.get(refusedFirst.id)).toMatchObject({ reported: 'running', checkRunId: 101 });
+    store.update(seen.id, succeeded(seen));
+    reporter.notify();
+    await clock.settle();
+    expect(api.calls.at(-1)).toMatchObject({ kind: 'update', id: 100, update: { status: 'completed', conclusion: 'success' } });
   });
 
   it('a build first seen final gets one check run, created completed', async () => {
