@@ -177,13 +177,14 @@ export class BuildService {
   }
 
   /**
-   * Cancels every unfinished build of this project and ref whose commit is not `sha` (a newer
-   * push to the branch makes them moot), each with the message `superseded by <sha>`; returns
-   * their ids, oldest first. Whether a project supersedes at all is its caller's to check.
+   * A push moved `ref` from `olderSha` to `bySha`: cancels that project's unfinished builds of
+   * `ref` at `olderSha` (their message `superseded by <bySha>`). Only the commit the push
+   * replaced, never others — deliveries may arrive out of order, and a newer commit's builds
+   * must not be cancelled by an older push that arrived late. Returns the ids cancelled.
    */
-  async supersede(projectId: string, ref: string, sha: string): Promise<string[]> {
-    const older = (await this.store.unfinishedBuildsOfRef(projectId, ref)).filter((b) => b.source?.sha !== sha);
-    for (const b of older) await this.cancel(b.id, `superseded by ${sha}`);
+  async supersede(projectId: string, ref: string, olderSha: string, bySha: string): Promise<string[]> {
+    const older = (await this.store.unfinishedBuildsOfRef(projectId, ref)).filter((b) => b.source?.sha === olderSha && olderSha !== bySha);
+    for (const b of older) await this.cancel(b.id, `superseded by ${bySha}`);
     return older.map((b) => b.id);
   }
 

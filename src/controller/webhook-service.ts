@@ -14,10 +14,12 @@
  * 2. else the pipeline file is read at the commit through GitHub's contents API and parsed in a
  *    worker thread; no file, or a file with errors, builds nothing and says so on the commit;
  * 3. the builds its `on:` selects for the event are made, each with the project's secrets it
- *    names (a missing secret fails that build's status, not the others), after the same ref's
- *    unfinished builds of other commits are superseded (when the project says so).
+ *    names (a missing secret fails that build's status, not the others), after the unfinished
+ *    builds of the commit the push replaced (its `before`) on that ref are superseded (when the
+ *    project says so).
  * While GitHub cannot be reached the delivery stays pending and is tried again with backoff;
- * after `maxPendingMs` it is settled `failed`. A restart between making builds and settling the
+ * after `maxPendingMs` (a day) it is settled `failed`. A failed delivery is tried again when
+ * GitHub redelivers it (its **Redeliver** button); any other redelivery is a duplicate. A restart between making builds and settling the
  * delivery makes no build twice: builds already made for the delivery are found by their source.
  */
 import type { Logger } from 'pino';
@@ -31,7 +33,7 @@ import { PIPELINE_LIMITS, triggers, type PipelineError } from '../github/pipelin
 import { parsePipelineIsolated } from '../github/pipeline-isolated.ts';
 import type { BuildRecord, DeliveryRecord, ProjectRecord, Store } from './store/store.ts';
 
-export type WebhookStore = Pick<Store, 'recordDelivery' | 'listDeliveries' | 'listPendingDeliveries' | 'settleDelivery' | 'listBuilds'>;
+export type WebhookStore = Pick<Store, 'recordDelivery' | 'reopenDelivery' | 'listDeliveries' | 'listPendingDeliveries' | 'settleDelivery' | 'listBuilds' | 'getBuild' | 'diskError'>;
 
 /** The projects as deliveries need them (ProjectService). */
 export interface DeliveryProjects {
@@ -43,7 +45,7 @@ export interface DeliveryProjects {
 export interface DeliveryBuilds {
   submit(body: CreateBuildBody, source?: BuildSource): Promise<BuildRecord>;
   rerun(id: string): Promise<BuildRecord>;
-  supersede(projectId: string, ref: string, sha: string): Promise<string[]>;
+  supersede(projectId: string, ref: string, olderSha: string, bySha: string): Promise<string[]>;
 }
 
 /** A verified delivery: its headers' id (lower-case) and event. */
@@ -63,7 +65,7 @@ export interface WebhookServiceOptions {
   publicUrl: string | null;
   clock: Clock;
   logger: Logger;
-  /** How long a delivery may wait for GitHub before it is settled `failed`, ms. Default one hour. */
+  /** How long a delivery may wait for GitHub before it is settled `failed`, ms. Default a day. */
   maxPendingMs?: number;
   /** The first wait after GitHub could not be reached, ms (doubling to 5 min). Default 1 000. */
   retryBaseMs?: number;
@@ -110,6 +112,13 @@ export class WebhookService {
     const at = this.o.clock.now();
     const record = await this.recordOf(d, summary, payload, at);
     const isNew = await this.o.store.recordDelivery(record);
+    // GitHub's Redeliver of a delivery that failed (GitHub down for a day, a secret that could
+    // not be opened…) is the way to try it again: it is worked on anew.
+    if (!isNew && record.outcome === 'pending' && (await this.o.store.reopenDelivery(record))) {
+      this.o.logger.info({ delivery: d.id, event: d.event, repository: summary.repository }, 'webhook redelivery of a failed delivery: trying it again');
+      this.kick();
+      return { duplicate: false, record };
+    }
     if (!isNew) {
       this.o.logger.debug({ delivery: d.id, event: d.event }, 'webhook redelivery: already recorded');
       return { duplicate: true, record };
@@ -197,7 +206,9 @@ export class WebhookService {
     } catch (err) {
       if (err instanceof GithubLater) {
         this.failures++;
-        const wait = err.retryAfterMs ?? Math.min(MAX_RETRY_MS, (this.o.retryBaseMs ?? 1000) * 2 ** (this.failures - 1));
+        const base = this.o.retryBaseMs ?? 1000;
+        // GitHub's reset time, never less than the base wait (a clock skewed near the reset says 0).
+        const wait = Math.max(base, err.retryAfterMs ?? Math.min(MAX_RETRY_MS, base * 2 ** (this.failures - 1)));
         this.o.logger.warn({ retryInMs: wait }, `webhook deliveries wait for GitHub: ${err.message}`);
         this.retryLater(wait);
       } else {
@@ -235,8 +246,14 @@ export class WebhookService {
       const made = await this.build(d, w, project);
       return await settle(made.outcome, made.reason, made.builds);
     } catch (err) {
-      if (!(err instanceof GithubLater)) throw err;
-      if (this.o.clock.now() - d.receivedAt >= (this.o.maxPendingMs ?? 3600_000)) {
+      if (!(err instanceof GithubLater)) {
+        // The disk may free up: the delivery waits. Anything else would fail again the same way
+        // (a secret that cannot be opened, a build refused): settled, so it blocks no other.
+        if (this.o.store.diskError(err) !== null || isExpoError(err, 'STORE_FULL')) throw err;
+        this.o.logger.error({ err, delivery: d.id }, 'working on a webhook delivery failed');
+        return settle('failed', `could not be worked on: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (this.o.clock.now() - d.receivedAt >= (this.o.maxPendingMs ?? 24 * 3600_000)) {
         return settle('failed', `GitHub could not be reached for ${Math.round((this.o.clock.now() - d.receivedAt) / 60_000)} min: ${err.message}`);
       }
       throw err;
@@ -245,11 +262,17 @@ export class WebhookService {
 
   private async rerun(d: DeliveryRecord, w: DeliveryWork, settle: (o: 'built' | 'ignored' | 'failed', reason: string, builds?: string[]) => Promise<void>): Promise<void> {
     const original = w.rerunOf!;
+    // Only a build of this very repository and commit: a signed check_run body must not rerun
+    // another project's build (nor an API build).
+    const was = await this.o.store.getBuild(original);
+    const project = await this.o.projects.byRepo(w.repo);
+    if (was === null || was.source === null || project === null || was.source.projectId !== project.id || was.source.sha !== w.sha) {
+      return settle('ignored', `check run rerequested for build ${original}: not a build of ${w.repo} at ${sha12(w.sha)}`);
+    }
     const existing = (await this.o.store.listBuilds({ limit: 1000, repo: w.repo, sha: w.sha })).find((b) => b.source?.deliveryId === d.id && b.source.rerunOf === original);
     if (existing) return settle('built', `rerun of ${original}`, [existing.id]);
     try {
       const made = await this.o.builds.rerun(original);
-      if (made.source?.repo.toLowerCase() !== w.repo.toLowerCase()) return settle('failed', `build ${original} is not of ${w.repo}`, [made.id]);
       return settle('built', `rerun of ${original}`, [made.id]);
     } catch (err) {
       if (isExpoError(err)) return settle('ignored', `check run rerequested for build ${original}: ${err.message}`);
@@ -300,8 +323,10 @@ export class WebhookService {
     const selected = triggers(parsed.pipeline, event);
     if (selected.length === 0) return { outcome: 'ignored', reason: `no build of ${path} runs on ${describe(event)}`, builds: [] };
 
-    if (project.supersede) {
-      const superseded = await this.o.builds.supersede(project.id, w.ref, w.sha);
+    // Only the commit this push replaced (its `before`): deliveries may arrive out of order, and a
+    // late older push must not cancel a newer commit's builds.
+    if (project.supersede && w.before != null) {
+      const superseded = await this.o.builds.supersede(project.id, w.ref, w.before, w.sha);
       if (superseded.length > 0) this.o.logger.info({ delivery: d.id, ref: w.ref, sha: w.sha, superseded }, `superseded ${superseded.length} build(s) of ${w.ref}`);
     }
     // Builds this delivery already made (a restart between making them and settling it).

@@ -22,6 +22,8 @@ export interface DeliveryWork {
   baseBranch: string | null;
   installationId: number | null;
   rerunOf: string | null;
+  /** What the push moved the ref from (a push's or a pull request synchronize's `before`); null when nothing was there or it is not said. */
+  before?: string | null;
 }
 
 export type WorkOf = { work: DeliveryWork } | { ignore: string };
@@ -78,6 +80,12 @@ function repositoryOf(payload: Obj): { repo: string; cloneUrl: string; installat
   return { repo, cloneUrl, installationId };
 }
 
+/** A payload's `before`: the commit the ref pointed at, or null (none: a new ref; or not a commit id). */
+function beforeOf(payload: Obj): string | null {
+  const before = str(payload, 'before');
+  return matches(before, SHA_PATTERN) && before !== ZERO_SHA ? before : null;
+}
+
 /** What the delivery of `event` with `payload` asks to build, or why nothing. */
 export function workOf(event: string, payload: unknown): WorkOf {
   if (!isObj(payload)) return { ignore: 'the payload is not an object' };
@@ -92,7 +100,7 @@ export function workOf(event: string, payload: unknown): WorkOf {
       if (!matches(ref, REF) || !(ref.startsWith('refs/heads/') || ref.startsWith('refs/tags/'))) return { ignore: `push: ref '${shown(payload.ref)}' is not a branch or tag` };
       if (payload.deleted === true || after === ZERO_SHA) return { ignore: `push: ${ref} was deleted` };
       if (!matches(after, SHA_PATTERN)) return { ignore: `push: after '${shown(payload.after)}' is not a commit id` };
-      return { work: { ...base, event, ref, sha: after } };
+      return { work: { ...base, event, ref, sha: after, before: beforeOf(payload) } };
     }
     case 'pull_request': {
       const action = str(payload, 'action');
@@ -109,7 +117,7 @@ export function workOf(event: string, payload: unknown): WorkOf {
       if (headRepo === null || headRepo.toLowerCase() !== r.repo.toLowerCase()) {
         return { ignore: `pull_request #${number}: from ${headRepo === null ? 'a deleted fork' : `the fork ${shown(headRepo)}`}; pull requests from forks are not built (they would run with the project's secrets)` };
       }
-      return { work: { ...base, event, ref: `refs/pull/${number}/head`, sha: str(head, 'sha')!, prNumber: number, baseBranch: baseRef } };
+      return { work: { ...base, event, ref: `refs/pull/${number}/head`, sha: str(head, 'sha')!, prNumber: number, baseBranch: baseRef, before: action === 'synchronize' ? beforeOf(payload) : null } };
     }
     case 'check_run': {
       const action = str(payload, 'action');

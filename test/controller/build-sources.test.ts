@@ -158,7 +158,7 @@ describe('reruns', () => {
 });
 
 describe('supersession', () => {
-  it("cancels the ref's unfinished builds of other commits with `superseded by <sha>`, and nothing else", async () => {
+  it("cancels the ref's unfinished builds of the commit a push replaced with `superseded by <sha>`, and nothing else", async () => {
     c = await startTestController();
     const p = await project();
     const other = await project('alpha/beta');
@@ -170,17 +170,20 @@ describe('supersession', () => {
     const sameSha = await c.service.submit({ steps: STEPS, labels: ['nobody'] }, sourceOf(p, { sha: SHA_B }));
     const otherRef = await c.service.submit({ steps: STEPS, labels: ['nobody'] }, sourceOf(p, { ref: 'refs/heads/dev' }));
     const otherProject = await c.service.submit({ steps: STEPS, labels: ['nobody'] }, sourceOf(other, { repo: 'alpha/beta' }));
+    // A third commit's build: not the one the push replaced (a late, older push must not cancel it).
+    const third = await c.service.submit({ steps: STEPS, labels: ['nobody'] }, sourceOf(p, { sha: 'c'.repeat(40) }));
     const api = await c.submit({ labels: ['nobody'] });
 
-    expect(await c.service.supersede(p, 'refs/heads/main', SHA_B)).toEqual([running.id, queued.id]);
+    expect(await c.service.supersede(p, 'refs/heads/main', SHA_A, SHA_B)).toEqual([running.id, queued.id]);
     expect(await c.get(queued.id)).toMatchObject({ status: 'cancelled', message: `superseded by ${SHA_B}` });
     expect(await c.get(running.id)).toMatchObject({ status: 'assigned', cancelRequested: true, message: `superseded by ${SHA_B}` });
-    for (const id of [sameSha.id, otherRef.id, otherProject.id, api.id]) expect(await c.get(id)).toMatchObject({ status: 'queued', cancelRequested: false });
+    for (const id of [sameSha.id, otherRef.id, otherProject.id, third.id, api.id]) expect(await c.get(id)).toMatchObject({ status: 'queued', cancelRequested: false });
 
     // The worker carries the cancel out: the build ends cancelled, the supersession first in its message.
     const done = await c.post(pathOf(ROUTES.complete, { id: running.id }), w.auth, { lease: claim.lease, status: 'cancelled', message: 'cancel requested' });
     expect(done.statusCode).toBe(200);
     expect(await c.get(running.id)).toMatchObject({ status: 'cancelled', message: `superseded by ${SHA_B}; cancel requested` });
-    expect(await c.service.supersede(p, 'refs/heads/main', SHA_B)).toEqual([]);
+    expect(await c.service.supersede(p, 'refs/heads/main', SHA_A, SHA_B)).toEqual([]);
+    expect(await c.service.supersede(p, 'refs/heads/main', SHA_B, SHA_B)).toEqual([]);
   });
 });

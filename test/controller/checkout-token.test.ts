@@ -77,6 +77,15 @@ describe('POST /api/v1/builds/:id/checkout-token', () => {
     expect(res.json()).toMatchObject({ code: 'GITHUB_UNAVAILABLE', message: expect.stringContaining('acme/app') });
   });
 
+  it('GitHub refusing (the App not installed on the repository) is 422 GITHUB_REFUSED: final, the build fails with the reason', async () => {
+    const t = await setup(async () => {
+      throw new ExpoError('GITHUB_STATUS', 'GitHub answered 404 for GET /repos/acme/app/installation', { details: { status: 404 } });
+    });
+    const res = await t.ask();
+    expect(res.statusCode).toBe(422);
+    expect(res.json()).toMatchObject({ code: 'GITHUB_REFUSED', message: expect.stringContaining('404') });
+  });
+
   it('a stale lease is 409 LEASE_STALE, before GitHub is asked', async () => {
     const t = await setup(async () => ({ token: TOKEN, expiresAt: null }));
     const res = await t.ask('ewl_notTheCurrentLease0123');

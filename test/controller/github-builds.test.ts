@@ -60,10 +60,13 @@ afterEach(async () => {
 let deliveries = 0;
 const nextDelivery = (): string => `00000000-0000-4000-8000-${String(++deliveries).padStart(12, '0')}`;
 
-function pushPayload(o: { ref?: string; sha?: string; repo?: string; cloneUrl?: string } = {}): Record<string, unknown> {
+const ZERO = '0'.repeat(40);
+
+function pushPayload(o: { ref?: string; sha?: string; before?: string; repo?: string; cloneUrl?: string } = {}): Record<string, unknown> {
   const p = example('push', (e) => e.ref === 'refs/heads/master' && e.deleted === false);
   p.ref = o.ref ?? 'refs/heads/main';
   p.after = o.sha ?? SHA_A;
+  p.before = o.before ?? ZERO;
   const repo = p.repository as Record<string, unknown>;
   repo.full_name = o.repo ?? REPO;
   repo.clone_url = o.cloneUrl ?? CLONE;
@@ -214,7 +217,7 @@ describe('a push to a registered repository', () => {
     expect(await builds(ctl, { sha: SHA_A })).toHaveLength(2);
   });
 
-  it('supersedes the same branch’s unfinished builds of an older commit, with the newer sha as the reason', async () => {
+  it('supersedes the same branch’s unfinished builds of the commit a push replaced, with the newer sha as the reason', async () => {
     const ctl = await start();
     await addProject(ctl);
     const pipeline = 'builds:\n  ios:\n    steps:\n      - {name: build, run: echo hi}\n';
@@ -223,7 +226,7 @@ describe('a push to a registered repository', () => {
     await deliver(ctl, 'push', pushPayload({ sha: SHA_A }));
     // Another branch's build is not touched.
     await deliver(ctl, 'push', pushPayload({ sha: SHA_A, ref: 'refs/heads/other' }));
-    await deliver(ctl, 'push', pushPayload({ sha: SHA_B }));
+    await deliver(ctl, 'push', pushPayload({ sha: SHA_B, before: SHA_A }));
     const [old] = await builds(ctl, { sha: SHA_A, ref: 'refs/heads/main' });
     expect(old).toMatchObject({ status: 'cancelled', message: expect.stringContaining(`superseded by ${SHA_B}`) });
     const [other] = await builds(ctl, { ref: 'refs/heads/other' });
@@ -241,7 +244,20 @@ describe('a push to a registered repository', () => {
     gh!.addFile(REPO, SHA_A, '.expo-worker.yml', pipeline);
     gh!.addFile(REPO, SHA_B, '.expo-worker.yml', pipeline);
     await deliver(ctl, 'push', pushPayload({ sha: SHA_A }));
-    await deliver(ctl, 'push', pushPayload({ sha: SHA_B }));
+    await deliver(ctl, 'push', pushPayload({ sha: SHA_B, before: SHA_A }));
+    expect((await builds(ctl, { sha: SHA_A }))[0]!.status).toBe('queued');
+  });
+
+  it('an older push delivered late cancels nothing of the newer commit', async () => {
+    const ctl = await start();
+    await addProject(ctl);
+    const pipeline = 'builds:\n  ios:\n    steps:\n      - {name: build, run: echo hi}\n';
+    gh!.addFile(REPO, SHA_A, '.expo-worker.yml', pipeline);
+    gh!.addFile(REPO, SHA_B, '.expo-worker.yml', pipeline);
+    // GitHub does not promise order: the push of B (from A) arrives before the push of A.
+    await deliver(ctl, 'push', pushPayload({ sha: SHA_B, before: SHA_A }));
+    await deliver(ctl, 'push', pushPayload({ sha: SHA_A, before: 'c'.repeat(40) }));
+    expect((await builds(ctl, { sha: SHA_B }))[0]!.status).toBe('queued');
     expect((await builds(ctl, { sha: SHA_A }))[0]!.status).toBe('queued');
   });
 });
@@ -361,6 +377,60 @@ describe('when GitHub cannot be reached', () => {
   });
 });
 
+describe('deliveries that cannot be worked on', () => {
+  it('one that fails for good (a secret that cannot be opened) is settled failed and holds up no other; a redelivery of it from GitHub tries again', async () => {
+    const ctl = await start();
+    const projectId = await addProject(ctl);
+    await setSecret(ctl, projectId, 'APPLE_API_KEY', 'apple-secret-value');
+    await addProject(ctl, { repo: 'octo/other' });
+    gh!.addFile(REPO, SHA_A, '.expo-worker.yml', PIPELINE);
+    gh!.addFile('octo/other', SHA_B, '.expo-worker.yml', 'builds:\n  ios:\n    steps:\n      - {name: b, run: echo}\n');
+    const open = ctl.projects.secretValues.bind(ctl.projects);
+    let broken = true;
+    ctl.projects.secretValues = async (id, names) => {
+      if (broken && id === projectId) throw new Error('the project secrets cannot be opened with this key');
+      return open(id, names);
+    };
+    const poisoned = await deliver(ctl, 'push', pushPayload());
+    const next = await deliver(ctl, 'push', pushPayload({ repo: 'octo/other', sha: SHA_B, cloneUrl: `${WEB}/octo/other.git` }));
+    expect(await delivery(ctl, poisoned.id)).toMatchObject({ outcome: 'failed', reason: expect.stringContaining('cannot be opened') });
+    expect((await delivery(ctl, next.id)).outcome).toBe('built');
+    broken = false;
+    const again = await deliver(ctl, 'push', pushPayload(), poisoned.id);
+    expect(again.answer).toEqual({ accepted: true, delivery: poisoned.id });
+    expect((await delivery(ctl, poisoned.id)).outcome).toBe('built');
+    // A redelivery of one that built is a duplicate, as before.
+    expect((await deliver(ctl, 'push', pushPayload(), poisoned.id)).answer).toMatchObject({ duplicate: true });
+  });
+
+  it('a controller stopped between queueing a delivery’s builds and recording it queues none of them twice', async () => {
+    const ctl = await start();
+    const projectId = await addProject(ctl);
+    await setSecret(ctl, projectId, 'APPLE_API_KEY', 'apple-secret-value');
+    gh!.addFile(REPO, SHA_A, '.expo-worker.yml', PIPELINE);
+    // Settling fails once, as a crash would leave it: the builds are made, the delivery still pending.
+    const settle = ctl.store.settleDelivery.bind(ctl.store);
+    let crash = true;
+    ctl.store.settleDelivery = async (...args) => {
+      if (crash) {
+        crash = false;
+        throw Object.assign(new Error('disk I/O error'), { code: 'ERR_SQLITE_ERROR', errcode: 10, errstr: 'disk I/O error' });
+      }
+      return settle(...args);
+    };
+    const dir = ctl.dir;
+    const { id } = await deliver(ctl, 'push', pushPayload());
+    expect(await builds(ctl, { sha: SHA_A })).toHaveLength(2);
+    await ctl.stop();
+    c = undefined;
+    const again = await start({ dir });
+    const d = await until('the delivery settled after the restart', () => delivery(again, id), (x) => x.outcome !== 'pending');
+    expect(d.outcome, d.reason).toBe('built');
+    expect(d.builds).toHaveLength(2);
+    expect(await builds(again, { sha: SHA_A })).toHaveLength(2);
+  });
+});
+
 describe('reruns', () => {
   it('check_run.rerequested makes a new build of the same commit; one that names no build of ours is ignored', async () => {
     const ctl = await start();
@@ -387,6 +457,28 @@ describe('reruns', () => {
     const other = await deliver(ctl, 'check_run', run);
     expect(await delivery(ctl, other.id)).toMatchObject({ outcome: 'ignored', reason: expect.stringContaining('zzzzzzzzzzzzzzzz') });
   });
+
+  it('a check_run.rerequested for one repository never reruns another project’s build, nor an API build', async () => {
+    const ctl = await start();
+    await addProject(ctl);
+    await addProject(ctl, { repo: 'octo/other' });
+    gh!.addFile('octo/other', SHA_B, '.expo-worker.yml', 'builds:\n  ios:\n    steps:\n      - {name: b, run: echo}\n');
+    await deliver(ctl, 'push', pushPayload({ repo: 'octo/other', sha: SHA_B, cloneUrl: `${WEB}/octo/other.git` }));
+    const [victim] = await builds(ctl, { repo: 'octo/other' });
+    await ctl.post(pathOf(ROUTES.cancelBuild, { id: victim!.id }), ctl.admin, {});
+    const api = await ctl.submit();
+    await ctl.post(pathOf(ROUTES.cancelBuild, { id: api.id }), ctl.admin, {});
+    for (const [target, sha] of [[victim!.id, SHA_B], [api.id, SHA_A]] as const) {
+      const run = example('check_run', (e) => e.action === 'rerequested');
+      (run.check_run as Record<string, unknown>).external_id = target;
+      (run.check_run as Record<string, unknown>).head_sha = sha;
+      (run.repository as Record<string, unknown>).full_name = REPO;
+      (run.repository as Record<string, unknown>).clone_url = CLONE;
+      const { id } = await deliver(ctl, 'check_run', run);
+      expect(await delivery(ctl, id)).toMatchObject({ outcome: 'ignored', reason: expect.stringContaining(`not a build of ${REPO}`) });
+    }
+    expect((await builds(ctl)).length).toBe(2);
+  });
 });
 
 describe('replays', () => {
@@ -407,9 +499,11 @@ describe('replays', () => {
     gh!.addFile(REPO, SHA_A, '.expo-worker.yml', pipeline);
     gh!.addFile(REPO, SHA_B, '.expo-worker.yml', pipeline);
     await deliver(ctl, 'push', pushPayload({ sha: SHA_A }));
-    await deliver(ctl, 'push', pushPayload({ sha: SHA_B }));
-    const back = await deliver(ctl, 'push', pushPayload({ sha: SHA_A }));
+    await deliver(ctl, 'push', pushPayload({ sha: SHA_B, before: SHA_A }));
+    // A force-push back to A.
+    const back = await deliver(ctl, 'push', pushPayload({ sha: SHA_A, before: SHA_B }));
     expect((await delivery(ctl, back.id)).outcome).toBe('built');
     expect((await builds(ctl, { sha: SHA_A })).map((b) => b.status).sort()).toEqual(['cancelled', 'queued']);
+    expect((await builds(ctl, { sha: SHA_B }))[0]!.status).toBe('cancelled');
   });
 });

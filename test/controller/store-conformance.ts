@@ -37,6 +37,7 @@ const T = {
   diskError: "calls none of the port's own refusals, nor an ordinary error, a disk error",
   deliveries: 'records a webhook delivery once (a redelivery, concurrent or later, writes nothing), lists newest first, and prunes by receipt time',
   settle: 'lists pending deliveries oldest first with their work, and settles each once (of two settlers one wins)',
+  redeliver: 'reopens a failed delivery as pending with new work (a redelivery), and nothing else',
   cancelMessage: 'a cancel with a message: a queued build ends with it, an active one keeps it first when it ends cancelled, not when it ends otherwise',
   projects: 'registers one project per repository in any case, finds it by id and by repo in any case, lists by repo, deletes it with its secrets',
   projectSecrets: 'puts, replaces, lists by name and deletes project secrets; nothing for an unknown project',
@@ -91,6 +92,7 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   listDeliveries: [T.deliveries, T.settle],
   listPendingDeliveries: [T.settle],
   settleDelivery: [T.settle],
+  reopenDelivery: [T.redeliver],
   createProject: [T.projects],
   getProject: [T.projects, T.projectSecrets],
   getProjectByRepo: [T.projects],
@@ -579,6 +581,22 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.settleDelivery('00000000-0000-4000-8000-000000000013', 'built', 'not pending', ['x'])).toBe(false);
       expect(await s.settleDelivery('00000000-0000-4000-8000-0000000000ff', 'built', 'unknown', [])).toBe(false);
       expect((await s.listPendingDeliveries(10)).map((d) => d.id)).toEqual([later.id]);
+    });
+
+    test(T.redeliver, async () => {
+      const work = { event: 'push' as const, repo: 'octo/app', cloneUrl: 'https://github.com/octo/app.git', ref: 'refs/heads/main', sha: SHA_A, prNumber: null, baseBranch: null, installationId: null, rerunOf: null };
+      const id = '00000000-0000-4000-8000-000000000021';
+      await s.recordDelivery(delivery(id, 1_000, { outcome: 'pending', reason: 'received', work }));
+      const again = delivery(id, 5_000, { outcome: 'pending', reason: 'redelivered', work: { ...work, before: SHA_B } });
+      // Pending (and later built or ignored): not reopened.
+      expect(await s.reopenDelivery(again)).toBe(false);
+      expect(await s.settleDelivery(id, 'failed', 'GitHub unreachable', ['x'])).toBe(true);
+      const [reopened] = await Promise.all([s.reopenDelivery(again), s.reopenDelivery(again)]).then((r) => [r.filter(Boolean).length]);
+      expect(reopened).toBe(1);
+      expect((await s.listPendingDeliveries(10)).find((d) => d.id === id)).toEqual({ ...again, builds: [] });
+      expect(await s.settleDelivery(id, 'built', 'built ios', ['b1'])).toBe(true);
+      expect(await s.reopenDelivery(again)).toBe(false);
+      expect(await s.reopenDelivery(delivery('00000000-0000-4000-8000-0000000000fe', 1, { outcome: 'pending', reason: 'x', work }))).toBe(false);
     });
 
     test(T.cancelMessage, async () => {

@@ -4,7 +4,8 @@
  * `LEASE_STALE` otherwise), the build must have come from GitHub (404 `API_NOT_FOUND`), and the
  * token is whatever the GitHub port gives for the build's repository — a fresh repository-scoped
  * installation token in App mode, the configured token, or null (clone anonymously). GitHub
- * failing is a 503 `GITHUB_UNAVAILABLE` the agent retries. The token is never logged or stored:
+ * unreachable is a 503 `GITHUB_UNAVAILABLE` the agent retries; GitHub refusing (App not
+ * installed, no permission) a 422 `GITHUB_REFUSED` that fails the build with the reason. The token is never logged or stored:
  * answers' bodies are not logged, and this route logs only that a token was handed out.
  */
 import type { FastifyPluginAsync } from 'fastify';
@@ -37,8 +38,10 @@ export const checkoutRoutes: FastifyPluginAsync<CheckoutRoutesOptions> = async (
       clone = await github.cloneToken(build.source.repo);
     } catch (err) {
       if (!isExpoError(err) || !err.code.startsWith('GITHUB_')) throw err;
-      // The port's errors never hold a token.
-      throw new ExpoError('GITHUB_UNAVAILABLE', `no clone token for ${build.source.repo}: ${err.message}`, { cause: err });
+      // The port's errors never hold a token. A refusal is final (the build fails with it); an
+      // outage or rate limit is worth the agent's retries.
+      const code = err.code === 'GITHUB_STATUS' ? 'GITHUB_REFUSED' : 'GITHUB_UNAVAILABLE';
+      throw new ExpoError(code, `no clone token for ${build.source.repo}: ${err.message}`, { cause: err });
     }
     req.log.info({ buildId: build.id, repo: build.source.repo, anonymous: clone.token === null }, 'clone token handed out');
     return { token: clone.token, expiresAt: clone.expiresAt === null ? null : new Date(clone.expiresAt).toISOString() };

@@ -75,7 +75,7 @@ export const githubRoutes: FastifyPluginAsync<GithubRoutesOptions> = async (fast
         if (o.secret === null) refuse(req.log, new ExpoError('WEBHOOK_NOT_CONFIGURED', 'this controller has no GitHub webhook secret: start it with --github-secret (EXPO_CONTROLLER_GITHUB_SECRET)'));
         // A delivery without a well-formed signature header is refused before its body is read.
         const signature = req.headers['x-hub-signature-256'];
-        if (typeof signature !== 'string' || !isSignatureHeader(signature)) throw SIGNATURE_REFUSED();
+        if (typeof signature !== 'string' || !isSignatureHeader(signature)) refuse(req.log, SIGNATURE_REFUSED());
         if (reading >= WEBHOOK_READS_AT_ONCE) refuse(req.log, new ExpoError('WEBHOOK_BUSY', `${WEBHOOK_READS_AT_ONCE} webhook deliveries are already being received; redeliver shortly`));
         reading++;
         let done = false;
@@ -98,7 +98,7 @@ export const githubRoutes: FastifyPluginAsync<GithubRoutesOptions> = async (fast
     async (req, reply) => {
       const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const signature = req.headers['x-hub-signature-256'];
-      if (!verifyWebhookSignature(o.secret ?? '', body, typeof signature === 'string' ? signature : undefined)) throw SIGNATURE_REFUSED();
+      if (!verifyWebhookSignature(o.secret ?? '', body, typeof signature === 'string' ? signature : undefined)) refuse(req.log, SIGNATURE_REFUSED());
       const event = req.headers['x-github-event'];
       if (!isEventName(event)) throw new ExpoError('API_BAD_REQUEST', 'missing or malformed X-GitHub-Event header');
       const id = req.headers['x-github-delivery'];

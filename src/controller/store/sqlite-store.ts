@@ -597,6 +597,13 @@ export class SqliteStore implements Store {
     return Number(r.changes) === 1;
   }
 
+  async reopenDelivery(d: DeliveryRecord): Promise<boolean> {
+    const r = this.q(
+      `UPDATE webhook_deliveries SET outcome = 'pending', reason = ?, work = ?, builds = '[]', received_at = ? WHERE id = ? AND outcome = 'failed'`,
+    ).run(d.reason, d.work === null ? null : JSON.stringify(d.work), d.receivedAt, d.id);
+    return Number(r.changes) === 1;
+  }
+
   // ---- projects ----
 
   async createProject(p: NewProject): Promise<ProjectRecord> {

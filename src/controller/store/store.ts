@@ -236,6 +236,8 @@ export interface DeliveryWork {
   installationId: number | null;
   /** check_run.rerequested: the external id of the check run GitHub asks to run again (our build id). */
   rerunOf: string | null;
+  /** The commit the push moved the ref from (what it supersedes); null or absent when none. */
+  before?: string | null;
 }
 
 /**
@@ -448,6 +450,12 @@ export interface Store {
    * (nothing written) when it is not pending — so of two settlers one wins.
    */
   settleDelivery(id: string, outcome: Exclude<DeliveryOutcome, 'pending'>, reason: string, builds: readonly string[]): Promise<boolean>;
+  /**
+   * Makes a `failed` delivery pending again with `d`'s reason, work and receipt time (GitHub's
+   * **Redeliver** of a delivery that could not build asks for another try), its builds cleared.
+   * False (nothing written) when there is no such delivery or it is not `failed`.
+   */
+  reopenDelivery(d: DeliveryRecord): Promise<boolean>;
 
   // ---- projects ----
 
