@@ -239,9 +239,11 @@ export class WebhookService {
       const project = await this.o.projects.byRepo(w.repo);
       if (project === null) return await settle('ignored', `no project for ${w.repo} (removed since the delivery)`);
       if (w.event === 'check_run') return await this.rerun(d, w, settle);
-      const origin = new URL(this.o.webUrl).origin;
-      if (new URL(w.cloneUrl).origin !== origin) {
-        return await settle('failed', `the clone URL ${w.cloneUrl} is not on ${origin} (--github-web-url); the checkout token is only sent there`);
+      // The clone URL must be the repository's own on the configured GitHub: the checkout token
+      // goes there, and the builds get this project's secrets.
+      const expected = `${this.o.webUrl.replace(/\/+$/, '')}/${w.repo}.git`;
+      if (w.cloneUrl.toLowerCase() !== expected.toLowerCase()) {
+        return await settle('failed', `the clone URL ${w.cloneUrl} is not ${expected} (--github-web-url and the repository); the checkout token is only sent there`);
       }
       const made = await this.build(d, w, project);
       return await settle(made.outcome, made.reason, made.builds);

@@ -330,12 +330,15 @@ describe('a delivery that builds nothing says why', () => {
     expect(await builds(ctl)).toEqual([]);
   });
 
-  it('a clone URL off the configured GitHub: failed (the checkout token would go there)', async () => {
+  it('a clone URL that is not the repository’s own on the configured GitHub: failed (the checkout token would go there)', async () => {
     const ctl = await start();
     await addProject(ctl);
     gh!.addFile(REPO, SHA_A, '.expo-worker.yml', PIPELINE);
     const { id } = await deliver(ctl, 'push', pushPayload({ cloneUrl: 'https://evil.example/octo/app.git' }));
-    expect(await delivery(ctl, id)).toMatchObject({ outcome: 'failed', reason: expect.stringContaining('is not on https://github.example') });
+    expect(await delivery(ctl, id)).toMatchObject({ outcome: 'failed', reason: expect.stringContaining(`is not ${CLONE}`) });
+    // Nor another repository on the right host: the build would get this project's secrets.
+    const other = await deliver(ctl, 'push', pushPayload({ cloneUrl: `${WEB}/mallory/app.git` }));
+    expect(await delivery(ctl, other.id)).toMatchObject({ outcome: 'failed', reason: expect.stringContaining(`is not ${CLONE}`) });
     expect(await builds(ctl)).toEqual([]);
   });
 });
