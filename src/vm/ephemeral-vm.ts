@@ -111,6 +111,8 @@ export class EphemeralVm {
   private readonly config: EphemeralVmConfig;
   private cloned = false;
   private runHandle: VmRunHandle | undefined;
+  /** The start in flight (settled either way), which release waits for. */
+  private starting: Promise<void> | undefined;
   private sessionRef: SshSession | undefined;
   private address = '';
   private releasing: Promise<void> | undefined;
@@ -224,7 +226,14 @@ export class EphemeralVm {
       await guard(driver.clone(c.baseVm, this.name, { signal }));
       await guard(driver.setRandomMac(this.name));
       this.phaseDone('clone', cloneStarted);
-      await guard((c.startLock ?? new VmStartLock()).run(() => this.start(signal)));
+      const starting = (c.startLock ?? new VmStartLock()).run(() => this.start(signal));
+      // An abort stops the wait, not the start: release waits for it, so a `tart run` spawned
+      // just after the abort is stopped too instead of outliving its released VM.
+      this.starting = starting.then(
+        () => undefined,
+        () => undefined,
+      );
+      await guard(starting);
       const run = this.runHandle as VmRunHandle;
       void run.exited.then((exit) => {
         if (!ac.signal.aborted) {
@@ -336,6 +345,7 @@ export class EphemeralVm {
     const c = this.config;
     const { driver } = c;
     if (this.sessionRef !== undefined) await within(this.sessionRef.close(), 3000);
+    if (this.starting !== undefined) await within(this.starting, 15_000);
     const run = this.runHandle;
     if (run?.isRunning()) {
       this.progress(`stopping ${this.name}`);
