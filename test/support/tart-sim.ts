@@ -229,7 +229,9 @@ export async function createTartSim(options: TartSimOptions = {}): Promise<TartS
       try {
         await stopAll(sim, runs);
         let left = findSimProcesses(tartHome);
-        for (let i = 0; i < 30 && left.length > 0; i++) {
+        // A stopped run's Node process and its guest take a moment to exit, longer on a busy
+        // machine: 10 s before anything still there counts as a leak.
+        for (let i = 0; i < 100 && left.length > 0; i++) {
           await sleep(100);
           left = findSimProcesses(tartHome);
         }
