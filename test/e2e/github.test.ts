@@ -6,6 +6,9 @@
  * runs the pipeline from the file in the repository, and GitHub hears `pending` then `success`
  * for the right commit and context, with a link to the build.
  */
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sign } from '@octokit/webhooks-methods';
 import { request } from 'undici';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -62,7 +65,7 @@ async function until<T>(what: string, read: () => Promise<T> | T, done: (v: T) =
 }
 
 describe('GitHub-driven builds on the real system', () => {
-  it('a push builds its commit from the pipeline file in a VM that checked it out, and GitHub shows pending then success with a link', async () => {
+  it('a push builds its commit from the pipeline file in a VM that checked it out, and GitHub shows pending then success with a link; a branch name a shell would run is never run', async () => {
     git = await startGitServer({ token: TOKEN });
     const cloneUrl = git.createRepo('octo/app');
     const sha = git.commit('octo/app', { '.expo-worker.yml': PIPELINE, 'hello.txt': 'hello from the pushed commit\n' });
@@ -78,8 +81,11 @@ describe('GitHub-driven builds on the real system', () => {
     const secret = await farm.api('PUT', pathOf(ROUTES.putProjectSecret, { id: project.body.id, name: 'APPLE_API_KEY' }), { value: 'apple-key-value-42' });
     expect(secret.status, secret.text).toBe(200);
 
+    // A branch name git allows that a shell would run: it must only ever be compared and quoted.
+    const pwned = join(tmpdir(), `expo-e2e-pwned-${process.pid}`);
+    const ref = `refs/heads/fix;$(touch\${IFS}${pwned})`;
     const payload = {
-      ref: 'refs/heads/main',
+      ref,
       before: '0'.repeat(40),
       after: sha,
       created: true,
@@ -92,8 +98,9 @@ describe('GitHub-driven builds on the real system', () => {
     const [build] = await until('the build of the pushed commit', async () => (await farm!.api('GET', pathOf(ROUTES.listBuilds, {}, { sha }))).body.builds as Record<string, any>[], (b) => b.length > 0, WAIT.logMs);
     const done = await farm.waitBuild(build!.id, FINAL);
     const log = await farm.log(build!.id);
-    expect(done, log).toMatchObject({ status: 'succeeded', source: { repo: REPO, sha, ref: 'refs/heads/main', name: 'ios', event: 'push' } });
-    expect(log).toContain(`--- checkout ${sha}`);
+    expect(done, log).toMatchObject({ status: 'succeeded', source: { repo: REPO, sha, ref, name: 'ios', event: 'push' } });
+    expect(log).toContain(`--- checkout ${sha} (${ref})`);
+    expect(existsSync(pwned)).toBe(false);
     expect(log).toContain(`HEAD=${sha}`);
     expect(log).toContain('hello from the pushed commit');
     expect(log).toContain('key=***');
