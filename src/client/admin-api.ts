@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
 import { answerErrorCode, ExpoError, isExpoError, isRetryable } from '../protocol/errors.ts';
 import { pathOf, ROUTES, type AnswerOf, type HttpMethod, type RouteSpec } from '../protocol/routes.ts';
-import type { ArtifactProblem, ArtifactView, BuildView, CreateBuildBody, CreateProjectBody, ProjectView, PruneBody, PruneResult, WorkerView } from '../protocol/schemas.ts';
+import type { ArtifactProblem, ArtifactView, BuildView, CreateBuildBody, CreateProjectBody, ProjectView, PruneBody, PruneResult, WorkerView, DeliveryView } from '../protocol/schemas.ts';
 import type { ClientConfig } from './config.ts';
 
 export interface LogSlice {
@@ -101,6 +101,11 @@ export class AdminApi {
 
   async createProject(body: CreateProjectBody): Promise<ProjectView> {
     return this.json(ROUTES.createProject, pathOf(ROUTES.createProject, {}), body);
+  }
+
+  /** The recorded GitHub webhook deliveries, newest first, at most `limit`. */
+  async deliveries(limit: number): Promise<DeliveryView[]> {
+    return (await this.json(ROUTES.listDeliveries, pathOf(ROUTES.listDeliveries, {}, { limit }))).deliveries;
   }
 
   async projects(): Promise<ProjectView[]> {

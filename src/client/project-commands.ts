@@ -21,7 +21,7 @@ from its pipeline file; deliveries for other repositories are ignored.
 
   project add OWNER/NAME [--pipeline PATH] [--no-supersede] [--json]
       register a repository; PATH is its pipeline file (default .expo-worker.yml). A push cancels
-      the same branch's unfinished builds of older commits unless --no-supersede
+      the unfinished builds of the commit it replaced on that branch unless --no-supersede
   project list [--json]
       the registered projects with their secrets' names
   project remove <ID|OWNER/NAME>
@@ -34,6 +34,9 @@ from its pipeline file; deliveries for other repositories are ignored.
       value at least 4 characters (shorter ones could not be masked in the log)
   project secret rm <ID|OWNER/NAME> NAME
       delete a secret
+  project deliveries [--limit N] [--json]
+      the GitHub webhook deliveries received, newest first (default 20, at most 1000), with what
+      became of each — built (and which builds), ignored or failed, and why
 ${CONNECTION}`;
 
 export const RERUN_HELP = `Usage: expo-worker rerun <build-id> [--json]
@@ -99,6 +102,7 @@ export function projectMain(argv: string[], io: CliIo = processIo()): Promise<nu
       pipeline: { type: 'string' },
       'no-supersede': { type: 'boolean' },
       'from-env': { type: 'string' },
+      limit: { type: 'string' },
       json: { type: 'boolean' },
     });
     if (values.help) return (io.stdout(`${PROJECT_HELP}\n`), 0);
@@ -160,10 +164,26 @@ export function projectMain(argv: string[], io: CliIo = processIo()): Promise<nu
         }
         return 0;
       }
+      case 'deliveries': {
+        positional(rest, []);
+        const raw = (values.limit as string | undefined) ?? '20';
+        if (!/^(?:[1-9][0-9]{0,2}|1000)$/.test(raw)) throw new UsageError(`--limit: '${raw}' is not a number from 1 to 1000`);
+        const deliveries = await a().deliveries(Number(raw));
+        if (values.json) return (io.stdout(`${JSON.stringify({ deliveries }, null, 2)}\n`), 0);
+        io.stdout(
+          deliveries.length === 0
+            ? 'deliveries: none received\n'
+            : `${table(
+                ['RECEIVED', 'EVENT', 'REPO', 'OUTCOME', 'BUILDS', 'REASON'],
+                deliveries.map((d) => [d.receivedAt, d.action === null ? d.event : `${d.event}.${d.action}`, d.repository ?? '-', d.outcome, d.builds.join(',') || '-', d.reason]),
+              )}\n`,
+        );
+        return 0;
+      }
       case undefined:
-        throw new UsageError('missing subcommand: add, list, remove or secret');
+        throw new UsageError('missing subcommand: add, list, remove, secret or deliveries');
       default:
-        throw new UsageError(`unknown subcommand '${sub}' (add, list, remove or secret)`);
+        throw new UsageError(`unknown subcommand '${sub}' (add, list, remove, secret or deliveries)`);
     }
   });
 }

@@ -206,3 +206,34 @@ describe('expo-worker status with GitHub builds', () => {
     expect(bad.err()).toContain("--sha: 'xyz' is not a commit id");
   });
 });
+
+describe('expo-worker project deliveries', () => {
+  it('lists what became of each delivery, newest first, and refuses a bad --limit', async () => {
+    const d = (id: string, receivedAt: number, over: Record<string, unknown>) => ({
+      id,
+      event: 'push',
+      action: null,
+      repository: 'octo/app',
+      receivedAt,
+      outcome: 'ignored' as const,
+      reason: 'no project for octo/app',
+      work: null,
+      builds: [],
+      ...over,
+    });
+    await c.store.recordDelivery(d('00000000-0000-4000-8000-000000000001', 1_000, {}));
+    await c.store.recordDelivery(d('00000000-0000-4000-8000-000000000002', 2_000, { event: 'pull_request', action: 'opened', outcome: 'built', reason: 'ios from 0123456789ab', builds: ['abcdefghijklmnop'] }));
+    const out = io();
+    expect(await projectMain(['deliveries'], out)).toBe(0);
+    const lines = out.out().trim().split('\n');
+    expect(lines[0]).toMatch(/RECEIVED\s+EVENT\s+REPO\s+OUTCOME\s+BUILDS\s+REASON/);
+    expect(lines[1]).toMatch(/pull_request\.opened\s+octo\/app\s+built\s+abcdefghijklmnop\s+ios from 0123456789ab/);
+    expect(lines[2]).toMatch(/push\s+octo\/app\s+ignored\s+-\s+no project for octo\/app/);
+    const one = io();
+    expect(await projectMain(['deliveries', '--limit', '1', '--json'], one)).toBe(0);
+    expect(JSON.parse(one.out()).deliveries.map((x: { id: string }) => x.id)).toEqual(['00000000-0000-4000-8000-000000000002']);
+    const bad = io();
+    expect(await projectMain(['deliveries', '--limit', '0'], bad)).toBe(64);
+    expect(bad.err()).toContain("--limit: '0' is not a number from 1 to 1000");
+  });
+});

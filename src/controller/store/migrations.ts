@@ -192,7 +192,7 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX builds_source_sha ON builds(source_sha, seq) WHERE source_sha IS NOT NULL;
       CREATE INDEX builds_source_ref ON builds(source_ref, seq) WHERE source_ref IS NOT NULL;
       CREATE INDEX builds_source_project_ref ON builds(source_project, source_ref) WHERE source_project IS NOT NULL;
-      CREATE INDEX builds_to_report ON builds(seq) WHERE source IS NOT NULL AND (reported IS NULL OR reported = 'pending');
+      CREATE INDEX builds_to_report ON builds(seq) WHERE source IS NOT NULL AND coalesce(reported, '') <> 'final';
       ALTER TABLE webhook_deliveries ADD COLUMN work TEXT;
       ALTER TABLE webhook_deliveries ADD COLUMN builds TEXT NOT NULL DEFAULT '[]';
       CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(received_at, id) WHERE outcome = 'pending';
