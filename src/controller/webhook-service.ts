@@ -289,9 +289,9 @@ export class WebhookService {
     // The same commit on the same ref built already, by another delivery: a replay of a signed
     // body under a new delivery id (GitHub signs the body only) builds nothing twice. A rerun
     // builds a commit again on purpose; a cancelled build (superseded, say) does not count.
-    const earlier = (await this.o.store.listBuilds({ limit: 1000, repo: w.repo, ref: w.ref, sha: w.sha })).find(
-      (b) => b.source !== null && b.source.deliveryId !== d.id && b.source.rerunOf === null && b.status !== 'cancelled',
-    );
+    // One read serves both checks: builds of this commit on this ref, by other deliveries and by this one.
+    const ofCommit = (await this.o.store.listBuilds({ limit: 1000, repo: w.repo, ref: w.ref, sha: w.sha })).filter((b) => b.source !== null && b.source.rerunOf === null);
+    const earlier = ofCommit.find((b) => b.source!.deliveryId !== d.id && b.status !== 'cancelled');
     if (earlier !== undefined) {
       return { outcome: 'ignored', reason: `${w.ref} at ${sha12(w.sha)} was built already (build ${earlier.id}, delivery ${earlier.source!.deliveryId ?? '?'}); rerun a build to build it again`, builds: [] };
     }
@@ -332,11 +332,7 @@ export class WebhookService {
       if (superseded.length > 0) this.o.logger.info({ delivery: d.id, ref: w.ref, sha: w.sha, superseded }, `superseded ${superseded.length} build(s) of ${w.ref}`);
     }
     // Builds this delivery already made (a restart between making them and settling it).
-    const made = new Map(
-      (await this.o.store.listBuilds({ limit: 1000, repo: w.repo, sha: w.sha }))
-        .filter((b) => b.source?.deliveryId === d.id && b.source.rerunOf === null)
-        .map((b) => [b.source!.name, b.id]),
-    );
+    const made = new Map(ofCommit.filter((b) => b.source!.deliveryId === d.id).map((b) => [b.source!.name, b.id]));
     const builds: string[] = [];
     const problems: string[] = [];
     for (const p of selected) {

@@ -11,18 +11,23 @@
  */
 import { BUILD_ID_PATTERN, GIT_REF_PATTERN, REPO_PATTERN, SHA_PATTERN } from '../protocol/domain.ts';
 
-/** A delivery's work, as it is kept until it is settled (the store's `DeliveryWork`). */
+/** A delivery's work, as the store keeps it until the delivery is settled. */
 export interface DeliveryWork {
   event: 'push' | 'pull_request' | 'check_run';
+  /** `owner/name` as the payload spells it. */
   repo: string;
   cloneUrl: string;
+  /** The full ref: `refs/heads/x`, `refs/tags/x`, or `refs/pull/<n>/head` ('' for a rerun). */
   ref: string;
   sha: string;
   prNumber: number | null;
+  /** A pull request's base branch (its `on.pull_request.branches` filter reads it). */
   baseBranch: string | null;
+  /** The GitHub App installation the delivery came through, when it did. */
   installationId: number | null;
+  /** check_run.rerequested: the external id of the check run GitHub asks to run again (our build id). */
   rerunOf: string | null;
-  /** What the push moved the ref from (a push's or a pull request synchronize's `before`); null when nothing was there or it is not said. */
+  /** What the push moved the ref from (a push's or a pull request synchronize's `before`); null or absent when none. */
   before?: string | null;
 }
 

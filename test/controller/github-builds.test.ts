@@ -6,21 +6,12 @@
  * way a delivery builds nothing — each with its reason on the record and, where GitHub should
  * hear of it, on the commit.
  */
-import { createRequire } from 'node:module';
-import { sign } from '@octokit/webhooks-methods';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createGithubApi } from '../../src/github/client.ts';
 import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
 import { GithubStandin } from '../support/github-standin.ts';
+import { example, sendSigned, until as waitFor } from '../support/github-deliveries.ts';
 import { startTestController, type TestController } from './support.ts';
-
-interface Definition {
-  name: string;
-  examples: Record<string, unknown>[];
-}
-const EXAMPLES = createRequire(import.meta.url)('@octokit/webhooks-examples') as Definition[];
-const example = (name: string, pick: (e: Record<string, unknown>) => boolean): Record<string, unknown> =>
-  structuredClone(EXAMPLES.find((d) => d.name === name)!.examples.find(pick)!);
 
 const SECRET = 'webhook-test-secret-0123456789';
 const TOKEN = 'ghp_standin_token_0123456789abcdef';
@@ -88,13 +79,7 @@ function prPayload(o: { sha?: string; number?: number; base?: string; action?: s
 }
 
 async function deliver(ctl: TestController, event: string, payload: Record<string, unknown>, id = nextDelivery()) {
-  const body = JSON.stringify(payload);
-  const res = await ctl.app.inject({
-    method: 'POST',
-    url: pathOf(ROUTES.githubWebhook, {}),
-    headers: { 'content-type': 'application/json', 'x-github-event': event, 'x-github-delivery': id, 'x-hub-signature-256': await sign(SECRET, body) },
-    payload: body,
-  });
+  const res = await sendSigned(ctl.app, SECRET, event, payload, id);
   expect(res.statusCode, res.body).toBe(202);
   await ctl.webhooks.idle();
   return { id, answer: res.json() as Record<string, unknown> };
@@ -134,16 +119,7 @@ async function builds(ctl: TestController, query: Record<string, string> = {}): 
 }
 
 /** Waits until `cond` holds (the reporter works after the answers), failing with what was seen. */
-async function until<T>(what: string, read: () => T | Promise<T>, cond: (v: T) => boolean): Promise<T> {
-  const deadline = Date.now() + WAIT_MS;
-  let v = await read();
-  while (!cond(v)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 50));
-    v = await read();
-  }
-  return v;
-}
+const until = <T>(what: string, read: () => T | Promise<T>, cond: (v: T) => boolean): Promise<T> => waitFor(what, read, cond, WAIT_MS);
 
 const statusesOf = (sha: string, context?: string) => gh!.statuses.filter((s) => s.sha === sha && (context === undefined || s.body.context === context)).map((s) => s.body);
 

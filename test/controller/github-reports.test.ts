@@ -11,20 +11,14 @@
  * event (submitted, started, finished) alone.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { createRequire } from 'node:module';
-import { sign } from '@octokit/webhooks-methods';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { GithubApi } from '../../src/github/api.ts';
 import { createGithubApi } from '../../src/github/client.ts';
 import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
 import { GithubStandin, type RecordedRequest } from '../support/github-standin.ts';
+import { example, sendSigned, until as waitFor } from '../support/github-deliveries.ts';
 import { startTestController, type TestController } from './support.ts';
 
-interface Definition {
-  name: string;
-  examples: Record<string, unknown>[];
-}
-const EXAMPLES = createRequire(import.meta.url)('@octokit/webhooks-examples') as Definition[];
 
 const SECRET = 'webhook-test-secret-0123456789';
 const TOKEN = 'ghp_standin_token_0123456789abcdef';
@@ -57,7 +51,7 @@ afterEach(async () => {
 });
 
 function pushPayload(): Record<string, unknown> {
-  const p = structuredClone(EXAMPLES.find((d) => d.name === 'push')!.examples.find((e) => e.ref === 'refs/heads/master' && e.deleted === false)!);
+  const p = example('push', (e) => e.ref === 'refs/heads/master' && e.deleted === false);
   p.ref = 'refs/heads/main';
   p.after = SHA;
   const repo = p.repository as Record<string, unknown>;
@@ -81,13 +75,7 @@ async function start(standin: GithubStandin, api: GithubApi): Promise<TestContro
 
 /** Sends a signed push delivery for SHA and returns the one build it made. */
 async function push(ctl: TestController): Promise<string> {
-  const body = JSON.stringify(pushPayload());
-  const res = await ctl.app.inject({
-    method: 'POST',
-    url: pathOf(ROUTES.githubWebhook, {}),
-    headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': '00000000-0000-4000-8000-000000000001', 'x-hub-signature-256': await sign(SECRET, body) },
-    payload: body,
-  });
+  const res = await sendSigned(ctl.app, SECRET, 'push', pushPayload(), '00000000-0000-4000-8000-000000000001');
   expect(res.statusCode, res.body).toBe(202);
   await ctl.webhooks.idle();
   const list = await ctl.app.inject({ method: 'GET', url: pathOf(ROUTES.listBuilds, {}, { sha: SHA }), headers: ctl.admin });
@@ -97,16 +85,7 @@ async function push(ctl: TestController): Promise<string> {
 }
 
 /** Waits until `cond` holds (the reporter works after the answers), failing with what was seen. */
-async function until<T>(what: string, read: () => T, cond: (v: T) => boolean): Promise<T> {
-  const deadline = Date.now() + WAIT_MS;
-  let v = read();
-  while (!cond(v)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 25));
-    v = read();
-  }
-  return v;
-}
+const until = <T>(what: string, read: () => T, cond: (v: T) => boolean): Promise<T> => waitFor(what, read, cond, WAIT_MS, 25);
 
 /** A worker's side of a build: enrol, claim, phases, a log chunk, the end. */
 async function work(ctl: TestController, buildId: string) {

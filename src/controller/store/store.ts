@@ -15,6 +15,7 @@
  */
 import type { ActiveBuildStatus, BuildStatus, FailureReason, FinalBuildStatus } from '../../protocol/domain.ts';
 import type { ArtifactProblem, ArtifactSpec, BuildSource, DeliveryOutcome, Step } from '../../protocol/schemas.ts';
+import type { DeliveryWork } from '../../github/delivery-work.ts';
 
 export interface WorkerRecord {
   id: string;
@@ -218,27 +219,9 @@ export type { DeliveryOutcome } from '../../protocol/schemas.ts';
 
 /**
  * What a delivery asks to build, taken from its payload when it was accepted (the payload itself
- * is not kept): enough to finish the work after a restart. Null for a delivery with nothing to
- * build (an event or action that builds nothing).
+ * is not kept): enough to finish the work after a restart (`src/github/delivery-work.ts`).
  */
-export interface DeliveryWork {
-  event: 'push' | 'pull_request' | 'check_run';
-  /** `owner/name` as the payload spells it. */
-  repo: string;
-  cloneUrl: string;
-  /** The full ref: `refs/heads/x`, `refs/tags/x`, or `refs/pull/<n>/head`. */
-  ref: string;
-  sha: string;
-  prNumber: number | null;
-  /** A pull request's base branch (its `on.pull_request.branches` filter reads it). */
-  baseBranch: string | null;
-  /** The GitHub App installation the delivery came through, when it did. */
-  installationId: number | null;
-  /** check_run.rerequested: the external id of the check run GitHub asks to run again (our build id). */
-  rerunOf: string | null;
-  /** The commit the push moved the ref from (what it supersedes); null or absent when none. */
-  before?: string | null;
-}
+export type { DeliveryWork };
 
 /**
  * A GitHub webhook delivery the controller accepted (its signature held). Not the payload — it
