@@ -10,15 +10,53 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ExpoError } from '../protocol/errors.ts';
-import type { AttemptRecord, Store, WorkerRecord } from './store/store.ts';
+import type { Role } from '../protocol/domain.ts';
+import type { ApiTokenRecord, AttemptRecord, SessionRecord, Store, UserRecord, WorkerRecord } from './store/store.ts';
 
 /** Where a presented worker key or build token is looked up, by its SHA-256 digest. */
 export type CredentialStore = Pick<Store, 'getWorkerByKeyHash' | 'getAttemptByTokenHash'>;
 
+/**
+ * Who a request acts as. People and scripts have a role (`roleOf`): the admin key is admin; an
+ * API token has its own role capped by its owner's current role; a dashboard session has its
+ * user's role and carries the CSRF token its forms must send back. Workers and builds have none.
+ */
 export type Principal =
   | { kind: 'admin' }
+  | { kind: 'token'; token: ApiTokenRecord; owner: UserRecord | null; role: Role }
+  | { kind: 'session'; session: SessionRecord; user: UserRecord; csrfToken: string }
   | { kind: 'worker'; worker: WorkerRecord }
   | { kind: 'build'; attempt: AttemptRecord };
+
+/** The role a principal acts with; null for a worker key or a build token. */
+export function roleOf(p: Principal): Role | null {
+  switch (p.kind) {
+    case 'admin':
+      return 'admin';
+    case 'token':
+      return p.role;
+    case 'session':
+      return p.user.role;
+    default:
+      return null;
+  }
+}
+
+/** Who did it, in the audit log's words: `admin key`, `user alice`, `token ci-release (alice)`. */
+export function actorOf(p: Principal): string {
+  switch (p.kind) {
+    case 'admin':
+      return 'admin key';
+    case 'token':
+      return `token ${p.token.name} (${p.owner?.name ?? 'admin key'})`;
+    case 'session':
+      return `user ${p.user.name}`;
+    case 'worker':
+      return `worker ${p.worker.id}`;
+    case 'build':
+      return `build ${p.attempt.buildId}`;
+  }
+}
 
 export const hashSecret = (secret: string): string => createHash('sha256').update(secret).digest('hex');
 

@@ -241,6 +241,8 @@ export class BuildService {
         throw this.over(await this.getBuild(buildId));
       }
       case 'admin':
+      case 'token':
+      case 'session':
         throw new ExpoError('AUTH_FORBIDDEN', "build heartbeats need the build's token or its worker's key");
       default: {
         const never: never = principal;

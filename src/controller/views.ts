@@ -38,12 +38,12 @@ export function buildView(b: BuildRecord, waiting?: WaitingView): BuildView {
 
 /**
  * A worker's status: never_seen until its agent first polls, offline when the watchdog said so,
- * else draining, busy (holds a build) or idle.
+ * else draining (its agent is stopping, or an operator drained it), busy (holds a build) or idle.
  */
 export function workerStatus(w: WorkerRecord, runningBuilds: readonly string[]): WorkerStatus {
   if (w.lastSeenAt === null) return 'never_seen';
   if (w.offline) return 'offline';
-  if (w.draining) return 'draining';
+  if (w.draining || w.drainRequested) return 'draining';
   return runningBuilds.length > 0 ? 'busy' : 'idle';
 }
 
@@ -56,6 +56,7 @@ export function workerView(w: WorkerRecord, runningBuilds: string[]): WorkerView
     lastSeenAt: iso(w.lastSeenAt),
     slotsTotal: w.slotsTotal,
     runningBuilds,
+    drainRequested: w.drainRequested,
   };
 }
 

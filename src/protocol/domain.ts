@@ -158,3 +158,54 @@ export const isBuildId = (s: string): boolean => new RegExp(BUILD_ID_PATTERN).te
  */
 export const WAITING_REASONS = ['no_worker_with_labels', 'matching_never_seen', 'matching_offline', 'matching_draining', 'all_matching_busy', 'next_poll'] as const;
 export type WaitingReason = (typeof WAITING_REASONS)[number];
+
+/**
+ * What a person or a script may do (docs/access.md): a `viewer` reads everything but secrets; an
+ * `operator` also submits, cancels and reruns builds and drains and resumes workers; an `admin`
+ * also manages workers, users, tokens, projects and secrets. The controller's `--api-key` counts
+ * as admin. Worker keys and build tokens have no role: they keep their own narrow scopes.
+ */
+export const ROLES = ['viewer', 'operator', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+/** Whether `have` allows what `need` allows. */
+export const roleAtLeast = (have: Role, need: Role): boolean => ROLES.indexOf(have) >= ROLES.indexOf(need);
+/** The lower of two roles (a token's role as its owner's role caps it). */
+export const lowerRole = (a: Role, b: Role): Role => (roleAtLeast(a, b) ? b : a);
+
+/** A dashboard user's name: lower-case letters, digits, `.`, `_`, `-`; 1–64, starting with a letter or digit. */
+export const USER_NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$';
+/** An API token's name (a label for people: `ci-release`, `alice laptop`): printable, 1–64. */
+export const TOKEN_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9 ._:@/-]{0,63}$';
+/** An API token's id (not its secret): `tok_` and 16 characters of lower-case base 32. */
+export const TOKEN_ID_PATTERN = '^tok_[a-z2-7]{16}$';
+/** Passwords: at least 12 characters (NIST SP 800-63B's advice for a password chosen alone), at most 1,024 bytes. */
+export const PASSWORD_MIN_LENGTH = 12;
+
+/**
+ * What the audit log records (`GET /api/v1/audit`): who did what to which build, worker, user,
+ * token, project or secret. A failed sign-in is recorded too (with the name tried, never the password).
+ */
+export const AUDIT_ACTIONS = [
+  'build.submit',
+  'build.cancel',
+  'build.rerun',
+  'worker.create',
+  'worker.drain',
+  'worker.resume',
+  'worker.remove',
+  'user.add',
+  'user.remove',
+  'user.password',
+  'user.sessions_revoked',
+  'token.create',
+  'token.revoke',
+  'project.add',
+  'project.remove',
+  'secret.set',
+  'secret.remove',
+  'session.signin',
+  'session.signin_failed',
+  'session.signout',
+  'retention.prune',
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];

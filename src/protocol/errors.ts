@@ -1,7 +1,7 @@
 /**
  * Every error code of expo-worker, in one table: its HTTP status (for API errors), whether an
  * operation failing with it may be retried, and what it means. Codes are stable and prefixed by
- * area (`CFG_`, `EXEC_`, `SSH_`, `VM_`, `LEASE_`, `STORE_`, `API_`, `BUILD_`, `LOG_`, `AUTH_`, `WEBHOOK_`, `PROJECT_`, `GITHUB_`);
+ * area (`CFG_`, `EXEC_`, `SSH_`, `VM_`, `LEASE_`, `STORE_`, `API_`, `BUILD_`, `LOG_`, `AUTH_`, `USER_`, `WEBHOOK_`, `PROJECT_`, `GITHUB_`);
  * callers branch on `code`, never on the message. `retryable` is the one retry table: callers ask
  * `isRetryable`, never a list of their own. `docs/api.md` lists the API codes and
  * `docs/vm-layer.md` the others, and a test keeps both lists and this table in sync.
@@ -16,9 +16,14 @@ export const ERROR_CODES = {
   API_REQUEST_TIMEOUT: { status: 408, retryable: true, summary: 'The request was not received in full within the server timeout.' },
   API_SHUTTING_DOWN: { status: 503, retryable: true, summary: 'The controller is stopping; try again shortly.' },
   API_INTERNAL: { status: 500, retryable: true, summary: 'An unexpected server error; details are in the controller log.' },
-  AUTH_MISSING: { status: 401, retryable: false, summary: 'No `Authorization: Bearer <key>` header.' },
-  AUTH_INVALID: { status: 401, retryable: false, summary: 'The key or token is not known (or has been revoked).' },
-  AUTH_FORBIDDEN: { status: 403, retryable: false, summary: 'The key is valid but acts outside its scope (another worker, another build, or an admin-only call).' },
+  AUTH_MISSING: { status: 401, retryable: false, summary: 'No `Authorization: Bearer <key>` header and no dashboard session.' },
+  AUTH_INVALID: { status: 401, retryable: false, summary: 'The key, token or session is not known, has expired or has been revoked; or a sign-in name or password is wrong.' },
+  AUTH_FORBIDDEN: { status: 403, retryable: false, summary: 'The key is valid but acts outside its scope or role (another worker, another build, or a call that needs a higher role).' },
+  AUTH_CSRF: { status: 403, retryable: false, summary: 'A signed-in (cookie) request that changes something came without the session\'s CSRF token (`x-csrf-token` header or `_csrf` form field); nothing was done.' },
+  AUTH_RATE_LIMITED: { status: 429, retryable: true, summary: 'Too many sign-in attempts for this name or address; wait `Retry-After` seconds.' },
+  AUTH_ROLE_TOO_HIGH: { status: 403, retryable: false, summary: 'A token or user cannot be given a role above the role of whoever creates it.' },
+  USER_EXISTS: { status: 409, retryable: false, summary: 'A user with this name already exists.' },
+  WORKER_BUSY: { status: 409, retryable: false, summary: 'The worker holds active builds: drain it and wait for them to end (or cancel them) before removing it.' },
   WEBHOOK_SIGNATURE: { status: 401, retryable: false, summary: 'A webhook delivery without a valid `X-Hub-Signature-256` (HMAC-SHA256 of the body under the webhook secret); nothing was recorded.' },
   WEBHOOK_BUSY: { status: 503, retryable: true, summary: 'As many webhook deliveries as the controller reads at once are already being received; redeliver shortly. Nothing was recorded.' },
   WEBHOOK_NOT_CONFIGURED: { status: 503, retryable: false, summary: 'The controller has no GitHub webhook secret (`--github-secret`), so it accepts no webhook delivery.' },

@@ -25,6 +25,12 @@ import {
   SHA_PATTERN,
   SOURCE_EVENTS,
   GIT_REF_PATTERN,
+  ROLES,
+  USER_NAME_PATTERN,
+  TOKEN_NAME_PATTERN,
+  TOKEN_ID_PATTERN,
+  PASSWORD_MIN_LENGTH,
+  AUDIT_ACTIONS,
 } from './domain.ts';
 
 
@@ -87,6 +93,8 @@ export const WorkerView = Type.Object({
   lastSeenAt: Type.Union([Type.String(), Type.Null()]),
   slotsTotal: Type.Union([Type.Integer(), Type.Null()]),
   runningBuilds: Type.Array(Type.String()),
+  /** An operator drained it from the controller (`POST …/drain`): it is handed no new build until resumed. Its status is `draining` (or `offline`). */
+  drainRequested: Type.Boolean(),
 });
 export type WorkerView = Static<typeof WorkerView>;
 export const WorkerList = Type.Object({ workers: Type.Array(WorkerView) });
@@ -219,7 +227,16 @@ export const ListBuildsQuery = strict({
   /** Only builds of this commit. */
   sha: Type.Optional(Type.String({ pattern: SHA_PATTERN })),
 });
-export const LogQuery = strict({ offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,12}$' })) });
+/**
+ * `offset`: the first byte to read (default 0). `limit`: at most this many bytes (default: to the
+ * end); the answer may stop short of it so as not to cut a UTF-8 character. See `readLog`.
+ */
+export const LogQuery = strict({ offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,12}$' })), limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,8}$' })) });
+/**
+ * Where a log stream starts: the `Last-Event-ID` header when sent (a reconnect), else `offset`,
+ * else the last `tail` bytes (from the first line start in them), else byte 0.
+ */
+export const LogStreamQuery = strict({ offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,12}$' })), tail: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}$' })) });
 
 export const BuildIdParams = strict({ id: BuildId });
 /** Cancel takes no fields; an empty body or `{}`. */
@@ -436,3 +453,80 @@ export const HealthResponse = Type.Object({
   queueStats: Type.Record(Type.String(), Type.Integer()),
 });
 export type HealthResponse = Static<typeof HealthResponse>;
+
+// ---- access: users, tokens, audit (docs/access.md) ----
+export const RoleSchema = Type.Enum(ROLES);
+export const UserName = Type.String({ pattern: USER_NAME_PATTERN, maxLength: 64 });
+export const Password = Type.String({ minLength: PASSWORD_MIN_LENGTH, maxLength: 1024, maxBytes: 1024 });
+/** `password` absent: the controller makes one (24 random characters) and answers it once. */
+export const CreateUserBody = strict({ name: UserName, role: RoleSchema, password: Type.Optional(Password) });
+export type CreateUserBody = Static<typeof CreateUserBody>;
+export const UserView = Type.Object({
+  name: Type.String(),
+  role: RoleSchema,
+  createdAt: Type.String(),
+  lastSignInAt: Type.Union([Type.String(), Type.Null()]),
+});
+export type UserView = Static<typeof UserView>;
+/** A new user, or a reset password: `password` is present only when the controller made it (shown this once). */
+export const CreatedUser = Type.Object({ user: UserView, password: Type.Optional(Type.String()) });
+export type CreatedUser = Static<typeof CreatedUser>;
+export const UserList = Type.Object({ users: Type.Array(UserView) });
+export const UserNameParams = strict({ name: UserName });
+/** A new password for the user (every session of theirs ends); absent: the controller makes one. */
+export const SetPasswordBody = strict({ password: Type.Optional(Password) });
+export const SessionsRevoked = Type.Object({ revoked: Type.Integer() });
+
+export const TokenName = Type.String({ pattern: TOKEN_NAME_PATTERN, maxLength: 64 });
+export const TokenId = Type.String({ pattern: TOKEN_ID_PATTERN });
+/** A token's role may not be above its creator's; `expiresInDays` absent: 90 days; 0 is refused (use revoke). */
+export const CreateTokenBody = strict({ name: TokenName, role: RoleSchema, expiresInDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })) });
+export type CreateTokenBody = Static<typeof CreateTokenBody>;
+export const TokenView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  role: RoleSchema,
+  /** The user who made it; null when it was made with the controller's admin key. */
+  owner: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Type.String(),
+  expiresAt: Type.String(),
+  lastUsedAt: Type.Union([Type.String(), Type.Null()]),
+  revokedAt: Type.Union([Type.String(), Type.Null()]),
+  /** `active`, `expired` or `revoked`. */
+  state: Type.Enum(['active', 'expired', 'revoked'] as const),
+});
+export type TokenView = Static<typeof TokenView>;
+/** A new token: its secret (`ewt_…`) is in this answer and nowhere else, ever. */
+export const CreatedToken = Type.Object({ token: TokenView, secret: Type.String() });
+export type CreatedToken = Static<typeof CreatedToken>;
+export const TokenList = Type.Object({ tokens: Type.Array(TokenView) });
+export const TokenIdParams = strict({ id: TokenId });
+
+export const AuditEntryView = Type.Object({
+  id: Type.Integer(),
+  at: Type.String(),
+  /** `admin key`, `user alice`, `token ci-release (alice)`, or for a failed sign-in the name tried. */
+  actor: Type.String(),
+  action: Type.Enum(AUDIT_ACTIONS),
+  /** What was acted on: a build id, worker id, user name, token id, project repo… */
+  target: Type.String(),
+  /** More in words (a cancelled build's reason, a token's role); never a secret. */
+  detail: Type.Union([Type.String(), Type.Null()]),
+});
+export type AuditEntryView = Static<typeof AuditEntryView>;
+/** Newest first; `nextBefore` pages on (`?before=`), null on the last page. */
+export const AuditList = Type.Object({ entries: Type.Array(AuditEntryView), nextBefore: Type.Union([Type.Integer(), Type.Null()]) });
+export const ListAuditQuery = strict({
+  limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,2}$' })),
+  before: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,15}$' })),
+  action: Type.Optional(Type.Enum(AUDIT_ACTIONS)),
+});
+
+/** Who the caller is (`GET /api/v1/me`). */
+export const MeView = Type.Object({
+  kind: Type.Enum(['admin-key', 'user', 'token'] as const),
+  /** The user's name, or the token's; null for the admin key. */
+  name: Type.Union([Type.String(), Type.Null()]),
+  role: RoleSchema,
+});
+export type MeView = Static<typeof MeView>;

@@ -198,4 +198,53 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(received_at, id) WHERE outcome = 'pending';
     `,
   },
+  {
+    version: 9,
+    name: 'users, sessions, API tokens, audit log; drain from the controller',
+    // People and scripts (docs/access.md): users with a role and a scrypt password hash; their
+    // dashboard sessions and API tokens, each stored only as the SHA-256 of its secret (the
+    // secrets are 256-bit random); the audit log, append-only. A user's sessions and tokens go
+    // with the user (a token made with the admin key has no owner). `drain_requested` is an
+    // operator's drain of a worker, kept apart from the agent's own `draining`.
+    sql: `
+      CREATE TABLE users (
+        name             TEXT PRIMARY KEY,
+        role             TEXT NOT NULL,
+        password_hash    TEXT NOT NULL,
+        created_at       INTEGER NOT NULL,
+        last_sign_in_at  INTEGER
+      );
+      CREATE TABLE sessions (
+        id_hash     TEXT PRIMARY KEY,
+        user_name   TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+      );
+      CREATE INDEX sessions_user ON sessions(user_name);
+      CREATE TABLE api_tokens (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        role          TEXT NOT NULL,
+        owner         TEXT REFERENCES users(name) ON DELETE CASCADE,
+        secret_hash   TEXT NOT NULL UNIQUE,
+        created_at    INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        last_used_at  INTEGER,
+        revoked_at    INTEGER
+      );
+      CREATE INDEX api_tokens_owner ON api_tokens(owner, created_at);
+      CREATE TABLE audit_log (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      INTEGER NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        detail  TEXT
+      );
+      CREATE INDEX audit_log_action ON audit_log(action, id);
+      ALTER TABLE workers ADD COLUMN drain_requested INTEGER NOT NULL DEFAULT 0;
+      CREATE INDEX builds_finished_at ON builds(finished_at) WHERE finished_at IS NOT NULL;
+      CREATE INDEX attempts_claimed_at ON attempts(claimed_at);
+    `,
+  },
 ];

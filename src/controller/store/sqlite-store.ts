@@ -54,6 +54,7 @@ const toWorker = (r: Row): WorkerRecord => ({
   lastSeenAt: (r.last_seen_at as number | null) ?? null,
   slotsTotal: (r.slots_total as number | null) ?? null,
   draining: r.draining === 1,
+  drainRequested: r.drain_requested === 1,
   offline: r.offline === 1,
 });
 
@@ -742,6 +743,38 @@ export class SqliteStore implements Store {
     });
   }
 
+  // ---- access: users, sessions, API tokens, audit (issue 13: the access work fills these in) ----
+  createUser(): Promise<never> { return notYet('createUser'); }
+  getUser(): Promise<never> { return notYet('getUser'); }
+  listUsers(): Promise<never> { return notYet('listUsers'); }
+  deleteUser(): Promise<never> { return notYet('deleteUser'); }
+  setUserPassword(): Promise<never> { return notYet('setUserPassword'); }
+  recordSignIn(): Promise<never> { return notYet('recordSignIn'); }
+  createSession(): Promise<never> { return notYet('createSession'); }
+  getSession(): Promise<never> { return notYet('getSession'); }
+  deleteSession(): Promise<never> { return notYet('deleteSession'); }
+  deleteSessionsOfUser(): Promise<never> { return notYet('deleteSessionsOfUser'); }
+  createApiToken(): Promise<never> { return notYet('createApiToken'); }
+  getApiTokenBySecretHash(): Promise<never> { return notYet('getApiTokenBySecretHash'); }
+  getApiToken(): Promise<never> { return notYet('getApiToken'); }
+  listApiTokens(): Promise<never> { return notYet('listApiTokens'); }
+  revokeApiToken(): Promise<never> { return notYet('revokeApiToken'); }
+  touchApiToken(): Promise<never> { return notYet('touchApiToken'); }
+  appendAudit(): Promise<never> { return notYet('appendAudit'); }
+  listAudit(): Promise<never> { return notYet('listAudit'); }
+  setWorkerDrainRequested(): Promise<never> { return notYet('setWorkerDrainRequested'); }
+  deleteWorker(): Promise<never> { return notYet('deleteWorker'); }
+  // ---- end of access ----
+
+  // ---- the dashboard's reads (issue 13: the dashboard work fills these in) ----
+  listBuildsSince(): Promise<never> { return notYet('listBuildsSince'); }
+  listAttemptsSince(): Promise<never> { return notYet('listAttemptsSince'); }
+  // ---- end of the dashboard's reads ----
+
+  // ---- log ranges (issue 13: the live-log work fills this in) ----
+  readLogRange(): Promise<never> { return notYet('readLogRange'); }
+  // ---- end of log ranges ----
+
   /** The stored bytes [from, to) of a build's log. */
   private logRange(buildId: string, from: number, to: number): Buffer {
     const rows = this.q('SELECT offset, data FROM log_chunks WHERE build_id = ? AND offset + length(data) > ? AND offset < ? ORDER BY offset').all(buildId, from, to) as {
@@ -763,3 +796,5 @@ export class SqliteStore implements Store {
     return whole.subarray(Math.max(0, fromOffset - rows[0]!.offset));
   }
 }
+
+const notYet = (method: string): Promise<never> => Promise.reject(new Error(`SqliteStore.${method} is not written yet`));

@@ -13,7 +13,7 @@
  * lives outside the adapter; consumers ask for the narrow part they use (`Pick<Store, …>`:
  * `CredentialStore`, `WatchdogStore`, `RetentionStore`, `WorkerStore`, `ArtifactStore`…).
  */
-import type { ActiveBuildStatus, BuildStatus, FailureReason, FinalBuildStatus } from '../../protocol/domain.ts';
+import type { ActiveBuildStatus, AuditAction, BuildStatus, FailureReason, FinalBuildStatus, Role } from '../../protocol/domain.ts';
 import type { ArtifactProblem, ArtifactSpec, BuildSource, DeliveryOutcome, Step } from '../../protocol/schemas.ts';
 import type { DeliveryWork } from '../../github/delivery-work.ts';
 
@@ -25,8 +25,58 @@ export interface WorkerRecord {
   lastSeenAt: number | null;
   slotsTotal: number | null;
   draining: boolean;
+  /** An operator drained it from the controller: it is handed no new build until resumed. */
+  drainRequested: boolean;
   /** Set by the watchdog when the worker went silent; cleared by its next contact. */
   offline: boolean;
+}
+
+// ---- access (docs/access.md) ----
+
+export interface UserRecord {
+  /** The user's name (USER_NAME_PATTERN), unique; the key. */
+  name: string;
+  role: Role;
+  /** `scrypt$<log2 N>$<r>$<p>$<salt, base64>$<key, base64>` (see access-service.ts). */
+  passwordHash: string;
+  createdAt: number;
+  lastSignInAt: number | null;
+}
+
+export interface SessionRecord {
+  /** SHA-256 (hex) of the cookie's secret; the secret itself is never stored. */
+  idHash: string;
+  userName: string;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export interface ApiTokenRecord {
+  /** `tok_…` (TOKEN_ID_PATTERN): shown and used to revoke; not the secret. */
+  id: string;
+  name: string;
+  role: Role;
+  /** The user who made it; null when made with the admin key. Removing the user removes their tokens. */
+  owner: string | null;
+  /** SHA-256 (hex) of the secret (`ewt_…`). */
+  secretHash: string;
+  createdAt: number;
+  expiresAt: number;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
+}
+
+export interface NewAuditEntry {
+  at: number;
+  actor: string;
+  action: AuditAction;
+  target: string;
+  detail: string | null;
+}
+
+export interface AuditRecord extends NewAuditEntry {
+  /** Increasing with each entry. */
+  id: number;
 }
 
 export interface BuildRecord {
@@ -479,6 +529,61 @@ export interface Store {
   /** Deletes the deliveries received before `cutoff`; returns how many. */
   deleteDeliveriesBefore(cutoff: number): Promise<number>;
 
+
+  // ---- access: users, sessions, API tokens, audit ----
+
+  /** Adds a user. Rejects with USER_EXISTS when the name is taken. */
+  createUser(u: Omit<UserRecord, 'lastSignInAt'>): Promise<UserRecord>;
+  getUser(name: string): Promise<UserRecord | null>;
+  /** Every user, by name. */
+  listUsers(): Promise<UserRecord[]>;
+  /** Deletes the user with their sessions and tokens, in one transaction; false when none. */
+  deleteUser(name: string): Promise<boolean>;
+  /** Replaces the password hash and deletes every session of the user, in one transaction; false when none. */
+  setUserPassword(name: string, passwordHash: string): Promise<boolean>;
+  /** Stamps a successful sign-in. */
+  recordSignIn(name: string, now: number): Promise<void>;
+  createSession(s: SessionRecord): Promise<void>;
+  /** The session with this digest and its user, if it has not expired at `now` (an expired one is deleted); null otherwise. */
+  getSession(idHash: string, now: number): Promise<{ session: SessionRecord; user: UserRecord } | null>;
+  deleteSession(idHash: string): Promise<boolean>;
+  /** Deletes every session of the user; returns how many. */
+  deleteSessionsOfUser(name: string): Promise<number>;
+  createApiToken(t: ApiTokenRecord): Promise<void>;
+  /** The token with this secret digest, whatever its state (the caller checks expiry and revocation), with its owner (null when made with the admin key). */
+  getApiTokenBySecretHash(secretHash: string): Promise<{ token: ApiTokenRecord; owner: UserRecord | null } | null>;
+  getApiToken(id: string): Promise<ApiTokenRecord | null>;
+  /** Tokens of this owner (`undefined`: every token), newest first. */
+  listApiTokens(owner?: string | null): Promise<ApiTokenRecord[]>;
+  /** Marks the token revoked at `now`; false when none or already revoked. */
+  revokeApiToken(id: string, now: number): Promise<boolean>;
+  /** Stamps the token's last use. */
+  touchApiToken(id: string, now: number): Promise<void>;
+  appendAudit(e: NewAuditEntry): Promise<void>;
+  /** Newest first, at most `limit`, only ids below `beforeId` when given, only `action` when given. */
+  listAudit(q: { limit: number; beforeId?: number; action?: AuditAction }): Promise<AuditRecord[]>;
+
+  // ---- workers, from the controller's side ----
+
+  /** Sets or clears the worker's `drainRequested`; false when there is no such worker. */
+  setWorkerDrainRequested(id: string, drainRequested: boolean): Promise<boolean>;
+  /**
+   * Deletes the worker (its key stops working at once) unless it holds an active build, in one
+   * transaction: `removed`, `busy` (nothing written) or `missing`. Its finished builds keep its id.
+   */
+  deleteWorker(id: string): Promise<'removed' | 'busy' | 'missing'>;
+
+  // ---- the dashboard's reads ----
+
+  /**
+   * Builds that were created, active or finished in [since, now]: every build created at or
+   * after `since`, every active or queued build, and every build finished at or after `since`;
+   * newest submission first, at most `limit`. The overview's plots are drawn from these.
+   */
+  listBuildsSince(since: number, limit: number): Promise<BuildRecord[]>;
+  /** Attempts claimed at or after `since`, or still running, or ended at or after `since`; oldest claim first, at most `limit`. */
+  listAttemptsSince(since: number, limit: number): Promise<AttemptRecord[]>;
+
   // ---- logs ----
 
   /**
@@ -490,4 +595,10 @@ export interface Store {
   appendLog(buildId: string, offset: number, data: Buffer, maxLogBytes: number): Promise<AppendLogResult>;
   /** The build's log from byte `fromOffset` to its end; empty past the end or for an unknown build. */
   readLog(buildId: string, fromOffset: number): Promise<Buffer>;
+  /**
+   * The build's log bytes [from, to), clipped to what is stored (empty past the end or for an
+   * unknown build). Reads only the chunks that overlap the range: a 50 MB log's tail costs no
+   * more than the tail.
+   */
+  readLogRange(buildId: string, from: number, to: number): Promise<Buffer>;
 }
