@@ -49,4 +49,21 @@ export class WorkerService {
     if (!w) throw new ExpoError('API_NOT_FOUND', `no worker '${id}'`);
     return workerView(w, (await this.o.store.activeBuildsOfWorker(id)).map((b) => b.id));
   }
+
+  // ---- from the controller's side (issue 13: the access work fills these in) ----
+
+  /** Hands the worker no new build until resumed (its running builds go on). API_NOT_FOUND. */
+  drain(_id: string): Promise<WorkerView> {
+    return Promise.reject(new Error('WorkerService.drain is not written yet'));
+  }
+
+  /** Undoes `drain`. API_NOT_FOUND. */
+  resume(_id: string): Promise<WorkerView> {
+    return Promise.reject(new Error('WorkerService.resume is not written yet'));
+  }
+
+  /** Removes the worker (its key stops working). API_NOT_FOUND; WORKER_BUSY while it holds active builds. */
+  remove(_id: string): Promise<void> {
+    return Promise.reject(new Error('WorkerService.remove is not written yet'));
+  }
 }

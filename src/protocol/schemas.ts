@@ -530,3 +530,6 @@ export const MeView = Type.Object({
   role: RoleSchema,
 });
 export type MeView = Static<typeof MeView>;
+export type AuditList = Static<typeof AuditList>;
+export type TokenList = Static<typeof TokenList>;
+export type UserList = Static<typeof UserList>;
