@@ -39,6 +39,11 @@ const commands: Record<string, Command> = {
     summary: 'register GitHub repositories to build (add, list, remove) and set their secrets',
     run: async (argv) => (await import('./client/project-commands.ts')).projectMain(argv),
   },
+  worker: { summary: 'drain, resume or remove a worker', run: async (argv) => (await import('./client/access-commands.ts')).workerMain(argv) },
+  user: { summary: 'dashboard users and their roles (add, list, remove, passwd, signout)', run: async (argv) => (await import('./client/access-commands.ts')).userMain(argv) },
+  token: { summary: 'API tokens with a role and an expiry (create, list, revoke)', run: async (argv) => (await import('./client/access-commands.ts')).tokenMain(argv) },
+  audit: { summary: 'who did what: cancels, reruns, drains, users, tokens, sign-ins', run: async (argv) => (await import('./client/access-commands.ts')).auditMain(argv) },
+  whoami: { summary: 'who the configured key acts as, and its role', run: async (argv) => (await import('./client/access-commands.ts')).whoamiMain(argv) },
 };
 
 /** The package version; the CLI runs from `dist/src/` when built and from `src/` in development. */

@@ -32,7 +32,7 @@ export interface Health {
 const KEY_SOURCES = '--key, EXPO_WORKER_KEY or ~/.expo-worker/client.json';
 
 export class AdminApi {
-  private readonly c: ClientConfig;
+  protected readonly c: ClientConfig;
   private readonly timeoutMs: number;
 
   constructor(config: ClientConfig, options: { timeoutMs?: number } = {}) {
@@ -40,7 +40,7 @@ export class AdminApi {
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
-  private async call(method: HttpMethod, path: string, body?: unknown, what?: string): Promise<{ status: number; headers: Record<string, unknown>; data: Buffer }> {
+  protected async call(method: HttpMethod, path: string, body?: unknown, what?: string): Promise<{ status: number; headers: Record<string, unknown>; data: Buffer }> {
     let res;
     try {
       res = await request(`${this.c.url}${path}`, {
@@ -71,17 +71,18 @@ export class AdminApi {
     // disk, a proxy between): a person is told to try again rather than to fix something.
     const later = isRetryable(answerErrorCode(res.statusCode, err)) ? ' — this may work if tried again shortly' : '';
     if (res.statusCode === 401) {
-      throw new ExpoError('HTTP_STATUS', `the controller at ${this.c.url} refused the admin key (401${err.code ? ` ${err.code}` : ''}): check ${KEY_SOURCES}`, { details });
+      throw new ExpoError('HTTP_STATUS', `the controller at ${this.c.url} refused the key (401${err.code ? ` ${err.code}` : ''}${err.message ? `: ${err.message}` : ''}): check ${KEY_SOURCES}`, { details });
     }
     if (res.statusCode === 403) {
-      throw new ExpoError('HTTP_STATUS', `the key is not the admin key (403 ${err.code ?? 'AUTH_FORBIDDEN'}): these commands need the controller's admin key (${KEY_SOURCES})`, { details });
+      // The controller's message names the role the call needs (a viewer token cannot cancel).
+      throw new ExpoError('HTTP_STATUS', `the key may not do this (403 ${err.code ?? 'AUTH_FORBIDDEN'}${err.message ? `: ${err.message}` : ''}): use a key with the role it needs (${KEY_SOURCES})`, { details });
     }
     if (res.statusCode === 404 && what !== undefined) throw new ExpoError('HTTP_STATUS', `${what} not found at ${this.c.url}`, { details });
     throw new ExpoError('HTTP_STATUS', `${method} ${path}: ${res.statusCode} ${err.code ?? ''} ${err.message ?? data.toString('utf8').slice(0, 200)}`.replace(/\s+/g, ' ').trim() + later, { details });
   }
 
   /** A call whose answer is JSON, typed as the route table says. */
-  private async json<R extends RouteSpec>(route: R, path: string, body?: unknown, what?: string): Promise<AnswerOf<R>> {
+  protected async json<R extends RouteSpec>(route: R, path: string, body?: unknown, what?: string): Promise<AnswerOf<R>> {
     return JSON.parse((await this.call(route.method, path, body, what)).data.toString('utf8')) as AnswerOf<R>;
   }
 

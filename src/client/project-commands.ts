@@ -7,11 +7,11 @@
  * it): `project secret set` reads it from standard input — one trailing newline, as `echo`
  * adds, is dropped — or, with `--from-env VAR`, from this command's own environment.
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BUILD_ID_PATTERN, isBuildId, isRepo, PIPELINE_PATH_PATTERN, SECRET_NAME_PATTERN } from '../protocol/domain.ts';
 import type { ProjectView } from '../protocol/schemas.ts';
 import type { AdminApi } from './admin-api.ts';
-import { api, COMMON, CONNECTION, processIo, runCommand, UsageError, type CliIo, type Values } from './commands.ts';
+import { api, CONNECTION, processIo, runCommand, UsageError, type CliIo, type Values } from './commands.ts';
+import { parse, positional } from './args.ts';
 import { table } from './format.ts';
 
 export const PROJECT_HELP = `Usage: expo-worker project <subcommand> …
@@ -50,21 +50,6 @@ submitted with --secret-env (its values were erased when it ended) cannot be rer
 ${CONNECTION}`;
 
 const PROJECT_ID = new RegExp(BUILD_ID_PATTERN);
-
-function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>): { values: Values; positionals: string[] } {
-  try {
-    return parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
-function positional(positionals: string[], names: string[]): string[] {
-  if (positionals.length !== names.length) {
-    throw new UsageError(positionals.length < names.length ? `missing ${names.slice(positionals.length).join(' ')}` : `unexpected argument '${positionals[names.length]}'`);
-  }
-  return positionals;
-}
 
 /** A project named by its id or its repository (any case). */
 async function projectOf(a: AdminApi, ref: string): Promise<ProjectView> {

@@ -75,11 +75,11 @@ describe('expo-worker status', () => {
     expect(wrongUrl.err()).toBe(`expo-worker status: cannot reach the controller at http://127.0.0.1:${port}: connection refused — is the controller running there, and is the URL right?\n`);
     const wrongKey = io({ EXPO_WORKER_URL: url, EXPO_WORKER_KEY: 'not-the-admin-key-000' });
     expect(await statusMain([], wrongKey)).toBe(77);
-    expect(wrongKey.err()).toBe(`expo-worker status: the controller at ${url} refused the admin key (401 AUTH_INVALID): check --key, EXPO_WORKER_KEY or ~/.expo-worker/client.json\n`);
+    expect(wrongKey.err()).toMatch(new RegExp(`^expo-worker status: the controller at ${url.replace(/[.]/g, '\\.')} refused the key \\(401 AUTH_INVALID: [^)]*\\): check --key, EXPO_WORKER_KEY or ~/\\.expo-worker/client\\.json\\n$`));
     expect(wrongKey.err()).not.toContain('not-the-admin-key');
     const workerKey = io({ EXPO_WORKER_URL: url, EXPO_WORKER_KEY: (await c.enrol('mac-2')).apiKey });
     expect(await statusMain([], workerKey)).toBe(77);
-    expect(workerKey.err()).toContain('the key is not the admin key (403 AUTH_FORBIDDEN)');
+    expect(workerKey.err()).toContain('the key may not do this (403 AUTH_FORBIDDEN');
   });
 
   it('takes the URL and key from flags over the environment over ~/.expo-worker/client.json, and names what is missing', async () => {
@@ -221,7 +221,7 @@ describe('expo-worker logs and cancel', () => {
     expect(cancel.out).toBe(`build ${id} cancelled\n`);
     const wrongKey = await run(['logs', id], { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: 'wrong-key-000000000' });
     expect(wrongKey.code).toBe(77);
-    expect(wrongKey.err).toContain(`refused the admin key (401 AUTH_INVALID)`);
+    expect(wrongKey.err).toContain(`refused the key (401 AUTH_INVALID`);
   });
 });
 
