@@ -64,18 +64,17 @@ export async function launchBrowser(options: BrowserOptions = {}): Promise<Brows
       await withTimeout(context?.close(), timeoutMs, 'closing Chromium');
     } catch {
       // whatever went wrong, the processes are killed below and the profile removed
-    } finally {
-      for (const pid of ofThisProfile()) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // it ended meanwhile
-        }
-      }
-      const left = await survivors((p) => p.cmdline.includes(profileDir), timeoutMs);
-      rmSync(profileDir, { recursive: true, force: true });
-      if (left.length > 0) throw new Error(`Chromium processes outlived close(): ${left.map((p) => p.pid).join(', ')}`);
     }
+    for (const pid of ofThisProfile()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // it ended meanwhile
+      }
+    }
+    const left = await survivors((p) => p.cmdline.includes(profileDir), timeoutMs);
+    rmSync(profileDir, { recursive: true, force: true });
+    if (left.length > 0) throw new Error(`Chromium processes outlived close(): ${left.map((p) => p.pid).join(', ')}`);
   };
   let context: BrowserContext | undefined;
   try {
