@@ -153,7 +153,7 @@ export async function overviewModel(store: OverviewStore, now: number): Promise<
 
   const plots: OverviewPlot[] = [
     plot('queue-depth', 'Queue depth', `Builds waiting for a Mac over the last 24 h, every 15 minutes; at most ${maxDepth}, ${samples.at(-1)!.y} now.`, (id, title, description) =>
-      linePlot({ id, title, description, ...frame, xMax: Math.max(frame.xMax, now), yMinMax: 4, yFormat: (y) => String(y), steps: true,
+      linePlot({ id, title, description, ...frame, yMinMax: 4, yFormat: (y) => String(y), steps: true,
         series: [{ name: 'queued', className: 'series-queued', colour: '#2b6cb0', points: samples }] })),
     plot('wait-time', 'Wait time (minutes)', `Time from submission to a Mac taking the build, median and 90th percentile per hour; ${waits.length === 0 ? 'no build was taken in 24 h' : `median over 24 h ${duration(quantile(waits, 0.5))}`}.`, (id, title, description) =>
       linePlot({ id, title, description, ...frame, yFormat: (y) => String(y), series: medianP90(waitsByHour) })),
