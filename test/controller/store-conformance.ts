@@ -43,6 +43,7 @@ const T = {
   projectSecrets: 'puts, replaces, lists by name and deletes project secrets; nothing for an unknown project',
   sources: 'keeps a build source and filters builds by repo (any case), ref and sha, with status and limit',
   ofRef: "lists a project ref's unfinished builds oldest first, not those of other refs, projects or final ones",
+  since: 'lists the builds and attempts that reach into a window (created, unfinished or finished in it; claimed, running or ended in it), bounded by the limit',
   reports: 'lists builds to report until reported as far as they go (pending, running, final), and reports only move forward',
 } as const;
 
@@ -106,6 +107,8 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   setReported: [T.reports],
   countDeliveriesBefore: [T.deliveries],
   deleteDeliveriesBefore: [T.deliveries],
+  listBuildsSince: [T.since],
+  listAttemptsSince: [T.since],
 };
 
 export interface StoreFactory {
@@ -805,6 +808,49 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.setReported(r.id, 'running', 46)).toBe(true);
       expect(await reportedOf(r.id)).toEqual({ reported: 'running', checkRunId: 46 });
       expect(await s.setReported('nosuchbuild', 'final')).toBe(false);
+    });
+
+    test(T.since, async () => {
+      const since = 100_000;
+      const finish = (buildId: string, lease: string, now: number) =>
+        s.finishAttempt({ buildId, lease, now, status: 'succeeded', failureReason: null, exitCode: 0, message: null, requeue: false });
+      // Before the window and over before it: neither the build nor its attempt.
+      const old = await s.createBuild(build({ createdAt: 1_000 }));
+      const cOld = (await s.claimBuild(claimReq('w1', 2_000)))!;
+      await finish(old.id, cOld.attempt.lease, 3_000);
+      // Claimed before the window, ended in it; claimed before it and still running; queued before it.
+      const straddle = await s.createBuild(build({ createdAt: 4_000 }));
+      const cStraddle = (await s.claimBuild(claimReq('w1', 5_000)))!;
+      const running = await s.createBuild(build({ createdAt: 6_000 }));
+      expect((await s.claimBuild(claimReq('w2', 7_000)))?.build.id).toBe(running.id);
+      const waiting = await s.createBuild(build({ createdAt: 8_000, labels: ['nobody-has-this'] }));
+      await finish(straddle.id, cStraddle.attempt.lease, 150_000);
+      // In the window: one built, one cancelled while queued.
+      const fresh = await s.createBuild(build({ createdAt: 120_000 }));
+      const cancelled = await s.createBuild(build({ createdAt: 130_000, labels: ['nobody-has-this'] }));
+      await s.cancelQueued(cancelled.id, 140_000);
+      const cFresh = (await s.claimBuild(claimReq('w1', 160_000)))!;
+      expect(cFresh.build.id).toBe(fresh.id);
+      await finish(fresh.id, cFresh.attempt.lease, 170_000);
+
+      expect((await s.listBuildsSince(since, 100)).map((b) => b.id)).toEqual([cancelled.id, fresh.id, waiting.id, running.id, straddle.id]);
+      expect((await s.listBuildsSince(since, 100)).map((b) => b.status)).toEqual(['cancelled', 'succeeded', 'queued', 'assigned', 'succeeded']);
+      expect((await s.listBuildsSince(200_000, 100)).map((b) => b.id)).toEqual([waiting.id, running.id]);
+      const attempts = await s.listAttemptsSince(since, 100);
+      expect(attempts.map((a) => [a.buildId, a.workerId, a.claimedAt, a.endedAt])).toEqual([
+        [straddle.id, 'w1', 5_000, 150_000],
+        [running.id, 'w2', 7_000, null],
+        [fresh.id, 'w1', 160_000, 170_000],
+      ]);
+      expect((await s.listAttemptsSince(200_000, 100)).map((a) => a.buildId)).toEqual([running.id]);
+      expect((await s.listAttemptsSince(0, 100)).map((a) => a.buildId)).toEqual([old.id, straddle.id, running.id, fresh.id]);
+      // The limit holds, keeping the newest builds and the oldest claims.
+      // Over the limit, the kept builds are the newest unfinished and those that finished last
+      // (the cancelled one finished before `fresh` and `straddle`, so it drops out first).
+      expect((await s.listBuildsSince(since, 2)).map((b) => b.id)).toEqual([fresh.id, waiting.id]);
+      expect((await s.listBuildsSince(160_000, 1)).map((b) => b.id)).toEqual([fresh.id]);
+      expect((await s.listAttemptsSince(since, 2)).map((a) => a.buildId)).toEqual([straddle.id, running.id]);
+      expect((await s.listAttemptsSince(0, 1)).map((a) => a.buildId)).toEqual([old.id]);
     });
 
     it('has a test for every port method', () => {

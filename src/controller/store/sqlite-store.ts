@@ -767,8 +767,40 @@ export class SqliteStore implements Store {
   // ---- end of access ----
 
   // ---- the dashboard's reads (issue 13: the dashboard work fills these in) ----
-  listBuildsSince(): Promise<never> { return notYet('listBuildsSince'); }
-  listAttemptsSince(): Promise<never> { return notYet('listAttemptsSince'); }
+  // Both reads walk indexes only and stop at `limit`: a build in the window is either unfinished
+  // (builds_status_seq) or finished in the window (builds_finished_at, since a build finishes after
+  // it is created), and an attempt in the window was claimed in it (attempts_claimed_at) or belongs
+  // to such a build (CROSS JOIN keeps SQLite from scanning attempts by claim instead). Each arm is limited before the union, so no read grows with the history.
+  async listBuildsSince(since: number, limit: number): Promise<BuildRecord[]> {
+    const rows = this.q(
+      `SELECT * FROM builds WHERE seq IN (
+         SELECT seq FROM (SELECT seq FROM builds WHERE status IN ('queued', ${ACTIVE_SQL.slice(1, -1)}) ORDER BY seq DESC LIMIT ?1)
+         UNION
+         SELECT seq FROM (SELECT seq FROM builds WHERE finished_at >= ?2 ORDER BY finished_at DESC LIMIT ?1))
+       ORDER BY seq DESC LIMIT ?1`,
+    ).all(limit, since) as Row[];
+    return rows.map(toBuild);
+  }
+
+  async listAttemptsSince(since: number, limit: number): Promise<AttemptRecord[]> {
+    // The attempts claimed before `since` that reach into the window (still running, or ended in
+    // it) belong to builds still unfinished or finished in the window: found through those builds.
+    const rows = this.q(
+      `SELECT * FROM (
+         SELECT * FROM (SELECT * FROM attempts WHERE claimed_at >= ?1 ORDER BY claimed_at LIMIT ?2)
+         UNION ALL
+         SELECT * FROM (
+           SELECT a.* FROM (
+             SELECT id FROM (SELECT id FROM builds WHERE status IN ('queued', ${ACTIVE_SQL.slice(1, -1)}) ORDER BY seq DESC LIMIT ?2)
+             UNION
+             SELECT id FROM (SELECT id FROM builds WHERE finished_at >= ?1 ORDER BY finished_at LIMIT ?2)
+           ) AS b CROSS JOIN attempts AS a ON a.build_id = b.id
+           WHERE a.claimed_at < ?1 AND (a.ended_at IS NULL OR a.ended_at >= ?1)
+           ORDER BY a.claimed_at LIMIT ?2))
+       ORDER BY claimed_at, build_id, attempt LIMIT ?2`,
+    ).all(since, limit) as Row[];
+    return rows.map(toAttempt);
+  }
   // ---- end of the dashboard's reads ----
 
   // ---- log ranges (issue 13: the live-log work fills this in) ----

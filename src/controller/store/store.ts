@@ -578,10 +578,16 @@ export interface Store {
   /**
    * Builds that were created, active or finished in [since, now]: every build created at or
    * after `since`, every active or queued build, and every build finished at or after `since`;
-   * newest submission first, at most `limit`. The overview's plots are drawn from these.
+   * newest submission first, at most `limit`. The overview's plots are drawn from these. When
+   * more than `limit` qualify, the read stays bounded: it keeps the newest unfinished ones and
+   * those that finished last (which, builds finishing in about the order they came, are the newest).
    */
   listBuildsSince(since: number, limit: number): Promise<BuildRecord[]>;
-  /** Attempts claimed at or after `since`, or still running, or ended at or after `since`; oldest claim first, at most `limit`. */
+  /**
+   * Attempts claimed at or after `since`, or still running, or ended at or after `since`; oldest
+   * claim first, at most `limit`. (Bounded like `listBuildsSince`: those claimed before `since`
+   * are found through the builds that read would keep.)
+   */
   listAttemptsSince(since: number, limit: number): Promise<AttemptRecord[]>;
 
   // ---- logs ----
