@@ -19,7 +19,7 @@ import { lowerRole, roleAtLeast, type AuditAction, type Role } from '../protocol
 import { ExpoError } from '../protocol/errors.ts';
 import type { AuditList, CreatedToken, CreatedUser, CreateTokenBody, CreateUserBody, MeView, TokenView, UserView } from '../protocol/schemas.ts';
 import { actorOf, adminKeyDigest, bearerToken, hashSecret, newBuildId, newSecret, roleOf, type Principal } from './auth.ts';
-import { DEFAULT_PASSWORD_COST_LOG2, hashPassword, newPassword, verifyPassword } from './passwords.ts';
+import { DEFAULT_PASSWORD_COST_LOG2, hashPassword, newPassword, unmatchableHash, verifyPassword } from './passwords.ts';
 import { SignInLimit } from './sign-in-limit.ts';
 import type { ApiTokenRecord, SessionRecord, Store, UserRecord } from './store/store.ts';
 
@@ -60,14 +60,18 @@ export class AccessService {
   private readonly adminDigest: Buffer | null;
   private readonly limit: SignInLimit;
   private readonly costLog2: number;
-  /** A hash no password matches, spent on an unknown name so its answer takes as long as a known one's. */
-  private dummyHash: Promise<string> | null = null;
+  /**
+   * A stored hash of the current cost that no password matches (its key is random bytes, not a
+   * hash of anything): checked for an unknown name, so its answer takes as long as a known one's.
+   */
+  private readonly dummyHash: string;
 
   constructor(options: AccessServiceOptions) {
     this.o = options;
     this.adminDigest = options.adminKey === undefined ? null : adminKeyDigest(options.adminKey);
     this.limit = new SignInLimit({ now: options.now });
     this.costLog2 = options.passwordCostLog2 ?? DEFAULT_PASSWORD_COST_LOG2;
+    this.dummyHash = unmatchableHash(this.costLog2);
   }
 
   /** The principal of a request: its Bearer credential when it sends one, else its session cookie. AUTH_MISSING / AUTH_INVALID. */
@@ -170,7 +174,7 @@ export class AccessService {
     }
     const user = await this.o.store.getUser(name);
     // An unknown name spends one scrypt too, so the time taken does not tell names apart.
-    const ok = await verifyPassword(password, user?.passwordHash ?? (await this.dummy()));
+    const ok = await verifyPassword(password, user?.passwordHash ?? this.dummyHash);
     if (!user || !ok) {
       this.limit.failed(name, ip);
       await this.audit(name, 'session.signin_failed', name, `from ${ip}`);
@@ -192,11 +196,6 @@ export class AccessService {
     if (p.kind !== 'session') return;
     await this.o.store.deleteSession(p.session.idHash);
     await this.audit(p, 'session.signout', p.user.name);
-  }
-
-  private dummy(): Promise<string> {
-    this.dummyHash ??= hashPassword(newPassword(), this.costLog2);
-    return this.dummyHash;
   }
 
   // ---- tokens ----
@@ -303,6 +302,10 @@ export interface SessionCookie {
 export function sessionCookie(secret: string, o: { secure: boolean; maxAgeS: number }): SessionCookie {
   return { name: SESSION_COOKIE, value: secret, options: { httpOnly: true, sameSite: 'lax', path: '/', secure: o.secure, maxAge: o.maxAgeS } };
 }
+
+/** Whether the session cookie is `Secure`: the controller's public URL is https, or the request (`req.protocol`) came over TLS. */
+export const cookieMustBeSecure = (publicUrl: string | null | undefined, requestProtocol: string): boolean =>
+  (publicUrl ?? '').toLowerCase().startsWith('https://') || requestProtocol === 'https';
 
 export const userView = (u: UserRecord): UserView => ({ name: u.name, role: u.role, createdAt: iso(u.createdAt), lastSignInAt: u.lastSignInAt === null ? null : iso(u.lastSignInAt) });
 

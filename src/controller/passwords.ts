@@ -42,5 +42,9 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return timingSafeEqual(key, expected);
 }
 
+/** A well-formed stored hash of this cost whose key is random bytes: checking it costs one scrypt, and no password matches it. */
+export const unmatchableHash = (costLog2: number): string =>
+  `scrypt$${costLog2}$${R}$${P}$${randomBytes(SALT_BYTES).toString('base64')}$${randomBytes(KEY_BYTES).toString('base64')}`;
+
 /** A password the controller makes: 24 characters of base64url (144 random bits), shown once. */
 export const newPassword = (): string => randomBytes(18).toString('base64url');

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
-import { SESSION_COOKIE, sessionCookie } from '../../src/controller/access-service.ts';
+import { cookieMustBeSecure, SESSION_COOKIE, sessionCookie } from '../../src/controller/access-service.ts';
 import { hashSecret, newSecret, type Principal } from '../../src/controller/auth.ts';
 import { createLogger } from '../../src/sys/logger.ts';
 import { bearer, startTestController, type TestController } from './support.ts';
@@ -196,6 +196,7 @@ describe('sessions', () => {
       options: { httpOnly: true, sameSite: 'lax', path: '/', secure: true, maxAge: 43_200 },
     });
     expect(sessionCookie('ews_x', { secure: false, maxAgeS: 0 }).options.secure).toBe(false);
+    expect([cookieMustBeSecure('https://ci.example.com', 'http'), cookieMustBeSecure(null, 'https'), cookieMustBeSecure('http://10.0.0.5:3000', 'http'), cookieMustBeSecure(undefined, 'http')]).toEqual([true, true, false, false]);
   });
 });
 
