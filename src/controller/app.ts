@@ -10,7 +10,10 @@ import type { Logger } from 'pino';
 import { ERROR_CODES, ExpoError, isExpoError } from '../protocol/errors.ts';
 import { LIMITS } from '../protocol/schemas.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
-import { adminKeyDigest, resolvePrincipal, type Principal } from './auth.ts';
+import type { Principal } from './auth.ts';
+import fastifyCookie from '@fastify/cookie';
+import { AccessService, SESSION_COOKIE } from './access-service.ts';
+import { accessRoutes } from './routes/access.ts';
 import { answerClientError, mapFastifyError } from './http-errors.ts';
 import { maxBytesKeyword } from './max-bytes.ts';
 import { describeStorageFull, STORE_FULL_RETRY_AFTER_S } from './storage-full.ts';
@@ -121,6 +124,10 @@ export interface AppOptions {
   publicUrl?: string | null;
   /** Timings of the GitHub work, for tests: deliveries' first retry wait and how long one may wait; the reporter's sweep. */
   githubTuning?: { deliveryRetryBaseMs?: number; deliveryMaxPendingMs?: number; reportSweepMs?: number };
+  /** scrypt's cost for users' passwords, as log2 N. Default 17; tests lower it to stay quick. */
+  passwordCostLog2?: number;
+  /** How long a dashboard session lasts, ms. Default 12 h. */
+  sessionTtlMs?: number;
 }
 
 export interface ControllerApp {
@@ -136,6 +143,8 @@ export interface ControllerApp {
   metrics: ControllerMetrics;
   /** Pruning of old builds and abandoned uploads; `main` starts its schedule. */
   retention: Retention;
+  /** Users, sessions, API tokens and the audit log. */
+  access: AccessService;
   /** Answers open long-polls with 204, stops the watchdog and the server. Does not close the store. */
   shutdown: () => Promise<void>;
 }
@@ -207,7 +216,16 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('principal', null as unknown as { getter: () => Principal });
   let stopping = false;
-  const adminDigest = adminKeyDigest(o.adminKey);
+  const access = new AccessService({
+    store: o.store,
+    now,
+    adminKey: o.adminKey,
+    logger: o.logger,
+    ...(o.passwordCostLog2 === undefined ? {} : { passwordCostLog2: o.passwordCostLog2 }),
+    ...(o.sessionTtlMs === undefined ? {} : { sessionTtlMs: o.sessionTtlMs }),
+  });
+  // Unsigned: the session cookie's value is a random 256-bit secret, looked up by its digest.
+  await app.register(fastifyCookie);
   app.addHook('onRequest', async (req: FastifyRequest) => {
     // Decided on the route the router matched, never on `req.url`: the router decodes the path
     // (`/%61pi/…` is `/api/…`) and accepts absolute-form targets (`http://host/api/…`), so a
@@ -218,7 +236,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     // While stopping, requests already running finish; new ones are told to come back (agents retry).
     if (stopping) throw new ExpoError('API_SHUTTING_DOWN', 'the controller is stopping; retry shortly');
     if (auth === 'github-signature') return;
-    req.principal = await resolvePrincipal(o.store, adminDigest, req.headers.authorization);
+    req.principal = await access.resolve(req.headers.authorization, req.cookies[SESSION_COOKIE]);
   });
 
   // By route pattern, never the URL: a build id in a label would make a series per build.
@@ -253,6 +271,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     }
     if (isExpoError(err)) {
       const extra = 'expectedOffset' in err.details ? { expectedOffset: err.details.expectedOffset } : {};
+      if (err.code === 'AUTH_RATE_LIMITED' && typeof err.details.retryAfterS === 'number') void reply.header('retry-after', String(err.details.retryAfterS));
       // The webhook's refusals are logged by its route, once per interval (anyone may send them).
       if (err.status >= 500 && !err.code.startsWith('WEBHOOK_')) req.log.error({ err }, 'request failed');
       return reply.status(err.status).send({ code: err.code, message: err.message, ...extra });
@@ -281,11 +300,12 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     return reply.type(scraped.contentType).send(scraped.text);
   });
 
-  const workers = new WorkerService({ store: o.store, now });
-  await app.register(adminRoutes, { service, workers });
+  const workers = new WorkerService({ store: o.store, now, wake: () => service.dispatcher.notify() });
+  await app.register(adminRoutes, { service, workers, access });
+  await app.register(accessRoutes, { access, workers });
   await app.register(workerRoutes, { service, workers, metrics });
   const retention = new Retention({ store: o.store, artifactsDir: o.artifactsDir, retentionDays: o.retentionDays ?? 30, now, logger: o.logger });
-  await app.register(retentionRoutes, { retention });
+  await app.register(retentionRoutes, { retention, access });
   const artifacts = new ArtifactService({
     store: o.store,
     builds: service,
@@ -294,7 +314,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     now,
   });
   await app.register(artifactRoutes, { artifacts });
-  await app.register(projectRoutes, { projects });
+  await app.register(projectRoutes, { projects, access });
   const webhooks = new WebhookService({
     store: o.store,
     projects,
@@ -323,6 +343,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     watchdog,
     metrics,
     retention,
+    access,
     shutdown: async () => {
       stopping = true;
       await webhooks.stop();

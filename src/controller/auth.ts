@@ -1,6 +1,8 @@
 /**
- * Credentials and who a request acts as. Three kinds of bearer secret, least privilege each:
- * - the **admin key** (from the controller's config): submits, cancels, reads, enrols workers;
+ * Credentials and who a request acts as. People and scripts act with a role (docs/access.md):
+ * the **admin key** (from the controller's config) is admin; an **API token** (`ewt_…`) and a
+ * dashboard **session** (cookie) act with their role (see access-service.ts, which resolves
+ * every kind). Machines have narrow scopes instead:
  * - a **worker key** (`ewk_…`, made by `POST /api/v1/workers`, shown once, stored as a SHA-256
  *   hash): acts only as its own worker and on builds that worker holds;
  * - a **build token** (`ewb_…`, handed out with each attempt, stored hashed): only that build's
@@ -8,13 +10,10 @@
  * Secrets are 256-bit random, so a plain SHA-256 is a safe, fast hash for them; the admin key is
  * compared in constant time.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { ExpoError } from '../protocol/errors.ts';
-import type { Role } from '../protocol/domain.ts';
-import type { ApiTokenRecord, AttemptRecord, SessionRecord, Store, UserRecord, WorkerRecord } from './store/store.ts';
-
-/** Where a presented worker key or build token is looked up, by its SHA-256 digest. */
-export type CredentialStore = Pick<Store, 'getWorkerByKeyHash' | 'getAttemptByTokenHash'>;
+import { roleAtLeast, type Role } from '../protocol/domain.ts';
+import type { ApiTokenRecord, AttemptRecord, SessionRecord, UserRecord, WorkerRecord } from './store/store.ts';
 
 /**
  * Who a request acts as. People and scripts have a role (`roleOf`): the admin key is admin; an
@@ -60,7 +59,8 @@ export function actorOf(p: Principal): string {
 
 export const hashSecret = (secret: string): string => createHash('sha256').update(secret).digest('hex');
 
-const newSecret = (prefix: string, bytes: number): string => `${prefix}${randomBytes(bytes).toString('base64url')}`;
+/** `prefix` and `bytes` random bytes in base64url. */
+export const newSecret = (prefix: string, bytes: number): string => `${prefix}${randomBytes(bytes).toString('base64url')}`;
 export const newWorkerKey = (): string => newSecret('ewk_', 32);
 export const newBuildToken = (): string => newSecret('ewb_', 32);
 export const newLease = (): string => newSecret('ewl_', 18);
@@ -88,25 +88,12 @@ export function bearerToken(header: string | undefined): string {
   return m[1]!;
 }
 
-export async function resolvePrincipal(store: CredentialStore, adminDigest: Buffer, header: string | undefined): Promise<Principal> {
-  const secret = bearerToken(header);
-  // One hash of the presented secret serves both checks. Comparing digests takes the same time
-  // whatever the lengths, and timingSafeEqual the same time wherever they differ.
-  const digest = sha256(secret);
-  if (timingSafeEqual(digest, adminDigest)) return { kind: 'admin' };
-  const hash = digest.toString('hex');
-  if (secret.startsWith('ewk_')) {
-    const worker = await store.getWorkerByKeyHash(hash);
-    if (worker) return { kind: 'worker', worker };
-  } else if (secret.startsWith('ewb_')) {
-    const attempt = await store.getAttemptByTokenHash(hash);
-    if (attempt) return { kind: 'build', attempt };
-  }
-  throw new ExpoError('AUTH_INVALID', 'the key is not valid');
-}
-
-export function requireAdmin(p: Principal): void {
-  if (p.kind !== 'admin') throw new ExpoError('AUTH_FORBIDDEN', 'this call needs the admin key');
+/** The caller's role, when it is at least `need`; AUTH_FORBIDDEN otherwise (worker keys and build tokens have none). */
+export function requireRole(p: Principal, need: Role): Role {
+  const have = roleOf(p);
+  if (have === null) throw new ExpoError('AUTH_FORBIDDEN', `this call needs a person's or script's credential of role ${need} or above, not a ${p.kind} key`);
+  if (!roleAtLeast(have, need)) throw new ExpoError('AUTH_FORBIDDEN', `this call needs role ${need} or above; the caller is ${have}`);
+  return have;
 }
 
 export function requireWorker(p: Principal, workerId: string): WorkerRecord {

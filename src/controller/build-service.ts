@@ -38,7 +38,7 @@ import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/sec
 
 /** What the build service reads and writes. */
 export type BuildStore = AttemptEndingsOptions['store'] &
-  Pick<Store, 'createBuild' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'activeBuildsOfWorker' | 'unfinishedBuildsOfRef'> &
+  Pick<Store, 'createBuild' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'getWorker' | 'activeBuildsOfWorker' | 'unfinishedBuildsOfRef'> &
   Pick<Store, 'claimBuild' | 'getAttemptByLease' | 'hasAttemptOnWorker' | 'touchBuild' | 'setBuildPhase' | 'appendLog' | 'readLog'> &
   Pick<Store, 'listArtifacts' | 'setArtifactProblems'>;
 

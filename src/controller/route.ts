@@ -9,7 +9,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ExpoError } from '../protocol/errors.ts';
 import { ROUTES, type AuthScope, type RouteSpec } from '../protocol/routes.ts';
-import { requireAdmin, requireAnyWorker, requireWorker } from './auth.ts';
+import { requireAnyWorker, requireRole, requireWorker } from './auth.ts';
+import { csrfTokenMatches } from './access-service.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -51,6 +52,12 @@ export function route<const R extends RouteSpec>(app: App, spec: R, extras: Rout
   });
 }
 
+/**
+ * The scope check, run as the route's preHandler (after the body is parsed, so a form's `_csrf`
+ * field is there to read). People and scripts need the route's role; a signed-in (cookie)
+ * request that may change something must also carry its session's CSRF token — a Bearer caller
+ * needs none (no browser sends its header by itself).
+ */
 function checkScope(scope: Exclude<AuthScope, 'public'>, req: FastifyRequest): void {
   const p = req.principal;
   const workerId = (req.params as { id?: string }).id ?? '';
@@ -58,19 +65,20 @@ function checkScope(scope: Exclude<AuthScope, 'public'>, req: FastifyRequest): v
     case 'admin':
     case 'operator':
     case 'viewer':
-      // Until the access work lands: the admin key alone (issue 13 replaces this with roles and CSRF).
-      return requireAdmin(p);
+      requireRole(p, scope);
+      return checkCsrf(req);
     case 'own-worker':
       requireWorker(p, workerId);
       return;
     case 'own-worker-or-viewer':
-      if (p.kind !== 'admin') requireWorker(p, workerId);
-      return;
+      if (p.kind === 'worker') requireWorker(p, workerId);
+      else requireRole(p, 'viewer');
+      return checkCsrf(req);
     case 'holding-worker':
       requireAnyWorker(p);
       return;
     case 'build-token-or-worker':
-      if (p.kind === 'admin') throw new ExpoError('AUTH_FORBIDDEN', "build heartbeats need the build's token or its worker's key");
+      if (p.kind !== 'build' && p.kind !== 'worker') throw new ExpoError('AUTH_FORBIDDEN', "build heartbeats need the build's token or its worker's key");
       return;
     case 'github-signature':
       // No principal is resolved for this scope (the app's auth hook skips it) and none is
@@ -81,6 +89,16 @@ function checkScope(scope: Exclude<AuthScope, 'public'>, req: FastifyRequest): v
       throw new Error(`unknown auth scope ${String(never)}`);
     }
   }
+}
+
+/** AUTH_CSRF for a session's request other than GET/HEAD without its token (`x-csrf-token` header or the body's `_csrf`). */
+function checkCsrf(req: FastifyRequest): void {
+  const p = req.principal;
+  if (p.kind !== 'session' || req.method === 'GET' || req.method === 'HEAD') return;
+  const header = req.headers['x-csrf-token'];
+  const field = typeof req.body === 'object' && req.body !== null ? (req.body as { _csrf?: unknown })._csrf : undefined;
+  if (csrfTokenMatches(p.csrfToken, header) || csrfTokenMatches(p.csrfToken, field)) return;
+  throw new ExpoError('AUTH_CSRF', 'this signed-in request changes something but came without its CSRF token (x-csrf-token header or _csrf form field): reload the page and try again');
 }
 
 /**

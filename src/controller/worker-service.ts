@@ -1,6 +1,7 @@
 /**
  * The enrolled workers as the admin sees them: enrol one (its key is made here, shown once and
- * stored as a digest), list them, read one — each with the builds it holds now. A worker's
+ * stored as a digest), list them, read one — each with the builds it holds now; drain one (it
+ * takes no new build; its running builds go on), resume it, remove it once it holds nothing. A worker's
  * liveness (polls, heartbeats) is the build service's; marking it offline is the watchdog's.
  */
 import { ExpoError } from '../protocol/errors.ts';
@@ -11,12 +12,14 @@ import { workerView } from './views.ts';
 import type { WorkerLoad } from './waiting.ts';
 
 /** What the worker service reads and writes. */
-export type WorkerStore = Pick<Store, 'createWorker' | 'getWorker' | 'listWorkers' | 'activeBuildsOfWorker' | 'activeBuildsByWorker'>;
+export type WorkerStore = Pick<Store, 'createWorker' | 'getWorker' | 'listWorkers' | 'activeBuildsOfWorker' | 'activeBuildsByWorker' | 'setWorkerDrainRequested' | 'deleteWorker'>;
 
 export interface WorkerServiceOptions {
   store: WorkerStore;
   /** The time source, in ms since the epoch. */
   now: () => number;
+  /** Lets waiting polls try again (a resumed worker may be inside one). Default: nothing. */
+  wake?: () => void;
 }
 
 export class WorkerService {
@@ -50,20 +53,37 @@ export class WorkerService {
     return workerView(w, (await this.o.store.activeBuildsOfWorker(id)).map((b) => b.id));
   }
 
-  // ---- from the controller's side (issue 13: the access work fills these in) ----
+  // ---- from the controller's side ----
 
   /** Hands the worker no new build until resumed (its running builds go on). API_NOT_FOUND. */
-  drain(_id: string): Promise<WorkerView> {
-    return Promise.reject(new Error('WorkerService.drain is not written yet'));
+  async drain(id: string): Promise<WorkerView> {
+    if (!(await this.o.store.setWorkerDrainRequested(id, true))) throw noWorker(id);
+    return this.view(id);
   }
 
   /** Undoes `drain`. API_NOT_FOUND. */
-  resume(_id: string): Promise<WorkerView> {
-    return Promise.reject(new Error('WorkerService.resume is not written yet'));
+  async resume(id: string): Promise<WorkerView> {
+    if (!(await this.o.store.setWorkerDrainRequested(id, false))) throw noWorker(id);
+    this.o.wake?.();
+    return this.view(id);
   }
 
   /** Removes the worker (its key stops working). API_NOT_FOUND; WORKER_BUSY while it holds active builds. */
-  remove(_id: string): Promise<void> {
-    return Promise.reject(new Error('WorkerService.remove is not written yet'));
+  async remove(id: string): Promise<void> {
+    const outcome = await this.o.store.deleteWorker(id);
+    switch (outcome) {
+      case 'removed':
+        return;
+      case 'missing':
+        throw noWorker(id);
+      case 'busy':
+        throw new ExpoError('WORKER_BUSY', `worker '${id}' holds active builds: drain it and wait for them to end (or cancel them), then remove it`);
+      default: {
+        const never: never = outcome;
+        throw new Error(`unknown outcome ${String(never)}`);
+      }
+    }
   }
 }
+
+const noWorker = (id: string): ExpoError => new ExpoError('API_NOT_FOUND', `no worker '${id}'`);

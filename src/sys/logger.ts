@@ -1,7 +1,8 @@
 /**
  * The pino logger both processes use, with every secret the system handles redacted wherever it
  * appears in a logged object: keys, build tokens, leases, build env and secret env,
- * Authorization headers, the GitHub webhook secret, token and App private key.
+ * Authorization headers, the GitHub webhook secret, token and App private key, users' passwords,
+ * API token secrets, session cookies and CSRF tokens.
  *
  * Format: one JSON object a line (for log shippers and `jq`), or pino-pretty's readable lines
  * for a person at a terminal. `auto` (the default) is pretty when stdout is a TTY and JSON
@@ -34,6 +35,20 @@ export const REDACT_PATHS = [
   '*.githubToken',
   'githubPrivateKey',
   '*.githubPrivateKey',
+  // Access (docs/access.md): users' passwords, API token secrets, session cookies and CSRF tokens.
+  'password',
+  '*.password',
+  'secret',
+  '*.secret',
+  'cookieValue',
+  '*.cookieValue',
+  'csrfToken',
+  '*.csrfToken',
+  'req.headers.cookie',
+  'headers.cookie',
+  'cookie',
+  'res.headers["set-cookie"]',
+  'headers["set-cookie"]',
 ];
 
 export function createLogger(service: string, level: string, destination?: DestinationStream): Logger {

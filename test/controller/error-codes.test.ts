@@ -56,7 +56,7 @@ describe('error codes', () => {
   });
 
   it('prefixes every code by its area', () => {
-    for (const code of Object.keys(ERROR_CODES)) expect(code).toMatch(/^(API|AUTH|WORKER|LEASE|BUILD|LOG|STORE|CFG|EXEC|SSH|VM|HTTP|WEBHOOK|PROJECT|GITHUB)_[A-Z_]+$/);
+    for (const code of Object.keys(ERROR_CODES)) expect(code).toMatch(/^(API|AUTH|USER|WORKER|LEASE|BUILD|LOG|STORE|CFG|EXEC|SSH|VM|HTTP|WEBHOOK|PROJECT|GITHUB)_[A-Z_]+$/);
   });
 
   it('carries status and retryability on the error itself', () => {

@@ -51,6 +51,8 @@ describe('the route table and the answers', () => {
     // Left queued for the table's poll to claim (the oldest queued goes first), then cancelled.
     const second = await c.submit();
     const id = claim.build.id;
+    // A token made beforehand, for the table's revoke.
+    const token = await c.access.createToken({ kind: 'admin' }, { name: 'answers', role: 'viewer' });
     const lease = claim.lease;
     const octets = { 'content-type': 'application/octet-stream' };
     const push = JSON.stringify({ ref: 'refs/heads/main', repository: { full_name: 'octo/app' } });
@@ -93,6 +95,19 @@ describe('the route table and the answers', () => {
       ['putProjectSecret', { headers: c.admin, params: { id: project, name: 'TOKEN' }, body: { value: 'a-secret-value' } }],
       ['deleteProjectSecret', { headers: c.admin, params: { id: project, name: 'TOKEN' } }],
       ['deleteProject', { headers: c.admin, params: { id: project } }],
+      ['me', { headers: c.admin }],
+      ['createUser', { headers: c.admin, body: { name: 'alice', role: 'operator' } }],
+      ['listUsers', { headers: c.admin }],
+      ['setUserPassword', { headers: c.admin, params: { name: 'alice' }, body: {} }],
+      ['revokeUserSessions', { headers: c.admin, params: { name: 'alice' } }],
+      ['deleteUser', { headers: c.admin, params: { name: 'alice' } }],
+      ['createToken', { headers: c.admin, body: { name: 'ci', role: 'operator', expiresInDays: 7 } }],
+      ['listTokens', { headers: c.admin }],
+      ['revokeToken', { headers: c.admin, params: { id: token.token.id } }],
+      ['listAudit', { headers: c.admin, query: { limit: '5' } }],
+      ['drainWorker', { headers: c.admin, params: { id: 'mac-1' } }],
+      ['resumeWorker', { headers: c.admin, params: { id: 'mac-1' }, body: {} }],
+      ['deleteWorker', { headers: c.admin, params: { id: 'mac-2' } }],
     ];
     expect(calls.map(([name]) => name).sort()).toEqual(Object.keys(ROUTES).sort());
 

@@ -6,7 +6,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BuildSource } from '../../src/protocol/schemas.ts';
-import type { ClaimRequest, DeliveryRecord, DeliveryWork, NewBuild, Store } from '../../src/controller/store/store.ts';
+import type { ApiTokenRecord, ClaimRequest, DeliveryRecord, DeliveryWork, NewBuild, Store } from '../../src/controller/store/store.ts';
 
 /** The suite's tests, each title written once. */
 const T = {
@@ -45,6 +45,11 @@ const T = {
   ofRef: "lists a project ref's unfinished builds oldest first, not those of other refs, projects or final ones",
   since: 'lists the builds and attempts that reach into a window (created, unfinished or finished in it; claimed, running or ended in it), bounded by the limit',
   reports: 'lists builds to report until reported as far as they go (pending, running, final), and reports only move forward',
+  users: 'adds a user once by name, lists users by name, stamps sign-ins, replaces a password ending every session of that user only, deletes a user with their sessions and tokens',
+  sessions: "finds a session with its user until it expires (then deletes it), and deletes one session or all of a user's",
+  tokens: "finds API tokens by secret digest whatever their state with their owner, lists all, an owner's or the ownerless newest first, revokes once, stamps last use",
+  audit: 'appends audit entries and lists them newest first, paged below an id and filtered by action',
+  drainRemove: "sets and clears a worker's drain; removes a worker unless it holds an active build, its key gone and its finished builds keeping its id",
 } as const;
 
 /**
@@ -109,6 +114,26 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   deleteDeliveriesBefore: [T.deliveries],
   listBuildsSince: [T.since],
   listAttemptsSince: [T.since],
+  createUser: [T.users],
+  getUser: [T.users],
+  listUsers: [T.users],
+  deleteUser: [T.users],
+  setUserPassword: [T.users],
+  recordSignIn: [T.users],
+  createSession: [T.sessions, T.users],
+  getSession: [T.sessions, T.users],
+  deleteSession: [T.sessions],
+  deleteSessionsOfUser: [T.sessions],
+  createApiToken: [T.tokens, T.users],
+  getApiTokenBySecretHash: [T.tokens, T.users],
+  getApiToken: [T.tokens],
+  listApiTokens: [T.tokens],
+  revokeApiToken: [T.tokens],
+  touchApiToken: [T.tokens],
+  appendAudit: [T.audit],
+  listAudit: [T.audit],
+  setWorkerDrainRequested: [T.drainRemove],
+  deleteWorker: [T.drainRemove],
 };
 
 export interface StoreFactory {
@@ -851,6 +876,142 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.listBuildsSince(160_000, 1)).map((b) => b.id)).toEqual([fresh.id]);
       expect((await s.listAttemptsSince(since, 2)).map((a) => a.buildId)).toEqual([straddle.id, running.id]);
       expect((await s.listAttemptsSince(0, 1)).map((a) => a.buildId)).toEqual([old.id]);
+    });
+
+    const user = (name: string, role: 'viewer' | 'operator' | 'admin' = 'viewer') => ({ name, role, passwordHash: `scrypt$12$8$1$salt-${name}$key-${name}`, createdAt: 100 });
+    const apiToken = (id: string, over: Partial<ApiTokenRecord> = {}): ApiTokenRecord => ({
+      id,
+      name: `name ${id}`,
+      role: 'viewer',
+      owner: null,
+      secretHash: `secret-${id}`,
+      createdAt: 100,
+      expiresAt: 10_000,
+      lastUsedAt: null,
+      revokedAt: null,
+      ...over,
+    });
+
+    test(T.users, async () => {
+      expect(await s.createUser(user('bob', 'operator'))).toEqual({ ...user('bob', 'operator'), lastSignInAt: null });
+      await s.createUser(user('alice', 'admin'));
+      await expect(s.createUser(user('bob', 'admin'))).rejects.toMatchObject({ code: 'USER_EXISTS' });
+      expect((await s.listUsers()).map((u) => [u.name, u.role])).toEqual([['alice', 'admin'], ['bob', 'operator']]);
+      expect(await s.getUser('nobody')).toBeNull();
+      await s.recordSignIn('bob', 500);
+      expect(await s.getUser('bob')).toMatchObject({ lastSignInAt: 500, role: 'operator' });
+
+      await s.createSession({ idHash: 'sb1', userName: 'bob', createdAt: 1, expiresAt: 9000 });
+      await s.createSession({ idHash: 'sb2', userName: 'bob', createdAt: 1, expiresAt: 9000 });
+      await s.createSession({ idHash: 'sa1', userName: 'alice', createdAt: 1, expiresAt: 9000 });
+      expect(await s.setUserPassword('bob', 'scrypt$new')).toBe(true);
+      expect(await s.setUserPassword('nobody', 'scrypt$new')).toBe(false);
+      expect((await s.getUser('bob'))?.passwordHash).toBe('scrypt$new');
+      expect(await s.getSession('sb1', 10)).toBeNull();
+      expect(await s.getSession('sb2', 10)).toBeNull();
+      expect((await s.getSession('sa1', 10))?.user.name).toBe('alice');
+
+      await s.createSession({ idHash: 'sb3', userName: 'bob', createdAt: 1, expiresAt: 9000 });
+      await s.createApiToken(apiToken('tok_b', { owner: 'bob' }));
+      await s.createApiToken(apiToken('tok_a', { owner: 'alice' }));
+      expect(await s.deleteUser('bob')).toBe(true);
+      expect(await s.deleteUser('bob')).toBe(false);
+      expect(await s.getUser('bob')).toBeNull();
+      expect(await s.getSession('sb3', 10)).toBeNull();
+      expect(await s.getApiTokenBySecretHash('secret-tok_b')).toBeNull();
+      expect((await s.getApiTokenBySecretHash('secret-tok_a'))?.owner?.name).toBe('alice');
+    });
+
+    test(T.sessions, async () => {
+      await s.createUser(user('carol'));
+      await s.createSession({ idHash: 'h1', userName: 'carol', createdAt: 1, expiresAt: 1000 });
+      await s.createSession({ idHash: 'h2', userName: 'carol', createdAt: 1, expiresAt: 5000 });
+      await s.createSession({ idHash: 'h3', userName: 'carol', createdAt: 1, expiresAt: 5000 });
+      expect(await s.getSession('h1', 999)).toEqual({
+        session: { idHash: 'h1', userName: 'carol', createdAt: 1, expiresAt: 1000 },
+        user: { ...user('carol'), lastSignInAt: null },
+      });
+      // Expired at its expiry: gone, and gone for good.
+      expect(await s.getSession('h1', 1000)).toBeNull();
+      expect(await s.getSession('h1', 10)).toBeNull();
+      expect(await s.getSession('unknown', 10)).toBeNull();
+      expect(await s.deleteSession('h2')).toBe(true);
+      expect(await s.deleteSession('h2')).toBe(false);
+      expect(await s.getSession('h2', 10)).toBeNull();
+      await s.createSession({ idHash: 'h4', userName: 'carol', createdAt: 1, expiresAt: 5000 });
+      expect(await s.deleteSessionsOfUser('carol')).toBe(2);
+      expect(await s.deleteSessionsOfUser('carol')).toBe(0);
+      expect(await s.getSession('h3', 10)).toBeNull();
+    });
+
+    test(T.tokens, async () => {
+      await s.createUser(user('dave', 'operator'));
+      await s.createApiToken(apiToken('tok_1', { owner: 'dave', createdAt: 100 }));
+      await s.createApiToken(apiToken('tok_2', { owner: null, createdAt: 200, role: 'admin' }));
+      await s.createApiToken(apiToken('tok_3', { owner: 'dave', createdAt: 300, expiresAt: 50 }));
+      expect(await s.getApiTokenBySecretHash('secret-tok_1')).toEqual({ token: apiToken('tok_1', { owner: 'dave', createdAt: 100 }), owner: { ...user('dave', 'operator'), lastSignInAt: null } });
+      expect(await s.getApiTokenBySecretHash('secret-tok_2')).toMatchObject({ token: { id: 'tok_2', role: 'admin', owner: null }, owner: null });
+      // An expired one is found all the same: the caller tells expired from unknown.
+      expect((await s.getApiTokenBySecretHash('secret-tok_3'))?.token.id).toBe('tok_3');
+      expect(await s.getApiTokenBySecretHash('nope')).toBeNull();
+      expect(await s.getApiToken('tok_2')).toMatchObject({ name: 'name tok_2' });
+      expect(await s.getApiToken('tok_none')).toBeNull();
+      expect((await s.listApiTokens()).map((t) => t.id)).toEqual(['tok_3', 'tok_2', 'tok_1']);
+      expect((await s.listApiTokens('dave')).map((t) => t.id)).toEqual(['tok_3', 'tok_1']);
+      expect((await s.listApiTokens(null)).map((t) => t.id)).toEqual(['tok_2']);
+      expect(await s.listApiTokens('nobody')).toEqual([]);
+
+      expect(await s.revokeApiToken('tok_1', 700)).toBe(true);
+      expect(await s.revokeApiToken('tok_1', 800)).toBe(false);
+      expect(await s.revokeApiToken('tok_none', 800)).toBe(false);
+      expect(await s.getApiToken('tok_1')).toMatchObject({ revokedAt: 700 });
+      await s.touchApiToken('tok_2', 900);
+      expect(await s.getApiToken('tok_2')).toMatchObject({ lastUsedAt: 900, revokedAt: null });
+    });
+
+    test(T.audit, async () => {
+      expect(await s.listAudit({ limit: 10 })).toEqual([]);
+      await s.appendAudit({ at: 1, actor: 'admin key', action: 'user.add', target: 'erin', detail: 'role viewer' });
+      await s.appendAudit({ at: 2, actor: 'user erin', action: 'build.cancel', target: 'b1', detail: null });
+      await s.appendAudit({ at: 3, actor: 'user erin', action: 'build.cancel', target: 'b2', detail: null });
+      const all = await s.listAudit({ limit: 10 });
+      expect(all.map((e) => e.target)).toEqual(['b2', 'b1', 'erin']);
+      expect(all[2]).toEqual({ id: all[2]!.id, at: 1, actor: 'admin key', action: 'user.add', target: 'erin', detail: 'role viewer' });
+      expect(all[0]!.id).toBeGreaterThan(all[1]!.id);
+      expect((await s.listAudit({ limit: 2 })).map((e) => e.target)).toEqual(['b2', 'b1']);
+      expect((await s.listAudit({ limit: 10, beforeId: all[1]!.id })).map((e) => e.target)).toEqual(['erin']);
+      expect((await s.listAudit({ limit: 10, action: 'build.cancel' })).map((e) => e.target)).toEqual(['b2', 'b1']);
+      expect((await s.listAudit({ limit: 10, action: 'build.cancel', beforeId: all[0]!.id })).map((e) => e.target)).toEqual(['b1']);
+    });
+
+    test(T.drainRemove, async () => {
+      expect(await s.setWorkerDrainRequested('w1', true)).toBe(true);
+      expect(await s.getWorker('w1')).toMatchObject({ drainRequested: true, draining: false });
+      expect(await s.setWorkerDrainRequested('w1', false)).toBe(true);
+      expect(await s.getWorker('w1')).toMatchObject({ drainRequested: false });
+      expect(await s.setWorkerDrainRequested('nobody', true)).toBe(false);
+
+      // w2 holds an active build, and has a finished one behind it.
+      const done = await s.createBuild(build());
+      const c1 = (await s.claimBuild(claimReq('w2', 8000)))!;
+      await s.finishAttempt({ buildId: done.id, lease: c1.attempt.lease, now: 8001, status: 'succeeded', failureReason: null, exitCode: 0, message: null, requeue: false });
+      const active = await s.createBuild(build());
+      const c2 = (await s.claimBuild(claimReq('w2', 8002)))!;
+      expect(await s.deleteWorker('w2')).toBe('busy');
+      expect(await s.getWorker('w2')).not.toBeNull();
+      await s.finishAttempt({ buildId: active.id, lease: c2.attempt.lease, now: 8003, status: 'failed', failureReason: 'build_failed', exitCode: 1, message: null, requeue: false });
+      expect(await s.deleteWorker('w2')).toBe('removed');
+      expect(await s.deleteWorker('w2')).toBe('missing');
+      expect(await s.getWorker('w2')).toBeNull();
+      expect(await s.getWorkerByKeyHash('k2')).toBeNull();
+      expect(await s.getBuild(done.id)).toMatchObject({ workerId: 'w2', status: 'succeeded' });
+      expect((await s.listAttempts(done.id)).map((a) => a.workerId)).toEqual(['w2']);
+      // Its foreign keys hold again after the removal: an attempt for a worker that is not there is refused.
+      await s.createBuild(build());
+      await expect(s.claimBuild(claimReq('w2', 8004))).rejects.toThrow();
+      expect(await s.countQueuedBuilds()).toBe(1);
+      expect(await s.deleteWorker('w1')).toBe('removed');
+      expect(await s.listWorkers()).toEqual([]);
     });
 
     it('has a test for every port method', () => {

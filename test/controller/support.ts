@@ -56,6 +56,10 @@ export async function startTestController(
     githubTuning?: AppOptions['githubTuning'];
     /** Open this data directory's database instead of a new one (a restart). */
     dir?: string;
+    /** scrypt's cost for users' passwords, log2 N; 12 by default here (the controller's 17 would slow every test). */
+    passwordCostLog2?: number;
+    /** How long a dashboard session lasts, ms; the controller's default otherwise. */
+    sessionTtlMs?: number;
   } = {},
 ): Promise<TestController> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'expo-ctl-test-'));
@@ -82,6 +86,8 @@ export async function startTestController(
     githubWebUrl: opts.githubWebUrl,
     publicUrl: opts.publicUrl,
     githubTuning: opts.githubTuning,
+    passwordCostLog2: opts.passwordCostLog2 ?? 12,
+    sessionTtlMs: opts.sessionTtlMs,
   });
   const admin = bearer(ADMIN_KEY);
   const post: TestController['post'] = async (url, headers, body) => {

@@ -91,12 +91,12 @@ describe('the dashboard in Chromium', () => {
 
     // The log grows while we watch, in the same page (a marker set in the page survives: no reload).
     await page.evaluate(() => {
-      (window as unknown as { __still: boolean }).__still = true;
+      (globalThis as unknown as { __still: boolean }).__still = true;
     });
     await expect.poll(() => page.textContent('pre#log'), { timeout: UI_WAIT_MS }).toContain('line 3 <script>');
     const first = (await page.textContent('pre#log'))!.length;
     await expect.poll(async () => (await page.textContent('pre#log'))!.length, { timeout: UI_WAIT_MS }).toBeGreaterThan(first + 100);
-    expect(await page.evaluate(() => (window as unknown as { __still?: boolean }).__still)).toBe(true);
+    expect(await page.evaluate(() => (globalThis as unknown as { __still?: boolean }).__still)).toBe(true);
     // ANSI colours are rendered as classes, the escape codes themselves never shown.
     expect(await page.locator('pre#log [class*="ansi-green"]').count()).toBeGreaterThan(0);
     expect(await page.textContent('pre#log')).not.toContain('\u001b[');
@@ -120,10 +120,10 @@ describe('the dashboard in Chromium', () => {
     // The workers page turns idle by itself (htmx refresh, no reload).
     await page.goto(url('/workers'));
     await page.evaluate(() => {
-      (window as unknown as { __still: boolean }).__still = true;
+      (globalThis as unknown as { __still: boolean }).__still = true;
     });
     await expect.poll(() => row.locator('td.status').textContent(), { timeout: UI_WAIT_MS }).toContain('idle');
-    expect(await page.evaluate(() => (window as unknown as { __still?: boolean }).__still)).toBe(true);
+    expect(await page.evaluate(() => (globalThis as unknown as { __still?: boolean }).__still)).toBe(true);
 
     // Rerun: a new build of the same work, on its own page.
     await page.goto(url(`/builds/${id}`));
@@ -160,7 +160,8 @@ describe('the dashboard in Chromium', () => {
     expect(await page.locator('form#cancel').count()).toBe(0);
     expect(await page.locator('form#rerun').count()).toBe(0);
     const refused = await page.evaluate(async (path) => {
-      const csrf = (document.querySelector('form#signout input[name=_csrf]') as HTMLInputElement).value;
+      const doc = (globalThis as unknown as { document: { querySelector(s: string): { value: string } } }).document;
+      const csrf = doc.querySelector('form#signout input[name=_csrf]').value;
       const res = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: '{}' });
       return { status: res.status, body: (await res.json()) as { code: string } };
     }, pathOf(ROUTES.cancelBuild, { id: running }));

@@ -8,8 +8,9 @@ import type { BuildRecord } from '../store/store.ts';
 import { buildView } from '../views.ts';
 import { whyWaiting, type WorkerLoad } from '../waiting.ts';
 import type { WorkerService } from '../worker-service.ts';
+import type { AccessService } from '../access-service.ts';
 
-export const adminRoutes: FastifyPluginAsync<{ service: BuildService; workers: WorkerService }> = async (fastify, { service, workers }) => {
+export const adminRoutes: FastifyPluginAsync<{ service: BuildService; workers: WorkerService; access: AccessService }> = async (fastify, { service, workers, access }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
 
   /** Builds as shown, a queued one with why it waits (the workers read once, only when one is queued). */
@@ -23,6 +24,7 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; workers: W
   route(app, ROUTES.createWorker, {}, async (req, reply) => {
     const { worker: w, apiKey } = await workers.enrol(req.body.id, req.body.labels ?? []);
     req.log.info({ workerId: w.id }, 'worker enrolled');
+    await access.audit(req.principal, 'worker.create', w.id, w.labels.length > 0 ? `labels ${w.labels.join(', ')}` : null);
     return reply.status(201).send({ id: w.id, labels: w.labels, apiKey });
   });
 
@@ -33,6 +35,7 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; workers: W
   route(app, ROUTES.submitBuild, {}, async (req, reply) => {
     const build = await service.submit(req.body);
     req.log.info({ buildId: build.id, steps: build.steps.length, labels: build.labels }, 'build queued');
+    await access.audit(req.principal, 'build.submit', build.id);
     return reply.status(201).send(await view(build));
   });
 
@@ -56,6 +59,7 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; workers: W
     async (req) => {
     const build = await service.cancel(req.params.id);
     req.log.info({ buildId: build.id, status: build.status }, 'build cancel requested');
+    await access.audit(req.principal, 'build.cancel', build.id, build.status);
     return view(build);
     },
   );
@@ -72,6 +76,7 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; workers: W
     async (req, reply) => {
       const build = await service.rerun(req.params.id);
       req.log.info({ buildId: build.id, rerunOf: req.params.id }, 'build rerun queued');
+      await access.audit(req.principal, 'build.rerun', req.params.id, `as ${build.id}`);
       return reply.status(201).send(await view(build));
     },
   );

@@ -5,8 +5,9 @@ import { ExpoError } from '../../protocol/errors.ts';
 import { ROUTES } from '../../protocol/routes.ts';
 import { route } from '../route.ts';
 import type { Retention } from '../retention.ts';
+import type { AccessService } from '../access-service.ts';
 
-export const retentionRoutes: FastifyPluginAsync<{ retention: Retention }> = async (fastify, { retention }) => {
+export const retentionRoutes: FastifyPluginAsync<{ retention: Retention; access: AccessService }> = async (fastify, { retention, access }) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
 
   route(
@@ -26,6 +27,7 @@ export const retentionRoutes: FastifyPluginAsync<{ retention: Retention }> = asy
       const dryRun = req.body.dryRun ?? false;
       const result = await retention.prune(days, dryRun);
       req.log.info(result, dryRun ? 'prune dry run' : 'pruned builds');
+      if (!dryRun) await access.audit(req.principal, 'retention.prune', `older than ${days} days`, `${result.builds} builds, ${result.artifacts} artifacts`);
       return result;
     },
   );

@@ -44,7 +44,8 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; workers: 
   // A worker's view of itself (what `doctor` uses to check its key without side effects).
   route(app, ROUTES.getWorker, {}, async (req) => {
     const p = req.principal;
-    if (p.kind === 'admin') return workers.view(req.params.id);
+    // The scope check let through only this worker's key or a viewer (or above).
+    if (p.kind !== 'worker') return workers.view(req.params.id);
     return workers.view(requireWorker(p, req.params.id).id);
   });
 

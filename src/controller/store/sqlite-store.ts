@@ -38,6 +38,7 @@ import type {
   WorkerRecord,
 } from './store.ts';
 import { sqliteDiskError } from './sqlite-errors.ts';
+import { SqliteAccess } from './sqlite-access.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -147,6 +148,8 @@ export class SqliteStore implements Store {
   private readonly busyTimeoutMs: number;
   /** A retry of a WAL truncation that readers held off (see `dropOldWalFrames`). */
   private walRetry: NodeJS.Timeout | null = null;
+  /** Users, sessions, tokens, audit, drain and removal of workers. */
+  private readonly access: SqliteAccess;
 
   constructor(options: SqliteStoreOptions) {
     this.busyTimeoutMs = options.busyTimeoutMs ?? 5000;
@@ -159,6 +162,7 @@ export class SqliteStore implements Store {
     } catch (cause) {
       throw new ExpoError('STORE_FAILED', `cannot open database ${options.path}: ${(cause as Error).message}`, { cause });
     }
+    this.access = new SqliteAccess({ db: this.db, q: (sql) => this.q(sql), tx: (fn) => this.tx(fn) });
   }
 
   private q(sql: string): StatementSync {
@@ -743,27 +747,27 @@ export class SqliteStore implements Store {
     });
   }
 
-  // ---- access: users, sessions, API tokens, audit (issue 13: the access work fills these in) ----
-  createUser(): Promise<never> { return notYet('createUser'); }
-  getUser(): Promise<never> { return notYet('getUser'); }
-  listUsers(): Promise<never> { return notYet('listUsers'); }
-  deleteUser(): Promise<never> { return notYet('deleteUser'); }
-  setUserPassword(): Promise<never> { return notYet('setUserPassword'); }
-  recordSignIn(): Promise<never> { return notYet('recordSignIn'); }
-  createSession(): Promise<never> { return notYet('createSession'); }
-  getSession(): Promise<never> { return notYet('getSession'); }
-  deleteSession(): Promise<never> { return notYet('deleteSession'); }
-  deleteSessionsOfUser(): Promise<never> { return notYet('deleteSessionsOfUser'); }
-  createApiToken(): Promise<never> { return notYet('createApiToken'); }
-  getApiTokenBySecretHash(): Promise<never> { return notYet('getApiTokenBySecretHash'); }
-  getApiToken(): Promise<never> { return notYet('getApiToken'); }
-  listApiTokens(): Promise<never> { return notYet('listApiTokens'); }
-  revokeApiToken(): Promise<never> { return notYet('revokeApiToken'); }
-  touchApiToken(): Promise<never> { return notYet('touchApiToken'); }
-  appendAudit(): Promise<never> { return notYet('appendAudit'); }
-  listAudit(): Promise<never> { return notYet('listAudit'); }
-  setWorkerDrainRequested(): Promise<never> { return notYet('setWorkerDrainRequested'); }
-  deleteWorker(): Promise<never> { return notYet('deleteWorker'); }
+  // ---- access: users, sessions, API tokens, audit; workers from the controller's side (sqlite-access.ts) ----
+  createUser: Store['createUser'] = (...a) => this.access.createUser(...a);
+  getUser: Store['getUser'] = (...a) => this.access.getUser(...a);
+  listUsers: Store['listUsers'] = (...a) => this.access.listUsers(...a);
+  deleteUser: Store['deleteUser'] = (...a) => this.access.deleteUser(...a);
+  setUserPassword: Store['setUserPassword'] = (...a) => this.access.setUserPassword(...a);
+  recordSignIn: Store['recordSignIn'] = (...a) => this.access.recordSignIn(...a);
+  createSession: Store['createSession'] = (...a) => this.access.createSession(...a);
+  getSession: Store['getSession'] = (...a) => this.access.getSession(...a);
+  deleteSession: Store['deleteSession'] = (...a) => this.access.deleteSession(...a);
+  deleteSessionsOfUser: Store['deleteSessionsOfUser'] = (...a) => this.access.deleteSessionsOfUser(...a);
+  createApiToken: Store['createApiToken'] = (...a) => this.access.createApiToken(...a);
+  getApiTokenBySecretHash: Store['getApiTokenBySecretHash'] = (...a) => this.access.getApiTokenBySecretHash(...a);
+  getApiToken: Store['getApiToken'] = (...a) => this.access.getApiToken(...a);
+  listApiTokens: Store['listApiTokens'] = (...a) => this.access.listApiTokens(...a);
+  revokeApiToken: Store['revokeApiToken'] = (...a) => this.access.revokeApiToken(...a);
+  touchApiToken: Store['touchApiToken'] = (...a) => this.access.touchApiToken(...a);
+  appendAudit: Store['appendAudit'] = (...a) => this.access.appendAudit(...a);
+  listAudit: Store['listAudit'] = (...a) => this.access.listAudit(...a);
+  setWorkerDrainRequested: Store['setWorkerDrainRequested'] = (...a) => this.access.setWorkerDrainRequested(...a);
+  deleteWorker: Store['deleteWorker'] = (...a) => this.access.deleteWorker(...a);
   // ---- end of access ----
 
   // ---- the dashboard's reads (issue 13: the dashboard work fills these in) ----
