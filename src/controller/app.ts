@@ -39,6 +39,9 @@ import type { GithubApi } from '../github/api.ts';
 import { SystemClock, sleepOn, type Clock } from '../sys/clock.ts';
 import { ProjectService } from './project-service.ts';
 import { projectRoutes } from './routes/projects.ts';
+import helmet from '@fastify/helmet';
+import { AccessService } from './access-service.ts';
+import { uiRoutes, type SessionCookie } from './ui/plugin.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -119,6 +122,8 @@ export interface AppOptions {
   githubWebUrl?: string;
   /** The controller as users reach it (`--public-url`), for links on GitHub. Default: none. */
   publicUrl?: string | null;
+  /** The dashboard's session cookie (access-service's `sessionCookie`). Default: sign-in is refused (no cookie can be made). */
+  sessionCookie?: SessionCookie;
   /** Timings of the GitHub work, for tests: deliveries' first retry wait and how long one may wait; the reporter's sweep. */
   githubTuning?: { deliveryRetryBaseMs?: number; deliveryMaxPendingMs?: number; reportSweepMs?: number };
 }
@@ -203,6 +208,9 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
 
   // Every route comes from the route table (src/protocol/routes.ts); any other fails the start.
   guardRouteTable(app);
+  // Security headers on every answer. The dashboard runs no inline script or style (htmx's
+  // indicator style is turned off in its layout; ansi_up's styles become classes).
+  await app.register(helmet, { contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES } });
   // Bodies are JSON only; anything else is refused with 415 instead of reaching a route as text.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('principal', null as unknown as { getter: () => Principal });
@@ -309,6 +317,20 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   });
   await app.register(checkoutRoutes, { service, github });
   await app.register(githubRoutes, { secret: o.githubSecret ?? null, arrivalMs: o.webhookArrivalMs, webhooks });
+  const access = new AccessService({ store: o.store, now });
+  await app.register(uiRoutes, {
+    store: o.store,
+    builds: service,
+    workers,
+    projects,
+    artifacts,
+    access,
+    sessionCookie: o.sessionCookie ?? NO_SESSION_COOKIE,
+    secureCookies: o.publicUrl?.startsWith('https://') ?? false,
+    sessionMaxAgeS: 12 * 3600,
+    publicUrl: o.publicUrl ?? null,
+    now,
+  });
   await app.ready();
   // Both pick up what a previous run left: pending deliveries, unreported builds.
   webhooks.start();
@@ -351,6 +373,24 @@ const UNCONFIGURED_GITHUB: GithubApi = {
   createCheckRun: () => Promise.resolve(0),
   updateCheckRun: () => Promise.resolve(),
   cloneToken: () => Promise.resolve({ token: null, expiresAt: null }),
+};
+
+/** The Content-Security-Policy of every answer: our own files only, no inline script or style, no framing. */
+const CSP_DIRECTIVES = {
+  defaultSrc: ["'self'"],
+  scriptSrc: ["'self'"],
+  styleSrc: ["'self'"],
+  imgSrc: ["'self'", 'data:'],
+  connectSrc: ["'self'"],
+  objectSrc: ["'none'"],
+  baseUri: ["'none'"],
+  frameAncestors: ["'none'"],
+  formAction: ["'self'"],
+};
+
+/** Until the access work's cookie helper is wired: no session can be made, so sign-in fails loudly. */
+const NO_SESSION_COOKIE: SessionCookie = () => {
+  throw new Error('no session cookie helper is configured (AppOptions.sessionCookie)');
 };
 
 /** The errors Node gives a request stream whose client closed the connection mid-body. */
