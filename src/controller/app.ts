@@ -41,7 +41,8 @@ import { ProjectService } from './project-service.ts';
 import { projectRoutes } from './routes/projects.ts';
 import helmet from '@fastify/helmet';
 import { AccessService } from './access-service.ts';
-import { uiRoutes, type SessionCookie } from './ui/plugin.ts';
+import { uiRoutes } from './ui/plugin.ts';
+import type { SessionCookie } from './ui/context.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {

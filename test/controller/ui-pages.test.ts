@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
-import { LOG_WINDOW_BYTES } from '../../src/controller/ui/log-html.ts';
+import { TAIL_WINDOW_BYTES } from '../../src/controller/ui/log-html.ts';
 import { startTestController, type TestController } from './support.ts';
 import { accessIsWritten, CSP, expectSafeHtml, runningBuild } from './ui-support.ts';
 
@@ -77,7 +77,7 @@ describe('dashboard pages', () => {
     const page = (await get(`/builds/${id}`)).body;
     const start = Number(/hx-get="\/builds\/[a-z2-7]+\/log\?before=(\d+)"/.exec(page)![1]);
     expect(page).toContain(`data-log-end="${size}"`);
-    expect(size - start).toBeLessThanOrEqual(LOG_WINDOW_BYTES);
+    expect(size - start).toBeLessThanOrEqual(TAIL_WINDOW_BYTES);
     expect(text[start - 1]).toBe('\n');
     const shown = /<pre id="log"[^>]*>([\s\S]*)<\/pre>/.exec(page)![1]!;
     expect(shown).toBe(text.slice(start));
@@ -138,7 +138,7 @@ describe('dashboard pages', () => {
 
   it('sends a caller without a credential, or with a bad one, to sign in; the JSON API still answers 401', async () => {
     c = await startTestController();
-    for (const headers of [{}, { authorization: 'Bearer not-a-key-at-all' }]) {
+    for (const headers of [{}, { authorization: 'Bearer not-a-key-at-all' }] as Record<string, string>[]) {
       const res = await get('/builds?status=queued', headers);
       expect(res.statusCode).toBe(303);
       expect(res.headers.location).toBe('/login?next=%2Fbuilds%3Fstatus%3Dqueued');

@@ -1,3 +1,4 @@
+/* global document, window, EventSource */
 // The build page's live log (progressive enhancement: the page reads without this file).
 // Opens the build's log stream at the byte the server-rendered log ends, appends each chunk
 // through one ansi_up converter (it escapes the text; its styles become classes, as on the

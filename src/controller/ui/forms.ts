@@ -10,8 +10,8 @@ import { ExpoError, isExpoError } from '../../protocol/errors.ts';
 import { ROUTES } from '../../protocol/routes.ts';
 import { route, type App } from '../route.ts';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { tokensPage } from './pages.ts';
-import type { UiContext } from './plugin.ts';
+import { tokensPage } from './tokens-page.ts';
+import type { UiContext } from './context.ts';
 
 const back = (reply: FastifyReply, to: string): FastifyReply => reply.status(303).header('location', to).send();
 

@@ -1,5 +1,5 @@
 /**
- * A build's log as HTML: a window of at most `LOG_WINDOW_BYTES` that starts at a line start,
+ * A build's log as HTML: a window of at most `TAIL_WINDOW_BYTES` that starts at a line start,
  * rendered by ansi_up (which escapes the text) with classes instead of inline styles (the CSP
  * allows no `style=` attribute: see `restyle`). The build page shows the window ending at the
  * log's end; "load older" asks for the window ending where the shown one starts.
@@ -8,7 +8,7 @@ import { AnsiUp } from 'ansi_up';
 import type { Store } from '../store/store.ts';
 
 /** How much log one window holds, bytes: 256 KiB. */
-export const LOG_WINDOW_BYTES = 256 * 1024;
+export const TAIL_WINDOW_BYTES = 256 * 1024;
 
 /** A rendered window of the log: bytes [start, end) as HTML. */
 export interface LogWindow {
@@ -53,13 +53,13 @@ export function logHtml(bytes: Buffer): string {
 }
 
 /**
- * The window of the log ending at `end` (clipped to the log's size): at most LOG_WINDOW_BYTES,
+ * The window of the log ending at `end` (clipped to the log's size): at most TAIL_WINDOW_BYTES,
  * starting just after a newline unless it reaches the log's first byte. A window with no newline
  * at all starts at the first whole UTF-8 character instead.
  */
 export async function logWindow(store: Pick<Store, 'readLogRange'>, buildId: string, logBytes: number, end: number): Promise<LogWindow> {
   const to = Math.min(end, logBytes);
-  const from = Math.max(0, to - LOG_WINDOW_BYTES);
+  const from = Math.max(0, to - TAIL_WINDOW_BYTES);
   let bytes = await store.readLogRange(buildId, from, to);
   let start = from;
   if (from > 0) {

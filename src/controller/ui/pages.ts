@@ -4,7 +4,7 @@
  * ui/views/<page>.eta in the layout; the build and worker tables also answer their rows alone
  * (`?fragment=rows`) for htmx's live refresh.
  */
-import { BUILD_STATUSES, GIT_REF_PATTERN, REPO_PATTERN, ROLES, roleAtLeast, type BuildStatus } from '../../protocol/domain.ts';
+import { BUILD_STATUSES, GIT_REF_PATTERN, REPO_PATTERN, type BuildStatus } from '../../protocol/domain.ts';
 import { ExpoError } from '../../protocol/errors.ts';
 import { ROUTES } from '../../protocol/routes.ts';
 import { route, type App } from '../route.ts';
@@ -13,10 +13,9 @@ import { projectView, workerStatus } from '../views.ts';
 import { whyWaiting, type WorkerLoad } from '../waiting.ts';
 import { overviewModel, type OverviewModel } from './overview.ts';
 import { buildDuration, failureWords, sourceWords, timeWords } from './format.ts';
-import { LOG_WINDOW_BYTES, logWindow } from './log-html.ts';
-import type { UiContext } from './plugin.ts';
-import { viewerOf } from './render.ts';
-import type { Principal } from '../auth.ts';
+import { TAIL_WINDOW_BYTES, logWindow } from './log-html.ts';
+import type { UiContext } from './context.ts';
+import { tokensPage } from './tokens-page.ts';
 
 /** How many builds the builds page lists. */
 const BUILDS_PAGE_SIZE = 100;
@@ -104,7 +103,7 @@ export function pageRoutes(app: App, ctx: UiContext): void {
     const log = await logWindow(ctx.store, b.id, b.logBytes, Number(req.query.before));
     // htmx asks for the fragment (prepended to the log); a browser without JS gets a page.
     const fragment = req.headers['hx-request'] === 'true';
-    return ctx.page(reply, 200, fragment ? 'log-older' : 'log-page', { title: `Build ${b.id}: log`, nav: 'builds', viewer: ctx.viewer(req), b, log, windowKiB: LOG_WINDOW_BYTES / 1024 });
+    return ctx.page(reply, 200, fragment ? 'log-older' : 'log-page', { title: `Build ${b.id}: log`, nav: 'builds', viewer: ctx.viewer(req), b, log, windowKiB: TAIL_WINDOW_BYTES / 1024 });
   });
 
   route(app, ROUTES.uiWorkers, {}, async (req, reply) => {
@@ -143,15 +142,6 @@ export function pageRoutes(app: App, ctx: UiContext): void {
     });
     return ctx.page(reply, 200, 'audit', { title: 'Audit', nav: 'audit', viewer: ctx.viewer(req), entries: list.entries, nextBefore: list.nextBefore });
   });
-}
-
-/** The tokens page's data; `created` is a token just made, its secret shown this once. */
-export async function tokensPage(ctx: UiContext, principal: Principal, created: { name: string; secret: string } | null) {
-  const viewer = viewerOf(principal);
-  const tokens = await ctx.access.listTokens(principal);
-  // A token's role may not be above its maker's: only those are offered (the service refuses the rest too).
-  const roles = viewer === null ? [] : ROLES.filter((r) => roleAtLeast(viewer.role, r));
-  return { title: 'Tokens', nav: 'tokens', viewer, tokens, roles, created };
 }
 
 const blankToUndefined = (s: string | undefined): string | undefined => (s === undefined || s.trim() === '' ? undefined : s.trim());

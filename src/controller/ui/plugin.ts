@@ -7,52 +7,17 @@
  * no credential (or an expired session) is sent to `/login?next=…`, any other error is a page
  * with its code and message.
  */
-import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import formbody from '@fastify/formbody';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ERROR_CODES, isExpoError, type ErrorCode } from '../../protocol/errors.ts';
 import { ROUTES } from '../../protocol/routes.ts';
 import { route } from '../route.ts';
-import type { AccessService } from '../access-service.ts';
-import type { ArtifactService } from '../artifact-service.ts';
-import type { BuildService } from '../build-service.ts';
-import type { ProjectService } from '../project-service.ts';
-import type { Store } from '../store/store.ts';
-import type { WorkerService } from '../worker-service.ts';
 import { ASSET_MAX_AGE_S, loadAssets } from './assets.ts';
-import { Renderer, uiDir, viewerOf, type Viewer } from './render.ts';
+import { Renderer, uiDir, viewerOf } from './render.ts';
+import type { UiContext, UiOptions } from './context.ts';
 import { pageRoutes } from './pages.ts';
 import { formRoutes } from './forms.ts';
-
-/** A `Set-Cookie` value for a session's secret (access-service's `sessionCookie`); `maxAgeS` 0 clears it. */
-export type SessionCookie = (secret: string, o: { secure: boolean; maxAgeS: number }) => string;
-
-export interface UiOptions {
-  store: Store;
-  builds: BuildService;
-  workers: WorkerService;
-  projects: ProjectService;
-  artifacts: ArtifactService;
-  access: AccessService;
-  /** Makes the session cookie at sign-in (and clears it at sign-out). */
-  sessionCookie: SessionCookie;
-  /** Whether the cookie is `Secure` (the controller is reached over TLS: `--public-url https://…`). */
-  secureCookies: boolean;
-  /** How long a session cookie lives, s (the session's TTL). */
-  sessionMaxAgeS: number;
-  /** The controller's public URL, if set: a sign-in posted from it is same-site too. */
-  publicUrl: string | null;
-  now: () => number;
-}
-
-/** What the page and form routes share. */
-export interface UiContext extends UiOptions {
-  views: Renderer;
-  /** The viewer of a request (the layout's `#whoami`, its role's controls). */
-  viewer: (req: FastifyRequest) => Viewer | null;
-  /** Answers `name` rendered in the layout with `status`. */
-  page: (reply: FastifyReply, status: number, name: string, data: { title: string; nav: string; viewer: Viewer | null } & Record<string, unknown>) => FastifyReply;
-}
 
 export const uiRoutes: FastifyPluginAsync<UiOptions> = async (fastify, o) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -67,6 +32,11 @@ export const uiRoutes: FastifyPluginAsync<UiOptions> = async (fastify, o) => {
   };
 
   await app.register(formbody, { bodyLimit: 64 * 1024 });
+
+  // The router reads an asterisk-form target (`GET *`) as `/`; it names no page (RFC 9112 §3.2.4: OPTIONS only).
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.url.startsWith('*')) return reply.status(404).send({ code: 'API_NOT_FOUND', message: `no route ${req.method} *` });
+  });
 
   app.setErrorHandler(async (err: FastifyError, req, reply) => {
     // Not a page (an asset): the app's own handler answers `{code, message}`.
