@@ -143,6 +143,10 @@ describe('dashboard pages', () => {
       expect(res.statusCode).toBe(303);
       expect(res.headers.location).toBe('/login?next=%2Fbuilds%3Fstatus%3Dqueued');
     }
+    // htmx's live refresh is told to navigate (its XHR would follow a 303 into the table).
+    const refresh = await get('/builds?fragment=rows&status=queued', { 'hx-request': 'true' });
+    expect(refresh.statusCode).toBe(200);
+    expect(refresh.headers['hx-redirect']).toBe('/login?next=%2Fbuilds%3Fstatus%3Dqueued');
     const api = await get(pathOf(ROUTES.listBuilds, {}), {});
     expect(api.statusCode).toBe(401);
     expect(api.json()).toMatchObject({ code: 'AUTH_MISSING' });

@@ -43,7 +43,10 @@ export const uiRoutes: FastifyPluginAsync<UiOptions> = async (fastify, o) => {
     if (req.routeOptions.config.routeSpec?.page !== true) throw err;
     const { status, code, message } = described(err);
     if (code === 'AUTH_MISSING' || code === 'AUTH_INVALID') {
-      return reply.status(303).header('location', `/login?next=${encodeURIComponent(nextOf(req))}`).send();
+      const to = `/login?next=${encodeURIComponent(nextOf(req))}`;
+      // htmx's XHR would follow a 303 and swap the sign-in page into a table; it navigates on HX-Redirect instead.
+      if (req.headers['hx-request'] === 'true') return reply.status(200).header('hx-redirect', to).send();
+      return reply.status(303).header('location', to).send();
     }
     if (status >= 500) req.log.error({ err }, 'page failed');
     return ctx.page(reply, status, 'error', { title: `Error ${status}`, nav: '', viewer: ctx.viewer(req), status, code, message });
@@ -79,6 +82,9 @@ const NEXT = /^\/(?![/\\])[A-Za-z0-9/._~?&=%+-]{0,512}$/;
 /** Where to come back after signing in: the page asked for (a GET), else the overview. */
 function nextOf(req: FastifyRequest): string {
   if (req.method !== 'GET') return '/';
-  const url = req.url.replace(/[?&]fragment=rows\b/, '');
+  // The live refresh's `fragment` is not a page to come back to.
+  const u = new URL(req.url, 'http://here');
+  u.searchParams.delete('fragment');
+  const url = `${u.pathname}${u.search}`;
   return NEXT.test(url) ? url : '/';
 }
