@@ -328,7 +328,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     access,
     sessionCookie: o.sessionCookie ?? NO_SESSION_COOKIE,
     secureCookies: o.publicUrl?.startsWith('https://') ?? false,
-    sessionMaxAgeS: 12 * 3600,
+    // The cookie lives as long as the session it names (the access service's TTL, 12 h by default).
+    sessionMaxAgeS: Math.floor((access.o.sessionTtlMs ?? 12 * 3600 * 1000) / 1000),
     publicUrl: o.publicUrl ?? null,
     now,
   });

@@ -99,6 +99,21 @@ describe('dashboard pages', () => {
     expect(first.body).toContain('<span id="load-older" hx-swap-oob="true"></span>');
   });
 
+  it('starts a window with no newline in it at a whole UTF-8 character', async () => {
+    c = await startTestController({ maxLogBytes: 4 * 1024 * 1024 });
+    const { id, append } = await runningBuild(c, 'mac-1');
+    // One line of 3-byte characters, longer than a window, whose window starts mid-character.
+    const text = `a${'€'.repeat(100_000)}`;
+    await append(text);
+    const page = (await get(`/builds/${id}`)).body;
+    const shown = /<pre id="log"[^>]*>([\s\S]*)<\/pre>/.exec(page)![1]!;
+    expect(shown).not.toContain('\ufffd');
+    expect(shown).toMatch(/^€+$/);
+    const start = Number(/before=(\d+)/.exec(page)![1]);
+    expect(Buffer.byteLength(text) - start).toBe(Buffer.byteLength(shown));
+    expect((Buffer.byteLength(text) - start) % 3).toBe(0);
+  });
+
   it('lists builds with filters and answers only the rows for the live refresh', async () => {
     c = await startTestController();
     const a = await c.submit({ labels: ['nobody'] });
