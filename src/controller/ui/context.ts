@@ -1,5 +1,6 @@
 /** What the dashboard's plugin is given (UiOptions) and what its page and form routes share (UiContext). */
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { CookieSerializeOptions } from '@fastify/cookie';
 import type { AccessService } from '../access-service.ts';
 import type { ArtifactService } from '../artifact-service.ts';
 import type { BuildService } from '../build-service.ts';
@@ -8,8 +9,8 @@ import type { Store } from '../store/store.ts';
 import type { WorkerService } from '../worker-service.ts';
 import type { Renderer, Viewer } from './render.ts';
 
-/** A `Set-Cookie` value for a session's secret (access-service's `sessionCookie`); `maxAgeS` 0 clears it. */
-export type SessionCookie = (secret: string, o: { secure: boolean; maxAgeS: number }) => string;
+/** The session cookie for a secret, as `reply.setCookie` takes it (access-service's `sessionCookie`); `maxAgeS` 0 clears it. */
+export type SessionCookie = (secret: string, o: { secure: boolean; maxAgeS: number }) => { name: string; value: string; options: CookieSerializeOptions };
 
 export interface UiOptions {
   store: Store;

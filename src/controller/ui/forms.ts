@@ -10,8 +10,12 @@ import { ExpoError, isExpoError } from '../../protocol/errors.ts';
 import { ROUTES } from '../../protocol/routes.ts';
 import { route, type App } from '../route.ts';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type {} from '@fastify/cookie';
 import { tokensPage } from './tokens-page.ts';
 import type { UiContext } from './context.ts';
+
+/** Sets a cookie through @fastify/cookie (registered by the app for the session cookie it reads). */
+const setCookie = (reply: FastifyReply, c: ReturnType<UiContext['sessionCookie']>): FastifyReply => reply.setCookie(c.name, c.value, c.options);
 
 const back = (reply: FastifyReply, to: string): FastifyReply => reply.status(303).header('location', to).send();
 
@@ -28,7 +32,7 @@ export function formRoutes(app: App, ctx: UiContext): void {
     const { name, password } = req.body;
     try {
       const signed = await ctx.access.signIn(name, password, req.ip);
-      reply.header('set-cookie', ctx.sessionCookie(signed.cookieValue, { secure: ctx.secureCookies, maxAgeS: ctx.sessionMaxAgeS }));
+      setCookie(reply, ctx.sessionCookie(signed.cookieValue, { secure: ctx.secureCookies, maxAgeS: ctx.sessionMaxAgeS }));
       return back(reply, req.query.next ?? '/');
     } catch (err) {
       if (isExpoError(err, 'AUTH_INVALID')) return signInPage(reply, 401, req.query.next, 'Wrong name or password.', name);
@@ -43,7 +47,7 @@ export function formRoutes(app: App, ctx: UiContext): void {
 
   route(app, ROUTES.uiSignOut, {}, async (req, reply) => {
     await ctx.access.signOut(req.principal);
-    reply.header('set-cookie', ctx.sessionCookie('', { secure: ctx.secureCookies, maxAgeS: 0 }));
+    setCookie(reply, ctx.sessionCookie('', { secure: ctx.secureCookies, maxAgeS: 0 }));
     return back(reply, '/login');
   });
 
