@@ -62,11 +62,12 @@ describe('the route table and the answers', () => {
       'x-hub-signature-256': `sha256=${createHmac('sha256', githubSecret).update(push).digest('hex')}`,
     };
 
-    // The dashboard's: a user to sign in, a token to revoke, a queued build to cancel.
+    // The dashboard's: a user to sign in, a token to revoke, an API build to cancel and rerun, a worker to drain and remove.
     const access = new AccessService({ store: c.store, now: Date.now });
     await access.createUser({ kind: 'admin' }, { name: 'route-answers-ui', role: 'operator', password: 'route-answers-password' });
     const uiToken = (await access.createToken({ kind: 'admin' }, { name: 'route-answers-ui', role: 'viewer' })).token.id;
     const third = await c.submit({ labels: ['nobody'] });
+    await c.enrol('mac-3');
     const form = { ...c.admin, 'content-type': 'application/x-www-form-urlencoded' };
 
     // In the order a build's life calls them; each route once.
@@ -109,11 +110,11 @@ describe('the route table and the answers', () => {
       ['uiBuild', { headers: c.admin, params: { id } }],
       ['uiBuildLog', { headers: c.admin, params: { id }, query: { before: '6' } }],
       ['uiCancelBuild', { headers: form, params: { id: third.id }, body: '_csrf=' }],
-      ['uiRerunBuild', { headers: form, params: { id }, body: '_csrf=' }],
+      ['uiRerunBuild', { headers: form, params: { id: third.id }, body: '_csrf=' }],
       ['uiWorkers', { headers: c.admin }],
-      ['uiDrainWorker', { headers: form, params: { id: 'mac-2' }, body: '_csrf=' }],
-      ['uiResumeWorker', { headers: form, params: { id: 'mac-2' }, body: '_csrf=' }],
-      ['uiRemoveWorker', { headers: form, params: { id: 'mac-2' }, body: '_csrf=' }],
+      ['uiDrainWorker', { headers: form, params: { id: 'mac-3' }, body: '_csrf=' }],
+      ['uiResumeWorker', { headers: form, params: { id: 'mac-3' }, body: '_csrf=' }],
+      ['uiRemoveWorker', { headers: form, params: { id: 'mac-3' }, body: '_csrf=' }],
       ['uiQueue', { headers: c.admin }],
       ['uiProjects', { headers: c.admin }],
       ['uiTokens', { headers: c.admin }],
