@@ -211,7 +211,9 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   guardRouteTable(app);
   // Security headers on every answer. The dashboard runs no inline script or style (htmx's
   // indicator style is turned off in its layout; ansi_up's styles become classes).
-  await app.register(helmet, { contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES } });
+  // Referrer-Policy same-origin, not helmet's no-referrer: under no-referrer a browser sends
+  // `Origin: null` with every form POST, and the sign-in's login-CSRF check needs the real one.
+  await app.register(helmet, { contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES }, referrerPolicy: { policy: 'same-origin' } });
   // Bodies are JSON only; anything else is refused with 415 instead of reaching a route as text.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('principal', null as unknown as { getter: () => Principal });

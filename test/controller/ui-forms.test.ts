@@ -64,6 +64,16 @@ describe('dashboard forms', () => {
     expect(res.headers['content-type']).toMatch(/^text\/html/);
     expect(res.body).toContain('AUTH_FORBIDDEN');
     expect(res.headers['set-cookie']).toBeUndefined();
+    // What a sandboxed or privacy-stripped cross-site form sends.
+    const opaque = await c.app.inject({ method: 'POST', url: '/login', headers: { ...FORM, origin: 'null' }, payload: 'name=alice&password=whatever-it-is' });
+    expect(opaque.statusCode).toBe(403);
+  });
+
+  it.runIf(ACCESS)('takes a sign-in posted from its own page (Origin of this site)', async () => {
+    c = await startTestController();
+    const res = await c.app.inject({ method: 'POST', url: '/login', headers: { ...FORM, host: '127.0.0.1:3000', origin: 'http://127.0.0.1:3000' }, payload: 'name=nobody&password=whatever-it-is' });
+    expect(res.statusCode).toBe(401);
+    expect(res.body).toContain('id="signin-error"');
   });
 
   it.runIf(ACCESS)('cancels and reruns through forms with the admin key, recorded in the audit log', async () => {

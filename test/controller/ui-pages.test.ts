@@ -30,6 +30,8 @@ describe('dashboard pages', () => {
       expect(res.statusCode, url).toBe(200);
       expect(res.headers['content-type'], url).toMatch(/^text\/html/);
       expect(res.headers['content-security-policy'], url).toBe(CSP);
+      // Not helmet's no-referrer: under it a browser sends `Origin: null` with every form POST (the sign-in checks Origin).
+      expect(res.headers['referrer-policy'], url).toBe('same-origin');
       expectSafeHtml(res.body, url);
     }
     const home = await get('/');
