@@ -12,7 +12,7 @@ import { LIMITS } from '../protocol/schemas.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 import type { Principal } from './auth.ts';
 import fastifyCookie from '@fastify/cookie';
-import { AccessService, SESSION_COOKIE } from './access-service.ts';
+import { AccessService, cookieMustBeSecure, SESSION_COOKIE, sessionCookie } from './access-service.ts';
 import { accessRoutes } from './routes/access.ts';
 import { answerClientError, mapFastifyError } from './http-errors.ts';
 import { maxBytesKeyword } from './max-bytes.ts';
@@ -42,6 +42,8 @@ import type { GithubApi } from '../github/api.ts';
 import { SystemClock, sleepOn, type Clock } from '../sys/clock.ts';
 import { ProjectService } from './project-service.ts';
 import { projectRoutes } from './routes/projects.ts';
+import helmet from '@fastify/helmet';
+import { uiRoutes } from './ui/plugin.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -212,6 +214,11 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
 
   // Every route comes from the route table (src/protocol/routes.ts); any other fails the start.
   guardRouteTable(app);
+  // Security headers on every answer. The dashboard runs no inline script or style (htmx's
+  // indicator style is turned off in its layout; ansi_up's styles become classes).
+  // Referrer-Policy same-origin, not helmet's no-referrer: under no-referrer a browser sends
+  // `Origin: null` with every form POST, and the sign-in's login-CSRF check needs the real one.
+  await app.register(helmet, { contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES }, referrerPolicy: { policy: 'same-origin' } });
   // Bodies are JSON only; anything else is refused with 415 instead of reaching a route as text.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('principal', null as unknown as { getter: () => Principal });
@@ -329,6 +336,21 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   });
   await app.register(checkoutRoutes, { service, github });
   await app.register(githubRoutes, { secret: o.githubSecret ?? null, arrivalMs: o.webhookArrivalMs, webhooks });
+  await app.register(uiRoutes, {
+    store: o.store,
+    builds: service,
+    workers,
+    projects,
+    artifacts,
+    access,
+    sessionCookie,
+    // The controller itself speaks plain HTTP: TLS is the proxy's, which --public-url names.
+    secureCookies: cookieMustBeSecure(o.publicUrl, 'http'),
+    // The cookie lives as long as the session it names (the access service's TTL, 12 h by default).
+    sessionMaxAgeS: Math.floor((access.o.sessionTtlMs ?? 12 * 3600 * 1000) / 1000),
+    publicUrl: o.publicUrl ?? null,
+    now,
+  });
   await app.ready();
   // Both pick up what a previous run left: pending deliveries, unreported builds.
   webhooks.start();
@@ -373,6 +395,20 @@ const UNCONFIGURED_GITHUB: GithubApi = {
   updateCheckRun: () => Promise.resolve(),
   cloneToken: () => Promise.resolve({ token: null, expiresAt: null }),
 };
+
+/** The Content-Security-Policy of every answer: our own files only, no inline script or style, no framing. */
+const CSP_DIRECTIVES = {
+  defaultSrc: ["'self'"],
+  scriptSrc: ["'self'"],
+  styleSrc: ["'self'"],
+  imgSrc: ["'self'", 'data:'],
+  connectSrc: ["'self'"],
+  objectSrc: ["'none'"],
+  baseUri: ["'none'"],
+  frameAncestors: ["'none'"],
+  formAction: ["'self'"],
+};
+
 
 /** The errors Node gives a request stream whose client closed the connection mid-body. */
 function isClientAbort(err: Error): boolean {

@@ -84,7 +84,7 @@ function pendingWords(b: BuildRecord): string {
 }
 
 /** How a final build ended, in words, without its message. */
-function endWords(b: BuildRecord): string {
+export function endWords(b: BuildRecord): string {
   const took = duration(b);
   switch (b.status) {
     case 'succeeded':

@@ -238,7 +238,9 @@ describe('every route, walked with bad input by every kind of caller', () => {
           const where = `${r.method} ${r.path} as ${who} with ${what}: ${res.statusCode} ${res.body.slice(0, 120)}`;
           if (res.statusCode >= 500) bad.push(where);
           else if (res.statusCode >= 400) {
-            const body = JSON.parse(res.body) as { code?: string; message?: string };
+            // The dashboard's pages answer errors as HTML: its code and message in `#error`.
+            const page = /^text\/html/.test(String(res.headers['content-type'])) ? /<p id="error"><code>([A-Z_]+)<\/code>: ([^<]+)<\/p>/.exec(res.body) : null;
+            const body = (page ? { code: page[1], message: page[2] } : JSON.parse(res.body)) as { code?: string; message?: string };
             const known = body.code !== undefined && Object.hasOwn(ERROR_CODES, body.code) ? ERROR_CODES[body.code as keyof typeof ERROR_CODES] : undefined;
             if (known?.status !== res.statusCode || !body.message) bad.push(where);
           }

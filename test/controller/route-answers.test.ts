@@ -8,6 +8,7 @@ import { createHmac } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Value } from 'typebox/value';
 import { pathOf, ROUTES, type RouteSpec } from '../../src/protocol/routes.ts';
+import { AccessService } from '../../src/controller/access-service.ts';
 import { startTestController, type TestController } from './support.ts';
 
 type Name = keyof typeof ROUTES;
@@ -63,6 +64,14 @@ describe('the route table and the answers', () => {
       'x-hub-signature-256': `sha256=${createHmac('sha256', githubSecret).update(push).digest('hex')}`,
     };
 
+    // The dashboard's: a user to sign in, a token to revoke, an API build to cancel and rerun, a worker to drain and remove.
+    const access = new AccessService({ store: c.store, now: Date.now });
+    await access.createUser({ kind: 'admin' }, { name: 'route-answers-ui', role: 'operator', password: 'route-answers-password' });
+    const uiToken = (await access.createToken({ kind: 'admin' }, { name: 'route-answers-ui', role: 'viewer' })).token.id;
+    const third = await c.submit({ labels: ['nobody'] });
+    await c.enrol('mac-3');
+    const form = { ...c.admin, 'content-type': 'application/x-www-form-urlencoded' };
+
     // In the order a build's life calls them; each route once.
     const calls: [Name, Call][] = [
       ['health', { headers: {} }],
@@ -108,6 +117,26 @@ describe('the route table and the answers', () => {
       ['drainWorker', { headers: c.admin, params: { id: 'mac-1' } }],
       ['resumeWorker', { headers: c.admin, params: { id: 'mac-1' }, body: {} }],
       ['deleteWorker', { headers: c.admin, params: { id: 'mac-2' } }],
+      ['uiAsset', { headers: {}, params: { file: 'app.css' } }],
+      ['uiSignInPage', { headers: {}, query: { next: '/builds' } }],
+      ['uiSignIn', { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'name=route-answers-ui&password=route-answers-password' }],
+      ['uiOverview', { headers: c.admin }],
+      ['uiBuilds', { headers: c.admin, query: { status: 'queued' } }],
+      ['uiBuild', { headers: c.admin, params: { id } }],
+      ['uiBuildLog', { headers: c.admin, params: { id }, query: { before: '6' } }],
+      ['uiCancelBuild', { headers: form, params: { id: third.id }, body: '_csrf=' }],
+      ['uiRerunBuild', { headers: form, params: { id: third.id }, body: '_csrf=' }],
+      ['uiWorkers', { headers: c.admin }],
+      ['uiDrainWorker', { headers: form, params: { id: 'mac-3' }, body: '_csrf=' }],
+      ['uiResumeWorker', { headers: form, params: { id: 'mac-3' }, body: '_csrf=' }],
+      ['uiRemoveWorker', { headers: form, params: { id: 'mac-3' }, body: '_csrf=' }],
+      ['uiQueue', { headers: c.admin }],
+      ['uiProjects', { headers: c.admin }],
+      ['uiTokens', { headers: c.admin }],
+      ['uiCreateToken', { headers: form, body: '_csrf=&name=ci&role=viewer&expiresInDays=7' }],
+      ['uiRevokeToken', { headers: form, params: { id: uiToken }, body: '_csrf=' }],
+      ['uiAudit', { headers: c.admin, query: { limit: '10' } }],
+      ['uiSignOut', { headers: form, body: '_csrf=' }],
     ];
     expect(calls.map(([name]) => name).sort()).toEqual(Object.keys(ROUTES).sort());
 
