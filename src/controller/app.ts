@@ -39,6 +39,8 @@ import type { GithubApi } from '../github/api.ts';
 import { SystemClock, sleepOn, type Clock } from '../sys/clock.ts';
 import { ProjectService } from './project-service.ts';
 import { projectRoutes } from './routes/projects.ts';
+import { LogNotifier } from './log-notifier.ts';
+import { LogStreams, logStreamRoutes, type LogStreamsOptions } from './routes/log-stream.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -121,6 +123,8 @@ export interface AppOptions {
   publicUrl?: string | null;
   /** Timings of the GitHub work, for tests: deliveries' first retry wait and how long one may wait; the reporter's sweep. */
   githubTuning?: { deliveryRetryBaseMs?: number; deliveryMaxPendingMs?: number; reportSweepMs?: number };
+  /** Live log streams: their bound (default 200 at once), ping and recheck intervals (see `LogStreamsOptions`). */
+  logStreams?: Pick<LogStreamsOptions, 'maxStreams' | 'pingMs' | 'recheckMs'>;
 }
 
 export interface ControllerApp {
@@ -136,7 +140,11 @@ export interface ControllerApp {
   metrics: ControllerMetrics;
   /** Pruning of old builds and abandoned uploads; `main` starts its schedule. */
   retention: Retention;
-  /** Answers open long-polls with 204, stops the watchdog and the server. Does not close the store. */
+  /** Wakes the live log streams of a build that changed (the build service tells it). */
+  logNotifier: LogNotifier;
+  /** The open live log streams. */
+  logStreams: LogStreams;
+  /** Answers open long-polls with 204, ends open log streams, stops the watchdog and the server. Does not close the store. */
   shutdown: () => Promise<void>;
 }
 
@@ -157,6 +165,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     ...(o.githubTuning?.reportSweepMs === undefined ? {} : { sweepMs: o.githubTuning.reportSweepMs }),
     onReport: (r) => metrics.onGithubReport(r),
   });
+  const logNotifier = new LogNotifier();
   const service = new BuildService({
     store: o.store,
     now,
@@ -167,7 +176,9 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     defaultTimeoutS: o.defaultBuildTimeoutS,
     secrets,
     projectSecrets: (projectId, names) => projects.secretValues(projectId, names),
+    onBuildChange: (id) => logNotifier.notify(id),
     onBuildEvent: (e: BuildEvent) => {
+      logNotifier.notify(e.build.id);
       metrics.onBuildEvent(e, now());
       if (e.build.source !== null) reporter.notify();
       if (e.kind === 'finished' || e.kind === 'requeued') {
@@ -295,6 +306,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   });
   await app.register(artifactRoutes, { artifacts });
   await app.register(projectRoutes, { projects });
+  const logStreams = new LogStreams({ ...o.logStreams, store: o.store, notifier: logNotifier });
+  await app.register(logStreamRoutes, { streams: logStreams, store: o.store });
   const webhooks = new WebhookService({
     store: o.store,
     projects,
@@ -323,6 +336,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     watchdog,
     metrics,
     retention,
+    logNotifier,
+    logStreams,
     shutdown: async () => {
       stopping = true;
       await webhooks.stop();
@@ -331,6 +346,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
       await watchdog.stop();
       service.waits.wakeAll();
       await service.dispatcher.closeAll();
+      // A hijacked stream would hold the server's close until its client left.
+      logStreams.closeAll();
       await app.close();
     },
   };

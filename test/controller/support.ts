@@ -56,6 +56,8 @@ export async function startTestController(
     githubTuning?: AppOptions['githubTuning'];
     /** Open this data directory's database instead of a new one (a restart). */
     dir?: string;
+    /** Live log streams' bound and timings (shrunk by their tests). */
+    logStreams?: AppOptions['logStreams'];
   } = {},
 ): Promise<TestController> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'expo-ctl-test-'));
@@ -82,6 +84,7 @@ export async function startTestController(
     githubWebUrl: opts.githubWebUrl,
     publicUrl: opts.publicUrl,
     githubTuning: opts.githubTuning,
+    logStreams: opts.logStreams,
   });
   const admin = bearer(ADMIN_KEY);
   const post: TestController['post'] = async (url, headers, body) => {
