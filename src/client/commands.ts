@@ -29,8 +29,10 @@ export interface CliIo {
   stderr: (text: string) => void;
   env: NodeJS.ProcessEnv;
   home: string;
-  /** How often `--follow` polls, ms. Default 1000. */
-  followIntervalMs?: number;
+  /** `--follow`: the first wait before reconnecting a dropped log stream, ms. Default 500 (see `FollowIo`). */
+  followReconnectMs?: number;
+  /** `--follow`: how long to keep reconnecting without a connection, ms. Default 30 000. */
+  followGiveUpMs?: number;
   /** Everything on standard input, to its end (`project secret set` reads a value from it). */
   stdin?: () => Promise<string>;
 }
@@ -345,8 +347,7 @@ export function logsMain(argv: string[], io: CliIo = processIo()): Promise<numbe
     const id = positionals[0]!;
     const a = api(values, io);
     if (values.follow) return resultExitCode(await follow(a, id, io));
-    const slice = await a.logs(id, 0);
-    io.stdout(slice.data);
+    io.stdout(await a.logs(id, 0));
     return 0;
   });
 }
