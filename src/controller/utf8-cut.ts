@@ -9,7 +9,8 @@ const isContinuation = (byte: number): boolean => (byte & 0xc0) === 0x80;
 
 /** The length of the character a lead byte starts (1 for ASCII and for a stray byte). */
 function charLength(lead: number): number {
-  if (lead >= 0xf0 && lead <= 0xf7) return 4;
+  if (lead >= 0xf8) return 1; // never a lead byte in UTF-8
+  if (lead >= 0xf0) return 4;
   if (lead >= 0xe0) return 3;
   if (lead >= 0xc0) return 2;
   return 1;

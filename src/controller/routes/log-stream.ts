@@ -15,7 +15,7 @@
  * bytes would not round-trip; a JSON string does, `\r`, ANSI escapes and all.
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import { ExpoError } from '../../protocol/errors.ts';
 import { isFinalStatus } from '../../protocol/domain.ts';
 import { ROUTES } from '../../protocol/routes.ts';
@@ -110,8 +110,11 @@ export class LogStreams {
     }
   }
 
-  /** Streams `build`'s log from byte `from` on `res` (headers already sent) until it ends. */
-  async run(build: BuildRecord, from: number, res: ServerResponse): Promise<void> {
+  /**
+   * Streams `build`'s log from byte `from` on `res` (headers already sent) until it ends. A
+   * failure (the store) is logged and ends the response without `end`: the client reconnects.
+   */
+  async run(build: BuildRecord, from: number, res: ServerResponse, log: FastifyBaseLogger): Promise<void> {
     const { store, notifier } = this.o;
     let offset = from;
     let last = build;
@@ -194,6 +197,9 @@ export class LogStreams {
         if (Date.now() - lastWriteAt >= this.o.pingMs) await write(': ping\n\n');
         current = await store.getBuild(build.id);
       }
+    } catch (err) {
+      // The answer is under way: no error answer can follow, only its end.
+      log.error({ err, buildId: build.id }, 'log stream failed');
     } finally {
       unsubscribe();
       res.off('close', onClose);
@@ -234,7 +240,8 @@ const STREAM_HEADERS = {
 /** Registers ROUTES.streamLog on `streams`. */
 export const logStreamRoutes: FastifyPluginAsync<{ streams: LogStreams; store: Pick<Store, 'getBuild'> }> = async (fastify, { streams, store }) => {
   const app = fastify as unknown as App;
-  route(app, ROUTES.streamLog, {}, async (req, reply) => {
+  // No HEAD twin: it would hold a stream open to send no body.
+  route(app, ROUTES.streamLog, { exposeHeadRoute: false }, async (req, reply) => {
     const build = await store.getBuild(req.params.id);
     if (!build) throw new ExpoError('API_NOT_FOUND', `no build '${req.params.id}'`);
     streams.checkRoom();
@@ -244,6 +251,6 @@ export const logStreamRoutes: FastifyPluginAsync<{ streams: LogStreams; store: P
     reply.raw.writeHead(200, { ...(reply.getHeaders() as OutgoingHttpHeaders), ...STREAM_HEADERS });
     // Headers now, not with the first event: a client waiting on a build with nothing to send yet knows it is connected.
     reply.raw.flushHeaders();
-    await streams.run(build, from, reply.raw);
+    await streams.run(build, from, reply.raw, req.log);
   });
 };
