@@ -35,7 +35,7 @@ import type { SecretBox } from './secret-box.ts';
 import { unopenable, WorkerLiveness, type PollResult } from './worker-liveness.ts';
 import { AttemptEndings, type AttemptEndingsOptions, type BuildEvent, type Settled } from './attempt-endings.ts';
 import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/secret-mask.ts';
-import { leadingContinuations, wholeCharsLength } from './utf8-cut.ts';
+import { pageOf } from './utf8-cut.ts';
 
 /** What the build service reads and writes. */
 export type BuildStore = AttemptEndingsOptions['store'] &
@@ -208,11 +208,8 @@ export class BuildService {
   async readLog(id: string, fromOffset: number, limitBytes?: number): Promise<{ build: BuildRecord; log: Buffer }> {
     const build = await this.getBuild(id);
     if (limitBytes === undefined) return { build, log: await this.store.readLog(build.id, fromOffset) };
-    // Three bytes more than asked: enough to finish a character cut by the limit.
-    const wide = await this.store.readLogRange(build.id, fromOffset, fromOffset + limitBytes + 3);
-    const whole = wholeCharsLength(wide.subarray(0, limitBytes));
-    const end = whole > 0 ? whole : Math.min(wide.length, 1 + leadingContinuations(wide.subarray(1)));
-    return { build, log: wide.subarray(0, end) };
+    // Three bytes more than asked: enough to finish a character longer than the limit.
+    return { build, log: pageOf(await this.store.readLogRange(build.id, fromOffset, fromOffset + limitBytes + 3), limitBytes) };
   }
 
   // ---- worker: poll and liveness (see `WorkerLiveness`) ----

@@ -37,3 +37,13 @@ export function leadingContinuations(buf: Uint8Array): number {
   while (n < buf.length && n < 3 && isContinuation(buf[n]!)) n++;
   return n;
 }
+
+/**
+ * The first `limitBytes` of `bytes` stepped back to a whole character, but never empty while
+ * `bytes` is not: a first character longer than the limit comes whole (when `bytes` holds it),
+ * so a reader paging by the limit always moves on.
+ */
+export function pageOf(bytes: Buffer, limitBytes: number): Buffer {
+  const whole = wholeCharsLength(bytes.subarray(0, limitBytes));
+  return bytes.subarray(0, whole > 0 ? whole : Math.min(bytes.length, 1 + leadingContinuations(bytes.subarray(1))));
+}

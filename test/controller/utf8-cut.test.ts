@@ -3,7 +3,7 @@
  * character and a start inside one skips to the next, for 1- to 4-byte characters.
  */
 import { describe, expect, it } from 'vitest';
-import { leadingContinuations, wholeCharsLength } from '../../src/controller/utf8-cut.ts';
+import { leadingContinuations, pageOf, wholeCharsLength } from '../../src/controller/utf8-cut.ts';
 
 const bytes = (s: string) => Buffer.from(s, 'utf8');
 
@@ -28,5 +28,17 @@ describe('leadingContinuations', () => {
     expect(leadingContinuations(bytes('🚀x').subarray(1))).toBe(3);
     expect(leadingContinuations(bytes('€x').subarray(2))).toBe(1);
     expect(leadingContinuations(Buffer.alloc(0))).toBe(0);
+  });
+});
+
+describe('pageOf', () => {
+  it('steps a page back to a whole character, and gives a first character longer than the page whole', () => {
+    const page = (text: string, limit: number) => pageOf(bytes(text), limit).toString('utf8');
+    expect(page('ab€cd', 4)).toBe('ab');
+    expect(page('ab€cd', 5)).toBe('ab€');
+    expect(page('🚀x', 1)).toBe('🚀');
+    expect(page('🚀x', 4)).toBe('🚀');
+    expect(page('abc', 10)).toBe('abc');
+    expect(page('', 3)).toBe('');
   });
 });

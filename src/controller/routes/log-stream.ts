@@ -161,7 +161,9 @@ export class LogStreams {
     try {
       await write(`retry: ${RETRY_MS}\n\n`);
       await send('start', JSON.stringify({ from, size: build.logBytes }));
-      for (let current: BuildRecord | null = build; !closed; ) {
+      // Read again now that the notifier listens: a change between the handler's read and the
+      // subscription would otherwise wait for the recheck.
+      for (let current: BuildRecord | null = await store.getBuild(build.id); !closed; ) {
         if (current === null) {
           // Pruned while streaming: ended as last seen, with the bytes it was sent.
           await send('end', JSON.stringify({ status: last.status, logBytes: offset }));
