@@ -140,12 +140,14 @@ export class LogStreams {
     const unsubscribe = notifier.subscribe(build.id, poke);
     res.on('close', onClose);
     this.open.add(stop);
+    // The client may have gone while the start was read: its 'close' was before our listener.
+    if (res.destroyed || res.socket?.destroyed === true) closed = true;
 
     /** Writes `text`, waiting for 'drain' when the socket's buffer is full (a slow reader). */
     const write = async (text: string): Promise<void> => {
       if (closed) return;
       lastWriteAt = Date.now();
-      if (res.write(text)) return;
+      if (res.write(text) || res.destroyed) return;
       await new Promise<void>((resolve) => {
         const done = () => {
           res.off('drain', done);
@@ -246,9 +248,11 @@ export const logStreamRoutes: FastifyPluginAsync<{ streams: LogStreams; store: P
   route(app, ROUTES.streamLog, { exposeHeadRoute: false }, async (req, reply) => {
     const build = await store.getBuild(req.params.id);
     if (!build) throw new ExpoError('API_NOT_FOUND', `no build '${req.params.id}'`);
-    streams.checkRoom();
     const lastEventId = req.headers['last-event-id'];
     const from = await streams.startOf(build, typeof lastEventId === 'string' ? lastEventId : undefined, req.query.offset, req.query.tail);
+    // Checked after the last await before `run` counts the stream (synchronously, on entry): two
+    // requests cannot both take the last place.
+    streams.checkRoom();
     reply.hijack();
     reply.raw.writeHead(200, { ...(reply.getHeaders() as OutgoingHttpHeaders), ...STREAM_HEADERS });
     // Headers now, not with the first event: a client waiting on a build with nothing to send yet knows it is connected.
