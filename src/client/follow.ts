@@ -7,11 +7,11 @@
  * reconnected with `Last-Event-ID`, the byte offset after the last chunk printed, so nothing is
  * printed twice or lost; each reconnect is announced on stderr, waits grow from
  * `followReconnectMs` to 5 s, and after `followGiveUpMs` without a connection the follow gives
- * up as an unreachable controller (exit 69). The first connection is not retried: a wrong URL
- * or key is said at once, as by every other command.
+ * up as an unreachable controller (exit 69). The first connection is retried only when the
+ * controller itself says to try later: a wrong URL or key is said at once, as by every other command.
  */
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { ExpoError, isExpoError, isRetryable } from '../protocol/errors.ts';
+import { answerErrorCode, ExpoError, isExpoError, isRetryable } from '../protocol/errors.ts';
 import type { BuildView } from '../protocol/schemas.ts';
 import type { AdminApi } from './admin-api.ts';
 
@@ -47,14 +47,18 @@ const statusLine = (s: StatusData): string =>
   `${s.status}${s.progress === null ? '' : ` ${s.progress}%`}${s.workerId ? ` on ${s.workerId}` : ''}${s.attempt > 1 ? ` (attempt ${s.attempt} of ${s.maxAttempts})` : ''}`;
 
 /**
- * Whether a failure of the stream is worth a reconnect: the connection broke (any error that is
- * not an answer of the controller's), the controller could not be reached after it had been, or
- * it answered that it may work later (a bound reached, a controller stopping).
+ * Whether a failure of the stream is worth a reconnect. Once the stream has been had: the
+ * connection breaking (any error that is not an answer), the controller out of reach, or an
+ * answer that says try later (the controller's own retryable codes, and a proxy's 5xx while the
+ * controller restarts). Before that, only the controller's own "try later" (its stream bound
+ * reached, a controller stopping): a wrong URL or a dead proxy is said at once.
  */
 function isDrop(err: unknown, connectedBefore: boolean): boolean {
   if (!isExpoError(err)) return connectedBefore;
   if (err.code === 'HTTP_UNREACHABLE') return connectedBefore;
-  return isRetryable((err.details as { code?: string }).code);
+  const { status, code } = err.details as { status?: number; code?: string };
+  if (!connectedBefore) return isRetryable(code);
+  return status !== undefined && isRetryable(answerErrorCode(status, code === undefined ? undefined : { code }));
 }
 
 /** Streams the log to stdout and status changes to stderr; resolves with the final build. */

@@ -15,11 +15,22 @@ import { EXIT } from '../../src/client/exit-codes.ts';
 import { ADMIN_KEY, startTestController, type PollClaim, type TestController } from '../controller/support.ts';
 
 /** A TCP proxy to `port` whose open connections the test can cut (a network drop), and that can stop listening. */
-async function tcpProxy(port: number): Promise<{ url: string; connections: () => number; cut: () => void; close: () => Promise<void> }> {
+async function tcpProxy(port: number): Promise<{ url: string; connections: () => number; cut: () => void; badGatewayOnce: () => void; close: () => Promise<void> }> {
   const pairs = new Set<[Socket, Socket]>();
   let total = 0;
+  let badGateway = false;
+  const clients = new Set<Socket>();
   const server: Server = createServer((client) => {
     total++;
+    clients.add(client);
+    client.on('close', () => clients.delete(client));
+    if (badGateway) {
+      // What a proxy in front of a restarting controller answers.
+      badGateway = false;
+      const page = '<h1>502 Bad Gateway</h1>';
+      client.end(`HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: ${page.length}\r\nconnection: close\r\n\r\n${page}`);
+      return;
+    }
     const upstream = connect(port, '127.0.0.1');
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
@@ -39,6 +50,9 @@ async function tcpProxy(port: number): Promise<{ url: string; connections: () =>
   return {
     url: `http://127.0.0.1:${own}`,
     connections: () => total,
+    badGatewayOnce: () => {
+      badGateway = true;
+    },
     cut: () => {
       for (const [a, b] of [...pairs]) {
         a.destroy();
@@ -51,6 +65,7 @@ async function tcpProxy(port: number): Promise<{ url: string; connections: () =>
         a.destroy();
         b.destroy();
       }
+      for (const client of [...clients]) client.destroy();
       await closed;
     },
   };
@@ -111,20 +126,22 @@ async function runningBuild() {
 }
 
 describe('expo-worker logs --follow', () => {
-  it('prints the exact bytes across a dropped connection, saying so on stderr, and exits with the result', async () => {
+  it('prints the exact bytes across a dropped connection and a proxy 502, saying so on stderr, and exits with the result', async () => {
     const b = await runningBuild();
     const first = 'step 1 \u001b[33mwarn\u001b[0m é\r\n';
     await b.append(first);
     const t = io();
     const following = logsMain([b.id, '--follow'], t);
     await until(() => t.out().length === Buffer.byteLength(first));
+    proxy.badGatewayOnce();
     proxy.cut();
     await b.append('progress 10%\rprogress 90%\r🚀 naïve ✓\n');
     await b.append('done\n');
     await b.complete();
     expect(await following).toBe(EXIT.ok);
     expect(t.out().equals(await c.store.readLog(b.id, 0))).toBe(true);
-    expect(proxy.connections()).toBeGreaterThanOrEqual(2);
+    expect(proxy.connections()).toBeGreaterThanOrEqual(3);
+    expect(t.err()).toContain('502');
     expect(t.err()).toContain(`[expo-worker] build ${b.id}: log stream lost`);
     expect(t.err()).toContain(`reconnecting from byte ${Buffer.byteLength(first)}`);
     expect(t.err()).toContain(`[expo-worker] build ${b.id}: running on mac-1`);
