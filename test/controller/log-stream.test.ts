@@ -145,6 +145,10 @@ describe('the live log stream', () => {
     await past.ended;
     expect(dataOf(past.events.find((e) => e.event === 'start')!)).toEqual({ from: 29, size: 29 });
     expect(past.events.map((e) => e.event)).toEqual(['start', 'status', 'end']);
+    // A Last-Event-ID that is not a byte offset is not one of ours: the query decides.
+    const odd = await sse(b.id, { offset: 11 }, { ...admin, 'last-event-id': 'abc' });
+    await odd.ended;
+    expect(logBytesOf(odd.events).toString()).toBe('second line\nthird\n');
 
     const u = await t.submit();
     const w2 = await t.enrol('mac-2');
