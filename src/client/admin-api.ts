@@ -7,19 +7,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { answerErrorCode, ExpoError, isExpoError, isRetryable } from '../protocol/errors.ts';
 import { pathOf, ROUTES, type AnswerOf, type HttpMethod, type RouteSpec } from '../protocol/routes.ts';
 import type { ArtifactProblem, ArtifactView, BuildView, CreateBuildBody, CreateProjectBody, ProjectView, PruneBody, PruneResult, WorkerView, DeliveryView } from '../protocol/schemas.ts';
 import type { ClientConfig } from './config.ts';
-
-export interface LogSlice {
-  data: Buffer;
-  /** Bytes stored so far (`X-Log-Size`). */
-  size: number;
-  /** The build's status when the slice was read (`X-Build-Status`). */
-  status: string;
-}
 
 export interface Health {
   status: string;
@@ -40,12 +32,16 @@ export class AdminApi {
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
-  protected async call(method: HttpMethod, path: string, body?: unknown, what?: string): Promise<{ status: number; headers: Record<string, unknown>; data: Buffer }> {
-    let res;
+  /** The controller's URL, as configured (for messages). */
+  get url(): string {
+    return this.c.url;
+  }
+
+  private async send(method: HttpMethod, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Dispatcher.ResponseData> {
     try {
-      res = await request(`${this.c.url}${path}`, {
+      return await request(`${this.c.url}${path}`, {
         method,
-        headers: { authorization: `Bearer ${this.c.key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: { authorization: `Bearer ${this.c.key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
         body: body === undefined ? undefined : JSON.stringify(body),
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
@@ -58,27 +54,36 @@ export class AdminApi {
         : (cause as Error).message;
       throw new ExpoError('HTTP_UNREACHABLE', `cannot reach the controller at ${this.c.url}: ${why}`, { cause, details: { url: this.c.url, path } });
     }
+  }
+
+  protected async call(method: HttpMethod, path: string, body?: unknown, what?: string): Promise<{ status: number; headers: Record<string, unknown>; data: Buffer }> {
+    const res = await this.send(method, path, body);
     const data = Buffer.from(await res.body.arrayBuffer());
     if (res.statusCode < 400) return { status: res.statusCode, headers: res.headers, data };
+    return this.refused(method, path, res.statusCode, data, what);
+  }
+
+  /** Throws the error an answer with an error status stands for, in words a person can act on. */
+  private refused(method: HttpMethod, path: string, statusCode: number, data: Buffer, what?: string): never {
     let err: { code?: string; message?: string } = {};
     try {
       err = JSON.parse(data.toString('utf8')) as typeof err;
     } catch {
       // not JSON: a proxy's page, say
     }
-    const details = { url: this.c.url, path, status: res.statusCode, code: err.code };
+    const details = { url: this.c.url, path, status: statusCode, code: err.code };
     // The error table says whether the same call may work later (a stopping controller, a full
     // disk, a proxy between): a person is told to try again rather than to fix something.
-    const later = isRetryable(answerErrorCode(res.statusCode, err)) ? ' — this may work if tried again shortly' : '';
-    if (res.statusCode === 401) {
+    const later = isRetryable(answerErrorCode(statusCode, err)) ? ' — this may work if tried again shortly' : '';
+    if (statusCode === 401) {
       throw new ExpoError('HTTP_STATUS', `the controller at ${this.c.url} refused the key (401${err.code ? ` ${err.code}` : ''}${err.message ? `: ${err.message}` : ''}): check ${KEY_SOURCES}`, { details });
     }
-    if (res.statusCode === 403) {
+    if (statusCode === 403) {
       // The controller's message names the role the call needs (a viewer token cannot cancel).
       throw new ExpoError('HTTP_STATUS', `the key may not do this (403 ${err.code ?? 'AUTH_FORBIDDEN'}${err.message ? `: ${err.message}` : ''}): use a key with the role it needs (${KEY_SOURCES})`, { details });
     }
-    if (res.statusCode === 404 && what !== undefined) throw new ExpoError('HTTP_STATUS', `${what} not found at ${this.c.url}`, { details });
-    throw new ExpoError('HTTP_STATUS', `${method} ${path}: ${res.statusCode} ${err.code ?? ''} ${err.message ?? data.toString('utf8').slice(0, 200)}`.replace(/\s+/g, ' ').trim() + later, { details });
+    if (statusCode === 404 && what !== undefined) throw new ExpoError('HTTP_STATUS', `${what} not found at ${this.c.url}`, { details });
+    throw new ExpoError('HTTP_STATUS', `${method} ${path}: ${statusCode} ${err.code ?? ''} ${err.message ?? data.toString('utf8').slice(0, 200)}`.replace(/\s+/g, ' ').trim() + later, { details });
   }
 
   /** A call whose answer is JSON, typed as the route table says. */
@@ -142,9 +147,22 @@ export class AdminApi {
     return this.json(ROUTES.cancelBuild, pathOf(ROUTES.cancelBuild, { id }), undefined, `build '${id}'`);
   }
 
-  async logs(id: string, offset: number): Promise<LogSlice> {
-    const res = await this.call(ROUTES.readLog.method, pathOf(ROUTES.readLog, { id }, { offset }), undefined, `build '${id}'`);
-    return { data: res.data, size: Number(res.headers['x-log-size'] ?? offset + res.data.length), status: String(res.headers['x-build-status'] ?? 'unknown') };
+  /**
+   * Opens the build's live log stream (Server-Sent Events), from the start or, on a reconnect,
+   * after `lastEventId`; resolves with its body once the controller answered 200. A dead
+   * connection shows as the body failing after the client's timeout (the server pings well
+   * within it).
+   */
+  async logStream(id: string, lastEventId?: string): Promise<AsyncIterable<Buffer> & { destroy: () => void }> {
+    const path = pathOf(ROUTES.streamLog, { id });
+    const res = await this.send(ROUTES.streamLog.method, path, undefined, { accept: 'text/event-stream', ...(lastEventId === undefined ? {} : { 'last-event-id': lastEventId }) });
+    if (res.statusCode === 200) return res.body;
+    return this.refused(ROUTES.streamLog.method, path, res.statusCode, Buffer.from(await res.body.arrayBuffer()), `build '${id}'`);
+  }
+
+  /** The build's log from byte `offset` to its end, as stored so far. */
+  async logs(id: string, offset: number): Promise<Buffer> {
+    return (await this.call(ROUTES.readLog.method, pathOf(ROUTES.readLog, { id }, { offset }), undefined, `build '${id}'`)).data;
   }
 
   /** `/health` needs no key; the status command shows the queue from it. */

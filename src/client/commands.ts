@@ -29,8 +29,10 @@ export interface CliIo {
   stderr: (text: string) => void;
   env: NodeJS.ProcessEnv;
   home: string;
-  /** How often `--follow` polls, ms. Default 1000. */
-  followIntervalMs?: number;
+  /** `--follow`: the first wait before reconnecting a dropped log stream, ms. Default 500 (see `FollowIo`). */
+  followReconnectMs?: number;
+  /** `--follow`: how long to keep reconnecting without a connection, ms. Default 30 000. */
+  followGiveUpMs?: number;
   /** Everything on standard input, to its end (`project secret set` reads a value from it). */
   stdin?: () => Promise<string>;
 }
@@ -91,7 +93,7 @@ Queues a build and prints its id. --follow streams its log and exits with its re
   --follow, -f        stream the log and progress until the build ends
   --json              print the queued build as JSON
 ${CONNECTION}`,
-  logs: `Usage: expo-worker logs <build-id> [--follow]\n\nPrints a build's log; --follow streams it until the build ends and exits with its result\n(0 succeeded, 1 failed, 2 cancelled, 3 infrastructure failure, 4 timed out).\n${CONNECTION}`,
+  logs: `Usage: expo-worker logs <build-id> [--follow]\n\nPrints a build's log; --follow streams it live (resuming by itself after a dropped connection)\nuntil the build ends and exits with its result\n(0 succeeded, 1 failed, 2 cancelled, 3 infrastructure failure, 4 timed out).\n${CONNECTION}`,
   artifacts: `Usage: expo-worker artifacts <build-id> [--download DIR] [--json]\n\nLists a build's collected artifacts (named by their path in the build's work directory) and the declared ones\nthat were not stored (NOT STORED, with the reason); --download saves them into DIR, checking each SHA-256.\n\n  --download DIR  save every artifact into DIR at its relative path (created if missing); a name that is\n                  also another's folder (a beside a/App.ipa) is saved as NAME.artifact; one that meets a\n                  symlink or a file in its way in DIR is not saved, named, and the exit code is 73\n  --json          print {artifacts, problems} as JSON\n${CONNECTION}`,
   prune: `Usage: expo-worker prune [--older-than AGE] [--dry-run] [--json]
 
@@ -345,8 +347,7 @@ export function logsMain(argv: string[], io: CliIo = processIo()): Promise<numbe
     const id = positionals[0]!;
     const a = api(values, io);
     if (values.follow) return resultExitCode(await follow(a, id, io));
-    const slice = await a.logs(id, 0);
-    io.stdout(slice.data);
+    io.stdout(await a.logs(id, 0));
     return 0;
   });
 }

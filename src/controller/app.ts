@@ -44,6 +44,8 @@ import { ProjectService } from './project-service.ts';
 import { projectRoutes } from './routes/projects.ts';
 import helmet from '@fastify/helmet';
 import { uiRoutes } from './ui/plugin.ts';
+import { LogNotifier } from './log-notifier.ts';
+import { LogStreams, logStreamRoutes, type LogStreamsOptions } from './routes/log-stream.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -130,6 +132,8 @@ export interface AppOptions {
   passwordCostLog2?: number;
   /** How long a dashboard session lasts, ms. Default 12 h. */
   sessionTtlMs?: number;
+  /** Live log streams: their bound (default 200 at once), ping and recheck intervals (see `LogStreamsOptions`). */
+  logStreams?: Pick<LogStreamsOptions, 'maxStreams' | 'pingMs' | 'recheckMs'>;
 }
 
 export interface ControllerApp {
@@ -147,7 +151,11 @@ export interface ControllerApp {
   retention: Retention;
   /** Users, sessions, API tokens and the audit log. */
   access: AccessService;
-  /** Answers open long-polls with 204, stops the watchdog and the server. Does not close the store. */
+  /** Wakes the live log streams of a build that changed (the build service tells it). */
+  logNotifier: LogNotifier;
+  /** The open live log streams. */
+  logStreams: LogStreams;
+  /** Answers open long-polls with 204, ends open log streams, stops the watchdog and the server. Does not close the store. */
   shutdown: () => Promise<void>;
 }
 
@@ -168,6 +176,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     ...(o.githubTuning?.reportSweepMs === undefined ? {} : { sweepMs: o.githubTuning.reportSweepMs }),
     onReport: (r) => metrics.onGithubReport(r),
   });
+  const logNotifier = new LogNotifier();
   const service = new BuildService({
     store: o.store,
     now,
@@ -178,7 +187,9 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     defaultTimeoutS: o.defaultBuildTimeoutS,
     secrets,
     projectSecrets: (projectId, names) => projects.secretValues(projectId, names),
+    onBuildChange: (id) => logNotifier.notify(id),
     onBuildEvent: (e: BuildEvent) => {
+      logNotifier.notify(e.build.id);
       metrics.onBuildEvent(e, now());
       if (e.build.source !== null) reporter.notify();
       if (e.kind === 'finished' || e.kind === 'requeued') {
@@ -322,6 +333,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   });
   await app.register(artifactRoutes, { artifacts });
   await app.register(projectRoutes, { projects, access });
+  const logStreams = new LogStreams({ ...o.logStreams, store: o.store, notifier: logNotifier });
+  await app.register(logStreamRoutes, { streams: logStreams, store: o.store });
   const webhooks = new WebhookService({
     store: o.store,
     projects,
@@ -366,6 +379,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     metrics,
     retention,
     access,
+    logNotifier,
+    logStreams,
     shutdown: async () => {
       stopping = true;
       await webhooks.stop();
@@ -374,6 +389,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
       await watchdog.stop();
       service.waits.wakeAll();
       await service.dispatcher.closeAll();
+      // A hijacked stream would hold the server's close until its client left.
+      logStreams.closeAll();
       await app.close();
     },
   };

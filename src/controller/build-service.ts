@@ -35,11 +35,12 @@ import type { SecretBox } from './secret-box.ts';
 import { unopenable, WorkerLiveness, type PollResult } from './worker-liveness.ts';
 import { AttemptEndings, type AttemptEndingsOptions, type BuildEvent, type Settled } from './attempt-endings.ts';
 import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/secret-mask.ts';
+import { pageOf } from './utf8-cut.ts';
 
 /** What the build service reads and writes. */
 export type BuildStore = AttemptEndingsOptions['store'] &
   Pick<Store, 'createBuild' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'getWorker' | 'activeBuildsOfWorker' | 'unfinishedBuildsOfRef'> &
-  Pick<Store, 'claimBuild' | 'getAttemptByLease' | 'hasAttemptOnWorker' | 'touchBuild' | 'setBuildPhase' | 'appendLog' | 'readLog'> &
+  Pick<Store, 'claimBuild' | 'getAttemptByLease' | 'hasAttemptOnWorker' | 'touchBuild' | 'setBuildPhase' | 'appendLog' | 'readLog' | 'readLogRange'> &
   Pick<Store, 'listArtifacts' | 'setArtifactProblems'>;
 
 export interface BuildServiceOptions {
@@ -60,6 +61,11 @@ export interface BuildServiceOptions {
   secrets: SecretBox;
   /** Told of every build submitted, claimed, started (`running`), queued again or ended (metrics, logs, GitHub reports). */
   onBuildEvent?: (event: BuildEvent) => void;
+  /**
+   * Told of every change a live log stream shows that is not a build event: log bytes appended,
+   * a phase, a heartbeat's progress, a cancel request (live log streams wake on it).
+   */
+  onBuildChange?: (buildId: string) => void;
   /**
    * A project's current secret values (a rerun of a GitHub build takes them afresh); it rejects
    * with API_NOT_FOUND when the project is gone. Default: none (such a rerun is refused).
@@ -140,6 +146,7 @@ export class BuildService {
     }
     await this.store.requestCancel(id, message);
     const after = await this.getBuild(id);
+    this.o.onBuildChange?.(id);
     // Its worker hears of it now, through the heartbeat it keeps waiting here.
     if (after.workerId !== null && after.cancelRequested) this.waits.wake(after.workerId);
     return after;
@@ -193,10 +200,16 @@ export class BuildService {
     return this.store.listBuilds(filter);
   }
 
-  /** The build (404 when there is none) and its log from byte `fromOffset` on. */
-  async readLog(id: string, fromOffset: number): Promise<{ build: BuildRecord; log: Buffer }> {
+  /**
+   * The build (404 when there is none) and its log from byte `fromOffset` on: to its end, or at
+   * most `limitBytes` stepped back to the last whole UTF-8 character (never to nothing: a
+   * character longer than the limit comes whole, so a reader paging by `limit` always moves on).
+   */
+  async readLog(id: string, fromOffset: number, limitBytes?: number): Promise<{ build: BuildRecord; log: Buffer }> {
     const build = await this.getBuild(id);
-    return { build, log: await this.store.readLog(build.id, fromOffset) };
+    if (limitBytes === undefined) return { build, log: await this.store.readLog(build.id, fromOffset) };
+    // Three bytes more than asked: enough to finish a character longer than the limit.
+    return { build, log: pageOf(await this.store.readLogRange(build.id, fromOffset, fromOffset + limitBytes + 3), limitBytes) };
   }
 
   // ---- worker: poll and liveness (see `WorkerLiveness`) ----
@@ -224,7 +237,7 @@ export class BuildService {
           throw new ExpoError('AUTH_FORBIDDEN', `this build token was issued to worker '${a.workerId}', not '${body.workerId}'`);
         }
         const pulse = a.endedAt === null ? await this.store.touchBuild(buildId, a.lease, { now, progress: body.progress }) : null;
-        if (pulse) return pulse;
+        if (pulse) return this.changed(buildId, pulse);
         throw this.over(await this.getBuild(buildId));
       }
       case 'worker': {
@@ -237,7 +250,7 @@ export class BuildService {
           throw new ExpoError('AUTH_FORBIDDEN', `build ${buildId} is not held by worker '${w.id}'`);
         }
         const pulse = build.workerId === w.id && build.lease ? await this.store.touchBuild(buildId, build.lease, { now, progress: body.progress }) : null;
-        if (pulse) return pulse;
+        if (pulse) return this.changed(buildId, pulse);
         throw this.over(await this.getBuild(buildId));
       }
       case 'admin':
@@ -289,7 +302,7 @@ export class BuildService {
     }
     const after = await this.getBuild(buildId);
     if (moved && phase === 'running') this.o.onBuildEvent?.({ kind: 'started', build: after });
-    return after;
+    return this.changed(buildId, after);
   }
 
   async appendLog(worker: WorkerRecord, buildId: string, body: LogChunkBody): Promise<number> {
@@ -299,7 +312,7 @@ export class BuildService {
     const result = await this.store.appendLog(buildId, body.offset, Buffer.from(maskSameLength(body.data, needles), 'utf8'), this.o.maxLogBytes);
     switch (result.kind) {
       case 'appended':
-        return result.logBytes;
+        return this.changed(buildId, result.logBytes);
       case 'gap':
         throw new ExpoError('LOG_OFFSET_GAP', `chunk at offset ${body.offset} leaves a gap: the log has ${result.expectedOffset} bytes`, {
           details: { expectedOffset: result.expectedOffset },
@@ -398,6 +411,12 @@ export class BuildService {
       const ended = (await this.giveUp(build, 'build_failed', message)).build;
       throw new ExpoError('BUILD_OVER', `build ${build.id} is ${ended?.status ?? 'over'}: ${message}`);
     }
+  }
+
+  /** Tells `onBuildChange` of a change to `buildId`; returns `value` (the call's answer). */
+  private changed<T>(buildId: string, value: T): T {
+    this.o.onBuildChange?.(buildId);
+    return value;
   }
 
   private over(build: BuildRecord): ExpoError {

@@ -42,7 +42,7 @@ function io(env: NodeJS.ProcessEnv = { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: AD
     stderr: (t) => void err.push(t),
     env,
     home,
-    followIntervalMs: 50,
+    followReconnectMs: 50,
     out: () => out.join(''),
     err: () => err.join(''),
   };
@@ -158,7 +158,7 @@ describe('expo-worker submit', () => {
     await post(`/api/v1/builds/${id}/phase`, { lease: claim!.lease, phase: 'running' });
     await post(`/api/v1/builds/${id}/logs`, { lease: claim!.lease, offset: 0, data: 'compiling…\n' });
     await post(`/api/v1/builds/${id}/heartbeat`, { progress: 40 });
-    // Until the follower has shown the progress (it polls every 50 ms; a busy machine, later).
+    // Until the follower has shown the progress (the stream's status event; a busy machine, later).
     for (const deadline = Date.now() + 30_000; !t.err().includes('running 40%') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
     await post(`/api/v1/builds/${id}/logs`, { lease: claim!.lease, offset: Buffer.byteLength('compiling…\n'), data: 'error: boom\n' });
     await post(`/api/v1/builds/${id}/complete`, { lease: claim!.lease, status: 'failed', exitCode: 7, message: "step 'build' exited with 7" });

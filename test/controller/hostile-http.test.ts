@@ -9,6 +9,7 @@ import { connect } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/errors.ts';
+import { ROUTES } from '../../src/protocol/routes.ts';
 import { bearer, startTestController, type TestController } from './support.ts';
 
 let c: TestController;
@@ -199,6 +200,7 @@ function routesOf(tree: string): { method: string; path: string }[] {
 describe('every route, walked with bad input by every kind of caller', () => {
   let w: TestController;
   let id: string;
+  let finishedId: string;
   let auth: Record<string, Record<string, string>>;
   beforeAll(async () => {
     // With a webhook secret, so the walk reaches the webhook's own checks (without one it
@@ -207,6 +209,9 @@ describe('every route, walked with bad input by every kind of caller', () => {
     const worker = await w.enrol('mac-a');
     id = (await w.submit()).id;
     const claim = (await w.poll('mac-a', worker.auth))!;
+    // The live log stream of an active build answers for as long as the build runs: walked on a finished one.
+    finishedId = (await w.submit()).id;
+    await w.post(`/api/v1/builds/${finishedId}/cancel`, w.admin, {});
     auth = { none: {}, admin: w.admin, worker: worker.auth, token: bearer(claim.buildToken) };
   });
   afterAll(async () => {
@@ -231,7 +236,7 @@ describe('every route, walked with bad input by every kind of caller', () => {
     expect(routes.length).toBeGreaterThan(15);
     const bad: string[] = [];
     for (const r of routes) {
-      const url = r.path.replace(':id', r.path.startsWith('/api/v1/workers') ? 'mac-a' : id).replace(':name', 'a.txt').replace('*', 'a.txt');
+      const url = r.path.replace(':id', r.path.startsWith('/api/v1/workers') ? 'mac-a' : r.path === ROUTES.streamLog.path ? finishedId : id).replace(':name', 'a.txt').replace('*', 'a.txt');
       for (const [who, headers] of Object.entries(auth)) {
         for (const [what, extra, payload] of variants) {
           const res = await w.app.inject({ method: r.method as 'GET', url, headers: { ...headers, ...extra }, ...(payload === undefined ? {} : { payload }) });

@@ -93,6 +93,8 @@ describe('the route table and the answers', () => {
       ['downloadArtifact', { headers: c.admin, params: { id, '*': 'out/App.ipa' } }],
       ['complete', { headers: worker.auth, params: { id }, body: { lease, status: 'succeeded', exitCode: 0 } }],
       ['getBuild', { headers: c.admin, params: { id } }],
+      // After `complete`: the stream of a final build sends its log and `end`, and the answer ends.
+      ['streamLog', { headers: c.admin, params: { id } }],
       ['rerunBuild', { headers: c.admin, params: { id } }],
       ['cancelBuild', { headers: c.admin, params: { id: second.id }, body: {} }],
       ['prune', { headers: c.admin, body: { dryRun: true } }],

@@ -23,6 +23,7 @@ const T = {
   appendLog: 'appends logs by offset: repeat is a no-op, overlap appends the tail, gaps and overflow are refused',
   logConflict: 'two writers at the same offset: a chunk whose overlap differs is a conflict and changes nothing',
   logUtf8: 'never splices a chunk into the middle of a stored character',
+  logRange: 'reads a byte range of a log across chunks, clipped to what is stored, and nothing of an unknown build',
   silence: 'finds stale builds and silent workers by cutoff',
   overdue: "finds overdue builds: steps past timeoutS from this attempt's running start, preparing past the prepare limit from its claim",
   cancel: 'cancels only queued builds outright and counts by status',
@@ -94,6 +95,7 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   deleteBuilds: [T.prune, T.sources],
   appendLog: [T.appendLog, T.logConflict, T.logUtf8],
   readLog: [T.appendLog, T.requeue, T.prune],
+  readLogRange: [T.logRange],
   recordDelivery: [T.deliveries, T.settle],
   listDeliveries: [T.deliveries, T.settle],
   listPendingDeliveries: [T.settle],
@@ -317,6 +319,23 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.appendLog(b.id, 0, Buffer.from('é€'), 1 << 20)).toEqual({ kind: 'appended', logBytes: 5 });
       const log = await s.readLog(b.id, 0);
       expect(new TextDecoder('utf-8', { fatal: true }).decode(log)).toBe('é€');
+    });
+
+    test(T.logRange, async () => {
+      const b = await s.createBuild(build());
+      // Three chunks: ranges inside one, across two and across all three read only what they cover.
+      for (const [offset, data] of [[0, 'abc'], [3, 'defg'], [7, 'hij']] as const) await s.appendLog(b.id, offset, Buffer.from(data), 1 << 20);
+      const range = async (from: number, to: number) => (await s.readLogRange(b.id, from, to)).toString();
+      expect(await range(0, 10)).toBe('abcdefghij');
+      expect(await range(4, 6)).toBe('ef');
+      expect(await range(2, 8)).toBe('cdefgh');
+      expect(await range(3, 7)).toBe('defg');
+      expect(await range(8, 100)).toBe('ij');
+      expect(await range(10, 20)).toBe('');
+      expect(await range(50, 60)).toBe('');
+      expect(await range(5, 5)).toBe('');
+      expect(await range(6, 2)).toBe('');
+      expect((await s.readLogRange('aaaaaaaaaaaaaaaa', 0, 10)).length).toBe(0);
     });
 
     test(T.silence, async () => {

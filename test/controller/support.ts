@@ -60,6 +60,8 @@ export async function startTestController(
     passwordCostLog2?: number;
     /** How long a dashboard session lasts, ms; the controller's default otherwise. */
     sessionTtlMs?: number;
+    /** Live log streams' bound and timings (shrunk by their tests). */
+    logStreams?: AppOptions['logStreams'];
   } = {},
 ): Promise<TestController> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'expo-ctl-test-'));
@@ -88,6 +90,7 @@ export async function startTestController(
     githubTuning: opts.githubTuning,
     passwordCostLog2: opts.passwordCostLog2 ?? 12,
     sessionTtlMs: opts.sessionTtlMs,
+    logStreams: opts.logStreams,
   });
   const admin = bearer(ADMIN_KEY);
   const post: TestController['post'] = async (url, headers, body) => {

@@ -83,7 +83,7 @@ export const adminRoutes: FastifyPluginAsync<{ service: BuildService; workers: W
 
   route(app, ROUTES.readLog, {}, async (req, reply) => {
     const from = Number(req.query.offset ?? 0);
-    const { build, log } = await service.readLog(req.params.id, from);
+    const { build, log } = await service.readLog(req.params.id, from, req.query.limit === undefined ? undefined : Number(req.query.limit));
     // Headers let a follower resume at the right byte and know when the build is over.
     return reply
       .type('text/plain; charset=utf-8')

@@ -1,0 +1,260 @@
+/**
+ * The live log stream (`GET /api/v1/builds/:id/logs/stream`) against a real controller
+ * listening on 127.0.0.1, read over real HTTP: byte-exact resume with `Last-Event-ID` across a
+ * cut connection (with `\r`, `\r\n`, multi-byte UTF-8 split across stored chunks and ANSI
+ * escapes), 64 KiB events that never cut a character, where a stream starts (tail at a line
+ * start, an offset clamped), refusals before any stream byte, `end` after a final build, wake-ups
+ * from the notifier, no listener left behind, the bound on open streams, and a shutdown that
+ * does not wait on open streams. Also the `limit` of `GET …/logs`.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
+import type { LogStreamsOptions } from '../../src/controller/routes/log-stream.ts';
+import { logBytesOf, openSse, type SseStream } from '../support/sse-client.ts';
+import { ADMIN_KEY, bearer, startTestController, type PollClaim, type TestController } from './support.ts';
+
+let c: TestController | undefined;
+let base = '';
+const open: SseStream[] = [];
+
+afterEach(async () => {
+  for (const s of open.splice(0)) s.destroy();
+  await c?.close();
+  c = undefined;
+});
+
+async function start(logStreams: Pick<LogStreamsOptions, 'maxStreams' | 'pingMs' | 'recheckMs'> = {}, maxLogBytes?: number): Promise<TestController> {
+  c = await startTestController({ realClock: true, logStreams, maxLogBytes });
+  base = await c.app.listen({ port: 0, host: '127.0.0.1' });
+  return c;
+}
+
+/** A running build held by worker mac-1, and a way to append to its log as that worker does. */
+async function runningBuild(t: TestController) {
+  const w = await t.enrol('mac-1');
+  const b = await t.submit();
+  const claim = (await t.poll('mac-1', w.auth)) as PollClaim;
+  expect((await t.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' })).statusCode).toBe(200);
+  let offset = 0;
+  return {
+    id: b.id,
+    worker: w,
+    claim,
+    append: async (data: string) => {
+      const res = await t.post(`/api/v1/builds/${b.id}/logs`, w.auth, { lease: claim.lease, offset, data });
+      expect(res.statusCode).toBe(200);
+      offset = res.json().logBytes as number;
+    },
+    /** Bytes stored straight into the shared database, as another controller would: no wake-up here. */
+    appendBytes: async (data: Buffer) => {
+      expect(await t.store.appendLog(b.id, offset, data, 1 << 30)).toMatchObject({ kind: 'appended' });
+      offset += data.length;
+    },
+    complete: async (status: 'succeeded' | 'failed' = 'succeeded') =>
+      expect((await t.post(`/api/v1/builds/${b.id}/complete`, w.auth, { lease: claim.lease, status })).statusCode).toBe(200),
+  };
+}
+
+const streamUrl = (id: string, query: Record<string, string | number> = {}) => `${base}${pathOf(ROUTES.streamLog, { id }, query)}`;
+const admin = bearer(ADMIN_KEY);
+async function sse(id: string, query: Record<string, string | number> = {}, headers: Record<string, string> = admin): Promise<SseStream> {
+  const s = await openSse(streamUrl(id, query), headers);
+  open.push(s);
+  return s;
+}
+const dataOf = (e: { data: string }) => JSON.parse(e.data) as Record<string, unknown>;
+
+describe('the live log stream', () => {
+  it('resumes with Last-Event-ID after a cut connection, every byte once, and ends after the build', async () => {
+    const t = await start({ recheckMs: 200 });
+    const b = await runningBuild(t);
+    // Several 64 KiB events' worth before the first connection, so the cut lands mid-log.
+    const line = 'é ünïcødé \u001b[32mgreen\u001b[0m 🚀 progress\r50%\rdone\r\n';
+    for (let i = 0; i < 8; i++) await b.append(`${i}: ${line.repeat(1200)}`);
+    const first = await sse(b.id);
+    expect(first.status).toBe(200);
+    expect(first.headers['content-type']).toBe('text/event-stream; charset=utf-8');
+    expect(first.headers['cache-control']).toBe('no-cache, no-transform');
+    expect(first.headers['x-accel-buffering']).toBe('no');
+    const got = await first.waitFor((e) => e.event === 'log');
+    expect(first.retryMs).toBe(3000);
+    expect(first.events[0]).toMatchObject({ event: 'start' });
+    expect(dataOf(first.events[0]!)).toEqual({ from: 0, size: (await t.get(b.id)).logBytes });
+    expect(dataOf(first.events[1]!)).toMatchObject({ status: 'running', workerId: 'mac-1', attempt: 1, maxAttempts: 1, progress: null, cancelRequested: false });
+    first.destroy();
+    await first.ended;
+    const logEvents = first.events.filter((e) => e.event === 'log');
+    const lastId = logEvents.at(-1)!.id!;
+    expect(Number(lastId)).toBe(logBytesOf(first.events).length);
+    expect(got.id).toBe(logEvents[0]!.id);
+
+    // The emoji's bytes split across two stored chunks (another controller's writes: no wake-up, the recheck finds them).
+    const rocket = Buffer.from('🚀');
+    await b.appendBytes(Buffer.concat([Buffer.from('\r\nsplit '), rocket.subarray(0, 2)]));
+    const second = await sse(b.id, { offset: 0 }, { ...admin, 'last-event-id': lastId });
+    expect(dataOf(await second.waitFor((e) => e.event === 'start'))).toMatchObject({ from: Number(lastId) });
+    await b.appendBytes(Buffer.concat([rocket.subarray(2), Buffer.from(' landed\n')]));
+    await b.append('\u001b[1mlast line\u001b[0m\n');
+    await b.complete();
+    const end = await second.waitFor((e) => e.event === 'end');
+    await second.ended;
+    const stored = await t.store.readLog(b.id, 0);
+    expect(dataOf(end)).toEqual({ status: 'succeeded', logBytes: stored.length });
+    expect(Buffer.concat([logBytesOf(first.events), logBytesOf(second.events)]).equals(stored)).toBe(true);
+    // Each event: at most 64 KiB, whole characters, and its id the offset just after it.
+    let at = Number(lastId);
+    for (const e of second.events.filter((x) => x.event === 'log')) {
+      const bytes = Buffer.from(JSON.parse(e.data) as string, 'utf8');
+      expect(bytes.length).toBeLessThanOrEqual(64 * 1024);
+      at += bytes.length;
+      expect(Number(e.id)).toBe(at);
+    }
+    expect(second.events.filter((e) => e.event === 'status').map((e) => dataOf(e).status)).toEqual(['running', 'succeeded']);
+  });
+
+  it('wakes on the notifier for appends, progress and a cancel request, without waiting for the recheck', async () => {
+    const t = await start({ recheckMs: 600_000, pingMs: 600_000 });
+    const b = await runningBuild(t);
+    const s = await sse(b.id);
+    await s.waitFor((e) => e.event === 'status');
+    await b.append('hello\n');
+    expect(JSON.parse((await s.waitFor((e) => e.event === 'log')).data)).toBe('hello\n');
+    expect((await t.post(`/api/v1/builds/${b.id}/heartbeat`, b.worker.auth, { progress: 40 })).statusCode).toBe(200);
+    await s.waitFor((e) => e.event === 'status' && dataOf(e).progress === 40);
+    expect((await t.post(`/api/v1/builds/${b.id}/cancel`, admin)).statusCode).toBe(200);
+    await s.waitFor((e) => e.event === 'status' && dataOf(e).cancelRequested === true);
+    await b.complete('failed');
+    expect(dataOf(await s.waitFor((e) => e.event === 'end'))).toEqual({ status: (await t.get(b.id)).status, logBytes: 6 });
+    await s.ended;
+  });
+
+  it('starts a tail at a line start, clamps an offset past the end, and steps past a split character', async () => {
+    const t = await start();
+    const b = await runningBuild(t);
+    await b.append('first line\nsecond line\nthird\n');
+    await b.complete();
+    const tail = await sse(b.id, { tail: 10 });
+    // The last 10 bytes start inside "second line\n": the stream starts after its newline.
+    expect(dataOf(await tail.waitFor((e) => e.event === 'start'))).toEqual({ from: 23, size: 29 });
+    await tail.ended;
+    expect(logBytesOf(tail.events).toString()).toBe('third\n');
+    const whole = await sse(b.id, { tail: 100 });
+    await whole.ended;
+    expect(logBytesOf(whole.events).toString()).toBe('first line\nsecond line\nthird\n');
+    const past = await sse(b.id, { offset: 999 });
+    await past.ended;
+    expect(dataOf(past.events.find((e) => e.event === 'start')!)).toEqual({ from: 29, size: 29 });
+    expect(past.events.map((e) => e.event)).toEqual(['start', 'status', 'end']);
+    // A Last-Event-ID that is not a byte offset is not one of ours: the query decides.
+    const odd = await sse(b.id, { offset: 11 }, { ...admin, 'last-event-id': 'abc' });
+    await odd.ended;
+    expect(logBytesOf(odd.events).toString()).toBe('second line\nthird\n');
+
+    const u = await t.submit();
+    const w2 = await t.enrol('mac-2');
+    const claim = (await t.poll('mac-2', w2.auth)) as PollClaim;
+    await t.post(`/api/v1/builds/${u.id}/logs`, w2.auth, { lease: claim.lease, offset: 0, data: 'é€x' });
+    await t.post(`/api/v1/builds/${u.id}/complete`, w2.auth, { lease: claim.lease, status: 'succeeded' });
+    const inside = await sse(u.id, { offset: 1 });
+    await inside.ended;
+    expect(dataOf(inside.events[0]!)).toEqual({ from: 2, size: 6 });
+    expect(logBytesOf(inside.events).toString()).toBe('€x');
+  });
+
+  it('answers JSON errors before any stream byte: unknown build 404, no key 401, a worker key 403', async () => {
+    const t = await start();
+    const b = await runningBuild(t);
+    const unknown = await sse('aaaaaaaaaaaaaaaa');
+    await unknown.ended;
+    expect([unknown.status, JSON.parse(unknown.body()).code]).toEqual([404, 'API_NOT_FOUND']);
+    const none = await sse(b.id, {}, {});
+    await none.ended;
+    expect([none.status, JSON.parse(none.body()).code]).toEqual([401, 'AUTH_MISSING']);
+    const worker = await sse(b.id, {}, b.worker.auth);
+    await worker.ended;
+    expect([worker.status, JSON.parse(worker.body()).code]).toEqual([403, 'AUTH_FORBIDDEN']);
+    const bad = await sse(b.id, { tail: 'x' });
+    await bad.ended;
+    expect([bad.status, JSON.parse(bad.body()).code]).toEqual([400, 'API_BAD_REQUEST']);
+    expect(t.logStreams.size).toBe(0);
+  });
+
+  it('pings an idle stream, and leaves no listener or stream behind when the client goes', async () => {
+    const t = await start({ pingMs: 50 });
+    const b = await runningBuild(t);
+    const s = await sse(b.id);
+    await s.waitFor((e) => e.event === 'status');
+    expect(t.logNotifier.listenerCount(b.id)).toBe(1);
+    // Pings come while nothing else does (50 ms here; on a busy machine, later).
+    for (const deadline = Date.now() + 30_000; s.comments.length < 2 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+    expect(s.comments.map((x) => x.trim())).toEqual(['ping', 'ping']);
+    s.destroy();
+    for (const deadline = Date.now() + 30_000; t.logStreams.size > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+    expect(t.logStreams.size).toBe(0);
+    expect(t.logNotifier.listenerCount()).toBe(0);
+  });
+
+  it('refuses a stream past the bound with 503 LOG_STREAMS_BUSY, and takes one again once a stream ends', async () => {
+    const t = await start({ maxStreams: 1 });
+    const b = await runningBuild(t);
+    const one = await sse(b.id);
+    await one.waitFor((e) => e.event === 'status');
+    const two = await sse(b.id);
+    await two.ended;
+    expect([two.status, JSON.parse(two.body()).code]).toEqual([503, 'LOG_STREAMS_BUSY']);
+    one.destroy();
+    for (const deadline = Date.now() + 30_000; t.logStreams.size > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+    const three = await sse(b.id);
+    expect(three.status).toBe(200);
+  });
+
+  it('ends a stream whose build is pruned while a slow reader is still behind, with the status last seen', async () => {
+    const t = await start({ recheckMs: 100 }, 64 * 1024 * 1024);
+    const b = await runningBuild(t);
+    // More than the socket buffers on the way hold, so the server is still sending when the build goes.
+    for (let i = 0; i < 12; i++) await b.append(`${String(i).padStart(2, '0')} ${'x'.repeat(1024 * 1024 - 4)}\n`);
+    await b.complete();
+    const stored = await t.store.readLog(b.id, 0);
+    const s = await sse(b.id);
+    await s.waitFor((e) => e.event === 'log');
+    s.pause();
+    expect(await t.store.deleteBuilds([b.id])).toEqual([b.id]);
+    s.resume();
+    const end = dataOf(await s.waitFor((e) => e.event === 'end'));
+    await s.ended;
+    const got = logBytesOf(s.events);
+    expect(end).toEqual({ status: 'succeeded', logBytes: got.length });
+    expect(got.length).toBeLessThan(stored.length);
+    expect(got.equals(stored.subarray(0, got.length))).toBe(true);
+  });
+
+  it('ends open streams when the controller shuts down, without waiting for their clients', async () => {
+    const t = await start({ pingMs: 600_000, recheckMs: 600_000 });
+    const b = await runningBuild(t);
+    const s = await sse(b.id);
+    await s.waitFor((e) => e.event === 'status');
+    await t.close();
+    c = undefined;
+    await s.ended;
+    expect(s.events.some((e) => e.event === 'end')).toBe(false);
+  });
+});
+
+describe('GET …/logs?limit', () => {
+  it('reads at most limit bytes from offset, stepping back to a whole character (never to nothing)', async () => {
+    const t = await start();
+    const b = await runningBuild(t);
+    await b.append('ab€cd');
+    const read = async (query: Record<string, number>) => {
+      const res = await t.app.inject({ method: 'GET', url: pathOf(ROUTES.readLog, { id: b.id }, query), headers: admin });
+      expect(res.statusCode).toBe(200);
+      return { body: res.rawPayload.toString('utf8'), size: res.headers['x-log-size'], offset: res.headers['x-log-offset'] };
+    };
+    expect(await read({ offset: 0, limit: 2 })).toEqual({ body: 'ab', size: '7', offset: '0' });
+    expect(await read({ offset: 0, limit: 4 })).toEqual({ body: 'ab', size: '7', offset: '0' });
+    expect(await read({ offset: 0, limit: 5 })).toEqual({ body: 'ab€', size: '7', offset: '0' });
+    expect(await read({ offset: 2, limit: 1 })).toEqual({ body: '€', size: '7', offset: '2' });
+    expect(await read({ offset: 5, limit: 100 })).toEqual({ body: 'cd', size: '7', offset: '5' });
+    expect(await read({ offset: 9, limit: 100 })).toEqual({ body: '', size: '7', offset: '9' });
+  });
+});
