@@ -836,4 +836,3 @@ export class SqliteStore implements Store {
   }
 }
 
-const notYet = (method: string): Promise<never> => Promise.reject(new Error(`SqliteStore.${method} is not written yet`));
