@@ -770,7 +770,7 @@ export class SqliteStore implements Store {
   deleteWorker: Store['deleteWorker'] = (...a) => this.access.deleteWorker(...a);
   // ---- end of access ----
 
-  // ---- the dashboard's reads (issue 13: the dashboard work fills these in) ----
+  // ---- the dashboard's reads ----
   // Both reads walk indexes only and stop at `limit`: a build in the window is either unfinished
   // (builds_status_seq) or finished in the window (builds_finished_at, since a build finishes after
   // it is created), and an attempt in the window was claimed in it (attempts_claimed_at) or belongs
@@ -807,7 +807,7 @@ export class SqliteStore implements Store {
   }
   // ---- end of the dashboard's reads ----
 
-  // ---- log ranges (issue 13: the live-log work fills this in) ----
+  // ---- log ranges ----
   async readLogRange(buildId: string, from: number, to: number): Promise<Buffer> {
     const start = Math.max(0, from);
     return to <= start ? Buffer.alloc(0) : this.logRange(buildId, start, to);
