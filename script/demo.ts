@@ -3,10 +3,20 @@
  * base VM (a real sshd), and the real agent — running a build with live logs and progress, then
  * a build whose VM freezes mid-build and is failed by the watchdog, its clone recycled, and a
  * next build on a fresh clone. Ends with a summary, exits 0, and leaves nothing running.
+ *
+ * The dashboard is up all along: its URL and a sign-in (a user `demo`, operator, with a
+ * password the controller made) are printed first. With `--keep` the farm stays up after the
+ * summary, for the dashboard, until Ctrl-C.
  */
 import { FINAL, startFarm, type Farm } from '../test/support/farm.ts';
 
 const HEARTBEAT_TIMEOUT_S = 5;
+const keep = process.argv.includes('--keep');
+const unknown = process.argv.slice(2).filter((a) => a !== '--keep');
+if (unknown.length > 0) {
+  console.error(`usage: ./script/demo [--keep]   (unknown: ${unknown.join(' ')})`);
+  process.exit(64);
+}
 const tty = process.stdout.isTTY;
 const paint = (code: string, s: string) => (tty ? `\u001b[${code}m${s}\u001b[0m` : s);
 const bold = (s: string) => paint('1', s);
@@ -51,6 +61,9 @@ async function main(): Promise<void> {
   const results: { what: string; id: string }[] = [];
   try {
     step(`controller on ${farm.controller.url}; worker mac-1 enrolled; base VM 'base' in the simulator`);
+    const user = await farm.api('POST', '/api/v1/users', { name: 'demo', role: 'operator' });
+    if (user.status !== 201) throw new Error(`adding the dashboard's user: ${user.status} ${user.text}`);
+    step(`dashboard: ${bold(`${farm.controller.url}/`)} — sign in as ${bold('demo')} with password ${bold(String(user.body.password))} (operator)`);
     await farm.startAgent();
     step('agent started: it reaped orphans, ran the host preflight, and is long-polling for builds');
 
@@ -110,6 +123,10 @@ async function main(): Promise<void> {
     // The progress must have moved in steps, not jumped from 0 % to the end.
     const ok = [...progress1].filter((p) => p > 0 && p < 100).length >= 3 && (await farm.build(b1)).status === 'succeeded' && (await farm.build(b2)).failureReason === 'heartbeat_timeout' && (await farm.build(b3)).status === 'succeeded';
     if (!ok) process.exitCode = 1;
+    if (keep) {
+      console.log(bold(`\nThe farm stays up: dashboard at ${farm.controller.url}/ (demo / ${String(user.body.password)}). Ctrl-C stops it.`));
+      await new Promise<never>(() => {});
+    } else console.log(dim(`\n(./script/demo --keep leaves the farm and its dashboard up after the demo, until Ctrl-C.)`));
   } finally {
     await stopAll();
   }

@@ -241,7 +241,11 @@ export function tokenMain(argv: string[], io: CliIo = processIo()): Promise<numb
       }
       case 'revoke': {
         const [id] = positional(rest, ['TOKEN-ID']);
-        if (!new RegExp(TOKEN_ID_PATTERN).test(id!)) throw new UsageError(`'${id}' is not a token id (tok_ and 16 characters, as token list shows) — give the id, not the secret`);
+        if (!new RegExp(TOKEN_ID_PATTERN).test(id!)) {
+          // A secret given here by mistake is not echoed back (the terminal or a CI log would keep it).
+          if (id!.startsWith('ewt_')) throw new UsageError('that is a token secret (ewt_…), not its id: give the id (tok_…, as token list shows)');
+          throw new UsageError(`'${id}' is not a token id (tok_ and 16 characters, as token list shows)`);
+        }
         await a().revokeToken(id!);
         io.stdout(`token ${id} revoked\n`);
         return 0;

@@ -52,7 +52,7 @@ export const processIo = (): CliIo => ({
 export const CONNECTION = `
 Controller:
   --url URL   the controller (or EXPO_WORKER_URL, or "url" in ~/.expo-worker/client.json)
-  --key KEY   the admin key (or EXPO_WORKER_KEY, or "key" in ~/.expo-worker/client.json)
+  --key KEY   the admin key or an API token (or EXPO_WORKER_KEY, or "key" in ~/.expo-worker/client.json)
 
 ${EXIT_CODES_HELP}`;
 

@@ -134,7 +134,7 @@ describe('expo-worker token', () => {
     const secret = create.out().trim();
     const bySecret = io();
     expect(await tokenMain(['revoke', secret], bySecret)).toBe(64);
-    expect(bySecret.err()).toContain('give the id, not the secret');
+    expect(bySecret.err()).toContain('that is a token secret (ewt_…), not its id');
     expect(bySecret.err()).not.toContain(secret);
     const badDays = io();
     expect(await tokenMain(['create', 'x', '--role', 'viewer', '--expires-in-days', '0'], badDays)).toBe(64);

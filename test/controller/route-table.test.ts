@@ -33,14 +33,17 @@ describe('the route table', () => {
       for (const r of table) expect(c.app.hasRoute({ method: r.method, url: r.path }), `${r.method} ${r.path}`).toBe(true);
     });
 
-    it('asks a key of every route but the public ones', async () => {
+    it('asks a key of every route but the public ones; a dashboard page sends a visitor to sign in instead', async () => {
       for (const r of table) {
-        const url = pathOf(r, { id: r.path.includes('/workers/') ? 'mac-1' : 'abcdefgh23456789', '*': 'out/App.ipa', name: 'APPLE_API_KEY' });
+        const url = pathOf(r, { id: r.path.includes('/workers/') ? 'mac-1' : r.path.includes('/tokens/') ? 'tok_abcdefghijklmnop' : 'abcdefgh23456789', '*': 'out/App.ipa', name: 'APPLE_API_KEY', file: 'app.css' });
         const res = await c.app.inject({ method: r.method, url });
-        if (r.auth === 'public') expect(res.statusCode, url).toBe(200);
+        const what = `${r.method} ${url}`;
+        // The sign-in form without a name and password: refused as bad input, never as a missing key.
+        if (r.auth === 'public') expect(res.statusCode, what).toBe(r.method === 'GET' ? 200 : 400);
         // No key is asked of it: the delivery's signature is, and a request without one is refused.
-        else if (r.auth === 'github-signature') expect({ status: res.statusCode, code: (res.json() as { code: string }).code }, `${r.method} ${url}`).toEqual({ status: 401, code: 'WEBHOOK_SIGNATURE' });
-        else expect({ status: res.statusCode, code: (res.json() as { code: string }).code }, `${r.method} ${url}`).toEqual({ status: 401, code: 'AUTH_MISSING' });
+        else if (r.auth === 'github-signature') expect({ status: res.statusCode, code: (res.json() as { code: string }).code }, what).toEqual({ status: 401, code: 'WEBHOOK_SIGNATURE' });
+        else if ('page' in r && r.page) expect({ status: res.statusCode, location: res.headers.location }, what).toEqual({ status: 303, location: expect.stringMatching(/^\/login(\?next=|$)/) });
+        else expect({ status: res.statusCode, code: (res.json() as { code: string }).code }, what).toEqual({ status: 401, code: 'AUTH_MISSING' });
       }
     });
   });
