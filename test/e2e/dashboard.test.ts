@@ -146,10 +146,10 @@ describe('the dashboard in Chromium', () => {
     await page.click('form#create-token [type=submit]');
     const secret = (await page.textContent('#new-token-secret'))!.trim();
     expect(secret).toMatch(/^ewt_/);
-    await browser.screenshot(page, shots, 'tokens');
     expect((await apiWith('GET', pathOf(ROUTES.getBuild, { id }), secret)).status).toBe(200);
     await page.goto(url('/tokens'));
     expect(await page.textContent('body')).not.toContain(secret);
+    await browser.screenshot(page, shots, 'tokens');
     await page.click('table#tokens form.revoke [type=submit]');
     await expect.poll(async () => (await apiWith('GET', pathOf(ROUTES.getBuild, { id }), secret)).status, { timeout: UI_WAIT_MS }).toBe(401);
 
