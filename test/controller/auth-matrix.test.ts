@@ -1,5 +1,5 @@
 /**
- * The authorization matrix: every route of the API against every kind of caller — no key, an
+ * The authorization matrix: every route of the table — the API's and the dashboard's — against every kind of caller — no key, an
  * unknown key, the admin key, two workers' keys, two build tokens, API tokens of each role, an
  * expired, a revoked, a capped (its owner now below its role) and an orphaned (its owner removed)
  * token, a viewer's session with its CSRF token and an operator's without it. Worker A holds
@@ -71,21 +71,25 @@ interface Call {
   params: (x: string, f: Fixtures) => Record<string, string>;
   body?: (lease: string) => unknown;
   headers?: (lease: string) => Record<string, string>;
+  query?: Record<string, string>;
   /** Who gets a 2xx; anyone else gets 401 (no or unknown key) or 403. */
   allowed: Caller[];
   /** For a route that takes no key: what every caller not allowed gets instead, whatever key it sends. */
   refusal?: { status: number; code: string };
+  /** A dashboard form: the body is sent `application/x-www-form-urlencoded`, its `_csrf` field (when it has one) filled from the caller's session, empty for other callers. */
+  form?: true;
 }
 
 /** The webhook secret of the matrix's controller; the matrix's deliveries carry no signature. */
 const GITHUB_SECRET = 'matrix-github-secret-0123456789';
 
 /**
- * Every route of the table but the dashboard's (keyed by its name: a route added to the table
- * without a row here does not compile; the `ui…` routes are the dashboard tests'), called as it
- * would be for worker A / build X.
+ * Every route of the table (keyed by its name: a route added to the table without a row here
+ * does not compile), called as it would be for worker A / build X. A dashboard page refuses as
+ * its API twin does, but in HTML: a caller with no or a refused credential is sent to sign in
+ * (303 to /login), one of too low a role (or without its CSRF token) gets a 403 page.
  */
-const MATRIX: Record<Exclude<RouteName, `ui${string}`>, Call> = {
+const MATRIX: Record<RouteName, Call> = {
   health: { params: () => ({}), allowed: EVERYONE },
   metrics: { params: () => ({}), allowed: EVERYONE },
   createWorker: { params: () => ({}), body: () => ({ id: 'mac-new' }), allowed: ADMINS },
@@ -147,8 +151,29 @@ const MATRIX: Record<Exclude<RouteName, `ui${string}`>, Call> = {
   drainWorker: { params: () => ({ id: 'mac-c' }), body: () => ({}), allowed: OPERATORS },
   resumeWorker: { params: () => ({ id: 'mac-c' }), body: () => ({}), allowed: OPERATORS },
   deleteWorker: { params: () => ({ id: 'mac-c' }), allowed: ADMINS },
-};
-/**
+  // ---- the dashboard ----
+  uiAsset: { params: () => ({ file: 'app.css' }), allowed: EVERYONE },
+  uiSignInPage: { params: () => ({}), allowed: EVERYONE },
+  // Signing in needs no credential, and whatever one is sent counts for nothing: everyone who knows vera's password is vera.
+  uiSignIn: { params: () => ({}), body: () => ({ name: 'vera', password: PASSWORD }), form: true, allowed: EVERYONE },
+  uiSignOut: { params: () => ({}), body: () => ({ _csrf: '' }), form: true, allowed: VIEWERS },
+  uiOverview: { params: () => ({}), allowed: VIEWERS },
+  uiBuilds: { params: () => ({}), allowed: VIEWERS },
+  uiBuild: { params: (id) => ({ id }), allowed: VIEWERS },
+  uiBuildLog: { params: (id) => ({ id }), query: { before: '0' }, allowed: VIEWERS },
+  uiCancelBuild: { params: (id) => ({ id }), body: () => ({ _csrf: '' }), form: true, allowed: OPERATORS },
+  uiRerunBuild: { params: (_x, f) => ({ id: f.z }), body: () => ({ _csrf: '' }), form: true, allowed: OPERATORS },
+  uiWorkers: { params: () => ({}), allowed: VIEWERS },
+  uiDrainWorker: { params: () => ({ id: 'mac-c' }), body: () => ({ _csrf: '' }), form: true, allowed: OPERATORS },
+  uiResumeWorker: { params: () => ({ id: 'mac-c' }), body: () => ({ _csrf: '' }), form: true, allowed: OPERATORS },
+  uiRemoveWorker: { params: () => ({ id: 'mac-c' }), body: () => ({ _csrf: '' }), form: true, allowed: ADMINS },
+  uiQueue: { params: () => ({}), allowed: VIEWERS },
+  uiProjects: { params: () => ({}), allowed: VIEWERS },
+  uiTokens: { params: () => ({}), allowed: VIEWERS },
+  uiCreateToken: { params: () => ({}), body: () => ({ _csrf: '', name: 'from the page', role: 'viewer' }), form: true, allowed: ['admin', 'viewerSession', 'operatorSessionNoCsrf'] },
+  uiRevokeToken: { params: (_x, f) => ({ id: f.spareToken }), body: () => ({ _csrf: '' }), form: true, allowed: [...ADMINS, 'viewerToken', 'viewerSession'] },
+  uiAudit: { params: () => ({}), allowed: ADMINS },
+};/**
  * What the allowed-and-refused calls answer 404: anyone who may read asking for an artifact that
  * is not there, worker A asking for a clone token of a build that did not come from GitHub, a
  * caller of role below admin revoking a token not theirs.
@@ -157,6 +182,7 @@ const NOT_FOUND: Partial<Record<keyof typeof MATRIX, Caller[]>> = {
   downloadArtifact: VIEWERS,
   checkoutToken: ['workerA'],
   revokeToken: ['operatorToken', 'cappedToken', 'operatorSessionNoCsrf'],
+  uiRevokeToken: ['operatorToken', 'cappedToken', 'operatorSessionNoCsrf'],
 };
 
 /** The passwords of the matrix's users (the scrypt cost is lowered in tests). */
@@ -260,7 +286,8 @@ async function prepare() {
 /** What `caller` gets from the route: a 2xx, a 404 past its checks, or a refusal with its code. */
 function expectation(name: keyof typeof MATRIX, spec: RouteSpec, call: Call, caller: Caller): 'ok' | 404 | { status: number; code: string } {
   const allowed = call.allowed.includes(caller) || (NOT_FOUND[name]?.includes(caller) ?? false);
-  if (allowed && caller === 'operatorSessionNoCsrf' && spec.method !== 'GET') return { status: 403, code: 'AUTH_CSRF' };
+  // A public route (the sign-in form) takes no session, so asks no CSRF token of it.
+  if (allowed && caller === 'operatorSessionNoCsrf' && spec.method !== 'GET' && spec.auth !== 'public') return { status: 403, code: 'AUTH_CSRF' };
   if (call.allowed.includes(caller)) return 'ok';
   if (NOT_FOUND[name]?.includes(caller)) return 404;
   if (call.refusal !== undefined) return call.refusal;
@@ -283,19 +310,26 @@ describe.each(Object.entries(MATRIX) as [keyof typeof MATRIX, Call][])('%s', (na
     const { x, lease, headers, fixtures } = prepared!;
     const c = typeof expected === 'object' ? (refusing ??= await startOnCopy()) : (await setup()).c;
     const body = call.body?.(lease);
+    const csrf = headers[caller]['x-csrf-token'];
+    const fields = body as Record<string, string>;
+    const payload = body === undefined ? undefined : call.form ? new URLSearchParams({ ...fields, ...('_csrf' in fields && csrf !== undefined ? { _csrf: csrf } : {}) }).toString() : (body as object);
     const res = await c.app.inject({
       method: spec.method,
-      url: pathOf(spec as never, call.params(x, fixtures) as never),
-      headers: { ...headers[caller], ...call.headers?.(lease) },
-      ...(body === undefined ? {} : { payload: body as object }),
+      url: pathOf(spec as never, call.params(x, fixtures) as never, call.query),
+      headers: { ...headers[caller], ...call.headers?.(lease), ...(call.form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) },
+      ...(payload === undefined ? {} : { payload }),
     });
+    const page = spec.page === true;
     if (expected === 'ok') {
       expect(res.statusCode, res.body).toBeGreaterThanOrEqual(200);
-      expect(res.statusCode, res.body).toBeLessThan(300);
+      // A dashboard form answers by sending the browser on (303).
+      expect(res.statusCode, res.body).toBeLessThan(page ? 400 : 300);
     } else if (expected === 404) {
       expect(res.statusCode, res.body).toBe(404);
     } else {
-      expect({ status: res.statusCode, code: (res.json() as { code: string }).code }, res.body).toEqual(expected);
+      if (!page) expect({ status: res.statusCode, code: (res.json() as { code: string }).code }, res.body).toEqual(expected);
+      else if (expected.status === 401) expect({ status: res.statusCode, location: res.headers.location }, res.body).toEqual({ status: 303, location: expect.stringMatching(/^\/login\?next=/) });
+      else expect({ status: res.statusCode, type: res.headers['content-type'], code: res.body.includes(expected.code) }, res.body).toEqual({ status: expected.status, type: expect.stringContaining('text/html'), code: true });
       // Refused calls change nothing: build X is still assigned to A with no log and no artifact,
       // no delivery was recorded, the workers, users and tokens are as they were.
       expect(await c.get(x)).toMatchObject({ status: 'assigned', workerId: 'mac-a', logBytes: 0, cancelRequested: false });
