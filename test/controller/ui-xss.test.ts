@@ -68,4 +68,11 @@ describe('hostile text on the dashboard', () => {
     // Text that looks like ansi_up's markup arrives escaped, so the rewrite never sees it.
     expect(logHtml(Buffer.from('<span style="b">'))).toBe('&lt;span style=&quot;b&quot;&gt;');
   });
+
+  it('shows an OSC 8 hyperlink in a log as its text, never as a link to another site', () => {
+    const html = logHtml(Buffer.from('\u001b]8;;https://evil.example/login\u001b\\sign in again\u001b]8;;\u001b\\ done'));
+    expect(html).toContain('sign in again');
+    expect(html).not.toContain('<a');
+    expect(html).not.toContain('evil.example');
+  });
 });

@@ -10,6 +10,9 @@ import { AnsiUp } from '/ui/ansi-up.js';
 const MAX_LINES = 20000;
 const MARKERS = { b: 'ansi-bold', f: 'ansi-faint', i: 'ansi-italic', u: 'ansi-underline' };
 
+// OSC 8 hyperlinks, removed with their text kept (see `unlink` in src/controller/ui/log-html.ts).
+const OSC8 = /\u001b\]8;[^\u0007\u001b]*(?:\u0007|\u001b\\)/g;
+
 function restyle(html) {
   return html.replace(/<span style="([^"]*)"(?: class="([^"]*)")?>/g, (_m, styles, classes) => {
     const names = classes === undefined ? [] : classes.split(' ');
@@ -21,6 +24,8 @@ function restyle(html) {
 function newAnsiUp() {
   const a = new AnsiUp();
   a.use_classes = true;
+  // No OSC 8 hyperlinks from a build's log (see `unlink` in src/controller/ui/log-html.ts).
+  a.url_allowlist = {};
   a.boldStyle = 'b';
   a.faintStyle = 'f';
   a.italicStyle = 'i';
@@ -46,7 +51,7 @@ function followLog(pre) {
   es.addEventListener('log', (ev) => {
     const text = JSON.parse(ev.data);
     const chunk = document.createElement('span');
-    chunk.innerHTML = restyle(ansi.ansi_to_html(text));
+    chunk.innerHTML = restyle(ansi.ansi_to_html(text.replace(OSC8, '')));
     pre.appendChild(chunk);
     pre.dataset.logEnd = ev.lastEventId;
     lines += (text.match(/\n/g) || []).length;

@@ -40,6 +40,10 @@ const MARKERS: Record<string, string> = { b: 'ansi-bold', f: 'ansi-faint', i: 'a
 export function newAnsiUp(): AnsiUp {
   const a = new AnsiUp();
   a.use_classes = true;
+  // No OSC 8 hyperlinks: a build's log (any pull request's) must not put a clickable link to
+  // any site on the dashboard's trusted origin. `unlink` leaves their text; one that slips
+  // past it (split across two chunks) is dropped by ansi_up for want of an allowed scheme.
+  a.url_allowlist = {};
   a.boldStyle = 'b';
   a.faintStyle = 'f';
   a.italicStyle = 'i';
@@ -49,8 +53,12 @@ export function newAnsiUp(): AnsiUp {
 
 /** The log's bytes as HTML (one converter: colours carry across lines, not across windows). */
 export function logHtml(bytes: Buffer): string {
-  return restyle(newAnsiUp().ansi_to_html(bytes.toString('utf8')));
+  return restyle(newAnsiUp().ansi_to_html(unlink(bytes.toString('utf8'))));
 }
+
+/** The OSC 8 hyperlink sequences (`ESC ] 8 ; params ; url ST`, ST being BEL or `ESC \`), which `unlink` removes, keeping the linked text. */
+const OSC8 = /\u001b\]8;[^\u0007\u001b]*(?:\u0007|\u001b\\)/g;
+export const unlink = (text: string): string => text.replace(OSC8, '');
 
 /**
  * The window of the log ending at `end` (clipped to the log's size): at most TAIL_WINDOW_BYTES,
