@@ -15,7 +15,7 @@ import type { BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
 import type { WorkerWaits } from './worker-waits.ts';
 
 export interface WorkerLivenessOptions {
-  store: Pick<Store, 'touchWorker' | 'activeBuildsOfWorker' | 'claimBuild' | 'unassign' | 'getWorker'>;
+  store: Pick<Store, 'touchWorker' | 'activeBuildsOfWorker' | 'claimBuild' | 'unassign'>;
   /** The time source, in ms since the epoch. */
   now: () => number;
   /** A worker silent this long is offline, ms; bounds the heartbeat's wait. */
@@ -62,9 +62,9 @@ export class WorkerLiveness {
       waitMs,
       signal,
       tryClaim: async () => {
-        // Drained by an operator (now, not only when the poll began): it takes nothing, and its
-        // poll runs its wait out like an empty one; `resume` wakes the waiters.
-        if ((await this.o.store.getWorker(worker.id))?.drainRequested !== false) return null;
+        // Drained by an operator (now, not only when the poll began: the claim reads it in its own
+        // transaction): it takes nothing, and its poll runs its wait out like an empty one;
+        // `resume` wakes the waiters.
         buildToken = newBuildToken();
         lease = newLease();
         return this.o.store.claimBuild({

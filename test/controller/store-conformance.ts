@@ -1025,10 +1025,18 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.getWorkerByKeyHash('k2')).toBeNull();
       expect(await s.getBuild(done.id)).toMatchObject({ workerId: 'w2', status: 'succeeded' });
       expect((await s.listAttempts(done.id)).map((a) => a.workerId)).toEqual(['w2']);
-      // Its foreign keys hold again after the removal: an attempt for a worker that is not there is refused.
+      // A removed worker claims nothing; and the foreign keys hold again after the removal (a
+      // session for a user who is not there is refused).
       await s.createBuild(build());
-      await expect(s.claimBuild(claimReq('w2', 8004))).rejects.toThrow();
+      expect(await s.claimBuild(claimReq('w2', 8004))).toBeNull();
       expect(await s.countQueuedBuilds()).toBe(1);
+      await expect(s.createSession({ idHash: 'fk-check', userName: 'nobody', createdAt: 8004, expiresAt: 9000 })).rejects.toThrow();
+      // A drained worker claims nothing until resumed.
+      expect(await s.setWorkerDrainRequested('w1', true)).toBe(true);
+      expect(await s.claimBuild(claimReq('w1', 8005))).toBeNull();
+      expect(await s.setWorkerDrainRequested('w1', false)).toBe(true);
+      const resumed = (await s.claimBuild(claimReq('w1', 8006)))!;
+      await s.finishAttempt({ buildId: resumed.build.id, lease: resumed.attempt.lease, now: 8007, status: 'succeeded', failureReason: null, exitCode: 0, message: null, requeue: false });
       expect(await s.deleteWorker('w1')).toBe('removed');
       expect(await s.listWorkers()).toEqual([]);
     });

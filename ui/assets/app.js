@@ -11,6 +11,7 @@ const MAX_LINES = 20000;
 const MARKERS = { b: 'ansi-bold', f: 'ansi-faint', i: 'ansi-italic', u: 'ansi-underline' };
 
 // OSC 8 hyperlinks, removed with their text kept (see `unlink` in src/controller/ui/log-html.ts).
+// eslint-disable-next-line no-control-regex -- the escape sequences are what this removes
 const OSC8 = /\u001b\]8;[^\u0007\u001b]*(?:\u0007|\u001b\\)/g;
 
 function restyle(html) {

@@ -339,6 +339,10 @@ export class SqliteStore implements Store {
 
   async claimBuild(req: ClaimRequest): Promise<Claim | null> {
     return this.tx(() => {
+      // A worker removed or drained since its poll began takes nothing: checked in the claim's
+      // own transaction, so a drain that an operator was told about cannot lose to a claim.
+      const worker = this.q('SELECT drain_requested FROM workers WHERE id = ?').get(req.workerId) as Row | undefined;
+      if (worker === undefined || worker.drain_requested === 1) return null;
       // Oldest first; label matching is done here rather than in SQL because labels are a JSON
       // set, and the scan stops at the first match.
       const have = new Set(req.workerLabels);

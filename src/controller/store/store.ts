@@ -388,7 +388,8 @@ export interface Store {
 
   /**
    * Atomically hands the oldest queued build whose labels the worker has (every one of them) to
-   * this worker, or null when none matches; two concurrent claims never get the same build.
+   * this worker, or null when none matches or the worker is gone or drained (`drainRequested`,
+   * read in the same transaction); two concurrent claims never get the same build.
    * The new attempt starts clean: progress, outcome and artifact problems of an earlier attempt
    * are reset, and from the second attempt on the banner is appended to the log first.
    */

@@ -57,6 +57,7 @@ export function logHtml(bytes: Buffer): string {
 }
 
 /** The OSC 8 hyperlink sequences (`ESC ] 8 ; params ; url ST`, ST being BEL or `ESC \`), which `unlink` removes, keeping the linked text. */
+// eslint-disable-next-line no-control-regex -- the escape sequences are what this removes
 const OSC8 = /\u001b\]8;[^\u0007\u001b]*(?:\u0007|\u001b\\)/g;
 export const unlink = (text: string): string => text.replace(OSC8, '');
 
