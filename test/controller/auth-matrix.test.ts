@@ -2,7 +2,7 @@
  * The authorization matrix: every route of the table — the API's and the dashboard's — against every kind of caller — no key, an
  * unknown key, the admin key, two workers' keys, two build tokens, API tokens of each role, an
  * expired, a revoked, a capped (its owner now below its role) and an orphaned (its owner removed)
- * token, a viewer's session with its CSRF token and an operator's without it. Worker A holds
+ * token, a viewer's and an admin's session with their CSRF tokens and an operator's without it. Worker A holds
  * build X; worker B holds build Y. Each route is called as it would be for worker A / build X.
  */
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
@@ -30,7 +30,8 @@ type Caller =
   | 'cappedToken'
   | 'ownerRemovedToken'
   | 'viewerSession'
-  | 'operatorSessionNoCsrf';
+  | 'operatorSessionNoCsrf'
+  | 'adminSession';
 const CALLERS: Caller[] = [
   'none',
   'unknown',
@@ -48,10 +49,11 @@ const CALLERS: Caller[] = [
   'ownerRemovedToken',
   'viewerSession',
   'operatorSessionNoCsrf',
+  'adminSession',
 ];
 const EVERYONE = CALLERS;
-/** Callers of role admin: the admin key and an admin's API token. */
-const ADMINS: Caller[] = ['admin', 'adminToken'];
+/** Callers of role admin: the admin key, an admin's API token and an admin's session (with its CSRF token). */
+const ADMINS: Caller[] = ['admin', 'adminToken', 'adminSession'];
 /** Callers of role operator or above. The session without its CSRF token is refused AUTH_CSRF on anything but a GET. */
 const OPERATORS: Caller[] = [...ADMINS, 'operatorToken', 'operatorSessionNoCsrf'];
 /** Callers of role viewer or above; the capped token is an operator token whose owner is a viewer. */
@@ -76,12 +78,25 @@ interface Call {
   allowed: Caller[];
   /** For a route that takes no key: what every caller not allowed gets instead, whatever key it sends. */
   refusal?: { status: number; code: string };
+  /** What an allowed call must have done (checked after it answered). */
+  effect?: (c: TestController, f: Fixtures, x: string) => Promise<void>;
   /** A dashboard form: the body is sent `application/x-www-form-urlencoded`, its `_csrf` field (when it has one) filled from the caller's session, empty for other callers. */
   form?: true;
 }
 
 /** The webhook secret of the matrix's controller; the matrix's deliveries carry no signature. */
 const GITHUB_SECRET = 'matrix-github-secret-0123456789';
+
+/** What the calls that change something must have done, when allowed. */
+const EFFECT = {
+  cancelRequested: async (c: TestController, _f: Fixtures, x: string) => expect(await c.get(x)).toMatchObject({ cancelRequested: true }),
+  drained: async (c: TestController) => expect((await c.store.getWorker('mac-c'))?.drainRequested).toBe(true),
+  removed: async (c: TestController) => expect(await c.store.getWorker('mac-c')).toBeNull(),
+  spareRevoked: async (c: TestController, f: Fixtures) => expect((await c.store.getApiToken(f.spareToken))?.revokedAt).not.toBeNull(),
+  tokenMade: (name: string) => async (c: TestController) => expect((await c.store.listApiTokens()).map((t) => t.name)).toContain(name),
+  // Builds X, Y and Z were there; the rerun is a fourth.
+  rerun: async (c: TestController) => expect(await c.store.listBuilds({ limit: 10 })).toHaveLength(4),
+};
 
 /**
  * Every route of the table (keyed by its name: a route added to the table without a row here
@@ -97,7 +112,7 @@ const MATRIX: Record<RouteName, Call> = {
   submitBuild: { params: () => ({}), body: () => ({ steps: [{ name: 's', run: 'true' }] }), allowed: OPERATORS },
   listBuilds: { params: () => ({}), allowed: VIEWERS },
   getBuild: { params: (id) => ({ id }), allowed: VIEWERS },
-  cancelBuild: { params: (id) => ({ id }), allowed: OPERATORS },
+  cancelBuild: { params: (id) => ({ id }), effect: EFFECT.cancelRequested, allowed: OPERATORS },
   readLog: { params: (id) => ({ id }), allowed: VIEWERS },
   listArtifacts: { params: (id) => ({ id }), allowed: VIEWERS },
   // No such artifact: the callers allowed to ask are told 404, the others 401/403 before that.
@@ -127,7 +142,7 @@ const MATRIX: Record<RouteName, Call> = {
     refusal: { status: 401, code: 'WEBHOOK_SIGNATURE' },
   },
   listDeliveries: { params: () => ({}), allowed: VIEWERS },
-  rerunBuild: { params: (_x, f) => ({ id: f.z }), allowed: OPERATORS },
+  rerunBuild: { params: (_x, f) => ({ id: f.z }), effect: EFFECT.rerun, allowed: OPERATORS },
   createProject: { params: () => ({}), body: () => ({ repo: 'octo/new-app' }), allowed: ADMINS },
   listProjects: { params: () => ({}), allowed: VIEWERS },
   getProject: { params: (_x, f) => ({ id: f.project }), allowed: VIEWERS },
@@ -143,14 +158,14 @@ const MATRIX: Record<RouteName, Call> = {
   setUserPassword: { params: () => ({ name: 'temp' }), body: () => ({}), allowed: ADMINS },
   revokeUserSessions: { params: () => ({ name: 'temp' }), allowed: ADMINS },
   // A token is made by a person (a session) or the admin key, never by another token.
-  createToken: { params: () => ({}), body: () => ({ name: 'new one', role: 'viewer' }), allowed: ['admin', 'viewerSession', 'operatorSessionNoCsrf'] },
+  createToken: { params: () => ({}), body: () => ({ name: 'new one', role: 'viewer' }), effect: EFFECT.tokenMade('new one'), allowed: ['admin', 'viewerSession', 'operatorSessionNoCsrf', 'adminSession'] },
   listTokens: { params: () => ({}), allowed: VIEWERS },
   // The viewer's spare token: an admin, the viewer's session and the viewer's own token may revoke it; other viewers are told 404 (see NOT_FOUND).
-  revokeToken: { params: (_x, f) => ({ id: f.spareToken }), allowed: [...ADMINS, 'viewerToken', 'viewerSession'] },
+  revokeToken: { params: (_x, f) => ({ id: f.spareToken }), effect: EFFECT.spareRevoked, allowed: [...ADMINS, 'viewerToken', 'viewerSession'] },
   listAudit: { params: () => ({}), allowed: ADMINS },
-  drainWorker: { params: () => ({ id: 'mac-c' }), body: () => ({}), allowed: OPERATORS },
+  drainWorker: { params: () => ({ id: 'mac-c' }), body: () => ({}), effect: EFFECT.drained, allowed: OPERATORS },
   resumeWorker: { params: () => ({ id: 'mac-c' }), body: () => ({}), allowed: OPERATORS },
-  deleteWorker: { params: () => ({ id: 'mac-c' }), allowed: ADMINS },
+  deleteWorker: { params: () => ({ id: 'mac-c' }), effect: EFFECT.removed, allowed: ADMINS },
   // ---- the dashboard ----
   uiAsset: { params: () => ({ file: 'app.css' }), allowed: EVERYONE },
   uiSignInPage: { params: () => ({}), allowed: EVERYONE },
@@ -161,17 +176,17 @@ const MATRIX: Record<RouteName, Call> = {
   uiBuilds: { params: () => ({}), allowed: VIEWERS },
   uiBuild: { params: (id) => ({ id }), allowed: VIEWERS },
   uiBuildLog: { params: (id) => ({ id }), query: { before: '0' }, allowed: VIEWERS },
-  uiCancelBuild: { params: (id) => ({ id }), body: () => ({ _csrf: '' }), form: true, allowed: OPERATORS },
-  uiRerunBuild: { params: (_x, f) => ({ id: f.z }), body: () => ({ _csrf: '' }), form: true, allowed: OPERATORS },
+  uiCancelBuild: { params: (id) => ({ id }), body: () => ({ _csrf: '' }), form: true, effect: EFFECT.cancelRequested, allowed: OPERATORS },
+  uiRerunBuild: { params: (_x, f) => ({ id: f.z }), body: () => ({ _csrf: '' }), form: true, effect: EFFECT.rerun, allowed: OPERATORS },
   uiWorkers: { params: () => ({}), allowed: VIEWERS },
-  uiDrainWorker: { params: () => ({ id: 'mac-c' }), body: () => ({ _csrf: '' }), form: true, allowed: OPERATORS },
+  uiDrainWorker: { params: () => ({ id: 'mac-c' }), body: () => ({ _csrf: '' }), form: true, effect: EFFECT.drained, allowed: OPERATORS },
   uiResumeWorker: { params: () => ({ id: 'mac-c' }), body: () => ({ _csrf: '' }), form: true, allowed: OPERATORS },
-  uiRemoveWorker: { params: () => ({ id: 'mac-c' }), body: () => ({ _csrf: '' }), form: true, allowed: ADMINS },
+  uiRemoveWorker: { params: () => ({ id: 'mac-c' }), body: () => ({ _csrf: '' }), form: true, effect: EFFECT.removed, allowed: ADMINS },
   uiQueue: { params: () => ({}), allowed: VIEWERS },
   uiProjects: { params: () => ({}), allowed: VIEWERS },
   uiTokens: { params: () => ({}), allowed: VIEWERS },
-  uiCreateToken: { params: () => ({}), body: () => ({ _csrf: '', name: 'from the page', role: 'viewer' }), form: true, allowed: ['admin', 'viewerSession', 'operatorSessionNoCsrf'] },
-  uiRevokeToken: { params: (_x, f) => ({ id: f.spareToken }), body: () => ({ _csrf: '' }), form: true, allowed: [...ADMINS, 'viewerToken', 'viewerSession'] },
+  uiCreateToken: { params: () => ({}), body: () => ({ _csrf: '', name: 'from the page', role: 'viewer' }), form: true, effect: EFFECT.tokenMade('from the page'), allowed: ['admin', 'viewerSession', 'operatorSessionNoCsrf', 'adminSession'] },
+  uiRevokeToken: { params: (_x, f) => ({ id: f.spareToken }), body: () => ({ _csrf: '' }), form: true, effect: EFFECT.spareRevoked, allowed: [...ADMINS, 'viewerToken', 'viewerSession'] },
   uiAudit: { params: () => ({}), allowed: ADMINS },
 };/**
  * What the allowed-and-refused calls answer 404: anyone who may read asking for an artifact that
@@ -236,7 +251,7 @@ async function prepare() {
   await c.enrol('mac-c');
   const access = c.access;
   const admin: Principal = { kind: 'admin' };
-  for (const [name, role] of [['vera', 'viewer'], ['otto', 'operator'], ['dan', 'viewer'], ['rita', 'operator'], ['temp', 'viewer']] as const) {
+  for (const [name, role] of [['vera', 'viewer'], ['otto', 'operator'], ['ada', 'admin'], ['dan', 'viewer'], ['rita', 'operator'], ['temp', 'viewer']] as const) {
     await access.createUser(admin, { name, role, password: PASSWORD });
   }
   const signIn = async (name: string) => {
@@ -244,6 +259,7 @@ async function prepare() {
     return { cookie: `${SESSION_COOKIE}=${s.cookieValue}`, csrf: s.csrfToken, principal: await access.resolve(undefined, s.cookieValue) };
   };
   const vera = await signIn('vera');
+  const ada = await signIn('ada');
   const otto = await signIn('otto');
   const rita = await signIn('rita');
   const viewerToken = await access.createToken(vera.principal, { name: 'vera cli', role: 'viewer' });
@@ -278,6 +294,7 @@ async function prepare() {
     ownerRemovedToken: bearer(ownerRemoved.secret),
     viewerSession: { cookie: vera.cookie, 'x-csrf-token': vera.csrf },
     operatorSessionNoCsrf: { cookie: otto.cookie },
+    adminSession: { cookie: ada.cookie, 'x-csrf-token': ada.csrf },
   };
   await c.stop();
   return { dir: c.dir, x: x.id, lease: claimX.lease, headers, fixtures: { z: z.id, project, spareToken: spare.token.id } };
@@ -322,8 +339,13 @@ describe.each(Object.entries(MATRIX) as [keyof typeof MATRIX, Call][])('%s', (na
     const page = spec.page === true;
     if (expected === 'ok') {
       expect(res.statusCode, res.body).toBeGreaterThanOrEqual(200);
-      // A dashboard form answers by sending the browser on (303).
+      // A dashboard form answers by sending the browser on (303) — never to the sign-in page,
+      // which is how a page refuses a caller (see below); a dashboard page answers 200.
       expect(res.statusCode, res.body).toBeLessThan(page ? 400 : 300);
+      // (Signing out is the one form whose way on is the sign-in page.)
+      if (page && spec.auth !== 'public' && name !== 'uiSignOut') expect(String(res.headers.location ?? ''), res.body).not.toMatch(/^\/login/);
+      if (page && spec.method === 'GET') expect(res.statusCode, res.body).toBe(200);
+      await call.effect?.(c, fixtures, x);
     } else if (expected === 404) {
       expect(res.statusCode, res.body).toBe(404);
     } else {
@@ -337,7 +359,7 @@ describe.each(Object.entries(MATRIX) as [keyof typeof MATRIX, Call][])('%s', (na
       expect(artifacts.json()).toMatchObject({ artifacts: [] });
       expect(await c.store.listDeliveries(10)).toEqual([]);
       expect((await c.store.listWorkers()).map((w) => [w.id, w.drainRequested])).toEqual([['mac-a', false], ['mac-b', false], ['mac-c', false]]);
-      expect((await c.store.listUsers()).map((u) => u.name)).toEqual(['dan', 'otto', 'temp', 'vera']);
+      expect((await c.store.listUsers()).map((u) => u.name)).toEqual(['ada', 'dan', 'otto', 'temp', 'vera']);
       expect((await c.store.listApiTokens()).filter((t) => t.revokedAt === null).map((t) => t.name).sort()).toEqual(['ci', 'otto cli', 'tok_capped2345672345', 'tok_expired234567234', 'vera cli', 'vera spare']);
     }
   });
