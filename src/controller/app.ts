@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { ERROR_CODES, ExpoError, isExpoError } from '../protocol/errors.ts';
 import { LIMITS } from '../protocol/schemas.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
-import type { Principal } from './auth.ts';
+import { requireRole, type Principal } from './auth.ts';
 import fastifyCookie from '@fastify/cookie';
 import { AccessService, cookieMustBeSecure, SESSION_COOKIE, sessionCookie } from './access-service.ts';
 import { accessRoutes } from './routes/access.ts';
@@ -132,8 +132,8 @@ export interface AppOptions {
   passwordCostLog2?: number;
   /** How long a dashboard session lasts, ms. Default 12 h. */
   sessionTtlMs?: number;
-  /** Live log streams: their bound (default 200 at once), ping and recheck intervals (see `LogStreamsOptions`). */
-  logStreams?: Pick<LogStreamsOptions, 'maxStreams' | 'pingMs' | 'recheckMs'>;
+  /** Live log streams: their bounds (200 at once, 10 per caller), ping and recheck intervals, life and write deadline (see `LogStreamsOptions`). */
+  logStreams?: Pick<LogStreamsOptions, 'maxStreams' | 'pingMs' | 'recheckMs' | 'maxPerCaller' | 'maxLifeMs' | 'writeDeadlineMs'>;
 }
 
 export interface ControllerApp {
@@ -333,7 +333,23 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   });
   await app.register(artifactRoutes, { artifacts });
   await app.register(projectRoutes, { projects, access });
-  const logStreams = new LogStreams({ ...o.logStreams, store: o.store, notifier: logNotifier });
+  const logStreams = new LogStreams({
+    ...o.logStreams,
+    store: o.store,
+    notifier: logNotifier,
+    // The credential the stream's request came with, resolved again as the auth hook does (a
+    // revoked or expired token, a removed user, an ended session no longer resolve); 'viewer' is
+    // the stream route's role. A store failure is not a refusal: it ends the stream as a failure.
+    stillValid: async (req) => {
+      try {
+        requireRole(await access.resolve(req.headers.authorization, req.cookies[SESSION_COOKIE]), 'viewer');
+        return true;
+      } catch (err) {
+        if (isExpoError(err) && err.code.startsWith('AUTH_')) return false;
+        throw err;
+      }
+    },
+  });
   await app.register(logStreamRoutes, { streams: logStreams, store: o.store });
   const webhooks = new WebhookService({
     store: o.store,

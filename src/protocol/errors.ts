@@ -39,7 +39,7 @@ export const ERROR_CODES = {
   BUILD_BAD_TRANSITION: { status: 409, retryable: false, summary: 'The build cannot move to that phase from its current one.' },
   LOG_OFFSET_GAP: { status: 409, retryable: false, summary: 'The chunk starts past the end of the stored log; resend from `expectedOffset`.' },
   LOG_CONFLICT: { status: 409, retryable: false, summary: 'A chunk overlaps stored log bytes that differ from its own: another writer sent this range. Stop streaming this log.' },
-  LOG_STREAMS_BUSY: { status: 503, retryable: true, summary: 'This controller already serves as many live log streams as it allows at once; reconnect shortly.' },
+  LOG_STREAMS_BUSY: { status: 503, retryable: true, summary: 'This controller already serves as many live log streams as it allows at once, in all or for this caller; reconnect shortly.' },
   LOG_TOO_LARGE: { status: 413, retryable: false, summary: "The build's log would exceed the controller's per-build cap." },
   STORE_CONFLICT: { status: 409, retryable: false, summary: 'A record with that key already exists.' },
   STORE_FULL: { status: 507, retryable: true, summary: "The disk under the controller's database (or its artifact directory) is full; nothing was written. Retry after `Retry-After` seconds." },

@@ -5,11 +5,17 @@
  * escapes), 64 KiB events that never cut a character, where a stream starts (tail at a line
  * start, an offset clamped), refusals before any stream byte, `end` after a final build, wake-ups
  * from the notifier, no listener left behind, the bound on open streams, and a shutdown that
- * does not wait on open streams. Also the `limit` of `GET …/logs`.
+ * does not wait on open streams. No place held forever: each caller's share of the bound, a
+ * stream's maximum life (the CLI's follow reconnects and loses no byte), a reader that stops
+ * reading cut at the write deadline, and a stream ended once its caller's token is revoked or
+ * user removed. Also the `limit` of `GET …/logs`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
 import type { LogStreamsOptions } from '../../src/controller/routes/log-stream.ts';
+import { SESSION_COOKIE } from '../../src/controller/access-service.ts';
+import { AdminApi } from '../../src/client/admin-api.ts';
+import { follow } from '../../src/client/follow.ts';
 import { logBytesOf, openSse, type SseStream } from '../support/sse-client.ts';
 import { ADMIN_KEY, bearer, startTestController, type PollClaim, type TestController } from './support.ts';
 
@@ -23,7 +29,9 @@ afterEach(async () => {
   c = undefined;
 });
 
-async function start(logStreams: Pick<LogStreamsOptions, 'maxStreams' | 'pingMs' | 'recheckMs'> = {}, maxLogBytes?: number): Promise<TestController> {
+type Tuning = Pick<LogStreamsOptions, 'maxStreams' | 'pingMs' | 'recheckMs' | 'maxPerCaller' | 'maxLifeMs' | 'writeDeadlineMs'>;
+
+async function start(logStreams: Tuning = {}, maxLogBytes?: number): Promise<TestController> {
   c = await startTestController({ realClock: true, logStreams, maxLogBytes });
   base = await c.app.listen({ port: 0, host: '127.0.0.1' });
   return c;
@@ -63,6 +71,27 @@ async function sse(id: string, query: Record<string, string | number> = {}, head
   return s;
 }
 const dataOf = (e: { data: string }) => JSON.parse(e.data) as Record<string, unknown>;
+
+/** Waits until `done()` holds (a server-side count catching up with a client's move); generous for a busy machine. */
+async function until(done: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 30_000; !done() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+}
+
+/** A viewer API token made with the admin key: its id and the headers that send it. */
+async function viewerToken(t: TestController, name: string): Promise<{ id: string; auth: Record<string, string> }> {
+  const res = await t.post(pathOf(ROUTES.createToken, {}), admin, { name, role: 'viewer' });
+  expect(res.statusCode).toBe(201);
+  const body = res.json() as { token: { id: string }; secret: string };
+  return { id: body.token.id, auth: bearer(body.secret) };
+}
+
+/** A viewer user signed in to the dashboard: the cookie its browser sends. */
+async function viewerSession(t: TestController, name: string): Promise<Record<string, string>> {
+  const password = 'a long enough password for tests';
+  if (!(await t.store.getUser(name))) expect((await t.post(pathOf(ROUTES.createUser, {}), admin, { name, role: 'viewer', password })).statusCode).toBe(201);
+  const s = await t.access.signIn(name, password, '10.0.0.1');
+  return { cookie: `${SESSION_COOKIE}=${s.cookieValue}` };
+}
 
 describe('the live log stream', () => {
   it('resumes with Last-Event-ID after a cut connection, every byte once, and ends after the build', async () => {
@@ -206,6 +235,115 @@ describe('the live log stream', () => {
     for (const deadline = Date.now() + 30_000; t.logStreams.size > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
     const three = await sse(b.id);
     expect(three.status).toBe(200);
+  });
+
+  it("caps each caller's streams (a token, a user's sessions together, the admin key) below the bound, and frees a place as one ends", async () => {
+    const t = await start({ maxPerCaller: 2, maxStreams: 20 });
+    const b = await runningBuild(t);
+    const vic = await viewerToken(t, 'vic-ci');
+    const other = await viewerToken(t, 'other-ci');
+    const olga = [await viewerSession(t, 'olga'), await viewerSession(t, 'olga')];
+    const opened = [await sse(b.id, {}, vic.auth), await sse(b.id, {}, vic.auth), await sse(b.id, {}, olga[0]), await sse(b.id, {}, olga[1])];
+    for (const s of opened) await s.waitFor((e) => e.event === 'status');
+    for (const headers of [vic.auth, olga[0]!, olga[1]!]) {
+      const refused = await sse(b.id, {}, headers);
+      expect(refused.status).toBe(503);
+      await refused.ended;
+      expect(JSON.parse(refused.body())).toMatchObject({ code: 'LOG_STREAMS_BUSY', message: expect.stringMatching(/this caller already has 2 log streams open/) as unknown });
+    }
+    // Other callers keep their own share.
+    for (const headers of [other.auth, admin, admin]) expect((await sse(b.id, {}, headers)).status).toBe(200);
+    const third = await sse(b.id);
+    expect(third.status).toBe(503);
+    expect(t.logStreams.size).toBe(7);
+    opened[0]!.destroy();
+    await until(() => t.logStreams.size < 7);
+    const again = await sse(b.id, {}, vic.auth);
+    expect(again.status).toBe(200);
+    await again.waitFor((e) => e.event === 'status');
+  });
+
+  it('ends a stream at its maximum life without `end`; the CLI follow reconnects and prints every byte once', async () => {
+    const t = await start({ maxLifeMs: 300, recheckMs: 100 });
+    const b = await runningBuild(t);
+    await b.append('before the follow: é 🚀\r\n');
+    let stdout = '';
+    let stderr = '';
+    const decoder = new TextDecoder();
+    const io = {
+      stdout: (x: string | Uint8Array) => (stdout += typeof x === 'string' ? x : decoder.decode(x)),
+      stderr: (x: string) => (stderr += x),
+      followReconnectMs: 20,
+    };
+    const following = follow(new AdminApi({ url: base, key: ADMIN_KEY }), b.id, io);
+    const lost = () => stderr.split('the controller ended the stream before the build ended').length - 1;
+    // Append a line at a time, each once it was printed, until the stream's life ran out twice.
+    for (let i = 0, deadline = Date.now() + 30_000; lost() < 2 && Date.now() < deadline; i++) {
+      const line = `line ${i} ünïcødé \u001b[32mgreen\u001b[0m\r\n`;
+      await b.append(line);
+      await until(() => stdout.endsWith(line));
+      expect(stdout.endsWith(line)).toBe(true);
+    }
+    expect(lost()).toBeGreaterThanOrEqual(2);
+    await b.append('last\n');
+    await b.complete();
+    expect((await following).status).toBe('succeeded');
+    expect(stdout).toBe((await t.store.readLog(b.id, 0)).toString('utf8'));
+    await until(() => t.logStreams.size === 0);
+    expect(t.logStreams.size).toBe(0);
+  });
+
+  it('cuts a client that stops reading once a write has waited past the deadline, and frees its place', async () => {
+    const t = await start({ maxStreams: 1, writeDeadlineMs: 300, recheckMs: 100 }, 64 * 1024 * 1024);
+    const b = await runningBuild(t);
+    // More than the socket buffers on the way hold, so a write waits for the reader.
+    for (let i = 0; i < 12; i++) await b.append(`${String(i).padStart(2, '0')} ${'x'.repeat(1024 * 1024 - 4)}\n`);
+    await b.complete();
+    const stuck = await sse(b.id);
+    await stuck.waitFor((e) => e.event === 'log');
+    stuck.pause();
+    await until(() => t.logStreams.size === 0);
+    expect(t.logStreams.size).toBe(0);
+    expect(t.logNotifier.listenerCount()).toBe(0);
+    // Its place is free: a reader that reads gets the whole log.
+    const next = await sse(b.id);
+    expect(next.status).toBe(200);
+    await next.waitFor((e) => e.event === 'end');
+    expect(logBytesOf(next.events).equals(await t.store.readLog(b.id, 0))).toBe(true);
+  });
+
+  it("ends a stream without `end` within a recheck once its token is revoked or its user removed; other callers' streams go on", async () => {
+    const t = await start({ recheckMs: 100, pingMs: 600_000 });
+    const b = await runningBuild(t);
+    const vic = await viewerToken(t, 'vic-ci');
+    const olga = await viewerSession(t, 'olga');
+    const byToken = await sse(b.id, {}, vic.auth);
+    const bySession = await sse(b.id, {}, olga);
+    const byAdmin = await sse(b.id);
+    for (const s of [byToken, bySession, byAdmin]) await s.waitFor((e) => e.event === 'status');
+
+    const revoked = await t.app.inject({ method: 'DELETE', url: pathOf(ROUTES.revokeToken, { id: vic.id }), headers: admin });
+    expect(revoked.statusCode).toBe(204);
+    await until(() => t.logStreams.size < 3);
+    expect(t.logStreams.size).toBe(2);
+    await byToken.ended;
+    expect(byToken.events.some((e) => e.event === 'end')).toBe(false);
+    const refused = await sse(b.id, {}, vic.auth);
+    await refused.ended;
+    expect([refused.status, JSON.parse(refused.body()).code]).toEqual([401, 'AUTH_INVALID']);
+
+    const removed = await t.app.inject({ method: 'DELETE', url: pathOf(ROUTES.deleteUser, { name: 'olga' }), headers: admin });
+    expect(removed.statusCode).toBe(204);
+    await bySession.ended;
+    expect(bySession.events.some((e) => e.event === 'end')).toBe(false);
+    await until(() => t.logStreams.size < 2);
+    expect(t.logStreams.size).toBe(1);
+
+    // The admin key's stream still follows the build to its end.
+    await b.append('still here\n');
+    await b.complete();
+    await byAdmin.waitFor((e) => e.event === 'end');
+    expect(logBytesOf(byAdmin.events).toString()).toBe('still here\n');
   });
 
   it('ends a stream whose build is pruned while a slow reader is still behind, with the status last seen', async () => {

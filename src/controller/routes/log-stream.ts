@@ -2,23 +2,32 @@
  * `GET /api/v1/builds/:id/logs/stream`: a build's log and status as Server-Sent Events, live.
  *
  * A stream's life: it opens (404 JSON for an unknown build and 503 LOG_STREAMS_BUSY at the
- * bound, before any stream byte), sends `retry`, `start` and the first `status`, then loops —
- * read the build, send a `status` when it changed, send the stored bytes not yet sent as `log`
- * events (at most 64 KiB each, cut on UTF-8 character boundaries, `id:` the byte offset after
- * the chunk), then wait for a wake-up: the notifier (this controller changed the build), the
- * recheck timer (another controller on the same database did), a ping due, or the client
- * leaving. It ends with `end` once the build is final and every stored byte was sent (or the
- * build was pruned), when the client goes, or when the controller stops (without `end`: the
- * client reconnects with `Last-Event-ID`, to this controller restarted or to another).
+ * bound, in all or for this caller, before any stream byte), sends `retry`, `start` and the
+ * first `status`, then loops — read the build, send a `status` when it changed, send the
+ * stored bytes not yet sent as `log` events (at most 64 KiB each, cut on UTF-8 character
+ * boundaries, `id:` the byte offset after the chunk), then wait for a wake-up: the notifier
+ * (this controller changed the build), the recheck timer (another controller on the same
+ * database did), a ping due, or the client leaving. It ends with `end` once the build is final
+ * and every stored byte was sent (or the build was pruned), when the client goes, or when the
+ * controller stops (without `end`: the client reconnects with `Last-Event-ID`, to this
+ * controller restarted or to another).
+ *
+ * No caller holds a place forever (the slots are few, and a leaked viewer token must not take
+ * them all): each caller (an API token, a signed-in user, the admin key) has a share of the
+ * bound; a stream ends without `end` after its maximum life (the client reconnects and resumes,
+ * so a live caller loses nothing) and when its caller's credential stops resolving (checked at
+ * each recheck: a revoked or expired token, a removed user, an ended session); and a client that
+ * does not read is cut once a write has waited past the write deadline.
  *
  * Log data is sent as one JSON string per event: SSE treats a bare `\r` as a line end, so raw
  * bytes would not round-trip; a JSON string does, `\r`, ANSI escapes and all.
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
+import type { FastifyBaseLogger, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ExpoError } from '../../protocol/errors.ts';
 import { isFinalStatus } from '../../protocol/domain.ts';
 import { ROUTES } from '../../protocol/routes.ts';
+import type { Principal } from '../auth.ts';
 import { route, type App } from '../route.ts';
 import type { BuildRecord, Store } from '../store/store.ts';
 import type { LogNotifier } from '../log-notifier.ts';
@@ -36,8 +45,45 @@ export interface LogStreamsOptions {
   maxStreams?: number;
   /** How long a stream may stay silent before a `: ping` comment keeps proxies from closing it, ms. Default 15 000. */
   pingMs?: number;
-  /** How often an idle stream reads the build again without a wake-up (another controller may write it), ms. Default 3000. */
+  /** How often an idle stream reads the build again without a wake-up (another controller may write it), and re-checks its caller's credential, ms. Default 3000. */
   recheckMs?: number;
+  /** The most streams one caller (an API token, a signed-in user, the admin key) may have open at once here; one more is refused with 503 LOG_STREAMS_BUSY. Default 10. */
+  maxPerCaller?: number;
+  /** How long one stream may last, ms; it then ends without `end` and its client reconnects with `Last-Event-ID`. Default 3 600 000 (1 h). */
+  maxLifeMs?: number;
+  /** How long a write may wait for a client that does not read ('drain'), ms; its connection is then cut. Default 60 000. */
+  writeDeadlineMs?: number;
+  /**
+   * Whether the credential `req` came with still resolves to a caller allowed to stream; false
+   * ends the stream (without `end`). Asked at most once per recheck. Default: always true.
+   */
+  stillValid?: (req: FastifyRequest) => Promise<boolean>;
+}
+
+/** The stream's caller: who its share of the bound is counted against, and whether its credential still holds. */
+export interface StreamCaller {
+  key: string;
+  stillValid: () => Promise<boolean>;
+}
+
+/**
+ * Whose share of the bound a stream counts against: the API token (not its owner: a user's
+ * scripts and browser are counted apart), the signed-in user (all their sessions together), or
+ * the admin key. Worker keys and build tokens cannot open a stream (the route needs a role).
+ */
+export function callerKeyOf(p: Principal): string {
+  switch (p.kind) {
+    case 'admin':
+      return 'admin key';
+    case 'token':
+      return `token ${p.token.id}`;
+    case 'session':
+      return `user ${p.user.name}`;
+    case 'worker':
+      return `worker ${p.worker.id}`;
+    case 'build':
+      return `build ${p.attempt.buildId}`;
+  }
 }
 
 /** The fields of a `status` event, in this order. */
@@ -59,9 +105,16 @@ export class LogStreams {
   private readonly o: Required<LogStreamsOptions>;
   /** Ends each open stream (without `end`: the controller is stopping). */
   private readonly open = new Set<() => void>();
+  /** Open streams per caller key (a key with none is removed). */
+  private readonly perCaller = new Map<string, number>();
 
   constructor(options: LogStreamsOptions) {
-    this.o = { maxStreams: 200, pingMs: 15_000, recheckMs: 3000, ...options };
+    this.o = { maxStreams: 200, pingMs: 15_000, recheckMs: 3000, maxPerCaller: 10, maxLifeMs: 3_600_000, writeDeadlineMs: 60_000, stillValid: async () => true, ...options };
+  }
+
+  /** The caller of the stream `req` opens (its principal is resolved: the route needs a role). */
+  callerOf(req: FastifyRequest): StreamCaller {
+    return { key: callerKeyOf(req.principal), stillValid: () => this.o.stillValid(req) };
   }
 
   /** How many streams are open. */
@@ -103,23 +156,30 @@ export class LogStreams {
     return from;
   }
 
-  /** Refuses one stream more than the bound, before the stream starts. */
-  checkRoom(): void {
+  /** Refuses one stream more than the bound, or than the caller's share of it, before the stream starts. */
+  checkRoom(callerKey: string): void {
     if (this.open.size >= this.o.maxStreams) {
       throw new ExpoError('LOG_STREAMS_BUSY', `this controller already serves ${this.o.maxStreams} log streams; retry shortly`);
+    }
+    if ((this.perCaller.get(callerKey) ?? 0) >= this.o.maxPerCaller) {
+      throw new ExpoError('LOG_STREAMS_BUSY', `this caller already has ${this.o.maxPerCaller} log streams open on this controller, its limit; close one or retry shortly`);
     }
   }
 
   /**
-   * Streams `build`'s log from byte `from` on `res` (headers already sent) until it ends. A
-   * failure (the store) is logged and ends the response without `end`: the client reconnects.
+   * Streams `build`'s log from byte `from` on `res` (headers already sent) to `caller` until it
+   * ends. A failure (the store) is logged and ends the response without `end`: the client
+   * reconnects. Counts the stream at once (before its first await), so a `checkRoom` just
+   * before holds.
    */
-  async run(build: BuildRecord, from: number, res: ServerResponse, log: FastifyBaseLogger): Promise<void> {
+  async run(build: BuildRecord, from: number, res: ServerResponse, log: FastifyBaseLogger, caller: StreamCaller): Promise<void> {
     const { store, notifier } = this.o;
+    this.perCaller.set(caller.key, (this.perCaller.get(caller.key) ?? 0) + 1);
     let offset = from;
     let last = build;
     let sentStatus = '';
     let lastWriteAt = Date.now();
+    let checkedAt = Date.now();
     // One pending wake-up at most: a notify that lands while the loop reads is not lost.
     let pending = false;
     let wake: (() => void) | null = null;
@@ -140,6 +200,11 @@ export class LogStreams {
     const unsubscribe = notifier.subscribe(build.id, poke);
     res.on('close', onClose);
     this.open.add(stop);
+    // Its life is over: the loop stops between events (nothing is cut mid-event), without `end`.
+    const lifeTimer = setTimeout(() => {
+      closed = true;
+      poke();
+    }, this.o.maxLifeMs);
     // The client may have gone while the start was read: its 'close' was before our listener.
     if (res.destroyed || res.socket?.destroyed === true) closed = true;
 
@@ -149,7 +214,13 @@ export class LogStreams {
       lastWriteAt = Date.now();
       if (res.write(text) || res.destroyed) return;
       await new Promise<void>((resolve) => {
+        // A client that stopped reading would hold its place forever: cut it (its 'close' follows).
+        const deadline = setTimeout(() => {
+          log.info({ buildId: build.id, waitedMs: this.o.writeDeadlineMs }, 'log stream cut: its client stopped reading');
+          res.destroy();
+        }, this.o.writeDeadlineMs);
         const done = () => {
+          clearTimeout(deadline);
           res.off('drain', done);
           res.off('close', done);
           resolve();
@@ -198,6 +269,15 @@ export class LogStreams {
         }
         pending = false;
         if (closed) break;
+        if (Date.now() - checkedAt >= this.o.recheckMs) {
+          checkedAt = Date.now();
+          if (!(await caller.stillValid())) {
+            // Without `end`: a client that reconnects is told why (401) by the route's auth.
+            log.info({ buildId: build.id }, "log stream ended: its caller's credential no longer holds");
+            break;
+          }
+          if (closed) break;
+        }
         if (Date.now() - lastWriteAt >= this.o.pingMs) await write(': ping\n\n');
         current = await store.getBuild(build.id);
       }
@@ -205,6 +285,10 @@ export class LogStreams {
       // The answer is under way: no error answer can follow, only its end.
       log.error({ err, buildId: build.id }, 'log stream failed');
     } finally {
+      clearTimeout(lifeTimer);
+      const n = (this.perCaller.get(caller.key) ?? 1) - 1;
+      if (n > 0) this.perCaller.set(caller.key, n);
+      else this.perCaller.delete(caller.key);
       unsubscribe();
       res.off('close', onClose);
       this.open.delete(stop);
@@ -252,11 +336,12 @@ export const logStreamRoutes: FastifyPluginAsync<{ streams: LogStreams; store: P
     const from = await streams.startOf(build, typeof lastEventId === 'string' ? lastEventId : undefined, req.query.offset, req.query.tail);
     // Checked after the last await before `run` counts the stream (synchronously, on entry): two
     // requests cannot both take the last place.
-    streams.checkRoom();
+    const caller = streams.callerOf(req);
+    streams.checkRoom(caller.key);
     reply.hijack();
     reply.raw.writeHead(200, { ...(reply.getHeaders() as OutgoingHttpHeaders), ...STREAM_HEADERS });
     // Headers now, not with the first event: a client waiting on a build with nothing to send yet knows it is connected.
     reply.raw.flushHeaders();
-    await streams.run(build, from, reply.raw, req.log);
+    await streams.run(build, from, reply.raw, req.log, caller);
   });
 };
