@@ -3,7 +3,8 @@
  * byte for byte, and its status changes to stderr, until the stream's `end` (the build is final
  * and the whole log is out).
  *
- * A dropped connection (the network, a controller restarting, a stream bound reached) is
+ * A dropped connection (the network, a controller restarting, a stream bound reached, a stream
+ * that lived its hour or whose reader fell behind) is
  * reconnected with `Last-Event-ID`, the byte offset after the last chunk printed, so nothing is
  * printed twice or lost; each reconnect is announced on stderr, waits grow from
  * `followReconnectMs` to 5 s, and after `followGiveUpMs` without a connection the follow gives
