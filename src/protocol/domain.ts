@@ -196,6 +196,7 @@ export const AUDIT_ACTIONS = [
   'user.add',
   'user.remove',
   'user.password',
+  'user.role',
   'user.sessions_revoked',
   'token.create',
   'token.revoke',
