@@ -9,8 +9,11 @@
  *   from the secret (`csrfTokenOf`), so it is never stored and never valid for another session.
  * - An **API token** (`ewt_…`, 256-bit) is stored as its SHA-256; it acts with its own role
  *   capped by its owner's current role, until it expires (default 90 days) or is revoked.
- * - Failed sign-ins are counted per name and per address; past the limit, sign-in is refused
- *   with 429 AUTH_RATE_LIMITED before any password is hashed.
+ * - Sign-ins are counted per name and per address when they start (a good password takes its
+ *   count back); past the limit, sign-in is refused with 429 AUTH_RATE_LIMITED before any
+ *   password is hashed. At most a few passwords are hashed at once (`HashGate`).
+ * - Managing users is for a person signed in or the admin key, never an API token. A token
+ *   made with the admin key is bound to that key (`adminKeyEpoch`).
  * - Every action that changes the farm is appended to the audit log with who did it.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
@@ -196,7 +199,7 @@ export class AccessService {
   }
 
   // ---- sign-in ----
-  /** Checks the password (after the rate limit), makes a session. AUTH_INVALID for a wrong name or password (the same answer for both); AUTH_RATE_LIMITED with `details.retryAfterS`. */
+  /** Checks the password (after the rate limit and the hashing gate), makes a session. AUTH_INVALID for a wrong name or password (the same answer for both); AUTH_RATE_LIMITED with `details.retryAfterS`. */
   async signIn(name: string, password: string, ip: string): Promise<SignedIn> {
     // Counted as a failure before anything is awaited: of N requests in flight at once, at most
     // the limit's worth reach the hash (#1 of the issue-13 review).
