@@ -39,6 +39,10 @@ export class AccessApi extends AdminApi {
     return this.json(ROUTES.setUserPassword, pathOf(ROUTES.setUserPassword, { name }), password === undefined ? {} : { password }, `user '${name}'`);
   }
 
+  setRole(name: string, role: Role): Promise<UserView> {
+    return this.json(ROUTES.setUserRole, pathOf(ROUTES.setUserRole, { name }), { role }, `user '${name}'`);
+  }
+
   async revokeSessions(name: string): Promise<number> {
     return (await this.json(ROUTES.revokeUserSessions, pathOf(ROUTES.revokeUserSessions, { name }), undefined, `user '${name}'`)).revoked;
   }
@@ -77,7 +81,7 @@ const accessApi = (values: Values, io: CliIo): AccessApi =>
 
 export const USER_HELP = `Usage: expo-worker user <subcommand> …
 
-Dashboard users (admin only). Roles: viewer (reads everything but secrets), operator (also
+Dashboard users (the admin key, or an admin signed in; never an API token). Roles: viewer (reads everything but secrets), operator (also
 submits, cancels and reruns builds, drains and resumes workers), admin (also workers, users,
 tokens, projects and secrets).
 
@@ -90,6 +94,10 @@ tokens, projects and secrets).
       remove a user with their sessions and tokens (what they did stays in the audit log)
   user passwd NAME [--password-stdin]
       set a new password (printed once, or from standard input); every session of theirs ends
+      (their API tokens do not: revoke those with expo-worker token revoke ID)
+  user role NAME ROLE
+      give the user another role; a lower one ends their sessions, and their tokens act with no
+      more than it from their next call
   user signout NAME
       end every dashboard session of the user now
 NAME: lower-case letters, digits, . _ -, at most 64.
@@ -196,6 +204,14 @@ export function userMain(argv: string[], io: CliIo = processIo()): Promise<numbe
         const pw = await password(values, io);
         return printCreated(io, values, await a().setPassword(userName(name!), pw), 'new password for');
       }
+      case 'role': {
+        const [name, newRole] = positional(rest, ['NAME', 'ROLE']);
+        if (!(ROLES as readonly string[]).includes(newRole!)) throw new UsageError(`'${newRole}' is not a role (${ROLES.join(', ')})`);
+        const user = await a().setRole(userName(name!), newRole as Role);
+        if (values.json) return json(io, user);
+        io.stdout(`${user.name} is now ${user.role}\n`);
+        return 0;
+      }
       case 'signout': {
         const [name] = positional(rest, ['NAME']);
         const n = await a().revokeSessions(userName(name!));
@@ -203,9 +219,9 @@ export function userMain(argv: string[], io: CliIo = processIo()): Promise<numbe
         return 0;
       }
       case undefined:
-        throw new UsageError('missing subcommand: add, list, remove, passwd or signout');
+        throw new UsageError('missing subcommand: add, list, remove, passwd, role or signout');
       default:
-        throw new UsageError(`unknown subcommand '${sub}' (add, list, remove, passwd or signout)`);
+        throw new UsageError(`unknown subcommand '${sub}' (add, list, remove, passwd, role or signout)`);
     }
   });
 }

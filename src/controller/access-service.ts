@@ -9,17 +9,21 @@
  *   from the secret (`csrfTokenOf`), so it is never stored and never valid for another session.
  * - An **API token** (`ewt_…`, 256-bit) is stored as its SHA-256; it acts with its own role
  *   capped by its owner's current role, until it expires (default 90 days) or is revoked.
- * - Failed sign-ins are counted per name and per address; past the limit, sign-in is refused
- *   with 429 AUTH_RATE_LIMITED before any password is hashed.
+ * - Sign-ins are counted per name and per address when they start (a good password takes its
+ *   count back); past the limit, sign-in is refused with 429 AUTH_RATE_LIMITED before any
+ *   password is hashed. At most a few passwords are hashed at once (`HashGate`).
+ * - Managing users is for a person signed in or the admin key, never an API token. A token
+ *   made with the admin key is bound to that key (`adminKeyEpoch`).
  * - Every action that changes the farm is appended to the audit log with who did it.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import { lowerRole, roleAtLeast, type AuditAction, type Role } from '../protocol/domain.ts';
+import { lowerRole, roleAtLeast, USER_NAME_PATTERN, type AuditAction, type Role } from '../protocol/domain.ts';
 import { ExpoError } from '../protocol/errors.ts';
 import type { AuditList, CreatedToken, CreatedUser, CreateTokenBody, CreateUserBody, MeView, TokenView, UserView } from '../protocol/schemas.ts';
 import { actorOf, adminKeyDigest, bearerToken, hashSecret, newBuildId, newSecret, roleOf, type Principal } from './auth.ts';
 import { DEFAULT_PASSWORD_COST_LOG2, hashPassword, newPassword, unmatchableHash, verifyPassword } from './passwords.ts';
+import { HashGate, type HashGateOptions } from './hash-gate.ts';
 import { SignInLimit } from './sign-in-limit.ts';
 import type { ApiTokenRecord, SessionRecord, Store, UserRecord } from './store/store.ts';
 
@@ -33,6 +37,9 @@ const DEFAULT_TOKEN_DAYS = 90;
 const TOKEN_TOUCH_MS = 60_000;
 const AUDIT_DEFAULT_LIMIT = 50;
 const AUDIT_MAX_LIMIT = 500;
+const USER_NAME_RE = new RegExp(USER_NAME_PATTERN);
+/** The audit target of a failed sign-in whose name could not be a user's. */
+export const NOT_A_USER_NAME = '(not a user name)';
 
 export interface AccessServiceOptions {
   store: Store;
@@ -43,6 +50,8 @@ export interface AccessServiceOptions {
   sessionTtlMs?: number;
   /** scrypt's cost as log2 N (r = 8, p = 1). Default 17 (OWASP's minimum for scrypt); tests may lower it. */
   passwordCostLog2?: number;
+  /** How many sign-in password checks run at once and wait (default 2 and 8). */
+  hashing?: HashGateOptions;
   /** Where a failed audit write is reported. Default: nowhere. */
   logger?: Pick<Logger, 'error'>;
 }
@@ -58,7 +67,10 @@ export interface SignedIn {
 export class AccessService {
   readonly o: AccessServiceOptions;
   private readonly adminDigest: Buffer | null;
+  /** The admin key's epoch (`adminKeyEpoch`), stamped on tokens it makes; null without a key. */
+  private readonly adminEpoch: string | null;
   private readonly limit: SignInLimit;
+  private readonly hashGate: HashGate;
   private readonly costLog2: number;
   /**
    * A stored hash of the current cost that no password matches (its key is random bytes, not a
@@ -69,7 +81,9 @@ export class AccessService {
   constructor(options: AccessServiceOptions) {
     this.o = options;
     this.adminDigest = options.adminKey === undefined ? null : adminKeyDigest(options.adminKey);
+    this.adminEpoch = this.adminDigest === null ? null : adminKeyEpoch(this.adminDigest);
     this.limit = new SignInLimit({ now: options.now });
+    this.hashGate = new HashGate(options.hashing);
     this.costLog2 = options.passwordCostLog2 ?? DEFAULT_PASSWORD_COST_LOG2;
     this.dummyHash = unmatchableHash(this.costLog2);
   }
@@ -112,6 +126,11 @@ export class AccessService {
     if (token.expiresAt <= now) throw new ExpoError('AUTH_INVALID', `the API token '${token.name}' expired at ${iso(token.expiresAt)}`);
     // The store removes a user's tokens with the user; this guards a row left behind all the same.
     if (token.owner !== null && owner === null) throw new ExpoError('AUTH_INVALID', `the user who made the API token '${token.name}' was removed`);
+    // A token made with the admin key lives only as long as that key: rotating the key (after a
+    // leak, say) must end what the leaked key made, too.
+    if (token.owner === null && (token.adminEpoch === null || token.adminEpoch !== this.adminEpoch)) {
+      throw new ExpoError('AUTH_INVALID', `the API token '${token.name}' was made with an admin key that has since changed`);
+    }
     if (token.lastUsedAt === null || now - token.lastUsedAt >= TOKEN_TOUCH_MS) await this.o.store.touchApiToken(token.id, now);
     return { kind: 'token', token, owner, role: owner === null ? token.role : lowerRole(token.role, owner.role) };
   }
@@ -132,6 +151,7 @@ export class AccessService {
 
   // ---- users (admin) ----
   async createUser(by: Principal, body: CreateUserBody): Promise<CreatedUser> {
+    noTokenManagesUsers(by);
     const made = body.password === undefined ? newPassword() : undefined;
     const passwordHash = await hashPassword(body.password ?? made!, this.costLog2);
     const user = await this.o.store.createUser({ name: body.name, role: body.role, passwordHash, createdAt: this.o.now() });
@@ -144,12 +164,14 @@ export class AccessService {
   }
 
   async deleteUser(by: Principal, name: string): Promise<void> {
+    noTokenManagesUsers(by);
     if (!(await this.o.store.deleteUser(name))) throw noUser(name);
     await this.audit(by, 'user.remove', name);
   }
 
   /** A new password (made here when none is given); every session of the user ends. */
   async setPassword(by: Principal, name: string, password: string | undefined): Promise<CreatedUser> {
+    noTokenManagesUsers(by);
     const made = password === undefined ? newPassword() : undefined;
     const passwordHash = await hashPassword(password ?? made!, this.costLog2);
     if (!(await this.o.store.setUserPassword(name, passwordHash))) throw noUser(name);
@@ -158,7 +180,18 @@ export class AccessService {
     return { user: userView(user), ...(made === undefined ? {} : { password: made }) };
   }
 
+  /** A new role for the user; a lower one ends their sessions (pages they have open must not keep the old rights). */
+  async setRole(by: Principal, name: string, role: Role): Promise<UserView> {
+    noTokenManagesUsers(by);
+    const before = await this.o.store.setUserRole(name, role);
+    if (before === null) throw noUser(name);
+    const ended = roleAtLeast(role, before) ? 0 : await this.o.store.deleteSessionsOfUser(name);
+    await this.audit(by, 'user.role', name, `${before} → ${role}${ended > 0 ? `, ${ended} session${ended === 1 ? '' : 's'} ended` : ''}`);
+    return userView((await this.o.store.getUser(name)) ?? noUserThrow(name));
+  }
+
   async revokeSessions(by: Principal, name: string): Promise<number> {
+    noTokenManagesUsers(by);
     if (!(await this.o.store.getUser(name))) throw noUser(name);
     const n = await this.o.store.deleteSessionsOfUser(name);
     await this.audit(by, 'user.sessions_revoked', name, `${n} session${n === 1 ? '' : 's'}`);
@@ -166,21 +199,34 @@ export class AccessService {
   }
 
   // ---- sign-in ----
-  /** Checks the password (after the rate limit), makes a session. AUTH_INVALID for a wrong name or password (the same answer for both); AUTH_RATE_LIMITED with `details.retryAfterS`. */
+  /** Checks the password (after the rate limit and the hashing gate), makes a session. AUTH_INVALID for a wrong name or password (the same answer for both); AUTH_RATE_LIMITED with `details.retryAfterS`. */
   async signIn(name: string, password: string, ip: string): Promise<SignedIn> {
-    const retryAfterS = this.limit.retryAfterS(name, ip);
+    // Counted as a failure before anything is awaited: of N requests in flight at once, at most
+    // the limit's worth reach the hash (#1 of the issue-13 review).
+    const retryAfterS = this.limit.reserve(name, ip);
     if (retryAfterS > 0) {
       throw new ExpoError('AUTH_RATE_LIMITED', `too many failed sign-ins for this name or address: try again in ${retryAfterS} s`, { details: { retryAfterS } });
     }
-    const user = await this.o.store.getUser(name);
-    // An unknown name spends one scrypt too, so the time taken does not tell names apart.
-    const ok = await verifyPassword(password, user?.passwordHash ?? this.dummyHash);
+    let user: UserRecord | null;
+    let ok: boolean;
+    try {
+      user = await this.o.store.getUser(name);
+      // An unknown name spends one scrypt too, so the time taken does not tell names apart.
+      const stored = user?.passwordHash ?? this.dummyHash;
+      ok = await this.hashGate.run(() => verifyPassword(password, stored));
+    } catch (err) {
+      // No password was checked (the gate was full, or the store failed): no guess to count.
+      this.limit.cancelled(name, ip);
+      throw err;
+    }
     if (!user || !ok) {
-      this.limit.failed(name, ip);
-      await this.audit(name, 'session.signin_failed', name, `from ${ip}`);
+      // The actor is fixed: what was typed in the name box is nobody's identity, and may be a
+      // password typed in the wrong box, so it is kept only when it is a user name at all.
+      const tried = USER_NAME_RE.test(name) ? name : NOT_A_USER_NAME;
+      await this.audit('anonymous', 'session.signin_failed', tried, `name ${tried} from ${ip}`);
       throw new ExpoError('AUTH_INVALID', 'wrong name or password');
     }
-    this.limit.succeeded(name);
+    this.limit.succeeded(name, ip);
     const now = this.o.now();
     const cookieValue = newSecret('ews_', 32);
     const session: SessionRecord = { idHash: hashSecret(cookieValue), userName: user.name, createdAt: now, expiresAt: now + (this.o.sessionTtlMs ?? 12 * 3_600_000) };
@@ -218,20 +264,22 @@ export class AccessService {
       expiresAt: now + (body.expiresInDays ?? DEFAULT_TOKEN_DAYS) * DAY_MS,
       lastUsedAt: null,
       revokedAt: null,
+      adminEpoch: by.kind === 'admin' ? this.adminEpoch : null,
     };
     await this.o.store.createApiToken(token);
     await this.audit(by, 'token.create', token.id, `${token.name}, role ${token.role}, expires ${iso(token.expiresAt)}`);
     return { token: tokenView(token, now), secret };
   }
 
-  /** An admin's: every token; anyone else's: their own. */
+  /** An admin's: every token; a signed-in user's: their own; a token's below admin: itself. */
   async listTokens(by: Principal): Promise<TokenView[]> {
     const now = this.o.now();
     const role = roleOf(by);
     if (role === 'admin') return (await this.o.store.listApiTokens()).map((t) => tokenView(t, now));
     if (by.kind === 'session') return (await this.o.store.listApiTokens(by.user.name)).map((t) => tokenView(t, now));
-    // A token made with the admin key has no owner to share with: it sees itself.
-    if (by.kind === 'token') return by.token.owner === null ? [tokenView(by.token, now)] : (await this.o.store.listApiTokens(by.token.owner)).map((t) => tokenView(t, now));
+    // A token below admin sees itself only: a leaked CI token must not list (or revoke) its
+    // owner's other tokens.
+    if (by.kind === 'token') return [tokenView(by.token, now)];
     return [];
   }
 
@@ -239,9 +287,9 @@ export class AccessService {
   async revokeToken(by: Principal, id: string): Promise<void> {
     const token = await this.o.store.getApiToken(id);
     if (!token || !mayManage(by, token)) throw new ExpoError('API_NOT_FOUND', `no API token '${id}'`);
-    // Revoking one already revoked changes nothing and says so with the same 204.
-    await this.o.store.revokeApiToken(id, this.o.now());
-    await this.audit(by, 'token.revoke', id, token.name);
+    // Revoking one already revoked changes nothing and says so with the same 204, and no second
+    // audit row (only the revocation that happened is recorded).
+    if (await this.o.store.revokeApiToken(id, this.o.now())) await this.audit(by, 'token.revoke', id, token.name);
   }
 
   // ---- audit ----
@@ -267,13 +315,29 @@ export class AccessService {
   }
 }
 
-/** Whether `by` may see and revoke `token`: an admin any; anyone else their own (an ownerless token: itself). */
+/**
+ * Managing users is for a person signed in or the admin key, never an API token of any role: a
+ * stolen admin token could otherwise add a user of its own (or reset its owner's password), sign
+ * in as them and mint tokens, outliving its own revocation (#5 of the issue-13 review).
+ */
+function noTokenManagesUsers(by: Principal): void {
+  if (by.kind === 'token') throw new ExpoError('AUTH_FORBIDDEN', 'managing users needs a person signed in or the admin key, not an API token');
+}
+
+/** Whether `by` may see and revoke `token`: an admin any; a signed-in user their own; a token below admin only itself. */
 function mayManage(by: Principal, token: ApiTokenRecord): boolean {
   if (roleOf(by) === 'admin') return true;
   if (by.kind === 'session') return token.owner === by.user.name;
-  if (by.kind === 'token') return by.token.owner === null ? by.token.id === token.id : token.owner === by.token.owner;
+  if (by.kind === 'token') return by.token.id === token.id;
   return false;
 }
+
+/**
+ * The epoch of an admin key: SHA-256 of `epoch:` and the key's digest (hex). Stored on the tokens
+ * the key makes; it names the key without being a hash anyone could check a guessed key against
+ * any faster than the digest itself.
+ */
+export const adminKeyEpoch = (digest: Buffer): string => createHash('sha256').update('epoch:').update(digest).digest('hex');
 
 /** The CSRF token of a session, derived from its secret (never stored). */
 export function csrfTokenOf(sessionSecret: string): string {

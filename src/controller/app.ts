@@ -124,8 +124,10 @@ export interface AppOptions {
   github?: GithubApi;
   /** Where repositories are cloned from (`--github-web-url`). Default `https://github.com`. */
   githubWebUrl?: string;
-  /** The controller as users reach it (`--public-url`), for links on GitHub. Default: none. */
+  /** The controller as users reach it (`--public-url`): links on GitHub, sign-in's Origin, Secure cookie, HSTS. Default: none. */
   publicUrl?: string | null;
+  /** Fastify's `trustProxy` (`--trust-proxy`): whose X-Forwarded-* headers set req.ip, req.protocol and req.host. Default false. */
+  trustProxy?: boolean | readonly string[];
   /** Timings of the GitHub work, for tests: deliveries' first retry wait and how long one may wait; the reporter's sweep. */
   githubTuning?: { deliveryRetryBaseMs?: number; deliveryMaxPendingMs?: number; reportSweepMs?: number };
   /** scrypt's cost for users' passwords, as log2 N. Default 17; tests lower it to stay quick. */
@@ -213,6 +215,9 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     loggerInstance: o.logger as FastifyBaseLogger,
     bodyLimit: LIMITS.bodyBytes,
     return503OnClosing: false,
+    // Behind a reverse proxy that it names, req.ip is the client (the sign-in limit and the audit
+    // key on it) and req.protocol/req.host are what the browser used (the sign-in's Origin check).
+    trustProxy: typeof o.trustProxy === 'object' ? [...o.trustProxy] : (o.trustProxy ?? false),
     logController: new QuietLogController(),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, useDefaults: false }, plugins: [maxBytesKeyword] },
     // A request too malformed to reach a route still gets `{code, message}` with a documented code.
@@ -229,7 +234,10 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   // indicator style is turned off in its layout; ansi_up's styles become classes).
   // Referrer-Policy same-origin, not helmet's no-referrer: under no-referrer a browser sends
   // `Origin: null` with every form POST, and the sign-in's login-CSRF check needs the real one.
-  await app.register(helmet, { contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES }, referrerPolicy: { policy: 'same-origin' } });
+  // HSTS only when the controller is known to be reached over https (--public-url), and without
+  // includeSubDomains: pinning every sibling host of the farm's name is the domain owner's call.
+  const hsts = cookieMustBeSecure(o.publicUrl, 'http') ? { maxAge: 31_536_000, includeSubDomains: false } : false;
+  await app.register(helmet, { contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES }, referrerPolicy: { policy: 'same-origin' }, hsts });
   // Bodies are JSON only; anything else is refused with 415 instead of reaching a route as text.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('principal', null as unknown as { getter: () => Principal });

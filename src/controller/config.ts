@@ -5,6 +5,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { chmodSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import cron from 'node-cron';
 import { ExpoError } from '../protocol/errors.ts';
@@ -54,8 +55,17 @@ export interface ControllerConfig {
   githubApiUrl: string;
   /** Where repositories are cloned from. Default `https://github.com` with the default API, else the API URL's origin. */
   githubWebUrl: string;
-  /** The controller as users reach it, for links on GitHub (statuses, check runs); null: no links. */
+  /**
+   * The controller as users reach it: links on GitHub (statuses, check runs), the origin a
+   * sign-in may come from, the `Secure` cookie and HSTS when https; null: none of these.
+   */
   publicUrl: string | null;
+  /**
+   * Which proxies' `X-Forwarded-For/-Proto/-Host` to believe (Fastify's `trustProxy`): false
+   * (none, the default), true (any peer: only when nothing else can reach the controller), or
+   * the proxies' addresses and CIDR ranges.
+   */
+  trustProxy: boolean | readonly string[];
   /** What reading the configuration changed or noticed (a key file's mode narrowed), for the log. */
   startupWarnings: readonly string[];
 }
@@ -103,8 +113,13 @@ Options (each also read from the environment variable shown):
                              https://api.github.com; GitHub Enterprise: https://HOST/api/v3)
   --github-web-url URL       where repositories are cloned from (EXPO_CONTROLLER_GITHUB_WEB_URL,
                              default https://github.com, or the API URL's origin when that is set)
-  --public-url URL           the controller as users reach it, for links from GitHub to builds
-                             (EXPO_CONTROLLER_PUBLIC_URL; default none: no links)
+  --public-url URL           the controller as users reach it: links from GitHub to builds, and
+                             behind HTTPS needed to sign in (the Origin a browser sends) and for
+                             the Secure cookie and HSTS (EXPO_CONTROLLER_PUBLIC_URL; default none)
+  --trust-proxy WHICH        believe X-Forwarded-For/-Proto/-Host from: false (default), true (any
+                             peer), or a comma list of the proxies' addresses/CIDRs such as
+                             127.0.0.1,10.0.0.0/8 (EXPO_CONTROLLER_TRUST_PROXY); behind a reverse
+                             proxy it gives the client's address to the sign-in limit and audit
   --log-level LEVEL          fatal|error|warn|info|debug|trace (EXPO_CONTROLLER_LOG_LEVEL, default info)
   --log-format F             auto|json|pretty: auto is readable lines on a terminal and JSON
                              otherwise (EXPO_CONTROLLER_LOG_FORMAT, default auto)
@@ -133,6 +148,7 @@ const OPTIONS = {
   'github-api-url': { type: 'string' },
   'github-web-url': { type: 'string' },
   'public-url': { type: 'string' },
+  'trust-proxy': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -184,6 +200,7 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
   // The value itself is never echoed: a typo in it would put the secret in the error.
   if (githubSecret !== null && githubSecret.length < 16) problems.push('--github-secret (EXPO_CONTROLLER_GITHUB_SECRET): must be at least 16 characters');
   const github = githubSettings(pick, problems);
+  const trustProxy = parseTrustProxy(pick('trust-proxy', 'EXPO_CONTROLLER_TRUST_PROXY'), problems);
   if (problems.length > 0) {
     throw new ExpoError('CFG_INVALID', `invalid controller configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`, { details: { problems } });
   }
@@ -193,6 +210,7 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
       port,
       host,
       dbPath: dbPath!,
+      trustProxy,
       apiKey: apiKey!,
       heartbeatTimeoutMs: Math.round(timeoutS * 1000),
       maxLogBytes: Math.round(maxLogMb * 1024 * 1024),
@@ -285,4 +303,31 @@ function readPrivateKey(path: string, problems: string[], warnings: string[]): s
     return null;
   }
   return pem;
+}
+
+/**
+ * `--trust-proxy`: `true`/`false`, or a comma list of addresses and CIDR ranges (only a peer among
+ * them is believed). Absent: false, so a direct client cannot claim another address with a header.
+ * A hop count is refused: Fastify 5 takes one but then trusts no peer at all (a count cannot check
+ * who the nearest peer is), which would silently do nothing.
+ */
+export function parseTrustProxy(raw: string | undefined, problems: string[]): boolean | readonly string[] {
+  if (raw === undefined) return false;
+  const v = raw.trim().toLowerCase();
+  if (v === 'true') return true;
+  if (v === 'false' || v === '') return false;
+  if (!/^\d+$/.test(v)) {
+    const list = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const valid = (a: string): boolean => {
+      const [ip = '', bits, extra] = a.split('/');
+      const family = isIP(ip);
+      if (family === 0 || extra !== undefined) return false;
+      if (bits === undefined) return true;
+      const n = Number(bits);
+      return /^\d{1,3}$/.test(bits) && n <= (family === 4 ? 32 : 128);
+    };
+    if (list.length > 0 && list.every(valid)) return list;
+  }
+  problems.push(`--trust-proxy (EXPO_CONTROLLER_TRUST_PROXY): '${raw}' is not true, false or a comma list of the proxies' addresses/CIDRs (a hop count is not taken: name the proxy's address)`);
+  return false;
 }

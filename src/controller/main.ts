@@ -64,6 +64,7 @@ export async function main(argv: string[]): Promise<number> {
     github: createGithubApi(config),
     githubWebUrl: config.githubWebUrl,
     publicUrl: config.publicUrl,
+    trustProxy: config.trustProxy,
   });
   // Nothing can be uploading yet: every .partial file is a leftover of a cut-short upload.
   const partials = await controller.retention.removePartials(0);

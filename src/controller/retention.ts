@@ -3,7 +3,7 @@
  * age ago are deleted with their attempts, log chunks, artifact records and artifact files; and
  * `.partial` files (what an upload cut short by a SIGKILLed agent or controller leaves) are
  * removed once they are old enough that no upload can still be writing them. Queued and active
- * builds are never touched, however old.
+ * builds are never touched, however old. Each scheduled run also deletes expired dashboard sessions.
  *
  * Runs on a schedule (node-cron, hourly by default, never two runs at once) and on demand
  * (`POST /api/v1/admin/prune`, `expo-worker prune`), in batches with a turn of the event loop
@@ -21,7 +21,7 @@ import type { Store } from './store/store.ts';
 const DAY_MS = 24 * 3600 * 1000;
 
 /** What a prune reads and deletes. */
-export type RetentionStore = Pick<Store, 'findPrunableBuilds' | 'deleteBuilds' | 'countDeliveriesBefore' | 'deleteDeliveriesBefore'>;
+export type RetentionStore = Pick<Store, 'findPrunableBuilds' | 'deleteBuilds' | 'countDeliveriesBefore' | 'deleteDeliveriesBefore' | 'deleteExpiredSessions'>;
 
 export interface RetentionOptions {
   store: RetentionStore;
@@ -111,9 +111,13 @@ export class Retention {
     return removed;
   }
 
-  /** One scheduled run: old `.partial` files, then (unless retention is 0) old builds. Never throws. */
+  /** One scheduled run: expired dashboard sessions, old `.partial` files, then (unless retention is 0) old builds. Never throws. */
   async runScheduled(): Promise<void> {
     try {
+      // A session is deleted when presented after its expiry; one never presented again (most
+      // of them) would stay forever without this.
+      const sessions = await this.o.store.deleteExpiredSessions(this.o.now());
+      if (sessions > 0) this.o.logger.info({ sessions }, 'removed expired dashboard sessions');
       const partials = await this.removePartials(this.o.partialMaxAgeMs);
       if (partials.files > 0) this.o.logger.info(partials, 'removed abandoned .partial artifact files');
       if (this.o.retentionDays > 0) {

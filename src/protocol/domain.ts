@@ -183,7 +183,8 @@ export const PASSWORD_MIN_LENGTH = 12;
 
 /**
  * What the audit log records (`GET /api/v1/audit`): who did what to which build, worker, user,
- * token, project or secret. A failed sign-in is recorded too (with the name tried, never the password).
+ * token, project or secret. A failed sign-in is recorded too, by `anonymous` (with the name tried
+ * when it could be a user name, never the password).
  */
 export const AUDIT_ACTIONS = [
   'build.submit',
@@ -196,6 +197,7 @@ export const AUDIT_ACTIONS = [
   'user.add',
   'user.remove',
   'user.password',
+  'user.role',
   'user.sessions_revoked',
   'token.create',
   'token.revoke',

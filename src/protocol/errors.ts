@@ -20,7 +20,7 @@ export const ERROR_CODES = {
   AUTH_INVALID: { status: 401, retryable: false, summary: 'The key, token or session is not known, has expired or has been revoked; or a sign-in name or password is wrong.' },
   AUTH_FORBIDDEN: { status: 403, retryable: false, summary: 'The key is valid but acts outside its scope or role (another worker, another build, or a call that needs a higher role).' },
   AUTH_CSRF: { status: 403, retryable: false, summary: 'A signed-in (cookie) request that changes something came without the session\'s CSRF token (`x-csrf-token` header or `_csrf` form field); nothing was done.' },
-  AUTH_RATE_LIMITED: { status: 429, retryable: true, summary: 'Too many sign-in attempts for this name or address; wait `Retry-After` seconds.' },
+  AUTH_RATE_LIMITED: { status: 429, retryable: true, summary: 'Too many sign-in attempts for this name or address, or too many being checked at once; wait `Retry-After` seconds.' },
   AUTH_ROLE_TOO_HIGH: { status: 403, retryable: false, summary: 'A token or user cannot be given a role above the role of whoever creates it.' },
   USER_EXISTS: { status: 409, retryable: false, summary: 'A user with this name already exists.' },
   WORKER_BUSY: { status: 409, retryable: false, summary: 'The worker holds active builds: drain it and wait for them to end (or cancel them) before removing it.' },

@@ -61,10 +61,12 @@ import {
   MeView,
   SessionsRevoked,
   SetPasswordBody,
+  SetUserRoleBody,
   TokenIdParams,
   TokenList,
   UserList,
   UserNameParams,
+  UserView,
 } from './schemas.ts';
 import { Type } from 'typebox';
 
@@ -235,12 +237,14 @@ export const ROUTES = {
   // 204: the user, their sessions and their tokens go; what they did stays in the audit log.
   deleteUser: { method: 'DELETE', path: '/api/v1/users/:name', auth: 'admin', schema: { params: UserNameParams }, okStatus: 204 },
   setUserPassword: { method: 'PUT', path: '/api/v1/users/:name/password', auth: 'admin', schema: { params: UserNameParams, body: SetPasswordBody }, okStatus: 200, answer: CreatedUser },
+  // A lower role ends the user's sessions; their tokens act with no more than it at once.
+  setUserRole: { method: 'PUT', path: '/api/v1/users/:name/role', auth: 'admin', schema: { params: UserNameParams, body: SetUserRoleBody }, okStatus: 200, answer: UserView },
   revokeUserSessions: { method: 'DELETE', path: '/api/v1/users/:name/sessions', auth: 'admin', schema: { params: UserNameParams }, okStatus: 200, answer: SessionsRevoked },
   // A token is made by a signed-in user (their own) or with the admin key; never by another token.
   createToken: { method: 'POST', path: '/api/v1/tokens', auth: 'viewer', schema: { body: CreateTokenBody }, okStatus: 201, answer: CreatedToken },
-  // An admin sees every token; anyone else their own.
+  // An admin sees every token; a signed-in user their own; a token below admin only itself.
   listTokens: { method: 'GET', path: '/api/v1/tokens', auth: 'viewer', schema: {}, okStatus: 200, answer: TokenList },
-  // 204; an admin revokes any token, anyone else only their own (another's is a 404).
+  // 204; an admin revokes any token, a signed-in user their own, a token below admin itself (another's is a 404).
   revokeToken: { method: 'DELETE', path: '/api/v1/tokens/:id', auth: 'viewer', schema: { params: TokenIdParams }, okStatus: 204 },
   listAudit: { method: 'GET', path: '/api/v1/audit', auth: 'admin', schema: { querystring: ListAuditQuery }, okStatus: 200, answer: AuditList },
   drainWorker: { method: 'POST', path: '/api/v1/workers/:id/drain', auth: 'operator', schema: { params: WorkerIdParams, body: EmptyBody }, okStatus: 200, answer: WorkerView },

@@ -476,6 +476,9 @@ export const UserNameParams = strict({ name: UserName });
 /** A new password for the user (every session of theirs ends); absent: the controller makes one. */
 export const SetPasswordBody = strict({ password: Type.Optional(Password) });
 export const SessionsRevoked = Type.Object({ revoked: Type.Integer() });
+/** A user's new role; a lower one ends their sessions (their tokens are capped by it at once). */
+export const SetUserRoleBody = strict({ role: RoleSchema });
+export type SetUserRoleBody = Static<typeof SetUserRoleBody>;
 
 export const TokenName = Type.String({ pattern: TOKEN_NAME_PATTERN, maxLength: 64 });
 export const TokenId = Type.String({ pattern: TOKEN_ID_PATTERN });

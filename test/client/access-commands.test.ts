@@ -68,6 +68,17 @@ describe('expo-worker user', () => {
     expect(await userMain(['signout', 'alice'], signout)).toBe(0);
     expect(signout.out()).toBe('0 sessions of alice ended\n');
 
+    const demote = io();
+    expect(await userMain(['role', 'alice', 'viewer'], demote), demote.err()).toBe(0);
+    expect(demote.out()).toBe('alice is now viewer\n');
+    expect((await c.store.getUser('alice'))!.role).toBe('viewer');
+    const badRole = io();
+    expect(await userMain(['role', 'alice', 'root'], badRole)).toBe(64);
+    expect(badRole.err()).toContain("'root' is not a role (viewer, operator, admin)");
+    const nobody = io();
+    expect(await userMain(['role', 'nobody', 'admin'], nobody)).toBe(65);
+    expect(nobody.err()).toContain("user 'nobody' not found");
+
     const remove = io();
     expect(await userMain(['remove', 'alice'], remove)).toBe(0);
     const again = io();

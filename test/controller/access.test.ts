@@ -267,7 +267,7 @@ describe('API tokens', () => {
     // viewer (made by hand: no call makes one, as a later change of the owner's role would).
     const secret = newSecret('ewt_', 32);
     const now = t.clock.now;
-    await t.store.createApiToken({ id: 'tok_capped2345672345', name: 'old ops', role: 'operator', owner: 'vera', secretHash: hashSecret(secret), createdAt: now, expiresAt: now + HOUR_MS, lastUsedAt: null, revokedAt: null });
+    await t.store.createApiToken({ id: 'tok_capped2345672345', name: 'old ops', role: 'operator', owner: 'vera', secretHash: hashSecret(secret), createdAt: now, expiresAt: now + HOUR_MS, lastUsedAt: null, revokedAt: null, adminEpoch: null });
     expect(await me(t, bearer(secret))).toMatchObject({ body: { kind: 'token', role: 'viewer' } });
     expect(await call(t, 'POST', pathOf(ROUTES.submitBuild, {}), bearer(secret), { steps: [{ name: 'b', run: 'true' }] })).toMatchObject({ status: 403, body: { code: 'AUTH_FORBIDDEN' } });
   });
@@ -341,7 +341,7 @@ describe('the audit log', () => {
     expect(rows).toEqual([
       ['admin key', 'user.add', 'otto'],
       ['user otto', 'session.signin', 'otto'],
-      ['otto', 'session.signin_failed', 'otto'],
+      ['anonymous', 'session.signin_failed', 'otto'],
       ['user otto', 'token.create', tokenId],
       ['admin key', 'worker.create', 'mac-1'],
       ['token otto cli (otto)', 'build.submit', build],
@@ -362,7 +362,7 @@ describe('the audit log', () => {
       ['admin key', 'user.sessions_revoked', 'otto'],
       ['admin key', 'user.remove', 'otto'],
     ]);
-    expect(entries[2]!.detail).toBe('from 10.1.2.4');
+    expect(entries[2]!.detail).toBe('name otto from 10.1.2.4');
     expect(all.body.nextBefore).toBeNull();
 
     // Pages: newest first, `nextBefore` onwards; filtered by action.

@@ -54,6 +54,8 @@ const CALLERS: Caller[] = [
 const EVERYONE = CALLERS;
 /** Callers of role admin: the admin key, an admin's API token and an admin's session (with its CSRF token). */
 const ADMINS: Caller[] = ['admin', 'adminToken', 'adminSession'];
+/** Who may manage users: a person signed in as admin or the admin key, never an API token. */
+const USER_MANAGERS: Caller[] = ['admin', 'adminSession'];
 /** Callers of role operator or above. The session without its CSRF token is refused AUTH_CSRF on anything but a GET. */
 const OPERATORS: Caller[] = [...ADMINS, 'operatorToken', 'operatorSessionNoCsrf'];
 /** Callers of role viewer or above; the capped token is an operator token whose owner is a viewer. */
@@ -152,16 +154,18 @@ const MATRIX: Record<RouteName, Call> = {
   // Build Z is over: its stream sends what there is and ends.
   streamLog: { params: (_x, f) => ({ id: f.z }), allowed: VIEWERS },
   me: { params: () => ({}), allowed: VIEWERS },
-  createUser: { params: () => ({}), body: () => ({ name: 'newbie', role: 'viewer' }), allowed: ADMINS },
+  // Managing users takes a person or the admin key: an admin's API token is refused (403).
+  createUser: { params: () => ({}), body: () => ({ name: 'newbie', role: 'viewer' }), allowed: USER_MANAGERS },
   listUsers: { params: () => ({}), allowed: ADMINS },
-  deleteUser: { params: () => ({ name: 'temp' }), allowed: ADMINS },
-  setUserPassword: { params: () => ({ name: 'temp' }), body: () => ({}), allowed: ADMINS },
-  revokeUserSessions: { params: () => ({ name: 'temp' }), allowed: ADMINS },
+  deleteUser: { params: () => ({ name: 'temp' }), allowed: USER_MANAGERS },
+  setUserPassword: { params: () => ({ name: 'temp' }), body: () => ({}), allowed: USER_MANAGERS },
+  setUserRole: { params: () => ({ name: 'temp' }), body: () => ({ role: 'operator' }), allowed: USER_MANAGERS },
+  revokeUserSessions: { params: () => ({ name: 'temp' }), allowed: USER_MANAGERS },
   // A token is made by a person (a session) or the admin key, never by another token.
   createToken: { params: () => ({}), body: () => ({ name: 'new one', role: 'viewer' }), effect: EFFECT.tokenMade('new one'), allowed: ['admin', 'viewerSession', 'operatorSessionNoCsrf', 'adminSession'] },
   listTokens: { params: () => ({}), allowed: VIEWERS },
-  // The viewer's spare token: an admin, the viewer's session and the viewer's own token may revoke it; other viewers are told 404 (see NOT_FOUND).
-  revokeToken: { params: (_x, f) => ({ id: f.spareToken }), effect: EFFECT.spareRevoked, allowed: [...ADMINS, 'viewerToken', 'viewerSession'] },
+  // The viewer's spare token: an admin and the viewer's session may revoke it; the viewer's other token and other viewers are told 404 (see NOT_FOUND).
+  revokeToken: { params: (_x, f) => ({ id: f.spareToken }), effect: EFFECT.spareRevoked, allowed: [...ADMINS, 'viewerSession'] },
   listAudit: { params: () => ({}), allowed: ADMINS },
   drainWorker: { params: () => ({ id: 'mac-c' }), body: () => ({}), effect: EFFECT.drained, allowed: OPERATORS },
   resumeWorker: { params: () => ({ id: 'mac-c' }), body: () => ({}), allowed: OPERATORS },
@@ -186,7 +190,7 @@ const MATRIX: Record<RouteName, Call> = {
   uiProjects: { params: () => ({}), allowed: VIEWERS },
   uiTokens: { params: () => ({}), allowed: VIEWERS },
   uiCreateToken: { params: () => ({}), body: () => ({ _csrf: '', name: 'from the page', role: 'viewer' }), form: true, effect: EFFECT.tokenMade('from the page'), allowed: ['admin', 'viewerSession', 'operatorSessionNoCsrf', 'adminSession'] },
-  uiRevokeToken: { params: (_x, f) => ({ id: f.spareToken }), body: () => ({ _csrf: '' }), form: true, effect: EFFECT.spareRevoked, allowed: [...ADMINS, 'viewerToken', 'viewerSession'] },
+  uiRevokeToken: { params: (_x, f) => ({ id: f.spareToken }), body: () => ({ _csrf: '' }), form: true, effect: EFFECT.spareRevoked, allowed: [...ADMINS, 'viewerSession'] },
   uiAudit: { params: () => ({}), allowed: ADMINS },
 };/**
  * What the allowed-and-refused calls answer 404: anyone who may read asking for an artifact that
@@ -196,8 +200,8 @@ const MATRIX: Record<RouteName, Call> = {
 const NOT_FOUND: Partial<Record<keyof typeof MATRIX, Caller[]>> = {
   downloadArtifact: VIEWERS,
   checkoutToken: ['workerA'],
-  revokeToken: ['operatorToken', 'cappedToken', 'operatorSessionNoCsrf'],
-  uiRevokeToken: ['operatorToken', 'cappedToken', 'operatorSessionNoCsrf'],
+  revokeToken: ['viewerToken', 'operatorToken', 'cappedToken', 'operatorSessionNoCsrf'],
+  uiRevokeToken: ['viewerToken', 'operatorToken', 'cappedToken', 'operatorSessionNoCsrf'],
 };
 
 /** The passwords of the matrix's users (the scrypt cost is lowered in tests). */
@@ -274,7 +278,7 @@ async function prepare() {
   const capped = newSecret('ewt_', 32);
   const expired = newSecret('ewt_', 32);
   const byHand = (id: string, secret: string, owner: string | null, role: 'operator' | 'admin', expiresAt: number) =>
-    c.store.createApiToken({ id, name: id, role, owner, secretHash: hashSecret(secret), createdAt: c.clock.now, expiresAt, lastUsedAt: null, revokedAt: null });
+    c.store.createApiToken({ id, name: id, role, owner, secretHash: hashSecret(secret), createdAt: c.clock.now, expiresAt, lastUsedAt: null, revokedAt: null, adminEpoch: null });
   await byHand('tok_capped2345672345', capped, 'dan', 'operator', c.clock.now + 86_400_000);
   await byHand('tok_expired234567234', expired, null, 'admin', c.clock.now - 1);
   const headers: Record<Caller, Record<string, string>> = {

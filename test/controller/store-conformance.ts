@@ -48,6 +48,8 @@ const T = {
   reports: 'lists builds to report until reported as far as they go (pending, running, final), and reports only move forward',
   users: 'adds a user once by name, lists users by name, stamps sign-ins, replaces a password ending every session of that user only, deletes a user with their sessions and tokens',
   sessions: "finds a session with its user until it expires (then deletes it), and deletes one session or all of a user's",
+  expiredSessions: 'purges every expired session and keeps the live ones',
+  userRole: "sets a user's role and answers the role before (null for no such user)",
   tokens: "finds API tokens by secret digest whatever their state with their owner, lists all, an owner's or the ownerless newest first, revokes once, stamps last use",
   audit: 'appends audit entries and lists them newest first, paged below an id and filtered by action',
   drainRemove: "sets and clears a worker's drain; removes a worker unless it holds an active build, its key gone and its finished builds keeping its id",
@@ -126,6 +128,8 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   getSession: [T.sessions, T.users],
   deleteSession: [T.sessions],
   deleteSessionsOfUser: [T.sessions],
+  deleteExpiredSessions: [T.expiredSessions],
+  setUserRole: [T.userRole],
   createApiToken: [T.tokens, T.users],
   getApiTokenBySecretHash: [T.tokens, T.users],
   getApiToken: [T.tokens],
@@ -908,6 +912,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expiresAt: 10_000,
       lastUsedAt: null,
       revokedAt: null,
+      adminEpoch: null,
       ...over,
     });
 
@@ -963,13 +968,35 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.getSession('h3', 10)).toBeNull();
     });
 
+    test(T.expiredSessions, async () => {
+      await s.createUser(user('fay'));
+      await s.createSession({ idHash: 'e1', userName: 'fay', createdAt: 1, expiresAt: 1000 });
+      await s.createSession({ idHash: 'e2', userName: 'fay', createdAt: 1, expiresAt: 2000 });
+      await s.createSession({ idHash: 'e3', userName: 'fay', createdAt: 1, expiresAt: 2001 });
+      expect(await s.deleteExpiredSessions(2000)).toBe(2);
+      expect(await s.deleteExpiredSessions(2000)).toBe(0);
+      // Still there: getSession before its expiry finds it.
+      expect((await s.getSession('e3', 1500))?.session.idHash).toBe('e3');
+      expect(await s.getSession('e1', 500)).toBeNull();
+      expect(await s.getSession('e2', 500)).toBeNull();
+    });
+
+    test(T.userRole, async () => {
+      await s.createUser(user('gus', 'admin'));
+      expect(await s.setUserRole('gus', 'viewer')).toBe('admin');
+      expect(await s.getUser('gus')).toMatchObject({ role: 'viewer' });
+      expect(await s.setUserRole('gus', 'operator')).toBe('viewer');
+      expect(await s.setUserRole('nobody', 'admin')).toBeNull();
+      expect(await s.getUser('nobody')).toBeNull();
+    });
+
     test(T.tokens, async () => {
       await s.createUser(user('dave', 'operator'));
       await s.createApiToken(apiToken('tok_1', { owner: 'dave', createdAt: 100 }));
-      await s.createApiToken(apiToken('tok_2', { owner: null, createdAt: 200, role: 'admin' }));
+      await s.createApiToken(apiToken('tok_2', { owner: null, createdAt: 200, role: 'admin', adminEpoch: 'epoch-1' }));
       await s.createApiToken(apiToken('tok_3', { owner: 'dave', createdAt: 300, expiresAt: 50 }));
       expect(await s.getApiTokenBySecretHash('secret-tok_1')).toEqual({ token: apiToken('tok_1', { owner: 'dave', createdAt: 100 }), owner: { ...user('dave', 'operator'), lastSignInAt: null } });
-      expect(await s.getApiTokenBySecretHash('secret-tok_2')).toMatchObject({ token: { id: 'tok_2', role: 'admin', owner: null }, owner: null });
+      expect(await s.getApiTokenBySecretHash('secret-tok_2')).toMatchObject({ token: { id: 'tok_2', role: 'admin', owner: null, adminEpoch: 'epoch-1' }, owner: null });
       // An expired one is found all the same: the caller tells expired from unknown.
       expect((await s.getApiTokenBySecretHash('secret-tok_3'))?.token.id).toBe('tok_3');
       expect(await s.getApiTokenBySecretHash('nope')).toBeNull();

@@ -53,6 +53,8 @@ export async function startTestController(
     github?: AppOptions['github'];
     githubWebUrl?: string;
     publicUrl?: string;
+    /** Whose X-Forwarded-* headers the controller believes (`--trust-proxy`); none by default. */
+    trustProxy?: AppOptions['trustProxy'];
     githubTuning?: AppOptions['githubTuning'];
     /** Open this data directory's database instead of a new one (a restart). */
     dir?: string;
@@ -87,6 +89,7 @@ export async function startTestController(
     github: opts.github,
     githubWebUrl: opts.githubWebUrl,
     publicUrl: opts.publicUrl,
+    trustProxy: opts.trustProxy,
     githubTuning: opts.githubTuning,
     passwordCostLog2: opts.passwordCostLog2 ?? 12,
     sessionTtlMs: opts.sessionTtlMs,

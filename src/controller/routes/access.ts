@@ -40,6 +40,12 @@ export const accessRoutes: FastifyPluginAsync<{ access: AccessService; workers: 
     return done;
   });
 
+  route(app, ROUTES.setUserRole, {}, async (req) => {
+    const user = await access.setRole(req.principal, req.params.name, req.body.role);
+    req.log.info({ user: user.name, role: user.role }, 'user role set');
+    return user;
+  });
+
   route(app, ROUTES.revokeUserSessions, {}, async (req) => {
     const revoked = await access.revokeSessions(req.principal, req.params.name);
     req.log.info({ user: req.params.name, revoked }, 'user sessions revoked');

@@ -204,7 +204,8 @@ export const MIGRATIONS: readonly Migration[] = [
     // People and scripts (docs/access.md): users with a role and a scrypt password hash; their
     // dashboard sessions and API tokens, each stored only as the SHA-256 of its secret (the
     // secrets are 256-bit random); the audit log, append-only. A user's sessions and tokens go
-    // with the user (a token made with the admin key has no owner). `drain_requested` is an
+    // with the user (a token made with the admin key has no owner; its `admin_epoch` ties it to
+    // that key, so rotating the key ends it). `drain_requested` is an
     // operator's drain of a worker, kept apart from the agent's own `draining`.
     sql: `
       CREATE TABLE users (
@@ -230,7 +231,8 @@ export const MIGRATIONS: readonly Migration[] = [
         created_at    INTEGER NOT NULL,
         expires_at    INTEGER NOT NULL,
         last_used_at  INTEGER,
-        revoked_at    INTEGER
+        revoked_at    INTEGER,
+        admin_epoch   TEXT
       );
       CREATE INDEX api_tokens_owner ON api_tokens(owner, created_at);
       CREATE TABLE audit_log (

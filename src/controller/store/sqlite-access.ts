@@ -38,6 +38,7 @@ const toToken = (r: Row): ApiTokenRecord => ({
   expiresAt: r.expires_at as number,
   lastUsedAt: (r.last_used_at as number | null) ?? null,
   revokedAt: (r.revoked_at as number | null) ?? null,
+  adminEpoch: (r.admin_epoch as string | null) ?? null,
 });
 
 const toAudit = (r: Row): AuditRecord => ({
@@ -62,6 +63,8 @@ type AccessMethods =
   | 'listUsers'
   | 'deleteUser'
   | 'setUserPassword'
+  | 'setUserRole'
+  | 'deleteExpiredSessions'
   | 'recordSignIn'
   | 'createSession'
   | 'getSession'
@@ -120,6 +123,19 @@ export class SqliteAccess implements Pick<Store, AccessMethods> {
     });
   }
 
+  async setUserRole(name: string, role: Role): Promise<Role | null> {
+    return this.p.tx(() => {
+      const r = this.p.q('SELECT role FROM users WHERE name = ?').get(name) as Row | undefined;
+      if (!r) return null;
+      this.p.q('UPDATE users SET role = ? WHERE name = ?').run(role, name);
+      return r.role as Role;
+    });
+  }
+
+  async deleteExpiredSessions(now: number): Promise<number> {
+    return Number(this.p.q('DELETE FROM sessions WHERE expires_at <= ?').run(now).changes);
+  }
+
   async recordSignIn(name: string, now: number): Promise<void> {
     this.p.q('UPDATE users SET last_sign_in_at = ? WHERE name = ?').run(now, name);
   }
@@ -150,8 +166,8 @@ export class SqliteAccess implements Pick<Store, AccessMethods> {
 
   async createApiToken(t: ApiTokenRecord): Promise<void> {
     this.p
-      .q('INSERT INTO api_tokens (id, name, role, owner, secret_hash, created_at, expires_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(t.id, t.name, t.role, t.owner, t.secretHash, t.createdAt, t.expiresAt, t.lastUsedAt, t.revokedAt);
+      .q('INSERT INTO api_tokens (id, name, role, owner, secret_hash, created_at, expires_at, last_used_at, revoked_at, admin_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(t.id, t.name, t.role, t.owner, t.secretHash, t.createdAt, t.expiresAt, t.lastUsedAt, t.revokedAt, t.adminEpoch);
   }
 
   async getApiTokenBySecretHash(secretHash: string): Promise<{ token: ApiTokenRecord; owner: UserRecord | null } | null> {

@@ -762,6 +762,8 @@ export class SqliteStore implements Store {
   getSession: Store['getSession'] = (...a) => this.access.getSession(...a);
   deleteSession: Store['deleteSession'] = (...a) => this.access.deleteSession(...a);
   deleteSessionsOfUser: Store['deleteSessionsOfUser'] = (...a) => this.access.deleteSessionsOfUser(...a);
+  deleteExpiredSessions: Store['deleteExpiredSessions'] = (...a) => this.access.deleteExpiredSessions(...a);
+  setUserRole: Store['setUserRole'] = (...a) => this.access.setUserRole(...a);
   createApiToken: Store['createApiToken'] = (...a) => this.access.createApiToken(...a);
   getApiTokenBySecretHash: Store['getApiTokenBySecretHash'] = (...a) => this.access.getApiTokenBySecretHash(...a);
   getApiToken: Store['getApiToken'] = (...a) => this.access.getApiToken(...a);

@@ -64,6 +64,11 @@ export interface ApiTokenRecord {
   expiresAt: number;
   lastUsedAt: number | null;
   revokedAt: number | null;
+  /**
+   * For a token made with the admin key (no owner): the epoch of that key (`adminKeyEpoch`); the
+   * token stops working once the controller runs with another key. Null for a user's token.
+   */
+  adminEpoch: string | null;
 }
 
 export interface NewAuditEntry {
@@ -542,12 +547,16 @@ export interface Store {
   deleteUser(name: string): Promise<boolean>;
   /** Replaces the password hash and deletes every session of the user, in one transaction; false when none. */
   setUserPassword(name: string, passwordHash: string): Promise<boolean>;
+  /** Sets the user's role; the role it had before, or null when there is no such user. */
+  setUserRole(name: string, role: Role): Promise<Role | null>;
   /** Stamps a successful sign-in. */
   recordSignIn(name: string, now: number): Promise<void>;
   createSession(s: SessionRecord): Promise<void>;
   /** The session with this digest and its user, if it has not expired at `now` (an expired one is deleted); null otherwise. */
   getSession(idHash: string, now: number): Promise<{ session: SessionRecord; user: UserRecord } | null>;
   deleteSession(idHash: string): Promise<boolean>;
+  /** Deletes every session expired at `now` (the retention job's purge); returns how many. */
+  deleteExpiredSessions(now: number): Promise<number>;
   /** Deletes every session of the user; returns how many. */
   deleteSessionsOfUser(name: string): Promise<number>;
   createApiToken(t: ApiTokenRecord): Promise<void>;

@@ -100,7 +100,9 @@ export function formRoutes(app: App, ctx: UiContext): void {
 /**
  * Whether a sign-in came from this site: no Origin header (a browser sends one on every
  * cross-site POST, so its absence means a same-site or non-browser client), or an Origin equal
- * to the address the request was sent to, or to the public URL.
+ * to the address the request was sent to, or to the public URL. Behind a TLS proxy the request
+ * itself is plain http, so this needs `--public-url` or `--trust-proxy` (then req.protocol and
+ * req.host are the browser's, from X-Forwarded-Proto/-Host).
  */
 function sameSite(req: FastifyRequest, publicUrl: string | null): boolean {
   const origin = req.headers.origin;

@@ -1,4 +1,4 @@
-/** The controller's GitHub settings: the webhook secret, API credentials (token or App) and URLs. */
+/** The controller's settings: the GitHub webhook secret, API credentials (token or App) and URLs, and --trust-proxy. */
 import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -140,5 +140,28 @@ describe('GitHub and public URLs', () => {
     for (const flag of ['--github-token TOKEN', '--github-app-id ID', '--github-private-key PATH', '--github-api-url URL', '--github-web-url URL', '--public-url URL']) expect(CONTROLLER_HELP).toContain(flag);
     for (const env of ['TOKEN', 'APP_ID', 'PRIVATE_KEY', 'API_URL', 'WEB_URL']) expect(CONTROLLER_HELP).toContain(`EXPO_CONTROLLER_GITHUB_${env}`);
     expect(CONTROLLER_HELP).toContain('EXPO_CONTROLLER_PUBLIC_URL');
+  });
+});
+
+describe('--trust-proxy', () => {
+  it('is false by default, and takes true, false or a comma list of addresses and CIDRs from the flag or EXPO_CONTROLLER_TRUST_PROXY', () => {
+    expect(config([]).trustProxy).toBe(false);
+    expect(config(['--trust-proxy', 'true']).trustProxy).toBe(true);
+    expect(config(['--trust-proxy', 'FALSE']).trustProxy).toBe(false);
+    expect(config(['--trust-proxy', '127.0.0.1, 10.0.0.0/8,::1,fd00::/8']).trustProxy).toEqual(['127.0.0.1', '10.0.0.0/8', '::1', 'fd00::/8']);
+    expect(config([], { EXPO_CONTROLLER_TRUST_PROXY: '192.168.1.2' }).trustProxy).toEqual(['192.168.1.2']);
+  });
+
+  it('refuses a hop count (Fastify would then trust no peer) and anything not an address, naming the value', () => {
+    expect(problemsOf(['--trust-proxy', '1'])).toContain("--trust-proxy (EXPO_CONTROLLER_TRUST_PROXY): '1' is not true, false or a comma list");
+    expect(problemsOf(['--trust-proxy', 'proxy.lan'])).toContain("'proxy.lan' is not");
+    expect(problemsOf(['--trust-proxy', '10.0.0.0/33'])).toContain("'10.0.0.0/33' is not");
+    expect(problemsOf(['--trust-proxy', '10.0.0.1/8/1'])).toContain('is not');
+  });
+
+  it('is in the help, with --public-url saying sign-in behind HTTPS needs it', () => {
+    expect(CONTROLLER_HELP).toContain('--trust-proxy WHICH');
+    expect(CONTROLLER_HELP).toContain('EXPO_CONTROLLER_TRUST_PROXY');
+    expect(CONTROLLER_HELP).toMatch(/--public-url URL[^]*behind HTTPS needed to sign in/);
   });
 });
