@@ -53,7 +53,7 @@ export function formRoutes(app: App, ctx: UiContext): void {
 
   route(app, ROUTES.uiCancelBuild, {}, async (req, reply) => {
     const b = await ctx.builds.cancel(req.params.id);
-    await ctx.access.audit(req.principal, 'build.cancel', b.id);
+    await ctx.access.audit(req.principal, 'build.cancel', b.id, b.status);
     return back(reply, `/builds/${b.id}`);
   });
 
