@@ -110,6 +110,7 @@ describe('the route table and the answers', () => {
       ['createUser', { headers: c.admin, body: { name: 'alice', role: 'operator' } }],
       ['listUsers', { headers: c.admin }],
       ['setUserPassword', { headers: c.admin, params: { name: 'alice' }, body: {} }],
+      ['setUserRole', { headers: c.admin, params: { name: 'alice' }, body: { role: 'viewer' } }],
       ['revokeUserSessions', { headers: c.admin, params: { name: 'alice' } }],
       ['deleteUser', { headers: c.admin, params: { name: 'alice' } }],
       ['createToken', { headers: c.admin, body: { name: 'ci', role: 'operator', expiresInDays: 7 } }],
