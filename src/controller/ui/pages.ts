@@ -12,7 +12,7 @@ import type { BuildRecord } from '../store/store.ts';
 import { projectView, workerStatus } from '../views.ts';
 import { whyWaiting, type WorkerLoad } from '../waiting.ts';
 import { overviewModel, type OverviewModel } from './overview.ts';
-import { buildDuration, failureWords, sourceWords, timeWords } from './format.ts';
+import { buildDuration, failureWords, sourceWords, stepDurationWords, timeWords } from './format.ts';
 import { TAIL_WINDOW_BYTES, logWindow } from './log-html.ts';
 import type { UiContext } from './context.ts';
 import { tokensPage } from './tokens-page.ts';
@@ -90,6 +90,7 @@ export function pageRoutes(app: App, ctx: UiContext): void {
       b,
       row: rows[0]!,
       failure: failureWords(b),
+      stepDurations: stepDurationWords(b, ctx.now()),
       artifacts,
       log,
       active: b.status === 'queued' || b.status === 'assigned' || b.status === 'preparing' || b.status === 'running',
