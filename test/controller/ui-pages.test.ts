@@ -76,7 +76,8 @@ describe('dashboard pages', () => {
       { name: 'archive', run: 'true' },
     ];
     const { id, stepStarted, complete } = await runningBuild(c, 'mac-1', [], { steps });
-    const stepsOf = async () => /<ol id="steps">([\s\S]*?)<\/ol>/.exec((await get(`/builds/${id}`)).body)![1]!.trim();
+    // The list says when it was rendered, on the controller's clock, for the page's live "running for".
+    const stepsOf = async () => new RegExp(`<ol id="steps" data-now="${c!.clock.now}">([\\s\\S]*?)</ol>`).exec((await get(`/builds/${id}`)).body)![1]!.trim();
     // Started by no agent report yet (an older agent reports none): every step shows —.
     expect(await stepsOf()).toContain('<li class="step" data-step="0">install <span class="duration">—</span></li>');
     await stepStarted(0);

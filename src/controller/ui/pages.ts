@@ -82,6 +82,7 @@ export function pageRoutes(app: App, ctx: UiContext): void {
 
   route(app, ROUTES.uiBuild, {}, async (req, reply) => {
     const b = await ctx.builds.getBuild(req.params.id);
+    const now = ctx.now();
     const [{ artifacts }, log, rows] = await Promise.all([ctx.artifacts.list(b.id), logWindow(ctx.store, b.id, b.logBytes, b.logBytes), rowsOf([b])]);
     return ctx.page(reply, 200, 'build', {
       title: `Build ${b.id}`,
@@ -90,7 +91,8 @@ export function pageRoutes(app: App, ctx: UiContext): void {
       b,
       row: rows[0]!,
       failure: failureWords(b),
-      stepDurations: stepDurationWords(b, ctx.now()),
+      stepDurations: stepDurationWords(b, now),
+      now,
       artifacts,
       log,
       active: b.status === 'queued' || b.status === 'assigned' || b.status === 'preparing' || b.status === 'running',
