@@ -191,6 +191,19 @@ export class BuildRunner {
     }
   }
 
+  /**
+   * Tells the controller a step starts, for the build page's step durations; best effort and not
+   * awaited: the step does not wait for the controller, and a report that fails is logged, never
+   * the build's failure. A 409 still means the attempt is over, as for every call.
+   */
+  private reportStepStart(index: number): void {
+    const signal = this.ac.signal;
+    this.d.client.stepStarted(this.buildId, this.claim.lease, index, { signal, retries: 2 }).catch((err: unknown) => {
+      if (isAttemptOver(err)) this.abort('attempt_over', (err as Error).message);
+      else if (!signal.aborted) this.d.log.warn({ buildId: this.buildId, step: index, err: (err as Error).message }, 'step start not reported; the build goes on');
+    });
+  }
+
   /** Prepare, monitor, run the steps. Returns the outcome, or null when an abort decides it. */
   private async attemptBuild(note: (l: string) => void, log: Logger, keepVm: (vm: BuildVm) => void): Promise<Omit<CompleteBody, 'lease'> | null> {
     const { build, lease } = this.claim;
@@ -258,6 +271,7 @@ export class BuildRunner {
     for (const [i, step] of build.steps.entries()) {
       if (signal.aborted) return null;
       note(`step ${i + 1}/${build.steps.length}: ${step.name}`);
+      this.reportStepStart(i);
       const decoder = new StringDecoder('utf8');
       const lines = new LineSplitter();
       const progress = latestOnly((p: number) => ws.writeProgress(p));

@@ -165,6 +165,10 @@ export class ControllerClient {
     await this.retried(ROUTES.phase.method, pathOf(ROUTES.phase, { id: buildId }), { lease, phase }, r);
   }
 
+  async stepStarted(buildId: string, lease: string, index: number, r?: RetryOptions): Promise<void> {
+    await this.retried(ROUTES.phase.method, pathOf(ROUTES.phase, { id: buildId }), { lease, phase: 'running', step: index }, r);
+  }
+
   async appendLog(buildId: string, lease: string, offset: number, data: string, r?: RetryOptions): Promise<number> {
     const res = await this.retried<AnswerOf<typeof ROUTES.appendLog>>(ROUTES.appendLog.method, pathOf(ROUTES.appendLog, { id: buildId }), { lease, offset, data }, r);
     return res.body?.logBytes ?? offset;

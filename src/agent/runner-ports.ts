@@ -42,6 +42,8 @@ export interface RunnerSettings {
 /** What the runner tells the controller, and asks it for a clone token (ControllerClient fits). */
 export interface RunnerClient extends CheckoutClient {
   phase(buildId: string, lease: string, phase: 'preparing' | 'running', r?: RetryOptions): Promise<void>;
+  /** Tells the controller step `index` (0-based) of the attempt starts now (a `running` phase update with its step). */
+  stepStarted(buildId: string, lease: string, index: number, r?: RetryOptions): Promise<void>;
   appendLog(buildId: string, lease: string, offset: number, data: string, r?: RetryOptions): Promise<number>;
   /** Uploads one artifact, not retried (a retry needs a fresh stream). */
   uploadArtifact(buildId: string, lease: string, name: string, body: RawBody): Promise<{ sizeBytes: number; sha256: string }>;

@@ -40,7 +40,7 @@ import { pageOf } from './utf8-cut.ts';
 /** What the build service reads and writes. */
 export type BuildStore = AttemptEndingsOptions['store'] &
   Pick<Store, 'createBuild' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'getWorker' | 'activeBuildsOfWorker' | 'unfinishedBuildsOfRef'> &
-  Pick<Store, 'claimBuild' | 'getAttemptByLease' | 'hasAttemptOnWorker' | 'touchBuild' | 'setBuildPhase' | 'appendLog' | 'readLog' | 'readLogRange'> &
+  Pick<Store, 'claimBuild' | 'getAttemptByLease' | 'hasAttemptOnWorker' | 'touchBuild' | 'setBuildPhase' | 'recordStepStart' | 'appendLog' | 'readLog' | 'readLogRange'> &
   Pick<Store, 'listArtifacts' | 'setArtifactProblems'>;
 
 export interface BuildServiceOptions {
@@ -288,21 +288,36 @@ export class BuildService {
     return { build, attempt };
   }
 
-  async phase(worker: WorkerRecord, buildId: string, lease: string, phase: BuildPhase): Promise<BuildRecord> {
+  /**
+   * A phase update; with `step` (phase `running` only) also the start of that step of the
+   * attempt. A step out of the build's range is refused (400) before anything moves.
+   */
+  async phase(worker: WorkerRecord, buildId: string, lease: string, phase: BuildPhase, step?: number): Promise<BuildRecord> {
     const { build, attempt } = await this.attemptFor(worker, buildId, lease);
     if (build.lease !== attempt.lease) throw this.staleLease(build, attempt);
+    if (step !== undefined && phase !== 'running') throw new ExpoError('API_BAD_REQUEST', `a step start comes with phase 'running', not '${phase}'`);
+    if (step !== undefined && step >= build.steps.length) {
+      throw new ExpoError('API_BAD_REQUEST', `step ${step} is out of range: build ${buildId} has ${build.steps.length} step${build.steps.length === 1 ? '' : 's'} (0-based)`);
+    }
     // A repeated phase is accepted (a sign of life). `running` is tried from the states before it
     // first, so the one call that moves the build to running in this attempt is known, and told.
     const now = this.o.now();
     const moved = await this.store.setBuildPhase(buildId, attempt.lease, ['assigned', 'preparing'], phase, now);
     if (!moved && !(phase === 'running' && (await this.store.setBuildPhase(buildId, attempt.lease, ['running'], phase, now)))) {
-      const current = await this.getBuild(buildId);
-      if (current.lease !== attempt.lease) throw this.staleLease(current, attempt);
-      throw new ExpoError('BUILD_BAD_TRANSITION', `build ${buildId} is ${current.status}; it cannot go back to ${phase}`);
+      throw await this.phaseRefused(buildId, attempt, phase);
     }
+    // The build may end between the two writes; then the step is refused like a late phase.
+    if (step !== undefined && !(await this.store.recordStepStart(buildId, attempt.lease, step, now))) throw await this.phaseRefused(buildId, attempt, phase);
     const after = await this.getBuild(buildId);
     if (moved && phase === 'running') this.o.onBuildEvent?.({ kind: 'started', build: after });
     return this.changed(buildId, after);
+  }
+
+  /** Why a phase update under this attempt's lease wrote nothing: the lease is stale (409), or the build is past that phase. */
+  private async phaseRefused(buildId: string, attempt: AttemptRecord, phase: BuildPhase): Promise<ExpoError> {
+    const current = await this.getBuild(buildId);
+    if (current.lease !== attempt.lease) return this.staleLease(current, attempt);
+    return new ExpoError('BUILD_BAD_TRANSITION', `build ${buildId} is ${current.status}; it cannot go back to ${phase}`);
   }
 
   async appendLog(worker: WorkerRecord, buildId: string, body: LogChunkBody): Promise<number> {

@@ -1,9 +1,23 @@
 /** Store records turned into what the API shows: ISO times, env values withheld, worker status derived. */
 import type { WorkerStatus } from '../protocol/domain.ts';
-import type { ArtifactView, AssignedBuild, BuildView, ProjectView, WaitingView, WorkerView } from '../protocol/schemas.ts';
+import type { ArtifactView, AssignedBuild, BuildView, ProjectView, StepTimeView, WaitingView, WorkerView } from '../protocol/schemas.ts';
 import type { ArtifactRecord, BuildRecord, Claim, ProjectRecord, WorkerRecord } from './store/store.ts';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+/**
+ * Each step's start and duration: a started step lasts until the next started step's start
+ * (a step whose start was not reported is skipped over), or else until the build's end; the
+ * step still running has no duration yet. Seconds to a tenth.
+ */
+export function stepTimes(b: BuildRecord): StepTimeView[] {
+  const starts = b.stepStartedAt;
+  return starts.map((start, i) => {
+    if (start === null) return { startedAt: null, durationS: null };
+    const end = starts.slice(i + 1).find((s) => s !== null) ?? b.finishedAt;
+    return { startedAt: iso(start), durationS: end === null || end === undefined ? null : Math.max(0, Math.round((end - start) / 100) / 10) };
+  });
+}
 
 /** A build as the API shows it; `waiting` (why a queued build is not claimed yet) only when given. */
 export function buildView(b: BuildRecord, waiting?: WaitingView): BuildView {
@@ -20,6 +34,7 @@ export function buildView(b: BuildRecord, waiting?: WaitingView): BuildView {
     timeoutS: b.timeoutS,
     labels: b.labels,
     steps: b.steps,
+    stepTimes: stepTimes(b),
     artifacts: b.artifacts,
     artifactProblems: b.artifactProblems,
     envNames: Object.keys(b.env).sort(),

@@ -183,6 +183,17 @@ export type CreateBuildBody = Static<typeof CreateBuildBody>;
 export const WaitingView = Type.Object({ reason: Type.Enum(WAITING_REASONS), message: Type.String() });
 export type WaitingView = Static<typeof WaitingView>;
 
+/**
+ * When one step of the current (or last) attempt started, and how long it took: until the next
+ * started step's start, or the build's end. `durationS` is null while the step runs, and both are
+ * null for a step that has not started (or whose start the agent did not report).
+ */
+export const StepTimeView = Type.Object({
+  startedAt: Type.Union([Type.String(), Type.Null()]),
+  durationS: Type.Union([Type.Number({ minimum: 0 }), Type.Null()]),
+});
+export type StepTimeView = Static<typeof StepTimeView>;
+
 export const BuildView = Type.Object({
   id: Type.String(),
   status: BuildStatusSchema,
@@ -196,6 +207,8 @@ export const BuildView = Type.Object({
   timeoutS: Type.Integer(),
   labels: Type.Array(Type.String()),
   steps: Type.Array(Step),
+  /** One entry per step, in the steps' order (see `StepTimeView`). */
+  stepTimes: Type.Array(StepTimeView),
   artifacts: Type.Array(ArtifactSpecView),
   /** Declared artifacts that were not stored (matched nothing, failed to upload…), as the last collecting attempt reported them. */
   artifactProblems: Type.Array(ArtifactProblem),
@@ -415,7 +428,16 @@ export type BuildHeartbeatBody = Static<typeof BuildHeartbeatBody>;
 export const BuildHeartbeatResponse = Type.Object({ status: BuildStatusSchema, cancelRequested: Type.Boolean() });
 export type BuildHeartbeatResponse = Static<typeof BuildHeartbeatResponse>;
 
-export const PhaseBody = strict({ lease: Token, phase: Type.Enum(BUILD_PHASES) });
+/**
+ * A phase update. `step` (0-based, below the build's step count; with phase `running` only) says
+ * that step of the current attempt starts now; an agent that sends none (older agents) leaves the
+ * build's step times empty.
+ */
+export const PhaseBody = strict({
+  lease: Token,
+  phase: Type.Enum(BUILD_PHASES),
+  step: Type.Optional(Type.Integer({ minimum: 0, maximum: LIMITS.maxSteps - 1 })),
+});
 export type PhaseBody = Static<typeof PhaseBody>;
 
 export const LogChunkBody = strict({

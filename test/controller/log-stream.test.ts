@@ -152,6 +152,10 @@ describe('the live log stream', () => {
     await s.waitFor((e) => e.event === 'status' && dataOf(e).progress === 40);
     expect((await t.post(`/api/v1/builds/${b.id}/cancel`, admin)).statusCode).toBe(200);
     await s.waitFor((e) => e.event === 'status' && dataOf(e).cancelRequested === true);
+    // A step's start is a change the build page follows.
+    expect((await t.post(`/api/v1/builds/${b.id}/phase`, b.worker.auth, { lease: b.claim.lease, phase: 'running', step: 0 })).statusCode).toBe(200);
+    const started = await s.waitFor((e) => e.event === 'status' && (dataOf(e).stepTimes as { startedAt: string | null }[])[0]?.startedAt !== null);
+    expect(dataOf(started).stepTimes).toEqual([{ startedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), durationS: null }]);
     await b.complete('failed');
     expect(dataOf(await s.waitFor((e) => e.event === 'end'))).toEqual({ status: (await t.get(b.id)).status, logBytes: 6 });
     await s.ended;

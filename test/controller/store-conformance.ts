@@ -17,6 +17,7 @@ const T = {
   claimRace: 'claims under concurrency exactly once each',
   fencing: 'fences phase, heartbeat and finish on the lease',
   requeue: 'requeues for another attempt and writes the attempt banner into the log',
+  stepStarts: "records step starts of a running build under its lease, first report standing, and empties them with the next claim",
   unassign: 'unassigns an assignment nobody received without spending the attempt',
   attempts: 'finds an attempt by its build token, current or over, and tells which workers held a build',
   held: "lists a worker's active builds oldest first, and none once they end",
@@ -86,6 +87,7 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   hasAttemptOnWorker: [T.requeue, T.attempts],
   touchBuild: [T.fencing],
   setBuildPhase: [T.fencing, T.overdue],
+  recordStepStart: [T.stepStarts],
   requestCancel: [T.cancel, T.cancelFinal, T.cancelMessage],
   cancelQueued: [T.cancel, T.secrets, T.cancelMessage],
   unassign: [T.unassign],
@@ -282,6 +284,32 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect((await s.readLog(b.id, 0)).toString()).toBe('first\n[attempt 2/2]\n');
       expect((await s.listAttempts(b.id)).map((a) => a.outcome)).toEqual(['requeued', null]);
       expect(await s.hasAttemptOnWorker(b.id, 'w1')).toBe(true);
+    });
+
+    test(T.stepStarts, async () => {
+      const b = await s.createBuild(build({ maxAttempts: 2, steps: [{ name: 'a', run: 'true' }, { name: 'b', run: 'true' }, { name: 'c', run: 'true' }] }));
+      expect(b.stepStartedAt).toEqual([null, null, null]);
+      const c = (await s.claimBuild(claimReq('w1', 8100)))!;
+      // Not running yet: nothing is written.
+      expect(await s.recordStepStart(b.id, c.attempt.lease, 0, 8101)).toBe(false);
+      expect(await s.setBuildPhase(b.id, c.attempt.lease, ['assigned'], 'running', 8102)).toBe(true);
+      expect(await s.recordStepStart(b.id, 'wrong', 0, 8103)).toBe(false);
+      expect(await s.recordStepStart(b.id, c.attempt.lease, 3, 8103)).toBe(false);
+      expect(await s.recordStepStart(b.id, c.attempt.lease, -1, 8103)).toBe(false);
+      expect(await s.recordStepStart(b.id, c.attempt.lease, 0, 8104)).toBe(true);
+      expect(await s.recordStepStart(b.id, c.attempt.lease, 0, 8999)).toBe(true);
+      expect(await s.recordStepStart(b.id, c.attempt.lease, 2, 8110)).toBe(true);
+      expect((await s.getBuild(b.id))?.stepStartedAt).toEqual([8104, null, 8110]);
+      expect((await s.listBuilds({ limit: 10 })).find((x) => x.id === b.id)?.stepStartedAt).toEqual([8104, null, 8110]);
+      // The attempt's times stay for the record once it ends, and go with the next claim.
+      await s.finishAttempt({ buildId: b.id, lease: c.attempt.lease, now: 8120, status: 'failed', failureReason: 'vm_crashed', exitCode: null, message: 'boom', requeue: true });
+      expect((await s.getBuild(b.id))?.stepStartedAt).toEqual([8104, null, 8110]);
+      expect(await s.recordStepStart(b.id, c.attempt.lease, 1, 8121)).toBe(false);
+      const c2 = (await s.claimBuild(claimReq('w2', 8130)))!;
+      expect(c2.build.stepStartedAt).toEqual([null, null, null]);
+      expect(await s.setBuildPhase(b.id, c2.attempt.lease, ['assigned'], 'running', 8131)).toBe(true);
+      expect(await s.recordStepStart(b.id, c2.attempt.lease, 1, 8132)).toBe(true);
+      expect((await s.getBuild(b.id))?.stepStartedAt).toEqual([null, 8132, null]);
     });
 
     test(T.unassign, async () => {

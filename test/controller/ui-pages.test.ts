@@ -68,6 +68,32 @@ describe('dashboard pages', () => {
     expect(page).not.toContain('<form id="cancel"');
   });
 
+  it('lists each step with its duration: over, running for, not started; a step name renders as text', async () => {
+    c = await startTestController();
+    const steps = [
+      { name: 'install', run: 'true' },
+      { name: '<script>alert(1)</script>', run: 'true' },
+      { name: 'archive', run: 'true' },
+    ];
+    const { id, stepStarted, complete } = await runningBuild(c, 'mac-1', [], { steps });
+    // The list says when it was rendered, on the controller's clock, for the page's live "running for".
+    const stepsOf = async () => new RegExp(`<ol id="steps" data-now="${c!.clock.now}">([\\s\\S]*?)</ol>`).exec((await get(`/builds/${id}`)).body)![1]!.trim();
+    // Started by no agent report yet (an older agent reports none): every step shows —.
+    expect(await stepsOf()).toContain('<li class="step" data-step="0">install <span class="duration">—</span></li>');
+    await stepStarted(0);
+    c.clock.now += 12_000;
+    await stepStarted(1);
+    c.clock.now += 65_000;
+    expect((await stepsOf()).split(/(?<=<\/li>)/)).toEqual([
+      '<li class="step" data-step="0">install <span class="duration">12 s</span></li>',
+      '<li class="step" data-step="1">&lt;script&gt;alert(1)&lt;/script&gt; <span class="duration">running for 1 min 5 s</span></li>',
+      '<li class="step" data-step="2">archive <span class="duration">—</span></li>',
+    ]);
+    await complete({ status: 'failed', exitCode: 1, failureReason: 'build_failed' });
+    expect(await stepsOf()).toContain('<li class="step" data-step="1">&lt;script&gt;alert(1)&lt;/script&gt; <span class="duration">1 min 5 s</span></li>');
+    expect(await stepsOf()).toContain('<li class="step" data-step="2">archive <span class="duration">—</span></li>');
+  });
+
   it('shows the last 256 KiB of a long log from a line start, and older windows on demand', async () => {
     c = await startTestController({ maxLogBytes: 4 * 1024 * 1024 });
     const { id, append } = await runningBuild(c, 'mac-1');

@@ -43,6 +43,11 @@ export async function runningBuild(c: TestController, workerId: string, labels: 
       if (res.statusCode !== 200) throw new Error(`append: ${res.statusCode} ${JSON.stringify(res.json())}`);
       offset += Buffer.byteLength(data);
     },
+    /** Reports that step `index` starts now, as the agent does. */
+    stepStarted: async (index: number) => {
+      const res = await c.post(pathOf(ROUTES.phase, { id }), w.auth, { lease: claim.lease, phase: 'running', step: index });
+      if (res.statusCode !== 200) throw new Error(`step start: ${res.statusCode} ${JSON.stringify(res.json())}`);
+    },
     complete: async (result: Record<string, unknown>) => {
       const res = await c.post(pathOf(ROUTES.complete, { id }), w.auth, { lease: claim.lease, ...result });
       if (res.statusCode !== 200) throw new Error(`complete: ${res.statusCode} ${JSON.stringify(res.json())}`);

@@ -52,7 +52,7 @@ describe('hostile text on the dashboard', () => {
       expectSafeHtml(res.body, url);
     }
     const build = (await get(`/builds/${id}`)).body;
-    expect(build).toContain(`<li class="step">${ESCAPED} &quot;quoted&quot; &#39;single&#39;</li>`);
+    expect(build).toContain(`<li class="step" data-step="0">${ESCAPED} &quot;quoted&quot; &#39;single&#39; <span class="duration">`);
     expect(build).toContain(`plain ${ESCAPED}`);
     expect(build).toContain(`<span class="ansi-red-fg">${ESCAPED}</span>`);
     expect(build).toContain('&lt;img src=x onerror=alert(1)&gt;');

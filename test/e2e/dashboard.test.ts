@@ -97,6 +97,12 @@ describe('the dashboard in Chromium', () => {
     const first = (await page.textContent('pre#log'))!.length;
     await expect.poll(async () => (await page.textContent('pre#log'))!.length, { timeout: UI_WAIT_MS }).toBeGreaterThan(first + 100);
     expect(await page.evaluate(() => (globalThis as unknown as { __still?: boolean }).__still)).toBe(true);
+    // The running step's duration follows the build live and ticks, in the same page.
+    const stepDuration = () => page.textContent('#steps li[data-step="0"] .duration');
+    await expect.poll(stepDuration, { timeout: UI_WAIT_MS }).toMatch(/^running for \d/);
+    const shownAt = await stepDuration();
+    await expect.poll(stepDuration, { timeout: UI_WAIT_MS }).not.toBe(shownAt);
+    expect(await stepDuration()).toMatch(/^running for \d/);
     // ANSI colours are rendered as classes, the escape codes themselves never shown.
     expect(await page.locator('pre#log [class*="ansi-green"]').count()).toBeGreaterThan(0);
     expect(await page.textContent('pre#log')).not.toContain('\u001b[');

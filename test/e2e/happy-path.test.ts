@@ -29,6 +29,14 @@ describe('a build on the real system', () => {
     expect(log).toContain('line 3');
     expect(log).toContain('[expo-worker] step 2/2: work');
     expect(done.progress).toBeGreaterThanOrEqual(90);
+    // The agent reported each step's start: in order, within the run, each with a duration
+    // (the second one's spans at least its sleeps).
+    const starts = (done.stepTimes as { startedAt: string | null; durationS: number | null }[]).map((t) => Date.parse(t.startedAt ?? ''));
+    expect(starts.every((t) => Number.isFinite(t)), JSON.stringify(done.stepTimes)).toBe(true);
+    expect(Date.parse(done.startedAt)).toBeLessThanOrEqual(starts[0]!);
+    expect(starts[0]!).toBeLessThanOrEqual(starts[1]!);
+    expect(starts[1]!).toBeLessThanOrEqual(Date.parse(done.finishedAt));
+    expect(done.stepTimes[1].durationS).toBeGreaterThanOrEqual(1.5);
     // The clone is deleted once the result is in; the slot is free again.
     await farm.agents[0]!.waitFor('build done', WAIT.logMs, (e) => e.buildId === id);
     expect(await farm.vms()).toEqual(['base']);

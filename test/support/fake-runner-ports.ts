@@ -43,6 +43,10 @@ export class FakeRunnerClient implements RunnerClient {
   readonly calls: string[] = [];
   readonly completions: CompleteBody[] = [];
   readonly phaseOptions: (RetryOptions | undefined)[] = [];
+  /** Step starts reported, by index, in order; kept apart from `calls` since they are not awaited. */
+  readonly stepStarts: number[] = [];
+  /** Answers a step start; default: accepted. */
+  onStepStarted: (index: number, r?: RetryOptions) => Promise<void> = async () => undefined;
   /** Answers a phase update; default: accepted. */
   onPhase: (phase: 'preparing' | 'running', r?: RetryOptions) => Promise<void> = async () => undefined;
   /** Answers a completion; default: accepted, answering its status. */
@@ -56,6 +60,11 @@ export class FakeRunnerClient implements RunnerClient {
     this.calls.push(`phase ${phase}`);
     this.phaseOptions.push(r);
     return this.onPhase(phase, r);
+  }
+
+  stepStarted(_buildId: string, _lease: string, index: number, r?: RetryOptions): Promise<void> {
+    this.stepStarts.push(index);
+    return this.onStepStarted(index, r);
   }
 
   checkoutToken(_buildId: string, _lease: string, r?: RetryOptions): Promise<{ token: string | null; expiresAt: string | null }> {

@@ -3,7 +3,7 @@
 // Opens the build's log stream at the byte the server-rendered log ends, appends each chunk
 // through one ansi_up converter (it escapes the text; its styles become classes, as on the
 // server: the CSP allows no inline style), keeps the view at the bottom unless the reader has
-// scrolled up, updates the status and progress, closes on `end`, and drops the oldest lines past
+// scrolled up, updates the status, progress and step durations, closes on `end`, and drops the oldest lines past
 // MAX_LINES so a 50 MB log never freezes the page.
 import { AnsiUp } from '/ui/ansi-up.js';
 
@@ -36,11 +36,52 @@ function newAnsiUp() {
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
+// `42 s`, `3 min 5 s`, `2 h 4 min`: as the server writes them (durationWords in src/controller/ui/format.ts).
+function durationWords(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${s % 60} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+// The step list's durations, following the `status` events' stepTimes; the running step's
+// "running for" ticks each second, on the server's clock (the page says when it was rendered).
+function stepDurations(list) {
+  const skewMs = Number(list.dataset.now) - Date.now();
+  let times = null;
+  let status = '';
+  const render = () => {
+    if (times === null) return;
+    for (const li of list.querySelectorAll('li[data-step]')) {
+      const t = times[Number(li.dataset.step)];
+      const span = li.querySelector('.duration');
+      if (!t || !span) continue;
+      let words = '—';
+      if (t.durationS !== null) words = durationWords(t.durationS * 1000);
+      else if (t.startedAt !== null && status === 'running') words = `running for ${durationWords(Date.now() + skewMs - Date.parse(t.startedAt))}`;
+      span.textContent = words;
+    }
+  };
+  const timer = window.setInterval(render, 1000);
+  return {
+    update(s) {
+      if (!Array.isArray(s.stepTimes)) return;
+      times = s.stepTimes;
+      status = s.status;
+      render();
+    },
+    stop: () => window.clearInterval(timer),
+  };
+}
+
 function followLog(pre) {
   const id = pre.dataset.buildId;
   const statusEl = document.getElementById('build-status');
   if (statusEl && FINAL.has(statusEl.textContent.trim())) return;
   const ansi = newAnsiUp();
+  const stepsEl = document.getElementById('steps');
+  const steps = stepsEl ? stepDurations(stepsEl) : null;
   let lines = (pre.textContent.match(/\n/g) || []).length;
   // Pinned while the reader is at the bottom; scrolling up unpins, scrolling back down pins again.
   let pinned = true;
@@ -70,9 +111,11 @@ function followLog(pre) {
       progress.value = s.progress;
       progress.textContent = `${s.progress}%`;
     }
+    if (steps) steps.update(s);
   });
   es.addEventListener('end', (ev) => {
     es.close();
+    if (steps) steps.stop();
     const s = JSON.parse(ev.data);
     if (statusEl) {
       statusEl.textContent = s.status;

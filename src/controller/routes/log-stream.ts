@@ -28,6 +28,7 @@ import { ExpoError } from '../../protocol/errors.ts';
 import { isFinalStatus } from '../../protocol/domain.ts';
 import { ROUTES } from '../../protocol/routes.ts';
 import type { Principal } from '../auth.ts';
+import { stepTimes } from '../views.ts';
 import { route, type App } from '../route.ts';
 import type { BuildRecord, Store } from '../store/store.ts';
 import type { LogNotifier } from '../log-notifier.ts';
@@ -87,7 +88,10 @@ export function callerKeyOf(p: Principal): string {
 }
 
 /** The fields of a `status` event, in this order. */
-type StatusData = Pick<BuildRecord, 'status' | 'progress' | 'workerId' | 'attempt' | 'maxAttempts' | 'failureReason' | 'message' | 'cancelRequested'>;
+type StatusData = Pick<BuildRecord, 'status' | 'progress' | 'workerId' | 'attempt' | 'maxAttempts' | 'failureReason' | 'message' | 'cancelRequested'> & {
+  /** As on the build (`GET /api/v1/builds/:id`): the build page's step durations follow it. */
+  stepTimes: ReturnType<typeof stepTimes>;
+};
 
 const statusOf = (b: BuildRecord): StatusData => ({
   status: b.status,
@@ -98,6 +102,7 @@ const statusOf = (b: BuildRecord): StatusData => ({
   failureReason: b.failureReason,
   message: b.message,
   cancelRequested: b.cancelRequested,
+  stepTimes: stepTimes(b),
 });
 
 /** The open log streams of one controller: their bound, and their end when it stops. */

@@ -64,7 +64,7 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; workers: 
 
   route(app, ROUTES.phase, {}, async (req) => {
     const worker = requireAnyWorker(req.principal);
-    return buildView(await service.phase(worker, req.params.id, req.body.lease, req.body.phase));
+    return buildView(await service.phase(worker, req.params.id, req.body.lease, req.body.phase, req.body.step));
   });
 
   route(app, ROUTES.appendLog, { bodyLimit: LIMITS.logBodyBytes }, async (req) => {

@@ -206,7 +206,9 @@ export const MIGRATIONS: readonly Migration[] = [
     // secrets are 256-bit random); the audit log, append-only. A user's sessions and tokens go
     // with the user (a token made with the admin key has no owner; its `admin_epoch` ties it to
     // that key, so rotating the key ends it). `drain_requested` is an
-    // operator's drain of a worker, kept apart from the agent's own `draining`.
+    // operator's drain of a worker, kept apart from the agent's own `draining`. `step_starts`:
+    // when each step of the current attempt started (a JSON array of ms, null until the agent
+    // reports one; emptied with each claim), for the build page's step durations.
     sql: `
       CREATE TABLE users (
         name             TEXT PRIMARY KEY,
@@ -245,6 +247,7 @@ export const MIGRATIONS: readonly Migration[] = [
       );
       CREATE INDEX audit_log_action ON audit_log(action, id);
       ALTER TABLE workers ADD COLUMN drain_requested INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE builds ADD COLUMN step_starts TEXT;
       CREATE INDEX builds_finished_at ON builds(finished_at) WHERE finished_at IS NOT NULL;
       CREATE INDEX attempts_claimed_at ON attempts(claimed_at);
     `,

@@ -59,6 +59,13 @@ const toWorker = (r: Row): WorkerRecord => ({
   offline: r.offline === 1,
 });
 
+/** The build's `step_starts` (a JSON array, null until a step is reported) stretched to one entry per step. */
+const stepStarts = (r: Row): (number | null)[] => {
+  const have = r.step_starts === null || r.step_starts === undefined ? [] : (JSON.parse(r.step_starts as string) as (number | null)[]);
+  const count = (JSON.parse(r.steps as string) as unknown[]).length;
+  return Array.from({ length: count }, (_, i) => have[i] ?? null);
+};
+
 const toBuild = (r: Row): BuildRecord => ({
   id: r.id as string,
   status: r.status as BuildStatus,
@@ -83,6 +90,7 @@ const toBuild = (r: Row): BuildRecord => ({
   createdAt: r.created_at as number,
   assignedAt: (r.assigned_at as number | null) ?? null,
   startedAt: (r.started_at as number | null) ?? null,
+  stepStartedAt: stepStarts(r),
   finishedAt: (r.finished_at as number | null) ?? null,
   lastHeartbeatAt: (r.last_heartbeat_at as number | null) ?? null,
   source: r.source === null || r.source === undefined ? null : (JSON.parse(r.source as string) as BuildSource),
@@ -366,7 +374,7 @@ export class SqliteStore implements Store {
       this.q(
         `UPDATE builds SET status = 'assigned', attempt = ?, worker_id = ?, lease = ?, assigned_at = ?,
            last_heartbeat_at = ?, log_bytes = ?, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
-           artifact_problems = '[]'
+           artifact_problems = '[]', step_starts = NULL
          WHERE id = ? AND status = 'queued'`,
       ).run(attempt, req.workerId, req.lease, req.now, req.now, logBytes, id);
       this.q(
@@ -418,6 +426,18 @@ export class SqliteStore implements Store {
         .run(to, now, to, now, id, lease, ...from);
       if (r.changes === 0) return false;
       if (to === 'running') this.q('UPDATE attempts SET running_at = COALESCE(running_at, ?) WHERE build_id = ? AND lease = ?').run(now, id, lease);
+      return true;
+    });
+  }
+
+  async recordStepStart(id: string, lease: string, index: number, now: number): Promise<boolean> {
+    return this.tx(() => {
+      const r = this.q(`SELECT steps, step_starts FROM builds WHERE id = ? AND lease = ? AND status = 'running'`).get(id, lease) as Row | undefined;
+      if (r === undefined) return false;
+      const starts = stepStarts(r);
+      if (!Number.isInteger(index) || index < 0 || index >= starts.length) return false;
+      starts[index] ??= now;
+      this.q('UPDATE builds SET step_starts = ? WHERE id = ?').run(JSON.stringify(starts), id);
       return true;
     });
   }

@@ -114,6 +114,11 @@ export interface BuildRecord {
   createdAt: number;
   assignedAt: number | null;
   startedAt: number | null;
+  /**
+   * When each step of the current attempt started, as the agent reported it (null: not started,
+   * or not reported); one entry per step. Emptied when an attempt is claimed.
+   */
+  stepStartedAt: (number | null)[];
   finishedAt: number | null;
   lastHeartbeatAt: number | null;
   /** Where GitHub started it from; null for a build submitted through the API. */
@@ -420,6 +425,13 @@ export interface Store {
    * the lease or the `from` status does not match (nothing written).
    */
   setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean>;
+  /**
+   * Compare-and-set on the lease of a `running` build: step `index` (below the build's step
+   * count) of the current attempt started at `now`. A step's first report stands (a repeated
+   * report is a retry, not a restart). False when the lease or the status does not match, or
+   * the index is out of range (nothing written).
+   */
+  recordStepStart(id: string, lease: string, index: number, now: number): Promise<boolean>;
   /**
    * Asks for a cancel of a queued or active build; a final build is left as it is. `message`
    * (`superseded by <sha>`), when given, is the build's message from now on, and a `cancelled`

@@ -2,6 +2,7 @@
 import { isActiveStatus } from '../../protocol/domain.ts';
 import type { BuildRecord } from '../store/store.ts';
 import { endWords } from '../github-report-text.ts';
+import { stepTimes } from '../views.ts';
 
 /** `42 s`, `3 min 5 s`, `2 h 4 min`. */
 export function durationWords(ms: number): string {
@@ -18,6 +19,20 @@ export function buildDuration(b: BuildRecord, now: number): string {
   if (from === null) return '';
   const to = b.finishedAt ?? (isActiveStatus(b.status) ? now : null);
   return to === null ? '' : durationWords(to - from);
+}
+
+/**
+ * Each step's duration as the build page shows it: `12 s` once over, `running for 5 s` for the
+ * step a running build is in, `—` for a step not started (or whose start its agent did not
+ * report — older agents report none).
+ */
+export function stepDurationWords(b: BuildRecord, now: number): string[] {
+  return stepTimes(b).map((t, i) => {
+    if (t.durationS !== null) return durationWords(t.durationS * 1000);
+    const start = b.stepStartedAt[i] ?? null;
+    if (start !== null && b.status === 'running') return `running for ${durationWords(now - start)}`;
+    return '—';
+  });
 }
 
 /** A time as people read it in a table: `2026-12-03 12:40:05 UTC`; empty for none. */

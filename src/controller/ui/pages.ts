@@ -12,7 +12,7 @@ import type { BuildRecord } from '../store/store.ts';
 import { projectView, workerStatus } from '../views.ts';
 import { whyWaiting, type WorkerLoad } from '../waiting.ts';
 import { overviewModel, type OverviewModel } from './overview.ts';
-import { buildDuration, failureWords, sourceWords, timeWords } from './format.ts';
+import { buildDuration, failureWords, sourceWords, stepDurationWords, timeWords } from './format.ts';
 import { TAIL_WINDOW_BYTES, logWindow } from './log-html.ts';
 import type { UiContext } from './context.ts';
 import { tokensPage } from './tokens-page.ts';
@@ -82,6 +82,7 @@ export function pageRoutes(app: App, ctx: UiContext): void {
 
   route(app, ROUTES.uiBuild, {}, async (req, reply) => {
     const b = await ctx.builds.getBuild(req.params.id);
+    const now = ctx.now();
     const [{ artifacts }, log, rows] = await Promise.all([ctx.artifacts.list(b.id), logWindow(ctx.store, b.id, b.logBytes, b.logBytes), rowsOf([b])]);
     return ctx.page(reply, 200, 'build', {
       title: `Build ${b.id}`,
@@ -90,6 +91,8 @@ export function pageRoutes(app: App, ctx: UiContext): void {
       b,
       row: rows[0]!,
       failure: failureWords(b),
+      stepDurations: stepDurationWords(b, now),
+      now,
       artifacts,
       log,
       active: b.status === 'queued' || b.status === 'assigned' || b.status === 'preparing' || b.status === 'running',

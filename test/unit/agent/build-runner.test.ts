@@ -905,3 +905,45 @@ describe('BuildRunner: checkout of a GitHub build', () => {
     expect(h.ws.calls).toEqual(['startMonitor', `checkout ${SHA.slice(0, 12)}`, 'stopMonitor']);
   });
 });
+
+describe('BuildRunner: step starts', () => {
+  it('reports each step as it starts, before the step runs, with the attempt going on without waiting for it', async () => {
+    const h = setup();
+    h.ws.healthy();
+    const seenAtRun: number[][] = [];
+    h.ws.onRunStep = async () => {
+      seenAtRun.push([...h.client.stepStarts]);
+      return 0;
+    };
+    const outcome = await h.clock.run(h.runner.run());
+    expect(outcome.kind).toBe('reported');
+    expect(h.client.stepStarts).toEqual([0, 1]);
+    expect(seenAtRun).toEqual([[0], [0, 1]]);
+    expect(h.client.calls).toEqual(['phase preparing', 'phase running', 'complete succeeded']);
+  });
+
+  it('a step start the controller does not take is logged; the build goes on and succeeds', async () => {
+    const h = setup();
+    h.ws.healthy();
+    h.client.onStepStarted = async (index) => {
+      if (index === 0) throw unreachable();
+    };
+    const outcome = await h.clock.run(h.runner.run());
+    expect(outcome).toEqual({ kind: 'reported', body: { status: 'succeeded', exitCode: 0 }, answer: 'succeeded' });
+    expect(h.client.stepStarts).toEqual([0, 1]);
+    expect(h.lines).toContainEqual(expect.objectContaining({ msg: 'step start not reported; the build goes on', step: 0, err: expect.stringContaining('ECONNREFUSED') }));
+  });
+
+  it('a 409 to a step start ends the attempt as over, like any other call: the step is stopped, nothing reported', async () => {
+    const h = setup();
+    h.ws.healthy();
+    h.client.onStepStarted = async () => {
+      throw attemptOver();
+    };
+    h.ws.onRunStep = (_i, io) => pendingUntilAborted(io.signal);
+    const outcome = await h.clock.run(h.runner.run());
+    expect(outcome).toEqual({ kind: 'abandoned', why: expect.stringContaining('LEASE_STALE') });
+    expect(h.client.stepStarts).toEqual([0]);
+    expect(h.client.completions).toEqual([]);
+  });
+});

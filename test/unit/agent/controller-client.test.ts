@@ -56,6 +56,14 @@ describe('ControllerClient', () => {
     expect(other.seen).toHaveLength(1);
   });
 
+  it("reports a step's start as a running phase update carrying the step", async () => {
+    const { client, seen } = await serve((_req, res) => json(res, 200, { id: 'aaaaaaaaaaaaaaaa', status: 'running' }));
+    await client.stepStarted('aaaaaaaaaaaaaaaa', 'ewl_lease', 2);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ url: '/api/v1/builds/aaaaaaaaaaaaaaaa/phase', auth: 'Bearer ewk_k' });
+    expect(JSON.parse(seen[0]!.body)).toEqual({ lease: 'ewl_lease', phase: 'running', step: 2 });
+  });
+
   it('never retries a 4xx, and recognises a 409 that ends the attempt', async () => {
     const { client, seen } = await serve((_req, res) => json(res, 409, { code: 'LEASE_STALE', message: 'over' }));
     const err = await client.complete('aaaaaaaaaaaaaaaa', { lease: 'ewl_lease', status: 'succeeded' }).catch((e: unknown) => e);

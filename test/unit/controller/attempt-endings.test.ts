@@ -30,6 +30,7 @@ const record = (over: Partial<BuildRecord> = {}): BuildRecord => ({
   createdAt: 1,
   assignedAt: 2,
   startedAt: 3,
+  stepStartedAt: [null],
   finishedAt: null,
   lastHeartbeatAt: 4,
   source: null,

@@ -61,6 +61,7 @@ const build = (over: Partial<BuildRecord> = {}): BuildRecord => {
     createdAt: seq,
     assignedAt: null,
     startedAt: null,
+    stepStartedAt: [null],
     finishedAt: null,
     lastHeartbeatAt: null,
     source: source(),
