@@ -134,7 +134,7 @@ export interface AppOptions {
   passwordCostLog2?: number;
   /** How long a dashboard session lasts, ms. Default 12 h. */
   sessionTtlMs?: number;
-  /** Live log streams: their bounds (200 at once, 10 per caller), ping and recheck intervals, life and write deadline (see `LogStreamsOptions`). */
+  /** Live log streams: their bounds (256 at once, 32 per person), ping and recheck intervals, life and write deadline (see `LogStreamsOptions`). */
   logStreams?: Pick<LogStreamsOptions, 'maxStreams' | 'pingMs' | 'recheckMs' | 'maxPerCaller' | 'maxLifeMs' | 'writeDeadlineMs'>;
 }
 
@@ -381,8 +381,9 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     artifacts,
     access,
     sessionCookie,
-    // The controller itself speaks plain HTTP: TLS is the proxy's, which --public-url names.
-    secureCookies: cookieMustBeSecure(o.publicUrl, 'http'),
+    // The controller itself speaks plain HTTP: TLS is the proxy's, which --public-url names (or,
+    // behind a trusted proxy, X-Forwarded-Proto: req.protocol follows it only with --trust-proxy).
+    secureCookies: (protocol) => cookieMustBeSecure(o.publicUrl, protocol),
     // The cookie lives as long as the session it names (the access service's TTL, 12 h by default).
     sessionMaxAgeS: Math.floor((access.o.sessionTtlMs ?? 12 * 3600 * 1000) / 1000),
     publicUrl: o.publicUrl ?? null,

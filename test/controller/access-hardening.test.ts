@@ -86,6 +86,8 @@ describe('behind a TLS proxy', () => {
     const res = await signInForm(t, 'vic', PASSWORD, proxied);
     expect(res.statusCode, res.body).toBe(303);
     expect(String(res.headers['set-cookie'])).toContain(`${SESSION_COOKIE}=`);
+    // The browser came over https (as the trusted proxy says): the cookie is Secure without a --public-url.
+    expect(String(res.headers['set-cookie'])).toMatch(/;\s*Secure/i);
     const [entry] = (await t.access.listAudit({ action: 'session.signin' })).entries;
     expect(entry!.detail).toBe('from 203.0.113.5');
     // Another peer's X-Forwarded-For is not believed.

@@ -26,6 +26,8 @@ async function signIn(name: string, role: 'viewer' | 'operator' | 'admin') {
   const setCookie = String(res.headers['set-cookie']);
   expect(setCookie).toMatch(/HttpOnly/i);
   expect(setCookie).toMatch(/SameSite=(Lax|Strict)/i);
+  // Plain http, no https public URL, no trusted proxy: a Secure cookie would never come back.
+  expect(setCookie).not.toMatch(/;\s*Secure/i);
   const cookie = `${SESSION_COOKIE}=${new RegExp(`${SESSION_COOKIE}=([^;]+)`).exec(setCookie)![1]}`;
   const page = await c!.app.inject({ method: 'GET', url: '/builds', headers: { cookie } });
   expect(page.body).toContain(`<span id="whoami">${name} (${role})</span>`);

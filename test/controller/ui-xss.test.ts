@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BuildSource } from '../../src/protocol/schemas.ts';
-import { logHtml, restyle } from '../../src/controller/ui/log-html.ts';
+import { newAnsiUp, logHtml, restyle } from '../../src/controller/ui/log-html.ts';
 import { startTestController, type TestController } from './support.ts';
 import { expectSafeHtml, runningBuild } from './ui-support.ts';
 
@@ -74,5 +74,11 @@ describe('hostile text on the dashboard', () => {
     expect(html).toContain('sign in again');
     expect(html).not.toContain('<a');
     expect(html).not.toContain('evil.example');
+    // A link split from its opening sequence still reaches ansi_up whole in a later chunk: it
+    // must find no scheme allowed, not even one inherited from Object.prototype.
+    const a = newAnsiUp();
+    for (const scheme of ['https', '__proto__', 'constructor', 'toString']) {
+      expect(a.ansi_to_html(`\u001b]8;;${scheme}://x/\u001b\\text\u001b]8;;\u001b\\`)).not.toContain('<a');
+    }
   });
 });

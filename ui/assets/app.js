@@ -26,7 +26,7 @@ function newAnsiUp() {
   const a = new AnsiUp();
   a.use_classes = true;
   // No OSC 8 hyperlinks from a build's log (see `unlink` in src/controller/ui/log-html.ts).
-  a.url_allowlist = {};
+  a.url_allowlist = Object.create(null);
   a.boldStyle = 'b';
   a.faintStyle = 'f';
   a.italicStyle = 'i';

@@ -42,13 +42,13 @@ const RETRY_MS = 3000;
 export interface LogStreamsOptions {
   store: Pick<Store, 'getBuild' | 'readLogRange'>;
   notifier: LogNotifier;
-  /** The most streams open at once on this controller; one more is refused with 503 LOG_STREAMS_BUSY. Default 200. */
+  /** The most streams open at once on this controller; one more is refused with 503 LOG_STREAMS_BUSY. Default 256. */
   maxStreams?: number;
   /** How long a stream may stay silent before a `: ping` comment keeps proxies from closing it, ms. Default 15 000. */
   pingMs?: number;
   /** How often an idle stream reads the build again without a wake-up (another controller may write it), and re-checks its caller's credential, ms. Default 3000. */
   recheckMs?: number;
-  /** The most streams one caller (an API token, a signed-in user, the admin key) may have open at once here; one more is refused with 503 LOG_STREAMS_BUSY. Default 10. */
+  /** The most streams one person (a user with their sessions and tokens, or the admin key with its tokens) may have open at once here; one more is refused with 503 LOG_STREAMS_BUSY. Default 32 (CI following many builds with one token). */
   maxPerCaller?: number;
   /** How long one stream may last, ms; it then ends without `end` and its client reconnects with `Last-Event-ID`. Default 3 600 000 (1 h). */
   maxLifeMs?: number;
@@ -68,16 +68,17 @@ export interface StreamCaller {
 }
 
 /**
- * Whose share of the bound a stream counts against: the API token (not its owner: a user's
- * scripts and browser are counted apart), the signed-in user (all their sessions together), or
- * the admin key. Worker keys and build tokens cannot open a stream (the route needs a role).
+ * Whose share of the bound a stream counts against: a person — the signed-in user with all their
+ * sessions and API tokens together (a viewer who makes more tokens gets no more streams), or the
+ * admin key with the tokens made with it. Worker keys and build tokens cannot open a stream (the
+ * route needs a role).
  */
 export function callerKeyOf(p: Principal): string {
   switch (p.kind) {
     case 'admin':
       return 'admin key';
     case 'token':
-      return `token ${p.token.id}`;
+      return p.token.owner === null ? 'admin key' : `user ${p.token.owner}`;
     case 'session':
       return `user ${p.user.name}`;
     case 'worker':
@@ -114,7 +115,7 @@ export class LogStreams {
   private readonly perCaller = new Map<string, number>();
 
   constructor(options: LogStreamsOptions) {
-    this.o = { maxStreams: 200, pingMs: 15_000, recheckMs: 3000, maxPerCaller: 10, maxLifeMs: 3_600_000, writeDeadlineMs: 60_000, stillValid: async () => true, ...options };
+    this.o = { maxStreams: 256, pingMs: 15_000, recheckMs: 3000, maxPerCaller: 32, maxLifeMs: 3_600_000, writeDeadlineMs: 60_000, stillValid: async () => true, ...options };
   }
 
   /** The caller of the stream `req` opens (its principal is resolved: the route needs a role). */

@@ -21,8 +21,11 @@ export interface UiOptions {
   access: AccessService;
   /** Makes the session cookie at sign-in (and clears it at sign-out). */
   sessionCookie: SessionCookie;
-  /** Whether the cookie is `Secure` (the controller is reached over TLS: `--public-url https://…`). */
-  secureCookies: boolean;
+  /**
+   * Whether the session cookie of a request is `Secure`: `--public-url` is https, or the request
+   * came over TLS as `req.protocol` says (with `--trust-proxy`, the proxy's X-Forwarded-Proto).
+   */
+  secureCookies: (requestProtocol: string) => boolean;
   /** How long a session cookie lives, s (the session's TTL). */
   sessionMaxAgeS: number;
   /** The controller's public URL, if set: a sign-in posted from it is same-site too. */

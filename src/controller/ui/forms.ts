@@ -32,7 +32,7 @@ export function formRoutes(app: App, ctx: UiContext): void {
     const { name, password } = req.body;
     try {
       const signed = await ctx.access.signIn(name, password, req.ip);
-      setCookie(reply, ctx.sessionCookie(signed.cookieValue, { secure: ctx.secureCookies, maxAgeS: ctx.sessionMaxAgeS }));
+      setCookie(reply, ctx.sessionCookie(signed.cookieValue, { secure: ctx.secureCookies(req.protocol), maxAgeS: ctx.sessionMaxAgeS }));
       return back(reply, req.query.next ?? '/');
     } catch (err) {
       if (isExpoError(err, 'AUTH_INVALID')) return signInPage(reply, 401, req.query.next, 'Wrong name or password.', name);
@@ -47,7 +47,7 @@ export function formRoutes(app: App, ctx: UiContext): void {
 
   route(app, ROUTES.uiSignOut, {}, async (req, reply) => {
     await ctx.access.signOut(req.principal);
-    setCookie(reply, ctx.sessionCookie('', { secure: ctx.secureCookies, maxAgeS: 0 }));
+    setCookie(reply, ctx.sessionCookie('', { secure: ctx.secureCookies(req.protocol), maxAgeS: 0 }));
     return back(reply, '/login');
   });
 

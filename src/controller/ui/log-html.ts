@@ -42,8 +42,9 @@ export function newAnsiUp(): AnsiUp {
   a.use_classes = true;
   // No OSC 8 hyperlinks: a build's log (any pull request's) must not put a clickable link to
   // any site on the dashboard's trusted origin. `unlink` leaves their text; one that slips
-  // past it (split across two chunks) is dropped by ansi_up for want of an allowed scheme.
-  a.url_allowlist = {};
+  // past it (split across two chunks) is dropped by ansi_up for want of an allowed scheme — a
+  // prototype-less list, so `__proto__:` or `constructor:` is no scheme it finds either.
+  a.url_allowlist = Object.create(null) as Record<string, number>;
   a.boldStyle = 'b';
   a.faintStyle = 'f';
   a.italicStyle = 'i';
