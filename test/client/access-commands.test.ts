@@ -4,46 +4,22 @@
  * printed once and appears in no other output, a token acts with its role, and bad input is a
  * usage error naming it.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { auditMain, tokenMain, userMain, whoamiMain, workerMain } from '../../src/client/access-commands.ts';
-import { cancelMain, type CliIo } from '../../src/client/commands.ts';
-import { ADMIN_KEY, startTestController, type TestController } from '../controller/support.ts';
+import { cancelMain } from '../../src/client/commands.ts';
+import { ADMIN_KEY, type TestController } from '../controller/support.ts';
+import { captured, useListeningController, type Captured } from './in-process.ts';
 
+const farm = useListeningController();
 let c: TestController;
 let url: string;
 let home: string;
-
-beforeEach(async () => {
-  c = await startTestController({ realClock: true });
-  url = await c.app.listen({ port: 0, host: '127.0.0.1' });
-  home = mkdtempSync(join(tmpdir(), 'expo-cli-home-'));
-});
-afterEach(async () => {
-  await c.close();
-  rmSync(home, { recursive: true, force: true });
+beforeEach(() => {
+  ({ c, url, home } = farm);
 });
 
-interface Captured extends CliIo {
-  out: () => string;
-  err: () => string;
-}
-
-function io(key = ADMIN_KEY, stdin?: string): Captured {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    stdout: (t) => void out.push(typeof t === 'string' ? t : Buffer.from(t).toString('utf8')),
-    stderr: (t) => void err.push(t),
-    env: { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: key },
-    home,
-    ...(stdin === undefined ? {} : { stdin: async () => stdin }),
-    out: () => out.join(''),
-    err: () => err.join(''),
-  };
-}
+const io = (key = ADMIN_KEY, stdin?: string): Captured =>
+  captured({ env: { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: key }, home, ...(stdin === undefined ? {} : { stdin }) });
 
 describe('expo-worker user', () => {
   it('adds a user with a one-time password printed once, lists, resets and removes them', async () => {

@@ -6,47 +6,24 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { artifactsMain, cancelMain, logsMain, statusMain, submitMain, type CliIo } from '../../src/client/commands.ts';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { artifactsMain, cancelMain, logsMain, statusMain, submitMain } from '../../src/client/commands.ts';
 import { CLI } from '../support/controller-process.ts';
 import { freePort } from '../support/sshd.ts';
-import { ADMIN_KEY, startTestController, type TestController } from '../controller/support.ts';
+import { ADMIN_KEY, type TestController } from '../controller/support.ts';
+import { captured, useListeningController, type Captured } from './in-process.ts';
 
+const farm = useListeningController();
 let c: TestController;
 let url: string;
 let home: string;
-
-beforeEach(async () => {
-  c = await startTestController({ realClock: true });
-  url = await c.app.listen({ port: 0, host: '127.0.0.1' });
-  home = mkdtempSync(join(tmpdir(), 'expo-cli-home-'));
-});
-afterEach(async () => {
-  await c.close();
-  rmSync(home, { recursive: true, force: true });
+beforeEach(() => {
+  ({ c, url, home } = farm);
 });
 
-interface Captured extends CliIo {
-  out: () => string;
-  err: () => string;
-}
-
-function io(env: NodeJS.ProcessEnv = { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: ADMIN_KEY }): Captured {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    stdout: (t) => void out.push(typeof t === 'string' ? t : Buffer.from(t).toString('utf8')),
-    stderr: (t) => void err.push(t),
-    env,
-    home,
-    followReconnectMs: 50,
-    out: () => out.join(''),
-    err: () => err.join(''),
-  };
-}
+const io = (env: NodeJS.ProcessEnv = { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: ADMIN_KEY }): Captured => captured({ env, home, followReconnectMs: 50 });
 
 describe('expo-worker status', () => {
   it('shows workers and recent builds as a table, and as JSON', async () => {

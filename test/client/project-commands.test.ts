@@ -3,47 +3,23 @@
  * listening on loopback (real HTTP, real SQLite): a secret's value goes in on stdin or from the
  * environment and never shows in any output, and bad input is a usage error naming it.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { statusMain, type CliIo } from '../../src/client/commands.ts';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { statusMain } from '../../src/client/commands.ts';
 import { projectMain, rerunMain } from '../../src/client/project-commands.ts';
 import type { BuildSource } from '../../src/protocol/schemas.ts';
-import { ADMIN_KEY, startTestController, type TestController } from '../controller/support.ts';
+import { ADMIN_KEY, type TestController } from '../controller/support.ts';
+import { captured, useListeningController, type Captured } from './in-process.ts';
 
+const farm = useListeningController();
 let c: TestController;
 let url: string;
 let home: string;
-
-beforeEach(async () => {
-  c = await startTestController({ realClock: true });
-  url = await c.app.listen({ port: 0, host: '127.0.0.1' });
-  home = mkdtempSync(join(tmpdir(), 'expo-cli-home-'));
-});
-afterEach(async () => {
-  await c.close();
-  rmSync(home, { recursive: true, force: true });
+beforeEach(() => {
+  ({ c, url, home } = farm);
 });
 
-interface Captured extends CliIo {
-  out: () => string;
-  err: () => string;
-}
-
-function io(stdin?: string, env: NodeJS.ProcessEnv = {}): Captured {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    stdout: (t) => void out.push(typeof t === 'string' ? t : Buffer.from(t).toString('utf8')),
-    stderr: (t) => void err.push(t),
-    env: { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: ADMIN_KEY, ...env },
-    home,
-    ...(stdin === undefined ? {} : { stdin: async () => stdin }),
-    out: () => out.join(''),
-    err: () => err.join(''),
-  };
-}
+const io = (stdin?: string, env: NodeJS.ProcessEnv = {}): Captured =>
+  captured({ env: { EXPO_WORKER_URL: url, EXPO_WORKER_KEY: ADMIN_KEY, ...env }, home, ...(stdin === undefined ? {} : { stdin }) });
 
 const SHA = '0123456789abcdef0123456789abcdef01234567';
 const source = (projectId: string, over: Partial<BuildSource> = {}): BuildSource => ({
