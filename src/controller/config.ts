@@ -12,14 +12,25 @@ import { ExpoError } from '../protocol/errors.ts';
 import { DEFAULT_GITHUB_API_URL } from '../github/client.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 import { LOG_FORMATS, type LogFormat } from '../sys/logger.ts';
+import { isPostgresUrl, redactDbUrl } from './store/db-url.ts';
 
 export interface ControllerConfig {
   /** TCP port. Default 3000. */
   port: number;
   /** Address to bind. Default 127.0.0.1 (put a TLS reverse proxy in front for other hosts). */
   host: string;
-  /** SQLite database file. Required. */
+  /** SQLite database file (`--db PATH`); '' when `dbUrl` is set. */
   dbPath: string;
+  /** PostgreSQL database (`--db postgres://…`); null for SQLite. Never logged with its password (`redactDbUrl`). */
+  dbUrl: string | null;
+  /**
+   * The controller's private directory: the secret-env key (`secret-env.key`) and, by default,
+   * the artifact directory. SQLite: the database file's directory. PostgreSQL: `--data-dir`
+   * (required), the same key file on every controller of the farm.
+   */
+  dataDir: string;
+  /** Where artifact bytes live when not in `artifactsDir`: an S3-compatible bucket (`--artifacts s3://…`). Null: the directory. */
+  artifactsS3: S3Location | null;
   /** The admin API key. Required; at least 16 characters. */
   apiKey: string;
   /** Heartbeat silence after which a build fails and a worker goes offline, in ms. Default 120 000. */
@@ -70,6 +81,19 @@ export interface ControllerConfig {
   startupWarnings: readonly string[];
 }
 
+/** An S3 bucket and key prefix, and how to reach the service (`--artifacts s3://bucket/prefix`). */
+export interface S3Location {
+  bucket: string;
+  /** Key prefix without leading or trailing slash; '' for the bucket's root. */
+  prefix: string;
+  /** `--s3-endpoint` (MinIO, R2, Ceph, s3rver…); null: AWS's own for the region. */
+  endpoint: string | null;
+  /** `--s3-region`, else AWS_REGION / AWS_DEFAULT_REGION, else us-east-1. */
+  region: string;
+  /** Path-style URLs (`endpoint/bucket/key`): on with an endpoint, as MinIO and most others need. */
+  forcePathStyle: boolean;
+}
+
 export const CONTROLLER_HELP = `Usage: expo-worker controller --db PATH --api-key KEY [options]
 
 Runs the controller: the build queue, long-poll dispatch, heartbeats and the watchdog.
@@ -77,7 +101,13 @@ Runs the controller: the build queue, long-poll dispatch, heartbeats and the wat
 Options (each also read from the environment variable shown):
   --port N                   TCP port (EXPO_CONTROLLER_PORT, default 3000)
   --host ADDR                address to bind (EXPO_CONTROLLER_HOST, default 127.0.0.1)
-  --db PATH                  SQLite database file, created if missing (EXPO_CONTROLLER_DB)
+  --db PATH|URL              SQLite database file, created if missing, or a PostgreSQL database
+                             postgres://user:password@host:5432/name for several controllers
+                             (EXPO_CONTROLLER_DB; prefer the variable when the URL has a password)
+  --data-dir DIR             the controller's private directory: secret-env.key and default
+                             artifacts/ (EXPO_CONTROLLER_DATA_DIR; default the SQLite file's
+                             directory; required with PostgreSQL, with the same secret-env.key
+                             on every controller)
   --api-key KEY              admin API key, 16+ characters (EXPO_CONTROLLER_API_KEY)
   --heartbeat-timeout S      seconds of heartbeat silence before a build fails and a worker
                              goes offline; decimals allowed (EXPO_CONTROLLER_HEARTBEAT_TIMEOUT,
@@ -85,6 +115,12 @@ Options (each also read from the environment variable shown):
   --max-log-mb N             per-build log cap in MiB (EXPO_CONTROLLER_MAX_LOG_MB, default 64)
   --artifacts-dir DIR        where artifacts are kept (EXPO_CONTROLLER_ARTIFACTS_DIR, default
                              artifacts/ beside the database)
+  --artifacts s3://B/P       keep artifacts in an S3-compatible bucket B under prefix P instead
+                             of --artifacts-dir; credentials from the standard AWS chain
+                             (AWS_ACCESS_KEY_ID…, ~/.aws, instance roles) (EXPO_CONTROLLER_ARTIFACTS)
+  --s3-endpoint URL          the S3 service for MinIO, R2, Ceph… (EXPO_CONTROLLER_S3_ENDPOINT;
+                             default AWS), path-style addressing
+  --s3-region R              (EXPO_CONTROLLER_S3_REGION, default AWS_REGION or us-east-1)
   --max-artifact-mb N        largest artifact in MiB (EXPO_CONTROLLER_MAX_ARTIFACT_MB, default 4096)
   --default-build-timeout S  build timeout when a submission names none
                              (EXPO_CONTROLLER_DEFAULT_BUILD_TIMEOUT, default 3600); it
@@ -130,6 +166,10 @@ const OPTIONS = {
   port: { type: 'string' },
   host: { type: 'string' },
   db: { type: 'string' },
+  'data-dir': { type: 'string' },
+  artifacts: { type: 'string' },
+  's3-endpoint': { type: 'string' },
+  's3-region': { type: 'string' },
   'api-key': { type: 'string' },
   'heartbeat-timeout': { type: 'string' },
   'max-log-mb': { type: 'string' },
@@ -187,8 +227,15 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
   if (!cron.validate(retentionSchedule)) problems.push(`--retention-schedule (EXPO_CONTROLLER_RETENTION_SCHEDULE): '${retentionSchedule}' is not a cron expression (e.g. "17 * * * *")`);
   const host = pick('host', 'EXPO_CONTROLLER_HOST') ?? '127.0.0.1';
   if (host.trim() === '') problems.push('--host (EXPO_CONTROLLER_HOST): must not be empty');
-  const dbPath = pick('db', 'EXPO_CONTROLLER_DB');
-  if (dbPath === undefined || dbPath === '') problems.push('--db (EXPO_CONTROLLER_DB): required — the SQLite database file');
+  const db = pick('db', 'EXPO_CONTROLLER_DB');
+  if (db === undefined || db === '') problems.push('--db (EXPO_CONTROLLER_DB): required — the SQLite database file, or a postgres:// URL');
+  const dbUrl = db !== undefined && isPostgresUrl(db) ? db : null;
+  if (dbUrl !== null && !URL.canParse(dbUrl)) problems.push(`--db (EXPO_CONTROLLER_DB): '${redactDbUrl(dbUrl)}' is not a URL`);
+  const dbPath = dbUrl === null ? db : '';
+  const dataDirFlag = pick('data-dir', 'EXPO_CONTROLLER_DATA_DIR');
+  if (dbUrl !== null && (dataDirFlag === undefined || dataDirFlag === '')) problems.push('--data-dir (EXPO_CONTROLLER_DATA_DIR): required with a PostgreSQL --db — where secret-env.key is kept (the same key on every controller)');
+  const dataDir = dataDirFlag !== undefined && dataDirFlag !== '' ? dataDirFlag : dirname(dbPath ?? '.');
+  const artifactsS3 = s3Location(pick, problems, env);
   const apiKey = pick('api-key', 'EXPO_CONTROLLER_API_KEY');
   if (apiKey === undefined || apiKey === '') problems.push('--api-key (EXPO_CONTROLLER_API_KEY): required — the admin API key');
   else if (apiKey.length < 16 || /\s/.test(apiKey)) problems.push('--api-key (EXPO_CONTROLLER_API_KEY): must be at least 16 characters with no spaces');
@@ -210,11 +257,14 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
       port,
       host,
       dbPath: dbPath!,
+      dbUrl,
+      dataDir,
+      artifactsS3,
       trustProxy,
       apiKey: apiKey!,
       heartbeatTimeoutMs: Math.round(timeoutS * 1000),
       maxLogBytes: Math.round(maxLogMb * 1024 * 1024),
-      artifactsDir: pick('artifacts-dir', 'EXPO_CONTROLLER_ARTIFACTS_DIR') ?? join(dirname(dbPath!), 'artifacts'),
+      artifactsDir: pick('artifacts-dir', 'EXPO_CONTROLLER_ARTIFACTS_DIR') ?? join(dataDir, 'artifacts'),
       maxArtifactBytes: Math.round(maxArtifactMb * 1024 * 1024),
       defaultBuildTimeoutS,
       prepareTimeoutMs: Math.round(prepareTimeoutS * 1000),
@@ -226,6 +276,33 @@ export function parseControllerArgs(argv: string[], env: NodeJS.ProcessEnv): Par
       ...github,
     }),
   };
+}
+
+/** `--artifacts s3://bucket/prefix` with its endpoint and region; null without `--artifacts`. */
+function s3Location(pick: (flag: string, envName: string) => string | undefined, problems: string[], env: NodeJS.ProcessEnv): S3Location | null {
+  const raw = pick('artifacts', 'EXPO_CONTROLLER_ARTIFACTS');
+  const endpointRaw = pick('s3-endpoint', 'EXPO_CONTROLLER_S3_ENDPOINT');
+  const regionRaw = pick('s3-region', 'EXPO_CONTROLLER_S3_REGION');
+  if (raw === undefined) {
+    if (endpointRaw !== undefined || regionRaw !== undefined) problems.push('--s3-endpoint/--s3-region: only with --artifacts s3://bucket/prefix');
+    return null;
+  }
+  // Bucket names: 3–63 of a-z 0-9 . - (S3's rules); the prefix: printable, no `..` segment.
+  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(raw);
+  const prefix = (m?.[2] ?? '').replace(/^\/+|\/+$/g, '');
+  if (m === null || !/^[\x21-\x7e]*$/.test(prefix) || prefix.split('/').some((s) => s === '..' || s === '.')) {
+    problems.push(`--artifacts (EXPO_CONTROLLER_ARTIFACTS): '${raw.slice(0, 200)}' is not s3://bucket or s3://bucket/prefix (a bucket name of 3–63 lower-case letters, digits, dots and hyphens)`);
+    return null;
+  }
+  let endpoint: string | null = null;
+  if (endpointRaw !== undefined) {
+    const problem = urlProblem(endpointRaw, false);
+    if (problem !== null) problems.push(`--s3-endpoint (EXPO_CONTROLLER_S3_ENDPOINT): '${endpointRaw.slice(0, 200)}' ${problem}`);
+    else endpoint = endpointRaw.replace(/\/+$/, '');
+  }
+  const region = regionRaw ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1';
+  if (!/^[a-z0-9-]{1,40}$/.test(region)) problems.push(`--s3-region (EXPO_CONTROLLER_S3_REGION): '${region.slice(0, 60)}' is not a region name`);
+  return { bucket: m[1]!, prefix, endpoint, region, forcePathStyle: endpoint !== null };
 }
 
 type GithubSettings = Pick<ControllerConfig, 'githubToken' | 'githubAppId' | 'githubPrivateKey' | 'githubPrivateKeyPath' | 'githubApiUrl' | 'githubWebUrl' | 'publicUrl' | 'startupWarnings'>;
