@@ -149,7 +149,7 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
 const START_LOCK = new VmStartLock();
 
 /** Fields that identify the worker or shape the daemon: a reload cannot change them. */
-const RESTART_ONLY = ['workerId', 'controllerUrls', 'apiKey', 'maxConcurrentBuilds', 'maintenanceCron', 'workerHeartbeatS', 'pollWaitS'] as const;
+const RESTART_ONLY = ['workerId', 'controllerUrl', 'apiKey', 'maxConcurrentBuilds', 'maintenanceCron', 'workerHeartbeatS', 'pollWaitS'] as const;
 
 export async function main(argv: string[]): Promise<number> {
   let values;
@@ -251,8 +251,9 @@ export async function main(argv: string[]): Promise<number> {
         log.error({ err: (err as Error).message }, 'config reload failed; keeping the current config');
         return;
       }
-      // By value: controllerUrls is a list.
-      const fixed = RESTART_ONLY.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]));
+      // The config field controllerUrl is the whole list (controllerUrls), compared by value.
+      const valueOf = (c: AgentConfig, k: (typeof RESTART_ONLY)[number]) => JSON.stringify(k === 'controllerUrl' ? c.controllerUrls : c[k]);
+      const fixed = RESTART_ONLY.filter((k) => valueOf(next, k) !== valueOf(config, k));
       if (fixed.length > 0) {
         log.warn({ fields: fixed }, 'these fields change only when the agent restarts; keeping the current config');
         return;
