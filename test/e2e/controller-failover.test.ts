@@ -5,6 +5,7 @@
  * a build runs: the build must finish through B with its whole log, and the monitor's heartbeats
  * must follow — the step outlasts the heartbeat timeout, so a monitor stuck on A fails it.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { E2E_HEARTBEAT_TIMEOUT_S, E2E_TEST_TIMEOUT_MS, FINAL, startFarm, WAIT, type Farm } from '../support/farm.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
@@ -46,5 +47,14 @@ describe('agent failover between controllers', () => {
     // The agent keeps polling through B: the next build runs too.
     const next = await farm.submit();
     expect(await farm.waitBuild(next, FINAL)).toMatchObject({ status: 'succeeded' });
+
+    // SIGHUP: the same list (a new array, read again) reloads; another list needs a restart.
+    const config = JSON.parse(readFileSync(farm.configPath, 'utf8')) as Record<string, unknown>;
+    writeFileSync(farm.configPath, JSON.stringify({ ...config, stepStopGraceS: 3 }));
+    agent.signal('SIGHUP');
+    await agent.waitFor('config reloaded', WAIT.logMs);
+    writeFileSync(farm.configPath, JSON.stringify({ ...config, controllerUrl: [b.url, a.url] }));
+    agent.signal('SIGHUP');
+    expect(await agent.waitFor('change only when the agent restarts', WAIT.logMs)).toMatchObject({ fields: ['controllerUrl'] });
   });
 });
