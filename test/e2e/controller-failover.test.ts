@@ -6,6 +6,7 @@
  * must follow — the step outlasts the heartbeat timeout, so a monitor stuck on A fails it.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'undici';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { E2E_HEARTBEAT_TIMEOUT_S, E2E_TEST_TIMEOUT_MS, FINAL, startFarm, WAIT, type Farm } from '../support/farm.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
@@ -41,6 +42,9 @@ describe('agent failover between controllers', () => {
     for (let i = 1; i <= ticks; i++) expect(log.match(new RegExp(`^tick ${i} ✓$`, 'gm'))).toHaveLength(1);
     const switched = await agent.waitFor('controller unreachable, switching to', WAIT.logMs);
     expect(switched).toMatchObject({ from: a.url, to: b.url });
+    const metricsUrl = String((await agent.waitFor('status server listening', WAIT.logMs)).url);
+    const metrics = await (await request(`${metricsUrl}/metrics`)).body.text();
+    expect(Number(/^expo_worker_agent_controller_switches_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
     await agent.waitFor('build done', WAIT.logMs, (e) => e.buildId === id);
     expect(await farm.vms()).toEqual(['base']);
 
