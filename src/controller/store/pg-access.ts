@@ -10,10 +10,13 @@
  */
 import { ExpoError } from '../../protocol/errors.ts';
 import type { AuditAction, Role } from '../../protocol/domain.ts';
-import type { PgDb, PgQueryable } from './pg-db.ts';
+import type pg from 'pg';
+import type { PgDb } from './pg-db.ts';
 import type { ApiTokenRecord, AuditRecord, NewAuditEntry, SessionRecord, Store, UserRecord } from './store.ts';
 
 type Row = Record<string, unknown>;
+/** The pool or a connection inside `tx`. */
+type Queryable = { query: (sql: string, params?: unknown[]) => Promise<pg.QueryResult<Row>> };
 
 const ACTIVE_SQL = `('assigned','preparing','running')`;
 /** PostgreSQL's SQLSTATE for a unique violation. */
@@ -92,11 +95,11 @@ export class PgAccess implements AccessMethods {
     this.db = db;
   }
 
-  private async one(sql: string, params: unknown[], on: PgQueryable = this.db): Promise<Row | null> {
+  private async one(sql: string, params: unknown[], on: Queryable = this.db): Promise<Row | null> {
     return (await on.query<Row>(sql, params)).rows[0] ?? null;
   }
 
-  private async count(sql: string, params: unknown[], on: PgQueryable = this.db): Promise<number> {
+  private async count(sql: string, params: unknown[], on: Queryable = this.db): Promise<number> {
     return (await on.query(sql, params)).rowCount ?? 0;
   }
 
