@@ -96,7 +96,7 @@ export class PgAccess implements AccessMethods {
   }
 
   private async one(sql: string, params: unknown[], on: Queryable = this.db): Promise<Row | null> {
-    return (await on.query<Row>(sql, params)).rows[0] ?? null;
+    return (await on.query(sql, params)).rows[0] ?? null;
   }
 
   private async count(sql: string, params: unknown[], on: Queryable = this.db): Promise<number> {
