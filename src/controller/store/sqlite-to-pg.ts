@@ -241,6 +241,10 @@ export async function sqliteToPg(o: SqliteToPgOptions): Promise<SqliteToPgResult
       }
     });
     return { counts, target: shown };
+  } catch (err) {
+    if (err instanceof StoreCommandError) throw err;
+    // PostgreSQL's own refusal (a value it will not take, a lost connection): rolled back whole.
+    throw new StoreCommandError('failed', `the copy to ${shown} failed and was rolled back, nothing was kept: ${(err as Error).message}`, { cause: err });
   } finally {
     sqlite.close();
     await db.close();
