@@ -179,6 +179,8 @@ function openSource(path: string): DatabaseSync {
 
 /** Whether another connection holds the SQLite file's write lock right now (a controller writing). */
 export function sqliteBeingWritten(path: string): boolean {
+  // Opening a missing file would create it: that is for openSource to report.
+  if (!existsSync(resolve(path))) return false;
   const probe = new DatabaseSync(resolve(path), { timeout: 0 });
   try {
     probe.exec('BEGIN IMMEDIATE');
