@@ -218,12 +218,23 @@ describe('expo-worker migrate (SQLite → PostgreSQL)', () => {
     }
   }, 120_000);
 
-  it('copies into a database a controller already migrated (tables, no rows)', async () => {
+  it('copies into a database a controller already migrated (tables, no rows), warning about a SQLite file being written and copying only what was committed', async () => {
     await makeFarm(dbFile);
     const fresh = keep(new PgStore({ url: target }));
     await fresh.migrate();
-    const r = await sqliteToPg({ from: dbFile, to: target, ...quiet });
-    expect(r.counts.find((c) => c.table === 'builds')?.rows).toBe(1200);
+    // A controller in the middle of a write: warned about, and the copy is the committed state.
+    const writing = new DatabaseSync(dbFile);
+    writing.exec('BEGIN IMMEDIATE');
+    writing.exec(`UPDATE builds SET message = 'uncommitted'`);
+    const lines: string[] = [];
+    try {
+      expect(await migrateMain(['--from', `sqlite:${dbFile}`, '--to', target], { out: (l) => lines.push(l), err: (l) => lines.push(l), env: {} })).toBe(0);
+    } finally {
+      writing.exec('ROLLBACK');
+      writing.close();
+    }
+    expect(lines.join('\n')).toContain('is being written right now');
+    expect(lines.join('\n')).toMatch(/builds\s+1200/);
     expect(await rowsOfPg(target)).toEqual(await rowsOfSqlite(dbFile));
   }, 120_000);
 
