@@ -194,7 +194,7 @@ describe('expo-worker migrate (SQLite → PostgreSQL)', () => {
     expect((await store.listAudit({ limit: 1 }))[0]!.id).toBeGreaterThan(audit[0]!.id);
   }, 180_000);
 
-  it('refuses a target that is not empty and leaves it as it was', async () => {
+  it('refuses a target that is not empty, or not reachable, and leaves it as it was', async () => {
     await makeFarm(dbFile);
     await sqliteToPg({ from: `sqlite:${dbFile}`, to: target, ...quiet });
     const before = await rowsOfPg(target);
@@ -203,6 +203,10 @@ describe('expo-worker migrate (SQLite → PostgreSQL)', () => {
     expect(await migrateMain(['--from', `sqlite:${dbFile}`, '--to', target], io)).toBe(1);
     expect(lines.join('\n')).toMatch(/is not empty: table workers has rows/);
     expect(await rowsOfPg(target)).toEqual(before);
+    // A server that is not there (port 1 on loopback): exit 1, the password not shown.
+    expect(await migrateMain(['--from', `sqlite:${dbFile}`, '--to', 'postgres://u:topsecret@127.0.0.1:1/x'], io)).toBe(1);
+    expect(lines.join('\n')).toContain('cannot connect to postgres://u:***@127.0.0.1:1/x');
+    expect(lines.join('\n')).not.toContain('topsecret');
 
     // Another application's table: refused too, even with no rows anywhere.
     const other = await server.createDatabase();

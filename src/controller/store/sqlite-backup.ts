@@ -61,7 +61,8 @@ export async function backupSqlite(o: BackupOptions): Promise<BackupResult> {
   try {
     // VACUUM INTO writes into an empty file that exists: made here, private from the start.
     closeSync(openSync(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600));
-    const src = new DatabaseSync(source, { timeout: o.busyTimeoutMs ?? 10_000 });
+    // Read-only: the backup never writes the controller's database.
+    const src = new DatabaseSync(source, { readOnly: true, timeout: o.busyTimeoutMs ?? 10_000 });
     try {
       if (schemaVersionOf(src) === 0) throw new StoreCommandError('refused', `${source} is not an expo-worker database (no schema_migrations table)`);
       src.prepare('VACUUM INTO ?').run(tmp);
