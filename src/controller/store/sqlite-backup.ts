@@ -51,6 +51,7 @@ export async function backupSqlite(o: BackupOptions): Promise<BackupResult> {
   // Opening a missing file would create an empty database: check first.
   if (!existsSync(source) || !statSync(source).isFile()) throw new StoreCommandError('usage', `no database at ${source}`);
   if (source === dest) throw new StoreCommandError('usage', 'the backup PATH is the database itself');
+  if (existsSync(dest) && statSync(dest).isDirectory()) throw new StoreCommandError('usage', `${dest} is a directory; give the backup's file name`);
   if (existsSync(dest) && !o.force) throw new StoreCommandError('refused', `${dest} exists; pass --force to replace it`);
   if (!existsSync(dirname(dest))) throw new StoreCommandError('usage', `directory ${dirname(dest)} does not exist`);
 
