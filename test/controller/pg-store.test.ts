@@ -155,6 +155,36 @@ describe('PgStore specifics', () => {
     });
   });
 
+  it('builds queued again for a second attempt are claimed once each under concurrency, each log with one banner', async () => {
+    await withDatabase(2, async (stores) => {
+      const [a, b] = stores as [PgStore, PgStore];
+      await a.migrate();
+      await a.createWorker({ id: 'w', labels: [], keyHash: 'k', createdAt: 1 });
+      const ids: string[] = [];
+      for (let i = 0; i < 40; i++) ids.push((await a.createBuild(newBuild(`r${String(i).padStart(3, '0')}`, { maxAttempts: 2 }))).id);
+      const firsts = [];
+      for (let i = 0; i < 40; i++) firsts.push((await a.claimBuild(claimReq('w', -1 - i)))!);
+      for (const c of firsts) {
+        await a.finishAttempt({ buildId: c.build.id, lease: c.attempt.lease, now: 2, status: 'failed', failureReason: 'vm_crashed', exitCode: null, message: null, requeue: true });
+      }
+      // One first attempt among them, so both kinds of claim race together.
+      ids.push((await a.createBuild(newBuild('s000'))).id);
+      let n = 0;
+      const claimer = async (s: PgStore): Promise<string[]> => {
+        const got: string[] = [];
+        for (let c = await s.claimBuild(claimReq('w', n++)); c !== null; c = await s.claimBuild(claimReq('w', n++))) got.push(c.build.id);
+        return got;
+      };
+      const all = (await Promise.all(Array.from({ length: 8 }, (_, i) => claimer(i % 2 ? a : b)))).flat();
+      expect([...all].sort()).toEqual(ids);
+      for (const id of ids.slice(0, 5)) {
+        expect((await a.readLog(id, 0)).toString()).toBe('[attempt 2/2]\n');
+        expect((await a.listAttempts(id)).map((x) => x.attempt)).toEqual([1, 2]);
+      }
+      expect((await a.readLog('s000', 0)).length).toBe(0);
+    });
+  });
+
   it('hands a build only to a worker with every one of its labels, even past builds other claimers hold', async () => {
     await withDatabase(2, async ([a, b]) => {
       await a!.migrate();

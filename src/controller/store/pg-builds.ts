@@ -17,17 +17,34 @@ import { ExpoError } from '../../protocol/errors.ts';
 import type { ActiveBuildStatus } from '../../protocol/domain.ts';
 import type { PgDb } from './pg-db.ts';
 import { ACTIVE_SQL, UNFINISHED_SQL, run, stepStarts, toBuild, type Queryable, type Row } from './pg-rows.ts';
-import type { AppendLogResult, AttemptEnd, BuildPulse, BuildRecord, Claim, ClaimRequest } from './store.ts';
+import type { AppendLogResult, AttemptEnd, AttemptRecord, BuildPulse, BuildRecord, Claim, ClaimRequest } from './store.ts';
 
 // The worker's drain flag is read in a one-time filter before the scan: a worker gone or drained
 // picks nothing. Labels are JSON arrays; `<@` on jsonb arrays is "every element of the left is in
 // the right", the same test SQLite's adapter makes in JS, here inside the scan so that SKIP LOCKED
 // applies to exactly the rows considered.
-const PICK = `
-  WITH w AS (SELECT drain_requested FROM workers WHERE id = $1 FOR SHARE)
+const WORKER = `w AS MATERIALIZED (SELECT drain_requested FROM workers WHERE id = $1 FOR SHARE)`;
+const PICKED = `
   SELECT id, attempt, max_attempts, log_bytes FROM builds
   WHERE (SELECT drain_requested FROM w) = 0 AND status = 'queued' AND labels::jsonb <@ $2::jsonb
   ORDER BY seq LIMIT 1 FOR UPDATE OF builds SKIP LOCKED`;
+const PICK = `WITH ${WORKER} ${PICKED}`;
+
+// The common claim, a build's first attempt, in one statement (its own transaction): the pick
+// above, then the compare-and-set and the attempt row, only when the build picked has had no
+// attempt (no banner to write). A build picked for a later attempt is left as it was (its lock
+// goes with the statement) and claimed by the transaction below, which asks for its banner.
+const CLAIM_FIRST = `
+  WITH ${WORKER}, p AS MATERIALIZED (${PICKED}),
+  u AS (
+    UPDATE builds SET status = 'assigned', attempt = 1, worker_id = $1, lease = $3, assigned_at = $4,
+      last_heartbeat_at = $4, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
+      artifact_problems = '[]', step_starts = NULL
+    WHERE id = (SELECT id FROM p WHERE attempt = 0) AND status = 'queued' RETURNING *),
+  a AS (
+    INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
+    SELECT id, 1, $1::text, $3::text, $5::text, $4::bigint, log_bytes FROM u)
+  SELECT p.attempt AS picked_attempt, u.* FROM p LEFT JOIN u ON u.id = p.id`;
 
 const claimSql = (banner: boolean): string => `
   WITH u AS (
@@ -68,6 +85,16 @@ const FINISH_FINAL = `
     WHERE build_id = $1 AND lease = $2 AND EXISTS (SELECT 1 FROM u))
   SELECT * FROM u`;
 
+// The common append, at the log's end and within its limit, in one statement (its own
+// transaction) under the build's row lock: `after` is null when the chunk is anywhere else, or
+// too large, and the checked append (a transaction) decides what it is.
+const APPEND_AT_END = `
+  WITH b AS MATERIALIZED (SELECT log_bytes FROM builds WHERE id = $1 FOR UPDATE),
+  ok AS MATERIALIZED (SELECT 1 FROM b WHERE b.log_bytes = $2::bigint AND $2::bigint + length($3::bytea) <= $4::bigint),
+  l AS (INSERT INTO log_chunks (build_id, "offset", data) SELECT $1, $2::bigint, $3::bytea FROM ok),
+  u AS (UPDATE builds SET log_bytes = $2::bigint + length($3::bytea) WHERE id = $1 AND EXISTS (SELECT 1 FROM ok) RETURNING log_bytes)
+  SELECT b.log_bytes AS before, (SELECT log_bytes FROM u) AS after FROM b`;
+
 // Chunks are contiguous, so the first one of a range is the last starting at or before `from`:
 // found by one probe of the primary key, and the scan starts there rather than at byte 0.
 const chunksFrom = (bounded: boolean): string => `
@@ -89,6 +116,22 @@ const cut = (rows: Chunk[], from: number, to?: number): Buffer => {
   return whole.subarray(Math.max(0, from - start), to === undefined ? undefined : Math.max(0, to - start));
 };
 
+/** The attempt a claim just wrote, as the attempts row reads back. */
+const newAttempt = (req: ClaimRequest, buildId: string, attempt: number, logOffset: number): AttemptRecord => ({
+  buildId,
+  attempt,
+  workerId: req.workerId,
+  lease: req.lease,
+  buildTokenHash: req.buildTokenHash,
+  claimedAt: req.now,
+  endedAt: null,
+  outcome: null,
+  failureReason: null,
+  exitCode: null,
+  message: null,
+  logOffset,
+});
+
 export class PgBuilds {
   private readonly db: PgDb;
 
@@ -97,8 +140,17 @@ export class PgBuilds {
   }
 
   async claimBuild(req: ClaimRequest): Promise<Claim | null> {
+    const labels = JSON.stringify(req.workerLabels);
+    const first = (await run(this.db.pool, CLAIM_FIRST, [req.workerId, labels, req.lease, req.now, req.buildTokenHash])).rows[0];
+    if (first === undefined) return null;
+    if (first.id !== null) return { build: toBuild(first), attempt: newAttempt(req, first.id as string, 1, first.log_bytes as number) };
+    return this.claimLater(req, labels);
+  }
+
+  /** The claim of whatever the pick finds now, in a transaction: from a second attempt on, its banner goes into the log first. */
+  private async claimLater(req: ClaimRequest, labels: string): Promise<Claim | null> {
     return this.db.tx(async (c) => {
-      const picked = (await run(c, PICK, [req.workerId, JSON.stringify(req.workerLabels)])).rows[0];
+      const picked = (await run(c, PICK, [req.workerId, labels])).rows[0];
       if (picked === undefined) return null;
       const id = picked.id as string;
       const attempt = (picked.attempt as number) + 1;
@@ -110,23 +162,7 @@ export class PgBuilds {
       // The row is ours (FOR UPDATE), so the compare-and-set cannot miss; checked all the same.
       const row = r.rows[0];
       if (row === undefined) throw new ExpoError('STORE_FAILED', `build ${id} changed under its claim lock`);
-      return {
-        build: toBuild(row),
-        attempt: {
-          buildId: id,
-          attempt,
-          workerId: req.workerId,
-          lease: req.lease,
-          buildTokenHash: req.buildTokenHash,
-          claimedAt: req.now,
-          endedAt: null,
-          outcome: null,
-          failureReason: null,
-          exitCode: null,
-          message: null,
-          logOffset: logBytes,
-        },
-      };
+      return { build: toBuild(row), attempt: newAttempt(req, id, attempt, logBytes) };
     });
   }
 
@@ -214,6 +250,15 @@ export class PgBuilds {
   // ---- logs ----
 
   async appendLog(buildId: string, offset: number, data: Buffer, maxLogBytes: number): Promise<AppendLogResult> {
+    if (data.length > 0) {
+      const r = (await run<{ before: number; after: number | null }>(this.db.pool, APPEND_AT_END, [buildId, offset, data, maxLogBytes])).rows[0];
+      if (r?.after !== null && r?.after !== undefined) return { kind: 'appended', logBytes: r.after };
+    }
+    return this.appendChecked(buildId, offset, data, maxLogBytes);
+  }
+
+  /** The append that compares an overlap with what is stored, in a transaction holding the build's row. */
+  private async appendChecked(buildId: string, offset: number, data: Buffer, maxLogBytes: number): Promise<AppendLogResult> {
     return this.db.tx(async (c) => {
       const row = (await run<{ log_bytes: number }>(c, 'SELECT log_bytes FROM builds WHERE id = $1 FOR UPDATE', [buildId])).rows[0];
       if (row === undefined) throw new ExpoError('STORE_FAILED', `appendLog: no build ${buildId}`);
