@@ -112,6 +112,29 @@ describe('PgStore specifics', () => {
     });
   });
 
+  it('keeps working when a newer controller adds columns under it (its prepared statements name their columns)', async () => {
+    const url = await pgServer().createDatabase();
+    // One connection, so the statements prepared before the change are the ones used after it.
+    const s = new PgStore({ url, poolMax: 1 });
+    try {
+      await s.migrate();
+      await s.createWorker({ id: 'w', labels: [], keyHash: 'k', createdAt: 1 });
+      await s.createBuild(newBuild('b1'));
+      await s.createBuild(newBuild('b2'));
+      const c = (await s.claimBuild(claimReq('w', 1)))!;
+      expect(await s.getBuild('b1')).toMatchObject({ status: 'assigned' });
+      await query(url, `ALTER TABLE builds ADD COLUMN later text; ALTER TABLE workers ADD COLUMN later text; ALTER TABLE attempts ADD COLUMN later text`);
+      expect(await s.getBuild('b1')).toMatchObject({ status: 'assigned' });
+      expect(await s.getWorker('w')).toMatchObject({ id: 'w' });
+      expect(await s.getAttemptByLease('b1', c.attempt.lease)).toMatchObject({ attempt: 1 });
+      expect((await s.claimBuild(claimReq('w', 2)))?.build.id).toBe('b2');
+      expect(await s.touchBuild('b1', c.attempt.lease, { now: 5 })).toEqual({ status: 'assigned', cancelRequested: false });
+    } finally {
+      await s.close();
+      await pgServer().dropDatabase(url);
+    }
+  });
+
   it('names the database without its password when it cannot reach it', async () => {
     // A port nothing listens on: the server's own, with the cluster stopped there is none; use port 1.
     const s = new PgStore({ url: 'postgres://expo:hunter2@127.0.0.1:1/nowhere' });

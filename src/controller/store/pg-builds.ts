@@ -16,7 +16,7 @@
 import { ExpoError } from '../../protocol/errors.ts';
 import type { ActiveBuildStatus } from '../../protocol/domain.ts';
 import type { PgDb } from './pg-db.ts';
-import { ACTIVE_SQL, UNFINISHED_SQL, run, stepStarts, toBuild, type Queryable, type Row } from './pg-rows.ts';
+import { ACTIVE_SQL, BUILD_COLS, UNFINISHED_SQL, run, stepStarts, toBuild, type Queryable, type Row } from './pg-rows.ts';
 import type { AppendLogResult, AttemptEnd, AttemptRecord, BuildPulse, BuildRecord, Claim, ClaimRequest } from './store.ts';
 
 // The worker's drain flag is read in a one-time filter before the scan: a worker gone or drained
@@ -40,7 +40,7 @@ const CLAIM_FIRST = `
     UPDATE builds SET status = 'assigned', attempt = 1, worker_id = $1, lease = $3, assigned_at = $4,
       last_heartbeat_at = $4, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
       artifact_problems = '[]', step_starts = NULL
-    WHERE id = (SELECT id FROM p WHERE attempt = 0) AND status = 'queued' RETURNING *),
+    WHERE id = (SELECT id FROM p WHERE attempt = 0) AND status = 'queued' RETURNING ${BUILD_COLS()}),
   a AS (
     INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
     SELECT id, 1, $1::text, $3::text, $5::text, $4::bigint, log_bytes FROM u)
@@ -51,7 +51,7 @@ const claimSql = (banner: boolean): string => `
     UPDATE builds SET status = 'assigned', attempt = $2, worker_id = $3, lease = $4, assigned_at = $5,
       last_heartbeat_at = $5, log_bytes = $6, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
       artifact_problems = '[]', step_starts = NULL
-    WHERE id = $1 AND status = 'queued' RETURNING *),
+    WHERE id = $1 AND status = 'queued' RETURNING ${BUILD_COLS()}),
   a AS (
     INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
     SELECT id, $2::integer, $3::text, $4::text, $7::text, $5::bigint, $6::bigint FROM u)
@@ -64,7 +64,7 @@ const FINISH_REQUEUE = `
   WITH u AS (
     UPDATE builds SET status = 'queued', worker_id = NULL, lease = NULL, last_heartbeat_at = NULL,
       failure_reason = $3, message = $4, exit_code = $5
-    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING *),
+    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING ${BUILD_COLS()}),
   a AS (
     UPDATE attempts SET ended_at = $6, outcome = 'requeued', failure_reason = $3, exit_code = $5, message = $4
     WHERE build_id = $1 AND lease = $2 AND EXISTS (SELECT 1 FROM u))
@@ -79,7 +79,7 @@ const FINISH_FINAL = `
         THEN cancel_message || CASE WHEN $7::text IS NULL OR $7::text = cancel_message THEN '' ELSE '; ' || $7::text END
         ELSE $7::text END,
       progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE progress END
-    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING *),
+    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING ${BUILD_COLS()}),
   a AS (
     UPDATE attempts SET ended_at = $6, outcome = $3, failure_reason = $4, exit_code = $5, message = $7::text
     WHERE build_id = $1 AND lease = $2 AND EXISTS (SELECT 1 FROM u))
