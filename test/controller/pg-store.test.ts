@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PG_MIGRATIONS } from '../../src/controller/store/pg-schema.ts';
 import { PgStore } from '../../src/controller/store/pg-store.ts';
-import type { ClaimRequest, NewBuild } from '../../src/controller/store/store.ts';
+import type { Claim, ClaimRequest, NewBuild } from '../../src/controller/store/store.ts';
 import { startPostgres, type Postgres } from '../support/postgres.ts';
 import { describeStoreConformance } from './store-conformance.ts';
 
@@ -205,6 +205,41 @@ describe('PgStore specifics', () => {
         expect((await a.listAttempts(id)).map((x) => x.attempt)).toEqual([1, 2]);
       }
       expect((await a.readLog('s000', 0)).length).toBe(0);
+    });
+  });
+
+  it('two controllers ending one attempt at once: exactly one finish wins, and a cancel racing a claim leaves one of them', async () => {
+    await withDatabase(2, async (stores) => {
+      const [a, b] = stores as [PgStore, PgStore];
+      await a.migrate();
+      await a.createWorker({ id: 'w', labels: [], keyHash: 'k', createdAt: 1 });
+      const claims: Claim[] = [];
+      for (let i = 0; i < 30; i++) {
+        await a.createBuild(newBuild(`f${String(i).padStart(3, '0')}`));
+        claims.push((await a.claimBuild(claimReq('w', i)))!);
+      }
+      const end = (c: Claim, status: 'succeeded' | 'failed') =>
+        ({ buildId: c.build.id, lease: c.attempt.lease, now: 9, status, failureReason: null, exitCode: 0, message: null, requeue: false }) as const;
+      const ends = await Promise.all(claims.map((c) => Promise.all([a.finishAttempt(end(c, 'succeeded')), b.finishAttempt(end(c, 'failed'))])));
+      for (const [i, [x, y]] of ends.entries()) {
+        expect([x, y].filter((r) => r !== null)).toHaveLength(1);
+        const winner = (x ?? y)!.status;
+        expect((await a.getBuild(claims[i]!.build.id))?.status).toBe(winner);
+        expect((await a.listAttempts(claims[i]!.build.id)).map((t) => t.outcome)).toEqual([winner]);
+      }
+      // A cancel and a claim of the same queued builds: each build is either cancelled or claimed.
+      for (let i = 0; i < 30; i++) await a.createBuild(newBuild(`q${String(i).padStart(3, '0')}`));
+      const queued = (await a.listBuilds({ status: 'queued', limit: 100 })).map((x) => x.id);
+      let n = 100;
+      const [cancelled, claimed] = await Promise.all([
+        Promise.all(queued.map((id) => b.cancelQueued(id, 10))),
+        Promise.all(queued.map(() => a.claimBuild(claimReq('w', n++)))),
+      ]);
+      const claimedIds = new Set(claimed.filter((c) => c !== null).map((c) => c.build.id));
+      for (const [i, id] of queued.entries()) {
+        expect(cancelled[i]).toBe(!claimedIds.has(id));
+        expect((await a.getBuild(id))?.status).toBe(cancelled[i] ? 'cancelled' : 'assigned');
+      }
     });
   });
 

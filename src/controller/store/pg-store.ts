@@ -294,11 +294,12 @@ export class PgStore implements Store {
   }
 
   async deleteBuilds(ids: readonly string[]): Promise<string[]> {
-    // One statement: the builds still final are locked, then their rows go with them (the
-    // foreign keys are checked at the statement's end, when the children are gone too).
+    // One statement: the builds still final are locked (in id order, so two pruners cannot
+    // deadlock), then their rows go with them (the foreign keys are checked at the statement's
+    // end, when the children are gone too).
     const r = await run<{ id: string }>(
       this.db.pool,
-      `WITH d AS (SELECT id FROM builds WHERE id = ANY($1::text[]) AND status IN ${FINAL_SQL} FOR UPDATE),
+      `WITH d AS MATERIALIZED (SELECT id FROM builds WHERE id = ANY($1::text[]) AND status IN ${FINAL_SQL} ORDER BY id FOR UPDATE),
          lc AS (DELETE FROM log_chunks WHERE build_id IN (SELECT id FROM d)),
          ar AS (DELETE FROM artifacts WHERE build_id IN (SELECT id FROM d)),
          at AS (DELETE FROM attempts WHERE build_id IN (SELECT id FROM d))
