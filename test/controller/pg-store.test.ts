@@ -259,7 +259,7 @@ describe('PgStore specifics', () => {
     });
   });
 
-  it('a drained or removed worker claims nothing', async () => {
+  it('a drained or removed worker claims nothing, and an idle poll locks nothing', async () => {
     await withDatabase(1, async ([s], url) => {
       await s!.migrate();
       await s!.createWorker({ id: 'w', labels: [], keyHash: 'k', createdAt: 1 });
@@ -269,6 +269,39 @@ describe('PgStore specifics', () => {
       expect(await s!.claimBuild(claimReq('gone', 2))).toBeNull();
       await query(url, `UPDATE workers SET drain_requested = 0 WHERE id = 'w'`);
       expect((await s!.claimBuild(claimReq('w', 3)))?.build.id).toBe('b1');
+      // An idle poll (nothing queued) writes nothing: not even a lock on the worker's row.
+      const xmax = async () => (await query<{ xmax: string }>(url, `SELECT xmax::text FROM workers WHERE id = 'w'`))[0]!.xmax;
+      const before = await xmax();
+      expect(await s!.claimBuild(claimReq('w', 4))).toBeNull();
+      expect(await xmax()).toBe(before);
+    });
+  });
+
+  it('a drain that commits while a claim waits for the worker row wins: the claim takes nothing', async () => {
+    await withDatabase(1, async ([s], url) => {
+      await s!.migrate();
+      await s!.createWorker({ id: 'w', labels: [], keyHash: 'k', createdAt: 1 });
+      await s!.createBuild(newBuild('b1'));
+      const operator = new pg.Client({ connectionString: url });
+      await operator.connect();
+      try {
+        await operator.query('BEGIN');
+        await operator.query(`UPDATE workers SET drain_requested = 1 WHERE id = 'w'`);
+        let settled = false;
+        const claim = s!.claimBuild(claimReq('w', 1)).finally(() => (settled = true));
+        // The claim read the drain flag before the drain committed: it waits on the row (a claim
+        // that does not wait has settled, and is checked below all the same).
+        while (!settled) {
+          const waiting = await query<{ n: number }>(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`);
+          if (waiting[0]!.n > 0) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await operator.query('COMMIT');
+        expect(await claim).toBeNull();
+        expect(await s!.getBuild('b1')).toMatchObject({ status: 'queued', attempt: 0 });
+      } finally {
+        await operator.end();
+      }
     });
   });
 

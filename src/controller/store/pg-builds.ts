@@ -30,21 +30,29 @@ const PICKED = `
   ORDER BY seq LIMIT 1 FOR UPDATE OF builds SKIP LOCKED`;
 const PICK = `WITH ${WORKER} ${PICKED}`;
 
-// The common claim, a build's first attempt, in one statement (its own transaction): the pick
-// above, then the compare-and-set and the attempt row, only when the build picked has had no
-// attempt (no banner to write). A build picked for a later attempt is left as it was (its lock
-// goes with the statement) and claimed by the transaction below, which asks for its banner.
+// The common claim, a build's first attempt, in one statement (its own transaction). The worker
+// row is locked only once a build is picked (an idle poll writes nothing, not even a row lock):
+// the pick reads the drain flag as of the statement's start, and the update re-reads it under
+// `FOR SHARE`, which in READ COMMITTED sees the latest committed drain (or waits for one in
+// flight). Only a build with no attempt yet is taken here (no banner to write); one picked for a
+// later attempt, or lost to a drain that raced the pick, is left as it was (its lock goes with
+// the statement) for the transaction below, which asks for the banner and re-checks the drain.
 const CLAIM_FIRST = `
-  WITH ${WORKER}, p AS MATERIALIZED (${PICKED}),
+  WITH p AS MATERIALIZED (
+    SELECT id, attempt FROM builds
+    WHERE EXISTS (SELECT 1 FROM workers WHERE id = $1 AND drain_requested = 0) AND status = 'queued' AND labels::jsonb <@ $2::jsonb
+    ORDER BY seq LIMIT 1 FOR UPDATE OF builds SKIP LOCKED),
   u AS (
-    UPDATE builds SET status = 'assigned', attempt = 1, worker_id = $1, lease = $3, assigned_at = $4,
+    UPDATE builds b SET status = 'assigned', attempt = 1, worker_id = $1, lease = $3, assigned_at = $4,
       last_heartbeat_at = $4, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
       artifact_problems = '[]', step_starts = NULL
-    WHERE id = (SELECT id FROM p WHERE attempt = 0) AND status = 'queued' RETURNING ${BUILD_COLS()}),
+    FROM p WHERE b.id = p.id AND p.attempt = 0 AND b.status = 'queued'
+      AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.drain_requested = 0 AND p.id IS NOT NULL FOR SHARE)
+    RETURNING ${BUILD_COLS('b')}),
   a AS (
     INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
     SELECT id, 1, $1::text, $3::text, $5::text, $4::bigint, log_bytes FROM u)
-  SELECT p.attempt AS picked_attempt, u.* FROM p LEFT JOIN u ON u.id = p.id`;
+  SELECT u.* FROM p LEFT JOIN u ON u.id = p.id`;
 
 const claimSql = (banner: boolean): string => `
   WITH u AS (
