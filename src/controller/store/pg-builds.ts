@@ -4,9 +4,10 @@
  * SQLite's (`sqlite-store.ts`), statement for statement; what differs is how two controllers on
  * one database are kept apart, since SQLite's single connection serializes everything for free:
  *
- * - the claim locks the worker row (`FOR SHARE`: a drain waits for a claim in flight, and a
- *   claim after the drain sees it) and picks with `FOR UPDATE SKIP LOCKED`, so concurrent
- *   claimers walk past each other's builds instead of queueing on them;
+ * - the claim picks with `FOR UPDATE SKIP LOCKED`, so concurrent claimers walk past each
+ *   other's builds instead of queueing on them, and holds the worker row `FOR SHARE` while it
+ *   writes (a drain waits for a claim in flight, and a claim after the drain sees it); share
+ *   locks never wait for each other and SKIP LOCKED never waits, so claims cannot deadlock;
  * - every other write is one `UPDATE … WHERE <state> RETURNING` (with its companion write in a
  *   data-modifying CTE of the same statement): under READ COMMITTED a second writer waits for
  *   the first's row lock and re-checks the condition on the row as committed, so of two exactly
