@@ -47,8 +47,8 @@ const CLAIM_FIRST = `
     UPDATE builds b SET status = 'assigned', attempt = 1, worker_id = $1, lease = $3, assigned_at = $4,
       last_heartbeat_at = $4, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
       artifact_problems = '[]', step_starts = NULL
-    FROM p WHERE b.id = p.id AND p.attempt = 0 AND b.status = 'queued'
-      AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.drain_requested = 0 AND p.id IS NOT NULL FOR SHARE)
+    WHERE b.id = (SELECT id FROM p WHERE attempt = 0) AND b.status = 'queued'
+      AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.drain_requested = 0 AND b.id IS NOT NULL FOR SHARE)
     RETURNING ${BUILD_COLS('b')}),
   a AS (
     INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
