@@ -136,7 +136,7 @@ describe('PgStore specifics', () => {
   });
 
   it('names the database without its password when it cannot reach it', async () => {
-    // A port nothing listens on: the server's own, with the cluster stopped there is none; use port 1.
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
     const s = new PgStore({ url: 'postgres://expo:hunter2@127.0.0.1:1/nowhere' });
     try {
       const err = (await s.migrate().catch((e: unknown) => e)) as Error & { code?: string };
