@@ -4,9 +4,10 @@
  * SQLite's (`sqlite-store.ts`), statement for statement; what differs is how two controllers on
  * one database are kept apart, since SQLite's single connection serializes everything for free:
  *
- * - the claim locks the worker row (`FOR SHARE`: a drain waits for a claim in flight, and a
- *   claim after the drain sees it) and picks with `FOR UPDATE SKIP LOCKED`, so concurrent
- *   claimers walk past each other's builds instead of queueing on them;
+ * - the claim picks with `FOR UPDATE SKIP LOCKED`, so concurrent claimers walk past each
+ *   other's builds instead of queueing on them, and holds the worker row `FOR SHARE` while it
+ *   writes (a drain waits for a claim in flight, and a claim after the drain sees it); share
+ *   locks never wait for each other and SKIP LOCKED never waits, so claims cannot deadlock;
  * - every other write is one `UPDATE … WHERE <state> RETURNING` (with its companion write in a
  *   data-modifying CTE of the same statement): under READ COMMITTED a second writer waits for
  *   the first's row lock and re-checks the condition on the row as committed, so of two exactly
@@ -16,25 +17,50 @@
 import { ExpoError } from '../../protocol/errors.ts';
 import type { ActiveBuildStatus } from '../../protocol/domain.ts';
 import type { PgDb } from './pg-db.ts';
-import { ACTIVE_SQL, UNFINISHED_SQL, run, stepStarts, toBuild, type Queryable, type Row } from './pg-rows.ts';
-import type { AppendLogResult, AttemptEnd, BuildPulse, BuildRecord, Claim, ClaimRequest } from './store.ts';
+import { ACTIVE_SQL, BUILD_COLS, UNFINISHED_SQL, run, stepStarts, toBuild, type Queryable, type Row } from './pg-rows.ts';
+import type { AppendLogResult, AttemptEnd, AttemptRecord, BuildPulse, BuildRecord, Claim, ClaimRequest } from './store.ts';
 
 // The worker's drain flag is read in a one-time filter before the scan: a worker gone or drained
 // picks nothing. Labels are JSON arrays; `<@` on jsonb arrays is "every element of the left is in
 // the right", the same test SQLite's adapter makes in JS, here inside the scan so that SKIP LOCKED
 // applies to exactly the rows considered.
-const PICK = `
-  WITH w AS (SELECT drain_requested FROM workers WHERE id = $1 FOR SHARE)
+const WORKER = `w AS MATERIALIZED (SELECT drain_requested FROM workers WHERE id = $1 FOR SHARE)`;
+const PICKED = `
   SELECT id, attempt, max_attempts, log_bytes FROM builds
   WHERE (SELECT drain_requested FROM w) = 0 AND status = 'queued' AND labels::jsonb <@ $2::jsonb
   ORDER BY seq LIMIT 1 FOR UPDATE OF builds SKIP LOCKED`;
+const PICK = `WITH ${WORKER} ${PICKED}`;
+
+// The common claim, a build's first attempt, in one statement (its own transaction). The worker
+// row is locked only once a build is picked (an idle poll writes nothing, not even a row lock):
+// the pick reads the drain flag as of the statement's start, and the update re-reads it under
+// `FOR SHARE`, which in READ COMMITTED sees the latest committed drain (or waits for one in
+// flight). Only a build with no attempt yet is taken here (no banner to write); one picked for a
+// later attempt, or lost to a drain that raced the pick, is left as it was (its lock goes with
+// the statement) for the transaction below, which asks for the banner and re-checks the drain.
+const CLAIM_FIRST = `
+  WITH p AS MATERIALIZED (
+    SELECT id, attempt FROM builds
+    WHERE EXISTS (SELECT 1 FROM workers WHERE id = $1 AND drain_requested = 0) AND status = 'queued' AND labels::jsonb <@ $2::jsonb
+    ORDER BY seq LIMIT 1 FOR UPDATE OF builds SKIP LOCKED),
+  u AS (
+    UPDATE builds b SET status = 'assigned', attempt = 1, worker_id = $1, lease = $3, assigned_at = $4,
+      last_heartbeat_at = $4, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
+      artifact_problems = '[]', step_starts = NULL
+    WHERE b.id = (SELECT id FROM p WHERE attempt = 0) AND b.status = 'queued'
+      AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.drain_requested = 0 AND b.id IS NOT NULL FOR SHARE)
+    RETURNING ${BUILD_COLS('b')}),
+  a AS (
+    INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
+    SELECT id, 1, $1::text, $3::text, $5::text, $4::bigint, log_bytes FROM u)
+  SELECT u.* FROM p LEFT JOIN u ON u.id = p.id`;
 
 const claimSql = (banner: boolean): string => `
   WITH u AS (
     UPDATE builds SET status = 'assigned', attempt = $2, worker_id = $3, lease = $4, assigned_at = $5,
       last_heartbeat_at = $5, log_bytes = $6, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
       artifact_problems = '[]', step_starts = NULL
-    WHERE id = $1 AND status = 'queued' RETURNING *),
+    WHERE id = $1 AND status = 'queued' RETURNING ${BUILD_COLS()}),
   a AS (
     INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
     SELECT id, $2::integer, $3::text, $4::text, $7::text, $5::bigint, $6::bigint FROM u)
@@ -47,7 +73,7 @@ const FINISH_REQUEUE = `
   WITH u AS (
     UPDATE builds SET status = 'queued', worker_id = NULL, lease = NULL, last_heartbeat_at = NULL,
       failure_reason = $3, message = $4, exit_code = $5
-    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING *),
+    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING ${BUILD_COLS()}),
   a AS (
     UPDATE attempts SET ended_at = $6, outcome = 'requeued', failure_reason = $3, exit_code = $5, message = $4
     WHERE build_id = $1 AND lease = $2 AND EXISTS (SELECT 1 FROM u))
@@ -62,11 +88,21 @@ const FINISH_FINAL = `
         THEN cancel_message || CASE WHEN $7::text IS NULL OR $7::text = cancel_message THEN '' ELSE '; ' || $7::text END
         ELSE $7::text END,
       progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE progress END
-    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING *),
+    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING ${BUILD_COLS()}),
   a AS (
     UPDATE attempts SET ended_at = $6, outcome = $3, failure_reason = $4, exit_code = $5, message = $7::text
     WHERE build_id = $1 AND lease = $2 AND EXISTS (SELECT 1 FROM u))
   SELECT * FROM u`;
+
+// The common append, at the log's end and within its limit, in one statement (its own
+// transaction) under the build's row lock: `after` is null when the chunk is anywhere else, or
+// too large, and the checked append (a transaction) decides what it is.
+const APPEND_AT_END = `
+  WITH b AS MATERIALIZED (SELECT log_bytes FROM builds WHERE id = $1 FOR UPDATE),
+  ok AS MATERIALIZED (SELECT 1 FROM b WHERE b.log_bytes = $2::bigint AND $2::bigint + length($3::bytea) <= $4::bigint),
+  l AS (INSERT INTO log_chunks (build_id, "offset", data) SELECT $1, $2::bigint, $3::bytea FROM ok),
+  u AS (UPDATE builds SET log_bytes = $2::bigint + length($3::bytea) WHERE id = $1 AND EXISTS (SELECT 1 FROM ok) RETURNING log_bytes)
+  SELECT b.log_bytes AS before, (SELECT log_bytes FROM u) AS after FROM b`;
 
 // Chunks are contiguous, so the first one of a range is the last starting at or before `from`:
 // found by one probe of the primary key, and the scan starts there rather than at byte 0.
@@ -89,6 +125,22 @@ const cut = (rows: Chunk[], from: number, to?: number): Buffer => {
   return whole.subarray(Math.max(0, from - start), to === undefined ? undefined : Math.max(0, to - start));
 };
 
+/** The attempt a claim just wrote, as the attempts row reads back. */
+const newAttempt = (req: ClaimRequest, buildId: string, attempt: number, logOffset: number): AttemptRecord => ({
+  buildId,
+  attempt,
+  workerId: req.workerId,
+  lease: req.lease,
+  buildTokenHash: req.buildTokenHash,
+  claimedAt: req.now,
+  endedAt: null,
+  outcome: null,
+  failureReason: null,
+  exitCode: null,
+  message: null,
+  logOffset,
+});
+
 export class PgBuilds {
   private readonly db: PgDb;
 
@@ -97,8 +149,17 @@ export class PgBuilds {
   }
 
   async claimBuild(req: ClaimRequest): Promise<Claim | null> {
+    const labels = JSON.stringify(req.workerLabels);
+    const first = (await run(this.db.pool, CLAIM_FIRST, [req.workerId, labels, req.lease, req.now, req.buildTokenHash])).rows[0];
+    if (first === undefined) return null;
+    if (first.id !== null) return { build: toBuild(first), attempt: newAttempt(req, first.id as string, 1, first.log_bytes as number) };
+    return this.claimLater(req, labels);
+  }
+
+  /** The claim of whatever the pick finds now, in a transaction: from a second attempt on, its banner goes into the log first. */
+  private async claimLater(req: ClaimRequest, labels: string): Promise<Claim | null> {
     return this.db.tx(async (c) => {
-      const picked = (await run(c, PICK, [req.workerId, JSON.stringify(req.workerLabels)])).rows[0];
+      const picked = (await run(c, PICK, [req.workerId, labels])).rows[0];
       if (picked === undefined) return null;
       const id = picked.id as string;
       const attempt = (picked.attempt as number) + 1;
@@ -110,23 +171,7 @@ export class PgBuilds {
       // The row is ours (FOR UPDATE), so the compare-and-set cannot miss; checked all the same.
       const row = r.rows[0];
       if (row === undefined) throw new ExpoError('STORE_FAILED', `build ${id} changed under its claim lock`);
-      return {
-        build: toBuild(row),
-        attempt: {
-          buildId: id,
-          attempt,
-          workerId: req.workerId,
-          lease: req.lease,
-          buildTokenHash: req.buildTokenHash,
-          claimedAt: req.now,
-          endedAt: null,
-          outcome: null,
-          failureReason: null,
-          exitCode: null,
-          message: null,
-          logOffset: logBytes,
-        },
-      };
+      return { build: toBuild(row), attempt: newAttempt(req, id, attempt, logBytes) };
     });
   }
 
@@ -214,6 +259,15 @@ export class PgBuilds {
   // ---- logs ----
 
   async appendLog(buildId: string, offset: number, data: Buffer, maxLogBytes: number): Promise<AppendLogResult> {
+    if (data.length > 0) {
+      const r = (await run<{ before: number; after: number | null }>(this.db.pool, APPEND_AT_END, [buildId, offset, data, maxLogBytes])).rows[0];
+      if (r?.after !== null && r?.after !== undefined) return { kind: 'appended', logBytes: r.after };
+    }
+    return this.appendChecked(buildId, offset, data, maxLogBytes);
+  }
+
+  /** The append that compares an overlap with what is stored, in a transaction holding the build's row. */
+  private async appendChecked(buildId: string, offset: number, data: Buffer, maxLogBytes: number): Promise<AppendLogResult> {
     return this.db.tx(async (c) => {
       const row = (await run<{ log_bytes: number }>(c, 'SELECT log_bytes FROM builds WHERE id = $1 FOR UPDATE', [buildId])).rows[0];
       if (row === undefined) throw new ExpoError('STORE_FAILED', `appendLog: no build ${buildId}`);
