@@ -98,7 +98,7 @@ export class ArtifactFiles implements ArtifactBlobs {
   }
 
   /** Null: the controller serves a local file itself (the download route streams `open`). */
-  async downloadUrl(): Promise<string | null> {
+  async downloadUrl(_buildId: string, _attempt: number, _name: string, _fileName: string, _expiresInS: number): Promise<string | null> {
     return null;
   }
 

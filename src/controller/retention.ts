@@ -73,12 +73,19 @@ export class Retention {
       // delete a row until there is room for its write-ahead log. A final build never becomes
       // active again, so its files are no longer written; until its records go too (this
       // transaction, or the next prune if it fails) a download of a removed file is 404.
+      // A build whose files could not be removed (a bucket out of reach) keeps its records, so
+      // the next prune tries again rather than leaving its files with nothing pointing at them.
+      const filesGone: string[] = [];
       for (const b of batch) {
-        await this.o.blobs.removeBuild(b.id).catch((err: unknown) =>
-          this.o.logger.warn({ err, buildId: b.id }, 'pruning build: its artifact files could not be removed'),
-        );
+        try {
+          await this.o.blobs.removeBuild(b.id);
+          filesGone.push(b.id);
+        } catch (err) {
+          this.o.logger.warn({ err, buildId: b.id }, 'pruning build: its artifact files could not be removed');
+        }
       }
-      const deleted = new Set(await this.o.store.deleteBuilds(batch.map((b) => b.id)));
+      if (filesGone.length === 0) break;
+      const deleted = new Set(await this.o.store.deleteBuilds(filesGone));
       for (const b of batch.filter((b) => deleted.has(b.id))) add(result, b);
       if (deleted.size === 0) break;
       await nextTurn();

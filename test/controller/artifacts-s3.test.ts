@@ -13,6 +13,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { AdminApi } from '../../src/client/admin-api.ts';
 import { contentDisposition } from '../../src/controller/content-disposition.ts';
 import { S3Artifacts } from '../../src/controller/s3-artifacts.ts';
+import { Retention } from '../../src/controller/retention.ts';
+import pino from 'pino';
 import { startS3, type TestS3 } from '../support/s3.ts';
 import { startTestController, type TestController } from './support.ts';
 
@@ -128,6 +130,16 @@ describe('artifacts in S3', () => {
     expect((await put(id, 'out/a.txt', lease, w.auth, Buffer.from('aaa'))).statusCode).toBe(201);
     expect((await c.post(`/api/v1/builds/${id}/complete`, w.auth, { lease, status: 'succeeded' })).statusCode).toBe(200);
     c.clock.now += 40 * 24 * 3600 * 1000;
+    // A bucket out of reach: the build keeps its records (and its objects), for the next prune to retry.
+    const unreachable = new Retention({
+      store: c.store,
+      blobs: new S3Artifacts({ location: { ...s3.location(`ctl-${prefixes}`), bucket: 'no-such-bucket' }, credentials: s3.credentials }),
+      retentionDays: 30,
+      now: () => c.clock.now,
+      logger: pino({ level: 'silent' }),
+    });
+    expect(await unreachable.prune(30, false)).toMatchObject({ builds: 0, artifacts: 0 });
+    expect((await c.app.inject({ method: 'GET', url: `/api/v1/builds/${id}/artifacts`, headers: c.admin })).json().artifacts).toHaveLength(1);
     expect(await c.retention.prune(30, false)).toMatchObject({ builds: 1, artifacts: 1, artifactBytes: 3 });
     const left = s3.requests.length;
     // The object is gone from the bucket (a list under the build's prefix is empty).
