@@ -113,6 +113,8 @@ export class S3Artifacts implements ArtifactBlobs {
     try {
       await upload.done();
     } catch (err) {
+      // The service failed mid-upload: stop reading the request too.
+      meter.destroy();
       // Past the cap is the caller's 413 even when aborting the multipart upload failed too
       // (removeAbandoned and the lifecycle rule remove it later).
       if (tooLarge !== null) throw tooLarge;
