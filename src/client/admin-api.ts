@@ -186,6 +186,31 @@ export class AdminApi {
     } catch (cause) {
       throw new ExpoError('HTTP_UNREACHABLE', `cannot reach the controller at ${this.c.url}: ${(cause as Error).message}`, { cause });
     }
+    // A controller keeping artifacts in S3 answers 302 to a presigned URL: one redirect is
+    // followed, to whatever host it names, WITHOUT our key (the URL carries its own signature,
+    // and the key is not the storage's business).
+    if (res.statusCode === 302) {
+      const location = res.headers.location;
+      await res.body.dump();
+      if (typeof location !== 'string') throw new ExpoError('HTTP_STATUS', `artifact ${artifact.name} of build ${id}: 302 without a Location`, { details: { status: 302 } });
+      let target: URL;
+      try {
+        target = new URL(location, this.c.url);
+      } catch {
+        throw new ExpoError('HTTP_STATUS', `artifact ${artifact.name} of build ${id}: 302 to an unusable Location`, { details: { status: 302 } });
+      }
+      if (target.protocol !== 'https:' && target.protocol !== 'http:') throw new ExpoError('HTTP_STATUS', `artifact ${artifact.name} of build ${id}: 302 to a ${target.protocol} URL`, { details: { status: 302 } });
+      try {
+        res = await request(target, { method: 'GET', headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs });
+      } catch (cause) {
+        // The URL is a credential for a few minutes: its host only, never the whole of it.
+        throw new ExpoError('HTTP_UNREACHABLE', `cannot reach the artifact storage at ${target.host}: ${(cause as Error).message}`, { cause });
+      }
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        throw new ExpoError('HTTP_STATUS', `artifact ${artifact.name} of build ${id}: the storage at ${target.host} answered ${res.statusCode}`, { details: { status: res.statusCode } });
+      }
+    }
     if (res.statusCode !== 200) {
       await res.body.dump();
       throw new ExpoError('HTTP_STATUS', `artifact ${artifact.name} of build ${id}: ${res.statusCode}`, { details: { status: res.statusCode } });

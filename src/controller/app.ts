@@ -24,6 +24,7 @@ import { adminRoutes } from './routes/admin.ts';
 import { workerRoutes } from './routes/worker.ts';
 import { artifactRoutes } from './routes/artifacts.ts';
 import { ArtifactFiles } from './artifact-files.ts';
+import type { ArtifactBlobs } from './artifact-blobs.ts';
 import type { Store } from './store/store.ts';
 import { Watchdog } from './watchdog.ts';
 import { SecretBox } from './secret-box.ts';
@@ -86,8 +87,10 @@ export interface AppOptions {
   adminKey: string;
   heartbeatTimeoutMs: number;
   maxLogBytes: number;
-  /** Where artifact files are kept (`<dir>/<buildId>/<name>`). */
+  /** Where artifact files are kept (`<dir>/<buildId>/<attempt>/…`) when `artifacts` is not given. */
   artifactsDir: string;
+  /** Where artifact bytes live. Default `new ArtifactFiles(artifactsDir)`; main passes `S3Artifacts` for `--artifacts s3://…`. */
+  artifacts?: ArtifactBlobs;
   /** The largest artifact accepted, in bytes. Default 4 GiB. */
   maxArtifactBytes?: number;
   defaultBuildTimeoutS: number;
@@ -319,7 +322,9 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'API_NOT_FOUND', message: bounded(`no route ${req.method} ${req.url.split('?')[0]}`) }));
 
-  const status = new StatusService({ store: o.store, metrics, diskDirs: [o.dataDir, o.artifactsDir] });
+  const blobs = o.artifacts ?? new ArtifactFiles(o.artifactsDir);
+  // An S3 bucket has no local disk to watch.
+  const status = new StatusService({ store: o.store, metrics, diskDirs: [o.dataDir, blobs.kind === 'dir' ? o.artifactsDir : undefined] });
   route(app, ROUTES.health, {}, async () => status.health(stopping));
   route(app, ROUTES.metrics, {}, async (_req, reply) => {
     const scraped = await status.scrape(now());
@@ -330,12 +335,12 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   await app.register(adminRoutes, { service, workers, access });
   await app.register(accessRoutes, { access, workers });
   await app.register(workerRoutes, { service, workers, metrics });
-  const retention = new Retention({ store: o.store, artifactsDir: o.artifactsDir, retentionDays: o.retentionDays ?? 30, now, logger: o.logger });
+  const retention = new Retention({ store: o.store, blobs, retentionDays: o.retentionDays ?? 30, now, logger: o.logger });
   await app.register(retentionRoutes, { retention, access });
   const artifacts = new ArtifactService({
     store: o.store,
     builds: service,
-    files: new ArtifactFiles(o.artifactsDir),
+    files: blobs,
     maxArtifactBytes: o.maxArtifactBytes ?? 4 * 1024 ** 3,
     now,
   });

@@ -7,16 +7,20 @@
  * temporary name while its SHA-256 is computed and its size checked against the cap, then
  * renamed into place — a reader never sees half a file, and an upload that fails or exceeds the
  * cap leaves nothing behind. Re-uploading a name replaces it (the agent retries uploads).
+ * The controller serves these bytes itself (`downloadUrl` is null).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ExpoError } from '../protocol/errors.ts';
+import type { ArtifactBlobs, StoredBlob } from './artifact-blobs.ts';
 
-export class ArtifactFiles {
+/** The local-directory adapter of the artifact store (`--artifacts-dir`, the default). */
+export class ArtifactFiles implements ArtifactBlobs {
+  readonly kind = 'dir';
   private readonly dir: string;
 
   constructor(dir: string) {
@@ -41,7 +45,7 @@ export class ArtifactFiles {
    * removed under the upload (the route asks whether the build was pruned); a full disk's ENOSPC
    * names the file, so the answer can say the artifact directory, not the database, is full.
    */
-  async write(buildId: string, attempt: number, name: string, body: Readable, maxBytes: number): Promise<{ sizeBytes: number; sha256: string }> {
+  async write(buildId: string, attempt: number, name: string, body: Readable, maxBytes: number): Promise<StoredBlob> {
     try {
       return await this.writeFile(buildId, attempt, name, body, maxBytes);
     } catch (err) {
@@ -52,7 +56,7 @@ export class ArtifactFiles {
     }
   }
 
-  private async writeFile(buildId: string, attempt: number, name: string, body: Readable, maxBytes: number): Promise<{ sizeBytes: number; sha256: string }> {
+  private async writeFile(buildId: string, attempt: number, name: string, body: Readable, maxBytes: number): Promise<StoredBlob> {
     await mkdir(join(this.dir, buildId, String(attempt)), { recursive: true, mode: 0o700 });
     const final = this.path(buildId, attempt, name);
     const temp = `${final}.${randomBytes(6).toString('hex')}.partial`;
@@ -92,4 +96,53 @@ export class ArtifactFiles {
     }
     return null;
   }
+
+  /** Null: the controller serves a local file itself (the download route streams `open`). */
+  async downloadUrl(_buildId: string, _attempt: number, _name: string, _fileName: string, _expiresInS: number): Promise<string | null> {
+    return null;
+  }
+
+  /** Removes `<dir>/<buildId>` with everything in it. */
+  async removeBuild(buildId: string): Promise<{ files: number; bytes: number }> {
+    const folder = join(this.dir, buildId);
+    const removed = await sizeOfFiles(folder, () => true, 0);
+    await rm(folder, { recursive: true, force: true });
+    return removed;
+  }
+
+  /** Removes `.partial` files (uploads cut short by a SIGKILL) last written more than `olderThanMs` ago. */
+  async removeAbandoned(olderThanMs: number): Promise<{ files: number; bytes: number }> {
+    return sizeOfFiles(this.dir, (name) => name.endsWith('.partial'), olderThanMs, true);
+  }
+}
+
+/**
+ * Counts (and with `remove`, removes) the files under `root` whose name `pick` accepts and that
+ * were last written at least `olderThanMs` ago. A missing root, or a file gone meanwhile (an
+ * upload that finished and renamed its `.partial`), counts as nothing.
+ */
+async function sizeOfFiles(root: string, pick: (name: string) => boolean, olderThanMs: number, remove = false): Promise<{ files: number; bytes: number }> {
+  const found = { files: 0, bytes: 0 };
+  let entries;
+  try {
+    entries = await readdir(root, { recursive: true, withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return found;
+    throw err;
+  }
+  const wallNow = Date.now(); // file times are wall-clock times
+  for (const e of entries) {
+    if (!e.isFile() || !pick(e.name)) continue;
+    const path = join(e.parentPath, e.name);
+    try {
+      const s = await stat(path);
+      if (wallNow - s.mtimeMs < olderThanMs) continue;
+      if (remove) await rm(path, { force: true });
+      found.files++;
+      found.bytes += s.size;
+    } catch {
+      // gone meanwhile: nothing to do
+    }
+  }
+  return found;
 }

@@ -1,7 +1,8 @@
 /**
  * Artifacts: a worker stores a collected file while its attempt is current (lease-fenced,
- * streamed to disk, capped), and admins list and read them. The bytes live in `ArtifactFiles`;
- * the store keeps one record per file (name, attempt, size, digest).
+ * streamed, capped), and admins list and read them. The bytes live in the artifact store port
+ * (`ArtifactBlobs`: a directory or an S3 bucket); the database keeps one record per file (name,
+ * attempt, size, digest).
  *
  * An upload checks the attempt three times: before writing (so a stale worker writes nothing),
  * when the write fails for a missing folder (a build pruned or ended meanwhile answers for
@@ -11,7 +12,7 @@
 import type { Readable } from 'node:stream';
 import { ExpoError } from '../protocol/errors.ts';
 import type { ArtifactProblem } from '../protocol/schemas.ts';
-import type { ArtifactFiles } from './artifact-files.ts';
+import type { ArtifactBlobs } from './artifact-blobs.ts';
 import type { BuildService } from './build-service.ts';
 import type { ArtifactRecord, Store, WorkerRecord } from './store/store.ts';
 
@@ -22,7 +23,8 @@ export interface ArtifactServiceOptions {
   store: ArtifactStore;
   /** Who may write (the current attempt) and which builds exist. */
   builds: Pick<BuildService, 'currentAttempt' | 'getBuild'>;
-  files: ArtifactFiles;
+  /** Where the bytes live. */
+  files: ArtifactBlobs;
   /** The largest artifact accepted, in bytes. */
   maxArtifactBytes: number;
   /** The time source, in ms since the epoch. */
@@ -86,5 +88,20 @@ export class ArtifactService {
     const file = record ? await this.o.files.open(buildId, record.attempt, name) : null;
     if (!record || !file) throw new ExpoError('API_NOT_FOUND', `build ${buildId} has no artifact '${name}'`);
     return { record, ...file };
+  }
+
+  /**
+   * Where a client gets one artifact: a URL it may fetch for `expiresInS` seconds (an S3
+   * bucket's presigned GET), or the bytes (a local directory); 404 as `open`.
+   */
+  async download(buildId: string, name: string, expiresInS: number): Promise<{ record: ArtifactRecord; url: string } | { record: ArtifactRecord; stream: Readable; sizeBytes: number }> {
+    if (this.o.files.kind === 'dir') return this.open(buildId, name);
+    await this.o.builds.getBuild(buildId);
+    const record = (await this.o.store.listArtifacts(buildId)).find((a) => a.name === name);
+    if (!record) throw new ExpoError('API_NOT_FOUND', `build ${buildId} has no artifact '${name}'`);
+    // Presigning checks nothing: an object removed meanwhile answers the client 404 from S3.
+    const url = await this.o.files.downloadUrl(buildId, record.attempt, name, name, expiresInS);
+    if (url === null) return this.open(buildId, name);
+    return { record, url };
   }
 }

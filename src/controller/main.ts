@@ -14,6 +14,7 @@ import { createGithubApi } from '../github/client.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 import { prepareDataDir } from './store/data-dir.ts';
 import { SecretBox } from './secret-box.ts';
+import { S3Artifacts } from './s3-artifacts.ts';
 
 export async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -52,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
     maxLogBytes: config.maxLogBytes,
     artifactsDir: config.artifactsDir,
+    ...(config.artifactsS3 === null ? {} : { artifacts: new S3Artifacts({ location: config.artifactsS3 }) }),
     maxArtifactBytes: config.maxArtifactBytes,
     defaultBuildTimeoutS: config.defaultBuildTimeoutS,
     prepareTimeoutMs: config.prepareTimeoutMs,
@@ -66,8 +68,9 @@ export async function main(argv: string[]): Promise<number> {
     publicUrl: config.publicUrl,
     trustProxy: config.trustProxy,
   });
-  // Nothing can be uploading yet: every .partial file is a leftover of a cut-short upload.
-  const partials = await controller.retention.removePartials(0);
+  // Nothing can be uploading into our directory yet: every .partial file is a leftover of a
+  // cut-short upload. A bucket may be shared with other controllers, uploading right now.
+  const partials = await controller.retention.removeAbandoned(config.artifactsS3 === null ? 0 : controller.retention.abandonedMaxAgeMs);
   if (partials.files > 0) logger.info(partials, 'removed .partial artifact files left by interrupted uploads');
   const address = await controller.app.listen({ port: config.port, host: config.host });
   // The signals are ours before the first line that tells anyone we are up: a SIGTERM sent the

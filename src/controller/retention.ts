@@ -1,8 +1,9 @@
 /**
  * Retention: final builds (succeeded, failed, cancelled) that finished more than the retention
  * age ago are deleted with their attempts, log chunks, artifact records and artifact files; and
- * `.partial` files (what an upload cut short by a SIGKILLed agent or controller leaves) are
- * removed once they are old enough that no upload can still be writing them. Queued and active
+ * what an upload cut short by a SIGKILLed agent or controller leaves (a local `.partial` file, an
+ * S3 multipart upload never completed) is removed once old enough that no upload can still be
+ * writing it. Queued and active
  * builds are never touched, however old. Each scheduled run also deletes expired dashboard sessions.
  *
  * Runs on a schedule (node-cron, hourly by default, never two runs at once) and on demand
@@ -10,13 +11,12 @@
  * between them, so a large prune never holds up heartbeats for long. SQLite reuses the freed
  * pages for new data; the file does not shrink (see docs/operations.md).
  */
-import { readdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from 'pino';
 import type { PruneResult } from '../protocol/schemas.ts';
 import type { Store } from './store/store.ts';
+import type { ArtifactBlobs } from './artifact-blobs.ts';
 
 const DAY_MS = 24 * 3600 * 1000;
 
@@ -25,11 +25,11 @@ export type RetentionStore = Pick<Store, 'findPrunableBuilds' | 'deleteBuilds' |
 
 export interface RetentionOptions {
   store: RetentionStore;
-  /** Where artifact files live (`<dir>/<buildId>/…`). */
-  artifactsDir: string;
+  /** Where artifact files live (a directory or a bucket). */
+  blobs: Pick<ArtifactBlobs, 'removeBuild' | 'removeAbandoned'>;
   /** Final builds older than this many days are pruned by the schedule; 0 keeps them forever. */
   retentionDays: number;
-  /** `.partial` files older than this are removed by the schedule, ms. Default one hour. */
+  /** Abandoned uploads (`.partial` files, incomplete multipart uploads) older than this are removed by the schedule, ms. Default one hour. */
   partialMaxAgeMs?: number;
   /** Builds deleted per transaction. Default 100. */
   batchSize?: number;
@@ -47,6 +47,11 @@ export class Retention {
 
   get retentionDays(): number {
     return this.o.retentionDays;
+  }
+
+  /** How old an unfinished upload must be before the schedule removes it, ms. */
+  get abandonedMaxAgeMs(): number {
+    return this.o.partialMaxAgeMs;
   }
 
   /**
@@ -68,12 +73,19 @@ export class Retention {
       // delete a row until there is room for its write-ahead log. A final build never becomes
       // active again, so its files are no longer written; until its records go too (this
       // transaction, or the next prune if it fails) a download of a removed file is 404.
+      // A build whose files could not be removed (a bucket out of reach) keeps its records, so
+      // the next prune tries again rather than leaving its files with nothing pointing at them.
+      const filesGone: string[] = [];
       for (const b of batch) {
-        await rm(join(this.o.artifactsDir, b.id), { recursive: true, force: true }).catch((err: unknown) =>
-          this.o.logger.warn({ err, buildId: b.id }, 'pruning build: its artifact files could not be removed'),
-        );
+        try {
+          await this.o.blobs.removeBuild(b.id);
+          filesGone.push(b.id);
+        } catch (err) {
+          this.o.logger.warn({ err, buildId: b.id }, 'pruning build: its artifact files could not be removed');
+        }
       }
-      const deleted = new Set(await this.o.store.deleteBuilds(batch.map((b) => b.id)));
+      if (filesGone.length === 0) break;
+      const deleted = new Set(await this.o.store.deleteBuilds(filesGone));
       for (const b of batch.filter((b) => deleted.has(b.id))) add(result, b);
       if (deleted.size === 0) break;
       await nextTurn();
@@ -84,41 +96,19 @@ export class Retention {
     return result;
   }
 
-  /** Removes `.partial` files under the artifact directory last written more than `olderThanMs` ago. */
-  async removePartials(olderThanMs: number): Promise<{ files: number; bytes: number }> {
-    const removed = { files: 0, bytes: 0 };
-    let entries;
-    try {
-      entries = await readdir(this.o.artifactsDir, { recursive: true, withFileTypes: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return removed;
-      throw err;
-    }
-    const wallNow = Date.now(); // file times are wall-clock times
-    for (const e of entries) {
-      if (!e.isFile() || !e.name.endsWith('.partial')) continue;
-      const path = join(e.parentPath, e.name);
-      try {
-        const s = await stat(path);
-        if (wallNow - s.mtimeMs < olderThanMs) continue;
-        await rm(path, { force: true });
-        removed.files++;
-        removed.bytes += s.size;
-      } catch {
-        // gone meanwhile (the upload finished and renamed it): nothing to do
-      }
-    }
-    return removed;
+  /** Removes what uploads cut short left (`.partial` files, incomplete multipart uploads) more than `olderThanMs` ago. */
+  async removeAbandoned(olderThanMs: number): Promise<{ files: number; bytes: number }> {
+    return this.o.blobs.removeAbandoned(olderThanMs);
   }
 
-  /** One scheduled run: expired dashboard sessions, old `.partial` files, then (unless retention is 0) old builds. Never throws. */
+  /** One scheduled run: expired dashboard sessions, abandoned uploads, then (unless retention is 0) old builds. Never throws. */
   async runScheduled(): Promise<void> {
     try {
       // A session is deleted when presented after its expiry; one never presented again (most
       // of them) would stay forever without this.
       const sessions = await this.o.store.deleteExpiredSessions(this.o.now());
       if (sessions > 0) this.o.logger.info({ sessions }, 'removed expired dashboard sessions');
-      const partials = await this.removePartials(this.o.partialMaxAgeMs);
+      const partials = await this.removeAbandoned(this.o.partialMaxAgeMs);
       if (partials.files > 0) this.o.logger.info(partials, 'removed abandoned .partial artifact files');
       if (this.o.retentionDays > 0) {
         const r = await this.prune(this.o.retentionDays, false);

@@ -112,8 +112,14 @@ export interface RouteSpec {
   path: string;
   auth: AuthScope;
   schema: RouteSchema;
-  /** The answer's status when it succeeds (a poll may also answer 204). */
+  /** The answer's status when it succeeds. */
   okStatus: number;
+  /**
+   * Other statuses that are success too: a poll's 204 (nothing to do), an artifact download's
+   * 302 (the controller keeps artifacts in S3: `Location` is a presigned URL to fetch without
+   * the key).
+   */
+  alsoOk?: readonly number[];
   /** The answer's JSON body, for readers and clients; not given to Fastify (it would filter fields). None: text or bytes. */
   answer?: TSchema;
   /**
@@ -169,13 +175,13 @@ export const ROUTES = {
   cancelBuild: { method: 'POST', path: '/api/v1/builds/:id/cancel', auth: 'operator', schema: { params: BuildIdParams, body: CancelBody }, okStatus: 200, answer: BuildView },
   readLog: { method: 'GET', path: '/api/v1/builds/:id/logs', auth: 'viewer', schema: { params: BuildIdParams, querystring: LogQuery }, okStatus: 200 },
   listArtifacts: { method: 'GET', path: '/api/v1/builds/:id/artifacts', auth: 'viewer', schema: { params: BuildIdParams }, okStatus: 200, answer: ArtifactList },
-  downloadArtifact: { method: 'GET', path: '/api/v1/builds/:id/artifacts/*', auth: 'viewer', schema: { params: ArtifactParams }, okStatus: 200 },
+  downloadArtifact: { method: 'GET', path: '/api/v1/builds/:id/artifacts/*', auth: 'viewer', schema: { params: ArtifactParams }, okStatus: 200, alsoOk: [302] },
   rerunBuild: { method: 'POST', path: '/api/v1/builds/:id/rerun', auth: 'operator', schema: { params: BuildIdParams, body: RerunBody }, okStatus: 201, answer: BuildView },
   prune: { method: 'POST', path: '/api/v1/admin/prune', auth: 'admin', schema: { body: PruneBody }, okStatus: 200, answer: PruneResult },
 
   // ---- worker ----
   getWorker: { method: 'GET', path: '/api/v1/workers/:id', auth: 'own-worker-or-viewer', schema: { params: WorkerIdParams }, okStatus: 200, answer: WorkerView },
-  poll: { method: 'POST', path: '/api/v1/workers/:id/poll', auth: 'own-worker', schema: { params: WorkerIdParams, body: PollBody }, okStatus: 200, answer: PollResponse },
+  poll: { method: 'POST', path: '/api/v1/workers/:id/poll', auth: 'own-worker', schema: { params: WorkerIdParams, body: PollBody }, okStatus: 200, alsoOk: [204], answer: PollResponse },
   workerHeartbeat: {
     method: 'POST',
     path: '/api/v1/workers/:id/heartbeat',

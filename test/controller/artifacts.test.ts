@@ -169,6 +169,33 @@ describe('artifact files', () => {
     const ok = await files.write('aaaaaaaaaaaaaaaa', 1, 'small.bin', Readable.from(chunks.slice(0, 4)), 5000);
     expect(ok).toEqual({ sizeBytes: 4000, sha256: sha(Buffer.concat(chunks.slice(0, 4))) });
   });
+
+  it('as the artifact store port: serves its own bytes (no URL), removes a build with counts, and only old .partial files', async () => {
+    const { ArtifactFiles } = await import('../../src/controller/artifact-files.ts');
+    const { Readable } = await import('node:stream');
+    const { utimesSync } = await import('node:fs');
+    const root = join(c.dir, 'port');
+    const files = new ArtifactFiles(root);
+    expect(files.kind).toBe('dir');
+    await files.write('bbbbbbbbbbbbbbbb', 1, 'a.ipa', Readable.from([Buffer.from('aaa')]), 100);
+    await files.write('bbbbbbbbbbbbbbbb', 2, 'out/b.txt', Readable.from([Buffer.from('bbbb')]), 100);
+    await files.write('cccccccccccccccc', 1, 'a.ipa', Readable.from([Buffer.from('keep')]), 100);
+    expect(await files.downloadUrl('bbbbbbbbbbbbbbbb', 1, 'a.ipa', 'a.ipa', 60)).toBeNull();
+    expect(await files.removeBuild('bbbbbbbbbbbbbbbb')).toEqual({ files: 2, bytes: 7 });
+    expect(existsSync(join(root, 'bbbbbbbbbbbbbbbb'))).toBe(false);
+    expect(await files.open('cccccccccccccccc', 1, 'a.ipa')).not.toBeNull();
+    expect(await files.removeBuild('bbbbbbbbbbbbbbbb')).toEqual({ files: 0, bytes: 0 });
+    const stale = join(root, 'cccccccccccccccc', '1', 'x.0123456789ab.partial');
+    const fresh = join(root, 'cccccccccccccccc', '1', 'y.0123456789ab.partial');
+    writeFileSync(stale, '12345');
+    writeFileSync(fresh, '123');
+    const old = new Date(Date.now() - 2 * 3600_000);
+    utimesSync(stale, old, old);
+    expect(await files.removeAbandoned(3600_000)).toEqual({ files: 1, bytes: 5 });
+    expect([existsSync(stale), existsSync(fresh)]).toEqual([false, true]);
+    expect(await files.removeAbandoned(0)).toEqual({ files: 1, bytes: 3 });
+    expect(await files.open('cccccccccccccccc', 1, 'a.ipa')).not.toBeNull();
+  });
 });
 
 const list = async (id: string) => (await c.app.inject({ method: 'GET', url: `/api/v1/builds/${id}/artifacts`, headers: c.admin })).json() as { artifacts: { name: string; sha256: string }[]; problems: unknown[] };

@@ -300,7 +300,7 @@ describe('retention', () => {
     const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
     utimesSync(stale, twoHoursAgo, twoHoursAgo);
     utimesSync(kept, twoHoursAgo, twoHoursAgo);
-    expect(await c.retention.removePartials(3600_000)).toEqual({ files: 1, bytes: 10 });
+    expect(await c.retention.removeAbandoned(3600_000)).toEqual({ files: 1, bytes: 10 });
     expect([existsSync(stale), existsSync(fresh), existsSync(kept)]).toEqual([false, true, true]);
   });
 });

@@ -64,6 +64,8 @@ export async function startTestController(
     sessionTtlMs?: number;
     /** Live log streams' bound and timings (shrunk by their tests). */
     logStreams?: AppOptions['logStreams'];
+    /** Where artifact bytes live; the data directory's `artifacts/` by default. */
+    artifacts?: AppOptions['artifacts'];
   } = {},
 ): Promise<TestController> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'expo-ctl-test-'));
@@ -77,6 +79,7 @@ export async function startTestController(
     heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 120_000,
     maxLogBytes: opts.maxLogBytes ?? 1024 * 1024,
     artifactsDir: join(dir, 'artifacts'),
+    artifacts: opts.artifacts,
     maxArtifactBytes: opts.maxArtifactBytes,
     defaultBuildTimeoutS: 3600,
     prepareTimeoutMs: opts.prepareTimeoutMs,

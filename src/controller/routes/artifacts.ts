@@ -1,6 +1,6 @@
 /**
  * Artifacts: the agent uploads each collected file while its attempt is current (lease-fenced,
- * streamed to disk, capped); admins list and download them. An artifact's name is its path
+ * streamed, capped); admins list and download them (from an S3 bucket: by a 302 to a presigned URL). An artifact's name is its path
  * relative to the build's work directory (`ios/build/App.ipa`), so the routes end in a wildcard
  * (`/` allowed, raw or as `%2F`, and no path-parameter length limit: the name's own byte limit,
  * `ARTIFACT_NAME_MAX_BYTES`, is the one the build spec and the agent use too).
@@ -15,6 +15,10 @@ import { route } from '../route.ts';
 import { requireAnyWorker } from '../auth.ts';
 import type { ArtifactService } from '../artifact-service.ts';
 import { artifactView } from '../views.ts';
+import { contentDisposition } from '../content-disposition.ts';
+
+/** How long a presigned download URL (S3) stays good, s: long enough to start a download. */
+const DOWNLOAD_URL_TTL_S = 300;
 
 export interface ArtifactRoutesOptions {
   artifacts: ArtifactService;
@@ -52,7 +56,12 @@ export const artifactRoutes: FastifyPluginAsync<ArtifactRoutesOptions> = async (
 
   route(app, ROUTES.downloadArtifact, {}, async (req, reply) => {
     const name = artifactName(req.params['*']);
-    const file = await o.artifacts.open(req.params.id, name);
+    const file = await o.artifacts.download(req.params.id, name, DOWNLOAD_URL_TTL_S);
+    // In an S3 bucket: the client fetches the bytes from there, by a URL good for minutes that
+    // no cache may keep (it is a credential of sorts); the digest travels with the redirect.
+    if ('url' in file) {
+      return reply.header('cache-control', 'no-store').header('x-artifact-sha256', file.record.sha256).redirect(file.url, 302);
+    }
     return reply
       .type('application/octet-stream')
       .header('content-length', String(file.sizeBytes))
@@ -73,12 +82,3 @@ const isStream = (body: unknown): body is Readable => typeof (body as Readable |
 /** An upload that sent no body at all (no parser ran): an empty file. */
 const emptyBody = (): Readable => Readable.from([]);
 
-/**
- * `attachment` with the base name: a plain ASCII fallback (anything else, quotes and
- * backslashes included, becomes `_`) and the exact name in RFC 8187's `filename*`.
- */
-function contentDisposition(name: string): string {
-  const base = name.slice(name.lastIndexOf('/') + 1);
-  const ascii = base.replace(/[^\x20-\x7e]|["\\]/g, '_');
-  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(base).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`;
-}
