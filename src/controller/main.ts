@@ -127,7 +127,7 @@ export async function main(argv: string[]): Promise<number> {
   // The watchdog and the scheduled jobs start when this controller leads (a lone one at once).
   await controller.startCluster();
   logger.info(
-    { address, db: config.dbUrl === null ? config.dbPath : redactDbUrl(config.dbUrl), clusterId: cluster.id, leading: cluster.leading, retentionDays: config.retentionDays, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000, prepareTimeoutS: config.prepareTimeoutMs / 1000, githubWebhook: config.githubSecret !== null },
+    { address, db: config.dbUrl === null ? config.dbPath : redactDbUrl(config.dbUrl), clusterId: cluster.id, retentionDays: config.retentionDays, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000, prepareTimeoutS: config.prepareTimeoutMs / 1000, githubWebhook: config.githubSecret !== null },
     `controller listening on ${address}`,
   );
   return stopped;
