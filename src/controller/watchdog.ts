@@ -3,7 +3,10 @@
  * (`heartbeat_timeout`) and marks silent workers `offline`, failing what they held
  * (`worker_lost`). A build still `assigned` — its worker never said it started — is put back in
  * the queue instead, without spending an attempt. A failed build frees its worker's slot, so the worker reads `idle` again.
- * A worker inside a long poll or heartbeat wait is alive, however old its last contact.
+ * A worker inside a long poll or heartbeat wait is alive, however old its last contact. This
+ * controller sees only its own waits (`isWaiting`); with several controllers the watchdog runs on
+ * the leader alone, and a worker waiting on another controller is kept alive in the store by
+ * that controller, which renews its `lastSeenAt` every quarter heartbeat timeout (see worker-waits.ts).
  * Backstops for an agent alive but stuck: a build past its `timeoutS` (steps) or the prepare
  * timeout by more than `backstopGraceMs` is failed `timed_out` / `prepare_timeout`.
  * States: stopped → running (`start`) → stopped (`stop`); a sweep in progress is awaited by `stop`.

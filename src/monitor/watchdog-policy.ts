@@ -7,6 +7,13 @@
  * its deadline is `max(lastSeen, controllerStartedAt) + T`. The sweep runs often enough that a
  * death is noticed at most `sweepIntervalMs` (≤ 1 s) late.
  *
+ * The grace applies only when no controller was watching. With several controllers on one
+ * database the watchdog runs on the leader, and the grace counts from when THIS controller
+ * started (`controllerStartedAt` is its start, never the moment it took the lead): a takeover by
+ * a controller that has been up longer than `T` grants none, since the agents were talking to a
+ * controller all along (every controller renews the contact of the workers waiting on it); a
+ * takeover by one that just started grants what is left of its own.
+ *
  * Everything else follows from `T`, so that shrinking it (tests, demos) never starves a healthy
  * build: the controller holds a long poll at most `T/2` and a worker-heartbeat wait at most
  * `T/4`, and the agent sends every kind of sign of life — worker heartbeats, the phase updates
