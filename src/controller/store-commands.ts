@@ -27,7 +27,8 @@ temporary file beside PATH, checked (PRAGMA integrity_check, and the store reads
 and only then named PATH.
 
   --db FILE   the database (EXPO_CONTROLLER_DB, as the controller's --db)
-  --force     replace an existing PATH (refused otherwise)
+  --force     replace an existing PATH (refused otherwise; never the database or its
+              -wal/-shm/-journal, by any name)
   -h, --help  show this help
 
 Keep the data directory's secret-env.key too (once; it does not change): without it the sealed
@@ -37,7 +38,8 @@ copied beside the backup.
 With a PostgreSQL --db use PostgreSQL's own tools: pg_dump, or pg_basebackup with WAL archiving
 for point-in-time recovery (docs/operations.md).
 
-Exit codes: 0 done, 64 usage, 1 refused or failed (PATH is left as it was).`;
+Exit codes: 0 done, 64 usage, 1 refused or failed (PATH is left as it was), 130/143 interrupted
+by SIGINT/SIGTERM (the temporary file is removed).`;
 
 export const MIGRATE_HELP = `Usage: expo-worker migrate --from sqlite:PATH --to postgres://USER@HOST:PORT/DB
 
