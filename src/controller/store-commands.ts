@@ -27,7 +27,8 @@ temporary file beside PATH, checked (PRAGMA integrity_check, and the store reads
 and only then named PATH.
 
   --db FILE   the database (EXPO_CONTROLLER_DB, as the controller's --db)
-  --force     replace an existing PATH (refused otherwise)
+  --force     replace an existing PATH (refused otherwise; never the database or its
+              -wal/-shm/-journal, by any name)
   -h, --help  show this help
 
 Keep the data directory's secret-env.key too (once; it does not change): without it the sealed
@@ -37,13 +38,16 @@ copied beside the backup.
 With a PostgreSQL --db use PostgreSQL's own tools: pg_dump, or pg_basebackup with WAL archiving
 for point-in-time recovery (docs/operations.md).
 
-Exit codes: 0 done, 64 usage, 1 refused or failed (PATH is left as it was).`;
+Exit codes: 0 done, 64 usage, 1 refused or failed (PATH is left as it was), 130/143 interrupted
+by SIGINT/SIGTERM (the temporary file is removed).`;
 
 export const MIGRATE_HELP = `Usage: expo-worker migrate --from sqlite:PATH --to postgres://USER@HOST:PORT/DB
 
 Moves a farm from SQLite to PostgreSQL: every table, row for row, in one transaction (all or
 nothing), then checks the counts and prints them. Stop the controller first: what it writes
-after the copy starts is not copied.
+after the copy starts is not copied. A U+0000 in a text value (PostgreSQL's text cannot hold
+it) is copied as U+FFFD, counted per table; rows whose parent row is missing are refused before
+anything is written, with the statements that remove them.
 
   --from sqlite:PATH  the controller's SQLite database, at the current schema (start the current
                       controller on an older one once to upgrade it)
@@ -94,7 +98,22 @@ export async function backupMain(argv: string[], io: CommandIo = processIo()): P
       throw new StoreCommandError('usage', `--db is PostgreSQL (${redactDbUrl(db)}): back it up with pg_dump, or pg_basebackup with WAL archiving (docs/operations.md, "Backup and moving to PostgreSQL")`);
     }
     io.out(`backing up ${db} to ${positionals[0]!}…`);
-    const r = await backupSqlite({ dbPath: db, dest: positionals[0]!, force: values.force === true });
+    // Ctrl-C or a cron timeout: remove the temporary copy (as large as the database) before
+    // exiting as the signal would (128 + its number). Only while the command runs.
+    const cleanups = new Set<() => void>();
+    const onSignal = (signal: NodeJS.Signals): void => {
+      for (const clean of cleanups) clean();
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    let r;
+    try {
+      r = await backupSqlite({ dbPath: db, dest: positionals[0]!, force: values.force === true, cleanups });
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
     io.out(`backup ${r.path}: ${formatBytes(r.sizeBytes)}, schema version ${r.schemaVersion}, ${r.builds} builds, integrity ok, mode 0600`);
     io.out('Keep secret-env.key from the data directory too (not copied here): without it the sealed project and build secrets in this backup cannot be opened.');
     return 0;
@@ -120,11 +139,11 @@ export async function migrateMain(argv: string[], io: CommandIo = processIo()): 
     const path = sqlitePathOf(values.from);
     targetUrlOf(to);
     io.err('migrate reads the SQLite file read-only; stop the controller first: what it writes after the copy starts is not copied.');
-    if (sqliteBeingWritten(path)) io.err(`warning: ${path} is being written right now — is a controller still running on it?`);
+    if (await sqliteBeingWritten(path)) io.err(`warning: ${path} is being written right now — is a controller still running on it?`);
     const r = await sqliteToPg({ from: values.from, to, progress: io.err });
     const width = Math.max(...r.counts.map((c) => c.table.length));
     io.out(`migrated to ${r.target}; rows per table (equal on both sides):`);
-    for (const c of r.counts) io.out(`  ${c.table.padEnd(width)}  ${c.rows}`);
+    for (const c of r.counts) io.out(`  ${c.table.padEnd(width)}  ${c.rows}${c.nulReplaced > 0 ? `  (${c.nulReplaced} text values held U+0000: copied with U+FFFD)` : ''}`);
     io.out('Start the controllers with --db set to this URL and --data-dir holding the same secret-env.key.');
     return 0;
   });

@@ -3,11 +3,14 @@
  * (compared column by column with SQL on both sides), then a PgStore on the target answers as
  * the SqliteStore did (builds, byte-exact logs, artifacts, deliveries, projects and their sealed
  * secrets, users, sessions, tokens, the audit log), and new builds and audit entries number on
- * after the copied ones. Refusals (a target that is not empty, an old SQLite schema, a bad URL)
- * leave the target as it was; a copy PostgreSQL refuses halfway leaves nothing.
+ * after the copied ones (and past SQLite's AUTOINCREMENT high-water marks). Text holding U+0000 is
+ * copied with U+FFFD. Refusals (a target that is not empty or written meanwhile, an old SQLite
+ * schema, orphaned rows, a bad URL) leave the target as it was; a copy PostgreSQL refuses halfway
+ * leaves nothing, and a COMMIT whose answer is lost is checked again.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -15,7 +18,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
 import { PgStore } from '../../src/controller/store/pg-store.ts';
-import { COPY_ORDER, sqliteToPg } from '../../src/controller/store/sqlite-to-pg.ts';
+import { COPY_ORDER, sqliteBeingWritten, sqliteToPg } from '../../src/controller/store/sqlite-to-pg.ts';
 import { migrateMain } from '../../src/controller/store-commands.ts';
 import type { Store } from '../../src/controller/store/store.ts';
 import { startPostgres, type Postgres } from '../support/postgres.ts';
@@ -222,7 +225,7 @@ describe('expo-worker migrate (SQLite → PostgreSQL)', () => {
     }
   }, 120_000);
 
-  it('copies into a database a controller already migrated (tables, no rows), warning about a SQLite file being written and copying only what was committed', async () => {
+  it('copies into a database a controller already migrated (tables, no rows), copying only what was committed', async () => {
     await makeFarm(dbFile);
     const fresh = keep(new PgStore({ url: target }));
     await fresh.migrate();
@@ -237,7 +240,6 @@ describe('expo-worker migrate (SQLite → PostgreSQL)', () => {
       writing.exec('ROLLBACK');
       writing.close();
     }
-    expect(lines.join('\n')).toContain('is being written right now');
     expect(lines.join('\n')).toMatch(/builds\s+1200/);
     expect(await rowsOfPg(target)).toEqual(await rowsOfSqlite(dbFile));
   }, 120_000);
@@ -268,11 +270,173 @@ describe('expo-worker migrate (SQLite → PostgreSQL)', () => {
 
   it('a copy PostgreSQL refuses halfway is rolled back whole: the target has no tables after', async () => {
     await makeFarm(dbFile);
-    // A NUL in a text column: SQLite keeps it, PostgreSQL's text refuses it (after other tables were copied).
+    // Text in an INTEGER column of the last table: SQLite keeps it, PostgreSQL's bigint refuses it (after every other table was copied).
     const db = new DatabaseSync(dbFile);
-    db.prepare(`UPDATE users SET password_hash = ? WHERE name = 'alice'`).run('a\u0000b');
+    db.prepare(`UPDATE audit_log SET at = 'not a time' WHERE id = 3`).run();
     db.close();
     await expect(sqliteToPg({ from: dbFile, to: target, ...quiet })).rejects.toMatchObject({ code: 'failed', message: expect.stringContaining('rolled back') });
     expect(await tablesOf(target)).toEqual([]);
+  }, 120_000);
+
+  it('copies text holding U+0000 (which PostgreSQL text refuses) with U+FFFD in its place, counted per table, blobs untouched', async () => {
+    const { logBuild } = await makeFarm(dbFile);
+    const db = new DatabaseSync(dbFile);
+    // A step name and a completion message quoting it, as a hostile submitter would make them
+    // (in the steps' JSON the NUL is the escape \u0000, plain ASCII: kept as it is).
+    db.prepare(`UPDATE builds SET steps = ?, message = ? WHERE id = ?`).run(JSON.stringify([{ name: 'a\u0000b', run: 'make' }]), `step 'a\u0000b' exited with 1\u0000`, logBuild);
+    db.prepare(`UPDATE users SET password_hash = ? WHERE name = 'alice'`).run('a\u0000b');
+    db.close();
+    const r = await cli(['migrate', '--from', `sqlite:${dbFile}`, '--to', target]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/builds\s+1200 {2}\(1 text values held U\+0000: copied with U\+FFFD\)/);
+    expect(r.stdout).toMatch(/users\s+1 {2}\(1 text values held U\+0000/);
+    expect(r.stdout).toMatch(/log_chunks\s+120\n/);
+    const c = new pg.Client({ connectionString: target });
+    await c.connect();
+    try {
+      const b = (await c.query<{ steps: string; message: string }>(`SELECT steps, message FROM builds WHERE id = $1`, [logBuild])).rows[0]!;
+      expect(b.message).toBe(`step 'a\uFFFDb' exited with 1\uFFFD`);
+      expect(JSON.parse(b.steps)).toEqual([{ name: 'a\u0000b', run: 'make' }]);
+      expect((await c.query(`SELECT password_hash FROM users`)).rows).toEqual([{ password_hash: 'a\uFFFDb' }]);
+    } finally {
+      await c.end();
+    }
+    // The log's NUL bytes are bytea: copied as they were.
+    const pgRows = await rowsOfPg(target);
+    const sqliteRows = await rowsOfSqlite(dbFile);
+    expect(pgRows.log_chunks).toEqual(sqliteRows.log_chunks);
+    expect(pgRows.project_secrets).toEqual(sqliteRows.project_secrets);
+  }, 120_000);
+
+  it("numbers new builds and audit entries past SQLite's high-water marks, not only past the rows left", async () => {
+    await makeFarm(dbFile);
+    const db = new DatabaseSync(dbFile);
+    // Retention emptied the audit log; the newest build was deleted. AUTOINCREMENT never reuses 3 or 1200.
+    db.exec(`DELETE FROM audit_log; DELETE FROM builds WHERE seq = 1200`);
+    db.close();
+    await sqliteToPg({ from: dbFile, to: target, ...quiet });
+    const c = new pg.Client({ connectionString: target });
+    await c.connect();
+    try {
+      expect((await c.query(`SELECT nextval(pg_get_serial_sequence('builds', 'seq'))::int AS n`)).rows).toEqual([{ n: 1201 }]);
+      expect((await c.query(`SELECT nextval(pg_get_serial_sequence('audit_log', 'id'))::int AS n`)).rows).toEqual([{ n: 4 }]);
+    } finally {
+      await c.end();
+    }
+  }, 120_000);
+
+  it('refuses rows whose parent is missing before writing anything, naming them and how to remove them (a missing worker is fine)', async () => {
+    await makeFarm(dbFile);
+    const db = new DatabaseSync(dbFile);
+    // As a farm from before foreign keys were enforced, or edited by hand.
+    db.exec('PRAGMA foreign_keys = OFF');
+    db.prepare(`INSERT INTO log_chunks (build_id, "offset", data) VALUES ('ghost', 0, x'00')`).run();
+    db.prepare(`INSERT INTO project_secrets (project_id, name, sealed, updated_at) VALUES ('nope', 'K', x'01', 1)`).run();
+    db.prepare(`UPDATE builds SET worker_id = 'w-deleted' WHERE seq = 2`).run();
+    db.close();
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), env: {} };
+    expect(await migrateMain(['--from', `sqlite:${dbFile}`, '--to', target], io)).toBe(1);
+    const text = lines.join('\n');
+    expect(text).toContain('2 rows whose parent row is missing');
+    expect(text).toMatch(/log_chunks rowid \d+: build_id = "ghost" has no row in builds\(id\)/);
+    expect(text).toMatch(/project_secrets rowid \d+: project_id = "nope" has no row in projects\(id\)/);
+    expect(text).toContain('DELETE FROM "log_chunks" WHERE "build_id" NOT IN (SELECT "id" FROM "builds");');
+    expect(text).not.toContain('w-deleted');
+    expect(await tablesOf(target)).toEqual([]);
+  }, 120_000);
+
+  it('locks the target against a controller writing meanwhile: a row it commits during the copy makes the copy refuse, not merge', async () => {
+    await makeFarm(dbFile);
+    const fresh = keep(new PgStore({ url: target }));
+    await fresh.migrate();
+    // A controller's transaction, not yet committed when migrate starts: invisible to the first check.
+    const other = new pg.Client({ connectionString: target });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`INSERT INTO workers (id, labels, key_hash, created_at) VALUES ('intruder', '[]', 'k', 1)`);
+      let settled = false;
+      const migrating = sqliteToPg({ from: dbFile, to: target, ...quiet }).finally(() => (settled = true));
+      migrating.catch(() => undefined);
+      // Wait until migrate waits for its table lock (an awaited state, not a time).
+      const watch = new pg.Client({ connectionString: target });
+      await watch.connect();
+      try {
+        for (;;) {
+          const waiting = await watch.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'expo-worker migrate' AND wait_event_type = 'Lock'`);
+          if (waiting.rowCount !== 0 || settled) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      } finally {
+        await watch.end();
+      }
+      expect(settled).toBe(false);
+      await other.query('COMMIT');
+      await expect(migrating).rejects.toMatchObject({ code: 'refused', message: expect.stringContaining('table workers has rows') });
+    } finally {
+      await other.end();
+    }
+    const c = new pg.Client({ connectionString: target });
+    await c.connect();
+    try {
+      expect((await c.query(`SELECT id FROM workers`)).rows).toEqual([{ id: 'intruder' }]);
+      expect((await c.query(`SELECT count(*)::int AS n FROM builds`)).rows).toEqual([{ n: 0 }]);
+    } finally {
+      await c.end();
+    }
+  }, 120_000);
+
+  it('a connection lost during COMMIT is checked again on a new one, not reported as rolled back blindly', async () => {
+    await makeFarm(dbFile);
+    const fresh = keep(new PgStore({ url: target }));
+    await fresh.migrate();
+    // A deferred trigger that ends its own session while COMMIT runs: the client never hears the outcome.
+    const c = new pg.Client({ connectionString: target });
+    await c.connect();
+    try {
+      await c.query(`CREATE FUNCTION die_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$`);
+      await c.query(`CREATE CONSTRAINT TRIGGER die_at_commit AFTER INSERT ON audit_log DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION die_at_commit()`);
+    } finally {
+      await c.end();
+    }
+    const err = (await sqliteToPg({ from: dbFile, to: target, ...quiet }).then(() => null, (e: unknown) => e)) as { code: string; message: string } | null;
+    expect(err).toMatchObject({ code: 'failed' });
+    expect(err!.message).toContain('during COMMIT');
+    expect(err!.message).toContain('checked again on a new connection: the target');
+    expect(err!.message).toContain('the copy was not kept');
+    expect((await rowsOfPg(target)).builds).toEqual([]);
+  }, 120_000);
+
+  it('probes the SQLite file read-only: sees commits by another connection, and leaves a leftover -wal where it was', async () => {
+    await makeFarm(dbFile);
+    const writer = new DatabaseSync(dbFile);
+    writer.exec('CREATE TABLE IF NOT EXISTS scratch (n INTEGER)');
+    let n = 0;
+    const timer = setInterval(() => writer.prepare('INSERT INTO scratch (n) VALUES (?)').run(n++), 20);
+    const lines: string[] = [];
+    try {
+      expect(await sqliteBeingWritten(dbFile, 500)).toBe(true);
+      expect(await migrateMain(['--from', `sqlite:${dbFile}`, '--to', target], { out: (l) => lines.push(l), err: (l) => lines.push(l), env: {} })).toBe(0);
+    } finally {
+      clearInterval(timer);
+    }
+    expect(lines.join('\n')).toContain('is being written right now');
+    // Quiet now, and a -wal left by a controller that died: the probe must not checkpoint it away.
+    const copyDir = join(dir, 'copy');
+    mkdirSync(copyDir);
+    writer.prepare('INSERT INTO scratch (n) VALUES (?)').run(-1);
+    for (const f of ['controller.db', 'controller.db-wal', 'controller.db-shm']) copyFileSync(join(dir, f), join(copyDir, f));
+    writer.close();
+    const copied = join(copyDir, 'controller.db');
+    const bytes = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
+    const [main, wal] = [bytes(copied), bytes(`${copied}-wal`)];
+    expect(await sqliteBeingWritten(copied, 100)).toBe(false);
+    expect(bytes(copied)).toBe(main);
+    expect(existsSync(`${copied}-wal`)).toBe(true);
+    expect(bytes(`${copied}-wal`)).toBe(wal);
+    // A file that is not a database: a clean refusal, not a stack trace.
+    writeFileSync(join(dir, 'junk.db'), 'not a database at all, just text'.repeat(200));
+    await expect(sqliteBeingWritten(join(dir, 'junk.db'), 10)).rejects.toMatchObject({ code: 'refused', message: expect.stringContaining('cannot open') });
   }, 120_000);
 });
