@@ -3,7 +3,7 @@
  * speaking it as the real agent does (the worker key for polls, phases, log chunks, worker
  * heartbeats and completion; the build token for build heartbeats), without VMs. It knows two
  * controllers, its home first, and moves to the other when its controller stops answering (a
- * refused or reset connection, or a 5xx), as the agent's `controllerUrl` list does; every call
+ * refused or reset connection, or a 502/503/504), as the agent's `controllerUrl` list does; every call
  * after a poll is idempotent on the controller, so a call cut by a dying controller is simply
  * sent again to the other.
  *
@@ -107,7 +107,8 @@ export class SimWorker {
           bodyTimeout: timeoutMs,
         });
         const text = await res.body.text();
-        if (res.statusCode < 500) return { status: res.statusCode, body: text === '' ? null : JSON.parse(text) };
+        // As the agent: a gateway's "no controller behind me" moves on; any other answer is one.
+        if (![502, 503, 504].includes(res.statusCode)) return { status: res.statusCode, body: text === '' ? null : JSON.parse(text) };
         last = new Error(`${method} ${path} on ${url}: ${res.statusCode} ${text}`);
       } catch (err) {
         last = err;
