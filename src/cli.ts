@@ -44,6 +44,8 @@ const commands: Record<string, Command> = {
   token: { summary: 'API tokens with a role and an expiry (create, list, revoke)', run: async (argv) => (await import('./client/access-commands.ts')).tokenMain(argv) },
   audit: { summary: 'who did what: cancels, reruns, drains, users, tokens, sign-ins', run: async (argv) => (await import('./client/access-commands.ts')).auditMain(argv) },
   whoami: { summary: 'who the configured key acts as, and its role', run: async (argv) => (await import('./client/access-commands.ts')).whoamiMain(argv) },
+  backup: { summary: "copy the controller's SQLite database while it runs, checked, 0600", run: async (argv) => (await import('./controller/store-commands.ts')).backupMain(argv) },
+  migrate: { summary: 'move a farm from SQLite to an empty PostgreSQL database, all or nothing', run: async (argv) => (await import('./controller/store-commands.ts')).migrateMain(argv) },
 };
 
 /** The package version; the CLI runs from `dist/src/` when built and from `src/` in development. */

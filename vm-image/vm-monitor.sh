@@ -17,12 +17,18 @@
 # may not start with '.', which refuses '.' and '..'); the token is RFC 6750 b64token characters
 # (A-Z a-z 0-9 - . _ ~ + / =), which need no escaping inside a double-quoted curl config value.
 #
+# <controller> may be several URLs separated by spaces (several controllers on one database):
+# beats go to one of them; when curl gets no answer from it (refused, reset, timed out) or it
+# answers 502, 503 or 504, the next is tried at once, round-robin (A, B, A…); the backoff below
+# applies only once every one failed in a row.
+#
 # Each beat POSTs {"workerId","progress"} to <controller>/api/v1/builds/<id>/heartbeat.
 # The token reaches curl in a config on its stdin (`curl -K -`), never in an argv.
 # Standard output carries the monitor's life (start, beats, end); standard error the rest.
 #
 # States: beating (200 → sleep the interval) ⇄ retrying (network error, 5xx, 408, 429 → sleep
-# 1, 2, 4… s, capped at EXPO_MONITOR_MAX_BACKOFF_S and never above the interval) → over.
+# 1, 2, 4… s, capped at EXPO_MONITOR_MAX_BACKOFF_S and never above the interval; with several
+# controllers, a network error or 502/503/504 first moves to the next one without sleeping) → over.
 # Exit codes: 0 the build is over (409/410) or SIGTERM/SIGINT/SIGHUP; 2 the token was refused
 # (401/403: it will not heal); 3 any other 4xx (a wrong URL or a bug: it will not heal either);
 # 64 bad arguments; 69 curl missing.
@@ -35,7 +41,7 @@
 #
 # Portable to macOS's bash 3.2: no associative arrays, no mapfile, no ${x,,}, no arrays at all
 # (an empty array under `set -u` is an error in 3.2), integer `sleep` only.
-VM_MONITOR_VERSION=1.1.0
+VM_MONITOR_VERSION=1.2.0
 
 set -u
 # Byte-wise regexes: in some locales [A-Z] also matches lower-case or accented letters.
@@ -49,7 +55,8 @@ Usage: $me <controller> <build-id> <worker-id> <api-key> [interval]
        $me --version | --help
 
 Sends a heartbeat for build <build-id> to <controller> every [interval] seconds (default 30).
-  <controller>  http:// or https:// URL, e.g. http://localhost:3000
+  <controller>  http:// or https:// URL, e.g. http://localhost:3000, or several separated by
+                spaces (one argument), tried in turn when one does not answer
   <build-id>    1-128 of A-Z a-z 0-9 . _ - (no leading .)
   <worker-id>   1-128 of A-Z a-z 0-9 . _ -
   <api-key>     the build token: A-Z a-z 0-9 - . _ ~ + / = only
@@ -115,8 +122,26 @@ re_token='^[A-Za-z0-9._~+/=-]+$'
 re_count='^[0-9]{1,6}$'
 re_pid='^[0-9]{1,10}$'
 
-[[ $controller =~ $re_url ]] ||
-  die_usage "<controller> (or EXPO_MONITOR_CONTROLLER) must be an http:// or https:// URL without spaces, got '$controller'"
+# The list, checked URL by URL, trailing slashes dropped, one space between URLs. No arrays
+# (see above): words of a string, split with globbing off so a '*' in a URL stays a '*'.
+set -f
+controllers=''
+controller_count=0
+# shellcheck disable=SC2086 # splitting the list into its URLs is the point
+for c in $controller; do
+  [[ $c =~ $re_url ]] ||
+    die_usage "<controller> (or EXPO_MONITOR_CONTROLLER) must be an http:// or https:// URL (or several, separated by spaces), got '$c'"
+  while :; do
+    case $c in
+      */) c=${c%/} ;;
+      *) break ;;
+    esac
+  done
+  controllers="$controllers${controllers:+ }$c"
+  controller_count=$((controller_count + 1))
+done
+set +f
+[ "$controller_count" -gt 0 ] || die_usage "missing <controller> (or EXPO_MONITOR_CONTROLLER)"
 [[ $build_id =~ $re_build ]] ||
   die_usage "<build-id> (or EXPO_MONITOR_BUILD_ID) must be 1-128 of A-Z a-z 0-9 . _ - and not start with '.', got '$build_id'"
 [[ $worker_id =~ $re_worker ]] ||
@@ -138,16 +163,26 @@ else
   max_backoff=$interval
 fi
 
-while :; do
-  case $controller in
-    */) controller=${controller%/} ;;
-    *) break ;;
-  esac
-done
+# Index (0-based) of the controller beats go to, and the URL of that one.
+current=0
+# Sets `controller` to the controllers' URL number $current.
+pick_controller() {
+  local i=0 c
+  set -f
+  for c in $controllers; do
+    if [ "$i" -eq "$current" ]; then
+      controller=$c
+      break
+    fi
+    i=$((i + 1))
+  done
+  set +f
+}
+pick_controller
 tmp_root=${TMPDIR:-/tmp}
 tmp_root=${tmp_root%/}
 progress_file=${EXPO_MONITOR_PROGRESS_FILE:-$tmp_root/expo-worker-$build_id.progress}
-url="$controller/api/v1/builds/$build_id/heartbeat"
+path="/api/v1/builds/$build_id/heartbeat"
 
 command -v curl >/dev/null 2>&1 || {
   warn "curl not found on PATH; cannot send heartbeats"
@@ -230,7 +265,7 @@ post_heartbeat() {
       -H 'content-type: application/json' \
       --data-binary "{\"workerId\":\"$worker_id\",\"progress\":$progress}" \
       -o "$work/body" -w '%{http_code}' \
-      "$url" >"$work/code" 2>"$work/err" &
+      "$controller$path" >"$work/code" 2>"$work/err" &
   child=$!
 }
 
@@ -240,10 +275,12 @@ answer() {
 }
 
 say "Starting for build $build_id"
-say "Sending heartbeats every ${interval}s to $controller"
+say "Sending heartbeats every ${interval}s to $controllers"
 warn "Reading progress from $progress_file"
 
 backoff=1
+# Controllers that failed in a row: the backoff waits until each one had its try.
+failed=0
 while :; do
   read_progress
   : >"$work/body"
@@ -252,14 +289,32 @@ while :; do
   curl_status=$?
   code=$(cat "$work/code" 2>/dev/null)
   retry=0
+  switch=0
   if [ "$curl_status" -ne 0 ]; then
     retry=1
-    warn "Heartbeat failed: $(tr '\n' ' ' <"$work/err" 2>/dev/null)(curl exit $curl_status); retrying in ${backoff}s"
+    switch=1
+    failed=$((failed + 1))
+    if [ "$failed" -lt "$controller_count" ]; then
+      warn "Heartbeat failed: $(tr '\n' ' ' <"$work/err" 2>/dev/null)(curl exit $curl_status)"
+    else
+      warn "Heartbeat failed: $(tr '\n' ' ' <"$work/err" 2>/dev/null)(curl exit $curl_status); retrying in ${backoff}s"
+    fi
   else
     case $code in
       2??)
         say "Heartbeat sent (progress: $progress%)"
         backoff=1
+        failed=0
+        ;;
+      502 | 503 | 504)
+        retry=1
+        switch=1
+        failed=$((failed + 1))
+        if [ "$failed" -lt "$controller_count" ]; then
+          warn "Heartbeat failed (HTTP $code). $(answer)"
+        else
+          warn "Heartbeat failed (HTTP $code); retrying in ${backoff}s. $(answer)"
+        fi
         ;;
       409 | 410)
         say "Build $build_id is over (HTTP $code); exiting"
@@ -279,7 +334,15 @@ while :; do
         ;;
     esac
   fi
+  if [ "$switch" -eq 1 ] && [ "$controller_count" -gt 1 ]; then
+    current=$(((current + 1) % controller_count))
+    pick_controller
+    warn "Controller unreachable, switching to $controller"
+    # Each controller gets its try before any wait.
+    [ "$failed" -ge "$controller_count" ] || continue
+  fi
   if [ "$retry" -eq 1 ]; then
+    failed=0
     delay=$backoff
     backoff=$((backoff * 2))
     [ "$backoff" -le "$max_backoff" ] || backoff=$max_backoff

@@ -4,6 +4,8 @@
  *
  * Six fields are the minimal config (a six-field file from the first release works verbatim):
  * `vmName`, `vmUser`, `vmSshKey`, `vmIp`, `controllerUrl`, `apiKey`. Every other field is optional; its default is documented on {@link AgentConfig}.
+ * `controllerUrl` (and `vmControllerUrl`) may also be a list of URLs: several controllers on one
+ * database, tried in turn when one cannot be reached (see controller-client.ts).
  * Unknown fields are refused (a typo would otherwise silently keep a default).
  */
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
@@ -25,8 +27,14 @@ export interface AgentConfig {
   readonly vmSshKey: string;
   /** A fixed VM address from the first config format. Clones get their address from `tart ip`; kept for compatibility. */
   readonly vmIp: string | undefined;
-  /** The controller's base URL (http or https). */
+  /** The first controller's base URL (http or https): `controllerUrls[0]`. */
   readonly controllerUrl: string;
+  /**
+   * Every controller's base URL, in the order they are tried. Config `controllerUrl`: one URL or
+   * a non-empty list of them (several controllers on one database; the agent moves to the next
+   * when one cannot be reached). Empty only when the doctor runs without a controller.
+   */
+  readonly controllerUrls: readonly string[];
   /** This worker's API key. Never logged. */
   readonly apiKey: string;
   /** This worker's id. Default: the host name (minus `.local`), sanitized to `[A-Za-z0-9._-]`. */
@@ -53,8 +61,10 @@ export interface AgentConfig {
   readonly tartTimeoutS: number;
   /** `host:port` of the Prometheus endpoint. Default `127.0.0.1:9464`. */
   readonly metricsAddress: string;
-  /** The controller URL as seen from inside a VM (used by vm-monitor). Default `controllerUrl`. */
+  /** The first of `vmControllerUrls`. */
   readonly vmControllerUrl: string;
+  /** The controller URLs as seen from inside a VM (used by vm-monitor, tried in turn): one URL or a list. Default `controllerUrls`. */
+  readonly vmControllerUrls: readonly string[];
   /** Clone name prefix: `<prefix>-<workerId>-<buildId>-<attempt>`. Default `expo`. */
   readonly clonePrefix: string;
   /** Directory of `tart run` logs and of each attempt's local copy of its output. Default `~/.expo-worker/logs`. */
@@ -85,7 +95,7 @@ export interface AgentConfig {
   /**
    * The clones' network. Config `vmNetwork: {"isolation": "softnet", "allow": ["10.0.0.5/32"]}`
    * runs them with `tart run --net-softnet --net-softnet-allow …`; the controller's address
-   * (of `vmControllerUrl`) is allowed automatically when it is an IPv4 literal; otherwise `allow`
+   * (of each `vmControllerUrls` entry) is allowed automatically when it is an IPv4 literal; otherwise `allow`
    * must not be empty. Prefix length 0 and numbers with leading zeros are refused. Default
    * `{"isolation": "shared"}` (tart's NAT: the VM reaches everything its host reaches).
    */
@@ -138,6 +148,33 @@ class Fields {
     this.problems.push(`${field}: ${why}`);
     return undefined;
   }
+  /** One URL or a non-empty list of distinct ones, each passing `test`; undefined when absent or bad. */
+  urls(field: string, required: boolean, test: (s: string) => string | null): string[] | undefined {
+    const v = this.raw[field];
+    if (!Array.isArray(v)) {
+      const one = this.string(field, required, test);
+      return one === undefined ? undefined : [one];
+    }
+    if (v.length === 0) return this.bad(field, 'must be a URL or a non-empty list of URLs');
+    const seen = new Set<string>();
+    let ok = true;
+    v.forEach((x: unknown, i) => {
+      const why = typeof x !== 'string' || x.trim() === '' ? 'must be a non-empty string' : test(x);
+      if (why !== null) {
+        ok = false;
+        this.bad(`${field}[${i}]`, why);
+        return;
+      }
+      // The same controller twice would only double the wait before a real switch.
+      const key = new URL(x as string).href.replace(/\/+$/, '');
+      if (seen.has(key)) {
+        ok = false;
+        this.bad(`${field}[${i}]`, `${JSON.stringify(x)} is listed twice`);
+      }
+      seen.add(key);
+    });
+    return ok ? (v as string[]) : undefined;
+  }
   string(field: string, required: boolean, test?: (s: string) => string | null): string | undefined {
     const v = this.raw[field];
     if (v === undefined || v === null) return required ? this.bad(field, 'is required') : undefined;
@@ -183,7 +220,7 @@ function parseHostKey(f: Fields, v: unknown): string[] {
   return [...new Set(list)];
 }
 
-function parseNetwork(f: Fields, v: unknown, controllerUrl: string | undefined): VmNetwork {
+function parseNetwork(f: Fields, v: unknown, controllerUrls: readonly string[]): VmNetwork {
   const shared: VmNetwork = { isolation: 'shared' };
   if (v === undefined || v === null) return shared;
   if (typeof v !== 'object' || Array.isArray(v)) return f.bad('vmNetwork', 'must be an object like {"isolation": "softnet", "allow": ["10.0.0.5/32"]}') ?? shared;
@@ -205,8 +242,10 @@ function parseNetwork(f: Fields, v: unknown, controllerUrl: string | undefined):
   // The VM's vm-monitor and steps talk to the controller: allow it when its address is known.
   // A host name is not resolved (its address may change under a running agent) and softnet takes
   // IPv4 only, so such a controller is unreachable from an isolated VM unless the user lists it.
-  if (controllerUrl !== undefined && URL.canParse(controllerUrl)) {
-    const host = new URL(controllerUrl).hostname;
+  // Every controller of the list: a VM must reach whichever one is up.
+  for (const url of controllerUrls) {
+    if (!URL.canParse(url)) continue;
+    const host = new URL(url).hostname;
     const own = parseCidr(`${host}/32`);
     if (own !== null) cidrs.push(own);
     else if (allow.length === 0) {
@@ -266,7 +305,7 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     }
   }
   const vmIp = f.string('vmIp', false, ipv4);
-  const controllerUrl = f.string('controllerUrl', requireController, httpUrl);
+  const controllerUrls = f.urls('controllerUrl', requireController, httpUrl);
   const apiKey = f.string('apiKey', requireController);
   const workerId = f.string('workerId', false, (s) => (isWorkerId(s) ? null : 'must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}'));
   const tartPath = f.string('tartPath', false);
@@ -275,7 +314,7 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
   const metricsAddress = f.string('metricsAddress', false, (s) =>
     /^[A-Za-z0-9.:[\]-]+:\d{1,5}$/.test(s) && Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535 ? null : 'must be host:port',
   );
-  const vmControllerUrl = f.string('vmControllerUrl', false, httpUrl);
+  const vmControllerUrls = f.urls('vmControllerUrl', false, httpUrl) ?? controllerUrls ?? [];
   const clonePrefix = f.string('clonePrefix', false, (s) =>
     /^[A-Za-z0-9][A-Za-z0-9._]{0,31}$/.test(s) ? null : 'must be letters, digits, . or _ (no -), at most 32',
   );
@@ -286,7 +325,8 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     vmUser: vmUser ?? '',
     vmSshKey: vmSshKey ?? '',
     vmIp,
-    controllerUrl: controllerUrl ?? '',
+    controllerUrl: controllerUrls?.[0] ?? '',
+    controllerUrls: Object.freeze(controllerUrls ?? []),
     apiKey: apiKey ?? '',
     workerId: workerId ?? defaultWorkerId(options.hostName),
     tartPath: tartPath === undefined ? undefined : expandHome(tartPath, home),
@@ -300,7 +340,8 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     vmStopTimeoutS: f.number('vmStopTimeoutS', 10, { min: 0 }),
     tartTimeoutS: f.number('tartTimeoutS', 30, { min: 0, exclusiveMin: true }),
     metricsAddress: metricsAddress ?? '127.0.0.1:9464',
-    vmControllerUrl: vmControllerUrl ?? controllerUrl ?? '',
+    vmControllerUrl: vmControllerUrls[0] ?? '',
+    vmControllerUrls: Object.freeze(vmControllerUrls),
     clonePrefix: clonePrefix ?? 'expo',
     logDir: resolve(expandHome(logDir ?? '~/.expo-worker/logs', home)),
     workerHeartbeatS: f.number('workerHeartbeatS', 15, { min: 0, exclusiveMin: true }),
@@ -312,7 +353,7 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     maintenanceCron: maintenanceCron ?? '*/10 * * * *',
     reportDeadlineS: f.number('reportDeadlineS', 3600, { min: 0, exclusiveMin: true }),
     vmHostKey: Object.freeze(parseHostKey(f, r.vmHostKey)),
-    vmNetwork: parseNetwork(f, r.vmNetwork, vmControllerUrl ?? controllerUrl),
+    vmNetwork: parseNetwork(f, r.vmNetwork, vmControllerUrls),
     vmLogRetentionDays: f.number('vmLogRetentionDays', 7, { min: 0 }),
     vmLogMaxFiles: f.number('vmLogMaxFiles', 100, { min: 0, integer: true }),
   };

@@ -6,6 +6,15 @@
  * answers 5xx, 408 or 429 — as the error table (`isRetryable`, `answerErrorCode` in
  * protocol/errors.ts) says — and never on another 4xx, which is an answer (a 409 means: abort
  * this build). Paths and methods come from the route table (protocol/routes.ts).
+ *
+ * Failover: the client may know several controllers (one database behind them all). One of them
+ * is current; every request goes to it. When a request gets no answer (connection refused or
+ * reset, socket closed before or during the answer, a timeout, host unreachable) or a 502, 503 or
+ * 504, the client moves to the next URL, round-robin (A → B → A…), and sends the request again
+ * at once; only once every URL failed in a row does the error reach the caller — and with it the
+ * backoff of `retried`. The poll is re-sent like the rest: a claim lost with its controller is
+ * put back by the controller after a grace. An artifact's body is a stream that cannot be read
+ * twice, so its upload moves the client on but leaves the retry to its caller.
  */
 import type { Readable } from 'node:stream';
 import pRetry from 'p-retry';
@@ -16,7 +25,8 @@ import { parseLiveness, type Liveness } from '../protocol/liveness.ts';
 import type { CompleteBody, PollBody, PollResponse, WorkerHeartbeatBody } from '../protocol/schemas.ts';
 
 export interface ControllerClientOptions {
-  baseUrl: string;
+  /** The controller's base URL, or several (tried in this order, round-robin, when one cannot be reached). */
+  baseUrl: string | readonly string[];
   apiKey: string;
   workerId: string;
   /** Per-request timeout for ordinary calls, ms. Default 30 000. */
@@ -26,6 +36,8 @@ export interface ControllerClientOptions {
   retryMaxMs?: number;
   /** Told of every request that failed (not of an aborted one), e.g. to count it. */
   onRequestError?: (err: ExpoError) => void;
+  /** Told when the client moves to the next controller (`from` gave no answer or a 502/503/504). */
+  onSwitch?: (from: string, to: string, err: ExpoError) => void;
 }
 
 type Method = HttpMethod;
@@ -68,30 +80,66 @@ export interface RetryOptions {
   onRetry?: (err: ExpoError, attempt: number, delayMs: number) => void;
 }
 
+/** Answers a proxy or a stopping controller gives when another controller may well answer. */
+const SWITCH_STATUSES = new Set([502, 503, 504]);
+
 export class ControllerClient {
-  private readonly o: Required<Omit<ControllerClientOptions, 'onRequestError'>> & Pick<ControllerClientOptions, 'onRequestError'>;
+  private readonly o: Required<Omit<ControllerClientOptions, 'onRequestError' | 'onSwitch' | 'baseUrl'>> & Pick<ControllerClientOptions, 'onRequestError' | 'onSwitch'>;
   private readonly dispatcher: Agent;
+  private readonly baseUrls: readonly string[];
+  /** Index of the current controller in `baseUrls`. */
+  private current = 0;
 
   constructor(options: ControllerClientOptions) {
-    this.o = { requestTimeoutMs: 30_000, retryMinMs: 500, retryMaxMs: 10_000, ...options, baseUrl: options.baseUrl.replace(/\/+$/, '') };
+    const { baseUrl, ...rest } = options;
+    const urls = typeof baseUrl === 'string' ? [baseUrl] : [...baseUrl];
+    if (urls.length === 0) throw new TypeError('ControllerClient: baseUrl must name at least one controller');
+    this.baseUrls = Object.freeze(urls.map((u) => u.replace(/\/+$/, '')));
+    this.o = { requestTimeoutMs: 30_000, retryMinMs: 500, retryMaxMs: 10_000, ...rest };
     this.dispatcher = new Agent({ keepAliveTimeout: 30_000, connections: 16 });
+  }
+
+  /** The controller requests go to now. */
+  get baseUrl(): string {
+    return this.baseUrls[this.current]!;
   }
 
   async close(): Promise<void> {
     await this.dispatcher.close();
   }
 
-  /** One request; resolves with the status and parsed body, rejects with HTTP_UNREACHABLE or HTTP_STATUS. */
+  /**
+   * One request, to the current controller and, when it cannot answer, to each other one in
+   * turn; resolves with the status and parsed body, rejects with HTTP_UNREACHABLE or HTTP_STATUS.
+   */
   async send<T>(method: Method, path: string, body: unknown, opts: SendOptions = {}): Promise<Answer<T>> {
-    try {
-      return await this.sendOnce<T>(method, path, body, opts);
-    } catch (err) {
-      if (isExpoError(err)) this.o.onRequestError?.(err);
-      throw err;
+    // A stream is read once: its upload tries one controller (moving on if it fails).
+    const tries = body instanceof RawBody ? 1 : this.baseUrls.length;
+    for (let n = 1; ; n++) {
+      const index = this.current;
+      try {
+        return await this.sendOnce<T>(this.baseUrls[index]!, method, path, body, opts);
+      } catch (err) {
+        if (!isExpoError(err)) throw err;
+        this.o.onRequestError?.(err);
+        if (opts.signal?.aborted || !shouldSwitch(err)) throw err;
+        this.switchFrom(index, err);
+        if (n >= tries) throw err;
+      }
     }
   }
 
-  private async sendOnce<T>(method: Method, path: string, body: unknown, opts: SendOptions): Promise<Answer<T>> {
+  /**
+   * Moves on from `index` unless another request already did: requests in flight when a
+   * controller dies all fail, and one switch is enough.
+   */
+  private switchFrom(index: number, err: ExpoError): void {
+    if (this.baseUrls.length < 2 || this.current !== index) return;
+    this.current = (index + 1) % this.baseUrls.length;
+    this.o.onSwitch?.(this.baseUrls[index]!, this.baseUrls[this.current]!, err);
+  }
+
+  private async sendOnce<T>(baseUrl: string, method: Method, path: string, body: unknown, opts: SendOptions): Promise<Answer<T>> {
     const timeoutMs = opts.timeoutMs ?? this.o.requestTimeoutMs;
     const raw = body instanceof RawBody ? body : null;
     const headers: Record<string, string> = { ...opts.headers, authorization: `Bearer ${this.o.apiKey}` };
@@ -99,7 +147,7 @@ export class ControllerClient {
     else if (body !== undefined) headers['content-type'] = 'application/json';
     let res;
     try {
-      res = await request(`${this.o.baseUrl}${path}`, {
+      res = await request(`${baseUrl}${path}`, {
         method,
         dispatcher: this.dispatcher,
         headers,
@@ -115,7 +163,19 @@ export class ControllerClient {
         details: { method, path } satisfies HttpErrorDetails,
       });
     }
-    const text = await res.body.text().catch(() => '');
+    let text: string;
+    try {
+      text = await res.body.text();
+    } catch (cause) {
+      if (opts.signal?.aborted) throw cause;
+      // The connection died during the answer: whether the call took effect is unknown, so it
+      // counts as unanswered and is sent again (every retried call is idempotent). Reading an
+      // empty body here would have taken a log append cut mid-answer for acknowledged.
+      throw new ExpoError('HTTP_UNREACHABLE', `controller unreachable (${method} ${path}): the answer was cut: ${(cause as Error).message}`, {
+        cause,
+        details: { method, path } satisfies HttpErrorDetails,
+      });
+    }
     const parsed = text === '' ? null : (safeJson(text) as T | null);
     if (res.statusCode >= 400) {
       const err = parsed as { code?: string; message?: string; expectedOffset?: number } | null;
@@ -192,6 +252,13 @@ export class ControllerClient {
     const res = await this.retried<AnswerOf<typeof ROUTES.complete>>(ROUTES.complete.method, pathOf(ROUTES.complete, { id: buildId }), body, r);
     return res.body ?? { status: 'unknown' };
   }
+}
+
+/** No answer at all (no status), or a 502/503/504: another controller may answer. */
+function shouldSwitch(err: ExpoError): boolean {
+  if (err.code !== 'HTTP_UNREACHABLE') return false;
+  const status = (err.details as unknown as HttpErrorDetails).status;
+  return status === undefined || SWITCH_STATUSES.has(status);
 }
 
 function safeJson(text: string): unknown {

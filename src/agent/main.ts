@@ -92,7 +92,7 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
         openWorkspace: (vm, build) =>
           new RemoteWorkspace(vm.session, build, {
             monitor: new VmMonitor(vm.session, monitor, {
-              controllerUrl: config.vmControllerUrl,
+              controllerUrls: config.vmControllerUrls,
               buildId: build.id,
               workerId: config.workerId,
               buildToken: build.buildToken,
@@ -193,10 +193,14 @@ export async function main(argv: string[]): Promise<number> {
     hostDiskFreeBytes: () => statfsFreeBytes(config.tartHome ?? `${homedir()}/.tart`),
   });
   const client = new ControllerClient({
-    baseUrl: config.controllerUrl,
+    baseUrl: config.controllerUrls,
     apiKey: config.apiKey,
     workerId: config.workerId,
     onRequestError: (err) => metrics.controllerError(controllerCallOf(String(err.details.path ?? '')), err.code === 'HTTP_STATUS' ? 'status' : 'unreachable'),
+    onSwitch: (from, to, err) => {
+      metrics.controllerSwitched();
+      log.warn({ from, to, err: err.message }, `controller unreachable, switching to ${to}`);
+    },
   });
   const agent: Agent = new Agent({
     client,
@@ -247,7 +251,9 @@ export async function main(argv: string[]): Promise<number> {
         log.error({ err: (err as Error).message }, 'config reload failed; keeping the current config');
         return;
       }
-      const fixed = RESTART_ONLY.filter((k) => next[k] !== config[k]);
+      // The config field controllerUrl is the whole list (controllerUrls), compared by value.
+      const valueOf = (c: AgentConfig, k: (typeof RESTART_ONLY)[number]) => JSON.stringify(k === 'controllerUrl' ? c.controllerUrls : c[k]);
+      const fixed = RESTART_ONLY.filter((k) => valueOf(next, k) !== valueOf(config, k));
       if (fixed.length > 0) {
         log.warn({ fields: fixed }, 'these fields change only when the agent restarts; keeping the current config');
         return;
@@ -274,7 +280,7 @@ export async function main(argv: string[]): Promise<number> {
     },
   );
   await statusServer;
-  log.info({ workerId: config.workerId, controller: config.controllerUrl, baseVm: config.vmName, slots: config.maxConcurrentBuilds }, 'agent starting');
+  log.info({ workerId: config.workerId, controller: config.controllerUrl, controllers: config.controllerUrls, baseVm: config.vmName, slots: config.maxConcurrentBuilds }, 'agent starting');
 
   await agent.start();
   return stopped;

@@ -26,6 +26,8 @@ export interface AgentMetrics extends RunnerMetrics {
   healthCheck(check: string, ok: boolean): void;
   buildFinished(result: BuildResult, reason?: FailureReason): void;
   controllerError(call: string, kind: ControllerErrorKind): void;
+  /** The agent moved to the next controller of its list (the current one gave no answer, or a 502/503/504). */
+  controllerSwitched(): void;
   orphansReaped(deleted: number, failed: number): void;
 }
 
@@ -91,6 +93,11 @@ export class PromAgentMetrics implements AgentMetrics {
     labelNames: ['call', 'kind'],
     registers: [this.registry],
   });
+  private readonly switches = new Counter({
+    name: 'expo_worker_agent_controller_switches_total',
+    help: 'Times the agent moved to the next controller of its controllerUrl list (no answer, or a 502/503/504).',
+    registers: [this.registry],
+  });
   private readonly reaped = new Counter({ name: 'expo_worker_agent_orphans_reaped_total', help: 'Orphaned clones deleted.', registers: [this.registry] });
   private readonly reapFailures = new Counter({
     name: 'expo_worker_agent_orphan_reap_failures_total',
@@ -154,6 +161,10 @@ export class PromAgentMetrics implements AgentMetrics {
 
   controllerError(call: string, kind: ControllerErrorKind): void {
     this.controllerErrors.inc({ call, kind });
+  }
+
+  controllerSwitched(): void {
+    this.switches.inc();
   }
 
   orphansReaped(deleted: number, failed: number): void {

@@ -5,7 +5,8 @@
  * for isolation), then a full cycle on a throwaway clone
  * (`<prefix>-<workerId>-doctor<random>-0`: clone → run → vm-exists, vm-ip, ssh-alive,
  * disk-space → vm-host-key → delete) and, when `controllerUrl` is set, checks that the controller answers
- * `GET /health` and accepts the key (a side-effect-free read of the worker's own record). Exit 0 when every check passes,
+ * `GET /health` and accepts the key (a side-effect-free read of the worker's own record) — each
+ * controller of a `controllerUrl` list, saying which answer. Exit 0 when every check passes,
  * 1 otherwise, 64 for bad arguments. The clone is released in `finally` and on SIGINT/SIGTERM,
  * so no VM is left behind.
  *
@@ -210,14 +211,70 @@ async function vmCycle(config: AgentConfig, checks: CheckResult[], io: DoctorIo,
   );
 }
 
-async function controllerChecks(config: AgentConfig, checks: CheckResult[]): Promise<void> {
-  const base = config.controllerUrl.replace(/\/+$/, '');
-  const reachable = await timed('controller-reachable', async () => {
+type Probe = { ok: boolean; detail: string; code?: string };
+
+/** `GET /health` of one controller; never throws. */
+async function probeHealth(base: string): Promise<Probe> {
+  try {
     const res = await request(`${base}${pathOf(ROUTES.health, {})}`, { headersTimeout: CONTROLLER_TIMEOUT_MS, bodyTimeout: CONTROLLER_TIMEOUT_MS });
     const body = await res.body.text();
     if (res.statusCode !== 200) return { ok: false, detail: `GET /health answered ${res.statusCode}`, code: 'HTTP_STATUS' };
     const status = (JSON.parse(body) as { status?: unknown }).status;
     return { ok: true, detail: `${base} answers (status ${String(status)})` };
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    return { ok: false, detail: (err as Error).message, ...(typeof code === 'string' ? { code } : {}) };
+  }
+}
+
+/** A read of the worker's own record with its key (a heartbeat would reconcile, and fail, builds it runs); never throws. */
+async function probeAuth(config: AgentConfig, base: string): Promise<Probe & { liveness: Liveness | null }> {
+  try {
+    const res = await request(`${base}${pathOf(ROUTES.getWorker, { id: config.workerId })}`, {
+      headers: { authorization: `Bearer ${config.apiKey}` },
+      headersTimeout: CONTROLLER_TIMEOUT_MS,
+      bodyTimeout: CONTROLLER_TIMEOUT_MS,
+    });
+    await res.body.dump();
+    const r = (p: Probe, liveness: Liveness | null = null) => ({ ...p, liveness });
+    switch (res.statusCode) {
+      case 200:
+        return r({ ok: true, detail: `key accepted for worker ${config.workerId}` }, parseLiveness(res.headers));
+      case 404:
+        return r({ ok: false, detail: `the controller knows no worker ${config.workerId}: check workerId (404)`, code: 'API_NOT_FOUND' });
+      case 401:
+        return r({ ok: false, detail: 'the controller rejected the apiKey (401)', code: 'AUTH_INVALID' });
+      case 403:
+        return r({ ok: false, detail: `the apiKey belongs to another worker than ${config.workerId} (403)`, code: 'AUTH_FORBIDDEN' });
+      default:
+        return r({ ok: false, detail: `heartbeat answered ${res.statusCode}`, code: 'HTTP_STATUS' });
+    }
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    return { ok: false, detail: (err as Error).message, liveness: null, ...(typeof code === 'string' ? { code } : {}) };
+  }
+}
+
+/**
+ * One controller: its checks say what it answered. Several (a `controllerUrl` list): each is
+ * asked, and each check has a line per controller. Reachable when at least one answers (the
+ * agent fails over to it; the others are a warning); the key must be accepted by every one that
+ * answers — one that refuses it is on another database or has another worker table.
+ */
+async function controllerChecks(config: AgentConfig, checks: CheckResult[]): Promise<void> {
+  const bases = config.controllerUrls.map((u) => u.replace(/\/+$/, ''));
+  const several = bases.length > 1;
+  const line = (base: string, p: Probe) => `${p.ok ? '✓' : '✗'} ${base}: ${p.detail.startsWith(`${base} `) ? p.detail.slice(base.length + 1) : p.detail}`;
+  let answering: string[] = [];
+  const reachable = await timed('controller-reachable', async () => {
+    const probes = await Promise.all(bases.map(probeHealth));
+    answering = bases.filter((_b, i) => probes[i]!.ok);
+    if (!several) return probes[0]!;
+    const lines = bases.map((b, i) => line(b, probes[i]!));
+    const down = bases.length - answering.length;
+    if (answering.length === 0) return { ok: false, detail: `no controller answers:\n${lines.join('\n')}`, code: probes[0]!.code };
+    const warning = down > 0 ? `\nwarning: ${down} of ${bases.length} controllers do not answer: the agent fails over to the others` : '';
+    return { ok: true, detail: `${answering.length} of ${bases.length} controllers answer:\n${lines.join('\n')}${warning}` };
   });
   checks.push(reachable);
   if (!reachable.ok) {
@@ -227,26 +284,15 @@ async function controllerChecks(config: AgentConfig, checks: CheckResult[]): Pro
   let liveness: Liveness | null = null;
   checks.push(
     await timed('controller-auth', async () => {
-      // A read of the worker's own record: a heartbeat would reconcile (and fail) builds it runs.
-      const res = await request(`${base}${pathOf(ROUTES.getWorker, { id: config.workerId })}`, {
-        headers: { authorization: `Bearer ${config.apiKey}` },
-        headersTimeout: CONTROLLER_TIMEOUT_MS,
-        bodyTimeout: CONTROLLER_TIMEOUT_MS,
-      });
-      await res.body.dump();
-      switch (res.statusCode) {
-        case 200:
-          liveness = parseLiveness(res.headers);
-          return { ok: true, detail: `key accepted for worker ${config.workerId}` };
-        case 404:
-          return { ok: false, detail: `the controller knows no worker ${config.workerId}: check workerId (404)`, code: 'API_NOT_FOUND' };
-        case 401:
-          return { ok: false, detail: 'the controller rejected the apiKey (401)', code: 'AUTH_INVALID' };
-        case 403:
-          return { ok: false, detail: `the apiKey belongs to another worker than ${config.workerId} (403)`, code: 'AUTH_FORBIDDEN' };
-        default:
-          return { ok: false, detail: `heartbeat answered ${res.statusCode}`, code: 'HTTP_STATUS' };
+      const probes = await Promise.all(answering.map((b) => probeAuth(config, b)));
+      liveness = probes.find((p) => p.ok)?.liveness ?? null;
+      if (!several) {
+        const { liveness: _l, ...p } = probes[0]!;
+        return p;
       }
+      const refused = probes.find((p) => !p.ok);
+      const detail = answering.map((b, i) => line(b, probes[i]!)).join('\n');
+      return refused === undefined ? { ok: true, detail } : { ok: false, detail, code: refused.code };
     }),
   );
   const stated = liveness as Liveness | null;

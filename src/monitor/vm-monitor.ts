@@ -35,8 +35,8 @@ export interface MonitorImage {
 
 /** What one build's monitor is told (its `EXPO_MONITOR_*` settings). */
 export interface MonitorSettings {
-  /** The controller URL as the VM sees it. */
-  controllerUrl: string;
+  /** The controllers' URLs as the VM sees them, tried in turn when one cannot be reached (vm-monitor.sh ≥ 1.2.0). */
+  controllerUrls: readonly string[];
   buildId: string;
   workerId: string;
   buildToken: string;
@@ -87,7 +87,8 @@ export const envFileOf = (vars: Record<string, string>): string =>
 /** The monitor's settings as its environment; the progress file is relative to "$HOME", where it starts. */
 export function monitorEnv(s: MonitorSettings, dir: string): Record<string, string> {
   return {
-    EXPO_MONITOR_CONTROLLER: s.controllerUrl,
+    // Space-separated: config URLs never hold a space (they are validated), and one URL reads as before.
+    EXPO_MONITOR_CONTROLLER: s.controllerUrls.join(' '),
     EXPO_MONITOR_BUILD_ID: s.buildId,
     EXPO_MONITOR_WORKER_ID: s.workerId,
     EXPO_MONITOR_TOKEN: s.buildToken,

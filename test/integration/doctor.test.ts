@@ -179,6 +179,25 @@ describe('expo-worker doctor', () => {
     expect(missing.byName['vm-start']?.detail).toBe('skipped: base-vm-exists failed');
   });
 
+  it('checks each controller of a controllerUrl list and says which answer', async () => {
+    // A port nothing listens on: a controller that was there a moment ago.
+    const gone = await startTestController({ realClock: true });
+    const deadUrl = await gone.app.listen({ host: '127.0.0.1', port: 0 });
+    await gone.close();
+    // No base VM: the VM cycle is skipped, only the controllers are asked.
+    const some = await doctorJson({ controllerUrl: [deadUrl, controllerUrl], vmName: 'nope' });
+    expect(some.byName['controller-reachable']).toMatchObject({ ok: true, detail: expect.stringContaining('1 of 2 controllers answer') });
+    expect(some.byName['controller-reachable']?.detail).toMatch(new RegExp(`✗ ${deadUrl}: .*ECONNREFUSED`));
+    expect(some.byName['controller-reachable']?.detail).toContain(`✓ ${controllerUrl}: answers (status ok)`);
+    expect(some.byName['controller-reachable']?.detail).toContain('warning: 1 of 2 controllers do not answer');
+    expect(some.byName['controller-auth']).toMatchObject({ ok: true, detail: `✓ ${controllerUrl}: key accepted for worker w1` });
+    expect(some.byName['controller-liveness']?.ok).toBe(true);
+    const none = await doctorJson({ controllerUrl: [deadUrl, `${deadUrl}/other`], vmName: 'nope' });
+    expect(none.code).toBe(1);
+    expect(none.byName['controller-reachable']).toMatchObject({ ok: false, detail: expect.stringContaining('no controller answers') });
+    expect(none.byName['controller-auth']?.detail).toBe('skipped: controller-reachable failed');
+  });
+
   it("shows the intervals the agent will use against a shrunk timeout, and fails a timeout too short for vm-monitor", async () => {
     for (const [timeoutMs, ok] of [[6000, true], [2000, false]] as const) {
       const short = await startTestController({ realClock: true, heartbeatTimeoutMs: timeoutMs });

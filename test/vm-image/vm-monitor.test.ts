@@ -251,6 +251,50 @@ describe('vm-monitor.sh requests and retries', () => {
     expect(alive(m.pid)).toBe(true);
   });
 
+  it('with a list [dead, live], beats through the live one without waiting, and comes back round to the first when the second dies', async () => {
+    const deadPort = await closedPort();
+    const b = await scripted(ok);
+    const a = `http://127.0.0.1:${deadPort}`;
+    // From the environment, as the agent gives it; the interval is long so any backoff would show.
+    const m = monitor([], { EXPO_MONITOR_CONTROLLER: `${a} ${b.url}/`, EXPO_MONITOR_BUILD_ID: BUILD_ID, EXPO_MONITOR_WORKER_ID: 'w1', EXPO_MONITOR_TOKEN: 'ewb_x', EXPO_MONITOR_INTERVAL_S: '1' });
+    await m.waitFor(/Heartbeat sent/, 20_000);
+    expect(m.stdout().split('\n')[1]).toBe(`[VM Monitor] Sending heartbeats every 1s to ${a} ${b.url}`);
+    expect(m.stderr()).toMatch(/Heartbeat failed: .*\(curl exit 7\)\n/);
+    expect(m.stderr()).toContain(`Controller unreachable, switching to ${b.url}\n`);
+    // The first failure moved on at once: no backoff while another controller was left to try.
+    expect(m.stderr()).not.toContain('retrying in');
+    expect(b.requests[0]!.url).toBe(`/api/v1/builds/${BUILD_ID}/heartbeat`);
+
+    // B goes, A comes back: round-robin returns to A.
+    const aServer = await scripted(ok, deadPort);
+    await b.close();
+    await poll(() => (aServer.requests.length > 0 ? true : undefined), 30_000);
+    expect(aServer.requests.length).toBeGreaterThan(0);
+    expect(m.stderr()).toContain(`Controller unreachable, switching to ${a}\n`);
+    expect(alive(m.pid)).toBe(true);
+  });
+
+  it('moves to the next controller on a 502/503/504 too, and backs off only once every controller failed in a row', async () => {
+    const a = await scripted(() => [502, null]);
+    const b = await scripted(() => [503, { code: 'API_SHUTTING_DOWN', message: 'stopping' }]);
+    const m = monitor([`${a.url} ${b.url}`, BUILD_ID, 'w1', 'ewb_x', '4']);
+    await m.waitFor(/retrying in 2s/, 20_000);
+    const err = m.stderr();
+    // A (502, switch at once), B (503, every one failed: back off 1 s), A, B (back off 2 s).
+    expect(err.indexOf('Heartbeat failed (HTTP 502). ')).toBeGreaterThanOrEqual(0);
+    expect(err).toContain(`Controller unreachable, switching to ${b.url}`);
+    expect(err).toContain('Heartbeat failed (HTTP 503); retrying in 1s');
+    expect(err).not.toContain('HTTP 502); retrying in 1s');
+    expect(a.requests.length).toBeGreaterThanOrEqual(2);
+    expect(b.requests.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('refuses a list with a bad URL in it, naming that URL', async () => {
+    const m = monitor(['http://127.0.0.1:9 ftp://x', BUILD_ID, 'w1', 'ewb_x']);
+    expect((await m.exited).code).toBe(64);
+    expect(m.stderr()).toContain("got 'ftp://x'");
+  });
+
   it('exits 0 on 410 and 3 on another 4xx, leaving no work directory', async () => {
     const gone = await scripted(() => [410, {}]);
     const a = monitor([gone.url, BUILD_ID, 'w1', 'ewb_x', '1']);

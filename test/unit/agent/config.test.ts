@@ -158,6 +158,40 @@ describe('agent config', () => {
     expect(parseAgentConfig(rest, { home, requireController: false }).controllerUrl).toBe('');
   });
 
+  it('takes a list of controllers: the first is controllerUrl, the VM list defaults to it', () => {
+    const urls = ['http://10.0.0.5:3000', 'http://10.0.0.6:3000/'];
+    const c = parseAgentConfig({ ...SEED, controllerUrl: urls }, { home });
+    expect(c.controllerUrl).toBe('http://10.0.0.5:3000');
+    expect(c.controllerUrls).toEqual(urls);
+    expect(c.vmControllerUrls).toEqual(urls);
+    expect(c.vmControllerUrl).toBe('http://10.0.0.5:3000');
+    expect(Object.isFrozen(c.controllerUrls)).toBe(true);
+    // One URL is a list of one, for old configs and new code alike.
+    expect(parseAgentConfig(SEED, { home }).controllerUrls).toEqual(['https://builds.example.com']);
+    const vm = parseAgentConfig({ ...SEED, controllerUrl: urls, vmControllerUrl: ['http://192.168.64.1:3000', 'http://192.168.64.1:3001'] }, { home });
+    expect(vm.vmControllerUrls).toEqual(['http://192.168.64.1:3000', 'http://192.168.64.1:3001']);
+    expect(vm.vmControllerUrl).toBe('http://192.168.64.1:3000');
+  });
+
+  it('refuses an empty controller list, a bad URL in it and the same controller twice', () => {
+    expect(problems({ ...SEED, controllerUrl: [] })).toEqual(['controllerUrl: must be a URL or a non-empty list of URLs']);
+    expect(problems({ ...SEED, controllerUrl: ['http://a:1', 'ftp://b', 7] })).toEqual([
+      'controllerUrl[1]: must be an http(s) URL (got ftp:)',
+      'controllerUrl[2]: must be a non-empty string',
+    ]);
+    expect(problems({ ...SEED, controllerUrl: ['http://a:1', 'http://A:1/'] })).toEqual(['controllerUrl[1]: "http://A:1/" is listed twice']);
+    expect(problems({ ...SEED, vmControllerUrl: [] })).toEqual(['vmControllerUrl: must be a URL or a non-empty list of URLs']);
+    expect(problems({ ...SEED, vmControllerUrl: ['not a url'] })).toEqual(['vmControllerUrl[0]: must be an http(s) URL (got "not a url")']);
+  });
+
+  it('lets softnet VMs reach every controller of the list', () => {
+    const c = parseAgentConfig({ ...SEED, controllerUrl: ['http://10.0.0.5:3000', 'http://10.0.0.6:3000'], vmNetwork: { isolation: 'softnet' } }, { home });
+    expect(c.vmNetwork).toEqual({ isolation: 'softnet', allow: ['10.0.0.5/32', '10.0.0.6/32'] });
+    expect(problems({ ...SEED, controllerUrl: ['http://10.0.0.5:3000', 'https://b.example.com'], vmNetwork: { isolation: 'softnet' } })).toEqual([
+      expect.stringContaining('vmNetwork.allow: the controller (b.example.com) is not an IPv4 address'),
+    ]);
+  });
+
   it('never puts the api key in an error', () => {
     try {
       parseAgentConfig({ ...SEED, apiKey: 'sekrit-123', vmUser: 5 }, { home });

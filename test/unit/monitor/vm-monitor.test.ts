@@ -5,13 +5,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { RemoteWorkspace } from '../../../src/agent/remote-workspace.ts';
-import { launchCommand, loadMonitorScript, parseMonitorPid, VmMonitor, type MonitorImage, type MonitorSettings } from '../../../src/monitor/vm-monitor.ts';
+import { launchCommand, loadMonitorScript, monitorEnv, parseMonitorPid, VmMonitor, type MonitorImage, type MonitorSettings } from '../../../src/monitor/vm-monitor.ts';
 import { FakeSshSession } from '../../support/fake-ssh-session.ts';
 
 const DIR = '.expo-worker/builds/b7-1';
 const ABS = `"$HOME"/${DIR}`;
 const IMAGE: MonitorImage = { contents: Buffer.from('#!/bin/bash\nVM_MONITOR_VERSION=2.0.0\necho beat\n'), version: '2.0.0', installedPath: '/usr/local/bin/vm-monitor.sh' };
-const SETTINGS: MonitorSettings = { controllerUrl: 'http://10.0.0.1:3000', buildId: 'b7', workerId: "mac's mini", buildToken: 'ewb_secret', intervalS: 30, requestTimeoutS: 10 };
+const SETTINGS: MonitorSettings = { controllerUrls: ['http://10.0.0.1:3000'], buildId: 'b7', workerId: "mac's mini", buildToken: 'ewb_secret', intervalS: 30, requestTimeoutS: 10 };
 
 const OPEN = (probe: string) => `mkdir -p ${ABS}/work && chmod 700 ${ABS} && ${probe}`;
 const PROBE = `{ /usr/local/bin/vm-monitor.sh --version 2>/dev/null || true; }`;
@@ -54,6 +54,10 @@ describe('VmMonitor', () => {
     // The build token travels in the file only, never on a command line.
     for (const c of s.commands) expect(c.command).not.toContain('ewb_secret');
     s.assertDone();
+  });
+
+  it('hands the monitor every controller of the list, space-separated', () => {
+    expect(monitorEnv({ ...SETTINGS, controllerUrls: ['http://10.0.0.1:3000', 'http://10.0.0.2:3000'] }, DIR).EXPO_MONITOR_CONTROLLER).toBe('http://10.0.0.1:3000 http://10.0.0.2:3000');
   });
 
   it.each([
