@@ -162,9 +162,11 @@ export class SimWorker {
         offset += Buffer.byteLength(chunk);
         if (answer.logBytes !== offset) throw new Error(`${this.id}: build ${id}: logBytes ${answer.logBytes} after a chunk ending at ${offset}`);
         // A moment of "work" between chunks, so that builds are in flight when a controller dies.
-        await new Promise((r) => setTimeout(r, 10 + Math.random() * 40));
+        await new Promise((r) => setTimeout(r, 5 + Math.random() * 15));
       }
-      if (this.freezeRequested && this.frozenBuildId === null) {
+      if (this.freezeRequested) {
+        // Once: the builds after this one run as usual.
+        this.freezeRequested = false;
         this.frozenBuildId = id;
         beating = false;
         await this.waitUntilFailed(id);
