@@ -46,6 +46,8 @@ import helmet from '@fastify/helmet';
 import { uiRoutes } from './ui/plugin.ts';
 import { LogNotifier } from './log-notifier.ts';
 import { LogStreams, logStreamRoutes, type LogStreamsOptions } from './routes/log-stream.ts';
+import { LocalCluster, type Cluster, type ClusterEvent } from './cluster.ts';
+import { LeaderJobs } from './leader-jobs.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -136,6 +138,14 @@ export interface AppOptions {
   sessionTtlMs?: number;
   /** Live log streams: their bounds (256 at once, 32 per person), ping and recheck intervals, life and write deadline (see `LogStreamsOptions`). */
   logStreams?: Pick<LogStreamsOptions, 'maxStreams' | 'pingMs' | 'recheckMs' | 'maxPerCaller' | 'maxLifeMs' | 'writeDeadlineMs'>;
+  /**
+   * The controllers sharing this database (`PgCluster`): every wake-up goes through its events,
+   * and the leader-only jobs run while it says this controller leads (`startCluster`). Default
+   * `LocalCluster` (one controller alone).
+   */
+  cluster?: Cluster;
+  /** The retention schedule (cron), run while leading. Default: none. */
+  retentionSchedule?: string;
 }
 
 export interface ControllerApp {
@@ -157,6 +167,14 @@ export interface ControllerApp {
   logNotifier: LogNotifier;
   /** The open live log streams. */
   logStreams: LogStreams;
+  /** The controllers sharing the database: events and the lead. */
+  cluster: Cluster;
+  /**
+   * Takes part in the cluster (after `listen`): the watchdog, the retention schedule, the webhook
+   * delivery sweep and the GitHub reporter run while this controller leads, and the workers
+   * waiting here are touched in the store so the leader's watchdog sees them alive.
+   */
+  startCluster: () => Promise<void>;
   /** Answers open long-polls with 204, ends open log streams, stops the watchdog and the server. Does not close the store. */
   shutdown: () => Promise<void>;
 }
@@ -179,6 +197,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     onReport: (r) => metrics.onGithubReport(r),
   });
   const logNotifier = new LogNotifier();
+  const cluster = o.cluster ?? new LocalCluster();
+  const publish = (e: ClusterEvent) => cluster.publish(e);
   const service = new BuildService({
     store: o.store,
     now,
@@ -189,11 +209,12 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     defaultTimeoutS: o.defaultBuildTimeoutS,
     secrets,
     projectSecrets: (projectId, names) => projects.secretValues(projectId, names),
+    publish,
     onBuildChange: (id) => logNotifier.notify(id),
     onBuildEvent: (e: BuildEvent) => {
-      logNotifier.notify(e.build.id);
+      publish({ kind: 'build', buildId: e.build.id });
       metrics.onBuildEvent(e, now());
-      if (e.build.source !== null) reporter.notify();
+      if (e.build.source !== null) publish({ kind: 'report' });
       if (e.kind === 'finished' || e.kind === 'requeued') {
         o.logger.info({ buildId: e.build.id, status: e.build.status, failureReason: e.build.failureReason, attempt: e.build.attempt }, `build ${e.kind}`);
       }
@@ -326,7 +347,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     return reply.type(scraped.contentType).send(scraped.text);
   });
 
-  const workers = new WorkerService({ store: o.store, now, wake: () => service.dispatcher.notify() });
+  const workers = new WorkerService({ store: o.store, now, wake: () => publish({ kind: 'queued' }) });
   await app.register(adminRoutes, { service, workers, access });
   await app.register(accessRoutes, { access, workers });
   await app.register(workerRoutes, { service, workers, metrics });
@@ -370,6 +391,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     logger: o.logger,
     retryBaseMs: o.githubTuning?.deliveryRetryBaseMs,
     maxPendingMs: o.githubTuning?.deliveryMaxPendingMs,
+    // With other controllers, one that accepted a delivery may still be working on it.
+    handoffMs: cluster instanceof LocalCluster ? 0 : 120_000,
   });
   await app.register(checkoutRoutes, { service, github });
   await app.register(githubRoutes, { secret: o.githubSecret ?? null, arrivalMs: o.webhookArrivalMs, webhooks });
@@ -390,9 +413,16 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     now,
   });
   await app.ready();
-  // Both pick up what a previous run left: pending deliveries, unreported builds.
-  webhooks.start();
-  reporter.start();
+  // One subscriber turns every event, this controller's own and the others', into the local wake-up.
+  cluster.subscribe((e) => {
+    service.wakeLocally(e);
+    if (e.kind === 'report') reporter.notify();
+  });
+  const leaderJobs = new LeaderJobs({ watchdog, retention, webhooks, reporter, metrics, logger: o.logger, retentionSchedule: o.retentionSchedule });
+  // Workers waiting here look silent in the store; the leader's watchdog (maybe on another
+  // controller) cannot see this controller's waits, so their contact is renewed while they wait.
+  const touchMs = Math.max(10, Math.floor(o.heartbeatTimeoutMs / 4));
+  let toucher: NodeJS.Timeout | null = null;
 
   return {
     app,
@@ -406,8 +436,20 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     access,
     logNotifier,
     logStreams,
+    cluster,
+    startCluster: async () => {
+      toucher ??= setInterval(() => {
+        service.touchWaiting().catch((err: unknown) => o.logger.warn({ err }, 'cannot renew the contact of waiting workers'));
+      }, touchMs);
+      toucher.unref();
+      await cluster.start((leading) => leaderJobs.lead(leading));
+    },
     shutdown: async () => {
       stopping = true;
+      if (toucher) clearInterval(toucher);
+      // First: another controller takes the lead at once; this one's leader jobs stop.
+      await cluster.stop();
+      await leaderJobs.idle();
       await webhooks.stop();
       await reporter.stop();
       await retention.stop();

@@ -36,6 +36,7 @@ import { unopenable, WorkerLiveness, type PollResult } from './worker-liveness.t
 import { AttemptEndings, type AttemptEndingsOptions, type BuildEvent, type Settled } from './attempt-endings.ts';
 import { maskSameLength, MIN_SECRET_CHARS, secretNeedles } from '../protocol/secret-mask.ts';
 import { pageOf } from './utf8-cut.ts';
+import type { ClusterEvent } from './cluster.ts';
 
 /** What the build service reads and writes. */
 export type BuildStore = AttemptEndingsOptions['store'] &
@@ -67,6 +68,13 @@ export interface BuildServiceOptions {
    */
   onBuildChange?: (buildId: string) => void;
   /**
+   * Where this service's wake-ups go (a build queued → waiting polls; something for a worker →
+   * its heartbeat wait; a build changed → `onBuildChange`): the cluster's `publish`, so that a
+   * waiter on another controller hears of it too, and the app's one subscriber turns each event
+   * back into the local wake-up. Default: straight to the local wake-ups (one controller).
+   */
+  publish?: (event: ClusterEvent) => void;
+  /**
    * A project's current secret values (a rerun of a GitHub build takes them afresh); it rejects
    * with API_NOT_FOUND when the project is gone. Default: none (such a rerun is refused).
    */
@@ -84,14 +92,47 @@ export class BuildService {
   /** Where every attempt ends (`settle` for the worker's own ends, `giveUp` for the controller's). */
   private readonly endings: AttemptEndings;
   private readonly workerLiveness: WorkerLiveness;
+  private readonly publish: (event: ClusterEvent) => void;
 
   constructor(options: BuildServiceOptions) {
     this.o = options;
     this.store = options.store;
     this.dispatcher = new Dispatcher(async () => (await this.store.countQueuedBuilds()) > 0);
     this.liveness = livenessOf(options.heartbeatTimeoutMs, options.prepareTimeoutMs);
-    this.endings = new AttemptEndings({ store: options.store, now: options.now, dispatcher: this.dispatcher, waits: this.waits, onBuildEvent: options.onBuildEvent });
-    this.workerLiveness = new WorkerLiveness({ ...options, dispatcher: this.dispatcher, waits: this.waits, liveness: this.liveness, endings: this.endings });
+    this.publish = options.publish ?? ((e) => this.wakeLocally(e));
+    const publish = this.publish;
+    // The endings' wake-ups go out as events too: the waiter may be on another controller.
+    const dispatcher = { notify: () => publish({ kind: 'queued' }) };
+    const waits = { wake: (workerId: string) => publish({ kind: 'worker', workerId }) };
+    this.endings = new AttemptEndings({ store: options.store, now: options.now, dispatcher, waits, onBuildEvent: options.onBuildEvent });
+    this.workerLiveness = new WorkerLiveness({ ...options, publish, dispatcher: this.dispatcher, waits: this.waits, liveness: this.liveness, endings: this.endings });
+  }
+
+  /**
+   * Renews the store contact of every worker inside a wait here, so that the leader's watchdog,
+   * which may run on another controller and cannot see these waits, finds them alive.
+   */
+  async touchWaiting(): Promise<void> {
+    const now = this.o.now();
+    for (const id of this.waits.ids()) await this.store.touchWorker(id, { now });
+  }
+
+  /** An event as this controller acts on it: the default `publish`, and what the app's subscriber does with the cluster's events. */
+  wakeLocally(e: ClusterEvent): void {
+    switch (e.kind) {
+      case 'queued':
+        return this.dispatcher.notify();
+      case 'worker':
+        return this.waits.wake(e.workerId);
+      case 'build':
+        return this.o.onBuildChange?.(e.buildId);
+      case 'report':
+        return;
+      default: {
+        const never: never = e;
+        throw new Error(`unknown cluster event ${JSON.stringify(never)}`);
+      }
+    }
   }
 
   // ---- admin ----
@@ -122,7 +163,7 @@ export class BuildService {
       source: source ?? null,
     });
     this.o.onBuildEvent?.({ kind: 'submitted', build });
-    this.dispatcher.notify();
+    this.publish({ kind: 'queued' });
     return build;
   }
 
@@ -146,9 +187,9 @@ export class BuildService {
     }
     await this.store.requestCancel(id, message);
     const after = await this.getBuild(id);
-    this.o.onBuildChange?.(id);
-    // Its worker hears of it now, through the heartbeat it keeps waiting here.
-    if (after.workerId !== null && after.cancelRequested) this.waits.wake(after.workerId);
+    this.publish({ kind: 'build', buildId: id });
+    // Its worker hears of it now, through the heartbeat it keeps waiting (here or on another controller).
+    if (after.workerId !== null && after.cancelRequested) this.publish({ kind: 'worker', workerId: after.workerId });
     return after;
   }
 
@@ -428,9 +469,9 @@ export class BuildService {
     }
   }
 
-  /** Tells `onBuildChange` of a change to `buildId`; returns `value` (the call's answer). */
+  /** Publishes a change to `buildId` (its live log streams wake, here or elsewhere); returns `value` (the call's answer). */
   private changed<T>(buildId: string, value: T): T {
-    this.o.onBuildChange?.(buildId);
+    this.publish({ kind: 'build', buildId });
     return value;
   }
 

@@ -16,7 +16,7 @@
  * reported. Builds are reported oldest first, one at a time, as they are when reported, so a
  * build's stages always reach GitHub in order.
  *
- * States: `new` → `running` (`start`) → `stopped` (`stop`). While running, a pass is either in
+ * States: `new` → `running` (`start`) ⇄ `stopped` (`stop`; `start` again when the lead returns). While running, a pass is either in
  * flight or not, and the reporter is either backing off or not:
  * - `notify()` (every build event of a build with a source), the sweep (every `sweepMs`) and the
  *   end of a back-off start a pass when none is in flight and no back-off is running; a
@@ -98,12 +98,16 @@ export class GithubReporter {
     }
   }
 
-  /** Starts the sweep and a first pass (what an earlier run left unreported). */
+  /**
+   * Starts the sweep and a first pass (what an earlier run, or an earlier leader, left
+   * unreported). Only the leader reports, so it starts again after a `stop` when the lead comes back.
+   */
   start(): void {
-    if (this.state !== 'new') return;
+    if (this.state === 'running') return;
+    const first = this.state === 'new';
     this.state = 'running';
     if (this.o.api.mode === 'none') {
-      this.o.logger.info('GitHub reports are off: no GitHub token or App is configured, so builds show no commit status or check run');
+      if (first) this.o.logger.info('GitHub reports are off: no GitHub token or App is configured, so builds show no commit status or check run');
       return;
     }
     this.sweepTimer = this.o.clock.every(this.o.sweepMs, () => this.kick());

@@ -1,8 +1,10 @@
 /**
- * `expo-worker controller`: the composition root. Reads the configuration, opens the store,
- * builds the app, listens, starts the watchdog, and owns the signal handlers: SIGTERM or SIGINT
- * stop accepting, answer open long-polls with 204, finish in-flight requests and close the
- * database; a second signal exits at once.
+ * `expo-worker controller`: the composition root. Reads the configuration, opens the store
+ * (SQLite, or PostgreSQL for `--db postgres://…`) and its cluster (alone, or the controllers
+ * sharing that PostgreSQL database), builds the app, listens, takes part in the cluster (the
+ * leader runs the watchdog and the scheduled jobs), and owns the signal handlers: SIGTERM or
+ * SIGINT stop accepting, give up the lead, answer open long-polls with 204, finish in-flight
+ * requests and close the database; a second signal exits at once.
  */
 import { dirname, join, resolve } from 'node:path';
 import { isExpoError } from '../protocol/errors.ts';
@@ -12,6 +14,11 @@ import { createLogger, logDestination, resolveLogFormat } from '../sys/logger.ts
 import { takeOverSignals } from '../sys/signals.ts';
 import { createGithubApi } from '../github/client.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
+import { PgStore } from './store/pg-store.ts';
+import { PgCluster } from './store/pg-cluster.ts';
+import { redactDbUrl } from './store/db-url.ts';
+import { LocalCluster, type Cluster } from './cluster.ts';
+import type { Store } from './store/store.ts';
 import { prepareDataDir } from './store/data-dir.ts';
 import { SecretBox } from './secret-box.ts';
 
@@ -35,16 +42,32 @@ export async function main(argv: string[]): Promise<number> {
   for (const warning of config.startupWarnings) logger.warn({ warning }, warning);
   const startedAt = Date.now();
   let secrets: SecretBox;
-  if (config.dbPath === ':memory:') secrets = SecretBox.ephemeral();
+  if (config.dbUrl === null && config.dbPath === ':memory:') secrets = SecretBox.ephemeral();
   else {
-    // The data directory is private: 0700, its files 0600 (narrowed at start when wider).
-    const dataDir = prepareDataDir(config.dbPath);
+    // The data directory is private: 0700, its files 0600 (narrowed at start when wider). With
+    // PostgreSQL it holds no database, only secret-env.key (the same on every controller).
+    const dataDir = prepareDataDir(config.dbUrl === null ? config.dbPath : join(config.dataDir, 'controller.db'));
     for (const fixed of dataDir.fixed) logger.warn({ fixed }, `narrowed a file mode in the data directory: ${fixed}`);
     for (const warning of dataDir.warnings) logger.warn({ warning }, warning);
-    const keyFile = join(dirname(resolve(config.dbPath)), 'secret-env.key');
+    const keyFile = join(config.dataDir, 'secret-env.key');
     secrets = SecretBox.fromKeyFile(keyFile, (fixed) => logger.warn({ fixed }, `narrowed a file mode in the data directory: ${fixed}`));
   }
-  const store = new SqliteStore({ path: config.dbPath });
+  let store: Store;
+  let cluster: Cluster;
+  if (config.dbUrl !== null) {
+    const pgStore = new PgStore({ url: config.dbUrl });
+    store = pgStore;
+    cluster = new PgCluster({ db: pgStore.db, url: config.dbUrl, logger });
+    if (config.artifactsS3 === null) {
+      logger.warn(
+        { artifactsDir: config.artifactsDir },
+        'PostgreSQL with a local artifact directory: every controller on this database needs the same artifacts — give them shared storage (--artifacts s3://…) before running more than one',
+      );
+    }
+  } else {
+    store = new SqliteStore({ path: config.dbPath });
+    cluster = new LocalCluster();
+  }
   await store.migrate();
   const controller = await buildApp({
     store,
@@ -59,12 +82,14 @@ export async function main(argv: string[]): Promise<number> {
     startedAt,
     secrets,
     retentionDays: config.retentionDays,
-    dataDir: config.dbPath === ':memory:' ? undefined : dirname(resolve(config.dbPath)),
+    dataDir: config.dbUrl !== null ? config.dataDir : config.dbPath === ':memory:' ? undefined : dirname(resolve(config.dbPath)),
     ...(config.githubSecret === null ? {} : { githubSecret: config.githubSecret }),
     github: createGithubApi(config),
     githubWebUrl: config.githubWebUrl,
     publicUrl: config.publicUrl,
     trustProxy: config.trustProxy,
+    cluster,
+    retentionSchedule: config.retentionSchedule,
   });
   // Nothing can be uploading yet: every .partial file is a leftover of a cut-short upload.
   const partials = await controller.retention.removePartials(0);
@@ -99,10 +124,10 @@ export async function main(argv: string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
-  controller.watchdog.start();
-  controller.retention.start(config.retentionSchedule);
+  // The watchdog and the scheduled jobs start when this controller leads (a lone one at once).
+  await controller.startCluster();
   logger.info(
-    { address, db: config.dbPath, retentionDays: config.retentionDays, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000, prepareTimeoutS: config.prepareTimeoutMs / 1000, githubWebhook: config.githubSecret !== null },
+    { address, db: config.dbUrl === null ? config.dbPath : redactDbUrl(config.dbUrl), clusterId: cluster.id, leading: cluster.leading, retentionDays: config.retentionDays, heartbeatTimeoutS: config.heartbeatTimeoutMs / 1000, prepareTimeoutS: config.prepareTimeoutMs / 1000, githubWebhook: config.githubSecret !== null },
     `controller listening on ${address}`,
   );
   return stopped;

@@ -100,9 +100,16 @@ export class ControllerMetrics {
     registers: [this.registry],
   });
 
+  readonly leader = new Gauge({
+    name: 'expo_worker_controller_leader',
+    help: 'Whether this controller leads (1) or not (0): the leader runs the watchdog and the scheduled jobs; exactly one of the controllers on a database should.',
+    registers: [this.registry],
+  });
+
   constructor(options: ControllerMetricsOptions) {
     collectProcessMetrics(this.registry, 'expo_worker_controller_');
     this.heartbeatTimeout.set(options.heartbeatTimeoutMs / 1000);
+    this.leader.set(0);
     // Every series exists from the start, so rates and alerts see a 0 before the first event.
     for (const s of BUILD_STATUSES) this.builds.set({ status: s }, 0);
     for (const s of ['succeeded', 'failed', 'cancelled']) this.finished.inc({ status: s }, 0);

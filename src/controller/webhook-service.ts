@@ -21,6 +21,11 @@
  * after `maxPendingMs` (a day) it is settled `failed`. A failed delivery is tried again when
  * GitHub redelivers it (its **Redeliver** button); any other redelivery is a duplicate. A restart between making builds and settling the
  * delivery makes no build twice: builds already made for the delivery are found by their source.
+ *
+ * Several controllers on one database: the one that accepts a delivery works on it at once,
+ * leader or not. Only the leader (`start` … `pause`) retries, sweeps every `sweepMs` for what was
+ * left pending, and works on another controller's delivery — once it is `handoffMs` old, so that
+ * two controllers do not work on one delivery at the same time.
  */
 import type { Logger } from 'pino';
 import { isExpoError } from '../protocol/errors.ts';
@@ -71,6 +76,13 @@ export interface WebhookServiceOptions {
   retryBaseMs?: number;
   /** How long a pipeline file may take to parse, ms. Default 10 000. */
   parseTimeoutMs?: number;
+  /** How often the leader looks for deliveries left pending (by a controller that could not reach GitHub), ms. Default 60 000. */
+  sweepMs?: number;
+  /**
+   * How old a pending delivery that another controller accepted must be before the leader works
+   * on it (that controller may be working on it still), ms. Default 0: one controller alone.
+   */
+  handoffMs?: number;
 }
 
 /** The context of what a delivery (rather than one build) has to say on a commit. */
@@ -97,7 +109,12 @@ export class WebhookService {
   private again = false;
   private stopped = false;
   private retryTimer: CancelTimer | null = null;
+  private sweepTimer: CancelTimer | null = null;
   private failures = 0;
+  /** Whether this controller leads: it works on every pending delivery, sweeps and retries. */
+  private leading = false;
+  /** Deliveries accepted here and not yet worked on: what a controller that does not lead works on. */
+  private readonly mine = new Set<string>();
 
   constructor(options: WebhookServiceOptions) {
     this.o = options;
@@ -116,6 +133,7 @@ export class WebhookService {
     // not be opened…) is the way to try it again: it is worked on anew.
     if (!isNew && record.outcome === 'pending' && (await this.o.store.reopenDelivery(record))) {
       this.o.logger.info({ delivery: d.id, event: d.event, repository: summary.repository }, 'webhook redelivery of a failed delivery: trying it again');
+      this.mine.add(record.id);
       this.kick();
       return { duplicate: false, record };
     }
@@ -127,6 +145,7 @@ export class WebhookService {
     if (record.outcome === 'ignored') this.o.logger.info(fields, `webhook delivery ignored: ${record.reason}`);
     else {
       this.o.logger.info(fields, 'webhook delivery accepted');
+      this.mine.add(record.id);
       this.kick();
     }
     return { duplicate: false, record };
@@ -150,9 +169,25 @@ export class WebhookService {
     return this.o.store.listDeliveries(limit);
   }
 
-  /** Picks up the deliveries a previous run left pending. */
+  /**
+   * This controller leads: it picks up what a previous run or another controller left pending,
+   * now and every `sweepMs`, and retries after GitHub could not be reached. A controller that
+   * does not lead still works on the deliveries it accepts, once; what it could not finish is
+   * left pending for the leader.
+   */
   start(): void {
+    if (this.stopped || this.leading) return;
+    this.leading = true;
+    this.sweepTimer = this.o.clock.every(this.o.sweepMs ?? 60_000, () => this.kick());
     this.kick();
+  }
+
+  /** The lead is lost: no sweep, no retry (a pass in flight finishes). */
+  pause(): void {
+    this.leading = false;
+    this.sweepTimer?.();
+    this.retryTimer?.();
+    this.sweepTimer = this.retryTimer = null;
   }
 
   /** Asks for a pass over the pending deliveries: one runs at a time, and one more follows a pass that was asked for during it. */
@@ -185,8 +220,7 @@ export class WebhookService {
    */
   async stop(timeoutMs = 10_000): Promise<void> {
     this.stopped = true;
-    this.retryTimer?.();
-    this.retryTimer = null;
+    this.pause();
     let cancel = (): void => undefined;
     await Promise.race([this.idle(), new Promise<void>((resolve) => (cancel = this.o.clock.after(timeoutMs, resolve)))]);
     cancel();
@@ -195,15 +229,18 @@ export class WebhookService {
   private async run(): Promise<void> {
     try {
       for (;;) {
-        const pending = await this.o.store.listPendingDeliveries(20);
+        const pending = (await this.o.store.listPendingDeliveries(20)).filter((d) => this.mayWork(d));
         if (pending.length === 0 || this.stopped) break;
         for (const d of pending) {
           if (this.stopped) return;
           await this.work(d);
+          this.mine.delete(d.id);
         }
       }
       this.failures = 0;
     } catch (err) {
+      // Not leading: what is left is the leader's to retry.
+      if (!this.leading) this.mine.clear();
       if (err instanceof GithubLater) {
         this.failures++;
         const base = this.o.retryBaseMs ?? 1000;
@@ -218,8 +255,14 @@ export class WebhookService {
     }
   }
 
+  /** Whether this pass works on `d`: ours always; another's only when leading and after the handoff time. */
+  private mayWork(d: DeliveryRecord): boolean {
+    if (this.mine.has(d.id)) return true;
+    return this.leading && this.o.clock.now() - d.receivedAt >= (this.o.handoffMs ?? 0);
+  }
+
   private retryLater(ms: number): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.leading) return;
     this.retryTimer = this.o.clock.after(ms, () => {
       this.retryTimer = null;
       this.kick();

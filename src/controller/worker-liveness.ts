@@ -13,6 +13,7 @@ import type { Dispatcher } from './dispatcher.ts';
 import type { SecretBox } from './secret-box.ts';
 import type { BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
 import type { WorkerWaits } from './worker-waits.ts';
+import type { ClusterEvent } from './cluster.ts';
 
 export interface WorkerLivenessOptions {
   store: Pick<Store, 'touchWorker' | 'activeBuildsOfWorker' | 'claimBuild' | 'unassign'>;
@@ -29,6 +30,8 @@ export interface WorkerLivenessOptions {
   /** The clocks this controller states to its workers. */
   liveness: Liveness;
   endings: AttemptEndings;
+  /** Where a build put back in the queue is told (the cluster: waiting polls may be on another controller). */
+  publish: (event: ClusterEvent) => void;
   onBuildEvent?: (event: BuildEvent) => void;
 }
 
@@ -78,7 +81,7 @@ export class WorkerLiveness {
       },
       release: async (c) => {
         await this.o.store.unassign(c.build.id, c.attempt.lease);
-        this.o.dispatcher.notify();
+        this.o.publish({ kind: 'queued' });
       },
     }));
     if (!claim) return null;

@@ -9,6 +9,10 @@
  * once instead of at its next periodic heartbeat.
  *
  * In memory, per controller: a restart answers every open request, and the agents reconnect.
+ * So with several controllers on one database the leader's watchdog cannot ask another
+ * controller's `isWaiting`: each controller renews the store contact (`lastSeenAt`) of the
+ * workers in its own waits every quarter heartbeat timeout (`ids()`, `BuildService.touchWaiting`),
+ * and the leader sees them alive in the store.
  */
 export class WorkerWaits {
   private readonly open = new Map<string, number>();
@@ -28,6 +32,11 @@ export class WorkerWaits {
 
   isWaiting(workerId: string): boolean {
     return this.open.has(workerId);
+  }
+
+  /** The workers inside a wait now. */
+  ids(): string[] {
+    return [...this.open.keys()];
   }
 
   /** Resolves after `ms`, on `wake(workerId)`, or when `signal` aborts — whichever comes first. */

@@ -327,9 +327,11 @@ async function runDoctor(config: AgentConfig, io: DoctorIo, signal: AbortSignal,
     const network = await checkSoftnet({ driver, exec: new NodeExec(), searchPath: process.env.PATH ?? '' });
     if (network.ok) {
       network.detail += `; clones may reach ${config.vmNetwork.allow.join(', ') || 'no private address'} beyond the internet`;
-      const host = config.vmControllerUrl === '' ? undefined : new URL(config.vmControllerUrl).hostname;
-      if (host !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) {
-        network.detail += `\nwarning: the controller's host ${host} is a name: unless it resolves to a public address, list its address in vmNetwork.allow`;
+      for (const url of config.vmControllerUrls) {
+        const host = new URL(url).hostname;
+        if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) {
+          network.detail += `\nwarning: the controller's host ${host} is a name: unless it resolves to a public address, list its address in vmNetwork.allow`;
+        }
       }
     }
     checks.push(network);

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PG_MIGRATIONS } from '../../src/controller/store/pg-schema.ts';
 import { PgStore } from '../../src/controller/store/pg-store.ts';
-import type { ClaimRequest, NewBuild } from '../../src/controller/store/store.ts';
+import type { Claim, ClaimRequest, NewBuild } from '../../src/controller/store/store.ts';
 import { startPostgres, type Postgres } from '../support/postgres.ts';
 import { describeStoreConformance } from './store-conformance.ts';
 
@@ -112,6 +112,29 @@ describe('PgStore specifics', () => {
     });
   });
 
+  it('keeps working when a newer controller adds columns under it (its prepared statements name their columns)', async () => {
+    const url = await pgServer().createDatabase();
+    // One connection, so the statements prepared before the change are the ones used after it.
+    const s = new PgStore({ url, poolMax: 1 });
+    try {
+      await s.migrate();
+      await s.createWorker({ id: 'w', labels: [], keyHash: 'k', createdAt: 1 });
+      await s.createBuild(newBuild('b1'));
+      await s.createBuild(newBuild('b2'));
+      const c = (await s.claimBuild(claimReq('w', 1)))!;
+      expect(await s.getBuild('b1')).toMatchObject({ status: 'assigned' });
+      await query(url, `ALTER TABLE builds ADD COLUMN later text; ALTER TABLE workers ADD COLUMN later text; ALTER TABLE attempts ADD COLUMN later text`);
+      expect(await s.getBuild('b1')).toMatchObject({ status: 'assigned' });
+      expect(await s.getWorker('w')).toMatchObject({ id: 'w' });
+      expect(await s.getAttemptByLease('b1', c.attempt.lease)).toMatchObject({ attempt: 1 });
+      expect((await s.claimBuild(claimReq('w', 2)))?.build.id).toBe('b2');
+      expect(await s.touchBuild('b1', c.attempt.lease, { now: 5 })).toEqual({ status: 'assigned', cancelRequested: false });
+    } finally {
+      await s.close();
+      await pgServer().dropDatabase(url);
+    }
+  });
+
   it('names the database without its password when it cannot reach it', async () => {
     // A port nothing listens on: the server's own, with the cluster stopped there is none; use port 1.
     const s = new PgStore({ url: 'postgres://expo:hunter2@127.0.0.1:1/nowhere' });
@@ -185,6 +208,41 @@ describe('PgStore specifics', () => {
     });
   });
 
+  it('two controllers ending one attempt at once: exactly one finish wins, and a cancel racing a claim leaves one of them', async () => {
+    await withDatabase(2, async (stores) => {
+      const [a, b] = stores as [PgStore, PgStore];
+      await a.migrate();
+      await a.createWorker({ id: 'w', labels: [], keyHash: 'k', createdAt: 1 });
+      const claims: Claim[] = [];
+      for (let i = 0; i < 30; i++) {
+        await a.createBuild(newBuild(`f${String(i).padStart(3, '0')}`));
+        claims.push((await a.claimBuild(claimReq('w', i)))!);
+      }
+      const end = (c: Claim, status: 'succeeded' | 'failed') =>
+        ({ buildId: c.build.id, lease: c.attempt.lease, now: 9, status, failureReason: null, exitCode: 0, message: null, requeue: false }) as const;
+      const ends = await Promise.all(claims.map((c) => Promise.all([a.finishAttempt(end(c, 'succeeded')), b.finishAttempt(end(c, 'failed'))])));
+      for (const [i, [x, y]] of ends.entries()) {
+        expect([x, y].filter((r) => r !== null)).toHaveLength(1);
+        const winner = (x ?? y)!.status;
+        expect((await a.getBuild(claims[i]!.build.id))?.status).toBe(winner);
+        expect((await a.listAttempts(claims[i]!.build.id)).map((t) => t.outcome)).toEqual([winner]);
+      }
+      // A cancel and a claim of the same queued builds: each build is either cancelled or claimed.
+      for (let i = 0; i < 30; i++) await a.createBuild(newBuild(`q${String(i).padStart(3, '0')}`));
+      const queued = (await a.listBuilds({ status: 'queued', limit: 100 })).map((x) => x.id);
+      let n = 100;
+      const [cancelled, claimed] = await Promise.all([
+        Promise.all(queued.map((id) => b.cancelQueued(id, 10))),
+        Promise.all(queued.map(() => a.claimBuild(claimReq('w', n++)))),
+      ]);
+      const claimedIds = new Set(claimed.filter((c) => c !== null).map((c) => c.build.id));
+      for (const [i, id] of queued.entries()) {
+        expect(cancelled[i]).toBe(!claimedIds.has(id));
+        expect((await a.getBuild(id))?.status).toBe(cancelled[i] ? 'cancelled' : 'assigned');
+      }
+    });
+  });
+
   it('hands a build only to a worker with every one of its labels, even past builds other claimers hold', async () => {
     await withDatabase(2, async ([a, b]) => {
       await a!.migrate();
@@ -201,7 +259,7 @@ describe('PgStore specifics', () => {
     });
   });
 
-  it('a drained or removed worker claims nothing', async () => {
+  it('a drained or removed worker claims nothing, and an idle poll locks nothing', async () => {
     await withDatabase(1, async ([s], url) => {
       await s!.migrate();
       await s!.createWorker({ id: 'w', labels: [], keyHash: 'k', createdAt: 1 });
@@ -211,6 +269,39 @@ describe('PgStore specifics', () => {
       expect(await s!.claimBuild(claimReq('gone', 2))).toBeNull();
       await query(url, `UPDATE workers SET drain_requested = 0 WHERE id = 'w'`);
       expect((await s!.claimBuild(claimReq('w', 3)))?.build.id).toBe('b1');
+      // An idle poll (nothing queued) writes nothing: not even a lock on the worker's row.
+      const xmax = async () => (await query<{ xmax: string }>(url, `SELECT xmax::text FROM workers WHERE id = 'w'`))[0]!.xmax;
+      const before = await xmax();
+      expect(await s!.claimBuild(claimReq('w', 4))).toBeNull();
+      expect(await xmax()).toBe(before);
+    });
+  });
+
+  it('a drain that commits while a claim waits for the worker row wins: the claim takes nothing', async () => {
+    await withDatabase(1, async ([s], url) => {
+      await s!.migrate();
+      await s!.createWorker({ id: 'w', labels: [], keyHash: 'k', createdAt: 1 });
+      await s!.createBuild(newBuild('b1'));
+      const operator = new pg.Client({ connectionString: url });
+      await operator.connect();
+      try {
+        await operator.query('BEGIN');
+        await operator.query(`UPDATE workers SET drain_requested = 1 WHERE id = 'w'`);
+        let settled = false;
+        const claim = s!.claimBuild(claimReq('w', 1)).finally(() => (settled = true));
+        // The claim read the drain flag before the drain committed: it waits on the row (a claim
+        // that does not wait has settled, and is checked below all the same).
+        while (!settled) {
+          const waiting = await query<{ n: number }>(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`);
+          if (waiting[0]!.n > 0) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await operator.query('COMMIT');
+        expect(await claim).toBeNull();
+        expect(await s!.getBuild('b1')).toMatchObject({ status: 'queued', attempt: 0 });
+      } finally {
+        await operator.end();
+      }
     });
   });
 

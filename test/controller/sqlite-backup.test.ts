@@ -130,6 +130,9 @@ describe('expo-worker backup', () => {
     expect(statSync(dest).size).toBe('precious'.length);
     expect(readdirSync(dir).filter((f) => f.includes('tmp'))).toEqual([]);
 
+    expect(await backupMain([dir, '--db', db, '--force'], io)).toBe(64);
+    expect(lines.join('\n')).toContain('is a directory');
+
     lines.length = 0;
     expect(await backupMain([dest, '--force'], { ...io, env: { EXPO_CONTROLLER_DB: db } })).toBe(0);
     expect(lines.join('\n')).toMatch(/integrity ok/);

@@ -95,6 +95,10 @@ export async function startTestController(
     sessionTtlMs: opts.sessionTtlMs,
     logStreams: opts.logStreams,
   });
+  // The GitHub work runs on the leader; these tests drive the watchdog's sweeps themselves, so
+  // rather than `startCluster` (which starts the watchdog) only those two start, as a leader's would.
+  controller.webhooks.start();
+  controller.reporter.start();
   const admin = bearer(ADMIN_KEY);
   const post: TestController['post'] = async (url, headers, body) => {
     const res = await controller.app.inject({ method: 'POST', url, headers, ...(body === undefined ? {} : { payload: body as object }) });

@@ -4,9 +4,10 @@
  * SQLite's (`sqlite-store.ts`), statement for statement; what differs is how two controllers on
  * one database are kept apart, since SQLite's single connection serializes everything for free:
  *
- * - the claim locks the worker row (`FOR SHARE`: a drain waits for a claim in flight, and a
- *   claim after the drain sees it) and picks with `FOR UPDATE SKIP LOCKED`, so concurrent
- *   claimers walk past each other's builds instead of queueing on them;
+ * - the claim picks with `FOR UPDATE SKIP LOCKED`, so concurrent claimers walk past each
+ *   other's builds instead of queueing on them, and holds the worker row `FOR SHARE` while it
+ *   writes (a drain waits for a claim in flight, and a claim after the drain sees it); share
+ *   locks never wait for each other and SKIP LOCKED never waits, so claims cannot deadlock;
  * - every other write is one `UPDATE … WHERE <state> RETURNING` (with its companion write in a
  *   data-modifying CTE of the same statement): under READ COMMITTED a second writer waits for
  *   the first's row lock and re-checks the condition on the row as committed, so of two exactly
@@ -16,7 +17,7 @@
 import { ExpoError } from '../../protocol/errors.ts';
 import type { ActiveBuildStatus } from '../../protocol/domain.ts';
 import type { PgDb } from './pg-db.ts';
-import { ACTIVE_SQL, UNFINISHED_SQL, run, stepStarts, toBuild, type Queryable, type Row } from './pg-rows.ts';
+import { ACTIVE_SQL, BUILD_COLS, UNFINISHED_SQL, run, stepStarts, toBuild, type Queryable, type Row } from './pg-rows.ts';
 import type { AppendLogResult, AttemptEnd, AttemptRecord, BuildPulse, BuildRecord, Claim, ClaimRequest } from './store.ts';
 
 // The worker's drain flag is read in a one-time filter before the scan: a worker gone or drained
@@ -30,28 +31,36 @@ const PICKED = `
   ORDER BY seq LIMIT 1 FOR UPDATE OF builds SKIP LOCKED`;
 const PICK = `WITH ${WORKER} ${PICKED}`;
 
-// The common claim, a build's first attempt, in one statement (its own transaction): the pick
-// above, then the compare-and-set and the attempt row, only when the build picked has had no
-// attempt (no banner to write). A build picked for a later attempt is left as it was (its lock
-// goes with the statement) and claimed by the transaction below, which asks for its banner.
+// The common claim, a build's first attempt, in one statement (its own transaction). The worker
+// row is locked only once a build is picked (an idle poll writes nothing, not even a row lock):
+// the pick reads the drain flag as of the statement's start, and the update re-reads it under
+// `FOR SHARE`, which in READ COMMITTED sees the latest committed drain (or waits for one in
+// flight). Only a build with no attempt yet is taken here (no banner to write); one picked for a
+// later attempt, or lost to a drain that raced the pick, is left as it was (its lock goes with
+// the statement) for the transaction below, which asks for the banner and re-checks the drain.
 const CLAIM_FIRST = `
-  WITH ${WORKER}, p AS MATERIALIZED (${PICKED}),
+  WITH p AS MATERIALIZED (
+    SELECT id, attempt FROM builds
+    WHERE EXISTS (SELECT 1 FROM workers WHERE id = $1 AND drain_requested = 0) AND status = 'queued' AND labels::jsonb <@ $2::jsonb
+    ORDER BY seq LIMIT 1 FOR UPDATE OF builds SKIP LOCKED),
   u AS (
-    UPDATE builds SET status = 'assigned', attempt = 1, worker_id = $1, lease = $3, assigned_at = $4,
+    UPDATE builds b SET status = 'assigned', attempt = 1, worker_id = $1, lease = $3, assigned_at = $4,
       last_heartbeat_at = $4, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
       artifact_problems = '[]', step_starts = NULL
-    WHERE id = (SELECT id FROM p WHERE attempt = 0) AND status = 'queued' RETURNING *),
+    FROM p WHERE b.id = p.id AND p.attempt = 0 AND b.status = 'queued'
+      AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.drain_requested = 0 AND p.id IS NOT NULL FOR SHARE)
+    RETURNING ${BUILD_COLS('b')}),
   a AS (
     INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
     SELECT id, 1, $1::text, $3::text, $5::text, $4::bigint, log_bytes FROM u)
-  SELECT p.attempt AS picked_attempt, u.* FROM p LEFT JOIN u ON u.id = p.id`;
+  SELECT u.* FROM p LEFT JOIN u ON u.id = p.id`;
 
 const claimSql = (banner: boolean): string => `
   WITH u AS (
     UPDATE builds SET status = 'assigned', attempt = $2, worker_id = $3, lease = $4, assigned_at = $5,
       last_heartbeat_at = $5, log_bytes = $6, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
       artifact_problems = '[]', step_starts = NULL
-    WHERE id = $1 AND status = 'queued' RETURNING *),
+    WHERE id = $1 AND status = 'queued' RETURNING ${BUILD_COLS()}),
   a AS (
     INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
     SELECT id, $2::integer, $3::text, $4::text, $7::text, $5::bigint, $6::bigint FROM u)
@@ -64,7 +73,7 @@ const FINISH_REQUEUE = `
   WITH u AS (
     UPDATE builds SET status = 'queued', worker_id = NULL, lease = NULL, last_heartbeat_at = NULL,
       failure_reason = $3, message = $4, exit_code = $5
-    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING *),
+    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING ${BUILD_COLS()}),
   a AS (
     UPDATE attempts SET ended_at = $6, outcome = 'requeued', failure_reason = $3, exit_code = $5, message = $4
     WHERE build_id = $1 AND lease = $2 AND EXISTS (SELECT 1 FROM u))
@@ -79,7 +88,7 @@ const FINISH_FINAL = `
         THEN cancel_message || CASE WHEN $7::text IS NULL OR $7::text = cancel_message THEN '' ELSE '; ' || $7::text END
         ELSE $7::text END,
       progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE progress END
-    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING *),
+    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING ${BUILD_COLS()}),
   a AS (
     UPDATE attempts SET ended_at = $6, outcome = $3, failure_reason = $4, exit_code = $5, message = $7::text
     WHERE build_id = $1 AND lease = $2 AND EXISTS (SELECT 1 FROM u))

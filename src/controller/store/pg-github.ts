@@ -6,11 +6,11 @@
  */
 import { ExpoError } from '../../protocol/errors.ts';
 import type { PgDb } from './pg-db.ts';
-import { UNFINISHED_SQL, isUniqueViolation, run, sqlState, toBuild, toDelivery, toProject } from './pg-rows.ts';
+import { BUILD_COLS, DELIVERY_COLS, PROJECT_COLS, UNFINISHED_SQL, isUniqueViolation, run, sqlState, toBuild, toDelivery, toProject } from './pg-rows.ts';
 import type { BuildRecord, DeliveryOutcome, DeliveryRecord, NewProject, ProjectRecord, ProjectSecretRecord, ReportStage, Store } from './store.ts';
 
 /** A project's columns with its secrets' names (sorted bytewise, as SQLite sorts). */
-const PROJECT = `p.*, array(SELECT s.name FROM project_secrets s WHERE s.project_id = p.id ORDER BY s.name COLLATE "C") AS secret_names`;
+const PROJECT = `${PROJECT_COLS('p')}, array(SELECT s.name FROM project_secrets s WHERE s.project_id = p.id ORDER BY s.name COLLATE "C") AS secret_names`;
 
 /** Only forward in ReportStage order (nothing reported is 0). */
 const rank = (x: string): string => `CASE ${x} WHEN 'pending' THEN 1 WHEN 'running' THEN 2 WHEN 'final' THEN 3 ELSE 0 END`;
@@ -58,11 +58,11 @@ export class PgGithub implements GithubMethods {
   }
 
   async listDeliveries(limit: number): Promise<DeliveryRecord[]> {
-    return (await run(this.db.pool, 'SELECT * FROM webhook_deliveries ORDER BY received_at DESC, id COLLATE "C" DESC LIMIT $1', [limit])).rows.map(toDelivery);
+    return (await run(this.db.pool, `SELECT ${DELIVERY_COLS()} FROM webhook_deliveries ORDER BY received_at DESC, id COLLATE "C" DESC LIMIT $1`, [limit])).rows.map(toDelivery);
   }
 
   async listPendingDeliveries(limit: number): Promise<DeliveryRecord[]> {
-    const r = await run(this.db.pool, `SELECT * FROM webhook_deliveries WHERE outcome = 'pending' ORDER BY received_at, id COLLATE "C" LIMIT $1`, [limit]);
+    const r = await run(this.db.pool, `SELECT ${DELIVERY_COLS()} FROM webhook_deliveries WHERE outcome = 'pending' ORDER BY received_at, id COLLATE "C" LIMIT $1`, [limit]);
     return r.rows.map(toDelivery);
   }
 
@@ -99,7 +99,7 @@ export class PgGithub implements GithubMethods {
     try {
       const r = await run(
         this.db.pool,
-        `INSERT INTO projects (id, repo, repo_key, pipeline_path, supersede, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`,
+        `INSERT INTO projects (id, repo, repo_key, pipeline_path, supersede, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${PROJECT_COLS()}`,
         [p.id, p.repo, p.repo.toLowerCase(), p.pipelinePath, Number(p.supersede), p.createdAt],
       );
       return toProject(r.rows[0]!);
@@ -159,7 +159,7 @@ export class PgGithub implements GithubMethods {
   // ---- sources and reports ----
 
   async unfinishedBuildsOfRef(projectId: string, ref: string): Promise<BuildRecord[]> {
-    const r = await run(this.db.pool, `SELECT * FROM builds WHERE source_project = $1 AND source_ref = $2 AND status IN ${UNFINISHED_SQL} ORDER BY seq`, [projectId, ref]);
+    const r = await run(this.db.pool, `SELECT ${BUILD_COLS()} FROM builds WHERE source_project = $1 AND source_ref = $2 AND status IN ${UNFINISHED_SQL} ORDER BY seq`, [projectId, ref]);
     return r.rows.map(toBuild);
   }
 
@@ -167,7 +167,7 @@ export class PgGithub implements GithubMethods {
     const r = await run(
       this.db.pool,
       // The first two terms are the partial index's own condition (builds_to_report).
-      `SELECT * FROM builds WHERE source IS NOT NULL AND coalesce(reported, '') <> 'final'
+      `SELECT ${BUILD_COLS()} FROM builds WHERE source IS NOT NULL AND coalesce(reported, '') <> 'final'
          AND (reported IS NULL
            OR (reported = 'pending' AND status IN ('running', 'succeeded', 'failed', 'cancelled'))
            OR (reported = 'running' AND status IN ('succeeded', 'failed', 'cancelled')))

@@ -22,6 +22,24 @@ import type {
 
 export type Row = Record<string, unknown>;
 
+/**
+ * The columns each record reads, named rather than `*`: a prepared statement's result type is
+ * fixed when it is first planned, so a `*` that grew a column (a newer controller migrating the
+ * database under a running older one) would fail every later execution of it on that connection.
+ */
+const cols = (names: string): ((alias?: string) => string) => {
+  const list = names.split(/\s+/).filter(Boolean);
+  return (alias) => list.map((c) => (alias === undefined ? c : `${alias}.${c}`)).join(', ');
+};
+export const WORKER_COLS = cols('id labels key_hash created_at last_seen_at slots_total draining drain_requested offline');
+export const BUILD_COLS = cols(`id status steps env secret_env_names secret_env labels artifacts artifact_problems timeout_s max_attempts attempt
+  worker_id lease progress failure_reason message exit_code cancel_requested log_bytes created_at assigned_at started_at step_starts
+  finished_at last_heartbeat_at source reported check_run_id`);
+export const ATTEMPT_COLS = cols('build_id attempt worker_id lease build_token_hash claimed_at ended_at outcome failure_reason exit_code message log_offset');
+export const DELIVERY_COLS = cols('id event action repository received_at outcome reason work builds');
+export const PROJECT_COLS = cols('id repo pipeline_path supersede created_at');
+export const ARTIFACT_COLS = cols('build_id name attempt size_bytes sha256 created_at');
+
 export const ACTIVE_SQL = `('assigned','preparing','running')`;
 export const UNFINISHED_SQL = `('queued','assigned','preparing','running')`;
 export const FINAL_SQL = `('succeeded','failed','cancelled')`;

@@ -17,7 +17,7 @@ import { PgBuilds } from './pg-builds.ts';
 import { PgGithub } from './pg-github.ts';
 import { PG_MIGRATIONS, PG_MIGRATION_LOCK } from './pg-schema.ts';
 import { redactDbUrl } from './db-url.ts';
-import { ACTIVE_SQL, FINAL_SQL, UNFINISHED_SQL, isUniqueViolation, pgDiskError, run, toArtifact, toAttempt, toBuild, toWorker } from './pg-rows.ts';
+import { ACTIVE_SQL, ARTIFACT_COLS, ATTEMPT_COLS, BUILD_COLS, FINAL_SQL, WORKER_COLS, UNFINISHED_SQL, isUniqueViolation, pgDiskError, run, toArtifact, toAttempt, toBuild, toWorker } from './pg-rows.ts';
 import type {
   ArtifactRecord,
   AttemptRecord,
@@ -91,7 +91,7 @@ export class PgStore implements Store {
 
   async createWorker(w: NewWorker): Promise<WorkerRecord> {
     try {
-      const r = await run(this.db.pool, 'INSERT INTO workers (id, labels, key_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING *', [
+      const r = await run(this.db.pool, `INSERT INTO workers (id, labels, key_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING ${WORKER_COLS()}`, [
         w.id,
         JSON.stringify(w.labels),
         w.keyHash,
@@ -105,18 +105,18 @@ export class PgStore implements Store {
   }
 
   async getWorker(id: string): Promise<WorkerRecord | null> {
-    const r = await run(this.db.pool, 'SELECT * FROM workers WHERE id = $1', [id]);
+    const r = await run(this.db.pool, `SELECT ${WORKER_COLS()} FROM workers WHERE id = $1`, [id]);
     return r.rows[0] ? toWorker(r.rows[0]) : null;
   }
 
   async getWorkerByKeyHash(keyHash: string): Promise<WorkerRecord | null> {
-    const r = await run(this.db.pool, 'SELECT * FROM workers WHERE key_hash = $1', [keyHash]);
+    const r = await run(this.db.pool, `SELECT ${WORKER_COLS()} FROM workers WHERE key_hash = $1`, [keyHash]);
     return r.rows[0] ? toWorker(r.rows[0]) : null;
   }
 
   async listWorkers(): Promise<WorkerRecord[]> {
     // COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
-    return (await run(this.db.pool, 'SELECT * FROM workers ORDER BY id COLLATE "C"')).rows.map(toWorker);
+    return (await run(this.db.pool, `SELECT ${WORKER_COLS()} FROM workers ORDER BY id COLLATE "C"`)).rows.map(toWorker);
   }
 
   async touchWorker(id: string, c: { now: number; slotsTotal?: number; draining?: boolean }): Promise<void> {
@@ -133,7 +133,7 @@ export class PgStore implements Store {
   }
 
   async findSilentWorkers(cutoff: number): Promise<WorkerRecord[]> {
-    const r = await run(this.db.pool, 'SELECT * FROM workers WHERE offline = 0 AND last_seen_at IS NOT NULL AND last_seen_at < $1 ORDER BY id COLLATE "C"', [cutoff]);
+    const r = await run(this.db.pool, `SELECT ${WORKER_COLS()} FROM workers WHERE offline = 0 AND last_seen_at IS NOT NULL AND last_seen_at < $1 ORDER BY id COLLATE "C"`, [cutoff]);
     return r.rows.map(toWorker);
   }
 
@@ -145,7 +145,7 @@ export class PgStore implements Store {
       this.db.pool,
       `INSERT INTO builds (id, status, steps, env, secret_env, secret_env_names, labels, artifacts, timeout_s, max_attempts, created_at,
          source, source_project, source_repo_key, source_ref, source_sha)
-       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING *`,
+       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ${BUILD_COLS()}`,
       [
         b.id,
         JSON.stringify(b.steps),
@@ -168,7 +168,7 @@ export class PgStore implements Store {
   }
 
   async getBuild(id: string): Promise<BuildRecord | null> {
-    const r = await run(this.db.pool, 'SELECT * FROM builds WHERE id = $1', [id]);
+    const r = await run(this.db.pool, `SELECT ${BUILD_COLS()} FROM builds WHERE id = $1`, [id]);
     return r.rows[0] ? toBuild(r.rows[0]) : null;
   }
 
@@ -182,7 +182,7 @@ export class PgStore implements Store {
     ];
     const given = filters.filter((x): x is [string, string] => x[1] !== undefined);
     const where = given.map(([col], i) => `${col} = $${i + 1}`);
-    const sql = `SELECT * FROM builds ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${given.length + 1}`;
+    const sql = `SELECT ${BUILD_COLS()} FROM builds ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${given.length + 1}`;
     return (await run(this.db.pool, sql, [...given.map(([, v]) => v), f.limit])).rows.map(toBuild);
   }
 
@@ -197,12 +197,12 @@ export class PgStore implements Store {
   }
 
   async activeBuildsOfWorker(workerId: string): Promise<BuildRecord[]> {
-    return (await run(this.db.pool, `SELECT * FROM builds WHERE worker_id = $1 AND status IN ${ACTIVE_SQL} ORDER BY seq`, [workerId])).rows.map(toBuild);
+    return (await run(this.db.pool, `SELECT ${BUILD_COLS()} FROM builds WHERE worker_id = $1 AND status IN ${ACTIVE_SQL} ORDER BY seq`, [workerId])).rows.map(toBuild);
   }
 
   async activeBuildsByWorker(): Promise<Map<string, BuildRecord[]>> {
     const byWorker = new Map<string, BuildRecord[]>();
-    for (const r of (await run(this.db.pool, `SELECT * FROM builds WHERE status IN ${ACTIVE_SQL} AND worker_id IS NOT NULL ORDER BY seq`)).rows) {
+    for (const r of (await run(this.db.pool, `SELECT ${BUILD_COLS()} FROM builds WHERE status IN ${ACTIVE_SQL} AND worker_id IS NOT NULL ORDER BY seq`)).rows) {
       const b = toBuild(r);
       const list = byWorker.get(b.workerId!) ?? [];
       list.push(b);
@@ -212,13 +212,13 @@ export class PgStore implements Store {
   }
 
   async findStaleBuilds(cutoff: number): Promise<BuildRecord[]> {
-    return (await run(this.db.pool, `SELECT * FROM builds WHERE status IN ${ACTIVE_SQL} AND last_heartbeat_at < $1 ORDER BY seq`, [cutoff])).rows.map(toBuild);
+    return (await run(this.db.pool, `SELECT ${BUILD_COLS()} FROM builds WHERE status IN ${ACTIVE_SQL} AND last_heartbeat_at < $1 ORDER BY seq`, [cutoff])).rows.map(toBuild);
   }
 
   async findOverdueBuilds(q: OverdueQuery): Promise<BuildRecord[]> {
     const r = await run(
       this.db.pool,
-      `SELECT b.* FROM builds b JOIN attempts a ON a.build_id = b.id AND a.lease = b.lease
+      `SELECT ${BUILD_COLS('b')} FROM builds b JOIN attempts a ON a.build_id = b.id AND a.lease = b.lease
        WHERE (b.status = 'running' AND COALESCE(a.running_at, b.started_at) + b.timeout_s * 1000::bigint + $1::bigint < $2::bigint)
           OR (b.status IN ('assigned', 'preparing') AND a.claimed_at + $3::bigint + $1::bigint < $2::bigint)
        ORDER BY b.seq`,
@@ -238,17 +238,17 @@ export class PgStore implements Store {
   finishAttempt: Store['finishAttempt'] = (...a) => this.builds.finishAttempt(...a);
 
   async getAttemptByLease(buildId: string, lease: string): Promise<AttemptRecord | null> {
-    const r = await run(this.db.pool, 'SELECT * FROM attempts WHERE build_id = $1 AND lease = $2', [buildId, lease]);
+    const r = await run(this.db.pool, `SELECT ${ATTEMPT_COLS()} FROM attempts WHERE build_id = $1 AND lease = $2`, [buildId, lease]);
     return r.rows[0] ? toAttempt(r.rows[0]) : null;
   }
 
   async getAttemptByTokenHash(tokenHash: string): Promise<AttemptRecord | null> {
-    const r = await run(this.db.pool, 'SELECT * FROM attempts WHERE build_token_hash = $1', [tokenHash]);
+    const r = await run(this.db.pool, `SELECT ${ATTEMPT_COLS()} FROM attempts WHERE build_token_hash = $1`, [tokenHash]);
     return r.rows[0] ? toAttempt(r.rows[0]) : null;
   }
 
   async listAttempts(buildId: string): Promise<AttemptRecord[]> {
-    return (await run(this.db.pool, 'SELECT * FROM attempts WHERE build_id = $1 ORDER BY attempt', [buildId])).rows.map(toAttempt);
+    return (await run(this.db.pool, `SELECT ${ATTEMPT_COLS()} FROM attempts WHERE build_id = $1 ORDER BY attempt`, [buildId])).rows.map(toAttempt);
   }
 
   async hasAttemptOnWorker(buildId: string, workerId: string): Promise<boolean> {
@@ -274,7 +274,7 @@ export class PgStore implements Store {
   }
 
   async listArtifacts(buildId: string): Promise<ArtifactRecord[]> {
-    return (await run(this.db.pool, 'SELECT * FROM artifacts WHERE build_id = $1 ORDER BY name COLLATE "C"', [buildId])).rows.map(toArtifact);
+    return (await run(this.db.pool, `SELECT ${ARTIFACT_COLS()} FROM artifacts WHERE build_id = $1 ORDER BY name COLLATE "C"`, [buildId])).rows.map(toArtifact);
   }
 
   // ---- retention ----
@@ -294,11 +294,12 @@ export class PgStore implements Store {
   }
 
   async deleteBuilds(ids: readonly string[]): Promise<string[]> {
-    // One statement: the builds still final are locked, then their rows go with them (the
-    // foreign keys are checked at the statement's end, when the children are gone too).
+    // One statement: the builds still final are locked (in id order, so two pruners cannot
+    // deadlock), then their rows go with them (the foreign keys are checked at the statement's
+    // end, when the children are gone too).
     const r = await run<{ id: string }>(
       this.db.pool,
-      `WITH d AS (SELECT id FROM builds WHERE id = ANY($1::text[]) AND status IN ${FINAL_SQL} FOR UPDATE),
+      `WITH d AS MATERIALIZED (SELECT id FROM builds WHERE id = ANY($1::text[]) AND status IN ${FINAL_SQL} ORDER BY id FOR UPDATE),
          lc AS (DELETE FROM log_chunks WHERE build_id IN (SELECT id FROM d)),
          ar AS (DELETE FROM artifacts WHERE build_id IN (SELECT id FROM d)),
          at AS (DELETE FROM attempts WHERE build_id IN (SELECT id FROM d))
@@ -360,7 +361,7 @@ export class PgStore implements Store {
   async listBuildsSince(since: number, limit: number): Promise<BuildRecord[]> {
     const r = await run(
       this.db.pool,
-      `SELECT * FROM builds WHERE seq IN (
+      `SELECT ${BUILD_COLS()} FROM builds WHERE seq IN (
          (SELECT seq FROM builds WHERE status IN ${UNFINISHED_SQL} ORDER BY seq DESC LIMIT $1)
          UNION
          (SELECT seq FROM builds WHERE finished_at >= $2 ORDER BY finished_at DESC LIMIT $1))
@@ -373,10 +374,10 @@ export class PgStore implements Store {
   async listAttemptsSince(since: number, limit: number): Promise<AttemptRecord[]> {
     const r = await run(
       this.db.pool,
-      `SELECT * FROM (
-         (SELECT * FROM attempts WHERE claimed_at >= $1 ORDER BY claimed_at LIMIT $2)
+      `SELECT ${ATTEMPT_COLS()} FROM (
+         (SELECT ${ATTEMPT_COLS()} FROM attempts WHERE claimed_at >= $1 ORDER BY claimed_at LIMIT $2)
          UNION ALL
-         (SELECT a.* FROM (
+         (SELECT ${ATTEMPT_COLS('a')} FROM (
             (SELECT id FROM builds WHERE status IN ${UNFINISHED_SQL} ORDER BY seq DESC LIMIT $2)
             UNION
             (SELECT id FROM builds WHERE finished_at >= $1 ORDER BY finished_at LIMIT $2)

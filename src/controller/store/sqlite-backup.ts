@@ -51,6 +51,7 @@ export async function backupSqlite(o: BackupOptions): Promise<BackupResult> {
   // Opening a missing file would create an empty database: check first.
   if (!existsSync(source) || !statSync(source).isFile()) throw new StoreCommandError('usage', `no database at ${source}`);
   if (source === dest) throw new StoreCommandError('usage', 'the backup PATH is the database itself');
+  if (existsSync(dest) && statSync(dest).isDirectory()) throw new StoreCommandError('usage', `${dest} is a directory; give the backup's file name`);
   if (existsSync(dest) && !o.force) throw new StoreCommandError('refused', `${dest} exists; pass --force to replace it`);
   if (!existsSync(dirname(dest))) throw new StoreCommandError('usage', `directory ${dirname(dest)} does not exist`);
 
@@ -61,7 +62,8 @@ export async function backupSqlite(o: BackupOptions): Promise<BackupResult> {
   try {
     // VACUUM INTO writes into an empty file that exists: made here, private from the start.
     closeSync(openSync(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600));
-    const src = new DatabaseSync(source, { timeout: o.busyTimeoutMs ?? 10_000 });
+    // Read-only: the backup never writes the controller's database.
+    const src = new DatabaseSync(source, { readOnly: true, timeout: o.busyTimeoutMs ?? 10_000 });
     try {
       if (schemaVersionOf(src) === 0) throw new StoreCommandError('refused', `${source} is not an expo-worker database (no schema_migrations table)`);
       src.prepare('VACUUM INTO ?').run(tmp);

@@ -179,6 +179,8 @@ function openSource(path: string): DatabaseSync {
 
 /** Whether another connection holds the SQLite file's write lock right now (a controller writing). */
 export function sqliteBeingWritten(path: string): boolean {
+  // Opening a missing file would create it: that is for openSource to report.
+  if (!existsSync(resolve(path))) return false;
   const probe = new DatabaseSync(resolve(path), { timeout: 0 });
   try {
     probe.exec('BEGIN IMMEDIATE');
@@ -200,19 +202,18 @@ export async function sqliteToPg(o: SqliteToPgOptions): Promise<SqliteToPgResult
   const db = new PgDb({ url, max: 1, applicationName: 'expo-worker migrate' });
   try {
     // Before any write: a target that is not empty is refused without touching it.
-    const before = await db.query('SELECT 1').then(
-      async () => {
-        const c = await db.pool.connect();
-        try {
-          return await targetNotEmpty(c);
-        } finally {
-          c.release();
-        }
-      },
-      (cause: unknown) => {
-        throw new StoreCommandError('failed', `cannot connect to ${shown}: ${(cause as Error).message}`, { cause });
-      },
-    );
+    let c: pg.PoolClient;
+    try {
+      c = await db.pool.connect();
+    } catch (cause) {
+      throw new StoreCommandError('failed', `cannot connect to ${shown}: ${(cause as Error).message}`, { cause });
+    }
+    let before: string | null;
+    try {
+      before = await targetNotEmpty(c);
+    } finally {
+      c.release();
+    }
     if (before !== null) throw new StoreCommandError('refused', `the target ${shown} is not empty: ${before}. migrate copies into an empty database only`);
     o.progress(`migrating ${resolve(path)} to ${shown}`);
     const counts = await db.tx(async (c) => {
