@@ -93,13 +93,13 @@ async function leaderGauge(c: ControllerProcess): Promise<number | null> {
 }
 
 /** Polls `check` until it answers a value (not undefined), or fails naming `what`. */
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = WAIT.buildMs): Promise<T> {
+async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = WAIT.buildMs, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
     if (v !== undefined) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
@@ -162,12 +162,20 @@ describe('two controllers on one PostgreSQL database', () => {
     frozenWorker.freeze();
     await until('the survivor to take the lead', async () => ((await leaderGauge(survivor)) === 1 ? true : undefined));
 
+    // The workers' own count first (cheap), then the controller's word on every build (a list of
+    // 500 builds is not something to ask a busy survivor for ten times a second).
+    await until('every build but the frozen one completed', async () => (completions.length >= BUILDS - 1 || fleet.some((w) => w.error) ? true : undefined));
     const wanted = new Set(ids);
-    const builds = await until('every build to end', async () => {
-      const res = await api(survivor.url, 'GET', `${pathOf(ROUTES.listBuilds, {})}?limit=1000`);
-      const mine = (res.body.builds as Record<string, any>[]).filter((b) => wanted.has(b.id));
-      return mine.length === BUILDS && mine.every(FINAL) ? mine : undefined;
-    });
+    const builds = await until(
+      'every build to end',
+      async () => {
+        const res = await api(survivor.url, 'GET', `${pathOf(ROUTES.listBuilds, {})}?limit=1000`);
+        const mine = (res.body.builds as Record<string, any>[]).filter((b) => wanted.has(b.id));
+        return mine.length === BUILDS && mine.every(FINAL) ? mine : undefined;
+      },
+      WAIT.buildMs,
+      1000,
+    );
     await Promise.all(fleet.map((w) => w.stop()));
     expect(fleet.map((w) => w.error?.message ?? null)).toEqual(fleet.map(() => null));
 
@@ -192,7 +200,7 @@ describe('two controllers on one PostgreSQL database', () => {
     const badLogs: string[] = [];
     const pending = builds.filter((b) => b.id !== frozenId);
     await Promise.all(
-      Array.from({ length: 8 }, async () => {
+      Array.from({ length: 16 }, async () => {
         for (let b = pending.pop(); b !== undefined; b = pending.pop()) {
           const want = simLogChunks(b.id).join('');
           const got = (await api(survivor.url, 'GET', pathOf(ROUTES.readLog, { id: b.id }))).text;
