@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
-import { runPreflight, statfsFreeBytes } from '../health/preflight.ts';
+import { MAX_RUNNING_MACOS_VMS, runPreflight, statfsFreeBytes } from '../health/preflight.ts';
 import { INSTALLED_MONITOR_PATH, loadMonitorScript, VmMonitor } from '../monitor/vm-monitor.ts';
 import { isExpoError } from '../protocol/errors.ts';
 import { SystemClock } from '../sys/clock.ts';
@@ -114,9 +114,16 @@ function buildParts(
       maintenanceCron: config.maintenanceCron,
     },
     reap: async (running) => {
-      // A standby (ready, or running a build) is no orphan.
+      // A standby (booting, ready, running a build or being deleted) is no orphan.
       const live = new Set([...running, ...(standby?.liveIds() ?? [])]);
-      const report = await reapOrphans({ driver, workerId: config.workerId, clonePrefix: config.clonePrefix, liveBuildIds: live, stopTimeoutS: config.vmStopTimeoutS });
+      const report = await reapOrphans({
+        driver,
+        workerId: config.workerId,
+        clonePrefix: config.clonePrefix,
+        liveBuildIds: live,
+        keep: (id) => standby?.owns(id) ?? false,
+        stopTimeoutS: config.vmStopTimeoutS,
+      });
       // The same schedule bounds the tart run logs that failed VMs leave behind.
       const logs = pruneRunLogs({
         logDir: config.logDir,
@@ -131,7 +138,14 @@ function buildParts(
       return report;
     },
     preflight: () =>
-      runPreflight({ driver, baseVm: config.vmName, tartHome: config.tartHome ?? `${homedir()}/.tart`, minHostFreeDiskGb: config.hostMinFreeDiskGb }),
+      runPreflight({
+        driver,
+        baseVm: config.vmName,
+        tartHome: config.tartHome ?? `${homedir()}/.tart`,
+        minHostFreeDiskGb: config.hostMinFreeDiskGb,
+        // The standby's VM is the one the next claim takes, not one more: it must not pause polling.
+        maxRunningVms: MAX_RUNNING_MACOS_VMS + (standby?.idleVms() ?? 0),
+      }),
     makeRunner: (claim, intervals, liveness) =>
       new BuildRunner(claim, {
         clock,

@@ -23,8 +23,9 @@
  * timer discards a stale ready standby and makes a new one, and a claim checks again.
  *
  * Names: `<prefix>-<workerId>-standby<id>-0`, a clone name the orphan reaper and run-log pruning
- * know; {@link StandbyPool.liveIds} keeps the reaper off the standby and off a taken standby
- * until its build released it.
+ * know; {@link StandbyPool.owns} keeps the reaper off it from the clone until it is deleted,
+ * also while a build runs on it. The reaper asks after listing the VMs, so a standby cloned
+ * meanwhile is never taken for an orphan.
  */
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -93,8 +94,8 @@ export class StandbyPool {
   /** Bumped by each configure: a standby made under an older config is stale. */
   private generation = 0;
   private entry: Entry | null = null;
-  /** Ids of standbys handed to builds and not yet released. */
-  private readonly taken = new Set<string>();
+  /** Ids of every standby VM that exists or may: from the clone until it is deleted (by its build or by the pool). */
+  private readonly held = new Set<string>();
   private freeSlots: () => number = () => 0;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
@@ -125,7 +126,17 @@ export class StandbyPool {
 
   /** The standby ids the orphan reaper must leave alone. */
   liveIds(): string[] {
-    return [...(this.entry === null ? [] : [this.entry.id]), ...this.taken];
+    return [...this.held];
+  }
+
+  /** Whether a clone id is one of this pool's standbys (booting, ready, running a build, being deleted). */
+  owns(id: string): boolean {
+    return this.held.has(id);
+  }
+
+  /** VMs the pool holds that no build runs: 0 or 1 (booting or ready). */
+  idleVms(): number {
+    return this.entry === null ? 0 : 1;
   }
 
   /** Makes a standby when there is none, the pool is open and a slot is free. */
@@ -138,9 +149,10 @@ export class StandbyPool {
     const fingerprint = p.baseFingerprint();
     const generation = this.generation;
     this.o.log.info({ standby: id }, 'preparing a standby VM');
+    this.held.add(id);
     const done = p.acquire({ buildId: id, attempt: 0, signal: ac.signal }).then(
       (vm) => {
-        if (this.closed || this.entry?.id !== id) return this.discard(vm, 'the agent is stopping');
+        if (this.closed || this.entry?.id !== id) return this.discard(id, vm, 'the agent is stopping');
         const ready: Entry = { state: 'ready', id, vm, readyAt: Date.now(), fingerprint, generation, dead: false };
         this.entry = ready;
         void vm.exited.then(() => (ready.dead = true));
@@ -148,6 +160,8 @@ export class StandbyPool {
         return undefined;
       },
       (err: unknown) => {
+        // acquire deleted what it had made.
+        this.held.delete(id);
         if (this.entry?.id === id) this.entry = null;
         if (!ac.signal.aborted) this.o.log.warn({ standby: id, err: (err as Error).message }, 'standby VM could not be prepared; trying again after the next build');
       },
@@ -171,11 +185,10 @@ export class StandbyPool {
     const why = this.staleness(entry) ?? (await this.deadness(entry));
     if (why !== null) {
       note(`standby VM ${entry.vm.name} not used: ${why}; deleting it and preparing a fresh VM`);
-      await this.discard(entry.vm, why);
+      await this.discard(entry.id, entry.vm, why);
       return this.miss();
     }
     this.o.metrics?.standbyUsed('hit');
-    this.taken.add(entry.id);
     note(`using the standby VM ${entry.vm.name}, ready for ${Math.round((Date.now() - entry.readyAt) / 1000)} s`);
     this.o.log.info({ standby: entry.id, vm: entry.vm.name }, 'standby VM taken by a build');
     const { vm, id } = entry;
@@ -186,7 +199,7 @@ export class StandbyPool {
       ip: vm.ip,
       session: vm.session,
       exited: vm.exited,
-      release: (options) => vm.release(options).finally(() => this.taken.delete(id)),
+      release: (options) => vm.release(options).finally(() => this.held.delete(id)),
     };
   }
 
@@ -201,7 +214,7 @@ export class StandbyPool {
       entry.ac.abort();
       await entry.done;
     } else if (entry?.state === 'ready') {
-      await this.discard(entry.vm, 'the agent is stopping');
+      await this.discard(entry.id, entry.vm, 'the agent is stopping');
     }
     await this.discarding;
   }
@@ -236,15 +249,20 @@ export class StandbyPool {
     const why = this.staleness(entry);
     if (why === null) return;
     this.entry = null;
-    await this.discard(entry.vm, why);
+    await this.discard(entry.id, entry.vm, why);
     this.fill();
   }
 
-  private discard(vm: StandbyVm, why: string): Promise<void> {
+  private discard(id: string, vm: StandbyVm, why: string): Promise<void> {
     this.o.log.info({ vm: vm.name, why }, 'deleting the standby VM');
-    const done = vm.release({ removeLog: true }).catch((err: unknown) => {
-      this.o.log.error({ vm: vm.name, err: (err as Error).message }, 'could not delete the standby VM; the reaper will retry');
-    });
+    const done = vm.release({ removeLog: true }).then(
+      () => void this.held.delete(id),
+      (err: unknown) => {
+        // Let the reaper have it.
+        this.held.delete(id);
+        this.o.log.error({ vm: vm.name, err: (err as Error).message }, 'could not delete the standby VM; the reaper will retry');
+      },
+    );
     this.discarding = Promise.all([this.discarding, done]).then(() => undefined);
     return done;
   }

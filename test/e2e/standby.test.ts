@@ -131,6 +131,27 @@ describe('standby VMs', () => {
     expect(hits).toBeGreaterThanOrEqual(1);
   });
 
+  it("lets the second slot's build take the standby while the first runs: the host preflight does not count it as one VM too many", async () => {
+    // The preflight every second: with the standby beside a build, two VMs run all the time.
+    farm = await startFarm({ agentConfig: { standby: 1, maxConcurrentBuilds: 2, maintenanceCron: '* * * * * *' } });
+    const agent = farm.agents[0]!;
+    const first = await standbyReady(agent);
+    const a = await farm.submit({ steps: [{ name: 'hold', run: 'sleep 300' }] });
+    expect((await farm.waitBuild(a, (x) => x.status === 'running' || FINAL(x))).status).toBe('running');
+    const second = await standbyReady(agent, [first]);
+    // A preflight that ran while both VMs (a's and the standby) were up.
+    const vmLimitChecks = async () => sampleValue(await metricsOf(agent), 'expo_worker_agent_health_checks_total', { check: 'vm-limit' }) ?? 0;
+    const before = await vmLimitChecks();
+    while ((await vmLimitChecks()) < before + 2) await new Promise((r) => setTimeout(r, 200));
+    expect(sampleValue(await metricsOf(agent), 'expo_worker_agent_health_checks_total', { check: 'vm-limit', result: 'failed' }) ?? 0).toBe(0);
+    const b = await farm.submit();
+    const log = await succeeded(farm, b);
+    expect(log).toContain(`using the standby VM ${second}`);
+    expect((await farm.build(a)).status).toBe('running');
+    await farm.api('POST', `/api/v1/builds/${a}/cancel`);
+    expect((await farm.waitBuild(a, FINAL)).status).toBe('cancelled');
+  });
+
   it('deletes the standby on a drain, ready or still booting, and leaves no VM or process', async () => {
     farm = await startFarm({ agentConfig: { standby: 1 } });
     const ready = farm.agents[0]!;
