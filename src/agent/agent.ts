@@ -54,6 +54,8 @@ export interface AgentDeps {
   settings: AgentSettings;
   /** Build results, reaped orphans and preflight checks are counted here. */
   metrics?: Pick<AgentMetrics, 'buildFinished' | 'orphansReaped' | 'healthCheck'>;
+  /** The standby VM (standby.ts), when the config asks for one: told when slots free and when the agent stops. */
+  standby?: { start(freeSlots: () => number): void; fill(): void; close(): Promise<void> };
 }
 
 export interface AgentSettings extends AgentIntervalBounds {
@@ -145,6 +147,7 @@ export class Agent {
     this.heartbeats = this.heartbeatLoop();
     this.cronTask = cron.schedule(this.d.settings.maintenanceCron, () => void this.maintenance('schedule'), { noOverlap: true });
     this.loop = this.pollLoop();
+    this.d.standby?.start(() => (this.stateValue === 'polling' ? this.d.settings.slots - this.runners.size : 0));
     this.d.log.info({ slots: this.d.settings.slots }, 'agent ready: polling for builds');
   }
 
@@ -256,6 +259,7 @@ export class Agent {
       })
       .finally(() => {
         if (this.runners.get(key)?.runner === runner) this.runners.delete(key);
+        this.d.standby?.fill();
         this.wake?.();
         this.heartbeatRefresh?.();
       });
@@ -339,8 +343,11 @@ export class Agent {
       this.wake?.();
       this.heartbeatRefresh?.();
     }
+    // The standby goes first: no build will take it, and it must not outlive the agent.
+    const standbyClosed = this.d.standby?.close();
     await this.loop;
     await Promise.all([...this.runners.values()].map((r) => r.done));
+    await standbyClosed;
     await this.stop();
   }
 

@@ -102,6 +102,8 @@ export class BuildRunner {
   private workspace: RunnerWorkspace | undefined;
   /** Cancels the prepare limit, then the steps' limit. */
   private cancelLimit: CancelTimer = () => undefined;
+  /** When run() began (the claim), on the runner's clock: the claim → first step metric. */
+  private startedAt = 0;
 
   constructor(claim: PollResponse, deps: RunnerDeps) {
     this.claim = claim;
@@ -129,6 +131,7 @@ export class BuildRunner {
   }
 
   async run(): Promise<Outcome> {
+    this.startedAt = this.d.clock.now();
     const { build, lease } = this.claim;
     const log = this.d.log.child({ buildId: build.id, attempt: build.attempt });
     const note = (line: string) => stream.append(`[expo-worker] ${line}\n`);
@@ -271,6 +274,7 @@ export class BuildRunner {
     for (const [i, step] of build.steps.entries()) {
       if (signal.aborted) return null;
       note(`step ${i + 1}/${build.steps.length}: ${step.name}`);
+      if (i === 0) this.d.metrics?.firstStepStarted?.((this.d.clock.now() - this.startedAt) / 1000);
       this.reportStepStart(i);
       const decoder = new StringDecoder('utf8');
       const lines = new LineSplitter();

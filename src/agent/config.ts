@@ -104,6 +104,13 @@ export interface AgentConfig {
   readonly vmLogRetentionDays: number;
   /** Most `tart run` logs kept in `logDir`, and most attempt output copies (the oldest go first). Default 100. */
   readonly vmLogMaxFiles: number;
+  /**
+   * Pre-booted, health-checked VMs kept ready while a slot is free: 0 (off) or 1 (see
+   * standby.ts). A standby counts against the two-VM limit. Default 0.
+   */
+  readonly standby: 0 | 1;
+  /** Seconds a standby VM may wait for a build before it is replaced by a fresh one. Default 3600. */
+  readonly standbyMaxAgeS: number;
 }
 
 /** The default config file. */
@@ -135,6 +142,7 @@ const OPTIONAL_FIELDS = [
   'metricsAddress', 'vmControllerUrl', 'clonePrefix', 'logDir',
   'workerHeartbeatS', 'pollWaitS', 'preparingKeepaliveS', 'stepStopGraceS', 'reconnectDelayS', 'preflightRetryS',
   'maintenanceCron', 'reportDeadlineS', 'vmHostKey', 'vmNetwork', 'vmLogRetentionDays', 'vmLogMaxFiles',
+  'standby', 'standbyMaxAgeS',
 ] as const;
 const KNOWN = new Set<string>([...BASE_FIELDS, ...OPTIONAL_FIELDS]);
 
@@ -356,6 +364,8 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     vmNetwork: parseNetwork(f, r.vmNetwork, vmControllerUrls),
     vmLogRetentionDays: f.number('vmLogRetentionDays', 7, { min: 0 }),
     vmLogMaxFiles: f.number('vmLogMaxFiles', 100, { min: 0, integer: true }),
+    standby: f.number('standby', 0, { min: 0, max: 1, integer: true }) === 1 ? 1 : 0,
+    standbyMaxAgeS: f.number('standbyMaxAgeS', 3600, { min: 0, exclusiveMin: true }),
   };
   if (f.problems.length > 0) {
     throw new ExpoError('CFG_INVALID', `invalid agent config:\n  - ${f.problems.join('\n  - ')}`, { details: { problems: f.problems } });

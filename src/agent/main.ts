@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
-import { runPreflight, statfsFreeBytes } from '../health/preflight.ts';
+import { MAX_RUNNING_MACOS_VMS, runPreflight, statfsFreeBytes } from '../health/preflight.ts';
 import { INSTALLED_MONITOR_PATH, loadMonitorScript, VmMonitor } from '../monitor/vm-monitor.ts';
 import { isExpoError } from '../protocol/errors.ts';
 import { SystemClock } from '../sys/clock.ts';
@@ -17,7 +17,7 @@ import { createLogger, LOG_FORMATS, logDestination, resolveLogFormat, type LogFo
 import { takeOverSignals } from '../sys/signals.ts';
 import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
 import { Ssh2Client } from '../sys/ssh2-client.ts';
-import { EphemeralVm } from '../vm/ephemeral-vm.ts';
+import { EphemeralVm, type AcquireRequest } from '../vm/ephemeral-vm.ts';
 import { reapOrphans } from '../vm/reaper.ts';
 import { pruneRunLogs } from '../vm/run-logs.ts';
 import { VmStartLock } from '../vm/start-lock.ts';
@@ -29,6 +29,7 @@ import { ControllerClient } from './controller-client.ts';
 import { LogStream } from './log-stream.ts';
 import { controllerCallOf, PromAgentMetrics, type AgentMetrics } from './metrics.ts';
 import { RemoteWorkspace } from './remote-workspace.ts';
+import { baseImageFingerprint, StandbyPool } from './standby.ts';
 import { startStatusServer, type StatusServer } from './status-server.ts';
 
 export const AGENT_HELP = `Usage: expo-worker agent [--config PATH] [--log-level LEVEL] [--log-format F]
@@ -47,13 +48,60 @@ builds (reported, VMs deleted) and exits 1; SIGHUP reloads the config file.
 `;
 
 /** The parts of the daemon that follow the config file (rebuilt on SIGHUP). */
-function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, metrics: AgentMetrics): Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight' | 'settings'> {
+function buildParts(
+  config: AgentConfig,
+  log: Logger,
+  client: ControllerClient,
+  metrics: AgentMetrics,
+  standby?: StandbyPool,
+): Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight' | 'settings'> {
   mkdirSync(config.logDir, { recursive: true });
   const driver = new TartCli({ exec: new NodeExec(), tartPath: config.tartPath, tartHome: config.tartHome, callTimeoutMs: config.tartTimeoutS * 1000 });
   const ssh = new Ssh2Client();
   const sshPrivateKey = readFileSync(config.vmSshKey);
   const monitor = { ...loadMonitorScript(), installedPath: INSTALLED_MONITOR_PATH };
   const clock = new SystemClock();
+  /** A fresh VM, cloned, booted and checked: for a build, or for the standby. */
+  const acquireFresh = async (req: AcquireRequest & { signal: AbortSignal; onProgress: (line: string) => void }) => {
+    try {
+      const vm = await EphemeralVm.acquire(
+        {
+          driver,
+          ssh,
+          baseVm: config.vmName,
+          workerId: config.workerId,
+          clonePrefix: config.clonePrefix,
+          logDir: config.logDir,
+          sshUser: config.vmUser,
+          sshPrivateKey,
+          ipWaitS: config.vmIpWaitS,
+          sshReadyTimeoutS: config.sshReadyTimeoutS,
+          minFreeDiskGb: config.minFreeDiskGb,
+          stopTimeoutS: config.vmStopTimeoutS,
+          hostKey: config.vmHostKey.length > 0 ? { kind: 'pinned', fingerprints: config.vmHostKey } : { kind: 'any' },
+          network: config.vmNetwork,
+          // One lock for the whole agent, across reloads: never a third macOS VM.
+          startLock: START_LOCK,
+          onProgress: req.onProgress,
+          onCheck: (r) => metrics.healthCheck(r.name, r.ok),
+          onPhase: (phase, ms) => metrics.vmPreparePhase(phase, ms / 1000),
+        },
+        req,
+      );
+      metrics.vmPrepared('ok');
+      return vm;
+    } catch (err) {
+      metrics.vmPrepared(req.signal.aborted ? 'aborted' : 'failed');
+      throw err;
+    }
+  };
+  const tartHome = config.tartHome ?? `${homedir()}/.tart`;
+  standby?.configure({
+    acquire: (req) => acquireFresh({ ...req, onProgress: (line) => log.debug({ standby: req.buildId }, line) }),
+    driver,
+    baseFingerprint: () => baseImageFingerprint(tartHome, config.vmName),
+    maxAgeMs: config.standbyMaxAgeS * 1000,
+  });
   return {
     settings: {
       slots: config.maxConcurrentBuilds,
@@ -65,8 +113,17 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
       preflightRetryS: config.preflightRetryS,
       maintenanceCron: config.maintenanceCron,
     },
-    reap: async (live) => {
-      const report = await reapOrphans({ driver, workerId: config.workerId, clonePrefix: config.clonePrefix, liveBuildIds: live, stopTimeoutS: config.vmStopTimeoutS });
+    reap: async (running) => {
+      // A standby (booting, ready, running a build or being deleted) is no orphan.
+      const live = new Set([...running, ...(standby?.liveIds() ?? [])]);
+      const report = await reapOrphans({
+        driver,
+        workerId: config.workerId,
+        clonePrefix: config.clonePrefix,
+        liveBuildIds: live,
+        keep: (id) => standby?.owns(id) ?? false,
+        stopTimeoutS: config.vmStopTimeoutS,
+      });
       // The same schedule bounds the tart run logs that failed VMs leave behind.
       const logs = pruneRunLogs({
         logDir: config.logDir,
@@ -81,7 +138,14 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
       return report;
     },
     preflight: () =>
-      runPreflight({ driver, baseVm: config.vmName, tartHome: config.tartHome ?? `${homedir()}/.tart`, minHostFreeDiskGb: config.hostMinFreeDiskGb }),
+      runPreflight({
+        driver,
+        baseVm: config.vmName,
+        tartHome: config.tartHome ?? `${homedir()}/.tart`,
+        minHostFreeDiskGb: config.hostMinFreeDiskGb,
+        // The standby's VM is the one the next claim takes, not one more: it must not pause polling.
+        maxRunningVms: MAX_RUNNING_MACOS_VMS + (standby?.idleVms() ?? 0),
+      }),
     makeRunner: (claim, intervals, liveness) =>
       new BuildRunner(claim, {
         clock,
@@ -109,39 +173,8 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
           preparingKeepaliveMs: intervals.preparingKeepaliveMs,
           reportDeadlineMs: config.reportDeadlineS * 1000,
         },
-        acquireVm: async (req) => {
-          try {
-            const vm = await EphemeralVm.acquire(
-              {
-                driver,
-                ssh,
-                baseVm: config.vmName,
-                workerId: config.workerId,
-                clonePrefix: config.clonePrefix,
-                logDir: config.logDir,
-                sshUser: config.vmUser,
-                sshPrivateKey,
-                ipWaitS: config.vmIpWaitS,
-                sshReadyTimeoutS: config.sshReadyTimeoutS,
-                minFreeDiskGb: config.minFreeDiskGb,
-                stopTimeoutS: config.vmStopTimeoutS,
-                hostKey: config.vmHostKey.length > 0 ? { kind: 'pinned', fingerprints: config.vmHostKey } : { kind: 'any' },
-                network: config.vmNetwork,
-                // One lock for the whole agent, across reloads: never a third macOS VM.
-                startLock: START_LOCK,
-                onProgress: req.onProgress,
-                onCheck: (r) => metrics.healthCheck(r.name, r.ok),
-                onPhase: (phase, ms) => metrics.vmPreparePhase(phase, ms / 1000),
-              },
-              req,
-            );
-            metrics.vmPrepared('ok');
-            return vm;
-          } catch (err) {
-            metrics.vmPrepared(req.signal.aborted ? 'aborted' : 'failed');
-            throw err;
-          }
-        },
+        // A standby VM when there is a good one; else a fresh one, the same way.
+        acquireVm: async (req) => (await standby?.take(req.signal, req.onProgress)) ?? acquireFresh(req),
       }),
   };
 }
@@ -149,7 +182,7 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
 const START_LOCK = new VmStartLock();
 
 /** Fields that identify the worker or shape the daemon: a reload cannot change them. */
-const RESTART_ONLY = ['workerId', 'controllerUrl', 'apiKey', 'maxConcurrentBuilds', 'maintenanceCron', 'workerHeartbeatS', 'pollWaitS'] as const;
+const RESTART_ONLY = ['workerId', 'controllerUrl', 'apiKey', 'maxConcurrentBuilds', 'maintenanceCron', 'workerHeartbeatS', 'pollWaitS', 'standby'] as const;
 
 export async function main(argv: string[]): Promise<number> {
   let values;
@@ -202,11 +235,13 @@ export async function main(argv: string[]): Promise<number> {
       log.warn({ from, to, err: err.message }, `controller unreachable, switching to ${to}`);
     },
   });
+  const standby = config.standby === 1 ? new StandbyPool({ log, metrics }) : undefined;
   const agent: Agent = new Agent({
     client,
     log,
     metrics,
-    ...buildParts(config, log, client, metrics),
+    standby,
+    ...buildParts(config, log, client, metrics, standby),
   });
   // Set before any signal can be handled (no await between the handlers and the start). A stop
   // that arrives while it is still starting closes it once it has started, so it never outlives
@@ -259,7 +294,7 @@ export async function main(argv: string[]): Promise<number> {
         return;
       }
       try {
-        agent.reconfigure(buildParts(next, log, client, metrics));
+        agent.reconfigure(buildParts(next, log, client, metrics, standby));
       } catch (err) {
         log.error({ err: (err as Error).message }, 'config reload failed; keeping the current config');
         return;

@@ -29,6 +29,8 @@ export interface AgentMetrics extends RunnerMetrics {
   /** The agent moved to the next controller of its list (the current one gave no answer, or a 502/503/504). */
   controllerSwitched(): void;
   orphansReaped(deleted: number, failed: number): void;
+  /** A claim found a standby VM it could use (hit), or had to prepare a fresh VM (miss). Only with `standby` on. */
+  standbyUsed(result: 'hit' | 'miss'): void;
 }
 
 /** What the gauges are read from at scrape time. */
@@ -116,6 +118,18 @@ export class PromAgentMetrics implements AgentMetrics {
     buckets: [1, 2.5, 5, 10, 20, 40, 60, 120, 300, 600],
     registers: [this.registry],
   });
+  private readonly standbys = new Counter({
+    name: 'expo_worker_agent_standby_total',
+    help: 'Claims that used a pre-booted standby VM (hit) or prepared a fresh one (miss); only with standby on.',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  private readonly firstStep = new Histogram({
+    name: 'expo_worker_agent_claim_to_first_step_seconds',
+    help: "Time from an attempt's start (its claim) to its first step starting: VM preparation (or a standby's re-check), the monitor, the checkout.",
+    buckets: [0.25, 0.5, 1, 2, 5, 10, 20, 40, 60, 120, 300],
+    registers: [this.registry],
+  });
   private readonly source: AgentGaugeSource;
 
   constructor(source: AgentGaugeSource) {
@@ -174,6 +188,14 @@ export class PromAgentMetrics implements AgentMetrics {
 
   monitorStartFailed(): void {
     this.monitorFailures.inc();
+  }
+
+  standbyUsed(result: 'hit' | 'miss'): void {
+    this.standbys.inc({ result });
+  }
+
+  firstStepStarted(seconds: number): void {
+    this.firstStep.observe(seconds);
   }
 
   checkoutFinished(seconds: number, ok: boolean): void {

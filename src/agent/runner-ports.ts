@@ -91,6 +91,8 @@ export interface RunnerMetrics {
   monitorStartFailed(): void;
   /** A checkout that ran to its end (not one aborted), how long it took in seconds and whether it worked. */
   checkoutFinished(seconds: number, ok: boolean): void;
+  /** The attempt's first step starts, `seconds` after the runner started (the claim). */
+  firstStepStarted?(seconds: number): void;
 }
 
 export interface RunnerDeps {

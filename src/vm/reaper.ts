@@ -15,6 +15,8 @@ export interface ReapOptions {
   clonePrefix?: string;
   /** Build ids whose clones must stay. */
   liveBuildIds: ReadonlySet<string>;
+  /** Also keeps a clone whose id this says is in use, asked after the list (so a clone made meanwhile is known). */
+  keep?: (buildId: string) => boolean;
   /** `tart stop --timeout` for a running orphan, in seconds. Default 10. */
   stopTimeoutS?: number;
 }
@@ -33,7 +35,7 @@ export async function reapOrphans(options: ReapOptions): Promise<ReapReport> {
   for (const vm of await driver.list()) {
     if (vm.source !== 'local') continue;
     const parts = parseCloneName(vm.name, prefix, options.workerId);
-    if (parts === null || options.liveBuildIds.has(parts.buildId)) continue;
+    if (parts === null || options.liveBuildIds.has(parts.buildId) || options.keep?.(parts.buildId) === true) continue;
     try {
       if (vm.state === 'running') {
         await driver.stop(vm.name, { timeoutS: options.stopTimeoutS ?? 10 }).catch((err: unknown) => {

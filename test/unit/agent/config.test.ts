@@ -152,7 +152,14 @@ describe('agent config', () => {
     expect(problems({ ...SEED, vmLogRetentionDays: -1, vmLogMaxFiles: 1.5 }).map((p) => p.split(':')[0])).toEqual(['vmLogRetentionDays', 'vmLogMaxFiles']);
   });
 
-  it('lets the doctor go without a controller', () => {
+  it('takes standby 0 or 1 (default 0) and a positive standbyMaxAgeS (default 3600), naming a bad field', () => {
+    expect(parseAgentConfig(SEED, { home })).toMatchObject({ standby: 0, standbyMaxAgeS: 3600 });
+    expect(parseAgentConfig({ ...SEED, standby: 1, standbyMaxAgeS: 90 }, { home })).toMatchObject({ standby: 1, standbyMaxAgeS: 90 });
+    expect(problems({ ...SEED, standby: 2, standbyMaxAgeS: 0 }).map((p) => p.split(':')[0])).toEqual(['standby', 'standbyMaxAgeS']);
+    expect(problems({ ...SEED, standby: true })).toEqual([expect.stringMatching(/^standby: must be a number/)]);
+  });
+
+    it('lets the doctor go without a controller', () => {
     const { controllerUrl: _c, apiKey: _a, ...rest } = SEED;
     expect(problems(rest)).toEqual(['controllerUrl: is required', 'apiKey: is required']);
     expect(parseAgentConfig(rest, { home, requireController: false }).controllerUrl).toBe('');

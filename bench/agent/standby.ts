@@ -1,0 +1,68 @@
+/**
+ * Standby VM benchmark (issue 15): claim → first step byte with the tart simulator's boot delay
+ * at 20 s (BENCH_QUICK: 5 s), without a standby (each claim clones and boots) and with
+ * `standby: 1` (each claim finds a VM booted ahead of time). The real agent, controller and
+ * simulator; the first step prints the time it starts, against the controller's claim time.
+ * Goal: ≤ 2 s with a standby. `bench/agent/run.ts` calls {@link benchStandby}.
+ */
+import { startFarm, type Farm } from '../../test/support/farm.ts';
+import { percentile, table } from '../lib.ts';
+
+export interface StandbyBenchOptions {
+  /** The CLI the agent runs (run.ts passes the build); default the TypeScript source. */
+  agentCli?: string;
+  /** Fewer builds and a 5-s boot delay. */
+  quick?: boolean;
+}
+
+const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+
+/** One build whose first step stamps its start: claim → first step byte, ms. */
+async function firstStepMs(farm: Farm): Promise<number> {
+  const id = await farm.submit({ steps: [{ name: 'stamp', run: 'echo "T0=$(date +%s%3N)"' }] });
+  const b = await farm.waitBuild(id, (x) => ['succeeded', 'failed', 'cancelled'].includes(x.status), 300_000);
+  if (b.status !== 'succeeded') throw new Error(`build ${id} ${b.status}: ${await farm.log(id)}`);
+  const stamp = Number(/T0=(\d+)/.exec(await farm.log(id))?.[1]);
+  await farm.agents.at(-1)!.waitFor('build done', 120_000, (e) => e.buildId === id);
+  return stamp - Date.parse(b.assignedAt);
+}
+
+/** Runs the benchmark; returns its markdown table (the delay used is in its title). */
+export async function benchStandby(options: StandbyBenchOptions = {}): Promise<string> {
+  const bootDelayS = options.quick ? 5 : 20;
+  const builds = options.quick ? 1 : 3;
+  const farm = await startFarm({
+    heartbeatTimeoutS: 60,
+    sim: { bootDelayS },
+    agent: false,
+    agentCli: options.agentCli,
+    // Room for the slow boot: the farm's defaults assume a 0.2-s one.
+    agentConfig: { vmIpWaitS: bootDelayS * 4, sshReadyTimeoutS: bootDelayS * 4 },
+  });
+  try {
+    const without: number[] = [];
+    const cold = await farm.startAgent({ standby: 0 });
+    for (let i = 0; i < builds; i++) without.push(await firstStepMs(farm));
+    cold.signal('SIGTERM');
+    await cold.exited;
+
+    const withStandby: number[] = [];
+    const warm = await farm.startAgent({ standby: 1 });
+    const seen: string[] = [];
+    for (let i = 0; i < builds; i++) {
+      // An idle agent with its standby booted: the case the feature is for.
+      const ready = await warm.waitFor('standby VM ready', 120_000 + bootDelayS * 4000, (e) => !seen.includes(String(e.vm)));
+      seen.push(String(ready.vm));
+      withStandby.push(await firstStepMs(farm));
+    }
+    warm.signal('SIGTERM');
+    await warm.exited;
+    return table(`Claim → first step byte, with and without a standby VM (simulator boot delay ${bootDelayS} s, ${builds} build(s) each)`, [
+      { measure: 'without a standby (clone + boot + checks after the claim), median', ms: Math.round(median(without)) },
+      { measure: 'with standby: 1 (a VM booted ahead of time), median (goal ≤ 2000 ms)', ms: Math.round(median(withStandby)) },
+      { measure: 'with standby: 1, worst', ms: Math.round(Math.max(...withStandby)) },
+    ]);
+  } finally {
+    await farm.stop();
+  }
+}

@@ -1,0 +1,269 @@
+/**
+ * The standby VM (config `standby: 1`): one VM cloned, booted and health-checked ahead of time
+ * while a slot is free, so that a claim starts its first step without waiting for a boot.
+ *
+ * States of the one standby: `none` → `preparing` (the build path's own `EphemeralVm.acquire`,
+ * under the agent's start lock) → `ready` → `taken` (handed to a build, which releases it like
+ * any VM) or `discarded` (stopped and deleted: too old, base image changed, dead, or the agent
+ * stopping) → `none`. A failed preparation goes back to `none`; the next build's end tries again.
+ *
+ * When: `fill()` runs at start, after every build ends and after a take, and makes a standby
+ * only while the agent polls and a slot is free (`freeSlots() ≥ 1`). So with two slots there is
+ * at most one standby, beside at most one build: never more than two VMs. A claim always takes
+ * or discards the standby before it prepares a VM of its own, so a standby never holds the VM
+ * a build (or a build's retry) needs.
+ *
+ * Before use a ready standby is re-checked: `tart run` still alive, `tart list` shows it
+ * running, SSH `echo alive` answers. A dead one is deleted and the claim prepares a fresh VM
+ * the normal way (a miss). A claim arriving while the standby boots waits for it: it can only
+ * be ready sooner than a fresh clone.
+ *
+ * Staleness: older than `maxAgeMs`, or the base image changed since the standby was cloned.
+ * The base is fingerprinted by its files in TART_HOME (see {@link baseImageFingerprint}); a
+ * timer discards a stale ready standby and makes a new one, and a claim checks again.
+ *
+ * Names: `<prefix>-<workerId>-standby<id>-0`, a clone name the orphan reaper and run-log pruning
+ * know; {@link StandbyPool.owns} keeps the reaper off it from the clone until it is deleted,
+ * also while a build runs on it. The reaper asks after listing the VMs, so a standby cloned
+ * meanwhile is never taken for an orphan.
+ */
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { checkSshAlive, checkVmExists } from '../health/vm-checks.ts';
+import type { SshSession } from '../sys/ssh.ts';
+import type { VmDriver, VmExit } from '../vm/vm-driver.ts';
+import type { BuildVm } from './runner-ports.ts';
+
+/** A VM the pool can keep (EphemeralVm fits). */
+export interface StandbyVm extends BuildVm {
+  readonly session: SshSession;
+  readonly exited: Promise<VmExit>;
+}
+
+/** What the pool needs that follows the config file (set again on a reload). */
+export interface StandbyParts {
+  /** Clones, boots and health-checks a VM named for `buildId` (the build path's own acquire). */
+  acquire: (req: { buildId: string; attempt: number; signal: AbortSignal }) => Promise<StandbyVm>;
+  driver: Pick<VmDriver, 'list'>;
+  /** The base image's fingerprint now; null when it cannot be told (then only the age counts). */
+  baseFingerprint: () => string | null;
+  /** How long a standby may wait for a build, ms. */
+  maxAgeMs: number;
+}
+
+export interface StandbyOptions {
+  log: Logger;
+  metrics?: { standbyUsed(result: 'hit' | 'miss'): void };
+  /** How long the SSH re-check may take, ms. Default 5000. */
+  checkTimeoutMs?: number;
+}
+
+type Entry =
+  | { state: 'preparing'; id: string; done: Promise<void>; ac: AbortController }
+  | { state: 'ready'; id: string; vm: StandbyVm; readyAt: number; fingerprint: string | null; generation: number; dead: boolean };
+
+/** How often a ready standby's age and base image are checked, at most, ms. */
+const STALE_CHECK_MAX_MS = 60_000;
+
+/**
+ * A cheap fingerprint of the base image: inode, size and mtime of each of its files in
+ * `<tartHome>/vms/<name>/`. Re-cloning the base (`tart clone new base` replaces the directory:
+ * new inodes), running it to provision (disk.img and nvram.bin written) or `tart set` change it;
+ * clones only read it (they bump the access time, which is left out). Null when the base is not
+ * a local VM (an OCI reference: its cache entry is replaced by a new pull under a new digest, and
+ * the agent then relies on `standbyMaxAgeS`).
+ */
+export function baseImageFingerprint(tartHome: string, baseVm: string): string | null {
+  const dir = join(tartHome, 'vms', baseVm);
+  try {
+    return ['config.json', 'disk.img', 'nvram.bin']
+      .map((f) => {
+        const st = statSync(join(dir, f));
+        return `${f}:${st.ino}:${st.size}:${st.mtimeMs}`;
+      })
+      .join(' ');
+  } catch {
+    return null;
+  }
+}
+
+export class StandbyPool {
+  private readonly o: StandbyOptions;
+  private p: StandbyParts | undefined;
+  /** Bumped by each configure: a standby made under an older config is stale. */
+  private generation = 0;
+  private entry: Entry | null = null;
+  /** Ids of every standby VM that exists or may: from the clone until it is deleted (by its build or by the pool). */
+  private readonly held = new Set<string>();
+  private freeSlots: () => number = () => 0;
+  private closed = false;
+  private timer: NodeJS.Timeout | undefined;
+  private seq = 0;
+  /** Deletions under way: a miss waits for them, so the fresh VM never runs beside a standby still stopping. */
+  private discarding: Promise<void> = Promise.resolve();
+
+  constructor(options: StandbyOptions) {
+    this.o = options;
+  }
+
+  /** Sets (or, on a reload, replaces) the config's parts; a standby made before is replaced. */
+  configure(parts: StandbyParts): void {
+    this.p = parts;
+    this.generation++;
+    clearInterval(this.timer);
+    this.timer = setInterval(() => void this.refreshIfStale(), Math.min(STALE_CHECK_MAX_MS, parts.maxAgeMs));
+    this.timer.unref();
+    if (this.closed) clearInterval(this.timer);
+    else void this.refreshIfStale();
+  }
+
+  /** Starts keeping a standby; `freeSlots` says how many slots are free right now (0 while draining). */
+  start(freeSlots: () => number): void {
+    this.freeSlots = freeSlots;
+    this.fill();
+  }
+
+  /** The standby ids the orphan reaper must leave alone. */
+  liveIds(): string[] {
+    return [...this.held];
+  }
+
+  /** Whether a clone id is one of this pool's standbys (booting, ready, running a build, being deleted). */
+  owns(id: string): boolean {
+    return this.held.has(id);
+  }
+
+  /** VMs the pool holds that no build runs: 0 or 1 (booting or ready). */
+  idleVms(): number {
+    return this.entry === null ? 0 : 1;
+  }
+
+  /** Makes a standby when there is none, the pool is open and a slot is free. */
+  fill(): void {
+    const p = this.p;
+    if (p === undefined || this.closed || this.entry !== null || this.freeSlots() < 1) return;
+    // Unique per process and never a `-` (clone names parse on it); the time keeps it unique across restarts.
+    const id = `standby${Date.now().toString(36)}${(this.seq++).toString(36)}`;
+    const ac = new AbortController();
+    const fingerprint = p.baseFingerprint();
+    const generation = this.generation;
+    this.o.log.info({ standby: id }, 'preparing a standby VM');
+    this.held.add(id);
+    const done = p.acquire({ buildId: id, attempt: 0, signal: ac.signal }).then(
+      (vm) => {
+        if (this.closed || this.entry?.id !== id) return this.discard(id, vm, 'the agent is stopping');
+        const ready: Entry = { state: 'ready', id, vm, readyAt: Date.now(), fingerprint, generation, dead: false };
+        this.entry = ready;
+        void vm.exited.then(() => (ready.dead = true));
+        this.o.log.info({ standby: id, vm: vm.name, ip: vm.ip }, 'standby VM ready');
+        return undefined;
+      },
+      (err: unknown) => {
+        // acquire deleted what it had made.
+        this.held.delete(id);
+        if (this.entry?.id === id) this.entry = null;
+        if (!ac.signal.aborted) this.o.log.warn({ standby: id, err: (err as Error).message }, 'standby VM could not be prepared; trying again after the next build');
+      },
+    );
+    this.entry = { state: 'preparing', id, done, ac };
+  }
+
+  /**
+   * The standby for a claim, re-checked, or null (a miss: the caller prepares a VM the normal
+   * way). A dead or stale standby is deleted before this returns, so the VM slot it held is free.
+   */
+  async take(signal: AbortSignal, note: (line: string) => void): Promise<BuildVm | null> {
+    let entry = this.entry;
+    if (entry?.state === 'preparing') {
+      note('waiting for the standby VM that is booting');
+      await Promise.race([entry.done, new Promise((r) => signal.addEventListener('abort', r, { once: true }))]);
+      entry = this.entry;
+    }
+    if (signal.aborted || entry?.state !== 'ready') return this.miss();
+    this.entry = null;
+    const why = this.staleness(entry) ?? (await this.deadness(entry));
+    if (why !== null) {
+      note(`standby VM ${entry.vm.name} not used: ${why}; deleting it and preparing a fresh VM`);
+      await this.discard(entry.id, entry.vm, why);
+      return this.miss();
+    }
+    this.o.metrics?.standbyUsed('hit');
+    note(`using the standby VM ${entry.vm.name}, ready for ${Math.round((Date.now() - entry.readyAt) / 1000)} s`);
+    this.o.log.info({ standby: entry.id, vm: entry.vm.name }, 'standby VM taken by a build');
+    const { vm, id } = entry;
+    // Another slot may be free: get its standby booting while this build runs.
+    queueMicrotask(() => this.fill());
+    return {
+      name: vm.name,
+      ip: vm.ip,
+      session: vm.session,
+      exited: vm.exited,
+      release: (options) => vm.release(options).finally(() => this.held.delete(id)),
+    };
+  }
+
+  /** Stops making standbys and deletes the one there is (drain, stop). */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    const entry = this.entry;
+    this.entry = null;
+    if (entry?.state === 'preparing') {
+      // acquire releases its half-made VM when aborted.
+      entry.ac.abort();
+      await entry.done;
+    } else if (entry?.state === 'ready') {
+      await this.discard(entry.id, entry.vm, 'the agent is stopping');
+    }
+    await this.discarding;
+  }
+
+  private async miss(): Promise<null> {
+    this.o.metrics?.standbyUsed('miss');
+    await this.discarding;
+    return null;
+  }
+
+  private staleness(entry: Extract<Entry, { state: 'ready' }>): string | null {
+    const p = this.p as StandbyParts;
+    const ageMs = Date.now() - entry.readyAt;
+    if (entry.generation !== this.generation) return 'the config was reloaded';
+    if (ageMs > p.maxAgeMs) return `older than standbyMaxAgeS (${Math.round(ageMs / 1000)} s)`;
+    if (entry.fingerprint !== p.baseFingerprint()) return 'the base image changed since it was cloned';
+    return null;
+  }
+
+  /** Why a ready standby cannot run a build, or null: `tart run` gone, not running in `tart list`, SSH silent. */
+  private async deadness(entry: Extract<Entry, { state: 'ready' }>): Promise<string | null> {
+    if (entry.dead) return 'its tart run exited';
+    const listed = await checkVmExists((this.p as StandbyParts).driver, entry.vm.name);
+    if (!listed.ok) return `tart list: ${listed.detail}`;
+    const alive = await checkSshAlive(entry.vm.session, { timeoutMs: this.o.checkTimeoutMs ?? 5000 });
+    return alive.ok ? null : `SSH: ${alive.detail}`;
+  }
+
+  private async refreshIfStale(): Promise<void> {
+    const entry = this.entry;
+    if (this.closed || entry?.state !== 'ready') return;
+    const why = this.staleness(entry);
+    if (why === null) return;
+    this.entry = null;
+    await this.discard(entry.id, entry.vm, why);
+    this.fill();
+  }
+
+  private discard(id: string, vm: StandbyVm, why: string): Promise<void> {
+    this.o.log.info({ vm: vm.name, why }, 'deleting the standby VM');
+    const done = vm.release({ removeLog: true }).then(
+      () => void this.held.delete(id),
+      (err: unknown) => {
+        // Let the reaper have it.
+        this.held.delete(id);
+        this.o.log.error({ vm: vm.name, err: (err as Error).message }, 'could not delete the standby VM; the reaper will retry');
+      },
+    );
+    this.discarding = Promise.all([this.discarding, done]).then(() => undefined);
+    return done;
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * Standby VMs (issue 15): the real agent with `standby: 1`, the real controller and the tart
+ * simulator. A claim runs on the pre-booted VM (no clone after the claim), a dead or outdated
+ * standby is deleted and replaced, two slots share one standby without a third VM, and a drain
+ * leaves no VM and no simulator process behind.
+ */
+import { request } from 'undici';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { E2E_TEST_TIMEOUT_MS, FINAL, startFarm, WAIT, type AgentProcess, type Farm } from '../support/farm.ts';
+import { sampleValue } from '../support/prom-text.ts';
+
+vi.setConfig({ testTimeout: E2E_TEST_TIMEOUT_MS, hookTimeout: E2E_TEST_TIMEOUT_MS });
+
+let farm: Farm | undefined;
+afterEach(async () => {
+  await farm?.stop();
+  farm = undefined;
+});
+
+const STANDBY = /^expo-mac-1-standby[a-z0-9]+-0$/;
+
+async function metricsOf(agent: AgentProcess): Promise<string> {
+  const url = String((await agent.waitFor('status server listening', WAIT.logMs)).url);
+  return (await request(`${url}/metrics`)).body.text();
+}
+
+/** The name of the next standby VM that is ready and is none of `except`. */
+async function standbyReady(agent: AgentProcess, except: string[] = []): Promise<string> {
+  const e = await agent.waitFor('standby VM ready', WAIT.logMs, (x) => !except.includes(String(x.vm)));
+  const name = String(e.vm);
+  expect(name).toMatch(STANDBY);
+  return name;
+}
+
+async function succeeded(f: Farm, id: string): Promise<string> {
+  const b = await f.waitBuild(id, FINAL);
+  const log = await f.log(id);
+  expect(b.status, log).toBe('succeeded');
+  await f.agents[0]!.waitFor('build done', WAIT.logMs, (e) => e.buildId === id);
+  return log;
+}
+
+describe('standby VMs', () => {
+  it('runs a claim on the pre-booted standby, clones nothing after the claim, counts a hit, and makes the next standby', async () => {
+    farm = await startFarm({ agentConfig: { standby: 1 } });
+    const agent = farm.agents[0]!;
+    const standby = await standbyReady(agent);
+    expect(await farm.vms()).toEqual(['base', standby]);
+    const id = await farm.submit();
+    const log = await succeeded(farm, id);
+    expect(log).toContain(`using the standby VM ${standby}`);
+    expect(log).toContain(`VM ${standby} is healthy`);
+    expect(log).not.toContain('cloning base');
+    // No clone in the agent's log between the claim and the build's end either.
+    const claimed = agent.lines.findIndex((l) => l.includes('build claimed') && l.includes(id));
+    const ended = agent.lines.findIndex((l) => l.includes('build done') && l.includes(id));
+    expect(agent.lines.slice(claimed, ended).filter((l) => l.includes('cloning'))).toEqual([]);
+    const next = await standbyReady(agent, [standby]);
+    expect(await farm.vms()).toEqual(['base', next]);
+    const text = await metricsOf(agent);
+    expect(sampleValue(text, 'expo_worker_agent_standby_total', { result: 'hit' })).toBe(1);
+    expect(sampleValue(text, 'expo_worker_agent_standby_total', { result: 'miss' }) ?? 0).toBe(0);
+    expect(sampleValue(text, 'expo_worker_agent_claim_to_first_step_seconds_count')).toBe(1);
+  });
+
+  it('deletes a standby found dead at the claim, runs the build on a fresh clone (a miss), and makes a new standby', async () => {
+    farm = await startFarm({ agentConfig: { standby: 1 } });
+    const agent = farm.agents[0]!;
+    const standby = await standbyReady(agent);
+    await farm.sim.fault(standby, 'crash');
+    const id = await farm.submit();
+    const log = await succeeded(farm, id);
+    expect(log).toContain(`standby VM ${standby} not used`);
+    expect(log).toContain(`cloning base → expo-mac-1-${id}-1`);
+    const next = await standbyReady(agent, [standby]);
+    expect(await farm.vms()).toEqual(['base', next]);
+    const text = await metricsOf(agent);
+    expect(sampleValue(text, 'expo_worker_agent_standby_total', { result: 'miss' })).toBe(1);
+    expect(sampleValue(text, 'expo_worker_agent_standby_total', { result: 'hit' }) ?? 0).toBe(0);
+  });
+
+  it('replaces a standby whose base image changed: the build never runs on the old one', async () => {
+    farm = await startFarm({ agentConfig: { standby: 1 } });
+    const agent = farm.agents[0]!;
+    const standby = await standbyReady(agent);
+    // An operator updating the image: `tart clone NEW base` replaces the base's directory.
+    await farm.sim.createBaseVm('base2');
+    const r = await farm.sim.tart(['clone', 'base2', 'base']);
+    expect(r.code, r.stderr).toBe(0);
+    const id = await farm.submit();
+    const log = await succeeded(farm, id);
+    expect(log).not.toContain(`using the standby VM ${standby}`);
+    // Found at the claim, or by the pool's own check if it came first.
+    expect(`${log}\n${agent.lines.join('\n')}`).toContain('the base image changed since it was cloned');
+    const next = await standbyReady(agent, [standby]);
+    expect((await farm.vms()).sort()).toEqual(['base', 'base2', next].sort());
+  });
+
+  it('keeps one standby for two slots and never runs a third VM', async () => {
+    farm = await startFarm({ agentConfig: { standby: 1, maxConcurrentBuilds: 2 } });
+    const agent = farm.agents[0]!;
+    await standbyReady(agent);
+    let most = { running: 0, standbys: 0 };
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const res = await farm!.sim.tart(['list', '--format', 'json', '--source', 'local']);
+        if (res.code === 0) {
+          const vms = JSON.parse(res.stdout) as { Name: string; State: string }[];
+          const running = vms.filter((v) => v.State === 'running').length;
+          // A standby not yet taken: its name, and no build log says it was taken.
+          const standbys = vms.filter((v) => STANDBY.test(v.Name) && !agent.lines.some((l) => l.includes('standby VM taken') && l.includes(v.Name))).length;
+          most = { running: Math.max(most.running, running), standbys: Math.max(most.standbys, standbys) };
+        }
+      }
+    })();
+    const steps = [{ name: 'hold', run: 'sleep 3; echo held' }];
+    const a = await farm.submit({ steps });
+    const b = await farm.submit({ steps });
+    await succeeded(farm, a);
+    await succeeded(farm, b);
+    await standbyReady(agent, agent.lines.filter((l) => l.includes('standby VM taken')).map((l) => String(JSON.parse(l).vm)));
+    sampling = false;
+    await sampler;
+    expect(most.running).toBeLessThanOrEqual(2);
+    expect(most.standbys).toBeLessThanOrEqual(1);
+    const text = await metricsOf(agent);
+    const hits = sampleValue(text, 'expo_worker_agent_standby_total', { result: 'hit' }) ?? 0;
+    const misses = sampleValue(text, 'expo_worker_agent_standby_total', { result: 'miss' }) ?? 0;
+    expect(hits + misses).toBe(2);
+    expect(hits).toBeGreaterThanOrEqual(1);
+  });
+
+  it("lets the second slot's build take the standby while the first runs: the host preflight does not count it as one VM too many", async () => {
+    // The preflight every second: with the standby beside a build, two VMs run all the time.
+    farm = await startFarm({ agentConfig: { standby: 1, maxConcurrentBuilds: 2, maintenanceCron: '* * * * * *' } });
+    const agent = farm.agents[0]!;
+    const first = await standbyReady(agent);
+    const a = await farm.submit({ steps: [{ name: 'hold', run: 'sleep 300' }] });
+    expect((await farm.waitBuild(a, (x) => x.status === 'running' || FINAL(x))).status).toBe('running');
+    const second = await standbyReady(agent, [first]);
+    // A preflight that ran while both VMs (a's and the standby) were up.
+    const vmLimitChecks = async () => sampleValue(await metricsOf(agent), 'expo_worker_agent_health_checks_total', { check: 'vm-limit' }) ?? 0;
+    const before = await vmLimitChecks();
+    while ((await vmLimitChecks()) < before + 2) await new Promise((r) => setTimeout(r, 200));
+    expect(sampleValue(await metricsOf(agent), 'expo_worker_agent_health_checks_total', { check: 'vm-limit', result: 'failed' }) ?? 0).toBe(0);
+    const b = await farm.submit();
+    const log = await succeeded(farm, b);
+    expect(log).toContain(`using the standby VM ${second}`);
+    expect((await farm.build(a)).status).toBe('running');
+    await farm.api('POST', `/api/v1/builds/${a}/cancel`);
+    expect((await farm.waitBuild(a, FINAL)).status).toBe('cancelled');
+  });
+
+  it('deletes the standby on a drain, ready or still booting, and leaves no VM or process', async () => {
+    farm = await startFarm({ agentConfig: { standby: 1 } });
+    const ready = farm.agents[0]!;
+    await standbyReady(ready);
+    ready.signal('SIGTERM');
+    expect(await ready.exited).toBe(0);
+    expect(await farm.vms()).toEqual(['base']);
+
+    // Booting: the drain aborts the preparation and deletes the half-made clone.
+    await farm.sim.fault('base', 'slow-boot', '30');
+    const booting = await farm.startAgent({ standby: 1 });
+    await booting.waitFor('preparing a standby VM', WAIT.logMs);
+    await booting.waitFor(`starting expo-mac-1-standby`, WAIT.logMs);
+    booting.signal('SIGTERM');
+    expect(await booting.exited).toBe(0);
+    expect(await farm.vms()).toEqual(['base']);
+    // A stopped VM's supervisor and sshd take a moment to go; the harness's cleanup then checks again.
+    let left = farm.sim.listProcesses();
+    for (let i = 0; i < 100 && left.length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      left = farm.sim.listProcesses();
+    }
+    expect(left.map((p) => p.cmdline)).toEqual([]);
+  });
+});
