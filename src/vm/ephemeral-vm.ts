@@ -221,7 +221,7 @@ export class EphemeralVm {
     if (outer?.aborted) onOuterAbort();
     outer?.addEventListener('abort', onOuterAbort, { once: true });
     const signal = ac.signal;
-    let ready = false;
+    let prepared = false;
     const guard = <T>(p: Promise<T>): Promise<T> =>
       new Promise<T>((resolve, reject) => {
         if (signal.aborted) return reject(signal.reason);
@@ -320,11 +320,11 @@ export class EphemeralVm {
       if (!disk.ok) throw this.unhealthy(disk);
       this.phaseDone('checks', checksStarted);
       this.progress(`${this.name} ready at ${this.address}`);
-      ready = true;
+      prepared = true;
     } finally {
       outer?.removeEventListener('abort', onOuterAbort);
       // A failed prepare stops what it still has in flight (the early `tart ip --wait`).
-      if (!ready && !signal.aborted) ac.abort(new ExpoError('VM_ABORTED', `preparing ${this.name} failed`, { details: { name: this.name } }));
+      if (!prepared && !signal.aborted) ac.abort(new ExpoError('VM_ABORTED', `preparing ${this.name} failed`, { details: { name: this.name } }));
     }
   }
 
