@@ -2,20 +2,29 @@
  * Agent benchmarks (`node bench/agent/run.ts`): the real agent, controller and tart simulator.
  * 1. Overhead per build: claim → first byte of the first step, against a baseline measured in
  *    the same run — the same VM work done by hand (clone, set, run, ip --wait, SSH), no agent.
+ *    Agent builds and hand-driven rounds alternate, so load on the machine hits both alike; each
+ *    round's overhead is its build minus its own baseline (median and range are shown).
  * 2. Build end → slot free (completion accepted → VM deleted), against tart stop + delete by hand.
  * 3. Crash detection: `tart run` dies → build failed as vm_crashed.
- * 4. Idle agent RSS and CPU, against a bare Node process.
+ * 4. Idle agent RSS and CPU, against a bare Node process: measured before the first build (what
+ *    idle loads; the build code loads at the first claim) and again after the builds.
+ * 5. The agent's memory by module (modules.ts): the idle graph and each lazy module's share.
  * Prints markdown tables for docs/benchmarks.md. BENCH_QUICK=1 runs fewer builds.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { startFarm, type Farm } from '../../test/support/farm.ts';
 import { percentile, sampleProcess, table } from '../lib.ts';
+import { moduleMemoryRows } from './modules.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
-const BUILDS = QUICK ? 3 : 8;
+const ROUNDS = QUICK ? 3 : 8;
 const BOOT_DELAY_S = 0.2;
 
 const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+const ms = (x: number) => x.toFixed(0);
+/** `median (min–max)` in ms. */
+const spread = (xs: number[]) => `${ms(median(xs))} (${ms(Math.min(...xs))}–${ms(Math.max(...xs))})`;
+const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 
 /** The same VM work the agent does before the first step, by hand. */
 async function manualPrepare(farm: Farm, i: number): Promise<{ prepareMs: number; releaseMs: number }> {
@@ -38,16 +47,41 @@ async function manualPrepare(farm: Farm, i: number): Promise<{ prepareMs: number
   return { prepareMs, releaseMs: performance.now() - t1 };
 }
 
+/** RSS and CPU of the agent over `idleS`, beside a bare Node process sampled alike. */
+async function idleFootprint(agentPid: number, idleS: number): Promise<{ agentMb: number; bareMb: number; agentCpuPct: number; bareCpuPct: number }> {
+  const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  try {
+    await sleep(1000);
+    const a0 = sampleProcess(agentPid);
+    const n0 = sampleProcess(bare.pid!);
+    await sleep(idleS * 1000);
+    const a1 = sampleProcess(agentPid);
+    const n1 = sampleProcess(bare.pid!);
+    const pct = (c0: number, c1: number) => ((c1 - c0) / idleS) * 100;
+    return { agentMb: a1.rssBytes / 1e6, bareMb: n1.rssBytes / 1e6, agentCpuPct: pct(a0.cpuS, a1.cpuS), bareCpuPct: pct(n0.cpuS, n1.cpuS) };
+  } finally {
+    bare.kill();
+  }
+}
+
 async function main(): Promise<void> {
   // The agent runs as in production, from the build (`npm run build` first).
-  const agentCli = new URL('../../dist/src/cli.js', import.meta.url).pathname;
+  const root = new URL('../../', import.meta.url);
+  const agentCli = new URL('dist/src/cli.js', root).pathname;
   const farm = await startFarm({ heartbeatTimeoutS: 30, sim: { bootDelayS: BOOT_DELAY_S }, agentCli });
   try {
     const agent = farm.agents[0]!;
-    // 1 + 2: builds whose first step prints the time it starts.
+    const idleS = QUICK ? 5 : 20;
+    // 4a: idle before any build (after its start-up work settles).
+    await sleep(2000);
+    const idleFresh = await idleFootprint(agent.proc.pid!, idleS);
+
+    // 1 + 2: agent builds whose first step prints the time it starts, alternating with the same
+    // VM work by hand.
     const firstByte: number[] = [];
     const slotFree: number[] = [];
-    for (let i = 0; i < BUILDS; i++) {
+    const manual: { prepareMs: number; releaseMs: number }[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
       const id = await farm.submit({ steps: [{ name: 'stamp', run: 'echo "T0=$(date +%s%3N)"' }] });
       const b = await farm.waitBuild(id, (x) => ['succeeded', 'failed'].includes(x.status), 60_000);
       if (b.status !== 'succeeded') throw new Error(`build ${id} ${b.status}: ${await farm.log(id)}`);
@@ -55,16 +89,16 @@ async function main(): Promise<void> {
       firstByte.push(stamp - Date.parse(b.assignedAt));
       const done = await agent.waitFor('build done', 30_000, (e) => e.buildId === id);
       slotFree.push(Number(done.time) - Date.parse(b.finishedAt));
+      manual.push(await manualPrepare(farm, i));
     }
-    const manual = [];
-    for (let i = 0; i < BUILDS; i++) manual.push(await manualPrepare(farm, i));
+    const overhead = firstByte.map((f, i) => f - manual[i]!.prepareMs);
 
     // 3: crash detection.
     const crash: number[] = [];
     for (let i = 0; i < (QUICK ? 2 : 4); i++) {
       const id = await farm.submit({ steps: [{ name: 'wait', run: 'sleep 60' }] });
       await farm.waitBuild(id, (x) => x.status === 'running', 60_000);
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
       const t = Date.now();
       await farm.sim.fault(`expo-mac-1-${id}-1`, 'crash');
       const b = await farm.waitBuild(id, (x) => x.status === 'failed', 30_000);
@@ -73,40 +107,37 @@ async function main(): Promise<void> {
       await agent.waitFor('build done', 30_000, (e) => e.buildId === id);
     }
 
-    // 4: idle agent, against a bare Node process.
-    await new Promise((r) => setTimeout(r, 2000));
-    const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
-    await new Promise((r) => setTimeout(r, 1000));
-    const a0 = sampleProcess(agent.proc.pid!);
-    const n0 = sampleProcess(bare.pid!);
-    const idleS = QUICK ? 5 : 20;
-    await new Promise((r) => setTimeout(r, idleS * 1000));
-    const a1 = sampleProcess(agent.proc.pid!);
-    const n1 = sampleProcess(bare.pid!);
-    bare.kill();
+    // 4b: idle again, now that the build code is loaded.
+    await sleep(2000);
+    const idleAfter = await idleFootprint(agent.proc.pid!, idleS);
 
     const boot = BOOT_DELAY_S * 1000;
     console.log(
-      table(`Agent overhead per build (${BUILDS} builds; simulator boot delay ${boot} ms)`, [
-        { measure: 'baseline: clone + set + run + ip + SSH by hand, median', ms: median(manual.map((m) => m.prepareMs)) },
-        { measure: 'claim → first step byte, median', ms: median(firstByte) },
-        { measure: 'claim → first step byte minus the boot delay, median (goal ≤ 500 ms of agent overhead over the baseline)', ms: median(firstByte) - boot },
-        { measure: 'agent overhead over the baseline, median', ms: median(firstByte) - median(manual.map((m) => m.prepareMs)) },
-        { measure: 'baseline: tart stop + delete by hand, median', ms: median(manual.map((m) => m.releaseMs)) },
-        { measure: 'build end → slot free, median (goal ≤ 2 s plus stop/delete)', ms: median(slotFree) },
+      table(`Agent overhead per build (${ROUNDS} interleaved rounds; simulator boot delay ${boot} ms)`, [
+        { measure: 'baseline: clone + set + run + ip + SSH by hand', 'median (range), ms': spread(manual.map((m) => m.prepareMs)) },
+        { measure: 'agent: claim → first step byte', 'median (range), ms': spread(firstByte) },
+        { measure: 'agent overhead over the baseline, per round (goal ≤ 500 ms)', 'median (range), ms': spread(overhead) },
+        { measure: 'baseline: tart stop + delete by hand', 'median (range), ms': spread(manual.map((m) => m.releaseMs)) },
+        { measure: 'build end → slot free (goal ≤ 2 s plus stop/delete)', 'median (range), ms': spread(slotFree) },
       ]),
     );
+    const mb = (x: number) => `${x.toFixed(1)} MB`;
+    const pct = (x: number) => `${x.toFixed(2)} %`;
     console.log(
       table('Crash detection and idle footprint', [
-        { measure: 'VM crash → build failed (vm_crashed), median (goal ≤ 5 s)', value: `${median(crash).toFixed(0)} ms` },
-        { measure: 'VM crash → build failed, worst', value: `${Math.max(...crash).toFixed(0)} ms` },
-        { measure: `idle agent RSS (baseline: bare Node ${(n1.rssBytes / 1e6).toFixed(1)} MB; goal ≤ 80 MB)`, value: `${(a1.rssBytes / 1e6).toFixed(1)} MB` },
-        {
-          measure: `idle agent CPU over ${idleS} s (baseline: bare Node ${(((n1.cpuS - n0.cpuS) / idleS) * 100).toFixed(2)} %)`,
-          value: `${(((a1.cpuS - a0.cpuS) / idleS) * 100).toFixed(2)} %`,
-        },
+        { measure: 'VM crash → build failed (vm_crashed), median (goal ≤ 5 s)', value: `${ms(median(crash))} ms` },
+        { measure: 'VM crash → build failed, worst', value: `${ms(Math.max(...crash))} ms` },
+        { measure: `idle agent RSS before any build (goal ≤ 80 MB; bare Node ${mb(idleFresh.bareMb)})`, value: mb(idleFresh.agentMb) },
+        { measure: `idle agent RSS after the builds (build code loaded; bare Node ${mb(idleAfter.bareMb)})`, value: mb(idleAfter.agentMb) },
+        { measure: `idle agent CPU over ${idleS} s (bare Node ${pct(idleFresh.bareCpuPct)})`, value: pct(idleFresh.agentCpuPct) },
       ]),
     );
+    console.log(table("The agent's memory by module (one Node process loading the built agent's graph; RSS after a GC)", moduleMemoryRows(root)));
+
+    // ---- Sections of the other parts of issue 15: ONE call line each, printing the table(s)
+    // their own bench/agent/<part>.ts returns (they may use `farm`, still running here).
+    // standby: (bench/agent/standby.ts)
+    // caches: (bench/agent/caches.ts)
   } finally {
     await farm.stop();
   }

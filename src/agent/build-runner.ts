@@ -71,6 +71,20 @@ function latestOnly(fn: (v: number) => Promise<unknown>): (v: number) => void {
   };
 }
 
+/** A workspace whose setup and monitor start were begun; `started` is awaited (or dropped with a failed acquire). */
+interface EarlyStart {
+  workspace: RunnerWorkspace;
+  started: Promise<unknown>;
+}
+
+function startEarly(open: () => RunnerWorkspace, note: (l: string) => void): EarlyStart {
+  const workspace = open();
+  const started = workspace.startMonitor(note);
+  // Awaited once the VM is healthy; a VM that fails its checks is released and this dropped.
+  started.catch(() => undefined);
+  return { workspace, started };
+}
+
 const infraReason = (reason: AbortReason): FailureReason | null => {
   switch (reason) {
     case 'vm_crashed':
@@ -220,9 +234,19 @@ export class BuildRunner {
       if (!(await this.reportPhase('preparing'))) return null;
       note(`attempt ${build.attempt} of ${build.maxAttempts} on worker ${this.d.settings.workerId}: preparing a fresh VM`);
       let vm: BuildVm;
+      // The workspace and monitor start as soon as SSH answers, beside the last health checks.
+      let early: EarlyStart | undefined;
       try {
-        vm = await this.d.acquireVm({ buildId: build.id, attempt: build.attempt, signal, onProgress: note });
+        vm = await this.d.acquireVm({
+          buildId: build.id,
+          attempt: build.attempt,
+          signal,
+          onProgress: note,
+          onSshReady: (v) => (early = startEarly(() => this.openBuildWorkspace(v), note)),
+        });
       } catch (err) {
+        // Whatever started early went with the released VM: nothing to stop.
+        this.workspace = undefined;
         if (signal.aborted) return null;
         const reason: FailureReason = isExpoError(err, 'VM_EXITED') ? 'vm_crashed' : 'vm_unhealthy';
         return { status: 'failed', failureReason: reason, message: (err as Error).message };
@@ -237,15 +261,10 @@ export class BuildRunner {
       if (signal.aborted) return null;
 
       this.stateValue = 'starting-monitor';
-      const ws = (this.workspace = this.d.openWorkspace(vm, {
-        id: build.id,
-        attempt: build.attempt,
-        env: { ...build.env, ...build.secretEnv },
-        steps: build.steps,
-        buildToken: this.claim.buildToken,
-      }));
+      early ??= startEarly(() => this.openBuildWorkspace(vm), note);
+      const ws = early.workspace;
       try {
-        await ws.startMonitor(note);
+        await early.started;
       } catch (err) {
         if (signal.aborted) return null;
         log.error({ err: (err as Error).message }, 'monitor start failed');
@@ -262,6 +281,17 @@ export class BuildRunner {
     } finally {
       stopKeepalive();
     }
+  }
+
+  private openBuildWorkspace(vm: BuildVm): RunnerWorkspace {
+    const { build } = this.claim;
+    return (this.workspace = this.d.openWorkspace(vm, {
+      id: build.id,
+      attempt: build.attempt,
+      env: { ...build.env, ...build.secretEnv },
+      steps: build.steps,
+      buildToken: this.claim.buildToken,
+    }));
   }
 
   private async runSteps(ws: RunnerWorkspace, note: (l: string) => void): Promise<Omit<CompleteBody, 'lease'> | null> {

@@ -9,26 +9,22 @@ import { homedir } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import { MAX_RUNNING_MACOS_VMS, runPreflight, statfsFreeBytes } from '../health/preflight.ts';
-import { INSTALLED_MONITOR_PATH, loadMonitorScript, VmMonitor } from '../monitor/vm-monitor.ts';
+import { INSTALLED_MONITOR_PATH, loadMonitorScript } from '../monitor/vm-monitor.ts';
 import { isExpoError } from '../protocol/errors.ts';
 import { SystemClock } from '../sys/clock.ts';
 import { NodeExec } from '../sys/exec.ts';
 import { createLogger, LOG_FORMATS, logDestination, resolveLogFormat, type LogFormat } from '../sys/logger.ts';
 import { takeOverSignals } from '../sys/signals.ts';
-import { DEFAULT_PREPARE_TIMEOUT_MS } from '../protocol/liveness.ts';
-import { Ssh2Client } from '../sys/ssh2-client.ts';
-import { EphemeralVm, type AcquireRequest } from '../vm/ephemeral-vm.ts';
 import { reapOrphans } from '../vm/reaper.ts';
 import { pruneRunLogs } from '../vm/run-logs.ts';
 import { VmStartLock } from '../vm/start-lock.ts';
 import { TartCli } from '../vm/tart-cli.ts';
 import { Agent, type AgentDeps } from './agent.ts';
-import { BuildRunner } from './build-runner.ts';
+import type { BuildKitContext } from './build-kit.ts';
 import { defaultConfigPath, loadAgentConfig, type AgentConfig } from './config.ts';
 import { ControllerClient } from './controller-client.ts';
-import { LogStream } from './log-stream.ts';
 import { controllerCallOf, PromAgentMetrics, type AgentMetrics } from './metrics.ts';
-import { RemoteWorkspace } from './remote-workspace.ts';
+import { LazyRunner } from './lazy-runner.ts';
 import { baseImageFingerprint, StandbyPool } from './standby.ts';
 import { startStatusServer, type StatusServer } from './status-server.ts';
 
@@ -57,47 +53,13 @@ function buildParts(
 ): Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight' | 'settings'> {
   mkdirSync(config.logDir, { recursive: true });
   const driver = new TartCli({ exec: new NodeExec(), tartPath: config.tartPath, tartHome: config.tartHome, callTimeoutMs: config.tartTimeoutS * 1000 });
-  const ssh = new Ssh2Client();
   const sshPrivateKey = readFileSync(config.vmSshKey);
   const monitor = { ...loadMonitorScript(), installedPath: INSTALLED_MONITOR_PATH };
   const clock = new SystemClock();
-  /** A fresh VM, cloned, booted and checked: for a build, or for the standby. */
-  const acquireFresh = async (req: AcquireRequest & { signal: AbortSignal; onProgress: (line: string) => void }) => {
-    try {
-      const vm = await EphemeralVm.acquire(
-        {
-          driver,
-          ssh,
-          baseVm: config.vmName,
-          workerId: config.workerId,
-          clonePrefix: config.clonePrefix,
-          logDir: config.logDir,
-          sshUser: config.vmUser,
-          sshPrivateKey,
-          ipWaitS: config.vmIpWaitS,
-          sshReadyTimeoutS: config.sshReadyTimeoutS,
-          minFreeDiskGb: config.minFreeDiskGb,
-          stopTimeoutS: config.vmStopTimeoutS,
-          hostKey: config.vmHostKey.length > 0 ? { kind: 'pinned', fingerprints: config.vmHostKey } : { kind: 'any' },
-          network: config.vmNetwork,
-          // One lock for the whole agent, across reloads: never a third macOS VM.
-          startLock: START_LOCK,
-          onProgress: req.onProgress,
-          onCheck: (r) => metrics.healthCheck(r.name, r.ok),
-          onPhase: (phase, ms) => metrics.vmPreparePhase(phase, ms / 1000),
-        },
-        req,
-      );
-      metrics.vmPrepared('ok');
-      return vm;
-    } catch (err) {
-      metrics.vmPrepared(req.signal.aborted ? 'aborted' : 'failed');
-      throw err;
-    }
-  };
+  const ctx: BuildKitContext = { config, log, client, metrics, clock, driver, sshPrivateKey, monitor, startLock: START_LOCK };
   const tartHome = config.tartHome ?? `${homedir()}/.tart`;
   standby?.configure({
-    acquire: (req) => acquireFresh({ ...req, onProgress: (line) => log.debug({ standby: req.buildId }, line) }),
+    acquire: async (req) => (await import('./build-kit.ts')).acquireFresh(ctx, { ...req, onProgress: (line) => log.debug({ standby: req.buildId }, line) }),
     driver,
     baseFingerprint: () => baseImageFingerprint(tartHome, config.vmName),
     maxAgeMs: config.standbyMaxAgeS * 1000,
@@ -146,35 +108,12 @@ function buildParts(
         // The standby's VM is the one the next claim takes, not one more: it must not pause polling.
         maxRunningVms: MAX_RUNNING_MACOS_VMS + (standby?.idleVms() ?? 0),
       }),
+    // The build code (runner, VM, SSH, workspace) loads at the first claim: idle never needs it
+    // (nor does the standby until it prepares its first VM).
     makeRunner: (claim, intervals, liveness) =>
-      new BuildRunner(claim, {
-        clock,
-        client,
-        log,
-        metrics,
-        openLog: (options) => new LogStream(options),
-        openWorkspace: (vm, build) =>
-          new RemoteWorkspace(vm.session, build, {
-            monitor: new VmMonitor(vm.session, monitor, {
-              controllerUrls: config.vmControllerUrls,
-              buildId: build.id,
-              workerId: config.workerId,
-              buildToken: build.buildToken,
-              intervalS: intervals.monitorIntervalS,
-              requestTimeoutS: intervals.monitorRequestTimeoutS,
-            }),
-          }),
-        settings: {
-          workerId: config.workerId,
-          // A controller too old to state it: the controller's own default.
-          prepareTimeoutMs: liveness?.prepareTimeoutMs ?? DEFAULT_PREPARE_TIMEOUT_MS,
-          logDir: config.logDir,
-          stepStopGraceMs: config.stepStopGraceS * 1000,
-          preparingKeepaliveMs: intervals.preparingKeepaliveMs,
-          reportDeadlineMs: config.reportDeadlineS * 1000,
-        },
-        // A standby VM when there is a good one; else a fresh one, the same way.
-        acquireVm: async (req) => (await standby?.take(req.signal, req.onProgress)) ?? acquireFresh(req),
+      new LazyRunner(claim.build.id, async () => {
+        const kit = await import('./build-kit.ts');
+        return kit.makeBuildRunner(ctx, claim, intervals, liveness, async (req) => (await standby?.take(req.signal, req.onProgress)) ?? kit.acquireFresh(ctx, req));
       }),
   };
 }

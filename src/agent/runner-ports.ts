@@ -99,7 +99,12 @@ export interface RunnerDeps {
   /** Every wait and limit of the attempt runs on it. */
   clock: Clock;
   client: RunnerClient;
-  acquireVm: (req: { buildId: string; attempt: number; signal: AbortSignal; onProgress: (line: string) => void }) => Promise<BuildVm>;
+  /**
+   * Clones, boots and health-checks the build's VM. `onSshReady`, when the VM supports it, is
+   * called once SSH logs in and before the last checks, so the workspace and monitor start beside
+   * them (the checks still decide the acquire).
+   */
+  acquireVm: (req: { buildId: string; attempt: number; signal: AbortSignal; onProgress: (line: string) => void; onSshReady?: (vm: BuildVm) => void }) => Promise<BuildVm>;
   /** The workspace (and monitor) of the build in its VM, once the VM is healthy. */
   openWorkspace: (vm: BuildVm, build: WorkspaceSpec) => RunnerWorkspace;
   /** The attempt's log stream. */

@@ -20,6 +20,11 @@ import { shellQuote, type SshSession } from '../sys/ssh.ts';
 /** Where the base image installs vm-monitor.sh. */
 export const INSTALLED_MONITOR_PATH = '/usr/local/bin/vm-monitor.sh';
 
+/** What vm-monitor.sh prints once its settings passed its checks (its `say "Starting for build …"`). */
+const STARTED_LINE = '^\\[VM Monitor\\] Starting for build';
+/** Ticks of 20 ms the launch waits for {@link STARTED_LINE}: 5 s. */
+const STARTED_WAIT_TICKS = 250;
+
 /** How long stopping the monitor may take, ms. */
 const STOP_TIMEOUT_MS = 5000;
 
@@ -111,8 +116,11 @@ export function launchCommand(dir: string, script: string): string {
     `cd "$HOME" && ` +
     `set -a && . ${dir}/monitor.env && set +a && rm -f ${dir}/monitor.env && ` +
     // Braces: only the monitor goes to the background, with every fd off the SSH channel.
-    // It must still be alive a moment later: a bad argument or a missing curl ends it at once.
-    `{ nohup ${script} >${dir}/monitor.log 2>&1 </dev/null & pid=$!; sleep 0.2; ` +
+    // It must get past its own checks (a bad argument or a missing curl ends it at once): wait
+    // for its "Starting for build" line — usually a few ms, so no fixed pause on the build's
+    // path — or for it to exit; after 5 s a monitor still alive counts as started.
+    `{ nohup ${script} >${dir}/monitor.log 2>&1 </dev/null & pid=$!; i=0; ` +
+    `while kill -0 "$pid" 2>/dev/null && ! grep -q '${STARTED_LINE}' ${dir}/monitor.log 2>/dev/null && [ $i -lt ${STARTED_WAIT_TICKS} ]; do sleep 0.02; i=$((i+1)); done; ` +
     `if kill -0 "$pid" 2>/dev/null; then echo "$pid"; else echo "the monitor exited at once:"; tail -n 5 ${dir}/monitor.log; exit 3; fi; }`
   );
 }

@@ -90,6 +90,13 @@ export interface AcquireRequest {
   buildId: string;
   attempt: number;
   signal?: AbortSignal;
+  /**
+   * Called once SSH has logged in, before the `ssh-alive` and `disk-space` checks run over the
+   * same session: work that needs only a connected VM (uploading the workspace, starting the
+   * monitor) overlaps the checks. The checks still decide `acquire`; what the callback started
+   * is the caller's to await, and to discard when `acquire` throws.
+   */
+  onSshReady?: (vm: EphemeralVm) => void;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -119,6 +126,8 @@ export class EphemeralVm {
   /** The vm-exists result from confirming the start, so it is not asked of tart twice. */
   private startedCheck: CheckResult<'vm-exists'> | undefined;
   private bootStartedAt = 0;
+  /** The `vm-ip` check, asked as soon as `tart run` is spawned. */
+  private ipAsked: Promise<CheckResult<'vm-ip'>> | undefined;
 
   private constructor(config: EphemeralVmConfig, name: string) {
     this.config = config;
@@ -130,7 +139,7 @@ export class EphemeralVm {
     const name = cloneName({ prefix: config.clonePrefix ?? 'expo', workerId: config.workerId, buildId: request.buildId, attempt: request.attempt });
     const vm = new EphemeralVm(config, name);
     try {
-      await vm.prepare(request.signal);
+      await vm.prepare(request.signal, request.onSshReady);
       return vm;
     } catch (err) {
       try {
@@ -202,7 +211,7 @@ export class EphemeralVm {
     });
   }
 
-  private async prepare(outer: AbortSignal | undefined): Promise<void> {
+  private async prepare(outer: AbortSignal | undefined, onSshReady: ((vm: EphemeralVm) => void) | undefined): Promise<void> {
     const c = this.config;
     const { driver } = c;
     // One signal for every step: the caller aborting, or `tart run` exiting under us.
@@ -212,6 +221,7 @@ export class EphemeralVm {
     if (outer?.aborted) onOuterAbort();
     outer?.addEventListener('abort', onOuterAbort, { once: true });
     const signal = ac.signal;
+    let prepared = false;
     const guard = <T>(p: Promise<T>): Promise<T> =>
       new Promise<T>((resolve, reject) => {
         if (signal.aborted) return reject(signal.reason);
@@ -241,11 +251,15 @@ export class EphemeralVm {
         }
       });
 
+      // `tart ip --wait` was asked as soon as `tart run` was spawned (it polls whether or not the
+      // VM runs yet), beside the start's confirmation: the wait for the lease overlaps it. The
+      // results are still recorded in order, vm-exists first.
+      this.progress(`waiting up to ${c.ipWaitS ?? 120} s for ${this.name}'s IP`);
+      const ipAsked = this.ipAsked ?? checkVmIp(driver, this.name, { waitS: c.ipWaitS ?? 120, signal });
       const exists = this.record(this.startedCheck ?? (await guard(checkVmExists(driver, this.name))));
       if (!exists.ok) throw this.unhealthy(exists);
 
-      this.progress(`waiting up to ${c.ipWaitS ?? 120} s for ${this.name}'s IP`);
-      const ip = this.record(await guard(checkVmIp(driver, this.name, { waitS: c.ipWaitS ?? 120, signal })));
+      const ip = this.record(await guard(ipAsked));
       if (!ip.ok) {
         if (signal.aborted) throw signal.reason;
         throw this.unhealthy(ip);
@@ -297,6 +311,7 @@ export class EphemeralVm {
       this.sessionRef = ready.session;
       this.address = ready.host;
       this.phaseDone('ssh_ready', started);
+      onSshReady?.(this);
       const checksStarted = performance.now();
       const timeoutMs = c.checkTimeoutMs ?? 10_000;
       const alive = this.record(await guard(checkSshAlive(ready.session, { timeoutMs })));
@@ -305,8 +320,11 @@ export class EphemeralVm {
       if (!disk.ok) throw this.unhealthy(disk);
       this.phaseDone('checks', checksStarted);
       this.progress(`${this.name} ready at ${this.address}`);
+      prepared = true;
     } finally {
       outer?.removeEventListener('abort', onOuterAbort);
+      // A failed prepare stops what it still has in flight (the early `tart ip --wait`).
+      if (!prepared && !signal.aborted) ac.abort(new ExpoError('VM_ABORTED', `preparing ${this.name} failed`, { details: { name: this.name } }));
     }
   }
 
@@ -324,6 +342,9 @@ export class EphemeralVm {
     this.bootStartedAt = performance.now();
     const run = await driver.run(this.name, { logPath: this.logPath, network: this.config.network });
     this.runHandle = run;
+    this.ipAsked = checkVmIp(driver, this.name, { waitS: this.config.ipWaitS ?? 120, signal });
+    // Awaited by prepare unless the start or vm-exists fails first.
+    this.ipAsked.catch(() => undefined);
     // Hold the start lock until tart has taken the VM's lock (list says running), so the next
     // slot's count includes this VM. The list that shows it running is also the vm-exists check.
     const deadline = performance.now() + (this.config.startConfirmMs ?? 10_000);

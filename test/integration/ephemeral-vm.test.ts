@@ -112,6 +112,33 @@ describe('EphemeralVm on the tart simulator', () => {
     expect(await names()).toEqual(['base']);
   });
 
+  it('hands the VM over once SSH logs in, before ssh-alive and disk-space, on the connection the checks then use', async () => {
+    const early: { checks: string[]; echo: Promise<string> }[] = [];
+    const vm = await EphemeralVm.acquire(base, {
+      buildId: 'early',
+      attempt: 1,
+      onSshReady: (v) => early.push({ checks: v.checks.map((c) => c.name), echo: v.session.exec('echo early').then((r) => r.stdout) }),
+    });
+    acquired.push(vm);
+    expect(early.map((e) => e.checks)).toEqual([['vm-exists', 'vm-ip']]);
+    expect(await early[0]!.echo).toBe('early\n');
+    expect(vm.checks.map((c) => [c.name, c.ok])).toEqual([
+      ['vm-exists', true],
+      ['vm-ip', true],
+      ['ssh-alive', true],
+      ['disk-space', true],
+    ]);
+  });
+
+  it('with low disk still fails disk-space and deletes the clone, though work started on the connection beside the checks', async () => {
+    await sim.fault('base', 'disk', '50', '2');
+    let handed = 0;
+    const err = await EphemeralVm.acquire(base, { buildId: 'earlydisk', attempt: 1, onSshReady: () => void handed++ }).catch((e: unknown) => e);
+    expect(handed).toBe(1);
+    expect(err).toMatchObject({ code: 'VM_UNHEALTHY', details: { check: 'disk-space' } });
+    expect(await names()).toEqual(['base']);
+  });
+
   it('reports SSH down as refused within the bound', async () => {
     await sim.fault('base', 'ssh-down');
     const err = await EphemeralVm.acquire({ ...base, sshReadyTimeoutS: 3 }, { buildId: 'sshdown', attempt: 1 }).catch((e: unknown) => e);

@@ -87,6 +87,8 @@ export interface FarmOptions {
   proxy?: boolean;
   /** The CLI the agent runs: default the TypeScript source; benchmarks pass the built `dist/src/cli.js`. */
   agentCli?: string;
+  /** More environment for the agent process only (e.g. `NODE_OPTIONS` for a module trace). */
+  agentEnv?: Record<string, string>;
 }
 
 export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
@@ -160,7 +162,7 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
           ...extra,
         };
         writeFileSync(farm.configPath, JSON.stringify(config, null, 2));
-        const agent = startAgentProcess(o.agentCli ?? CLI, farm.configPath, sim.env);
+        const agent = startAgentProcess(o.agentCli ?? CLI, farm.configPath, { ...sim.env, ...o.agentEnv });
         agents.push(agent);
         await agent.waitFor('agent ready', WAIT.logMs);
         return agent;

@@ -80,7 +80,7 @@ function setup(o: { build?: Partial<AssignedBuild>; settings?: Partial<RunnerSet
     checkouts: [] as { seconds: number; ok: boolean }[],
     acquireRequests: [] as { buildId: string; attempt: number; signal: AbortSignal }[],
     /** Answers the VM acquisition; default: the healthy fake VM. */
-    acquire: async (_req: { signal: AbortSignal; onProgress: (l: string) => void }): Promise<BuildVm> => vm,
+    acquire: async (_req: { signal: AbortSignal; onProgress: (l: string) => void; onSshReady?: (vm: BuildVm) => void }): Promise<BuildVm> => vm,
     spec: undefined as WorkspaceSpec | undefined,
     runner: undefined as unknown as BuildRunner,
   };
@@ -945,5 +945,57 @@ describe('BuildRunner: step starts', () => {
     expect(outcome).toEqual({ kind: 'abandoned', why: expect.stringContaining('LEASE_STALE') });
     expect(h.client.stepStarts).toEqual([0]);
     expect(h.client.completions).toEqual([]);
+  });
+});
+
+describe('BuildRunner: the workspace starts beside the last health checks', () => {
+  it('opens the workspace and starts the monitor once SSH answers, before acquire returns, and runs the steps only after it does', async () => {
+    const h = setup();
+    h.ws.healthy();
+    const checks = deferred<BuildVm>();
+    h.acquire = (req) => {
+      req.onSshReady?.(h.vm);
+      return checks.promise;
+    };
+    const { finish } = await start(h);
+    // Still preparing (the checks run), and the monitor start is already under way.
+    expect(h.runner.state).toBe('preparing');
+    expect(h.ws.calls).toEqual(['startMonitor']);
+    expect(h.spec?.id).toBe('b1');
+    checks.resolve(h.vm);
+    const outcome = await finish();
+    expect(outcome.kind).toBe('reported');
+    expect(h.client.completions).toEqual([{ lease: LEASE, status: 'succeeded', exitCode: 0 }]);
+    // Started once: the early start is the one awaited, not a second.
+    expect(h.ws.calls).toEqual(['startMonitor', 'runStep 0 0', 'runStep 1 50', 'writeProgress 100', 'stopMonitor']);
+  });
+
+  it('a failing disk check still fails the build as vm_unhealthy with its reason, though the monitor started early; no step runs and nothing is asked of the released VM', async () => {
+    const h = setup();
+    h.ws.healthy();
+    h.acquire = async (req) => {
+      req.onSshReady?.(h.vm);
+      throw new ExpoError('VM_UNHEALTHY', 'expo-w1-b1-1: disk-space failed: 3.0 GiB free of 50.0 GiB on /, below the 20 GiB minimum');
+    };
+    await h.clock.run(h.runner.run());
+    expect(h.client.completions).toEqual([failed('vm_unhealthy', /disk-space failed: 3\.0 GiB free/)]);
+    expect(h.ws.calls).toEqual(['startMonitor']);
+    expect(h.monitorStartFailures).toBe(0);
+  });
+
+  it('a monitor that fails to start early fails the attempt as before once the checks pass', async () => {
+    const h = setup();
+    h.ws.healthy();
+    h.ws.onStartMonitor = async () => {
+      throw new Error('the monitor did not start');
+    };
+    h.acquire = async (req) => {
+      req.onSshReady?.(h.vm);
+      return h.vm;
+    };
+    await h.clock.run(h.runner.run());
+    expect(h.client.completions).toEqual([failed('vm_unhealthy', 'vm-monitor.sh could not be started: the monitor did not start')]);
+    expect(h.monitorStartFailures).toBe(1);
+    expect(h.ws.calls).toEqual(['startMonitor', 'stopMonitor']);
   });
 });

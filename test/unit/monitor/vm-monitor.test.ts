@@ -18,7 +18,8 @@ const PROBE = `{ /usr/local/bin/vm-monitor.sh --version 2>/dev/null || true; }`;
 const LAUNCH = (script: string) =>
   `/bin/bash ${ABS}/setup.sh && rm -f ${ABS}/setup.sh && cd "$HOME" && ` +
   `set -a && . ${DIR}/monitor.env && set +a && rm -f ${DIR}/monitor.env && ` +
-  `{ nohup ${script} >${DIR}/monitor.log 2>&1 </dev/null & pid=$!; sleep 0.2; ` +
+  `{ nohup ${script} >${DIR}/monitor.log 2>&1 </dev/null & pid=$!; i=0; ` +
+  `while kill -0 "$pid" 2>/dev/null && ! grep -q '^\\[VM Monitor\\] Starting for build' ${DIR}/monitor.log 2>/dev/null && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done; ` +
   `if kill -0 "$pid" 2>/dev/null; then echo "$pid"; else echo "the monitor exited at once:"; tail -n 5 ${DIR}/monitor.log; exit 3; fi; }`;
 
 function setup(session: FakeSshSession, image: MonitorImage = IMAGE) {
