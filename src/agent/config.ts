@@ -17,8 +17,10 @@ import { ExpoError } from '../protocol/errors.ts';
 import { readConfFile } from '../sys/conf-file.ts';
 import { isSha256Fingerprint } from '../sys/ssh.ts';
 import { parseCidr, type VmNetwork } from '../vm/vm-driver.ts';
+import { parseCacheConfig, type CacheConfig } from './cache-config.ts';
 
-export interface AgentConfig {
+/** The host-cache fields (`caches`, `cacheDir`, `vmSharedFilesRoot`) are documented in cache-config.ts. */
+export interface AgentConfig extends CacheConfig {
   /** The base snapshot each build's VM is cloned from (a local VM name or an OCI reference). */
   readonly vmName: string;
   /** SSH login user in the VM. */
@@ -135,6 +137,7 @@ const OPTIONAL_FIELDS = [
   'metricsAddress', 'vmControllerUrl', 'clonePrefix', 'logDir',
   'workerHeartbeatS', 'pollWaitS', 'preparingKeepaliveS', 'stepStopGraceS', 'reconnectDelayS', 'preflightRetryS',
   'maintenanceCron', 'reportDeadlineS', 'vmHostKey', 'vmNetwork', 'vmLogRetentionDays', 'vmLogMaxFiles',
+  'caches', 'cacheDir', 'vmSharedFilesRoot',
 ] as const;
 const KNOWN = new Set<string>([...BASE_FIELDS, ...OPTIONAL_FIELDS]);
 
@@ -356,6 +359,7 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     vmNetwork: parseNetwork(f, r.vmNetwork, vmControllerUrls),
     vmLogRetentionDays: f.number('vmLogRetentionDays', 7, { min: 0 }),
     vmLogMaxFiles: f.number('vmLogMaxFiles', 100, { min: 0, integer: true }),
+    ...parseCacheConfig(r, (field, why) => f.bad(field, why), (p) => expandHome(p, home)),
   };
   if (f.problems.length > 0) {
     throw new ExpoError('CFG_INVALID', `invalid agent config:\n  - ${f.problems.join('\n  - ')}`, { details: { problems: f.problems } });

@@ -23,7 +23,9 @@ import { pruneRunLogs } from '../vm/run-logs.ts';
 import { VmStartLock } from '../vm/start-lock.ts';
 import { TartCli } from '../vm/tart-cli.ts';
 import { Agent, type AgentDeps } from './agent.ts';
+import { BuildCaches, PromCacheMetrics, type CacheMetrics } from './build-caches.ts';
 import { BuildRunner } from './build-runner.ts';
+import { CacheLocks, CacheStore } from './caches.ts';
 import { defaultConfigPath, loadAgentConfig, type AgentConfig } from './config.ts';
 import { ControllerClient } from './controller-client.ts';
 import { LogStream } from './log-stream.ts';
@@ -47,8 +49,19 @@ builds (reported, VMs deleted) and exits 1; SIGHUP reloads the config file.
 `;
 
 /** The parts of the daemon that follow the config file (rebuilt on SIGHUP). */
-function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, metrics: AgentMetrics): Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight' | 'settings'> {
+function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, metrics: AgentMetrics, cacheMetrics?: CacheMetrics): Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight' | 'settings'> {
   mkdirSync(config.logDir, { recursive: true });
+  if (config.caches.length > 0) mkdirSync(config.cacheDir, { recursive: true });
+  const caches =
+    config.caches.length === 0
+      ? undefined
+      : new BuildCaches({
+          store: new CacheStore({ cacheDir: config.cacheDir, locks: CACHE_LOCKS }),
+          caches: config.caches,
+          sharedFilesRoot: config.vmSharedFilesRoot,
+          metrics: cacheMetrics,
+          warn: (msg, err) => log.warn({ err: err.message }, msg),
+        });
   const driver = new TartCli({ exec: new NodeExec(), tartPath: config.tartPath, tartHome: config.tartHome, callTimeoutMs: config.tartTimeoutS * 1000 });
   const ssh = new Ssh2Client();
   const sshPrivateKey = readFileSync(config.vmSshKey);
@@ -88,6 +101,7 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
         client,
         log,
         metrics,
+        caches,
         openLog: (options) => new LogStream(options),
         openWorkspace: (vm, build) =>
           new RemoteWorkspace(vm.session, build, {
@@ -127,6 +141,7 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
                 stopTimeoutS: config.vmStopTimeoutS,
                 hostKey: config.vmHostKey.length > 0 ? { kind: 'pinned', fingerprints: config.vmHostKey } : { kind: 'any' },
                 network: config.vmNetwork,
+                dirs: req.dirs,
                 // One lock for the whole agent, across reloads: never a third macOS VM.
                 startLock: START_LOCK,
                 onProgress: req.onProgress,
@@ -147,6 +162,8 @@ function buildParts(config: AgentConfig, log: Logger, client: ControllerClient, 
 }
 
 const START_LOCK = new VmStartLock();
+/** One per agent, across reloads: a reload never lets two promotions of one cache overlap. */
+const CACHE_LOCKS = new CacheLocks();
 
 /** Fields that identify the worker or shape the daemon: a reload cannot change them. */
 const RESTART_ONLY = ['workerId', 'controllerUrl', 'apiKey', 'maxConcurrentBuilds', 'maintenanceCron', 'workerHeartbeatS', 'pollWaitS'] as const;
@@ -202,11 +219,16 @@ export async function main(argv: string[]): Promise<number> {
       log.warn({ from, to, err: err.message }, `controller unreachable, switching to ${to}`);
     },
   });
+  // The copies an agent that died left behind; the gauges start from what is on disk.
+  const cacheMetrics = new PromCacheMetrics(metrics.registry);
+  const cacheStore = new CacheStore({ cacheDir: config.cacheDir, locks: CACHE_LOCKS });
+  await cacheStore.sweep();
+  for (const c of config.caches) cacheMetrics.cacheBytes(c.name, cacheStore.totalBytes(c.name));
   const agent: Agent = new Agent({
     client,
     log,
     metrics,
-    ...buildParts(config, log, client, metrics),
+    ...buildParts(config, log, client, metrics, cacheMetrics),
   });
   // Set before any signal can be handled (no await between the handlers and the start). A stop
   // that arrives while it is still starting closes it once it has started, so it never outlives
@@ -259,7 +281,7 @@ export async function main(argv: string[]): Promise<number> {
         return;
       }
       try {
-        agent.reconfigure(buildParts(next, log, client, metrics));
+        agent.reconfigure(buildParts(next, log, client, metrics, cacheMetrics));
       } catch (err) {
         log.error({ err: (err as Error).message }, 'config reload failed; keeping the current config');
         return;
