@@ -113,3 +113,4 @@ async function main(): Promise<void> {
 }
 
 await main();
+console.log(await (await import('./caches.ts')).benchCaches({ quick: QUICK, agentCli: new URL('../../dist/src/cli.js', import.meta.url).pathname }));
