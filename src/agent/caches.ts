@@ -77,17 +77,20 @@ export class CacheLocks {
 /** Copies the contents of `src` into the existing directory `dst` (argv only). */
 export type CopyTree = (src: string, dst: string) => Promise<void>;
 
-/** `cp -c` (clonefile) on macOS, falling back to a plain copy off APFS; `cp -a` elsewhere. */
+/**
+ * `cp -c` (clonefile) on macOS, falling back to a plain copy off APFS; `cp -a` elsewhere. BSD cp
+ * copies a directory's contents when the source ends in `/` (cp(1)); GNU cp's idiom is `src/.`.
+ */
 export const copyTree: CopyTree = async (src, dst) => {
   if (process.platform === 'darwin') {
     try {
-      await execFileP('cp', ['-c', '-R', '-p', `${src}/.`, dst]);
+      await execFileP('cp', ['-c', '-R', '-p', `${src}/`, dst]);
       return;
     } catch {
       // Not APFS (or clonefile refused): a real copy, into a clean directory.
       await rm(dst, { recursive: true, force: true });
       mkdirSync(dst, { recursive: true });
-      await execFileP('cp', ['-R', '-p', `${src}/.`, dst]);
+      await execFileP('cp', ['-R', '-p', `${src}/`, dst]);
       return;
     }
   }
