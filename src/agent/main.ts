@@ -219,11 +219,14 @@ export async function main(argv: string[]): Promise<number> {
       log.warn({ from, to, err: err.message }, `controller unreachable, switching to ${to}`);
     },
   });
-  // The copies an agent that died left behind; the gauges start from what is on disk.
+  // The copies an agent that died left behind (one agent per cacheDir); the gauges start from
+  // what is on disk. An agent without caches leaves the directory alone.
   const cacheMetrics = new PromCacheMetrics(metrics.registry);
-  const cacheStore = new CacheStore({ cacheDir: config.cacheDir, locks: CACHE_LOCKS });
-  await cacheStore.sweep();
-  for (const c of config.caches) cacheMetrics.cacheBytes(c.name, cacheStore.totalBytes(c.name));
+  if (config.caches.length > 0) {
+    const cacheStore = new CacheStore({ cacheDir: config.cacheDir, locks: CACHE_LOCKS });
+    await cacheStore.sweep();
+    for (const c of config.caches) cacheMetrics.cacheBytes(c.name, cacheStore.totalBytes(c.name));
+  }
   const agent: Agent = new Agent({
     client,
     log,
