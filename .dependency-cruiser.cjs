@@ -22,8 +22,9 @@ const ROOMS = {
   github: ['protocol', 'sys'],
   agent: ['protocol', 'sys', 'health', 'vm', 'monitor'],
   // The one-shot host tools read the agent's config file (doctor checks what the daemon will
-  // run with) and nothing else of the daemon.
-  host: ['protocol', 'sys', 'health', 'vm', 'monitor', 'agent/config.ts'],
+  // run with) and nothing else of the daemon — but the host caches' disk layout, which
+  // `expo-worker cache` lists and clears.
+  host: ['protocol', 'sys', 'health', 'vm', 'monitor', 'agent/config.ts', 'agent/caches.ts'],
   controller: ['protocol', 'sys', 'monitor', 'github'],
   client: ['protocol', 'sys'],
 };

@@ -27,6 +27,7 @@ const commands: Record<string, Command> = {
   },
   doctor: { summary: 'check this host, its base VM and the controller', run: async (argv) => (await import('./host/doctor.ts')).main(argv) },
   install: { summary: 'install the agent as a macOS LaunchDaemon and start it', run: async (argv) => (await import('./host/install.ts')).main(argv) },
+  cache: { summary: 'list or clear the host caches shared into build VMs (list|clear [NAME])', run: async (argv) => (await import('./host/cache-commands.ts')).main(argv) },
   uninstall: { summary: "stop the agent's LaunchDaemon and remove it", run: async (argv) => (await import('./host/install.ts')).uninstallMain(argv) },
   status: { summary: 'show the workers and recent builds (--json for scripts)', run: async (argv) => (await import('./client/commands.ts')).statusMain(argv) },
   submit: { summary: 'queue a build from --step flags or a JSON file; --follow streams its log', run: async (argv) => (await import('./client/commands.ts')).submitMain(argv) },

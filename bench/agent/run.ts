@@ -145,3 +145,4 @@ async function main(): Promise<void> {
 
 await main();
 console.log(await (await import('./standby.ts')).benchStandby({ agentCli: new URL('../../dist/src/cli.js', import.meta.url).pathname, quick: QUICK }));
+console.log(await (await import('./caches.ts')).benchCaches({ quick: QUICK, agentCli: new URL('../../dist/src/cli.js', import.meta.url).pathname }));

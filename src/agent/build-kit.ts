@@ -15,6 +15,7 @@ import { Ssh2Client } from '../sys/ssh2-client.ts';
 import { EphemeralVm, type AcquireRequest } from '../vm/ephemeral-vm.ts';
 import type { VmStartLock } from '../vm/start-lock.ts';
 import type { TartCli } from '../vm/tart-cli.ts';
+import type { VmDirShare } from '../vm/vm-driver.ts';
 import type { AgentIntervals } from '../monitor/watchdog-policy.ts';
 import { BuildRunner } from './build-runner.ts';
 import type { AgentConfig } from './config.ts';
@@ -22,6 +23,7 @@ import type { ControllerClient } from './controller-client.ts';
 import { LogStream } from './log-stream.ts';
 import type { AgentMetrics } from './metrics.ts';
 import type { BuildVm } from './runner-ports.ts';
+import type { BuildCaches } from './build-caches.ts';
 import { RemoteWorkspace } from './remote-workspace.ts';
 
 /** What main builds from the config and hands to every runner. */
@@ -43,7 +45,7 @@ let ssh: Ssh2Client | undefined;
 const sharedSsh = (): Ssh2Client => (ssh ??= new Ssh2Client());
 
 /** What acquiring a VM is asked: the runner's request, with its abort signal and progress lines. */
-export type FreshRequest = AcquireRequest & { signal: AbortSignal; onProgress: (line: string) => void };
+export type FreshRequest = AcquireRequest & { signal: AbortSignal; onProgress: (line: string) => void; dirs?: readonly VmDirShare[] };
 
 /** A fresh VM, cloned, booted and checked: for a build, or for the standby (standby.ts). */
 export async function acquireFresh(ctx: BuildKitContext, req: FreshRequest, sshClient: SshClient = sharedSsh()): Promise<EphemeralVm> {
@@ -65,6 +67,7 @@ export async function acquireFresh(ctx: BuildKitContext, req: FreshRequest, sshC
         stopTimeoutS: config.vmStopTimeoutS,
         hostKey: config.vmHostKey.length > 0 ? { kind: 'pinned', fingerprints: config.vmHostKey } : { kind: 'any' },
         network: config.vmNetwork,
+        dirs: req.dirs,
         startLock: ctx.startLock,
         onProgress: req.onProgress,
         onCheck: (r) => metrics.healthCheck(r.name, r.ok),
@@ -87,6 +90,7 @@ export function makeBuildRunner(
   intervals: AgentIntervals,
   liveness: Liveness | null,
   acquireVm?: (req: FreshRequest) => Promise<BuildVm>,
+  caches?: BuildCaches,
 ): BuildRunner {
   const { config, log, client, metrics, driver } = ctx;
   const shared = sharedSsh();
@@ -106,6 +110,7 @@ export function makeBuildRunner(
     client,
     log,
     metrics,
+    caches,
     openLog: (options) => new LogStream(options),
     openWorkspace: (vm, build) =>
       new RemoteWorkspace(vm.session, build, {

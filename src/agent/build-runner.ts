@@ -34,6 +34,7 @@ import { clip, collectArtifacts, problemsField } from './artifact-collector.ts';
 import { checkoutCommit, type CheckoutSpec } from './checkout.ts';
 import { isAttemptOver } from './controller-client.ts';
 import { LineSplitter, parseProgressMarker, stepProgress } from './progress.ts';
+import type { RunnerCacheSession } from './build-caches.ts';
 import type { BuildVm, RunnerDeps, RunnerLog, RunnerWorkspace } from './runner-ports.ts';
 
 export type AbortReason = 'cancelled' | 'prepare_timeout' | 'timed_out' | 'vm_crashed' | 'attempt_over' | 'shutdown';
@@ -114,6 +115,8 @@ export class BuildRunner {
   private stateValue: RunnerState = 'preparing';
   private stream: RunnerLog | undefined;
   private workspace: RunnerWorkspace | undefined;
+  /** The attempt's host caches: checked out before the VM, promoted or discarded after it. */
+  private caches: RunnerCacheSession | undefined;
   /** Cancels the prepare limit, then the steps' limit. */
   private cancelLimit: CancelTimer = () => undefined;
   /** When run() began (the claim), on the runner's clock: the claim → first step metric. */
@@ -192,6 +195,8 @@ export class BuildRunner {
       // could only hang.
       if (this.reason !== 'vm_crashed' && this.reason !== 'attempt_over') await this.workspace?.stopMonitor().catch(() => undefined);
       await this.releaseVm(vm, log, outcome?.status === 'succeeded');
+      // The VM is gone: nothing writes the copies any more.
+      await this.caches?.end(outcome?.status === 'succeeded');
       this.stateValue = 'done';
     }
   }
@@ -237,11 +242,14 @@ export class BuildRunner {
       // The workspace and monitor start as soon as SSH answers, beside the last health checks.
       let early: EarlyStart | undefined;
       try {
+        this.caches = await this.d.caches?.begin({ id: build.id, attempt: build.attempt, env: build.env }, note);
+        if (signal.aborted) return null;
         vm = await this.d.acquireVm({
           buildId: build.id,
           attempt: build.attempt,
           signal,
           onProgress: note,
+          dirs: this.caches?.dirs,
           onSshReady: (v) => (early = startEarly(() => this.openBuildWorkspace(v), note)),
         });
       } catch (err) {
@@ -277,6 +285,7 @@ export class BuildRunner {
       if (!(await this.reportPhase('running'))) return null;
       this.cancelLimit = this.d.clock.after(build.timeoutS * 1000, () => this.abort('timed_out', `the steps ran past the build's timeout of ${build.timeoutS} s`));
       this.stateValue = 'running';
+      await this.caches?.link(vm.session, signal);
       return await this.runSteps(ws, note);
     } finally {
       stopKeepalive();

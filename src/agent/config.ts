@@ -17,8 +17,10 @@ import { ExpoError } from '../protocol/errors.ts';
 import { readConfFile } from '../sys/conf-file.ts';
 import { isSha256Fingerprint } from '../sys/ssh.ts';
 import { parseCidr, type VmNetwork } from '../vm/vm-driver.ts';
+import { parseCacheConfig, type CacheConfig } from './cache-config.ts';
 
-export interface AgentConfig {
+/** The host-cache fields (`caches`, `cacheDir`, `vmSharedFilesRoot`) are documented in cache-config.ts. */
+export interface AgentConfig extends CacheConfig {
   /** The base snapshot each build's VM is cloned from (a local VM name or an OCI reference). */
   readonly vmName: string;
   /** SSH login user in the VM. */
@@ -143,6 +145,7 @@ const OPTIONAL_FIELDS = [
   'workerHeartbeatS', 'pollWaitS', 'preparingKeepaliveS', 'stepStopGraceS', 'reconnectDelayS', 'preflightRetryS',
   'maintenanceCron', 'reportDeadlineS', 'vmHostKey', 'vmNetwork', 'vmLogRetentionDays', 'vmLogMaxFiles',
   'standby', 'standbyMaxAgeS',
+  'caches', 'cacheDir', 'vmSharedFilesRoot',
 ] as const;
 const KNOWN = new Set<string>([...BASE_FIELDS, ...OPTIONAL_FIELDS]);
 
@@ -366,7 +369,11 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     vmLogMaxFiles: f.number('vmLogMaxFiles', 100, { min: 0, integer: true }),
     standby: f.number('standby', 0, { min: 0, max: 1, integer: true }) === 1 ? 1 : 0,
     standbyMaxAgeS: f.number('standbyMaxAgeS', 3600, { min: 0, exclusiveMin: true }),
+    ...parseCacheConfig(r, (field, why) => f.bad(field, why), (p) => expandHome(p, home)),
   };
+  // A VM's shared directories are fixed when it boots, and a standby boots before the claim that
+  // decides which cache copy its build gets: the two do not combine yet.
+  if (config.standby === 1 && config.caches.length > 0) f.bad('standby', 'cannot be combined with caches yet (a standby VM boots before its build\'s cache copy exists): use one or the other');
   if (f.problems.length > 0) {
     throw new ExpoError('CFG_INVALID', `invalid agent config:\n  - ${f.problems.join('\n  - ')}`, { details: { problems: f.problems } });
   }

@@ -21,6 +21,8 @@ import { VmStartLock } from '../vm/start-lock.ts';
 import { TartCli } from '../vm/tart-cli.ts';
 import { Agent, type AgentDeps } from './agent.ts';
 import type { BuildKitContext } from './build-kit.ts';
+import { BuildCaches, PromCacheMetrics, type CacheMetrics } from './build-caches.ts';
+import { CacheLocks, CacheStore } from './caches.ts';
 import { defaultConfigPath, loadAgentConfig, type AgentConfig } from './config.ts';
 import { ControllerClient } from './controller-client.ts';
 import { controllerCallOf, PromAgentMetrics, type AgentMetrics } from './metrics.ts';
@@ -50,8 +52,20 @@ function buildParts(
   client: ControllerClient,
   metrics: AgentMetrics,
   standby?: StandbyPool,
+  cacheMetrics?: CacheMetrics,
 ): Pick<AgentDeps, 'makeRunner' | 'reap' | 'preflight' | 'settings'> {
   mkdirSync(config.logDir, { recursive: true });
+  if (config.caches.length > 0) mkdirSync(config.cacheDir, { recursive: true });
+  const caches =
+    config.caches.length === 0
+      ? undefined
+      : new BuildCaches({
+          store: new CacheStore({ cacheDir: config.cacheDir, locks: CACHE_LOCKS }),
+          caches: config.caches,
+          sharedFilesRoot: config.vmSharedFilesRoot,
+          metrics: cacheMetrics,
+          warn: (msg, err) => log.warn({ err: err.message }, msg),
+        });
   const driver = new TartCli({ exec: new NodeExec(), tartPath: config.tartPath, tartHome: config.tartHome, callTimeoutMs: config.tartTimeoutS * 1000 });
   const sshPrivateKey = readFileSync(config.vmSshKey);
   const monitor = { ...loadMonitorScript(), installedPath: INSTALLED_MONITOR_PATH };
@@ -113,12 +127,14 @@ function buildParts(
     makeRunner: (claim, intervals, liveness) =>
       new LazyRunner(claim.build.id, async () => {
         const kit = await import('./build-kit.ts');
-        return kit.makeBuildRunner(ctx, claim, intervals, liveness, async (req) => (await standby?.take(req.signal, req.onProgress)) ?? kit.acquireFresh(ctx, req));
+        return kit.makeBuildRunner(ctx, claim, intervals, liveness, async (req) => (await standby?.take(req.signal, req.onProgress)) ?? kit.acquireFresh(ctx, req), caches);
       }),
   };
 }
 
 const START_LOCK = new VmStartLock();
+/** One per agent, across reloads: a reload never lets two promotions of one cache overlap. */
+const CACHE_LOCKS = new CacheLocks();
 
 /** Fields that identify the worker or shape the daemon: a reload cannot change them. */
 const RESTART_ONLY = ['workerId', 'controllerUrl', 'apiKey', 'maxConcurrentBuilds', 'maintenanceCron', 'workerHeartbeatS', 'pollWaitS', 'standby'] as const;
@@ -175,12 +191,20 @@ export async function main(argv: string[]): Promise<number> {
     },
   });
   const standby = config.standby === 1 ? new StandbyPool({ log, metrics }) : undefined;
+  // The copies an agent that died left behind (one agent per cacheDir); the gauges start from
+  // what is on disk. An agent without caches leaves the directory alone.
+  const cacheMetrics = new PromCacheMetrics(metrics.registry);
+  if (config.caches.length > 0) {
+    const cacheStore = new CacheStore({ cacheDir: config.cacheDir, locks: CACHE_LOCKS });
+    await cacheStore.sweep();
+    for (const c of config.caches) cacheMetrics.cacheBytes(c.name, cacheStore.totalBytes(c.name));
+  }
   const agent: Agent = new Agent({
     client,
     log,
     metrics,
     standby,
-    ...buildParts(config, log, client, metrics, standby),
+    ...buildParts(config, log, client, metrics, standby, cacheMetrics),
   });
   // Set before any signal can be handled (no await between the handlers and the start). A stop
   // that arrives while it is still starting closes it once it has started, so it never outlives
@@ -233,7 +257,7 @@ export async function main(argv: string[]): Promise<number> {
         return;
       }
       try {
-        agent.reconfigure(buildParts(next, log, client, metrics, standby));
+        agent.reconfigure(buildParts(next, log, client, metrics, standby, cacheMetrics));
       } catch (err) {
         log.error({ err: (err as Error).message }, 'config reload failed; keeping the current config');
         return;

@@ -10,7 +10,8 @@ import type { Logger } from 'pino';
 import type { AssignedBuild, CompleteBody } from '../protocol/schemas.ts';
 import type { Clock } from '../sys/clock.ts';
 import type { SshSession } from '../sys/ssh.ts';
-import type { VmExit } from '../vm/vm-driver.ts';
+import type { VmDirShare, VmExit } from '../vm/vm-driver.ts';
+import type { RunnerCaches } from './build-caches.ts';
 import type { CheckoutClient, CheckoutWorkspace } from './checkout.ts';
 import type { RawBody, RetryOptions } from './controller-client.ts';
 import type { LogStreamOptions } from './log-stream.ts';
@@ -100,11 +101,19 @@ export interface RunnerDeps {
   clock: Clock;
   client: RunnerClient;
   /**
-   * Clones, boots and health-checks the build's VM. `onSshReady`, when the VM supports it, is
-   * called once SSH logs in and before the last checks, so the workspace and monitor start beside
-   * them (the checks still decide the acquire).
+   * Clones, boots and health-checks the build's VM. `dirs`: host directories to share into the VM
+   * (the build's caches). `onSshReady`, when the VM supports it, is called once SSH logs in and
+   * before the last checks, so the workspace and monitor start beside them (the checks still
+   * decide the acquire).
    */
-  acquireVm: (req: { buildId: string; attempt: number; signal: AbortSignal; onProgress: (line: string) => void; onSshReady?: (vm: BuildVm) => void }) => Promise<BuildVm>;
+  acquireVm: (req: {
+    buildId: string;
+    attempt: number;
+    signal: AbortSignal;
+    onProgress: (line: string) => void;
+    dirs?: readonly VmDirShare[];
+    onSshReady?: (vm: BuildVm) => void;
+  }) => Promise<BuildVm>;
   /** The workspace (and monitor) of the build in its VM, once the VM is healthy. */
   openWorkspace: (vm: BuildVm, build: WorkspaceSpec) => RunnerWorkspace;
   /** The attempt's log stream. */
@@ -112,6 +121,8 @@ export interface RunnerDeps {
   settings: RunnerSettings;
   log: Logger;
   metrics?: RunnerMetrics;
+  /** The host caches shared into each build's VM (build-caches.ts). Default none. */
+  caches?: RunnerCaches;
   /** Jitter of the artifact upload backoff, in [0, 1). Default Math.random. */
   random?: () => number;
 }

@@ -20,7 +20,7 @@ import { waitForSsh } from '../health/ssh-ready.ts';
 import { MAX_RUNNING_MACOS_VMS } from '../health/preflight.ts';
 import { VmStartLock } from './start-lock.ts';
 import { cloneName } from './vm-name.ts';
-import type { VmDriver, VmExit, VmNetwork, VmRunHandle } from './vm-driver.ts';
+import type { VmDirShare, VmDriver, VmExit, VmNetwork, VmRunHandle } from './vm-driver.ts';
 
 export interface EphemeralVmConfig {
   driver: VmDriver;
@@ -46,6 +46,8 @@ export interface EphemeralVmConfig {
   hostKey?: HostKeyPolicy;
   /** The clone's network (`tart run` flags). Default `{ isolation: 'shared' }`. */
   network?: VmNetwork;
+  /** Host directories shared into the clone (`tart run --dir`), e.g. the build's caches. Default none. */
+  dirs?: readonly VmDirShare[];
   /** Seconds `tart ip --wait` may take. Default 120. */
   ipWaitS?: number;
   /** Seconds SSH may take to become ready after the IP. Default 120. */
@@ -340,7 +342,7 @@ export class EphemeralVm {
     }
     this.progress(`starting ${this.name}`);
     this.bootStartedAt = performance.now();
-    const run = await driver.run(this.name, { logPath: this.logPath, network: this.config.network });
+    const run = await driver.run(this.name, { logPath: this.logPath, network: this.config.network, dirs: this.config.dirs });
     this.runHandle = run;
     this.ipAsked = checkVmIp(driver, this.name, { waitS: this.config.ipWaitS ?? 120, signal });
     // Awaited by prepare unless the start or vm-exists fails first.

@@ -13,7 +13,7 @@ import { ExpoError } from '../protocol/errors.ts';
 import type { Exec } from '../sys/exec.ts';
 import { runExitError, tartError } from './tart-errors.ts';
 import { parseTartGet, parseTartList } from './tart-output.ts';
-import type { IpResolver, VmDetails, VmDriver, VmExit, VmInfo, VmNetwork, VmRunHandle } from './vm-driver.ts';
+import type { IpResolver, VmDetails, VmDirShare, VmDriver, VmExit, VmInfo, VmNetwork, VmRunHandle } from './vm-driver.ts';
 
 /** Where tart lives when PATH does not say (Homebrew on Apple Silicon, then Intel/manual). */
 export const TART_FALLBACK_PATHS = ['/opt/homebrew/bin/tart', '/usr/local/bin/tart'] as const;
@@ -69,6 +69,11 @@ export function networkArgs(network: VmNetwork | undefined): string[] {
   if (network === undefined || network.isolation === 'shared') return [];
   // Always --net-softnet itself: tart < 2.24 ignores --net-softnet-allow without it.
   return network.allow.length === 0 ? ['--net-softnet'] : ['--net-softnet', '--net-softnet-allow', network.allow.join(',')];
+}
+
+/** `tart run`'s `--dir=NAME:PATH[:ro]` flags, one per share. */
+export function dirArgs(dirs: readonly VmDirShare[] | undefined): string[] {
+  return (dirs ?? []).map((d) => `--dir=${d.name}:${d.path}${d.readOnly === true ? ':ro' : ''}`);
 }
 
 export class TartCli implements VmDriver {
@@ -154,8 +159,8 @@ export class TartCli implements VmDriver {
     await this.tart(['set', name, '--random-mac']);
   }
 
-  async run(name: string, options: { logPath: string; network?: VmNetwork }): Promise<VmRunHandle> {
-    const argv = [this.tartExecutable(), 'run', name, '--no-graphics', ...networkArgs(options.network)];
+  async run(name: string, options: { logPath: string; network?: VmNetwork; dirs?: readonly VmDirShare[] }): Promise<VmRunHandle> {
+    const argv = [this.tartExecutable(), 'run', name, '--no-graphics', ...networkArgs(options.network), ...dirArgs(options.dirs)];
     let child;
     try {
       child = await this.exec.start(argv, { logPath: options.logPath, env: this.env() });

@@ -75,6 +75,17 @@ export function parseCidr(s: string): string | null {
   return `${octets.join('.')}/${bits}`;
 }
 
+/**
+ * A host directory shared into the VM (`tart run --dir NAME:PATH[:ro]`); a macOS guest mounts
+ * it at `/Volumes/My Shared Files/NAME`. `name` is a safe word (`[A-Za-z0-9_-]`), `path`
+ * absolute without `:` or `,` (tart's separators).
+ */
+export interface VmDirShare {
+  readonly name: string;
+  readonly path: string;
+  readonly readOnly?: boolean;
+}
+
 /** Which of tart's IP resolvers to use (default `dhcp`). */
 export type IpResolver = 'dhcp' | 'arp' | 'agent';
 
@@ -90,8 +101,8 @@ export interface VmDriver {
   clone(source: string, name: string, options?: { signal?: AbortSignal }): Promise<void>;
   /** Gives the VM a new random MAC address (takes effect at the next run). */
   setRandomMac(name: string): Promise<void>;
-  /** Starts `tart run NAME --no-graphics` (plus the network's flags) as a long-lived child logging to `logPath`. */
-  run(name: string, options: { logPath: string; network?: VmNetwork }): Promise<VmRunHandle>;
+  /** Starts `tart run NAME --no-graphics` (plus the network's flags and one `--dir` per share) as a long-lived child logging to `logPath`. */
+  run(name: string, options: { logPath: string; network?: VmNetwork; dirs?: readonly VmDirShare[] }): Promise<VmRunHandle>;
   /** The VM's IPv4 address, waiting up to `waitS` seconds; `VM_NO_IP` if none. */
   ip(name: string, options: { waitS: number; resolver?: IpResolver; signal?: AbortSignal }): Promise<string>;
   /** Stops a running VM (SIGINT, then SIGKILL after `timeoutS`); `VM_NOT_RUNNING` if stopped. */

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ControllerMetrics } from '../../src/controller/metrics.ts';
 import { PromAgentMetrics } from '../../src/agent/metrics.ts';
+import { PromCacheMetrics } from '../../src/agent/build-caches.ts';
 
 const MONITORING = fileURLToPath(new URL('../../monitoring/', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -21,10 +22,10 @@ function promtool(args: string[]): { status: number | null; output: string } {
 
 /** Every metric the controller and the agent export, with its type. */
 function exportedMetrics(): { name: string; type: string }[] {
-  const registries = [
-    new ControllerMetrics({ heartbeatTimeoutMs: 120_000 }).registry,
-    new PromAgentMetrics({ slots: () => ({ total: 1, busy: 0 }), hostDiskFreeBytes: async () => 0 }).registry,
-  ];
+  const agent = new PromAgentMetrics({ slots: () => ({ total: 1, busy: 0 }), hostDiskFreeBytes: async () => 0 }).registry;
+  // The host caches' metrics join the agent's registry (build-caches.ts).
+  new PromCacheMetrics(agent);
+  const registries = [new ControllerMetrics({ heartbeatTimeoutMs: 120_000 }).registry, agent];
   return registries.flatMap((r) => r.getMetricsAsArray().map((m) => m as unknown as { name: string; type: string }));
 }
 

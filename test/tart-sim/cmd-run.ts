@@ -26,6 +26,7 @@ import { MACOS_VM_LIMIT } from './knobs.ts';
 import { bindAddress } from './leases.ts';
 import { isRunProcess, lock, tryLock, unlock, updateLock } from './locks.ts';
 import { runNetwork } from './network.ts';
+import { linkShares, runShares } from './shares.ts';
 import { findVmProcesses, killProcesses } from './procs.ts';
 import { sshdConfigPath } from './guest-files.ts';
 import { runHolder, runLockPath, type RunInfo } from './vm-state.ts';
@@ -95,6 +96,7 @@ export async function cmdRun(ctx: Ctx): Promise<number> {
   const name = ctx.args.positionals[0] ?? '';
   const dir = validate(ctx, name);
   const net = runNetwork(ctx.args, ctx.env);
+  const shares = runShares(ctx.args);
   touchAccess(dir);
   const signals = new EndSignals();
   const lockPath = runLockPath(dir);
@@ -117,6 +119,7 @@ export async function cmdRun(ctx: Ctx): Promise<number> {
     throw failure;
   }
   updateLock(lockPath, { phase: 'started' });
+  linkShares(dir, shares);
   const guest = spawn(
     process.execPath,
     [...process.execArgv, join(HERE, 'guest-main.ts'), dir, record.token, record.ip, record.mac, String(process.pid)],

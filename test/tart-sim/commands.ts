@@ -38,7 +38,13 @@ export const COMMANDS: Record<string, CommandSpec> = {
     name: 'run',
     usage: 'run [<options>] <name>',
     positionals: ['name'],
-    options: [{ name: 'no-graphics' }, { name: 'net-softnet' }, { name: 'net-softnet-allow', value: 'net-softnet-allow' }],
+    options: [
+      { name: 'no-graphics' },
+      { name: 'net-softnet' },
+      { name: 'net-softnet-allow', value: 'net-softnet-allow' },
+      // Repeatable: [name:]path[:ro][,tag=TAG] (shares.ts).
+      { name: 'dir', value: 'dir' },
+    ],
   },
 };
 

@@ -67,6 +67,16 @@ describe('TartCli argv', () => {
     expect(networkArgs({ isolation: 'shared' })).toEqual([]);
   });
 
+  it('shares host directories with one --dir=NAME:PATH[:ro] argv word each', async () => {
+    const log = join(dir, 'run-dirs.log');
+    const exec = new FakeExec().expectStart(
+      [TART, 'run', 'vm-1', '--no-graphics', '--dir=pods:/caches/pods/.work/b1-1 x', '--dir=ref:/srv/ref:ro'],
+      Promise.resolve({ code: 0, signal: null }),
+    );
+    const run = await driver(exec).run('vm-1', { logPath: log, dirs: [{ name: 'pods', path: '/caches/pods/.work/b1-1 x' }, { name: 'ref', path: '/srv/ref', readOnly: true }] });
+    expect((await run.exited).code).toBe(0);
+  });
+
   it('classifies failures with argv, exit code and stderr tail', async () => {
     const exec = new FakeExec()
       .expect([TART, 'delete', 'vm-1'], { exitCode: 1, stderr: 'VM "vm-1" is running\n' })

@@ -1,0 +1,73 @@
+/**
+ * The build runner's caches seam (build-caches.ts' port): the copies are checked out before the
+ * VM and shared into it, linked before the steps, and promoted only after a successful build's
+ * VM is deleted; any other ending discards them. Fakes and a fake clock, as build-runner.test.ts.
+ */
+import { describe, expect, it } from 'vitest';
+import type { RunnerCaches, RunnerCacheSession } from '../../../src/agent/build-caches.ts';
+import { BuildRunner } from '../../../src/agent/build-runner.ts';
+import type { PollResponse } from '../../../src/protocol/schemas.ts';
+import { FakeClock } from '../../support/fake-clock.ts';
+import { captureLogger, FakeBuildVm, FakeRunnerClient, FakeRunnerLog, FakeWorkspace } from '../../support/fake-runner-ports.ts';
+
+function setup(exitCode: number) {
+  const events: string[] = [];
+  const claim: PollResponse = {
+    build: { id: 'b1', steps: [{ name: 'build', run: 'make' }], env: { LOCK: 'x' }, secretEnv: { TOKEN: 's' }, labels: [], timeoutS: 600, attempt: 1, maxAttempts: 1, logOffset: 0, artifacts: [] },
+    lease: 'ewl_lease',
+    buildToken: 'ewb_token',
+  };
+  const vm = new FakeBuildVm();
+  vm.onRelease = async () => void events.push('vm released');
+  const ws = new FakeWorkspace().healthy();
+  ws.onRunStep = async () => (events.push('step'), exitCode);
+  const session: RunnerCacheSession = {
+    dirs: [{ name: 'pods', path: '/caches/pods/.work/b1-1-abcd' }],
+    link: async () => void events.push('link'),
+    end: async (succeeded) => void events.push(`end ${succeeded}`),
+  };
+  const caches: RunnerCaches = {
+    begin: async (build, note) => {
+      events.push(`begin ${build.id}-${build.attempt} env ${JSON.stringify(build.env)}`);
+      note('cache pods: hit');
+      return session;
+    },
+  };
+  const clock = new FakeClock();
+  const stream = new FakeRunnerLog();
+  const runner = new BuildRunner(claim, {
+    clock,
+    client: new FakeRunnerClient(),
+    caches,
+    acquireVm: async (req) => (events.push(`acquire dirs ${JSON.stringify(req.dirs)}`), vm),
+    openWorkspace: () => ws,
+    openLog: (options) => ((stream.options = options), stream),
+    settings: { workerId: 'w1', prepareTimeoutMs: 60_000, logDir: '/tmp', stepStopGraceMs: 1000, preparingKeepaliveMs: 5000, reportDeadlineMs: 60_000 },
+    log: captureLogger().log,
+  });
+  return { events, clock, runner, stream };
+}
+
+describe('BuildRunner with host caches', () => {
+  it('checks out before the VM (without the secrets), shares the copies, links before the steps, promotes after the VM is gone', async () => {
+    const h = setup(0);
+    const outcome = await h.clock.run(h.runner.run());
+    expect(outcome).toMatchObject({ kind: 'reported', body: { status: 'succeeded' } });
+    expect(h.events).toEqual([
+      'begin b1-1 env {"LOCK":"x"}',
+      'acquire dirs [{"name":"pods","path":"/caches/pods/.work/b1-1-abcd"}]',
+      'link',
+      'step',
+      'vm released',
+      'end true',
+    ]);
+    expect(h.stream.notes()).toContain('cache pods: hit');
+  });
+
+  it('a failed build discards its copies', async () => {
+    const h = setup(2);
+    const outcome = await h.clock.run(h.runner.run());
+    expect(outcome).toMatchObject({ kind: 'reported', body: { status: 'failed', failureReason: 'build_failed' } });
+    expect(h.events.slice(-2)).toEqual(['vm released', 'end false']);
+  });
+});

@@ -1,0 +1,194 @@
+/**
+ * The host caches' disk side (caches.ts) on a real temporary directory with real `cp`, and the
+ * config fields and guest script around it (cache-config.ts, build-caches.ts).
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseAgentConfig } from '../../../src/agent/config.ts';
+import { parseCacheConfig, type CacheSpec } from '../../../src/agent/cache-config.ts';
+import { BuildCaches, linkScript, type CacheMetrics } from '../../../src/agent/build-caches.ts';
+import { CacheStore, keyValueOf, variantOf } from '../../../src/agent/caches.ts';
+import type { ExpoError } from '../../../src/protocol/errors.ts';
+
+let dir: string;
+let store: CacheStore;
+let clock = 1_000;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'caches-'));
+  clock = 1_000;
+  store = new CacheStore({ cacheDir: dir, now: () => clock++ });
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const spec = (o: Partial<CacheSpec> = {}): CacheSpec => ({ name: 'pods', guestPath: '~/Library/Caches/CocoaPods', key: undefined, maxSizeGb: 10, ...o });
+
+describe('CacheStore', () => {
+  it('a miss starts empty; a promoted copy is what the next checkout finds (a hit)', async () => {
+    const first = await store.checkout(spec(), {}, 'b1-1');
+    expect(first.hit).toBe(false);
+    expect(readdirSync(first.path)).toEqual([]);
+    mkdirSync(join(first.path, 'Specs'));
+    writeFileSync(join(first.path, 'Specs', 'React.json'), '{"v":1}');
+    await store.promote(first);
+    expect(existsSync(first.path)).toBe(false);
+    const second = await store.checkout(spec(), {}, 'b2-1');
+    expect(second.hit).toBe(true);
+    expect(readFileSync(join(second.path, 'Specs', 'React.json'), 'utf8')).toBe('{"v":1}');
+    expect(store.list('pods')).toMatchObject([{ cache: 'pods', key: 'default' }]);
+  });
+
+  it('two copies at once never see each other; the later promotion wins; the base never holds half a build', async () => {
+    const seed = await store.checkout(spec(), {}, 'seed-1');
+    writeFileSync(join(seed.path, 'shared.txt'), 'base');
+    await store.promote(seed);
+    const [a, b] = await Promise.all([store.checkout(spec(), {}, 'a-1'), store.checkout(spec(), {}, 'b-1')]);
+    expect(a.path).not.toBe(b.path);
+    writeFileSync(join(a.path, 'shared.txt'), 'from a');
+    writeFileSync(join(a.path, 'only-a.txt'), 'a');
+    expect(readFileSync(join(b.path, 'shared.txt'), 'utf8')).toBe('base');
+    expect(existsSync(join(b.path, 'only-a.txt'))).toBe(false);
+    const base = join(dir, 'pods', variantOf('default'));
+    expect(readFileSync(join(base, 'shared.txt'), 'utf8')).toBe('base');
+    await store.promote(a);
+    writeFileSync(join(b.path, 'only-b.txt'), 'b');
+    await store.promote(b);
+    expect(readdirSync(base).sort()).toEqual(['only-b.txt', 'shared.txt']);
+    expect(readFileSync(join(base, 'shared.txt'), 'utf8')).toBe('base');
+  });
+
+  it('a discarded copy leaves the base as it was', async () => {
+    const seed = await store.checkout(spec(), {}, 'seed-1');
+    writeFileSync(join(seed.path, 'keep.txt'), 'kept');
+    await store.promote(seed);
+    const failed = await store.checkout(spec(), {}, 'f-1');
+    writeFileSync(join(failed.path, 'keep.txt'), 'clobbered');
+    writeFileSync(join(failed.path, 'junk.txt'), 'junk');
+    await store.discard(failed);
+    const base = join(dir, 'pods', variantOf('default'));
+    expect(readdirSync(base)).toEqual(['keep.txt']);
+    expect(readFileSync(join(base, 'keep.txt'), 'utf8')).toBe('kept');
+    expect(readdirSync(join(dir, 'pods', '.work'))).toEqual([]);
+  });
+
+  it('keys pick variants; past maxSizeGb the least recently used variant goes, never the one just promoted', async () => {
+    const s = spec({ key: '$LOCK_HASH', maxSizeGb: 2500 / 1e9 });
+    for (const hash of ['aaa', 'bbb', 'ccc']) {
+      const c = await store.checkout(s, { LOCK_HASH: hash }, `${hash}-1`);
+      writeFileSync(join(c.path, 'blob'), 'x'.repeat(1000));
+      await store.promote(c);
+    }
+    // 3 × 1000 bytes > 2500: the oldest (aaa) went.
+    expect(store.list('pods').map((v) => v.key).sort()).toEqual(['bbb', 'ccc']);
+    const again = await store.checkout(s, { LOCK_HASH: 'bbb' }, 'bbb-2'); // bbb is now the most recently used
+    await store.discard(again);
+    const d = await store.checkout(s, { LOCK_HASH: 'ddd' }, 'ddd-1');
+    writeFileSync(join(d.path, 'blob'), 'x'.repeat(1000));
+    await store.promote(d);
+    expect(store.list('pods').map((v) => v.key).sort()).toEqual(['bbb', 'ddd']);
+    const huge = await store.checkout(s, { LOCK_HASH: 'eee' }, 'eee-1');
+    writeFileSync(join(huge.path, 'blob'), 'x'.repeat(5000));
+    await store.promote(huge);
+    expect(store.list('pods').map((v) => v.key)).toEqual(['eee']);
+  });
+
+  it('clear removes every variant; sweep removes copies an earlier agent left', async () => {
+    const c = await store.checkout(spec(), {}, 'x-1');
+    await store.promote(c);
+    const left = await store.checkout(spec(), {}, 'y-1');
+    expect(await store.clear('pods')).toBe(1);
+    expect(store.list()).toEqual([]);
+    await store.sweep();
+    expect(existsSync(left.path)).toBe(false);
+  });
+
+  it('key values: none → default, a fixed string, $NAME from the env (unset → default)', () => {
+    expect(keyValueOf(spec(), { A: '1' })).toBe('default');
+    expect(keyValueOf(spec({ key: 'xcode-16' }), {})).toBe('xcode-16');
+    expect(keyValueOf(spec({ key: '$A' }), { A: '1' })).toBe('1');
+    expect(keyValueOf(spec({ key: '$A' }), {})).toBe('default');
+  });
+});
+
+describe('BuildCaches', () => {
+  it('counts hits and misses, shares each copy, promotes on success and discards on failure', async () => {
+    const seen: string[] = [];
+    const metrics: CacheMetrics = { cacheLookup: (c, r) => seen.push(`${c}:${r}`), cacheBytes: (c, b) => seen.push(`${c}=${b}`) };
+    const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', metrics, warn: () => undefined });
+    const notes: string[] = [];
+    const one = await caches.begin({ id: 'b1', attempt: 1, env: {} }, (l) => notes.push(l));
+    expect(one.dirs).toEqual([{ name: 'pods', path: expect.stringContaining(join(dir, 'pods', '.work')) }]);
+    writeFileSync(join(one.dirs[0]!.path, 'f'), 'abc');
+    await one.end(true);
+    const two = await caches.begin({ id: 'b2', attempt: 1, env: {} }, (l) => notes.push(l));
+    writeFileSync(join(two.dirs[0]!.path, 'f'), 'broken');
+    await two.end(false);
+    expect(seen).toEqual(['pods:miss', 'pods=3', 'pods:hit']);
+    expect(notes).toEqual(['cache pods: miss (starts empty)', 'cache pods: hit']);
+    expect(readFileSync(join(dir, 'pods', variantOf('default'), 'f'), 'utf8')).toBe('abc');
+  });
+
+  it('links each guest path to its share, quoting paths, ~ under $HOME', () => {
+    const script = linkScript('~/My Shared Files', [spec({ name: 'npm', guestPath: "/Users/admin/it's npm/" })]);
+    expect(script).toBe(
+      [
+        'set -e',
+        `test -d "$HOME"/'My Shared Files/npm'`,
+        `mkdir -p "$(dirname '/Users/admin/it'\\''s npm')"`,
+        `rm -rf '/Users/admin/it'\\''s npm'`,
+        `ln -s "$HOME"/'My Shared Files/npm' '/Users/admin/it'\\''s npm'`,
+      ].join('\n'),
+    );
+  });
+});
+
+describe('cache config', () => {
+  const expand = (p: string) => p.replace(/^~/, '/home/u');
+  const parse = (raw: Record<string, unknown>) => {
+    const problems: string[] = [];
+    const c = parseCacheConfig(raw, (f, w) => problems.push(`${f}: ${w}`), expand);
+    return { c, problems };
+  };
+
+  it('defaults: no caches, ~/.expo-worker/caches, /Volumes/My Shared Files', () => {
+    expect(parse({}).c).toEqual({ caches: [], cacheDir: '/home/u/.expo-worker/caches', vmSharedFilesRoot: '/Volumes/My Shared Files' });
+  });
+
+  it('names every bad field', () => {
+    const { problems } = parse({
+      caches: [
+        { name: 'pods', guestPath: '~/Library/Caches/CocoaPods', key: '$PODFILE_LOCK', maxSizeGb: 0.5 },
+        { name: '../x', guestPath: 'relative', key: '$1bad', maxSizeGb: 0 },
+        { name: 'pods', guestPath: '/a/../b', extra: 1 },
+      ],
+      cacheDir: '/tmp/a:b',
+      vmSharedFilesRoot: 'Volumes',
+    });
+    expect(problems).toEqual([
+      'caches[1].name: must match [A-Za-z0-9][A-Za-z0-9_-]{0,39}',
+      'caches[1].guestPath: must be absolute or start with ~/',
+      'caches[1].key: must be a fixed string (≤ 200 characters) or $NAME (an env variable of the build)',
+      'caches[1].maxSizeGb: must be a number > 0 (GB; fractions allowed)',
+      'caches[2].extra: unknown field (name, guestPath, key, maxSizeGb)',
+      'caches[2].name: "pods" is listed twice',
+      'caches[2].guestPath: must not contain . or .. components',
+      "cacheDir: must not contain ':' or ',' (tart's --dir separators): /tmp/a:b",
+      'vmSharedFilesRoot: must be absolute or start with ~/',
+    ]);
+  });
+
+  it('reaches the agent config: CFG_INVALID names the field', () => {
+    const seed = { vmName: 'b', vmUser: 'u', vmSshKey: '/k', controllerUrl: 'http://127.0.0.1:1', apiKey: 'k' };
+    const ok = parseAgentConfig({ ...seed, caches: [{ name: 'npm', guestPath: '~/.npm' }] }, { checkFiles: false, home: '/home/u' });
+    expect(ok.caches).toEqual([{ name: 'npm', guestPath: '~/.npm', key: undefined, maxSizeGb: 10 }]);
+    expect(ok.cacheDir).toBe('/home/u/.expo-worker/caches');
+    try {
+      parseAgentConfig({ ...seed, caches: [{ name: 'npm' }] }, { checkFiles: false });
+      expect.unreachable();
+    } catch (err) {
+      expect((err as ExpoError).code).toBe('CFG_INVALID');
+      expect((err as ExpoError).message).toContain('caches[0].guestPath: is required');
+    }
+  });
+});
