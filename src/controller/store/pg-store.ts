@@ -76,8 +76,10 @@ export class PgStore implements Store {
         });
       }
     } catch (cause) {
-      if (cause instanceof ExpoError) throw cause;
-      throw new ExpoError('STORE_FAILED', `cannot migrate database ${redactDbUrl(this.url)}: ${(cause as Error).message}`, { cause });
+      // An unreachable database stays STORE_UNAVAILABLE (503), named here, as every failure to migrate is.
+      const unavailable = cause instanceof ExpoError && cause.code === 'STORE_UNAVAILABLE';
+      if (cause instanceof ExpoError && !unavailable) throw cause;
+      throw new ExpoError(unavailable ? 'STORE_UNAVAILABLE' : 'STORE_FAILED', `cannot migrate database ${redactDbUrl(this.url)}: ${(cause as Error).message}`, { cause });
     }
   }
 
