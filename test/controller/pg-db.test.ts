@@ -11,6 +11,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/controller/app.ts';
 import { PgDb, SESSION_SETTINGS, isUnavailable } from '../../src/controller/store/pg-db.ts';
+import { PG_MIGRATION_LOCK } from '../../src/controller/store/pg-schema.ts';
 import { PgStore } from '../../src/controller/store/pg-store.ts';
 import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
 import { startPostgres, type Postgres } from '../support/postgres.ts';
@@ -158,8 +159,9 @@ describe('a database that cannot be reached', () => {
   let gone: Postgres | undefined;
   let url = '';
   let store: PgStore | undefined;
-  const dir = mkdtempSync(join(tmpdir(), 'expo-pgdb-test-'));
+  let dir = '';
   beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'expo-pgdb-test-'));
     gone = await startPostgres();
     url = (await gone.createDatabase()).replace('postgres://expo@', 'postgres://expo:hunter2secret@');
     store = new PgStore({ url, poolMax: 2 });
@@ -171,7 +173,7 @@ describe('a database that cannot be reached', () => {
   afterAll(async () => {
     await store?.close();
     await gone?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (dir !== '') rmSync(dir, { recursive: true, force: true });
   });
 
   it('makes the store reject with STORE_UNAVAILABLE, the cause kept and no password in the message', async () => {
@@ -212,6 +214,39 @@ describe('a database that cannot be reached', () => {
       expect(submit.json()).toMatchObject({ code: 'STORE_UNAVAILABLE' });
     } finally {
       await controller.shutdown();
+    }
+  });
+});
+
+describe('lock_timeout', () => {
+  it("does not fail a controller's migrate that waits for another's (the migration lock may rightly be held longer)", async () => {
+    const base = await pgServer().createDatabase();
+    // A lock_timeout of 200 ms (the URL's own options win over ours), so the wait below outlasts it.
+    const url = `${base}?options=${encodeURIComponent('-c lock_timeout=200')}`;
+    const holder = new PgDb({ url: base, max: 1 });
+    const h = holder.client(base);
+    const s = new PgStore({ url, poolMax: 1 });
+    try {
+      await h.connect();
+      await h.query('SELECT pg_advisory_lock($1::bigint)', [PG_MIGRATION_LOCK.toString()]);
+      const migrated = s.migrate().then(
+        () => null,
+        (e: unknown) => e,
+      );
+      // Until the store waits on the lock, then five times its lock_timeout more.
+      for (;;) {
+        const waiting = await holder.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+        if (waiting.rows[0]!.n > 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+      await h.query('SELECT pg_advisory_unlock($1::bigint)', [PG_MIGRATION_LOCK.toString()]);
+      expect(await migrated).toBeNull();
+    } finally {
+      await s.close();
+      await h.end();
+      await holder.close();
+      await pgServer().dropDatabase(base);
     }
   });
 });
