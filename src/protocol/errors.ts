@@ -44,6 +44,7 @@ export const ERROR_CODES = {
   STORE_CONFLICT: { status: 409, retryable: false, summary: 'A record with that key already exists.' },
   STORE_FULL: { status: 507, retryable: true, summary: "The disk under the controller's database (or its artifact directory) is full; nothing was written. Retry after `Retry-After` seconds." },
   STORE_FAILED: { status: 500, retryable: true, summary: 'The database failed.' },
+  STORE_UNAVAILABLE: { status: 503, retryable: true, summary: 'The controller cannot reach its database (PostgreSQL down, restarting, out of connections, or cut off); another controller may. Retry, on another controller if there is one.' },
   CFG_INVALID: { status: 0, retryable: false, summary: 'The configuration is invalid; every bad field is named.' },
   EXEC_FAILED: { status: 0, retryable: false, summary: 'A child process exited non-zero or by a signal.' },
   EXEC_TIMEOUT: { status: 0, retryable: true, summary: 'A child process ran past its timeout and was killed with its process group.' },

@@ -140,7 +140,7 @@ describe('PgStore specifics', () => {
     const s = new PgStore({ url: 'postgres://expo:hunter2@127.0.0.1:1/nowhere' });
     try {
       const err = (await s.migrate().catch((e: unknown) => e)) as Error & { code?: string };
-      expect(err).toMatchObject({ code: 'STORE_FAILED' });
+      expect(err).toMatchObject({ code: 'STORE_UNAVAILABLE' });
       expect(err.message).toContain('127.0.0.1:1/nowhere');
       expect(err.message).not.toContain('hunter2');
     } finally {

@@ -4,11 +4,26 @@
  * here is a time in ms, a byte count or a sequence, all far below 2^53), and `tx` for the port's
  * one-transaction operations. Serialization failures and deadlocks (40001, 40P01) are retried a
  * few times: the port promises that each call is atomic, not that it never meets a concurrent one.
+ *
+ * Every connection made here (the pool's, and `client()`'s dedicated ones) is a `SafeClient`:
+ * - its string parameters have U+0000 replaced by U+FFFD: PostgreSQL's `text` cannot hold a NUL
+ *   (22021), and a step name or a cancel reason may carry one; refusing the write would lose a
+ *   completion for good (the agent retries a 500 until its deadline). Buffers (bytea) are untouched.
+ * - a failure that says the database cannot be reached (see `isUnavailable`) becomes
+ *   `STORE_UNAVAILABLE` (503), so agents and vm-monitor.sh move to another controller.
+ * - it notices a dead peer in seconds, on both sides (`SESSION_SETTINGS`, client keepalive,
+ *   a connect timeout): a controller host that lost power or its network otherwise holds its
+ *   row locks and the leadership lock until the kernel gives up on the socket (15 min to 2 h).
+ *
+ * No `statement_timeout` is set for the session: retention's batch deletes and migrate's copy may
+ * rightly run long, and a dead client's statements end with its session anyway (keepalives,
+ * `tcp_user_timeout`). What must not hang on a live but stuck peer, a lock wait, has `lock_timeout`.
  */
 import pg from 'pg';
+import { ExpoError } from '../../protocol/errors.ts';
 
 export interface PgDbOptions {
-  /** `postgres://user:password@host:port/database?…` (libpq's URL form, read by `pg`). */
+  /** `postgres://user:password@host:port/database?…` (libpq's URL form, read by `pg`). Its own `options` are kept, after ours. */
   url: string;
   /** Connections in the pool. Default 10. */
   max?: number;
@@ -27,20 +42,144 @@ const types = {
 
 const RETRY_CODES = new Set(['40001', '40P01']);
 
+/**
+ * Server-side settings of every session (sent as the startup `options`). A peer that vanished
+ * without closing its socket is found by keepalive after ~11 s idle (5 + 3×2), or after 10 s of
+ * unacknowledged data (`tcp_user_timeout`, ms); a session left idle inside a transaction is ended
+ * after 30 s (ours never wait between statements that long); a lock wait gives up after 10 s
+ * (ms), before the agent's 30 s request timeout, so the agent hears an error rather than nothing.
+ * Together: a dead controller's row locks and advisory locks are released within ~30 s.
+ */
+export const SESSION_SETTINGS = {
+  tcp_keepalives_idle: 5,
+  tcp_keepalives_interval: 2,
+  tcp_keepalives_count: 3,
+  tcp_user_timeout: 10_000,
+  idle_in_transaction_session_timeout: 30_000,
+  lock_timeout: 10_000,
+} as const;
+const SESSION_OPTIONS = Object.entries(SESSION_SETTINGS)
+  .map(([k, v]) => `-c ${k}=${v}`)
+  .join(' ');
+/** How long opening a connection may take, ms (the pool's wait for one and the client's connect). */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** When the client's own TCP keepalive starts probing an idle connection, ms. */
+const KEEPALIVE_DELAY_MS = 5_000;
+
+/** The settings every connection gets, pool or dedicated. */
+const connectionConfig = (url: string, applicationName: string): pg.ClientConfig => ({
+  connectionString: url,
+  types,
+  application_name: applicationName,
+  keepAlive: true,
+  keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
+  connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+});
+
+const clean = (v: unknown): unknown => (typeof v === 'string' ? v.replaceAll('\u0000', '\uFFFD') : Array.isArray(v) ? v.map(clean) : v);
+
+/** The parameters with U+0000 in every string (and string in an array) replaced by U+FFFD; anything else (Buffers) as is. */
+export const withoutNul = (values: readonly unknown[]): unknown[] => values.map(clean);
+
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
+const UNAVAILABLE_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'ENOTFOUND', 'EAI_AGAIN']);
+// pg's and pg-pool's own wordings for a lost or never-made connection (they carry no code).
+const UNAVAILABLE_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable)/;
+
+/**
+ * Whether `err` says the database cannot be reached, rather than that it refused this statement:
+ * SQLSTATE class 08 (connection exception), 57P01–57P03 (the server shutting down, crashed or
+ * starting), 53300 (too many connections), a socket error, or pg's "Connection terminated" and
+ * pool connect timeout.
+ */
+export function isUnavailable(err: unknown): boolean {
+  if (err === null || typeof err !== 'object') return false;
+  const { code, message, errors } = err as { code?: unknown; message?: unknown; errors?: unknown };
+  if (typeof code === 'string' && (code.startsWith('08') || UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_ERRNOS.has(code))) return true;
+  if (typeof message === 'string' && UNAVAILABLE_MESSAGES.test(message)) return true;
+  // Connecting to a host name with several addresses fails with an AggregateError of each.
+  return Array.isArray(errors) && errors.length > 0 && errors.every(isUnavailable);
+}
+
+// A password could only reach a message inside a URL (`//user:password@`); none of pg's does, but be sure.
+const scrub = (text: string): string => text.replace(/\/\/[^/@\s]*@/g, '//***@');
+
+/** `err` as `STORE_UNAVAILABLE` (the original as its `cause`) when it says the database cannot be reached; otherwise `err` itself. */
+export function toStoreError(err: unknown): unknown {
+  if (err instanceof ExpoError || !isUnavailable(err)) return err;
+  const e = err as { message?: unknown; code?: unknown };
+  const what = typeof e.message === 'string' && e.message !== '' ? e.message : String(e.code);
+  return new ExpoError('STORE_UNAVAILABLE', `the database cannot be reached: ${scrub(what)}`, { cause: err });
+}
+
+type Callback = (err: unknown, ...rest: unknown[]) => void;
+const mapCallback = (cb: Callback): Callback => (err, ...rest) => cb(err ? toStoreError(err) : err, ...rest);
+
+/**
+ * Calls `call` with `args`, whose last function (if any) is a node-style callback: errors reach
+ * that callback, or the returned promise, as `toStoreError` maps them.
+ */
+function mapped(call: (...a: unknown[]) => unknown, args: unknown[]): unknown {
+  const i = args.findLastIndex((a) => typeof a === 'function');
+  if (i >= 0) {
+    const withCb = [...args];
+    withCb[i] = mapCallback(args[i] as Callback);
+    return call(...withCb);
+  }
+  const out = call(...args);
+  return out instanceof Promise ? out.catch((err: unknown) => Promise.reject(toStoreError(err))) : out;
+}
+
+/** `query`'s arguments with U+0000 gone from the values, in either form (`(text, values)` or `({text, values})`); a Submittable is left alone. */
+function cleanArgs(args: unknown[]): unknown[] {
+  const [config, values, ...rest] = args;
+  const c = config as { values?: unknown; submit?: unknown } | null;
+  const cleanConfig = c !== null && typeof c === 'object' && typeof c.submit !== 'function' && Array.isArray(c.values) ? { ...c, values: withoutNul(c.values) } : config;
+  return [cleanConfig, Array.isArray(values) ? withoutNul(values) : values, ...rest].slice(0, Math.max(args.length, 1));
+}
+
+/**
+ * The one client class behind every connection: our session settings merged before the user's
+ * own `options` (`?options=` in the URL or PGOPTIONS, which `pg` puts in `connectionParameters`
+ * and which would otherwise replace ours; a later `-c` wins, so the user's still do), and
+ * `query`/`connect` with clean parameters and mapped errors.
+ */
+class SafeClient extends pg.Client {
+  constructor(config: pg.ClientConfig) {
+    super(config);
+    // `pg` reads the startup options from here when it connects; not in @types/pg.
+    const params = (this as unknown as { connectionParameters: { options?: string } }).connectionParameters;
+    params.options = params.options ? `${SESSION_OPTIONS} ${params.options}` : SESSION_OPTIONS;
+    const query = super.query.bind(this) as (...a: unknown[]) => unknown;
+    const connect = super.connect.bind(this) as (...a: unknown[]) => unknown;
+    // Instance properties shadow the prototype's: pg-pool calls them with a callback, we with none.
+    Object.assign(this, {
+      query: (...args: unknown[]) => mapped(query, cleanArgs(args)),
+      connect: (...args: unknown[]) => mapped(connect, args),
+    });
+  }
+}
+
 export class PgDb {
   readonly pool: pg.Pool;
   private closed = false;
 
   constructor(o: PgDbOptions) {
-    this.pool = new pg.Pool({ connectionString: o.url, max: o.max ?? 10, application_name: o.applicationName ?? 'expo-worker', types });
+    const pool = new pg.Pool({ ...connectionConfig(o.url, o.applicationName ?? 'expo-worker'), max: o.max ?? 10, Client: SafeClient as unknown as new () => pg.ClientBase });
+    // The pool's own `query` and `connect` fail before any client's when no connection can be
+    // made; their errors are mapped too (a client's, passing through, are already).
+    const query = pool.query.bind(pool) as (...a: unknown[]) => unknown;
+    const connect = pool.connect.bind(pool) as (...a: unknown[]) => unknown;
+    Object.assign(pool, { query: (...args: unknown[]) => mapped(query, args), connect: (...args: unknown[]) => mapped(connect, args) });
+    this.pool = pool;
     // An idle connection the server dropped (a restart, a failover) is taken out of the pool;
     // without a listener its error would crash the process.
     this.pool.on('error', () => undefined);
   }
 
-  /** A new client outside the pool (LISTEN, the leadership lock), with the same settings. */
+  /** A new client outside the pool (LISTEN, the leadership lock), with the same settings, NUL replacement and error mapping. */
   client(url: string): pg.Client {
-    return new pg.Client({ connectionString: url, types, application_name: 'expo-worker' });
+    return new SafeClient(connectionConfig(url, 'expo-worker'));
   }
 
   query<R extends pg.QueryResultRow = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>> {

@@ -62,6 +62,9 @@ export class PgStore implements Store {
       // together on a new database queue here, and each one after the first finds it done.
       for (let done = false; !done; ) {
         done = await this.db.tx(async (c) => {
+          // Another controller's migration may rightly hold this lock past the session's
+          // lock_timeout (pg-db.ts); wait it out (a dead holder's session ends within ~30 s).
+          await c.query('SET LOCAL lock_timeout = 0');
           await c.query('SELECT pg_advisory_xact_lock($1::bigint)', [PG_MIGRATION_LOCK.toString()]);
           await c.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)');
           const current = (await c.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations')).rows[0]?.v ?? 0;
@@ -76,8 +79,10 @@ export class PgStore implements Store {
         });
       }
     } catch (cause) {
-      if (cause instanceof ExpoError) throw cause;
-      throw new ExpoError('STORE_FAILED', `cannot migrate database ${redactDbUrl(this.url)}: ${(cause as Error).message}`, { cause });
+      // An unreachable database stays STORE_UNAVAILABLE (503), named here, as every failure to migrate is.
+      const unavailable = cause instanceof ExpoError && cause.code === 'STORE_UNAVAILABLE';
+      if (cause instanceof ExpoError && !unavailable) throw cause;
+      throw new ExpoError(unavailable ? 'STORE_UNAVAILABLE' : 'STORE_FAILED', `cannot migrate database ${redactDbUrl(this.url)}: ${(cause as Error).message}`, { cause });
     }
   }
 
