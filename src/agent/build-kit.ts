@@ -92,7 +92,7 @@ export function makeBuildRunner(
   acquireVm?: (req: FreshRequest) => Promise<BuildVm>,
   caches?: BuildCaches,
 ): BuildRunner {
-  const { config, log, client, metrics, driver } = ctx;
+  const { config, log, client, metrics } = ctx;
   const shared = sharedSsh();
   // Every command of the build (checks, workspace, monitor, steps, artifacts) shares the one
   // connection acquire opens; each connection is logged at debug, so a second one shows.
