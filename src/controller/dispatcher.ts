@@ -11,6 +11,10 @@
  * States of the dispatcher: open → closed (`closeAll`: no new waits, every waiter answered).
  * While open, a drain (waiters trying to claim, oldest first) runs at most once at a time; a
  * `notify` during one asks for another pass after it, so no queued build is missed.
+ *
+ * A waiter's first claim runs before it is registered, and with PostgreSQL that claim is a round
+ * trip: a build queued meanwhile notifies a drain that cannot yet see the waiter. So `wait`
+ * notes the notify count before its first claim and, once registered, drains again if it moved.
  */
 import type { Claim } from './store/store.ts';
 
@@ -34,6 +38,8 @@ export class Dispatcher {
   private draining: Promise<void> | null = null;
   private again = false;
   private closed = false;
+  /** How many times `notify` was called: a waiter compares it across its first claim. */
+  private notifications = 0;
 
   private readonly hasQueued: () => Promise<boolean>;
 
@@ -47,10 +53,11 @@ export class Dispatcher {
 
   async wait(req: WaitRequest): Promise<Claim | null> {
     if (this.closed) return null;
+    const seen = this.notifications;
     const first = await req.tryClaim();
     if (first || req.waitMs <= 0 || this.closed) return first;
     if (req.signal?.aborted) return null;
-    return new Promise<Claim | null>((resolve) => {
+    const waiting = new Promise<Claim | null>((resolve) => {
       const timer = setTimeout(() => waiter.finish(null), req.waitMs);
       const onAbort = () => waiter.finish(null);
       const waiter: Waiter = {
@@ -68,10 +75,14 @@ export class Dispatcher {
       req.signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.add(waiter);
     });
+    // Something was queued while the first claim ran: this waiter was not there to be woken.
+    if (this.notifications !== seen) this.notify();
+    return waiting;
   }
 
   /** Something may have been queued: let the waiters try, oldest first. */
   notify(): void {
+    this.notifications++;
     if (this.draining) {
       this.again = true;
       return;
