@@ -89,7 +89,7 @@ export function makeBuildRunner(
   claim: PollResponse,
   intervals: AgentIntervals,
   liveness: Liveness | null,
-  acquireVm?: (req: FreshRequest) => Promise<BuildVm>,
+  acquireVm?: (req: FreshRequest, ssh: SshClient) => Promise<BuildVm>,
   caches?: BuildCaches,
 ): BuildRunner {
   const { config, log, client, metrics } = ctx;
@@ -133,6 +133,6 @@ export function makeBuildRunner(
       reportDeadlineMs: config.reportDeadlineS * 1000,
     },
     // A standby VM when the caller has a good one; else a fresh one, the same way.
-    acquireVm: acquireVm ?? ((req) => acquireFresh(ctx, req, sshClient)),
+    acquireVm: (req) => (acquireVm ? acquireVm(req, sshClient) : acquireFresh(ctx, req, sshClient)),
   });
 }
