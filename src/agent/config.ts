@@ -207,12 +207,16 @@ class Fields {
 }
 
 const httpUrl = (s: string): string | null => {
+  let u: URL;
   try {
-    const u = new URL(s);
-    return u.protocol === 'http:' || u.protocol === 'https:' ? null : `must be an http(s) URL (got ${u.protocol})`;
+    u = new URL(s);
   } catch {
     return `must be an http(s) URL (got ${JSON.stringify(s)})`;
   }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `must be an http(s) URL (got ${u.protocol})`;
+  // new URL() trims and percent-encodes whitespace, but the raw string is what is kept and what
+  // vm-monitor.sh receives in a space-separated list: a blank in it would split one URL in two.
+  return /\s/.test(s) ? `must be an http(s) URL without whitespace (got ${JSON.stringify(s)})` : null;
 };
 const ipv4 = (s: string): string | null =>
   /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(s) ? null : 'must be an IPv4 address';

@@ -189,6 +189,9 @@ describe('agent config', () => {
       'controllerUrl[2]: must be a non-empty string',
     ]);
     expect(problems({ ...SEED, controllerUrl: ['http://a:1', 'http://A:1/'] })).toEqual(['controllerUrl[1]: "http://A:1/" is listed twice']);
+    // vm-monitor.sh gets the list space-separated: a blank inside one URL would make two words.
+    expect(problems({ ...SEED, controllerUrl: ['http://a:1', 'http://b:1/x y'] })).toEqual([expect.stringMatching(/^controllerUrl\[1\]: must be an http\(s\) URL without whitespace/)]);
+    expect(problems({ ...SEED, controllerUrl: ' http://a:1' })).toEqual([expect.stringMatching(/^controllerUrl: must be an http\(s\) URL without whitespace/)]);
     expect(problems({ ...SEED, vmControllerUrl: [] })).toEqual(['vmControllerUrl: must be a URL or a non-empty list of URLs']);
     expect(problems({ ...SEED, vmControllerUrl: ['not a url'] })).toEqual(['vmControllerUrl[0]: must be an http(s) URL (got "not a url")']);
   });
