@@ -59,6 +59,8 @@ export class S3Artifacts implements ArtifactBlobs {
   private readonly keyPrefix: string;
   private readonly partSizeBytes: number;
   private readonly partsInFlight: number;
+  /** Set when tagging an object with its digest failed (an optional S3 feature): the object stays, untagged. */
+  taggingFailed = false;
 
   constructor(options: S3ArtifactsOptions) {
     const l = options.location;
@@ -123,7 +125,14 @@ export class S3Artifacts implements ArtifactBlobs {
     const sha256 = hash.digest('hex');
     // Also on the object, for whoever reads the bucket directly. Not user metadata: that is
     // fixed when a multipart upload begins, before the digest is known; a tag can follow.
-    await this.send('tag', () => this.client.send(new PutObjectTaggingCommand({ Bucket: this.bucket, Key, Tagging: { TagSet: [{ Key: 'sha256', Value: sha256 }] } })), ['NotImplemented']);
+    // Best effort: the digest that downloads check is the database's. A service without tagging,
+    // or a bucket policy without s3:PutObjectTagging, must not turn a complete upload into a
+    // failure the agent would retry forever, re-sending the whole file each time.
+    try {
+      await this.client.send(new PutObjectTaggingCommand({ Bucket: this.bucket, Key, Tagging: { TagSet: [{ Key: 'sha256', Value: sha256 }] } }));
+    } catch {
+      this.taggingFailed = true;
+    }
     return { sizeBytes: size, sha256 };
   }
 
