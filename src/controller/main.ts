@@ -93,9 +93,9 @@ export async function main(argv: string[]): Promise<number> {
     cluster,
     retentionSchedule: config.retentionSchedule,
   });
-  // Nothing can be uploading into our directory yet: every .partial file is a leftover of a
-  // cut-short upload. A bucket may be shared with other controllers, uploading right now.
-  const partials = await controller.retention.removeAbandoned(config.artifactsS3 === null ? 0 : controller.retention.abandonedMaxAgeMs);
+  // Alone on its own directory nothing can be uploading yet; a bucket, or a directory another
+  // controller on the same PostgreSQL database may share (NFS), may hold uploads in progress.
+  const partials = await controller.retention.removeAbandoned(config.artifactsS3 === null && config.dbUrl === null ? 0 : controller.retention.abandonedMaxAgeMs);
   if (partials.files > 0) logger.info(partials, 'removed .partial artifact files left by interrupted uploads');
   const address = await controller.app.listen({ port: config.port, host: config.host });
   // The signals are ours before the first line that tells anyone we are up: a SIGTERM sent the
