@@ -17,6 +17,7 @@ import { SqliteStore } from './store/sqlite-store.ts';
 import { PgStore } from './store/pg-store.ts';
 import { PgCluster } from './store/pg-cluster.ts';
 import { redactDbUrl } from './store/db-url.ts';
+import { agreeOnSecretKey } from './store/pg-settings.ts';
 import { LocalCluster, type Cluster } from './cluster.ts';
 import type { Store } from './store/store.ts';
 import { prepareDataDir } from './store/data-dir.ts';
@@ -42,7 +43,9 @@ export async function main(argv: string[]): Promise<number> {
   const logger = createLogger('expo-worker-controller', config.logLevel, await logDestination(resolveLogFormat(config.logFormat, process.stdout.isTTY === true)));
   for (const warning of config.startupWarnings) logger.warn({ warning }, warning);
   const startedAt = Date.now();
-  let secrets: SecretBox;
+  let secrets: SecretBox | null = null;
+  let keyFile = '';
+  let loadKey = (): SecretBox => SecretBox.ephemeral();
   if (config.dbUrl === null && config.dbPath === ':memory:') secrets = SecretBox.ephemeral();
   else {
     // The data directory is private: 0700, its files 0600 (narrowed at start when wider). With
@@ -50,8 +53,10 @@ export async function main(argv: string[]): Promise<number> {
     const dataDir = prepareDataDir(config.dbUrl === null ? config.dbPath : join(config.dataDir, 'controller.db'));
     for (const fixed of dataDir.fixed) logger.warn({ fixed }, `narrowed a file mode in the data directory: ${fixed}`);
     for (const warning of dataDir.warnings) logger.warn({ warning }, warning);
-    const keyFile = join(config.dataDir, 'secret-env.key');
-    secrets = SecretBox.fromKeyFile(keyFile, (fixed) => logger.warn({ fixed }, `narrowed a file mode in the data directory: ${fixed}`));
+    keyFile = join(config.dataDir, 'secret-env.key');
+    loadKey = () => SecretBox.fromKeyFile(keyFile, (fixed) => logger.warn({ fixed }, `narrowed a file mode in the data directory: ${fixed}`));
+    // With PostgreSQL the key is loaded once the database can say which key its controllers use.
+    if (config.dbUrl === null) secrets = loadKey();
   }
   let store: Store;
   let cluster: Cluster;
@@ -70,6 +75,19 @@ export async function main(argv: string[]): Promise<number> {
     cluster = new LocalCluster();
   }
   await store.migrate();
+  if (secrets === null && store instanceof PgStore) {
+    try {
+      secrets = await agreeOnSecretKey(store.db, keyFile, loadKey);
+    } catch (err) {
+      await store.close();
+      if (isExpoError(err, 'CFG_INVALID')) {
+        console.error(`expo-worker controller: ${err.message}`);
+        return 64;
+      }
+      throw err;
+    }
+  }
+  if (secrets === null) throw new Error('no secret-env key was loaded');
   const controller = await buildApp({
     store,
     adminKey: config.apiKey,

@@ -7,7 +7,7 @@
  *
  * Sealed layout: version byte (1) ‖ IV (12) ‖ ciphertext ‖ tag (16).
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { closeSync, constants, openSync, readFileSync, statSync, chmodSync, writeSync } from 'node:fs';
 import { ExpoError } from '../protocol/errors.ts';
 
@@ -15,6 +15,8 @@ const VERSION = 1;
 const KEY_BYTES = 32;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
+/** What the fingerprint is an HMAC of: fixed, so equal keys give equal fingerprints. */
+const FINGERPRINT_LABEL = 'expo-worker secret-env key fingerprint v1';
 
 export class SecretBox {
   private readonly key: Buffer;
@@ -54,6 +56,14 @@ export class SecretBox {
     const key = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
     if (key.length !== KEY_BYTES) throw new ExpoError('CFG_INVALID', `the secret-env key ${path} is not ${KEY_BYTES} bytes of base64; restore it or remove it (queued builds' secrets are then lost)`);
     return new SecretBox(key);
+  }
+
+  /**
+   * A fingerprint of the key (hex HMAC-SHA256 of a fixed label under it), for controllers sharing a
+   * database to check that they hold the same key. It reveals nothing of the key itself.
+   */
+  fingerprint(): string {
+    return createHmac('sha256', this.key).update(FINGERPRINT_LABEL).digest('hex');
   }
 
   seal(buildId: string, values: Record<string, string>): Buffer {

@@ -229,6 +229,9 @@ describe('expo-worker migrate (SQLite → PostgreSQL)', () => {
     await makeFarm(dbFile);
     const fresh = keep(new PgStore({ url: target }));
     await fresh.migrate();
+    // That controller recorded its own key's fingerprint: it sealed nothing here, so the copy
+    // clears it (the first controller started afterwards records the farm's key).
+    await fresh.db.query(`INSERT INTO cluster_settings (name, value) VALUES ('secret_env_key_fingerprint', 'of-another-key')`);
     // A controller in the middle of a write: warned about, and the copy is the committed state.
     const writing = new DatabaseSync(dbFile);
     writing.exec('BEGIN IMMEDIATE');
@@ -242,6 +245,7 @@ describe('expo-worker migrate (SQLite → PostgreSQL)', () => {
     }
     expect(lines.join('\n')).toMatch(/builds\s+1200/);
     expect(await rowsOfPg(target)).toEqual(await rowsOfSqlite(dbFile));
+    expect((await fresh.db.query('SELECT * FROM cluster_settings')).rows).toEqual([]);
   }, 120_000);
 
   it('refuses an old SQLite schema (start the current controller on it once), a bad URL or --from, with nothing written', async () => {

@@ -181,7 +181,19 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX audit_log_action ON audit_log(action, id);
     `,
   },
+  {
+    version: 2,
+    name: 'cluster_settings (the secret-env key fingerprint)',
+    // Settings the controllers share (pg-settings.ts). No SQLite counterpart: `expo-worker
+    // migrate` does not copy it, and a SQLite farm has one controller and so one key.
+    sql: `
+      CREATE TABLE cluster_settings (
+        name   text PRIMARY KEY,
+        value  text NOT NULL
+      );
+    `,
+  },
 ];
 
-/** The SQLite schema version whose tables version 1 above mirrors (what `expo-worker migrate` copies from). */
+/** The SQLite schema version whose tables version 1 above mirrors (version 2 adds a table of PostgreSQL's own) (what `expo-worker migrate` copies from). */
 export const SQLITE_VERSION_MIRRORED = 9;

@@ -14,7 +14,8 @@
  *    (as `PgStore.migrate` runs them), every table locked against writers and the emptiness
  *    check again (a controller may have started meanwhile, and must not write beside the copy),
  *    every table in foreign-key order in multi-row INSERTs, the identity sequences set past the
- *    copied maxima and SQLite's own high-water marks, and the counts compared. Any failure rolls
+ *    copied maxima and SQLite's own high-water marks, and the counts compared. `cluster_settings`
+ *    (PostgreSQL's own) is not copied; a key fingerprint left there is removed. Any failure rolls
  *    all of it back; a COMMIT whose answer is lost is checked again on a new connection.
  *
  * PostgreSQL's `text` cannot hold U+0000, which SQLite's TEXT can (a step name, a message quoting
@@ -111,7 +112,9 @@ export async function migratePgIn(c: pg.PoolClient): Promise<void> {
 /** Why the target is not empty, or null when it is (no tables, or ours with no rows). */
 async function targetNotEmpty(c: pg.ClientBase): Promise<string | null> {
   const tables = (await c.query<{ name: string }>(`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`)).rows.map((r) => r.name);
-  const ours = new Set<string>([...COPY_ORDER, 'schema_migrations']);
+  // cluster_settings (PostgreSQL's own) may hold the key fingerprint of a controller started on
+  // the target once: not a farm's rows; the copy clears it (copyAll).
+  const ours = new Set<string>([...COPY_ORDER, 'schema_migrations', 'cluster_settings']);
   const foreign = tables.filter((t) => !ours.has(t));
   if (foreign.length > 0) return `it has tables that are not expo-worker's (${foreign.slice(0, 5).join(', ')})`;
   for (const t of COPY_ORDER.filter((t) => tables.includes(t))) {
@@ -287,6 +290,10 @@ async function copyAll(sqlite: DatabaseSync, c: pg.PoolClient, shown: string, pr
   await c.query(`SET LOCAL lock_timeout = 0`);
   const now = await targetNotEmpty(c);
   if (now !== null) throw new StoreCommandError('refused', `the target ${shown} is not empty: ${now}`);
+  // A fingerprint recorded by a controller started on the empty target vouches for a key that
+  // sealed nothing here; the copied secrets are sealed with the SQLite farm's key, whose
+  // fingerprint the first controller started afterwards records (pg-settings.ts).
+  await c.query('DELETE FROM cluster_settings');
   // One read transaction on SQLite: every table as of one moment.
   sqlite.exec('BEGIN');
   try {
