@@ -20,7 +20,7 @@ export type MetricsStore = Pick<Store, 'countBuildsByStatus' | 'activeBuildsByWo
 export interface ControllerMetricsOptions {
   /** The heartbeat timeout, exported so alerts and dashboards can compare ages with it, in ms. */
   heartbeatTimeoutMs: number;
-  /** This controller's clock minus the database's, ms, read at scrape time; null (no series) when not measured (SQLite: one clock). */
+  /** This controller's clock minus the database's, ms, read at scrape time; null when not measured (SQLite: one clock), exported as 0. */
   clockSkewMs?: () => number | null;
 }
 
@@ -117,9 +117,8 @@ export class ControllerMetrics {
       help: "This controller's clock minus the database's, measured every minute: liveness compares times written by every controller, so past 2 s (or a twentieth of the heartbeat timeout) the controller will not lead.",
       registers: [this.registry],
       collect() {
-        const ms = skewOf?.() ?? null;
-        if (ms === null) this.reset();
-        else this.set(ms / 1000);
+        // Unmeasured (SQLite: one clock; or before the first measure) reads 0.
+        this.set((skewOf?.() ?? 0) / 1000);
       },
     });
     collectProcessMetrics(this.registry, 'expo_worker_controller_');

@@ -16,6 +16,8 @@ import type { ClusterEvent } from '../../src/controller/cluster.ts';
 import { leadBoundMs, PgCluster } from '../../src/controller/store/pg-cluster.ts';
 import { PgDb } from '../../src/controller/store/pg-db.ts';
 import { PgStore } from '../../src/controller/store/pg-store.ts';
+import { ControllerMetrics } from '../../src/controller/metrics.ts';
+import { FAILED_SWEEPS_TO_RESIGN, Watchdog, type WatchdogOptions } from '../../src/controller/watchdog.ts';
 import { graceFrom, maxClockSkewMs } from '../../src/monitor/watchdog-policy.ts';
 import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
 import { startPostgres, type Postgres } from '../support/postgres.ts';
@@ -162,6 +164,43 @@ describe('a connection that never answers', () => {
       await sleep(100);
       return seen.some((e) => e.kind === 'build');
     }, WAIT_MS);
+  });
+});
+
+describe('the watchdog on a leader whose pool is broken', () => {
+  it('calls onFailing after 3 failed sweeps in a row, and again after 3 more', async () => {
+    const url = await pgServer.createDatabase();
+    cleanups.push(() => pgServer.dropDatabase(url));
+    const proxy = await startTcpProxy(pgServer.port);
+    cleanups.push(() => proxy.close());
+    const store = new PgStore({ url: viaPort(url, proxy.port), poolMax: 2 });
+    cleanups.push(() => store.close());
+    await store.migrate();
+    await proxy.cut();
+    let errors = 0;
+    const failing: number[] = [];
+    const w = new Watchdog({
+      store,
+      service: { giveUp: () => Promise.reject(new Error('not reached')), waits: { isWaiting: () => false }, liveness: { heartbeatTimeoutMs: 400, pollWaitMaxMs: 200, prepareTimeoutMs: 600_000 } } as unknown as WatchdogOptions['service'],
+      policy: graceFrom(400, 0),
+      now: Date.now,
+      onError: () => void errors++,
+      onFailing: () => void failing.push(errors),
+    });
+    cleanups.push(() => w.stop());
+    w.start();
+    await until(() => failing.length >= 2, WAIT_MS);
+    expect(failing.slice(0, 2)).toEqual([FAILED_SWEEPS_TO_RESIGN, 2 * FAILED_SWEEPS_TO_RESIGN]);
+  });
+});
+
+describe('the clock skew gauge', () => {
+  it('reads the cluster’s measure at scrape time, and 0 when there is none', async () => {
+    let skew: number | null = 1500;
+    const m = new ControllerMetrics({ heartbeatTimeoutMs: 120_000, clockSkewMs: () => skew });
+    expect(await m.registry.metrics()).toMatch(/^expo_worker_controller_clock_skew_seconds 1\.5$/m);
+    skew = null;
+    expect(await m.registry.metrics()).toMatch(/^expo_worker_controller_clock_skew_seconds 0$/m);
   });
 });
 
