@@ -44,6 +44,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Cluster, ClusterEvent } from '../cluster.ts';
 import type { PgDb } from './pg-db.ts';
+import { ClockSkew, SKEW_WARN_MS } from './clock-skew.ts';
 
 export interface PgClusterOptions {
   /** The controller's pool (NOTIFY goes through it) and its maker of dedicated connections. */
@@ -75,8 +76,6 @@ export const CLUSTER_CHANNEL = 'expo_worker';
 const PUBLISH_ERROR_LOG_MS = 30_000;
 const RECONNECT_FIRST_MS = 250;
 const RECONNECT_MAX_MS = 10_000;
-/** Past this |skew|, ms, a warning is logged (and the lead refused past `maxSkewMs`). */
-const SKEW_WARN_MS = 2000;
 /** How long the event connection's liveness `SELECT 1` may take, ms. */
 const LISTEN_CHECK_BOUND_MS = 5000;
 /** Ids in events are ours (builds, workers): bounded, so a stray NOTIFY cannot flood a map. */
@@ -109,14 +108,14 @@ export class PgCluster implements Cluster {
   private leadTimer: NodeJS.Timeout | null = null;
   private listenCheckTimer: NodeJS.Timeout | null = null;
   // Clocks
-  private skew: number | null = null;
+  private readonly clock: ClockSkew;
   private skewTimer: NodeJS.Timeout | null = null;
-  private skewRefusalLogged = false;
   /** Set by `resign`: the next check does not try for the lead, leaving it to another controller. */
   private sitOut = false;
 
   constructor(options: PgClusterOptions) {
     this.o = { leaderCheckMs: 1000, channel: CLUSTER_CHANNEL, lockKey: LEADER_LOCK_KEY, listenCheckMs: 5000, skewCheckMs: 60_000, maxSkewMs: SKEW_WARN_MS, now: Date.now, ...options };
+    this.clock = new ClockSkew({ db: this.o.db, logger: this.o.logger, now: this.o.now, maxSkewMs: this.o.maxSkewMs });
     if (!Number.isInteger(this.o.leaderCheckMs) || this.o.leaderCheckMs < 10) throw new Error(`PgCluster: leaderCheckMs must be an integer of at least 10 (got ${this.o.leaderCheckMs})`);
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(this.o.channel)) throw new Error(`PgCluster: channel must be a plain lower-case identifier (got ${this.o.channel})`);
   }
@@ -133,7 +132,7 @@ export class PgCluster implements Cluster {
 
   /** This controller's clock minus the database's at the last measure, ms; null before the first (or when it failed). */
   get clockSkewMs(): number | null {
-    return this.skew;
+    return this.clock.skewMs;
   }
 
   publish(e: ClusterEvent): void {
@@ -155,13 +154,13 @@ export class PgCluster implements Cluster {
     this.state = 'running';
     try {
       await this.listen();
-      await this.measureSkew();
+      await this.clock.measure();
     } catch (err) {
       this.state = 'stopped';
       throw err;
     }
     this.leadTimer = setTimeout(() => this.checkLead(), 0);
-    this.skewTimer = setInterval(() => void this.measureSkew().catch(() => undefined), this.o.skewCheckMs);
+    this.skewTimer = setInterval(() => void this.clock.measure(), this.o.skewCheckMs);
     this.listenCheckTimer = setInterval(() => this.checkListener(), this.o.listenCheckMs);
   }
 
@@ -321,9 +320,9 @@ export class PgCluster implements Cluster {
       return;
     }
     try {
-      if (!this.clockAgrees()) {
+      if (!this.clock.agrees()) {
         // Not leading with a clock the others' heartbeats would be judged against wrongly.
-        if (this.lead || this.locker) this.dropLocker(new Error(`clock skew ${this.skew} ms`));
+        if (this.lead || this.locker) this.dropLocker(new Error(`clock skew ${this.clock.skewMs} ms`));
         return;
       }
       const c = this.locker ?? (await this.connectLocker());
@@ -342,41 +341,6 @@ export class PgCluster implements Cluster {
       }
     } catch (err) {
       this.dropLocker(err);
-    }
-  }
-
-  /** Whether the last measured skew allows leading (an unmeasured one does: the measure failed, and so will the lock). */
-  private clockAgrees(): boolean {
-    if (this.skew === null || Math.abs(this.skew) <= this.o.maxSkewMs) {
-      if (this.skewRefusalLogged && this.skew !== null) this.o.logger.info({ clockSkewMs: this.skew }, 'the clock agrees with the database again; trying for the lead');
-      this.skewRefusalLogged = false;
-      return true;
-    }
-    if (!this.skewRefusalLogged) {
-      this.o.logger.error(
-        { clockSkewMs: this.skew, maxSkewMs: this.o.maxSkewMs },
-        `not leading: this controller's clock is ${this.skew} ms off the database's (more than ${this.o.maxSkewMs} ms); the watchdog would judge heartbeats by it — run NTP on every controller`,
-      );
-      this.skewRefusalLogged = true;
-    }
-    return false;
-  }
-
-  /** Measures this clock against the database's: skew = ours at mid round trip − theirs. */
-  private async measureSkew(): Promise<void> {
-    try {
-      const before = this.o.now();
-      const r = await this.o.db.query<{ t: number }>('SELECT (extract(epoch from clock_timestamp())*1000)::bigint AS t');
-      const after = this.o.now();
-      const db = r.rows[0]?.t;
-      if (typeof db !== 'number') return;
-      this.skew = Math.round((before + after) / 2 - db);
-      if (Math.abs(this.skew) > SKEW_WARN_MS) {
-        this.o.logger.warn({ clockSkewMs: this.skew }, `this controller's clock is ${this.skew} ms off the database's: run NTP on every controller`);
-      }
-    } catch (err) {
-      // Unreachable: the lead goes anyway; the next measure tells.
-      this.o.logger.debug({ err: errSummary(err) }, 'cannot compare the clock with the database');
     }
   }
 
