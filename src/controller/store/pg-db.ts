@@ -20,7 +20,9 @@
  *   (`QUERY_TIMEOUT_MS`, 30 s): past it the query fails `STORE_UNAVAILABLE` and its connection
  *   is destroyed (a black-holed socket would otherwise hang every later query on it for the
  *   ~15 min of TCP retransmission). A statement that may rightly run longer passes its own
- *   `query_timeout` (`LONG_QUERY_TIMEOUT_MS`: migrate's lock wait and schema changes). The
+ *   `query_timeout` (`LONG_QUERY_TIMEOUT_MS`: migrate's lock wait and schema changes); retention's
+ *   deletes (100 builds a batch) and `expo-worker migrate`'s copy (500 rows or 4 MiB an INSERT)
+ *   are short statements and keep the bound. The
  *   dedicated connections have their own checks (pg-cluster.ts: a bounded `SELECT 1`).
  * - it remembers when it last found the database unreachable (`lastUnavailableAt`): the
  *   watchdog counts its grace from then, since no controller could watch during an outage.
