@@ -27,6 +27,7 @@ import { ArtifactFiles } from './artifact-files.ts';
 import type { ArtifactBlobs } from './artifact-blobs.ts';
 import type { Store } from './store/store.ts';
 import { Watchdog } from './watchdog.ts';
+import { graceFrom } from '../monitor/watchdog-policy.ts';
 import { SecretBox } from './secret-box.ts';
 import { Retention } from './retention.ts';
 import { retentionRoutes } from './routes/retention.ts';
@@ -103,6 +104,12 @@ export interface AppOptions {
   now?: () => number;
   /** When the controller started (for the watchdog's grace). Default now(). */
   startedAt?: number;
+  /**
+   * When the store last found its database unreachable (PgDb's `lastUnavailableAt`), read at
+   * every sweep: no controller watched then, so the watchdog's grace also counts from there.
+   * Default never.
+   */
+  storeUnavailableAt?: () => number;
   /** How long an unacknowledged assignment may stay unlisted by its worker, in ms. Default 10 000. */
   claimGraceMs?: number;
   /** Seals secret env values at rest. Default a key held in memory only (tests; main passes the data dir's key). */
@@ -185,7 +192,7 @@ export interface ControllerApp {
 export async function buildApp(o: AppOptions): Promise<ControllerApp> {
   const now = o.now ?? Date.now;
   const diskError = (e: unknown) => o.store.diskError(e);
-  const metrics = new ControllerMetrics({ heartbeatTimeoutMs: o.heartbeatTimeoutMs });
+  const metrics = new ControllerMetrics({ heartbeatTimeoutMs: o.heartbeatTimeoutMs, clockSkewMs: () => cluster.clockSkewMs ?? null });
   const secrets = o.secrets ?? SecretBox.ephemeral();
   const projects = new ProjectService({ store: o.store, now, secrets });
   const clock = clockOf(now);
@@ -200,7 +207,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     onReport: (r) => metrics.onGithubReport(r),
   });
   const logNotifier = new LogNotifier();
-  const cluster = o.cluster ?? new LocalCluster();
+  const cluster: Cluster = o.cluster ?? new LocalCluster();
   const publish = (e: ClusterEvent) => cluster.publish(e);
   const service = new BuildService({
     store: o.store,
@@ -227,7 +234,12 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     store: o.store,
     service,
     now,
-    policy: { heartbeatTimeoutMs: o.heartbeatTimeoutMs, controllerStartedAt: o.startedAt ?? now() },
+    policy: graceFrom(o.heartbeatTimeoutMs, o.startedAt ?? now(), o.storeUnavailableAt),
+    onFailing: () => {
+      if (!cluster.leading || cluster.resign === undefined) return;
+      o.logger.warn('giving up the lead: the watchdog sweeps keep failing here (another controller may do better)');
+      cluster.resign();
+    },
     onError: (err) => {
       void describeStorageFull(err, o.dataDir, diskError).then((full) =>
         full ? o.logger.error({ err, ...full.fields }, `watchdog sweep failed: ${full.summary}`) : o.logger.error({ err }, 'watchdog sweep failed'),

@@ -31,6 +31,8 @@ export interface Cluster {
   readonly id: string;
   /** Whether this controller leads now. */
   readonly leading: boolean;
+  /** This controller's clock minus the shared database's, ms, when measured (PgCluster); absent with one controller. */
+  readonly clockSkewMs?: number | null;
   /**
    * Delivers `e` to this controller's subscribers at once (synchronously) and to every other
    * controller's soon after. Never throws; a failure to reach the others is logged and counted.
@@ -43,6 +45,11 @@ export interface Cluster {
    * `onLeadChange(false)` when it is lost). Resolves once events flow.
    */
   start(onLeadChange: (leading: boolean) => void): Promise<void>;
+  /**
+   * Gives up the lead for one check, so that another controller may take it (this one's
+   * watchdog keeps failing); nothing when not leading. Absent with one controller.
+   */
+  resign?(): void;
   /** Gives up the lead (calling `onLeadChange(false)` first when it was held) and disconnects; safe to call twice. */
   stop(): Promise<void>;
 }

@@ -16,6 +16,7 @@ import { createGithubApi } from '../github/client.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 import { PgStore } from './store/pg-store.ts';
 import { PgCluster } from './store/pg-cluster.ts';
+import { maxClockSkewMs } from '../monitor/watchdog-policy.ts';
 import { redactDbUrl } from './store/db-url.ts';
 import { agreeOnSecretKey } from './store/pg-settings.ts';
 import { LocalCluster, type Cluster } from './cluster.ts';
@@ -60,10 +61,12 @@ export async function main(argv: string[]): Promise<number> {
   }
   let store: Store;
   let cluster: Cluster;
+  let storeUnavailableAt: (() => number) | undefined;
   if (config.dbUrl !== null) {
     const pgStore = new PgStore({ url: config.dbUrl });
     store = pgStore;
-    cluster = new PgCluster({ db: pgStore.db, url: config.dbUrl, logger });
+    storeUnavailableAt = () => pgStore.db.lastUnavailableAt;
+    cluster = new PgCluster({ db: pgStore.db, url: config.dbUrl, logger, maxSkewMs: maxClockSkewMs(config.heartbeatTimeoutMs) });
     if (config.artifactsS3 === null) {
       logger.warn(
         { artifactsDir: config.artifactsDir },
@@ -100,6 +103,7 @@ export async function main(argv: string[]): Promise<number> {
     prepareTimeoutMs: config.prepareTimeoutMs,
     logger,
     startedAt,
+    ...(storeUnavailableAt ? { storeUnavailableAt } : {}),
     secrets,
     retentionDays: config.retentionDays,
     dataDir: config.dbUrl !== null ? config.dataDir : config.dbPath === ':memory:' ? undefined : dirname(resolve(config.dbPath)),

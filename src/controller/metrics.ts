@@ -20,6 +20,8 @@ export type MetricsStore = Pick<Store, 'countBuildsByStatus' | 'activeBuildsByWo
 export interface ControllerMetricsOptions {
   /** The heartbeat timeout, exported so alerts and dashboards can compare ages with it, in ms. */
   heartbeatTimeoutMs: number;
+  /** This controller's clock minus the database's, ms, read at scrape time; null when not measured (SQLite: one clock), exported as 0. */
+  clockSkewMs?: () => number | null;
 }
 
 export class ControllerMetrics {
@@ -106,7 +108,19 @@ export class ControllerMetrics {
     registers: [this.registry],
   });
 
+  readonly clockSkew: Gauge;
+
   constructor(options: ControllerMetricsOptions) {
+    const skewOf = options.clockSkewMs;
+    this.clockSkew = new Gauge({
+      name: 'expo_worker_controller_clock_skew_seconds',
+      help: "This controller's clock minus the database's, measured every minute: liveness compares times written by every controller, so past 2 s (or a twentieth of the heartbeat timeout) the controller will not lead.",
+      registers: [this.registry],
+      collect() {
+        // Unmeasured (SQLite: one clock; or before the first measure) reads 0.
+        this.set((skewOf?.() ?? 0) / 1000);
+      },
+    });
     collectProcessMetrics(this.registry, 'expo_worker_controller_');
     this.heartbeatTimeout.set(options.heartbeatTimeoutMs / 1000);
     this.leader.set(0);

@@ -25,12 +25,22 @@ export interface WatchdogOptions {
   policy: WatchdogPolicy;
   now: () => number;
   onError: (err: unknown) => void;
+  /**
+   * Called after `FAILED_SWEEPS_TO_RESIGN` sweeps in a row failed (the count then starts again):
+   * a leader whose pool is broken while its lock connection is fine would otherwise hold the
+   * lead and watch nothing. The app gives up the lead for one check.
+   */
+  onFailing?: () => void;
 }
+
+/** Failed sweeps in a row after which `onFailing` is called. */
+export const FAILED_SWEEPS_TO_RESIGN = 3;
 
 export class Watchdog {
   private readonly o: WatchdogOptions;
   private timer: NodeJS.Timeout | null = null;
   private sweeping: Promise<void> | null = null;
+  private failedInARow = 0;
 
   constructor(options: WatchdogOptions) {
     this.o = options;
@@ -41,7 +51,17 @@ export class Watchdog {
     this.timer = setInterval(() => {
       if (this.sweeping) return;
       this.sweeping = this.sweep(this.o.now())
-        .then(() => undefined, this.o.onError)
+        .then(
+          () => {
+            this.failedInARow = 0;
+          },
+          (err: unknown) => {
+            this.o.onError(err);
+            if (++this.failedInARow < FAILED_SWEEPS_TO_RESIGN) return;
+            this.failedInARow = 0;
+            this.o.onFailing?.();
+          },
+        )
         .finally(() => {
           this.sweeping = null;
         });

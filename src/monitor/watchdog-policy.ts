@@ -14,6 +14,12 @@
  * controller all along (every controller renews the contact of the workers waiting on it); a
  * takeover by one that just started grants what is left of its own.
  *
+ * Nor was anyone watching while the shared database could not be reached (a restart, a
+ * failover, a network cut): no heartbeat could be written and no watchdog could run. So the
+ * grace also counts from the last moment this controller found the database unreachable
+ * (`graceFrom`): the first sweeps after the database returns fail nothing that the agents will
+ * refresh within `T/4`.
+ *
  * Everything else follows from `T`, so that shrinking it (tests, demos) never starves a healthy
  * build: the controller holds a long poll at most `T/2` and a worker-heartbeat wait at most
  * `T/4`, and the agent sends every kind of sign of life — worker heartbeats, the phase updates
@@ -28,13 +34,35 @@ import type { Liveness } from '../protocol/liveness.ts';
 
 export interface WatchdogPolicy {
   heartbeatTimeoutMs: number;
-  controllerStartedAt: number;
+  /** When the grace starts: read at every sweep, so it may move (see `graceFrom`). */
+  readonly controllerStartedAt: number;
+}
+
+/**
+ * A policy whose grace starts at the later of `startedAt` and `unavailableAt()` (when the
+ * database was last found unreachable), read at each sweep.
+ */
+export function graceFrom(heartbeatTimeoutMs: number, startedAt: number, unavailableAt?: () => number): WatchdogPolicy {
+  return {
+    heartbeatTimeoutMs,
+    get controllerStartedAt() {
+      return Math.max(startedAt, unavailableAt?.() ?? Number.NEGATIVE_INFINITY);
+    },
+  };
 }
 
 /** Signs of life older than the returned time are dead; null while the start-up grace lasts. */
 export function deathCutoff(p: WatchdogPolicy, now: number): number | null {
   const cutoff = now - p.heartbeatTimeoutMs;
   return cutoff < p.controllerStartedAt ? null : cutoff;
+}
+
+/**
+ * The largest clock skew, ms, between a controller and the database at which it may lead: 2 s,
+ * or a twentieth of the timeout when that is more (skew shifts every liveness deadline by itself).
+ */
+export function maxClockSkewMs(heartbeatTimeoutMs: number): number {
+  return Math.max(2000, Math.floor(heartbeatTimeoutMs / 20));
 }
 
 /** How often to sweep: a quarter of the timeout, never more than 1 s and never under 10 ms. */

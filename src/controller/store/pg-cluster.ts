@@ -10,7 +10,9 @@
  * tick, and delivered. States of that connection: connecting → listening → dropped (an error or
  * its end) → reconnecting with backoff → listening; after every reconnect a synthetic `queued` is
  * delivered locally, since anything may have been missed meanwhile (streams and heartbeat waits
- * recheck on their own timers).
+ * recheck on their own timers). A connection black-holed by the network (a failover that sent
+ * no reset) looks connected and silently delivers nothing, for the ~11 min of the OS's keepalive
+ * probes: so every `listenCheckMs` a bounded `SELECT 1` runs on it, and no answer drops it.
  *
  * Lead. Another dedicated connection. States: idle (no connection) → connected, not leading
  * (`pg_try_advisory_lock(KEY)` every `leaderCheckMs`) → leading (`SELECT 1` every
@@ -21,7 +23,15 @@
  * Only the lock holder leads. The one window with two believers is a connection the server has
  * already dropped but whose client has not noticed: it lasts at most one check plus its timeout,
  * after which the old leader stops its jobs (which are all safe to overlap briefly: every change
- * they make is a conditional store write).
+ * they make is a conditional store write). The leader's timeout is `leadBoundMs`, at least 5 s:
+ * after an event-loop stall the timer fires before the reply already in the socket is read, and
+ * one long GC must not cost the lead.
+ *
+ * Clocks. Liveness compares times written by every controller's clock with the leader's, so the
+ * clocks must agree (NTP). At start and every `skewCheckMs` this controller measures its clock
+ * against the database's (`clockSkewMs`, this clock minus the database's, half the round trip
+ * allowed for); past 2 s it warns, and past `maxSkewMs` it does not try for the lead, giving it
+ * up when it held it, until the clocks agree again.
  *
  * Both connections name themselves in `pg_stat_activity.application_name`: `expo-worker events
  * <id>` and `expo-worker lead <id>` (`id` is this controller's cluster id).
@@ -34,6 +44,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Cluster, ClusterEvent } from '../cluster.ts';
 import type { PgDb } from './pg-db.ts';
+import { ClockSkew, SKEW_WARN_MS } from './clock-skew.ts';
 
 export interface PgClusterOptions {
   /** The controller's pool (NOTIFY goes through it) and its maker of dedicated connections. */
@@ -47,6 +58,14 @@ export interface PgClusterOptions {
   channel?: string;
   /** The advisory lock's key. Default a constant of this project's (`LEADER_LOCK_KEY`). */
   lockKey?: number;
+  /** How often the event connection's liveness is checked (a bounded `SELECT 1`), ms. Default 5 000. */
+  listenCheckMs?: number;
+  /** How often this controller's clock is compared with the database's, ms. Default 60 000. */
+  skewCheckMs?: number;
+  /** The largest |clock skew| at which this controller may lead, ms. Default 2 000 (the app passes max(2 s, T/20)). */
+  maxSkewMs?: number;
+  /** This controller's clock, ms since the epoch. Default Date.now (a test skews it). */
+  now?: () => number;
 }
 
 /** The advisory lock of the lead: an arbitrary constant of ours ("expo" in ASCII). */
@@ -57,6 +76,8 @@ export const CLUSTER_CHANNEL = 'expo_worker';
 const PUBLISH_ERROR_LOG_MS = 30_000;
 const RECONNECT_FIRST_MS = 250;
 const RECONNECT_MAX_MS = 10_000;
+/** How long the event connection's liveness `SELECT 1` may take, ms. */
+const LISTEN_CHECK_BOUND_MS = 5000;
 /** Ids in events are ours (builds, workers): bounded, so a stray NOTIFY cannot flood a map. */
 const ID_MAX = 200;
 
@@ -74,6 +95,9 @@ export class PgCluster implements Cluster {
   // Events
   private listener: pg.Client | null = null;
   private listenRetryMs = RECONNECT_FIRST_MS;
+  /** Drops the current event connection (and reconnects); set with it. */
+  private dropListener: (err?: unknown) => void = () => undefined;
+  private listenCheckInFlight = false;
   private listenTimer: NodeJS.Timeout | null = null;
   private readonly outgoing = new Set<string>();
   private readonly incoming = new Set<string>();
@@ -82,15 +106,33 @@ export class PgCluster implements Cluster {
   // Lead
   private locker: pg.Client | null = null;
   private leadTimer: NodeJS.Timeout | null = null;
+  private listenCheckTimer: NodeJS.Timeout | null = null;
+  // Clocks
+  private readonly clock: ClockSkew;
+  private skewTimer: NodeJS.Timeout | null = null;
+  /** Set by `resign`: the next check does not try for the lead, leaving it to another controller. */
+  private sitOut = false;
 
   constructor(options: PgClusterOptions) {
-    this.o = { leaderCheckMs: 1000, channel: CLUSTER_CHANNEL, lockKey: LEADER_LOCK_KEY, ...options };
+    this.o = { leaderCheckMs: 1000, channel: CLUSTER_CHANNEL, lockKey: LEADER_LOCK_KEY, listenCheckMs: 5000, skewCheckMs: 60_000, maxSkewMs: SKEW_WARN_MS, now: Date.now, ...options };
+    this.clock = new ClockSkew({ db: this.o.db, logger: this.o.logger, now: this.o.now, maxSkewMs: this.o.maxSkewMs });
     if (!Number.isInteger(this.o.leaderCheckMs) || this.o.leaderCheckMs < 10) throw new Error(`PgCluster: leaderCheckMs must be an integer of at least 10 (got ${this.o.leaderCheckMs})`);
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(this.o.channel)) throw new Error(`PgCluster: channel must be a plain lower-case identifier (got ${this.o.channel})`);
   }
 
   get leading(): boolean {
     return this.lead;
+  }
+
+  resign(): void {
+    if (!this.lead || this.state !== 'running') return;
+    this.sitOut = true;
+    this.dropLocker(new Error('its watchdog sweeps keep failing'));
+  }
+
+  /** This controller's clock minus the database's at the last measure, ms; null before the first (or when it failed). */
+  get clockSkewMs(): number | null {
+    return this.clock.skewMs;
   }
 
   publish(e: ClusterEvent): void {
@@ -112,11 +154,14 @@ export class PgCluster implements Cluster {
     this.state = 'running';
     try {
       await this.listen();
+      await this.clock.measure();
     } catch (err) {
       this.state = 'stopped';
       throw err;
     }
     this.leadTimer = setTimeout(() => this.checkLead(), 0);
+    this.skewTimer = setInterval(() => void this.clock.measure(), this.o.skewCheckMs);
+    this.listenCheckTimer = setInterval(() => this.checkListener(), this.o.listenCheckMs);
   }
 
   async stop(): Promise<void> {
@@ -124,7 +169,9 @@ export class PgCluster implements Cluster {
     this.state = 'stopped';
     if (this.listenTimer) clearTimeout(this.listenTimer);
     if (this.leadTimer) clearTimeout(this.leadTimer);
-    this.listenTimer = this.leadTimer = null;
+    if (this.skewTimer) clearInterval(this.skewTimer);
+    if (this.listenCheckTimer) clearInterval(this.listenCheckTimer);
+    this.listenTimer = this.leadTimer = this.skewTimer = this.listenCheckTimer = null;
     // A check in flight is not awaited (a connect may hang): after this it changes nothing.
     this.loseLead();
     // Ending the connection frees the lock at once: another controller takes over on its next check.
@@ -179,6 +226,7 @@ export class PgCluster implements Cluster {
     };
     c.on('error', drop);
     c.on('end', () => drop());
+    this.dropListener = drop;
     c.on('notification', (m) => {
       if (m.channel === this.o.channel && m.payload !== undefined) this.receive(m.payload);
     });
@@ -199,6 +247,24 @@ export class PgCluster implements Cluster {
     }
     this.listener = c;
     this.listenRetryMs = RECONNECT_FIRST_MS;
+  }
+
+  /** A bounded `SELECT 1` on the event connection: no answer means it delivers nothing either, so it is dropped and made again. */
+  private checkListener(): void {
+    const c = this.listener;
+    if (c === null || this.listenCheckInFlight || this.state !== 'running') return;
+    this.listenCheckInFlight = true;
+    const drop = this.dropListener;
+    bounded(c.query('SELECT 1'), LISTEN_CHECK_BOUND_MS)
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          if (this.listener === c) drop(err);
+        },
+      )
+      .finally(() => {
+        this.listenCheckInFlight = false;
+      });
   }
 
   private scheduleListen(): void {
@@ -249,11 +315,20 @@ export class PgCluster implements Cluster {
   }
 
   private async leadCheck(): Promise<void> {
+    if (this.sitOut) {
+      this.sitOut = false;
+      return;
+    }
     try {
+      if (!this.clock.agrees()) {
+        // Not leading with a clock the others' heartbeats would be judged against wrongly.
+        if (this.lead || this.locker) this.dropLocker(new Error(`clock skew ${this.clock.skewMs} ms`));
+        return;
+      }
       const c = this.locker ?? (await this.connectLocker());
       if (c === null) return;
       // A client-side bound: a connection the server dropped without a word must not keep us leading.
-      const boundMs = Math.min(5000, Math.max(500, this.o.leaderCheckMs));
+      const boundMs = leadBoundMs(this.o.leaderCheckMs);
       if (this.lead) {
         await bounded(c.query('SELECT 1'), boundMs);
         return;
@@ -317,6 +392,11 @@ export class PgCluster implements Cluster {
       this.o.logger.error({ err, leading }, 'onLeadChange failed');
     }
   }
+}
+
+/** How long the leader's check may wait for its `SELECT 1`, ms: at least 5 s, so one event-loop stall (a GC, a big parse) does not cost the lead. */
+export function leadBoundMs(leaderCheckMs: number): number {
+  return Math.max(5000, 3 * leaderCheckMs);
 }
 
 /** `p`, or a rejection after `ms` (the caller then drops the connection, which ends the query). */

@@ -11,13 +11,25 @@
  *   completion for good (the agent retries a 500 until its deadline). Buffers (bytea) are untouched.
  * - a failure that says the database cannot be reached (see `isUnavailable`) becomes
  *   `STORE_UNAVAILABLE` (503), so agents and vm-monitor.sh move to another controller.
- * - it notices a dead peer in seconds, on both sides (`SESSION_SETTINGS`, client keepalive,
- *   a connect timeout): a controller host that lost power or its network otherwise holds its
- *   row locks and the leadership lock until the kernel gives up on the socket (15 min to 2 h).
+ * - the server notices a dead client in seconds (`SESSION_SETTINGS`): a controller host that
+ *   lost power or its network otherwise holds its row locks and the leadership lock until the
+ *   kernel gives up on the socket (15 min to 2 h).
+ * - the client side is bounded by the application, not by TCP: `SESSION_SETTINGS` configure only
+ *   the server's socket, and `pg`'s keepalive sets only the idle delay (the probes then follow
+ *   the OS defaults, ~11 min). So every query has a client-side `query_timeout`
+ *   (`QUERY_TIMEOUT_MS`, 30 s): past it the query fails `STORE_UNAVAILABLE` and its connection
+ *   is destroyed (a black-holed socket would otherwise hang every later query on it for the
+ *   ~15 min of TCP retransmission). A statement that may rightly run longer passes its own
+ *   `query_timeout` (`LONG_QUERY_TIMEOUT_MS`: migrate's lock wait and schema changes); retention's
+ *   deletes (100 builds a batch) and `expo-worker migrate`'s copy (500 rows or 4 MiB an INSERT)
+ *   are short statements and keep the bound. The
+ *   dedicated connections have their own checks (pg-cluster.ts: a bounded `SELECT 1`).
+ * - it remembers when it last found the database unreachable (`lastUnavailableAt`): the
+ *   watchdog counts its grace from then, since no controller could watch during an outage.
  *
- * No `statement_timeout` is set for the session: retention's batch deletes and migrate's copy may
- * rightly run long, and a dead client's statements end with its session anyway (keepalives,
- * `tcp_user_timeout`). What must not hang on a live but stuck peer, a lock wait, has `lock_timeout`.
+ * No `statement_timeout` is set for the session: a dead client's statements end with its session
+ * anyway (keepalives, `tcp_user_timeout`). What must not hang on a live but stuck peer, a lock
+ * wait, has `lock_timeout`.
  */
 import pg from 'pg';
 import { ExpoError } from '../../protocol/errors.ts';
@@ -29,6 +41,8 @@ export interface PgDbOptions {
   max?: number;
   /** Name shown in pg_stat_activity. Default `expo-worker`. */
   applicationName?: string;
+  /** The pool's `query_timeout`, ms. Default `QUERY_TIMEOUT_MS` (tests shorten it). */
+  queryTimeoutMs?: number;
 }
 
 /** A connection inside `tx`, or the pool: both answer `query`. */
@@ -63,6 +77,12 @@ const SESSION_OPTIONS = Object.entries(SESSION_SETTINGS)
   .join(' ');
 /** How long opening a connection may take, ms (the pool's wait for one and the client's connect). */
 const CONNECT_TIMEOUT_MS = 10_000;
+/** How long a query may wait for its answer, ms, unless it says otherwise: under the agent's 30 s request timeout plus a retry, and far above any of ours. */
+export const QUERY_TIMEOUT_MS = 30_000;
+/** The `query_timeout` of a statement that may rightly run long (migrate's lock wait and schema changes), ms. */
+export const LONG_QUERY_TIMEOUT_MS = 24 * 3600_000;
+/** A statement that may outlast `QUERY_TIMEOUT_MS` (`query_timeout` is pg's per-query option; not in @types/pg's QueryConfig). */
+export const longQuery = (text: string, values?: unknown[]): pg.QueryConfig => ({ text, ...(values ? { values } : {}), query_timeout: LONG_QUERY_TIMEOUT_MS }) as pg.QueryConfig;
 /** When the client's own TCP keepalive starts probing an idle connection, ms. */
 const KEEPALIVE_DELAY_MS = 5_000;
 
@@ -74,6 +94,7 @@ const connectionConfig = (url: string, applicationName: string): pg.ClientConfig
   keepAlive: true,
   keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
   connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  query_timeout: QUERY_TIMEOUT_MS,
 });
 
 const clean = (v: unknown): unknown => (typeof v === 'string' ? v.replaceAll('\u0000', '\uFFFD') : Array.isArray(v) ? v.map(clean) : v);
@@ -84,13 +105,13 @@ export const withoutNul = (values: readonly unknown[]): unknown[] => values.map(
 const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
 const UNAVAILABLE_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'ENOTFOUND', 'EAI_AGAIN']);
 // pg's and pg-pool's own wordings for a lost or never-made connection (they carry no code).
-const UNAVAILABLE_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable)/;
+const UNAVAILABLE_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable|Query read timeout)/;
 
 /**
  * Whether `err` says the database cannot be reached, rather than that it refused this statement:
  * SQLSTATE class 08 (connection exception), 57P01–57P03 (the server shutting down, crashed or
- * starting), 53300 (too many connections), a socket error, or pg's "Connection terminated" and
- * pool connect timeout.
+ * starting), 53300 (too many connections), a socket error, or pg's "Connection terminated",
+ * pool connect timeout and query read timeout (`query_timeout`).
  */
 export function isUnavailable(err: unknown): boolean {
   if (err === null || typeof err !== 'object') return false;
@@ -113,21 +134,30 @@ export function toStoreError(err: unknown): unknown {
 }
 
 type Callback = (err: unknown, ...rest: unknown[]) => void;
-const mapCallback = (cb: Callback): Callback => (err, ...rest) => cb(err ? toStoreError(err) : err, ...rest);
+/** Told of every error that maps to STORE_UNAVAILABLE (PgDb records the time). */
+type OnUnavailable = (raw: unknown) => void;
+
+/** `toStoreError(err)`, telling `note` when it is STORE_UNAVAILABLE. */
+function mapError(err: unknown, note: OnUnavailable | undefined): unknown {
+  const mappedErr = toStoreError(err);
+  if (note && mappedErr instanceof ExpoError && mappedErr.code === 'STORE_UNAVAILABLE') note(err);
+  return mappedErr;
+}
 
 /**
  * Calls `call` with `args`, whose last function (if any) is a node-style callback: errors reach
  * that callback, or the returned promise, as `toStoreError` maps them.
  */
-function mapped(call: (...a: unknown[]) => unknown, args: unknown[]): unknown {
+function mapped(call: (...a: unknown[]) => unknown, args: unknown[], note?: OnUnavailable): unknown {
   const i = args.findLastIndex((a) => typeof a === 'function');
   if (i >= 0) {
     const withCb = [...args];
-    withCb[i] = mapCallback(args[i] as Callback);
+    const cb = args[i] as Callback;
+    withCb[i] = ((err, ...rest) => cb(err ? mapError(err, note) : err, ...rest)) satisfies Callback;
     return call(...withCb);
   }
   const out = call(...args);
-  return out instanceof Promise ? out.catch((err: unknown) => Promise.reject(toStoreError(err))) : out;
+  return out instanceof Promise ? out.catch((err: unknown) => Promise.reject(mapError(err, note))) : out;
 }
 
 /** `query`'s arguments with U+0000 gone from the values, in either form (`(text, values)` or `({text, values})`); a Submittable is left alone. */
@@ -144,9 +174,15 @@ function cleanArgs(args: unknown[]): unknown[] {
  * and which would otherwise replace ours; a later `-c` wins, so the user's still do), and
  * `query`/`connect` with clean parameters and mapped errors.
  */
+interface SafeClientConfig extends pg.ClientConfig {
+  /** Told of every error that says the database cannot be reached (the pool passes its config, this included, to each client). */
+  onUnavailable?: OnUnavailable;
+}
+
 class SafeClient extends pg.Client {
-  constructor(config: pg.ClientConfig) {
+  constructor(config: SafeClientConfig) {
     super(config);
+    const note = config.onUnavailable;
     // `pg` reads the startup options from here when it connects; not in @types/pg.
     const params = (this as unknown as { connectionParameters: { options?: string } }).connectionParameters;
     params.options = params.options ? `${SESSION_OPTIONS} ${params.options}` : SESSION_OPTIONS;
@@ -154,23 +190,44 @@ class SafeClient extends pg.Client {
     const connect = super.connect.bind(this) as (...a: unknown[]) => unknown;
     // Instance properties shadow the prototype's: pg-pool calls them with a callback, we with none.
     Object.assign(this, {
-      query: (...args: unknown[]) => mapped(query, cleanArgs(args)),
-      connect: (...args: unknown[]) => mapped(connect, args),
+      query: (...args: unknown[]) => mapped(query, cleanArgs(args), (raw) => this.unavailable(raw, note)),
+      connect: (...args: unknown[]) => mapped(connect, args, note),
     });
+  }
+
+  /**
+   * A query failed as unavailable. After a `query_timeout` the connection may be black-holed,
+   * with the query still in flight on it: it is destroyed, so the pool drops it (on its
+   * `error`/`end`) rather than queueing the next query behind one that never answers.
+   */
+  private unavailable(raw: unknown, note: OnUnavailable | undefined): void {
+    note?.(raw);
+    if ((raw as { message?: unknown }).message !== 'Query read timeout') return;
+    (this as unknown as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream?.destroy?.();
   }
 }
 
 export class PgDb {
   readonly pool: pg.Pool;
+  /**
+   * When (`Date.now()`) a query or connection last failed because the database could not be
+   * reached (STORE_UNAVAILABLE), or `-Infinity`. The watchdog's grace counts from here: while the
+   * database is away no controller watches, and no heartbeat can be written.
+   */
+  lastUnavailableAt = Number.NEGATIVE_INFINITY;
   private closed = false;
+  private readonly noteUnavailable: OnUnavailable = (): void => {
+    this.lastUnavailableAt = Date.now();
+  };
 
   constructor(o: PgDbOptions) {
-    const pool = new pg.Pool({ ...connectionConfig(o.url, o.applicationName ?? 'expo-worker'), max: o.max ?? 10, Client: SafeClient as unknown as new () => pg.ClientBase });
+    const config: SafeClientConfig = { ...connectionConfig(o.url, o.applicationName ?? 'expo-worker'), query_timeout: o.queryTimeoutMs ?? QUERY_TIMEOUT_MS, onUnavailable: this.noteUnavailable };
+    const pool = new pg.Pool({ ...config, max: o.max ?? 10, Client: SafeClient as unknown as new () => pg.ClientBase });
     // The pool's own `query` and `connect` fail before any client's when no connection can be
     // made; their errors are mapped too (a client's, passing through, are already).
     const query = pool.query.bind(pool) as (...a: unknown[]) => unknown;
     const connect = pool.connect.bind(pool) as (...a: unknown[]) => unknown;
-    Object.assign(pool, { query: (...args: unknown[]) => mapped(query, args), connect: (...args: unknown[]) => mapped(connect, args) });
+    Object.assign(pool, { query: (...args: unknown[]) => mapped(query, args, this.noteUnavailable), connect: (...args: unknown[]) => mapped(connect, args, this.noteUnavailable) });
     this.pool = pool;
     // An idle connection the server dropped (a restart, a failover) is taken out of the pool;
     // without a listener its error would crash the process.
@@ -179,7 +236,7 @@ export class PgDb {
 
   /** A new client outside the pool (LISTEN, the leadership lock), with the same settings, NUL replacement and error mapping. */
   client(url: string): pg.Client {
-    return new SafeClient(connectionConfig(url, 'expo-worker'));
+    return new SafeClient({ ...connectionConfig(url, 'expo-worker'), onUnavailable: this.noteUnavailable });
   }
 
   query<R extends pg.QueryResultRow = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>> {

@@ -11,7 +11,7 @@
 import { ExpoError } from '../../protocol/errors.ts';
 import { BUILD_STATUSES, type BuildStatus } from '../../protocol/domain.ts';
 import type { ArtifactProblem } from '../../protocol/schemas.ts';
-import { PgDb } from './pg-db.ts';
+import { longQuery, PgDb } from './pg-db.ts';
 import { PgAccess } from './pg-access.ts';
 import { PgBuilds } from './pg-builds.ts';
 import { PgGithub } from './pg-github.ts';
@@ -65,7 +65,8 @@ export class PgStore implements Store {
           // Another controller's migration may rightly hold this lock past the session's
           // lock_timeout (pg-db.ts); wait it out (a dead holder's session ends within ~30 s).
           await c.query('SET LOCAL lock_timeout = 0');
-          await c.query('SELECT pg_advisory_xact_lock($1::bigint)', [PG_MIGRATION_LOCK.toString()]);
+          // Both may rightly outlast the pool's query_timeout (pg-db.ts): a long schema change.
+          await c.query(longQuery('SELECT pg_advisory_xact_lock($1::bigint)', [PG_MIGRATION_LOCK.toString()]));
           await c.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)');
           const current = (await c.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations')).rows[0]?.v ?? 0;
           if (current > latest) {
@@ -73,7 +74,7 @@ export class PgStore implements Store {
           }
           const next = PG_MIGRATIONS.find((m) => m.version > current);
           if (next === undefined) return true;
-          await c.query(next.sql);
+          await c.query(longQuery(next.sql));
           await c.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [next.version, next.name, Date.now()]);
           return false;
         });
