@@ -43,7 +43,7 @@ export interface AgentConfig extends CacheConfig {
   readonly workerId: string;
   /** The tart executable. Default: `tart` on PATH, then /opt/homebrew/bin/tart, /usr/local/bin/tart. */
   readonly tartPath: string | undefined;
-  /** TART_HOME for tart calls, `~` expanded. Default: tart's own (`~/.tart`). */
+  /** TART_HOME for tart calls, `~` expanded. Default: tart's own (the agent's `TART_HOME`, else `~/.tart`). */
   readonly tartHome: string | undefined;
   /** Least free disk in a fresh VM, GiB. Default 20. */
   readonly minFreeDiskGb: number;
