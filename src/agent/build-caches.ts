@@ -14,6 +14,7 @@
  * log and left out; the build goes on without it.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { isBuildId } from '../protocol/domain.ts';
 import type { SshSession } from '../sys/ssh.ts';
 import { shellQuote } from '../sys/ssh.ts';
 import type { VmDirShare } from '../vm/vm-driver.ts';
@@ -105,6 +106,11 @@ export class BuildCaches implements RunnerCaches {
   async begin(build: { id: string; attempt: number; env: Readonly<Record<string, string>> }, note: (line: string) => void): Promise<RunnerCacheSession> {
     const { store, metrics } = this.o;
     const checkouts: CacheCheckout[] = [];
+    // The id becomes a host path (and a `--dir` value): nothing else has checked it yet.
+    if (!isBuildId(build.id)) {
+      note(`caches left out: the build id ${JSON.stringify(build.id)} is not a valid id`);
+      return this.session(checkouts, note);
+    }
     for (const spec of this.o.caches) {
       try {
         const c = await store.checkout(spec, build.env, `${build.id}-${build.attempt}`);

@@ -368,7 +368,7 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     vmLogRetentionDays: f.number('vmLogRetentionDays', 7, { min: 0 }),
     vmLogMaxFiles: f.number('vmLogMaxFiles', 100, { min: 0, integer: true }),
     standby: f.number('standby', 0, { min: 0, max: 1, integer: true }) === 1 ? 1 : 0,
-    standbyMaxAgeS: f.number('standbyMaxAgeS', 3600, { min: 0, exclusiveMin: true }),
+    standbyMaxAgeS: f.number('standbyMaxAgeS', 3600, { min: 60 }),
     ...parseCacheConfig(r, (field, why) => f.bad(field, why), (p) => expandHome(p, home)),
   };
   // A VM's shared directories are fixed when it boots, and a standby boots before the claim that
