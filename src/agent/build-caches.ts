@@ -5,12 +5,16 @@
  *           into the VM as `tart run --dir=<name>:<copy>`
  *   link    before the steps, over SSH: `<guestPath>` becomes a symlink to
  *           `<vmSharedFilesRoot>/<name>` (what was there is removed)
- *   end     after the VM is deleted: a succeeded build's copies are promoted, any other's discarded
+ *   settle  after the steps succeeded, before the VM stops (`tart stop` is a hard power-off):
+ *           `sync` in the guest, so what the build wrote is on the host, not in the guest's cache
+ *   end     after the VM is deleted: a succeeded build's copies are promoted, if settle
+ *           succeeded and the VM was deleted cleanly; any other's discarded
  *
  * A cache is an optimization: a cache that cannot be copied or linked is noted in the build's
  * log and left out; the build goes on without it.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { isBuildId } from '../protocol/domain.ts';
 import type { SshSession } from '../sys/ssh.ts';
 import { shellQuote } from '../sys/ssh.ts';
 import type { VmDirShare } from '../vm/vm-driver.ts';
@@ -29,7 +33,9 @@ export interface RunnerCacheSession {
   readonly dirs: readonly VmDirShare[];
   /** Links each share to its guest path in the VM. */
   link(session: Pick<SshSession, 'exec'>, signal: AbortSignal): Promise<void>;
-  /** Promotes (succeeded) or discards the copies; call once the VM is gone. */
+  /** Flushes the guest's writes into the shares (`sync`); call after the steps succeeded, before the VM stops. */
+  settle?(session: Pick<SshSession, 'exec'>, signal: AbortSignal): Promise<void>;
+  /** Promotes (succeeded, settled and the VM deleted cleanly) or discards the copies; call once the VM is gone. */
   end(succeeded: boolean): Promise<void>;
 }
 
@@ -100,6 +106,11 @@ export class BuildCaches implements RunnerCaches {
   async begin(build: { id: string; attempt: number; env: Readonly<Record<string, string>> }, note: (line: string) => void): Promise<RunnerCacheSession> {
     const { store, metrics } = this.o;
     const checkouts: CacheCheckout[] = [];
+    // The id becomes a host path (and a `--dir` value): nothing else has checked it yet.
+    if (!isBuildId(build.id)) {
+      note(`caches left out: the build id ${JSON.stringify(build.id)} is not a valid id`);
+      return this.session(checkouts, note);
+    }
     for (const spec of this.o.caches) {
       try {
         const c = await store.checkout(spec, build.env, `${build.id}-${build.attempt}`);
@@ -117,6 +128,9 @@ export class BuildCaches implements RunnerCaches {
   private session(checkouts: CacheCheckout[], note: (line: string) => void): RunnerCacheSession {
     const { store, metrics, sharedFilesRoot, warn } = this.o;
     let ended = false;
+    // Promotion needs the guest's writes flushed: a VM stopped without a `sync` may leave a
+    // half-written copy.
+    let settled = false;
     return {
       dirs: checkouts.map((c) => ({ name: c.spec.name, path: c.path })),
       link: async (session, signal) => {
@@ -129,9 +143,20 @@ export class BuildCaches implements RunnerCaches {
           if (!signal.aborted) note(`caches could not be linked in the VM: ${(err as Error).message}`);
         }
       },
-      end: async (succeeded) => {
+      settle: async (session, signal) => {
+        if (checkouts.length === 0) return;
+        try {
+          const r = await session.exec('sync', { timeoutMs: 120_000, signal });
+          if (r.exitCode === 0) settled = true;
+          else note(`caches will not be kept: sync in the VM failed (exit ${r.exitCode ?? r.signal})`);
+        } catch (err) {
+          if (!signal.aborted) note(`caches will not be kept: sync in the VM failed: ${(err as Error).message}`);
+        }
+      },
+      end: async (built) => {
         if (ended) return;
         ended = true;
+        const succeeded = built && settled;
         for (const c of checkouts) {
           try {
             if (!succeeded) {

@@ -194,9 +194,10 @@ export class BuildRunner {
       // that crashed or froze, or an attempt already over, is about to be deleted: talking to it
       // could only hang.
       if (this.reason !== 'vm_crashed' && this.reason !== 'attempt_over') await this.workspace?.stopMonitor().catch(() => undefined);
-      await this.releaseVm(vm, log, outcome?.status === 'succeeded');
-      // The VM is gone: nothing writes the copies any more.
-      await this.caches?.end(outcome?.status === 'succeeded');
+      const released = await this.releaseVm(vm, log, outcome?.status === 'succeeded');
+      // The VM is gone: nothing writes the copies any more. A VM not deleted cleanly may still
+      // be writing: its copies are discarded.
+      await this.caches?.end(outcome?.status === 'succeeded' && released);
       this.stateValue = 'done';
     }
   }
@@ -286,7 +287,10 @@ export class BuildRunner {
       this.cancelLimit = this.d.clock.after(build.timeoutS * 1000, () => this.abort('timed_out', `the steps ran past the build's timeout of ${build.timeoutS} s`));
       this.stateValue = 'running';
       await this.caches?.link(vm.session, signal);
-      return await this.runSteps(ws, note);
+      const result = await this.runSteps(ws, note);
+      // Before the VM stops (a hard power-off): the caches' writes reach the host.
+      if (result?.status === 'succeeded') await this.caches?.settle?.(vm.session, signal);
+      return result;
     } finally {
       stopKeepalive();
     }
@@ -467,12 +471,15 @@ export class BuildRunner {
     }
   }
 
-  private async releaseVm(vm: BuildVm | undefined, log: Logger, succeeded = false): Promise<void> {
-    if (!vm) return;
+  /** Stops and deletes the VM; whether that went cleanly (no VM: true). */
+  private async releaseVm(vm: BuildVm | undefined, log: Logger, succeeded = false): Promise<boolean> {
+    if (!vm) return true;
     try {
       await vm.release({ removeLog: succeeded });
+      return true;
     } catch (err) {
       log.error({ vm: vm.name, err: (err as Error).message }, 'could not delete the VM; the reaper will retry');
+      return false;
     }
   }
 }

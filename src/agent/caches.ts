@@ -4,30 +4,33 @@
  *
  * Layout of one cache:
  *
- *   <cacheDir>/<name>/<variant>/        a variant's current base (what the next build starts from)
+ *   <cacheDir>/<name>/<variant>         a symlink to `.gen/<id>`: the variant's current base
  *   <cacheDir>/<name>/<variant>.json    {key, lastUsedMs, bytes}: for `cache list` and LRU eviction
- *   <cacheDir>/<name>/.work/<token>/    one build's writable copy (shared into its VM)
- *   <cacheDir>/<name>/.trash/<token>/   a replaced base or discarded copy, being removed
+ *   <cacheDir>/<name>/.gen/<id>/        a base, or one build's writable copy (shared into its VM)
  *
  * A build's copy goes `checked out → promoted | discarded`:
- * - checkout: copy the variant's base (if any: a hit, else a miss) to `.work/<token>` — on macOS
+ * - checkout: copy the variant's base (if any: a hit, else a miss) to `.gen/<token>` — on macOS
  *   `cp -c` (APFS clonefile: instant, no space until written), elsewhere `cp -a`. A copy, never
  *   hard links: tools rewrite files in place, which would write through to the base.
- * - promote (a successful build, its VM gone): the base moves to `.trash` and the copy takes its
- *   place by rename (atomic on one filesystem), then the old base is removed and the cache is
- *   trimmed to `maxSizeGb`, least recently used variant first (never the one just promoted).
- * - discard (a failed or cancelled build): the copy goes to `.trash` and is removed. The base is
- *   as it was.
+ * - promote (a successful build, its VM gone): a new symlink to the copy replaces `<variant>` by
+ *   ONE rename (atomic: at every instant `<variant>` is the old base or the new one, and a crash
+ *   leaves one of them), then the old base is removed and the cache is trimmed to `maxSizeGb`,
+ *   least recently used variant first (never the one just promoted). A plain `<variant>`
+ *   directory (an older agent's layout) is moved to `.gen/<variant>-m` first; a crash right
+ *   there is repaired by the next sweep, which links it back.
+ * - discard (a failed or cancelled build): the copy is removed. The base is as it was.
+ * A guest may leave read-only directories in its copy (Go's module cache does): every removal
+ * makes the tree writable first ({@link removeTree}).
  * Two builds never write one directory, and neither sees the other's half-written files; of two
  * successful builds of one variant, the later promotion wins. Checkouts and promotions of one
- * cache are serialized in this process ({@link CacheLocks}); `.work` and `.trash` left by an agent
- * that died are swept at start ({@link CacheStore.sweep}).
+ * cache are serialized in this process ({@link CacheLocks}); copies an agent that died left (no
+ * variant links to them) are swept at start ({@link CacheStore.sweep}).
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { lstat, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmod, lstat, readdir, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { CacheSpec } from './cache-config.ts';
 
@@ -74,6 +77,42 @@ export class CacheLocks {
   }
 }
 
+/**
+ * Removes a tree, even one whose directories a guest made read-only: `rm -rf` fails there with
+ * EACCES (`force` only ignores ENOENT), so on EACCES/EPERM every real directory is made
+ * `u+rwx` (found with lstat: a symlink in the tree is never followed out of it) and the removal
+ * retried.
+ */
+export async function removeTree(path: string): Promise<void> {
+  try {
+    await rm(path, { recursive: true, force: true });
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') throw err;
+  }
+  await makeWritable(path);
+  await rm(path, { recursive: true, force: true });
+}
+
+async function makeWritable(dir: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(dir);
+  } catch {
+    return;
+  }
+  if (!st.isDirectory()) return;
+  if ((st.mode & 0o700) !== 0o700) await chmod(dir, (st.mode & 0o7777) | 0o700).catch(() => undefined);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) await makeWritable(join(dir, n));
+}
+
 /** Copies the contents of `src` into the existing directory `dst` (argv only). */
 export type CopyTree = (src: string, dst: string) => Promise<void>;
 
@@ -88,7 +127,7 @@ export const copyTree: CopyTree = async (src, dst) => {
       return;
     } catch {
       // Not APFS (or clonefile refused): a real copy, into a clean directory.
-      await rm(dst, { recursive: true, force: true });
+      await removeTree(dst);
       mkdirSync(dst, { recursive: true });
       await execFileP('cp', ['-R', '-p', `${src}/`, dst]);
       return;
@@ -167,7 +206,7 @@ export class CacheStore {
     const variant = variantOf(key);
     return this.locks.run(spec.name, async () => {
       const root = this.dir(spec.name);
-      const path = join(root, '.work', `${token}-${randomBytes(4).toString('hex')}`);
+      const path = join(root, '.gen', `${token}-${randomBytes(4).toString('hex')}`);
       mkdirSync(path, { recursive: true });
       const base = join(root, variant);
       const hit = existsSync(base);
@@ -175,7 +214,7 @@ export class CacheStore {
         try {
           await this.copy(base, path);
         } catch (err) {
-          await rm(path, { recursive: true, force: true });
+          await removeTree(path);
           throw err;
         }
         this.touch(spec.name, variant, key);
@@ -184,38 +223,51 @@ export class CacheStore {
     });
   }
 
-  /** Makes the copy the variant's base (rename), removes the old one, trims the cache; the variants evicted. */
+  /** Makes the copy the variant's base (one rename of a symlink), removes the old one, trims the cache; the variants evicted. */
   promote(c: CacheCheckout): Promise<{ evicted: string[]; bytes: number }> {
     return this.locks.run(c.spec.name, async () => {
       const root = this.dir(c.spec.name);
+      const gen = join(root, '.gen');
       const base = join(root, c.variant);
-      const trash = join(root, '.trash');
-      mkdirSync(trash, { recursive: true });
-      let old: string | undefined;
-      if (existsSync(base)) {
-        old = join(trash, `${c.variant}-${randomBytes(6).toString('hex')}`);
+      if (!existsSync(c.path)) throw new Error(`the copy ${c.path} is gone`);
+      // Metadata first: a crash after the switch never leaves a base without it.
+      const bytes = await treeBytes(c.path);
+      this.writeMeta(c.spec.name, c.variant, { key: c.key, lastUsedMs: this.now(), bytes });
+      let old: string | undefined = this.baseTarget(c.spec.name, c.variant);
+      if (old === undefined && isRealDir(base)) {
+        // An older agent's plain directory: moved into .gen so one rename can replace the link
+        // (a crash right here is repaired by sweep, which links `<variant>-m` back).
+        old = join(gen, `${c.variant}-m`);
+        await removeTree(old);
         renameSync(base, old);
       }
-      renameSync(c.path, base);
-      const bytes = await treeBytes(base);
-      this.writeMeta(c.spec.name, c.variant, { key: c.key, lastUsedMs: this.now(), bytes });
-      if (old !== undefined) await rm(old, { recursive: true, force: true });
+      const link = join(gen, `link-${randomBytes(6).toString('hex')}`);
+      symlinkSync(join('.gen', basename(c.path)), link);
+      try {
+        renameSync(link, base);
+      } catch (err) {
+        await rm(link, { force: true });
+        if (old !== undefined && old.endsWith('-m') && !existsSync(base)) renameSync(old, base);
+        throw err;
+      }
+      if (old !== undefined && old !== c.path) await removeTree(old);
       const evicted = await this.evict(c.spec, c.variant);
       return { evicted, bytes: this.totalBytes(c.spec.name) };
     });
   }
 
+  /** The `.gen` directory a variant's symlink points at, or undefined (no variant, or a plain directory). */
+  private baseTarget(name: string, variant: string): string | undefined {
+    try {
+      return join(this.dir(name), readlinkSync(join(this.dir(name), variant)));
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Throws the copy away; the base stays as it was. */
   async discard(c: CacheCheckout): Promise<void> {
-    const trash = join(this.dir(c.spec.name), '.trash');
-    mkdirSync(trash, { recursive: true });
-    const gone = join(trash, `discard-${randomBytes(6).toString('hex')}`);
-    try {
-      renameSync(c.path, gone);
-    } catch {
-      return; // already gone
-    }
-    await rm(gone, { recursive: true, force: true });
+    await removeTree(c.path);
   }
 
   /** Removes least recently used variants (never `keep`) until the cache fits `maxSizeGb`. */
@@ -236,16 +288,15 @@ export class CacheStore {
 
   private async removeVariant(name: string, variant: string): Promise<void> {
     const root = this.dir(name);
-    const trash = join(root, '.trash');
-    mkdirSync(trash, { recursive: true });
-    const gone = join(trash, `${variant}-${randomBytes(6).toString('hex')}`);
-    try {
-      renameSync(join(root, variant), gone);
-    } catch {
-      // no data left: only the metadata
+    const base = join(root, variant);
+    const target = this.baseTarget(name, variant);
+    if (target !== undefined) {
+      await rm(base, { force: true }); // the link only
+      await removeTree(target);
+    } else {
+      await removeTree(base);
     }
     await rm(join(root, `${variant}.json`), { force: true });
-    await rm(gone, { recursive: true, force: true });
   }
 
   /** Bytes of every variant of a cache (from their metadata). */
@@ -264,11 +315,12 @@ export class CacheStore {
       } catch {
         continue;
       }
-      for (const f of files) {
-        const variant = f.replace(/\.json$/, '');
-        if (!f.endsWith('.json') || !VARIANT_DIR.test(variant) || !existsSync(join(this.dir(n), variant))) continue;
-        const meta = this.readMeta(n, variant);
-        if (meta !== undefined) out.push({ cache: n, variant, ...meta });
+      // By the variants themselves, not their metadata: a base whose `.json` is missing is still
+      // listed, evictable and cleared.
+      for (const variant of files) {
+        if (!VARIANT_DIR.test(variant) || !existsSync(join(this.dir(n), variant))) continue;
+        const meta = this.readMeta(n, variant) ?? { key: '?', lastUsedMs: 0, bytes: 0 };
+        out.push({ cache: n, variant, ...meta });
       }
     }
     return out;
@@ -295,11 +347,50 @@ export class CacheStore {
     });
   }
 
-  /** Removes copies and trash an earlier agent left (call at start, before any build). */
-  async sweep(): Promise<void> {
+  /**
+   * Removes the copies an earlier agent left: every `.gen` entry no variant links to (and the
+   * older `.work`/`.trash`); links back a base a crash left half-migrated. Never throws: what
+   * could not be removed is returned, for a warning.
+   */
+  async sweep(): Promise<{ path: string; error: Error }[]> {
+    const failed: { path: string; error: Error }[] = [];
+    const remove = async (path: string) => {
+      try {
+        await removeTree(path);
+      } catch (err) {
+        failed.push({ path, error: err as Error });
+      }
+    };
     for (const n of this.cacheNames()) {
-      for (const sub of ['.work', '.trash']) await rm(join(this.dir(n), sub), { recursive: true, force: true });
+      const root = this.dir(n);
+      for (const sub of ['.work', '.trash']) await remove(join(root, sub));
+      let entries: string[];
+      try {
+        entries = readdirSync(join(root, '.gen'));
+      } catch {
+        continue;
+      }
+      const live = new Set<string>();
+      for (const f of readdirSync(root)) {
+        if (!VARIANT_DIR.test(f)) continue;
+        const t = this.baseTarget(n, f);
+        if (t !== undefined) live.add(basename(t));
+      }
+      for (const e of entries) {
+        const v = e.replace(/-m$/, '');
+        if (e.endsWith('-m') && VARIANT_DIR.test(v) && !existsSync(join(root, v))) {
+          try {
+            renameSync(join(root, '.gen', e), join(root, v));
+            continue;
+          } catch (err) {
+            failed.push({ path: join(root, '.gen', e), error: err as Error });
+            continue;
+          }
+        }
+        if (!live.has(e)) await remove(join(root, '.gen', e));
+      }
     }
+    return failed;
   }
 
   private touch(name: string, variant: string, key: string): void {
@@ -322,5 +413,13 @@ export class CacheStore {
     const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
     writeFileSync(tmp, `${JSON.stringify(meta)}\n`);
     renameSync(tmp, file);
+  }
+}
+
+function isRealDir(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }

@@ -43,7 +43,7 @@ export interface AgentConfig extends CacheConfig {
   readonly workerId: string;
   /** The tart executable. Default: `tart` on PATH, then /opt/homebrew/bin/tart, /usr/local/bin/tart. */
   readonly tartPath: string | undefined;
-  /** TART_HOME for tart calls, `~` expanded. Default: tart's own (`~/.tart`). */
+  /** TART_HOME for tart calls, `~` expanded. Default: tart's own (the agent's `TART_HOME`, else `~/.tart`). */
   readonly tartHome: string | undefined;
   /** Least free disk in a fresh VM, GiB. Default 20. */
   readonly minFreeDiskGb: number;
@@ -372,7 +372,7 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     vmLogRetentionDays: f.number('vmLogRetentionDays', 7, { min: 0 }),
     vmLogMaxFiles: f.number('vmLogMaxFiles', 100, { min: 0, integer: true }),
     standby: f.number('standby', 0, { min: 0, max: 1, integer: true }) === 1 ? 1 : 0,
-    standbyMaxAgeS: f.number('standbyMaxAgeS', 3600, { min: 0, exclusiveMin: true }),
+    standbyMaxAgeS: f.number('standbyMaxAgeS', 3600, { min: 60 }),
     ...parseCacheConfig(r, (field, why) => f.bad(field, why), (p) => expandHome(p, home)),
   };
   // A VM's shared directories are fixed when it boots, and a standby boots before the claim that

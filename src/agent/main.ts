@@ -5,7 +5,6 @@
  * cleanly (reported, VMs deleted, exit 1); SIGHUP reloads the config file.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import { MAX_RUNNING_MACOS_VMS, runPreflight, statfsFreeBytes } from '../health/preflight.ts';
@@ -27,7 +26,7 @@ import { defaultConfigPath, loadAgentConfig, type AgentConfig } from './config.t
 import { ControllerClient } from './controller-client.ts';
 import { controllerCallOf, PromAgentMetrics, type AgentMetrics } from './metrics.ts';
 import { LazyRunner } from './lazy-runner.ts';
-import { baseImageFingerprint, StandbyPool } from './standby.ts';
+import { baseImageFingerprint, StandbyPool, tartHomeOf } from './standby.ts';
 import { startStatusServer, type StatusServer } from './status-server.ts';
 
 export const AGENT_HELP = `Usage: expo-worker agent [--config PATH] [--log-level LEVEL] [--log-format F]
@@ -71,7 +70,7 @@ function buildParts(
   const monitor = { ...loadMonitorScript(), installedPath: INSTALLED_MONITOR_PATH };
   const clock = new SystemClock();
   const ctx: BuildKitContext = { config, log, client, metrics, clock, driver, sshPrivateKey, monitor, startLock: START_LOCK };
-  const tartHome = config.tartHome ?? `${homedir()}/.tart`;
+  const tartHome = tartHomeOf(config);
   standby?.configure({
     acquire: async (req) => (await import('./build-kit.ts')).acquireFresh(ctx, { ...req, onProgress: (line) => log.debug({ standby: req.buildId }, line) }),
     driver,
@@ -117,7 +116,7 @@ function buildParts(
       runPreflight({
         driver,
         baseVm: config.vmName,
-        tartHome: config.tartHome ?? `${homedir()}/.tart`,
+        tartHome: tartHomeOf(config),
         minHostFreeDiskGb: config.hostMinFreeDiskGb,
         // The standby's VM is the one the next claim takes, not one more: it must not pause polling.
         maxRunningVms: MAX_RUNNING_MACOS_VMS + (standby?.idleVms() ?? 0),
@@ -178,7 +177,7 @@ export async function main(argv: string[]): Promise<number> {
       const s = agent.status();
       return { total: s.slotsTotal, busy: s.slotsBusy };
     },
-    hostDiskFreeBytes: () => statfsFreeBytes(config.tartHome ?? `${homedir()}/.tart`),
+    hostDiskFreeBytes: () => statfsFreeBytes(tartHomeOf(config)),
   });
   const client = new ControllerClient({
     baseUrl: config.controllerUrls,
@@ -196,7 +195,9 @@ export async function main(argv: string[]): Promise<number> {
   const cacheMetrics = new PromCacheMetrics(metrics.registry);
   if (config.caches.length > 0) {
     const cacheStore = new CacheStore({ cacheDir: config.cacheDir, locks: CACHE_LOCKS });
-    await cacheStore.sweep();
+    // A copy that cannot be removed (or a disk error) is a warning: the agent starts anyway.
+    const failed = await cacheStore.sweep().catch((err: Error) => [{ path: config.cacheDir, error: err }]);
+    for (const f of failed) log.warn({ path: f.path, err: f.error.message }, 'could not remove a cache copy an earlier agent left');
     for (const c of config.caches) cacheMetrics.cacheBytes(c.name, cacheStore.totalBytes(c.name));
   }
   const agent: Agent = new Agent({

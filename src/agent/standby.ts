@@ -28,6 +28,7 @@
  * meanwhile is never taken for an orphan.
  */
 import { statSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { checkSshAlive, checkVmExists } from '../health/vm-checks.ts';
@@ -266,4 +267,9 @@ export class StandbyPool {
     this.discarding = Promise.all([this.discarding, done]).then(() => undefined);
     return done;
   }
+}
+
+/** Where tart keeps its VMs: the config's `tartHome`, else the agent's `TART_HOME` (which tart inherits), else `~/.tart`. */
+export function tartHomeOf(config: { readonly tartHome: string | undefined }, env: NodeJS.ProcessEnv = process.env): string {
+  return config.tartHome ?? (env.TART_HOME !== undefined && env.TART_HOME !== '' ? env.TART_HOME : `${homedir()}/.tart`);
 }

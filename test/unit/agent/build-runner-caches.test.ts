@@ -10,7 +10,7 @@ import type { PollResponse } from '../../../src/protocol/schemas.ts';
 import { FakeClock } from '../../support/fake-clock.ts';
 import { captureLogger, FakeBuildVm, FakeRunnerClient, FakeRunnerLog, FakeWorkspace } from '../../support/fake-runner-ports.ts';
 
-function setup(exitCode: number) {
+function setup(exitCode: number, releaseFails = false) {
   const events: string[] = [];
   const claim: PollResponse = {
     build: { id: 'b1', steps: [{ name: 'build', run: 'make' }], env: { LOCK: 'x' }, secretEnv: { TOKEN: 's' }, labels: [], timeoutS: 600, attempt: 1, maxAttempts: 1, logOffset: 0, artifacts: [] },
@@ -18,12 +18,16 @@ function setup(exitCode: number) {
     buildToken: 'ewb_token',
   };
   const vm = new FakeBuildVm();
-  vm.onRelease = async () => void events.push('vm released');
+  vm.onRelease = async () => {
+    events.push('vm released');
+    if (releaseFails) throw new Error('tart delete failed');
+  };
   const ws = new FakeWorkspace().healthy();
   ws.onRunStep = async () => (events.push('step'), exitCode);
   const session: RunnerCacheSession = {
     dirs: [{ name: 'pods', path: '/caches/pods/.work/b1-1-abcd' }],
     link: async () => void events.push('link'),
+    settle: async () => void events.push('settle'),
     end: async (succeeded) => void events.push(`end ${succeeded}`),
   };
   const caches: RunnerCaches = {
@@ -58,6 +62,7 @@ describe('BuildRunner with host caches', () => {
       'acquire dirs [{"name":"pods","path":"/caches/pods/.work/b1-1-abcd"}]',
       'link',
       'step',
+      'settle',
       'vm released',
       'end true',
     ]);
@@ -69,5 +74,13 @@ describe('BuildRunner with host caches', () => {
     const outcome = await h.clock.run(h.runner.run());
     expect(outcome).toMatchObject({ kind: 'reported', body: { status: 'failed', failureReason: 'build_failed' } });
     expect(h.events.slice(-2)).toEqual(['vm released', 'end false']);
+    expect(h.events).not.toContain('settle');
+  });
+
+  it('a succeeded build whose VM was not deleted cleanly discards its copies (the VM may still be writing)', async () => {
+    const h = setup(0, true);
+    const outcome = await h.clock.run(h.runner.run());
+    expect(outcome).toMatchObject({ kind: 'reported', body: { status: 'succeeded' } });
+    expect(h.events.slice(-3)).toEqual(['settle', 'vm released', 'end false']);
   });
 });

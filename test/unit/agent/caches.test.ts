@@ -2,9 +2,9 @@
  * The host caches' disk side (caches.ts) on a real temporary directory with real `cp`, and the
  * config fields and guest script around it (cache-config.ts, build-caches.ts).
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../../../src/agent/config.ts';
 import { parseCacheConfig, type CacheSpec } from '../../../src/agent/cache-config.ts';
@@ -22,6 +22,8 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
+const B1 = 'aaaaaaaaaaaaaaaa';
+const B2 = 'bbbbbbbbbbbbbbbb';
 const spec = (o: Partial<CacheSpec> = {}): CacheSpec => ({ name: 'pods', guestPath: '~/Library/Caches/CocoaPods', key: undefined, maxSizeGb: 10, ...o });
 
 describe('CacheStore', () => {
@@ -32,7 +34,8 @@ describe('CacheStore', () => {
     mkdirSync(join(first.path, 'Specs'));
     writeFileSync(join(first.path, 'Specs', 'React.json'), '{"v":1}');
     await store.promote(first);
-    expect(existsSync(first.path)).toBe(false);
+    // The copy became the base in place: the variant links to it.
+    expect(readlinkSync(join(dir, 'pods', variantOf('default')))).toBe(join('.gen', basename(first.path)));
     const second = await store.checkout(spec(), {}, 'b2-1');
     expect(second.hit).toBe(true);
     expect(readFileSync(join(second.path, 'Specs', 'React.json'), 'utf8')).toBe('{"v":1}');
@@ -69,7 +72,7 @@ describe('CacheStore', () => {
     const base = join(dir, 'pods', variantOf('default'));
     expect(readdirSync(base)).toEqual(['keep.txt']);
     expect(readFileSync(join(base, 'keep.txt'), 'utf8')).toBe('kept');
-    expect(readdirSync(join(dir, 'pods', '.work'))).toEqual([]);
+    expect(readdirSync(join(dir, 'pods', '.gen'))).toEqual([basename(readlinkSync(base))]);
   });
 
   it('keys pick variants; past maxSizeGb the least recently used variant goes, never the one just promoted', async () => {
@@ -117,16 +120,42 @@ describe('BuildCaches', () => {
     const metrics: CacheMetrics = { cacheLookup: (c, r) => seen.push(`${c}:${r}`), cacheBytes: (c, b) => seen.push(`${c}=${b}`) };
     const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', metrics, warn: () => undefined });
     const notes: string[] = [];
-    const one = await caches.begin({ id: 'b1', attempt: 1, env: {} }, (l) => notes.push(l));
-    expect(one.dirs).toEqual([{ name: 'pods', path: expect.stringContaining(join(dir, 'pods', '.work')) }]);
+    const one = await caches.begin({ id: B1, attempt: 1, env: {} }, (l) => notes.push(l));
+    expect(one.dirs).toEqual([{ name: 'pods', path: expect.stringContaining(join(dir, 'pods', '.gen')) }]);
     writeFileSync(join(one.dirs[0]!.path, 'f'), 'abc');
+    const ran: string[] = [];
+    await one.settle!({ exec: async (cmd) => (ran.push(cmd), { exitCode: 0, signal: null, stdout: '', stderr: '', durationMs: 1 }) }, new AbortController().signal);
+    expect(ran).toEqual(['sync']);
     await one.end(true);
-    const two = await caches.begin({ id: 'b2', attempt: 1, env: {} }, (l) => notes.push(l));
+    const two = await caches.begin({ id: B2, attempt: 1, env: {} }, (l) => notes.push(l));
     writeFileSync(join(two.dirs[0]!.path, 'f'), 'broken');
     await two.end(false);
     expect(seen).toEqual(['pods:miss', 'pods=3', 'pods:hit']);
     expect(notes).toEqual(['cache pods: miss (starts empty)', 'cache pods: hit']);
     expect(readFileSync(join(dir, 'pods', variantOf('default'), 'f'), 'utf8')).toBe('abc');
+  });
+
+  it('a succeeded build whose guest was not synced (sync failed, or never ran) is not promoted', async () => {
+    const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', warn: () => undefined });
+    const notes: string[] = [];
+    const one = await caches.begin({ id: B1, attempt: 1, env: {} }, (l) => notes.push(l));
+    writeFileSync(join(one.dirs[0]!.path, 'f'), 'half');
+    await one.settle!({ exec: async () => ({ exitCode: 1, signal: null, stdout: '', stderr: 'io error', durationMs: 1 }) }, new AbortController().signal);
+    await one.end(true);
+    const two = await caches.begin({ id: B2, attempt: 1, env: {} }, () => undefined);
+    await two.end(true);
+    expect(store.list('pods')).toEqual([]);
+    expect(existsSync(one.dirs[0]!.path) || existsSync(two.dirs[0]!.path)).toBe(false);
+    expect(notes).toContain('caches will not be kept: sync in the VM failed (exit 1)');
+  });
+
+  it('an id that is not a build id (it would become a host path) gets no caches', async () => {
+    const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', warn: () => undefined });
+    const notes: string[] = [];
+    const s = await caches.begin({ id: '../../x', attempt: 1, env: {} }, (l) => notes.push(l));
+    expect(s.dirs).toEqual([]);
+    expect(notes).toEqual(['caches left out: the build id "../../x" is not a valid id']);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('links each guest path to its share, quoting paths, ~ under $HOME', () => {

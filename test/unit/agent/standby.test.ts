@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { baseImageFingerprint, StandbyPool, type StandbyParts, type StandbyVm } from '../../../src/agent/standby.ts';
+import { baseImageFingerprint, StandbyPool, tartHomeOf, type StandbyParts, type StandbyVm } from '../../../src/agent/standby.ts';
 import type { VmExit, VmInfo } from '../../../src/vm/vm-driver.ts';
 import { FakeSshSession } from '../../support/fake-ssh-session.ts';
 
@@ -198,5 +198,14 @@ describe('baseImageFingerprint', () => {
     } finally {
       rmSync(home, { recursive: true, force: true });
     }
+  });
+});
+
+describe('tartHomeOf', () => {
+  it("the config's tartHome, else the agent's TART_HOME (what tart itself uses), else ~/.tart", () => {
+    expect(tartHomeOf({ tartHome: '/cfg' }, { TART_HOME: '/env' })).toBe('/cfg');
+    expect(tartHomeOf({ tartHome: undefined }, { TART_HOME: '/env' })).toBe('/env');
+    expect(tartHomeOf({ tartHome: undefined }, { TART_HOME: '' })).toMatch(/\/\.tart$/);
+    expect(tartHomeOf({ tartHome: undefined }, {})).toMatch(/\/\.tart$/);
   });
 });
