@@ -17,7 +17,8 @@ import { PgBuilds } from './pg-builds.ts';
 import { PgGithub } from './pg-github.ts';
 import { PG_MIGRATIONS, PG_MIGRATION_LOCK } from './pg-schema.ts';
 import { redactDbUrl } from './db-url.ts';
-import { ACTIVE_SQL, ARTIFACT_COLS, ATTEMPT_COLS, BUILD_COLS, FINAL_SQL, WORKER_COLS, UNFINISHED_SQL, isUniqueViolation, pgDiskError, run, toArtifact, toAttempt, toBuild, toWorker } from './pg-rows.ts';
+import { ACTIVE_SQL, ARTIFACT_COLS, ATTEMPT_COLS, BUILD_COLS, FINAL_SQL, WORKER_COLS, UNFINISHED_SQL, isUniqueViolation, pgDiskError, run } from './pg-rows.ts';
+import { toArtifact, toAttempt, toBuild, toWorker } from './rows.ts';
 import type {
   ArtifactRecord,
   AttemptRecord,
