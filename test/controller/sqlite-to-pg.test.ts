@@ -15,36 +15,30 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
 import { PgStore } from '../../src/controller/store/pg-store.ts';
 import { COPY_ORDER, sqliteBeingWritten, sqliteToPg } from '../../src/controller/store/sqlite-to-pg.ts';
 import { migrateMain } from '../../src/controller/store-commands.ts';
 import type { Store } from '../../src/controller/store/store.ts';
-import { startPostgres, type Postgres } from '../support/postgres.ts';
+import { usePostgres } from '../support/postgres.ts';
 
 const CLI = new URL('../../src/cli.ts', import.meta.url).pathname;
 
-let server: Postgres;
+const server = usePostgres();
 let dir: string;
 let dbFile: string;
 let target: string;
 const opened: { close: () => Promise<void> }[] = [];
 
-beforeAll(async () => {
-  server = await startPostgres();
-}, 120_000);
-afterAll(async () => {
-  await server?.stop();
-});
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'expo-migrate-'));
   dbFile = join(dir, 'controller.db');
-  target = await server.createDatabase();
+  target = await server().createDatabase();
 });
 afterEach(async () => {
   for (const o of opened.splice(0)) await o.close();
-  await server.dropDatabase(target);
+  await server().dropDatabase(target);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -212,7 +206,7 @@ describe('expo-worker migrate (SQLite → PostgreSQL)', () => {
     expect(lines.join('\n')).not.toContain('topsecret');
 
     // Another application's table: refused too, even with no rows anywhere.
-    const other = await server.createDatabase();
+    const other = await server().createDatabase();
     try {
       const c = new pg.Client({ connectionString: other });
       await c.connect();
@@ -221,7 +215,7 @@ describe('expo-worker migrate (SQLite → PostgreSQL)', () => {
       await expect(sqliteToPg({ from: dbFile, to: other, ...quiet })).rejects.toMatchObject({ code: 'refused', message: expect.stringContaining('invoices') });
       expect(await tablesOf(other)).toEqual(['invoices']);
     } finally {
-      await server.dropDatabase(other);
+      await server().dropDatabase(other);
     }
   }, 120_000);
 
