@@ -2,7 +2,8 @@
  * Rows of the store's schema turned into the port's records, for both adapters: SQLite's and
  * PostgreSQL's tables have the same columns and the same values (0/1 flags, times as ms numbers
  * — `PgDb` reads bigint as numbers —, JSON as text), so one mapper serves both. Bytes come as
- * SQLite's Uint8Array or PG's Buffer; `Buffer.from` takes either. Each adapter keeps its own SQL.
+ * SQLite's Uint8Array or PG's Buffer; `Buffer.from` takes either. Each adapter keeps its own SQL;
+ * what `listBuilds` filters on (and how a filter's value is normalised) is here too.
  */
 import type { AuditAction, BuildStatus, Role } from '../../protocol/domain.ts';
 import type { ArtifactProblem, ArtifactSpec, BuildSource } from '../../protocol/schemas.ts';
@@ -12,6 +13,7 @@ import type {
   AttemptRecord,
   AuditRecord,
   BuildRecord,
+  ListBuildsFilter,
   DeliveryOutcome,
   DeliveryRecord,
   DeliveryWork,
@@ -170,3 +172,17 @@ export const toAudit = (r: Row): AuditRecord => ({
   target: r.target as string,
   detail: orNull<string>(r.detail),
 });
+
+/**
+ * The `builds` columns a `listBuilds` filter gives, each with its value as stored (repository
+ * and sha lowercased), in a fixed order: at most 16 shapes of statement, each prepared once.
+ */
+export const listBuildsWhere = (f: ListBuildsFilter): [column: string, value: string][] => {
+  const all: [string, string | undefined][] = [
+    ['status', f.status],
+    ['source_repo_key', f.repo?.toLowerCase()],
+    ['source_ref', f.ref],
+    ['source_sha', f.sha?.toLowerCase()],
+  ];
+  return all.filter((x): x is [string, string] => x[1] !== undefined);
+};

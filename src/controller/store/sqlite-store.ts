@@ -38,7 +38,7 @@ import type {
 } from './store.ts';
 import { sqliteDiskError } from './sqlite-errors.ts';
 import { SqliteAccess } from './sqlite-access.ts';
-import { stepStarts, toArtifact, toAttempt, toBuild, toDelivery, toProject, toWorker } from './rows.ts';
+import { listBuildsWhere, stepStarts, toArtifact, toAttempt, toBuild, toDelivery, toProject, toWorker } from './rows.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -202,15 +202,8 @@ export class SqliteStore implements Store {
   }
 
   async listBuilds(f: ListBuildsFilter): Promise<BuildRecord[]> {
-    // At most 16 shapes of statement (each filter there or not), each prepared once.
-    const filters: [string, SQLInputValue | undefined][] = [
-      ['status = ?', f.status],
-      ['source_repo_key = ?', f.repo?.toLowerCase()],
-      ['source_ref = ?', f.ref],
-      ['source_sha = ?', f.sha?.toLowerCase()],
-    ];
-    const given = filters.filter((x): x is [string, SQLInputValue] => x[1] !== undefined);
-    const where = given.map(([sql]) => sql);
+    const given = listBuildsWhere(f);
+    const where = given.map(([col]) => `${col} = ?`);
     const args = given.map(([, value]) => value);
     const sql = `SELECT * FROM builds ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
     return (this.q(sql).all(...args, f.limit) as Row[]).map(toBuild);
