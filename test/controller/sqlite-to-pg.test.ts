@@ -8,7 +8,6 @@
  * schema, orphaned rows, a bad URL) leave the target as it was; a copy PostgreSQL refuses halfway
  * leaves nothing, and a COMMIT whose answer is lost is checked again.
  */
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -22,8 +21,8 @@ import { COPY_ORDER, sqliteBeingWritten, sqliteToPg } from '../../src/controller
 import { migrateMain } from '../../src/controller/store-commands.ts';
 import type { Store } from '../../src/controller/store/store.ts';
 import { usePostgres } from '../support/postgres.ts';
+import { runCli, type CliResult } from '../support/run-cli.ts';
 
-const CLI = new URL('../../src/cli.ts', import.meta.url).pathname;
 
 const server = usePostgres();
 let dir: string;
@@ -125,16 +124,7 @@ async function rowsOfPg(url: string): Promise<Record<string, string[]>> {
 const canonical = (r: Record<string, unknown>): string =>
   JSON.stringify(Object.keys(r).sort().map((k) => [k, r[k] instanceof Uint8Array ? `hex:${Buffer.from(r[k] as Uint8Array).toString('hex')}` : r[k]]));
 
-const cli = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, cwd: dir });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.once('error', reject);
-    p.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> => runCli(args, { cwd: dir, env });
 
 const tablesOf = async (url: string): Promise<string[]> => {
   const c = new pg.Client({ connectionString: url });
