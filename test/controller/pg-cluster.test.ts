@@ -3,24 +3,18 @@
  * lead; a stopped or cut-off leader hands over; a cut-off event connection comes back.
  */
 import pino from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { ClusterEvent } from '../../src/controller/cluster.ts';
 import { PgCluster } from '../../src/controller/store/pg-cluster.ts';
 import { PgDb } from '../../src/controller/store/pg-db.ts';
-import { startPostgres, type Postgres } from '../support/postgres.ts';
+import { usePostgres } from '../support/postgres.ts';
 import { until } from '../support/github-deliveries.ts';
 
 const CHECK_MS = 100;
 /** Generous: a busy 2-core machine. Never the measure of anything, only a bound on a hang. */
 const WAIT_MS = 20_000;
 
-let pgServer: Postgres;
-beforeAll(async () => {
-  pgServer = await startPostgres();
-});
-afterAll(async () => {
-  await pgServer?.stop();
-});
+const pgServer = usePostgres();
 
 /** One controller's side: its pool, its cluster, what it heard, and its lead changes as awaitable events. */
 interface Side {
@@ -43,8 +37,8 @@ afterEach(async () => {
 });
 
 async function database(): Promise<string> {
-  const url = await pgServer.createDatabase();
-  cleanups.push(() => pgServer.dropDatabase(url));
+  const url = await pgServer().createDatabase();
+  cleanups.push(() => pgServer().dropDatabase(url));
   return url;
 }
 

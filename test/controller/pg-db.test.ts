@@ -14,19 +14,9 @@ import { PgDb, SESSION_SETTINGS, isUnavailable } from '../../src/controller/stor
 import { PG_MIGRATION_LOCK } from '../../src/controller/store/pg-schema.ts';
 import { PgStore } from '../../src/controller/store/pg-store.ts';
 import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
-import { startPostgres, type Postgres } from '../support/postgres.ts';
+import { startPostgres, usePostgres, type Postgres } from '../support/postgres.ts';
 
-let server: Postgres | undefined;
-beforeAll(async () => {
-  server = await startPostgres();
-});
-afterAll(async () => {
-  await server?.stop();
-});
-const pgServer = (): Postgres => {
-  if (server === undefined) throw new Error('PostgreSQL did not start');
-  return server;
-};
+const pgServer = usePostgres();
 
 /** Runs `fn` on a migrated PgStore on a fresh database, closing and dropping both after, whatever happens. */
 async function withStore(fn: (s: PgStore, url: string) => Promise<void>): Promise<void> {

@@ -1,23 +1,13 @@
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PG_MIGRATIONS } from '../../src/controller/store/pg-schema.ts';
 import { PgStore } from '../../src/controller/store/pg-store.ts';
 import type { Claim, ClaimRequest, NewBuild } from '../../src/controller/store/store.ts';
-import { startPostgres, type Postgres } from '../support/postgres.ts';
+import { usePostgres } from '../support/postgres.ts';
 import { describeStoreConformance } from './store-conformance.ts';
 
 // One server for the file; every test gets a database of its own.
-let server: Postgres | undefined;
-beforeAll(async () => {
-  server = await startPostgres();
-});
-afterAll(async () => {
-  await server?.stop();
-});
-const pgServer = (): Postgres => {
-  if (server === undefined) throw new Error('PostgreSQL did not start');
-  return server;
-};
+const pgServer = usePostgres();
 
 describeStoreConformance('PgStore', () => {
   let url: Promise<string> | undefined;

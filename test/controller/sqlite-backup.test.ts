@@ -16,6 +16,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
 import { backupMain } from '../../src/controller/store-commands.ts';
 import { backupSqlite } from '../../src/controller/store/sqlite-backup.ts';
+import { runCli, type CliResult } from '../support/run-cli.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const CLI = join(ROOT, 'src/cli.ts');
@@ -39,16 +40,7 @@ afterEach(async () => {
 });
 
 /** Runs `expo-worker ARGS` as a child process. */
-const cli = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, EXPO_CONTROLLER_DB: '', ...env }, cwd: dir });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.once('error', reject);
-    p.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> => runCli(args, { cwd: dir, env: { EXPO_CONTROLLER_DB: '', ...env } });
 
 /** A process writing builds (with log chunks) into the database without pause; prints each id once committed. */
 function startWriter(db: string): { committed: string[]; reached: (n: number) => Promise<void> } {

@@ -8,43 +8,36 @@
  * schema, orphaned rows, a bad URL) leave the target as it was; a copy PostgreSQL refuses halfway
  * leaves nothing, and a COMMIT whose answer is lost is checked again.
  */
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/controller/store/sqlite-store.ts';
 import { PgStore } from '../../src/controller/store/pg-store.ts';
 import { COPY_ORDER, sqliteBeingWritten, sqliteToPg } from '../../src/controller/store/sqlite-to-pg.ts';
 import { migrateMain } from '../../src/controller/store-commands.ts';
 import type { Store } from '../../src/controller/store/store.ts';
-import { startPostgres, type Postgres } from '../support/postgres.ts';
+import { usePostgres } from '../support/postgres.ts';
+import { runCli, type CliResult } from '../support/run-cli.ts';
 
-const CLI = new URL('../../src/cli.ts', import.meta.url).pathname;
 
-let server: Postgres;
+const server = usePostgres();
 let dir: string;
 let dbFile: string;
 let target: string;
 const opened: { close: () => Promise<void> }[] = [];
 
-beforeAll(async () => {
-  server = await startPostgres();
-}, 120_000);
-afterAll(async () => {
-  await server?.stop();
-});
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'expo-migrate-'));
   dbFile = join(dir, 'controller.db');
-  target = await server.createDatabase();
+  target = await server().createDatabase();
 });
 afterEach(async () => {
   for (const o of opened.splice(0)) await o.close();
-  await server.dropDatabase(target);
+  await server().dropDatabase(target);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -131,16 +124,7 @@ async function rowsOfPg(url: string): Promise<Record<string, string[]>> {
 const canonical = (r: Record<string, unknown>): string =>
   JSON.stringify(Object.keys(r).sort().map((k) => [k, r[k] instanceof Uint8Array ? `hex:${Buffer.from(r[k] as Uint8Array).toString('hex')}` : r[k]]));
 
-const cli = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, cwd: dir });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.once('error', reject);
-    p.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> => runCli(args, { cwd: dir, env });
 
 const tablesOf = async (url: string): Promise<string[]> => {
   const c = new pg.Client({ connectionString: url });
@@ -212,7 +196,7 @@ describe('expo-worker migrate (SQLite → PostgreSQL)', () => {
     expect(lines.join('\n')).not.toContain('topsecret');
 
     // Another application's table: refused too, even with no rows anywhere.
-    const other = await server.createDatabase();
+    const other = await server().createDatabase();
     try {
       const c = new pg.Client({ connectionString: other });
       await c.connect();
@@ -221,7 +205,7 @@ describe('expo-worker migrate (SQLite → PostgreSQL)', () => {
       await expect(sqliteToPg({ from: dbFile, to: other, ...quiet })).rejects.toMatchObject({ code: 'refused', message: expect.stringContaining('invoices') });
       expect(await tablesOf(other)).toEqual(['invoices']);
     } finally {
-      await server.dropDatabase(other);
+      await server().dropDatabase(other);
     }
   }, 120_000);
 

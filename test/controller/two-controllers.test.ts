@@ -7,11 +7,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp, type ControllerApp } from '../../src/controller/app.ts';
 import { PgCluster } from '../../src/controller/store/pg-cluster.ts';
 import { PgStore } from '../../src/controller/store/pg-store.ts';
-import { startPostgres, type Postgres } from '../support/postgres.ts';
+import { usePostgres } from '../support/postgres.ts';
 import { logBytesOf, openSse, type SseStream } from '../support/sse-client.ts';
 import { until } from '../support/github-deliveries.ts';
 
@@ -19,13 +19,7 @@ const ADMIN_KEY = 'admin-key-0123456789abcdef0123456789';
 const admin = { authorization: `Bearer ${ADMIN_KEY}` };
 const WAIT_MS = 30_000;
 
-let pgServer: Postgres;
-beforeAll(async () => {
-  pgServer = await startPostgres();
-});
-afterAll(async () => {
-  await pgServer?.stop();
-});
+const pgServer = usePostgres();
 
 interface Ctl {
   c: ControllerApp;
@@ -42,8 +36,8 @@ afterEach(async () => {
 });
 
 async function controllers(heartbeatTimeoutMs: number): Promise<[Ctl, Ctl]> {
-  const url = await pgServer.createDatabase();
-  cleanups.push(() => pgServer.dropDatabase(url));
+  const url = await pgServer().createDatabase();
+  cleanups.push(() => pgServer().dropDatabase(url));
   const dir = mkdtempSync(join(tmpdir(), 'expo-two-ctl-'));
   cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
   const one = async (): Promise<Ctl> => {

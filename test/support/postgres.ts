@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 
 const run = promisify(execFile);
 
@@ -136,4 +137,23 @@ export async function startPostgres(): Promise<Postgres> {
     await stop();
     throw err;
   }
+}
+
+/**
+ * One server for the calling test file: started in `beforeAll`, stopped in `afterAll` (whatever
+ * the tests did; hooks run as a stack, so a file's own later `afterAll` — ending the processes
+ * using it — runs before the stop). Answers a getter for use inside tests and hooks.
+ */
+export function usePostgres(): () => Postgres {
+  let server: Postgres | undefined;
+  beforeAll(async () => {
+    server = await startPostgres();
+  }, 120_000);
+  afterAll(async () => {
+    await server?.stop();
+  });
+  return () => {
+    if (server === undefined) throw new Error('PostgreSQL did not start');
+    return server;
+  };
 }

@@ -17,7 +17,8 @@
 import { ExpoError } from '../../protocol/errors.ts';
 import type { ActiveBuildStatus } from '../../protocol/domain.ts';
 import type { PgDb } from './pg-db.ts';
-import { ACTIVE_SQL, BUILD_COLS, UNFINISHED_SQL, run, stepStarts, toBuild, type Queryable, type Row } from './pg-rows.ts';
+import { ACTIVE_SQL, BUILD_COLS, UNFINISHED_SQL, run, type Queryable } from './pg-rows.ts';
+import { stepStarts, toBuild, type Row } from './rows.ts';
 import type { AppendLogResult, AttemptEnd, AttemptRecord, BuildPulse, BuildRecord, Claim, ClaimRequest } from './store.ts';
 
 // The worker's drain flag is read in a one-time filter before the scan: a worker gone or drained

@@ -6,8 +6,13 @@
  */
 import { ExpoError } from '../../protocol/errors.ts';
 import type { PgDb } from './pg-db.ts';
-import { BUILD_COLS, DELIVERY_COLS, PROJECT_COLS, UNFINISHED_SQL, isUniqueViolation, run, sqlState, toBuild, toDelivery, toProject } from './pg-rows.ts';
+import { BUILD_COLS, DELIVERY_COLS, PROJECT_COLS, UNFINISHED_SQL, isUniqueViolation, run, sqlState } from './pg-rows.ts';
+import { toBuild, toDelivery, toProject as projectOf, type Row } from './rows.ts';
+
 import type { BuildRecord, DeliveryOutcome, DeliveryRecord, NewProject, ProjectRecord, ProjectSecretRecord, ReportStage, Store } from './store.ts';
+
+/** A project row with its `secret_names` (a text[] of its secrets' names, sorted). */
+const toProject = (r: Row): ProjectRecord => projectOf(r, (r.secret_names as string[] | null | undefined) ?? []);
 
 /** A project's columns with its secrets' names (sorted bytewise, as SQLite sorts). */
 const PROJECT = `${PROJECT_COLS('p')}, array(SELECT s.name FROM project_secrets s WHERE s.project_id = p.id ORDER BY s.name COLLATE "C") AS secret_names`;

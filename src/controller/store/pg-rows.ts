@@ -1,26 +1,12 @@
 /**
- * What `PgStore` shares between its files: rows of the PostgreSQL schema turned into the port's
- * records (the same columns and values as SQLite's: 0/1 flags, JSON as text, times as bigint read
- * as numbers by `PgDb`, bytes as Buffers), named statements, and PostgreSQL's disk errors.
+ * What `PgStore` shares between its files: the columns each record reads, named statements, and
+ * PostgreSQL's disk errors. Rows become records in rows.ts, shared with the SQLite adapter.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import type { ArtifactProblem, ArtifactSpec, BuildSource } from '../../protocol/schemas.ts';
-import type { BuildStatus } from '../../protocol/domain.ts';
-import type {
-  ArtifactRecord,
-  AttemptRecord,
-  BuildRecord,
-  DeliveryOutcome,
-  DeliveryRecord,
-  DeliveryWork,
-  ProjectRecord,
-  ReportStage,
-  StoreDiskError,
-  WorkerRecord,
-} from './store.ts';
+import type { StoreDiskError } from './store.ts';
+import type { Row } from './rows.ts';
 
-export type Row = Record<string, unknown>;
 
 /**
  * The columns each record reads, named rather than `*`: a prepared statement's result type is
@@ -80,103 +66,3 @@ export function pgDiskError(e: unknown): StoreDiskError | null {
   if (state === '58030') return { kind: 'io', code: '58030 (io_error)' };
   return null;
 }
-
-const json = <T>(v: unknown): T => JSON.parse(v as string) as T;
-const orNull = <T>(v: unknown): T | null => (v === null || v === undefined ? null : (v as T));
-
-export const toWorker = (r: Row): WorkerRecord => ({
-  id: r.id as string,
-  labels: json<string[]>(r.labels),
-  keyHash: r.key_hash as string,
-  createdAt: r.created_at as number,
-  lastSeenAt: orNull<number>(r.last_seen_at),
-  slotsTotal: orNull<number>(r.slots_total),
-  draining: r.draining === 1,
-  drainRequested: r.drain_requested === 1,
-  offline: r.offline === 1,
-});
-
-/** The build's `step_starts` (a JSON array, null until a step is reported) stretched to one entry per step. */
-export const stepStarts = (r: Row): (number | null)[] => {
-  const have = r.step_starts === null || r.step_starts === undefined ? [] : json<(number | null)[]>(r.step_starts);
-  const count = json<unknown[]>(r.steps).length;
-  return Array.from({ length: count }, (_, i) => have[i] ?? null);
-};
-
-export const toBuild = (r: Row): BuildRecord => ({
-  id: r.id as string,
-  status: r.status as BuildStatus,
-  steps: json<BuildRecord['steps']>(r.steps),
-  env: json<Record<string, string>>(r.env),
-  secretEnvNames: json<string[]>(r.secret_env_names),
-  secretEnvSealed: r.secret_env === null || r.secret_env === undefined ? null : Buffer.from(r.secret_env as Uint8Array),
-  labels: json<string[]>(r.labels),
-  artifacts: json<ArtifactSpec[]>(r.artifacts),
-  artifactProblems: json<ArtifactProblem[]>(r.artifact_problems),
-  timeoutS: r.timeout_s as number,
-  maxAttempts: r.max_attempts as number,
-  attempt: r.attempt as number,
-  workerId: orNull<string>(r.worker_id),
-  lease: orNull<string>(r.lease),
-  progress: orNull<number>(r.progress),
-  failureReason: orNull<NonNullable<BuildRecord['failureReason']>>(r.failure_reason),
-  message: orNull<string>(r.message),
-  exitCode: orNull<number>(r.exit_code),
-  cancelRequested: r.cancel_requested === 1,
-  logBytes: r.log_bytes as number,
-  createdAt: r.created_at as number,
-  assignedAt: orNull<number>(r.assigned_at),
-  startedAt: orNull<number>(r.started_at),
-  stepStartedAt: stepStarts(r),
-  finishedAt: orNull<number>(r.finished_at),
-  lastHeartbeatAt: orNull<number>(r.last_heartbeat_at),
-  source: r.source === null || r.source === undefined ? null : json<BuildSource>(r.source),
-  reported: orNull<ReportStage>(r.reported),
-  checkRunId: orNull<number>(r.check_run_id),
-});
-
-export const toAttempt = (r: Row): AttemptRecord => ({
-  buildId: r.build_id as string,
-  attempt: r.attempt as number,
-  workerId: r.worker_id as string,
-  lease: r.lease as string,
-  buildTokenHash: r.build_token_hash as string,
-  claimedAt: r.claimed_at as number,
-  endedAt: orNull<number>(r.ended_at),
-  outcome: orNull<NonNullable<AttemptRecord['outcome']>>(r.outcome),
-  failureReason: orNull<NonNullable<AttemptRecord['failureReason']>>(r.failure_reason),
-  exitCode: orNull<number>(r.exit_code),
-  message: orNull<string>(r.message),
-  logOffset: r.log_offset as number,
-});
-
-export const toDelivery = (r: Row): DeliveryRecord => ({
-  id: r.id as string,
-  event: r.event as string,
-  action: orNull<string>(r.action),
-  repository: orNull<string>(r.repository),
-  receivedAt: r.received_at as number,
-  outcome: r.outcome as DeliveryOutcome,
-  reason: r.reason as string,
-  work: r.work === null || r.work === undefined ? null : json<DeliveryWork>(r.work),
-  builds: json<string[]>(r.builds),
-});
-
-/** A project row with its `secret_names` (a text[] of its secrets' names, sorted). */
-export const toProject = (r: Row): ProjectRecord => ({
-  id: r.id as string,
-  repo: r.repo as string,
-  pipelinePath: r.pipeline_path as string,
-  supersede: r.supersede === 1,
-  secretNames: (r.secret_names as string[] | null | undefined) ?? [],
-  createdAt: r.created_at as number,
-});
-
-export const toArtifact = (r: Row): ArtifactRecord => ({
-  buildId: r.build_id as string,
-  name: r.name as string,
-  attempt: r.attempt as number,
-  sizeBytes: r.size_bytes as number,
-  sha256: r.sha256 as string,
-  createdAt: r.created_at as number,
-});

@@ -17,7 +17,8 @@ import { PgBuilds } from './pg-builds.ts';
 import { PgGithub } from './pg-github.ts';
 import { PG_MIGRATIONS, PG_MIGRATION_LOCK } from './pg-schema.ts';
 import { redactDbUrl } from './db-url.ts';
-import { ACTIVE_SQL, ARTIFACT_COLS, ATTEMPT_COLS, BUILD_COLS, FINAL_SQL, WORKER_COLS, UNFINISHED_SQL, isUniqueViolation, pgDiskError, run, toArtifact, toAttempt, toBuild, toWorker } from './pg-rows.ts';
+import { ACTIVE_SQL, ARTIFACT_COLS, ATTEMPT_COLS, BUILD_COLS, FINAL_SQL, WORKER_COLS, UNFINISHED_SQL, isUniqueViolation, pgDiskError, run } from './pg-rows.ts';
+import { listBuildsWhere, toArtifact, toAttempt, toBuild, toWorker } from './rows.ts';
 import type {
   ArtifactRecord,
   AttemptRecord,
@@ -179,14 +180,7 @@ export class PgStore implements Store {
   }
 
   async listBuilds(f: ListBuildsFilter): Promise<BuildRecord[]> {
-    // At most 16 shapes of statement (each filter there or not), each prepared once per connection.
-    const filters: [string, string | undefined][] = [
-      ['status', f.status],
-      ['source_repo_key', f.repo?.toLowerCase()],
-      ['source_ref', f.ref],
-      ['source_sha', f.sha?.toLowerCase()],
-    ];
-    const given = filters.filter((x): x is [string, string] => x[1] !== undefined);
+    const given = listBuildsWhere(f);
     const where = given.map(([col], i) => `${col} = $${i + 1}`);
     const sql = `SELECT ${BUILD_COLS()} FROM builds ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT $${given.length + 1}`;
     return (await run(this.db.pool, sql, [...given.map(([, v]) => v), f.limit])).rows.map(toBuild);

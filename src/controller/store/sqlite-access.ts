@@ -8,47 +8,11 @@ import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { ExpoError } from '../../protocol/errors.ts';
 import type { AuditAction, Role } from '../../protocol/domain.ts';
 import type { ApiTokenRecord, AuditRecord, NewAuditEntry, SessionRecord, Store, UserRecord } from './store.ts';
+import { toAudit, toSession, toToken, toUser } from './rows.ts';
 
 type Row = Record<string, SQLInputValue>;
 
 const ACTIVE_SQL = `('assigned','preparing','running')`;
-
-const toUser = (r: Row): UserRecord => ({
-  name: r.name as string,
-  role: r.role as Role,
-  passwordHash: r.password_hash as string,
-  createdAt: r.created_at as number,
-  lastSignInAt: (r.last_sign_in_at as number | null) ?? null,
-});
-
-const toSession = (r: Row): SessionRecord => ({
-  idHash: r.id_hash as string,
-  userName: r.user_name as string,
-  createdAt: r.created_at as number,
-  expiresAt: r.expires_at as number,
-});
-
-const toToken = (r: Row): ApiTokenRecord => ({
-  id: r.id as string,
-  name: r.name as string,
-  role: r.role as Role,
-  owner: (r.owner as string | null) ?? null,
-  secretHash: r.secret_hash as string,
-  createdAt: r.created_at as number,
-  expiresAt: r.expires_at as number,
-  lastUsedAt: (r.last_used_at as number | null) ?? null,
-  revokedAt: (r.revoked_at as number | null) ?? null,
-  adminEpoch: (r.admin_epoch as string | null) ?? null,
-});
-
-const toAudit = (r: Row): AuditRecord => ({
-  id: r.id as number,
-  at: r.at as number,
-  actor: r.actor as string,
-  action: r.action as AuditAction,
-  target: r.target as string,
-  detail: (r.detail as string | null) ?? null,
-});
 
 /** What the access methods need of the store: its connection, statement cache and transaction. */
 export interface SqliteParts {

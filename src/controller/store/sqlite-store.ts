@@ -9,7 +9,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { ExpoError } from '../../protocol/errors.ts';
 import { BUILD_STATUSES, type ActiveBuildStatus, type BuildStatus } from '../../protocol/domain.ts';
-import type { ArtifactProblem, ArtifactSpec, BuildSource } from '../../protocol/schemas.ts';
+import type { ArtifactProblem } from '../../protocol/schemas.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { createPrivateFile } from './data-dir.ts';
 import type {
@@ -23,7 +23,6 @@ import type {
   ClaimRequest,
   DeliveryOutcome,
   DeliveryRecord,
-  DeliveryWork,
   ListBuildsFilter,
   NewBuild,
   NewWorker,
@@ -39,6 +38,7 @@ import type {
 } from './store.ts';
 import { sqliteDiskError } from './sqlite-errors.ts';
 import { SqliteAccess } from './sqlite-access.ts';
+import { listBuildsWhere, stepStarts, toArtifact, toAttempt, toBuild, toDelivery, toProject, toWorker } from './rows.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -46,102 +46,6 @@ const ACTIVE_SQL = `('assigned','preparing','running')`;
 
 /** How soon a WAL truncation that readers held off is tried again, ms. */
 const WAL_RETRY_MS = 2000;
-
-const toWorker = (r: Row): WorkerRecord => ({
-  id: r.id as string,
-  labels: JSON.parse(r.labels as string) as string[],
-  keyHash: r.key_hash as string,
-  createdAt: r.created_at as number,
-  lastSeenAt: (r.last_seen_at as number | null) ?? null,
-  slotsTotal: (r.slots_total as number | null) ?? null,
-  draining: r.draining === 1,
-  drainRequested: r.drain_requested === 1,
-  offline: r.offline === 1,
-});
-
-/** The build's `step_starts` (a JSON array, null until a step is reported) stretched to one entry per step. */
-const stepStarts = (r: Row): (number | null)[] => {
-  const have = r.step_starts === null || r.step_starts === undefined ? [] : (JSON.parse(r.step_starts as string) as (number | null)[]);
-  const count = (JSON.parse(r.steps as string) as unknown[]).length;
-  return Array.from({ length: count }, (_, i) => have[i] ?? null);
-};
-
-const toBuild = (r: Row): BuildRecord => ({
-  id: r.id as string,
-  status: r.status as BuildStatus,
-  steps: JSON.parse(r.steps as string) as BuildRecord['steps'],
-  env: JSON.parse(r.env as string) as Record<string, string>,
-  secretEnvNames: JSON.parse(r.secret_env_names as string) as string[],
-  secretEnvSealed: r.secret_env === null || r.secret_env === undefined ? null : Buffer.from(r.secret_env as Uint8Array),
-  labels: JSON.parse(r.labels as string) as string[],
-  artifacts: JSON.parse(r.artifacts as string) as ArtifactSpec[],
-  artifactProblems: JSON.parse(r.artifact_problems as string) as ArtifactProblem[],
-  timeoutS: r.timeout_s as number,
-  maxAttempts: r.max_attempts as number,
-  attempt: r.attempt as number,
-  workerId: (r.worker_id as string | null) ?? null,
-  lease: (r.lease as string | null) ?? null,
-  progress: (r.progress as number | null) ?? null,
-  failureReason: (r.failure_reason as BuildRecord['failureReason']) ?? null,
-  message: (r.message as string | null) ?? null,
-  exitCode: (r.exit_code as number | null) ?? null,
-  cancelRequested: r.cancel_requested === 1,
-  logBytes: r.log_bytes as number,
-  createdAt: r.created_at as number,
-  assignedAt: (r.assigned_at as number | null) ?? null,
-  startedAt: (r.started_at as number | null) ?? null,
-  stepStartedAt: stepStarts(r),
-  finishedAt: (r.finished_at as number | null) ?? null,
-  lastHeartbeatAt: (r.last_heartbeat_at as number | null) ?? null,
-  source: r.source === null || r.source === undefined ? null : (JSON.parse(r.source as string) as BuildSource),
-  reported: (r.reported as ReportStage | null) ?? null,
-  checkRunId: (r.check_run_id as number | null) ?? null,
-});
-
-const toAttempt = (r: Row): AttemptRecord => ({
-  buildId: r.build_id as string,
-  attempt: r.attempt as number,
-  workerId: r.worker_id as string,
-  lease: r.lease as string,
-  buildTokenHash: r.build_token_hash as string,
-  claimedAt: r.claimed_at as number,
-  endedAt: (r.ended_at as number | null) ?? null,
-  outcome: (r.outcome as AttemptRecord['outcome']) ?? null,
-  failureReason: (r.failure_reason as AttemptRecord['failureReason']) ?? null,
-  exitCode: (r.exit_code as number | null) ?? null,
-  message: (r.message as string | null) ?? null,
-  logOffset: r.log_offset as number,
-});
-
-const toDelivery = (r: Row): DeliveryRecord => ({
-  id: r.id as string,
-  event: r.event as string,
-  action: r.action as string | null,
-  repository: r.repository as string | null,
-  receivedAt: r.received_at as number,
-  outcome: r.outcome as DeliveryOutcome,
-  reason: r.reason as string,
-  work: r.work === null || r.work === undefined ? null : (JSON.parse(r.work as string) as DeliveryWork),
-  builds: JSON.parse(r.builds as string) as string[],
-});
-
-const toProject = (r: Row, secretNames: string[]): ProjectRecord => ({
-  id: r.id as string,
-  repo: r.repo as string,
-  pipelinePath: r.pipeline_path as string,
-  supersede: r.supersede === 1,
-  secretNames,
-  createdAt: r.created_at as number,
-});
-
-const toArtifact = (r: Row): ArtifactRecord => ({
-  buildId: r.build_id as string,
-  name: r.name as string,
-  attempt: r.attempt as number,
-  sizeBytes: r.size_bytes as number,
-  sha256: r.sha256 as string,
-  createdAt: r.created_at as number,
-});
 
 export interface SqliteStoreOptions {
   /** Database file, or `:memory:`. */
@@ -298,15 +202,8 @@ export class SqliteStore implements Store {
   }
 
   async listBuilds(f: ListBuildsFilter): Promise<BuildRecord[]> {
-    // At most 16 shapes of statement (each filter there or not), each prepared once.
-    const filters: [string, SQLInputValue | undefined][] = [
-      ['status = ?', f.status],
-      ['source_repo_key = ?', f.repo?.toLowerCase()],
-      ['source_ref = ?', f.ref],
-      ['source_sha = ?', f.sha?.toLowerCase()],
-    ];
-    const given = filters.filter((x): x is [string, SQLInputValue] => x[1] !== undefined);
-    const where = given.map(([sql]) => sql);
+    const given = listBuildsWhere(f);
+    const where = given.map(([col]) => `${col} = ?`);
     const args = given.map(([, value]) => value);
     const sql = `SELECT * FROM builds ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
     return (this.q(sql).all(...args, f.limit) as Row[]).map(toBuild);
