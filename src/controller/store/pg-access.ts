@@ -12,8 +12,9 @@ import { ExpoError } from '../../protocol/errors.ts';
 import type { AuditAction, Role } from '../../protocol/domain.ts';
 import type pg from 'pg';
 import type { PgDb } from './pg-db.ts';
-import type { ApiTokenRecord, AuditRecord, NewAuditEntry, SessionRecord, Store, UserRecord } from './store.ts';
+import type { ApiTokenRecord, AuditRecord, NewAuditEntry, SessionRecord, UserRecord } from './store.ts';
 import { toAudit, toSession, toToken, toUser } from './rows.ts';
+import type { AccessMethods } from './access-methods.ts';
 
 type Row = Record<string, unknown>;
 /** The pool or a connection inside `tx`. */
@@ -24,33 +25,6 @@ const ACTIVE_SQL = `('assigned','preparing','running')`;
 const UNIQUE_VIOLATION = '23505';
 
 const isUniqueViolation = (e: unknown): boolean => (e as { code?: unknown } | null)?.code === UNIQUE_VIOLATION;
-
-/** The access methods of the port (the same set `SqliteAccess` implements). */
-export type AccessMethods = Pick<
-  Store,
-  | 'createUser'
-  | 'getUser'
-  | 'listUsers'
-  | 'deleteUser'
-  | 'setUserPassword'
-  | 'recordSignIn'
-  | 'createSession'
-  | 'getSession'
-  | 'deleteSession'
-  | 'deleteSessionsOfUser'
-  | 'deleteExpiredSessions'
-  | 'setUserRole'
-  | 'createApiToken'
-  | 'getApiTokenBySecretHash'
-  | 'getApiToken'
-  | 'listApiTokens'
-  | 'revokeApiToken'
-  | 'touchApiToken'
-  | 'appendAudit'
-  | 'listAudit'
-  | 'setWorkerDrainRequested'
-  | 'deleteWorker'
->;
 
 export class PgAccess implements AccessMethods {
   private readonly db: PgDb;

@@ -12,6 +12,7 @@ import { ExpoError } from '../../protocol/errors.ts';
 import { BUILD_STATUSES, type BuildStatus } from '../../protocol/domain.ts';
 import type { ArtifactProblem } from '../../protocol/schemas.ts';
 import { longQuery, PgDb } from './pg-db.ts';
+import { delegateAccess, type AccessMethods } from './access-methods.ts';
 import { PgAccess } from './pg-access.ts';
 import { PgBuilds } from './pg-builds.ts';
 import { PgGithub } from './pg-github.ts';
@@ -40,6 +41,11 @@ export interface PgStoreOptions {
   poolMax?: number;
 }
 
+/** The access methods, answered by `PgAccess` (set up in the constructor by `delegateAccess`). */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging, @typescript-eslint/no-empty-object-type
+export interface PgStore extends AccessMethods {}
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class PgStore implements Store {
   /** The pool, shared with the cluster (pg-cluster.ts) for its notifications. */
   readonly db: PgDb;
@@ -52,6 +58,8 @@ export class PgStore implements Store {
     this.url = o.url;
     this.db = new PgDb({ url: o.url, ...(o.poolMax === undefined ? {} : { max: o.poolMax }) });
     this.access = new PgAccess(this.db);
+    // Users, sessions, API tokens, audit; workers from the controller's side (pg-access.ts).
+    delegateAccess(this, this.access);
     this.builds = new PgBuilds(this.db);
     this.github = new PgGithub(this.db);
   }
@@ -329,30 +337,6 @@ export class PgStore implements Store {
   setReported: Store['setReported'] = (...a) => this.github.setReported(...a);
   countDeliveriesBefore: Store['countDeliveriesBefore'] = (...a) => this.github.countDeliveriesBefore(...a);
   deleteDeliveriesBefore: Store['deleteDeliveriesBefore'] = (...a) => this.github.deleteDeliveriesBefore(...a);
-
-  // ---- access: users, sessions, API tokens, audit; workers from the controller's side (pg-access.ts) ----
-  createUser: Store['createUser'] = (...a) => this.access.createUser(...a);
-  getUser: Store['getUser'] = (...a) => this.access.getUser(...a);
-  listUsers: Store['listUsers'] = (...a) => this.access.listUsers(...a);
-  deleteUser: Store['deleteUser'] = (...a) => this.access.deleteUser(...a);
-  setUserPassword: Store['setUserPassword'] = (...a) => this.access.setUserPassword(...a);
-  setUserRole: Store['setUserRole'] = (...a) => this.access.setUserRole(...a);
-  recordSignIn: Store['recordSignIn'] = (...a) => this.access.recordSignIn(...a);
-  createSession: Store['createSession'] = (...a) => this.access.createSession(...a);
-  getSession: Store['getSession'] = (...a) => this.access.getSession(...a);
-  deleteSession: Store['deleteSession'] = (...a) => this.access.deleteSession(...a);
-  deleteExpiredSessions: Store['deleteExpiredSessions'] = (...a) => this.access.deleteExpiredSessions(...a);
-  deleteSessionsOfUser: Store['deleteSessionsOfUser'] = (...a) => this.access.deleteSessionsOfUser(...a);
-  createApiToken: Store['createApiToken'] = (...a) => this.access.createApiToken(...a);
-  getApiTokenBySecretHash: Store['getApiTokenBySecretHash'] = (...a) => this.access.getApiTokenBySecretHash(...a);
-  getApiToken: Store['getApiToken'] = (...a) => this.access.getApiToken(...a);
-  listApiTokens: Store['listApiTokens'] = (...a) => this.access.listApiTokens(...a);
-  revokeApiToken: Store['revokeApiToken'] = (...a) => this.access.revokeApiToken(...a);
-  touchApiToken: Store['touchApiToken'] = (...a) => this.access.touchApiToken(...a);
-  appendAudit: Store['appendAudit'] = (...a) => this.access.appendAudit(...a);
-  listAudit: Store['listAudit'] = (...a) => this.access.listAudit(...a);
-  setWorkerDrainRequested: Store['setWorkerDrainRequested'] = (...a) => this.access.setWorkerDrainRequested(...a);
-  deleteWorker: Store['deleteWorker'] = (...a) => this.access.deleteWorker(...a);
 
   // ---- the dashboard's reads ----
   // Each arm is limited before the union, so no read grows with the history: a build in the

@@ -7,8 +7,9 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { ExpoError } from '../../protocol/errors.ts';
 import type { AuditAction, Role } from '../../protocol/domain.ts';
-import type { ApiTokenRecord, AuditRecord, NewAuditEntry, SessionRecord, Store, UserRecord } from './store.ts';
+import type { ApiTokenRecord, AuditRecord, NewAuditEntry, SessionRecord, UserRecord } from './store.ts';
 import { toAudit, toSession, toToken, toUser } from './rows.ts';
+import type { AccessMethods } from './access-methods.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -21,31 +22,7 @@ export interface SqliteParts {
   tx: <T>(fn: () => T) => T;
 }
 
-type AccessMethods =
-  | 'createUser'
-  | 'getUser'
-  | 'listUsers'
-  | 'deleteUser'
-  | 'setUserPassword'
-  | 'setUserRole'
-  | 'deleteExpiredSessions'
-  | 'recordSignIn'
-  | 'createSession'
-  | 'getSession'
-  | 'deleteSession'
-  | 'deleteSessionsOfUser'
-  | 'createApiToken'
-  | 'getApiTokenBySecretHash'
-  | 'getApiToken'
-  | 'listApiTokens'
-  | 'revokeApiToken'
-  | 'touchApiToken'
-  | 'appendAudit'
-  | 'listAudit'
-  | 'setWorkerDrainRequested'
-  | 'deleteWorker';
-
-export class SqliteAccess implements Pick<Store, AccessMethods> {
+export class SqliteAccess implements AccessMethods {
   private readonly p: SqliteParts;
 
   constructor(parts: SqliteParts) {

@@ -38,6 +38,7 @@ import type {
 } from './store.ts';
 import { sqliteDiskError } from './sqlite-errors.ts';
 import { SqliteAccess } from './sqlite-access.ts';
+import { delegateAccess, type AccessMethods } from './access-methods.ts';
 import { listBuildsWhere, stepStarts, toArtifact, toAttempt, toBuild, toDelivery, toProject, toWorker } from './rows.ts';
 
 type Row = Record<string, SQLInputValue>;
@@ -54,6 +55,11 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
 }
 
+/** The access methods, answered by `SqliteAccess` (set up in the constructor by `delegateAccess`). */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging, @typescript-eslint/no-empty-object-type
+export interface SqliteStore extends AccessMethods {}
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class SqliteStore implements Store {
   private readonly db: DatabaseSync;
   private readonly statements = new Map<string, StatementSync>();
@@ -75,6 +81,7 @@ export class SqliteStore implements Store {
       throw new ExpoError('STORE_FAILED', `cannot open database ${options.path}: ${(cause as Error).message}`, { cause });
     }
     this.access = new SqliteAccess({ db: this.db, q: (sql) => this.q(sql), tx: (fn) => this.tx(fn) });
+    delegateAccess(this, this.access);
   }
 
   private q(sql: string): StatementSync {
@@ -667,31 +674,6 @@ export class SqliteStore implements Store {
       return { kind: 'appended', logBytes: logBytes + fresh.length } as const;
     });
   }
-
-  // ---- access: users, sessions, API tokens, audit; workers from the controller's side (sqlite-access.ts) ----
-  createUser: Store['createUser'] = (...a) => this.access.createUser(...a);
-  getUser: Store['getUser'] = (...a) => this.access.getUser(...a);
-  listUsers: Store['listUsers'] = (...a) => this.access.listUsers(...a);
-  deleteUser: Store['deleteUser'] = (...a) => this.access.deleteUser(...a);
-  setUserPassword: Store['setUserPassword'] = (...a) => this.access.setUserPassword(...a);
-  recordSignIn: Store['recordSignIn'] = (...a) => this.access.recordSignIn(...a);
-  createSession: Store['createSession'] = (...a) => this.access.createSession(...a);
-  getSession: Store['getSession'] = (...a) => this.access.getSession(...a);
-  deleteSession: Store['deleteSession'] = (...a) => this.access.deleteSession(...a);
-  deleteSessionsOfUser: Store['deleteSessionsOfUser'] = (...a) => this.access.deleteSessionsOfUser(...a);
-  deleteExpiredSessions: Store['deleteExpiredSessions'] = (...a) => this.access.deleteExpiredSessions(...a);
-  setUserRole: Store['setUserRole'] = (...a) => this.access.setUserRole(...a);
-  createApiToken: Store['createApiToken'] = (...a) => this.access.createApiToken(...a);
-  getApiTokenBySecretHash: Store['getApiTokenBySecretHash'] = (...a) => this.access.getApiTokenBySecretHash(...a);
-  getApiToken: Store['getApiToken'] = (...a) => this.access.getApiToken(...a);
-  listApiTokens: Store['listApiTokens'] = (...a) => this.access.listApiTokens(...a);
-  revokeApiToken: Store['revokeApiToken'] = (...a) => this.access.revokeApiToken(...a);
-  touchApiToken: Store['touchApiToken'] = (...a) => this.access.touchApiToken(...a);
-  appendAudit: Store['appendAudit'] = (...a) => this.access.appendAudit(...a);
-  listAudit: Store['listAudit'] = (...a) => this.access.listAudit(...a);
-  setWorkerDrainRequested: Store['setWorkerDrainRequested'] = (...a) => this.access.setWorkerDrainRequested(...a);
-  deleteWorker: Store['deleteWorker'] = (...a) => this.access.deleteWorker(...a);
-  // ---- end of access ----
 
   // ---- the dashboard's reads ----
   // Both reads walk indexes only and stop at `limit`: a build in the window is either unfinished
