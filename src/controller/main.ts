@@ -91,13 +91,14 @@ export async function main(argv: string[]): Promise<number> {
     }
   }
   if (secrets === null) throw new Error('no secret-env key was loaded');
+  const s3 = config.artifactsS3 === null ? null : new S3Artifacts({ location: config.artifactsS3 });
   const controller = await buildApp({
     store,
     adminKey: config.apiKey,
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
     maxLogBytes: config.maxLogBytes,
     artifactsDir: config.artifactsDir,
-    ...(config.artifactsS3 === null ? {} : { artifacts: new S3Artifacts({ location: config.artifactsS3 }) }),
+    ...(s3 === null ? {} : { artifacts: s3 }),
     maxArtifactBytes: config.maxArtifactBytes,
     defaultBuildTimeoutS: config.defaultBuildTimeoutS,
     prepareTimeoutMs: config.prepareTimeoutMs,
@@ -134,6 +135,7 @@ export async function main(argv: string[]): Promise<number> {
       controller
         .shutdown()
         .then(() => store.close())
+        .then(() => s3?.close())
         .then(
           () => {
             logger.info('controller stopped');

@@ -82,6 +82,11 @@ export class S3Artifacts implements ArtifactBlobs {
     });
   }
 
+  /** Closes the client's kept-alive connections (at shutdown, after the last request). */
+  close(): void {
+    this.client.destroy();
+  }
+
   private key(buildId: string, attempt: number, name: string): string {
     return `${this.keyPrefix}${buildId}/${attempt}/${createHash('sha256').update(name, 'utf8').digest('hex')}`;
   }
