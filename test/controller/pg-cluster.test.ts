@@ -127,6 +127,19 @@ describe('PgCluster', () => {
     expect(b.events.filter((e) => e.kind === 'build')).toHaveLength(1);
   });
 
+  it('sends what was published before its start once it starts', async () => {
+    const url = await database();
+    const b = side(url);
+    await start(b);
+    const a = side(url);
+    const heard = b.nextEvent((e) => e.kind === 'build' && e.buildId === 'early');
+    // The app answers requests a moment before the cluster starts: a submit in that window.
+    a.cluster.publish({ kind: 'build', buildId: 'early' });
+    expect(a.events).toEqual([{ kind: 'build', buildId: 'early' }]);
+    await start(a);
+    expect(await heard).toEqual({ kind: 'build', buildId: 'early' });
+  });
+
   it('ignores a malformed or foreign NOTIFY on its channel', async () => {
     const { a, b } = await pair();
     for (const p of ['not json', '{"o":"x"}', '{"o":"x","e":{"kind":"build"}}', '{"o":"x","e":{"kind":"rm -rf"}}', `{"o":"x","e":{"kind":"worker","workerId":"${'w'.repeat(500)}"}}`]) {

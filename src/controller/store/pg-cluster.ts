@@ -83,6 +83,9 @@ const ID_MAX = 200;
 
 type State = 'new' | 'running' | 'stopped';
 
+/** Distinct events kept for the other controllers while not yet started (a bound, not a queue: each is a wake-up). */
+const OUTGOING_BEFORE_START_MAX = 1000;
+
 export class PgCluster implements Cluster {
   readonly id = randomBytes(8).toString('hex');
   /** Publishes whose NOTIFY failed since start (the others missed them). */
@@ -135,12 +138,19 @@ export class PgCluster implements Cluster {
     return this.clock.skewMs;
   }
 
+  /**
+   * Delivers `e` here at once and to the other controllers with the next NOTIFY. Before `start`
+   * (the app answers requests a moment before the cluster starts) events wait, up to
+   * `OUTGOING_BEFORE_START_MAX` distinct ones, and go out when it starts: a submit or cancel
+   * answered in that window still wakes the other controllers' waits.
+   */
   publish(e: ClusterEvent): void {
     this.deliver(e);
-    if (this.state !== 'running') return;
+    if (this.state === 'stopped') return;
+    if (this.state === 'new' && this.outgoing.size >= OUTGOING_BEFORE_START_MAX) return;
     const first = this.outgoing.size === 0;
     this.outgoing.add(JSON.stringify({ o: this.id, e }));
-    if (first) setImmediate(() => this.flushOutgoing());
+    if (first && this.state === 'running') setImmediate(() => this.flushOutgoing());
   }
 
   subscribe(fn: (e: ClusterEvent) => void): () => void {
@@ -152,6 +162,8 @@ export class PgCluster implements Cluster {
     if (this.state !== 'new') throw new Error('PgCluster: start may be called once');
     this.onLead = onLeadChange;
     this.state = 'running';
+    // What was published before the start (NOTIFY goes through the pool: no listener needed).
+    if (this.outgoing.size > 0) setImmediate(() => this.flushOutgoing());
     try {
       await this.listen();
       await this.clock.measure();
