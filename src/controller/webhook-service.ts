@@ -229,7 +229,10 @@ export class WebhookService {
   private async run(): Promise<void> {
     try {
       for (;;) {
-        const pending = (await this.o.store.listPendingDeliveries(20)).filter((d) => this.mayWork(d));
+        // Filtered in the query, before its limit: 20 older deliveries this controller may not
+        // touch yet (others', inside the handoff time) must not hide its own newer one.
+        const receivedBefore = this.leading ? this.o.clock.now() - (this.o.handoffMs ?? 0) : null;
+        const pending = (await this.o.store.listPendingDeliveries(20, { ids: [...this.mine], receivedBefore })).filter((d) => this.mayWork(d));
         if (pending.length === 0 || this.stopped) break;
         for (const d of pending) {
           if (this.stopped) return;

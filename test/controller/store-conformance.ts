@@ -648,6 +648,12 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       await s.recordDelivery(delivery('00000000-0000-4000-8000-000000000013', 500));
       expect(await s.listPendingDeliveries(10)).toEqual([first, later]);
       expect((await s.listPendingDeliveries(1)).map((d) => d.id)).toEqual([first.id]);
+      // Filtered before the limit: by id, by age, or either; a settled one never.
+      expect((await s.listPendingDeliveries(1, { ids: [later.id], receivedBefore: null })).map((d) => d.id)).toEqual([later.id]);
+      expect((await s.listPendingDeliveries(10, { ids: [], receivedBefore: 1_000 })).map((d) => d.id)).toEqual([first.id]);
+      expect((await s.listPendingDeliveries(10, { ids: [later.id], receivedBefore: 1_000 })).map((d) => d.id)).toEqual([first.id, later.id]);
+      expect(await s.listPendingDeliveries(10, { ids: ['00000000-0000-4000-8000-000000000013'], receivedBefore: null })).toEqual([]);
+      expect(await s.listPendingDeliveries(10, { ids: [], receivedBefore: 999 })).toEqual([]);
       const settled = await Promise.all([
         s.settleDelivery(first.id, 'built', 'built ios', ['b1', 'b2']),
         s.settleDelivery(first.id, 'failed', 'no pipeline file', []),

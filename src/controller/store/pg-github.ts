@@ -9,7 +9,7 @@ import type { PgDb } from './pg-db.ts';
 import { BUILD_COLS, DELIVERY_COLS, PROJECT_COLS, UNFINISHED_SQL, isUniqueViolation, run, sqlState } from './pg-rows.ts';
 import { toBuild, toDelivery, toProject as projectOf, type Row } from './rows.ts';
 
-import type { BuildRecord, DeliveryOutcome, DeliveryRecord, NewProject, ProjectRecord, ProjectSecretRecord, ReportStage, Store } from './store.ts';
+import type { BuildRecord, DeliveryOutcome, DeliveryRecord, NewProject, PendingDeliveryFilter, ProjectRecord, ProjectSecretRecord, ReportStage, Store } from './store.ts';
 
 /** A project row with its `secret_names` (a text[] of its secrets' names, sorted). */
 const toProject = (r: Row): ProjectRecord => projectOf(r, (r.secret_names as string[] | null | undefined) ?? []);
@@ -66,8 +66,16 @@ export class PgGithub implements GithubMethods {
     return (await run(this.db.pool, `SELECT ${DELIVERY_COLS()} FROM webhook_deliveries ORDER BY received_at DESC, id COLLATE "C" DESC LIMIT $1`, [limit])).rows.map(toDelivery);
   }
 
-  async listPendingDeliveries(limit: number): Promise<DeliveryRecord[]> {
-    const r = await run(this.db.pool, `SELECT ${DELIVERY_COLS()} FROM webhook_deliveries WHERE outcome = 'pending' ORDER BY received_at, id COLLATE "C" LIMIT $1`, [limit]);
+  async listPendingDeliveries(limit: number, only?: PendingDeliveryFilter): Promise<DeliveryRecord[]> {
+    const r =
+      only === undefined
+        ? await run(this.db.pool, `SELECT ${DELIVERY_COLS()} FROM webhook_deliveries WHERE outcome = 'pending' ORDER BY received_at, id COLLATE "C" LIMIT $1`, [limit])
+        : await run(
+            this.db.pool,
+            `SELECT ${DELIVERY_COLS()} FROM webhook_deliveries WHERE outcome = 'pending'
+               AND (id = ANY($2::text[]) OR received_at <= $3) ORDER BY received_at, id COLLATE "C" LIMIT $1`,
+            [limit, [...only.ids], only.receivedBefore],
+          );
     return r.rows.map(toDelivery);
   }
 

@@ -26,6 +26,7 @@ import type {
   ListBuildsFilter,
   NewBuild,
   NewWorker,
+  PendingDeliveryFilter,
   OverdueQuery,
   NewProject,
   PrunableBuild,
@@ -516,8 +517,13 @@ export class SqliteStore implements Store {
     return (this.q('SELECT * FROM webhook_deliveries ORDER BY received_at DESC, id DESC LIMIT ?').all(limit) as Row[]).map(toDelivery);
   }
 
-  async listPendingDeliveries(limit: number): Promise<DeliveryRecord[]> {
-    return (this.q(`SELECT * FROM webhook_deliveries WHERE outcome = 'pending' ORDER BY received_at, id LIMIT ?`).all(limit) as Row[]).map(toDelivery);
+  async listPendingDeliveries(limit: number, only?: PendingDeliveryFilter): Promise<DeliveryRecord[]> {
+    if (only === undefined) return (this.q(`SELECT * FROM webhook_deliveries WHERE outcome = 'pending' ORDER BY received_at, id LIMIT ?`).all(limit) as Row[]).map(toDelivery);
+    const rows = this.q(
+      `SELECT * FROM webhook_deliveries WHERE outcome = 'pending'
+         AND (id IN (SELECT value FROM json_each(?)) OR received_at <= ?) ORDER BY received_at, id LIMIT ?`,
+    ).all(JSON.stringify(only.ids), only.receivedBefore, limit) as Row[];
+    return rows.map(toDelivery);
   }
 
   async settleDelivery(id: string, outcome: Exclude<DeliveryOutcome, 'pending'>, reason: string, builds: readonly string[]): Promise<boolean> {

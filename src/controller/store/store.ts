@@ -328,6 +328,12 @@ export interface StoreDiskError {
   code: string;
 }
 
+/** Which pending deliveries a controller may work on now (see `listPendingDeliveries`). */
+export interface PendingDeliveryFilter {
+  ids: readonly string[];
+  receivedBefore: number | null;
+}
+
 export interface Store {
   // ---- lifecycle ----
 
@@ -494,8 +500,13 @@ export interface Store {
   recordDelivery(d: DeliveryRecord): Promise<boolean>;
   /** The newest deliveries first (by `receivedAt`, then id), at most `limit`. */
   listDeliveries(limit: number): Promise<DeliveryRecord[]>;
-  /** Deliveries still `pending`, oldest first, at most `limit`: the work a (re)started controller picks up. */
-  listPendingDeliveries(limit: number): Promise<DeliveryRecord[]>;
+  /**
+   * Deliveries still `pending`, oldest first, at most `limit`: the work a (re)started controller
+   * picks up. With `only`, just those whose id is in `ids` or that were received at or before
+   * `receivedBefore` (null: none by age) — filtered before the limit, so a backlog of others'
+   * deliveries never hides a controller's own.
+   */
+  listPendingDeliveries(limit: number, only?: PendingDeliveryFilter): Promise<DeliveryRecord[]>;
   /**
    * Settles a pending delivery: its outcome, reason and builds, and its `work` cleared. False
    * (nothing written) when it is not pending — so of two settlers one wins.
