@@ -455,8 +455,15 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     logStreams,
     cluster,
     startCluster: async () => {
+      // A renewal still running (a slow database) is not overtaken by the next one.
+      let touching = false;
       toucher ??= setInterval(() => {
-        service.touchWaiting().catch((err: unknown) => o.logger.warn({ err }, 'cannot renew the contact of waiting workers'));
+        if (touching) return;
+        touching = true;
+        service
+          .touchWaiting()
+          .catch((err: unknown) => o.logger.warn({ err }, 'cannot renew the contact of waiting workers'))
+          .finally(() => (touching = false));
       }, touchMs);
       toucher.unref();
       await cluster.start((leading) => leaderJobs.lead(leading));

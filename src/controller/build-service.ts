@@ -40,7 +40,7 @@ import type { ClusterEvent } from './cluster.ts';
 
 /** What the build service reads and writes. */
 export type BuildStore = AttemptEndingsOptions['store'] &
-  Pick<Store, 'createBuild' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'getWorker' | 'activeBuildsOfWorker' | 'unfinishedBuildsOfRef'> &
+  Pick<Store, 'createBuild' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'touchWorkers' | 'getWorker' | 'activeBuildsOfWorker' | 'unfinishedBuildsOfRef'> &
   Pick<Store, 'claimBuild' | 'getAttemptByLease' | 'hasAttemptOnWorker' | 'touchBuild' | 'setBuildPhase' | 'recordStepStart' | 'appendLog' | 'readLog' | 'readLogRange'> &
   Pick<Store, 'listArtifacts' | 'setArtifactProblems'>;
 
@@ -113,8 +113,7 @@ export class BuildService {
    * which may run on another controller and cannot see these waits, finds them alive.
    */
   async touchWaiting(): Promise<void> {
-    const now = this.o.now();
-    for (const id of this.waits.ids()) await this.store.touchWorker(id, { now });
+    await this.store.touchWorkers([...this.waits.ids()], this.o.now());
   }
 
   /** An event as this controller acts on it: the default `publish`, and what the app's subscriber does with the cluster's events. */

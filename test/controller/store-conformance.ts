@@ -69,6 +69,7 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   getWorkerByKeyHash: [T.workerKeys],
   listWorkers: [T.workers],
   touchWorker: [T.silence, T.workers],
+  touchWorkers: [T.silence],
   markWorkerOffline: [T.silence, T.workers],
   findSilentWorkers: [T.silence, T.workers],
   createBuild: [T.claimOrder, T.secrets, T.sources],
@@ -385,6 +386,14 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.findSilentWorkers(15_000)).toEqual([]);
       await s.touchWorker('w1', { now: 30_000 });
       expect(await s.getWorker('w1')).toMatchObject({ offline: false, slotsTotal: 2, lastSeenAt: 30_000 });
+      // Waiting workers renewed together: both, offline mark cleared, nothing else changed; an unknown id is skipped.
+      await s.markWorkerOffline('w2');
+      await s.touchWorkers(['w1', 'w2', 'nobody'], 40_000);
+      expect(await s.getWorker('w1')).toMatchObject({ offline: false, slotsTotal: 2, lastSeenAt: 40_000 });
+      expect(await s.getWorker('w2')).toMatchObject({ offline: false, lastSeenAt: 40_000 });
+      expect(await s.getWorker('nobody')).toBeNull();
+      await s.touchWorkers([], 50_000);
+      expect((await s.getWorker('w1'))!.lastSeenAt).toBe(40_000);
     });
 
     test(T.overdue, async () => {

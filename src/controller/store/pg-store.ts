@@ -142,6 +142,11 @@ export class PgStore implements Store {
       [c.now, c.slotsTotal ?? null, c.draining === undefined ? null : Number(c.draining), id],
     );
   }
+  async touchWorkers(ids: readonly string[], now: number): Promise<void> {
+    if (ids.length === 0) return;
+    await run(this.db.pool, 'UPDATE workers SET last_seen_at = $1, offline = 0 WHERE id = ANY($2::text[])', [now, [...ids]]);
+  }
+
 
   async markWorkerOffline(id: string): Promise<void> {
     await run(this.db.pool, 'UPDATE workers SET offline = 1 WHERE id = $1', [id]);

@@ -167,6 +167,11 @@ export class SqliteStore implements Store {
     ).run(c.now, c.slotsTotal ?? null, c.draining === undefined ? null : Number(c.draining), id);
   }
 
+  async touchWorkers(ids: readonly string[], now: number): Promise<void> {
+    if (ids.length === 0) return;
+    this.q('UPDATE workers SET last_seen_at = ?, offline = 0 WHERE id IN (SELECT value FROM json_each(?))').run(now, JSON.stringify(ids));
+  }
+
   async markWorkerOffline(id: string): Promise<void> {
     this.q('UPDATE workers SET offline = 1 WHERE id = ?').run(id);
   }

@@ -364,6 +364,11 @@ export interface Store {
    * and sets `slotsTotal` / `draining` when given (kept as they were when not).
    */
   touchWorker(id: string, contact: { now: number; slotsTotal?: number; draining?: boolean }): Promise<void>;
+  /**
+   * Records contact from every worker in `ids` at `now` in one statement (the workers waiting on
+   * this controller, renewed for the leader's watchdog); unknown ids are skipped.
+   */
+  touchWorkers(ids: readonly string[], now: number): Promise<void>;
   /** Marks the worker offline until its next contact. */
   markWorkerOffline(id: string): Promise<void>;
   /** Workers not marked offline whose last contact is older than `cutoff`; a worker that never made contact is never silent. */
