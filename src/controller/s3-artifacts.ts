@@ -46,7 +46,16 @@ export interface S3ArtifactsOptions {
   partSizeBytes?: number;
   /** Parts uploaded at once. Default 4. */
   partsInFlight?: number;
+  /**
+   * The least age of a multipart upload `removeAbandoned` aborts, whatever it is asked, ms.
+   * Another controller's live upload of a large file over a slow link can take over an hour, and
+   * this one cannot see it. Default 24 h.
+   */
+  abandonedMinAgeMs?: number;
 }
+
+/** See `S3ArtifactsOptions.abandonedMinAgeMs`. */
+const ABANDONED_MIN_AGE_MS = 24 * 3600_000;
 
 const MIB = 1024 * 1024;
 
@@ -59,6 +68,11 @@ export class S3Artifacts implements ArtifactBlobs {
   private readonly keyPrefix: string;
   private readonly partSizeBytes: number;
   private readonly partsInFlight: number;
+  private readonly abandonedMinAgeMs: number;
+  /** Our keys: `<prefix><build>/<attempt>/<sha256 hex>`; housekeeping never touches another shape. */
+  private readonly ourKey: RegExp;
+  /** Keys this controller is uploading now (an upload may be retried under the same key). */
+  private readonly uploading = new Map<string, number>();
   /** Set when tagging an object with its digest failed (an optional S3 feature): the object stays, untagged. */
   taggingFailed = false;
 
@@ -68,6 +82,8 @@ export class S3Artifacts implements ArtifactBlobs {
     this.keyPrefix = l.prefix === '' ? '' : `${l.prefix}/`;
     this.partSizeBytes = options.partSizeBytes ?? 8 * MIB;
     this.partsInFlight = options.partsInFlight ?? 4;
+    this.abandonedMinAgeMs = options.abandonedMinAgeMs ?? ABANDONED_MIN_AGE_MS;
+    this.ourKey = new RegExp(`^${this.keyPrefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[^/]+/[0-9]+/[0-9a-f]{64}$`);
     this.client = new S3Client({
       region: l.region,
       ...(l.endpoint === null ? {} : { endpoint: l.endpoint }),
@@ -117,6 +133,7 @@ export class S3Artifacts implements ArtifactBlobs {
       queueSize: this.partsInFlight,
       leavePartsOnError: false,
     });
+    this.uploading.set(Key, (this.uploading.get(Key) ?? 0) + 1);
     try {
       await upload.done();
     } catch (err) {
@@ -126,6 +143,10 @@ export class S3Artifacts implements ArtifactBlobs {
       // (removeAbandoned and the lifecycle rule remove it later).
       if (tooLarge !== null) throw tooLarge;
       throw s3Failure('upload', err);
+    } finally {
+      const n = (this.uploading.get(Key) ?? 1) - 1;
+      if (n === 0) this.uploading.delete(Key);
+      else this.uploading.set(Key, n);
     }
     const sha256 = hash.digest('hex');
     // Also on the object, for whoever reads the bucket directly. Not user metadata: that is
@@ -188,23 +209,28 @@ export class S3Artifacts implements ArtifactBlobs {
   }
 
   /**
-   * Aborts the multipart uploads under the prefix initiated more than `olderThanMs` ago (by the
-   * service's clock: wall-clock time). Their parts' bytes are not counted (that would take a
-   * ListParts per upload): `bytes` is 0.
+   * Aborts the multipart uploads of our keys under the prefix initiated more than `olderThanMs`
+   * ago, and never less than `abandonedMinAgeMs` (by the service's clock: wall-clock time). Not
+   * those this controller is uploading now, nor any key of another shape (another application's
+   * upload in the same bucket). Their parts' bytes are not counted (that would take a ListParts
+   * per upload): `bytes` is 0.
    */
   async removeAbandoned(olderThanMs: number): Promise<{ files: number; bytes: number }> {
     const removed = { files: 0, bytes: 0 };
-    const cutoff = Date.now() - olderThanMs;
+    const cutoff = Date.now() - Math.max(olderThanMs, this.abandonedMinAgeMs);
     let KeyMarker: string | undefined;
     let UploadIdMarker: string | undefined;
     for (;;) {
       const page = await this.send('list uploads', () => this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.keyPrefix, KeyMarker, UploadIdMarker })));
       for (const u of page?.Uploads ?? []) {
         if (u.Key === undefined || u.UploadId === undefined || u.Initiated === undefined || u.Initiated.getTime() > cutoff) continue;
+        if (!this.ourKey.test(u.Key) || this.uploading.has(u.Key)) continue;
         await this.send('abort upload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId })), ['NoSuchUpload']);
         removed.files++;
       }
-      if (page?.IsTruncated !== true) break;
+      // A truncated page without a next marker (seen on some S3-compatible services) would
+      // start the listing over, forever: stop; the next pass sees the rest.
+      if (page?.IsTruncated !== true || page.NextKeyMarker === undefined) break;
       KeyMarker = page.NextKeyMarker;
       UploadIdMarker = page.NextUploadIdMarker;
     }

@@ -49,7 +49,9 @@ function generated(mib: number): { stream: Readable; digest: () => string } {
 }
 
 const client = () => new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: s3.credentials });
-const adapter = (prefix: string) => new S3Artifacts({ location: s3.location(prefix), credentials: s3.credentials, partSizeBytes: 5 * MIB, partsInFlight: 4 });
+/** An adapter on `prefix`; `defaults` keeps the product's least abandoned-upload age (a day) instead of none. */
+const adapter = (prefix: string, defaults = false) =>
+  new S3Artifacts({ location: s3.location(prefix), credentials: s3.credentials, partSizeBytes: 5 * MIB, partsInFlight: 4, ...(defaults ? {} : { abandonedMinAgeMs: 0 }) });
 const text = async (r: Readable) => {
   const chunks: Buffer[] = [];
   for await (const c of r) chunks.push(c as Buffer);
@@ -147,19 +149,24 @@ describe('S3Artifacts on s3rver', () => {
         await s3c.send(new UploadPartCommand({ Bucket: s3.bucket, Key: key, UploadId, PartNumber: 1, Body: Buffer.alloc(1024) }));
         return UploadId!;
       };
-      const stale = await begin('ab/b5/1/stale');
-      const fresh = await begin('ab/b5/1/fresh');
-      const elsewhere = await begin('not-ab/b5/1/stale');
+      // Keys of our shape (<prefix><build>/<attempt>/<sha256 of the name>), and one of another
+      // application's under the same prefix, which housekeeping never touches.
+      const stale = await begin(`ab/b5/1/${sha('stale')}`);
+      const fresh = await begin(`ab/b5/1/${sha('fresh')}`);
+      const elsewhere = await begin(`not-ab/b5/1/${sha('stale')}`);
+      const foreign = await begin('ab/backups/db.tar');
       expect(await blobs.removeAbandoned(3600_000)).toEqual({ files: 0, bytes: 0 });
       const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
       for (const u of await s3.pendingUploads()) if (u.uploadId !== fresh) utimesSync(join(u.dir, 'key'), twoHoursAgo, twoHoursAgo);
+      // By default an upload younger than a day is someone's live upload of a large file.
+      expect(await adapter('ab', true).removeAbandoned(3600_000)).toEqual({ files: 0, bytes: 0 });
       expect(await blobs.removeAbandoned(3600_000)).toEqual({ files: 1, bytes: 0 });
       const left = (await s3.pendingUploads()).map((u) => u.uploadId).sort();
-      expect(left).toEqual([fresh, elsewhere].sort());
+      expect(left).toEqual([fresh, elsewhere, foreign].sort());
       expect(left).not.toContain(stale);
       expect(await adapter('not-ab').removeAbandoned(3600_000)).toEqual({ files: 1, bytes: 0 });
       expect(await blobs.removeAbandoned(0)).toEqual({ files: 1, bytes: 0 });
-      expect(await s3.pendingUploads()).toEqual([]);
+      expect((await s3.pendingUploads()).map((u) => u.uploadId)).toEqual([foreign]);
     } finally {
       s3c.destroy();
     }
