@@ -65,7 +65,7 @@ export class PromCacheMetrics implements CacheMetrics {
     // A config reload builds a new one on the same registry: reuse what is registered.
     this.lookups =
       (registry.getSingleMetric('expo_worker_agent_cache_total') as Counter<'cache' | 'result'> | undefined) ??
-      new Counter({ name: 'expo_worker_agent_cache_total', help: 'Host cache lookups at build start by cache and result: hit, miss, error.', labelNames: ['cache', 'result'], registers: [registry] });
+      new Counter({ name: 'expo_worker_agent_cache_total', help: 'Host cache lookups at build start by cache and result: hit, miss, error (not copied, or not linked in the VM: then besides its hit or miss).', labelNames: ['cache', 'result'], registers: [registry] });
     this.bytes =
       (registry.getSingleMetric('expo_worker_agent_cache_bytes') as Gauge<'cache'> | undefined) ??
       new Gauge({ name: 'expo_worker_agent_cache_bytes', help: 'Bytes of every variant of a host cache on the host (after its last promotion).', labelNames: ['cache'], registers: [registry] });
