@@ -5,7 +5,13 @@
  * States of the one standby: `none` → `preparing` (the build path's own `EphemeralVm.acquire`,
  * under the agent's start lock) → `ready` → `taken` (handed to a build, which releases it like
  * any VM) or `discarded` (stopped and deleted: too old, base image changed, dead, or the agent
- * stopping) → `none`. A failed preparation goes back to `none`; the next build's end tries again.
+ * stopping; then its cache shares go too, {@link StandbyParts.removed}) → `none`. A failed
+ * preparation goes back to `none`; the next build's end tries again, or a timer after 30 s,
+ * doubling up to 10 min, so an idle agent is not left without one. A ready standby whose `tart
+ * run` exits is discarded and replaced at once, not left for a claim to find dead.
+ *
+ * Caches: the standby boots like any VM, with its caches' shares, empty (build-kit.ts); the
+ * claim that takes it copies the build's variant into them (build-caches.ts).
  *
  * When: `fill()` runs at start, after every build ends and after a take, and makes a standby
  * only while the agent polls and a slot is free (`freeSlots() ≥ 1`). So with two slots there is
@@ -18,7 +24,8 @@
  * the normal way (a miss). A claim arriving while the standby boots waits for it: it can only
  * be ready sooner than a fresh clone.
  *
- * Staleness: older than `maxAgeMs`, or the base image changed since the standby was cloned.
+ * Staleness: older than `maxAgeMs`, the base image changed since the standby was cloned, or a
+ * reload changed what the VM is made of ({@link standbyVmShape}).
  * The base is fingerprinted by its files in TART_HOME (see {@link baseImageFingerprint}); a
  * timer discards a stale ready standby and makes a new one, and a claim checks again.
  *
