@@ -1,14 +1,21 @@
 /**
- * One build's host caches, from the claim to the VM's deletion (see caches.ts for the disk side):
+ * One build's host caches, from the VM's boot to its deletion (see caches.ts for the disk side):
  *
- *   begin   before the VM starts: a writable copy of each cache's variant (hit or miss), shared
- *           into the VM as `tart run --dir=<name>:<copy>`
+ *   shares  before any VM of the agent boots — a build's or a standby booted before any claim:
+ *           an empty directory per cache, `<cacheDir>/.vm/<vm>/<name>`, shared into it as
+ *           `tart run --dir=<name>:<dir>`; fixed for the VM's life
+ *   open    once the build has its VM: from here `end` cleans the VM's shares up
+ *   checkout the build's variant of each cache (hit or miss) is copied INTO the VM's share (a
+ *           copy, not a link: virtio-fs does not follow a host symlink for the guest)
  *   link    before the steps, over SSH: `<guestPath>` becomes a symlink to
  *           `<vmSharedFilesRoot>/<name>` (what was there is removed)
  *   settle  after the steps succeeded, before the VM stops (`tart stop` is a hard power-off):
  *           `sync` in the guest, so what the build wrote is on the host, not in the guest's cache
  *   end     after the VM is deleted: a succeeded build's copies are promoted, if settle
- *           succeeded and the VM was deleted cleanly; any other's discarded
+ *           succeeded and the VM was deleted cleanly; any other's discarded; the VM's shares go
+ *
+ * A VM that never runs a build (a standby deleted unused, a VM that failed its checks) has its
+ * shares removed by {@link RunnerCaches.removeVm}.
  *
  * A cache is an optimization: a cache that cannot be copied or linked is noted in the build's
  * log and left out; the build goes on without it.
@@ -21,21 +28,25 @@ import type { VmDirShare } from '../vm/vm-driver.ts';
 import type { CacheSpec } from './cache-config.ts';
 import type { CacheCheckout, CacheStore } from './caches.ts';
 
-/** The runner's view of a build's caches. */
+/** The runner's (and the VM preparation's) view of the host caches. */
 export interface RunnerCaches {
-  /** Checks out the build's caches; notes (build log lines) say what was found. */
-  begin(build: { id: string; attempt: number; env: Readonly<Record<string, string>> }, note: (line: string) => void): Promise<RunnerCacheSession>;
+  /** Makes a VM's empty shares, before it boots: the `tart run --dir` list. */
+  shares(vmName: string): Promise<readonly VmDirShare[]>;
+  /** Removes a VM's shares: the VM was deleted without a build's session (which does it in `end`). */
+  removeVm(vmName: string): Promise<void>;
+  /** The caches of one attempt on its VM; notes (build log lines) say what was found. */
+  open(build: { id: string; attempt: number; env: Readonly<Record<string, string>> }, vmName: string, note: (line: string) => void): RunnerCacheSession;
 }
 
 /** The caches of one attempt. */
 export interface RunnerCacheSession {
-  /** The shares for `tart run --dir`. */
-  readonly dirs: readonly VmDirShare[];
+  /** Copies each cache's variant into the VM's share; never throws (a cache that fails is left out). */
+  checkout(): Promise<void>;
   /** Links each share to its guest path in the VM. */
   link(session: Pick<SshSession, 'exec'>, signal: AbortSignal): Promise<void>;
   /** Flushes the guest's writes into the shares (`sync`); call after the steps succeeded, before the VM stops. */
   settle?(session: Pick<SshSession, 'exec'>, signal: AbortSignal): Promise<void>;
-  /** Promotes (succeeded, settled and the VM deleted cleanly) or discards the copies; call once the VM is gone. */
+  /** Promotes (succeeded, settled and the VM deleted cleanly) or discards the copies, then removes the VM's shares; call once the VM is gone. */
   end(succeeded: boolean): Promise<void>;
 }
 
@@ -54,7 +65,7 @@ export class PromCacheMetrics implements CacheMetrics {
     // A config reload builds a new one on the same registry: reuse what is registered.
     this.lookups =
       (registry.getSingleMetric('expo_worker_agent_cache_total') as Counter<'cache' | 'result'> | undefined) ??
-      new Counter({ name: 'expo_worker_agent_cache_total', help: 'Host cache lookups at build start by cache and result: hit, miss, error.', labelNames: ['cache', 'result'], registers: [registry] });
+      new Counter({ name: 'expo_worker_agent_cache_total', help: 'Host cache lookups at build start by cache and result: hit, miss, error (not copied, or not linked in the VM: then besides its hit or miss).', labelNames: ['cache', 'result'], registers: [registry] });
     this.bytes =
       (registry.getSingleMetric('expo_worker_agent_cache_bytes') as Gauge<'cache'> | undefined) ??
       new Gauge({ name: 'expo_worker_agent_cache_bytes', help: 'Bytes of every variant of a host cache on the host (after its last promotion).', labelNames: ['cache'], registers: [registry] });
@@ -74,13 +85,22 @@ export function guestWord(path: string): string {
   return path.startsWith('~/') ? `"$HOME"/${shellQuote([path.slice(2)])}` : shellQuote([path]);
 }
 
-/** The shell script that links each cache's guest path to its share. */
+/** How long the link script waits for the guest to mount a share, s: macOS mounts them during boot and login, which may lag behind sshd. */
+export const SHARE_WAIT_S = 30;
+
+/** The shell script that links each cache's guest path to its share, once the share is mounted. */
 export function linkScript(root: string, specs: readonly CacheSpec[]): string {
   const lines = ['set -e'];
   for (const s of specs) {
     const src = guestWord(`${root}/${s.name}`);
     const dst = guestWord(s.guestPath.replace(/\/+$/, ''));
-    lines.push(`test -d ${src}`, `mkdir -p "$(dirname ${dst})"`, `rm -rf ${dst}`, `ln -s ${src} ${dst}`);
+    lines.push(
+      `i=0; while [ ! -d ${src} ] && [ $i -lt ${SHARE_WAIT_S * 2} ]; do sleep 0.5; i=$((i+1)); done`,
+      `test -d ${src} || { echo share ${s.name} not mounted at ${src} >&2; exit 1; }`,
+      `mkdir -p "$(dirname ${dst})"`,
+      `rm -rf ${dst}`,
+      `ln -s ${src} ${dst}`,
+    );
   }
   return lines.join('\n');
 }
@@ -103,44 +123,57 @@ export class BuildCaches implements RunnerCaches {
     this.o = o;
   }
 
-  async begin(build: { id: string; attempt: number; env: Readonly<Record<string, string>> }, note: (line: string) => void): Promise<RunnerCacheSession> {
-    const { store, metrics } = this.o;
-    const checkouts: CacheCheckout[] = [];
-    // The id becomes a host path (and a `--dir` value): nothing else has checked it yet.
-    if (!isBuildId(build.id)) {
-      note(`caches left out: the build id ${JSON.stringify(build.id)} is not a valid id`);
-      return this.session(checkouts, note);
-    }
-    for (const spec of this.o.caches) {
-      try {
-        const c = await store.checkout(spec, build.env, `${build.id}-${build.attempt}`);
-        checkouts.push(c);
-        metrics?.cacheLookup(spec.name, c.hit ? 'hit' : 'miss');
-        note(`cache ${spec.name}${c.key === 'default' ? '' : ` (${c.variant})`}: ${c.hit ? 'hit' : 'miss (starts empty)'}`);
-      } catch (err) {
-        metrics?.cacheLookup(spec.name, 'error');
-        note(`cache ${spec.name} left out: ${(err as Error).message}`);
-      }
-    }
-    return this.session(checkouts, note);
+  shares(vmName: string): Promise<readonly VmDirShare[]> {
+    return this.o.store.vmShares(vmName, this.o.caches);
   }
 
-  private session(checkouts: CacheCheckout[], note: (line: string) => void): RunnerCacheSession {
+  async removeVm(vmName: string): Promise<void> {
+    try {
+      await this.o.store.removeVm(vmName);
+    } catch (err) {
+      this.o.warn(`could not remove the cache shares of ${vmName}; the next start removes them`, err as Error);
+    }
+  }
+
+  open(build: { id: string; attempt: number; env: Readonly<Record<string, string>> }, vmName: string, note: (line: string) => void): RunnerCacheSession {
     const { store, metrics, sharedFilesRoot, warn } = this.o;
+    const checkouts: CacheCheckout[] = [];
+    let checkingOut: Promise<void> | undefined;
     let ended = false;
     // Promotion needs the guest's writes flushed: a VM stopped without a `sync` may leave a
     // half-written copy.
     let settled = false;
-    return {
-      dirs: checkouts.map((c) => ({ name: c.spec.name, path: c.path })),
-      link: async (session, signal) => {
-        if (checkouts.length === 0) return;
+    const checkout = async (): Promise<void> => {
+      // The id becomes a host path: nothing else may have checked it yet.
+      if (!isBuildId(build.id)) return note(`caches left out: the build id ${JSON.stringify(build.id)} is not a valid id`);
+      for (const spec of this.o.caches) {
         try {
-          const r = await session.exec(linkScript(sharedFilesRoot, checkouts.map((c) => c.spec)), { timeoutMs: 60_000, signal });
-          if (r.exitCode !== 0) note(`caches could not be linked in the VM (exit ${r.exitCode ?? r.signal}): ${r.stderr.trim().split('\n').pop() ?? ''}`);
+          const c = await store.checkout(spec, build.env, `${build.id}-${build.attempt}`, `${store.vmDir(vmName)}/${spec.name}`);
+          checkouts.push(c);
+          metrics?.cacheLookup(spec.name, c.hit ? 'hit' : 'miss');
+          note(`cache ${spec.name}${c.key === 'default' ? '' : ` (${c.variant})`}: ${c.hit ? 'hit' : 'miss (starts empty)'}`);
+        } catch (err) {
+          metrics?.cacheLookup(spec.name, 'error');
+          note(`cache ${spec.name} left out: ${(err as Error).message}`);
+        }
+      }
+    };
+    return {
+      checkout: () => (checkingOut ??= checkout()),
+      link: async (session, signal) => {
+        await checkingOut;
+        if (checkouts.length === 0) return;
+        const failed = (why: string) => {
+          note(`caches could not be linked in the VM${why}`);
+          // Counted: the lookup said hit or miss, but the build runs without its caches.
+          for (const c of checkouts) metrics?.cacheLookup(c.spec.name, 'error');
+        };
+        try {
+          const r = await session.exec(linkScript(sharedFilesRoot, checkouts.map((c) => c.spec)), { timeoutMs: (SHARE_WAIT_S + 60) * 1000, signal });
+          if (r.exitCode !== 0) failed(` (exit ${r.exitCode ?? r.signal}): ${r.stderr.trim().split('\n').pop() ?? ''}`);
         } catch (err) {
           // An abort or a lost session is the runner's to handle; the steps will see it.
-          if (!signal.aborted) note(`caches could not be linked in the VM: ${(err as Error).message}`);
+          if (!signal.aborted) failed(`: ${(err as Error).message}`);
         }
       },
       settle: async (session, signal) => {
@@ -156,6 +189,8 @@ export class BuildCaches implements RunnerCaches {
       end: async (built) => {
         if (ended) return;
         ended = true;
+        // A checkout still copying finishes first: its copy is then discarded like the rest.
+        await checkingOut;
         const succeeded = built && settled;
         for (const c of checkouts) {
           try {
@@ -170,6 +205,7 @@ export class BuildCaches implements RunnerCaches {
             await store.discard(c).catch(() => undefined);
           }
         }
+        await this.removeVm(vmName);
       },
     };
   }

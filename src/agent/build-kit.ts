@@ -16,6 +16,7 @@ import { EphemeralVm, type AcquireRequest } from '../vm/ephemeral-vm.ts';
 import type { VmStartLock } from '../vm/start-lock.ts';
 import type { TartCli } from '../vm/tart-cli.ts';
 import type { VmDirShare } from '../vm/vm-driver.ts';
+import { cloneName } from '../vm/vm-name.ts';
 import type { AgentIntervals } from '../monitor/watchdog-policy.ts';
 import { BuildRunner } from './build-runner.ts';
 import type { AgentConfig } from './config.ts';
@@ -23,7 +24,7 @@ import type { ControllerClient } from './controller-client.ts';
 import { LogStream } from './log-stream.ts';
 import type { AgentMetrics } from './metrics.ts';
 import type { BuildVm } from './runner-ports.ts';
-import type { BuildCaches } from './build-caches.ts';
+import type { BuildCaches, RunnerCaches } from './build-caches.ts';
 import { RemoteWorkspace } from './remote-workspace.ts';
 
 /** What main builds from the config and hands to every runner. */
@@ -38,6 +39,8 @@ export interface BuildKitContext {
   monitor: MonitorImage;
   /** One lock for the whole agent, across reloads: never a third macOS VM. */
   startLock: VmStartLock;
+  /** The host caches, when the config has any: every VM (a standby too) boots with their shares. */
+  caches?: RunnerCaches;
 }
 
 /** One SSH client for every build of this process (it holds no connection itself). */
@@ -45,11 +48,34 @@ let ssh: Ssh2Client | undefined;
 const sharedSsh = (): Ssh2Client => (ssh ??= new Ssh2Client());
 
 /** What acquiring a VM is asked: the runner's request, with its abort signal and progress lines. */
-export type FreshRequest = AcquireRequest & { signal: AbortSignal; onProgress: (line: string) => void; dirs?: readonly VmDirShare[] };
+export type FreshRequest = AcquireRequest & { signal: AbortSignal; onProgress: (line: string) => void };
 
-/** A fresh VM, cloned, booted and checked: for a build, or for the standby (standby.ts). */
+/**
+ * A VM's cache shares, made empty before it boots (the VM's name is the clone name acquire will
+ * use); none when the config has no caches or they cannot be made (the build then goes without).
+ */
+async function cacheShares(ctx: BuildKitContext, req: FreshRequest): Promise<{ vmName: string; dirs: readonly VmDirShare[] } | undefined> {
+  const { caches, config } = ctx;
+  if (caches === undefined) return undefined;
+  let vmName: string;
+  try {
+    vmName = cloneName({ prefix: config.clonePrefix, workerId: config.workerId, buildId: req.buildId, attempt: req.attempt });
+  } catch {
+    return undefined; // acquire reports the bad name
+  }
+  try {
+    return { vmName, dirs: await caches.shares(vmName) };
+  } catch (err) {
+    req.onProgress(`caches left out: their shares could not be made: ${(err as Error).message}`);
+    await caches.removeVm(vmName);
+    return undefined;
+  }
+}
+
+/** A fresh VM, cloned, booted with the caches' shares and checked: for a build, or for the standby (standby.ts). */
 export async function acquireFresh(ctx: BuildKitContext, req: FreshRequest, sshClient: SshClient = sharedSsh()): Promise<EphemeralVm> {
   const { config, metrics } = ctx;
+  const shares = await cacheShares(ctx, req);
   try {
     const vm = await EphemeralVm.acquire(
       {
@@ -67,7 +93,7 @@ export async function acquireFresh(ctx: BuildKitContext, req: FreshRequest, sshC
         stopTimeoutS: config.vmStopTimeoutS,
         hostKey: config.vmHostKey.length > 0 ? { kind: 'pinned', fingerprints: config.vmHostKey } : { kind: 'any' },
         network: config.vmNetwork,
-        dirs: req.dirs,
+        dirs: shares?.dirs,
         startLock: ctx.startLock,
         onProgress: req.onProgress,
         onCheck: (r) => metrics.healthCheck(r.name, r.ok),
@@ -79,6 +105,8 @@ export async function acquireFresh(ctx: BuildKitContext, req: FreshRequest, sshC
     return vm;
   } catch (err) {
     metrics.vmPrepared(req.signal.aborted ? 'aborted' : 'failed');
+    // acquire deleted the VM: no build will clean its shares up.
+    if (shares !== undefined) await ctx.caches?.removeVm(shares.vmName);
     throw err;
   }
 }

@@ -115,7 +115,7 @@ export class BuildRunner {
   private stateValue: RunnerState = 'preparing';
   private stream: RunnerLog | undefined;
   private workspace: RunnerWorkspace | undefined;
-  /** The attempt's host caches: checked out before the VM, promoted or discarded after it. */
+  /** The attempt's host caches: checked out into the VM's shares once it has its VM, promoted or discarded after it. */
   private caches: RunnerCacheSession | undefined;
   /** Cancels the prepare limit, then the steps' limit. */
   private cancelLimit: CancelTimer = () => undefined;
@@ -243,14 +243,11 @@ export class BuildRunner {
       // The workspace and monitor start as soon as SSH answers, beside the last health checks.
       let early: EarlyStart | undefined;
       try {
-        this.caches = await this.d.caches?.begin({ id: build.id, attempt: build.attempt, env: build.env }, note);
-        if (signal.aborted) return null;
         vm = await this.d.acquireVm({
           buildId: build.id,
           attempt: build.attempt,
           signal,
           onProgress: note,
-          dirs: this.caches?.dirs,
           onSshReady: (v) => (early = startEarly(() => this.openBuildWorkspace(v), note)),
         });
       } catch (err) {
@@ -261,6 +258,10 @@ export class BuildRunner {
         return { status: 'failed', failureReason: reason, message: (err as Error).message };
       }
       keepVm(vm);
+      // The VM booted with its (empty) cache shares, a standby too: the build's copies go in
+      // now, beside the monitor's start; the link before the steps waits for them.
+      this.caches = this.d.caches?.open({ id: build.id, attempt: build.attempt, env: build.env }, vm.name, note);
+      void this.caches?.checkout();
       note(`VM ${vm.name} is healthy at ${vm.ip}`);
       // Fail fast on what the agent can see for itself.
       void vm.exited.then((exit) => this.abort('vm_crashed', `tart run exited (${exit.code ?? exit.signal}): ${exit.logTail.trim().split('\n').pop() ?? ''}`));

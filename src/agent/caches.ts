@@ -6,35 +6,44 @@
  *
  *   <cacheDir>/<name>/<variant>         a symlink to `.gen/<id>`: the variant's current base
  *   <cacheDir>/<name>/<variant>.json    {key, lastUsedMs, bytes}: for `cache list` and LRU eviction
- *   <cacheDir>/<name>/.gen/<id>/        a base, or one build's writable copy (shared into its VM)
+ *   <cacheDir>/<name>/.gen/<id>/        a base (or a copy made without a VM share: tests, tools)
+ *   <cacheDir>/.vm/<vm>/<name>/         a VM's share of the cache, mounted when the VM boots
+ *                                       (`tart run --dir`); empty until a build claims the VM
+ *
+ * The VM's share is fixed at boot (a standby boots before the claim that decides the variant)
+ * and is a real directory: the build's copy is made IN it, never linked there, since virtio-fs
+ * does not follow a host symlink for the guest.
  *
  * A build's copy goes `checked out → promoted | discarded`:
- * - checkout: copy the variant's base (if any: a hit, else a miss) to `.gen/<token>` — on macOS
+ * - checkout: copy the variant's base (if any: a hit, else a miss) into the VM's share — on macOS
  *   `cp -c` (APFS clonefile: instant, no space until written), elsewhere `cp -a`. A copy, never
  *   hard links: tools rewrite files in place, which would write through to the base.
- * - promote (a successful build, its VM gone): a new symlink to the copy replaces `<variant>` by
- *   ONE rename (atomic: at every instant `<variant>` is the old base or the new one, and a crash
- *   leaves one of them), then the old base is removed and the cache is trimmed to `maxSizeGb`,
- *   least recently used variant first (never the one just promoted). A plain `<variant>`
- *   directory (an older agent's layout) is moved to `.gen/<variant>-m` first; a crash right
- *   there is repaired by the next sweep, which links it back.
+ * - promote (a successful build, its VM gone): the copy is renamed into `.gen/<id>` (same
+ *   volume: one rename), then a new symlink to it replaces `<variant>` by ONE rename (atomic: at
+ *   every instant `<variant>` is the old base or the new one, and a crash leaves one of them).
+ *   Only these renames, the metadata and the choice of variants to evict (least recently used
+ *   first, never the one just promoted, down to `maxSizeGb`) hold the cache's lock; measuring
+ *   the copy before and removing the old base and the evicted ones after do not, so a large
+ *   tree never delays another build's checkout. A plain `<variant>` directory (an older agent's
+ *   layout) is moved to `.gen/<variant>-m` first; a crash right there is repaired by the next
+ *   sweep, which links it back.
  * - discard (a failed or cancelled build): the copy is removed. The base is as it was.
+ * When its VM is deleted, the VM's `.vm/<vm>` directory goes (see build-caches.ts).
  * A guest may leave read-only directories in its copy (Go's module cache does): every removal
  * makes the tree writable first ({@link removeTree}).
  * Two builds never write one directory, and neither sees the other's half-written files; of two
  * successful builds of one variant, the later promotion wins. Checkouts and promotions of one
  * cache are serialized in this process ({@link CacheLocks}); copies an agent that died left (no
- * variant links to them) are swept at start ({@link CacheStore.sweep}).
+ * variant links to them, and every VM share) are swept at start ({@link CacheStore.sweep}).
  */
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
-import { chmod, lstat, readdir, rm } from 'node:fs/promises';
-import { basename, join } from 'node:path';
-import { promisify } from 'node:util';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { CacheSpec } from './cache-config.ts';
+import { copyTree, emptyDir, removeTree, treeBytes, type CopyTree } from './cache-fs.ts';
 
-const execFileP = promisify(execFile);
+export { copyTree, emptyDir, removeTree, treeBytes, type CopyTree } from './cache-fs.ts';
 
 /** Variant ids: a digest of the key value, so any key makes a safe directory name. */
 export const DEFAULT_VARIANT = 'default';
@@ -57,9 +66,14 @@ export interface CacheCheckout {
   readonly key: string;
   /** Whether a base existed (the copy starts with the last successful build's files). */
   readonly hit: boolean;
-  /** The copy: shared into the VM. */
+  /** The copy: the VM's share of the cache (or a `.gen` directory, without a VM). */
   readonly path: string;
+  /** Its name under `.gen` once promoted. */
+  readonly id: string;
 }
+
+/** The characters of a VM name (tart's, see vm-name.ts), and never `.` or `..`: it becomes a directory. */
+const VM_DIR = /^(?!\.{1,2}$)[A-Za-z0-9._-]{1,200}$/;
 
 /** Serializes the disk work of each cache (by name) within one agent process; shared across config reloads. */
 export class CacheLocks {
@@ -75,85 +89,6 @@ export class CacheLocks {
     });
     return next;
   }
-}
-
-/**
- * Removes a tree, even one whose directories a guest made read-only: `rm -rf` fails there with
- * EACCES (`force` only ignores ENOENT), so on EACCES/EPERM every real directory is made
- * `u+rwx` (found with lstat: a symlink in the tree is never followed out of it) and the removal
- * retried.
- */
-export async function removeTree(path: string): Promise<void> {
-  try {
-    await rm(path, { recursive: true, force: true });
-    return;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EACCES' && code !== 'EPERM') throw err;
-  }
-  await makeWritable(path);
-  await rm(path, { recursive: true, force: true });
-}
-
-async function makeWritable(dir: string): Promise<void> {
-  let st;
-  try {
-    st = await lstat(dir);
-  } catch {
-    return;
-  }
-  if (!st.isDirectory()) return;
-  if ((st.mode & 0o700) !== 0o700) await chmod(dir, (st.mode & 0o7777) | 0o700).catch(() => undefined);
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return;
-  }
-  for (const n of names) await makeWritable(join(dir, n));
-}
-
-/** Copies the contents of `src` into the existing directory `dst` (argv only). */
-export type CopyTree = (src: string, dst: string) => Promise<void>;
-
-/**
- * `cp -c` (clonefile) on macOS, falling back to a plain copy off APFS; `cp -a` elsewhere. BSD cp
- * copies a directory's contents when the source ends in `/` (cp(1)); GNU cp's idiom is `src/.`.
- */
-export const copyTree: CopyTree = async (src, dst) => {
-  if (process.platform === 'darwin') {
-    try {
-      await execFileP('cp', ['-c', '-R', '-p', `${src}/`, dst]);
-      return;
-    } catch {
-      // Not APFS (or clonefile refused): a real copy, into a clean directory.
-      await removeTree(dst);
-      mkdirSync(dst, { recursive: true });
-      await execFileP('cp', ['-R', '-p', `${src}/`, dst]);
-      return;
-    }
-  }
-  await execFileP('cp', ['-a', `${src}/.`, dst]);
-};
-
-/** Bytes of the files under `dir` (apparent sizes; a symlink counts as itself, directories as nothing: the same on every filesystem). */
-export async function treeBytes(dir: string): Promise<number> {
-  let total = 0;
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true, recursive: true });
-  } catch {
-    return 0;
-  }
-  for (const e of entries) {
-    if (e.isDirectory()) continue;
-    try {
-      total += (await lstat(join(e.parentPath, e.name))).size;
-    } catch {
-      // removed meanwhile
-    }
-  }
-  return total;
 }
 
 /** The variant id of a key value. */
@@ -200,60 +135,110 @@ export class CacheStore {
     return join(this.cacheDir, name);
   }
 
-  /** Copies the build's variant into a fresh directory of its own. */
-  checkout(spec: CacheSpec, env: Readonly<Record<string, string>>, token: string): Promise<CacheCheckout> {
+  /** A VM's directory of shares: `<cacheDir>/.vm/<vm>`. */
+  vmDir(vmName: string): string {
+    if (!VM_DIR.test(vmName)) throw new Error(`not a VM name: ${JSON.stringify(vmName)}`);
+    return join(this.cacheDir, '.vm', vmName);
+  }
+
+  /**
+   * Makes the VM's share of each cache, empty, before the VM boots: the directories given to
+   * `tart run --dir`. What an earlier VM of that name left there is removed.
+   */
+  async vmShares(vmName: string, specs: readonly CacheSpec[]): Promise<{ name: string; path: string }[]> {
+    const shares = specs.map((s) => ({ name: s.name, path: join(this.vmDir(vmName), s.name) }));
+    for (const s of shares) await emptyDir(s.path);
+    return shares;
+  }
+
+  /** Removes a VM's shares, whatever they hold; call once the VM is deleted. */
+  async removeVm(vmName: string): Promise<void> {
+    await removeTree(this.vmDir(vmName));
+  }
+
+  /**
+   * Copies the build's variant into `into` (the VM's share of the cache, which must exist: the
+   * VM booted with it), or, without `into`, into a fresh `.gen` directory.
+   */
+  checkout(spec: CacheSpec, env: Readonly<Record<string, string>>, token: string, into?: string): Promise<CacheCheckout> {
     const key = keyValueOf(spec, env);
     const variant = variantOf(key);
     return this.locks.run(spec.name, async () => {
       const root = this.dir(spec.name);
-      const path = join(root, '.gen', `${token}-${randomBytes(4).toString('hex')}`);
-      mkdirSync(path, { recursive: true });
+      const id = `${token}-${randomBytes(4).toString('hex')}`;
+      mkdirSync(join(root, '.gen'), { recursive: true });
+      const path = into ?? join(root, '.gen', id);
+      if (into === undefined) mkdirSync(path);
+      else if (!isRealDir(into)) throw new Error('the VM was booted without this cache\'s share');
       const base = join(root, variant);
       const hit = existsSync(base);
       if (hit) {
         try {
           await this.copy(base, path);
         } catch (err) {
-          await removeTree(path);
+          // The share stays (the VM has it mounted), empty: the cache is left out.
+          await (into === undefined ? removeTree(path) : emptyDir(path)).catch(() => undefined);
           throw err;
         }
         this.touch(spec.name, variant, key);
       }
-      return { spec, variant, key, hit, path };
+      return { spec, variant, key, hit, path, id };
     });
   }
 
-  /** Makes the copy the variant's base (one rename of a symlink), removes the old one, trims the cache; the variants evicted. */
-  promote(c: CacheCheckout): Promise<{ evicted: string[]; bytes: number }> {
-    return this.locks.run(c.spec.name, async () => {
-      const root = this.dir(c.spec.name);
-      const gen = join(root, '.gen');
-      const base = join(root, c.variant);
-      if (!existsSync(c.path)) throw new Error(`the copy ${c.path} is gone`);
-      // Metadata first: a crash after the switch never leaves a base without it.
-      const bytes = await treeBytes(c.path);
-      this.writeMeta(c.spec.name, c.variant, { key: c.key, lastUsedMs: this.now(), bytes });
-      let old: string | undefined = this.baseTarget(c.spec.name, c.variant);
-      if (old === undefined && isRealDir(base)) {
-        // An older agent's plain directory: moved into .gen so one rename can replace the link
-        // (a crash right here is repaired by sweep, which links `<variant>-m` back).
-        old = join(gen, `${c.variant}-m`);
-        await removeTree(old);
-        renameSync(base, old);
-      }
-      const link = join(gen, `link-${randomBytes(6).toString('hex')}`);
-      symlinkSync(join('.gen', basename(c.path)), link);
-      try {
-        renameSync(link, base);
-      } catch (err) {
-        await rm(link, { force: true });
-        if (old !== undefined && old.endsWith('-m') && !existsSync(base)) renameSync(old, base);
-        throw err;
-      }
-      if (old !== undefined && old !== c.path) await removeTree(old);
-      const evicted = await this.evict(c.spec, c.variant);
-      return { evicted, bytes: this.totalBytes(c.spec.name) };
-    });
+  /**
+   * Makes the copy the variant's base (renames: the copy into `.gen`, then a symlink over
+   * `<variant>`), then removes the old base and trims the cache; the variants evicted. Only the
+   * renames, the metadata and the choice of evictions hold the cache's lock.
+   */
+  async promote(c: CacheCheckout): Promise<{ evicted: string[]; bytes: number }> {
+    if (!existsSync(c.path)) throw new Error(`the copy ${c.path} is gone`);
+    // The VM is gone: nothing else reads or writes the copy, so it is measured before the lock.
+    const bytes = await treeBytes(c.path);
+    const trash: string[] = [];
+    try {
+      return await this.locks.run(c.spec.name, async () => {
+        const root = this.dir(c.spec.name);
+        const gen = join(root, '.gen');
+        const base = join(root, c.variant);
+        const dest = join(gen, c.id);
+        if (c.path !== dest) {
+          mkdirSync(gen, { recursive: true });
+          renameSync(c.path, dest);
+        }
+        try {
+          // Metadata first: a crash after the switch never leaves a base without it.
+          this.writeMeta(c.spec.name, c.variant, { key: c.key, lastUsedMs: this.now(), bytes });
+          let old: string | undefined = this.baseTarget(c.spec.name, c.variant);
+          if (old === undefined && isRealDir(base)) {
+            // An older agent's plain directory: moved into .gen so one rename can replace the link
+            // (a crash right here is repaired by sweep, which links `<variant>-m` back).
+            old = join(gen, `${c.variant}-m`);
+            await removeTree(old);
+            renameSync(base, old);
+          }
+          const link = join(gen, `link-${randomBytes(6).toString('hex')}`);
+          symlinkSync(join('.gen', c.id), link);
+          try {
+            renameSync(link, base);
+          } catch (err) {
+            await rm(link, { force: true });
+            if (old !== undefined && old.endsWith('-m') && !existsSync(base)) renameSync(old, base);
+            throw err;
+          }
+          // No link leads to the old base any more and no checkout can start from it: removed after the lock.
+          if (old !== undefined && old !== dest) trash.push(old);
+        } catch (err) {
+          if (this.baseTarget(c.spec.name, c.variant) !== dest) trash.push(dest);
+          throw err;
+        }
+        const evicted = this.evict(c.spec, c.variant, trash);
+        return { evicted, bytes: this.totalBytes(c.spec.name) };
+      });
+    } finally {
+      for (const t of trash) await removeTree(t).catch(() => undefined);
+      // What could not be removed has no link: the next start's sweep takes it.
+    }
   }
 
   /** The `.gen` directory a variant's symlink points at, or undefined (no variant, or a plain directory). */
@@ -270,8 +255,11 @@ export class CacheStore {
     await removeTree(c.path);
   }
 
-  /** Removes least recently used variants (never `keep`) until the cache fits `maxSizeGb`. */
-  private async evict(spec: CacheSpec, keep: string): Promise<string[]> {
+  /**
+   * Unlinks least recently used variants (never `keep`) until the cache fits `maxSizeGb`, by
+   * their metadata; their trees go to `trash`, for the caller to remove after the lock.
+   */
+  private evict(spec: CacheSpec, keep: string, trash: string[]): string[] {
     const limit = spec.maxSizeGb * 1e9;
     const variants = this.list(spec.name).sort((a, b) => a.lastUsedMs - b.lastUsedMs);
     let total = variants.reduce((n, v) => n + v.bytes, 0);
@@ -279,24 +267,31 @@ export class CacheStore {
     for (const v of variants) {
       if (total <= limit) break;
       if (v.variant === keep) continue;
-      await this.removeVariant(spec.name, v.variant);
+      trash.push(this.unlinkVariant(spec.name, v.variant));
       total -= v.bytes;
       evicted.push(v.variant);
     }
     return evicted;
   }
 
-  private async removeVariant(name: string, variant: string): Promise<void> {
+  /** Takes a variant out of the cache (its link, or its plain directory moved into `.gen`, and its metadata); the tree to remove. */
+  private unlinkVariant(name: string, variant: string): string {
     const root = this.dir(name);
     const base = join(root, variant);
-    const target = this.baseTarget(name, variant);
-    if (target !== undefined) {
-      await rm(base, { force: true }); // the link only
-      await removeTree(target);
+    let tree = this.baseTarget(name, variant);
+    if (tree !== undefined) {
+      rmSync(base, { force: true }); // the link only
     } else {
-      await removeTree(base);
+      tree = join(root, '.gen', `evicted-${randomBytes(6).toString('hex')}`);
+      mkdirSync(dirname(tree), { recursive: true });
+      renameSync(base, tree);
     }
-    await rm(join(root, `${variant}.json`), { force: true });
+    rmSync(join(root, `${variant}.json`), { force: true });
+    return tree;
+  }
+
+  private async removeVariant(name: string, variant: string): Promise<void> {
+    await removeTree(this.unlinkVariant(name, variant));
   }
 
   /** Bytes of every variant of a cache (from their metadata). */
@@ -348,9 +343,10 @@ export class CacheStore {
   }
 
   /**
-   * Removes the copies an earlier agent left: every `.gen` entry no variant links to (and the
-   * older `.work`/`.trash`); links back a base a crash left half-migrated. Never throws: what
-   * could not be removed is returned, for a warning.
+   * Removes the copies an earlier agent left: every VM's shares (`.vm`: no VM of this agent runs
+   * yet; the reaper deletes the old ones), every `.gen` entry no variant links to (and the older
+   * `.work`/`.trash`); links back a base a crash left half-migrated. Never throws: what could not
+   * be removed is returned, for a warning.
    */
   async sweep(): Promise<{ path: string; error: Error }[]> {
     const failed: { path: string; error: Error }[] = [];
@@ -361,6 +357,7 @@ export class CacheStore {
         failed.push({ path, error: err as Error });
       }
     };
+    await remove(join(this.cacheDir, '.vm'));
     for (const n of this.cacheNames()) {
       const root = this.dir(n);
       for (const sub of ['.work', '.trash']) await remove(join(root, sub));

@@ -375,9 +375,6 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
     standbyMaxAgeS: f.number('standbyMaxAgeS', 3600, { min: 60 }),
     ...parseCacheConfig(r, (field, why) => f.bad(field, why), (p) => expandHome(p, home)),
   };
-  // A VM's shared directories are fixed when it boots, and a standby boots before the claim that
-  // decides which cache copy its build gets: the two do not combine yet.
-  if (config.standby === 1 && config.caches.length > 0) f.bad('standby', 'cannot be combined with caches yet (a standby VM boots before its build\'s cache copy exists): use one or the other');
   if (f.problems.length > 0) {
     throw new ExpoError('CFG_INVALID', `invalid agent config:\n  - ${f.problems.join('\n  - ')}`, { details: { problems: f.problems } });
   }

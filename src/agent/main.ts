@@ -26,7 +26,7 @@ import { defaultConfigPath, loadAgentConfig, type AgentConfig } from './config.t
 import { ControllerClient } from './controller-client.ts';
 import { controllerCallOf, PromAgentMetrics, type AgentMetrics } from './metrics.ts';
 import { LazyRunner } from './lazy-runner.ts';
-import { baseImageFingerprint, StandbyPool, tartHomeOf } from './standby.ts';
+import { baseImageFingerprint, StandbyPool, standbyVmShape, tartHomeOf } from './standby.ts';
 import { startStatusServer, type StatusServer } from './status-server.ts';
 
 export const AGENT_HELP = `Usage: expo-worker agent [--config PATH] [--log-level LEVEL] [--log-format F]
@@ -69,13 +69,15 @@ function buildParts(
   const sshPrivateKey = readFileSync(config.vmSshKey);
   const monitor = { ...loadMonitorScript(), installedPath: INSTALLED_MONITOR_PATH };
   const clock = new SystemClock();
-  const ctx: BuildKitContext = { config, log, client, metrics, clock, driver, sshPrivateKey, monitor, startLock: START_LOCK };
+  const ctx: BuildKitContext = { config, log, client, metrics, clock, driver, sshPrivateKey, monitor, startLock: START_LOCK, caches };
   const tartHome = tartHomeOf(config);
   standby?.configure({
     acquire: async (req) => (await import('./build-kit.ts')).acquireFresh(ctx, { ...req, onProgress: (line) => log.debug({ standby: req.buildId }, line) }),
     driver,
     baseFingerprint: () => baseImageFingerprint(tartHome, config.vmName),
     maxAgeMs: config.standbyMaxAgeS * 1000,
+    vmShape: standbyVmShape(config),
+    removed: async (vmName) => caches?.removeVm(vmName),
   });
   return {
     settings: {

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { AssignedBuild, CompleteBody } from '../protocol/schemas.ts';
 import type { Clock } from '../sys/clock.ts';
 import type { SshSession } from '../sys/ssh.ts';
-import type { VmDirShare, VmExit } from '../vm/vm-driver.ts';
+import type { VmExit } from '../vm/vm-driver.ts';
 import type { RunnerCaches } from './build-caches.ts';
 import type { CheckoutClient, CheckoutWorkspace } from './checkout.ts';
 import type { RawBody, RetryOptions } from './controller-client.ts';
@@ -101,8 +101,8 @@ export interface RunnerDeps {
   clock: Clock;
   client: RunnerClient;
   /**
-   * Clones, boots and health-checks the build's VM. `dirs`: host directories to share into the VM
-   * (the build's caches). `onSshReady`, when the VM supports it, is called once SSH logs in and
+   * Clones, boots and health-checks the build's VM (or takes the standby), with the caches'
+   * shares mounted (build-kit.ts). `onSshReady`, when the VM supports it, is called once SSH logs in and
    * before the last checks, so the workspace and monitor start beside them (the checks still
    * decide the acquire).
    */
@@ -111,7 +111,6 @@ export interface RunnerDeps {
     attempt: number;
     signal: AbortSignal;
     onProgress: (line: string) => void;
-    dirs?: readonly VmDirShare[];
     onSshReady?: (vm: BuildVm) => void;
   }) => Promise<BuildVm>;
   /** The workspace (and monitor) of the build in its VM, once the VM is healthy. */

@@ -5,7 +5,13 @@
  * States of the one standby: `none` → `preparing` (the build path's own `EphemeralVm.acquire`,
  * under the agent's start lock) → `ready` → `taken` (handed to a build, which releases it like
  * any VM) or `discarded` (stopped and deleted: too old, base image changed, dead, or the agent
- * stopping) → `none`. A failed preparation goes back to `none`; the next build's end tries again.
+ * stopping; then its cache shares go too, {@link StandbyParts.removed}) → `none`. A failed
+ * preparation goes back to `none`; the next build's end tries again, or a timer after 30 s,
+ * doubling up to 10 min, so an idle agent is not left without one. A ready standby whose `tart
+ * run` exits is discarded and replaced at once, not left for a claim to find dead.
+ *
+ * Caches: the standby boots like any VM, with its caches' shares, empty (build-kit.ts); the
+ * claim that takes it copies the build's variant into them (build-caches.ts).
  *
  * When: `fill()` runs at start, after every build ends and after a take, and makes a standby
  * only while the agent polls and a slot is free (`freeSlots() ≥ 1`). So with two slots there is
@@ -18,7 +24,8 @@
  * the normal way (a miss). A claim arriving while the standby boots waits for it: it can only
  * be ready sooner than a fresh clone.
  *
- * Staleness: older than `maxAgeMs`, or the base image changed since the standby was cloned.
+ * Staleness: older than `maxAgeMs`, the base image changed since the standby was cloned, or a
+ * reload changed what the VM is made of ({@link standbyVmShape}).
  * The base is fingerprinted by its files in TART_HOME (see {@link baseImageFingerprint}); a
  * timer discards a stale ready standby and makes a new one, and a claim checks again.
  *
@@ -51,6 +58,14 @@ export interface StandbyParts {
   baseFingerprint: () => string | null;
   /** How long a standby may wait for a build, ms. */
   maxAgeMs: number;
+  /**
+   * What the config says of the VM itself (image, user, key, network, caches' shares…): a reload
+   * that changes it replaces the standby, one that keeps it keeps the standby. Unset: every
+   * configure replaces it.
+   */
+  vmShape?: string;
+  /** Called once a standby VM was deleted without running a build (its cache shares go). */
+  removed?: (vmName: string) => Promise<void>;
 }
 
 export interface StandbyOptions {
@@ -62,10 +77,13 @@ export interface StandbyOptions {
 
 type Entry =
   | { state: 'preparing'; id: string; done: Promise<void>; ac: AbortController }
-  | { state: 'ready'; id: string; vm: StandbyVm; readyAt: number; fingerprint: string | null; generation: number; dead: boolean };
+  | { state: 'ready'; id: string; vm: StandbyVm; readyAt: number; fingerprint: string | null; generation: number; dead: boolean; removed: StandbyParts['removed'] };
 
 /** How often a ready standby's age and base image are checked, at most, ms. */
 const STALE_CHECK_MAX_MS = 60_000;
+/** After a failed preparation the next try waits this long, doubled each time up to the max, ms: an idle agent is not left without a standby. */
+const RETRY_FIRST_MS = 30_000;
+const RETRY_MAX_MS = 600_000;
 
 /**
  * A cheap fingerprint of the base image: inode, size and mtime of each of its files in
@@ -103,6 +121,9 @@ export class StandbyPool {
   private seq = 0;
   /** Deletions under way: a miss waits for them, so the fresh VM never runs beside a standby still stopping. */
   private discarding: Promise<void> = Promise.resolve();
+  /** The next try after failed preparations, and how long it waits. */
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryMs = RETRY_FIRST_MS;
 
   constructor(options: StandbyOptions) {
     this.o = options;
@@ -110,8 +131,9 @@ export class StandbyPool {
 
   /** Sets (or, on a reload, replaces) the config's parts; a standby made before is replaced. */
   configure(parts: StandbyParts): void {
+    // A reload that leaves the VM as it was keeps a good standby (a boot is 15–45 s).
+    if (parts.vmShape === undefined || parts.vmShape !== this.p?.vmShape) this.generation++;
     this.p = parts;
-    this.generation++;
     clearInterval(this.timer);
     this.timer = setInterval(() => void this.refreshIfStale(), Math.min(STALE_CHECK_MAX_MS, parts.maxAgeMs));
     this.timer.unref();
@@ -135,9 +157,9 @@ export class StandbyPool {
     return this.held.has(id);
   }
 
-  /** VMs the pool holds that no build runs: 0 or 1 (booting or ready). */
+  /** VMs the pool holds that no build runs: 0 or 1 (booting, or ready and its `tart run` alive). */
   idleVms(): number {
-    return this.entry === null ? 0 : 1;
+    return this.entry === null || (this.entry.state === 'ready' && this.entry.dead) ? 0 : 1;
   }
 
   /** Makes a standby when there is none, the pool is open and a slot is free. */
@@ -151,12 +173,21 @@ export class StandbyPool {
     const generation = this.generation;
     this.o.log.info({ standby: id }, 'preparing a standby VM');
     this.held.add(id);
+    const removed = p.removed;
     const done = p.acquire({ buildId: id, attempt: 0, signal: ac.signal }).then(
       (vm) => {
-        if (this.closed || this.entry?.id !== id) return this.discard(id, vm, 'the agent is stopping');
-        const ready: Entry = { state: 'ready', id, vm, readyAt: Date.now(), fingerprint, generation, dead: false };
+        const ready: Extract<Entry, { state: 'ready' }> = { state: 'ready', id, vm, readyAt: Date.now(), fingerprint, generation, dead: false, removed };
+        if (this.closed || this.entry?.id !== id) return this.discard(ready, 'the agent is stopping');
         this.entry = ready;
-        void vm.exited.then(() => (ready.dead = true));
+        this.retryMs = RETRY_FIRST_MS;
+        void vm.exited.then(() => {
+          ready.dead = true;
+          // Replaced now rather than found dead by the next claim (a miss).
+          if (this.entry === ready) {
+            this.entry = null;
+            void this.discard(ready, 'its tart run exited').then(() => this.fill());
+          }
+        });
         this.o.log.info({ standby: id, vm: vm.name, ip: vm.ip }, 'standby VM ready');
         return undefined;
       },
@@ -164,7 +195,12 @@ export class StandbyPool {
         // acquire deleted what it had made.
         this.held.delete(id);
         if (this.entry?.id === id) this.entry = null;
-        if (!ac.signal.aborted) this.o.log.warn({ standby: id, err: (err as Error).message }, 'standby VM could not be prepared; trying again after the next build');
+        if (ac.signal.aborted) return;
+        this.o.log.warn({ standby: id, err: (err as Error).message, retryInS: this.retryMs / 1000 }, 'standby VM could not be prepared; trying again after the next build or the wait');
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => this.fill(), this.retryMs);
+        this.retryTimer.unref();
+        this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
       },
     );
     this.entry = { state: 'preparing', id, done, ac };
@@ -186,7 +222,7 @@ export class StandbyPool {
     const why = this.staleness(entry) ?? (await this.deadness(entry));
     if (why !== null) {
       note(`standby VM ${entry.vm.name} not used: ${why}; deleting it and preparing a fresh VM`);
-      await this.discard(entry.id, entry.vm, why);
+      await this.discard(entry, why);
       return this.miss();
     }
     this.o.metrics?.standbyUsed('hit');
@@ -208,6 +244,7 @@ export class StandbyPool {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
+    clearTimeout(this.retryTimer);
     const entry = this.entry;
     this.entry = null;
     if (entry?.state === 'preparing') {
@@ -215,7 +252,7 @@ export class StandbyPool {
       entry.ac.abort();
       await entry.done;
     } else if (entry?.state === 'ready') {
-      await this.discard(entry.id, entry.vm, 'the agent is stopping');
+      await this.discard(entry, 'the agent is stopping');
     }
     await this.discarding;
   }
@@ -250,14 +287,19 @@ export class StandbyPool {
     const why = this.staleness(entry);
     if (why === null) return;
     this.entry = null;
-    await this.discard(entry.id, entry.vm, why);
+    await this.discard(entry, why);
     this.fill();
   }
 
-  private discard(id: string, vm: StandbyVm, why: string): Promise<void> {
+  /** Deletes a standby no build took, then its cache shares. */
+  private discard(entry: Extract<Entry, { state: 'ready' }>, why: string): Promise<void> {
+    const { id, vm } = entry;
     this.o.log.info({ vm: vm.name, why }, 'deleting the standby VM');
     const done = vm.release({ removeLog: true }).then(
-      () => void this.held.delete(id),
+      async () => {
+        this.held.delete(id);
+        await entry.removed?.(vm.name);
+      },
       (err: unknown) => {
         // Let the reaper have it.
         this.held.delete(id);
@@ -267,6 +309,26 @@ export class StandbyPool {
     this.discarding = Promise.all([this.discarding, done]).then(() => undefined);
     return done;
   }
+}
+
+/**
+ * The config fields a standby VM is made of (its image, login, network, checks, name and cache
+ * shares): a reload that changes one replaces the standby ({@link StandbyParts.vmShape}).
+ */
+export function standbyVmShape(c: {
+  readonly vmName: string;
+  readonly vmUser: string;
+  readonly vmSshKey: string;
+  readonly vmNetwork: unknown;
+  readonly vmHostKey: readonly string[];
+  readonly clonePrefix: string;
+  readonly tartHome: string | undefined;
+  readonly tartPath: string | undefined;
+  readonly minFreeDiskGb: number;
+  readonly caches: readonly { readonly name: string }[];
+  readonly cacheDir: string;
+}): string {
+  return JSON.stringify([c.vmName, c.vmUser, c.vmSshKey, c.vmNetwork, c.vmHostKey, c.clonePrefix, c.tartHome ?? null, c.tartPath ?? null, c.minFreeDiskGb, c.caches.map((x) => x.name), c.caches.length > 0 ? c.cacheDir : null]);
 }
 
 /** Where tart keeps its VMs: the config's `tartHome`, else the agent's `TART_HOME` (which tart inherits), else `~/.tart`. */

@@ -1,9 +1,13 @@
 /**
  * Standby VMs (issue 15): the real agent with `standby: 1`, the real controller and the tart
  * simulator. A claim runs on the pre-booted VM (no clone after the claim), a dead or outdated
- * standby is deleted and replaced, two slots share one standby without a third VM, and a drain
- * leaves no VM and no simulator process behind.
+ * standby is deleted and replaced (a dead one before any claim; one found dead by the claim's
+ * SSH re-check is the unit test's), two slots share one standby without a third VM, a drain
+ * leaves no VM and no simulator process behind, and host caches work on standbys: a standby
+ * boots with its (empty) cache shares and gets the build's copy at the claim.
  */
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { E2E_TEST_TIMEOUT_MS, FINAL, startFarm, WAIT, type AgentProcess, type Farm } from '../support/farm.ts';
@@ -63,20 +67,20 @@ describe('standby VMs', () => {
     expect(sampleValue(text, 'expo_worker_agent_claim_to_first_step_seconds_count')).toBe(1);
   });
 
-  it('deletes a standby found dead at the claim, runs the build on a fresh clone (a miss), and makes a new standby', async () => {
+  it('deletes a standby whose tart run exited and boots the next one without waiting for a claim, which then runs on it (a hit)', async () => {
     farm = await startFarm({ agentConfig: { standby: 1 } });
     const agent = farm.agents[0]!;
     const standby = await standbyReady(agent);
     await farm.sim.fault(standby, 'crash');
+    const next = await standbyReady(agent, [standby]);
+    expect(agent.lines.some((l) => l.includes('deleting the standby VM') && l.includes(standby) && l.includes('its tart run exited'))).toBe(true);
+    expect(await farm.vms()).toEqual(['base', next]);
     const id = await farm.submit();
     const log = await succeeded(farm, id);
-    expect(log).toContain(`standby VM ${standby} not used`);
-    expect(log).toContain(`cloning base → expo-mac-1-${id}-1`);
-    const next = await standbyReady(agent, [standby]);
-    expect(await farm.vms()).toEqual(['base', next]);
+    expect(log).toContain(`using the standby VM ${next}`);
     const text = await metricsOf(agent);
-    expect(sampleValue(text, 'expo_worker_agent_standby_total', { result: 'miss' })).toBe(1);
-    expect(sampleValue(text, 'expo_worker_agent_standby_total', { result: 'hit' }) ?? 0).toBe(0);
+    expect(sampleValue(text, 'expo_worker_agent_standby_total', { result: 'hit' })).toBe(1);
+    expect(sampleValue(text, 'expo_worker_agent_standby_total', { result: 'miss' }) ?? 0).toBe(0);
   });
 
   it('replaces a standby whose base image changed: the build never runs on the old one', async () => {
@@ -175,5 +179,54 @@ describe('standby VMs', () => {
       left = farm.sim.listProcesses();
     }
     expect(left.map((p) => p.cmdline)).toEqual([]);
+  });
+});
+
+describe('standby VMs with host caches', () => {
+  const CACHE = '~/Library/Caches/CocoaPods';
+
+  it("a standby booted before the last build ended finds that build's files; a failed build on a standby leaves the cache as it was; each VM's shares go with it", async () => {
+    farm = await startFarm({ agent: false });
+    const cacheDir = join(farm.sim.dir, 'caches');
+    const gate = join(farm.sim.dir, 'gate');
+    // Two slots: the standby taken by one build is replaced while that build still runs.
+    const agent = await farm.startAgent({ standby: 1, maxConcurrentBuilds: 2, cacheDir, vmSharedFilesRoot: '~/My Shared Files', caches: [{ name: 'pods', guestPath: CACHE }] });
+    const s1 = await standbyReady(agent);
+    const one = await farm.submit({
+      steps: [{ name: 'write', run: `echo one > ${CACHE}/f\ni=0; while [ ! -f '${gate}' ] && [ $i -lt 900 ]; do sleep 0.2; i=$((i+1)); done` }],
+    });
+    // The next standby boots, its share mounted, while build one runs: before one's cache exists.
+    const s2 = await standbyReady(agent, [s1]);
+    writeFileSync(gate, '');
+    const log1 = await succeeded(farm, one);
+    expect(log1).toContain(`using the standby VM ${s1}`);
+    expect(log1).toContain('cache pods: miss (starts empty)');
+
+    const two = await farm.submit({ steps: [{ name: 'read', run: `cat ${CACHE}/f; echo two >> ${CACHE}/f` }] });
+    const log2 = await succeeded(farm, two);
+    expect(log2).toContain(`using the standby VM ${s2}`);
+    expect(log2).toContain('cache pods: hit');
+    expect(log2).toContain('\none\n');
+
+    const three = await farm.submit({ steps: [{ name: 'break', run: `echo broken > ${CACHE}/f; echo junk > ${CACHE}/junk; exit 3` }] });
+    expect((await farm.waitBuild(three, FINAL)).status).toBe('failed');
+    await agent.waitFor('build done', WAIT.logMs, (e) => e.buildId === three);
+    const log3 = await farm.log(three);
+    expect(log3).toMatch(/using the standby VM expo-mac-1-standby/);
+
+    const four = await farm.submit({ steps: [{ name: 'read', run: `cat ${CACHE}/f; test ! -e ${CACHE}/junk && echo no-junk` }] });
+    const log4 = await succeeded(farm, four);
+    expect(log4).toMatch(/using the standby VM expo-mac-1-standby/);
+    expect(log4).toContain('\none\ntwo\nno-junk\n');
+
+    // Of every VM's shares only the standby's that waits for the next claim is left.
+    const taken = agent.lines.filter((l) => l.includes('standby VM taken')).map((l) => String(JSON.parse(l).vm));
+    expect(taken).toHaveLength(4);
+    const waiting = await standbyReady(agent, taken);
+    expect(readdirSync(join(cacheDir, '.vm'))).toEqual([waiting]);
+    const text = await metricsOf(agent);
+    expect(sampleValue(text, 'expo_worker_agent_standby_total', { result: 'hit' })).toBe(4);
+    expect(sampleValue(text, 'expo_worker_agent_cache_total', { cache: 'pods', result: 'hit' })).toBe(3);
+    expect(sampleValue(text, 'expo_worker_agent_cache_total', { cache: 'pods', result: 'miss' })).toBe(1);
   });
 });

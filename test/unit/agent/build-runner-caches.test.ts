@@ -1,7 +1,8 @@
 /**
- * The build runner's caches seam (build-caches.ts' port): the copies are checked out before the
- * VM and shared into it, linked before the steps, and promoted only after a successful build's
- * VM is deleted; any other ending discards them. Fakes and a fake clock, as build-runner.test.ts.
+ * The build runner's caches seam (build-caches.ts' port): the VM comes with its shares (a
+ * standby booted before the claim too), the copies are checked out into them once the build has
+ * its VM, linked before the steps, and promoted only after a successful build's VM is deleted;
+ * any other ending discards them. Fakes and a fake clock, as build-runner.test.ts.
  */
 import { describe, expect, it } from 'vitest';
 import type { RunnerCaches, RunnerCacheSession } from '../../../src/agent/build-caches.ts';
@@ -25,14 +26,16 @@ function setup(exitCode: number, releaseFails = false) {
   const ws = new FakeWorkspace().healthy();
   ws.onRunStep = async () => (events.push('step'), exitCode);
   const session: RunnerCacheSession = {
-    dirs: [{ name: 'pods', path: '/caches/pods/.work/b1-1-abcd' }],
+    checkout: async () => void events.push('checkout'),
     link: async () => void events.push('link'),
     settle: async () => void events.push('settle'),
     end: async (succeeded) => void events.push(`end ${succeeded}`),
   };
   const caches: RunnerCaches = {
-    begin: async (build, note) => {
-      events.push(`begin ${build.id}-${build.attempt} env ${JSON.stringify(build.env)}`);
+    shares: async () => [],
+    removeVm: async () => void events.push('removeVm'),
+    open: (build, vmName, note) => {
+      events.push(`open ${build.id}-${build.attempt} on ${vmName} env ${JSON.stringify(build.env)}`);
       note('cache pods: hit');
       return session;
     },
@@ -43,23 +46,24 @@ function setup(exitCode: number, releaseFails = false) {
     clock,
     client: new FakeRunnerClient(),
     caches,
-    acquireVm: async (req) => (events.push(`acquire dirs ${JSON.stringify(req.dirs)}`), vm),
+    acquireVm: async () => (events.push('acquire'), vm),
     openWorkspace: () => ws,
     openLog: (options) => ((stream.options = options), stream),
     settings: { workerId: 'w1', prepareTimeoutMs: 60_000, logDir: '/tmp', stepStopGraceMs: 1000, preparingKeepaliveMs: 5000, reportDeadlineMs: 60_000 },
     log: captureLogger().log,
   });
-  return { events, clock, runner, stream };
+  return { events, clock, runner, stream, vmName: vm.name };
 }
 
 describe('BuildRunner with host caches', () => {
-  it('checks out before the VM (without the secrets), shares the copies, links before the steps, promotes after the VM is gone', async () => {
+  it('checks out into the VM\'s shares once it has its VM (without the secrets), links before the steps, promotes after the VM is gone', async () => {
     const h = setup(0);
     const outcome = await h.clock.run(h.runner.run());
     expect(outcome).toMatchObject({ kind: 'reported', body: { status: 'succeeded' } });
     expect(h.events).toEqual([
-      'begin b1-1 env {"LOCK":"x"}',
-      'acquire dirs [{"name":"pods","path":"/caches/pods/.work/b1-1-abcd"}]',
+      'acquire',
+      `open b1-1 on ${h.vmName} env {"LOCK":"x"}`,
+      'checkout',
       'link',
       'step',
       'settle',

@@ -115,21 +115,37 @@ describe('CacheStore', () => {
 });
 
 describe('BuildCaches', () => {
-  it('counts hits and misses, shares each copy, promotes on success and discards on failure', async () => {
+  const VM1 = 'expo-w-standbyabc-0';
+  const VM2 = 'expo-w-b2-1';
+  const exec0 = (ran: string[] = []) => ({ exec: async (cmd: string) => (ran.push(cmd), { exitCode: 0, signal: null, stdout: '', stderr: '', durationMs: 1 }) });
+  const never = new AbortController().signal;
+
+  it('makes each VM\'s shares empty before it boots, copies the variant into them at the claim, promotes on success, discards on failure, removes the VM\'s shares', async () => {
     const seen: string[] = [];
     const metrics: CacheMetrics = { cacheLookup: (c, r) => seen.push(`${c}:${r}`), cacheBytes: (c, b) => seen.push(`${c}=${b}`) };
     const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', metrics, warn: () => undefined });
     const notes: string[] = [];
-    const one = await caches.begin({ id: B1, attempt: 1, env: {} }, (l) => notes.push(l));
-    expect(one.dirs).toEqual([{ name: 'pods', path: expect.stringContaining(join(dir, 'pods', '.gen')) }]);
-    writeFileSync(join(one.dirs[0]!.path, 'f'), 'abc');
+    // Both VMs boot before either claim (a standby and a second slot's VM).
+    const shares1 = await caches.shares(VM1);
+    const shares2 = await caches.shares(VM2);
+    expect(shares1).toEqual([{ name: 'pods', path: join(dir, '.vm', VM1, 'pods') }]);
+    expect(readdirSync(shares1[0]!.path)).toEqual([]);
+    const one = caches.open({ id: B1, attempt: 1, env: {} }, VM1, (l) => notes.push(l));
+    await one.checkout();
+    writeFileSync(join(shares1[0]!.path, 'f'), 'abc');
     const ran: string[] = [];
-    await one.settle!({ exec: async (cmd) => (ran.push(cmd), { exitCode: 0, signal: null, stdout: '', stderr: '', durationMs: 1 }) }, new AbortController().signal);
-    expect(ran).toEqual(['sync']);
+    await one.link(exec0(ran), never);
+    await one.settle!(exec0(ran), never);
+    expect(ran[1]).toBe('sync');
     await one.end(true);
-    const two = await caches.begin({ id: B2, attempt: 1, env: {} }, (l) => notes.push(l));
-    writeFileSync(join(two.dirs[0]!.path, 'f'), 'broken');
+    expect(existsSync(join(dir, '.vm', VM1))).toBe(false);
+    // The VM booted before the first build's promotion still gets its files, at its claim.
+    const two = caches.open({ id: B2, attempt: 1, env: {} }, VM2, (l) => notes.push(l));
+    await two.checkout();
+    expect(readFileSync(join(shares2[0]!.path, 'f'), 'utf8')).toBe('abc');
+    writeFileSync(join(shares2[0]!.path, 'f'), 'broken');
     await two.end(false);
+    expect(existsSync(join(dir, '.vm', VM2))).toBe(false);
     expect(seen).toEqual(['pods:miss', 'pods=3', 'pods:hit']);
     expect(notes).toEqual(['cache pods: miss (starts empty)', 'cache pods: hit']);
     expect(readFileSync(join(dir, 'pods', variantOf('default'), 'f'), 'utf8')).toBe('abc');
@@ -138,24 +154,63 @@ describe('BuildCaches', () => {
   it('a succeeded build whose guest was not synced (sync failed, or never ran) is not promoted', async () => {
     const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', warn: () => undefined });
     const notes: string[] = [];
-    const one = await caches.begin({ id: B1, attempt: 1, env: {} }, (l) => notes.push(l));
-    writeFileSync(join(one.dirs[0]!.path, 'f'), 'half');
-    await one.settle!({ exec: async () => ({ exitCode: 1, signal: null, stdout: '', stderr: 'io error', durationMs: 1 }) }, new AbortController().signal);
+    const [share] = await caches.shares(VM1);
+    const one = caches.open({ id: B1, attempt: 1, env: {} }, VM1, (l) => notes.push(l));
+    await one.checkout();
+    writeFileSync(join(share!.path, 'f'), 'half');
+    await one.settle!({ exec: async () => ({ exitCode: 1, signal: null, stdout: '', stderr: 'io error', durationMs: 1 }) }, never);
     await one.end(true);
-    const two = await caches.begin({ id: B2, attempt: 1, env: {} }, () => undefined);
+    await caches.shares(VM2);
+    const two = caches.open({ id: B2, attempt: 1, env: {} }, VM2, () => undefined);
+    await two.checkout();
     await two.end(true);
     expect(store.list('pods')).toEqual([]);
-    expect(existsSync(one.dirs[0]!.path) || existsSync(two.dirs[0]!.path)).toBe(false);
+    expect(readdirSync(join(dir, '.vm'))).toEqual([]);
+    expect(readdirSync(join(dir, 'pods', '.gen'))).toEqual([]);
     expect(notes).toContain('caches will not be kept: sync in the VM failed (exit 1)');
+  });
+
+  it('a VM booted without the shares (before caches were configured) runs its build without them', async () => {
+    const seen: string[] = [];
+    const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', metrics: { cacheLookup: (c, r) => seen.push(`${c}:${r}`), cacheBytes: () => undefined }, warn: () => undefined });
+    const notes: string[] = [];
+    const s = caches.open({ id: B1, attempt: 1, env: {} }, VM1, (l) => notes.push(l));
+    await s.checkout();
+    const ran: string[] = [];
+    await s.link(exec0(ran), never);
+    await s.end(true);
+    expect(ran).toEqual([]);
+    expect(seen).toEqual(['pods:error']);
+    expect(notes).toEqual(["cache pods left out: the VM was booted without this cache's share"]);
+  });
+
+  it('a failed link counts an error and leaves the build without its caches', async () => {
+    const seen: string[] = [];
+    const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', metrics: { cacheLookup: (c, r) => seen.push(`${c}:${r}`), cacheBytes: () => undefined }, warn: () => undefined });
+    const notes: string[] = [];
+    await caches.shares(VM1);
+    const s = caches.open({ id: B1, attempt: 1, env: {} }, VM1, (l) => notes.push(l));
+    await s.checkout();
+    await s.link({ exec: async () => ({ exitCode: 1, signal: null, stdout: '', stderr: 'share pods not mounted', durationMs: 1 }) }, never);
+    await s.end(false);
+    expect(seen).toEqual(['pods:miss', 'pods:error']);
+    expect(notes.at(-1)).toBe('caches could not be linked in the VM (exit 1): share pods not mounted');
   });
 
   it('an id that is not a build id (it would become a host path) gets no caches', async () => {
     const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', warn: () => undefined });
     const notes: string[] = [];
-    const s = await caches.begin({ id: '../../x', attempt: 1, env: {} }, (l) => notes.push(l));
-    expect(s.dirs).toEqual([]);
+    const s = caches.open({ id: '../../x', attempt: 1, env: {} }, VM1, (l) => notes.push(l));
+    await s.checkout();
+    await s.end(false);
     expect(notes).toEqual(['caches left out: the build id "../../x" is not a valid id']);
     expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('refuses a VM name that is not one (it becomes a host path)', async () => {
+    const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', warn: () => undefined });
+    await expect(caches.shares('..')).rejects.toThrow('not a VM name');
+    await expect(caches.shares('a/b')).rejects.toThrow('not a VM name');
   });
 
   it('links each guest path to its share, quoting paths, ~ under $HOME', () => {
@@ -163,7 +218,8 @@ describe('BuildCaches', () => {
     expect(script).toBe(
       [
         'set -e',
-        `test -d "$HOME"/'My Shared Files/npm'`,
+        `i=0; while [ ! -d "$HOME"/'My Shared Files/npm' ] && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done`,
+        `test -d "$HOME"/'My Shared Files/npm' || { echo share npm not mounted at "$HOME"/'My Shared Files/npm' >&2; exit 1; }`,
         `mkdir -p "$(dirname '/Users/admin/it'\\''s npm')"`,
         `rm -rf '/Users/admin/it'\\''s npm'`,
         `ln -s "$HOME"/'My Shared Files/npm' '/Users/admin/it'\\''s npm'`,

@@ -157,8 +157,8 @@ describe('agent config', () => {
     expect(parseAgentConfig({ ...SEED, standby: 1, standbyMaxAgeS: 90 }, { home })).toMatchObject({ standby: 1, standbyMaxAgeS: 90 });
     expect(problems({ ...SEED, standby: 2, standbyMaxAgeS: 59 }).map((p) => p.split(':')[0])).toEqual(['standby', 'standbyMaxAgeS']);
     expect(problems({ ...SEED, standby: true })).toEqual([expect.stringMatching(/^standby: must be a number/)]);
-    // A standby boots before its build's cache copy exists: the two are refused together.
-    expect(problems({ ...SEED, standby: 1, caches: [{ name: 'npm', guestPath: '~/.npm' }] })).toEqual([expect.stringMatching(/^standby: cannot be combined with caches/)]);
+    // A standby boots with its caches' shares (empty until the claim): the two combine.
+    expect(parseAgentConfig({ ...SEED, standby: 1, caches: [{ name: 'npm', guestPath: '~/.npm' }] }, { home })).toMatchObject({ standby: 1, caches: [{ name: 'npm' }] });
   });
 
     it('lets the doctor go without a controller', () => {

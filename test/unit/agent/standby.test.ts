@@ -37,12 +37,13 @@ function fakeVm(name: string): FakeVm {
   return vm;
 }
 
-function setup(o: { free?: number; maxAgeMs?: number } = {}) {
+function setup(o: { free?: number; maxAgeMs?: number; vmShape?: string } = {}) {
   const vms: FakeVm[] = [];
   const requests: { buildId: string; signal: AbortSignal }[] = [];
   let fingerprint = 'fp1';
   const listed: VmInfo[] = [];
   const counts = { hit: 0, miss: 0 };
+  const removed: string[] = [];
   const pool = new StandbyPool({ log, metrics: { standbyUsed: (r) => counts[r]++ } });
   const parts: StandbyParts = {
     acquire: async (req) => {
@@ -55,6 +56,8 @@ function setup(o: { free?: number; maxAgeMs?: number } = {}) {
     driver: { list: async () => listed },
     baseFingerprint: () => fingerprint,
     maxAgeMs: o.maxAgeMs ?? 3_600_000,
+    vmShape: o.vmShape,
+    removed: async (name) => void removed.push(name),
   };
   pool.configure(parts);
   let free = o.free ?? 1;
@@ -64,6 +67,8 @@ function setup(o: { free?: number; maxAgeMs?: number } = {}) {
     vms,
     requests,
     counts,
+    removed,
+    parts,
     setFree: (n: number) => (free = n),
     setFingerprint: (f: string) => (fingerprint = f),
     ready: () => vi.waitFor(() => expect(vms.length).toBeGreaterThan(0)).then(() => new Promise((r) => setImmediate(r))),
@@ -108,14 +113,59 @@ describe('StandbyPool', () => {
     await s.pool.close();
   });
 
-  it('deletes a standby whose tart run exited and answers a miss', async () => {
+  it('deletes a standby whose tart run exited at once (its cache shares too) and makes the next one, without waiting for a claim', async () => {
     const s = setup();
     await s.ready();
     s.vms[0]!.exit();
-    await new Promise((r) => setImmediate(r));
-    expect(await s.pool.take(never, () => undefined)).toBeNull();
+    await vi.waitFor(() => expect(s.vms).toHaveLength(2));
     expect(s.vms[0]!.released).toBe(1);
-    expect(s.counts).toEqual({ hit: 0, miss: 1 });
+    expect(s.removed).toEqual([s.vms[0]!.name]);
+    s.vms[1]!.session.expect('echo alive', { stdout: 'alive\n' });
+    expect((await s.pool.take(never, () => undefined))?.name).toBe(s.vms[1]!.name);
+    expect(s.counts).toEqual({ hit: 1, miss: 0 });
+    await s.pool.close();
+  });
+
+  it('tries again after a failed preparation on its own, waiting longer each time', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const pool = new StandbyPool({ log });
+    let tries = 0;
+    pool.configure({
+      acquire: async () => {
+        tries++;
+        throw new Error('clone failed');
+      },
+      driver: { list: async () => [] },
+      baseFingerprint: () => null,
+      maxAgeMs: 3_600_000,
+    });
+    pool.start(() => 1);
+    await vi.waitFor(() => expect(tries).toBe(1));
+    await vi.advanceTimersByTimeAsync(29_000);
+    expect(tries).toBe(1);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(tries).toBe(2);
+    await vi.advanceTimersByTimeAsync(59_000);
+    expect(tries).toBe(2);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(tries).toBe(3);
+    await pool.close();
+    await vi.advanceTimersByTimeAsync(600_000);
+    expect(tries).toBe(3);
+  });
+
+  it('a reload that leaves the VM as it was keeps the standby; one that changes it replaces it', async () => {
+    const s = setup({ vmShape: 'a' });
+    await s.ready();
+    s.pool.configure({ ...s.parts, vmShape: 'a' });
+    s.vms[0]!.session.expect('echo alive', { stdout: 'alive\n' });
+    const got = await s.pool.take(never, () => undefined);
+    expect(got?.name).toBe(s.vms[0]!.name);
+    await vi.waitFor(() => expect(s.vms).toHaveLength(2));
+    await new Promise((r) => setImmediate(r));
+    s.pool.configure({ ...s.parts, vmShape: 'b' });
+    await vi.waitFor(() => expect(s.vms[1]!.released).toBe(1));
+    expect(s.removed).toEqual([s.vms[1]!.name]);
     await s.pool.close();
   });
 
