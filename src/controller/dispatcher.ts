@@ -149,9 +149,14 @@ export class Dispatcher {
   }
 
   private async drain(): Promise<void> {
+    // The first waiter claims at once: a claim that finds nothing costs what the count does, and
+    // a notify usually means a build is there (on PostgreSQL a round trip saved before the claim).
+    // The count stops the walk once the queue is empty, rather than a claim per waiter.
+    let tried = false;
     for (const waiter of [...this.waiters]) {
-      if (this.closed || !(await this.hasQueued())) return;
+      if (this.closed || (tried && !(await this.hasQueued()))) return;
       if (waiter.done || waiter.busy) continue;
+      tried = true;
       waiter.busy = true;
       let claim: Claim | null;
       try {

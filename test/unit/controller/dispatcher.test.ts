@@ -51,6 +51,28 @@ describe('Dispatcher', () => {
     await d.closeAll();
   });
 
+  it('a drain claims for the first waiter at once, and walks on only while the count says builds are queued', async () => {
+    let queued = 0;
+    const claims: string[] = [];
+    const d = new Dispatcher(async () => queued > 0);
+    const acs = ['a', 'b', 'c'].map(() => new AbortController());
+    const results = ['a', 'b', 'c'].map((id, i) =>
+      d.wait({ tryClaim: async () => (claims.push(id), queued > 0 ? (queued--, claim) : null), release: async () => undefined, waitMs: 600_000, signal: acs[i]!.signal }),
+    );
+    await new Promise((r) => setTimeout(r, 0));
+    claims.length = 0;
+    d.notify(); // nothing queued: one claim tried, then the count ends the walk
+    await new Promise((r) => setTimeout(r, 0));
+    expect(claims).toEqual(['a']);
+    queued = 1;
+    d.notify();
+    expect(await results[0]).toBe(claim);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(claims).toEqual(['a', 'a']);
+    for (const ac of acs) ac.abort();
+    await d.closeAll();
+  });
+
   describe('reserve (a submission claimed for a waiter in its own write)', () => {
     const requestOf = (workerId: string): ClaimRequest => ({ workerId, workerLabels: [], now: 1, lease: `l-${workerId}`, buildTokenHash: `t-${workerId}`, attemptBanner: () => '' });
     /** A waiter of worker `id` with `labels`; its claims and releases are recorded. */
