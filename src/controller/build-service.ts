@@ -26,11 +26,11 @@ import { ExpoError } from '../protocol/errors.ts';
 import { artifactPatternMatches, type BuildPhase, type FailureReason, type FinalBuildStatus } from '../protocol/domain.ts';
 import type { ArtifactProblem, BuildHeartbeatBody, BuildSource, CompleteBody, CreateBuildBody, LogChunkBody, PollBody, WorkerHeartbeatBody } from '../protocol/schemas.ts';
 import { hashSecret, newBuildId, type Principal } from './auth.ts';
-import { Dispatcher } from './dispatcher.ts';
+import { Dispatcher, type Reservation } from './dispatcher.ts';
 import { WorkerWaits } from './worker-waits.ts';
 import type { Liveness } from '../protocol/liveness.ts';
 import { livenessOf } from '../monitor/watchdog-policy.ts';
-import type { AttemptRecord, BuildPulse, BuildRecord, ListBuildsFilter, Store, WorkerRecord } from './store/store.ts';
+import type { AttemptRecord, BuildPulse, BuildRecord, Claim, ListBuildsFilter, NewBuild, Store, WorkerRecord } from './store/store.ts';
 import type { SecretBox } from './secret-box.ts';
 import { unopenable, WorkerLiveness, type PollResult } from './worker-liveness.ts';
 import { AttemptEndings, type AttemptEndingsOptions, type BuildEvent, type Settled } from './attempt-endings.ts';
@@ -40,7 +40,7 @@ import type { ClusterEvent } from './cluster.ts';
 
 /** What the build service reads and writes. */
 export type BuildStore = AttemptEndingsOptions['store'] &
-  Pick<Store, 'createBuild' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'touchWorkers' | 'getWorker' | 'activeBuildsOfWorker' | 'unfinishedBuildsOfRef'> &
+  Pick<Store, 'createBuild' | 'createAndClaim' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'touchWorkers' | 'getWorker' | 'activeBuildsOfWorker' | 'unfinishedBuildsOfRef'> &
   Pick<Store, 'claimBuild' | 'getAttemptByLease' | 'hasAttemptOnWorker' | 'touchBuild' | 'setBuildPhase' | 'recordStepStart' | 'appendLog' | 'readLog' | 'readLogRange'> &
   Pick<Store, 'listArtifacts' | 'setArtifactProblems'>;
 
@@ -148,22 +148,48 @@ export class BuildService {
     }
     const id = newBuildId();
     const secretNames = Object.keys(secretEnv);
-    const build = await this.store.createBuild({
+    const labels = body.labels ?? [];
+    const made = await this.createHanded(labels, {
       id,
       steps: body.steps,
       env: body.env ?? {},
       secretEnvNames: secretNames,
       secretEnvSealed: secretNames.length > 0 ? this.o.secrets.seal(id, secretEnv) : null,
-      labels: body.labels ?? [],
+      labels,
       artifacts: body.artifacts ?? [],
       timeoutS: body.timeoutS ?? this.o.defaultTimeoutS,
       maxAttempts: body.maxAttempts ?? 1,
       createdAt: this.o.now(),
       source: source ?? null,
     });
+    const { build, claim, taker } = made;
     this.o.onBuildEvent?.({ kind: 'submitted', build });
-    this.publish({ kind: 'queued' });
+    if (claim === null) {
+      await taker?.hand(null);
+      this.publish({ kind: 'queued' });
+      return build;
+    }
+    await taker!.hand(claim);
+    // The waiting poll's answer goes out before the submitter's: its continuation (already due)
+    // runs to its socket write while this one waits one turn of the event loop.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     return build;
+  }
+
+  /**
+   * Creates the build; when a poll here waits for a build it may take (`Dispatcher.reserve`), in
+   * the same store write claimed by that worker (`createAndClaim`): nothing is queued, no wake-up
+   * goes out, no drain runs. The caller hands the claim (or nothing) back to `taker`.
+   */
+  private async createHanded(labels: readonly string[], b: NewBuild): Promise<{ build: BuildRecord; claim: Claim | null; taker: Reservation | null }> {
+    const taker = this.dispatcher.reserve(labels);
+    if (taker === null) return { build: await this.store.createBuild(b), claim: null, taker };
+    try {
+      return { ...(await this.store.createAndClaim(b, taker.request)), taker };
+    } catch (err) {
+      await taker.hand(null);
+      throw err;
+    }
   }
 
   async getBuild(id: string): Promise<BuildRecord> {

@@ -15,8 +15,16 @@
  * A waiter's first claim runs before it is registered, and with PostgreSQL that claim is a round
  * trip: a build queued meanwhile notifies a drain that cannot yet see the waiter. So `wait`
  * notes the notify count before its first claim and, once registered, drains again if it moved.
+ *
+ * A submission need not go through the queue at all: `reserve` picks the oldest waiter that may
+ * take the new build, so that the submitter writes the build already claimed by it (one store
+ * write instead of a queued write, a wake-up and a claim), and hands it the claim. A waiter is
+ * inside at most one claim at a time (`busy`: a drain's, or a reservation's), so its claim
+ * request — fresh lease and build token — is never overwritten by another in flight; a drain
+ * passes over a busy waiter, and a reservation that ends without a claim is followed by a
+ * `notify` from the submitter (the build was queued after all), which drains again.
  */
-import type { Claim } from './store/store.ts';
+import type { Claim, ClaimRequest } from './store/store.ts';
 
 export interface WaitRequest {
   tryClaim: () => Promise<Claim | null>;
@@ -25,11 +33,27 @@ export interface WaitRequest {
   waitMs: number;
   /** Aborted when the client disconnects. */
   signal?: AbortSignal;
+  /**
+   * What a submitter needs to claim a new build for this waiter itself (`reserve`): the worker's
+   * labels, and a fresh claim request (a new lease and build token each time, as `tryClaim` makes).
+   * Without it the waiter is only ever served by a drain.
+   */
+  takes?: { labels: readonly string[]; request: () => ClaimRequest };
+}
+
+/** A waiter held for one claim made by a submitter; `hand` must be called once, claim or not. */
+export interface Reservation {
+  /** The claim request to create the build with. */
+  request: ClaimRequest;
+  /** Gives the waiter its claim (or, when its wait ended meanwhile, releases it), or frees the waiter when there is none. */
+  hand: (claim: Claim | null) => Promise<void>;
 }
 
 interface Waiter {
   req: WaitRequest;
   done: boolean;
+  /** Inside a claim now (a drain's or a reservation's). */
+  busy: boolean;
   finish: (claim: Claim | null) => void;
 }
 
@@ -63,6 +87,7 @@ export class Dispatcher {
       const waiter: Waiter = {
         req,
         done: false,
+        busy: false,
         finish: (claim) => {
           if (waiter.done) return;
           waiter.done = true;
@@ -78,6 +103,33 @@ export class Dispatcher {
     // Something was queued while the first claim ran: this waiter was not there to be woken.
     if (this.notifications !== seen) this.notify();
     return waiting;
+  }
+
+  /**
+   * The oldest waiter, not inside a claim, whose worker has every label in `labels`, held for one
+   * claim that the caller makes (creating the build claimed by it); null when none waits here
+   * (then the build is queued, and the caller notifies). The caller must `hand` it back.
+   */
+  reserve(labels: readonly string[]): Reservation | null {
+    if (this.closed) return null;
+    for (const waiter of this.waiters) {
+      const takes = waiter.req.takes;
+      if (waiter.done || waiter.busy || takes === undefined || !labels.every((l) => takes.labels.includes(l))) continue;
+      waiter.busy = true;
+      let handed = false;
+      return {
+        request: takes.request(),
+        hand: async (claim) => {
+          if (handed) return;
+          handed = true;
+          waiter.busy = false;
+          if (claim === null) return;
+          if (waiter.done) await waiter.req.release(claim);
+          else waiter.finish(claim);
+        },
+      };
+    }
+    return null;
   }
 
   /** Something may have been queued: let the waiters try, oldest first. */
@@ -97,10 +149,21 @@ export class Dispatcher {
   }
 
   private async drain(): Promise<void> {
+    // The first waiter claims at once: a claim that finds nothing costs what the count does, and
+    // a notify usually means a build is there (on PostgreSQL a round trip saved before the claim).
+    // The count stops the walk once the queue is empty, rather than a claim per waiter.
+    let tried = false;
     for (const waiter of [...this.waiters]) {
-      if (this.closed || !(await this.hasQueued())) return;
-      if (waiter.done) continue;
-      const claim = await waiter.req.tryClaim();
+      if (this.closed || (tried && !(await this.hasQueued()))) return;
+      if (waiter.done || waiter.busy) continue;
+      tried = true;
+      waiter.busy = true;
+      let claim: Claim | null;
+      try {
+        claim = await waiter.req.tryClaim();
+      } finally {
+        waiter.busy = false;
+      }
       if (!claim) continue;
       if (waiter.done) await waiter.req.release(claim);
       else waiter.finish(claim);

@@ -11,7 +11,7 @@ import type { AttemptEndings, BuildEvent } from './attempt-endings.ts';
 import { hashSecret, newBuildToken, newLease } from './auth.ts';
 import type { Dispatcher } from './dispatcher.ts';
 import type { SecretBox } from './secret-box.ts';
-import type { BuildRecord, Claim, Store, WorkerRecord } from './store/store.ts';
+import type { BuildRecord, Claim, ClaimRequest, Store, WorkerRecord } from './store/store.ts';
 import type { WorkerWaits } from './worker-waits.ts';
 import type { ClusterEvent } from './cluster.ts';
 
@@ -61,24 +61,29 @@ export class WorkerLiveness {
     // Never longer than half the heartbeat timeout (the agent derives the same), and a worker
     // inside the wait counts as alive.
     const waitMs = Math.min(Math.round((body.waitS ?? 25) * 1000), this.o.liveness.pollWaitMaxMs);
+    // A fresh lease and build token for each claim tried (the dispatcher runs one at a time per
+    // waiter, so the pair kept here is the one of the claim that lands).
+    const request = (): ClaimRequest => {
+      buildToken = newBuildToken();
+      lease = newLease();
+      return {
+        workerId: worker.id,
+        workerLabels: worker.labels,
+        now: this.o.now(),
+        lease: hashSecret(lease),
+        buildTokenHash: hashSecret(buildToken),
+        attemptBanner: (n, max) => `\n===== attempt ${n} of ${max} on worker ${worker.id} =====\n`,
+      };
+    };
     const claim = await this.o.waits.hold(worker.id, () => this.o.dispatcher.wait({
       waitMs,
       signal,
-      tryClaim: async () => {
-        // Drained by an operator (now, not only when the poll began: the claim reads it in its own
-        // transaction): it takes nothing, and its poll runs its wait out like an empty one;
-        // `resume` wakes the waiters.
-        buildToken = newBuildToken();
-        lease = newLease();
-        return this.o.store.claimBuild({
-          workerId: worker.id,
-          workerLabels: worker.labels,
-          now: this.o.now(),
-          lease: hashSecret(lease),
-          buildTokenHash: hashSecret(buildToken),
-          attemptBanner: (n, max) => `\n===== attempt ${n} of ${max} on worker ${worker.id} =====\n`,
-        });
-      },
+      // Drained by an operator (now, not only when the poll began: the claim reads it in its own
+      // transaction): it takes nothing, and its poll runs its wait out like an empty one;
+      // `resume` wakes the waiters.
+      tryClaim: () => this.o.store.claimBuild(request()),
+      // A submission may create its build already claimed by this worker (`Dispatcher.reserve`).
+      takes: { labels: worker.labels, request },
       release: async (c) => {
         await this.o.store.unassign(c.build.id, c.attempt.lease);
         this.o.publish({ kind: 'queued' });

@@ -15,6 +15,8 @@ const T = {
   workers: 'lists workers by id and records their contact: slots, draining, offline; one never seen is never silent',
   claimOrder: 'claims oldest first, respects labels, and never hands one build out twice',
   claimRace: 'claims under concurrency exactly once each',
+  createAndClaim:
+    'creates a build claimed at once by a waiting worker that may take it (labels, not drained, nothing older for it), and queued otherwise, answering it as queued',
   fencing: 'fences phase, heartbeat and finish on the lease',
   requeue: 'requeues for another attempt and writes the attempt banner into the log',
   stepStarts: "records step starts of a running build under its lease, first report standing, and empties them with the next claim",
@@ -72,7 +74,8 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   touchWorkers: [T.silence],
   markWorkerOffline: [T.silence, T.workers],
   findSilentWorkers: [T.silence, T.workers],
-  createBuild: [T.claimOrder, T.secrets, T.sources],
+  createBuild: [T.claimOrder, T.secrets, T.sources, T.createAndClaim],
+  createAndClaim: [T.createAndClaim],
   getBuild: [T.fencing, T.prune],
   listBuilds: [T.cancel, T.sources],
   countBuildsByStatus: [T.cancel],
@@ -247,6 +250,44 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(c2?.build).toMatchObject({ id: a.id, status: 'assigned', workerId: 'w1', attempt: 1, lastHeartbeatAt: 5002 });
       expect(c2?.attempt).toMatchObject({ attempt: 1, workerId: 'w1', logOffset: 0, endedAt: null });
       expect(await s.countQueuedBuilds()).toBe(0);
+    });
+
+    test(T.createAndClaim, async () => {
+      // Answered as queued, exactly as createBuild answers the same build.
+      const sealed = Buffer.from('sealed-secret-env');
+      const nb = build({ labels: ['mac'], secretEnvNames: ['K'], secretEnvSealed: sealed, source: source() });
+      const req = claimReq('w1', 9000, { workerLabels: ['mac'] });
+      const made = await s.createAndClaim(nb, req);
+      const plain = await s.createBuild({ ...nb, id: 'plain-twin-00001' });
+      expect({ ...made.build, id: plain.id }).toEqual(plain);
+      expect(await s.cancelQueued(plain.id, 9001)).toBe(true);
+      // Claimed as claimBuild claims a first attempt, in the same write.
+      expect(made.claim?.build).toEqual(await s.getBuild(nb.id));
+      expect(made.claim?.build).toMatchObject({ id: nb.id, status: 'assigned', attempt: 1, workerId: 'w1', lease: req.lease, assignedAt: 9000, lastHeartbeatAt: 9000, logBytes: 0 });
+      expect(made.claim?.attempt).toEqual(await s.getAttemptByLease(nb.id, req.lease));
+      expect(await s.getAttemptByTokenHash(req.buildTokenHash)).toMatchObject({ buildId: nb.id, attempt: 1, workerId: 'w1', claimedAt: 9000, logOffset: 0, endedAt: null });
+      expect((await s.activeBuildsOfWorker('w1')).map((b) => b.id)).toEqual([nb.id]);
+      expect(await s.countQueuedBuilds()).toBe(0);
+      // A worker without every label, one unknown, one drained: queued, nothing claimed.
+      const noLabel = await s.createAndClaim(build({ labels: ['mac'] }), claimReq('w2', 9002));
+      expect(noLabel.claim).toBeNull();
+      expect(await s.getBuild(noLabel.build.id)).toMatchObject({ status: 'queued', attempt: 0, workerId: null, lease: null });
+      // An older queued build the worker could take comes first: the new one stays queued.
+      const older = await s.createAndClaim(build(), claimReq('w1', 9003, { workerLabels: ['mac'] }));
+      expect(older.claim).toBeNull();
+      expect(await s.claimBuild(claimReq('w1', 9004, { workerLabels: ['mac'] }))).toMatchObject({ build: { id: noLabel.build.id } });
+      expect(await s.claimBuild(claimReq('w2', 9005))).toMatchObject({ build: { id: older.build.id } });
+      expect((await s.createAndClaim(build(), claimReq('ghost', 9006))).claim).toBeNull();
+      expect(await s.setWorkerDrainRequested('w2', true)).toBe(true);
+      const drained = await s.createAndClaim(build(), claimReq('w2', 9007));
+      expect(drained.claim).toBeNull();
+      expect(await s.countQueuedBuilds()).toBe(2);
+      // A queued build whose labels the worker lacks does not hold back one it may take.
+      expect(await s.setWorkerDrainRequested('w2', false)).toBe(true);
+      expect(await s.claimBuild(claimReq('w2', 9008))).not.toBeNull();
+      expect(await s.claimBuild(claimReq('w2', 9009))).not.toBeNull();
+      await s.createBuild(build({ labels: ['mac'] }));
+      expect((await s.createAndClaim(build(), claimReq('w2', 9010))).claim?.build).toMatchObject({ status: 'assigned', workerId: 'w2' });
     });
 
     test(T.claimRace, async () => {

@@ -37,7 +37,8 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; workers: 
     metrics.workerHeartbeats.inc({ kind: 'poll' });
     const result = await service.poll(worker, req.body, clientGone(reply));
     if (!result) return reply.status(204).send();
-    req.log.info({ buildId: result.claim.build.id, workerId: worker.id, attempt: result.claim.attempt.attempt }, 'build claimed');
+    // Logged after the answer is written (a log line is a write of its own): the claimed worker hears first.
+    setImmediate(() => req.log.info({ buildId: result.claim.build.id, workerId: worker.id, attempt: result.claim.attempt.attempt }, 'build claimed'));
     return { build: assignedBuild(result.claim, result.secretEnv), lease: result.lease, buildToken: result.buildToken };
   });
 

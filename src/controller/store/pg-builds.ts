@@ -19,7 +19,8 @@ import type { ActiveBuildStatus } from '../../protocol/domain.ts';
 import type { PgDb } from './pg-db.ts';
 import { ACTIVE_SQL, BUILD_COLS, UNFINISHED_SQL, run, type Queryable } from './pg-rows.ts';
 import { stepStarts, toBuild, type Row } from './rows.ts';
-import type { AppendLogResult, AttemptEnd, AttemptRecord, BuildPulse, BuildRecord, Claim, ClaimRequest } from './store.ts';
+import type { AppendLogResult, AttemptEnd, BuildPulse, BuildRecord, Claim, ClaimRequest, NewBuild } from './store.ts';
+import { asSubmitted, newAttempt } from './submit-claim.ts';
 
 // The worker's drain flag is read in a one-time filter before the scan: a worker gone or drained
 // picks nothing. Labels are JSON arrays; `<@` on jsonb arrays is "every element of the left is in
@@ -55,6 +56,29 @@ const CLAIM_FIRST = `
     INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
     SELECT id, 1, $1::text, $3::text, $5::text, $4::bigint, log_bytes FROM u)
   SELECT u.* FROM p LEFT JOIN u ON u.id = p.id`;
+
+// A submission handed at once to a waiting worker (`createAndClaim`), in one statement: the build
+// is written already claimed when that worker takes it now — it is there and not drained (held
+// `FOR SHARE`, as the claim holds it), has every label the build names, and no queued build it
+// could take is older — and queued otherwise. The older check sees a build another claimer has
+// locked as still queued, and then takes nothing: the caller falls back to the queue's wake-up.
+const CREATE_AND_CLAIM = `
+  WITH w AS MATERIALIZED (SELECT 1 FROM workers WHERE id = $17 AND drain_requested = 0 FOR SHARE),
+  t AS MATERIALIZED (
+    SELECT EXISTS (SELECT 1 FROM w) AND $6::jsonb <@ $18::jsonb
+      AND NOT EXISTS (SELECT 1 FROM builds WHERE status = 'queued' AND labels::jsonb <@ $18::jsonb) AS takes),
+  ins AS (
+    INSERT INTO builds (id, status, steps, env, secret_env, secret_env_names, labels, artifacts, timeout_s, max_attempts, created_at,
+      source, source_project, source_repo_key, source_ref, source_sha, attempt, worker_id, lease, assigned_at, last_heartbeat_at)
+    SELECT $1::text, CASE WHEN takes THEN 'assigned' ELSE 'queued' END, $2::text, $3::text, $4::bytea, $5::text, $6::text, $7::text,
+      $8::integer, $9::integer, $10::bigint, $11::text, $12::text, $13::text, $14::text, $15::text,
+      CASE WHEN takes THEN 1 ELSE 0 END, CASE WHEN takes THEN $17::text END, CASE WHEN takes THEN $19::text END,
+      CASE WHEN takes THEN $16::bigint END, CASE WHEN takes THEN $16::bigint END
+    FROM t RETURNING ${BUILD_COLS()}),
+  a AS (
+    INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
+    SELECT id, 1, $17::text, $19::text, $20::text, $16::bigint, 0 FROM ins WHERE status = 'assigned')
+  SELECT * FROM ins`;
 
 const claimSql = (banner: boolean): string => `
   WITH u AS (
@@ -126,22 +150,6 @@ const cut = (rows: Chunk[], from: number, to?: number): Buffer => {
   return whole.subarray(Math.max(0, from - start), to === undefined ? undefined : Math.max(0, to - start));
 };
 
-/** The attempt a claim just wrote, as the attempts row reads back. */
-const newAttempt = (req: ClaimRequest, buildId: string, attempt: number, logOffset: number): AttemptRecord => ({
-  buildId,
-  attempt,
-  workerId: req.workerId,
-  lease: req.lease,
-  buildTokenHash: req.buildTokenHash,
-  claimedAt: req.now,
-  endedAt: null,
-  outcome: null,
-  failureReason: null,
-  exitCode: null,
-  message: null,
-  logOffset,
-});
-
 export class PgBuilds {
   private readonly db: PgDb;
 
@@ -155,6 +163,37 @@ export class PgBuilds {
     if (first === undefined) return null;
     if (first.id !== null) return { build: toBuild(first), attempt: newAttempt(req, first.id as string, 1, first.log_bytes as number) };
     return this.claimLater(req, labels);
+  }
+
+  async createAndClaim(b: NewBuild, req: ClaimRequest): Promise<{ build: BuildRecord; claim: Claim | null }> {
+    const src = b.source ?? null;
+    const row = (
+      await run(this.db.pool, CREATE_AND_CLAIM, [
+        b.id,
+        JSON.stringify(b.steps),
+        JSON.stringify(b.env),
+        b.secretEnvSealed,
+        JSON.stringify(b.secretEnvNames),
+        JSON.stringify(b.labels),
+        JSON.stringify(b.artifacts),
+        b.timeoutS,
+        b.maxAttempts,
+        b.createdAt,
+        src === null ? null : JSON.stringify(src),
+        src?.projectId ?? null,
+        src === null ? null : src.repo.toLowerCase(),
+        src?.ref ?? null,
+        src?.sha ?? null,
+        req.now,
+        req.workerId,
+        JSON.stringify(req.workerLabels),
+        req.lease,
+        req.buildTokenHash,
+      ])
+    ).rows[0]!;
+    const build = toBuild(row);
+    if (build.status !== 'assigned') return { build, claim: null };
+    return { build: asSubmitted(build), claim: { build, attempt: newAttempt(req, b.id, 1, 0) } };
   }
 
   /** The claim of whatever the pick finds now, in a transaction: from a second attempt on, its banner goes into the log first. */

@@ -41,6 +41,7 @@ import { sqliteDiskError } from './sqlite-errors.ts';
 import { SqliteAccess } from './sqlite-access.ts';
 import { delegateAccess, type AccessMethods } from './access-methods.ts';
 import { listBuildsWhere, stepStarts, toArtifact, toAttempt, toBuild, toDelivery, toProject, toWorker } from './rows.ts';
+import { asSubmitted, labelsMatch, newAttempt } from './submit-claim.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -184,13 +185,45 @@ export class SqliteStore implements Store {
   // ---- builds ----
 
   async createBuild(b: NewBuild): Promise<BuildRecord> {
+    return toBuild(this.insertBuild(b, null));
+  }
+
+  async createAndClaim(b: NewBuild, req: ClaimRequest): Promise<{ build: BuildRecord; claim: Claim | null }> {
+    return this.tx(() => {
+      const takes = labelsMatch(b.labels, req.workerLabels) && this.takesNow(req);
+      const row = toBuild(this.insertBuild(b, takes ? req : null));
+      if (!takes) return { build: row, claim: null };
+      this.q(
+        `INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
+         VALUES (?, 1, ?, ?, ?, ?, 0)`,
+      ).run(b.id, req.workerId, req.lease, req.buildTokenHash, req.now);
+      return { build: asSubmitted(row), claim: { build: row, attempt: newAttempt(req, b.id, 1, 0) } };
+    });
+  }
+
+  /**
+   * Whether the worker of `req` takes a build now (inside the caller's transaction): it exists,
+   * is not drained, and no queued build it could take is older (the new one is not written yet).
+   */
+  private takesNow(req: ClaimRequest): boolean {
+    const worker = this.q('SELECT drain_requested FROM workers WHERE id = ?').get(req.workerId) as Row | undefined;
+    if (worker === undefined || worker.drain_requested === 1) return false;
+    for (const r of this.q(`SELECT labels FROM builds WHERE status = 'queued' ORDER BY seq`).iterate() as Iterable<Row>) {
+      if (labelsMatch(JSON.parse(r.labels as string) as string[], req.workerLabels)) return false;
+    }
+    return true;
+  }
+
+  /** Writes a new build, queued, or with `claim` already its first attempt's (the attempts row is the caller's); answers the row. */
+  private insertBuild(b: NewBuild, claim: ClaimRequest | null): Row {
     const src = b.source ?? null;
-    this.q(
+    return this.q(
       `INSERT INTO builds (id, status, steps, env, secret_env, secret_env_names, labels, artifacts, timeout_s, max_attempts, created_at,
-         source, source_project, source_repo_key, source_ref, source_sha)
-       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(
+         source, source_project, source_repo_key, source_ref, source_sha, attempt, worker_id, lease, assigned_at, last_heartbeat_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+    ).get(
       b.id,
+      claim === null ? 'queued' : 'assigned',
       JSON.stringify(b.steps),
       JSON.stringify(b.env),
       b.secretEnvSealed,
@@ -205,8 +238,12 @@ export class SqliteStore implements Store {
       src === null ? null : src.repo.toLowerCase(),
       src?.ref ?? null,
       src?.sha ?? null,
-    );
-    return (await this.getBuild(b.id))!;
+      claim === null ? 0 : 1,
+      claim?.workerId ?? null,
+      claim?.lease ?? null,
+      claim?.now ?? null,
+      claim?.now ?? null,
+    ) as Row;
   }
 
   async getBuild(id: string): Promise<BuildRecord | null> {
@@ -281,20 +318,18 @@ export class SqliteStore implements Store {
         this.q('INSERT INTO log_chunks (build_id, offset, data) VALUES (?, ?, ?)').run(id, logBytes, banner);
         logBytes += banner.length;
       }
-      this.q(
+      // The row as written (RETURNING), and the attempt as inserted: no read-back.
+      const claimed = this.q(
         `UPDATE builds SET status = 'assigned', attempt = ?, worker_id = ?, lease = ?, assigned_at = ?,
            last_heartbeat_at = ?, log_bytes = ?, progress = NULL, failure_reason = NULL, message = NULL, exit_code = NULL,
            artifact_problems = '[]', step_starts = NULL
-         WHERE id = ? AND status = 'queued'`,
-      ).run(attempt, req.workerId, req.lease, req.now, req.now, logBytes, id);
+         WHERE id = ? AND status = 'queued' RETURNING *`,
+      ).get(attempt, req.workerId, req.lease, req.now, req.now, logBytes, id) as Row;
       this.q(
         `INSERT INTO attempts (build_id, attempt, worker_id, lease, build_token_hash, claimed_at, log_offset)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ).run(id, attempt, req.workerId, req.lease, req.buildTokenHash, req.now, logBytes);
-      return {
-        build: toBuild(this.q('SELECT * FROM builds WHERE id = ?').get(id) as Row),
-        attempt: toAttempt(this.q('SELECT * FROM attempts WHERE build_id = ? AND attempt = ?').get(id, attempt) as Row),
-      };
+      return { build: toBuild(claimed), attempt: newAttempt(req, id, attempt, logBytes) };
     });
   }
 

@@ -378,6 +378,15 @@ export interface Store {
 
   /** Queues a new build (attempt 0, no log). The id is the caller's and must be new. */
   createBuild(build: NewBuild): Promise<BuildRecord>;
+  /**
+   * Queues a new build as `createBuild` does and, in the same transaction, hands it to the worker
+   * of `req` when that worker would take it now by `claimBuild`'s rules — it exists, is not
+   * drained, has every label the build names — and no older queued build is one it could take
+   * (that one comes first; a claim hands it over). Then the build is that worker's first attempt,
+   * exactly as `claimBuild` would have made it, in one write. `build` is the build as queued (what
+   * `createBuild` answers); `claim` is null when the worker does not take it (the build stays queued).
+   */
+  createAndClaim(build: NewBuild, req: ClaimRequest): Promise<{ build: BuildRecord; claim: Claim | null }>;
   /** The build by id; null when none (never submitted, or pruned). */
   getBuild(id: string): Promise<BuildRecord | null>;
   /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Dispatcher } from '../../../src/controller/dispatcher.ts';
-import type { Claim } from '../../../src/controller/store/store.ts';
+import type { Claim, ClaimRequest } from '../../../src/controller/store/store.ts';
 
 const claim = { build: { id: 'b1' }, attempt: { attempt: 1 } } as unknown as Claim;
 
@@ -49,5 +49,99 @@ describe('Dispatcher', () => {
     ac.abort();
     expect(await result).toBeNull();
     await d.closeAll();
+  });
+
+  it('a drain claims for the first waiter at once, and walks on only while the count says builds are queued', async () => {
+    let queued = 0;
+    const claims: string[] = [];
+    const d = new Dispatcher(async () => queued > 0);
+    const acs = ['a', 'b', 'c'].map(() => new AbortController());
+    const results = ['a', 'b', 'c'].map((id, i) =>
+      d.wait({ tryClaim: async () => (claims.push(id), queued > 0 ? (queued--, claim) : null), release: async () => undefined, waitMs: 600_000, signal: acs[i]!.signal }),
+    );
+    await new Promise((r) => setTimeout(r, 0));
+    claims.length = 0;
+    d.notify(); // nothing queued: one claim tried, then the count ends the walk
+    await new Promise((r) => setTimeout(r, 0));
+    expect(claims).toEqual(['a']);
+    queued = 1;
+    d.notify();
+    expect(await results[0]).toBe(claim);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(claims).toEqual(['a', 'a']);
+    for (const ac of acs) ac.abort();
+    await d.closeAll();
+  });
+
+  describe('reserve (a submission claimed for a waiter in its own write)', () => {
+    const requestOf = (workerId: string): ClaimRequest => ({ workerId, workerLabels: [], now: 1, lease: `l-${workerId}`, buildTokenHash: `t-${workerId}`, attemptBanner: () => '' });
+    /** A waiter of worker `id` with `labels`; its claims and releases are recorded. */
+    const waiter = (d: Dispatcher, id: string, labels: string[], log: { claims: string[]; released: Claim[] }, ac = new AbortController()) => ({
+      ac,
+      result: d.wait({
+        tryClaim: async () => (log.claims.push(id), null),
+        release: async (c) => void log.released.push(c),
+        waitMs: 600_000,
+        signal: ac.signal,
+        takes: { labels, request: () => requestOf(id) },
+      }),
+    });
+    const settle = () => new Promise((r) => setTimeout(r, 0));
+
+    it('holds the oldest waiter whose worker has every label, and hands it the claim', async () => {
+      const log = { claims: [] as string[], released: [] as Claim[] };
+      const d = new Dispatcher(async () => false);
+      const linux = waiter(d, 'linux', ['linux'], log);
+      const mac1 = waiter(d, 'mac1', ['mac', 'arm'], log);
+      const mac2 = waiter(d, 'mac2', ['mac', 'arm'], log);
+      await settle();
+      const r = d.reserve(['mac'])!;
+      expect(r.request.workerId).toBe('mac1');
+      // Held: a second submission gets the next waiter that may take it, and none is left after.
+      const r2 = d.reserve(['mac'])!;
+      expect(r2.request.workerId).toBe('mac2');
+      expect(d.reserve(['mac'])).toBeNull();
+      await r.hand(claim);
+      expect(await mac1.result).toBe(claim);
+      await r2.hand(null);
+      expect(d.reserve(['arm'])?.request.workerId).toBe('mac2');
+      expect(d.waiting).toBe(2);
+      for (const w of [linux, mac2]) w.ac.abort();
+      await d.closeAll();
+      expect(log.released).toEqual([]);
+    });
+
+    it('a drain passes over a held waiter, and a reservation that claimed nothing lets the next notify serve it', async () => {
+      const log = { claims: [] as string[], released: [] as Claim[] };
+      const d = new Dispatcher(async () => true);
+      const w = waiter(d, 'w1', [], log);
+      await settle();
+      expect(log.claims).toEqual(['w1']); // its first claim, before it waits
+      const r = d.reserve([])!;
+      d.notify();
+      await settle();
+      expect(log.claims).toEqual(['w1']);
+      await r.hand(null);
+      d.notify();
+      await settle();
+      expect(log.claims).toEqual(['w1', 'w1']);
+      w.ac.abort();
+      expect(await w.result).toBeNull();
+      await d.closeAll();
+    });
+
+    it('releases a claim whose waiter left while it was made', async () => {
+      const log = { claims: [] as string[], released: [] as Claim[] };
+      const d = new Dispatcher(async () => false);
+      const w = waiter(d, 'w1', [], log);
+      await settle();
+      const r = d.reserve([])!;
+      w.ac.abort();
+      expect(await w.result).toBeNull();
+      await r.hand(claim);
+      expect(log.released).toEqual([claim]);
+      await d.closeAll();
+      expect(d.reserve([])).toBeNull();
+    });
   });
 });
