@@ -147,10 +147,13 @@ export function median(xs: number[]): number {
 }
 
 /** `median (min–max)` with `digits` decimals: how every per-round figure is shown. */
-export function spread(xs: number[], digits = 2): string {
-  if (xs.length === 0) return '';
+export function spread(all: number[], digits = 2): string {
+  // A round with no samples of a kind (NaN) is left out and said so.
+  const xs = all.filter((x) => Number.isFinite(x));
+  const none = all.length - xs.length;
+  if (xs.length === 0) return all.length === 0 ? '' : 'none';
   const f = (x: number) => x.toFixed(digits);
-  return `${f(median(xs))} (${f(Math.min(...xs))}–${f(Math.max(...xs))})`;
+  return `${f(median(xs))} (${f(Math.min(...xs))}–${f(Math.max(...xs))})${none > 0 ? `, none in ${none} round${none > 1 ? 's' : ''}` : ''}`;
 }
 
 /** "met in k of n rounds" for a per-round goal. */

@@ -15,6 +15,20 @@ import { KEY, agent, api, controllers, pgDatabase, skipped, startBare, type Back
 
 const WORKERS = 100;
 
+/** Printed above the tables. */
+const ABOUT = `Submit → claim received: with ${WORKERS} idle workers parked in long polls, a build is submitted
+and timed until one worker's poll answers with its claim; the next build follows once that
+worker has parked again. Measured on SQLite, on PostgreSQL with one controller, and across two
+controllers on one PostgreSQL database (submitted on A, claimed by a poll parked on B: the
+wake-up crosses controllers). The floor is one plain HTTP round trip to a bare Fastify route.
+The peer is graphile-worker 0.18 on the same PostgreSQL server, in a database of its own,
+measured as its perfTest/latencyTest.js does: jobs added one at a time with
+\`graphile_worker.add_job\` on one connection while its worker pool runs (24 concurrent jobs,
+local queue of 500, no batching delays), each timed until its task handler starts. Each subject
+is warmed up first (not counted); the goals are judged per round, our p99 against that same
+round's graphile-worker p99.
+`;
+
 interface Subject {
   label: string;
   /** The server process to watch for core sharing (ours), if any. */
@@ -157,6 +171,7 @@ export async function benchDispatch(): Promise<string> {
     const k2 = at(PG2);
     if (k2 >= 0) goals.push({ goal: 'PostgreSQL across controllers: p99 ≤ 100 ms', 'per round, median (range)': `${spread(p99[k2]!)} ms`, verdict: verdict(p99[k2]!.map((x) => x <= 100)) });
     return [
+      ABOUT,
       table(`Dispatch latency (${WORKERS} idle long-polling workers; ${ROUNDS} rounds of ${n} builds submitted one at a time per subject, interleaved; median (min–max) of each round's p50 and p99)`, [...rows, ...skips]),
       goals.length > 0 ? table('Dispatch goals, judged per round', goals) : '',
       `${loadLine(loads)} ${cores.line()} Our controllers (and PostgreSQL) run as servers, the workers and the submitting client in the load generator; graphile-worker runs its pool and its adding client in the load generator's process, as its own test does, against the same PostgreSQL server.`,

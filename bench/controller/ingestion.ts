@@ -12,6 +12,17 @@ import { CoreReport, QUICK, ROUNDS, hammer, load1, loadLine, sampleProcess, spre
 import { KEY, api, controllers, skipped, startBare } from './servers.ts';
 
 const GOAL = 0.6;
+
+/** Printed above the tables. */
+const ABOUT = `Heartbeats sent as fast as 32 keep-alive connections allow, each with a build's token, to a
+bare Fastify route answering the same JSON (the baseline) and to controllers on SQLite and on
+PostgreSQL, each holding 50 claimed builds whose tokens the load cycles through. The server's CPU
+per request is its utime + stime from /proc/<pid>/stat over the window ÷ the requests it
+answered; on PostgreSQL that is the controller process only (PostgreSQL's backends are not
+counted). The ratios are per round: the controller's requests/s ÷ the baseline's, and the
+baseline's CPU per request ÷ the controller's (so that for both, 1 is "as cheap as a bare route"
+and the goal is ≥ ${GOAL}×).
+`;
 const CONNECTIONS = 32;
 
 interface Subject {
@@ -114,6 +125,7 @@ export async function benchIngestion(): Promise<string> {
     }
     const secs = durationMs / 1000;
     return [
+      ABOUT,
       table(`Heartbeat ingestion (POST /api/v1/builds/:id/heartbeat, ${CONNECTIONS} connections; ${ROUNDS} rounds of ${secs} s per server, interleaved; median (min–max) over rounds)`, [...rows, ...skips]),
       goals.length > 0 ? table('Heartbeat ingestion against the bare route, per round', goals) : '',
       `${loadLine(loads)} ${cores.line()}`,

@@ -17,6 +17,15 @@ import { controllers } from './servers.ts';
 
 const ROOT = new URL('../../', import.meta.url);
 
+/** Printed above the tables. */
+const ABOUT = `The idle controller (SQLite, no clients) and a bare Node process, sampled in the same rounds.
+Then its memory by module, measured on the whole module graph at once: one Node process loads the
+built controller's graph package by package, in the order its source reaches them, then its own
+code; each row is the RSS that step added (after a GC) on top of the rows above. The shares add
+up to the whole graph; a module measured alone would pay Node's shared start-up pages again.
+The agent's idle RSS and its graph are in the Agent part below.
+`;
+
 /**
  * The npm packages the controller's static import graph reaches, in the order a depth-first
  * walk of the source's `import … from` lines first meets them (type-only imports skipped).
@@ -90,6 +99,7 @@ export async function benchControllerMemory(): Promise<string> {
     const graph = graphRows();
     const loaded = Number(graph[graph.length - 1]!['total MB']);
     return [
+      ABOUT,
       table(`Idle controller RSS (SQLite, no clients; ${ROUNDS} samples ${gapMs / 1000} s apart after ${settleMs / 1000} s; median (min–max))`, [
         { process: 'bare Node (baseline)', 'RSS MB': spread(base, 1) },
         { process: 'expo-worker controller, idle', 'RSS MB': spread(ours, 1) },

@@ -26,6 +26,7 @@ export async function startGraphileWorker(connectionString: string): Promise<Pee
   const pool = new pg.Pool({ connectionString, max: CONCURRENT_JOBS + 1 });
   // An idle client's error (the server going away at the end of the run) must not crash the bench.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   let startedAt = 0;
   let latencies: number[] = [];
   let started: (() => void) | null = null;

@@ -31,7 +31,12 @@ function header(started: Date): string {
 }
 
 /** How the benchmarks measure: printed once, under the header. */
-const METHOD = `Every benchmark compares its subjects with a baseline measured in the same run on the same
+const METHOD = `\`npm run bench\` builds, then prints this whole file (markdown on stdout, progress on stderr);
+\`node bench/controller/run.ts ingestion dispatch watchdog scale scale-pg memory agent\` runs some
+sections. \`BENCH_QUICK=1\` shortens every measurement (not the rounds), \`BENCH_ROUNDS\` sets the
+rounds, \`BENCH_WORKERS\` the scale fleet (2000), \`BENCH_PIN=0\` turns the pinning off.
+
+Every benchmark compares its subjects with a baseline measured in the same run on the same
 machine, and none of them is a pass/fail test. The servers (controllers, PostgreSQL, the bare
 Fastify baseline) run for the whole of a benchmark, and each round measures the baseline and
 every subject in turn, for the same time; a benchmark runs at least 3 rounds (\`BENCH_ROUNDS\`).
@@ -84,6 +89,7 @@ const which = process.argv.slice(2);
 const unknown = which.filter((w) => !sections.some(([name]) => name === w) && w !== 'peer');
 if (unknown.length > 0) {
   console.error(`unknown section(s): ${unknown.join(', ')}; known: ${sections.map(([n]) => n).join(', ')} (peer runs with dispatch)`);
+  await closeServers();
   process.exit(2);
 }
 const startedAt = new Date();

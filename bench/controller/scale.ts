@@ -9,6 +9,15 @@
 import { CoreReport, QUICK, ROUNDS, load1, loadLine, percentile, sampleProcess, spread, table, watchCores, type Started } from '../lib.ts';
 import { KEY, api, controllers, skipped, type Backend } from './servers.ts';
 
+/** Printed above the table. */
+const ABOUT = `Simulated workers at production rates: half have a running build (a worker heartbeat every
+15 s, a build heartbeat every 30 s), half keep a 25-s long poll open. With two controllers each
+worker is created on, and talks to, its own. Each round is an idle window (the baseline: the same
+controllers, nobody talking) and a window under the fleet; the fleet and its builds carry over
+from round to round. The latencies include the load generator's own queueing: thousands of
+clients share its core.
+`;
+
 interface Member {
   id: string;
   key: string;
@@ -140,6 +149,7 @@ export async function benchScale(backend: Backend, count: number): Promise<strin
     const of = (f: (x: Round) => number, digits = 2) => spread(rounds.map(f), digits);
     const name = (i: number) => (count === 1 ? 'controller' : `controller ${String.fromCharCode(65 + i)}`);
     return [
+      count === 1 ? ABOUT : '',
       table(title, [
         { measure: 'requests (heartbeats, polls)', 'idle (baseline)': '', 'under the fleet': of((x) => x.requests, 0) },
         { measure: 'errors', 'idle (baseline)': '', 'under the fleet': of((x) => x.errors, 0) },
