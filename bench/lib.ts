@@ -67,12 +67,25 @@ function decidePlacement(): Placement {
   const half = Math.floor(cpus.length / 2);
   const serverCpus = cpus.slice(0, half).join(',');
   const loadCpus = cpus.slice(half).join(',');
-  execFileSync('taskset', ['-a', '-c', '-p', loadCpus, String(process.pid)], { stdio: 'ignore' });
+  try {
+    execFileSync('taskset', ['-a', '-c', '-p', loadCpus, String(process.pid)], { stdio: 'ignore' });
+  } catch (err) {
+    return off(`taskset failed: ${(err as Error).message.split('\n')[0]}`);
+  }
   return { pinned: true, serverCpus, loadCpus, note: `pinned apart with taskset: servers on CPU ${serverCpus}, load generator on CPU ${loadCpus}` };
 }
 
-/** Decided once, when the first bench imports this module (this process is pinned then). */
-export const placement: Placement = decidePlacement();
+/**
+ * Where servers and this process run: not pinned until `pinApart()` (the controller benches call
+ * it once at start; the agent bench does not, its farm has no load generator to keep apart).
+ */
+export const placement: Placement = { pinned: false, serverCpus: '', loadCpus: '', note: 'not pinned' };
+
+/** Decides the placement and pins this process (all its threads) to the load generator's CPUs. */
+export function pinApart(): Placement {
+  Object.assign(placement, decidePlacement());
+  return placement;
+}
 
 /** `node args…` as a server: on the servers' CPUs when pinned. */
 export function spawnServer(args: string[], stdio: 'ignore' | ['ignore', 'pipe', 'inherit']): ChildProcess {

@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { CORES, QUICK, ROUNDS, placement } from '../lib.ts';
+import { CORES, QUICK, ROUNDS, pinApart, placement } from '../lib.ts';
 import { benchDispatch } from './dispatch.ts';
 import { benchIngestion } from './ingestion.ts';
 import { benchControllerMemory } from './memory.ts';
@@ -25,7 +25,7 @@ function header(started: Date): string {
   return [
     '# Benchmarks',
     '',
-    `Printed by \`${QUICK ? 'BENCH_QUICK=1 ' : ''}npm run bench\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC: ${CORES} cores (${model}), Node ${process.version}, ${ROUNDS} rounds${QUICK ? ' (QUICK: shorter measurements)' : ''}; load average (1 / 5 / 15 min) ${la} at the start. Server and load generator: ${placement.note}.`,
+    `Printed by \`${QUICK ? 'BENCH_QUICK=1 ' : ''}${which.length > 0 ? `node bench/controller/run.ts ${which.join(' ')}` : 'npm run bench'}\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC: ${CORES} cores (${model}), Node ${process.version}, ${ROUNDS} rounds${QUICK ? ' (QUICK: shorter measurements)' : ''}; load average (1 / 5 / 15 min) ${la} at the start. Server and load generator: ${placement.note}.`,
     '',
   ].join('\n');
 }
@@ -92,6 +92,7 @@ if (unknown.length > 0) {
   await closeServers();
   process.exit(2);
 }
+pinApart();
 const startedAt = new Date();
 console.log(header(startedAt));
 console.log(METHOD);
