@@ -13,7 +13,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { startFarm, type Farm } from '../../test/support/farm.ts';
-import { percentile, sampleProcess, table } from '../lib.ts';
+import { load1, loadLine, percentile, sampleProcess, table } from '../lib.ts';
 import { moduleMemoryRows } from './modules.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -81,7 +81,9 @@ async function main(): Promise<void> {
     const firstByte: number[] = [];
     const slotFree: number[] = [];
     const manual: { prepareMs: number; releaseMs: number }[] = [];
+    const loads: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {
+      loads.push(load1());
       const id = await farm.submit({ steps: [{ name: 'stamp', run: 'echo "T0=$(date +%s%3N)"' }] });
       const b = await farm.waitBuild(id, (x) => ['succeeded', 'failed'].includes(x.status), 60_000);
       if (b.status !== 'succeeded') throw new Error(`build ${id} ${b.status}: ${await farm.log(id)}`);
@@ -119,7 +121,7 @@ async function main(): Promise<void> {
         { measure: 'agent overhead over the baseline, per round (goal ≤ 500 ms)', 'median (range), ms': spread(overhead) },
         { measure: 'baseline: tart stop + delete by hand', 'median (range), ms': spread(manual.map((m) => m.releaseMs)) },
         { measure: 'build end → slot free (goal ≤ 2 s plus stop/delete)', 'median (range), ms': spread(slotFree) },
-      ]),
+      ]) + `\n${loadLine(loads)}\n`,
     );
     const mb = (x: number) => `${x.toFixed(1)} MB`;
     const pct = (x: number) => `${x.toFixed(2)} %`;
