@@ -25,6 +25,7 @@ import { actorOf, adminKeyDigest, bearerToken, hashSecret, newBuildId, newSecret
 import { DEFAULT_PASSWORD_COST_LOG2, hashPassword, newPassword, unmatchableHash, verifyPassword } from './passwords.ts';
 import { HashGate, type HashGateOptions } from './hash-gate.ts';
 import { SignInLimit } from './sign-in-limit.ts';
+import { BuildTokenCache } from './build-token-cache.ts';
 import type { ApiTokenRecord, SessionRecord, Store, UserRecord } from './store/store.ts';
 
 /** The session cookie's name. */
@@ -77,6 +78,8 @@ export class AccessService {
    * hash of anything): checked for an unknown name, so its answer takes as long as a known one's.
    */
   private readonly dummyHash: string;
+  /** Build tokens of running attempts, so a build heartbeat is one store statement (see build-token-cache.ts). */
+  private readonly buildTokens = new BuildTokenCache();
 
   constructor(options: AccessServiceOptions) {
     this.o = options;
@@ -111,8 +114,13 @@ export class AccessService {
       const worker = await store.getWorkerByKeyHash(hash);
       if (worker) return { kind: 'worker', worker };
     } else if (secret.startsWith('ewb_')) {
+      const known = this.buildTokens.get(hash);
+      if (known) return { kind: 'build', attempt: known };
       const attempt = await store.getAttemptByTokenHash(hash);
-      if (attempt) return { kind: 'build', attempt };
+      if (attempt) {
+        this.buildTokens.remember(attempt);
+        return { kind: 'build', attempt };
+      }
     } else if (secret.startsWith('ewt_')) {
       const found = await store.getApiTokenBySecretHash(hash);
       if (found) return this.tokenPrincipal(found.token, found.owner);

@@ -25,6 +25,11 @@ export type Principal =
   | { kind: 'token'; token: ApiTokenRecord; owner: UserRecord | null; role: Role }
   | { kind: 'session'; session: SessionRecord; user: UserRecord; csrfToken: string }
   | { kind: 'worker'; worker: WorkerRecord }
+  /**
+   * A build token. `attempt` may be as it was when the token was first seen (the access
+   * service caches running attempts): rely only on what never changes for an attempt (build,
+   * worker, lease, token digest), never on its ending.
+   */
   | { kind: 'build'; attempt: AttemptRecord };
 
 /** The role a principal acts with; null for a worker key or a build token. */

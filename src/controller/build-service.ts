@@ -41,7 +41,7 @@ import type { ClusterEvent } from './cluster.ts';
 /** What the build service reads and writes. */
 export type BuildStore = AttemptEndingsOptions['store'] &
   Pick<Store, 'createBuild' | 'createAndClaim' | 'listBuilds' | 'countQueuedBuilds' | 'requestCancel' | 'cancelQueued' | 'touchWorker' | 'touchWorkers' | 'getWorker' | 'activeBuildsOfWorker' | 'unfinishedBuildsOfRef'> &
-  Pick<Store, 'claimBuild' | 'getAttemptByLease' | 'hasAttemptOnWorker' | 'touchBuild' | 'setBuildPhase' | 'recordStepStart' | 'appendLog' | 'readLog' | 'readLogRange'> &
+  Pick<Store, 'claimBuild' | 'getAttemptByLease' | 'getAttemptByTokenHash' | 'hasAttemptOnWorker' | 'touchBuild' | 'setBuildPhase' | 'recordStepStart' | 'appendLog' | 'readLog' | 'readLogRange'> &
   Pick<Store, 'listArtifacts' | 'setArtifactProblems'>;
 
 export interface BuildServiceOptions {
@@ -304,6 +304,9 @@ export class BuildService {
         }
         const pulse = a.endedAt === null ? await this.store.touchBuild(buildId, a.lease, { now, progress: body.progress }) : null;
         if (pulse) return this.changed(buildId, pulse);
+        // The attempt may come from the token cache (build-token-cache.ts), as it was when its
+        // token was first seen: the refusal is decided on the store's current rows.
+        if (!(await this.store.getAttemptByTokenHash(a.buildTokenHash))) throw new ExpoError('AUTH_INVALID', 'the key is not valid');
         throw this.over(await this.getBuild(buildId));
       }
       case 'worker': {

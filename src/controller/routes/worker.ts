@@ -1,5 +1,5 @@
 /** Routes agents and the in-VM monitor call: poll, worker heartbeat, build heartbeat, phase, logs, complete. */
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { livenessHeaders } from '../../protocol/liveness.ts';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { requireAnyWorker, requireWorker } from '../auth.ts';
@@ -24,12 +24,16 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; workers: 
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   // Every answer to a worker states the controller's clocks (see src/protocol/liveness.ts).
   const stated = livenessHeaders(service.liveness);
-  // The worker's own routes, by the route table entry the request matched (never by the URL
-  // string, which may be percent-encoded or absolute-form).
+  // The worker's own routes, by their route table entry (never by the URL string, which may be
+  // percent-encoded or absolute-form). The hook is added to those routes only, as they are
+  // registered, so that the others (the build heartbeat above all) run none.
   const ownRoutes = new Set<RouteSpec>([ROUTES.getWorker, ROUTES.poll, ROUTES.workerHeartbeat]);
-  app.addHook('onSend', async (req, reply) => {
-    const spec = req.routeOptions.config.routeSpec;
-    if (spec && ownRoutes.has(spec)) reply.headers(stated);
+  const stateClocks = async (_req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    reply.headers(stated);
+  };
+  app.addHook('onRoute', (opts) => {
+    const spec = opts.config?.routeSpec;
+    if (spec && ownRoutes.has(spec)) opts.onSend = [...(opts.onSend === undefined ? [] : [opts.onSend].flat()), stateClocks];
   });
 
   route(app, ROUTES.poll, {}, async (req, reply) => {
@@ -57,7 +61,14 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; workers: 
     return { status: 'ok', abort, cancel };
   });
 
-  route(app, ROUTES.buildHeartbeat, {}, async (req) => {
+  // The hot path (every running build, from its VM), so only the work a bare route does: a
+  // machine's route takes no browser security headers (they were most of the answer's bytes);
+  // the answer goes through the compiled serializer; and one logger serves every heartbeat
+  // instead of a child made per request (pino serializes and redacts a child's bindings as it
+  // is made) — its lines name the route, not the request id.
+  let heartbeatLog: FastifyBaseLogger | null = null;
+  const childLoggerFactory = (logger: FastifyBaseLogger): FastifyBaseLogger => (heartbeatLog ??= logger.child({ route: 'build heartbeat' }));
+  route(app, ROUTES.buildHeartbeat, { helmet: false, serializeAnswer: true, childLoggerFactory }, async (req) => {
     const pulse = await service.buildHeartbeat(req.principal, req.params.id, req.body);
     metrics.buildHeartbeats.inc();
     return pulse;
