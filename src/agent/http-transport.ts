@@ -2,7 +2,8 @@
  * The agent's HTTP transport: one request on Node's own `node:http` / `node:https`, through a
  * keep-alive pool. The agent used undici for this; undici (~340 modules) was the largest single
  * share of the idle agent's memory (docs/benchmarks.md, Agent memory), while `node:http` is
- * already loaded for the status server, so the transport now adds next to nothing.
+ * already loaded for the status server (both `require` it: sys/node-http.ts says why), so the
+ * transport now adds next to nothing.
  *
  * It keeps undici's timeout semantics: `timeoutMs` bounds the wait for the answer's headers
  * (headersTimeout) and then each wait for more of its body (bodyTimeout). Failures come in two
@@ -11,9 +12,10 @@
  * came but the body did not, so whether the call took effect is unknown). An aborted `signal`
  * rejects with the signal's reason, never a TransportError.
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
+import { http, https } from '../sys/node-http.ts';
 
 /** A request that got no whole answer: before its headers (`send`) or during its body (`body`). */
 export class TransportError extends Error {
@@ -43,8 +45,8 @@ export interface TransportAnswer {
 
 /** The keep-alive pools (plain and TLS) of one client; `close` ends their sockets. */
 export class HttpPool {
-  private readonly http: HttpAgent;
-  private https: HttpsAgent | undefined;
+  private readonly plain: HttpAgent;
+  private secure: HttpsAgent | undefined;
   private readonly options: { keepAlive: true; maxSockets: number; timeout: number };
 
   /**
@@ -54,14 +56,14 @@ export class HttpPool {
    */
   constructor(o: { maxSockets?: number; idleTimeoutMs?: number } = {}) {
     this.options = { keepAlive: true, maxSockets: o.maxSockets ?? 16, timeout: o.idleTimeoutMs ?? 30_000 };
-    this.http = new HttpAgent(this.options);
+    this.plain = new http.Agent(this.options);
   }
 
   /** One request to `url`, answered whole (see the module's account of errors). */
   send(url: URL, r: TransportRequest): Promise<TransportAnswer> {
     const tls = url.protocol === 'https:';
-    const agent = tls ? (this.https ??= new HttpsAgent(this.options)) : this.http;
-    const make = tls ? httpsRequest : httpRequest;
+    const agent = tls ? (this.secure ??= new (https().Agent)(this.options)) : this.plain;
+    const make = tls ? https().request : http.request;
     const headers = { ...r.headers };
     if (typeof r.body === 'string') headers['content-length'] = String(Buffer.byteLength(r.body));
     return new Promise<TransportAnswer>((resolve, reject) => {
@@ -126,7 +128,7 @@ export class HttpPool {
 
   /** Ends every pooled connection; requests still in flight are cut. */
   close(): void {
-    this.http.destroy();
-    this.https?.destroy();
+    this.plain.destroy();
+    this.secure?.destroy();
   }
 }
