@@ -15,6 +15,7 @@
  * part alone; bench/agent/run.ts prints the same rows among the rest.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { sampleProcess, table } from '../lib.ts';
 
 /** The heavy packages the idle agent loads; their leave-one-out shares are the table's rows. */
@@ -85,10 +86,24 @@ export function moduleMemoryRows(root: URL): Row[] {
 const rssMb = (pid: number) => sampleProcess(pid).rssBytes / 1e6;
 
 /**
+ * A process's RSS split, MB: anonymous (its heaps) and file-backed — mostly pages of the node
+ * binary itself (built-in modules' code, OpenSSL), clean and shared with every Node process on
+ * the host. Linux only (`/proc/<pid>/status`).
+ */
+function rssSplitMb(pid: number): { anonMb: number; fileMb: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { anonMb: (kb('RssAnon') * 1024) / 1e6, fileMb: (kb('RssFile') * 1024) / 1e6 };
+}
+
+/**
  * The idle footprint of a running agent beside a bare Node process started now and sampled
  * alike, after `idleS`: RSS and CPU of both.
  */
-export async function idleFootprint(agentPid: number, idleS: number): Promise<{ agentMb: number; bareMb: number; agentCpuPct: number; bareCpuPct: number }> {
+export async function idleFootprint(
+  agentPid: number,
+  idleS: number,
+): Promise<{ agentMb: number; bareMb: number; agentCpuPct: number; bareCpuPct: number; agentSplit: { anonMb: number; fileMb: number }; bareSplit: { anonMb: number; fileMb: number } }> {
   const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
   const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
   try {
@@ -99,7 +114,14 @@ export async function idleFootprint(agentPid: number, idleS: number): Promise<{ 
     const a1 = sampleProcess(agentPid);
     const n1 = sampleProcess(bare.pid!);
     const pct = (c0: number, c1: number) => ((c1 - c0) / idleS) * 100;
-    return { agentMb: rssMb(agentPid), bareMb: rssMb(bare.pid!), agentCpuPct: pct(a0.cpuS, a1.cpuS), bareCpuPct: pct(n0.cpuS, n1.cpuS) };
+    return {
+      agentMb: rssMb(agentPid),
+      bareMb: rssMb(bare.pid!),
+      agentCpuPct: pct(a0.cpuS, a1.cpuS),
+      bareCpuPct: pct(n0.cpuS, n1.cpuS),
+      agentSplit: rssSplitMb(agentPid),
+      bareSplit: rssSplitMb(bare.pid!),
+    };
   } finally {
     bare.kill();
   }
@@ -125,6 +147,8 @@ async function main(): Promise<void> {
       { measure: 'bare Node RSS', value: mb(idle.bareMb) },
       { measure: 'idle agent RSS (goal ≤ 80 MB)', value: mb(idle.agentMb) },
       { measure: 'idle agent over bare Node', value: mb(idle.agentMb - idle.bareMb) },
+      { measure: '  of it anonymous (heaps; bare Node / agent)', value: `${mb(idle.bareSplit.anonMb)} / ${mb(idle.agentSplit.anonMb)}` },
+      { measure: '  of it file-backed (pages of the node binary, shared; bare Node / agent)', value: `${mb(idle.bareSplit.fileMb)} / ${mb(idle.agentSplit.fileMb)}` },
     ]),
   );
   console.log(table("The agent's memory by module (the built agent's graph, RSS after a GC; shares by leaving one out)", moduleMemoryRows(root)));
