@@ -1,22 +1,35 @@
 /**
- * The agent's memory by module, measured in one child Node process that loads the agent's
- * module graph the way the agent does (the built `dist/`): bare Node first, then the heavy
- * packages of the idle graph in the order the agent reaches them, then the rest of the agent's
- * own idle code (`agent/main.js`: the whole idle graph is loaded at that row), then each lazy
- * module as it would load later. Each row is the RSS it added (after a GC) on top of everything
- * above it — a module's share in the graph, not its size measured alone (the first module
- * loaded alone pays ~20 MB of loader and compiler warm-up that the rest then share).
+ * The agent's memory by module, with the whole idle graph loaded (the built `dist/`).
+ *
+ * A module's share is measured by leaving it out: one child Node process loads everything the
+ * idle agent loads (`agent/main.js`), others load the same graph with one package left out
+ * (the agent's own code stands in with the other heavy packages), and the share is the
+ * difference, RSS after a GC, median of three children each. Loaded alone, a package would look
+ * ~20 MB bigger: the first sizeable graph in a process pays the loader's and V8's warm-up (and a
+ * young generation grown by the load), which the rest then share; leaving one out of the whole
+ * graph shows what idle would save without it. Then each lazy module's share, added on top of
+ * the idle graph, as it loads at its first use.
+ *
+ * `node bench/agent/modules.ts` (after `npm run build`) prints these tables and the idle RSS of
+ * a real agent (controller, tart simulator, no builds) beside bare Node — the quick run for this
+ * part alone; bench/agent/run.ts prints the same rows among the rest.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { sampleProcess, table } from '../lib.ts';
 
-/** What the idle agent loads: its heavy packages in load order, then its own code. */
-const IDLE = [
+/** The heavy packages the idle agent loads; their leave-one-out shares are the table's rows. */
+const IDLE_PACKAGES = [
   { what: 'pino (logging)', spec: 'pino' },
-  { what: 'undici (controller client)', spec: 'undici' },
-  { what: 'typebox (protocol schemas, via the route table)', spec: 'typebox' },
-  { what: 'prom-client (metrics)', spec: 'prom-client' },
-  { what: 'conf (config file)', spec: 'conf' },
-  { what: 'node-cron, p-retry', spec: 'node-cron' },
+  { what: 'prom-client (metrics; with the node:https, TLS, zlib, @opentelemetry/api it requires)', spec: 'prom-client' },
+  { what: 'node-cron (maintenance schedule, cron check of the config)', spec: 'node-cron' },
+  { what: 'p-retry (controller client)', spec: 'p-retry' },
+];
+/** What the agent no longer loads while it idles, measured on top of the idle graph. */
+const NOT_IDLE = [
+  { what: 'not idle: undici (replaced by node:http in the controller client)', spec: 'undici' },
+  { what: 'not idle: typebox + protocol schemas (route table split: agent-routes.ts)', file: 'dist/src/protocol/routes.js' },
+  { what: 'not idle: conf (+ ajv, semver, atomically; the config is plain JSON read)', spec: 'conf' },
 ];
 /** What loads later, each only when first needed. */
 const LAZY = [
@@ -24,31 +37,121 @@ const LAZY = [
   { what: 'lazy: pino-pretty (only with --log-format pretty or a terminal)', spec: 'pino-pretty' },
 ];
 
+/** Loads its list in order, then prints the RSS after a GC, MB. */
 const CHILD = `
-const rows = JSON.parse(process.argv[1]);
-const rss = () => { globalThis.gc(); return process.memoryUsage().rss; };
-const out = [];
-let before = rss();
-out.push({ what: 'bare Node', addedMb: 0, totalMb: before / 1e6 });
-for (const r of rows) {
-  await import(r.spec);
-  await new Promise((res) => setTimeout(res, 20));
-  const now = rss();
-  out.push({ what: r.what, addedMb: (now - before) / 1e6, totalMb: now / 1e6 });
-  before = now;
-}
-console.log(JSON.stringify(out));
+for (const spec of JSON.parse(process.argv[1])) await import(spec);
+await new Promise((res) => setTimeout(res, 20));
+globalThis.gc();
+globalThis.gc();
+console.log(process.memoryUsage().rss / 1e6);
 `;
 
-/** Rows of the per-module table: `module`, `added MB`, `total MB`. Needs `npm run build`. */
-export function moduleMemoryRows(root: URL): { module: string; 'added MB': string; 'total MB': string }[] {
-  const abs = (file: string) => new URL(file, root).href;
-  const rows = [
-    ...IDLE.map((r) => ({ what: r.what, spec: import.meta.resolve(r.spec) })),
-    { what: "the agent's own idle code (agent/main.js; the whole idle graph is loaded here)", spec: abs('dist/src/agent/main.js') },
-    ...LAZY.map((r) => ({ what: r.what, spec: 'file' in r && r.file !== undefined ? abs(r.file) : import.meta.resolve(r.spec!) })),
-  ];
-  const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', CHILD, JSON.stringify(rows)], { encoding: 'utf8', cwd: root.pathname });
-  const measured = JSON.parse(out) as { what: string; addedMb: number; totalMb: number }[];
-  return measured.map((m) => ({ module: m.what, 'added MB': m.addedMb.toFixed(1), 'total MB': m.totalMb.toFixed(1) }));
+type Row = { module: string; 'share MB': string; 'RSS MB': string };
+
+/** RSS after loading `specs`, MB: the median of three child processes. */
+function rssAfter(root: URL, specs: string[]): number {
+  const xs = [0, 1, 2].map(() => Number(execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', CHILD, JSON.stringify(specs)], { encoding: 'utf8', cwd: root.pathname })));
+  return xs.sort((a, b) => a - b)[1]!;
 }
+
+/** Rows of the per-module table: `module`, `share MB`, `RSS MB`. Needs `npm run build`. */
+export function moduleMemoryRows(root: URL): Row[] {
+  const spec = (r: { spec?: string; file?: string }) => (r.file !== undefined ? new URL(r.file, root).href : import.meta.resolve(r.spec!));
+  const main = new URL('dist/src/agent/main.js', root).href;
+  const pkgs = IDLE_PACKAGES.map(spec);
+  const bare = rssAfter(root, []);
+  const whole = rssAfter(root, [...pkgs, main]);
+  const fmt = (x: number) => x.toFixed(1);
+  const signed = (x: number) => `${x >= 0 ? '+' : ''}${fmt(x)}`;
+  const rows: Row[] = [
+    { module: 'bare Node', 'share MB': '0.0', 'RSS MB': fmt(bare) },
+    { module: 'the whole idle graph (agent/main.js and all it imports)', 'share MB': fmt(whole - bare), 'RSS MB': fmt(whole) },
+  ];
+  // The agent's own code imports every package, so it is left out with them: the packages
+  // alone, against the whole graph.
+  const packagesOnly = rssAfter(root, pkgs);
+  rows.push({ module: "  of it: the agent's own idle code (src/agent, protocol, sys, vm, health)", 'share MB': fmt(whole - packagesOnly), 'RSS MB': fmt(packagesOnly) });
+  IDLE_PACKAGES.forEach((r, i) => {
+    const without = rssAfter(root, pkgs.filter((_, j) => j !== i));
+    rows.push({ module: `  of it: ${r.what}`, 'share MB': fmt(packagesOnly - without), 'RSS MB': fmt(without) });
+  });
+  for (const r of [...NOT_IDLE, ...LAZY]) {
+    const withIt = rssAfter(root, [...pkgs, main, spec(r)]);
+    rows.push({ module: r.what, 'share MB': signed(withIt - whole), 'RSS MB': fmt(withIt) });
+  }
+  return rows;
+}
+
+/** RSS of a process, MB, now. */
+const rssMb = (pid: number) => sampleProcess(pid).rssBytes / 1e6;
+
+/**
+ * A process's RSS split, MB: anonymous (its heaps) and file-backed — mostly pages of the node
+ * binary itself (built-in modules' code, OpenSSL), clean and shared with every Node process on
+ * the host. Linux only (`/proc/<pid>/status`).
+ */
+function rssSplitMb(pid: number): { anonMb: number; fileMb: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { anonMb: (kb('RssAnon') * 1024) / 1e6, fileMb: (kb('RssFile') * 1024) / 1e6 };
+}
+
+/**
+ * The idle footprint of a running agent beside a bare Node process started now and sampled
+ * alike, after `idleS`: RSS and CPU of both.
+ */
+export async function idleFootprint(
+  agentPid: number,
+  idleS: number,
+): Promise<{ agentMb: number; bareMb: number; agentCpuPct: number; bareCpuPct: number; agentSplit: { anonMb: number; fileMb: number }; bareSplit: { anonMb: number; fileMb: number } }> {
+  const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
+  const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  try {
+    await sleep(1000);
+    const a0 = sampleProcess(agentPid);
+    const n0 = sampleProcess(bare.pid!);
+    await sleep(idleS * 1000);
+    const a1 = sampleProcess(agentPid);
+    const n1 = sampleProcess(bare.pid!);
+    const pct = (c0: number, c1: number) => ((c1 - c0) / idleS) * 100;
+    return {
+      agentMb: rssMb(agentPid),
+      bareMb: rssMb(bare.pid!),
+      agentCpuPct: pct(a0.cpuS, a1.cpuS),
+      bareCpuPct: pct(n0.cpuS, n1.cpuS),
+      agentSplit: rssSplitMb(agentPid),
+      bareSplit: rssSplitMb(bare.pid!),
+    };
+  } finally {
+    bare.kill();
+  }
+}
+
+async function main(): Promise<void> {
+  const { startFarm } = await import('../../test/support/farm.ts');
+  const root = new URL('../../', import.meta.url);
+  const idleS = process.env.BENCH_QUICK === '1' ? 5 : 20;
+  const farm = await startFarm({ agentCli: new URL('dist/src/cli.js', root).pathname });
+  let idle;
+  try {
+    const agent = farm.agents[0]!;
+    await agent.waitFor('agent ready', 60_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    idle = await idleFootprint(agent.proc.pid!, idleS);
+  } finally {
+    await farm.stop();
+  }
+  const mb = (x: number) => `${x.toFixed(1)} MB`;
+  console.log(
+    table(`Idle agent (no build yet), sampled over ${idleS} s beside bare Node; load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`, [
+      { measure: 'bare Node RSS', value: mb(idle.bareMb) },
+      { measure: 'idle agent RSS (goal ≤ 80 MB)', value: mb(idle.agentMb) },
+      { measure: 'idle agent over bare Node', value: mb(idle.agentMb - idle.bareMb) },
+      { measure: '  of it anonymous (heaps; bare Node / agent)', value: `${mb(idle.bareSplit.anonMb)} / ${mb(idle.agentSplit.anonMb)}` },
+      { measure: '  of it file-backed (pages of the node binary, shared; bare Node / agent)', value: `${mb(idle.bareSplit.fileMb)} / ${mb(idle.agentSplit.fileMb)}` },
+    ]),
+  );
+  console.log(table("The agent's memory by module (the built agent's graph, RSS after a GC; shares by leaving one out)", moduleMemoryRows(root)));
+}
+
+if (import.meta.main) await main();

@@ -8,7 +8,8 @@
  * 3. Crash detection: `tart run` dies → build failed as vm_crashed.
  * 4. Idle agent RSS and CPU, against a bare Node process: measured before the first build (what
  *    idle loads; the build code loads at the first claim) and again after the builds.
- * 5. The agent's memory by module (modules.ts): the idle graph and each lazy module's share.
+ * 5. The agent's memory by module (modules.ts): each package's share of the whole idle graph
+ *    (left out of it), what idle no longer loads, and each lazy module's share.
  * Prints markdown tables for docs/benchmarks.md. BENCH_QUICK=1 runs fewer builds.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -134,7 +135,7 @@ async function main(): Promise<void> {
         { measure: `idle agent CPU over ${idleS} s (bare Node ${pct(idleFresh.bareCpuPct)})`, value: pct(idleFresh.agentCpuPct) },
       ]),
     );
-    console.log(table("The agent's memory by module (one Node process loading the built agent's graph; RSS after a GC)", moduleMemoryRows(root)));
+    console.log(table("The agent's memory by module (the built agent's graph, RSS after a GC; shares by leaving one out)", moduleMemoryRows(root)));
 
     // ---- Sections of the other parts of issue 15: ONE call line each, printing the table(s)
     // their own bench/agent/<part>.ts returns (they may use `farm`, still running here).

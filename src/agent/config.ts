@@ -1,6 +1,6 @@
 /**
- * The agent's configuration: `~/.expo-worker/config.json` (or `--config PATH`), read with
- * `conf`, validated once, every bad field reported in one `CFG_INVALID` error, the result frozen.
+ * The agent's configuration: `~/.expo-worker/config.json` (or `--config PATH`), JSON read as
+ * `conf` reads it (without loading conf: sys/json-config.ts), validated once, every bad field reported in one `CFG_INVALID` error, the result frozen.
  *
  * Six fields are the minimal config (a six-field file from the first release works verbatim):
  * `vmName`, `vmUser`, `vmSshKey`, `vmIp`, `controllerUrl`, `apiKey`. Every other field is optional; its default is documented on {@link AgentConfig}.
@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import cron from 'node-cron';
 import { isWorkerId } from '../protocol/domain.ts';
 import { ExpoError } from '../protocol/errors.ts';
-import { readConfFile } from '../sys/conf-file.ts';
+import { readJsonConfig } from '../sys/json-config.ts';
 import { isSha256Fingerprint } from '../sys/ssh.ts';
 import { parseCidr, type VmNetwork } from '../vm/vm-driver.ts';
 import { parseCacheConfig, type CacheConfig } from './cache-config.ts';
@@ -381,10 +381,10 @@ export function parseAgentConfig(raw: unknown, options: ParseOptions = {}): Agen
   return Object.freeze(config);
 }
 
-/** Reads and validates the config file (default {@link defaultConfigPath}) with `conf`. */
+/** Reads and validates the config file (default {@link defaultConfigPath}): JSON, read as `conf` reads it (sys/json-config.ts). */
 export function loadAgentConfig(path: string = defaultConfigPath(), options: ParseOptions = {}): AgentConfig {
   const file = resolve(expandHome(path, options.home));
-  // conf would create a missing file on read; a missing config is an error here.
+  // A missing config is an error here (conf, which the other commands use, would create it).
   if (!existsSync(file)) {
     throw new ExpoError('CFG_INVALID', `agent config not found: ${file} (create it with vmName, vmUser, vmSshKey, controllerUrl, apiKey)`, {
       details: { problems: [`(file): ${file} does not exist`], path: file },
@@ -392,7 +392,7 @@ export function loadAgentConfig(path: string = defaultConfigPath(), options: Par
   }
   let store: unknown;
   try {
-    store = readConfFile(file);
+    store = readJsonConfig(file);
   } catch (err) {
     throw new ExpoError('CFG_INVALID', `agent config ${file} is not valid JSON: ${(err as Error).message}`, {
       cause: err,

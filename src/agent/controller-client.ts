@@ -1,11 +1,13 @@
 /**
- * The agent's side of the HTTP API, on undici (one keep-alive pool) with p-retry for the calls
+ * The agent's side of the HTTP API, on Node's own HTTP client (one keep-alive pool,
+ * http-transport.ts) with p-retry for the calls
  * that are safe to repeat. Every call is idempotent on the controller except the poll (a lost
  * poll answer is put back by the controller after a grace), so phase, logs, heartbeats and
  * completion are retried with backoff and jitter while the controller is unreachable or
  * answers 5xx, 408 or 429 — as the error table (`isRetryable`, `answerErrorCode` in
  * protocol/errors.ts) says — and never on another 4xx, which is an answer (a 409 means: abort
- * this build). Paths and methods come from the route table (protocol/routes.ts).
+ * this build). Paths and methods come from the route table (protocol/routes.ts), through its
+ * schema-free rows (protocol/agent-routes.ts): the agent never loads TypeBox.
  *
  * Failover: the client may know several controllers (one database behind them all). One of them
  * is current; every request goes to it. When a request gets no answer (connection refused or
@@ -18,11 +20,13 @@
  */
 import type { Readable } from 'node:stream';
 import pRetry from 'p-retry';
-import { Agent, request } from 'undici';
 import { answerErrorCode, ExpoError, isExpoError, isRetryable } from '../protocol/errors.ts';
-import { pathOf, ROUTES, type AnswerOf, type HttpMethod } from '../protocol/routes.ts';
+import { AGENT_ROUTES } from '../protocol/agent-routes.ts';
+import { pathOf, type HttpMethod } from '../protocol/route-paths.ts';
+import type { AnswerOf, ROUTES as TABLE } from '../protocol/routes.ts';
 import { parseLiveness, type Liveness } from '../protocol/liveness.ts';
 import type { CompleteBody, PollBody, PollResponse, WorkerHeartbeatBody } from '../protocol/schemas.ts';
+import { HttpPool, TransportError } from './http-transport.ts';
 
 export interface ControllerClientOptions {
   /** The controller's base URL, or several (tried in this order, round-robin, when one cannot be reached). */
@@ -85,7 +89,7 @@ const SWITCH_STATUSES = new Set([502, 503, 504]);
 
 export class ControllerClient {
   private readonly o: Required<Omit<ControllerClientOptions, 'onRequestError' | 'onSwitch' | 'baseUrl'>> & Pick<ControllerClientOptions, 'onRequestError' | 'onSwitch'>;
-  private readonly dispatcher: Agent;
+  private readonly pool: HttpPool;
   private readonly baseUrls: readonly string[];
   /** Index of the current controller in `baseUrls`. */
   private current = 0;
@@ -96,7 +100,7 @@ export class ControllerClient {
     if (urls.length === 0) throw new TypeError('ControllerClient: baseUrl must name at least one controller');
     this.baseUrls = Object.freeze(urls.map((u) => u.replace(/\/+$/, '')));
     this.o = { requestTimeoutMs: 30_000, retryMinMs: 500, retryMaxMs: 10_000, ...rest };
-    this.dispatcher = new Agent({ keepAliveTimeout: 30_000, connections: 16 });
+    this.pool = new HttpPool({ idleTimeoutMs: 30_000, maxSockets: 16 });
   }
 
   /** The controller requests go to now. */
@@ -105,7 +109,7 @@ export class ControllerClient {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    this.pool.close();
   }
 
   /**
@@ -147,46 +151,36 @@ export class ControllerClient {
     else if (body !== undefined) headers['content-type'] = 'application/json';
     let res;
     try {
-      res = await request(`${baseUrl}${path}`, {
+      res = await this.pool.send(new URL(`${baseUrl}${path}`), {
         method,
-        dispatcher: this.dispatcher,
         headers,
         body: raw ? raw.stream : body === undefined ? undefined : JSON.stringify(body),
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
+        timeoutMs,
         signal: opts.signal,
       });
     } catch (cause) {
-      if (opts.signal?.aborted) throw cause;
-      throw new ExpoError('HTTP_UNREACHABLE', `controller unreachable (${method} ${path}): ${(cause as Error).message}`, {
-        cause,
-        details: { method, path } satisfies HttpErrorDetails,
-      });
-    }
-    let text: string;
-    try {
-      text = await res.body.text();
-    } catch (cause) {
-      if (opts.signal?.aborted) throw cause;
+      if (opts.signal?.aborted || !(cause instanceof TransportError)) throw cause;
       // The connection died during the answer: whether the call took effect is unknown, so it
       // counts as unanswered and is sent again (every retried call is idempotent). Reading an
       // empty body here would have taken a log append cut mid-answer for acknowledged.
-      throw new ExpoError('HTTP_UNREACHABLE', `controller unreachable (${method} ${path}): the answer was cut: ${(cause as Error).message}`, {
+      const cut = cause.phase === 'body' ? 'the answer was cut: ' : '';
+      throw new ExpoError('HTTP_UNREACHABLE', `controller unreachable (${method} ${path}): ${cut}${cause.message}`, {
         cause,
         details: { method, path } satisfies HttpErrorDetails,
       });
     }
+    const text = res.text;
     const parsed = text === '' ? null : (safeJson(text) as T | null);
-    if (res.statusCode >= 400) {
+    if (res.status >= 400) {
       const err = parsed as { code?: string; message?: string; expectedOffset?: number } | null;
-      const details: HttpErrorDetails = { method, path, status: res.statusCode, code: err?.code, expectedOffset: err?.expectedOffset };
+      const details: HttpErrorDetails = { method, path, status: res.status, code: err?.code, expectedOffset: err?.expectedOffset };
       // The error table decides: the controller's trouble (5xx, a request timeout) or a proxy's
       // is worth another try (HTTP_UNREACHABLE); any other answer is final (HTTP_STATUS — a 409
       // means: abort this build).
-      const code = isRetryable(answerErrorCode(res.statusCode, parsed)) ? 'HTTP_UNREACHABLE' : 'HTTP_STATUS';
-      throw new ExpoError(code, `${method} ${path}: ${res.statusCode} ${err?.code ?? ''} ${err?.message ?? text.slice(0, 200)}`.trim(), { details });
+      const code = isRetryable(answerErrorCode(res.status, parsed)) ? 'HTTP_UNREACHABLE' : 'HTTP_STATUS';
+      throw new ExpoError(code, `${method} ${path}: ${res.status} ${err?.code ?? ''} ${err?.message ?? text.slice(0, 200)}`.trim(), { details });
     }
-    return { status: res.statusCode, body: parsed, liveness: parseLiveness(res.headers) };
+    return { status: res.status, body: parsed, liveness: parseLiveness(res.headers) };
   }
 
   /** `send`, retried with backoff and jitter while the error table says so (network errors, 5xx, 408, 429). */
@@ -210,46 +204,46 @@ export class ControllerClient {
    * clocks as it stated them. Not retried: the caller loops.
    */
   async poll(body: PollBody, signal?: AbortSignal): Promise<{ claim: PollResponse | null; liveness: Liveness | null }> {
-    const res = await this.send<AnswerOf<typeof ROUTES.poll>>(ROUTES.poll.method, pathOf(ROUTES.poll, { id: this.o.workerId }), body, { signal, timeoutMs: ((body.waitS ?? 25) + 15) * 1000 });
+    const res = await this.send<AnswerOf<typeof TABLE.poll>>(AGENT_ROUTES.poll.method, pathOf(AGENT_ROUTES.poll, { id: this.o.workerId }), body, { signal, timeoutMs: ((body.waitS ?? 25) + 15) * 1000 });
     return { claim: res.status === 204 ? null : res.body, liveness: res.liveness };
   }
 
   /** A worker heartbeat; with `waitS` the controller may hold it that long, answering early with a cancel or an abort. */
   async workerHeartbeat(body: WorkerHeartbeatBody, r?: RetryOptions): Promise<{ abort: string[]; cancel: string[]; liveness: Liveness | null }> {
     const timeoutMs = (body.waitS ?? 0) * 1000 + this.o.requestTimeoutMs;
-    const res = await this.retried<AnswerOf<typeof ROUTES.workerHeartbeat>>(ROUTES.workerHeartbeat.method, pathOf(ROUTES.workerHeartbeat, { id: this.o.workerId }), body, { retries: 2, ...r }, timeoutMs);
+    const res = await this.retried<AnswerOf<typeof TABLE.workerHeartbeat>>(AGENT_ROUTES.workerHeartbeat.method, pathOf(AGENT_ROUTES.workerHeartbeat, { id: this.o.workerId }), body, { retries: 2, ...r }, timeoutMs);
     return { abort: res.body?.abort ?? [], cancel: res.body?.cancel ?? [], liveness: res.liveness };
   }
 
   async phase(buildId: string, lease: string, phase: 'preparing' | 'running', r?: RetryOptions): Promise<void> {
-    await this.retried(ROUTES.phase.method, pathOf(ROUTES.phase, { id: buildId }), { lease, phase }, r);
+    await this.retried(AGENT_ROUTES.phase.method, pathOf(AGENT_ROUTES.phase, { id: buildId }), { lease, phase }, r);
   }
 
   async stepStarted(buildId: string, lease: string, index: number, r?: RetryOptions): Promise<void> {
-    await this.retried(ROUTES.phase.method, pathOf(ROUTES.phase, { id: buildId }), { lease, phase: 'running', step: index }, r);
+    await this.retried(AGENT_ROUTES.phase.method, pathOf(AGENT_ROUTES.phase, { id: buildId }), { lease, phase: 'running', step: index }, r);
   }
 
   async appendLog(buildId: string, lease: string, offset: number, data: string, r?: RetryOptions): Promise<number> {
-    const res = await this.retried<AnswerOf<typeof ROUTES.appendLog>>(ROUTES.appendLog.method, pathOf(ROUTES.appendLog, { id: buildId }), { lease, offset, data }, r);
+    const res = await this.retried<AnswerOf<typeof TABLE.appendLog>>(AGENT_ROUTES.appendLog.method, pathOf(AGENT_ROUTES.appendLog, { id: buildId }), { lease, offset, data }, r);
     return res.body?.logBytes ?? offset;
   }
 
   /** Uploads one artifact. Not retried here: a retry needs a fresh stream, so the caller loops. */
   async uploadArtifact(buildId: string, lease: string, name: string, body: RawBody, timeoutMs = 30 * 60_000): Promise<{ sizeBytes: number; sha256: string }> {
     // The name is a relative path: each segment encoded, the slashes kept (the route is a wildcard).
-    const path = pathOf(ROUTES.uploadArtifact, { id: buildId, '*': name });
-    const res = await this.send<AnswerOf<typeof ROUTES.uploadArtifact>>(ROUTES.uploadArtifact.method, path, body, { timeoutMs, headers: { 'x-expo-lease': lease } });
+    const path = pathOf(AGENT_ROUTES.uploadArtifact, { id: buildId, '*': name });
+    const res = await this.send<AnswerOf<typeof TABLE.uploadArtifact>>(AGENT_ROUTES.uploadArtifact.method, path, body, { timeoutMs, headers: { 'x-expo-lease': lease } });
     return res.body ?? { sizeBytes: body.length, sha256: '' };
   }
 
   /** The clone token of a GitHub build's commit (null: clone anonymously). Never logged. */
   async checkoutToken(buildId: string, lease: string, r?: RetryOptions): Promise<{ token: string | null; expiresAt: string | null }> {
-    const res = await this.retried<AnswerOf<typeof ROUTES.checkoutToken>>(ROUTES.checkoutToken.method, pathOf(ROUTES.checkoutToken, { id: buildId }), { lease }, r);
+    const res = await this.retried<AnswerOf<typeof TABLE.checkoutToken>>(AGENT_ROUTES.checkoutToken.method, pathOf(AGENT_ROUTES.checkoutToken, { id: buildId }), { lease }, r);
     return res.body ?? { token: null, expiresAt: null };
   }
 
   async complete(buildId: string, body: CompleteBody, r?: RetryOptions): Promise<{ status: string }> {
-    const res = await this.retried<AnswerOf<typeof ROUTES.complete>>(ROUTES.complete.method, pathOf(ROUTES.complete, { id: buildId }), body, r);
+    const res = await this.retried<AnswerOf<typeof TABLE.complete>>(AGENT_ROUTES.complete.method, pathOf(AGENT_ROUTES.complete, { id: buildId }), body, r);
     return res.body ?? { status: 'unknown' };
   }
 }

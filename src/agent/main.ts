@@ -1,6 +1,6 @@
 /**
  * `expo-worker agent [--config PATH]`: the composition root of the agent. Builds the real
- * adapters (tart CLI, ssh2, undici), wires the daemon, and owns the signals: the first SIGTERM or
+ * adapters (tart CLI, ssh2, the HTTP client), wires the daemon, and owns the signals: the first SIGTERM or
  * SIGINT drains (no new builds, running ones finish, exit 0); a second aborts the running builds
  * cleanly (reported, VMs deleted, exit 1); SIGHUP reloads the config file.
  */

@@ -5,9 +5,10 @@
  * has stopped). Only the composition root starts it. It serves no secrets, but keep it on a
  * private address all the same.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ExpoError } from '../protocol/errors.ts';
+import { http } from '../sys/node-http.ts';
 import type { AgentStatus } from './agent.ts';
 
 export interface StatusServerOptions {
@@ -70,7 +71,7 @@ export async function startStatusServer(o: StatusServerOptions): Promise<StatusS
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics or /health\n');
   };
-  const server: Server = createServer((req, res) => {
+  const server: Server = http.createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end(`error: ${(err as Error).message}\n`);

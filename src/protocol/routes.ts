@@ -69,6 +69,7 @@ import {
   UserView,
 } from './schemas.ts';
 import { Type } from 'typebox';
+import type { HttpMethod } from './route-paths.ts';
 
 /**
  * Who may call a route (see docs/api.md, Credentials, and docs/access.md). The controller checks
@@ -97,7 +98,6 @@ export type AuthScope =
   | 'build-token-or-worker'
   | 'github-signature';
 
-export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 /** The request schemas, as Fastify takes them. */
 export interface RouteSchema {
@@ -287,35 +287,5 @@ export const ROUTES = {
 
 export type RouteName = keyof typeof ROUTES;
 
-/** The names of a path's parameters: `:id` gives `id`, a final `*` gives `*`. */
-type ParamNames<P extends string> = P extends `${string}:${infer Name}/${infer Rest}`
-  ? Name | ParamNames<`/${Rest}`>
-  : P extends `${string}:${infer Name}`
-    ? Name
-    : P extends `${string}*`
-      ? '*'
-      : never;
-
-export type PathParams<R extends { path: string }> = Record<ParamNames<R['path']> | (R['path'] extends `${string}*` ? '*' : never), string>;
-
-/**
- * A concrete path for `route`: each `:param` percent-encoded whole (`encodeURIComponent`), the
- * wildcard (an artifact's relative path) encoded segment by segment with its slashes kept, and
- * `query` (undefined values left out) appended.
- */
-export function pathOf<R extends RouteSpec>(route: R, params: PathParams<R>, query: Record<string, string | number | undefined> = {}): string {
-  const values = params as Record<string, string>;
-  const path = route.path
-    .replace(/:([A-Za-z0-9_]+)/g, (_m, name: string) => encodeURIComponent(need(values, name, route)))
-    .replace(/\*$/, () => need(values, '*', route).split('/').map(encodeURIComponent).join('/'));
-  const search = new URLSearchParams();
-  for (const [k, v] of Object.entries(query)) if (v !== undefined) search.append(k, String(v));
-  const q = search.toString();
-  return q === '' ? path : `${path}?${q}`;
-}
-
-function need(values: Record<string, string>, name: string, route: RouteSpec): string {
-  const v = values[name];
-  if (typeof v !== 'string') throw new TypeError(`pathOf ${route.method} ${route.path}: missing parameter '${name}'`);
-  return v;
-}
+// The schema-free half (also what the agent imports, without TypeBox): see route-paths.ts.
+export { pathOf, type HttpMethod, type PathParams } from './route-paths.ts';

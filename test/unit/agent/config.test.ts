@@ -212,7 +212,7 @@ describe('agent config', () => {
     }
   });
 
-  it('reads the file with conf and reports a missing or broken file', () => {
+  it('reads the file and reports a missing or broken file', () => {
     const path = join(home, 'config.json');
     writeFileSync(path, JSON.stringify({ ...SEED, maxConcurrentBuilds: 2, tartHome: '~/th' }));
     const c = loadAgentConfig(path, { home });
@@ -221,6 +221,21 @@ describe('agent config', () => {
     expect(() => loadAgentConfig(join(home, 'nope.json'), { home })).toThrow(expect.objectContaining({ code: 'CFG_INVALID', message: expect.stringContaining('not found') }));
     writeFileSync(path, '{ broken');
     expect(() => loadAgentConfig(path, { home })).toThrow(expect.objectContaining({ code: 'CFG_INVALID' }));
+  });
+
+  it('reads a file saved with a byte order mark, and never quotes a broken file (it may hold the key) in the error', () => {
+    const path = join(home, 'config.json');
+    writeFileSync(path, `\uFEFF${JSON.stringify({ ...SEED, maxConcurrentBuilds: 2 })}`);
+    expect(loadAgentConfig(path, { home }).maxConcurrentBuilds).toBe(2);
+    writeFileSync(path, '{ "apiKey": "sekrit-123", broken');
+    let err: ExpoError | undefined;
+    try {
+      loadAgentConfig(path, { home });
+    } catch (e) {
+      err = e as ExpoError;
+    }
+    expect(err).toMatchObject({ code: 'CFG_INVALID', message: expect.stringContaining('not valid JSON') });
+    expect(JSON.stringify({ m: err!.message, d: err!.details })).not.toContain('sekrit-123');
   });
 
   it('expands ~ and sanitizes host names', () => {
