@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { startPostgres, type Postgres } from '../../test/support/postgres.ts';
 import { CLI, LISTENING, hammer, percentile, sampleProcess, startProcess, table, type Started } from '../lib.ts';
+import { watchdogBench } from './watchdog.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const KEY = 'bench-admin-key-0123456789';
@@ -304,6 +305,7 @@ const all: Record<string, () => Promise<string>> = {
   dispatch: dispatchLatency,
   scale: () => scale('SQLite', 1),
   'scale-pg': () => scale('PostgreSQL', 2),
+  watchdog: watchdogBench,
 };
 try {
   for (const [name, run] of Object.entries(all)) {
