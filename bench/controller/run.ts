@@ -16,6 +16,7 @@ import { benchIngestion } from './ingestion.ts';
 import { benchControllerMemory } from './memory.ts';
 import { benchScale } from './scale.ts';
 import { closeServers } from './servers.ts';
+import { watchdogBench } from './watchdog.ts';
 
 /** The machine and the run, for the top of the report. */
 function header(started: Date): string {
@@ -77,8 +78,7 @@ async function benchAgent(): Promise<string> {
 const sections: [name: string, heading: string | null, run: () => Promise<string>][] = [
   ['ingestion', '## Controller', benchIngestion],
   ['dispatch', null, benchDispatch],
-  // watchdog (bench/controller/watchdog.ts): its ONE call line goes here, e.g.
-  // ['watchdog', null, async () => (await import('./watchdog.ts')).benchWatchdog()],
+  ['watchdog', null, watchdogBench],
   ['scale', null, () => benchScale('SQLite', 1)],
   ['scale-pg', null, () => benchScale('PostgreSQL', 2)],
   ['memory', '## Memory', benchControllerMemory],

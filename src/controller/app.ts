@@ -242,6 +242,10 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
       o.logger.warn('giving up the lead: the watchdog sweeps keep failing here (another controller may do better)');
       cluster.resign();
     },
+    onPass: (p) => {
+      metrics.watchdogLoopDelay.observe(p.loopDelayMaxMs / 1000);
+      o.logger.debug(p, 'watchdog pass');
+    },
     onError: (err) => {
       void describeStorageFull(err, o.dataDir, diskError).then((full) =>
         full ? o.logger.error({ err, ...full.fields }, `watchdog sweep failed: ${full.summary}`) : o.logger.error({ err }, 'watchdog sweep failed'),

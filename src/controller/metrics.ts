@@ -108,6 +108,13 @@ export class ControllerMetrics {
     registers: [this.registry],
   });
 
+  readonly watchdogLoopDelay = new Histogram({
+    name: 'expo_worker_watchdog_event_loop_delay_seconds',
+    help: 'The largest event-loop delay (1 ms resolution) during each watchdog pass that failed builds or marked workers offline: how long a request could wait behind the pass.',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+
   readonly clockSkew: Gauge;
 
   constructor(options: ControllerMetricsOptions) {

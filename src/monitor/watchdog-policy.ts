@@ -4,8 +4,8 @@
  * One clock: the controller's heartbeat timeout `T`. A build (or worker) is dead when its last
  * sign of life is older than `T`. After the controller starts it grants one full timeout of
  * grace — heartbeats that could not arrive while it was down must not fail healthy builds — so
- * its deadline is `max(lastSeen, controllerStartedAt) + T`. The sweep runs often enough that a
- * death is noticed at most `sweepIntervalMs` (≤ 1 s) late.
+ * its deadline is `max(lastSeen, controllerStartedAt) + T`. The watchdog wakes at the earliest
+ * deadline (watchdog.ts), so a death is noticed a few ms after it, not a polling interval.
  *
  * The grace applies only when no controller was watching. With several controllers on one
  * database the watchdog runs on the leader, and the grace counts from when THIS controller
@@ -65,7 +65,11 @@ export function maxClockSkewMs(heartbeatTimeoutMs: number): number {
   return Math.max(2000, Math.floor(heartbeatTimeoutMs / 20));
 }
 
-/** How often to sweep: a quarter of the timeout, never more than 1 s and never under 10 ms. */
+/**
+ * How soon the watchdog tries again after a pass failed (the store could not be reached): a
+ * quarter of the timeout, never more than 1 s and never under 10 ms — the polling pace it had
+ * before it woke on deadlines.
+ */
 export function sweepIntervalMs(heartbeatTimeoutMs: number): number {
   return Math.max(10, Math.min(1000, Math.floor(heartbeatTimeoutMs / 4)));
 }

@@ -69,8 +69,9 @@ describe('crash safety', () => {
 
   it('grants one heartbeat timeout of grace after a restart, then fails the silent build', async () => {
     const db = join(dir, 'c.db');
-    // Long enough that a busy machine reads the build within the grace, from "listening" on.
-    const heartbeatTimeoutS = 3;
+    // Long enough that a busy machine reads the build within the grace, from "listening" on (the
+    // watchdog fails it on the grace's end, not a polling interval after: the margin is the grace's).
+    const heartbeatTimeoutS = 5;
     const c1 = await startControllerProcess({ dbPath: db, apiKey: KEY, heartbeatTimeoutS });
     const { apiKey: wk } = (await call(c1.url, 'POST', '/api/v1/workers', KEY, { id: 'mac-1' })).json();
     const id = (await call(c1.url, 'POST', '/api/v1/builds', KEY, { steps: [{ name: 'b', run: 'make' }] })).json().id as string;

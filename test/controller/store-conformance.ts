@@ -29,6 +29,7 @@ const T = {
   logRange: 'reads a byte range of a log across chunks, clipped to what is stored, and nothing of an unknown build',
   silence: 'finds stale builds and silent workers by cutoff',
   overdue: "finds overdue builds: steps past timeoutS from this attempt's running start, preparing past the prepare limit from its claim",
+  deadline: 'tells the earliest liveness deadline from a time on: heartbeats and worker contact plus the timeout, and both backstops',
   cancel: 'cancels only queued builds outright and counts by status',
   cancelFinal: 'a cancel asked for a final build leaves it as it is',
   secrets: 'keeps sealed secret env through a requeue and erases it when the build is final',
@@ -84,6 +85,7 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   activeBuildsByWorker: [T.silence, T.held],
   findStaleBuilds: [T.silence],
   findOverdueBuilds: [T.overdue],
+  nextLivenessDeadline: [T.deadline],
   claimBuild: [T.claimOrder, T.claimRace, T.requeue, T.cleanAttempt],
   getAttemptByLease: [T.fencing],
   getAttemptByTokenHash: [T.unassign, T.attempts],
@@ -461,6 +463,41 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await overdue(265_000)).toEqual([preparing.id]);
       expect(await overdue(265_001)).toEqual([running.id, preparing.id]);
       expect((await s.getBuild(running.id))!.startedAt).toBe(40_000);
+    });
+
+    test(T.deadline, async () => {
+      // Timeout 10 s; prepare limit 30 s; grace 5 s.
+      const next = (from: number) => s.nextLivenessDeadline({ from, heartbeatTimeoutMs: 10_000, prepareTimeoutMs: 30_000, graceMs: 5_000 });
+      expect(await next(0)).toBeNull();
+      await s.touchWorker('w1', { now: 1_000 });
+      await s.touchWorker('w2', { now: 1_000 });
+      expect(await next(0)).toBe(11_000);
+      // Contact moves a worker's deadline later; an offline worker has none.
+      await s.markWorkerOffline('w2');
+      await s.touchWorker('w1', { now: 3_000 });
+      expect(await next(0)).toBe(13_000);
+      const running = await s.createBuild(build({ timeoutS: 20 }));
+      const preparing = await s.createBuild(build());
+      await s.createBuild(build()); // queued: no deadline
+      const c1 = (await s.claimBuild(claimReq('w1', 2_000)))!;
+      const c2 = (await s.claimBuild(claimReq('w1', 4_000)))!;
+      expect([c1.build.id, c2.build.id]).toEqual([running.id, preparing.id]);
+      expect(await next(0)).toBe(12_000); // running's heartbeat (its claim)
+      // A sign of life moves a build's deadline later: now the worker's contact comes first.
+      await s.setBuildPhase(running.id, c1.attempt.lease, ['assigned'], 'running', 6_000);
+      await s.setBuildPhase(preparing.id, c2.attempt.lease, ['assigned'], 'preparing', 8_000);
+      expect(await next(0)).toBe(13_000);
+      // Only deadlines at or after `from`: the worker 13 s, running's heartbeat 16 s, preparing's 18 s,
+      expect(await next(13_000)).toBe(13_000);
+      expect(await next(13_001)).toBe(16_000);
+      expect(await next(16_001)).toBe(18_000);
+      // then the backstops: running 6 s (its steps' start) + 20 s + 5 s; preparing 4 s (its claim) + 30 s + 5 s.
+      expect(await next(18_001)).toBe(31_000);
+      expect(await next(31_001)).toBe(39_000);
+      expect(await next(39_001)).toBeNull();
+      await s.finishAttempt({ buildId: running.id, lease: c1.attempt.lease, now: 20_000, status: 'failed', failureReason: 'vm_crashed', exitCode: null, message: null, requeue: false });
+      expect(await next(13_001)).toBe(18_000);
+      expect(await next(18_001)).toBe(39_000);
     });
 
     test(T.cancel, async () => {

@@ -172,6 +172,29 @@ describe('two controllers on one PostgreSQL database', () => {
     const auth = await enrol(follower, 'mac-1');
     const id = await submit(follower);
     await running(follower, 'mac-1', auth, id);
+    // The agent beats after its build's last sign: the build's deadline comes first (heartbeat_timeout, not worker_lost).
+    await call(follower, 'POST', '/api/v1/workers/mac-1/heartbeat', auth, { runningBuilds: [id] });
+    const failed = await until(
+      'the silent build failed',
+      async () => (await call(follower, 'GET', `/api/v1/builds/${id}`, admin)).json(),
+      (bld) => bld.status === 'failed',
+      WAIT_MS,
+      100,
+    );
+    expect(failed.failureReason).toBe('heartbeat_timeout');
+  });
+
+  it('fails on the new leader a build that went silent while the old one watched it', async () => {
+    const [a, b] = await controllers(2_000);
+    const [leader, follower] = a.c.cluster.leading ? [a, b] : [b, a];
+    // Started through the leader, whose watchdog armed its timer for this deadline; the
+    // follower's watchdog has never run: on the lead it must read the deadline from the store.
+    const auth = await enrol(leader, 'mac-1');
+    const id = await submit(leader);
+    await running(leader, 'mac-1', auth, id);
+    await call(leader, 'POST', '/api/v1/workers/mac-1/heartbeat', auth, { runningBuilds: [id] });
+    await leader.stop();
+    await until('the follower leads', () => follower.c.cluster.leading, (v) => v, WAIT_MS);
     const failed = await until(
       'the silent build failed',
       async () => (await call(follower, 'GET', `/api/v1/builds/${id}`, admin)).json(),

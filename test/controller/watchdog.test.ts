@@ -179,6 +179,58 @@ describe('in real time', () => {
   });
 });
 
+describe('on the deadline', () => {
+  it('does not fail a build whose deadline a heartbeat moved, and fails it once the beats stop', async () => {
+    // Beats every 400 ms against 3 s: the timer armed at each earliest deadline finds it moved.
+    const heartbeatTimeoutMs = 3000;
+    c = await startTestController({ heartbeatTimeoutMs, realClock: true });
+    c.watchdog.start();
+    const { w, b, claim } = await runningBuild(c);
+    for (const until = Date.now() + 2.5 * heartbeatTimeoutMs; Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 400));
+      expect((await c.post(`/api/v1/builds/${b.id}/heartbeat`, bearer(claim.buildToken), {})).statusCode).toBe(200);
+      await c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id] });
+    }
+    expect(await c.get(b.id)).toMatchObject({ status: 'running', failureReason: null });
+    for (const deadline = Date.now() + 30_000; (await c.get(b.id)).status !== 'failed' && Date.now() < deadline; ) {
+      await c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id] });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await c.get(b.id)).toMatchObject({ status: 'failed', failureReason: 'heartbeat_timeout' });
+  });
+
+  it('catches a backstop that appeared after its timer was armed', async () => {
+    // The controller's clock is ours; its timers are real. The watchdog starts with nothing
+    // active (its timer armed for at most half a timeout), then a build starts its steps and its
+    // clock runs past timeoutS + the grace while every heartbeat keeps coming.
+    c = await startTestController({ heartbeatTimeoutMs: 2_000, prepareTimeoutMs: 60_000 });
+    c.clock.now += 10_000; // past the restart grace
+    c.watchdog.start();
+    const t0 = c.clock.now;
+    const w = await c.enrol('mac-1');
+    const b = await c.submit({ timeoutS: 1 });
+    const claim = (await c.poll('mac-1', w.auth))!;
+    await c.post(`/api/v1/builds/${b.id}/phase`, w.auth, { lease: claim.lease, phase: 'running' });
+    // 1 s (timeoutS) + 60 s (grace), and a ms.
+    c.clock.now = t0 + 61_001;
+    for (const deadline = Date.now() + 30_000; (await c.get(b.id)).status === 'running' && Date.now() < deadline; ) {
+      await c.post(`/api/v1/builds/${b.id}/heartbeat`, bearer(claim.buildToken), {});
+      await c.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id] });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await c.get(b.id)).toMatchObject({ status: 'failed', failureReason: 'timed_out' });
+  });
+
+  it('makes a pass at once when it starts: what went silent while nobody watched is failed', async () => {
+    c = await startTestController({ heartbeatTimeoutMs: 2_000 });
+    const { b } = await runningBuild(c);
+    c.clock.now += 60_000;
+    c.watchdog.start();
+    for (const deadline = Date.now() + 30_000; (await c.get(b.id)).status === 'running' && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
+    expect(await c.get(b.id)).toMatchObject({ status: 'failed', failureReason: 'heartbeat_timeout' });
+  });
+});
+
 describe('backstops for an agent that is alive but stuck', () => {
   it('fails a build running past its timeoutS by more than the grace (a minute at least) with timed_out, counting from its running start', async () => {
     c = await startTestController({ heartbeatTimeoutMs: 10_000, prepareTimeoutMs: 60_000 });

@@ -19,7 +19,7 @@ import type { ActiveBuildStatus } from '../../protocol/domain.ts';
 import type { PgDb } from './pg-db.ts';
 import { ACTIVE_SQL, BUILD_COLS, UNFINISHED_SQL, run, type Queryable } from './pg-rows.ts';
 import { stepStarts, toBuild, type Row } from './rows.ts';
-import type { AppendLogResult, AttemptEnd, BuildPulse, BuildRecord, Claim, ClaimRequest, NewBuild } from './store.ts';
+import type { AppendLogResult, AttemptEnd, BuildPulse, BuildRecord, Claim, ClaimRequest, DeadlineQuery, NewBuild } from './store.ts';
 import { asSubmitted, newAttempt } from './submit-claim.ts';
 
 // The worker's drain flag is read in a one-time filter before the scan: a worker gone or drained
@@ -155,6 +155,24 @@ export class PgBuilds {
 
   constructor(db: PgDb) {
     this.db = db;
+  }
+
+  /** SQLite's three minimums (`SqliteStore.nextLivenessDeadline`), in one statement. */
+  async nextLivenessDeadline(q: DeadlineQuery): Promise<number | null> {
+    const r = await run<{ d: string | number | null }>(
+      this.db.pool,
+      `SELECT LEAST(
+         (SELECT MIN(last_heartbeat_at) + $1::bigint FROM builds WHERE status IN ${ACTIVE_SQL} AND last_heartbeat_at >= $2::bigint - $1::bigint),
+         (SELECT MIN(last_seen_at) + $1::bigint FROM workers WHERE offline = 0 AND last_seen_at >= $2::bigint - $1::bigint),
+         (SELECT MIN(x) FROM (
+            SELECT CASE WHEN b.status = 'running' THEN COALESCE(a.running_at, b.started_at) + b.timeout_s * 1000::bigint ELSE a.claimed_at + $3::bigint END + $4::bigint AS x
+            FROM builds b JOIN attempts a ON a.build_id = b.id AND a.lease = b.lease WHERE b.status IN ${ACTIVE_SQL}
+          ) o WHERE x >= $2::bigint)
+       ) AS d`,
+      [q.heartbeatTimeoutMs, q.from, q.prepareTimeoutMs, q.graceMs],
+    );
+    const d = r.rows[0]?.d ?? null;
+    return d === null ? null : Number(d);
   }
 
   async claimBuild(req: ClaimRequest): Promise<Claim | null> {

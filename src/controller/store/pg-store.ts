@@ -243,6 +243,7 @@ export class PgStore implements Store {
   // ---- builds: the attempt's life (pg-builds.ts) ----
   claimBuild: Store['claimBuild'] = (...a) => this.builds.claimBuild(...a);
   createAndClaim: Store['createAndClaim'] = (...a) => this.builds.createAndClaim(...a);
+  nextLivenessDeadline: Store['nextLivenessDeadline'] = (...a) => this.builds.nextLivenessDeadline(...a);
   touchBuild: Store['touchBuild'] = (...a) => this.builds.touchBuild(...a);
   setBuildPhase: Store['setBuildPhase'] = (...a) => this.builds.setBuildPhase(...a);
   recordStepStart: Store['recordStepStart'] = (...a) => this.builds.recordStepStart(...a);

@@ -26,6 +26,7 @@ import type {
   ListBuildsFilter,
   NewBuild,
   NewWorker,
+  DeadlineQuery,
   PendingDeliveryFilter,
   OverdueQuery,
   NewProject,
@@ -395,6 +396,24 @@ export class SqliteStore implements Store {
        ORDER BY b.seq`,
     ).all(q.graceMs, q.now, q.prepareTimeoutMs, q.graceMs, q.now) as Row[];
     return rows.map(toBuild);
+  }
+
+  async nextLivenessDeadline(q: DeadlineQuery): Promise<number | null> {
+    // Three minimums, each over an index range (active builds by status and heartbeat; the
+    // workers, a few dozen rows; active builds joined to their attempt by key).
+    const r = this.q(
+      `SELECT MIN(d) AS d FROM (
+         SELECT MIN(last_heartbeat_at) + :t AS d FROM builds WHERE status IN ${ACTIVE_SQL} AND last_heartbeat_at >= :from - :t
+         UNION ALL
+         SELECT MIN(last_seen_at) + :t FROM workers WHERE offline = 0 AND last_seen_at >= :from - :t
+         UNION ALL
+         SELECT MIN(x) FROM (
+           SELECT CASE WHEN b.status = 'running' THEN COALESCE(a.running_at, b.started_at) + b.timeout_s * 1000 ELSE a.claimed_at + :p END + :g AS x
+           FROM builds b JOIN attempts a ON a.build_id = b.id AND a.lease = b.lease WHERE b.status IN ${ACTIVE_SQL}
+         ) WHERE x >= :from
+       )`,
+    ).get({ t: q.heartbeatTimeoutMs, from: q.from, p: q.prepareTimeoutMs, g: q.graceMs }) as { d: number | null };
+    return r.d;
   }
 
   async requestCancel(id: string, message?: string): Promise<void> {

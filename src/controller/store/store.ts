@@ -254,6 +254,15 @@ export interface OverdueQuery {
   graceMs: number;
 }
 
+/** What `nextLivenessDeadline` needs: the watchdog's limits, and the time from which deadlines count. */
+export interface DeadlineQuery {
+  /** Deadlines before this time are over (the pass at this time handled them): only later ones, and this one, count. */
+  from: number;
+  heartbeatTimeoutMs: number;
+  prepareTimeoutMs: number;
+  graceMs: number;
+}
+
 export interface ListBuildsFilter {
   status?: BuildStatus;
   limit: number;
@@ -413,6 +422,14 @@ export interface Store {
    * ones whose current attempt was claimed more than `prepareTimeoutMs` ago.
    */
   findOverdueBuilds(q: OverdueQuery): Promise<BuildRecord[]>;
+  /**
+   * The earliest liveness deadline at or after `from`, or null when there is none: an active
+   * build's `lastHeartbeatAt` + timeout, a worker's (not offline) `lastSeenAt` + timeout, and
+   * the backstops `findOverdueBuilds` applies (steps start + `timeoutS` + grace, claim +
+   * prepare timeout + grace). What is past its deadline is found once `now` is beyond it:
+   * `findStaleBuilds(now - timeout)`, `findSilentWorkers(now - timeout)`, `findOverdueBuilds({ now })`.
+   */
+  nextLivenessDeadline(q: DeadlineQuery): Promise<number | null>;
 
   // ---- builds: the attempt's life (each a compare-and-set) ----
 
