@@ -20,7 +20,7 @@ import type { PgDb } from './pg-db.ts';
 import { ACTIVE_SQL, BUILD_COLS, UNFINISHED_SQL, run, type Queryable } from './pg-rows.ts';
 import { stepStarts, toBuild, type Row } from './rows.ts';
 import type { AppendLogResult, AttemptEnd, BuildPulse, BuildRecord, Claim, ClaimRequest, DeadlineQuery, NewBuild } from './store.ts';
-import { asSubmitted, newAttempt } from './submit-claim.ts';
+import { asSubmitted, newAttempt, newBuildValues } from './submit-claim.ts';
 
 // The worker's drain flag is read in a one-time filter before the scan: a worker gone or drained
 // picks nothing. Labels are JSON arrays; `<@` on jsonb arrays is "every element of the left is in
@@ -184,24 +184,9 @@ export class PgBuilds {
   }
 
   async createAndClaim(b: NewBuild, req: ClaimRequest): Promise<{ build: BuildRecord; claim: Claim | null }> {
-    const src = b.source ?? null;
     const row = (
       await run(this.db.pool, CREATE_AND_CLAIM, [
-        b.id,
-        JSON.stringify(b.steps),
-        JSON.stringify(b.env),
-        b.secretEnvSealed,
-        JSON.stringify(b.secretEnvNames),
-        JSON.stringify(b.labels),
-        JSON.stringify(b.artifacts),
-        b.timeoutS,
-        b.maxAttempts,
-        b.createdAt,
-        src === null ? null : JSON.stringify(src),
-        src?.projectId ?? null,
-        src === null ? null : src.repo.toLowerCase(),
-        src?.ref ?? null,
-        src?.sha ?? null,
+        ...newBuildValues(b),
         req.now,
         req.workerId,
         JSON.stringify(req.workerLabels),

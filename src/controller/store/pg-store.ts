@@ -20,6 +20,7 @@ import { PG_MIGRATIONS, PG_MIGRATION_LOCK } from './pg-schema.ts';
 import { redactDbUrl } from './db-url.ts';
 import { ACTIVE_SQL, ARTIFACT_COLS, ATTEMPT_COLS, BUILD_COLS, FINAL_SQL, WORKER_COLS, UNFINISHED_SQL, isUniqueViolation, pgDiskError, run } from './pg-rows.ts';
 import { listBuildsWhere, toArtifact, toAttempt, toBuild, toWorker } from './rows.ts';
+import { newBuildValues } from './submit-claim.ts';
 import type {
   ArtifactRecord,
   AttemptRecord,
@@ -160,28 +161,13 @@ export class PgStore implements Store {
   // ---- builds: reads ----
 
   async createBuild(b: NewBuild): Promise<BuildRecord> {
-    const src = b.source ?? null;
     const r = await run(
       this.db.pool,
       `INSERT INTO builds (id, status, steps, env, secret_env, secret_env_names, labels, artifacts, timeout_s, max_attempts, created_at,
          source, source_project, source_repo_key, source_ref, source_sha)
        VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ${BUILD_COLS()}`,
       [
-        b.id,
-        JSON.stringify(b.steps),
-        JSON.stringify(b.env),
-        b.secretEnvSealed,
-        JSON.stringify(b.secretEnvNames),
-        JSON.stringify(b.labels),
-        JSON.stringify(b.artifacts),
-        b.timeoutS,
-        b.maxAttempts,
-        b.createdAt,
-        src === null ? null : JSON.stringify(src),
-        src?.projectId ?? null,
-        src === null ? null : src.repo.toLowerCase(),
-        src?.ref ?? null,
-        src?.sha ?? null,
+        ...newBuildValues(b),
       ],
     );
     return toBuild(r.rows[0]!);

@@ -42,7 +42,7 @@ import { sqliteDiskError } from './sqlite-errors.ts';
 import { SqliteAccess } from './sqlite-access.ts';
 import { delegateAccess, type AccessMethods } from './access-methods.ts';
 import { listBuildsWhere, stepStarts, toArtifact, toAttempt, toBuild, toDelivery, toProject, toWorker } from './rows.ts';
-import { asSubmitted, labelsMatch, newAttempt } from './submit-claim.ts';
+import { asSubmitted, labelsMatch, newAttempt, newBuildValues } from './submit-claim.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -217,28 +217,13 @@ export class SqliteStore implements Store {
 
   /** Writes a new build, queued, or with `claim` already its first attempt's (the attempts row is the caller's); answers the row. */
   private insertBuild(b: NewBuild, claim: ClaimRequest | null): Row {
-    const src = b.source ?? null;
     return this.q(
-      `INSERT INTO builds (id, status, steps, env, secret_env, secret_env_names, labels, artifacts, timeout_s, max_attempts, created_at,
-         source, source_project, source_repo_key, source_ref, source_sha, attempt, worker_id, lease, assigned_at, last_heartbeat_at)
+      `INSERT INTO builds (id, steps, env, secret_env, secret_env_names, labels, artifacts, timeout_s, max_attempts, created_at,
+         source, source_project, source_repo_key, source_ref, source_sha, status, attempt, worker_id, lease, assigned_at, last_heartbeat_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
     ).get(
-      b.id,
+      ...newBuildValues(b),
       claim === null ? 'queued' : 'assigned',
-      JSON.stringify(b.steps),
-      JSON.stringify(b.env),
-      b.secretEnvSealed,
-      JSON.stringify(b.secretEnvNames),
-      JSON.stringify(b.labels),
-      JSON.stringify(b.artifacts),
-      b.timeoutS,
-      b.maxAttempts,
-      b.createdAt,
-      src === null ? null : JSON.stringify(src),
-      src?.projectId ?? null,
-      src === null ? null : src.repo.toLowerCase(),
-      src?.ref ?? null,
-      src?.sha ?? null,
       claim === null ? 0 : 1,
       claim?.workerId ?? null,
       claim?.lease ?? null,

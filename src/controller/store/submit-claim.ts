@@ -5,7 +5,33 @@
  * submitter is still answered with the build as it was queued, so these rebuild that record from
  * the claimed row, and the first attempt's record from the claim request.
  */
-import type { AttemptRecord, BuildRecord, ClaimRequest } from './store.ts';
+import type { AttemptRecord, BuildRecord, ClaimRequest, NewBuild } from './store.ts';
+
+/**
+ * A new build's values in the order both adapters insert them: id, steps, env, secret_env,
+ * secret_env_names, labels, artifacts, timeout_s, max_attempts, created_at, source,
+ * source_project, source_repo_key (the repository lowercased), source_ref, source_sha.
+ */
+export function newBuildValues(b: NewBuild): (string | number | Buffer | null)[] {
+  const src = b.source ?? null;
+  return [
+    b.id,
+    JSON.stringify(b.steps),
+    JSON.stringify(b.env),
+    b.secretEnvSealed,
+    JSON.stringify(b.secretEnvNames),
+    JSON.stringify(b.labels),
+    JSON.stringify(b.artifacts),
+    b.timeoutS,
+    b.maxAttempts,
+    b.createdAt,
+    src === null ? null : JSON.stringify(src),
+    src?.projectId ?? null,
+    src === null ? null : src.repo.toLowerCase(),
+    src?.ref ?? null,
+    src?.sha ?? null,
+  ];
+}
 
 /** Whether a worker with these labels may take a build naming `need` (every one of them): the claim's own rule. */
 export const labelsMatch = (need: readonly string[], have: readonly string[]): boolean => need.every((l) => have.includes(l));
