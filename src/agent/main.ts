@@ -101,6 +101,8 @@ function buildParts(
         keep: (id) => standby?.owns(id) ?? false,
         stopTimeoutS: config.vmStopTimeoutS,
       });
+      // A deleted orphan's cache shares (a full copy each) would otherwise stay until a restart.
+      for (const name of report.deleted) await caches?.removeVm(name);
       // The same schedule bounds the tart run logs that failed VMs leave behind.
       const logs = pruneRunLogs({
         logDir: config.logDir,

@@ -233,12 +233,11 @@ describe('BuildCaches', () => {
     const one = caches.open({ id: B1, attempt: 1, env: {} }, VM1, () => undefined);
     const copied = one.checkout(never);
     const ran: string[] = [];
-    let linkedBeforeCopy = true;
     await started;
     const linking = one.link({ exec: async (cmd: string) => (ran.push(cmd), { exitCode: 0, signal: null, stdout: 'linked pods\n', stderr: '', durationMs: 1 }) }, never);
     // The copy is running: give the link every chance to run early.
     for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
-    linkedBeforeCopy = ran.length > 0;
+    const linkedBeforeCopy = ran.length > 0;
     release();
     await copied;
     await linking;
