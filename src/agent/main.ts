@@ -130,7 +130,7 @@ function buildParts(
     makeRunner: (claim, intervals, liveness) =>
       new LazyRunner(claim.build.id, async () => {
         const kit = await import('./build-kit.ts');
-        return kit.makeBuildRunner(ctx, claim, intervals, liveness, async (req, ssh) => (await standby?.take(req.signal, req.onProgress)) ?? kit.acquireFresh(ctx, req, ssh), caches);
+        return kit.makeBuildRunner(ctx, claim, intervals, liveness, async (req, ssh) => (await standby?.take(req.signal, req.onProgress)) ?? kit.acquireFresh(ctx, req, ssh));
       }),
   };
 }
