@@ -34,18 +34,18 @@
  * Two builds never write one directory, and neither sees the other's half-written files; of two
  * successful builds of one variant, the later promotion wins. Checkouts and promotions of one
  * cache are serialized in this process ({@link CacheLocks}); copies an agent that died left (no
- * variant links to them, and every VM share) are swept at start ({@link CacheStore.sweep}).
+ * variant links to them, and every VM share) are swept at start (cache-sweep.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { CacheSpec } from './cache-config.ts';
 import { copyTree, emptyDir, makeDirWritable, removeTree, treeBytes, type CopyTree } from './cache-fs.ts';
+import { linkTarget, sweepCacheDir, VARIANT_DIR } from './cache-sweep.ts';
 
 /** Variant ids: a digest of the key value, so any key makes a safe directory name. */
 export const DEFAULT_VARIANT = 'default';
-const VARIANT_DIR = /^v-[0-9a-f]{16}$/;
 
 /** One variant as `cache list` shows it. */
 export interface CacheVariantInfo {
@@ -254,11 +254,7 @@ export class CacheStore {
 
   /** The `.gen` directory a variant's symlink points at, or undefined (no variant, or a plain directory). */
   private baseTarget(name: string, variant: string): string | undefined {
-    try {
-      return join(this.dir(name), readlinkSync(join(this.dir(name), variant)));
-    } catch {
-      return undefined;
-    }
+    return linkTarget(this.dir(name), variant);
   }
 
   /** Throws the copy away; the base stays as it was. */
@@ -353,52 +349,9 @@ export class CacheStore {
     });
   }
 
-  /**
-   * Removes the copies an earlier agent left: every VM's shares (`.vm`: no VM of this agent runs
-   * yet; the reaper deletes the old ones), every `.gen` entry no variant links to (and the older
-   * `.work`/`.trash`); links back a base a crash left half-migrated. Never throws: what could not
-   * be removed is returned, for a warning.
-   */
-  async sweep(): Promise<{ path: string; error: Error }[]> {
-    const failed: { path: string; error: Error }[] = [];
-    const remove = async (path: string) => {
-      try {
-        await removeTree(path);
-      } catch (err) {
-        failed.push({ path, error: err as Error });
-      }
-    };
-    await remove(join(this.cacheDir, '.vm'));
-    for (const n of this.cacheNames()) {
-      const root = this.dir(n);
-      for (const sub of ['.work', '.trash']) await remove(join(root, sub));
-      let entries: string[];
-      try {
-        entries = readdirSync(join(root, '.gen'));
-      } catch {
-        continue;
-      }
-      const live = new Set<string>();
-      for (const f of readdirSync(root)) {
-        if (!VARIANT_DIR.test(f)) continue;
-        const t = this.baseTarget(n, f);
-        if (t !== undefined) live.add(basename(t));
-      }
-      for (const e of entries) {
-        const v = e.replace(/-m$/, '');
-        if (e.endsWith('-m') && VARIANT_DIR.test(v) && !existsSync(join(root, v))) {
-          try {
-            renameSync(join(root, '.gen', e), join(root, v));
-            continue;
-          } catch (err) {
-            failed.push({ path: join(root, '.gen', e), error: err as Error });
-            continue;
-          }
-        }
-        if (!live.has(e)) await remove(join(root, '.gen', e));
-      }
-    }
-    return failed;
+  /** Removes the copies an earlier agent left (see {@link sweepCacheDir}); never throws: what could not be removed is returned, for a warning. */
+  sweep(): Promise<{ path: string; error: Error }[]> {
+    return sweepCacheDir(this.cacheDir, this.cacheNames());
   }
 
   private touch(name: string, variant: string, key: string): void {
