@@ -16,7 +16,6 @@ import { EphemeralVm, type AcquireRequest } from '../vm/ephemeral-vm.ts';
 import type { VmStartLock } from '../vm/start-lock.ts';
 import type { TartCli } from '../vm/tart-cli.ts';
 import type { VmDirShare } from '../vm/vm-driver.ts';
-import { cloneName } from '../vm/vm-name.ts';
 import type { AgentIntervals } from '../monitor/watchdog-policy.ts';
 import { BuildRunner } from './build-runner.ts';
 import type { AgentConfig } from './config.ts';
@@ -24,7 +23,7 @@ import type { ControllerClient } from './controller-client.ts';
 import { LogStream } from './log-stream.ts';
 import type { AgentMetrics } from './metrics.ts';
 import type { BuildVm } from './runner-ports.ts';
-import type { BuildCaches, RunnerCaches } from './build-caches.ts';
+import type { RunnerCaches } from './build-caches.ts';
 import { RemoteWorkspace } from './remote-workspace.ts';
 
 /** What main builds from the config and hands to every runner. */
@@ -59,7 +58,7 @@ async function cacheShares(ctx: BuildKitContext, req: FreshRequest): Promise<{ v
   if (caches === undefined) return undefined;
   let vmName: string;
   try {
-    vmName = cloneName({ prefix: config.clonePrefix, workerId: config.workerId, buildId: req.buildId, attempt: req.attempt });
+    vmName = EphemeralVm.nameFor(config, req);
   } catch {
     return undefined; // acquire reports the bad name
   }
@@ -118,7 +117,6 @@ export function makeBuildRunner(
   intervals: AgentIntervals,
   liveness: Liveness | null,
   acquireVm?: (req: FreshRequest, ssh: SshClient) => Promise<BuildVm>,
-  caches?: BuildCaches,
 ): BuildRunner {
   const { config, log, client, metrics } = ctx;
   const shared = sharedSsh();
@@ -138,7 +136,8 @@ export function makeBuildRunner(
     client,
     log,
     metrics,
-    caches,
+    // The one handle that also made the VM's shares (acquireFresh): so every share made is checked out or removed.
+    caches: ctx.caches,
     openLog: (options) => new LogStream(options),
     openWorkspace: (vm, build) =>
       new RemoteWorkspace(vm.session, build, {

@@ -9,7 +9,7 @@
  *
  * What can end it early, each an abort reason: `cancelled` (the controller asked),
  * `prepare_timeout` (not running its steps within the controller's prepare timeout, counted from
- * the claim), `timed_out` (the steps and artifact upload ran past the build's `timeoutS`, counted
+ * the claim: the VM, its monitor and the host caches' copies), `timed_out` (the steps and artifact upload ran past the build's `timeoutS`, counted
  * from the `running` phase: a slow boot never eats the build's time), `vm_crashed` (`tart run` exited or SSH keepalives failed — reported
  * at once, without waiting for the controller's watchdog), `attempt_over` (a 409: the controller
  * already ended or reassigned the attempt — nothing to report, just recycle), `shutdown` (the
@@ -259,9 +259,10 @@ export class BuildRunner {
       }
       keepVm(vm);
       // The VM booted with its (empty) cache shares, a standby too: the build's copies go in
-      // now, beside the monitor's start; the link before the steps waits for them.
+      // now, beside the monitor's start. Still preparing: the prepare limit bounds the copy and
+      // an abort kills it (a real copy of a large cache off APFS takes minutes).
       this.caches = this.d.caches?.open({ id: build.id, attempt: build.attempt, env: build.env }, vm.name, note);
-      void this.caches?.checkout();
+      const copying = this.caches?.checkout(signal);
       note(`VM ${vm.name} is healthy at ${vm.ip}`);
       // Fail fast on what the agent can see for itself.
       void vm.exited.then((exit) => this.abort('vm_crashed', `tart run exited (${exit.code ?? exit.signal}): ${exit.logTail.trim().split('\n').pop() ?? ''}`));
@@ -281,6 +282,9 @@ export class BuildRunner {
         this.d.metrics?.monitorStartFailed();
         return { status: 'failed', failureReason: 'vm_unhealthy', message: `vm-monitor.sh could not be started: ${(err as Error).message}` };
       }
+      // Never rejects; an abort ends it early (the copy is discarded at the end).
+      await copying;
+      if (signal.aborted) return null;
       stopKeepalive();
       // Ready: what remains is telling the controller, which its own retries bound.
       this.cancelLimit();

@@ -29,6 +29,17 @@ export async function removeTree(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true });
 }
 
+/** Makes one directory `u+rwx` (not its contents), if it is a real directory that is not. */
+export async function makeDirWritable(dir: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(dir);
+  } catch {
+    return;
+  }
+  if (st.isDirectory() && (st.mode & 0o700) !== 0o700) await chmod(dir, (st.mode & 0o7777) | 0o700);
+}
+
 async function makeWritable(dir: string): Promise<void> {
   let st;
   try {
@@ -53,27 +64,31 @@ export async function emptyDir(dir: string): Promise<void> {
   for (const n of await readdir(dir)) await removeTree(join(dir, n));
 }
 
-/** Copies the contents of `src` into the existing directory `dst` (argv only). */
-export type CopyTree = (src: string, dst: string) => Promise<void>;
+/** Copies the contents of `src` into the existing directory `dst` (argv only); an abort of `signal` ends the copy (and rejects). */
+export type CopyTree = (src: string, dst: string, signal?: AbortSignal) => Promise<void>;
 
 /**
  * `cp -c` (clonefile) on macOS, falling back to a plain copy off APFS; `cp -a` elsewhere. BSD cp
  * copies a directory's contents when the source ends in `/` (cp(1)); GNU cp's idiom is `src/.`.
+ * An abort kills `cp` (a real copy of a large tree takes minutes): what it copied is the
+ * caller's to remove.
  */
-export const copyTree: CopyTree = async (src, dst) => {
+export const copyTree: CopyTree = async (src, dst, signal) => {
+  signal?.throwIfAborted();
   if (process.platform === 'darwin') {
     try {
-      await execFileP('cp', ['-c', '-R', '-p', `${src}/`, dst]);
+      await execFileP('cp', ['-c', '-R', '-p', `${src}/`, dst], { signal });
       return;
-    } catch {
+    } catch (err) {
+      if (signal?.aborted) throw err;
       // Not APFS (or clonefile refused): a real copy, into a clean directory. Emptied, not
       // replaced: `dst` may be a VM's share, which must stay the directory the VM booted with.
       await emptyDir(dst);
-      await execFileP('cp', ['-R', '-p', `${src}/`, dst]);
+      await execFileP('cp', ['-R', '-p', `${src}/`, dst], { signal });
       return;
     }
   }
-  await execFileP('cp', ['-a', `${src}/.`, dst]);
+  await execFileP('cp', ['-a', `${src}/.`, dst], { signal });
 };
 
 /** Bytes of the files under `dir` (apparent sizes; a symlink counts as itself, directories as nothing: the same on every filesystem). */

@@ -6,7 +6,7 @@
  *
  *   <cacheDir>/<name>/<variant>         a symlink to `.gen/<id>`: the variant's current base
  *   <cacheDir>/<name>/<variant>.json    {key, lastUsedMs, bytes}: for `cache list` and LRU eviction
- *   <cacheDir>/<name>/.gen/<id>/        a base (or a copy made without a VM share: tests, tools)
+ *   <cacheDir>/<name>/.gen/<id>/        a base
  *   <cacheDir>/.vm/<vm>/<name>/         a VM's share of the cache, mounted when the VM boots
  *                                       (`tart run --dir`); empty until a build claims the VM
  *
@@ -34,20 +34,18 @@
  * Two builds never write one directory, and neither sees the other's half-written files; of two
  * successful builds of one variant, the later promotion wins. Checkouts and promotions of one
  * cache are serialized in this process ({@link CacheLocks}); copies an agent that died left (no
- * variant links to them, and every VM share) are swept at start ({@link CacheStore.sweep}).
+ * variant links to them, and every VM share) are swept at start (cache-sweep.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { CacheSpec } from './cache-config.ts';
-import { copyTree, emptyDir, removeTree, treeBytes, type CopyTree } from './cache-fs.ts';
-
-export { copyTree, emptyDir, removeTree, treeBytes, type CopyTree } from './cache-fs.ts';
+import { copyTree, emptyDir, makeDirWritable, removeTree, treeBytes, type CopyTree } from './cache-fs.ts';
+import { linkTarget, sweepCacheDir, VARIANT_DIR } from './cache-sweep.ts';
 
 /** Variant ids: a digest of the key value, so any key makes a safe directory name. */
 export const DEFAULT_VARIANT = 'default';
-const VARIANT_DIR = /^v-[0-9a-f]{16}$/;
 
 /** One variant as `cache list` shows it. */
 export interface CacheVariantInfo {
@@ -66,7 +64,7 @@ export interface CacheCheckout {
   readonly key: string;
   /** Whether a base existed (the copy starts with the last successful build's files). */
   readonly hit: boolean;
-  /** The copy: the VM's share of the cache (or a `.gen` directory, without a VM). */
+  /** The copy: the VM's share of the cache. */
   readonly path: string;
   /** Its name under `.gen` once promoted. */
   readonly id: string;
@@ -141,12 +139,17 @@ export class CacheStore {
     return join(this.cacheDir, '.vm', vmName);
   }
 
+  /** A VM's share of one cache: `<cacheDir>/.vm/<vm>/<name>` (the one place that path is made). */
+  vmShare(vmName: string, name: string): string {
+    return join(this.vmDir(vmName), name);
+  }
+
   /**
    * Makes the VM's share of each cache, empty, before the VM boots: the directories given to
    * `tart run --dir`. What an earlier VM of that name left there is removed.
    */
   async vmShares(vmName: string, specs: readonly CacheSpec[]): Promise<{ name: string; path: string }[]> {
-    const shares = specs.map((s) => ({ name: s.name, path: join(this.vmDir(vmName), s.name) }));
+    const shares = specs.map((s) => ({ name: s.name, path: this.vmShare(vmName, s.name) }));
     for (const s of shares) await emptyDir(s.path);
     return shares;
   }
@@ -157,32 +160,34 @@ export class CacheStore {
   }
 
   /**
-   * Copies the build's variant into `into` (the VM's share of the cache, which must exist: the
-   * VM booted with it), or, without `into`, into a fresh `.gen` directory.
+   * Copies the build's variant into `into`, the VM's share of the cache (which must exist: the
+   * VM booted with it). The share is emptied first, under the lock: whatever landed in it while
+   * the VM waited (a standby's guest may write there) is never part of the copy. An abort of
+   * `signal` (the build's, or its end) stops the wait for the lock and the copy; the share is
+   * then left empty and the checkout rejects.
    */
-  checkout(spec: CacheSpec, env: Readonly<Record<string, string>>, token: string, into?: string): Promise<CacheCheckout> {
+  checkout(spec: CacheSpec, env: Readonly<Record<string, string>>, token: string, into: string, signal?: AbortSignal): Promise<CacheCheckout> {
     const key = keyValueOf(spec, env);
     const variant = variantOf(key);
     return this.locks.run(spec.name, async () => {
+      signal?.throwIfAborted();
       const root = this.dir(spec.name);
       const id = `${token}-${randomBytes(4).toString('hex')}`;
-      mkdirSync(join(root, '.gen'), { recursive: true });
-      const path = into ?? join(root, '.gen', id);
-      if (into === undefined) mkdirSync(path);
-      else if (!isRealDir(into)) throw new Error('the VM was booted without this cache\'s share');
+      if (!isRealDir(into)) throw new Error('the VM was booted without this cache\'s share');
+      await emptyDir(into);
       const base = join(root, variant);
       const hit = existsSync(base);
       if (hit) {
         try {
-          await this.copy(base, path);
+          await this.copy(base, into, signal);
         } catch (err) {
           // The share stays (the VM has it mounted), empty: the cache is left out.
-          await (into === undefined ? removeTree(path) : emptyDir(path)).catch(() => undefined);
+          await emptyDir(into).catch(() => undefined);
           throw err;
         }
         this.touch(spec.name, variant, key);
       }
-      return { spec, variant, key, hit, path, id };
+      return { spec, variant, key, hit, path: into, id };
     });
   }
 
@@ -202,9 +207,15 @@ export class CacheStore {
         const gen = join(root, '.gen');
         const base = join(root, c.variant);
         const dest = join(gen, c.id);
-        if (c.path !== dest) {
-          mkdirSync(gen, { recursive: true });
+        mkdirSync(gen, { recursive: true });
+        // Moving a directory to a new parent rewrites its `..`: the share's root must be writable
+        // (a guest may have made it read-only).
+        await makeDirWritable(c.path);
+        try {
           renameSync(c.path, dest);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+          throw new Error(`${root} is on another volume than ${join(this.cacheDir, '.vm')} (a symlink or a mount?): a build's copy cannot be renamed into it, so nothing is kept; keep every cache directory on cacheDir's volume`, { cause: err });
         }
         try {
           // Metadata first: a crash after the switch never leaves a base without it.
@@ -243,11 +254,7 @@ export class CacheStore {
 
   /** The `.gen` directory a variant's symlink points at, or undefined (no variant, or a plain directory). */
   private baseTarget(name: string, variant: string): string | undefined {
-    try {
-      return join(this.dir(name), readlinkSync(join(this.dir(name), variant)));
-    } catch {
-      return undefined;
-    }
+    return linkTarget(this.dir(name), variant);
   }
 
   /** Throws the copy away; the base stays as it was. */
@@ -342,52 +349,9 @@ export class CacheStore {
     });
   }
 
-  /**
-   * Removes the copies an earlier agent left: every VM's shares (`.vm`: no VM of this agent runs
-   * yet; the reaper deletes the old ones), every `.gen` entry no variant links to (and the older
-   * `.work`/`.trash`); links back a base a crash left half-migrated. Never throws: what could not
-   * be removed is returned, for a warning.
-   */
-  async sweep(): Promise<{ path: string; error: Error }[]> {
-    const failed: { path: string; error: Error }[] = [];
-    const remove = async (path: string) => {
-      try {
-        await removeTree(path);
-      } catch (err) {
-        failed.push({ path, error: err as Error });
-      }
-    };
-    await remove(join(this.cacheDir, '.vm'));
-    for (const n of this.cacheNames()) {
-      const root = this.dir(n);
-      for (const sub of ['.work', '.trash']) await remove(join(root, sub));
-      let entries: string[];
-      try {
-        entries = readdirSync(join(root, '.gen'));
-      } catch {
-        continue;
-      }
-      const live = new Set<string>();
-      for (const f of readdirSync(root)) {
-        if (!VARIANT_DIR.test(f)) continue;
-        const t = this.baseTarget(n, f);
-        if (t !== undefined) live.add(basename(t));
-      }
-      for (const e of entries) {
-        const v = e.replace(/-m$/, '');
-        if (e.endsWith('-m') && VARIANT_DIR.test(v) && !existsSync(join(root, v))) {
-          try {
-            renameSync(join(root, '.gen', e), join(root, v));
-            continue;
-          } catch (err) {
-            failed.push({ path: join(root, '.gen', e), error: err as Error });
-            continue;
-          }
-        }
-        if (!live.has(e)) await remove(join(root, '.gen', e));
-      }
-    }
-    return failed;
+  /** Removes the copies an earlier agent left (see {@link sweepCacheDir}); never throws: what could not be removed is returned, for a warning. */
+  sweep(): Promise<{ path: string; error: Error }[]> {
+    return sweepCacheDir(this.cacheDir, this.cacheNames());
   }
 
   private touch(name: string, variant: string, key: string): void {

@@ -101,6 +101,8 @@ function buildParts(
         keep: (id) => standby?.owns(id) ?? false,
         stopTimeoutS: config.vmStopTimeoutS,
       });
+      // A deleted orphan's cache shares (a full copy each) would otherwise stay until a restart.
+      for (const name of report.deleted) await caches?.removeVm(name);
       // The same schedule bounds the tart run logs that failed VMs leave behind.
       const logs = pruneRunLogs({
         logDir: config.logDir,
@@ -128,7 +130,7 @@ function buildParts(
     makeRunner: (claim, intervals, liveness) =>
       new LazyRunner(claim.build.id, async () => {
         const kit = await import('./build-kit.ts');
-        return kit.makeBuildRunner(ctx, claim, intervals, liveness, async (req, ssh) => (await standby?.take(req.signal, req.onProgress)) ?? kit.acquireFresh(ctx, req, ssh), caches);
+        return kit.makeBuildRunner(ctx, claim, intervals, liveness, async (req, ssh) => (await standby?.take(req.signal, req.onProgress)) ?? kit.acquireFresh(ctx, req, ssh));
       }),
   };
 }

@@ -7,8 +7,10 @@
  * any VM) or `discarded` (stopped and deleted: too old, base image changed, dead, or the agent
  * stopping; then its cache shares go too, {@link StandbyParts.removed}) → `none`. A failed
  * preparation goes back to `none`; the next build's end tries again, or a timer after 30 s,
- * doubling up to 10 min, so an idle agent is not left without one. A ready standby whose `tart
- * run` exits is discarded and replaced at once, not left for a claim to find dead.
+ * doubling up to 10 min, so an idle agent is not left without one (the wait is reset only by a
+ * standby a build takes, or one that lived 5 min). A ready standby whose `tart run` exits is
+ * discarded and replaced, not left for a claim to find dead: at once if it lived 5 min, else
+ * after the retry wait, like a failed preparation.
  *
  * Caches: the standby boots like any VM, with its caches' shares, empty (build-kit.ts); the
  * claim that takes it copies the build's variant into them (build-caches.ts).
@@ -84,6 +86,12 @@ const STALE_CHECK_MAX_MS = 60_000;
 /** After a failed preparation the next try waits this long, doubled each time up to the max, ms: an idle agent is not left without a standby. */
 const RETRY_FIRST_MS = 30_000;
 const RETRY_MAX_MS = 600_000;
+/**
+ * A standby that lived this long before its `tart run` exited is replaced at once and resets the
+ * retry wait; one that died sooner counts as a failed preparation (an image or host problem that
+ * kills every VM soon after boot must not clone and boot in a tight loop), ms.
+ */
+const STABLE_LIFE_MS = 300_000;
 
 /**
  * A cheap fingerprint of the base image: inode, size and mtime of each of its files in
@@ -179,13 +187,18 @@ export class StandbyPool {
         const ready: Extract<Entry, { state: 'ready' }> = { state: 'ready', id, vm, readyAt: Date.now(), fingerprint, generation, dead: false, removed };
         if (this.closed || this.entry?.id !== id) return this.discard(ready, 'the agent is stopping');
         this.entry = ready;
-        this.retryMs = RETRY_FIRST_MS;
         void vm.exited.then(() => {
           ready.dead = true;
-          // Replaced now rather than found dead by the next claim (a miss).
-          if (this.entry === ready) {
-            this.entry = null;
+          if (this.entry !== ready) return;
+          this.entry = null;
+          const livedMs = Date.now() - ready.readyAt;
+          // Replaced rather than found dead by the next claim (a miss): at once after a long
+          // life, else after the retry wait, as a failed preparation.
+          if (livedMs >= STABLE_LIFE_MS) {
+            this.retryMs = RETRY_FIRST_MS;
             void this.discard(ready, 'its tart run exited').then(() => this.fill());
+          } else {
+            void this.discard(ready, 'its tart run exited').then(() => this.retryLater(`its tart run exited ${Math.round(livedMs / 1000)} s after it was ready`));
           }
         });
         this.o.log.info({ standby: id, vm: vm.name, ip: vm.ip }, 'standby VM ready');
@@ -196,14 +209,20 @@ export class StandbyPool {
         this.held.delete(id);
         if (this.entry?.id === id) this.entry = null;
         if (ac.signal.aborted) return;
-        this.o.log.warn({ standby: id, err: (err as Error).message, retryInS: this.retryMs / 1000 }, 'standby VM could not be prepared; trying again after the next build or the wait');
-        clearTimeout(this.retryTimer);
-        this.retryTimer = setTimeout(() => this.fill(), this.retryMs);
-        this.retryTimer.unref();
-        this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
+        this.retryLater((err as Error).message);
       },
     );
     this.entry = { state: 'preparing', id, done, ac };
+  }
+
+  /** After a failed preparation (or a standby dead soon after boot): the next try waits, doubling each time. */
+  private retryLater(why: string): void {
+    if (this.closed) return;
+    this.o.log.warn({ err: why, retryInS: this.retryMs / 1000 }, 'standby VM could not be prepared; trying again after the next build or the wait');
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.fill(), this.retryMs);
+    this.retryTimer.unref();
+    this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
   }
 
   /**
@@ -226,6 +245,8 @@ export class StandbyPool {
       return this.miss();
     }
     this.o.metrics?.standbyUsed('hit');
+    // A standby that served a build proves the image and host: the next failure waits little.
+    this.retryMs = RETRY_FIRST_MS;
     note(`using the standby VM ${entry.vm.name}, ready for ${Math.round((Date.now() - entry.readyAt) / 1000)} s`);
     this.o.log.info({ standby: entry.id, vm: entry.vm.name }, 'standby VM taken by a build');
     const { vm, id } = entry;
@@ -300,10 +321,11 @@ export class StandbyPool {
         this.held.delete(id);
         await entry.removed?.(vm.name);
       },
-      (err: unknown) => {
-        // Let the reaper have it.
+      async (err: unknown) => {
+        // Let the reaper have it; its shares go now (a full cache copy would stay until a restart).
         this.held.delete(id);
         this.o.log.error({ vm: vm.name, err: (err as Error).message }, 'could not delete the standby VM; the reaper will retry');
+        await entry.removed?.(vm.name).catch(() => undefined);
       },
     );
     this.discarding = Promise.all([this.discarding, done]).then(() => undefined);

@@ -136,9 +136,14 @@ export class EphemeralVm {
     this.name = name;
   }
 
+  /** The clone name `acquire` gives a request's VM (what its cache shares are named after: one derivation). */
+  static nameFor(config: Pick<EphemeralVmConfig, 'clonePrefix' | 'workerId'>, request: Pick<AcquireRequest, 'buildId' | 'attempt'>): string {
+    return cloneName({ prefix: config.clonePrefix ?? 'expo', workerId: config.workerId, buildId: request.buildId, attempt: request.attempt });
+  }
+
   /** Clones, starts and checks a VM; on any failure releases it and throws (`VM_UNHEALTHY` with `details.checks` for a failed check). */
   static async acquire(config: EphemeralVmConfig, request: AcquireRequest): Promise<EphemeralVm> {
-    const name = cloneName({ prefix: config.clonePrefix ?? 'expo', workerId: config.workerId, buildId: request.buildId, attempt: request.attempt });
+    const name = EphemeralVm.nameFor(config, request);
     const vm = new EphemeralVm(config, name);
     try {
       await vm.prepare(request.signal, request.onSshReady);

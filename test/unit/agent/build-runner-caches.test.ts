@@ -11,7 +11,7 @@ import type { PollResponse } from '../../../src/protocol/schemas.ts';
 import { FakeClock } from '../../support/fake-clock.ts';
 import { captureLogger, FakeBuildVm, FakeRunnerClient, FakeRunnerLog, FakeWorkspace } from '../../support/fake-runner-ports.ts';
 
-function setup(exitCode: number, releaseFails = false) {
+function setup(exitCode: number, releaseFails = false, checkout?: (signal: AbortSignal) => Promise<void>) {
   const events: string[] = [];
   const claim: PollResponse = {
     build: { id: 'b1', steps: [{ name: 'build', run: 'make' }], env: { LOCK: 'x' }, secretEnv: { TOKEN: 's' }, labels: [], timeoutS: 600, attempt: 1, maxAttempts: 1, logOffset: 0, artifacts: [] },
@@ -26,7 +26,7 @@ function setup(exitCode: number, releaseFails = false) {
   const ws = new FakeWorkspace().healthy();
   ws.onRunStep = async () => (events.push('step'), exitCode);
   const session: RunnerCacheSession = {
-    checkout: async () => void events.push('checkout'),
+    checkout: checkout ?? (async () => void events.push('checkout')),
     link: async () => void events.push('link'),
     settle: async () => void events.push('settle'),
     end: async (succeeded) => void events.push(`end ${succeeded}`),
@@ -42,9 +42,11 @@ function setup(exitCode: number, releaseFails = false) {
   };
   const clock = new FakeClock();
   const stream = new FakeRunnerLog();
+  const client = new FakeRunnerClient();
+  client.onPhase = async (phase) => void events.push(`phase ${phase}`);
   const runner = new BuildRunner(claim, {
     clock,
-    client: new FakeRunnerClient(),
+    client,
     caches,
     acquireVm: async () => (events.push('acquire'), vm),
     openWorkspace: () => ws,
@@ -52,7 +54,7 @@ function setup(exitCode: number, releaseFails = false) {
     settings: { workerId: 'w1', prepareTimeoutMs: 60_000, logDir: '/tmp', stepStopGraceMs: 1000, preparingKeepaliveMs: 5000, reportDeadlineMs: 60_000 },
     log: captureLogger().log,
   });
-  return { events, clock, runner, stream, vmName: vm.name };
+  return { events, clock, runner, stream, client, vmName: vm.name };
 }
 
 describe('BuildRunner with host caches', () => {
@@ -60,10 +62,11 @@ describe('BuildRunner with host caches', () => {
     const h = setup(0);
     const outcome = await h.clock.run(h.runner.run());
     expect(outcome).toMatchObject({ kind: 'reported', body: { status: 'succeeded' } });
-    expect(h.events).toEqual([
+    expect(h.events.filter((e) => e !== 'phase preparing')).toEqual([
       'acquire',
       `open b1-1 on ${h.vmName} env {"LOCK":"x"}`,
       'checkout',
+      'phase running',
       'link',
       'step',
       'settle',
@@ -71,6 +74,24 @@ describe('BuildRunner with host caches', () => {
       'end true',
     ]);
     expect(h.stream.notes()).toContain('cache pods: hit');
+  });
+
+  it('the copy is part of preparing: running is reported after it; a copy past the prepare timeout is aborted (prepare_timeout), never the steps\' timeout', async () => {
+    let copySignal: AbortSignal | undefined;
+    const h = setup(0, false, (signal) => {
+      copySignal = signal;
+      // A real copy of a large cache: it ends when it is killed.
+      return new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    });
+    const t0 = h.clock.now();
+    const outcome = await h.clock.run(h.runner.run());
+    expect(h.clock.now() - t0).toBe(60_000);
+    expect(outcome).toMatchObject({ kind: 'reported', body: { status: 'failed', failureReason: 'prepare_timeout' } });
+    expect(copySignal?.aborted).toBe(true);
+    expect(h.events).not.toContain('phase running');
+    expect(h.events).not.toContain('link');
+    expect(h.events).not.toContain('step');
+    expect(h.events.slice(-2)).toEqual(['vm released', 'end false']);
   });
 
   it('a failed build discards its copies', async () => {

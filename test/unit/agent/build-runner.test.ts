@@ -269,8 +269,8 @@ describe('BuildRunner: cancel', () => {
     expect(h.client.calls).toEqual(['phase preparing', 'phase running', 'upload a.txt', 'complete cancelled']);
   });
   it.each([
-    // The running phase is asked for only with the attempt's signal already aborted: the client sends nothing, no step runs.
-    ['starts', (m: ReturnType<typeof deferred<number>>) => m.resolve(4321), ['phase preparing', 'phase running', 'complete cancelled']],
+    // Aborted while preparing: the running phase is never asked for, no step runs.
+    ['starts', (m: ReturnType<typeof deferred<number>>) => m.resolve(4321), ['phase preparing', 'complete cancelled']],
     ['fails to start', (m: ReturnType<typeof deferred<number>>) => m.reject(new Error('SSH_CLOSED')), ['phase preparing', 'complete cancelled']],
   ] as const)('while the monitor starts (and then %s): the start is waited for, the build reported cancelled, the monitor stopped, the VM deleted', async (_what, settleMonitor, calls) => {
     const h = setup();

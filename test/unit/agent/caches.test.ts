@@ -26,27 +26,34 @@ const B1 = 'aaaaaaaaaaaaaaaa';
 const B2 = 'bbbbbbbbbbbbbbbb';
 const spec = (o: Partial<CacheSpec> = {}): CacheSpec => ({ name: 'pods', guestPath: '~/Library/Caches/CocoaPods', key: undefined, maxSizeGb: 10, ...o });
 
+/** A checkout as production makes it: into the share of a VM of its own (made as before a boot). */
+let vms = 0;
+async function co(s: CacheSpec, env: Record<string, string>, token: string) {
+  const [share] = await store.vmShares(`vm-${++vms}`, [s]);
+  return store.checkout(s, env, token, share!.path);
+}
+
 describe('CacheStore', () => {
   it('a miss starts empty; a promoted copy is what the next checkout finds (a hit)', async () => {
-    const first = await store.checkout(spec(), {}, 'b1-1');
+    const first = await co(spec(), {}, 'b1-1');
     expect(first.hit).toBe(false);
     expect(readdirSync(first.path)).toEqual([]);
     mkdirSync(join(first.path, 'Specs'));
     writeFileSync(join(first.path, 'Specs', 'React.json'), '{"v":1}');
     await store.promote(first);
     // The copy became the base in place: the variant links to it.
-    expect(readlinkSync(join(dir, 'pods', variantOf('default')))).toBe(join('.gen', basename(first.path)));
-    const second = await store.checkout(spec(), {}, 'b2-1');
+    expect(readlinkSync(join(dir, 'pods', variantOf('default')))).toBe(join('.gen', first.id));
+    const second = await co(spec(), {}, 'b2-1');
     expect(second.hit).toBe(true);
     expect(readFileSync(join(second.path, 'Specs', 'React.json'), 'utf8')).toBe('{"v":1}');
     expect(store.list('pods')).toMatchObject([{ cache: 'pods', key: 'default' }]);
   });
 
   it('two copies at once never see each other; the later promotion wins; the base never holds half a build', async () => {
-    const seed = await store.checkout(spec(), {}, 'seed-1');
+    const seed = await co(spec(), {}, 'seed-1');
     writeFileSync(join(seed.path, 'shared.txt'), 'base');
     await store.promote(seed);
-    const [a, b] = await Promise.all([store.checkout(spec(), {}, 'a-1'), store.checkout(spec(), {}, 'b-1')]);
+    const [a, b] = await Promise.all([co(spec(), {}, 'a-1'), co(spec(), {}, 'b-1')]);
     expect(a.path).not.toBe(b.path);
     writeFileSync(join(a.path, 'shared.txt'), 'from a');
     writeFileSync(join(a.path, 'only-a.txt'), 'a');
@@ -62,10 +69,10 @@ describe('CacheStore', () => {
   });
 
   it('a discarded copy leaves the base as it was', async () => {
-    const seed = await store.checkout(spec(), {}, 'seed-1');
+    const seed = await co(spec(), {}, 'seed-1');
     writeFileSync(join(seed.path, 'keep.txt'), 'kept');
     await store.promote(seed);
-    const failed = await store.checkout(spec(), {}, 'f-1');
+    const failed = await co(spec(), {}, 'f-1');
     writeFileSync(join(failed.path, 'keep.txt'), 'clobbered');
     writeFileSync(join(failed.path, 'junk.txt'), 'junk');
     await store.discard(failed);
@@ -78,28 +85,28 @@ describe('CacheStore', () => {
   it('keys pick variants; past maxSizeGb the least recently used variant goes, never the one just promoted', async () => {
     const s = spec({ key: '$LOCK_HASH', maxSizeGb: 2500 / 1e9 });
     for (const hash of ['aaa', 'bbb', 'ccc']) {
-      const c = await store.checkout(s, { LOCK_HASH: hash }, `${hash}-1`);
+      const c = await co(s, { LOCK_HASH: hash }, `${hash}-1`);
       writeFileSync(join(c.path, 'blob'), 'x'.repeat(1000));
       await store.promote(c);
     }
     // 3 × 1000 bytes > 2500: the oldest (aaa) went.
     expect(store.list('pods').map((v) => v.key).sort()).toEqual(['bbb', 'ccc']);
-    const again = await store.checkout(s, { LOCK_HASH: 'bbb' }, 'bbb-2'); // bbb is now the most recently used
+    const again = await co(s, { LOCK_HASH: 'bbb' }, 'bbb-2'); // bbb is now the most recently used
     await store.discard(again);
-    const d = await store.checkout(s, { LOCK_HASH: 'ddd' }, 'ddd-1');
+    const d = await co(s, { LOCK_HASH: 'ddd' }, 'ddd-1');
     writeFileSync(join(d.path, 'blob'), 'x'.repeat(1000));
     await store.promote(d);
     expect(store.list('pods').map((v) => v.key).sort()).toEqual(['bbb', 'ddd']);
-    const huge = await store.checkout(s, { LOCK_HASH: 'eee' }, 'eee-1');
+    const huge = await co(s, { LOCK_HASH: 'eee' }, 'eee-1');
     writeFileSync(join(huge.path, 'blob'), 'x'.repeat(5000));
     await store.promote(huge);
     expect(store.list('pods').map((v) => v.key)).toEqual(['eee']);
   });
 
   it('clear removes every variant; sweep removes copies an earlier agent left', async () => {
-    const c = await store.checkout(spec(), {}, 'x-1');
+    const c = await co(spec(), {}, 'x-1');
     await store.promote(c);
-    const left = await store.checkout(spec(), {}, 'y-1');
+    const left = await co(spec(), {}, 'y-1');
     expect(await store.clear('pods')).toBe(1);
     expect(store.list()).toEqual([]);
     await store.sweep();
@@ -117,7 +124,8 @@ describe('CacheStore', () => {
 describe('BuildCaches', () => {
   const VM1 = 'expo-w-standbyabc-0';
   const VM2 = 'expo-w-b2-1';
-  const exec0 = (ran: string[] = []) => ({ exec: async (cmd: string) => (ran.push(cmd), { exitCode: 0, signal: null, stdout: '', stderr: '', durationMs: 1 }) });
+  // A guest where every command works (the link script says it linked the one cache, pods).
+  const exec0 = (ran: string[] = []) => ({ exec: async (cmd: string) => (ran.push(cmd), { exitCode: 0, signal: null, stdout: 'linked pods\n', stderr: '', durationMs: 1 }) });
   const never = new AbortController().signal;
 
   it('makes each VM\'s shares empty before it boots, copies the variant into them at the claim, promotes on success, discards on failure, removes the VM\'s shares', async () => {
@@ -131,7 +139,7 @@ describe('BuildCaches', () => {
     expect(shares1).toEqual([{ name: 'pods', path: join(dir, '.vm', VM1, 'pods') }]);
     expect(readdirSync(shares1[0]!.path)).toEqual([]);
     const one = caches.open({ id: B1, attempt: 1, env: {} }, VM1, (l) => notes.push(l));
-    await one.checkout();
+    await one.checkout(never);
     writeFileSync(join(shares1[0]!.path, 'f'), 'abc');
     const ran: string[] = [];
     await one.link(exec0(ran), never);
@@ -141,7 +149,7 @@ describe('BuildCaches', () => {
     expect(existsSync(join(dir, '.vm', VM1))).toBe(false);
     // The VM booted before the first build's promotion still gets its files, at its claim.
     const two = caches.open({ id: B2, attempt: 1, env: {} }, VM2, (l) => notes.push(l));
-    await two.checkout();
+    await two.checkout(never);
     expect(readFileSync(join(shares2[0]!.path, 'f'), 'utf8')).toBe('abc');
     writeFileSync(join(shares2[0]!.path, 'f'), 'broken');
     await two.end(false);
@@ -156,17 +164,18 @@ describe('BuildCaches', () => {
     const notes: string[] = [];
     const [share] = await caches.shares(VM1);
     const one = caches.open({ id: B1, attempt: 1, env: {} }, VM1, (l) => notes.push(l));
-    await one.checkout();
+    await one.checkout(never);
     writeFileSync(join(share!.path, 'f'), 'half');
+    await one.link(exec0(), never);
     await one.settle!({ exec: async () => ({ exitCode: 1, signal: null, stdout: '', stderr: 'io error', durationMs: 1 }) }, never);
     await one.end(true);
     await caches.shares(VM2);
     const two = caches.open({ id: B2, attempt: 1, env: {} }, VM2, () => undefined);
-    await two.checkout();
+    await two.checkout(never);
     await two.end(true);
     expect(store.list('pods')).toEqual([]);
     expect(readdirSync(join(dir, '.vm'))).toEqual([]);
-    expect(readdirSync(join(dir, 'pods', '.gen'))).toEqual([]);
+    expect(existsSync(join(dir, 'pods', '.gen')) ? readdirSync(join(dir, 'pods', '.gen')) : []).toEqual([]);
     expect(notes).toContain('caches will not be kept: sync in the VM failed (exit 1)');
   });
 
@@ -175,7 +184,7 @@ describe('BuildCaches', () => {
     const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', metrics: { cacheLookup: (c, r) => seen.push(`${c}:${r}`), cacheBytes: () => undefined }, warn: () => undefined });
     const notes: string[] = [];
     const s = caches.open({ id: B1, attempt: 1, env: {} }, VM1, (l) => notes.push(l));
-    await s.checkout();
+    await s.checkout(never);
     const ran: string[] = [];
     await s.link(exec0(ran), never);
     await s.end(true);
@@ -184,24 +193,121 @@ describe('BuildCaches', () => {
     expect(notes).toEqual(["cache pods left out: the VM was booted without this cache's share"]);
   });
 
-  it('a failed link counts an error and leaves the build without its caches', async () => {
+  it('a failed link counts unlinked, leaves the build without its caches and never promotes the copy', async () => {
     const seen: string[] = [];
     const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', metrics: { cacheLookup: (c, r) => seen.push(`${c}:${r}`), cacheBytes: () => undefined }, warn: () => undefined });
     const notes: string[] = [];
     await caches.shares(VM1);
     const s = caches.open({ id: B1, attempt: 1, env: {} }, VM1, (l) => notes.push(l));
-    await s.checkout();
+    await s.checkout(never);
     await s.link({ exec: async () => ({ exitCode: 1, signal: null, stdout: '', stderr: 'share pods not mounted', durationMs: 1 }) }, never);
-    await s.end(false);
-    expect(seen).toEqual(['pods:miss', 'pods:error']);
-    expect(notes.at(-1)).toBe('caches could not be linked in the VM (exit 1): share pods not mounted');
+    await s.settle!(exec0(), never);
+    await s.end(true);
+    // The (empty, on a miss) copy never becomes the base: later builds would log a hit of nothing.
+    expect(store.list('pods')).toEqual([]);
+    expect(seen).toEqual(['pods:miss', 'pods:unlinked']);
+    expect(notes.at(-1)).toBe('cache pods could not be linked in the VM (exit 1): share pods not mounted');
+  });
+
+  it('the link waits for an unfinished copy (a guest never links half a copy); end during the copy stops it and leaves no share', async () => {
+    // A base to copy, then a copy that finishes only when the test says so.
+    const seed = await co(spec(), {}, 'seed-1');
+    writeFileSync(join(seed.path, 'f'), 'base');
+    await store.promote(seed);
+    let release!: () => void;
+    let onStart!: () => void;
+    let started = new Promise<void>((r) => (onStart = r));
+    const copyAborts: boolean[] = [];
+    const slow = new CacheStore({
+      cacheDir: dir,
+      copy: async (src, dst, signal) => {
+        const go = new Promise<void>((r) => (release = r));
+        onStart();
+        await go;
+        copyAborts.push(signal?.aborted ?? false);
+        writeFileSync(join(dst, 'f'), readFileSync(join(src, 'f')));
+      },
+    });
+    const caches = new BuildCaches({ store: slow, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', warn: () => undefined });
+    await caches.shares(VM1);
+    const one = caches.open({ id: B1, attempt: 1, env: {} }, VM1, () => undefined);
+    const copied = one.checkout(never);
+    const ran: string[] = [];
+    await started;
+    const linking = one.link({ exec: async (cmd: string) => (ran.push(cmd), { exitCode: 0, signal: null, stdout: 'linked pods\n', stderr: '', durationMs: 1 }) }, never);
+    // The copy is running: give the link every chance to run early.
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    const linkedBeforeCopy = ran.length > 0;
+    release();
+    await copied;
+    await linking;
+    expect(linkedBeforeCopy).toBe(false);
+    expect(ran).toHaveLength(1);
+    expect(readFileSync(join(slow.vmShare(VM1, 'pods'), 'f'), 'utf8')).toBe('base');
+    await one.end(false);
+
+    // end while the copy runs: the copy is told to stop, nothing of the VM is left.
+    await caches.shares(VM2);
+    const two = caches.open({ id: B2, attempt: 1, env: {} }, VM2, () => undefined);
+    started = new Promise<void>((r) => (onStart = r));
+    void two.checkout(never);
+    await started;
+    const ending = two.end(false);
+    release();
+    await ending;
+    expect(copyAborts).toEqual([false, true]);
+    expect(existsSync(join(dir, '.vm', VM2))).toBe(false);
+    expect(readFileSync(join(dir, 'pods', variantOf('default'), 'f'), 'utf8')).toBe('base');
+  });
+
+  it('an abort during a real copy kills cp and leaves the share empty; the cache is left out', async () => {
+    const seed = await co(spec(), {}, 'seed-1');
+    for (let i = 0; i < 50; i++) writeFileSync(join(seed.path, `f${i}`), 'x'.repeat(1000));
+    await store.promote(seed);
+    const [share] = await store.vmShares(VM1, [spec()]);
+    const ac = new AbortController();
+    ac.abort(new Error('cancelled'));
+    await expect(store.checkout(spec(), {}, 'c-1', share!.path, ac.signal)).rejects.toThrow('cancelled');
+    expect(readdirSync(share!.path)).toEqual([]);
+  });
+
+  it('the share is emptied before the copy: what a waiting guest wrote there is never kept', async () => {
+    const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', warn: () => undefined });
+    const [share] = await caches.shares(VM1);
+    writeFileSync(join(share!.path, 'spotlight-junk'), 'j');
+    const s = caches.open({ id: B1, attempt: 1, env: {} }, VM1, () => undefined);
+    await s.checkout(never);
+    expect(readdirSync(share!.path)).toEqual([]);
+    writeFileSync(join(share!.path, 'f'), 'built');
+    await s.link({ exec: async () => ({ exitCode: 0, signal: null, stdout: 'linked pods\n', stderr: '', durationMs: 1 }) }, never);
+    await s.settle!(exec0(), never);
+    await s.end(true);
+    expect(readdirSync(join(dir, 'pods', variantOf('default')))).toEqual(['f']);
+  });
+
+  it('of two caches, only the one linked is promoted; the other counts as unlinked', async () => {
+    const seen: string[] = [];
+    const npm = spec({ name: 'npm', guestPath: '~/.npm' });
+    const caches = new BuildCaches({ store, caches: [spec(), npm], sharedFilesRoot: '/Volumes/My Shared Files', metrics: { cacheLookup: (c, r) => seen.push(`${c}:${r}`), cacheBytes: () => undefined }, warn: () => undefined });
+    const notes: string[] = [];
+    const shares = await caches.shares(VM1);
+    const s = caches.open({ id: B1, attempt: 1, env: {} }, VM1, (l) => notes.push(l));
+    await s.checkout(never);
+    for (const sh of shares) writeFileSync(join(sh.path, 'f'), sh.name);
+    await s.link({ exec: async () => ({ exitCode: 1, signal: null, stdout: 'linked pods\n', stderr: 'share npm not mounted', durationMs: 1 }) }, never);
+    await s.settle!(exec0(), never);
+    await s.end(true);
+    expect(seen).toEqual(['pods:miss', 'npm:miss', 'npm:unlinked']);
+    expect(notes.at(-1)).toBe('cache npm could not be linked in the VM (exit 1): share npm not mounted');
+    expect(store.list().map((v) => v.cache)).toEqual(['pods']);
+    expect(existsSync(join(dir, 'npm', '.gen')) ? readdirSync(join(dir, 'npm', '.gen')) : []).toEqual([]);
   });
 
   it('an id that is not a build id (it would become a host path) gets no caches', async () => {
     const caches = new BuildCaches({ store, caches: [spec()], sharedFilesRoot: '/Volumes/My Shared Files', warn: () => undefined });
     const notes: string[] = [];
     const s = caches.open({ id: '../../x', attempt: 1, env: {} }, VM1, (l) => notes.push(l));
-    await s.checkout();
+    await s.checkout(never);
     await s.end(false);
     expect(notes).toEqual(['caches left out: the build id "../../x" is not a valid id']);
     expect(readdirSync(dir)).toEqual([]);
@@ -223,6 +329,7 @@ describe('BuildCaches', () => {
         `mkdir -p "$(dirname '/Users/admin/it'\\''s npm')"`,
         `rm -rf '/Users/admin/it'\\''s npm'`,
         `ln -s "$HOME"/'My Shared Files/npm' '/Users/admin/it'\\''s npm'`,
+        'echo linked npm',
       ].join('\n'),
     );
   });

@@ -113,9 +113,11 @@ describe('StandbyPool', () => {
     await s.pool.close();
   });
 
-  it('deletes a standby whose tart run exited at once (its cache shares too) and makes the next one, without waiting for a claim', async () => {
+  it('deletes a standby whose tart run exited (its cache shares too) after a long life and makes the next one at once, without waiting for a claim', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
     const s = setup();
     await s.ready();
+    vi.advanceTimersByTime(300_000);
     s.vms[0]!.exit();
     await vi.waitFor(() => expect(s.vms).toHaveLength(2));
     expect(s.vms[0]!.released).toBe(1);
@@ -124,6 +126,36 @@ describe('StandbyPool', () => {
     expect((await s.pool.take(never, () => undefined))?.name).toBe(s.vms[1]!.name);
     expect(s.counts).toEqual({ hit: 1, miss: 0 });
     await s.pool.close();
+  });
+
+  it('a standby that dies soon after boot is replaced only after the retry wait, which keeps growing: never a tight clone-and-boot loop', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const s = setup();
+    await s.ready();
+    s.vms[0]!.exit();
+    await vi.advanceTimersByTimeAsync(29_000);
+    expect(s.vms).toHaveLength(1);
+    expect(s.removed).toEqual([s.vms[0]!.name]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(s.vms).toHaveLength(2);
+    // Ready again: that alone does not reset the wait.
+    await vi.advanceTimersByTimeAsync(20_000);
+    s.vms[1]!.exit();
+    await vi.advanceTimersByTimeAsync(59_000);
+    expect(s.vms).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(s.vms).toHaveLength(3);
+    await s.pool.close();
+  });
+
+  it('a standby whose deletion fails still has its cache shares removed', async () => {
+    const s = setup();
+    await s.ready();
+    s.vms[0]!.release = async () => {
+      throw new Error('tart delete failed');
+    };
+    await s.pool.close();
+    expect(s.removed).toEqual([s.vms[0]!.name]);
   });
 
   it('tries again after a failed preparation on its own, waiting longer each time', async () => {
