@@ -322,7 +322,7 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       const leases: string[] = [];
       for (let i = 0; i < 6; i++) leases.push((await s.claimBuild(claimReq('w1', 7100 + i)))!.attempt.lease);
       const [b0, b1, b2, b3, b4, b5] = ids as [string, string, string, string, string, string];
-      const [l0, l1, l2, l3, l4, l5] = leases as [string, string, string, string, string, string];
+      const [l0, l1, l2, l3, _l4, l5] = leases as [string, string, string, string, string, string];
       expect(await s.setBuildPhase(b1, l1, ['assigned'], 'running', 7110)).toBe(true);
       await s.requestCancel(b2);
       const end = { now: 7111, status: 'succeeded' as const, failureReason: null, exitCode: 0, message: null, requeue: false };
