@@ -18,6 +18,7 @@ const T = {
   createAndClaim:
     'creates a build claimed at once by a waiting worker that may take it (labels, not drained, nothing older for it), and queued otherwise, answering it as queued',
   fencing: 'fences phase, heartbeat and finish on the lease',
+  touchBatch: 'answers many heartbeat touches in one turn each as its own statement would, matching or not, twice for one build in arrival order',
   requeue: 'requeues for another attempt and writes the attempt banner into the log',
   stepStarts: "records step starts of a running build under its lease, first report standing, and empties them with the next claim",
   unassign: 'unassigns an assignment nobody received without spending the attempt',
@@ -91,7 +92,7 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   getAttemptByTokenHash: [T.unassign, T.attempts],
   listAttempts: [T.requeue, T.prune],
   hasAttemptOnWorker: [T.requeue, T.attempts],
-  touchBuild: [T.fencing],
+  touchBuild: [T.fencing, T.touchBatch],
   setBuildPhase: [T.fencing, T.overdue],
   recordStepStart: [T.stepStarts],
   requestCancel: [T.cancel, T.cancelFinal, T.cancelMessage],
@@ -315,6 +316,51 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.finishAttempt({ ...end, lease: c.attempt.lease })).toBeNull();
       expect(await s.getAttemptByLease(b.id, c.attempt.lease)).toMatchObject({ outcome: 'succeeded', endedAt: 7005 });
       expect(await s.touchBuild(b.id, c.attempt.lease, { now: 7006 })).toBeNull();
+    });
+
+    test(T.touchBatch, async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) ids.push((await s.createBuild(build())).id);
+      const leases: string[] = [];
+      for (let i = 0; i < 6; i++) leases.push((await s.claimBuild(claimReq('w1', 7100 + i)))!.attempt.lease);
+      const [b0, b1, b2, b3, b4, b5] = ids as [string, string, string, string, string, string];
+      const [l0, l1, l2, l3, _l4, l5] = leases as [string, string, string, string, string, string];
+      expect(await s.setBuildPhase(b1, l1, ['assigned'], 'running', 7110)).toBe(true);
+      await s.requestCancel(b2);
+      const end = { now: 7111, status: 'succeeded' as const, failureReason: null, exitCode: 0, message: null, requeue: false };
+      expect(await s.finishAttempt({ ...end, buildId: b3, lease: l3 })).not.toBeNull();
+      // All in one turn: matching, wrong lease, cancel asked, finished, unknown build, one build twice.
+      const got = await Promise.all([
+        s.touchBuild(b0, l0, { now: 7200, progress: 10 }),
+        s.touchBuild(b1, l1, { now: 7201 }),
+        s.touchBuild(b4, 'wrong', { now: 7202, progress: 99 }),
+        s.touchBuild(b2, l2, { now: 7203, progress: 20 }),
+        s.touchBuild(b3, l3, { now: 7204, progress: 30 }),
+        s.touchBuild('no-such-build', l5, { now: 7205 }),
+        s.touchBuild(b5, l5, { now: 7206, progress: 40 }),
+        s.touchBuild(b5, l5, { now: 7207 }),
+        s.touchBuild(b5, 'wrong', { now: 7208, progress: 1 }),
+      ]);
+      expect(got).toEqual([
+        { status: 'assigned', cancelRequested: false },
+        { status: 'running', cancelRequested: false },
+        null,
+        { status: 'assigned', cancelRequested: true },
+        null,
+        null,
+        { status: 'assigned', cancelRequested: false },
+        { status: 'assigned', cancelRequested: false },
+        null,
+      ]);
+      expect(await s.getBuild(b0)).toMatchObject({ lastHeartbeatAt: 7200, progress: 10 });
+      expect(await s.getBuild(b1)).toMatchObject({ lastHeartbeatAt: 7201 });
+      expect(await s.getBuild(b4)).toMatchObject({ lastHeartbeatAt: 7104, progress: null });
+      expect(await s.getBuild(b2)).toMatchObject({ lastHeartbeatAt: 7203, progress: 20 });
+      expect(await s.getBuild(b3)).toMatchObject({ status: 'succeeded', lastHeartbeatAt: 7103 });
+      // The later beat of b5 wrote last: its time, the earlier beat's progress kept.
+      expect(await s.getBuild(b5)).toMatchObject({ lastHeartbeatAt: 7207, progress: 40 });
+      // A lone touch after the batch still answers (nothing left queued).
+      expect(await s.touchBuild(b0, l0, { now: 7300 })).toEqual({ status: 'assigned', cancelRequested: false });
     });
 
     test(T.requeue, async () => {

@@ -17,10 +17,19 @@
 import { ExpoError } from '../../protocol/errors.ts';
 import type { ActiveBuildStatus } from '../../protocol/domain.ts';
 import type { PgDb } from './pg-db.ts';
-import { ACTIVE_SQL, BUILD_COLS, UNFINISHED_SQL, run, type Queryable } from './pg-rows.ts';
+import { ACTIVE_SQL, BUILD_COLS, UNFINISHED_SQL, run, sqlState, type Queryable } from './pg-rows.ts';
 import { stepStarts, toBuild, type Row } from './rows.ts';
 import type { AppendLogResult, AttemptEnd, BuildPulse, BuildRecord, Claim, ClaimRequest, DeadlineQuery, NewBuild } from './store.ts';
 import { asSubmitted, newAttempt, newBuildValues } from './submit-claim.ts';
+import { TouchBatch, type TouchRow } from './touch-batch.ts';
+
+// The fenced heartbeat touch of many builds (a batch never holds one build twice), each row's
+// answer keyed by its position in the arrays; a row that does not match returns nothing.
+const TOUCH_MANY = `
+  UPDATE builds b SET last_heartbeat_at = v.now, progress = COALESCE(v.progress, b.progress)
+  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[]) WITH ORDINALITY AS v(id, lease, now, progress, i)
+  WHERE b.id = v.id AND b.lease = v.lease AND b.status IN ${ACTIVE_SQL}
+  RETURNING v.i::int AS i, b.status, b.cancel_requested`;
 
 // The worker's drain flag is read in a one-time filter before the scan: a worker gone or drained
 // picks nothing. Labels are JSON arrays; `<@` on jsonb arrays is "every element of the left is in
@@ -152,6 +161,8 @@ const cut = (rows: Chunk[], from: number, to?: number): Buffer => {
 
 export class PgBuilds {
   private readonly db: PgDb;
+  /** Heartbeat touches of one event-loop turn, written in one statement. */
+  private readonly touches = new TouchBatch((rows) => this.touchMany(rows));
 
   constructor(db: PgDb) {
     this.db = db;
@@ -219,14 +230,25 @@ export class PgBuilds {
   }
 
   async touchBuild(id: string, lease: string, u: { now: number; progress?: number }): Promise<BuildPulse | null> {
-    const r = await run<{ status: BuildPulse['status']; cancel_requested: number }>(
-      this.db.pool,
-      `UPDATE builds SET last_heartbeat_at = $1, progress = COALESCE($2, progress)
-       WHERE id = $3 AND lease = $4 AND status IN ${ACTIVE_SQL} RETURNING status, cancel_requested`,
-      [u.now, u.progress ?? null, id, lease],
-    );
-    const row = r.rows[0];
-    return row ? { status: row.status, cancelRequested: row.cancel_requested === 1 } : null;
+    return this.touches.touch(id, lease, u);
+  }
+
+  /** Writes the touches still queued (before the pool closes). */
+  flushTouches(): Promise<void> {
+    return this.touches.flush();
+  }
+
+  /** One group commit of heartbeat touches (`touch-batch.ts`): one statement for the batch. */
+  private async touchMany(rows: readonly TouchRow[]): Promise<(BuildPulse | null)[]> {
+    // Sorted by id so that two controllers' batches lock shared rows in one order; a deadlock
+    // with another multi-row writer is still possible, and is tried once more.
+    const order = rows.map((_, i) => i).sort((a, b) => (rows[a]!.id < rows[b]!.id ? -1 : rows[a]!.id > rows[b]!.id ? 1 : 0));
+    const args = [order.map((i) => rows[i]!.id), order.map((i) => rows[i]!.lease), order.map((i) => rows[i]!.now), order.map((i) => rows[i]!.progress)];
+    const once = () => run<{ i: number; status: BuildPulse['status']; cancel_requested: number }>(this.db.pool, TOUCH_MANY, args);
+    const r = await once().catch((err: unknown) => (sqlState(err) === '40P01' ? once() : Promise.reject(err)));
+    const out: (BuildPulse | null)[] = rows.map(() => null);
+    for (const row of r.rows) out[order[row.i - 1]!] = { status: row.status, cancelRequested: row.cancel_requested === 1 };
+    return out;
   }
 
   async setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean> {

@@ -97,7 +97,10 @@ export class PgStore implements Store {
     }
   }
 
-  close: Store['close'] = () => this.db.close();
+  close: Store['close'] = async () => {
+    await this.builds.flushTouches();
+    await this.db.close();
+  };
 
   diskError(err: unknown): StoreDiskError | null {
     return pgDiskError(err);

@@ -43,6 +43,7 @@ import { SqliteAccess } from './sqlite-access.ts';
 import { delegateAccess, type AccessMethods } from './access-methods.ts';
 import { listBuildsWhere, stepStarts, toArtifact, toAttempt, toBuild, toDelivery, toProject, toWorker } from './rows.ts';
 import { asSubmitted, labelsMatch, newAttempt, newBuildValues } from './submit-claim.ts';
+import { TouchBatch, type TouchRow } from './touch-batch.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -71,6 +72,8 @@ export class SqliteStore implements Store {
   private walRetry: NodeJS.Timeout | null = null;
   /** Users, sessions, tokens, audit, drain and removal of workers. */
   private readonly access: SqliteAccess;
+  /** Heartbeat touches of one event-loop turn, written in one transaction. */
+  private readonly touches = new TouchBatch((rows) => this.touchMany(rows));
 
   constructor(options: SqliteStoreOptions) {
     this.busyTimeoutMs = options.busyTimeoutMs ?? 5000;
@@ -133,6 +136,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (!this.db.isOpen) return;
+    await this.touches.flush();
     if (this.walRetry) clearTimeout(this.walRetry);
     this.walRetry = null;
     this.statements.clear();
@@ -338,11 +342,28 @@ export class SqliteStore implements Store {
   }
 
   async touchBuild(id: string, lease: string, u: { now: number; progress?: number }): Promise<BuildPulse | null> {
-    const r = this.q(
+    return this.touches.touch(id, lease, u);
+  }
+
+  /** One group commit of heartbeat touches (`touch-batch.ts`): one lock cycle and WAL append for all. */
+  private touchMany(rows: readonly TouchRow[]): (BuildPulse | null | Error)[] {
+    const touch = this.q(
       `UPDATE builds SET last_heartbeat_at = ?, progress = COALESCE(?, progress)
        WHERE id = ? AND lease = ? AND status IN ${ACTIVE_SQL} RETURNING status, cancel_requested`,
-    ).get(u.now, u.progress ?? null, id, lease) as { status: BuildStatus; cancel_requested: number } | undefined;
-    return r ? { status: r.status, cancelRequested: r.cancel_requested === 1 } : null;
+    );
+    return this.tx(() =>
+      rows.map((t) => {
+        try {
+          const r = touch.get(t.now, t.progress, t.id, t.lease) as { status: BuildStatus; cancel_requested: number } | undefined;
+          return r ? { status: r.status, cancelRequested: r.cancel_requested === 1 } : null;
+        } catch (err) {
+          // A row's own failure is its caller's alone, unless it ended the transaction (SQLite
+          // rolls back by itself on SQLITE_FULL and the like): then the whole batch fails.
+          if (!this.db.isTransaction) throw err;
+          return err as Error;
+        }
+      }),
+    );
   }
 
   async setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean> {
