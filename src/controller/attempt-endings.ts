@@ -56,14 +56,15 @@ export class AttemptEndings {
   /**
    * Ends the build's current attempt as `settlement` decides (taken back, requeued, cancelled or
    * final). `build` in the answer is null when there was nothing to end or the lease had moved
-   * on meanwhile (someone else ended it first).
+   * on meanwhile (someone else ended it first), or — with `staleBefore` — a heartbeat newer than
+   * that landed meanwhile (the watchdog's fence, see `AttemptEnd.staleBefore`).
    */
-  async settle(build: BuildRecord, ending: AttemptEnding, exitCode: number | null, message: string | null): Promise<Settled> {
+  async settle(build: BuildRecord, ending: AttemptEnding, exitCode: number | null, message: string | null, staleBefore?: number): Promise<Settled> {
     const decided = settlement(build, ending);
     const lease = build.lease;
     if (decided.kind === 'none' || lease === null) return { settlement: decided, build: null };
     if (decided.kind === 'take-back') {
-      if (!(await this.o.store.unassign(build.id, lease))) return { settlement: decided, build: null };
+      if (!(await this.o.store.unassign(build.id, lease, staleBefore))) return { settlement: decided, build: null };
       this.o.dispatcher.notify();
       return { settlement: decided, build: await this.o.store.getBuild(build.id) };
     }
@@ -73,7 +74,7 @@ export class AttemptEndings {
         : decided.kind === 'requeue'
           ? { status: 'failed' as const, failureReason: decided.reason, message, requeue: true }
           : { status: decided.status, failureReason: decided.reason, message, requeue: false };
-    const ended = await this.o.store.finishAttempt({ buildId: build.id, lease, now: this.o.now(), exitCode, ...end });
+    const ended = await this.o.store.finishAttempt({ buildId: build.id, lease, now: this.o.now(), exitCode, ...end, staleBefore });
     if (!ended) return { settlement: decided, build: null };
     if (decided.kind === 'requeue') {
       this.o.onBuildEvent?.({ kind: 'requeued', build: ended, reason: decided.reason });
@@ -87,10 +88,11 @@ export class AttemptEndings {
   /**
    * The controller gives up on the build's current attempt (watchdog, reconcile, a rule of its
    * own): it is taken back, requeued or failed as `settlement` decides. When an attempt its
-   * worker had started ends here, the worker hears of it at once.
+   * worker had started ends here, the worker hears of it at once. `staleBefore`: only while the
+   * build's last heartbeat is still older than that (the watchdog's `heartbeat_timeout`).
    */
-  async giveUp(build: BuildRecord, reason: FailureReason, message: string): Promise<Settled> {
-    const settled = await this.settle(build, { by: 'controller', status: 'failed', reason }, null, message);
+  async giveUp(build: BuildRecord, reason: FailureReason, message: string, staleBefore?: number): Promise<Settled> {
+    const settled = await this.settle(build, { by: 'controller', status: 'failed', reason }, null, message, staleBefore);
     const started = settled.settlement.kind === 'requeue' || settled.settlement.kind === 'end';
     if (started && settled.build && build.workerId !== null) this.o.waits.wake(build.workerId);
     return settled;

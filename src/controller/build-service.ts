@@ -475,8 +475,8 @@ export class BuildService {
    * The controller gives up on the build's current attempt (watchdog, reconcile, a rule of its
    * own): taken back, requeued or failed as `settlement` decides; see `AttemptEndings`.
    */
-  async giveUp(build: BuildRecord, reason: FailureReason, message: string): Promise<Settled> {
-    return this.endings.giveUp(build, reason, message);
+  async giveUp(build: BuildRecord, reason: FailureReason, message: string, staleBefore?: number): Promise<Settled> {
+    return this.endings.giveUp(build, reason, message, staleBefore);
   }
 
   /**

@@ -187,11 +187,14 @@ export class Watchdog {
     let builds = 0;
     // One still `assigned` was never acknowledged by its worker: the settlement takes it back
     // rather than failing it (not counted here).
-    builds += await this.giveUpAll(await this.o.store.findStaleBuilds(cutoff), (b) => this.o.service.giveUp(b, 'heartbeat_timeout', `no heartbeat for ${timeoutS}s`));
+    // The pass lets requests in between its writes (`breathe`), so each write carries the
+    // staleness it acts on: a heartbeat or a worker's contact that lands mid-pass keeps its build
+    // or worker, though the list was read before it.
+    builds += await this.giveUpAll(await this.o.store.findStaleBuilds(cutoff), (b) => this.o.service.giveUp(b, 'heartbeat_timeout', `no heartbeat for ${timeoutS}s`, cutoff));
     let workers = 0;
     for (const w of await this.o.store.findSilentWorkers(cutoff)) {
       if (this.o.service.waits.isWaiting(w.id)) continue;
-      await this.o.store.markWorkerOffline(w.id);
+      if (!(await this.o.store.markWorkerOffline(w.id, cutoff))) continue;
       workers++;
       builds += await this.giveUpAll(await this.o.store.activeBuildsOfWorker(w.id), (b) => this.o.service.giveUp(b, 'worker_lost', `worker ${w.id} silent for ${timeoutS}s`));
       await this.breathe();

@@ -29,6 +29,8 @@ const T = {
   logUtf8: 'never splices a chunk into the middle of a stored character',
   logRange: 'reads a byte range of a log across chunks, clipped to what is stored, and nothing of an unknown build',
   silence: 'finds stale builds and silent workers by cutoff',
+  staleFence:
+    "the watchdog's writes hold only while the staleness it read holds: a heartbeat or contact newer than the cutoff keeps the build (finish, requeue, unassign) or the worker online",
   overdue: "finds overdue builds: steps past timeoutS from this attempt's running start, preparing past the prepare limit from its claim",
   deadline: 'tells the earliest liveness deadline from a time on: heartbeats and worker contact plus the timeout, and both backstops',
   cancel: 'cancels only queued builds outright and counts by status',
@@ -74,7 +76,7 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   listWorkers: [T.workers],
   touchWorker: [T.silence, T.workers],
   touchWorkers: [T.silence],
-  markWorkerOffline: [T.silence, T.workers],
+  markWorkerOffline: [T.silence, T.workers, T.staleFence],
   findSilentWorkers: [T.silence, T.workers],
   createBuild: [T.claimOrder, T.secrets, T.sources, T.createAndClaim],
   createAndClaim: [T.createAndClaim],
@@ -97,8 +99,8 @@ const PORT_METHODS: Record<keyof Store, readonly (typeof T)[keyof typeof T][]> =
   recordStepStart: [T.stepStarts],
   requestCancel: [T.cancel, T.cancelFinal, T.cancelMessage],
   cancelQueued: [T.cancel, T.secrets, T.cancelMessage],
-  unassign: [T.unassign],
-  finishAttempt: [T.fencing, T.requeue, T.secrets, T.cancelMessage],
+  unassign: [T.unassign, T.staleFence],
+  finishAttempt: [T.fencing, T.requeue, T.secrets, T.cancelMessage, T.staleFence],
   putArtifact: [T.artifacts, T.prune],
   setArtifactProblems: [T.artifactProblems],
   listArtifacts: [T.artifacts, T.prune],
@@ -483,6 +485,47 @@ export function describeStoreConformance(name: string, makeFactory: () => StoreF
       expect(await s.getWorker('nobody')).toBeNull();
       await s.touchWorkers([], 50_000);
       expect((await s.getWorker('w1'))!.lastSeenAt).toBe(40_000);
+    });
+
+    test(T.staleFence, async () => {
+      // Cutoff 10_001: all three were silent at the read (claimed at 10_000); two beat meanwhile.
+      const [fresh, freshQueued, stale] = [await s.createBuild(build()), await s.createBuild(build({ maxAttempts: 2 })), await s.createBuild(build())];
+      const cs = [(await s.claimBuild(claimReq('w1', 10_000)))!, (await s.claimBuild(claimReq('w1', 10_000)))!, (await s.claimBuild(claimReq('w1', 10_000)))!];
+      expect(cs.map((c) => c.build.id)).toEqual([fresh.id, freshQueued.id, stale.id]);
+      expect((await s.findStaleBuilds(10_001)).map((b) => b.id)).toEqual([fresh.id, freshQueued.id, stale.id]);
+      await s.setBuildPhase(fresh.id, cs[0]!.attempt.lease, ['assigned'], 'running', 10_000);
+      await s.setBuildPhase(freshQueued.id, cs[1]!.attempt.lease, ['assigned'], 'running', 10_000);
+      await s.setBuildPhase(stale.id, cs[2]!.attempt.lease, ['assigned'], 'running', 10_000);
+      await s.touchBuild(fresh.id, cs[0]!.attempt.lease, { now: 10_001 });
+      await s.touchBuild(freshQueued.id, cs[1]!.attempt.lease, { now: 10_500 });
+      const end = (i: number, requeue: boolean) => ({ buildId: cs[i]!.build.id, lease: cs[i]!.attempt.lease, now: 10_600, status: 'failed' as const, failureReason: 'heartbeat_timeout' as const, exitCode: null, message: null, requeue, staleBefore: 10_001 });
+      expect(await s.finishAttempt(end(0, false))).toBeNull();
+      expect(await s.finishAttempt(end(1, true))).toBeNull();
+      expect(await s.getBuild(fresh.id)).toMatchObject({ status: 'running', lastHeartbeatAt: 10_001 });
+      expect(await s.getBuild(freshQueued.id)).toMatchObject({ status: 'running', lastHeartbeatAt: 10_500 });
+      expect(await s.finishAttempt(end(2, false))).toMatchObject({ status: 'failed', failureReason: 'heartbeat_timeout' });
+      // Without the fence the same end lands.
+      expect(await s.finishAttempt({ ...end(0, false), staleBefore: undefined })).toMatchObject({ status: 'failed' });
+      // unassign: an `assigned` build that beat after the cutoff stays; one still silent is taken back.
+      const [a1, a2] = [await s.createBuild(build()), await s.createBuild(build())];
+      const c1 = (await s.claimBuild(claimReq('w1', 20_000)))!;
+      const c2 = (await s.claimBuild(claimReq('w1', 20_000)))!;
+      expect([c1.build.id, c2.build.id]).toEqual([a1.id, a2.id]);
+      await s.touchBuild(a1.id, c1.attempt.lease, { now: 20_001 });
+      expect(await s.unassign(a1.id, c1.attempt.lease, 20_001)).toBe(false);
+      expect(await s.getBuild(a1.id)).toMatchObject({ status: 'assigned', lastHeartbeatAt: 20_001 });
+      expect(await s.unassign(a2.id, c2.attempt.lease, 20_001)).toBe(true);
+      expect(await s.getBuild(a2.id)).toMatchObject({ status: 'queued' });
+      // markWorkerOffline: only a worker still silent at the cutoff, and only once.
+      await s.touchWorker('w1', { now: 30_000 });
+      await s.touchWorker('w2', { now: 30_000 });
+      await s.touchWorker('w2', { now: 30_001 });
+      expect(await s.markWorkerOffline('w2', 30_001)).toBe(false);
+      expect(await s.getWorker('w2')).toMatchObject({ offline: false, lastSeenAt: 30_001 });
+      expect(await s.markWorkerOffline('w1', 30_001)).toBe(true);
+      expect(await s.markWorkerOffline('w1', 30_001)).toBe(false);
+      expect(await s.getWorker('w1')).toMatchObject({ offline: true });
+      expect(await s.markWorkerOffline('nobody', 30_001)).toBe(false);
     });
 
     test(T.overdue, async () => {

@@ -132,6 +132,54 @@ describe('with a controlled clock', () => {
   });
 });
 
+describe('signs of life that land in the middle of a pass', () => {
+  // The pass lets requests in between its read and its writes; here the request is made to land
+  // exactly there, by running it inside the read (the store the watchdog uses, patched).
+  it('a build heartbeat that lands after the stale builds were read keeps its build', async () => {
+    c = await startTestController({ heartbeatTimeoutMs: 10_000 });
+    const ctl = c;
+    const t0 = ctl.clock.now;
+    const { w, b, claim } = await runningBuild(ctl);
+    ctl.clock.now = t0 + 9_000;
+    await ctl.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id] });
+    const read = ctl.store.findStaleBuilds.bind(ctl.store);
+    let beat = 0;
+    ctl.store.findStaleBuilds = async (cutoff) => {
+      const list = await read(cutoff);
+      ctl.clock.now = t0 + 10_001;
+      beat = (await ctl.post(`/api/v1/builds/${b.id}/heartbeat`, bearer(claim.buildToken), {})).statusCode;
+      return list;
+    };
+    expect(await ctl.watchdog.sweep(t0 + 10_001)).toEqual({ builds: 0, workers: 0 });
+    expect(beat).toBe(200);
+    expect(await ctl.get(b.id)).toMatchObject({ status: 'running' });
+    // Once its beats stop again it is failed as before.
+    ctl.store.findStaleBuilds = read;
+    expect(await ctl.watchdog.sweep(t0 + 20_002)).toEqual({ builds: 1, workers: 1 });
+  });
+
+  it('a worker contact that lands after the silent workers were read keeps the worker and its builds', async () => {
+    c = await startTestController({ heartbeatTimeoutMs: 10_000 });
+    const ctl = c;
+    const t0 = ctl.clock.now;
+    const { w, b, claim } = await runningBuild(ctl);
+    ctl.clock.now = t0 + 9_000;
+    await ctl.post(`/api/v1/builds/${b.id}/heartbeat`, bearer(claim.buildToken), {});
+    const read = ctl.store.findSilentWorkers.bind(ctl.store);
+    let contact = 0;
+    ctl.store.findSilentWorkers = async (cutoff) => {
+      const list = await read(cutoff);
+      ctl.clock.now = t0 + 10_001;
+      contact = (await ctl.post('/api/v1/workers/mac-1/heartbeat', w.auth, { runningBuilds: [b.id] })).statusCode;
+      return list;
+    };
+    expect(await ctl.watchdog.sweep(t0 + 10_001)).toEqual({ builds: 0, workers: 0 });
+    expect(contact).toBe(200);
+    expect(await ctl.get(b.id)).toMatchObject({ status: 'running' });
+    expect(await ctl.store.getWorker('mac-1')).toMatchObject({ offline: false, lastSeenAt: t0 + 10_001 });
+  });
+});
+
 describe('builds their worker never acknowledged', () => {
   it('are taken back into the queue without spending an attempt, or end cancelled when a cancel is pending', async () => {
     c = await startTestController({ heartbeatTimeoutMs: 10_000 });

@@ -107,7 +107,7 @@ const FINISH_REQUEUE = `
   WITH u AS (
     UPDATE builds SET status = 'queued', worker_id = NULL, lease = NULL, last_heartbeat_at = NULL,
       failure_reason = $3, message = $4, exit_code = $5
-    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING ${BUILD_COLS()}),
+    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} AND ($7::bigint IS NULL OR last_heartbeat_at < $7::bigint) RETURNING ${BUILD_COLS()}),
   a AS (
     UPDATE attempts SET ended_at = $6, outcome = 'requeued', failure_reason = $3, exit_code = $5, message = $4
     WHERE build_id = $1 AND lease = $2 AND EXISTS (SELECT 1 FROM u))
@@ -122,7 +122,7 @@ const FINISH_FINAL = `
         THEN cancel_message || CASE WHEN $7::text IS NULL OR $7::text = cancel_message THEN '' ELSE '; ' || $7::text END
         ELSE $7::text END,
       progress = CASE WHEN $3 = 'succeeded' THEN 100 ELSE progress END
-    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} RETURNING ${BUILD_COLS()}),
+    WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL} AND ($8::bigint IS NULL OR last_heartbeat_at < $8::bigint) RETURNING ${BUILD_COLS()}),
   a AS (
     UPDATE attempts SET ended_at = $6, outcome = $3, failure_reason = $4, exit_code = $5, message = $7::text
     WHERE build_id = $1 AND lease = $2 AND EXISTS (SELECT 1 FROM u))
@@ -300,23 +300,24 @@ export class PgBuilds {
     return r.rowCount === 1;
   }
 
-  async unassign(buildId: string, lease: string): Promise<boolean> {
+  async unassign(buildId: string, lease: string, staleBefore?: number): Promise<boolean> {
     const r = await run(
       this.db.pool,
       `WITH u AS (
          UPDATE builds SET status = 'queued', attempt = attempt - 1, worker_id = NULL, lease = NULL, assigned_at = NULL,
-           last_heartbeat_at = NULL WHERE id = $1 AND lease = $2 AND status = 'assigned' RETURNING id),
+           last_heartbeat_at = NULL WHERE id = $1 AND lease = $2 AND status = 'assigned'
+           AND ($3::bigint IS NULL OR last_heartbeat_at < $3::bigint) RETURNING id),
        d AS (DELETE FROM attempts WHERE build_id = $1 AND lease = $2 AND EXISTS (SELECT 1 FROM u))
        SELECT id FROM u`,
-      [buildId, lease],
+      [buildId, lease, staleBefore ?? null],
     );
     return r.rows.length === 1;
   }
 
   async finishAttempt(e: AttemptEnd): Promise<BuildRecord | null> {
     const r = e.requeue
-      ? await run(this.db.pool, FINISH_REQUEUE, [e.buildId, e.lease, e.failureReason, e.message, e.exitCode, e.now])
-      : await run(this.db.pool, FINISH_FINAL, [e.buildId, e.lease, e.status, e.failureReason, e.exitCode, e.now, e.message]);
+      ? await run(this.db.pool, FINISH_REQUEUE, [e.buildId, e.lease, e.failureReason, e.message, e.exitCode, e.now, e.staleBefore ?? null])
+      : await run(this.db.pool, FINISH_FINAL, [e.buildId, e.lease, e.status, e.failureReason, e.exitCode, e.now, e.message, e.staleBefore ?? null]);
     const row = r.rows[0];
     return row ? toBuild(row) : null;
   }

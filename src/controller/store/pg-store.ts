@@ -152,8 +152,9 @@ export class PgStore implements Store {
   }
 
 
-  async markWorkerOffline(id: string): Promise<void> {
-    await run(this.db.pool, 'UPDATE workers SET offline = 1 WHERE id = $1', [id]);
+  async markWorkerOffline(id: string, silentBefore?: number): Promise<boolean> {
+    const r = await run(this.db.pool, 'UPDATE workers SET offline = 1 WHERE id = $1 AND offline = 0 AND ($2::bigint IS NULL OR last_seen_at < $2::bigint)', [id, silentBefore ?? null]);
+    return r.rowCount === 1;
   }
 
   async findSilentWorkers(cutoff: number): Promise<WorkerRecord[]> {

@@ -178,8 +178,9 @@ export class SqliteStore implements Store {
     this.q('UPDATE workers SET last_seen_at = ?, offline = 0 WHERE id IN (SELECT value FROM json_each(?))').run(now, JSON.stringify(ids));
   }
 
-  async markWorkerOffline(id: string): Promise<void> {
-    this.q('UPDATE workers SET offline = 1 WHERE id = ?').run(id);
+  async markWorkerOffline(id: string, silentBefore?: number): Promise<boolean> {
+    const r = this.q('UPDATE workers SET offline = 1 WHERE id = ? AND offline = 0 AND (? IS NULL OR last_seen_at < ?)').run(id, silentBefore ?? null, silentBefore ?? null);
+    return r.changes === 1;
   }
 
   async findSilentWorkers(cutoff: number): Promise<WorkerRecord[]> {
@@ -444,12 +445,12 @@ export class SqliteStore implements Store {
     return erased !== null;
   }
 
-  async unassign(buildId: string, lease: string): Promise<boolean> {
+  async unassign(buildId: string, lease: string, staleBefore?: number): Promise<boolean> {
     return this.tx(() => {
       const r = this.q(
         `UPDATE builds SET status = 'queued', attempt = attempt - 1, worker_id = NULL, lease = NULL, assigned_at = NULL,
-           last_heartbeat_at = NULL WHERE id = ? AND lease = ? AND status = 'assigned'`,
-      ).run(buildId, lease);
+           last_heartbeat_at = NULL WHERE id = ? AND lease = ? AND status = 'assigned' AND (? IS NULL OR last_heartbeat_at < ?)`,
+      ).run(buildId, lease, staleBefore ?? null, staleBefore ?? null);
       if (r.changes === 0) return false;
       this.q('DELETE FROM attempts WHERE build_id = ? AND lease = ?').run(buildId, lease);
       return true;
@@ -459,7 +460,12 @@ export class SqliteStore implements Store {
   async finishAttempt(e: AttemptEnd): Promise<BuildRecord | null> {
     let erased = false;
     const ended = this.tx(() => {
-      const cur = this.q(`SELECT * FROM builds WHERE id = ? AND lease = ? AND status IN ${ACTIVE_SQL}`).get(e.buildId, e.lease) as Row | undefined;
+      const cur = this.q(`SELECT * FROM builds WHERE id = ? AND lease = ? AND status IN ${ACTIVE_SQL} AND (? IS NULL OR last_heartbeat_at < ?)`).get(
+        e.buildId,
+        e.lease,
+        e.staleBefore ?? null,
+        e.staleBefore ?? null,
+      ) as Row | undefined;
       if (!cur) return null;
       erased = !e.requeue && cur.secret_env !== null;
       this.q(

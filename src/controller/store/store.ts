@@ -239,6 +239,11 @@ export interface AttemptEnd {
   exitCode: number | null;
   message: string | null;
   requeue: boolean;
+  /**
+   * The watchdog's fence for `heartbeat_timeout`: end only while `lastHeartbeatAt` is still older
+   * than this (a heartbeat that landed after the watchdog read the build keeps it). Unset: no such condition.
+   */
+  staleBefore?: number;
 }
 
 export type AppendLogResult =
@@ -378,8 +383,12 @@ export interface Store {
    * this controller, renewed for the leader's watchdog); unknown ids are skipped.
    */
   touchWorkers(ids: readonly string[], now: number): Promise<void>;
-  /** Marks the worker offline until its next contact. */
-  markWorkerOffline(id: string): Promise<void>;
+  /**
+   * Marks the worker offline until its next contact, only if it is not offline yet and, when
+   * `silentBefore` is given, its last contact is still older than that (a contact that landed
+   * after the watchdog read the worker keeps it online). True when it changed the worker.
+   */
+  markWorkerOffline(id: string, silentBefore?: number): Promise<boolean>;
   /** Workers not marked offline whose last contact is older than `cutoff`; a worker that never made contact is never silent. */
   findSilentWorkers(cutoff: number): Promise<WorkerRecord[]>;
 
@@ -486,9 +495,10 @@ export interface Store {
   /**
    * Takes back an assignment the worker never received (its poll response was lost, or the
    * worker reports it does not run the build): the build is queued again and the attempt is
-   * forgotten, since nothing ran. False when the build is no longer `assigned` under that lease.
+   * forgotten, since nothing ran. False when the build is no longer `assigned` under that lease,
+   * or, when `staleBefore` is given, its `lastHeartbeatAt` is no longer older than that (see `AttemptEnd`).
    */
-  unassign(buildId: string, lease: string): Promise<boolean>;
+  unassign(buildId: string, lease: string, staleBefore?: number): Promise<boolean>;
   /**
    * Ends the current attempt if `lease` is still current (the build active under it), in one
    * transaction: the attempt gets its outcome (`requeued` when `requeue`), and the build goes
