@@ -32,4 +32,42 @@ describe('TouchBatch', () => {
     expect(r2[0]).toEqual({ status: 'fulfilled', value: pulse });
     expect(r2[1]).toMatchObject({ status: 'rejected', reason: { message: 'row' } });
   });
+
+  test('one flush at a time: the touches of a later turn wait for the write in flight (an asynchronous writer, as on PostgreSQL)', async () => {
+    const calls: string[][] = [];
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const t = new TouchBatch(async (rows: readonly TouchRow[]) => {
+      calls.push(rows.map((r) => `${r.id}@${r.now}`));
+      if (calls.length === 1) await gate;
+      return rows.map(() => pulse);
+    });
+    const turn = () => new Promise((r) => setImmediate(r));
+    const first = t.touch('a', 'ok', { now: 1 });
+    while (calls.length === 0) await turn();
+    const second = t.touch('a', 'ok', { now: 2 });
+    for (let i = 0; i < 10; i++) await turn();
+    expect(calls).toEqual([['a@1']]);
+    release();
+    expect(await Promise.all([first, second])).toEqual([pulse, pulse]);
+    expect(calls).toEqual([['a@1'], ['a@2']]);
+    // `flush` (as `close` calls it) also waits for the write in flight, then writes what is queued.
+    let release2: () => void = () => undefined;
+    const gate2 = new Promise<void>((r) => (release2 = r));
+    const t2 = new TouchBatch(async (rows: readonly TouchRow[]) => {
+      calls.push(rows.map((r) => `${r.id}@${r.now}`));
+      if (calls.length === 3) await gate2;
+      return rows.map(() => pulse);
+    });
+    const third = t2.touch('b', 'ok', { now: 3 });
+    while (calls.length === 2) await turn();
+    const fourth = t2.touch('b', 'ok', { now: 4 });
+    const closing = t2.flush();
+    for (let i = 0; i < 10; i++) await turn();
+    expect(calls).toHaveLength(3);
+    release2();
+    await closing;
+    expect(await Promise.all([third, fourth])).toEqual([pulse, pulse]);
+    expect(calls.slice(2)).toEqual([['b@3'], ['b@4']]);
+  });
 });

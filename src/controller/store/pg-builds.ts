@@ -24,11 +24,14 @@ import { asSubmitted, newAttempt, newBuildValues } from './submit-claim.ts';
 import { TouchBatch, type TouchRow } from './touch-batch.ts';
 
 // The fenced heartbeat touch of many builds (a batch never holds one build twice), each row's
-// answer keyed by its position in the arrays; a row that does not match returns nothing.
+// answer keyed by its position in the arrays; a row that does not match returns nothing. The rows
+// are locked first, in id order (`l`): the join below may scan the table in any order (a hash
+// join for a large batch), and two overlapping batches locking in different orders deadlock.
 const TOUCH_MANY = `
+  WITH l AS MATERIALIZED (SELECT id FROM builds WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE)
   UPDATE builds b SET last_heartbeat_at = v.now, progress = COALESCE(v.progress, b.progress)
   FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[]) WITH ORDINALITY AS v(id, lease, now, progress, i)
-  WHERE b.id = v.id AND b.lease = v.lease AND b.status IN ${ACTIVE_SQL}
+  WHERE b.id = v.id AND b.id IN (SELECT id FROM l) AND b.lease = v.lease AND b.status IN ${ACTIVE_SQL}
   RETURNING v.i::int AS i, b.status, b.cancel_requested`;
 
 // The worker's drain flag is read in a one-time filter before the scan: a worker gone or drained
@@ -240,8 +243,8 @@ export class PgBuilds {
 
   /** One group commit of heartbeat touches (`touch-batch.ts`): one statement for the batch. */
   private async touchMany(rows: readonly TouchRow[]): Promise<(BuildPulse | null)[]> {
-    // Sorted by id so that two controllers' batches lock shared rows in one order; a deadlock
-    // with another multi-row writer is still possible, and is tried once more.
+    // Locked in id order by the statement itself (TOUCH_MANY); a deadlock with another
+    // multi-row writer locking in another order is still possible, and is tried once more.
     const order = rows.map((_, i) => i).sort((a, b) => (rows[a]!.id < rows[b]!.id ? -1 : rows[a]!.id > rows[b]!.id ? 1 : 0));
     const args = [order.map((i) => rows[i]!.id), order.map((i) => rows[i]!.lease), order.map((i) => rows[i]!.now), order.map((i) => rows[i]!.progress)];
     const once = () => run<{ i: number; status: BuildPulse['status']; cancel_requested: number }>(this.db.pool, TOUCH_MANY, args);

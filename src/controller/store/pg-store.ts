@@ -148,7 +148,12 @@ export class PgStore implements Store {
   }
   async touchWorkers(ids: readonly string[], now: number): Promise<void> {
     if (ids.length === 0) return;
-    await run(this.db.pool, 'UPDATE workers SET last_seen_at = $1, offline = 0 WHERE id = ANY($2::text[])', [now, [...ids]]);
+    // Rows locked in id order: around a failover two controllers may renew overlapping sets of workers.
+    await run(
+      this.db.pool,
+      'UPDATE workers SET last_seen_at = $1, offline = 0 WHERE id IN (SELECT id FROM workers WHERE id = ANY($2::text[]) ORDER BY id FOR UPDATE)',
+      [now, [...ids]],
+    );
   }
 
 

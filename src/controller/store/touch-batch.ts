@@ -41,6 +41,8 @@ export class TouchBatch {
   private readonly write: TouchWriter;
   private queue: Pending[] = [];
   private scheduled = false;
+  /** The flush in progress (never rejects): the next one waits for it. */
+  private flushing: Promise<void> = Promise.resolve();
 
   constructor(write: TouchWriter) {
     this.write = write;
@@ -57,9 +59,20 @@ export class TouchBatch {
     });
   }
 
-  /** Writes everything queued now (also what `close` calls so no caller is left waiting). */
-  async flush(): Promise<void> {
+  /**
+   * Writes everything queued once the flush in progress is over (also what `close` calls so no
+   * caller is left waiting). One flush at a time: with an asynchronous writer (PostgreSQL) a
+   * flush of a later turn would otherwise overlap one still waiting for its statement, and two
+   * beats of one build could commit out of order.
+   */
+  flush(): Promise<void> {
     this.scheduled = false;
+    const next = this.flushing.then(() => this.flushQueued());
+    this.flushing = next.catch(() => undefined);
+    return next;
+  }
+
+  private async flushQueued(): Promise<void> {
     const all = this.queue;
     this.queue = [];
     // Two beats of one build in one turn (a retry racing its original) go in successive batches,
