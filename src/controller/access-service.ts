@@ -81,6 +81,11 @@ export class AccessService {
   /** Build tokens of running attempts, so a build heartbeat is one store statement (see build-token-cache.ts). */
   private readonly buildTokens = new BuildTokenCache();
 
+  /** Drops a build token from the cache (its heartbeat was refused: the attempt is over or gone). */
+  forgetBuildToken(tokenHash: string): void {
+    this.buildTokens.forget(tokenHash);
+  }
+
   constructor(options: AccessServiceOptions) {
     this.o = options;
     this.adminDigest = options.adminKey === undefined ? null : adminKeyDigest(options.adminKey);

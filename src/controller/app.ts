@@ -220,6 +220,8 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     claimGraceMs: o.claimGraceMs ?? 10_000,
     defaultTimeoutS: o.defaultBuildTimeoutS,
     secrets,
+    // `access` is made below; a refusal comes only with a request, long after.
+    onBuildTokenRefused: (tokenHash) => access.forgetBuildToken(tokenHash),
     projectSecrets: (projectId, names) => projects.secretValues(projectId, names),
     publish,
     onBuildChange: (id) => logNotifier.notify(id),

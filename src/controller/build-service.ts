@@ -79,6 +79,8 @@ export interface BuildServiceOptions {
    * with API_NOT_FOUND when the project is gone. Default: none (such a rerun is refused).
    */
   projectSecrets?: (projectId: string, names: readonly string[]) => Promise<{ values: Record<string, string>; missing: string[] }>;
+  /** Told the digest of a build token whose heartbeat was refused (its attempt over or gone): the token cache drops it. */
+  onBuildTokenRefused?: (tokenHash: string) => void;
 }
 
 export class BuildService {
@@ -305,7 +307,9 @@ export class BuildService {
         const pulse = a.endedAt === null ? await this.store.touchBuild(buildId, a.lease, { now, progress: body.progress }) : null;
         if (pulse) return this.changed(buildId, pulse);
         // The attempt may come from the token cache (build-token-cache.ts), as it was when its
-        // token was first seen: the refusal is decided on the store's current rows.
+        // token was first seen: the refusal is decided on the store's current rows, and the
+        // token is no longer cached (a monitor that keeps retrying pays two reads, not a write).
+        this.o.onBuildTokenRefused?.(a.buildTokenHash);
         if (!(await this.store.getAttemptByTokenHash(a.buildTokenHash))) throw new ExpoError('AUTH_INVALID', 'the key is not valid');
         throw this.over(await this.getBuild(buildId));
       }

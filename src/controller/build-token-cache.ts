@@ -9,7 +9,8 @@
  * status (`touchBuild`), so an entry for an attempt that has since ended — here or on another
  * controller sharing the database — cannot extend anything: the touch matches no row, and the
  * refusal is then worked out from the store, the attempt read again (`BuildService.buildHeartbeat`).
- * Only attempts still running are kept (an ended one is read from the store every time).
+ * Only attempts not yet over when read are kept, and a token whose heartbeat was refused is
+ * dropped (`forget`): an attempt that ended is then read from the store every time.
  *
  * Bounded: at most `maxEntries`; past it the oldest entry goes (a live build's token is then
  * read again once). A farm has at most a few thousand builds running at once.

@@ -41,6 +41,27 @@ describe('a build heartbeat', () => {
     expect((await c.app.inject({ method: 'GET', url: `/api/v1/builds/${b.id}`, headers: c.admin })).headers['x-frame-options']).toBe('SAMEORIGIN');
   });
 
+  it('reads its token from the store once for many beats, and again after a refusal (the refused token is dropped)', async () => {
+    c = await startTestController({ heartbeatTimeoutMs: 10_000 });
+    const t0 = c.clock.now;
+    const { b, claim } = await runningBuild(c);
+    const read = c.store.getAttemptByTokenHash.bind(c.store);
+    let reads = 0;
+    c.store.getAttemptByTokenHash = (hash) => {
+      reads++;
+      return read(hash);
+    };
+    for (let i = 0; i < 3; i++) expect((await heartbeat(c, b.id, claim.buildToken)).statusCode).toBe(200);
+    expect(reads).toBe(1);
+    expect(await c.watchdog.sweep(t0 + 10_001)).toMatchObject({ builds: 1 });
+    // Refused from the cached attempt: one read to decide the refusal; the token is then dropped.
+    expect((await heartbeat(c, b.id, claim.buildToken)).statusCode).toBe(409);
+    expect(reads).toBe(2);
+    // Not cached any more: read to authenticate, and again to decide the refusal.
+    expect((await heartbeat(c, b.id, claim.buildToken)).statusCode).toBe(409);
+    expect(reads).toBe(4);
+  });
+
   it('from a remembered token cannot revive an attempt the watchdog ended: 409, and the build stays failed', async () => {
     c = await startTestController({ heartbeatTimeoutMs: 10_000 });
     const t0 = c.clock.now;
