@@ -222,6 +222,7 @@ export async function buildApp(o: AppOptions): Promise<ControllerApp> {
     secrets,
     // `access` is made below; a refusal comes only with a request, long after.
     onBuildTokenRefused: (tokenHash) => access.forgetBuildToken(tokenHash),
+    onBackgroundError: (err, what) => o.logger.warn({ err }, what),
     projectSecrets: (projectId, names) => projects.secretValues(projectId, names),
     publish,
     onBuildChange: (id) => logNotifier.notify(id),

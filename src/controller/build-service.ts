@@ -79,6 +79,8 @@ export interface BuildServiceOptions {
    * with API_NOT_FOUND when the project is gone. Default: none (such a rerun is refused).
    */
   projectSecrets?: (projectId: string, names: readonly string[]) => Promise<{ values: Record<string, string>; missing: string[] }>;
+  /** Told of an error that does not fail the request it happened in (logged as a warning). */
+  onBackgroundError?: (err: unknown, what: string) => void;
   /** Told the digest of a build token whose heartbeat was refused (its attempt over or gone): the token cache drops it. */
   onBuildTokenRefused?: (tokenHash: string) => void;
 }
@@ -171,7 +173,16 @@ export class BuildService {
       this.publish({ kind: 'queued' });
       return build;
     }
-    await taker!.hand(claim);
+    try {
+      await taker!.hand(claim);
+    } catch (err) {
+      // The waiter had left and giving its claim back failed: the build exists all the same
+      // (assigned under a lease nobody holds, taken back after the claim grace). Answering an
+      // error here would have the client submit it again and the build run twice.
+      this.o.onBackgroundError?.(err, `build ${build.id}: giving back the claim of a poll that had ended`);
+      this.publish({ kind: 'queued' });
+      return build;
+    }
     // The waiting poll's answer goes out before the submitter's: its continuation (already due)
     // runs to its socket write while this one waits one turn of the event loop.
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -190,6 +201,10 @@ export class BuildService {
       return { ...(await this.store.createAndClaim(b, taker.request)), taker };
     } catch (err) {
       await taker.hand(null);
+      // The write may have committed with its answer lost (a connection dropped after the
+      // commit): the build may be queued, and the drains that passed over the held waiter will
+      // not run again, so they are woken as for any queued build.
+      this.publish({ kind: 'queued' });
       throw err;
     }
   }
