@@ -14,9 +14,10 @@
  * still ahead (`nextLivenessDeadline`) and one timer is armed just past it. Signs of life only
  * move deadlines later, so a timer armed at the earliest one is never late; a deadline that
  * appears later (a claim, a new contact, a build starting its steps) lies at least one timeout
- * after its event, and the sleep is capped at half a timeout — so nothing is missed, even with
- * another controller's clock a little behind ours (`maxClockSkewMs` stays under half a timeout)
- * or a deadline written by another controller. `start` makes a pass at once: after a restart or
+ * after its event, and the sleep is capped at half a timeout and at a timeout less the clock skew
+ * a leader may have (`maxClockSkewMs`) — so nothing is missed, even with another controller's
+ * clock that much behind ours, or a deadline written by another controller. Below a timeout of
+ * about 4 s that skew (2 s) leaves no such margin, and the cap is `SHORT_TIMEOUT_CAP_MS` instead. `start` makes a pass at once: after a restart or
  * a takeover everything is read again from the store (the restart grace still applies: nothing
  * fails before it ends, and the first timer is armed no earlier).
  *
@@ -27,7 +28,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { backstopGraceMs, deathCutoff, sweepIntervalMs, type WatchdogPolicy } from '../monitor/watchdog-policy.ts';
+import { backstopGraceMs, deathCutoff, maxClockSkewMs, sweepIntervalMs, type WatchdogPolicy } from '../monitor/watchdog-policy.ts';
 import type { Settled } from './attempt-endings.ts';
 import type { BuildService } from './build-service.ts';
 import type { BuildRecord, Store } from './store/store.ts';
@@ -71,6 +72,12 @@ export const FAILED_SWEEPS_TO_RESIGN = 3;
 export const DEADLINE_SLACK_MS = 2;
 /** The longest a pass runs before it lets other work in, ms: a thousand builds failed at once must not stall requests. */
 export const SLICE_MS = 5;
+/**
+ * The sleep cap when a timeout less the allowed clock skew leaves under this (timeouts below
+ * ~4 s: tests, not production): a deadline written by a controller whose clock is behind may then
+ * be due at once, and this bounds how late it is seen without polling every 10 ms.
+ */
+export const SHORT_TIMEOUT_CAP_MS = 100;
 /** How many builds a pass gives up on at once: on PostgreSQL their round trips overlap (leaving most of the pool of 10 to requests); on SQLite it changes nothing. */
 export const GIVE_UP_BATCH = 4;
 
@@ -162,7 +169,8 @@ export class Watchdog {
     // Deadlines before `sweptAt` were that pass's; in the grace it failed nothing, and the pass
     // at the grace's end takes them all.
     const at = Math.max(next === null ? Number.POSITIVE_INFINITY : next + 1 + DEADLINE_SLACK_MS, controllerStartedAt + heartbeatTimeoutMs);
-    const cap = Math.max(10, Math.floor(heartbeatTimeoutMs / 2));
+    const half = Math.floor(heartbeatTimeoutMs / 2);
+    const cap = Math.max(10, Math.min(half, Math.max(SHORT_TIMEOUT_CAP_MS, heartbeatTimeoutMs - maxClockSkewMs(heartbeatTimeoutMs))));
     return Math.min(cap, Math.max(0, at - this.o.now()));
   }
 
