@@ -23,7 +23,7 @@ import type { BuildKitContext } from './build-kit.ts';
 import { BuildCaches, PromCacheMetrics, type CacheMetrics } from './build-caches.ts';
 import { CacheLocks, CacheStore } from './caches.ts';
 import { defaultConfigPath, loadAgentConfig, type AgentConfig } from './config.ts';
-import { ControllerClient } from './controller-client.ts';
+import { ControllerClient, isAttemptOver } from './controller-client.ts';
 import { controllerCallOf, PromAgentMetrics, type AgentMetrics } from './metrics.ts';
 import { LazyRunner } from './lazy-runner.ts';
 import { baseImageFingerprint, StandbyPool, standbyVmShape, tartHomeOf } from './standby.ts';
@@ -127,11 +127,25 @@ function buildParts(
       }),
     // The build code (runner, VM, SSH, workspace) loads at the first claim: idle never needs it
     // (nor does the standby until it prepares its first VM).
-    makeRunner: (claim, intervals, liveness) =>
-      new LazyRunner(claim.build.id, async () => {
-        const kit = await import('./build-kit.ts');
-        return kit.makeBuildRunner(ctx, claim, intervals, liveness, async (req, ssh) => (await standby?.take(req.signal, req.onProgress)) ?? kit.acquireFresh(ctx, req, ssh));
-      }),
+    makeRunner: (claim, intervals, liveness) => {
+      const runner: LazyRunner = new LazyRunner(
+        claim.build.id,
+        async () => {
+          const kit = await import('./build-kit.ts');
+          return kit.makeBuildRunner(ctx, claim, intervals, liveness, async (req, ssh) => (await standby?.take(req.signal, req.onProgress)) ?? kit.acquireFresh(ctx, req, ssh));
+        },
+        // The claim is acknowledged (`preparing`) at once and kept alive while the kit loads,
+        // as the runner's own keepalive does once it runs (lazy-runner.ts says why).
+        {
+          everyMs: intervals.preparingKeepaliveMs,
+          beat: () =>
+            client.phase(claim.build.id, claim.lease, 'preparing', { retries: 0 }).catch((err: unknown) => {
+              if (isAttemptOver(err)) runner.abort('attempt_over', (err as Error).message);
+            }),
+        },
+      );
+      return runner;
+    },
   };
 }
 

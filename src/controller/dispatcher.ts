@@ -5,7 +5,8 @@
  *
  * States of a waiter: pending → done, once, by whichever comes first: it claims a build
  * (resolved with the claim), its wait runs out or its client goes away (resolved with null), or
- * the controller stops (`closeAll`, null). A claim that lands after its waiter already left is
+ * the controller stops (`closeAll`, null). A wait that runs out while a claim for the waiter is
+ * in flight is answered by that claim. A claim that lands after its client already left is
  * handed back with `release`, so a build is never assigned to a request nobody will answer.
  *
  * States of the dispatcher: open → closed (`closeAll`: no new waits, every waiter answered).
@@ -54,6 +55,8 @@ interface Waiter {
   done: boolean;
   /** Inside a claim now (a drain's or a reservation's). */
   busy: boolean;
+  /** Its wait ran out while it was inside a claim: that claim's result answers it. */
+  expired: boolean;
   finish: (claim: Claim | null) => void;
 }
 
@@ -79,15 +82,25 @@ export class Dispatcher {
     if (this.closed) return null;
     const seen = this.notifications;
     const first = await req.tryClaim();
+    // The client left while its first claim ran: nobody would read the answer, so the build goes
+    // back now rather than after the claim grace (and then a second claim).
+    if (first && req.signal?.aborted) {
+      await req.release(first);
+      return null;
+    }
     if (first || req.waitMs <= 0 || this.closed) return first;
     if (req.signal?.aborted) return null;
     const waiting = new Promise<Claim | null>((resolve) => {
-      const timer = setTimeout(() => waiter.finish(null), req.waitMs);
+      // A claim in flight for this waiter when its time runs out answers it (the client waits
+      // longer than the wait, with margin): ending it now would answer "nothing" and hand the
+      // build just claimed for it back to the queue, to be claimed again.
+      const timer = setTimeout(() => (waiter.busy ? (waiter.expired = true) : waiter.finish(null)), req.waitMs);
       const onAbort = () => waiter.finish(null);
       const waiter: Waiter = {
         req,
         done: false,
         busy: false,
+        expired: false,
         finish: (claim) => {
           if (waiter.done) return;
           waiter.done = true;
@@ -123,7 +136,10 @@ export class Dispatcher {
           if (handed) return;
           handed = true;
           waiter.busy = false;
-          if (claim === null) return;
+          if (claim === null) {
+            if (waiter.expired) waiter.finish(null);
+            return;
+          }
           if (waiter.done) await waiter.req.release(claim);
           else waiter.finish(claim);
         },
@@ -158,11 +174,12 @@ export class Dispatcher {
       if (waiter.done || waiter.busy) continue;
       tried = true;
       waiter.busy = true;
-      let claim: Claim | null;
+      let claim: Claim | null = null;
       try {
         claim = await waiter.req.tryClaim();
       } finally {
         waiter.busy = false;
+        if (!claim && waiter.expired) waiter.finish(null);
       }
       if (!claim) continue;
       if (waiter.done) await waiter.req.release(claim);

@@ -42,6 +42,11 @@ export interface PollResult {
   buildToken: string;
   /** The build's secret env values, opened for the worker; null when it has none. */
   secretEnv: Record<string, string> | null;
+  /**
+   * Hands the claim back to the queue (unless its worker started it meanwhile): for an answer
+   * that could not be written whole, so the build does not wait out the claim grace.
+   */
+  unanswered: () => Promise<void>;
 }
 
 export class WorkerLiveness {
@@ -84,12 +89,14 @@ export class WorkerLiveness {
       tryClaim: () => this.o.store.claimBuild(request()),
       // A submission may create its build already claimed by this worker (`Dispatcher.reserve`).
       takes: { labels: worker.labels, request },
-      release: async (c) => {
-        await this.o.store.unassign(c.build.id, c.attempt.lease);
-        this.o.publish({ kind: 'queued' });
-      },
+      release: (c) => this.release(c),
     }));
     if (!claim) return null;
+    // The client left as the claim landed: nobody reads this answer.
+    if (signal?.aborted) {
+      await this.release(claim);
+      return null;
+    }
     this.o.onBuildEvent?.({ kind: 'claimed', build: claim.build, workerId: worker.id });
     const sealed = claim.build.secretEnvSealed;
     let secretEnv: Record<string, string> | null = null;
@@ -102,7 +109,12 @@ export class WorkerLiveness {
       await this.o.endings.settle(claim.build, { by: 'controller', status: 'failed', reason: 'build_failed' }, null, unopenable(err));
       return null;
     }
-    return { claim, lease, buildToken, secretEnv };
+    return { claim, lease, buildToken, secretEnv, unanswered: () => this.release(claim) };
+  }
+
+  /** Puts a claim nobody received back in the queue (a no-op once its worker reported a phase). */
+  private async release(c: Claim): Promise<void> {
+    if (await this.o.store.unassign(c.build.id, c.attempt.lease)) this.o.publish({ kind: 'queued' });
   }
 
   /**

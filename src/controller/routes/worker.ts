@@ -41,6 +41,13 @@ export const workerRoutes: FastifyPluginAsync<{ service: BuildService; workers: 
     metrics.workerHeartbeats.inc({ kind: 'poll' });
     const result = await service.poll(worker, req.body, clientGone(reply));
     if (!result) return reply.status(204).send();
+    // An answer its client never got whole (it left as the answer was written) would leave the
+    // build claimed, unseen, until the claim grace — and then claimed again: it goes back now.
+    let written = false;
+    reply.raw.once('finish', () => (written = true));
+    reply.raw.once('close', () => {
+      if (!written) void result.unanswered().catch((err: unknown) => req.log.warn({ buildId: result.claim.build.id, err: (err as Error).message }, 'could not put back a claim its poll never received'));
+    });
     // Logged after the answer is written (a log line is a write of its own): the claimed worker hears first.
     setImmediate(() => req.log.info({ buildId: result.claim.build.id, workerId: worker.id, attempt: result.claim.attempt.attempt }, 'build claimed'));
     return { build: assignedBuild(result.claim, result.secretEnv), lease: result.lease, buildToken: result.buildToken };

@@ -57,4 +57,43 @@ describe('LazyRunner', () => {
     });
     await expect(lazy.run()).rejects.toThrow('cannot load build-kit');
   });
+  it('keeps the claim alive while the build code loads: a beat at once, then one per interval, none once it runs', async () => {
+    // A slow import (a busy host) must not leave the claimed build silent past the controller's
+    // heartbeat timeout: the watchdog would take it back from this worker.
+    const calls: string[] = [];
+    let beats = 0;
+    let release: (r: Runner) => void = () => undefined;
+    let made = 0;
+    const loads = () => made;
+    const lazy = new LazyRunner('b1', () => (made++, new Promise<Runner>((r) => (release = r))), { everyMs: 5, beat: async () => void beats++ });
+    const running = lazy.run();
+    expect(beats).toBe(1);
+    expect(loads()).toBe(0); // the claim is acknowledged before the import begins
+    while (beats < 3) await new Promise((r) => setTimeout(r, 5));
+    release(recordingRunner(calls));
+    await running;
+    const after = beats;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(beats).toBe(after);
+    expect(calls).toEqual(['run']);
+  });
+
+  it('stops beating once an abort came while loading (a beat told it the attempt is over)', async () => {
+    let beats = 0;
+    let release: (r: Runner) => void = () => undefined;
+    const lazy: LazyRunner = new LazyRunner('b1', () => new Promise<Runner>((r) => (release = r)), {
+      everyMs: 5,
+      beat: async () => {
+        beats++;
+        lazy.abort('attempt_over', 'LEASE_STALE');
+      },
+    });
+    const running = lazy.run();
+    await new Promise((r) => setTimeout(r, 40));
+    expect(beats).toBe(1);
+    const calls: string[] = [];
+    release(recordingRunner(calls));
+    await running;
+    expect(calls).toEqual(['abort attempt_over LEASE_STALE', 'run']);
+  });
 });

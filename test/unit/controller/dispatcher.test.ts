@@ -144,4 +144,81 @@ describe('Dispatcher', () => {
       expect(d.reserve([])).toBeNull();
     });
   });
+  describe('a claim near the end of a wait, or for a client that left', () => {
+    it('answers a waiter whose wait ran out while a drain claimed for it with that claim, releasing nothing', async () => {
+      // Under load a claim can outlast the rest of the wait: answering "nothing" then would hand
+      // the build just claimed back to the queue, to be claimed a second time.
+      let finishClaim: (c: Claim | null) => void = () => undefined;
+      let calls = 0;
+      const released: Claim[] = [];
+      const d = new Dispatcher(async () => true);
+      const result = d.wait({
+        tryClaim: () => (++calls === 1 ? Promise.resolve(null) : new Promise<Claim | null>((r) => (finishClaim = r))),
+        release: async (c) => void released.push(c),
+        waitMs: 20,
+      });
+      await new Promise((r) => setTimeout(r, 0));
+      d.notify();
+      while (calls < 2) await new Promise((r) => setTimeout(r, 1));
+      await new Promise((r) => setTimeout(r, 60)); // well past the wait
+      finishClaim(claim);
+      expect(await result).toBe(claim);
+      expect(released).toEqual([]);
+      await d.closeAll();
+    });
+
+    it('answers null once the claim in flight at the end of its wait found nothing', async () => {
+      let finishClaim: (c: Claim | null) => void = () => undefined;
+      let calls = 0;
+      const d = new Dispatcher(async () => true);
+      const result = d.wait({
+        tryClaim: () => (++calls === 1 ? Promise.resolve(null) : new Promise<Claim | null>((r) => (finishClaim = r))),
+        release: async () => undefined,
+        waitMs: 20,
+      });
+      await new Promise((r) => setTimeout(r, 0));
+      d.notify();
+      while (calls < 2) await new Promise((r) => setTimeout(r, 1));
+      await new Promise((r) => setTimeout(r, 60));
+      finishClaim(null);
+      expect(await result).toBeNull();
+      await d.closeAll();
+    });
+
+    it('hands a reservation made as the wait ran out its claim, and frees the waiter when there was none', async () => {
+      const released: Claim[] = [];
+      const d = new Dispatcher(async () => false);
+      const request = (): ClaimRequest => ({ workerId: 'w', workerLabels: [], now: 1, lease: 'l', buildTokenHash: 't', attemptBanner: () => '' });
+      const wait = (ms: number) => d.wait({ tryClaim: async () => null, release: async (c) => void released.push(c), waitMs: ms, takes: { labels: [], request } });
+      const first = wait(20);
+      await new Promise((r) => setTimeout(r, 0));
+      const r1 = d.reserve([])!;
+      await new Promise((r) => setTimeout(r, 60));
+      await r1.hand(claim);
+      expect(await first).toBe(claim);
+      const second = wait(20);
+      await new Promise((r) => setTimeout(r, 0));
+      const r2 = d.reserve([])!;
+      await new Promise((r) => setTimeout(r, 60));
+      await r2.hand(null);
+      expect(await second).toBeNull();
+      expect(released).toEqual([]);
+      await d.closeAll();
+    });
+
+    it('releases at once a first claim made for a client that left while it ran', async () => {
+      const ac = new AbortController();
+      const released: Claim[] = [];
+      const d = new Dispatcher(async () => false);
+      const result = d.wait({
+        tryClaim: async () => (ac.abort(), claim),
+        release: async (c) => void released.push(c),
+        waitMs: 600_000,
+        signal: ac.signal,
+      });
+      expect(await result).toBeNull();
+      expect(released).toEqual([claim]);
+      await d.closeAll();
+    });
+  });
 });
