@@ -12,10 +12,10 @@
  *    (left out of it), what idle no longer loads, and each lazy module's share.
  * Prints markdown tables for docs/benchmarks.md. BENCH_QUICK=1 runs fewer builds.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { startFarm, type Farm } from '../../test/support/farm.ts';
-import { load1, loadLine, percentile, sampleProcess, table } from '../lib.ts';
-import { moduleMemoryRows } from './modules.ts';
+import { load1, loadLine, percentile, table } from '../lib.ts';
+import { idleFootprint, moduleMemoryRows } from './modules.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const ROUNDS = QUICK ? 3 : 8;
@@ -46,23 +46,6 @@ async function manualPrepare(farm: Farm, i: number): Promise<{ prepareMs: number
   await run.exited;
   await farm.sim.tart(['delete', name]);
   return { prepareMs, releaseMs: performance.now() - t1 };
-}
-
-/** RSS and CPU of the agent over `idleS`, beside a bare Node process sampled alike. */
-async function idleFootprint(agentPid: number, idleS: number): Promise<{ agentMb: number; bareMb: number; agentCpuPct: number; bareCpuPct: number }> {
-  const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
-  try {
-    await sleep(1000);
-    const a0 = sampleProcess(agentPid);
-    const n0 = sampleProcess(bare.pid!);
-    await sleep(idleS * 1000);
-    const a1 = sampleProcess(agentPid);
-    const n1 = sampleProcess(bare.pid!);
-    const pct = (c0: number, c1: number) => ((c1 - c0) / idleS) * 100;
-    return { agentMb: a1.rssBytes / 1e6, bareMb: n1.rssBytes / 1e6, agentCpuPct: pct(a0.cpuS, a1.cpuS), bareCpuPct: pct(n0.cpuS, n1.cpuS) };
-  } finally {
-    bare.kill();
-  }
 }
 
 async function main(): Promise<void> {

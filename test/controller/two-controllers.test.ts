@@ -115,6 +115,18 @@ async function running(ctl: Ctl, workerId: string, auth: Record<string, string>,
   return claim.lease;
 }
 
+/** Waits for `id` to fail on controller `c` and checks it failed for its silence. */
+async function failsSilent(c: Ctl, id: string): Promise<void> {
+  const failed = await until(
+    'the silent build failed',
+    async () => (await call(c, 'GET', `/api/v1/builds/${id}`, admin)).json(),
+    (bld) => bld.status === 'failed',
+    WAIT_MS,
+    100,
+  );
+  expect(failed.failureReason).toBe('heartbeat_timeout');
+}
+
 describe('two controllers on one PostgreSQL database', () => {
   it('wakes a long poll waiting on B when a build is submitted on A', async () => {
     const [a, b] = await controllers(60_000);
@@ -174,14 +186,7 @@ describe('two controllers on one PostgreSQL database', () => {
     await running(follower, 'mac-1', auth, id);
     // The agent beats after its build's last sign: the build's deadline comes first (heartbeat_timeout, not worker_lost).
     await call(follower, 'POST', '/api/v1/workers/mac-1/heartbeat', auth, { runningBuilds: [id] });
-    const failed = await until(
-      'the silent build failed',
-      async () => (await call(follower, 'GET', `/api/v1/builds/${id}`, admin)).json(),
-      (bld) => bld.status === 'failed',
-      WAIT_MS,
-      100,
-    );
-    expect(failed.failureReason).toBe('heartbeat_timeout');
+    await failsSilent(follower, id);
   });
 
   it('fails on the new leader a build that went silent while the old one watched it', async () => {
@@ -195,13 +200,6 @@ describe('two controllers on one PostgreSQL database', () => {
     await call(leader, 'POST', '/api/v1/workers/mac-1/heartbeat', auth, { runningBuilds: [id] });
     await leader.stop();
     await until('the follower leads', () => follower.c.cluster.leading, (v) => v, WAIT_MS);
-    const failed = await until(
-      'the silent build failed',
-      async () => (await call(follower, 'GET', `/api/v1/builds/${id}`, admin)).json(),
-      (bld) => bld.status === 'failed',
-      WAIT_MS,
-      100,
-    );
-    expect(failed.failureReason).toBe('heartbeat_timeout');
+    await failsSilent(follower, id);
   });
 });
