@@ -1,7 +1,7 @@
 /**
  * The agent's HTTP transport: one request on Node's own `node:http` / `node:https`, through a
  * keep-alive pool. The agent used undici for this; undici (~340 modules) was the largest single
- * share of the idle agent's memory (docs/benchmarks.md, Agent memory), while `node:http` is
+ * share of the idle agent's memory (docs/benchmarks.md, Agent: the agent's memory by module), while `node:http` is
  * already loaded for the status server (both `require` it: sys/node-http.ts says why), so the
  * transport now adds next to nothing.
  *

@@ -126,7 +126,8 @@ Options (each also read from the environment variable shown):
                              (EXPO_CONTROLLER_DEFAULT_BUILD_TIMEOUT, default 3600); it
                              covers the steps and artifact upload, not VM preparation
   --prepare-timeout S        seconds a claimed build may spend preparing its VM (clone, boot,
-                             health checks) before it fails prepare_timeout and may be retried;
+                             health checks, monitor start, host cache copies) before it fails
+                             prepare_timeout and may be retried;
                              decimals allowed (EXPO_CONTROLLER_PREPARE_TIMEOUT, default 600)
   --retention-days N         final builds, their logs and artifacts are deleted this many days
                              after they finished; 0 keeps them forever; decimals allowed

@@ -17,7 +17,8 @@
  * after its event, and the sleep is capped at half a timeout and at a timeout less the clock skew
  * a leader may have (`maxClockSkewMs`) — so nothing is missed, even with another controller's
  * clock that much behind ours, or a deadline written by another controller. Below a timeout of
- * about 4 s that skew (2 s) leaves no such margin, and the cap is `SHORT_TIMEOUT_CAP_MS` instead. `start` makes a pass at once: after a restart or
+ * 4 s the timeout less that skew (2 s) is the tighter cap; at 2.1 s or less it leaves under
+ * `SHORT_TIMEOUT_CAP_MS`, and the cap is that instead (half the timeout if less). `start` makes a pass at once: after a restart or
  * a takeover everything is read again from the store (the restart grace still applies: nothing
  * fails before it ends, and the first timer is armed no earlier).
  *
@@ -73,8 +74,8 @@ export const DEADLINE_SLACK_MS = 2;
 /** The longest a pass runs before it lets other work in, ms: a thousand builds failed at once must not stall requests. */
 export const SLICE_MS = 5;
 /**
- * The sleep cap when a timeout less the allowed clock skew leaves under this (timeouts below
- * ~4 s: tests, not production): a deadline written by a controller whose clock is behind may then
+ * The sleep cap when a timeout less the allowed clock skew leaves under this (timeouts of
+ * 2.1 s or less: tests, not production): a deadline written by a controller whose clock is behind may then
  * be due at once, and this bounds how late it is seen without polling every 10 ms.
  */
 export const SHORT_TIMEOUT_CAP_MS = 100;

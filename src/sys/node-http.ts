@@ -2,7 +2,7 @@
  * Node's HTTP modules, loaded with `require`. An ESM `import … from 'node:http'` builds the
  * module's namespace, which reads every export, lazy getters included (`WebSocket`,
  * `MessageEvent`…), and so loads Node's bundled undici and http2 as well: ~3 MB more RSS in
- * the idle agent (docs/benchmarks.md, Agent memory). `require` reads only what is used.
+ * the idle agent (docs/benchmarks.md, Agent: the agent's memory by module). `require` reads only what is used.
  */
 import type * as Http from 'node:http';
 import type * as Https from 'node:https';

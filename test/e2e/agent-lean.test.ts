@@ -29,7 +29,7 @@ const LAZY = [
 ];
 
 /**
- * What the idle agent does without (docs/benchmarks.md, Agent memory): TypeBox and the protocol's
+ * What the idle agent does without (docs/benchmarks.md, Agent: the agent's memory by module): TypeBox and the protocol's
  * schemas (the client sends from the schema-free rows, protocol/agent-routes.ts), undici (the
  * client is on node:http) and conf (the config is read as plain JSON).
  */
