@@ -37,14 +37,23 @@ describe('controller process with artifacts in S3', () => {
     const client = new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: s3.credentials });
     let stale: string;
     let fresh: string;
+    let foreign: string;
+    // Keys of the controller's shape (<prefix>/<build>/<attempt>/<sha256 of the name>), and another
+    // application's under the same prefix.
+    const hex = 'a'.repeat(64);
     try {
-      stale = (await client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: 'proc/old/1/x' }))).UploadId!;
-      fresh = (await client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: 'proc/new/1/x' }))).UploadId!;
+      stale = (await client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: `proc/old/1/${hex}` }))).UploadId!;
+      fresh = (await client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: `proc/new/1/${hex}` }))).UploadId!;
+      foreign = (await client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: 'proc/backup.tar' }))).UploadId!;
     } finally {
       client.destroy();
     }
-    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
-    for (const u of await s3.pendingUploads()) if (u.uploadId === stale) utimesSync(join(u.dir, 'key'), twoHoursAgo, twoHoursAgo);
+    // Older than a day: abandoned. Two hours old: maybe another controller's slow upload, kept.
+    const aged = (ms: number) => new Date(Date.now() - ms);
+    for (const u of await s3.pendingUploads()) {
+      const when = u.uploadId === fresh ? aged(2 * 3600_000) : aged(25 * 3600_000);
+      utimesSync(join(u.dir, 'key'), when, when);
+    }
 
     ctl = await startControllerProcess({
       dbPath: join(dir, 'controller.db'),
@@ -52,7 +61,9 @@ describe('controller process with artifacts in S3', () => {
       extraArgs: ['--artifacts', `s3://${s3.bucket}/proc`, '--s3-endpoint', s3.endpoint],
       env: { AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey, AWS_PROFILE: '', AWS_CONFIG_FILE: join(dir, 'none'), AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none') },
     });
-    expect((await s3.pendingUploads()).map((u) => u.uploadId)).toEqual([fresh]);
+    const left = (await s3.pendingUploads()).map((u) => u.uploadId);
+    expect(left).not.toContain(stale);
+    expect(left.sort()).toEqual([fresh, foreign].sort());
 
     const call = async (method: 'GET' | 'POST' | 'PUT', path: string, headers: Record<string, string>, body?: unknown) => {
       const res = await request(`${ctl!.url}${path}`, {

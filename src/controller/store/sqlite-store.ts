@@ -191,7 +191,9 @@ export class SqliteStore implements Store {
   // ---- builds ----
 
   async createBuild(b: NewBuild): Promise<BuildRecord> {
-    return toBuild(this.insertBuild(b, null));
+    // In a transaction: a statement with RETURNING answers its row before its autocommit commits,
+    // and a failed commit (a full disk) would then go unnoticed; COMMIT reports it.
+    return toBuild(this.tx(() => this.insertBuild(b, null)));
   }
 
   async createAndClaim(b: NewBuild, req: ClaimRequest): Promise<{ build: BuildRecord; claim: Claim | null }> {
