@@ -71,7 +71,7 @@ function buildParts(
   const clock = new SystemClock();
   const ctx: BuildKitContext = { config, log, client, metrics, clock, driver, sshPrivateKey, monitor, startLock: START_LOCK, caches };
   const tartHome = tartHomeOf(config);
-  standby?.configure({
+  const standbyGeneration = standby?.configure({
     acquire: async (req) => (await import('./build-kit.ts')).acquireFresh(ctx, { ...req, onProgress: (line) => log.debug({ standby: req.buildId }, line) }),
     driver,
     baseFingerprint: () => baseImageFingerprint(tartHome, config.vmName),
@@ -132,7 +132,7 @@ function buildParts(
         claim.build.id,
         async () => {
           const kit = await import('./build-kit.ts');
-          return kit.makeBuildRunner(ctx, claim, intervals, liveness, async (req, ssh) => (await standby?.take(req.signal, req.onProgress)) ?? kit.acquireFresh(ctx, req, ssh));
+          return kit.makeBuildRunner(ctx, claim, intervals, liveness, async (req, ssh) => (await standby?.take(req.signal, req.onProgress, standbyGeneration)) ?? kit.acquireFresh(ctx, req, ssh));
         },
         // The claim is acknowledged (`preparing`) at once and kept alive while the kit loads,
         // as the runner's own keepalive does once it runs (lazy-runner.ts says why).

@@ -137,8 +137,12 @@ export class StandbyPool {
     this.o = options;
   }
 
-  /** Sets (or, on a reload, replaces) the config's parts; a standby made before is replaced. */
-  configure(parts: StandbyParts): void {
+  /**
+   * Sets (or, on a reload, replaces) the config's parts; a standby made before is replaced.
+   * Returns the pool's generation under these parts: a build claimed under them passes it to
+   * {@link take}, so a reload between its claim and its `take` cannot hand it a VM of another shape.
+   */
+  configure(parts: StandbyParts): number {
     // A reload that leaves the VM as it was keeps a good standby (a boot is 15–45 s).
     if (parts.vmShape === undefined || parts.vmShape !== this.p?.vmShape) this.generation++;
     this.p = parts;
@@ -147,6 +151,7 @@ export class StandbyPool {
     this.timer.unref();
     if (this.closed) clearInterval(this.timer);
     else void this.refreshIfStale();
+    return this.generation;
   }
 
   /** Starts keeping a standby; `freeSlots` says how many slots are free right now (0 while draining). */
@@ -228,8 +233,15 @@ export class StandbyPool {
   /**
    * The standby for a claim, re-checked, or null (a miss: the caller prepares a VM the normal
    * way). A dead or stale standby is deleted before this returns, so the VM slot it held is free.
+   * `generation` is what {@link configure} returned for the config the build was claimed under:
+   * after a reload that changed the VM's shape (caches' shares, image, user…) the build's runner
+   * still has the old config, so it prepares its own VM and the standby is left for the next claim.
    */
-  async take(signal: AbortSignal, note: (line: string) => void): Promise<BuildVm | null> {
+  async take(signal: AbortSignal, note: (line: string) => void, generation?: number): Promise<BuildVm | null> {
+    if (generation !== undefined && generation !== this.generation) {
+      note('the agent config was reloaded since this build was claimed: the standby VM is left for the next build');
+      return this.miss();
+    }
     let entry = this.entry;
     if (entry?.state === 'preparing') {
       note('waiting for the standby VM that is booting');

@@ -201,6 +201,24 @@ describe('StandbyPool', () => {
     await s.pool.close();
   });
 
+  it('a build claimed before a reload that changed the VM does not get the new standby; the next claim does', async () => {
+    const s = setup({ vmShape: 'a' });
+    const claimedUnder = s.pool.configure({ ...s.parts, vmShape: 'a' });
+    await s.ready();
+    const current = s.pool.configure({ ...s.parts, vmShape: 'b' });
+    expect(current).not.toBe(claimedUnder);
+    await vi.waitFor(() => expect(s.vms).toHaveLength(2));
+    await new Promise((r) => setImmediate(r));
+    const notes: string[] = [];
+    expect(await s.pool.take(never, (l) => notes.push(l), claimedUnder)).toBeNull();
+    expect(notes.join('\n')).toMatch(/reloaded since this build was claimed/);
+    expect(s.vms[1]!.released).toBe(0);
+    s.vms[1]!.session.expect('echo alive', { stdout: 'alive\n' });
+    expect((await s.pool.take(never, () => undefined, current))?.name).toBe(s.vms[1]!.name);
+    expect(s.counts).toEqual({ hit: 1, miss: 1 });
+    await s.pool.close();
+  });
+
   it('deletes a standby whose SSH no longer answers', async () => {
     const s = setup();
     await s.ready();
