@@ -228,11 +228,15 @@ export class S3Artifacts implements ArtifactBlobs {
         await this.send('abort upload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId })), ['NoSuchUpload']);
         removed.files++;
       }
-      // A truncated page without a next marker (seen on some S3-compatible services) would
-      // start the listing over, forever: stop; the next pass sees the rest.
-      if (page?.IsTruncated !== true || page.NextKeyMarker === undefined) break;
-      KeyMarker = page.NextKeyMarker;
-      UploadIdMarker = page.NextUploadIdMarker;
+      if (page?.IsTruncated !== true) break;
+      // Some S3-compatible services leave the next markers out of a truncated page: go on from
+      // its last upload (starting over would see the same first page in every pass, and nothing
+      // after it would ever be aborted). A page that gives no way forward ends the pass.
+      const last = page.Uploads?.at(-1);
+      const next = page.NextKeyMarker !== undefined ? { key: page.NextKeyMarker, id: page.NextUploadIdMarker } : { key: last?.Key, id: last?.UploadId };
+      if (next.key === undefined || (next.key === KeyMarker && next.id === UploadIdMarker)) break;
+      KeyMarker = next.key;
+      UploadIdMarker = next.id;
     }
     return removed;
   }
