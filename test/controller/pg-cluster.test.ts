@@ -140,6 +140,18 @@ describe('PgCluster', () => {
     expect(await heard).toEqual({ kind: 'build', buildId: 'early' });
   });
 
+  it('past its cap before start drops only per-build events: a queued wake-up published after them still goes out', async () => {
+    const url = await database();
+    const b = side(url);
+    await start(b);
+    const a = side(url);
+    const heard = b.nextEvent((e) => e.kind === 'queued');
+    for (let i = 0; i < 1200; i++) a.cluster.publish({ kind: 'build', buildId: `flood-${i}` });
+    a.cluster.publish({ kind: 'queued' });
+    await start(a);
+    expect(await heard).toEqual({ kind: 'queued' });
+  });
+
   it('ignores a malformed or foreign NOTIFY on its channel', async () => {
     const { a, b } = await pair();
     for (const p of ['not json', '{"o":"x"}', '{"o":"x","e":{"kind":"build"}}', '{"o":"x","e":{"kind":"rm -rf"}}', `{"o":"x","e":{"kind":"worker","workerId":"${'w'.repeat(500)}"}}`]) {

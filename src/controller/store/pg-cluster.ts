@@ -83,7 +83,11 @@ const ID_MAX = 200;
 
 type State = 'new' | 'running' | 'stopped';
 
-/** Distinct events kept for the other controllers while not yet started (a bound, not a queue: each is a wake-up). */
+/**
+ * Distinct per-build events kept for the other controllers while not yet started (a bound, not a
+ * queue: each is a wake-up). `queued`, `report` and `worker` events are always kept: they are
+ * what other controllers' waiting polls and heartbeats need, and de-duplicate to a few.
+ */
 const OUTGOING_BEFORE_START_MAX = 1000;
 
 export class PgCluster implements Cluster {
@@ -141,13 +145,13 @@ export class PgCluster implements Cluster {
   /**
    * Delivers `e` here at once and to the other controllers with the next NOTIFY. Before `start`
    * (the app answers requests a moment before the cluster starts) events wait, up to
-   * `OUTGOING_BEFORE_START_MAX` distinct ones, and go out when it starts: a submit or cancel
-   * answered in that window still wakes the other controllers' waits.
+   * `OUTGOING_BEFORE_START_MAX` distinct per-build ones (the other kinds always), and go out when
+   * it starts: a submit or cancel answered in that window still wakes the other controllers' waits.
    */
   publish(e: ClusterEvent): void {
     this.deliver(e);
     if (this.state === 'stopped') return;
-    if (this.state === 'new' && this.outgoing.size >= OUTGOING_BEFORE_START_MAX) return;
+    if (this.state === 'new' && e.kind === 'build' && this.outgoing.size >= OUTGOING_BEFORE_START_MAX) return;
     const first = this.outgoing.size === 0;
     this.outgoing.add(JSON.stringify({ o: this.id, e }));
     if (first && this.state === 'running') setImmediate(() => this.flushOutgoing());
