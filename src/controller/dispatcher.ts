@@ -57,6 +57,12 @@ interface Waiter {
   busy: boolean;
   /** Its wait ran out while it was inside a claim: that claim's result answers it. */
   expired: boolean;
+  /**
+   * A reservation for it was refused by the store (its worker drained or removed meanwhile, or an
+   * older build it may take was queued, which a drain then hands it): no more reservations in
+   * this wait, or every matching submit would pay a write for nothing while it is the oldest.
+   */
+  refused: boolean;
   finish: (claim: Claim | null) => void;
 }
 
@@ -101,6 +107,7 @@ export class Dispatcher {
         done: false,
         busy: false,
         expired: false,
+        refused: false,
         finish: (claim) => {
           if (waiter.done) return;
           waiter.done = true;
@@ -127,7 +134,7 @@ export class Dispatcher {
     if (this.closed) return null;
     for (const waiter of this.waiters) {
       const takes = waiter.req.takes;
-      if (waiter.done || waiter.busy || takes === undefined || !labels.every((l) => takes.labels.includes(l))) continue;
+      if (waiter.done || waiter.busy || waiter.refused || takes === undefined || !labels.every((l) => takes.labels.includes(l))) continue;
       waiter.busy = true;
       let handed = false;
       return {
@@ -137,6 +144,7 @@ export class Dispatcher {
           handed = true;
           waiter.busy = false;
           if (claim === null) {
+            waiter.refused = true;
             if (waiter.expired) waiter.finish(null);
             return;
           }

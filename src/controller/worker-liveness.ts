@@ -87,8 +87,9 @@ export class WorkerLiveness {
       // transaction): it takes nothing, and its poll runs its wait out like an empty one;
       // `resume` wakes the waiters.
       tryClaim: () => this.o.store.claimBuild(request()),
-      // A submission may create its build already claimed by this worker (`Dispatcher.reserve`).
-      takes: { labels: worker.labels, request },
+      // A submission may create its build already claimed by this worker (`Dispatcher.reserve`);
+      // not while it is drained (each such reservation would be a wasted write).
+      takes: worker.drainRequested ? undefined : { labels: worker.labels, request },
       release: (c) => this.release(c),
     }));
     if (!claim) return null;

@@ -103,9 +103,17 @@ describe('Dispatcher', () => {
       expect(d.reserve(['mac'])).toBeNull();
       await r.hand(claim);
       expect(await mac1.result).toBe(claim);
+      // The store refused mac2's reservation (drained, removed, or an older build for it queued,
+      // which a drain hands it): no more reservations for it in this wait.
       await r2.hand(null);
-      expect(d.reserve(['arm'])?.request.workerId).toBe('mac2');
+      expect(d.reserve(['arm'])).toBeNull();
       expect(d.waiting).toBe(2);
+      // Its next poll is a new wait, reservable again.
+      mac2.ac.abort();
+      const again = waiter(d, 'mac2', ['mac', 'arm'], log);
+      await settle();
+      expect(d.reserve(['arm'])?.request.workerId).toBe('mac2');
+      again.ac.abort();
       for (const w of [linux, mac2]) w.ac.abort();
       await d.closeAll();
       expect(log.released).toEqual([]);
