@@ -216,7 +216,8 @@ export class SqliteStore implements Store {
   private takesNow(req: ClaimRequest): boolean {
     const worker = this.q('SELECT drain_requested FROM workers WHERE id = ?').get(req.workerId) as Row | undefined;
     if (worker === undefined || worker.drain_requested === 1) return false;
-    for (const r of this.q(`SELECT labels FROM builds WHERE status = 'queued' ORDER BY seq`).iterate() as Iterable<Row>) {
+    // Each distinct label set once: a long queue for other labels is mostly a few sets repeated.
+    for (const r of this.q(`SELECT DISTINCT labels FROM builds WHERE status = 'queued'`).iterate() as Iterable<Row>) {
       if (labelsMatch(JSON.parse(r.labels as string) as string[], req.workerLabels)) return false;
     }
     return true;
