@@ -17,8 +17,8 @@ const WORKERS = 100;
 /** Printed above the tables. */
 const ABOUT = `Submit → claim received: with ${WORKERS} idle workers parked in long polls, a build is submitted
 and timed until one worker's poll answers with its claim; the next build follows once that
-worker has parked again. Measured on SQLite, on PostgreSQL with one controller, and across two
-controllers on one PostgreSQL database (submitted on A, claimed by a poll parked on B: the
+worker has completed it and parked again. Measured on SQLite, on PostgreSQL with one
+controller, and across two controllers on one PostgreSQL database (submitted on A, claimed by a poll parked on B: the
 wake-up crosses controllers). The floor is one plain HTTP round trip to a bare Fastify route.
 The peer is graphile-worker 0.18 on the same PostgreSQL server, in a database of its own,
 measured as its perfTest/latencyTest.js does: jobs added one at a time with
@@ -54,8 +54,10 @@ async function dispatchSubject(label: string, submitTo: Started, pollOn: Started
       const res = await api(pollOn.url, `/api/v1/workers/w${w}/poll`, key, { slotsFree: 1, runningBuilds: [], waitS: 5 });
       if (!res) continue;
       latencies.push(performance.now() - submittedAt);
-      wake?.();
+      // The next submission waits for this completion: it would otherwise share the controller
+      // with it and time two requests' work as one dispatch.
       await api(pollOn.url, `/api/v1/builds/${res.build.id}/complete`, key, { lease: res.lease, status: 'succeeded' });
+      wake?.();
     }
   });
   const settled = Promise.allSettled(loops); // handled from the start: stopping the controller ends the open polls
@@ -75,7 +77,7 @@ async function dispatchSubject(label: string, submitTo: Started, pollOn: Started
           body: JSON.stringify({ steps: [{ name: 's', run: 'true' }] }),
         });
         await res.body.dump();
-        await claimed;
+        await claimed; // and completed
         await new Promise((r) => setTimeout(r, 5)); // the claiming worker re-parks its poll
       }
       return latencies.sort((a, b) => a - b);
