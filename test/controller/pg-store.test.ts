@@ -295,6 +295,51 @@ describe('PgStore specifics', () => {
     });
   });
 
+  it('a heartbeat of a build row another transaction holds does not hold up the beats batched with it; it lands once the row is free, its time never going back', async () => {
+    await withDatabase(1, async ([s], url) => {
+      await s!.migrate();
+      await s!.createWorker({ id: 'w', labels: [], keyHash: 'k', createdAt: 1 });
+      for (const id of ['b1', 'b2', 'b3']) await s!.createBuild(newBuild(id));
+      const leases: Record<string, string> = {};
+      for (let n = 1; n <= 3; n++) {
+        const c = (await s!.claimBuild(claimReq('w', n)))!;
+        leases[c.build.id] = c.attempt.lease;
+      }
+      const other = new pg.Client({ connectionString: url });
+      await other.connect();
+      try {
+        await other.query('BEGIN');
+        await other.query(`SELECT id FROM builds WHERE id = 'b2' FOR UPDATE`);
+        let heldSettled = false;
+        // One turn: one batch.
+        const [one, held, three] = [
+          s!.touchBuild('b1', leases.b1!, { now: 5000 }),
+          s!.touchBuild('b2', leases.b2!, { now: 5000, progress: 2 }).finally(() => (heldSettled = true)),
+          s!.touchBuild('b3', 'not-its-lease', { now: 5000 }),
+        ];
+        expect(await one).toEqual({ status: 'assigned', cancelRequested: false });
+        expect(await three).toBeNull();
+        // The others are answered while b2's row is still held: its beat waits on its own.
+        expect(heldSettled).toBe(false);
+        // A later beat of b2 (another batch) waits too; once the row is free the two land in
+        // either order, and the older may not move the time or the progress back.
+        const later = s!.touchBuild('b2', leases.b2!, { now: 6000, progress: 3 });
+        await new Promise((r) => setTimeout(r, 50));
+        await other.query('COMMIT');
+        expect(await held).toEqual({ status: 'assigned', cancelRequested: false });
+        expect(await later).toEqual({ status: 'assigned', cancelRequested: false });
+        const rows = await query<{ id: string; last_heartbeat_at: string; progress: number | null }>(url, `SELECT id, last_heartbeat_at::text, progress FROM builds ORDER BY id`);
+        expect(rows.map((r) => [r.id, Number(r.last_heartbeat_at), r.progress])).toEqual([
+          ['b1', 5000, null],
+          ['b2', 6000, 3],
+          ['b3', 1003, null],
+        ]);
+      } finally {
+        await other.end();
+      }
+    });
+  });
+
   it('two appenders at the same offset on two controllers: one appends, the other conflicts or repeats', async () => {
     await withDatabase(2, async ([a, b]) => {
       await a!.migrate();

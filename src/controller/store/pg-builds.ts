@@ -23,16 +23,30 @@ import type { AppendLogResult, AttemptEnd, BuildPulse, BuildRecord, Claim, Claim
 import { asSubmitted, newAttempt, newBuildValues } from './submit-claim.ts';
 import { TouchBatch, type TouchRow } from './touch-batch.ts';
 
-// The fenced heartbeat touch of many builds (a batch never holds one build twice), each row's
-// answer keyed by its position in the arrays; a row that does not match returns nothing. The rows
-// are locked first, in id order (`l`): the join below may scan the table in any order (a hash
-// join for a large batch), and two overlapping batches locking in different orders deadlock.
+// The fenced heartbeat touch of many builds (a batch never holds one build twice), one answer row
+// per input row, by its position in the arrays: `status` null where the fenced write matched
+// nothing. The rows are locked first, in id order (`l`): the join below may scan the table in any
+// order (a hash join for a large batch), and two overlapping batches locking in different orders
+// deadlock. A row another transaction holds is skipped (`locked` false) and touched on its own
+// (TOUCH_ONE): its lock wait must not hold up the batch, nor the batches queued behind it.
 const TOUCH_MANY = `
-  WITH l AS MATERIALIZED (SELECT id FROM builds WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE)
-  UPDATE builds b SET last_heartbeat_at = v.now, progress = COALESCE(v.progress, b.progress)
-  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[]) WITH ORDINALITY AS v(id, lease, now, progress, i)
-  WHERE b.id = v.id AND b.id IN (SELECT id FROM l) AND b.lease = v.lease AND b.status IN ${ACTIVE_SQL}
-  RETURNING v.i::int AS i, b.status, b.cancel_requested`;
+  WITH l AS MATERIALIZED (SELECT id FROM builds WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE SKIP LOCKED),
+  u AS (
+    UPDATE builds b SET last_heartbeat_at = v.now, progress = COALESCE(v.progress, b.progress)
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[]) WITH ORDINALITY AS v(id, lease, now, progress, i)
+    WHERE b.id = v.id AND b.id IN (SELECT id FROM l) AND b.lease = v.lease AND b.status IN ${ACTIVE_SQL}
+    RETURNING v.i, b.status, b.cancel_requested)
+  SELECT v.i::int AS i, u.status, u.cancel_requested, v.id IN (SELECT id FROM l) AS locked
+  FROM unnest($1::text[]) WITH ORDINALITY AS v(id, i) LEFT JOIN u ON u.i = v.i`;
+
+// One build's fenced touch, for a row the batch found locked. It may commit after a later beat of
+// the same build did (that beat's batch found the row free first): the time never goes back.
+const TOUCH_ONE = `
+  UPDATE builds SET
+    progress = CASE WHEN $3::bigint >= last_heartbeat_at THEN COALESCE($4::int, progress) ELSE progress END,
+    last_heartbeat_at = GREATEST(last_heartbeat_at, $3::bigint)
+  WHERE id = $1 AND lease = $2 AND status IN ${ACTIVE_SQL}
+  RETURNING status, cancel_requested`;
 
 // The worker's drain flag is read in a one-time filter before the scan: a worker gone or drained
 // picks nothing. Labels are JSON arrays; `<@` on jsonb arrays is "every element of the left is in
@@ -236,22 +250,35 @@ export class PgBuilds {
     return this.touches.touch(id, lease, u);
   }
 
-  /** Writes the touches still queued (before the pool closes). */
+  /** Writes the touches still queued, and waits for those touched on their own (before the pool closes). */
   flushTouches(): Promise<void> {
-    return this.touches.flush();
+    return this.touches.settle();
   }
 
-  /** One group commit of heartbeat touches (`touch-batch.ts`): one statement for the batch. */
-  private async touchMany(rows: readonly TouchRow[]): Promise<(BuildPulse | null)[]> {
+  /**
+   * One group commit of heartbeat touches (`touch-batch.ts`): one statement for the batch; a row
+   * another transaction holds is answered later, by its own statement (TOUCH_MANY says why).
+   */
+  private async touchMany(rows: readonly TouchRow[]): Promise<(BuildPulse | null | Promise<BuildPulse | null>)[]> {
     // Locked in id order by the statement itself (TOUCH_MANY); a deadlock with another
     // multi-row writer locking in another order is still possible, and is tried once more.
     const order = rows.map((_, i) => i).sort((a, b) => (rows[a]!.id < rows[b]!.id ? -1 : rows[a]!.id > rows[b]!.id ? 1 : 0));
     const args = [order.map((i) => rows[i]!.id), order.map((i) => rows[i]!.lease), order.map((i) => rows[i]!.now), order.map((i) => rows[i]!.progress)];
-    const once = () => run<{ i: number; status: BuildPulse['status']; cancel_requested: number }>(this.db.pool, TOUCH_MANY, args);
+    const once = () => run<{ i: number; status: BuildPulse['status'] | null; cancel_requested: number | null; locked: boolean }>(this.db.pool, TOUCH_MANY, args);
     const r = await once().catch((err: unknown) => (sqlState(err) === '40P01' ? once() : Promise.reject(err)));
-    const out: (BuildPulse | null)[] = rows.map(() => null);
-    for (const row of r.rows) out[order[row.i - 1]!] = { status: row.status, cancelRequested: row.cancel_requested === 1 };
+    const out: (BuildPulse | null | Promise<BuildPulse | null>)[] = rows.map(() => null);
+    for (const row of r.rows) {
+      const k = order[row.i - 1]!;
+      if (!row.locked) out[k] = this.touchOne(rows[k]!);
+      else if (row.status !== null) out[k] = { status: row.status, cancelRequested: row.cancel_requested === 1 };
+    }
     return out;
+  }
+
+  private async touchOne(t: TouchRow): Promise<BuildPulse | null> {
+    const r = await run<{ status: BuildPulse['status']; cancel_requested: number }>(this.db.pool, TOUCH_ONE, [t.id, t.lease, t.now, t.progress]);
+    const row = r.rows[0];
+    return row === undefined ? null : { status: row.status, cancelRequested: row.cancel_requested === 1 };
   }
 
   async setBuildPhase(id: string, lease: string, from: readonly ActiveBuildStatus[], to: ActiveBuildStatus, now: number): Promise<boolean> {

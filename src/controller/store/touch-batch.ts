@@ -25,10 +25,14 @@ export interface TouchRow {
 
 /**
  * Writes one batch and answers each row in order: the row's pulse, `null` where the fenced write
- * matched nothing, or an `Error` for a row that failed on its own while the others committed.
- * A thrown error (or a rejection) fails the whole batch. A batch never holds one build twice.
+ * matched nothing, an `Error` for a row that failed on its own while the others committed, or a
+ * promise of the row's answer for a row written on its own later (PostgreSQL: a row another
+ * transaction holds must not hold up the batch). A thrown error (or a rejection) fails the whole
+ * batch. A batch never holds one build twice.
  */
-export type TouchWriter = (rows: readonly TouchRow[]) => Promise<readonly (BuildPulse | null | Error)[]> | readonly (BuildPulse | null | Error)[];
+export type TouchWriter = (
+  rows: readonly TouchRow[],
+) => Promise<readonly (BuildPulse | null | Error | Promise<BuildPulse | null>)[]> | readonly (BuildPulse | null | Error | Promise<BuildPulse | null>)[];
 
 interface Pending {
   row: TouchRow;
@@ -43,6 +47,8 @@ export class TouchBatch {
   private scheduled = false;
   /** The flush in progress (never rejects): the next one waits for it. */
   private flushing: Promise<void> = Promise.resolve();
+  /** Rows a batch left to be answered later (their own statements), until they settle. */
+  private readonly answeredLater = new Set<Promise<unknown>>();
 
   constructor(write: TouchWriter) {
     this.write = write;
@@ -72,6 +78,12 @@ export class TouchBatch {
     return next;
   }
 
+  /** Writes everything queued, then waits for the rows answered later: what a close needs. */
+  async settle(): Promise<void> {
+    await this.flush();
+    await Promise.allSettled([...this.answeredLater]);
+  }
+
   private async flushQueued(): Promise<void> {
     const all = this.queue;
     this.queue = [];
@@ -95,7 +107,7 @@ export class TouchBatch {
   }
 
   private async writeBatch(batch: Pending[]): Promise<void> {
-    let results: readonly (BuildPulse | null | Error)[];
+    let results: Awaited<ReturnType<TouchWriter>>;
     try {
       results = await this.write(batch.map((p) => p.row));
     } catch (err) {
@@ -105,7 +117,10 @@ export class TouchBatch {
     batch.forEach((p, i) => {
       const r = results[i];
       if (r instanceof Error) p.reject(r);
-      else p.resolve(r ?? null);
+      else if (r instanceof Promise) {
+        const settled = r.then(p.resolve, p.reject).finally(() => this.answeredLater.delete(settled));
+        this.answeredLater.add(settled);
+      } else p.resolve(r ?? null);
     });
   }
 }
