@@ -12,7 +12,9 @@
  *
  * `node bench/agent/modules.ts` (after `npm run build`) prints these tables and the idle RSS of
  * a real agent (controller, tart simulator, no builds) beside bare Node — the quick run for this
- * part alone; bench/agent/run.ts prints the same rows among the rest.
+ * part alone; bench/agent/run.ts prints the same rows among the rest. The farm starts the agent
+ * as its LaunchDaemon does, under AGENT_NODE_FLAGS (src/agent/node-flags.ts); the module
+ * table's children load code only and run without them.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
