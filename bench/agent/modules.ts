@@ -12,21 +12,25 @@
  *
  * `node bench/agent/modules.ts` (after `npm run build`) prints these tables and the idle RSS of
  * a real agent (controller, tart simulator, no builds) beside bare Node — the quick run for this
- * part alone; bench/agent/run.ts prints the same rows among the rest.
+ * part alone; bench/agent/run.ts prints the same rows among the rest. The farm starts the agent
+ * as its LaunchDaemon does, under AGENT_NODE_FLAGS (src/agent/node-flags.ts); the module
+ * table's children load code only and run without them.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { sampleProcess, table } from '../lib.ts';
 
 /** The heavy packages the idle agent loads; their leave-one-out shares are the table's rows. */
-const IDLE_PACKAGES = [
+const IDLE_PACKAGES: { what: string; spec?: string; file?: string }[] = [
   { what: 'pino (logging)', spec: 'pino' },
-  { what: 'prom-client (metrics; with the node:https, TLS, zlib, @opentelemetry/api it requires)', spec: 'prom-client' },
+  { what: 'prom-client: Registry, Counter, Gauge, Histogram, default metrics (sys/prom-lite.ts)', file: 'dist/src/sys/prom-lite.js' },
   { what: 'node-cron (maintenance schedule, cron check of the config)', spec: 'node-cron' },
   { what: 'p-retry (controller client)', spec: 'p-retry' },
 ];
 /** What the agent no longer loads while it idles, measured on top of the idle graph. */
 const NOT_IDLE = [
+  { what: "not idle: prom-client's index (Pushgateway: node:https, TLS, zlib; Summary; cluster)", spec: 'prom-client' },
+  { what: "not idle: @opentelemetry/api (prom-client's CPU metric's exemplars)", spec: '@opentelemetry/api' },
   { what: 'not idle: undici (replaced by node:http in the controller client)', spec: 'undici' },
   { what: 'not idle: typebox + protocol schemas (route table split: agent-routes.ts)', file: 'dist/src/protocol/routes.js' },
   { what: 'not idle: conf (+ ajv, semver, atomically; the config is plain JSON read)', spec: 'conf' },

@@ -23,7 +23,7 @@
  * A cache is an optimization: a cache that cannot be copied or linked is noted in the build's
  * log and left out; the build goes on without it.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../sys/prom-lite.ts';
 import { isBuildId } from '../protocol/domain.ts';
 import type { SshSession } from '../sys/ssh.ts';
 import { shellQuote } from '../sys/ssh.ts';

@@ -5,7 +5,7 @@
  * conventions: one `expo_worker_agent_` prefix, base units, `_total` counters, no build ids.
  * `docs/metrics.md` lists every metric; keep it in step.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from '../sys/prom-lite.ts';
 import type { FailureReason } from '../protocol/domain.ts';
 import { collectProcessMetrics } from '../sys/process-metrics.ts';
 import type { VmPreparePhase } from '../vm/ephemeral-vm.ts';

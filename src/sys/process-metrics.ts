@@ -3,7 +3,7 @@
  * GC) under a prefix, minus the three gauges it names `*_total` — `promtool check metrics`
  * rejects a non-counter with that suffix, and they add nothing the handle-free metrics lack.
  */
-import { collectDefaultMetrics, type Registry } from 'prom-client';
+import { collectDefaultMetrics, type Registry } from './prom-lite.ts';
 
 const MISNAMED = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 

@@ -31,9 +31,21 @@ const LAZY = [
 /**
  * What the idle agent does without (docs/benchmarks.md, Agent: the agent's memory by module): TypeBox and the protocol's
  * schemas (the client sends from the schema-free rows, protocol/agent-routes.ts), undici (the
- * client is on node:http) and conf (the config is read as plain JSON).
+ * client is on node:http), conf (the config is read as plain JSON) and prom-client's index.
  */
-const NOT_IDLE = [/\/node_modules\/typebox\//, /\/src\/protocol\/schemas\.ts$/, /\/src\/protocol\/routes\.ts$/, /\/node_modules\/undici\//, /\/node_modules\/conf\//, /\/node_modules\/ajv\//];
+const NOT_IDLE = [
+  /\/node_modules\/typebox\//,
+  /\/src\/protocol\/schemas\.ts$/,
+  /\/src\/protocol\/routes\.ts$/,
+  /\/node_modules\/undici\//,
+  /\/node_modules\/conf\//,
+  /\/node_modules\/ajv\//,
+  // prom-client's index (its Pushgateway loads node:https, TLS, zlib) and the CPU metric's
+  // exemplar source: the agent requires the metric classes and default metrics alone (sys/prom-lite.ts).
+  /\/node_modules\/prom-client\/index\.js$/,
+  /\/node_modules\/prom-client\/lib\/pushgateway\.js$/,
+  /\/node_modules\/@opentelemetry\//,
+];
 
 let farm: Farm | undefined;
 let dir: string | undefined;
@@ -65,6 +77,8 @@ describe('the lean agent', () => {
     // The trace works: the agent's own modules are in it.
     expect(idle.some((u) => u.endsWith('/src/agent/agent.ts'))).toBe(true);
     expect(idle.some((u) => u.endsWith('/src/agent/controller-client.ts'))).toBe(true);
+    // …and so are the CommonJS files it requires (prom-client's, beside its index).
+    expect(idle.some((u) => u.endsWith('/node_modules/prom-client/lib/registry.js'))).toBe(true);
     for (const lazy of [...LAZY, ...NOT_IDLE]) expect(idle.filter((u) => lazy.test(u)), String(lazy)).toEqual([]);
 
     const id = await farm.submit({

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AGENT_NODE_FLAGS } from '../../src/agent/node-flags.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 const CLI = join(ROOT, 'src', 'cli.ts');
@@ -59,7 +60,7 @@ describe('expo-worker install --dry-run', () => {
     expect(r.code).toBe(0);
     expect(await parsePlist(r.out)).toEqual({
       Label: LABEL,
-      ProgramArguments: [process.execPath, join(ROOT, 'dist', 'src', 'cli.js'), 'agent', '--config', config],
+      ProgramArguments: [process.execPath, ...AGENT_NODE_FLAGS, join(ROOT, 'dist', 'src', 'cli.js'), 'agent', '--config', config],
       UserName: 'builder',
       WorkingDirectory: '/Users/builder',
       EnvironmentVariables: { PATH: '/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', HOME: '/Users/builder', USER: 'builder' },
@@ -90,7 +91,7 @@ describe('expo-worker install --dry-run', () => {
     expect(r.code).toBe(0);
     expect(r.out).toContain('a &amp; &lt;b&gt; &quot;c&quot;.json');
     const parsed = await parsePlist(r.out);
-    expect((parsed.ProgramArguments as string[])[4]).toBe(odd);
+    expect((parsed.ProgramArguments as string[]).at(-1)).toBe(odd);
     expect(parsed).toMatchObject({ UserName: 'ci.runner', ExitTimeOut: 7200, StandardOutPath: join(dir, 'logs', 'agent.log'), StandardErrorPath: join(dir, 'logs', 'agent.err.log') });
     expect(commands(r.out)).toContain(`$ /bin/launchctl bootstrap system ${plist}`);
   });

@@ -10,6 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { request } from 'undici';
+import { AGENT_NODE_FLAGS } from '../../src/agent/node-flags.ts';
 import { pathOf, ROUTES } from '../../src/protocol/routes.ts';
 import { CLI, startControllerProcess, type ControllerProcess } from './controller-process.ts';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
@@ -199,7 +200,8 @@ export async function startFarm(o: FarmOptions = {}): Promise<Farm> {
 }
 
 function startAgentProcess(cli: string, configPath: string, env: NodeJS.ProcessEnv): AgentProcess {
-  const proc = spawn(process.execPath, [cli, 'agent', '--config', configPath, '--log-level', 'debug'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Launched as the LaunchDaemon and bin/expo-worker launch it, so the benchmarks measure that.
+  const proc = spawn(process.execPath, [...AGENT_NODE_FLAGS, cli, 'agent', '--config', configPath, '--log-level', 'debug'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const waiters: { text: string; where?: (e: Record<string, unknown>) => boolean; resolve: (e: Record<string, unknown>) => void }[] = [];
   const onLine = (line: string) => {
